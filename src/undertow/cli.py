@@ -1,0 +1,112 @@
+"""The ``undertow`` command.
+
+Each subcommand lives in ``undertow/commands/<name>.py`` and provides
+``register(subparsers, common) -> argparse.ArgumentParser`` (which must call
+``set_defaults(func=run)``) and ``run(args) -> int``. This module only wires
+them together and turns :class:`~undertow.errors.UndertowError` into one clear
+message with hints (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from . import __version__
+from .errors import UndertowError
+
+# Subcommand modules, in the order `undertow --help` lists them. A module that
+# does not exist yet is skipped, so commands can land one by one.
+COMMANDS: List[str] = [
+    "doctor",
+    "list",
+    "trace",
+    "run",
+    "cleanup",
+    "dns",
+    "icmp",
+    "arp",
+    "filewatch",
+    "inbound",
+    "connect",
+    "exec",
+    "exit",
+    "modules",
+]
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (after the subcommand name too)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks and internal logs (verifier log, listings)")
+    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="say which kernel mechanisms were chosen and why")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="undertow",
+        description="Ask the running Linux kernel what is happening right now: "
+        "tracepoints, uprobes, kprobes and BPF from pure Python.",
+        epilog="Run 'undertow doctor' first to see what this kernel offers.",
+    )
+    parser.add_argument("--version", action="version", version=f"undertow {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and internal logs")
+    parser.add_argument("--verbose", action="count", default=0,
+                        help="say which kernel mechanisms were chosen and why")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"undertow.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"undertow.commands.{name}":
+                continue
+            raise
+        mod.register(sub, common)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug = bool(getattr(args, "debug", False))
+    args.verbose = int(getattr(args, "verbose", 0) or 0)
+    if os.environ.get("UNDERTOW_DEBUG"):
+        args.debug = True
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except UndertowError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"undertow {args.command}: " + e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): exit quietly, as coreutils do.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+def entry() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

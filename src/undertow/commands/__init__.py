@@ -1,0 +1,1 @@
+"""Subcommands of the ``undertow`` CLI, one module each (see ``undertow.cli``)."""

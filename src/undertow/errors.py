@@ -1,0 +1,245 @@
+"""The UndertowError tree.
+
+Every error a user can provoke is an :class:`UndertowError`: a one-line message
+plus *hints* (what to do instead). Errors about something the user typed carry
+the source text and a :class:`Span` so the CLI can draw a caret under the bad
+part. Classes also subclass the matching builtin (``LookupError``,
+``PermissionError``, ``OSError``...) so library users can catch them the
+ordinary way, as drgn does.
+
+The library never prints: it raises these; ``undertow.cli`` renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class Span:
+    """Half-open character range ``[start, end)`` in a source text."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            object.__setattr__(self, "end", self.start)
+
+    def to(self, other: "Span") -> "Span":
+        """The span covering both ``self`` and ``other``."""
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+class UndertowError(Exception):
+    """Base of every error undertow raises on purpose.
+
+    ``message`` is one line saying what is wrong; ``hints`` are lines saying
+    what to do instead.
+    """
+
+    def __init__(self, message: str, *, hints: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hints: List[str] = [h for h in hints if h]
+
+    def add_hint(self, hint: str) -> "UndertowError":
+        if hint and hint not in self.hints:
+            self.hints.append(hint)
+        return self
+
+    def render(self) -> str:
+        """Human text: ``error: message`` then one ``hint:`` line per hint."""
+        lines = [f"error: {self.message}"]
+        lines += [f"hint: {h}" for h in self.hints]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SourceError(UndertowError):
+    """An error located in text the user wrote (a probe line, a bt program).
+
+    ``source`` is the whole text, ``span`` the offending range, ``origin`` a
+    name for the text (``<cmdline>``, a file name).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        span: Optional[Span] = None,
+        origin: str = "<input>",
+        hints: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message, hints=hints)
+        self.source = source
+        self.span = span
+        self.origin = origin
+
+    def locate(self, source: str, span: Span, origin: Optional[str] = None) -> "SourceError":
+        """Attach a source location when the raiser did not know it."""
+        self.source, self.span = source, span
+        if origin:
+            self.origin = origin
+        return self
+
+    def render(self) -> str:
+        if self.span is None or not self.source:
+            return super().render()
+        return render_caret(
+            self.source, self.span, f"error: {self.message}", self.hints, self.origin
+        )
+
+
+def render_caret(
+    source: str, span: Span, headline: str, hints: Sequence[str] = (), origin: str = "<input>"
+) -> str:
+    """Render ``origin:line:col: headline``, the source line, and ``^~~~`` under the span.
+
+    Control characters in the echoed line are shown escaped so a hostile input
+    cannot drive the terminal; the caret column accounts for the escaping.
+    """
+    start = max(0, min(span.start, len(source)))
+    end = max(start, min(span.end, len(source)))
+    line_start = source.rfind("\n", 0, start) + 1
+    line_end = source.find("\n", start)
+    if line_end < 0:
+        line_end = len(source)
+    lineno = source.count("\n", 0, start) + 1
+    text = source[line_start:line_end]
+    col = start - line_start
+    width = max(1, min(end, line_end) - start)
+    shown_before = _escape(text[:col])
+    shown_span = _escape(text[col : col + width]) or " "
+    out = [f"{origin}:{lineno}:{col + 1}: {headline}", "  " + _escape(text)]
+    out.append("  " + " " * len(shown_before) + "^" + "~" * (len(shown_span) - 1))
+    out += [f"hint: {h}" for h in hints]
+    return "\n".join(out)
+
+
+def _escape(text: str) -> str:
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch == "\t":
+            out.append(" ")
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class ParseError(SourceError, SyntaxError):
+    """The text does not follow the grammar."""
+
+    def __init__(self, message: str, **kw) -> None:  # type: ignore[no-untyped-def]
+        SourceError.__init__(self, message, **kw)
+
+
+class ResolveError(SourceError, LookupError):
+    """A name in the text (symbol, member, field, event) does not exist here."""
+
+
+class TypeCheckError(SourceError, TypeError):
+    """The text is well-formed but its types do not fit (e.g. ``->`` on a non-pointer)."""
+
+
+class NeedRootError(UndertowError, PermissionError):
+    """The operation needs privileges (root, CAP_BPF, CAP_PERFMON...)."""
+
+
+class FeatureUnavailableError(UndertowError):
+    """The running kernel lacks a feature; hints name what can serve instead."""
+
+    def __init__(self, feature: str, message: str, *, hints: Iterable[str] = ()) -> None:
+        super().__init__(message, hints=hints)
+        self.feature = feature
+
+
+class TracefsError(UndertowError, OSError):
+    """tracefs is missing, not mountable, or refused a write.
+
+    ``kernel_log`` holds the matching lines of tracefs ``error_log`` when the
+    kernel explained itself there.
+    """
+
+    def __init__(self, message: str, *, hints: Iterable[str] = (), kernel_log: str = "") -> None:
+        super().__init__(message, hints=hints)
+        self.kernel_log = kernel_log
+
+    def render(self) -> str:
+        text = super().render()
+        if self.kernel_log:
+            text += "\nkernel said:\n" + "\n".join("  " + l for l in self.kernel_log.splitlines())
+        return text
+
+
+class BTFError(UndertowError):
+    """BTF is missing or malformed."""
+
+
+class UnknownTypeError(BTFError, LookupError):
+    """No such type in BTF."""
+
+
+class UnknownMemberError(BTFError, LookupError):
+    """No such member in a struct/union; hints name the closest members."""
+
+
+class ELFError(UndertowError):
+    """An ELF file is missing, malformed, or of the wrong architecture."""
+
+
+class SymbolNotFoundError(UndertowError, LookupError):
+    """A kernel or user-space symbol does not exist."""
+
+
+class BPFError(UndertowError, OSError):
+    """bpf(2) or perf_event_open(2) failed."""
+
+    def __init__(self, message: str, *, errno: int = 0, hints: Iterable[str] = ()) -> None:
+        UndertowError.__init__(self, message, hints=hints)
+        self.errno = errno
+
+
+class VerifierError(BPFError):
+    """The BPF verifier rejected a program; ``log`` is its full log."""
+
+    def __init__(self, message: str, *, log: str = "", errno: int = 0, hints: Iterable[str] = ()) -> None:
+        super().__init__(message, errno=errno, hints=hints)
+        self.log = log
+
+
+class UsageError(UndertowError):
+    """Bad command-line usage that argparse could not catch."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
+    """The ``n`` candidates closest to ``name`` (for "did you mean" hints)."""
+    import difflib
+
+    pool = list(dict.fromkeys(candidates))
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
+    if len(found) < n:
+        low = name.lower()
+        for c in pool:
+            if c not in found and low and (low in c.lower() or c.lower() in low):
+                found.append(c)
+                if len(found) >= n:
+                    break
+    return found
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """A hint line ``did you mean a, b or c?``, or ``""`` when nothing is close."""
+    found = closest(name, candidates, n)
+    if not found:
+        return ""
+    if len(found) == 1:
+        return f"did you mean {found[0]}?"
+    return "did you mean " + ", ".join(found[:-1]) + f" or {found[-1]}?"

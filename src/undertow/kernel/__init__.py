@@ -1,0 +1,70 @@
+"""One view of the kernel: tracefs, BTF, kallsyms, ELF files, feature probes.
+
+Everything that reads /proc, /sys, tracefs, BTF or ELF files lives in this
+package; nothing here imports from ``undertow.lang``, ``undertow.backends`` or
+the CLI. :class:`Kernel` bundles the readers for one :class:`Roots` and builds
+each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .roots import Roots
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .btf import BTF
+    from .features import Features
+    from .kallsyms import Kallsyms
+    from .tracefs import Tracefs
+
+__all__ = ["Kernel", "Roots"]
+
+
+class Kernel:
+    """Lazy accessors for the facts of one kernel.
+
+    ``Kernel()`` is the running kernel (``Roots.from_env()``); tests pass a
+    ``Roots`` pointing at fixtures.
+    """
+
+    def __init__(self, roots: Optional[Roots] = None) -> None:
+        self.roots = roots or Roots.from_env()
+        self._tracefs: "Optional[Tracefs]" = None
+        self._btf: "Optional[BTF]" = None
+        self._kallsyms: "Optional[Kallsyms]" = None
+        self._features: "Optional[Features]" = None
+
+    def tracefs(self, mount: bool = True) -> "Tracefs":
+        """The tracefs mount (mounted first when absent, ``mount`` is true and we are root).
+
+        Raises :class:`undertow.errors.TracefsError` with a hint when unusable.
+        """
+        if self._tracefs is None:
+            from .tracefs import open_tracefs
+
+            self._tracefs = open_tracefs(self.roots, mount=mount)
+        return self._tracefs
+
+    def btf(self) -> "BTF":
+        """vmlinux BTF (lazy index). Raises :class:`undertow.errors.BTFError` when absent."""
+        if self._btf is None:
+            from .btf import load_vmlinux
+
+            self._btf = load_vmlinux(self.roots)
+        return self._btf
+
+    def kallsyms(self) -> "Kallsyms":
+        if self._kallsyms is None:
+            from .kallsyms import load_kallsyms
+
+            self._kallsyms = load_kallsyms(self.roots)
+        return self._kallsyms
+
+    def features(self) -> "Features":
+        """Feature probes, cached per boot."""
+        if self._features is None:
+            from .features import detect_features
+
+            self._features = detect_features(self)
+        return self._features
