@@ -224,11 +224,20 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
     import difflib
 
     pool = list(dict.fromkeys(candidates))
-    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
-    if len(found) < n:
+    scored = []
+    for c in pool:
+        m = difflib.SequenceMatcher(None, name, c)
+        if m.real_quick_ratio() >= 0.6 and m.quick_ratio() >= 0.6:
+            r = m.ratio()
+            if r >= 0.6:
+                scored.append((r, c))
+    scored.sort(key=lambda t: -t[0])
+    # keep only candidates about as close as the best one
+    found = [c for r, c in scored if r >= scored[0][0] - 0.08][:n] if scored else []
+    if not found:
         low = name.lower()
         for c in pool:
-            if c not in found and low and (low in c.lower() or c.lower() in low):
+            if low and (low in c.lower() or c.lower() in low):
                 found.append(c)
                 if len(found) >= n:
                     break
