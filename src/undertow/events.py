@@ -1,0 +1,110 @@
+"""The Event record every backend yields and every output renders.
+
+Backends decode kernel records (ftrace ring-buffer entries, BPF ring-buffer
+samples) into :class:`Event`; loss is reported in-band as :class:`Lost` so a
+consumer iterating a session sees *when* data went missing, and in the
+session's :class:`Stats` at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+# A stack frame: (address, symbol or None, offset within symbol, module or None).
+Frame = Tuple[int, Optional[str], int, Optional[str]]
+
+
+@dataclass
+class Event:
+    """One traced occurrence.
+
+    ``ts``: kernel monotonic time in nanoseconds (CLOCK_MONOTONIC for ftrace
+    with trace_clock=mono, bpf_ktime_get_ns for BPF). ``pid`` is the thread
+    group id (user-space "pid"), ``tid`` the thread id (kernel "pid").
+    ``probe`` names the probe (event name, bpftrace probe spec). ``fields``
+    holds the decoded values in probe order: ints, str, bytes (raw payloads
+    kept raw), lists. ``errors`` maps a field name to why its value could not
+    be read (``"EFAULT"`` at syscall entry), so a failed read is reported,
+    never silently zero.
+    """
+
+    ts: int
+    cpu: int
+    pid: int
+    tid: int
+    comm: str
+    probe: str
+    fields: Dict[str, Any] = field(default_factory=dict)
+    stack: Optional[List[Frame]] = None
+    ustack: Optional[List[Frame]] = None
+    errors: Dict[str, str] = field(default_factory=dict)
+    formats: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-ready dict (the ``--json`` shape: ts cpu pid tid comm probe + fields)."""
+        d: Dict[str, Any] = {
+            "ts": self.ts, "cpu": self.cpu, "pid": self.pid, "tid": self.tid,
+            "comm": self.comm, "probe": self.probe,
+        }
+        d["fields"] = dict(self.fields)
+        if self.errors:
+            d["errors"] = dict(self.errors)
+        if self.stack is not None:
+            d["stack"] = [_frame_dict(f) for f in self.stack]
+        if self.ustack is not None:
+            d["ustack"] = [_frame_dict(f) for f in self.ustack]
+        return d
+
+
+def _frame_dict(f: Frame) -> Dict[str, Any]:
+    addr, sym, off, mod = f
+    out: Dict[str, Any] = {"addr": f"{addr:#x}"}
+    if sym:
+        out["sym"] = sym
+        out["off"] = off
+    if mod:
+        out["module"] = mod
+    return out
+
+
+@dataclass
+class Lost:
+    """``count`` events lost on ``cpu`` (``None``: unknown CPU) because ``reason``.
+
+    Reasons: ``"overrun"`` (ftrace ring buffer overwrote unread pages),
+    ``"ringbuf_full"`` (BPF ring buffer reserve failed), ``"read_fault"``
+    (a probe_read returned an error), ``"decode"`` (a record could not be
+    decoded; its bytes are in ``raw``).
+    """
+
+    count: int
+    reason: str
+    cpu: Optional[int] = None
+    probe: Optional[str] = None
+    raw: Optional[bytes] = None
+
+
+Record = Union[Event, Lost]
+
+
+@dataclass
+class Stats:
+    """Per-session totals shown in the exit summary."""
+
+    events: Dict[str, int] = field(default_factory=dict)
+    lost: Dict[str, int] = field(default_factory=dict)
+
+    def count_event(self, probe: str, n: int = 1) -> None:
+        self.events[probe] = self.events.get(probe, 0) + n
+
+    def count_lost(self, reason: str, n: int) -> None:
+        self.lost[reason] = self.lost.get(reason, 0) + n
+
+    @property
+    def total_events(self) -> int:
+        return sum(self.events.values())
+
+    @property
+    def total_lost(self) -> int:
+        return sum(self.lost.values())
