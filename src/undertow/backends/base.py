@@ -1,0 +1,108 @@
+"""What a backend is: check -> compile to a Plan -> attach as a Session.
+
+A backend says whether it can run a resolved :class:`~undertow.lang.ir.Program`
+on a kernel (and why not, per probe, with the span of the node it cannot run),
+compiles it to a :class:`Plan` that can be shown without running (``-S``), and
+attaches the plan as a :class:`Session` that yields :class:`~undertow.events.Event`
+and :class:`~undertow.events.Lost` records. ``auto`` (see :func:`choose`) asks
+each backend in turn and reports why one was refused.
+
+Sessions own their kernel objects (tracefs instance and probes, BPF fds and
+links) and remove them on ``close()``, which is idempotent and is called on
+normal exit, on exceptions (context manager) and from signal handlers.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
+
+from ..errors import Span, UndertowError
+from ..events import Record, Stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..kernel import Kernel
+    from ..lang.ir import Program
+
+
+@dataclass
+class Refusal:
+    """Why a backend cannot run (part of) a program: a message, the span, hints."""
+
+    message: str
+    span: Optional[Span] = None
+    hints: List[str] = field(default_factory=list)
+    probe_index: Optional[int] = None
+
+
+class Plan(abc.ABC):
+    """A compiled program, ready to attach, showable without running."""
+
+    backend: str = ""
+
+    @abc.abstractmethod
+    def render(self) -> str:
+        """The exact text shown by ``-S``: tracefs lines and filters, or the BPF listing."""
+
+
+class Session(abc.ABC):
+    """An attached program. Iterate it (or call :meth:`poll`) for records."""
+
+    stats: Stats
+
+    @abc.abstractmethod
+    def poll(self, timeout: Optional[float] = None) -> List[Record]:
+        """Records available now, waiting up to ``timeout`` seconds (None: block)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Detach and remove everything this session created. Idempotent."""
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            recs = self.poll(0.2)
+            yield from recs
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    @abc.abstractmethod
+    def check(self, program: "Program", kernel: "Kernel") -> List[Refusal]:
+        """Reasons this backend cannot run ``program`` here (empty: it can)."""
+
+    @abc.abstractmethod
+    def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
+        """Compile without touching the kernel's tracing state (works offline for ``-S``)."""
+
+    @abc.abstractmethod
+    def attach(self, plan: Plan, kernel: "Kernel") -> Session:
+        """Create the kernel objects and start tracing."""
+
+
+class NoBackendError(UndertowError):
+    """No backend can run the program; the message lists each backend's refusals."""
+
+
+def choose(backends: Sequence[Backend], program: "Program", kernel: "Kernel") -> Backend:
+    """The first backend whose :meth:`Backend.check` has no refusal.
+
+    Raises :class:`NoBackendError` naming each backend's first refusal.
+    """
+    why: List[str] = []
+    hints: List[str] = []
+    for b in backends:
+        refusals = b.check(program, kernel)
+        if not refusals:
+            return b
+        why.append(f"{b.name}: {refusals[0].message}")
+        for r in refusals:
+            hints.extend(h for h in r.hints if h not in hints)
+    raise NoBackendError("no backend can run this program (" + "; ".join(why) + ")", hints=hints)
