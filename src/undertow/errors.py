@@ -252,3 +252,15 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     if len(found) == 1:
         return f"did you mean {found[0]}?"
     return "did you mean " + ", ".join(found[:-1]) + f" or {found[-1]}?"
+
+
+class UnknownEventError(TracefsError, LookupError):
+    """No such trace event (``group:event``) in tracefs; hints name the closest events."""
+
+
+class UnknownFieldError(UndertowError, LookupError):
+    """A trace event has no field of that name; hints name the closest fields."""
+
+
+class TracefsPermissionError(TracefsError, NeedRootError):
+    """tracefs exists or could be mounted, but only root may use it."""
