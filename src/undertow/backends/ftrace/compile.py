@@ -1,0 +1,417 @@
+"""Compile resolved IR to ftrace: kprobe_events / uprobe_events lines and event filters.
+
+The fetch-argument grammar is the kernel's (Documentation/trace/kprobetrace.rst,
+Documentation/trace/uprobetracer.rst)::
+
+    NAME=FETCHARG[:TYPE]     FETCHARG: %REG  $argN  $retval  $comm  @SYM  +|-[u]OFFS(FETCHARG)
+    TYPE: u8..u64 s8..s64 x8..x64 string ustring symbol  b<width>@<bit-offset>/<container-bits>  T[N]
+
+A member chain becomes nested dereferences: ``sk->__sk_common.skc_daddr`` is
+``+<offset of skc_daddr within sock>(%di):u32`` (``.`` members add up their
+offsets; each ``->`` is one more ``+off(...)``). A ``char[]`` member is read with
+``:string`` at its address, a ``char *`` with ``+0(<pointer>):string``.
+
+What ftrace cannot express is refused with the span of the node and a hint
+(arithmetic on fetched values, calls, aggregations, printf, skb headers found
+through ``skb->head``): the BPF backend runs those.
+
+Filters use the event filter grammar (Documentation/trace/events.rst, section
+5): ``field OP value`` combined with ``&& || !`` and parentheses; a field is a
+name the line defines or one of the event's fields (``common_pid``...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from ...errors import Span, TypeCheckError, UndertowError
+from ...lang import ir
+from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StrTy, Ty
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...kernel.arch import Arch
+
+DYNAMIC_KINDS = {"kprobe": "p", "kretprobe": "r", "uprobe": "p", "uretprobe": "r"}
+STRING_MAX_NOTE = "ftrace strings are read up to the kernel's limit (MAX_STRING_SIZE, 4096)"
+
+
+class FtraceUnsupported(UndertowError):
+    """A node the ftrace backend cannot run; carries the span for a caret."""
+
+    def __init__(self, message: str, span: Optional[Span], hints: Tuple[str, ...] = ()) -> None:
+        super().__init__(message, hints=hints or ("run it with --backend bpf",))
+        self.span = span
+
+
+@dataclass
+class OutField:
+    """How to show one fetched field: the name in the event, its ftrace type, the display fmt."""
+
+    name: str
+    ftype: str
+    fmt: Optional[str] = None
+
+
+@dataclass
+class EventSpec:
+    """One ftrace event a session enables.
+
+    ``definition`` is the line appended to ``definition_file`` (``kprobe_events``
+    or ``uprobe_events``) for dynamic probes; ``None`` for tracepoints.
+    ``filter`` is written to the event's ``filter`` file inside the instance.
+    """
+
+    group: str
+    event: str
+    kind: str
+    probe_name: str
+    definition: Optional[str] = None
+    definition_file: Optional[str] = None
+    filter: Optional[str] = None
+    fields: List[OutField] = field(default_factory=list)
+    stack: bool = False
+    probe_index: int = 0
+
+
+def session_group(pid: Optional[int] = None) -> str:
+    """Group (and name prefix) of one session's dynamic events: ``undertow_<pid>``."""
+    return f"undertow_{os.getpid() if pid is None else pid}"
+
+
+def compile_program(program: ir.Program, arch: "Arch", *, group: Optional[str] = None) -> List[EventSpec]:
+    """Compile every probe of a resolved program. Raises :class:`FtraceUnsupported`."""
+    group = group or session_group()
+    specs: List[EventSpec] = []
+    n = 0
+    for pi, probe in enumerate(program.probes):
+        for ap in probe.attach:
+            specs.append(_compile_probe(probe, ap, arch, group, n, pi, program))
+            n += 1
+    return specs
+
+
+def check_probe(probe: ir.Probe, arch: "Arch") -> Optional[FtraceUnsupported]:
+    """The first reason ftrace cannot run ``probe``, or None."""
+    try:
+        for ap in probe.attach:
+            _compile_probe(probe, ap, arch, "undertow_check", 0, 0, None)
+    except FtraceUnsupported as e:
+        return e
+    except TypeCheckError as e:
+        return FtraceUnsupported(e.message, e.span, tuple(e.hints))
+    return None
+
+
+def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str, n: int,
+                   pi: int, program: Optional[ir.Program]) -> EventSpec:
+    emits: List[ir.EmitField] = []
+    stack = bool(program and program.setting("stack"))
+    for a in probe.actions:
+        if isinstance(a, ir.Emit):
+            emits.extend(a.fields)
+            stack = stack or a.stack
+        else:
+            raise FtraceUnsupported(f"ftrace cannot run {type(a).__name__.lower()} actions", a.span)
+    if ap.kind == "tracepoint":
+        g, _, e = ap.target.partition(":")
+        spec = EventSpec(g, e, "tracepoint", probe.name or ap.target, stack=stack, probe_index=pi)
+        for f in emits:
+            if not isinstance(f.expr, ir.Field):
+                raise FtraceUnsupported(
+                    "ftrace shows a tracepoint's own fields only; computed fields need BPF", f.span or f.expr.span)
+            spec.fields.append(OutField(f.name, "", f.fmt))
+        if probe.filter is not None:
+            spec.filter = FilterCompiler({}, user=False).compile(probe.filter)
+        return spec
+    if ap.kind not in DYNAMIC_KINDS:
+        raise FtraceUnsupported(f"ftrace cannot attach {ap.kind} probes", ap.span)
+    user = ap.kind in ("uprobe", "uretprobe")
+    event = f"e{n}"
+    fc = FetchCompiler(arch, user=user, ret=ap.kind in ("kretprobe", "uretprobe"))
+    args: List[str] = []
+    fields: List[OutField] = []
+    consts: Dict[str, OutField] = {}
+    for f in emits:
+        if isinstance(f.expr, ir.Builtin) and f.expr.name == "stack":
+            stack = True
+            continue
+        fetch, ftype = fc.fetch(f.expr, f.fmt)
+        name = _field_name(f.name, f.span)
+        args.append(f"{name}={fetch}:{ftype}" if ftype else f"{name}={fetch}")
+        of = OutField(name, ftype, f.fmt or _default_fmt(f.expr.type, ftype))
+        fields.append(of)
+        consts[name] = of
+    if user:
+        if ap.file_offset is None:
+            raise FtraceUnsupported(f"uprobe {ap.describe()} has no resolved file offset", ap.span,
+                                    ("this is a bug: resolve the program first",))
+        where = f"{_quote_path(ap.path)}:{ap.file_offset:#x}"
+        dfile = "uprobe_events"
+    else:
+        where = ap.target + (f"+{ap.offset}" if ap.offset else "")
+        dfile = "kprobe_events"
+    definition = " ".join([f"{DYNAMIC_KINDS[ap.kind]}:{group}/{event}", where] + args)
+    spec = EventSpec(group, event, ap.kind, probe.name or ap.describe(), definition, dfile,
+                     fields=fields, stack=stack, probe_index=pi)
+    if probe.filter is not None:
+        spec.filter = FilterCompiler(consts, user=user).compile(probe.filter)
+    return spec
+
+
+def _quote_path(path: str) -> str:
+    if any(c.isspace() for c in path):
+        raise FtraceUnsupported(f"uprobe_events cannot name a path with spaces: {path!r}", None,
+                                ("copy or link the binary to a path without spaces",))
+    return path
+
+
+def _field_name(name: str, span: Optional[Span]) -> str:
+    if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
+        raise FtraceUnsupported(f"{name!r} is not a valid ftrace field name (letters, digits, _)", span,
+                                ("rename the field: NAME=EXPR",))
+    return name
+
+
+def _default_fmt(t: Optional[Ty], ftype: str) -> Optional[str]:
+    if ftype in ("string", "ustring"):
+        return "str"
+    if ftype.startswith("x"):
+        return "x"
+    return None
+
+
+class FetchCompiler:
+    """Turn an expression into a fetch argument and its type."""
+
+    def __init__(self, arch: "Arch", *, user: bool, ret: bool) -> None:
+        self.arch, self.user, self.ret = arch, user, ret
+
+    # A location is (fetch, offset): the bytes at address value(fetch) + offset.
+    def fetch(self, e: ir.Expr, fmt: Optional[str]) -> Tuple[str, str]:
+        t = e.type
+        if isinstance(e, ir.Builtin) and e.name == "comm":
+            return "$comm", "string"
+        if isinstance(e, ir.Cast) and not _needs_memory(e.expr):
+            return self.fetch_value_with_type(e.expr, t, fmt, e)
+        if _is_string_type(t):
+            return self._string(e)
+        if isinstance(e, (ir.Member, ir.Index, ir.Deref, ir.Payload)) or (isinstance(e, ir.Cast) and _needs_memory(e.expr)):
+            loc, off = self.location(e)
+            if isinstance(e, ir.Member) and e.bit_size:
+                cont = (t.size if t is not None and t.size else 4) * 8
+                return _deref(loc, off), f"b{e.bit_size}@{e.bit_offset or 0}/{cont}"
+            if isinstance(t, ArrayTy):
+                elem = t.elem
+                return _deref(loc, off), f"{_int_type(elem, fmt)}[{t.count}]"
+            return _deref(loc, off), _int_type(t, fmt)
+        return self.fetch_value_with_type(e, t, fmt, e)
+
+    def fetch_value_with_type(self, e: ir.Expr, t: Optional[Ty], fmt: Optional[str], at: ir.Expr) -> Tuple[str, str]:
+        if isinstance(t, RecordTy):
+            raise FtraceUnsupported(f"cannot print a whole {t}; pick a member", at.span)
+        return self.value(e), _int_type(t, fmt)
+
+    def _string(self, e: ir.Expr) -> Tuple[str, str]:
+        t = e.type
+        # uprobe memory reads are user reads already; a kprobe reading a __user
+        # pointer needs ustring (kprobetrace.rst, "ustring").
+        st = "ustring" if (not self.user and isinstance(t, PtrTy) and t.space == "user") else "string"
+        if isinstance(t, (ArrayTy, StrTy)) and isinstance(e, (ir.Member, ir.Index, ir.Deref)):
+            loc, off = self.location(e)
+            return _deref(loc, off), st
+        # char *: the string is at the pointer's value
+        return _deref(self.value(e), 0), st
+
+    def value(self, e: ir.Expr) -> str:
+        """A fetch argument yielding ``e``'s value (a register, a dereference...)."""
+        if isinstance(e, ir.Arg):
+            if e.index is None:
+                raise FtraceUnsupported("argument has no position (resolve first)", e.span)
+            if self.ret:
+                raise FtraceUnsupported("function arguments are not available at a return probe",
+                                        e.span, ("read the argument in a 'p' line, or use --backend bpf",))
+            try:
+                return "%" + self.arch.arg_reg(e.index)
+            except UndertowError:
+                return f"$arg{e.index + 1}"
+        if isinstance(e, ir.Register):
+            return "%" + e.name
+        if isinstance(e, ir.Retval):
+            if not self.ret:
+                raise FtraceUnsupported("$retval exists only at a return probe ('r' or 'R' lines)", e.span,
+                                        ("use 'r SYMBOL ...' to read the return value",))
+            return "$retval"
+        if isinstance(e, ir.Symbol):
+            return "@" + e.name
+        if isinstance(e, ir.Const) and isinstance(e.value, int):
+            return f"\\{e.value}"
+        if isinstance(e, ir.Cast):
+            return self.value(e.expr)
+        if isinstance(e, (ir.Member, ir.Index, ir.Deref)):
+            loc, off = self.location(e)
+            return _deref(loc, off)
+        if isinstance(e, ir.Builtin) and e.name == "comm":
+            return "$comm"
+        raise FtraceUnsupported(f"ftrace cannot compute {_describe(e)}", e.span)
+
+    def location(self, e: ir.Expr) -> Tuple[str, int]:
+        """``(fetch, off)`` such that ``e`` lives at memory address value(fetch) + off."""
+        if isinstance(e, ir.Member):
+            if e.offset is None:
+                raise FtraceUnsupported(f"member {e.name} has no offset (resolve first)", e.span)
+            if e.arrow:
+                return self.value(e.base), e.offset
+            loc, off = self.location(e.base)
+            return loc, off + e.offset
+        if isinstance(e, ir.Index):
+            if not (isinstance(e.index, ir.Const) and isinstance(e.index.value, int)):
+                raise FtraceUnsupported("ftrace needs a constant index", e.index.span)
+            bt = e.base.type
+            elem = bt.elem if isinstance(bt, ArrayTy) else bt.target if isinstance(bt, PtrTy) else None
+            size = elem.size if elem is not None and elem.size else 1
+            if isinstance(bt, PtrTy):
+                return self.value(e.base), e.index.value * size
+            loc, off = self.location(e.base)
+            return loc, off + e.index.value * size
+        if isinstance(e, ir.Deref):
+            return self.value(e.expr), 0
+        if isinstance(e, ir.Cast):
+            return self.location(e.expr)
+        if isinstance(e, ir.Payload):
+            raise FtraceUnsupported("payload views need the header length: ftrace cannot compute it", e.span)
+        if isinstance(e, ir.SkbHeader):
+            raise FtraceUnsupported(
+                "ftrace cannot locate a header from skb->head + offset (no arithmetic on fetched values)",
+                e.span, ("run it with --backend bpf",))
+        raise FtraceUnsupported(f"{_describe(e)} is not in memory", e.span)
+
+
+def _needs_memory(e: ir.Expr) -> bool:
+    return isinstance(e, (ir.Member, ir.Index, ir.Deref, ir.Payload, ir.SkbHeader))
+
+
+def _deref(fetch: str, off: int) -> str:
+    sign = "+" if off >= 0 else "-"
+    return f"{sign}{abs(off):#x}({fetch})"
+
+
+def _is_string_type(t: Optional[Ty]) -> bool:
+    if isinstance(t, StrTy):
+        return True
+    if isinstance(t, ArrayTy) and isinstance(t.elem, IntTy) and t.elem.is_char:
+        return True
+    if isinstance(t, PtrTy) and isinstance(t.target, IntTy) and t.target.is_char:
+        return True
+    return False
+
+
+def _int_type(t: Optional[Ty], fmt: Optional[str]) -> str:
+    if isinstance(t, (PtrTy,)):
+        size, signed = 8, False
+        if fmt is None:
+            fmt = "x"
+    elif isinstance(t, (IntTy, EnumTy)):
+        size, signed = t.size, getattr(t, "signed", False)
+    elif t is None:
+        size, signed = 8, False
+    else:
+        size, signed = (t.size if t.size in (1, 2, 4, 8) else 8), False
+    bits = size * 8
+    if fmt in ("x", "B16", "B32", "B64", "sym"):
+        return "symbol" if fmt == "sym" else f"x{bits}"
+    if fmt == "s":
+        return f"s{bits}"
+    if fmt in ("u", "ipv4", "b16", "b32", "b64"):
+        return f"u{bits}"
+    return f"{'s' if signed else 'u'}{bits}"
+
+
+def _describe(e: ir.Expr) -> str:
+    if isinstance(e, ir.Binary):
+        return f"'{e.op}' on fetched values"
+    if isinstance(e, ir.Call):
+        return f"{e.name}()"
+    return type(e).__name__.lower()
+
+
+class FilterCompiler:
+    """IR filter -> ftrace event filter text."""
+
+    OPS = {"==", "!=", "<", "<=", ">", ">=", "&", "~"}
+
+    def __init__(self, fields: Dict[str, OutField], *, user: bool) -> None:
+        self.fields = fields
+        self.user = user
+
+    def compile(self, e: ir.Expr) -> str:
+        return self._expr(e, top=True)
+
+    def _expr(self, e: ir.Expr, top: bool = False) -> str:
+        if isinstance(e, ir.Binary) and e.op in ("&&", "||"):
+            left = self._expr(e.left)
+            right = self._expr(e.right)
+            s = f"{left} {e.op} {right}"
+            return s if top else f"({s})"
+        if isinstance(e, ir.Unary) and e.op == "!":
+            return f"!({self._expr(e.expr, top=True)})"
+        if isinstance(e, ir.Binary) and e.op in self.OPS:
+            return self._compare(e)
+        raise FtraceUnsupported(
+            f"ftrace filters compare a field with a constant; cannot filter on {_describe(e)}", e.span)
+
+    def _compare(self, e: ir.Binary) -> str:
+        name, const, op = None, None, e.op
+        if _field_ref(e.left) and isinstance(e.right, ir.Const):
+            name, const = _field_ref(e.left), e.right
+        elif _field_ref(e.right) and isinstance(e.left, ir.Const):
+            name, const = _field_ref(e.right), e.left
+            op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+        if name is None or const is None:
+            raise FtraceUnsupported("ftrace filters compare a field with a constant", e.span)
+        of = self.fields.get(name)
+        value = const.value
+        if isinstance(value, str):
+            if of is not None and of.fmt == "ipv4":
+                return f"{name}{op}{_ipv4_raw(value, const.span)}"
+            if op not in ("==", "!=", "~"):
+                raise FtraceUnsupported(f"strings compare with == != or ~ (glob), not {op}", e.span)
+            return f"{name}{op}{_quote_filter_string(value, const.span)}"
+        if isinstance(value, bytes):
+            raise FtraceUnsupported("byte strings cannot be filtered in ftrace", const.span)
+        if op == "~":
+            raise FtraceUnsupported("~ (glob) compares strings only", e.span)
+        if of is not None and of.fmt in ("b16", "b32", "b64", "B16", "B32", "B64"):
+            value = _bswap(value, int(of.fmt[1:]) // 8)
+        return f"{name}{op}{value}"
+
+
+def _field_ref(e: ir.Expr) -> Optional[str]:
+    if isinstance(e, ir.Field):
+        return e.name
+    if isinstance(e, ir.Var):
+        return e.name
+    if isinstance(e, ir.Builtin) and e.name in ("pid", "tid"):
+        return "common_pid"
+    return None
+
+
+def _ipv4_raw(text: str, span: Optional[Span]) -> str:
+    """The u32 that a little-endian load of the network-order address gives (surftrace's 0x100007f)."""
+    try:
+        packed = ipaddress.IPv4Address(text).packed
+    except ValueError:
+        raise FtraceUnsupported(f"{text!r} is not an IPv4 address", span, ("write it as 127.0.0.1",))
+    return hex(int.from_bytes(packed, "little"))
+
+
+def _bswap(value: int, size: int) -> int:
+    return int.from_bytes((value & ((1 << (8 * size)) - 1)).to_bytes(size, "big"), "little")
+
+
+def _quote_filter_string(s: str, span: Optional[Span]) -> str:
+    if "\n" in s or '"' in s:
+        raise FtraceUnsupported("ftrace filter strings cannot contain quotes or newlines", span)
+    return f'"{s}"'
