@@ -1,0 +1,1025 @@
+"""The thin syscall layer: bpf(2) and perf_event_open(2) through ctypes.
+
+This module is the only place undertow calls ``bpf(2)`` and ``perf_event_open(2)``.
+The feature probes (:mod:`undertow.kernel.features`) and the BPF backend both
+build on it. It knows the ABI only: command numbers, the layouts of
+``union bpf_attr`` and ``struct perf_event_attr``, and how to turn a failing
+call into a :class:`~undertow.errors.BPFError` a person can read. It knows
+nothing about programs (no assembler here: callers pass instruction bytes).
+
+Layouts are packed with :mod:`struct` at the offsets of
+``include/uapi/linux/bpf.h`` and ``include/uapi/linux/perf_event.h``; each
+builder lists the offsets it writes. The kernel accepts an attr that is larger
+than the one it knows as long as the unknown tail is zero
+(``bpf_check_uarg_tail_zero()`` in kernel/bpf/syscall.c), so the same bytes work
+on older kernels when the newer fields are left at 0.
+
+Every function returns plain ints (file descriptors) that the caller owns; use
+:func:`close_fd` or :func:`closing_fd` to release them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import fcntl
+import os
+import platform
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..errors import BPFError, VerifierError
+from .roots import Roots
+
+__all__ = [
+    "BPFCmd", "MapType", "ProgType", "AttachType", "LinkType", "PerfType", "PerfSwConfig",
+    "bpf", "prog_load", "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem",
+    "map_get_next_key", "map_lookup_batch", "obj_pin", "obj_get", "btf_load", "link_create",
+    "raw_tracepoint_open", "PerfEventAttr", "perf_event_open", "perf_event_enable",
+    "perf_event_disable", "perf_event_set_bpf", "pmu_type", "pmu_format_bit", "raise_memlock_rlimit",
+    "close_fd", "closing_fd", "errno_name", "kernel_version_code", "syscall_numbers",
+]
+
+# ---------------------------------------------------------------------------
+# constants (include/uapi/linux/bpf.h, include/uapi/linux/perf_event.h)
+# ---------------------------------------------------------------------------
+
+
+class BPFCmd(IntEnum):
+    """``enum bpf_cmd``."""
+
+    MAP_CREATE = 0
+    MAP_LOOKUP_ELEM = 1
+    MAP_UPDATE_ELEM = 2
+    MAP_DELETE_ELEM = 3
+    MAP_GET_NEXT_KEY = 4
+    PROG_LOAD = 5
+    OBJ_PIN = 6
+    OBJ_GET = 7
+    PROG_ATTACH = 8
+    PROG_DETACH = 9
+    PROG_TEST_RUN = 10
+    PROG_GET_NEXT_ID = 11
+    MAP_GET_NEXT_ID = 12
+    PROG_GET_FD_BY_ID = 13
+    MAP_GET_FD_BY_ID = 14
+    OBJ_GET_INFO_BY_FD = 15
+    PROG_QUERY = 16
+    RAW_TRACEPOINT_OPEN = 17
+    BTF_LOAD = 18
+    BTF_GET_FD_BY_ID = 19
+    TASK_FD_QUERY = 20
+    MAP_LOOKUP_AND_DELETE_ELEM = 21
+    MAP_FREEZE = 22
+    BTF_GET_NEXT_ID = 23
+    MAP_LOOKUP_BATCH = 24
+    MAP_LOOKUP_AND_DELETE_BATCH = 25
+    MAP_UPDATE_BATCH = 26
+    MAP_DELETE_BATCH = 27
+    LINK_CREATE = 28
+    LINK_UPDATE = 29
+    LINK_GET_FD_BY_ID = 30
+    LINK_GET_NEXT_ID = 31
+    ENABLE_STATS = 32
+    ITER_CREATE = 33
+    LINK_DETACH = 34
+    PROG_BIND_MAP = 35
+    TOKEN_CREATE = 36
+
+
+class MapType(IntEnum):
+    """``enum bpf_map_type``."""
+
+    UNSPEC = 0
+    HASH = 1
+    ARRAY = 2
+    PROG_ARRAY = 3
+    PERF_EVENT_ARRAY = 4
+    PERCPU_HASH = 5
+    PERCPU_ARRAY = 6
+    STACK_TRACE = 7
+    CGROUP_ARRAY = 8
+    LRU_HASH = 9
+    LRU_PERCPU_HASH = 10
+    LPM_TRIE = 11
+    ARRAY_OF_MAPS = 12
+    HASH_OF_MAPS = 13
+    DEVMAP = 14
+    SOCKMAP = 15
+    CPUMAP = 16
+    XSKMAP = 17
+    SOCKHASH = 18
+    CGROUP_STORAGE = 19
+    REUSEPORT_SOCKARRAY = 20
+    PERCPU_CGROUP_STORAGE = 21
+    QUEUE = 22
+    STACK = 23
+    SK_STORAGE = 24
+    DEVMAP_HASH = 25
+    STRUCT_OPS = 26
+    RINGBUF = 27
+    INODE_STORAGE = 28
+    TASK_STORAGE = 29
+    BLOOM_FILTER = 30
+    USER_RINGBUF = 31
+    CGRP_STORAGE = 32
+    ARENA = 33
+
+
+class ProgType(IntEnum):
+    """``enum bpf_prog_type``."""
+
+    UNSPEC = 0
+    SOCKET_FILTER = 1
+    KPROBE = 2
+    SCHED_CLS = 3
+    SCHED_ACT = 4
+    TRACEPOINT = 5
+    XDP = 6
+    PERF_EVENT = 7
+    CGROUP_SKB = 8
+    CGROUP_SOCK = 9
+    LWT_IN = 10
+    LWT_OUT = 11
+    LWT_XMIT = 12
+    SOCK_OPS = 13
+    SK_SKB = 14
+    CGROUP_DEVICE = 15
+    SK_MSG = 16
+    RAW_TRACEPOINT = 17
+    CGROUP_SOCK_ADDR = 18
+    LWT_SEG6LOCAL = 19
+    LIRC_MODE2 = 20
+    SK_REUSEPORT = 21
+    FLOW_DISSECTOR = 22
+    CGROUP_SYSCTL = 23
+    RAW_TRACEPOINT_WRITABLE = 24
+    CGROUP_SOCKOPT = 25
+    TRACING = 26
+    STRUCT_OPS = 27
+    EXT = 28
+    LSM = 29
+    SK_LOOKUP = 30
+    SYSCALL = 31
+    NETFILTER = 32
+
+
+class AttachType(IntEnum):
+    """``enum bpf_attach_type`` (the values tracing needs, plus their neighbours' numbering)."""
+
+    CGROUP_INET_INGRESS = 0
+    CGROUP_INET_EGRESS = 1
+    TRACE_RAW_TP = 23
+    TRACE_FENTRY = 24
+    TRACE_FEXIT = 25
+    MODIFY_RETURN = 26
+    LSM_MAC = 27
+    TRACE_ITER = 28
+    PERF_EVENT = 41
+    TRACE_KPROBE_MULTI = 42
+    LSM_CGROUP = 43
+    STRUCT_OPS = 44
+    NETFILTER = 45
+    TCX_INGRESS = 46
+    TCX_EGRESS = 47
+    TRACE_UPROBE_MULTI = 48
+    TRACE_KPROBE_SESSION = 56
+    TRACE_UPROBE_SESSION = 57
+
+
+class LinkType(IntEnum):
+    """``enum bpf_link_type``."""
+
+    UNSPEC = 0
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+
+
+class PerfType(IntEnum):
+    """``enum perf_type_id`` (kprobe/uprobe PMUs are dynamic: see :func:`pmu_type`)."""
+
+    HARDWARE = 0
+    SOFTWARE = 1
+    TRACEPOINT = 2
+    HW_CACHE = 3
+    RAW = 4
+    BREAKPOINT = 5
+
+
+class PerfSwConfig(IntEnum):
+    """``enum perf_sw_ids`` (``config`` for ``PERF_TYPE_SOFTWARE``)."""
+
+    CPU_CLOCK = 0
+    TASK_CLOCK = 1
+    PAGE_FAULTS = 2
+    CONTEXT_SWITCHES = 3
+    CPU_MIGRATIONS = 4
+    PAGE_FAULTS_MIN = 5
+    PAGE_FAULTS_MAJ = 6
+    ALIGNMENT_FAULTS = 7
+    EMULATION_FAULTS = 8
+    DUMMY = 9
+    BPF_OUTPUT = 10
+
+
+# map update flags
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+BPF_OBJ_NAME_LEN = 16
+# prog_flags
+BPF_F_STRICT_ALIGNMENT = 1 << 0
+BPF_F_ANY_ALIGNMENT = 1 << 1
+BPF_F_SLEEPABLE = 1 << 4
+# link_create flags
+BPF_F_KPROBE_MULTI_RETURN = 1 << 0
+BPF_F_UPROBE_MULTI_RETURN = 1 << 0
+# map_flags
+BPF_F_NO_PREALLOC = 1 << 0
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_MMAPABLE = 1 << 10
+
+PERF_SAMPLE_RAW = 1 << 10
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_ATTR_SIZE_VER5 = 112
+PERF_ATTR_SIZE_VER7 = 128
+PERF_ATTR_SIZE_VER8 = 136
+
+# ioctl numbers: _IO('$', n) and _IOW('$', 8, __u32), generic asm-generic/ioctl.h
+# encoding (same on x86_64, aarch64, riscv64): dir<<30 | size<<16 | type<<8 | nr.
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+
+# Syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl; include/uapi/asm-generic/unistd.h
+# for the architectures using the generic table).
+_SYSCALLS = {
+    "x86_64": (321, 298),
+    "aarch64": (280, 241),
+    "arm64": (280, 241),
+    "riscv64": (280, 241),
+    "loongarch64": (280, 241),
+}
+
+LOG_BUF_DEFAULT = 1 << 20
+LOG_BUF_MAX = (2 ** 32 - 1) >> 2  # bpf_vlog_init() refuses log_size > UINT_MAX >> 2
+
+# ---------------------------------------------------------------------------
+# raw syscall
+# ---------------------------------------------------------------------------
+
+_libc = None
+
+
+def _syscall_fn():  # type: ignore[no-untyped-def]
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    return _libc.syscall
+
+
+def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int]:
+    """``(SYS_bpf, SYS_perf_event_open)`` for ``machine`` (default: this one).
+
+    Raises :class:`BPFError` on an architecture undertow does not know.
+    """
+    m = machine or platform.machine()
+    try:
+        return _SYSCALLS[m]
+    except KeyError:
+        raise BPFError(
+            f"undertow does not know the bpf(2) syscall number on {m}",
+            errno=_errno.ENOSYS,
+            hints=["use the ftrace backend (--backend ftrace)"],
+        ) from None
+
+
+def errno_name(err: int) -> str:
+    """``EPERM (Operation not permitted)`` for ``errno.EPERM``."""
+    return f"{_errno.errorcode.get(err, 'E?')} ({os.strerror(err)})"
+
+
+def _errno_hints(err: int) -> List[str]:
+    if err == _errno.EPERM:
+        if os.geteuid() != 0:
+            return ["bpf(2) needs root (or CAP_BPF with CAP_PERFMON for tracing programs)"]
+        return ["the kernel refused it although we are root (lockdown, an LSM, or a sysctl)"]
+    if err == _errno.EACCES:
+        return ["the verifier refused the program; --debug shows its log"]
+    if err == _errno.ENOSYS:
+        return ["this kernel was built without bpf(2) (CONFIG_BPF_SYSCALL=n): use the ftrace backend"]
+    if err == _errno.E2BIG:
+        return ["the kernel does not know a field undertow set: it is older than that feature"]
+    if err == _errno.EINVAL:
+        return ["the kernel does not support this combination (too old, or a config option is off)"]
+    return []
+
+
+class _Pinned:
+    """Keeps ctypes buffers alive while the kernel reads the pointers to them."""
+
+    def __init__(self) -> None:
+        self._keep: List[object] = []
+
+    def buf(self, data: Union[bytes, bytearray, None]) -> int:
+        if data is None:
+            return 0
+        b = ctypes.create_string_buffer(bytes(data), len(data) or 1)
+        self._keep.append(b)
+        return ctypes.addressof(b)
+
+    def out(self, size: int) -> Tuple[int, "ctypes.Array[ctypes.c_char]"]:
+        b = ctypes.create_string_buffer(max(1, size))
+        self._keep.append(b)
+        return ctypes.addressof(b), b
+
+    def cstr(self, text: Union[str, bytes, None]) -> int:
+        if text is None:
+            return 0
+        raw = text.encode() if isinstance(text, str) else bytes(text)
+        return self.buf(raw + b"\0")
+
+
+def bpf(cmd: int, attr: bytearray) -> int:
+    """Call ``bpf(cmd, &attr, len(attr))``; ``attr`` is updated in place (output fields).
+
+    Returns the syscall's non-negative result (an fd for creating commands).
+    Raises :class:`BPFError` carrying ``errno`` and a readable message.
+    """
+    sys_bpf, _ = syscall_numbers()
+    n = len(attr)
+    buf = (ctypes.c_char * n).from_buffer(attr)
+    ret = _syscall_fn()(ctypes.c_long(sys_bpf), ctypes.c_long(int(cmd)), buf, ctypes.c_long(n))
+    if ret < 0:
+        err = ctypes.get_errno()
+        try:
+            name = BPFCmd(cmd).name
+        except ValueError:
+            name = str(cmd)
+        raise BPFError(f"bpf({name}) failed: {errno_name(err)}", errno=err, hints=_errno_hints(err))
+    return int(ret)
+
+
+def close_fd(fd: Optional[int]) -> None:
+    """Close ``fd`` if it is a valid descriptor; never raises."""
+    if fd is None or fd < 0:
+        return
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+@contextmanager
+def closing_fd(fd: int) -> Iterator[int]:
+    """``with closing_fd(prog_load(...)) as fd:`` closes the fd on every exit path."""
+    try:
+        yield fd
+    finally:
+        close_fd(fd)
+
+
+def _name16(name: str) -> bytes:
+    # BPF object names: [A-Za-z0-9_.], at most 15 characters + NUL (bpf_obj_name_cpy()).
+    clean = "".join(c if (c.isalnum() and c.isascii()) or c in "_." else "_" for c in name)
+    return clean.encode()[: BPF_OBJ_NAME_LEN - 1]
+
+
+def kernel_version_code(release: Optional[str] = None) -> int:
+    """``LINUX_VERSION_CODE`` of ``release`` (default: ``uname -r``).
+
+    Only kernels before 5.0 checked ``kern_version`` for kprobe programs; later
+    ones ignore it (commit 6c4fc209fcf9 "bpf: remove useless version check for
+    prog load").
+    """
+    rel = release or os.uname().release
+    nums: List[int] = []
+    for part in rel.split(".")[:3]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        nums.append(int(digits or 0))
+    while len(nums) < 3:
+        nums.append(0)
+    return (nums[0] << 16) + (nums[1] << 8) + min(nums[2], 255)
+
+
+# ---------------------------------------------------------------------------
+# BPF_PROG_LOAD
+# ---------------------------------------------------------------------------
+
+# union bpf_attr, BPF_PROG_LOAD: prog_type@0 u32, insn_cnt@4 u32, insns@8 u64, license@16 u64,
+# log_level@24 u32, log_size@28 u32, log_buf@32 u64, kern_version@40 u32, prog_flags@44 u32,
+# prog_name@48 char[16], prog_ifindex@64, expected_attach_type@68, prog_btf_fd@72,
+# func_info_rec_size@76, func_info@80 u64, func_info_cnt@88, line_info_rec_size@92,
+# line_info@96 u64, line_info_cnt@104, attach_btf_id@108, attach_prog_fd|attach_btf_obj_fd@112,
+# core_relo_cnt@116, fd_array@120 u64, core_relos@128 u64, core_relo_rec_size@136,
+# log_true_size@140 (output), prog_token_fd@144, fd_array_cnt@148.
+_PROG_LOAD_SIZE = 152
+
+
+@dataclass
+class ProgLoadResult:
+    fd: int
+    log: str
+
+
+def prog_load(
+    prog_type: int,
+    insns: bytes,
+    *,
+    license: str = "GPL",
+    name: str = "",
+    expected_attach_type: int = 0,
+    attach_btf_id: int = 0,
+    attach_btf_obj_fd: int = 0,
+    attach_prog_fd: int = 0,
+    prog_flags: int = 0,
+    kern_version: Optional[int] = None,
+    prog_btf_fd: int = 0,
+    func_info: Optional[bytes] = None,
+    func_info_rec_size: int = 8,
+    line_info: Optional[bytes] = None,
+    line_info_rec_size: int = 16,
+    fd_array: Optional[Sequence[int]] = None,
+    log_level: int = 0,
+    log_size: int = LOG_BUF_DEFAULT,
+    want_log: bool = False,
+) -> Union[int, ProgLoadResult]:
+    """Load a BPF program (``BPF_PROG_LOAD``); ``insns`` are raw ``struct bpf_insn`` bytes.
+
+    Returns the program fd, or a :class:`ProgLoadResult` (fd + verifier log)
+    when ``want_log``. With ``log_level=0`` the first attempt runs without a
+    log (fast path, as libbpf does); on failure the load is retried once with
+    ``log_level=1`` so the :class:`~undertow.errors.VerifierError` carries the
+    verifier's log (possibly empty: e.g. EPERM before verification starts).
+    """
+    if len(insns) % 8:
+        raise BPFError(f"program is {len(insns)} bytes, not a whole number of 8-byte instructions",
+                       errno=_errno.EINVAL)
+    if kern_version is None:
+        kern_version = kernel_version_code() if prog_type == ProgType.KPROBE else 0
+    level = log_level or (1 if want_log else 0)
+    try:
+        return _prog_load_once(prog_type, insns, license, name, expected_attach_type, attach_btf_id,
+                               attach_btf_obj_fd or attach_prog_fd, prog_flags, kern_version,
+                               prog_btf_fd, func_info, func_info_rec_size, line_info,
+                               line_info_rec_size, fd_array, level, log_size, want_log)
+    except VerifierError:
+        if level:
+            raise
+        return _prog_load_once(prog_type, insns, license, name, expected_attach_type, attach_btf_id,
+                               attach_btf_obj_fd or attach_prog_fd, prog_flags, kern_version,
+                               prog_btf_fd, func_info, func_info_rec_size, line_info,
+                               line_info_rec_size, fd_array, 1, log_size, want_log)
+
+
+def _prog_load_once(prog_type, insns, license, name, eat, btf_id, attach_fd, flags, kver,  # type: ignore[no-untyped-def]
+                    btf_fd, func_info, fi_size, line_info, li_size, fd_array, level, log_size,
+                    want_log):
+    pin = _Pinned()
+    log_ptr, log_buf = (0, None)
+    size = 0
+    if level:
+        size = max(256, min(log_size, LOG_BUF_MAX))
+        log_ptr, log_buf = pin.out(size)
+    attr = bytearray(_PROG_LOAD_SIZE)
+    struct.pack_into("<IIQQIIQII", attr, 0, int(prog_type), len(insns) // 8, pin.buf(insns),
+                     pin.cstr(license), level, size, log_ptr, kver, flags)
+    attr[48:48 + 16] = _name16(name).ljust(16, b"\0")
+    struct.pack_into("<II", attr, 68, int(eat), btf_fd)
+    if func_info:
+        struct.pack_into("<IQI", attr, 76, fi_size, pin.buf(func_info), len(func_info) // fi_size)
+    if line_info:
+        struct.pack_into("<IQI", attr, 92, li_size, pin.buf(line_info), len(line_info) // li_size)
+    struct.pack_into("<II", attr, 108, btf_id, attach_fd)
+    if fd_array:
+        struct.pack_into("<Q", attr, 120, pin.buf(struct.pack(f"<{len(fd_array)}i", *fd_array)))
+    try:
+        fd = bpf(BPFCmd.PROG_LOAD, attr)
+    except BPFError as e:
+        log = _c_text(log_buf)
+        try:
+            ptname = ProgType(prog_type).name
+        except ValueError:
+            ptname = str(prog_type)
+        what = f"{ptname} program" + (f" {name!r}" if name else "")
+        last = _verifier_reason(log)
+        if log:
+            msg = f"the BPF verifier rejected the {what}" + (f": {last}" if last else "")
+        else:
+            msg = f"loading the {what} failed: {errno_name(e.errno)}" + (
+                ", empty verifier log" if level else "")
+        hints = list(e.hints)
+        if log and e.errno == _errno.ENOSPC:
+            hints.append("the verifier log did not fit its buffer; the program is probably too large")
+        raise VerifierError(msg, log=log, errno=e.errno, hints=hints) from None
+    if want_log:
+        return ProgLoadResult(fd, _c_text(log_buf))
+    return fd
+
+
+_LOG_SUMMARY = ("processed ", "verification time", "stack depth", "mark_read", "max_states")
+
+
+def _verifier_reason(log: str) -> str:
+    """The verifier's own explanation: the last log line that is not a statistics line."""
+    for line in reversed(log.splitlines()):
+        t = line.strip()
+        if t and not t.startswith(_LOG_SUMMARY):
+            return t
+    return ""
+
+
+def _c_text(buf: "Optional[ctypes.Array[ctypes.c_char]]") -> str:
+    if buf is None:
+        return ""
+    return buf.value.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# maps
+# ---------------------------------------------------------------------------
+
+# BPF_MAP_CREATE: map_type@0, key_size@4, value_size@8, max_entries@12, map_flags@16,
+# inner_map_fd@20, numa_node@24, map_name@28 char[16], map_ifindex@44, btf_fd@48,
+# btf_key_type_id@52, btf_value_type_id@56, btf_vmlinux_value_type_id@60, map_extra@64 u64,
+# value_type_btf_obj_fd@72, map_token_fd@76.
+_MAP_CREATE_SIZE = 80
+
+
+def map_create(
+    map_type: int,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    *,
+    flags: int = 0,
+    name: str = "",
+    inner_map_fd: int = 0,
+    numa_node: int = 0,
+    btf_fd: int = 0,
+    btf_key_type_id: int = 0,
+    btf_value_type_id: int = 0,
+    map_extra: int = 0,
+) -> int:
+    """Create a map (``BPF_MAP_CREATE``) and return its fd.
+
+    A ``BPF_MAP_TYPE_RINGBUF`` takes key/value size 0 and ``max_entries`` = the
+    buffer size in bytes, a power of two multiple of the page size.
+    """
+    attr = bytearray(_MAP_CREATE_SIZE)
+    struct.pack_into("<7I", attr, 0, int(map_type), key_size, value_size, max_entries, flags,
+                     inner_map_fd, numa_node)
+    attr[28:44] = _name16(name).ljust(16, b"\0")
+    struct.pack_into("<III", attr, 48, btf_fd, btf_key_type_id, btf_value_type_id)
+    struct.pack_into("<Q", attr, 64, map_extra)
+    try:
+        return bpf(BPFCmd.MAP_CREATE, attr)
+    except BPFError as e:
+        try:
+            tname = MapType(map_type).name
+        except ValueError:
+            tname = str(map_type)
+        raise BPFError(f"creating a {tname} map failed: {errno_name(e.errno)}", errno=e.errno,
+                       hints=e.hints) from None
+
+
+# BPF_MAP_*_ELEM: map_fd@0 u32, key@8 u64, value|next_key@16 u64, flags@24 u64.
+def _elem_attr(fd: int, key_ptr: int, val_ptr: int, flags: int = 0) -> bytearray:
+    attr = bytearray(32)
+    struct.pack_into("<IxxxxQQQ", attr, 0, fd, key_ptr, val_ptr, flags)
+    return attr
+
+
+def map_lookup_elem(fd: int, key: bytes, value_size: int, flags: int = 0) -> Optional[bytes]:
+    """The value at ``key``, or ``None`` when absent (ENOENT).
+
+    ``value_size`` of a per-CPU map is ``round_up(value_size, 8) * possible CPUs``.
+    """
+    pin = _Pinned()
+    vptr, vbuf = pin.out(value_size)
+    try:
+        bpf(BPFCmd.MAP_LOOKUP_ELEM, _elem_attr(fd, pin.buf(key), vptr, flags))
+    except BPFError as e:
+        if e.errno == _errno.ENOENT:
+            return None
+        raise
+    return vbuf.raw[:value_size]
+
+
+def map_update_elem(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    """Set ``key`` to ``value`` (``BPF_ANY``/``BPF_NOEXIST``/``BPF_EXIST``)."""
+    pin = _Pinned()
+    bpf(BPFCmd.MAP_UPDATE_ELEM, _elem_attr(fd, pin.buf(key), pin.buf(value), flags))
+
+
+def map_delete_elem(fd: int, key: bytes) -> bool:
+    """Delete ``key``; ``False`` when it was not there."""
+    pin = _Pinned()
+    try:
+        bpf(BPFCmd.MAP_DELETE_ELEM, _elem_attr(fd, pin.buf(key), 0))
+    except BPFError as e:
+        if e.errno == _errno.ENOENT:
+            return False
+        raise
+    return True
+
+
+def map_get_next_key(fd: int, key: Optional[bytes], key_size: int) -> Optional[bytes]:
+    """The key after ``key`` (the first key when ``key`` is None); ``None`` at the end."""
+    pin = _Pinned()
+    nptr, nbuf = pin.out(key_size)
+    try:
+        bpf(BPFCmd.MAP_GET_NEXT_KEY, _elem_attr(fd, pin.buf(key) if key is not None else 0, nptr))
+    except BPFError as e:
+        if e.errno == _errno.ENOENT:
+            return None
+        raise
+    return nbuf.raw[:key_size]
+
+
+def map_lookup_batch(
+    fd: int, key_size: int, value_size: int, count: int, in_batch: Optional[bytes] = None,
+    *, batch_key_size: Optional[int] = None, delete: bool = False,
+) -> Tuple[List[Tuple[bytes, bytes]], Optional[bytes]]:
+    """One ``BPF_MAP_LOOKUP_BATCH`` (or ``..._AND_DELETE_BATCH``) call.
+
+    Returns ``(items, next_batch)``; ``next_batch`` is ``None`` when the map
+    was exhausted. ``batch_key_size`` is the opaque batch token size (the key
+    size for hash maps, 4 for arrays). Raises :class:`BPFError` with EINVAL on
+    kernels/map types without batch support (added in 5.6).
+    """
+    # batch: in_batch@0 u64, out_batch@8 u64, keys@16 u64, values@24 u64, count@32 u32,
+    # map_fd@36 u32, elem_flags@40 u64, flags@48 u64.
+    pin = _Pinned()
+    bks = batch_key_size or key_size
+    out_ptr, out_buf = pin.out(bks)
+    kptr, kbuf = pin.out(key_size * count)
+    vptr, vbuf = pin.out(value_size * count)
+    attr = bytearray(56)
+    struct.pack_into("<QQQQIIQQ", attr, 0, pin.buf(in_batch) if in_batch else 0, out_ptr, kptr, vptr,
+                     count, fd, 0, 0)
+    done = False
+    cmd = BPFCmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else BPFCmd.MAP_LOOKUP_BATCH
+    try:
+        bpf(cmd, attr)
+    except BPFError as e:
+        if e.errno != _errno.ENOENT:
+            raise
+        done = True
+    n = struct.unpack_from("<I", attr, 32)[0]
+    keys, vals = kbuf.raw, vbuf.raw
+    items = [(keys[i * key_size:(i + 1) * key_size], vals[i * value_size:(i + 1) * value_size])
+             for i in range(n)]
+    return items, (None if done else out_buf.raw[:bks])
+
+
+# ---------------------------------------------------------------------------
+# pinning, BTF, links, raw tracepoints
+# ---------------------------------------------------------------------------
+
+def obj_pin(fd: int, path: str) -> None:
+    """Pin ``fd`` at ``path`` in a bpffs (``BPF_OBJ_PIN``)."""
+    # BPF_OBJ_*: pathname@0 u64, bpf_fd@8 u32, file_flags@12 u32, path_fd@16 s32.
+    pin = _Pinned()
+    attr = bytearray(20)
+    struct.pack_into("<QII", attr, 0, pin.cstr(path), fd, 0)
+    bpf(BPFCmd.OBJ_PIN, attr)
+
+
+def obj_get(path: str, file_flags: int = 0) -> int:
+    """Open a pinned object (``BPF_OBJ_GET``) and return its fd."""
+    pin = _Pinned()
+    attr = bytearray(20)
+    struct.pack_into("<QII", attr, 0, pin.cstr(path), 0, file_flags)
+    return bpf(BPFCmd.OBJ_GET, attr)
+
+
+def btf_load(data: bytes, *, log_level: int = 1, log_size: int = 1 << 16) -> int:
+    """Load a BTF blob (``BPF_BTF_LOAD``) and return its fd; the error carries the BTF log."""
+    # BPF_BTF_LOAD: btf@0 u64, btf_log_buf@8 u64, btf_size@16 u32, btf_log_size@20 u32,
+    # btf_log_level@24 u32, btf_log_true_size@28 u32 (out), btf_flags@32, btf_token_fd@36.
+    pin = _Pinned()
+    log_ptr, log_buf = pin.out(log_size) if log_level else (0, None)
+    attr = bytearray(40)
+    struct.pack_into("<QQIII", attr, 0, pin.buf(data), log_ptr, len(data),
+                     log_size if log_level else 0, log_level)
+    try:
+        return bpf(BPFCmd.BTF_LOAD, attr)
+    except BPFError as e:
+        log = _c_text(log_buf)
+        last = [l for l in log.splitlines() if l.strip()]
+        msg = f"the kernel rejected BTF: {last[-1]}" if last else \
+            f"loading BTF failed: {errno_name(e.errno)}"
+        raise VerifierError(msg, log=log, errno=e.errno, hints=e.hints) from None
+
+
+# BPF_LINK_CREATE: prog_fd@0, target_fd@4, attach_type@8, flags@12, then a union at 16:
+#   target_btf_id@16 | perf_event.bpf_cookie@16 u64 | tracing{target_btf_id@16, cookie@24 u64}
+#   | kprobe_multi{flags@16, cnt@20, syms@24 u64, addrs@32 u64, cookies@40 u64}
+#   | uprobe_multi{path@16 u64, offsets@24 u64, ref_ctr_offsets@32 u64, cookies@40 u64,
+#                  cnt@48 u32, flags@52 u32, pid@56 u32, path_fd@60 u32}.
+_LINK_CREATE_SIZE = 64
+
+
+def link_create(prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
+                tail: bytes = b"") -> int:
+    """Generic ``BPF_LINK_CREATE``; ``tail`` is the packed union at offset 16."""
+    attr = bytearray(max(_LINK_CREATE_SIZE, 16 + len(tail)))
+    struct.pack_into("<IiII", attr, 0, prog_fd, target_fd, int(attach_type), flags)
+    attr[16:16 + len(tail)] = tail
+    try:
+        return bpf(BPFCmd.LINK_CREATE, attr)
+    except BPFError as e:
+        try:
+            aname = AttachType(attach_type).name
+        except ValueError:
+            aname = str(attach_type)
+        raise BPFError(f"attaching a {aname} link failed: {errno_name(e.errno)}", errno=e.errno,
+                       hints=e.hints) from None
+
+
+def link_create_tracing(prog_fd: int, attach_type: int, *, target_btf_id: int = 0,
+                        cookie: int = 0) -> int:
+    """Attach a loaded ``BPF_PROG_TYPE_TRACING`` program (fentry/fexit/tp_btf) as a link.
+
+    The attach target was fixed at load time (``attach_btf_id``); ``target_btf_id``
+    stays 0 unless re-targeting an extension program.
+    """
+    return link_create(prog_fd, 0, attach_type, tail=struct.pack("<IxxxxQ", target_btf_id, cookie))
+
+
+def link_create_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> int:
+    """Attach a program to a perf event fd as a ``BPF_LINK_TYPE_PERF_EVENT`` link (5.15+)."""
+    return link_create(prog_fd, perf_fd, AttachType.PERF_EVENT, tail=struct.pack("<Q", cookie))
+
+
+def link_create_kprobe_multi(prog_fd: int, syms: Sequence[str] = (), addrs: Sequence[int] = (),
+                             cookies: Sequence[int] = (), retprobe: bool = False) -> int:
+    """Attach a ``BPF_PROG_TYPE_KPROBE`` program (loaded with ``BPF_TRACE_KPROBE_MULTI``)
+    to many kernel functions at once (fprobe-based, 5.18+)."""
+    pin = _Pinned()
+    cnt = len(syms) or len(addrs)
+    sym_ptrs = [pin.cstr(s) for s in syms]
+    syms_p = pin.buf(struct.pack(f"<{len(sym_ptrs)}Q", *sym_ptrs)) if sym_ptrs else 0
+    addrs_p = pin.buf(struct.pack(f"<{len(addrs)}Q", *addrs)) if addrs else 0
+    cookies_p = pin.buf(struct.pack(f"<{len(cookies)}Q", *cookies)) if cookies else 0
+    tail = struct.pack("<IIQQQ", BPF_F_KPROBE_MULTI_RETURN if retprobe else 0, cnt, syms_p,
+                       addrs_p, cookies_p)
+    return link_create(prog_fd, 0, AttachType.TRACE_KPROBE_MULTI, tail=tail)
+
+
+def link_create_uprobe_multi(prog_fd: int, path: str, offsets: Sequence[int], *,
+                             ref_ctr_offsets: Sequence[int] = (), cookies: Sequence[int] = (),
+                             pid: int = 0, retprobe: bool = False) -> int:
+    """Attach a ``BPF_PROG_TYPE_KPROBE`` program (loaded with ``BPF_TRACE_UPROBE_MULTI``)
+    at file ``offsets`` of ``path`` (6.6+); ``pid`` 0 means every process."""
+    pin = _Pinned()
+    offs = pin.buf(struct.pack(f"<{len(offsets)}Q", *offsets))
+    refs = pin.buf(struct.pack(f"<{len(ref_ctr_offsets)}Q", *ref_ctr_offsets)) if ref_ctr_offsets else 0
+    cks = pin.buf(struct.pack(f"<{len(cookies)}Q", *cookies)) if cookies else 0
+    tail = struct.pack("<QQQQIIII", pin.cstr(path), offs, refs, cks, len(offsets),
+                       BPF_F_UPROBE_MULTI_RETURN if retprobe else 0, pid, 0)
+    return link_create(prog_fd, 0, AttachType.TRACE_UPROBE_MULTI, tail=tail)
+
+
+def raw_tracepoint_open(name: Optional[str], prog_fd: int, cookie: int = 0) -> int:
+    """``BPF_RAW_TRACEPOINT_OPEN``: attach a raw tracepoint program to tracepoint ``name``
+    (e.g. ``sched_switch``), or, with ``name=None``, attach a loaded TRACING program
+    (tp_btf/fentry/fexit) at the target chosen at load time. Returns the link fd."""
+    # raw_tracepoint: name@0 u64, prog_fd@8 u32, pad, cookie@16 u64 (6.10+; zero is accepted
+    # by older kernels as tail padding).
+    pin = _Pinned()
+    attr = bytearray(24 if cookie else 16)
+    struct.pack_into("<QI", attr, 0, pin.cstr(name), prog_fd)
+    if cookie:
+        struct.pack_into("<Q", attr, 16, cookie)
+    try:
+        return bpf(BPFCmd.RAW_TRACEPOINT_OPEN, attr)
+    except BPFError as e:
+        what = f"raw tracepoint {name}" if name else "the tracing program"
+        raise BPFError(f"attaching {what} failed: {errno_name(e.errno)}", errno=e.errno,
+                       hints=e.hints) from None
+
+
+# ---------------------------------------------------------------------------
+# perf_event_open
+# ---------------------------------------------------------------------------
+
+# struct perf_event_attr: type@0 u32, size@4 u32, config@8 u64, sample_period|freq@16 u64,
+# sample_type@24 u64, read_format@32 u64, flag bits@40 u64 (disabled bit0, inherit 1,
+# pinned 2, exclusive 3, exclude_user 4, exclude_kernel 5, exclude_hv 6, exclude_idle 7,
+# mmap 8, comm 9, freq 10, ..., watermark 14, precise_ip 15-16, ...),
+# wakeup_events|wakeup_watermark@48 u32, bp_type@52 u32, config1|kprobe_func|uprobe_path@56 u64,
+# config2|probe_offset@64 u64, branch_sample_type@72, sample_regs_user@80, sample_stack_user@88,
+# clockid@92, sample_regs_intr@96, aux_watermark@104, sample_max_stack@108 u16, aux_sample_size@112,
+# aux_action@116, sig_data@120 u64 (end of VER7 = 128), config3@128 (VER8 = 136).
+
+FLAG_BITS = {
+    "disabled": 0, "inherit": 1, "pinned": 2, "exclusive": 3, "exclude_user": 4,
+    "exclude_kernel": 5, "exclude_hv": 6, "exclude_idle": 7, "mmap": 8, "comm": 9, "freq": 10,
+    "inherit_stat": 11, "enable_on_exec": 12, "task": 13, "watermark": 14,
+}
+
+
+@dataclass
+class PerfEventAttr:
+    """``struct perf_event_attr``.
+
+    ``config1_str`` (for the kprobe/uprobe PMUs: the function name or the binary
+    path) is turned into a pointer stored in ``config1`` for the duration of the
+    call; the kernel copies the string in ``perf_event_open``.
+    """
+
+    type: int
+    config: int = 0
+    sample_period: int = 0
+    sample_type: int = 0
+    read_format: int = 0
+    flags: int = 0
+    wakeup_events: int = 0
+    bp_type: int = 0
+    config1: int = 0
+    config2: int = 0
+    config3: int = 0
+    config1_str: Optional[str] = None
+    size: int = PERF_ATTR_SIZE_VER7
+
+    def set_flag(self, name: str, on: bool = True) -> "PerfEventAttr":
+        bit = 1 << FLAG_BITS[name]
+        self.flags = (self.flags | bit) if on else (self.flags & ~bit)
+        return self
+
+    def pack(self, config1: Optional[int] = None) -> bytes:
+        size = max(self.size, PERF_ATTR_SIZE_VER8 if self.config3 else self.size)
+        buf = bytearray(size)
+        struct.pack_into("<IIQQQQQIIQQ", buf, 0, self.type, size, self.config, self.sample_period,
+                         self.sample_type, self.read_format, self.flags, self.wakeup_events,
+                         self.bp_type, self.config1 if config1 is None else config1, self.config2)
+        if self.config3:
+            struct.pack_into("<Q", buf, 128, self.config3)
+        return bytes(buf)
+
+
+def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: int = -1,
+                    flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
+    """``perf_event_open(2)``: return the new event fd. Raises :class:`BPFError`."""
+    _, sys_perf = syscall_numbers()
+    pin = _Pinned()
+    c1 = pin.cstr(attr.config1_str) if attr.config1_str is not None else None
+    raw = attr.pack(c1)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    ret = _syscall_fn()(ctypes.c_long(sys_perf), buf, ctypes.c_long(pid), ctypes.c_long(cpu),
+                        ctypes.c_long(group_fd), ctypes.c_long(flags))
+    if ret < 0:
+        err = ctypes.get_errno()
+        hints = []
+        if err in (_errno.EACCES, _errno.EPERM) and os.geteuid() != 0:
+            hints.append("perf events need root (or CAP_PERFMON); see kernel.perf_event_paranoid")
+        elif err == _errno.ENOENT:
+            hints.append("no such event, PMU or probe target on this kernel")
+        elif err == _errno.EINVAL:
+            hints.append("the kernel does not accept this perf_event_attr (unknown type or field)")
+        what = {PerfType.SOFTWARE: "software", PerfType.TRACEPOINT: "tracepoint",
+                PerfType.HARDWARE: "hardware"}.get(attr.type, f"type {attr.type}")  # type: ignore[call-overload]
+        raise BPFError(f"perf_event_open({what} event) failed: {errno_name(err)}", errno=err,
+                       hints=hints)
+    return int(ret)
+
+
+def _ioctl(fd: int, req: int, arg: int, what: str) -> None:
+    try:
+        fcntl.ioctl(fd, req, arg)
+    except OSError as e:
+        err = e.errno or 0
+        raise BPFError(f"{what} failed: {errno_name(err)}", errno=err, hints=_errno_hints(err)) from None
+
+
+def perf_event_enable(fd: int) -> None:
+    """``ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)``."""
+    _ioctl(fd, PERF_EVENT_IOC_ENABLE, 0, "PERF_EVENT_IOC_ENABLE")
+
+
+def perf_event_disable(fd: int) -> None:
+    """``ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)``."""
+    _ioctl(fd, PERF_EVENT_IOC_DISABLE, 0, "PERF_EVENT_IOC_DISABLE")
+
+
+def perf_event_set_bpf(fd: int, prog_fd: int) -> None:
+    """``ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)``: run ``prog_fd`` on each event.
+
+    The program stays attached until the perf fd is closed.
+    """
+    _ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd, "PERF_EVENT_IOC_SET_BPF")
+
+
+def pmu_type(name: str, roots: Optional[Roots] = None) -> Optional[int]:
+    """The dynamic PMU type of ``name`` (``kprobe``, ``uprobe``) from
+    ``/sys/bus/event_source/devices/<name>/type``; ``None`` when the PMU is absent."""
+    r = roots or Roots()
+    try:
+        with open(r.sys_path("bus", "event_source", "devices", name, "type")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pmu_format_bit(name: str, field: str, roots: Optional[Roots] = None) -> Optional[int]:
+    """The ``config`` bit of a one-bit PMU format field, e.g. ``retprobe`` -> 0 for
+    ``/sys/bus/event_source/devices/uprobe/format/retprobe`` = ``config:0``."""
+    r = roots or Roots()
+    try:
+        with open(r.sys_path("bus", "event_source", "devices", name, "format", field)) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return parse_format_bit(text)
+
+
+def parse_format_bit(text: str) -> Optional[int]:
+    """``"config:0"`` -> 0; ``"config:32-63"`` -> 32 (the first bit); anything else -> None."""
+    if not text.startswith("config:"):
+        return None
+    spec = text[len("config:"):].split("-", 1)[0].split(",", 1)[0]
+    try:
+        return int(spec)
+    except ValueError:
+        return None
+
+
+def kprobe_attr(pmu: int, func: str, offset: int = 0, *, retprobe_bit: Optional[int] = None,
+                retprobe: bool = False) -> PerfEventAttr:
+    """perf_event_attr for the ``kprobe`` PMU: ``config1`` = function name, ``config2`` = offset."""
+    cfg = (1 << retprobe_bit) if (retprobe and retprobe_bit is not None) else 0
+    return PerfEventAttr(type=pmu, config=cfg, config1_str=func, config2=offset,
+                         sample_period=1, wakeup_events=1)
+
+
+def uprobe_attr(pmu: int, path: str, offset: int, *, retprobe_bit: Optional[int] = None,
+                retprobe: bool = False, ref_ctr_offset: int = 0) -> PerfEventAttr:
+    """perf_event_attr for the ``uprobe`` PMU: ``config1`` = binary path, ``config2`` = file offset;
+    the USDT semaphore offset goes in ``config`` bits 32-63 (``format/ref_ctr_offset``)."""
+    cfg = (1 << retprobe_bit) if (retprobe and retprobe_bit is not None) else 0
+    cfg |= (ref_ctr_offset & 0xFFFFFFFF) << 32
+    return PerfEventAttr(type=pmu, config=cfg, config1_str=path, config2=offset,
+                         sample_period=1, wakeup_events=1)
+
+
+def tracepoint_attr(tp_id: int) -> PerfEventAttr:
+    """perf_event_attr for ``PERF_TYPE_TRACEPOINT`` (``tp_id`` from tracefs ``events/G/E/id``)."""
+    return PerfEventAttr(type=PerfType.TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1,
+                         sample_type=PERF_SAMPLE_RAW)
+
+
+def software_attr(config: int = PerfSwConfig.CPU_CLOCK, freq: int = 0,
+                  period: int = 0) -> PerfEventAttr:
+    """perf_event_attr for a software event (profile: cpu-clock at ``freq`` Hz)."""
+    a = PerfEventAttr(type=PerfType.SOFTWARE, config=int(config), sample_period=freq or period or 1)
+    if freq:
+        a.set_flag("freq")
+    return a
+
+
+# ---------------------------------------------------------------------------
+# rlimit
+# ---------------------------------------------------------------------------
+
+def raise_memlock_rlimit() -> bool:
+    """Try to lift ``RLIMIT_MEMLOCK`` (needed before 5.11, when BPF memory was charged to
+    it; since commit 97306be45fbe "Merge branch 'switch to memcg-based memory accounting'"
+    memcg accounting replaced it). Returns whether the limit is now unlimited; never raises
+    (without CAP_SYS_RESOURCE raising fails with EPERM, which is harmless on 5.11+)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux
+        return False
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        if soft == resource.RLIM_INFINITY:
+            return True
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        return True
+    except (ValueError, OSError):
+        try:
+            _, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+        except (ValueError, OSError):
+            pass
+        return False
