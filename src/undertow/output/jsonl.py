@@ -1,0 +1,61 @@
+"""JSON lines: one object per event, always valid UTF-8.
+
+Strings from the kernel may hold undecodable bytes (kept as surrogateescape
+code points by decoders) or lone surrogates; they are turned into ``\\xNN``
+text so every line parses with a strict JSON parser. Raw ``bytes`` values
+become ``{"hex": "..."}`` objects, never lossy text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, TextIO
+
+from ..events import Event, Lost, Stats
+from .values import format_value
+
+
+def clean(value: Any) -> Any:
+    """A JSON-safe copy of ``value``."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+                if _only_escaped(value) else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (bytes, bytearray)):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, dict):
+        return {str(clean(k)): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def _only_escaped(s: str) -> bool:
+    try:
+        s.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def event_dict(ev: Event) -> Dict[str, Any]:
+    d = ev.to_dict()
+    d["fields"] = {k: format_value(v, ev.formats.get(k)) for k, v in ev.fields.items()}
+    return clean(d)
+
+
+class JsonWriter:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def event(self, ev: Event) -> None:
+        self.out.write(json.dumps(event_dict(ev), ensure_ascii=False) + "\n")
+
+    def lost(self, rec: Lost) -> None:
+        self.out.write(json.dumps({"lost": rec.count, "reason": rec.reason, "cpu": rec.cpu}) + "\n")
+
+    def summary(self, stats: Stats) -> None:
+        self.out.write(json.dumps({"summary": {"events": stats.events, "lost": stats.lost}}) + "\n")

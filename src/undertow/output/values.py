@@ -1,0 +1,46 @@
+"""Formatting of field values by their display format (``EmitField.fmt``).
+
+Shared by text and JSON output so both say the same thing: ``ipv4`` values
+become dotted quads, ``b16``/``b32``/``b64`` byte-swapped decimals,
+``B16``/... byte-swapped hex, ``x`` hex. Raw bytes stay bytes until the
+renderer decides how to show them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Optional
+
+
+def bswap(value: int, size: int) -> int:
+    """Swap the byte order of the low ``size`` bytes of ``value``."""
+    mask = (1 << (8 * size)) - 1
+    return int.from_bytes((value & mask).to_bytes(size, "little"), "big")
+
+
+def ipv4_from_raw(value: int) -> str:
+    """A u32 loaded little-endian from network-order bytes -> ``a.b.c.d``."""
+    return str(ipaddress.IPv4Address((value & 0xFFFFFFFF).to_bytes(4, "little")))
+
+
+def format_value(value: Any, fmt: Optional[str]) -> Any:
+    """The display value of ``value`` under ``fmt`` (a str for formatted ints)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if fmt == "x":
+            return hex(value & 0xFFFFFFFFFFFFFFFF) if value < 0 else hex(value)
+        if fmt == "ipv4":
+            return ipv4_from_raw(value)
+        if fmt in ("b16", "b32", "b64"):
+            return bswap(value, int(fmt[1:]) // 8)
+        if fmt in ("B16", "B32", "B64"):
+            return hex(bswap(value, int(fmt[1:]) // 8))
+        return value
+    if isinstance(value, (bytes, bytearray)) and fmt == "ipv6" and len(value) == 16:
+        return str(ipaddress.IPv6Address(bytes(value)))
+    if isinstance(value, (bytes, bytearray)) and fmt == "ipv4" and len(value) == 4:
+        return str(ipaddress.IPv4Address(bytes(value)))
+    if isinstance(value, list) and fmt == "ipv6" and len(value) == 16:
+        return str(ipaddress.IPv6Address(bytes(v & 0xFF for v in value)))
+    return value
