@@ -280,7 +280,7 @@ def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
         is_string = True
     return Field(
         name=name,
-        type=_base_type(type_text) if head else type_text,
+        type=" ".join(type_text.split()),
         offset=offset,
         size=size,
         signed=signed,
