@@ -4,6 +4,17 @@ The core imports with the standard library alone. Heavier pieces (BTF, the
 backends) are imported lazily by the functions that need them.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "trace"]
+
+
+def trace(*lines: str, **kwargs: Any) -> Any:
+    """Trace surftrace-style probe lines; see :func:`undertow.api.trace`."""
+    from .api import trace as _trace
+
+    return _trace(*lines, **kwargs)

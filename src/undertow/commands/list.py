@@ -128,13 +128,10 @@ def _list_tracepoints(kernel: Kernel, pat: str, verbose: bool, out: TextIO, quie
 
 
 def _field_decl(f) -> str:  # type: ignore[no-untyped-def]
-    t = f.type.strip()
-    if f.array_len is not None and "[" in t:
-        return t
-    if t.endswith("]"):
-        return t
-    sep = "" if t.endswith("*") else " "
-    return f"{t}{sep}{f.name}" if not t.endswith(f.name) else t
+    """The field as the format file declares it (``char comm[16]``, ``__data_loc char[] filename``)."""
+    if getattr(f, "decl", ""):
+        return f.decl
+    return _decl(f.type.strip(), f.name)
 
 
 def _list_raw_tracepoints(kernel: Kernel, pat: str, out: TextIO) -> int:

@@ -1,0 +1,183 @@
+"""The Python API behind ``undertow trace``.
+
+::
+
+    import undertow
+    with undertow.trace("e syscalls/sys_enter_openat f:comm==\\"cat\\"") as t:
+        for ev in t:
+            print(ev.pid, ev.comm, ev.fields["filename"])
+
+    undertow.trace("e sched/sched_process_exec", duration=5, callback=print).run()
+
+:func:`trace` parses probe lines, resolves them against the running kernel,
+picks a backend (``auto``: ftrace when it can express everything and the
+attach points exist, else BPF), compiles, and — on first iteration, ``start()``
+or ``with`` — attaches. :meth:`Tracer.show` gives the ``-S`` text without
+attaching anything.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+from .backends.base import Backend, NoBackendError, Plan, Session
+from .errors import SourceError, UndertowError
+from .events import Event, Lost, Record, Stats
+from .kernel import Kernel
+from .lang import ir
+
+BACKENDS = ("auto", "ftrace", "bpf")
+
+
+def parse(lines: Sequence[str] = (), files: Sequence[str] = (), origin: str = "<cmdline>") -> ir.Program:
+    """Probe lines (and lines from files) -> an unresolved Program."""
+    from .lang import probeline
+
+    probes: List[ir.Probe] = []
+    if lines:
+        probes += probeline.parse_lines(list(lines), origin=origin).probes
+    for path in files:
+        probes += probeline.parse_file(path).probes
+    if not probes:
+        raise UndertowError("no probe lines given", hints=["e.g. undertow trace 'e sched/sched_process_exec'"])
+    return ir.Program(probes)
+
+
+def backend_by_name(name: str) -> List[Backend]:
+    """The backends ``name`` allows, in the order ``auto`` tries them."""
+    out: List[Backend] = []
+    if name in ("auto", "ftrace"):
+        from .backends.ftrace.backend import FtraceBackend
+
+        out.append(FtraceBackend())
+    if name in ("auto", "bpf"):
+        try:
+            from .backends.bpf.backend import BpfBackend  # type: ignore[import-not-found]
+        except ImportError:
+            if name == "bpf":
+                raise UndertowError("the BPF backend is not available in this version",
+                                    hints=["use --backend ftrace"])
+        else:
+            out.append(BpfBackend())
+    if not out:
+        raise UndertowError(f"unknown backend {name!r}", hints=["choose one of: " + ", ".join(BACKENDS)])
+    return out
+
+
+class Tracer:
+    """A compiled tracing session: iterate it for :class:`Event` records."""
+
+    def __init__(self, program: ir.Program, *, backend: str = "auto", kernel: Optional[Kernel] = None,
+                 arch: Optional[str] = None, offline: bool = False,
+                 duration: Optional[float] = None, count: Optional[int] = None,
+                 callback: Optional[Callable[[Event], object]] = None,
+                 on_lost: Optional[Callable[[Lost], object]] = None) -> None:
+        from .lang.resolve import resolve
+
+        self.kernel = kernel or Kernel()
+        self.program = program
+        self.duration, self.count = duration, count
+        self.callback, self.on_lost = callback, on_lost
+        self._session: Optional[Session] = None
+        self._seen = 0
+        self._started_at: Optional[float] = None
+        resolve(program, self.kernel, arch=arch, strict_kprobes=not offline)
+        candidates = backend_by_name(backend)
+        if offline:
+            # -S: compile for the first backend that can express the program,
+            # whether or not this kernel could attach it.
+            self.backend = candidates[0]
+        else:
+            from .backends.base import choose
+
+            self.backend = choose(candidates, program, self.kernel)
+        self.plan: Plan = self.backend.compile(program, self.kernel, arch=arch)
+
+    # -- showing
+    def show(self) -> str:
+        """The exact tracefs lines / BPF listing (``-S``)."""
+        return self.plan.render()
+
+    # -- running
+    def start(self) -> "Tracer":
+        if self._session is None:
+            self._session = self.backend.attach(self.plan, self.kernel)
+            self._started_at = time.monotonic()
+        return self
+
+    @property
+    def stats(self) -> Stats:
+        return self._session.stats if self._session is not None else Stats()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def __enter__(self) -> "Tracer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self) -> Iterator[Record]:
+        """Events and :class:`Lost` notices as they arrive, until duration/count."""
+        self.start()
+        assert self._session is not None
+        while True:
+            timeout = 0.1
+            if self.duration is not None and self._started_at is not None:
+                left = self._started_at + self.duration - time.monotonic()
+                if left <= 0:
+                    return
+                timeout = min(timeout, left)
+            for rec in self._session.poll(timeout):
+                yield rec
+                if isinstance(rec, Event):
+                    self._seen += 1
+                    if self.count is not None and self._seen >= self.count:
+                        return
+
+    def __iter__(self) -> Iterator[Event]:
+        for rec in self.records():
+            if isinstance(rec, Event):
+                yield rec
+            elif self.on_lost is not None:
+                self.on_lost(rec)
+
+    def run(self) -> Stats:
+        """Deliver every event to ``callback`` until duration/count/Ctrl-C; return the stats."""
+        try:
+            with self:
+                for rec in self.records():
+                    if isinstance(rec, Event):
+                        if self.callback is not None:
+                            self.callback(rec)
+                    elif self.on_lost is not None:
+                        self.on_lost(rec)
+        except KeyboardInterrupt:
+            pass
+        return self.stats
+
+
+def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Optional[int] = None,
+          stack: bool = False, kernel: Optional[Kernel] = None, arch: Optional[str] = None,
+          offline: bool = False, duration: Optional[float] = None, count: Optional[int] = None,
+          callback: Optional[Callable[[Event], object]] = None,
+          on_lost: Optional[Callable[[Lost], object]] = None, exclude_self: bool = True) -> Tracer:
+    """Trace probe lines (surftrace syntax; see docs/probe-lines.md).
+
+    ``pid`` traces one process only; ``stack`` adds kernel stacks to every
+    event; ``offline`` compiles without needing the attach points to exist
+    (for :meth:`Tracer.show`). Raises :class:`~undertow.errors.UndertowError`
+    subclasses (with spans for bad lines) before touching the kernel's
+    tracing state.
+    """
+    program = parse(lines, files)
+    program.settings.update(stack=stack, pid=pid, exclude_self=exclude_self, self_pid=os.getpid())
+    return Tracer(program, backend=backend, kernel=kernel, arch=arch, offline=offline,
+                  duration=duration, count=count, callback=callback, on_lost=on_lost)
+
+
+__all__ = ["trace", "parse", "Tracer", "NoBackendError", "SourceError"]
