@@ -77,7 +77,8 @@ def _locate(e: FtraceUnsupported, program: "Program") -> UndertowError:
     """Turn a refusal into a caret diagnostic on the probe's source text."""
     from ...errors import SourceError
 
-    for p in program.probes:
-        if p.source and e.span is not None:
+    if e.probe_index is not None and e.span is not None:
+        p = program.probes[e.probe_index]
+        if p.source:
             return SourceError(e.message, source=p.source, span=e.span, origin=p.origin, hints=e.hints)
     return e

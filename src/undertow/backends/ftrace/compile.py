@@ -44,6 +44,7 @@ class FtraceUnsupported(UndertowError):
     def __init__(self, message: str, span: Optional[Span], hints: Tuple[str, ...] = ()) -> None:
         super().__init__(message, hints=hints or ("run it with --backend bpf",))
         self.span = span
+        self.probe_index: Optional[int] = None
 
 
 @dataclass
@@ -88,7 +89,11 @@ def compile_program(program: ir.Program, arch: "Arch", *, group: Optional[str] =
     n = 0
     for pi, probe in enumerate(program.probes):
         for ap in probe.attach:
-            specs.append(_compile_probe(probe, ap, arch, group, n, pi, program))
+            try:
+                specs.append(_compile_probe(probe, ap, arch, group, n, pi, program))
+            except FtraceUnsupported as e:
+                e.probe_index = pi
+                raise
             n += 1
     return specs
 
