@@ -1,0 +1,294 @@
+"""Kernel symbols from ``/proc/kallsyms``.
+
+Each line is ``ADDRESS TYPE NAME`` or ``ADDRESS TYPE NAME\\t[MODULE]``
+(kernel/kallsyms.c ``s_show()``; module, BPF and ftrace trampoline symbols
+carry the bracketed owner). Addresses are printed with ``%px`` at full pointer
+width, but read as zero unless the reader may see kernel pointers
+(``kallsyms_show_value()``: ``kernel.kptr_restrict`` and CAP_SYSLOG,
+Documentation/admin-guide/sysctl/kernel.rst). Names stay usable then;
+:attr:`Kallsyms.addresses_available` says whether addresses are.
+
+The file has 100k-300k lines and the kernel generates it on every read
+(~60 ms here), so everything is lazy: the text is read on first use, a single
+name is found with one substring search over it, and the per-symbol arrays
+(addresses sorted for :meth:`Kallsyms.symbolize`, a name index) are built only
+when a query needs them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import UndertowError
+from .roots import Roots
+
+__all__ = ["KSym", "Kallsyms", "load_kallsyms", "parse_kallsyms"]
+
+# After this many lookups by substring search, build the name index instead.
+_INDEX_AFTER_LOOKUPS = 32
+
+
+@dataclass(frozen=True)
+class KSym:
+    """One ``/proc/kallsyms`` entry. ``module`` is ``None`` for the core kernel."""
+
+    name: str
+    address: int
+    type: str
+    module: Optional[str] = None
+
+    @property
+    def is_text(self) -> bool:
+        """A code symbol (``t``/``T``, or weak ``w``/``W``)."""
+        return self.type in "tTwW"
+
+    @property
+    def is_global(self) -> bool:
+        return self.type.isupper()
+
+
+class Kallsyms:
+    """Lazy view of one kallsyms text.
+
+    Build it with :func:`load_kallsyms` (reads ``<proc>/kallsyms``) or
+    :func:`parse_kallsyms` (from text, for tests).
+    """
+
+    def __init__(self, path: Optional[str] = None, text: Optional[str] = None) -> None:
+        self.path = path
+        self._text = text
+        self._lookups = 0
+        # Per-symbol arrays in file order (built by _index()).
+        self._addr_hex: Optional[List[str]] = None
+        self._types: List[str] = []
+        self._names: List[str] = []
+        self._modules: List[Optional[str]] = []
+        self._width = 0
+        self._by_name: Optional[Dict[str, int]] = None
+        # Sorted view for symbolize (built by _sorted()).
+        self._sorted_idx: Optional[List[int]] = None
+        self._sorted_addr: List[str] = []
+        self._addresses_available: Optional[bool] = None
+
+    # -- loading ---------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self.path is not None
+            try:
+                with open(self.path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                raise UndertowError(
+                    f"{self.path} does not exist",
+                    hints=["the kernel was built without CONFIG_KALLSYMS, or /proc is not mounted"],
+                ) from None
+            except PermissionError:
+                raise UndertowError(f"cannot read {self.path}: permission denied") from None
+            except OSError as e:
+                raise UndertowError(f"cannot read {self.path}: {e.strerror or e}") from None
+            # Symbol names are ASCII; latin-1 never fails on hostile bytes.
+            self._text = data.decode("latin-1")
+        return self._text
+
+    @property
+    def addresses_available(self) -> bool:
+        """False when every address reads as zero (``kptr_restrict``, no CAP_SYSLOG)."""
+        if self._addresses_available is None:
+            text = self.text
+            avail = False
+            # Look at a few lines: restricted output zeroes all of them.
+            pos = 0
+            for _ in range(64):
+                end = text.find("\n", pos)
+                line = text[pos:] if end < 0 else text[pos:end]
+                sp = line.find(" ")
+                if sp > 0 and line[:sp].strip("0"):
+                    avail = True
+                    break
+                if end < 0:
+                    break
+                pos = end + 1
+            self._addresses_available = avail
+        return self._addresses_available
+
+    def _index(self) -> None:
+        """Split the text into per-symbol arrays (file order)."""
+        if self._addr_hex is not None:
+            return
+        text = self.text
+        tab = text.find("\t")
+        if tab < 0:
+            core, rest = text, ""
+        else:
+            start = text.rfind("\n", 0, tab) + 1
+            core, rest = text[:start], text[start:]
+        toks = core.split()
+        if len(toks) % 3:
+            # Malformed core part (a name with a space?): parse it line by line.
+            core, rest, toks = "", text, []
+        addrs, types, names = toks[0::3], toks[1::3], toks[2::3]
+        modules: List[Optional[str]] = [None] * len(addrs)
+        for line in rest.split("\n"):
+            parts = line.split(None, 3)
+            if len(parts) < 3:
+                continue
+            addrs.append(parts[0])
+            types.append(parts[1])
+            names.append(parts[2])
+            mod = parts[3].strip() if len(parts) > 3 else ""
+            if mod.startswith("[") and mod.endswith("]"):
+                mod = mod[1:-1]
+            modules.append(mod or None)
+        self._addr_hex, self._types, self._names, self._modules = addrs, types, names, modules
+        widths = {len(a) for a in addrs[:1]} | {len(a) for a in addrs[-1:]}
+        self._width = max(widths) if widths else 16
+
+    def _name_index(self) -> Dict[str, int]:
+        if self._by_name is None:
+            self._index()
+            d: Dict[str, int] = {}
+            setdefault = d.setdefault
+            for i, n in enumerate(self._names):
+                setdefault(n, i)
+            self._by_name = d
+        return self._by_name
+
+    def _ksym(self, i: int) -> KSym:
+        return KSym(self._names[i], _hex(self._addr_hex[i]), self._types[i], self._modules[i])  # type: ignore[index]
+
+    # -- queries -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        self._index()
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.lookup(name) is not None
+
+    def lookup(self, name: str) -> Optional[KSym]:
+        """The first symbol called ``name`` (in file order: core kernel before modules)."""
+        if not name or any(c in name for c in " \t\n"):
+            return None
+        if self._by_name is None and self._lookups < _INDEX_AFTER_LOOKUPS:
+            self._lookups += 1
+            return self._find_in_text(name)
+        i = self._name_index().get(name)
+        return None if i is None else self._ksym(i)
+
+    def _find_in_text(self, name: str) -> Optional[KSym]:
+        text = self.text
+        # A name is the third space-separated token, followed by a newline (or
+        # the end) or by a tab and the module: " NAME\n" cannot match elsewhere.
+        best = -1
+        for term in ("\n", "\t"):
+            p = text.find(" " + name + term)
+            if p >= 0 and (best < 0 or p < best):
+                best = p
+        if best < 0:
+            if text.endswith(" " + name):
+                best = len(text) - len(name) - 1
+            else:
+                return None
+        start = text.rfind("\n", 0, best) + 1
+        end = text.find("\n", best)
+        parts = text[start : end if end >= 0 else len(text)].split(None, 3)
+        if len(parts) < 3 or parts[2] != name:
+            return None
+        mod = parts[3].strip()[1:-1] if len(parts) > 3 else None
+        return KSym(parts[2], _hex(parts[0]), parts[1], mod or None)
+
+    def lookup_all(self, name: str) -> List[KSym]:
+        """Every symbol called ``name`` (static functions can share a name)."""
+        self._index()
+        return [self._ksym(i) for i, n in enumerate(self._names) if n == name]
+
+    def match(self, pattern: str) -> List[KSym]:
+        """Symbols whose name matches the shell wildcard ``pattern`` (``*``, ``?``, ``[...]``),
+        in file order; a name appears once per symbol carrying it."""
+        if not any(c in pattern for c in "*?["):
+            return self.lookup_all(pattern)
+        self._index()
+        rx = re.compile(fnmatch.translate(pattern)).match
+        return [self._ksym(i) for i, n in enumerate(self._names) if rx(n)]
+
+    def modules(self) -> List[str]:
+        """Names of the modules (and ``bpf``-style owners) that appear in the text."""
+        self._index()
+        return sorted({m for m in self._modules if m})
+
+    def _sorted(self) -> Tuple[List[int], List[str]]:
+        if self._sorted_idx is None:
+            self._index()
+            addrs = self._addr_hex
+            assert addrs is not None
+            w = self._width
+            if any(len(a) != w for a in addrs):  # mixed widths: compare padded text
+                addrs = [a.rjust(w, "0") for a in addrs]
+                self._addr_hex = addrs
+            types = self._types
+            # Absolute symbols ('a'/'A') and undefined ones are not code locations.
+            keep = [i for i, t in enumerate(types) if t not in "aAuU"]
+            # Equal-width lowercase hex sorts like the numbers it spells.
+            keep.sort(key=addrs.__getitem__)
+            self._sorted_idx = keep
+            self._sorted_addr = [addrs[i] for i in keep]
+        return self._sorted_idx, self._sorted_addr
+
+    def symbolize(self, addr: int) -> Optional[Tuple[str, int, Optional[str]]]:
+        """``(name, offset, module)`` of the symbol containing kernel address ``addr``.
+
+        The symbol is the closest one at or below ``addr``. ``None`` when
+        addresses are hidden (all zero), ``addr`` lies below every symbol, or
+        is not a kernel address width can spell.
+        """
+        if addr < 0 or not self.addresses_available:
+            return None
+        idx, sorted_addr = self._sorted()
+        if not idx:
+            return None
+        key = format(addr, "x").rjust(self._width, "0")
+        if len(key) > self._width:
+            return None
+        pos = bisect.bisect_right(sorted_addr, key) - 1
+        if pos < 0:
+            return None
+        best = pos
+        # Several names can share one address (_text, _stext...). Like the
+        # kernel's own kallsyms sort (scripts/kallsyms.c compare_symbols()),
+        # prefer a global over a weak one and fewer leading underscores.
+        at = sorted_addr[pos]
+        j = pos - 1
+        while j >= 0 and sorted_addr[j] == at:
+            if _alias_rank(self, idx[j]) < _alias_rank(self, idx[best]):
+                best = j
+            j -= 1
+        i = idx[best]
+        return self._names[i], addr - _hex(self._addr_hex[i]), self._modules[i]  # type: ignore[index]
+
+
+def _alias_rank(ks: Kallsyms, i: int) -> Tuple[int, int, int]:
+    name, typ = ks._names[i], ks._types[i]
+    return (1 if typ in "wWvV" else 0, len(name) - len(name.lstrip("_")), i)
+
+
+def _hex(s: str) -> int:
+    try:
+        return int(s, 16)
+    except ValueError:
+        return 0
+
+
+def load_kallsyms(roots: Roots) -> Kallsyms:
+    """Kernel symbols of ``<roots.proc>/kallsyms`` (read lazily, on first query)."""
+    return Kallsyms(path=roots.proc_path("kallsyms"))
+
+
+def parse_kallsyms(text: str) -> Kallsyms:
+    """A :class:`Kallsyms` over already-read text."""
+    return Kallsyms(text=text)
