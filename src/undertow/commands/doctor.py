@@ -1,0 +1,156 @@
+"""``undertow doctor``: what this kernel offers, which probe kinds and backends work here,
+and for every missing one why and what to use instead.
+
+Text output fits 100 columns; ``--json`` prints one object (``kernel``, ``arch``,
+``facts``, ``features`` {name: {available, reason, instead?}}, ``backends``).
+Feature probes are cached per boot; ``--refresh`` probes again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from typing import Any, Dict, List, Optional, TextIO
+
+from ..kernel import Kernel
+from ..kernel.features import FEATURE_TITLES, PROBE_KINDS, Feature, Features, detect_features
+from ..output.text import escape
+
+WIDTH = 100
+
+# Features shown under "other facts" (the probe kinds table covers the rest).
+_OTHER = ["tracefs", "syscall_tracepoints", "dynamic_events", "kprobe_btf_args", "hist_triggers",
+          "btf", "bpf"]
+
+
+def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="show what this kernel offers and which probe kinds will work",
+        description="Probe the running kernel: tracefs, kprobes, uprobes, BTF and what BPF "
+        "programs really load and attach. Every missing feature comes with the reason and "
+        "what to use instead.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  undertow doctor            # table of probe kinds and backends\n"
+        "  undertow doctor --json     # one JSON object: {\"features\": {name: {available, "
+        "reason}}, ...}\n"
+        "  undertow doctor --refresh  # ignore the per-boot cache and probe again\n\n"
+        "Probes that need root (BPF, tracefs) are reported as unknown when not run as root.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--refresh", action="store_true", help="ignore the per-boot feature cache")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    kernel = Kernel()
+    feats = detect_features(kernel, refresh=bool(getattr(args, "refresh", False)))
+    kernel._features = feats  # share the fresh result with anything else using this Kernel
+    out = sys.stdout
+    if getattr(args, "json", False):
+        out.write(render_json(feats) + "\n")
+    else:
+        out.write(render_text(feats))
+    return 0
+
+
+def render_json(feats: Features) -> str:
+    """The ``--json`` document (keys sorted within features for stable diffs)."""
+    return json.dumps(feats.to_json(), indent=2, ensure_ascii=True)
+
+
+def _status(f: Optional[Feature]) -> str:
+    if f is None or f.available is None:
+        return "?"
+    return "yes" if f.available else "no"
+
+
+def _wrap(prefix: str, text: str, indent: int, width: int = WIDTH) -> List[str]:
+    body = textwrap.wrap(escape(text), width=width - indent, break_long_words=True,
+                         break_on_hyphens=False) or [""]
+    lines = [prefix.ljust(indent) + body[0]]
+    lines += [" " * indent + b for b in body[1:]]
+    return lines
+
+
+def render_text(feats: Features, width: int = WIDTH) -> str:
+    """Human report: kernel, privileges, the probe-kind table, other facts, a summary."""
+    facts: Dict[str, Any] = feats.facts
+    lines: List[str] = []
+    lines += _wrap("kernel", f"{feats.kernel} ({feats.arch})", 11, width)
+    caps = facts.get("capabilities") or []
+    if facts.get("root"):
+        who = "root"
+    else:
+        who = f"uid {facts.get('euid', '?')} (not root)"
+    lines += _wrap("user", who + ("; capabilities: " + " ".join(caps) if caps else
+                                  "; no tracing capabilities"), 11, width)
+    sec = (f"lockdown {facts.get('lockdown', 'unknown')}, kptr_restrict "
+           f"{facts.get('kptr_restrict', '?')}, perf_event_paranoid "
+           f"{facts.get('perf_event_paranoid', '?')}, unprivileged_bpf_disabled "
+           f"{facts.get('unprivileged_bpf_disabled', '?')}")
+    lines += _wrap("security", sec, 11, width)
+    if not facts.get("root"):
+        lines += _wrap("note", "not running as root: tracefs and BPF probes need root (or "
+                       "CAP_BPF + CAP_PERFMON); they show '?' below. Run 'sudo undertow doctor' "
+                       "for the full picture.", 11, width)
+    lines.append("")
+
+    indent = 8 + 20 + 5
+    lines.append("backend".ljust(8) + "probe kind".ljust(20) + "ok".ljust(5) + "why / instead")
+    lines.append("-" * min(width, 99))
+    for backend, kind, name in PROBE_KINDS:
+        f = feats.get(name)
+        prefix = backend.ljust(8) + kind.ljust(20) + _status(f).ljust(5)
+        reason = f.reason if f else "not probed"
+        lines += _wrap(prefix, reason, indent, width)
+        if f is not None and not f.available and f.instead:
+            lines += _wrap("", "instead: " + f.instead, indent, width)
+    lines.append("")
+    lines.append("other features")
+    for name in _OTHER:
+        f = feats.get(name)
+        if f is None:
+            continue
+        prefix = "  " + name.ljust(26) + _status(f).ljust(5)
+        lines += _wrap(prefix, f.reason, 33, width)
+        if not f.available and f.instead:
+            lines += _wrap("", "instead: " + f.instead, 33, width)
+    lines.append("")
+    lines += _summary(feats, width)
+    if feats.from_cache:
+        lines.append("(cached for this boot; --refresh probes again)")
+    return "\n".join(lines) + "\n"
+
+
+def _summary(feats: Features, width: int) -> List[str]:
+    backends = feats.backends()
+    out: List[str] = []
+    for backend in ("ftrace", "bpf"):
+        b = backends.get(backend, {})
+        ok_kinds = [k for k, v in b.get("kinds", {}).items() if v["available"]]
+        if b.get("available") and ok_kinds:
+            text = ", ".join(ok_kinds)
+        elif b.get("available"):
+            text = "nothing (" + b.get("reason", "") + ")"
+        else:
+            text = "not usable: " + b.get("reason", "unknown")
+        out += _wrap(f"you can use ({backend}):", text, 25, width)
+    kinds: Dict[str, List[Optional[bool]]] = {}
+    for _, kind, name in PROBE_KINDS:
+        if "output" in kind:
+            continue
+        f = feats.get(name)
+        kinds.setdefault(kind, []).append(f.available if f else None)
+    missing = [k for k, v in kinds.items() if v and all(a is False for a in v)]
+    unknown = [k for k, v in kinds.items() if not any(v) and any(a is None for a in v)]
+    if missing:
+        out += _wrap("not on this kernel:", ", ".join(missing), 25, width)
+    if unknown:
+        out += _wrap("could not check:", ", ".join(unknown), 25, width)
+    return out
