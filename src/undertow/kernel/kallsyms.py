@@ -129,10 +129,10 @@ class Kallsyms:
             start = text.rfind("\n", 0, tab) + 1
             core, rest = text[:start], text[start:]
         toks = core.split()
-        if len(toks) % 3:
-            # Malformed core part (a name with a space?): parse it line by line.
-            core, rest, toks = "", text, []
         addrs, types, names = toks[0::3], toks[1::3], toks[2::3]
+        if len(toks) % 3 or any(len(t) != 1 for t in types):
+            # Malformed core part (a stray line): parse everything line by line.
+            rest, addrs, types, names = text, [], [], []
         modules: List[Optional[str]] = [None] * len(addrs)
         for line in rest.split("\n"):
             parts = line.split(None, 3)
