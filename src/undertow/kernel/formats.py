@@ -206,8 +206,15 @@ class EventFormat:
 _ATTR = re.compile(r"\s*(\w+)\s*:\s*(-?\w+)\s*")
 
 
+_FIELD_FAST = re.compile(r"\s*field:([^;]*);\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);\s*")
+
+
 def _parse_field_line(line: str) -> Optional[Tuple[str, Dict[str, int]]]:
     """``field:DECL; offset:N; size:N; signed:N;`` -> (DECL, {offset, size, signed})."""
+    m = _FIELD_FAST.fullmatch(line)
+    if m is not None and m.group(1).strip():
+        return m.group(1).strip(), {"offset": int(m.group(2)), "size": int(m.group(3)),
+                                    "signed": int(m.group(4))}
     s = line.strip()
     if not s.startswith("field"):
         return None
@@ -236,6 +243,9 @@ def _base_type(t: str) -> str:
     return " ".join(t.split())
 
 
+_DECL_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[([^\]]*)\])?\s*$")
+
+
 def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
     d = decl.strip()
     dynamic: Optional[str] = None
@@ -244,7 +254,7 @@ def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
             dynamic = kind
             break
     # Name: the last identifier, with an optional [N] / [] / [SYM] suffix.
-    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[([^\]]*)\])?\s*$", d)
+    m = _DECL_NAME.search(d)
     if not m:
         raise FormatError(f"cannot read field declaration {decl!r}")
     name = m.group(1)
@@ -294,6 +304,22 @@ def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
     )
 
 
+_FIELD_CACHE: Dict[Tuple[str, int, int, int], Dict[str, Any]] = {}
+
+
+def _field(decl: str, attrs: Dict[str, int]) -> Field:
+    """:func:`_make_field`, memoised on the line's contents (common fields repeat in
+    every format); each call still returns a fresh Field."""
+    key = (decl, attrs["offset"], attrs["size"], attrs.get("signed", -1))
+    kw = _FIELD_CACHE.get(key)
+    if kw is None:
+        if len(_FIELD_CACHE) > 16384:
+            _FIELD_CACHE.clear()
+        kw = dict(_make_field(decl, attrs).__dict__)
+        _FIELD_CACHE[key] = kw
+    return Field(**kw)
+
+
 def _elem_size(elem: str, long_size: int) -> int:
     if elem.endswith("*"):
         return long_size
@@ -310,7 +336,7 @@ def parse_fields(text: str) -> List[Field]:
     for line in text.splitlines():
         parsed = _parse_field_line(line)
         if parsed is not None:
-            out.append(_make_field(*parsed))
+            out.append(_field(*parsed))
     return out
 
 
@@ -361,33 +387,36 @@ def _read_string_literals(s: str) -> Tuple[str, int]:
     return "".join(parts), min(i, n)
 
 
+_ARG_SPECIAL = re.compile(r"[\"'()\[\]{},]")
+_STR_END = {'"': re.compile(r'(?:[^"\\]|\\.)*"', re.S), "'": re.compile(r"(?:[^'\\]|\\.)*'", re.S)}
+
+
 def split_args(text: str) -> List[str]:
     """Split a C argument list at top-level commas (outside (), [], {} and literals)."""
     args: List[str] = []
     depth = 0
-    cur: List[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c:
-                j += 2 if text[j] == "\\" else 1
-            cur.append(text[i : j + 1])
-            i = j + 1
-            continue
-        if c in "([{":
+    start = 0
+    pos = 0
+    n = len(text)
+    search = _ARG_SPECIAL.search
+    while pos < n:
+        m = search(text, pos)
+        if m is None:
+            break
+        c = m.group()
+        pos = m.end()
+        if c == '"' or c == "'":
+            e = _STR_END[c].match(text, pos)
+            pos = e.end() if e else n
+        elif c in "([{":
             depth += 1
         elif c in ")]}":
-            depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
-            args.append("".join(cur).strip())
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    last = "".join(cur).strip()
+            if depth:
+                depth -= 1
+        elif depth == 0:  # a top-level comma
+            args.append(text[start : pos - 1].strip())
+            start = pos
+    last = text[start:].strip()
     if last or args:
         args.append(last)
     return args
@@ -430,7 +459,7 @@ def parse_format(
         elif s.startswith("field"):
             parsed = _parse_field_line(s)
             if parsed is not None:
-                fields.append(_make_field(*parsed))
+                fields.append(_field(*parsed))
     if not ev_name and not fields:
         raise FormatError(
             f"not a trace event format file{' for ' + group + ':' + name if name else ''}",
@@ -581,6 +610,9 @@ def _compile_decoder(fmt: EventFormat, raw_strings: bool, byteorder: str) -> Dec
         return lambda b, esz=esz, code=code: list(
             struct.unpack(f"{bo}{len(b) // esz}{code}", b[: len(b) // esz * esz]))
 
+    def str_fix(v: bytes, data: Buffer, base: int, end: int) -> Any:
+        return text(v)
+
     # per-field plan: (name, offset, struct code, fix) where fix(value, data, base, end)
     plans: List[Tuple[str, int, int, str, Optional[Callable[..., Any]]]] = []
     for f in fmt.fields:
@@ -613,7 +645,7 @@ def _compile_decoder(fmt: EventFormat, raw_strings: bool, byteorder: str) -> Dec
         elif f.array_len is not None:
             code = f"{size}s"
             if f.is_string:
-                fix = lambda v, data, base, end: text(v)  # noqa: E731
+                fix = str_fix
             else:
                 n = f.array_len
                 esz = size // n if n else 0
@@ -662,20 +694,22 @@ def _compile_decoder(fmt: EventFormat, raw_strings: bool, byteorder: str) -> Dec
     )
     unpack_from = fixed.unpack_from
 
-    def decode(data: Buffer, offset: int = 0, end: Optional[int] = None) -> Dict[str, Any]:
-        if end is None or end > len(data):
-            end = len(data)
+    def slow(data: Buffer, offset: int, end: int) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
         if end - offset >= fixed_size:
             out = dict(zip(names, unpack_from(data, offset)))
             for name, fix in seq_fixes:
                 out[name] = fix(out[name], data, offset, end)
         else:  # truncated record: decode what fits, leave the rest out
-            out = {}
             for name, fo, size, st, fix in singles:
                 if offset + fo + size > end:
                     continue
                 v = st.unpack_from(data, offset + fo)[0]
                 out[name] = fix(v, data, offset, end) if fix is not None else v
+        extras(out, data, offset, end)
+        return out
+
+    def extras(out: Dict[str, Any], data: Buffer, offset: int, end: int) -> None:
         for name, fo, size, st, fix in extra_structs:
             if st is None:
                 if fix is not None and offset + fo <= end:
@@ -685,7 +719,41 @@ def _compile_decoder(fmt: EventFormat, raw_strings: bool, byteorder: str) -> Dec
                 continue
             v = st.unpack_from(data, offset + fo)[0]
             out[name] = fix(v, data, offset, end) if fix is not None else v
-        return out
+
+    # The fast path is generated once per format so a full record costs one
+    # unpack_from and one dict display (~1 us). Field names only appear as repr()
+    # string literals; values are bound as closure-free globals of the function.
+    env: Dict[str, Any] = {"_unpack": unpack_from, "_slow": slow, "_extras": extras, "_len": len}
+    items = []
+    for i, (name, _fo, _size, _code, fix) in enumerate(seq):
+        v = f"v{i}"
+        if fix is None:
+            items.append(f"{name!r}: {v}")
+        elif fix is str_fix:
+            expr = f"{v}.partition(b'\\0')[0]"
+            if not raw_strings:
+                expr += ".decode('utf-8', 'replace')"
+            items.append(f"{name!r}: {expr}")
+        else:
+            env[f"_f{i}"] = fix
+            items.append(f"{name!r}: _f{i}({v}, data, offset, end)")
+    targets = "".join(f"v{i}, " for i in range(len(seq)))
+    lines = [
+        "def decode(data, offset=0, end=None):",
+        "    n = _len(data)",
+        "    if end is None or end > n:",
+        "        end = n",
+        f"    if end - offset < {fixed_size}:",
+        "        return _slow(data, offset, end)",
+    ]
+    if seq:
+        lines.append(f"    {targets}= _unpack(data, offset)")
+    lines.append("    out = {" + ", ".join(items) + "}")
+    if extra_structs:
+        lines.append("    _extras(out, data, offset, end)")
+    lines.append("    return out")
+    exec(compile("\n".join(lines), f"<decoder {fmt.full_name}>", "exec"), env)  # noqa: S102
+    decode = env["decode"]
 
     decode.__doc__ = f"Decode one {fmt.full_name} record (see EventFormat.decoder)."
     return decode
