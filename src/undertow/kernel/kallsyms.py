@@ -136,7 +136,7 @@ class Kallsyms:
         modules: List[Optional[str]] = [None] * len(addrs)
         for line in rest.split("\n"):
             parts = line.split(None, 3)
-            if len(parts) < 3:
+            if len(parts) < 3 or len(parts[1]) != 1:
                 continue
             addrs.append(parts[0])
             types.append(parts[1])
