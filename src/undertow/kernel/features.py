@@ -712,7 +712,7 @@ def _tracing_func(ctx: _Ctx, attach: int, label: str) -> Tuple[Optional[bool], s
             why = f"loading an {label} program for {name} failed: {sc.errno_name(e.errno)}"
             why += ", empty verifier log" if not log.strip() else f": {e.message}"
             if e.errno == _errno.EPERM and ctx.euid == 0 and ctx.is_available("bpf_tp_btf"):
-                why += " (tp_btf, the same program type, loads: the kernel refuses trampolines)"
+                why += " (tp_btf, the same program type, loads: the kernel refuses this attach type)"
             return False, why
         try:
             link = sc.raw_tracepoint_open(None, prog)
