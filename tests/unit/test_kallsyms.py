@@ -77,6 +77,9 @@ def test_modules(kdir):
     assert k.modules() == ["__builtin__ftrace", "bpf", "ext4", "nf_conntrack"]
     assert k.lookup("ext4_file_open").module == "ext4"
     assert [s.module for s in k.lookup_all("init_module")] == ["ext4", "nf_conntrack"]
+    assert k.lookup("init_module", module="nf_conntrack").address == 0xFFFFFFFFC0400400
+    assert k.lookup("init_module", module="xfs") is None
+    assert k.lookup("tcp_v4_rcv", module="").module is None
     # module addresses are not in file order; symbolize sorts them
     assert k.symbolize(0xFFFFFFFFC0400410) == ("init_module", 0x10, "nf_conntrack")
     assert k.symbolize(0xFFFFFFFFC0A14085) == ("ext4_fs_type", 5, "ext4")
@@ -98,6 +101,10 @@ def test_parse_text_and_hostile_lines():
     assert k.lookup("with_module").module == "m"
     assert k.symbolize(0xFFFFFFFF81000011)[0] == "\x1b[31mevil"
     assert len(k) == 3
+    # absolute symbols are not locations; mixed address widths still compare as numbers
+    k2 = parse_kallsyms("ffffffff81000000 T f\nffffffff81000008 A abs_const\n1000 t low\n")
+    assert k2.symbolize(0xFFFFFFFF81000010) == ("f", 0x10, None)
+    assert k2.symbolize(0x1004) == ("low", 4, None)
     empty = parse_kallsyms("")
     assert len(empty) == 0 and empty.lookup("x") is None and empty.symbolize(5) is None
     assert not empty.addresses_available

@@ -171,8 +171,14 @@ class Kallsyms:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.lookup(name) is not None
 
-    def lookup(self, name: str) -> Optional[KSym]:
-        """The first symbol called ``name`` (in file order: core kernel before modules)."""
+    def lookup(self, name: str, module: Optional[str] = None) -> Optional[KSym]:
+        """The first symbol called ``name`` (in file order: core kernel before modules);
+        with ``module``, the one owned by that module (``""`` for the core kernel)."""
+        if module is not None:
+            for s in self.lookup_all(name):
+                if (s.module or "") == module:
+                    return s
+            return None
         if not name or any(c in name for c in " \t\n"):
             return None
         if self._by_name is None and self._lookups < _INDEX_AFTER_LOOKUPS:
@@ -227,15 +233,13 @@ class Kallsyms:
             self._index()
             addrs = self._addr_hex
             assert addrs is not None
-            w = self._width
-            if any(len(a) != w for a in addrs):  # mixed widths: compare padded text
+            lens = set(map(len, addrs))
+            if len(lens) > 1:  # mixed widths: compare padded text
+                w = self._width = max(lens)
                 addrs = [a.rjust(w, "0") for a in addrs]
                 self._addr_hex = addrs
-            types = self._types
-            # Absolute symbols ('a'/'A') and undefined ones are not code locations.
-            keep = [i for i, t in enumerate(types) if t not in "aAuU"]
             # Equal-width lowercase hex sorts like the numbers it spells.
-            keep.sort(key=addrs.__getitem__)
+            keep = sorted(range(len(addrs)), key=addrs.__getitem__)
             self._sorted_idx = keep
             self._sorted_addr = [addrs[i] for i in keep]
         return self._sorted_idx, self._sorted_addr
@@ -256,6 +260,11 @@ class Kallsyms:
         if len(key) > self._width:
             return None
         pos = bisect.bisect_right(sorted_addr, key) - 1
+        # Absolute ('a'/'A': per-CPU offsets, linker constants) and undefined
+        # symbols are not locations: skip them.
+        types = self._types
+        while pos >= 0 and types[idx[pos]] in "aAuU":
+            pos -= 1
         if pos < 0:
             return None
         best = pos
@@ -265,7 +274,7 @@ class Kallsyms:
         at = sorted_addr[pos]
         j = pos - 1
         while j >= 0 and sorted_addr[j] == at:
-            if _alias_rank(self, idx[j]) < _alias_rank(self, idx[best]):
+            if types[idx[j]] not in "aAuU" and _alias_rank(self, idx[j]) < _alias_rank(self, idx[best]):
                 best = j
             j -= 1
         i = idx[best]
