@@ -21,8 +21,8 @@ from ..output.text import escape
 WIDTH = 100
 
 # Features shown under "other facts" (the probe kinds table covers the rest).
-_OTHER = ["tracefs", "syscall_tracepoints", "dynamic_events", "kprobe_btf_args", "hist_triggers",
-          "btf", "bpf"]
+_OTHER = ["tracefs", "syscall_tracepoints", "dynamic_events", "kprobe_btf_args",
+          "hist_triggers", "btf", "bpf"]
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def render_text(feats: Features, width: int = WIDTH) -> str:
         prefix = backend.ljust(8) + kind.ljust(20) + _status(f).ljust(5)
         reason = f.reason if f else "not probed"
         lines += _wrap(prefix, reason, indent, width)
-        if f is not None and not f.available and f.instead:
+        if f is not None and f.available is False and f.instead:
             lines += _wrap("", "instead: " + f.instead, indent, width)
     lines.append("")
     lines.append("other features")
@@ -119,7 +119,7 @@ def render_text(feats: Features, width: int = WIDTH) -> str:
             continue
         prefix = "  " + name.ljust(26) + _status(f).ljust(5)
         lines += _wrap(prefix, f.reason, 33, width)
-        if not f.available and f.instead:
+        if f.available is False and f.instead:
             lines += _wrap("", "instead: " + f.instead, 33, width)
     lines.append("")
     lines += _summary(feats, width)
@@ -139,7 +139,8 @@ def _summary(feats: Features, width: int) -> List[str]:
         elif b.get("available"):
             text = "nothing (" + b.get("reason", "") + ")"
         else:
-            text = "not usable: " + b.get("reason", "unknown")
+            why = str(b.get("reason", "unknown"))
+            text = "not usable: " + (why[len("unknown: "):] if why.startswith("unknown: ") else why)
         out += _wrap(f"you can use ({backend}):", text, 25, width)
     kinds: Dict[str, List[Optional[bool]]] = {}
     for _, kind, name in PROBE_KINDS:

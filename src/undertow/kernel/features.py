@@ -285,6 +285,7 @@ class _Ctx:
         self._btf: Any = None
         self._btf_err: Optional[str] = None
         self._readme: Optional[str] = None
+        self.tracefs_detail = ""
         self.cap_eff = _cap_eff(self.roots)
         self.euid = os.geteuid()
 
@@ -299,6 +300,9 @@ class _Ctx:
                 self._tracefs_err = e.message
             except OSError as e:
                 self._tracefs_err = f"tracefs: {sc.errno_name(e.errno or 0)}"
+            if self._tracefs_err and self.euid != 0 and not self._tracefs_err.startswith("unknown:"):
+                self.tracefs_detail = self._tracefs_err
+                self._tracefs_err = "unknown: needs root to read tracefs"
         if self._tracefs is None:
             raise _Unknown(self._tracefs_err or "tracefs unavailable")
         return self._tracefs
@@ -351,6 +355,8 @@ class _Ctx:
         if b is not None and b.available is False:
             raise _Refused(f"bpf(2) is not usable: {b.reason}")
         if b is not None and b.available is None:
+            if b.reason.startswith("unknown: needs root"):
+                raise _Unknown("unknown: needs root")
             raise _Unknown(b.reason)
 
 
@@ -446,10 +452,10 @@ def _p_tracefs(ctx: _Ctx) -> Tuple[Optional[bool], str]:
         t = ctx.tracefs()
     except _Unknown as e:
         msg = str(e)
+        if ctx.tracefs_detail:
+            raise _Unknown(f"{msg}: {ctx.tracefs_detail}") from None
         if msg.startswith("unknown:"):
             raise
-        if ctx.euid != 0:
-            raise _Unknown(f"unknown: needs root ({msg})")
         return False, msg
     return True, f"at {t.path}"
 
@@ -618,7 +624,7 @@ def _p_bpf(ctx: _Ctx) -> Tuple[Optional[bool], str]:
         if e.errno == _errno.ENOSYS:
             return False, "no bpf(2) syscall (CONFIG_BPF_SYSCALL=n)"
         if e.errno == _errno.EPERM and ctx.euid != 0:
-            return False, f"bpf(2) refused: {sc.errno_name(e.errno)}: needs root (CAP_BPF)"
+            raise _Unknown("unknown: needs root (bpf(2) refused with EPERM: no CAP_BPF)") from None
         return False, f"bpf(2) refused: {sc.errno_name(e.errno)}"
     sc.close_fd(fd)
     return True, "bpf(2) creates maps"
