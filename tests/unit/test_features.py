@@ -462,3 +462,28 @@ def test_corrupt_cache_is_ignored(tmp_path, monkeypatch):
         fh.write(b"\xff{not json")
     f = F.detect_features(FakeKernel(roots, tracefs_6_18()))
     assert f["tracepoints"].available is True and not f.from_cache
+
+
+def test_non_root_bpf_is_unknown_needs_root(tmp_path, monkeypatch):
+    def refuse(*a, **kw):
+        raise BPFError("bpf(MAP_CREATE) failed: EPERM", errno=errno.EPERM)
+
+    monkeypatch.setattr(sc, "map_create", refuse)
+    k = FakeKernel(make_roots(tmp_path, live=True), tracefs_6_18())
+    ctx = F._Ctx(k)
+    ctx.euid = 1000
+    b = F._run(ctx, "bpf", F._p_bpf)
+    assert b.available is None and b.reason.startswith("unknown: needs root")
+    r = F._run(ctx, "bpf_ringbuf", F._p_bpf_ringbuf)
+    assert (r.available, r.reason) == (None, "unknown: needs root")
+
+
+def test_non_root_tracefs_is_unknown_needs_root(tmp_path):
+    k = FakeKernel(make_roots(tmp_path), tracefs_exc=TracefsError("tracefs is not mounted"))
+    ctx = F._Ctx(k)
+    ctx.euid = 1000
+    t = F._run(ctx, "tracefs", F._p_tracefs)
+    assert t.available is None
+    assert t.reason == "unknown: needs root to read tracefs: tracefs is not mounted"
+    tp = F._run(ctx, "tracepoints", F._p_tracepoints)
+    assert (tp.available, tp.reason) == (None, "unknown: needs root to read tracefs")
