@@ -310,7 +310,9 @@ def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int]:
 
 def errno_name(err: int) -> str:
     """``EPERM (Operation not permitted)`` for ``errno.EPERM``."""
-    return f"{_errno.errorcode.get(err, 'E?')} ({os.strerror(err)})"
+    # Python names 95 ENOTSUP; the kernel sources (and people reading them) say EOPNOTSUPP.
+    name = "EOPNOTSUPP" if err == _errno.EOPNOTSUPP else _errno.errorcode.get(err, "E?")
+    return f"{name} ({os.strerror(err)})"
 
 
 def _errno_hints(err: int) -> List[str]:
