@@ -30,7 +30,8 @@ def _env(cache: str) -> Dict[str, str]:
     return env
 
 
-def _doctor(args: List[str], cache: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+def _doctor(args: List[str], cache: str,
+            **kw: object) -> "subprocess.CompletedProcess[str]":
     return subprocess.run([sys.executable, "-m", "undertow", "doctor", *args], env=_env(cache),
                           capture_output=True, text=True, timeout=120, **kw)
 

@@ -10,7 +10,6 @@ consistency instead.
 from __future__ import annotations
 
 import os
-from typing import Iterator
 
 import pytest
 

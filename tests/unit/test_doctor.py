@@ -33,7 +33,8 @@ def this_machine(root=True):
     feats["bpf_fentry"] = Feature(
         "bpf_fentry", False,
         "loading an fentry program for do_sys_openat2 failed: EPERM (Operation not permitted), "
-        "empty verifier log (tp_btf, the same program type, loads: the kernel refuses this attach type)")
+        "empty verifier log (tp_btf, the same program type, loads: "
+        "the kernel refuses this attach type)")
     feats["bpf_fexit"] = Feature("bpf_fexit", False, "EPERM")
     facts = {"lockdown": "integrity", "kptr_restrict": 0, "perf_event_paranoid": 2,
              "unprivileged_bpf_disabled": 2, "euid": 0 if root else 1000, "root": root,

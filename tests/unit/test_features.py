@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from undertow.errors import BPFError, FeatureUnavailableError, TracefsError, UnknownTypeError, VerifierError
+from undertow.errors import (BPFError, FeatureUnavailableError, TracefsError, UnknownTypeError,
+                             VerifierError)
 from undertow.kernel import features as F
 from undertow.kernel import syscalls as sc
 from undertow.kernel.roots import Roots
@@ -106,7 +107,8 @@ def tracefs_6_18():
         "README": README_6_18,
         "uprobe_events": "",
         "dynamic_events": "",
-        "available_events": "sched:sched_switch\nsyscalls:sys_enter_getpid\nirq:irq_handler_entry\n",
+        "available_events":
+            "sched:sched_switch\nsyscalls:sys_enter_getpid\nirq:irq_handler_entry\n",
         "events/sched/sched_switch/id": "300\n",
         "events/syscalls/sys_enter_getpid/id": "400\n",
     })

@@ -185,7 +185,8 @@ def test_link_create_uprobe_multi_layout(rec):
         return 11
 
     rec.results = [grab]
-    assert sc.link_create_uprobe_multi(4, "/lib/libc.so.6", [0x10, 0x20], pid=77, retprobe=True) == 11
+    fd = sc.link_create_uprobe_multi(4, "/lib/libc.so.6", [0x10, 0x20], pid=77, retprobe=True)
+    assert fd == 11
     assert seen == {"prog": 4, "attach": 48, "cnt": 2, "pid": 77, "refs": 0,
                     "path": b"/lib/libc.so.6", "offs": struct.pack("<QQ", 0x10, 0x20), "flags": 1}
     assert len(rec.calls[0][1]) == 64
@@ -231,7 +232,8 @@ def test_raw_tracepoint_error_is_readable(rec):
     rec.results = [BPFError("x", errno=errno.ENOENT)]
     with pytest.raises(BPFError) as ei:
         sc.raw_tracepoint_open("nope", 3)
-    assert ei.value.message == "attaching raw tracepoint nope failed: ENOENT (No such file or directory)"
+    assert ei.value.message == \
+        "attaching raw tracepoint nope failed: ENOENT (No such file or directory)"
 
 
 def test_btf_load_error_carries_log(rec):

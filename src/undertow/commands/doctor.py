@@ -12,10 +12,10 @@ import argparse
 import json
 import sys
 import textwrap
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional
 
 from ..kernel import Kernel
-from ..kernel.features import FEATURE_TITLES, PROBE_KINDS, Feature, Features, detect_features
+from ..kernel.features import PROBE_KINDS, Feature, Features, detect_features
 from ..output.text import escape
 
 WIDTH = 100
@@ -25,7 +25,8 @@ _OTHER = ["tracefs", "syscall_tracepoints", "dynamic_events", "kprobe_btf_args",
           "hist_triggers", "btf", "bpf"]
 
 
-def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def register(sub: "argparse._SubParsersAction",
+             common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "doctor",
         parents=[common],

@@ -21,7 +21,7 @@ import importlib
 import json
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import __version__
@@ -300,7 +300,8 @@ class _Ctx:
                 self._tracefs_err = e.message
             except OSError as e:
                 self._tracefs_err = f"tracefs: {sc.errno_name(e.errno or 0)}"
-            if self._tracefs_err and self.euid != 0 and not self._tracefs_err.startswith("unknown:"):
+            err = self._tracefs_err
+            if err and self.euid != 0 and not err.startswith("unknown:"):
                 self.tracefs_detail = self._tracefs_err
                 self._tracefs_err = "unknown: needs root to read tracefs"
         if self._tracefs is None:
@@ -332,7 +333,7 @@ class _Ctx:
         return self._btf
 
     def btf_id(self, name: str, kind: str) -> Optional[int]:
-        """The BTF id of ``name`` of ``kind``, ``None`` when absent (raises _Unknown without BTF)."""
+        """The BTF id of ``name`` of ``kind``; ``None`` when absent, _Unknown without BTF."""
         btf = self.btf()
         try:
             tid = btf.find_id(name, kind)
@@ -497,10 +498,12 @@ def _no_kprobes_reason(ctx: _Ctx) -> str:
     except _Unknown:
         has_events = None
     if pmu is None and has_events is False:
-        return "the kernel has no kprobe support (CONFIG_KPROBES=n: no kprobe_events, no kprobe PMU)"
+        return ("the kernel has no kprobe support "
+                "(CONFIG_KPROBES=n: no kprobe_events, no kprobe PMU)")
     if has_events is False:
         return "no kprobe_events in tracefs (CONFIG_KPROBE_EVENTS=n)"
-    return "no kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBE_EVENTS=n or kernel < 4.17)"
+    return ("no kprobe PMU in /sys/bus/event_source/devices "
+            "(CONFIG_KPROBE_EVENTS=n or kernel < 4.17)")
 
 
 def _p_uprobe_events(ctx: _Ctx) -> Tuple[Optional[bool], str]:
@@ -718,12 +721,14 @@ def _tracing_func(ctx: _Ctx, attach: int, label: str) -> Tuple[Optional[bool], s
             why = f"loading an {label} program for {name} failed: {sc.errno_name(e.errno)}"
             why += ", empty verifier log" if not log.strip() else f": {e.message}"
             if e.errno == _errno.EPERM and ctx.euid == 0 and ctx.is_available("bpf_tp_btf"):
-                why += " (tp_btf, the same program type, loads: the kernel refuses this attach type)"
+                why += (" (tp_btf, the same program type, loads:"
+                        " the kernel refuses this attach type)")
             return False, why
         try:
             link = sc.raw_tracepoint_open(None, prog)
         except BPFError as e:
-            return False, f"{label} for {name} loaded but attaching failed: {sc.errno_name(e.errno)}"
+            return False, (f"{label} for {name} loaded but attaching failed: "
+                           f"{sc.errno_name(e.errno)}")
     finally:
         sc.close_fd(link)
         sc.close_fd(prog)
@@ -839,7 +844,8 @@ def _p_bpf_perf_event(ctx: _Ctx) -> Tuple[Optional[bool], str]:
     prog = pfd = -1
     try:
         prog = _load(sc.ProgType.PERF_EVENT)
-        pfd = sc.perf_event_open(sc.software_attr(sc.PerfSwConfig.CPU_CLOCK, freq=49), pid=-1, cpu=0)
+        attr = sc.software_attr(sc.PerfSwConfig.CPU_CLOCK, freq=49)
+        pfd = sc.perf_event_open(attr, pid=-1, cpu=0)
         sc.perf_event_set_bpf(pfd, prog)
     finally:
         sc.close_fd(pfd)

@@ -39,7 +39,8 @@ __all__ = [
     "bpf", "prog_load", "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem",
     "map_get_next_key", "map_lookup_batch", "obj_pin", "obj_get", "btf_load", "link_create",
     "raw_tracepoint_open", "PerfEventAttr", "perf_event_open", "perf_event_enable",
-    "perf_event_disable", "perf_event_set_bpf", "pmu_type", "pmu_format_bit", "raise_memlock_rlimit",
+    "perf_event_disable", "perf_event_set_bpf", "pmu_type", "pmu_format_bit",
+    "raise_memlock_rlimit",
     "close_fd", "closing_fd", "errno_name", "kernel_version_code", "syscall_numbers",
 ]
 
@@ -323,7 +324,8 @@ def _errno_hints(err: int) -> List[str]:
     if err == _errno.EACCES:
         return ["the verifier refused the program; --debug shows its log"]
     if err == _errno.ENOSYS:
-        return ["this kernel was built without bpf(2) (CONFIG_BPF_SYSCALL=n): use the ftrace backend"]
+        return ["this kernel was built without bpf(2) (CONFIG_BPF_SYSCALL=n): "
+                "use the ftrace backend"]
     if err == _errno.E2BIG:
         return ["the kernel does not know a field undertow set: it is older than that feature"]
     if err == _errno.EINVAL:
@@ -492,7 +494,8 @@ def prog_load(
                                line_info_rec_size, fd_array, 1, log_size, want_log)
 
 
-def _prog_load_once(prog_type, insns, license, name, eat, btf_id, attach_fd, flags, kver,  # type: ignore[no-untyped-def]
+def _prog_load_once(  # type: ignore[no-untyped-def]
+                    prog_type, insns, license, name, eat, btf_id, attach_fd, flags, kver,
                     btf_fd, func_info, fi_size, line_info, li_size, fd_array, level, log_size,
                     want_log):
     pin = _Pinned()
@@ -530,7 +533,8 @@ def _prog_load_once(prog_type, insns, license, name, eat, btf_id, attach_fd, fla
                 ", empty verifier log" if level else "")
         hints = list(e.hints)
         if log and e.errno == _errno.ENOSPC:
-            hints.append("the verifier log did not fit its buffer; the program is probably too large")
+            hints.append("the verifier log did not fit its buffer; "
+                         "the program is probably too large")
         raise VerifierError(msg, log=log, errno=e.errno, hints=hints) from None
     if want_log:
         return ProgLoadResult(fd, _c_text(log_buf))
@@ -676,8 +680,8 @@ def map_lookup_batch(
     kptr, kbuf = pin.out(key_size * count)
     vptr, vbuf = pin.out(value_size * count)
     attr = bytearray(56)
-    struct.pack_into("<QQQQIIQQ", attr, 0, pin.buf(in_batch) if in_batch else 0, out_ptr, kptr, vptr,
-                     count, fd, 0, 0)
+    in_ptr = pin.buf(in_batch) if in_batch else 0
+    struct.pack_into("<QQQQIIQQ", attr, 0, in_ptr, out_ptr, kptr, vptr, count, fd, 0, 0)
     done = False
     cmd = BPFCmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else BPFCmd.MAP_LOOKUP_BATCH
     try:
@@ -795,7 +799,9 @@ def link_create_uprobe_multi(prog_fd: int, path: str, offsets: Sequence[int], *,
     at file ``offsets`` of ``path`` (6.6+); ``pid`` 0 means every process."""
     pin = _Pinned()
     offs = pin.buf(struct.pack(f"<{len(offsets)}Q", *offsets))
-    refs = pin.buf(struct.pack(f"<{len(ref_ctr_offsets)}Q", *ref_ctr_offsets)) if ref_ctr_offsets else 0
+    refs = 0
+    if ref_ctr_offsets:
+        refs = pin.buf(struct.pack(f"<{len(ref_ctr_offsets)}Q", *ref_ctr_offsets))
     cks = pin.buf(struct.pack(f"<{len(cookies)}Q", *cookies)) if cookies else 0
     tail = struct.pack("<QQQQIIII", pin.cstr(path), offs, refs, cks, len(offsets),
                        BPF_F_UPROBE_MULTI_RETURN if retprobe else 0, pid, 0)
@@ -899,8 +905,9 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: 
             hints.append("no such event, PMU or probe target on this kernel")
         elif err == _errno.EINVAL:
             hints.append("the kernel does not accept this perf_event_attr (unknown type or field)")
-        what = {PerfType.SOFTWARE: "software", PerfType.TRACEPOINT: "tracepoint",
-                PerfType.HARDWARE: "hardware"}.get(attr.type, f"type {attr.type}")  # type: ignore[call-overload]
+        names = {int(PerfType.SOFTWARE): "software", int(PerfType.TRACEPOINT): "tracepoint",
+                 int(PerfType.HARDWARE): "hardware"}
+        what = names.get(int(attr.type), f"type {attr.type}")
         raise BPFError(f"perf_event_open({what} event) failed: {errno_name(err)}", errno=err,
                        hints=hints)
     return int(ret)
@@ -911,7 +918,8 @@ def _ioctl(fd: int, req: int, arg: int, what: str) -> None:
         fcntl.ioctl(fd, req, arg)
     except OSError as e:
         err = e.errno or 0
-        raise BPFError(f"{what} failed: {errno_name(err)}", errno=err, hints=_errno_hints(err)) from None
+        raise BPFError(f"{what} failed: {errno_name(err)}", errno=err,
+                       hints=_errno_hints(err)) from None
 
 
 def perf_event_enable(fd: int) -> None:
@@ -1016,7 +1024,8 @@ def raise_memlock_rlimit() -> bool:
         soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
         if soft == resource.RLIM_INFINITY:
             return True
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        inf = resource.RLIM_INFINITY
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (inf, inf))
         return True
     except (ValueError, OSError):
         try:
