@@ -61,10 +61,10 @@ class Kernel:
             self._kallsyms = load_kallsyms(self.roots)
         return self._kallsyms
 
-    def features(self) -> "Features":
-        """Feature probes, cached per boot."""
-        if self._features is None:
+    def features(self, refresh: bool = False) -> "Features":
+        """Feature probes, cached per boot (``refresh``: probe again, ignoring the cache)."""
+        if self._features is None or refresh:
             from .features import detect_features
 
-            self._features = detect_features(self)
+            self._features = detect_features(self, refresh=refresh)
         return self._features
