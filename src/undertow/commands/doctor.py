@@ -50,7 +50,8 @@ def register(sub: "argparse._SubParsersAction",
 
 def run(args: argparse.Namespace) -> int:
     kernel = Kernel()
-    feats = kernel.features(refresh=bool(getattr(args, "refresh", False)))
+    feats = detect_features(kernel, refresh=bool(getattr(args, "refresh", False)))
+    kernel._features = feats  # share the fresh result with anything else using this Kernel
     out = sys.stdout
     if getattr(args, "json", False):
         out.write(render_json(feats) + "\n")
