@@ -264,3 +264,14 @@ class UnknownFieldError(UndertowError, LookupError):
 
 class TracefsPermissionError(TracefsError, NeedRootError):
     """tracefs exists or could be mounted, but only root may use it."""
+
+
+class AttachUnavailableError(FeatureUnavailableError, SourceError):
+    """A probe line names an attach point this kernel cannot provide (e.g. a kprobe
+    without CONFIG_KPROBES); carries the span of the line's target and hints
+    naming what can serve instead (a tracepoint with the same data)."""
+
+    def __init__(self, feature: str, message: str, *, source: str = "", span: Optional[Span] = None,
+                 origin: str = "<input>", hints: Iterable[str] = ()) -> None:
+        SourceError.__init__(self, message, source=source, span=span, origin=origin, hints=hints)
+        self.feature = feature

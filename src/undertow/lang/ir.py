@@ -126,6 +126,7 @@ class Member(Expr):
     offset: Optional[int] = None
     bit_offset: Optional[int] = None
     bit_size: Optional[int] = None
+    path: Tuple[str, ...] = ()
 
     def children(self) -> Sequence[Expr]:
         return (self.base,)
@@ -176,6 +177,9 @@ class SkbHeader(Expr):
     skb: Expr = field(default_factory=lambda: Const(0))
     layer: str = "l3"
     type_text: str = ""
+    #: the layer marker as written (``l2``/``l3``/``l4``; None when omitted). surftrace's
+    #: marker says where skb->data points; resolve sets ``layer`` from the header type.
+    marker: Optional[str] = None
 
     def children(self) -> Sequence[Expr]:
         return (self.skb,)
@@ -520,6 +524,8 @@ class Program:
     settings: Dict[str, Any] = field(default_factory=dict)
     source: str = ""
     origin: str = "<input>"
+    #: Non-fatal diagnostics from the resolve pass (:class:`undertow.errors.SourceError`).
+    warnings: List[Any] = field(default_factory=list)
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)

@@ -434,8 +434,7 @@ class _ExprParser:
             if self.tok.kind == "end":
                 raise self.error("expected the sk_buff after the header type, e.g. @(struct iphdr *)l3%0", self.tok)
             skb = self.primary()
-            hdr = ir.SkbHeader(skb, marker or "l3", type_text)
-            hdr.marker = marker  # type: ignore[attr-defined]
+            hdr = ir.SkbHeader(skb, marker or "l3", type_text, marker)
             hdr.type_span = Span(t.start, close.end)  # type: ignore[attr-defined]
             return hdr.at(Span(at.start, skb.span.end if skb.span else close.end))
         raise self.error("expected a symbol name or a header type after '@'", t,
