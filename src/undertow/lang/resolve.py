@@ -186,10 +186,14 @@ class DeclTypes(TypeInfo):
         return RecordTy(name, kind, size, btf=key)
 
     def func(self, name: str) -> Optional[FuncSig]:
-        return self.funcs.get(name)
+        sig = self.funcs.get(name)
+        if sig is None:
+            return None
+        return FuncSig(sig.name, [(n, self._full(t)) for n, t in sig.params], self._full(sig.ret))
 
     def var(self, name: str) -> Optional[Ty]:
-        return self.variables.get(name)
+        v = self.variables.get(name)
+        return self._full(v) if v is not None else None
 
     def parse_type(self, text: str) -> Ty:
         words, stars, count = _split_type_text(text)
@@ -224,9 +228,18 @@ class DeclTypes(TypeInfo):
         key = rec.btf if isinstance(rec.btf, str) else f"{rec.kind} {rec.name}"
         return self.records.get(key, (0, []))[1]
 
+    def _full(self, t: Ty) -> Ty:
+        if isinstance(t, RecordTy):
+            return self.complete(t)
+        if isinstance(t, PtrTy):
+            return PtrTy(self._full(t.target), t.space)
+        if isinstance(t, ArrayTy):
+            return ArrayTy(self._full(t.elem), t.count)
+        return t
+
     def member(self, rec: RecordTy, name: str) -> Optional[MemberInfo]:
         for m in self._members(rec):
-            mname, off, ty = m[0], m[1], m[2]
+            mname, off, ty = m[0], m[1], self._full(m[2])
             if mname == name:
                 return MemberInfo(off, ty, m[3] if len(m) > 3 else None, m[4] if len(m) > 4 else None, (name,))
             if mname == "" and isinstance(ty, RecordTy):
@@ -865,7 +878,7 @@ class _Resolver:
         for action in probe.actions:
             if isinstance(action, ir.Emit):
                 for f in action.fields:
-                    f.expr = self.expr(f.expr)
+                    f.expr = self._unwrap_scalar(self.expr(f.expr))
                     self._check_emittable(f)
                     if f.fmt is None:
                         f.fmt = default_format(f.name, f.expr.type)
@@ -1067,6 +1080,9 @@ class _Resolver:
         if mi is None:
             names = self.types.member_names(rec)
             hints = [did_you_mean(e.name, names)]
+            nested = self._nested_path(rec, e.name)
+            if nested:
+                hints = [f"{e.name} is inside {nested}: write {_show(e.base)}{op}{nested}.{e.name}"]
             if e.name in PAYLOAD_NAMES:
                 hints.append("payload views (cdata/sdata/ldata/qdata) follow an skb header: "
                              "@(struct udphdr *)l4%0->sdata[0]")
@@ -1074,7 +1090,39 @@ class _Resolver:
         e.offset, e.bit_offset, e.bit_size = mi.offset, mi.bit_offset, mi.bit_size
         e.path = mi.path
         e.type = mi.type
-        del op
+        return e
+
+    def _nested_path(self, rec: RecordTy, name: str, depth: int = 2) -> str:
+        """``a.b`` when ``name`` is a member of named members ``a`` then ``b`` of ``rec``."""
+        if depth <= 0:
+            return ""
+        for n in self.types.member_names(rec):
+            mi = self.types.member(rec, n)
+            if mi is None or not isinstance(mi.type, RecordTy):
+                continue
+            inner = self.types.complete(mi.type)
+            if self.types.member(inner, name) is not None:
+                return n
+            deeper = self._nested_path(inner, name, depth - 1)
+            if deeper:
+                return f"{n}.{deeper}"
+        return ""
+
+    def _unwrap_scalar(self, e: ir.Expr) -> ir.Expr:
+        """A struct with one scalar member (atomic_t, refcount_t, kuid_t) reads as that member."""
+        for _ in range(4):
+            t = e.type
+            if not isinstance(t, RecordTy):
+                return e
+            names = self.types.member_names(t)
+            if len(names) != 1:
+                return e
+            mi = self.types.member(t, names[0])
+            if mi is None or mi.bit_size:
+                return e
+            m = ir.Member(e, names[0], arrow=False, offset=mi.offset, path=mi.path).at(e.span)
+            m.type = mi.type
+            e = m
         return e
 
     def _member_of_hint(self, t: Optional[Ty]) -> str:
