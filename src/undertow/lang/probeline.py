@@ -192,6 +192,8 @@ def _int(text: str) -> int:
 
 # --------------------------------------------------------------------------- expression parser
 
+_MAX_DEPTH = 64
+
 # Binary operator precedence (higher binds tighter), as in C.
 _BINARY = {
     "||": 1, "&&": 2, "|": 3, "^": 4, "&": 5,
@@ -212,6 +214,7 @@ class _ExprParser:
         self.src, self.origin, self.names_are = src, origin, names_are
         self.toks = _Lexer(src, start, end, origin).tokens()
         self.i = 0
+        self.depth = 0
 
     # -- helpers
     @property
@@ -282,6 +285,15 @@ class _ExprParser:
 
     def unary(self) -> ir.Expr:
         t = self.tok
+        self.depth += 1
+        try:
+            if self.depth > _MAX_DEPTH:
+                raise self.error("expression nested too deeply", t, f"at most {_MAX_DEPTH} levels")
+            return self._unary(t)
+        finally:
+            self.depth -= 1
+
+    def _unary(self, t: Tok) -> ir.Expr:
         if t.kind == "op" and t.text in ("!", "-", "~"):
             self.take()
             inner = self.unary()
@@ -475,7 +487,7 @@ class _ExprParser:
         starts_operand = nxt.kind in ("pct", "dollar", "ident", "num") or (
             nxt.kind == "op" and nxt.text in ("(", "@", "*"))
         looks_like_type = "*" in type_text or any(w in _C_TYPE_WORDS for w in words) or len(words) > 1
-        if not starts_operand or not (looks_like_type or nxt.kind != "op"):
+        if not starts_operand or not (looks_like_type or nxt.kind != "op" or nxt.text == "("):
             self.i = save
             return None
         if words[0] in ("struct", "union", "enum") and len(words) < 2:

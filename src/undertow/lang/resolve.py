@@ -1324,7 +1324,7 @@ class _Resolver:
     def _f_operand(self, e: ir.Expr, other: Optional[ir.Expr] = None) -> ir.Expr:
         if isinstance(e, ir.Field):
             return self._filter_name(e, other)
-        if isinstance(e, (ir.Binary, ir.Unary)) and not (isinstance(e, ir.Unary) and e.op in ("-", "~")):
+        if (isinstance(e, ir.Binary) and e.op in _LOGIC_CMP) or (isinstance(e, ir.Unary) and e.op == "!"):
             return self._f(e)
         # anything else: resolve its parts, names being fields of the line/event
         for fld in dataclasses.fields(e):
@@ -1402,6 +1402,7 @@ class _Resolver:
 
 
 PAYLOAD_NAMES = ("cdata", "sdata", "ldata", "qdata")
+_LOGIC_CMP = ("&&", "||", "==", "!=", "<", "<=", ">", ">=", "~")
 
 
 def _is_stringish(t: Optional[Ty]) -> bool:
