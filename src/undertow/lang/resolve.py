@@ -1337,6 +1337,13 @@ class _Resolver:
         """A bare name in a filter: a field the line defines, an event field,
         a common field, a builtin, an argument; a string when compared to a string."""
         name = e.name
+        if self.fmt is not None:
+            # tracepoint filters run on the event's own fields (a renamed field maps back)
+            d = self.defined.get(name)
+            if d is not None and isinstance(d.expr, ir.Field):
+                return self.expr(ir.Field(d.expr.name).at(e.span))
+            if self.fmt.has_field(name):
+                return self.expr(e)
         if name in self.defined:
             d = self.defined[name]
             e.type = d.expr.type
