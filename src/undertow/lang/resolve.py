@@ -817,7 +817,7 @@ class _Resolver:
             primary: TypeInfo = TypeInfo()
             try:
                 btf = self.kernel.btf()
-            except (UndertowError, OSError):
+            except (UndertowError, OSError, ImportError):  # no BTF (or no reader yet): declared types only
                 btf = None
             if btf is not None:
                 primary = BtfTypes(btf)
