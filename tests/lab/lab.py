@@ -820,20 +820,54 @@ def doctor_argv() -> List[str]:
     return [os.path.realpath(sys.executable), "-m", "undertow", "doctor", "--json"]
 
 
+#: Features ``undertow doctor --json`` must report available inside the lab's kernels (failure
+#: otherwise), and features whose absence is only warned about (see docs/lab.md).
+DOCTOR_REQUIRED = ("kprobe_events", "bpf_kprobe")
+DOCTOR_WANTED = ("bpf_fentry", "bpf_kprobe_multi", "bpf_tp_btf")
+
+
+def check_doctor(output: bytes, required: Sequence[str], wanted: Sequence[str]) -> Tuple[bool, str]:
+    """Judge ``undertow doctor --json`` output: (ok, one-line description).
+
+    Reads ``features.<name>.available`` / ``.reason``; a missing required feature fails, a
+    missing wanted one is listed.
+    """
+    import json
+    try:
+        features = json.loads(output.decode("utf-8", "replace"))["features"]
+    except (ValueError, KeyError, TypeError) as e:
+        return False, "doctor output is not the expected JSON (%s)" % e
+    ok = True
+    words = []
+    for name in list(required) + [w for w in wanted if w not in required]:
+        f = features.get(name) or {}
+        if f.get("available"):
+            words.append("%s yes" % name)
+            continue
+        words.append("%s NO (%s)" % (name, f.get("reason", "not reported")))
+        if name in required:
+            ok = False
+    return ok, ", ".join(words)
+
+
 def cmd_ci(args: argparse.Namespace) -> int:
     """Per kernel series: the kprobe check, the live tier and ``undertow doctor --json``.
 
     Exits non-zero when any run fails; a kernel that cannot be had is skipped with its reason.
+    Every run gets at most its own timeout and what is left of the overall ``--budget``; a step
+    the budget no longer allows is reported and counts as a failure (a missing run is no pass).
     """
+    t_start = time.monotonic()
     env = {"PYTHONPATH": os.path.join(REPO, "src")}
     if os.environ.get("CI"):
         env["CI"] = os.environ["CI"]
     steps = [("kprobe-check", kprobe_check_argv(), 120.0),
              ("live tier", live_argv() + list(args.pytest_args), args.timeout)]
     if os.path.exists(os.path.join(REPO, "src", "undertow", "commands", "doctor.py")):
-        steps.append(("doctor", doctor_argv(), 300.0))
+        steps.append(("doctor", doctor_argv(), 180.0))
     else:
         _log("lab: undertow doctor not present yet (src/undertow/commands/doctor.py): not run")
+    required = list(DOCTOR_REQUIRED) + list(args.require)
     failed = False
     summary = []
     for s in _kernels_arg(args.kernel):
@@ -841,21 +875,41 @@ def cmd_ci(args: argparse.Namespace) -> int:
             k = prepare_kernel(s, log=_log)
         except LabUnavailable as e:
             summary.append("lab: %-5s skipped: %s" % (s, e))
-            _log(summary[-1])
             continue
         parts = []
         for what, argv, tmo in steps:
+            left = args.budget - (time.monotonic() - t_start)
+            if left < 30:
+                _log("lab: %s %s not run: the lab budget of %.0f s is spent" % (s, what, args.budget))
+                parts.append("%s NOT RUN (budget)" % what)
+                failed = True
+                continue
             _log("lab: === %s: %s in %s ===" % (s, what, k.release))
-            res = run(k, argv, cwd=REPO, env=env, timeout=tmo, stream=_stdout_stream,
+            out = bytearray()
+
+            def stream(data: bytes) -> None:
+                _stdout_stream(data)
+                if what == "doctor":
+                    out.extend(data)
+
+            res = run(k, argv, cwd=REPO, env=env, timeout=min(tmo, left), stream=stream,
                       memory_mb=args.memory, cpus=args.cpus)
             report(res, args.allow_splat, what)
             code = res.exit_code(args.allow_splat)
             if what == "live tier" and code == 5:
                 _log("lab: pytest collected no tests in tests/live (exit 5): counted as passed")
                 code = 0
+            note = ""
+            if what == "doctor" and code == 0:
+                ok, desc = check_doctor(bytes(out), required, DOCTOR_WANTED)
+                _log("lab: %s doctor: %s" % (s, desc))
+                if not ok:
+                    code = 1
+                    note = " (required feature missing)"
             failed = failed or code != 0
-            parts.append("%s exit %d %.1f s" % (what, code, res.seconds))
+            parts.append("%s exit %d %.1f s%s" % (what, code, res.seconds, note))
         summary.append("lab: %-5s %s: %s" % (s, k.release, "; ".join(parts)))
+    summary.append("lab: total %.1f s" % (time.monotonic() - t_start))
     for line in summary:
         print(line)
     sys.stdout.flush()
@@ -894,7 +948,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         timeout=a.timeout, memory=a.memory, cpus=a.cpus, keep=False, console=False,
         allow_splat=a.allow_splat)))
     p = sub.add_parser("ci", parents=[common], help="kprobe check + live tier + doctor per kernel")
-    p.add_argument("--timeout", type=float, default=900.0, help="live tier timeout per kernel")
+    p.add_argument("--timeout", type=float, default=420.0,
+                   help="live tier timeout per kernel (default 420 s)")
+    p.add_argument("--budget", type=float, default=float(os.environ.get("UNDERTOW_LAB_BUDGET", 840)),
+                   help="seconds for the whole lab (default 840, or $UNDERTOW_LAB_BUDGET)")
+    p.add_argument("--require", action="append", default=[], metavar="FEATURE",
+                   help="doctor feature that must be available (besides %s)" % ", ".join(DOCTOR_REQUIRED))
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the live tier")
     p.set_defaults(func=cmd_ci)
     args = ap.parse_args(argv)
