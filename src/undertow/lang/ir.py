@@ -529,3 +529,58 @@ class Program:
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
+
+
+# --------------------------------------------------------------------------- bpftrace-language additions
+# Nodes the bpftrace front end (lang/bt/) needs beyond the sketch above.
+# ``$x++`` / ``@x++`` / ``$x += e`` are desugared by the front end into
+# :class:`Assign` / :class:`MapUpdate` (``agg="assign"``) of a :class:`Binary`,
+# so backends meet no new node for them.
+
+
+@_expr
+class Ident(Expr):
+    """A bare C identifier in an expression: an enum constant (``TCP_CLOSE``) or a macro.
+
+    The front end replaces macros it knows (``#define`` in the script, a few
+    well-known header constants such as ``AF_INET``) by :class:`Const`; what is
+    left is looked up by resolve among BTF ``BTF_KIND_ENUM``/``ENUM64`` values.
+    """
+
+    name: str = ""
+
+
+@_expr
+class TypeName(Expr):
+    """A type written where a value is expected: ``sizeof(struct sock)``, ``offsetof(struct x, f)``.
+
+    ``type_text`` as written (``struct sock``, ``uint32``, ``struct foo *``).
+    """
+
+    type_text: str = ""
+
+
+@_expr
+class TupleIndex(Expr):
+    """``tuple.N`` (bpftrace ``$t.1``): the N-th element of a tuple value."""
+
+    base: Expr = field(default_factory=lambda: Const(0))
+    index: int = 0
+
+    def children(self) -> Sequence[Expr]:
+        return (self.base,)
+
+
+@dataclass(eq=False)
+class Return(Action):
+    """``return``: end this probe's run early (bpftrace), unlike :class:`Exit`."""
+
+
+@dataclass(eq=False)
+class Break(Action):
+    """``break`` inside a ``while`` loop."""
+
+
+@dataclass(eq=False)
+class Continue(Action):
+    """``continue`` inside a ``while`` loop."""
