@@ -888,9 +888,11 @@ def cmd_ci(args: argparse.Namespace) -> int:
             out = bytearray()
 
             def stream(data: bytes) -> None:
-                _stdout_stream(data)
+                # The doctor's JSON is long: keep it, print it only when judged wrong.
                 if what == "doctor":
                     out.extend(data)
+                else:
+                    _stdout_stream(data)
 
             res = run(k, argv, cwd=REPO, env=env, timeout=min(tmo, left), stream=stream,
                       memory_mb=args.memory, cpus=args.cpus)
@@ -904,8 +906,11 @@ def cmd_ci(args: argparse.Namespace) -> int:
                 ok, desc = check_doctor(bytes(out), required, DOCTOR_WANTED)
                 _log("lab: %s doctor: %s" % (s, desc))
                 if not ok:
+                    _stdout_stream(bytes(out))
                     code = 1
                     note = " (required feature missing)"
+            elif what == "doctor":
+                _stdout_stream(bytes(out))
             failed = failed or code != 0
             parts.append("%s exit %d %.1f s%s" % (what, code, res.seconds, note))
         summary.append("lab: %-5s %s: %s" % (s, k.release, "; ".join(parts)))
