@@ -1,0 +1,381 @@
+"""The preprocessing step of bpftrace scripts, done without a C preprocessor.
+
+bpftrace runs clang's preprocessor over a script to pull in kernel headers.
+undertow takes kernel types from BTF (``/sys/kernel/btf/vmlinux``) instead, so
+this step only has to:
+
+- blank comments (``//`` and ``/* */``) and the ``#!`` line;
+- accept and ignore ``#include`` lines;
+- keep ``#define NAME value`` of simple (object-like) macros in a table the
+  parser substitutes;
+- evaluate ``#if``/``#ifdef``/``#ifndef``/``#elif``/``#else``/``#endif`` with
+  ``BPFTRACE_HAVE_BTF`` defined (bpftrace defines it when the kernel has BTF,
+  and undertow always reads BTF), blanking the inactive lines;
+- take C ``struct``/``union`` definitions written in the script (bpftrace tools
+  declare partial kernel structs such as ``struct nameidata``) out of the text
+  into a small table the resolver can use when BTF lacks the type.
+
+Everything removed is replaced by spaces (newlines kept), so the text handed to
+the parser has the same length and offsets as the user's text: every span still
+points at the right line and column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+from ...errors import ParseError, Span
+
+__all__ = ["CMember", "CStructDef", "Preprocessed", "preprocess", "KNOWN_MACROS"]
+
+#: Constants that scripts take from headers undertow does not read (``#include``
+#: is ignored). Values from include/uapi/linux/socket.h + include/linux/socket.h
+#: (address families) and include/linux/sched.h (task states, which are macros,
+#: not enums, so BTF does not carry them).
+KNOWN_MACROS: Dict[str, int] = {
+    "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
+    "AF_NETLINK": 16, "AF_PACKET": 17, "AF_VSOCK": 40, "AF_XDP": 44,
+    "TASK_RUNNING": 0x0000, "TASK_INTERRUPTIBLE": 0x0001, "TASK_UNINTERRUPTIBLE": 0x0002,
+    "__TASK_STOPPED": 0x0004, "__TASK_TRACED": 0x0008, "EXIT_DEAD": 0x0010,
+    "EXIT_ZOMBIE": 0x0020, "TASK_PARKED": 0x0040, "TASK_DEAD": 0x0080,
+    "TASK_WAKEKILL": 0x0100, "TASK_WAKING": 0x0200, "TASK_NOLOAD": 0x0400,
+    "TASK_NEW": 0x0800,
+}
+
+#: Names defined while preprocessing (bpftrace defines this one when BTF is available).
+PREDEFINED = ("BPFTRACE_HAVE_BTF",)
+
+
+@dataclass
+class CMember:
+    """One member of a script-defined struct: ``type_text`` as written, ``dims`` array sizes."""
+
+    name: str
+    type_text: str
+    dims: Tuple[int, ...] = ()
+    bits: Optional[int] = None
+    span: Optional[Span] = None
+
+
+@dataclass
+class CStructDef:
+    """A ``struct NAME { ... };`` (or union) written in the script.
+
+    Sizes and offsets are left to the resolver (it knows the member types from
+    BTF); this only records names, types as written and array dimensions.
+    """
+
+    name: str
+    kind: str = "struct"
+    members: List[CMember] = field(default_factory=list)
+    span: Optional[Span] = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass
+class Preprocessed:
+    """The masked text (same length as the input) and what was taken out of it."""
+
+    text: str
+    defines: Dict[str, str] = field(default_factory=dict)
+    define_spans: Dict[str, Span] = field(default_factory=dict)
+    structs: Dict[str, CStructDef] = field(default_factory=dict)
+    includes: List[str] = field(default_factory=list)
+
+
+def _blank(s: str) -> str:
+    return "".join("\n" if c == "\n" else " " for c in s)
+
+
+def mask_comments(text: str, origin: str = "<stdin>") -> str:
+    """Replace comments (and a leading ``#!`` line) by spaces, keeping strings intact."""
+    out = list(text)
+    n = len(text)
+    i = 0
+    if text.startswith("#!"):
+        j = text.find("\n")
+        j = n if j < 0 else j
+        for k in range(j):
+            out[k] = " "
+        i = j
+    while i < n:
+        c = text[i]
+        if c == '"' or c == "'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = min(j + 1, n)
+            continue
+        if c == "/" and i + 1 < n and text[i + 1] == "/":
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            for k in range(i, j):
+                out[k] = " "
+            i = j
+            continue
+        if c == "/" and i + 1 < n and text[i + 1] == "*":
+            j = text.find("*/", i + 2)
+            if j < 0:
+                raise ParseError("unterminated comment", source=text, span=Span(i, i + 2),
+                                 origin=origin, hints=["close it with */"])
+            for k in range(i, j + 2):
+                if out[k] != "\n":
+                    out[k] = " "
+            i = j + 2
+            continue
+        i += 1
+    return "".join(out)
+
+
+_DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*([A-Za-z_]*)(.*)$")
+_DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$")
+
+
+def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
+    """Mask comments and directives, evaluate conditionals, lift struct definitions.
+
+    Raises :class:`ParseError` for an unterminated comment, an unbalanced
+    ``#if``/``#endif``, an unknown directive or a malformed struct definition.
+    """
+    masked = mask_comments(text, origin)
+    res = Preprocessed(text="")
+    defined: Set[str] = set(PREDEFINED)
+    lines = masked.split("\n")
+    out: List[str] = []
+    # stack of (active now, some branch already taken, parent active, span of the #if)
+    stack: List[Tuple[bool, bool, bool, Span]] = []
+    active = True
+    pos = 0
+    for line in lines:
+        start = pos
+        pos += len(line) + 1
+        m = _DIRECTIVE.match(line)
+        if m is None:
+            out.append(line if active else _blank(line))
+            continue
+        word, rest = m.group(1), m.group(2).strip()
+        hash_at = start + line.index("#")
+        span = Span(hash_at, start + len(line.rstrip()))
+        if word in ("if", "ifdef", "ifndef"):
+            if word == "ifdef":
+                cond = rest.split()[0] in defined if rest else False
+            elif word == "ifndef":
+                cond = rest.split()[0] not in defined if rest else True
+            else:
+                cond = _eval_if(rest, defined, text, span, origin)
+            stack.append((active and cond, cond, active, span))
+            active = active and cond
+        elif word in ("elif", "else"):
+            if not stack:
+                raise ParseError(f"#{word} without #if", source=text, span=span, origin=origin)
+            _, taken, parent, ifspan = stack.pop()
+            cond = (not taken) and (_eval_if(rest, defined, text, span, origin) if word == "elif" else True)
+            stack.append((parent and cond, taken or cond, parent, ifspan))
+            active = parent and cond
+        elif word == "endif":
+            if not stack:
+                raise ParseError("#endif without #if", source=text, span=span, origin=origin)
+            _, _, active, _ = stack.pop()
+        elif not active:
+            pass
+        elif word == "include":
+            res.includes.append(rest)
+        elif word == "define":
+            d = _DEFINE.match(rest)
+            if d is None:
+                raise ParseError("#define needs a name", source=text, span=span, origin=origin)
+            name = d.group(1)
+            defined.add(name)
+            if not d.group(2):  # function-like macros are accepted and not expanded
+                res.defines[name] = d.group(3).strip()
+                vstart = start + line.find(d.group(3)) if d.group(3) else span.end
+                res.define_spans[name] = Span(vstart, vstart + len(d.group(3).strip()))
+        elif word == "undef":
+            name = rest.split()[0] if rest else ""
+            defined.discard(name)
+            res.defines.pop(name, None)
+        elif word in ("pragma", "error", "warning", "line", ""):
+            if word == "error":
+                raise ParseError(f"#error {rest}", source=text, span=span, origin=origin)
+        else:
+            raise ParseError(f"unknown preprocessor directive '#{word}'", source=text, span=span,
+                             origin=origin, hints=["supported: #include (ignored: types come from BTF), "
+                                                   "#define, #if/#ifdef/#ifndef/#elif/#else/#endif"])
+        out.append(_blank(line))
+    if stack:
+        raise ParseError("#if without #endif", source=text, span=stack[-1][3], origin=origin)
+    code = "\n".join(out)
+    code = _lift_structs(code, text, origin, res)
+    res.text = code
+    return res
+
+
+# --------------------------------------------------------------------------- #if expressions
+
+_IF_TOKEN = re.compile(r"\s*(?:(defined)|([A-Za-z_][A-Za-z0-9_]*)|(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(&&|\|\||==|!=|[!()]))")
+
+
+def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -> bool:
+    """Evaluate a ``#if`` condition: integers, ``defined(X)``, ``! && || == != ( )``."""
+    toks: List[str] = []
+    i = 0
+    expr = expr.strip()
+    while i < len(expr):
+        m = _IF_TOKEN.match(expr, i)
+        if m is None or m.end() == i:
+            raise ParseError("unsupported #if expression", source=text, span=span, origin=origin,
+                             hints=["use defined(NAME), integers, !, &&, ||, ==, !="])
+        toks.append(m.group(0).strip())
+        i = m.end()
+    pos = [0]
+
+    def peek() -> str:
+        return toks[pos[0]] if pos[0] < len(toks) else ""
+
+    def take() -> str:
+        t = peek()
+        pos[0] += 1
+        return t
+
+    def atom() -> int:
+        t = take()
+        if t == "!":
+            return int(not atom())
+        if t == "(":
+            v = orx()
+            if take() != ")":
+                raise ParseError("unbalanced ( in #if", source=text, span=span, origin=origin)
+            return v
+        if t == "defined":
+            paren = peek() == "("
+            if paren:
+                take()
+            name = take()
+            if paren and take() != ")":
+                raise ParseError("unbalanced ( in #if", source=text, span=span, origin=origin)
+            return int(name in defined)
+        if t[:1].isdigit():
+            return int(t.rstrip("uUlL"), 0) if not (len(t) > 1 and t[0] == "0" and t[1:].isdigit()) else int(t, 8)
+        if t and (t[0].isalpha() or t[0] == "_"):
+            return 1 if t in defined else 0
+        raise ParseError("unsupported #if expression", source=text, span=span, origin=origin)
+
+    def eq() -> int:
+        v = atom()
+        while peek() in ("==", "!="):
+            op = take()
+            w = atom()
+            v = int(v == w) if op == "==" else int(v != w)
+        return v
+
+    def andx() -> int:
+        v = eq()
+        while peek() == "&&":
+            take()
+            w = eq()
+            v = int(bool(v) and bool(w))
+        return v
+
+    def orx() -> int:
+        v = andx()
+        while peek() == "||":
+            take()
+            w = andx()
+            v = int(bool(v) or bool(w))
+        return v
+
+    if not toks:
+        raise ParseError("#if needs a condition", source=text, span=span, origin=origin)
+    v = orx()
+    if pos[0] != len(toks):
+        raise ParseError("unsupported #if expression", source=text, span=span, origin=origin)
+    return bool(v)
+
+
+# --------------------------------------------------------------------------- struct definitions
+
+_STRUCT_HEAD = re.compile(r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
+_MEMBER = re.compile(
+    r"^\s*(?P<type>(?:(?:const|volatile|unsigned|signed|struct|union|enum)\s+)*[A-Za-z_][A-Za-z0-9_]*"
+    r"(?:\s+(?:int|long|char|short))*)\s*(?P<stars>[\s*]*?)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"\s*(?P<dims>(?:\[\s*\d+\s*\]\s*)*)\s*(?::\s*(?P<bits>\d+))?\s*$")
+
+
+def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
+    """Take top-level ``struct X { ... };`` definitions out of ``code`` into ``res.structs``.
+
+    Only definitions at brace depth 0 count: ``(struct sock *)`` inside a probe
+    block is a cast, and a probe spec never starts with ``struct``.
+    """
+    out = list(code)
+    depth = 0
+    i = 0
+    n = len(code)
+    while i < n:
+        c = code[i]
+        if c in "\"'":
+            j = i + 1
+            while j < n and code[j] != c and code[j] != "\n":
+                j += 2 if code[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and c in "su" and (i == 0 or not (code[i - 1].isalnum() or code[i - 1] == "_")):
+            m = _STRUCT_HEAD.match(code, i)
+            if m is not None:
+                end = code.find("}", m.end())
+                if end < 0:
+                    raise ParseError(f"unterminated {m.group(1)} definition", source=text,
+                                     span=Span(m.start(), m.end()), origin=origin,
+                                     hints=["close it with };"])
+                body_start = m.end()
+                sdef = CStructDef(m.group(2), m.group(1), span=Span(m.start(), end + 1))
+                _parse_members(code, body_start, end, sdef, text, origin)
+                stop = end + 1
+                k = stop
+                while k < n and code[k] in " \t\r\n":
+                    k += 1
+                if k < n and code[k] == ";":
+                    stop = k + 1
+                res.structs[sdef.key] = sdef
+                for k in range(m.start(), stop):
+                    if out[k] != "\n":
+                        out[k] = " "
+                i = stop
+                continue
+        i += 1
+    return "".join(out)
+
+
+def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str, origin: str) -> None:
+    pos = start
+    for decl in code[start:end].split(";"):
+        dstart = pos
+        pos += len(decl) + 1
+        if not decl.strip():
+            continue
+        lead = len(decl) - len(decl.lstrip())
+        span = Span(dstart + lead, dstart + len(decl.rstrip()))
+        if "{" in decl or "(" in decl:
+            raise ParseError("nested or function-pointer members are not supported in script structs",
+                             source=text, span=span, origin=origin,
+                             hints=["declare only the members you need, or rely on BTF"])
+        m = _MEMBER.match(decl)
+        if m is None:
+            raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
+                             hints=["write members as in C: 'struct path path;', 'unsigned int n;', 'char c[16];'"])
+        type_text = " ".join(m.group("type").split())
+        stars = m.group("stars").replace(" ", "").replace("\t", "").replace("\n", "")
+        if stars:
+            type_text += " " + stars
+        dims = tuple(int(d) for d in re.findall(r"\d+", m.group("dims") or ""))
+        bits = int(m.group("bits")) if m.group("bits") else None
+        sdef.members.append(CMember(m.group("name"), type_text, dims, bits, span))

@@ -1,0 +1,224 @@
+"""bpftrace attach-point specs (``tracepoint:syscalls:sys_enter_openat``) to IR attach points.
+
+A spec is the probe type (or its short alias), then ``:``-separated fields::
+
+    BEGIN, END
+    tracepoint:GROUP:EVENT            t:       (wildcards * ?)
+    rawtracepoint:EVENT               rt:      (also rawtracepoint:MODULE:EVENT)
+    kprobe:[MODULE:]FUNC[+OFFSET]     k:
+    kretprobe:[MODULE:]FUNC           kr:
+    kfunc:[MODULE:]FUNC / fentry:     f:       (IR kind fentry)
+    kretfunc:[MODULE:]FUNC / fexit:   fr:      (IR kind fexit)
+    uprobe:PATH:SYMBOL[+OFFSET]       u:       (PATH may be a library name: libc)
+    uprobe:PATH:0xADDRESS
+    uretprobe:PATH:SYMBOL             ur:
+    usdt:PATH:[PROVIDER:]NAME         U:
+    profile:{hz|s|ms|us}:RATE         p:
+    interval:{hz|s|ms|us}:RATE        i:
+    software:EVENT[:COUNT]            s:
+    hardware:EVENT[:COUNT]            h:
+
+:func:`parse_spec` turns one spec's text into an :class:`ir.AttachPoint` and the
+name bpftrace prints for it (``probe`` builtin, ``-l`` output): aliases are
+expanded to the full type name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Tuple
+
+from ...errors import ParseError, Span, did_you_mean
+from .. import ir
+
+__all__ = ["PROBE_TYPES", "ALIASES", "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "parse_spec", "UNSUPPORTED_TYPES"]
+
+#: Full probe type -> IR attach kind.
+PROBE_TYPES: Dict[str, str] = {
+    "BEGIN": "begin", "END": "end",
+    "tracepoint": "tracepoint", "rawtracepoint": "raw_tracepoint",
+    "kprobe": "kprobe", "kretprobe": "kretprobe",
+    "kfunc": "fentry", "kretfunc": "fexit", "fentry": "fentry", "fexit": "fexit",
+    "uprobe": "uprobe", "uretprobe": "uretprobe", "usdt": "usdt",
+    "profile": "profile", "interval": "interval",
+    "software": "software", "hardware": "hardware",
+}
+
+#: Short alias -> full probe type (bpftrace's own aliases).
+ALIASES: Dict[str, str] = {
+    "t": "tracepoint", "rt": "rawtracepoint", "k": "kprobe", "kr": "kretprobe",
+    "f": "kfunc", "fr": "kretfunc", "u": "uprobe", "ur": "uretprobe", "U": "usdt",
+    "p": "profile", "i": "interval", "s": "software", "h": "hardware",
+}
+
+#: bpftrace probe types undertow does not attach (yet), with the reason.
+UNSUPPORTED_TYPES: Dict[str, str] = {
+    "watchpoint": "hardware watchpoints are not supported by undertow",
+    "asyncwatchpoint": "hardware watchpoints are not supported by undertow",
+    "w": "hardware watchpoints are not supported by undertow",
+    "aw": "hardware watchpoints are not supported by undertow",
+    "iter": "BPF iterators are not supported by undertow",
+    "it": "BPF iterators are not supported by undertow",
+    "kfuncs": "not a bpftrace probe type",
+}
+
+#: perf software events (perf_event_open(2), PERF_TYPE_SOFTWARE): alias -> canonical name.
+SOFTWARE_EVENTS: Dict[str, str] = {
+    "cpu-clock": "cpu-clock", "cpu": "cpu-clock", "task-clock": "task-clock",
+    "page-faults": "page-faults", "faults": "page-faults",
+    "context-switches": "context-switches", "cs": "context-switches",
+    "cpu-migrations": "cpu-migrations", "minor-faults": "minor-faults",
+    "major-faults": "major-faults", "alignment-faults": "alignment-faults",
+    "emulation-faults": "emulation-faults", "dummy": "dummy", "bpf-output": "bpf-output",
+}
+
+#: perf hardware events (PERF_TYPE_HARDWARE): alias -> canonical name.
+HARDWARE_EVENTS: Dict[str, str] = {
+    "cpu-cycles": "cpu-cycles", "cycles": "cpu-cycles", "instructions": "instructions",
+    "cache-references": "cache-references", "cache-misses": "cache-misses",
+    "branch-instructions": "branch-instructions", "branches": "branch-instructions",
+    "branch-misses": "branch-misses", "bus-cycles": "bus-cycles",
+    "frontend-stalls": "frontend-stalls", "backend-stalls": "backend-stalls",
+    "ref-cycles": "ref-cycles",
+}
+
+_TIME_UNITS = ("hz", "s", "ms", "us")
+_WILD = re.compile(r"[*?]")
+_NAME = re.compile(r"^[A-Za-z0-9_.*?\-]+$")
+_FUNC_OFF = re.compile(r"^(?P<f>[A-Za-z0-9_.*?$\-]+?)(?:\+(?P<off>0[xX][0-9a-fA-F]+|\d+))?$")
+
+
+class _Ctx:
+    def __init__(self, spec: str, start: int, source: str, origin: str) -> None:
+        self.spec, self.start, self.source, self.origin = spec, start, source, origin
+
+    def err(self, msg: str, a: int = 0, b: Optional[int] = None, hints: Tuple[str, ...] = ()) -> ParseError:
+        b = len(self.spec) if b is None else b
+        return ParseError(msg, source=self.source, span=Span(self.start + a, self.start + max(b, a + 1)),
+                          origin=self.origin, hints=hints)
+
+
+def _split(spec: str) -> List[Tuple[str, int]]:
+    """Fields of a spec with their offsets (``:`` separated)."""
+    out = []
+    pos = 0
+    for part in spec.split(":"):
+        out.append((part, pos))
+        pos += len(part) + 1
+    return out
+
+
+def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> Tuple[ir.AttachPoint, str]:
+    """Parse one attach-point spec found at offset ``start`` of ``source``.
+
+    Returns the attach point (``span`` set) and its display name with aliases
+    expanded (``t:syscalls:x`` -> ``tracepoint:syscalls:x``). Raises
+    :class:`ParseError` for an unknown type, missing fields or a bad rate.
+    """
+    c = _Ctx(spec, start, source, origin)
+    fields = _split(spec)
+    head, _ = fields[0]
+    rest = fields[1:]
+    span = Span(start, start + len(spec))
+    if head in UNSUPPORTED_TYPES:
+        raise c.err(f"probe type '{head}' is not supported: {UNSUPPORTED_TYPES[head]}", 0, len(head))
+    full = ALIASES.get(head, head)
+    if full not in PROBE_TYPES:
+        known = list(PROBE_TYPES) + list(ALIASES)
+        hints = [did_you_mean(head, known), "probe types: " + ", ".join(PROBE_TYPES)]
+        raise c.err(f"unknown probe type '{head}'", 0, max(len(head), 1), tuple(h for h in hints if h))
+    kind = PROBE_TYPES[full]
+
+    def need(count: int, form: str) -> None:
+        if len(rest) < count or any(not f for f, _ in rest[:count]):
+            raise c.err(f"{full} probe needs {form}", 0, len(spec), (f"write {full}:{form}",))
+
+    def too_many(count: int, form: str) -> None:
+        if len(rest) > count:
+            f, off = rest[count]
+            raise c.err(f"too many fields in {full} probe", off - 1, len(spec), (f"write {full}:{form}",))
+
+    ap = ir.AttachPoint(kind, span=span)
+    if kind in ("begin", "end"):
+        if rest:
+            raise c.err(f"{head} takes no fields", len(head), len(spec))
+        return ap, head
+
+    if kind == "tracepoint":
+        need(2, "GROUP:EVENT")
+        too_many(2, "GROUP:EVENT")
+        for f, off in rest:
+            if not _NAME.match(f):
+                raise c.err(f"bad tracepoint name '{f}'", off, off + len(f))
+        ap.target = f"{rest[0][0]}:{rest[1][0]}"
+    elif kind == "raw_tracepoint":
+        need(1, "EVENT")
+        too_many(2, "[MODULE:]EVENT")
+        ap.target = rest[-1][0]
+        if len(rest) == 2:
+            ap.obj = rest[0][0]
+    elif kind in ("kprobe", "kretprobe", "fentry", "fexit"):
+        need(1, "FUNCTION")
+        too_many(2, "[MODULE:]FUNCTION")
+        f, off = rest[-1]
+        m = _FUNC_OFF.match(f)
+        if m is None:
+            raise c.err(f"bad function name '{f}'", off, off + len(f),
+                        ("a kernel function name, optionally with +OFFSET (kprobe only)",))
+        if m.group("off") is not None:
+            if kind != "kprobe":
+                raise c.err(f"{full} probes take no offset", off + len(m.group('f')), off + len(f))
+            ap.offset = int(m.group("off"), 0)
+        ap.target = m.group("f")
+        if len(rest) == 2:
+            ap.obj = rest[0][0]
+    elif kind in ("uprobe", "uretprobe"):
+        need(2, "PATH:SYMBOL")
+        too_many(2, "PATH:SYMBOL")
+        (path, _), (sym, off) = rest
+        ap.obj = path
+        m = _FUNC_OFF.match(sym)
+        if re.match(r"^0[xX][0-9a-fA-F]+$", sym):
+            ap.target = ""
+            ap.offset = int(sym, 16)
+        elif m is not None:
+            ap.target = m.group("f")
+            if m.group("off") is not None:
+                if kind != "uprobe":
+                    raise c.err("uretprobe probes take no offset", off + len(m.group('f')), off + len(sym))
+                ap.offset = int(m.group("off"), 0)
+        else:
+            raise c.err(f"bad symbol '{sym}'", off, off + len(sym))
+    elif kind == "usdt":
+        need(2, "PATH:[PROVIDER:]NAME")
+        too_many(3, "PATH:[PROVIDER:]NAME")
+        ap.obj = rest[0][0]
+        ap.target = ":".join(f for f, _ in rest[1:])
+    elif kind in ("profile", "interval"):
+        need(2, "UNIT:RATE")
+        too_many(2, "UNIT:RATE")
+        (unit, uoff), (rate, roff) = rest
+        if unit not in _TIME_UNITS:
+            raise c.err(f"unknown {full} unit '{unit}'", uoff, uoff + len(unit),
+                        ("units: " + ", ".join(_TIME_UNITS),))
+        if not rate.isdigit() or int(rate) == 0:
+            raise c.err(f"{full} rate must be a positive integer", roff, roff + max(len(rate), 1))
+        ap.target = f"{unit}:{int(rate)}"
+    elif kind in ("software", "hardware"):
+        table = SOFTWARE_EVENTS if kind == "software" else HARDWARE_EVENTS
+        need(1, "EVENT[:COUNT]")
+        too_many(2, "EVENT[:COUNT]")
+        ev, eoff = rest[0]
+        if ev not in table:
+            raise c.err(f"unknown {full} event '{ev}'", eoff, eoff + len(ev),
+                        tuple(h for h in (did_you_mean(ev, table), "events: " + ", ".join(sorted(set(table.values())))) if h))
+        count = ""
+        if len(rest) == 2 and rest[1][0]:
+            cnt, coff = rest[1]
+            if not cnt.isdigit() or int(cnt) == 0:
+                raise c.err(f"{full} count must be a positive integer", coff, coff + len(cnt))
+            count = str(int(cnt))
+        ap.target = f"{table[ev]}:{count}" if count else table[ev]
+    ap.wildcard = bool(_WILD.search(ap.target)) or bool(_WILD.search(ap.obj)) and kind == "usdt"
+    name = f"{full}:" + ":".join(f for f, _ in rest)
+    return ap, name
