@@ -32,8 +32,8 @@ __all__ = ["CMember", "CStructDef", "Preprocessed", "preprocess", "KNOWN_MACROS"
 
 #: Constants that scripts take from headers undertow does not read (``#include``
 #: is ignored). Values from include/uapi/linux/socket.h + include/linux/socket.h
-#: (address families) and include/linux/sched.h (task states, which are macros,
-#: not enums, so BTF does not carry them).
+#: (address families), include/linux/sched.h (task states, which are macros,
+#: not enums, so BTF does not carry them) and the errno-base.h errors.
 KNOWN_MACROS: Dict[str, int] = {
     "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
     "AF_NETLINK": 16, "AF_PACKET": 17, "AF_VSOCK": 40, "AF_XDP": 44,
@@ -42,6 +42,11 @@ KNOWN_MACROS: Dict[str, int] = {
     "EXIT_ZOMBIE": 0x0020, "TASK_PARKED": 0x0040, "TASK_DEAD": 0x0080,
     "TASK_WAKEKILL": 0x0100, "TASK_WAKING": 0x0200, "TASK_NOLOAD": 0x0400,
     "TASK_NEW": 0x0800,
+    # include/uapi/asm-generic/errno-base.h
+    "EPERM": 1, "ENOENT": 2, "ESRCH": 3, "EINTR": 4, "EIO": 5, "ENXIO": 6, "E2BIG": 7,
+    "ENOEXEC": 8, "EBADF": 9, "ECHILD": 10, "EAGAIN": 11, "ENOMEM": 12, "EACCES": 13,
+    "EFAULT": 14, "EBUSY": 16, "EEXIST": 17, "ENODEV": 19, "ENOTDIR": 20, "EISDIR": 21,
+    "EINVAL": 22, "ENFILE": 23, "EMFILE": 24, "ENOSPC": 28, "EROFS": 30, "EPIPE": 32,
 }
 
 #: Names defined while preprocessing (bpftrace defines this one when BTF is available).

@@ -124,8 +124,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         raise c.err(f"probe type '{head}' is not supported: {UNSUPPORTED_TYPES[head]}", 0, len(head))
     full = ALIASES.get(head, head)
     if full not in PROBE_TYPES:
-        known = list(PROBE_TYPES) + list(ALIASES)
-        hints = [did_you_mean(head, known), "probe types: " + ", ".join(PROBE_TYPES)]
+        hints = [did_you_mean(head, PROBE_TYPES), "probe types: " + ", ".join(PROBE_TYPES)]
         raise c.err(f"unknown probe type '{head}'", 0, max(len(head), 1), tuple(h for h in hints if h))
     kind = PROBE_TYPES[full]
 
