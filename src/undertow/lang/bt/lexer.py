@@ -30,6 +30,9 @@ OPERATORS = (
     ";", ",", ".", "(", ")", "[", "]", "{", "}",
 )
 
+_DIGITS = frozenset("0123456789")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_IDENT_CHARS = _IDENT_START | _DIGITS
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEX = re.compile(r"0[xX][0-9a-fA-F_]+")
 _DEC = re.compile(r"[0-9][0-9_]*(?:[eE][0-9]+)?")
@@ -140,11 +143,11 @@ class Lexer:
         if i >= len(t):
             return Tok("eof", "", len(t), len(t))
         c = t[i]
-        if c.isalpha() or c == "_":
+        if c in _IDENT_START:
             m = _IDENT.match(t, i)
             assert m is not None
             return Tok("ident", m.group(0), i, m.end(), m.group(0))
-        if c.isdigit():
+        if c in _DIGITS:
             return self._number(i)
         if c == '"':
             return self._string(i)
@@ -191,9 +194,9 @@ class Lexer:
         s = _SUFFIX.match(t, end)
         if s is not None:
             end = s.end()
-        if value is None or (end < len(t) and (t[end].isalnum() or t[end] == "_")):
+        if value is None or (end < len(t) and t[end] in _IDENT_CHARS):
             j = end
-            while j < len(t) and (t[j].isalnum() or t[j] == "_"):
+            while j < len(t) and t[j] in _IDENT_CHARS:
                 j += 1
             raise self.error(f"invalid integer literal '{t[i:j]}'", i, j,
                              ("integers are decimal (1_000, 1e6), hex (0x1f) or octal (0755)",))

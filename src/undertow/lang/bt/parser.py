@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
-from .lexer import Lexer, Tok
+from .lexer import _IDENT_CHARS, Lexer, Tok
 from .preprocess import KNOWN_MACROS, preprocess
 from .probes import parse_spec
 
@@ -242,7 +242,7 @@ class _Parser:
         t = self.text
         n = len(t)
         start = i
-        while i < n and (t[i].isalnum() or t[i] == "_"):
+        while i < n and t[i] in _IDENT_CHARS:
             i += 1
         head = t[start:i]
         path_field = head in ("uprobe", "uretprobe", "usdt", "u", "ur", "U")
@@ -258,7 +258,7 @@ class _Parser:
                     break
                 i += 1
                 continue
-            if c.isalnum() or c in "_.*?+-$#[]":
+            if c in _IDENT_CHARS or c in ".*?+-$#[]":
                 i += 1
                 continue
             break

@@ -138,7 +138,9 @@ def mask_comments(text: str, origin: str = "<stdin>") -> str:
 
 
 _DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*([A-Za-z_]*)(.*)$")
-_DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$")
+_DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$", re.ASCII)
+_DIGITS = "0123456789"
+_IDENT_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 
 def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
@@ -222,7 +224,8 @@ def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
 
 # --------------------------------------------------------------------------- #if expressions
 
-_IF_TOKEN = re.compile(r"\s*(?:(defined)|([A-Za-z_][A-Za-z0-9_]*)|(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(&&|\|\||==|!=|[!()]))")
+_IF_TOKEN = re.compile(r"\s*(?:(defined)|([A-Za-z_][A-Za-z0-9_]*)|(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*|(&&|\|\||==|!=|[!()]))",
+                       re.ASCII)
 
 
 def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -> bool:
@@ -264,9 +267,13 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
             if paren and take() != ")":
                 raise ParseError("unbalanced ( in #if", source=text, span=span, origin=origin)
             return int(name in defined)
-        if t[:1].isdigit():
-            return int(t.rstrip("uUlL"), 0) if not (len(t) > 1 and t[0] == "0" and t[1:].isdigit()) else int(t, 8)
-        if t and (t[0].isalpha() or t[0] == "_"):
+        if t and t[0] in _DIGITS:
+            body = t.rstrip("uUlL")
+            try:
+                return int(body, 16) if body[:2] in ("0x", "0X") else int(body, 8 if body[0] == "0" else 10)
+            except ValueError:
+                raise ParseError(f"bad number '{t}' in #if", source=text, span=span, origin=origin) from None
+        if t and t[0] in _IDENT_START:
             return 1 if t in defined else 0
         raise ParseError("unsupported #if expression", source=text, span=span, origin=origin)
 
@@ -308,7 +315,7 @@ _STRUCT_HEAD = re.compile(r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 _MEMBER = re.compile(
     r"^\s*(?P<type>(?:(?:const|volatile|unsigned|signed|struct|union|enum)\s+)*[A-Za-z_][A-Za-z0-9_]*"
     r"(?:\s+(?:int|long|char|short))*)\s*(?P<stars>[\s*]*?)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"\s*(?P<dims>(?:\[\s*\d+\s*\]\s*)*)\s*(?::\s*(?P<bits>\d+))?\s*$")
+    r"\s*(?P<dims>(?:\[\s*\d+\s*\]\s*)*)\s*(?::\s*(?P<bits>\d+))?\s*$", re.ASCII)
 
 
 def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
@@ -333,7 +340,7 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
             depth += 1
         elif c == "}":
             depth = max(0, depth - 1)
-        elif depth == 0 and c in "su" and (i == 0 or not (code[i - 1].isalnum() or code[i - 1] == "_")):
+        elif depth == 0 and c in "su" and (i == 0 or not re.match(r"\w", code[i - 1], re.ASCII)):
             m = _STRUCT_HEAD.match(code, i)
             if m is not None:
                 end = code.find("}", m.end())
@@ -381,6 +388,6 @@ def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str,
         stars = m.group("stars").replace(" ", "").replace("\t", "").replace("\n", "")
         if stars:
             type_text += " " + stars
-        dims = tuple(int(d) for d in re.findall(r"\d+", m.group("dims") or ""))
+        dims = tuple(int(d) for d in re.findall(r"[0-9]+", m.group("dims") or ""))
         bits = int(m.group("bits")) if m.group("bits") else None
         sdef.members.append(CMember(m.group("name"), type_text, dims, bits, span))

@@ -200,7 +200,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         if unit not in _TIME_UNITS:
             raise c.err(f"unknown {full} unit '{unit}'", uoff, uoff + len(unit),
                         ("units: " + ", ".join(_TIME_UNITS),))
-        if not rate.isdigit() or int(rate) == 0:
+        if not re.match(r"^[0-9]+$", rate) or int(rate) == 0:
             raise c.err(f"{full} rate must be a positive integer", roff, roff + max(len(rate), 1))
         ap.target = f"{unit}:{int(rate)}"
     elif kind in ("software", "hardware"):
@@ -214,7 +214,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         count = ""
         if len(rest) == 2 and rest[1][0]:
             cnt, coff = rest[1]
-            if not cnt.isdigit() or int(cnt) == 0:
+            if not re.match(r"^[0-9]+$", cnt) or int(cnt) == 0:
                 raise c.err(f"{full} count must be a positive integer", coff, coff + len(cnt))
             count = str(int(cnt))
         ap.target = f"{table[ev]}:{count}" if count else table[ev]
