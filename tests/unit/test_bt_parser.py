@@ -560,3 +560,21 @@ def test_preprocess_keeps_offsets():
 def test_non_text_input():
     with pytest.raises(ParseError):
         parse_program(b"BEGIN {}")  # type: ignore[arg-type]
+
+
+def test_args_both_spellings_and_kfunc():
+    a, b = parse_program("t:syscalls:sys_enter_openat { $a = args.filename; $b = args->flags; }").probes[0].actions
+    assert isinstance(a.value, ir.Field) and a.value.name == "filename"
+    assert isinstance(b.value, ir.Field) and b.value.name == "flags"
+    pf = parse_program('kretfunc:fget { printf("fd %d name %s\\n", args->fd, '
+                       'str(retval->f_path.dentry->d_name.name)); }').probes[0].actions[0]
+    assert pf.args[0].name == "fd"
+    chain = pf.args[1].args[0]
+    names = []
+    while isinstance(chain, ir.Member):
+        names.append((chain.name, chain.arrow))
+        chain = chain.base
+    assert isinstance(chain, ir.Retval)
+    assert names == [("name", False), ("d_name", True), ("dentry", False), ("f_path", True)]
+    m = parse_program("kprobe:f { $x = args->a->b; }").probes[0].actions[0].value
+    assert isinstance(m, ir.Member) and m.name == "b" and isinstance(m.base, ir.Field)

@@ -455,7 +455,6 @@ class _Parser:
                 return self.aggregation(e, start)
             raise self.err(f"'{name_tok.text}' is a map function", name_tok.span,
                            f"did you mean {name_tok.text}()?")
-        rhs_start = self.tok
         value = self.value(self.expr())
         if optok.text != "=":
             op = _COMPOUND[optok.text]
@@ -465,7 +464,6 @@ class _Parser:
                 assert isinstance(e, ir.MapRead)
                 read = ir.MapRead(e.map, copy.deepcopy(e.key)).at(e.span)
                 value = ir.Binary(op, read, value).at(self.span_from(start))
-        del rhs_start
         span = self.span_from(start)
         if kind == "var":
             assert isinstance(e, ir.Var)
@@ -501,7 +499,7 @@ class _Parser:
         name = target.map
         prev = self.maps.get(name)
         if agg != "assign":
-            if prev is not None and prev.agg not in (agg, "assign") :
+            if prev is not None and prev.agg not in (agg, "assign"):
                 where = self.map_spans[name]
                 line = self.source.count("\n", 0, where.start) + 1
                 raise self.err(f"{name} already holds {prev.agg}() (line {line}); it cannot also hold {agg}()",
@@ -641,10 +639,10 @@ class _Parser:
         return self.postfix(self.primary())
 
     def try_type(self, tok: Tok, ends: Tuple[str, ...]) -> Optional[Tuple[str, int]]:
-        """If a type name starts at ``tok`` and is followed by one of ``ends``: (text, offset after it).
+        """If a type name starts at ``tok`` and one of ``ends`` follows it: (type text, end of that token).
 
-        The offset is where the closing token *starts*... no: where the ``ends``
-        token ends, so the caller resumes after it.
+        Types: ``struct|union|enum NAME``, integer types (``uint32``, ``unsigned long``),
+        or a typedef name followed by ``*``; then ``*``s and an optional ``[N]``.
         """
         if tok.kind != "ident":
             return None
@@ -919,9 +917,7 @@ class _Parser:
             sig = args[0].value
             if not re.match(r"^(SIG)?[A-Z0-9+]+$", sig):
                 raise self.err(f"unknown signal '{sig}'", args[0].span, "write signal(\"SIGKILL\") or signal(9)")
-        if name in ("sizeof",):
-            pass
-        elif name != "offsetof" and name not in ("delete", "print", "clear", "zero"):
+        if name not in ("sizeof", "offsetof"):
             for a in args:
                 if isinstance(a, ir.TypeName):
                     raise self.err(f"{name}() takes a value, not a type", a.span)
