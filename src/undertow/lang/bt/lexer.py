@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 from ...errors import ParseError, Span
 
@@ -233,7 +233,3 @@ class Lexer:
             raise self.error("a character literal holds one character", i, j + 1,
                              ('use double quotes for strings: "text"',))
         return Tok("int", self.text[i:j + 1], i, j + 1, ord(val) & 0xFF if ord(val) < 256 else ord(val))
-
-
-def peek_char(text: str, i: int) -> Optional[str]:
-    return text[i] if 0 <= i < len(text) else None
