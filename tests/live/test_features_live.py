@@ -154,3 +154,18 @@ def test_cache_round_trip(roots: Roots, feats: Features) -> None:
     assert again.from_cache
     assert {n: (f.available, f.reason) for n, f in ((f.name, f) for f in again)} == \
         {n: (f.available, f.reason) for n, f in ((f.name, f) for f in feats)}
+
+
+def test_lockdown_read_without_leaving_a_mount() -> None:
+    from undertow.kernel.mounts import filesystem_supported, read_from_private_mount
+
+    if not filesystem_supported("securityfs"):
+        pytest.skip("no securityfs in this kernel")
+    before = open("/proc/self/mounts").read()
+    text = read_from_private_mount("securityfs", "lockdown")
+    after = open("/proc/self/mounts").read()
+    assert before == after
+    if text is None:
+        pytest.skip("securityfs cannot be mounted here (container?)")
+    # The file lists the modes with the active one in brackets.
+    assert "[" in text and "none" in text

@@ -407,6 +407,14 @@ def _facts(ctx: _Ctx) -> Dict[str, Any]:
     r = ctx.roots
     facts: Dict[str, Any] = {}
     lock = _read_text(r.sys_path("kernel", "security", "lockdown"))
+    from .mounts import filesystem_supported
+
+    if lock is None and r.live and ctx.euid == 0 and filesystem_supported("securityfs", r.proc):
+        # securityfs is not mounted here: read it through a private mount, leaving no trace.
+        from .mounts import read_from_private_mount
+
+        lock = read_from_private_mount("securityfs", "lockdown")
+        lock = lock.strip() if lock else None
     if lock is None:
         facts["lockdown"] = "unknown"
     else:
