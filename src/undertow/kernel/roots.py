@@ -9,11 +9,9 @@ live kernel. ``Roots.from_env()`` honours ``UNDERTOW_PROC``, ``UNDERTOW_SYS``,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from typing import Optional
 
 
-@dataclass(frozen=True)
 class Roots:
     """Filesystem roots of one kernel view.
 
@@ -22,15 +20,40 @@ class Roots:
     ``cache_dir`` the per-user cache (``None``: ``$XDG_CACHE_HOME/undertow`` or
     ``~/.cache/undertow``; ``""`` disables caching). ``live`` says whether these
     are the running kernel's own files (mounting, feature probes and bpf(2)
-    only make sense then).
+    only make sense then). Immutable; a plain class (not a dataclass) to keep
+    the import cost of the kernel layer low.
     """
 
-    proc: str = "/proc"
-    sys: str = "/sys"
-    tracefs: Optional[str] = None
-    btf: Optional[str] = None
-    cache_dir: Optional[str] = None
-    live: bool = True
+    __slots__ = ("proc", "sys", "tracefs", "btf", "cache_dir", "live")
+    _FIELDS = ("proc", "sys", "tracefs", "btf", "cache_dir", "live")
+
+    def __init__(self, proc: str = "/proc", sys: str = "/sys", tracefs: Optional[str] = None,
+                 btf: Optional[str] = None, cache_dir: Optional[str] = None, live: bool = True) -> None:
+        for k, v in zip(self._FIELDS, (proc, sys, tracefs, btf, cache_dir, live)):
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Roots is immutable: use replace()")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, k) for k in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Roots) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple:
+        return (Roots, self._key())
+
+    def __repr__(self) -> str:
+        return "Roots(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self._FIELDS) + ")"
+
+    def replace(self, **changes: object) -> "Roots":
+        kw = {k: getattr(self, k) for k in self._FIELDS}
+        kw.update(changes)
+        return Roots(**kw)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls) -> "Roots":
@@ -43,7 +66,7 @@ class Roots:
             cache_dir=env.get("UNDERTOW_CACHE_DIR"),
         )
         if r.proc != "/proc" or r.sys != "/sys":
-            r = replace(r, live=False)
+            r = r.replace(live=False)
         return r
 
     def proc_path(self, *parts: str) -> str:
