@@ -253,7 +253,8 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
     if not found:
         low = name.lower()
         for c in pool:
-            if low and (low in c.lower() or c.lower() in low):
+            cl = c.lower()
+            if len(low) >= 3 and len(cl) >= 3 and (low in cl or cl in low):
                 found.append(c)
                 if len(found) >= n:
                     break

@@ -198,6 +198,14 @@ def _func_args(kernel: Kernel, name: str, kind: str) -> List[str]:
 
 
 def _decl(type_text: str, name: str) -> str:
+    """C declaration of ``name`` with ``type_text``: ``char comm[16]``, ``struct sock *sk``."""
+    import re
+
+    m = re.match(r"^(.*?)((?:\[\d*\])+)$", type_text)
+    if m:
+        base, dims = m.group(1), m.group(2)
+        sep = "" if base.endswith("*") else " "
+        return f"{base}{sep}{name}{dims}"
     sep = "" if type_text.endswith("*") else " "
     return f"{type_text}{sep}{name}"
 

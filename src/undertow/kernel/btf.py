@@ -247,9 +247,25 @@ class BTF:
         self._name_offs_bytes = name_offs
         self._name_offs = array("I")
         self._name_offs.frombytes(name_offs)
-        if len(self._name_offs) != len(self._offsets):
+        if len(self._name_offs) != len(self._offsets) or not self._index_fits():
             raise BTFError(f"{self.name}: inconsistent index")
         self.next_id = self.first_id + len(self._offsets)
+
+    def _index_fits(self) -> bool:
+        """Cheap check that an index (possibly from the cache) describes this blob."""
+        if not self._offsets:
+            return self.types_start == self.types_end
+        if self._offsets[0] != self.types_start:
+            return False
+        last = self._offsets[-1]
+        try:
+            _, info, _ = _T.unpack_from(self.data, last)
+        except struct.error:
+            return False
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        fixed = {1: 4, 3: 12, 14: 4, 17: 4}.get(kind, 0)
+        per = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}.get(kind, 0)
+        return last + 12 + fixed + per * vlen == self.types_end
 
     @property
     def str_size(self) -> int:
