@@ -28,6 +28,14 @@ def format_value(value: Any, fmt: Optional[str]) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
+        if fmt == "s" and value >= 1 << 63:
+            return value - (1 << 64)
+        if fmt == "s32":
+            v = value & 0xFFFFFFFF
+            return v - (1 << 32) if v >= 1 << 31 else v
+        if fmt in ("str", "ustr"):
+            # a pointer the backend could not dereference (ftrace tracepoints)
+            return hex(value)
         if fmt == "x":
             return hex(value & 0xFFFFFFFFFFFFFFFF) if value < 0 else hex(value)
         if fmt == "ipv4":

@@ -50,12 +50,15 @@ class FtraceBackend(Backend):
     def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
         from ...kernel.arch import current_arch, get_arch
 
+        from .session import next_session_name
+
         a = get_arch(arch) if arch else current_arch()
+        name = next_session_name()
         try:
-            specs = compile_program(program, a)
+            specs = compile_program(program, a, group=name)
         except FtraceUnsupported as e:
             raise _locate(e, program) from None
-        return FtracePlan(specs=specs, stack=bool(program.setting("stack")),
+        return FtracePlan(specs=specs, instance=name, stack=bool(program.setting("stack")),
                           pid=program.setting("pid"),
                           self_pid=program.setting("self_pid", os.getpid()) if program.setting("exclude_self", True) else None)
 

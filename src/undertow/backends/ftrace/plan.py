@@ -23,6 +23,7 @@ class FtracePlan(Plan):
     stack: bool = False
     pid: Optional[int] = None
     self_pid: Optional[int] = None
+    buffer_kb: Optional[int] = None
     backend: str = "ftrace"
 
     def render(self) -> str:
@@ -31,27 +32,18 @@ class FtracePlan(Plan):
             if s.definition:
                 lines.append(f"{s.definition_file} += {s.definition}")
         inst = f"instances/{self.instance}"
+        lines.append(f"{inst}/trace_clock = mono")
         if self.stack:
             lines.append(f"{inst}/options/stacktrace = 1")
+        if self.self_pid is not None:
+            lines.append(f"{inst}/set_event_notrace_pid = <threads of pid {self.self_pid}>")
+        if self.pid is not None:
+            lines.append(f"{inst}/set_event_pid = <threads of pid {self.pid}>")
+            lines.append(f"{inst}/options/event-fork = 1")
         for s in self.specs:
             base = f"{inst}/events/{s.group}/{s.event}"
-            filt = effective_filter(s.filter, self.pid, self.self_pid)
-            if filt:
-                lines.append(f"{base}/filter = {filt}")
+            if s.filter:
+                lines.append(f"{base}/filter = {s.filter}")
             lines.append(f"{base}/enable = 1")
         lines.append(f"{inst}/tracing_on = 1")
         return "\n".join(lines) + "\n"
-
-
-def effective_filter(user: Optional[str], pid: Optional[int], self_pid: Optional[int]) -> Optional[str]:
-    """The filter written to the kernel: the user's, plus the pid restriction.
-
-    The tool's own pid is excluded through ``set_event_notrace_pid`` when the
-    kernel has it (see the instance code), so it is not repeated here.
-    """
-    parts = []
-    if pid is not None:
-        parts.append(f"common_pid=={pid}")
-    if user:
-        parts.append(f"({user})" if parts else user)
-    return " && ".join(parts) if parts else None

@@ -1,0 +1,375 @@
+"""A running ftrace session: a private instance, our probes, and the binary reader.
+
+Lifecycle (DESIGN.md "Own the lifecycle"): remove stale state of dead sessions,
+create ``instances/undertow_<pid>_<n>``, set its clock (``mono``, so timestamps
+compare with CLOCK_MONOTONIC), buffer size and wake-up threshold, exclude our own
+threads (``set_event_notrace_pid``), restrict to ``-p PID`` (``set_event_pid`` +
+``options/event-fork``), clear the buffer, define dynamic probes, set filters,
+enable the events, turn tracing on. :meth:`FtraceSession.close` undoes all of it
+in reverse order, is idempotent, and also runs at interpreter exit.
+
+Reading: per-CPU ``trace_pipe_raw`` pages (``ringbuf.decode_page``), records
+dispatched on ``common_type`` to each event's compiled decoder. Wake-ups are
+batched by ``buffer_percent``; :meth:`poll` also drains every CPU when its
+timeout expires, so a quiet trace still shows each event within ~100 ms.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import itertools
+import os
+import select
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from ...errors import TracefsError, UndertowError
+from ...events import Event, Lost, Record, Stats
+from ..base import Session
+from .cleanup import remove_stale
+from .compile import EventSpec
+from .plan import FtracePlan
+from .ringbuf import decode_page
+
+DEFAULT_BUFFER_KB = 4096
+BUFFER_PERCENT = 25
+STATS_EVERY = 1.0
+
+
+class _Ev:
+    """What the reader needs per event id."""
+
+    __slots__ = ("spec", "decode", "keep", "formats")
+
+    def __init__(self, spec: EventSpec, decode: Any, keep: Optional[List[str]], formats: Dict[str, str]) -> None:
+        self.spec, self.decode, self.keep, self.formats = spec, decode, keep, formats
+
+
+class FtraceSession(Session):
+    def __init__(self, plan: FtracePlan, kernel: Any) -> None:
+        self.plan = plan
+        self.kernel = kernel
+        self.stats = Stats()
+        self.tfs = kernel.tracefs()
+        self.inst: Any = None
+        self.defined: List[Tuple[str, str]] = []   # (definition file, "group/event")
+        self.enabled: List[str] = []               # instance-relative enable files
+        self.fds: Dict[int, int] = {}              # fd -> cpu
+        self.events: Dict[int, _Ev] = {}           # common_type -> _Ev
+        self.stack_id: Optional[int] = None
+        self.last_event: Dict[int, Event] = {}     # cpu -> last event (kernel_stack attaches to it)
+        self.overrun: Dict[int, int] = {}
+        self._closed = False
+        self._next_stats = 0.0
+        self._tgid: Dict[int, int] = {}
+        self._comm: Dict[int, str] = {}
+        self._ksyms: Any = None
+        self._poller: Any = None
+        self._polls = 0
+        self._saved_at = -1
+        self._saved: Dict[int, str] = {}
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def start(cls, plan: FtracePlan, kernel: Any) -> "FtraceSession":
+        s = cls(plan, kernel)
+        atexit.register(s.close)
+        try:
+            s._setup()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def _setup(self) -> None:
+        tfs, plan = self.tfs, self.plan
+        try:
+            remove_stale(tfs)
+        except (TracefsError, OSError):
+            pass  # best effort; never stop a session for someone else's leftovers
+        self.inst = tfs.create_instance(plan.instance)
+        inst = self.inst
+        try:
+            inst.write("trace_clock", "mono", append=False)
+        except TracefsError:
+            inst.write("trace_clock", "local", append=False)
+        try:
+            inst.write("buffer_size_kb", str(plan.buffer_kb or DEFAULT_BUFFER_KB), append=False)
+        except TracefsError:
+            pass
+        if inst.has("buffer_percent"):
+            inst.write("buffer_percent", str(BUFFER_PERCENT), append=False)
+        if plan.stack:
+            inst.write("options/stacktrace", "1", append=False)
+        if plan.self_pid is not None and inst.has("set_event_notrace_pid"):
+            inst.write("set_event_notrace_pid", " ".join(map(str, _tids(plan.self_pid))), append=False)
+        if plan.pid is not None:
+            tids = _tids(plan.pid)
+            if not tids:
+                raise UndertowError(f"no process with pid {plan.pid}", hints=["check the pid with ps"])
+            inst.write("set_event_pid", " ".join(map(str, tids)), append=False)
+            if inst.has("options/event-fork"):
+                inst.write("options/event-fork", "1", append=False)
+        inst.write("trace", "", append=False)  # clear: never replay old events
+        for spec in plan.specs:
+            if spec.definition:
+                tfs.write(spec.definition_file, spec.definition)
+                self.defined.append((spec.definition_file or "", f"{spec.group}/{spec.event}"))
+            fmt = tfs.event_format(spec.group, spec.event)
+            keep = [f.name for f in spec.fields] if spec.fields else None
+            # pointers a tracepoint records (user addresses such as a syscall's
+            # filename) print as hex; the BPF backend can read what they point to
+            formats = {f.name: "x" for f in fmt.fields if f.is_pointer and not f.is_string}
+            formats.update({f.name: f.fmt for f in spec.fields if f.fmt})
+            for f in fmt.fields:
+                # syscall tracepoints store every argument in a 64-bit slot, even
+                # an ``int`` (dfd = AT_FDCWD arrives as 0xffffff9c): show the C type
+                if f.size == 8 and f.type.strip() in ("int", "pid_t", "int32_t", "s32"):
+                    formats[f.name] = "s32"
+            self.events[fmt.id] = _Ev(spec, fmt.decoder(), keep, formats)
+            base = f"events/{spec.group}/{spec.event}"
+            if spec.filter:
+                inst.write(f"{base}/filter", spec.filter, append=False)
+            inst.write(f"{base}/enable", "1", append=False)
+            self.enabled.append(f"{base}/enable")
+        if plan.stack:
+            try:
+                kfmt = tfs.event_format("ftrace", "kernel_stack")
+                self.stack_id = kfmt.id
+                self.events[kfmt.id] = _Ev(EventSpec("ftrace", "kernel_stack", "stack", "stack"),
+                                           kfmt.decoder(), None, {})
+            except UndertowError:
+                self.stack_id = None
+        self.hp = tfs.header_page()
+        self.page_size = self.hp.data_offset + self.hp.data_size
+        self._poller = select.poll()
+        for cpu in _cpus(inst.path):
+            fd = os.open(os.path.join(inst.path, "per_cpu", f"cpu{cpu}", "trace_pipe_raw"),
+                         os.O_RDONLY | os.O_NONBLOCK)
+            self.fds[fd] = cpu
+            self._poller.register(fd, select.POLLIN)
+        inst.write("tracing_on", "1", append=False)
+
+    # ------------------------------------------------------------------ reading
+    def poll(self, timeout: Optional[float] = None) -> List[Record]:
+        if self._closed:
+            return []
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        try:
+            self._poller.poll(ms)
+        except InterruptedError:
+            pass
+        out: List[Record] = []
+        self._polls += 1
+        for fd, cpu in self.fds.items():
+            self._drain(fd, cpu, out)
+        now = time.monotonic()
+        if now >= self._next_stats:
+            self._next_stats = now + STATS_EVERY
+            self._read_overruns(out)
+        return out
+
+    def _drain(self, fd: int, cpu: int, out: List[Record]) -> None:
+        for _ in range(4096):
+            try:
+                page = os.read(fd, self.page_size)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    return
+                raise
+            if not page:
+                return
+            self._page(page, cpu, out)
+
+    def _page(self, page: bytes, cpu: int, out: List[Record]) -> None:
+        recs, missed = decode_page(page, self.hp)
+        if missed:
+            n = missed if missed > 0 else 1
+            self.stats.count_lost("overrun", n)
+            out.append(Lost(n if missed > 0 else 0, "overrun", cpu))
+        for ts, start, end in recs:
+            if end - start < 8:
+                continue
+            etype = page[start] | (page[start + 1] << 8)
+            ev = self.events.get(etype)
+            if ev is None:
+                continue
+            try:
+                d = ev.decode(page, start, end)
+            except Exception:  # noqa: BLE001 - a record we cannot decode is reported, not fatal
+                self.stats.count_lost("decode", 1)
+                out.append(Lost(1, "decode", cpu, ev.spec.probe_name, bytes(page[start:end])))
+                continue
+            if etype == self.stack_id:
+                prev = self.last_event.get(cpu)
+                if prev is not None and prev.stack is None:
+                    prev.stack = self._frames(page, start, end)
+                continue
+            tid = int(d.get("common_pid", 0))
+            if ev.keep is not None:
+                fields = {k: d[k] for k in ev.keep if k in d}
+            else:
+                fields = {k: v for k, v in d.items() if not k.startswith("common_") and not k.startswith("__probe")}
+            e = Event(ts, cpu, self._tgid_of(tid), tid, self._comm_of(tid), ev.spec.probe_name, fields,
+                      formats=dict(ev.formats))
+            self.last_event[cpu] = e
+            self.stats.count_event(ev.spec.probe_name)
+            out.append(e)
+
+    def _frames(self, page: bytes, start: int, end: int) -> List[Tuple[int, Optional[str], int, Optional[str]]]:
+        """``struct stack_entry``: ``int size`` (number of entries) then ``caller[]``.
+
+        The format file says ``caller[8]`` but the record holds ``size`` entries
+        (kernel/trace/trace_entries.h, FTRACE_STACK_ENTRIES is only the print limit).
+        """
+        n = int.from_bytes(page[start + 8: start + 12], "little", signed=True)
+        stop = min(end, start + 16 + 8 * max(0, min(n, 512)))
+        callers = [int.from_bytes(page[o: o + 8], "little") for o in range(start + 16, stop - 7, 8)]
+        frames = []
+        if self._ksyms is None:
+            try:
+                self._ksyms = self.kernel.kallsyms()
+            except (UndertowError, OSError):
+                self._ksyms = False
+        for addr in callers:
+            if not addr or addr == 0xFFFFFFFFFFFFFFFF:
+                continue
+            sym = None
+            if self._ksyms:
+                sym = self._ksyms.symbolize(addr)
+            if sym:
+                frames.append((addr, sym[0], sym[1], sym[2]))
+            else:
+                frames.append((addr, None, 0, None))
+        return frames
+
+    def _read_overruns(self, out: List[Record]) -> None:
+        for cpu in set(self.fds.values()):
+            try:
+                text = self.inst.read(f"per_cpu/cpu{cpu}/stats")
+            except (UndertowError, OSError):
+                continue
+            for line in text.splitlines():
+                if line.startswith("overrun:"):
+                    n = int(line.split()[1])
+                    prev = self.overrun.get(cpu, 0)
+                    self.overrun[cpu] = n
+                    if n > prev:
+                        # pages overwritten before we read them (and not already
+                        # reported through a page's missed-events flag)
+                        self.stats.count_lost("overrun", n - prev)
+                        out.append(Lost(n - prev, "overrun", cpu))
+
+    def _tgid_of(self, tid: int) -> int:
+        t = self._tgid.get(tid)
+        if t is None:
+            t = tid
+            try:
+                with open(f"/proc/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("Tgid:"):
+                            t = int(line.split()[1])
+                            break
+            except (OSError, ValueError):
+                pass
+            if len(self._tgid) > 65536:
+                self._tgid.clear()
+            self._tgid[tid] = t
+        return t
+
+    def _comm_of(self, tid: int) -> str:
+        """Best effort: ftrace records carry only the pid; the name is read from /proc
+        at first sight (fetch ``$comm`` in a probe line for the name at the event)."""
+        c = self._comm.get(tid)
+        if c is None:
+            try:
+                with open(f"/proc/{tid}/comm", "rb") as f:
+                    c = f.read().rstrip(b"\n").decode("utf-8", "surrogateescape")
+            except OSError:
+                c = self._saved_comm(tid) or ("<...>" if tid else "<idle>")
+            if len(self._comm) > 65536:
+                self._comm.clear()
+            self._comm[tid] = c
+        return c
+
+    def _saved_comm(self, tid: int) -> Optional[str]:
+        """The name the kernel recorded at the event (``saved_cmdlines``), for tasks
+        that exited before we looked in /proc. Re-read at most once per poll."""
+        if self._saved_at != self._polls:
+            self._saved_at = self._polls
+            try:
+                text = self.tfs.read("saved_cmdlines")
+            except (UndertowError, OSError):
+                text = ""
+            self._saved = {}
+            for line in text.splitlines():
+                p, _, name = line.partition(" ")
+                if p.isdigit():
+                    self._saved[int(p)] = name
+        return self._saved.get(tid)
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in list(self.fds):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+        if self.inst is not None:
+            for rel in reversed(self.enabled):
+                _quiet(self.inst.write, rel, "0", append=False)
+            _quiet(self.inst.write, "tracing_on", "0", append=False)
+            try:
+                self.tfs.remove_instance(self.inst.name, timeout=2.0)
+            except (UndertowError, OSError):
+                pass
+        for dfile, ev in reversed(self.defined):
+            for _ in range(20):
+                try:
+                    self.tfs.write(dfile, f"-:{ev}")
+                    break
+                except TracefsError as e:
+                    if getattr(e, "errno", None) != errno.EBUSY:
+                        break
+                    time.sleep(0.05)
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _quiet(fn: Any, *a: Any, **kw: Any) -> None:
+    try:
+        fn(*a, **kw)
+    except (UndertowError, OSError):
+        pass
+
+
+def _tids(pid: int) -> List[int]:
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return []
+
+
+def _cpus(inst_path: str) -> List[int]:
+    out = []
+    for name in os.listdir(os.path.join(inst_path, "per_cpu")):
+        if name.startswith("cpu") and name[3:].isdigit():
+            out.append(int(name[3:]))
+    return sorted(out)
+
+
+_counter = itertools.count()
+
+
+def next_session_name() -> str:
+    """``undertow_<pid>_<n>``: the instance name and dynamic-event group of a new session."""
+    return f"undertow_{os.getpid()}_{next(_counter)}"
