@@ -1,0 +1,215 @@
+"""`undertow trace` on this kernel's tracepoints and uprobes, with ground truth we make."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import undertow
+from undertow.events import Event
+from undertow.kernel import Kernel
+
+TRACING = "/sys/kernel/tracing"
+
+
+@pytest.fixture(scope="module")
+def tfs():
+    try:
+        return Kernel().tracefs()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"tracefs unusable: {e}")
+
+
+def ours(tfs):
+    """Instances and dynamic events this process created (must be none after each test)."""
+    me = f"undertow_{os.getpid()}_"
+    inst = [i for i in tfs.instances() if i.startswith(me)]
+    dyn = [l for f in ("uprobe_events", "kprobe_events") if tfs.has(f) for l in tfs.read(f).splitlines() if me in l]
+    return inst + dyn
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(tfs):
+    yield
+    assert ours(tfs) == []
+
+
+def collect(t, until, timeout=5.0):
+    out = []
+    deadline = time.monotonic() + timeout
+    for rec in t.records():
+        if isinstance(rec, Event):
+            out.append(rec)
+            if until(out):
+                break
+        if time.monotonic() > deadline:
+            break
+    return out
+
+
+def exe_copy(tmp_path, name):
+    path = str(tmp_path / name)
+    shutil.copy("/bin/true", path)
+    return path
+
+
+def test_tracepoint_filter_and_fields(tmp_path):
+    exe = exe_copy(tmp_path, "ut_exec_probe")
+    t = undertow.trace('e sched/sched_process_exec f:filename~"*ut_exec_probe"', duration=5)
+    with t:
+        child = subprocess.Popen([exe])
+        child.wait()
+        evs = collect(t, lambda o: len(o) >= 1)
+    assert len(evs) == 1
+    ev = evs[0]
+    assert ev.fields["filename"] == exe and ev.fields["pid"] == child.pid and ev.pid == child.pid
+    assert ev.probe == "sched:sched_process_exec"
+
+
+def test_wildcard_sees_exec_and_exit(tmp_path):
+    exe = exe_copy(tmp_path, "ut_wild")
+    t = undertow.trace("e sched/sched_process_e*", duration=5)
+    with t:
+        child = subprocess.Popen([exe])
+        child.wait()
+        evs = collect(t, lambda o: any(e.probe.endswith("exit") and e.tid == child.pid for e in o))
+    mine = [e.probe for e in evs if e.tid == child.pid]
+    assert "sched:sched_process_exec" in mine and "sched:sched_process_exit" in mine
+
+
+def build_target(tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the uprobe target")
+    src = tmp_path / "target.c"
+    src.write_text(textwrap.dedent("""
+        #include <unistd.h>
+        __attribute__((noinline, noipa)) int ut_target(int x) { return x * 2; }
+        int main(void) { volatile int r = 0; usleep(300000); for (int i = 0; i < 3; i++) r += ut_target(21); return r == 126 ? 0 : 1; }
+    """))
+    exe = str(tmp_path / "ut_target")
+    subprocess.run(["gcc", "-O0", "-o", exe, str(src)], check=True)
+    return exe
+
+
+def test_uprobe_and_uretprobe(tmp_path, tfs):
+    if not tfs.has("uprobe_events"):
+        pytest.skip("no uprobe_events in this kernel")
+    exe = build_target(tmp_path)
+    t = undertow.trace(f"P {exe}:ut_target x=%di", f"R {exe}:ut_target r=$retval", duration=5)
+    with t:
+        child = subprocess.Popen([exe])
+        evs = collect(t, lambda o: len(o) >= 6)
+        assert child.wait() == 0
+    entries = [e for e in evs if "r" not in e.fields]
+    rets = [e for e in evs if "r" in e.fields]
+    assert len(entries) == 3 and len(rets) == 3
+    assert all(e.fields["x"] == 21 and e.pid == child.pid for e in entries)
+    assert all(e.fields["r"] == 42 for e in rets)
+
+
+def test_stack_json_cli(tmp_path):
+    exe = exe_copy(tmp_path, "ut_json")
+    proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--json", "-s", "--count", "1",
+                             "--duration", "8", 'e sched/sched_process_exec f:filename~"*ut_json"'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    subprocess.run([exe])
+    out, err = proc.communicate(timeout=15)
+    lines = [json.loads(l) for l in out.splitlines()]
+    evs = [l for l in lines if "probe" in l]
+    assert evs and evs[0]["fields"]["filename"] == exe, err
+    assert evs[0]["stack"] and all("addr" in f for f in evs[0]["stack"])
+    assert any("summary" in l for l in lines)
+
+
+def run_cli_bg(*lines):
+    return subprocess.Popen([sys.executable, "-m", "undertow", "trace", *lines],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(pred, timeout=8.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def state_of(tfs, pid):
+    me = f"undertow_{pid}_"
+    inst = [i for i in tfs.instances() if i.startswith(me)]
+    dyn = [l for l in tfs.read("uprobe_events").splitlines() if me in l] if tfs.has("uprobe_events") else []
+    return inst + dyn
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signal_cleans_up(tmp_path, tfs, sig):
+    exe = build_target(tmp_path)
+    proc = run_cli_bg(f"P {exe}:ut_target x=%di", "e sched/sched_process_exec")
+    try:
+        assert wait_for(lambda: len(state_of(tfs, proc.pid)) >= 2), proc.stderr.read() if proc.poll() is not None else ""
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert state_of(tfs, proc.pid) == []
+
+
+def test_sigkill_then_cleanup(tmp_path, tfs):
+    exe = build_target(tmp_path)
+    proc = run_cli_bg(f"P {exe}:ut_target x=%di")
+    try:
+        assert wait_for(lambda: len(state_of(tfs, proc.pid)) >= 2)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert state_of(tfs, proc.pid) != []  # SIGKILL leaves state behind...
+    out = subprocess.run([sys.executable, "-m", "undertow", "cleanup"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert state_of(tfs, proc.pid) == []  # ...and cleanup removes it
+    assert f"undertow_{proc.pid}_" in out.stdout
+
+
+def test_two_sessions_are_isolated(tmp_path):
+    a, b = exe_copy(tmp_path, "ut_iso_a"), exe_copy(tmp_path, "ut_iso_b")
+    ta = undertow.trace('e sched/sched_process_exec f:filename~"*ut_iso_a"', duration=5)
+    tb = undertow.trace('e sched/sched_process_exec f:filename~"*ut_iso_b"', duration=5)
+    with ta, tb:
+        subprocess.run([a])
+        subprocess.run([b])
+        ea = collect(ta, lambda o: len(o) >= 1, 3)
+        eb = collect(tb, lambda o: len(o) >= 1, 3)
+    assert [e.fields["filename"] for e in ea] == [a]
+    assert [e.fields["filename"] for e in eb] == [b]
+
+
+def test_hostile_comm_is_escaped(tmp_path):
+    script = ("import ctypes,time,os; libc=ctypes.CDLL(None); libc.prctl(15, b'\\x1b[31mevil\\x07', 0,0,0);"
+              "time.sleep(1.0); os.open('/dev/null', os.O_RDONLY); time.sleep(1.0)")
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        proc = subprocess.run([sys.executable, "-m", "undertow", "trace", "--count", "1", "--duration", "6",
+                               "-p", str(child.pid), "e syscalls/sys_enter_openat"],
+                              capture_output=True, text=True, timeout=20)
+    finally:
+        child.wait()
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "\\x1b[31mevil\\x07" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_bad_input_is_one_clear_error():
+    proc = subprocess.run([sys.executable, "-m", "undertow", "trace", "e sched/sched_proces_exec"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "^" in proc.stderr and "sched_process_exec" in proc.stderr
