@@ -32,7 +32,10 @@ from .compile import EventSpec
 from .plan import FtracePlan
 from .ringbuf import decode_page
 
-DEFAULT_BUFFER_KB = 4096
+# Per-CPU ring buffer. Large enough to absorb a burst (a 1M-call openat storm is
+# ~48 MB of records on one CPU) while the Python reader catches up; it is kernel
+# memory allocated for the session only and freed with the instance.
+DEFAULT_BUFFER_KB = 65536
 BUFFER_PERCENT = 25
 STATS_EVERY = 1.0
 
