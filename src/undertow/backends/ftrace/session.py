@@ -98,7 +98,7 @@ class FtraceSession(Session):
         except TracefsError:
             inst.write("trace_clock", "local", append=False)
         try:
-            inst.write("buffer_size_kb", str(plan.buffer_kb or DEFAULT_BUFFER_KB), append=False)
+            inst.write("buffer_size_kb", str(plan.buffer_kb or default_buffer_kb()), append=False)
         except TracefsError:
             pass
         if inst.has("buffer_percent"):
@@ -368,6 +368,18 @@ def _cpus(inst_path: str) -> List[int]:
         if name.startswith("cpu") and name[3:].isdigit():
             out.append(int(name[3:]))
     return sorted(out)
+
+
+def default_buffer_kb() -> int:
+    """Per-CPU buffer: DEFAULT_BUFFER_KB, but all CPUs together use at most 5% of RAM
+    (and never less than 1 MiB per CPU)."""
+    ncpu = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        total_kb = 1 << 22
+    return max(1024, min(DEFAULT_BUFFER_KB, total_kb // 20 // ncpu))
 
 
 _counter = itertools.count()
