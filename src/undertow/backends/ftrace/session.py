@@ -373,7 +373,7 @@ def _cpus(inst_path: str) -> List[int]:
 def default_buffer_kb() -> int:
     """Per-CPU buffer: DEFAULT_BUFFER_KB, but all CPUs together use at most 5% of RAM
     (and never less than 1 MiB per CPU)."""
-    ncpu = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    ncpu = max(1, os.cpu_count() or 1)  # the kernel allocates the buffer on every CPU
     try:
         with open("/proc/meminfo") as f:
             total_kb = int(f.readline().split()[1])
