@@ -30,7 +30,9 @@ def render_script(plan: FtracePlan) -> str:
         '[ -e "$T/trace" ] || { mount -t tracefs nodev /sys/kernel/tracing && T=/sys/kernel/tracing; } || exit 1',
         'G="undertow_sh_$$"',
         'I="$T/instances/$G"',
+        "READER=",
         "cleanup() {",
+        '    [ -n "$READER" ] && kill "$READER" 2>/dev/null && wait "$READER" 2>/dev/null',
         '    [ -d "$I" ] && printf 0 > "$I/tracing_on" 2>/dev/null',
     ]
     for spec in plan.specs:
@@ -60,7 +62,8 @@ def render_script(plan: FtracePlan) -> str:
     out += [
         'printf 1 > "$I/tracing_on"',
         'cat "$I/trace_pipe" &',
-        "wait",
+        "READER=$!",
+        'wait "$READER"',
         "cleanup",
         "",
     ]
