@@ -93,6 +93,9 @@ class FtraceSession(Session):
             pass  # best effort; never stop a session for someone else's leftovers
         self.inst = tfs.create_instance(plan.instance)
         inst = self.inst
+        # a new instance starts with tracing on: keep it off until everything is set,
+        # so tracing_on=1 also tells observers (and tests) the session is ready
+        inst.write("tracing_on", "0", append=False)
         try:
             inst.write("trace_clock", "mono", append=False)
         except TracefsError:
