@@ -117,7 +117,8 @@ class FtraceSession(Session):
             inst.write("set_event_pid", " ".join(map(str, tids)), append=False)
             if inst.has("options/event-fork"):
                 inst.write("options/event-fork", "1", append=False)
-        inst.write("trace", "", append=False)  # clear: never replay old events
+        # No need to clear the buffer: the instance is new, setting trace_clock above
+        # resets it anyway, and nothing is enabled yet.
         for spec in plan.specs:
             if spec.definition:
                 tfs.write(spec.definition_file, spec.definition)
