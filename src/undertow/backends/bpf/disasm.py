@@ -48,11 +48,13 @@ def disassemble(code: bytes, origins: Optional[Sequence[Any]] = None,
 
 
 def _origin_text(o: Any) -> str:
+    kind = type(o).__name__.lower()
+    name = getattr(o, "name", None)
+    what = f"{kind} {name}" if isinstance(name, str) and name else kind
     span = getattr(o, "span", None)
-    name = type(o).__name__
     if span is not None:
-        return f"{name} @{span.start}-{span.end}"
-    return str(o)[:80]
+        return f"{what} (chars {span.start}-{span.end})"
+    return what
 
 
 def insn_text(c: int, dst: int, src: int, off: int, imm: int) -> str:
