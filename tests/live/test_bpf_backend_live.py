@@ -43,6 +43,29 @@ def test_plan_listing_and_refusal():
     t = undertow.trace('e syscalls/sys_enter_openat f:filename=="/etc/hostname"', backend="bpf", offline=True)
     text = t.show()
     assert "call bpf_probe_read_user_str#114" in text and "call bpf_ringbuf_submit#132" in text
-    with pytest.raises(Exception) as ei:
-        undertow.trace("e sched/sched_process_exec", backend="bpf")
-    assert "__data_loc" in str(ei.value)
+    from undertow.errors import UndertowError
+
+    with pytest.raises(UndertowError) as ei:
+        undertow.trace("e sched/sched_process_exec f:pid+1==3", backend="bpf")
+    assert "Traceback" not in ei.value.render()
+
+
+def test_data_loc_string_of_exec(tmp_path):
+    import shutil
+
+    exe = str(tmp_path / "ut_bpf_exec")
+    shutil.copy("/bin/true", exe)
+    t = undertow.trace(f'e sched/sched_process_exec f:filename=="{exe}"', backend="bpf", duration=60)
+    with t:
+        child = subprocess.Popen([exe])
+        child.wait()
+        evs = []
+        deadline = time.monotonic() + 60
+        for rec in t.records():
+            if isinstance(rec, Event):
+                evs.append(rec)
+                break
+            if time.monotonic() > deadline:
+                break
+    assert len(evs) == 1
+    assert evs[0].fields["filename"] == exe and evs[0].fields["pid"] == child.pid

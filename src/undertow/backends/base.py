@@ -18,7 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
 
-from ..errors import Span, UndertowError
+from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,8 +87,9 @@ class Backend(abc.ABC):
         """Create the kernel objects and start tracing."""
 
 
-class NoBackendError(UndertowError):
-    """No backend can run the program; the message lists each backend's refusals."""
+class NoBackendError(SourceError):
+    """No backend can run the program; the message lists each backend's refusals, and
+    the caret points at the first refused part of the user's text when known."""
 
 
 def choose(backends: Sequence[Backend], program: "Program", kernel: "Kernel") -> Backend:
@@ -98,6 +99,7 @@ def choose(backends: Sequence[Backend], program: "Program", kernel: "Kernel") ->
     """
     why: List[str] = []
     hints: List[str] = []
+    located: Optional[Refusal] = None
     for b in backends:
         refusals = b.check(program, kernel)
         if not refusals:
@@ -105,4 +107,11 @@ def choose(backends: Sequence[Backend], program: "Program", kernel: "Kernel") ->
         why.append(f"{b.name}: {refusals[0].message}")
         for r in refusals:
             hints.extend(h for h in r.hints if h not in hints)
-    raise NoBackendError("no backend can run this program (" + "; ".join(why) + ")", hints=hints)
+            if located is None and r.span is not None and r.probe_index is not None:
+                located = r
+    err = NoBackendError("no backend can run this program (" + "; ".join(why) + ")", hints=hints)
+    if located is not None:
+        probe = program.probes[located.probe_index]  # type: ignore[index]
+        if probe.source:
+            err.locate(probe.source, located.span, probe.origin)  # type: ignore[arg-type]
+    raise err

@@ -98,9 +98,11 @@ def compile_tracepoint(probe: ir.Probe, ap: ir.AttachPoint, index: int, self_pid
         if not isinstance(f.expr, ir.Field) or f.expr.fmt_field is None:
             raise Unsupported("only tracepoint fields can be emitted by the BPF backend yet", f.span)
         ff = f.expr.fmt_field
-        if ff.dynamic:
-            raise Unsupported(f"{ff.name}: __data_loc fields are not read by the BPF backend yet", f.span)
-        if ff.is_pointer and _is_char_ptr(f.expr.type, ff):
+        if ff.dynamic == "rel_loc":
+            raise Unsupported(f"{ff.name}: __rel_loc fields are not read by the BPF backend yet", f.span)
+        if ff.dynamic == "data_loc":
+            slot = FieldSlot(f.name, "str", off, min(4096, max(strlen, want.get(f.name, 0))), fmt="str")
+        elif ff.is_pointer and _is_char_ptr(f.expr.type, ff):
             slot = FieldSlot(f.name, "str", off, min(4096, max(strlen, want.get(f.name, 0))), fmt="str")
         elif ff.array_len is not None or ff.is_string:
             slot = FieldSlot(f.name, "str" if ff.is_string else "bytes", off, ff.size, fmt="str")
@@ -148,6 +150,21 @@ def compile_tracepoint(probe: ir.Probe, ap: ir.AttachPoint, index: int, self_pid
             sz = {1: I.B, 2: I.H, 4: I.W, 8: I.DW}[ff.size]
             a.ldx(sz, I.R1, I.R6, ff.offset)
             a.stx(sz, I.R7, slot.offset, I.R1)
+        elif slot.kind == "str" and ff.dynamic == "data_loc":
+            # __data_loc: a u32 at the field, low 16 bits = offset of the bytes from the
+            # start of the record (the ctx), high 16 bits = length
+            a.ldx(I.W, I.R3, I.R6, ff.offset)
+            a.and64(I.R3, 0xFFFF)
+            a.add64(I.R3, Reg(I.R6))
+            a.mov64(I.R1, Reg(I.R7))
+            a.add64(I.R1, slot.offset)
+            a.mov64(I.R2, slot.size)
+            a.call(I.Helper.probe_read_kernel_str)
+            a.jsge(I.R0, 0, f"ok{i}")
+            a.ldx(I.W, I.R1, I.R7, 36)
+            a.alu("or", I.R1, 1 << min(i, 30), is64=False)
+            a.stx(I.W, I.R7, 36, I.R1)
+            a.label(f"ok{i}")
         elif slot.kind == "str" and ff.is_pointer:
             a.ldx(I.DW, I.R3, I.R6, ff.offset)
             a.mov64(I.R1, Reg(I.R7))
