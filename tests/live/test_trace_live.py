@@ -234,3 +234,24 @@ def test_bad_input_is_one_clear_error():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "^" in proc.stderr and "sched_process_exec" in proc.stderr
+
+
+def test_ftrace_filter_on_user_string_pointer(tmp_path):
+    """A syscall's `filename` is a user pointer: the filter reads it with `.ustring`."""
+    from undertow.errors import TracefsError
+
+    target, other = tmp_path / "ut_ustr_target", tmp_path / "ut_ustr_other"
+    target.write_text("x")
+    other.write_text("y")
+    t = undertow.trace(f'e syscalls/sys_enter_openat f:filename=="{target}"', backend="ftrace", duration=60)
+    try:
+        t.start()
+    except TracefsError as e:
+        t.close()
+        pytest.skip(f"this kernel has no .ustring filters (6.1+): {e.message}")
+    with t:
+        code = f"open({str(other)!r}).close(); open({str(target)!r}).close()"
+        child = subprocess.Popen([sys.executable, "-c", code])
+        child.wait()
+        evs = collect(t, lambda o: any(e.pid == child.pid for e in o))
+    assert [e.pid for e in evs if e.pid == child.pid] == [child.pid]

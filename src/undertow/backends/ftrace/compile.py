@@ -368,7 +368,9 @@ class FilterCompiler:
             f"ftrace filters compare a field with a constant; cannot filter on {_describe(e)}", e.span)
 
     def _compare(self, e: ir.Binary) -> str:
-        name, const, op = None, None, e.op
+        name: Optional[str] = None
+        const: Optional[ir.Const] = None
+        op = e.op
         if _field_ref(e.left) and isinstance(e.right, ir.Const):
             name, const = _field_ref(e.left), e.right
         elif _field_ref(e.right) and isinstance(e.left, ir.Const):
@@ -383,6 +385,13 @@ class FilterCompiler:
                 return f"{name}{op}{_ipv4_raw(value, const.span)}"
             if op not in ("==", "!=", "~"):
                 raise FtraceUnsupported(f"strings compare with == != or ~ (glob), not {op}", e.span)
+            fe = e.left if _field_ref(e.left) else e.right
+            ff = getattr(fe, "fmt_field", None)
+            if ff is not None and ff.is_pointer and not ff.is_string and "char" in (ff.elem_type or ff.type):
+                # A tracepoint field holding a pointer to a user string (a syscall's
+                # filename): the filter must read user memory, ".ustring" (kernel 6.1+,
+                # "tracing: Add ustring operation to filtering string pointers").
+                name = f"{name}.ustring"
             return f"{name}{op}{_quote_filter_string(value, const.span)}"
         if isinstance(value, bytes):
             raise FtraceUnsupported("byte strings cannot be filtered in ftrace", const.span)
