@@ -70,6 +70,7 @@ class FtraceSession(Session):
         self._ksyms: Any = None
         self._poller: Any = None
         self._polls = 0
+        self._task: Dict[int, Tuple[int, str]] = {}
         self._saved_at = -1
         self._saved: Dict[int, str] = {}
 
@@ -193,38 +194,48 @@ class FtraceSession(Session):
 
     def _page(self, page: bytes, cpu: int, out: List[Record]) -> None:
         recs, missed = decode_page(page, self.hp)
+        counts: Dict[str, int] = {}
         if missed:
             n = missed if missed > 0 else 1
             self.stats.count_lost("overrun", n)
             out.append(Lost(n if missed > 0 else 0, "overrun", cpu))
+        events_get = self.events.get
+        task = self._task
+        stack_id = self.stack_id
+        append = out.append
         for ts, start, end in recs:
             if end - start < 8:
                 continue
             etype = page[start] | (page[start + 1] << 8)
-            ev = self.events.get(etype)
+            ev = events_get(etype)
             if ev is None:
+                continue
+            if etype == stack_id:
+                prev = self.last_event.get(cpu)
+                if prev is not None and prev.stack is None:
+                    prev.stack = self._frames(page, start, end)
                 continue
             try:
                 d = ev.decode(page, start, end)
             except Exception:  # noqa: BLE001 - a record we cannot decode is reported, not fatal
                 self.stats.count_lost("decode", 1)
-                out.append(Lost(1, "decode", cpu, ev.spec.probe_name, bytes(page[start:end])))
+                append(Lost(1, "decode", cpu, ev.spec.probe_name, bytes(page[start:end])))
                 continue
-            if etype == self.stack_id:
-                prev = self.last_event.get(cpu)
-                if prev is not None and prev.stack is None:
-                    prev.stack = self._frames(page, start, end)
-                continue
-            tid = int(d.get("common_pid", 0))
+            tid = d.get("common_pid", 0)
             if ev.keep is not None:
                 fields = {k: d[k] for k in ev.keep if k in d}
             else:
                 fields = {k: v for k, v in d.items() if not k.startswith("common_") and not k.startswith("__probe")}
-            e = Event(ts, cpu, self._tgid_of(tid), tid, self._comm_of(tid), ev.spec.probe_name, fields,
-                      formats=dict(ev.formats))
+            t = task.get(tid)
+            if t is None:
+                t = self._task_of(tid)
+            name = ev.spec.probe_name
+            e = Event(ts, cpu, t[0], tid, t[1], name, fields, None, None, None, ev.formats)
             self.last_event[cpu] = e
-            self.stats.count_event(ev.spec.probe_name)
-            out.append(e)
+            counts[name] = counts.get(name, 0) + 1
+            append(e)
+        for name, n in counts.items():
+            self.stats.count_event(name, n)
 
     def _frames(self, page: bytes, start: int, end: int) -> List[Tuple[int, Optional[str], int, Optional[str]]]:
         """``struct stack_entry``: ``int size`` (number of entries) then ``caller[]``.
@@ -269,6 +280,13 @@ class FtraceSession(Session):
                         # reported through a page's missed-events flag)
                         self.stats.count_lost("overrun", n - prev)
                         out.append(Lost(n - prev, "overrun", cpu))
+
+    def _task_of(self, tid: int) -> Tuple[int, str]:
+        """(tgid, comm) of a thread, cached (both best effort, see _tgid_of/_comm_of)."""
+        if len(self._task) > 65536:
+            self._task.clear()
+        t = self._task[tid] = (self._tgid_of(tid), self._comm_of(tid))
+        return t
 
     def _tgid_of(self, tid: int) -> int:
         t = self._tgid.get(tid)
