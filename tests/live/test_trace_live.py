@@ -131,12 +131,15 @@ def test_stack_json_cli(tmp_path):
     assert any("summary" in l for l in lines)
 
 
-def tracing_on(tfs, pid):
-    """The session of process ``pid`` has started tracing (its instance's tracing_on is 1)."""
+def tracing_on(tfs, pid, event="sched/sched_process_exec"):
+    """The session of process ``pid`` is ready: ``event`` is enabled in its instance and
+    tracing is on. (A new instance starts with tracing_on=1 for an instant before the
+    session turns it off, so tracing_on alone is not proof.)"""
     for i in tfs.instances():
         if i.startswith(f"undertow_{pid}_"):
             try:
-                return tfs.read(f"instances/{i}/tracing_on").strip() == "1"
+                return (tfs.read(f"instances/{i}/events/{event.format(inst=i)}/enable").strip() == "1"
+                        and tfs.read(f"instances/{i}/tracing_on").strip() == "1")
             except Exception:  # noqa: BLE001 - racing with creation
                 return False
     return False
@@ -169,7 +172,7 @@ def test_signal_cleans_up(tmp_path, tfs, sig):
     proc = run_cli_bg(f"P {exe}:ut_target x=%di", "e sched/sched_process_exec")
     try:
         assert wait_for(lambda: tracing_on(tfs, proc.pid)), proc.stderr.read() if proc.poll() is not None else ""
-        assert len(state_of(tfs, proc.pid)) >= 2
+        assert len(state_of(tfs, proc.pid)) >= 2  # the instance and the uprobe
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
@@ -183,7 +186,7 @@ def test_sigkill_then_cleanup(tmp_path, tfs):
     exe = build_target(tmp_path)
     proc = run_cli_bg(f"P {exe}:ut_target x=%di")
     try:
-        assert wait_for(lambda: tracing_on(tfs, proc.pid))
+        assert wait_for(lambda: tracing_on(tfs, proc.pid, "{inst}/e0"))  # the uprobe event
     finally:
         proc.kill()
         proc.wait()
@@ -218,7 +221,7 @@ def test_hostile_comm_is_escaped(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", "1", "--duration", "120",
                                  "-p", str(child.pid), "e syscalls/sys_enter_openat"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert wait_for(lambda: tracing_on(tfs, proc.pid))
+        assert wait_for(lambda: tracing_on(tfs, proc.pid, "syscalls/sys_enter_openat"))
         go.write_text("")
         out, err = proc.communicate(timeout=120)
     finally:
