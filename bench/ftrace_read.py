@@ -101,6 +101,42 @@ def run_cat(exe, calls, rate, secs):
                 time.sleep(0.1)
 
 
+def run_trace_cmd(exe, calls, rate, secs):
+    """trace-cmd record into a file (splice, no per-event work), counted afterwards."""
+    import shutil
+    import signal
+
+    if shutil.which("trace-cmd") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        dat = os.path.join(tmp, "trace.dat")
+        t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        p = subprocess.Popen(["trace-cmd", "record", "-B", f"bench_tc_{os.getpid()}", "-b", "65536",
+                              "-e", "syscalls:sys_enter_openat", "-f", 'comm=="openat_storm"', "-o", dat],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        elapsed = storm(exe, calls, rate)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        p.wait()
+        t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rep = subprocess.run(["trace-cmd", "report", "-i", dat], capture_output=True, text=True)
+        n = sum(1 for line in rep.stdout.splitlines() if "openat" in line)
+        cpu = (t1.ru_utime + t1.ru_stime) - (t0.ru_utime + t0.ru_stime)
+        # trace-cmd leaves its instance behind when it fails: remove what it made
+        inst = os.path.join(TRACING, "instances", f"bench_tc_{os.getpid()}")
+        if os.path.isdir(inst):
+            try:
+                with open(os.path.join(inst, "events", "enable"), "w") as f:
+                    f.write("0")
+                os.rmdir(inst)
+            except OSError:
+                pass
+        if p.returncode not in (0, None) and n == 0:
+            return None
+        return elapsed, {"events": n, "lost": None, "cpu": cpu}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=1_000_000)
@@ -113,8 +149,12 @@ def main():
         base = statistics.median(storm(exe, a.calls, a.rate) for _ in range(a.runs))
         print(f"workload: {a.calls} openat/close calls" + (f" at {a.rate:.0f}/s" if a.rate else " (storm)")
               + f", untraced {base:.3f} s")
-        for name, fn in (("undertow trace", run_undertow), ("cat trace_pipe", run_cat)):
+        for name, fn in (("undertow trace", run_undertow), ("cat trace_pipe", run_cat),
+                         ("trace-cmd record", run_trace_cmd)):
             rows = [fn(exe, a.calls, a.rate, secs_est) for _ in range(a.runs)]
+            if any(r is None for r in rows):
+                print(f"  {name:15s} not installed or cannot run here")
+                continue
             el = statistics.median(r[0] for r in rows)
             cap = statistics.median(r[1]["events"] / a.calls for r in rows)
             cpu = [r[1]["cpu"] for r in rows if r[1]["cpu"] is not None]
