@@ -1,0 +1,89 @@
+"""Process details read from /proc at event time (argv, parent chain, uid, cwd, cgroup).
+
+Short-lived processes may be gone before the reader sees their event: every field is
+best effort, and :class:`ProcInfo.gone` says so instead of raising. Values are kept as
+the kernel gives them; escaping for terminals is the output layer's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+_CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
+
+
+class ProcInfo:
+    __slots__ = ("pid", "ppid", "uid", "argv", "cwd", "exe", "cgroup", "container", "parents", "gone")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ppid: Optional[int] = None
+        self.uid: Optional[int] = None
+        self.argv: Optional[List[str]] = None
+        self.cwd: Optional[str] = None
+        self.exe: Optional[str] = None
+        self.cgroup: Optional[str] = None
+        self.container: Optional[str] = None
+        self.parents: List[Dict[str, Any]] = []
+        self.gone = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read(65536)
+    except OSError:
+        return None
+
+
+def _status(proc: str, pid: int) -> Dict[str, str]:
+    raw = _read(os.path.join(proc, str(pid), "status"))
+    out: Dict[str, str] = {}
+    for line in (raw or b"").decode("utf-8", "replace").splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
+    """What /proc says about ``pid`` now; ``gone`` when it already exited."""
+    info = ProcInfo(pid)
+    base = os.path.join(proc, str(pid))
+    st = _status(proc, pid)
+    if not st:
+        info.gone = True
+        return info
+    info.ppid = int(st["PPid"]) if st.get("PPid", "").isdigit() else None
+    uids = st.get("Uid", "").split()
+    info.uid = int(uids[0]) if uids and uids[0].isdigit() else None
+    raw = _read(os.path.join(base, "cmdline"))
+    if raw is not None:
+        info.argv = [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\x00").split(b"\x00")] if raw else []
+    for attr, name in (("cwd", "cwd"), ("exe", "exe")):
+        try:
+            setattr(info, attr, os.readlink(os.path.join(base, name)))
+        except OSError:
+            pass
+    cg = _read(os.path.join(base, "cgroup"))
+    if cg:
+        text = cg.decode("utf-8", "replace")
+        paths = [line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2]
+        info.cgroup = next((p for p in paths if p not in ("/", "")), paths[0] if paths else None)
+        m = _CONTAINER.search(text)
+        info.container = m.group(1)[:12] if m else None
+    ppid = info.ppid
+    seen = {pid}
+    while ppid and ppid not in seen and len(info.parents) < chain:
+        seen.add(ppid)
+        pst = _status(proc, ppid)
+        if not pst:
+            break
+        info.parents.append({"pid": ppid, "comm": pst.get("Name", "?")})
+        nxt = pst.get("PPid", "")
+        ppid = int(nxt) if nxt.isdigit() else 0
+    return info
