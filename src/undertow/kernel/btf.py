@@ -528,6 +528,29 @@ class BTF:
             raise BTFError(f"{self.type_str(s)} is not an enum")
         return dict(s.values)
 
+    def enum_constant(self, name: str) -> Optional[Tuple[int, Type]]:
+        """The value of enumerator ``name`` (``TCP_ESTABLISHED``) and its enum type, or None.
+
+        Enumerators live inside (often anonymous) ``BTF_KIND_ENUM``/``ENUM64``
+        types, so the first call decodes every enum once (~100 ms on vmlinux)
+        and keeps a name -> (value, type) table.
+        """
+        table = getattr(self, "_enumerators", None)
+        if table is None:
+            table = {}
+            kinds = (KIND_ID["enum"], KIND_ID.get("enum64", -1))
+            for i in range(len(self._offsets)):
+                tid = self.first_id + i
+                if self._kind_of(tid) in kinds:
+                    t = self.type_by_id(tid)
+                    for n, v in getattr(t, "values", ()):
+                        table.setdefault(n, (v, t))
+            self._enumerators = table
+        hit = table.get(name)
+        if hit is None and self.base is not None:
+            return self.base.enum_constant(name)
+        return hit
+
     def func_proto(self, name: str) -> FuncSignature:
         """The prototype of kernel function ``name`` (FUNC -> FUNC_PROTO), with argument names."""
         f = self.find(name, "func")

@@ -1034,3 +1034,44 @@ def raise_memlock_rlimit() -> bool:
         except (ValueError, OSError):
             pass
         return False
+
+
+# ---------------------------------------------------------------------------
+# test run, possible CPUs
+# ---------------------------------------------------------------------------
+
+def prog_test_run(prog_fd: int, ctx: bytes = b"", *, flags: int = 0, cpu: int = 0) -> int:
+    """``BPF_PROG_TEST_RUN`` with a context only (raw tracepoint / syscall programs); returns R0.
+
+    Raw tracepoint programs can be run this way since Linux 5.10 (commit 1b4d60ec162f,
+    "bpf: Enable BPF_PROG_TEST_RUN for raw_tracepoint"): undertow runs BEGIN/END
+    blocks so, in its own process.
+    """
+    # test: prog_fd@0 retval@4 data_size_in@8 data_size_out@12 data_in@16 data_out@24
+    # repeat@32 duration@36 ctx_size_in@40 ctx_size_out@44 ctx_in@48 ctx_out@56 flags@64 cpu@68
+    pin = _Pinned()
+    attr = bytearray(80)
+    struct.pack_into("<I", attr, 0, prog_fd)
+    if ctx:
+        struct.pack_into("<I", attr, 40, len(ctx))
+        struct.pack_into("<Q", attr, 48, pin.buf(ctx))
+    struct.pack_into("<II", attr, 64, flags, cpu)
+    bpf(BPFCmd.PROG_TEST_RUN, attr)
+    return struct.unpack_from("<I", attr, 4)[0]
+
+
+def possible_cpus(path: str = "/sys/devices/system/cpu/possible") -> int:
+    """How many CPUs per-CPU maps hold values for (``0-3`` -> 4)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            n = max(n, int(b) + 1)
+        elif part:
+            n = max(n, int(part) + 1)
+    return max(n, 1)

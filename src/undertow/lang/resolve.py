@@ -789,7 +789,21 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
     from ..kernel.arch import current_arch, get_arch
 
     the_arch = get_arch(arch) if arch else current_arch()
-    r = _Resolver(kernel, the_arch, strict_kprobes, types)
+    if program.setting("frontend") == "bt":
+        from .resolve_bt import BtResolver
+
+        # two passes: the first learns every map's value type (a map may be read in a
+        # probe that comes before the one that assigns it), the second resolves for real
+        pre = BtResolver(kernel, the_arch, strict_kprobes, types, program)
+        for probe in copy.deepcopy(program.probes):
+            try:
+                pre.probe(probe)
+            except SourceError:
+                break
+        r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, pre._types, program)
+        r.map_values = dict(pre.map_values)  # type: ignore[attr-defined]
+    else:
+        r = _Resolver(kernel, the_arch, strict_kprobes, types)
     out: List[ir.Probe] = []
     for probe in program.probes:
         out.extend(r.probe(probe))

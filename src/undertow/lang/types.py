@@ -182,3 +182,22 @@ def deref_target(t: Optional[Ty]) -> Optional[Ty]:
     if isinstance(t, ArrayTy):
         return t.elem
     return None
+
+
+@dataclass(frozen=True)
+class OpaqueTy(Ty):
+    """A value user space renders: ``kind`` in ksym usym inet username strerror mac timestamp.
+
+    The kernel side carries raw bytes (an address, a uid, an address family and
+    16 address bytes for ``inet``); output turns them into text the way bpftrace
+    does (``ksym(ip)`` -> ``vfs_read``, ``ntop(a)`` -> ``127.0.0.1``).
+    """
+
+    kind: str = "ksym"
+    size: int = 8
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+INET = OpaqueTy("inet", 24)  # u64 family | 16 address bytes

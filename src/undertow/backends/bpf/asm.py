@@ -117,6 +117,10 @@ class Asm:
         self._insns.append(ins)
         return self
 
+    def references(self, label: str) -> bool:
+        """Whether any jump emitted so far targets ``label``."""
+        return any(i.label == label for i in self._insns)
+
     def label(self, name: str) -> "Asm":
         if name in self._labels:
             raise AsmError(f"label {name!r} defined twice")

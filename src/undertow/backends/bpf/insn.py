@@ -59,6 +59,7 @@ class Helper(enum.IntEnum):
     perf_event_output = 25
     get_stackid = 27
     get_current_task = 35
+    get_numa_node_id = 42
     probe_read_str = 45
     get_current_cgroup_id = 80
     send_signal = 109

@@ -204,6 +204,7 @@ class _Parser:
         if not probes:
             raise self.err("no probes in the program", Span(0, max(1, min(len(self.source), 1))),
                            "a program looks like: BEGIN { printf(\"hello\\n\"); }")
+        settings["frontend"] = "bt"
         settings["unsafe_calls"] = list(self.unsafe)
         if self.pp.structs:
             settings["c_structs"] = dict(self.pp.structs)

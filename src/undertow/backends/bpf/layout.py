@@ -1,0 +1,100 @@
+"""How values lie in BPF memory (records, map keys, map values) and how user space reads them back.
+
+One rule for every place a value is stored: integers, pointers and enums take
+8 bytes (sign-extended when signed), strings their fixed size (NUL padded),
+tuples their elements one after the other at 8-byte aligned offsets, and the
+values user space renders (:class:`~undertow.lang.types.OpaqueTy`, stacks) the
+bytes listed in :data:`OPAQUE_SIZES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
+
+from ...lang.types import (
+    ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, StackTy, StrTy, TupleTy, Ty,
+)
+
+__all__ = ["Slot", "layout", "decode", "align8"]
+
+
+def align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass
+class Slot:
+    """The memory layout of one value.
+
+    ``kind``: ``int`` | ``str`` | ``buf`` | ``bytes`` | ``tuple`` | ``kstack`` |
+    ``ustack`` | an opaque kind (``ksym usym inet username strerror mac timestamp``).
+    ``size`` is the bytes it takes (8-aligned for everything but the last string
+    byte); ``elems`` the (offset, slot) of a tuple's elements.
+    """
+
+    kind: str
+    size: int
+    signed: bool = False
+    elems: List[Tuple[int, "Slot"]] = field(default_factory=list)
+    ty: Optional[Ty] = None
+
+    @property
+    def scalar(self) -> bool:
+        """Held in a register in the program (an 8-byte value)."""
+        return self.kind in ("int", "kstack", "ksym", "username", "strerror", "timestamp")
+
+
+def layout(t: Optional[Ty]) -> Slot:
+    """The :class:`Slot` of a value of type ``t``."""
+    if isinstance(t, (IntTy, EnumTy)):
+        return Slot("int", 8, bool(getattr(t, "signed", False)), ty=t)
+    if isinstance(t, PtrTy):
+        return Slot("int", 8, False, ty=t)
+    if isinstance(t, StrTy):
+        return Slot("str", t.size, ty=t)
+    if isinstance(t, ArrayTy):
+        if isinstance(t.elem, IntTy) and t.elem.is_char:
+            return Slot("str", t.size, ty=t)
+        return Slot("bytes", t.size, ty=t)
+    if isinstance(t, BufTy):
+        return Slot("buf", 8 + t.size, ty=t)
+    if isinstance(t, StackTy):
+        return Slot("kstack", 8, ty=t) if t.space == "kernel" else Slot("ustack", 16, ty=t)
+    if isinstance(t, OpaqueTy):
+        return Slot(t.kind, align8(t.size), ty=t)
+    if isinstance(t, TupleTy):
+        elems = []
+        off = 0
+        for e in t.elems:
+            s = layout(e)
+            elems.append((off, s))
+            off = align8(off + s.size)
+        return Slot("tuple", off, elems=elems, ty=t)
+    raise TypeError(f"no memory layout for {t}")
+
+
+def decode(slot: Slot, data: bytes) -> Any:
+    """The Python value of ``slot`` in ``data`` (int, str, bytes, tuple, or a tagged tuple)."""
+    k = slot.kind
+    if k in ("int", "ksym", "username", "strerror", "timestamp", "kstack"):
+        return int.from_bytes(data[:8], "little", signed=slot.signed or k == "kstack")
+    if k == "str":
+        return data[:slot.size].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+    if k == "bytes":
+        return bytes(data[:slot.size])
+    if k == "buf":
+        n = int.from_bytes(data[:8], "little")
+        return bytes(data[8:8 + min(n, slot.size - 8)])
+    if k == "tuple":
+        return tuple(decode(s, data[off:off + s.size]) for off, s in slot.elems)
+    if k == "usym":
+        return (int.from_bytes(data[:8], "little"), int.from_bytes(data[8:16], "little"))
+    if k == "ustack":
+        return (int.from_bytes(data[:8], "little", signed=True), int.from_bytes(data[8:16], "little"))
+    if k == "inet":
+        fam = int.from_bytes(data[:8], "little")
+        return (fam, bytes(data[8:24]))
+    if k == "mac":
+        return bytes(data[:6])
+    return bytes(data[:slot.size])

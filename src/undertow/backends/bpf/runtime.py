@@ -1,0 +1,425 @@
+"""Running a :class:`~undertow.backends.bpf.compiler.CompiledProgram`: maps, loads, attaches, records.
+
+Attach methods, per IR kind (each hangs off an fd this session owns; closing
+the fd detaches, nothing is pinned):
+
+- ``tracepoint``: a perf event on the tracepoint id (``cpu=0`` runs it on every CPU);
+- ``raw_tracepoint``: ``BPF_RAW_TRACEPOINT_OPEN``;
+- ``kprobe``/``kretprobe``/``uprobe``/``uretprobe``: a perf event of the dynamic
+  ``kprobe``/``uprobe`` PMU (Linux 4.17+, commit e12f03d7031a "perf/core: Implement
+  the 'perf_kprobe' PMU"); the ``retprobe`` bit comes from the PMU's format directory;
+- ``profile``: one ``cpu-clock`` software event per online CPU at the frequency
+  (``hz``) or period (``s``/``ms``/``us``); ``interval``: one such event on CPU 0;
+  ``software``: the named software event per CPU every COUNT occurrences;
+- ``begin``/``end``: raw tracepoint programs run once with ``BPF_PROG_TEST_RUN`` in
+  this process (BEGIN after everything is attached, END before the maps are read).
+
+Records come back through the ring buffer as :class:`Printed`, :class:`MapPrint`,
+:class:`ExitRequest` or :class:`~undertow.events.Event`; losses as
+:class:`~undertow.events.Lost`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import struct
+from typing import Any, Dict, List, Optional, Tuple
+
+from ...errors import BPFError, SourceError, UndertowError, VerifierError
+from ...events import Event, Lost, Record, Stats
+from ...kernel import syscalls as sc
+from ..base import Session
+from .codegen import HEADER, HDR_SIZE
+from .compiler import LOST_MAP_FULL, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
+from .layout import decode
+from .ringbuf import RingBuffer
+
+__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError"]
+
+RINGBUF_SIZE = 1 << 22
+STACK_DEPTH = 127
+
+_SW_EVENTS = {
+    "cpu-clock": (sc.PerfSwConfig.CPU_CLOCK, 1000000), "task-clock": (sc.PerfSwConfig.TASK_CLOCK, 1000000),
+    "page-faults": (sc.PerfSwConfig.PAGE_FAULTS, 100), "context-switches": (sc.PerfSwConfig.CONTEXT_SWITCHES, 1000),
+    "cpu-migrations": (sc.PerfSwConfig.CPU_MIGRATIONS, 1), "minor-faults": (sc.PerfSwConfig.PAGE_FAULTS_MIN, 100),
+    "major-faults": (6, 1), "alignment-faults": (7, 1), "emulation-faults": (8, 1), "dummy": (9, 1),
+}
+
+
+class AttachError(UndertowError):
+    """A probe could not be attached (the kernel refused or lacks the mechanism)."""
+
+
+class Printed:
+    """Text a program printed (printf, time, cat, join, print of a value)."""
+
+    __slots__ = ("text", "action", "values")
+
+    def __init__(self, text: str, action: AsyncAction, values: Optional[List[Any]] = None) -> None:
+        self.text, self.action, self.values = text, action, values or []
+
+
+class MapPrint:
+    """``print(@m)`` (or the final dump): the map's spec and its entries at that moment."""
+
+    __slots__ = ("spec", "entries", "top", "div")
+
+    def __init__(self, spec: MapSpec, entries: List[Tuple[tuple, Any]], top: int = 0, div: int = 1) -> None:
+        self.spec, self.entries, self.top, self.div = spec, entries, top, div
+
+
+class ExitRequest:
+    """The program called ``exit()``."""
+
+    __slots__ = ()
+
+
+class ProgramSession(Session):
+    """Owns every fd of one running compiled program."""
+
+    def __init__(self, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
+                 ringbuf_size: int = RINGBUF_SIZE) -> None:
+        self.c = compiled
+        self.kernel = kernel
+        self.renderer = renderer
+        self.stats = Stats()
+        self.fds: List[int] = []
+        self.map_fds: Dict[str, int] = {}
+        self.rb: Optional[RingBuffer] = None
+        self.rb_size = ringbuf_size
+        self.lost_fd = -1
+        self.stack_fd = -1
+        self._lost_seen = [0, 0]
+        self._closed = False
+        self._ended = False
+        self.ncpus = sc.possible_cpus()
+        self.end_progs: List[int] = []
+        self.attached: List[str] = []
+
+    @classmethod
+    def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None) -> "ProgramSession":
+        s = cls(compiled, kernel, renderer)
+        atexit.register(s.close)
+        try:
+            s._setup()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    # -- set-up
+    def _setup(self) -> None:
+        sc.raise_memlock_rlimit()
+        rb = sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
+        self.fds.append(rb)
+        self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
+        self.fds.append(self.lost_fd)
+        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd}
+        if self.c.uses_stacks:
+            self.stack_fd = sc.map_create(sc.MapType.STACK_TRACE, 4, 8 * STACK_DEPTH, 4096)
+            self.fds.append(self.stack_fd)
+            relocs["stacks"] = self.stack_fd
+        for spec in self.c.maps.values():
+            mtype = sc.MapType.PERCPU_HASH if spec.percpu else sc.MapType.HASH
+            fd = sc.map_create(mtype, spec.key_size, spec.value_size, spec.max_entries)
+            self.fds.append(fd)
+            self.map_fds[spec.name] = fd
+            relocs[("map", spec.name)] = fd
+        begin: List[int] = []
+        for cp in self.c.probes:
+            raw = cp.program.relocate(relocs)
+            fd = self._load(cp, raw)
+            kind = cp.ap.kind
+            if kind == "begin":
+                begin.append(fd)
+            elif kind == "end":
+                self.end_progs.append(fd)
+            else:
+                self._attach(cp, fd)
+            self.attached.append(cp.name)
+        self.rb = RingBuffer(rb, self.rb_size)
+        for fd in begin:
+            sc.prog_test_run(fd, bytes(8))
+
+    def _load(self, cp: CompiledProbe, raw: bytes) -> int:
+        ptype = getattr(sc.ProgType, cp.prog_type)
+        kw: Dict[str, Any] = {}
+        if cp.prog_type == "TRACING":
+            kw = self._tracing_target(cp)
+        try:
+            fd = sc.prog_load(ptype, raw, license="GPL", name=f"ut_{cp.index}", **kw)
+        except VerifierError as e:
+            raise _locate(e, cp) from None
+        assert isinstance(fd, int)
+        self.fds.append(fd)
+        return fd
+
+    def _tracing_target(self, cp: CompiledProbe) -> Dict[str, Any]:
+        btf = self.kernel.btf()
+        fid = btf.find_id(cp.ap.target, "func")
+        eat = sc.AttachType.TRACE_FENTRY if cp.ap.kind == "fentry" else sc.AttachType.TRACE_FEXIT
+        return {"expected_attach_type": int(eat), "attach_btf_id": fid}
+
+    def _attach(self, cp: CompiledProbe, prog: int) -> None:
+        ap = cp.ap
+        kind = ap.kind
+        try:
+            if kind == "tracepoint":
+                g, _, e = ap.target.partition(":")
+                tp_id = self.kernel.tracefs().event_format(g, e).id
+                self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
+            elif kind == "raw_tracepoint":
+                self.fds.append(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
+            elif kind in ("fentry", "fexit"):
+                self.fds.append(sc.raw_tracepoint_open(None, prog))
+            elif kind in ("kprobe", "kretprobe"):
+                pmu = sc.pmu_type("kprobe")
+                if pmu is None:
+                    raise AttachError(f"{cp.name}: this kernel has no kprobe PMU",
+                                      hints=["kprobes are off in this kernel (CONFIG_KPROBES); use a tracepoint"])
+                bit = sc.pmu_format_bit("kprobe", "retprobe")
+                attr = sc.kprobe_attr(pmu, ap.target, ap.offset, retprobe_bit=bit, retprobe=kind == "kretprobe")
+                self._perf(attr, prog, cpu=0)
+            elif kind in ("uprobe", "uretprobe"):
+                pmu = sc.pmu_type("uprobe")
+                if pmu is None:
+                    raise AttachError(f"{cp.name}: this kernel has no uprobe PMU")
+                bit = sc.pmu_format_bit("uprobe", "retprobe")
+                attr = sc.uprobe_attr(pmu, ap.path, int(ap.file_offset or 0), retprobe_bit=bit,
+                                      retprobe=kind == "uretprobe")
+                pid = ap.pid if ap.pid else -1
+                self._perf(attr, prog, pid=pid, cpu=0 if pid == -1 else -1)
+            elif kind in ("profile", "interval"):
+                unit, _, rate = ap.target.partition(":")
+                n = int(rate or 0)
+                if n <= 0:
+                    raise AttachError(f"{cp.name}: the rate must be positive")
+                if unit == "hz":
+                    attr = sc.software_attr(sc.PerfSwConfig.CPU_CLOCK, freq=n) if kind == "profile" else \
+                        sc.software_attr(sc.PerfSwConfig.CPU_CLOCK, period=max(1, 10 ** 9 // n))
+                else:
+                    ns = n * {"s": 10 ** 9, "ms": 10 ** 6, "us": 10 ** 3, "ns": 1}.get(unit, 1)
+                    attr = sc.software_attr(sc.PerfSwConfig.CPU_CLOCK, period=ns)
+                cpus = _online_cpus() if kind == "profile" else [0]
+                for c in cpus:
+                    self._perf(attr, prog, cpu=c)
+            elif kind == "software":
+                name, _, count = ap.target.partition(":")
+                cfg, default = _SW_EVENTS.get(name, (None, 1))
+                if cfg is None:
+                    raise AttachError(f"{cp.name}: unknown software event {name}")
+                attr = sc.software_attr(int(cfg), period=int(count) if count else default)
+                for c in _online_cpus():
+                    self._perf(attr, prog, cpu=c)
+            else:
+                raise AttachError(f"{cp.name}: {kind} probes are not supported by the BPF backend yet")
+        except BPFError as e:
+            raise AttachError(f"attaching {cp.name} failed: {e.message}", hints=list(e.hints)) from None
+
+    def _perf(self, attr: Any, prog: int, pid: int = -1, cpu: int = 0) -> None:
+        pfd = sc.perf_event_open(attr, pid=pid, cpu=cpu)
+        self.fds.append(pfd)
+        sc.perf_event_set_bpf(pfd, prog)
+        sc.perf_event_enable(pfd)
+
+    # -- reading
+    def poll(self, timeout: Optional[float] = None) -> List[Record]:
+        if self._closed or self.rb is None:
+            return []
+        out: List[Any] = []
+        if not self.rb.pending():
+            self.rb.poll(timeout)
+        self.rb.consume(lambda v: self._record(v, out))
+        self._check_lost(out)
+        return out
+
+    def _record(self, view: memoryview, out: List[Any]) -> None:
+        if len(view) < HDR_SIZE:
+            return
+        ts, tgid, tid, comm_b, idx, errs, cpu = HEADER.unpack_from(view, 0)
+        if idx >= len(self.c.actions):
+            return
+        act = self.c.actions[idx]
+        payload = bytes(view[HDR_SIZE:HDR_SIZE + act.size])
+        values = [decode(s, payload[o:o + s.size]) for o, s in act.args]
+        k = act.kind
+        comm = comm_b.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        self.stats.count_event(act.probe)
+        if k == "emit":
+            fields = dict(zip(act.extra["names"], values))
+            formats = {n: f for n, f in zip(act.extra["names"], act.extra["fmts"]) if f}
+            out.append(Event(ts, cpu, tgid, tid, comm, act.probe, fields, formats=formats))
+        elif k in ("print", "clear", "zero"):
+            spec = self.c.maps.get(act.map)
+            if spec is None:
+                return
+            if k == "print":
+                out.append(MapPrint(spec, self.read_map(spec), act.extra.get("top", 0), act.extra.get("div", 1)))
+            else:
+                self.clear_map(spec, zero=k == "zero")
+        elif k == "exit":
+            out.append(ExitRequest())
+        else:
+            out.append(Printed("", act, values))
+
+    def _check_lost(self, out: List[Any]) -> None:
+        for slot, reason in ((LOST_RINGBUF, "ringbuf_full"), (LOST_MAP_FULL, "map_full")):
+            raw = sc.map_lookup_elem(self.lost_fd, struct.pack("<I", slot), 8)
+            n = struct.unpack("<Q", raw)[0] if raw else 0
+            if n > self._lost_seen[slot]:
+                self.stats.count_lost(reason, n - self._lost_seen[slot])
+                out.append(Lost(n - self._lost_seen[slot], reason))
+                self._lost_seen[slot] = n
+
+    # -- maps
+    def read_map(self, spec: MapSpec) -> List[Tuple[tuple, Any]]:
+        return read_map(self.map_fds[spec.name], spec, self.ncpus)
+
+    def clear_map(self, spec: MapSpec, zero: bool = False) -> None:
+        fd = self.map_fds[spec.name]
+        keys = []
+        k = sc.map_get_next_key(fd, None, spec.key_size)
+        while k is not None:
+            keys.append(k)
+            k = sc.map_get_next_key(fd, k, spec.key_size)
+        vsize = spec.value_size * (self.ncpus if spec.percpu else 1)
+        for k in keys:
+            if zero:
+                sc.map_update_elem(fd, k, bytes(vsize))
+            else:
+                sc.map_delete_elem(fd, k)
+
+    def stack(self, stack_id: int) -> List[int]:
+        """The addresses of stack ``stack_id`` (innermost first); [] when missing."""
+        if self.stack_fd < 0 or stack_id < 0:
+            return []
+        raw = sc.map_lookup_elem(self.stack_fd, struct.pack("<I", stack_id), 8 * STACK_DEPTH)
+        if raw is None:
+            return []
+        addrs = struct.unpack(f"<{STACK_DEPTH}Q", raw)
+        return [a for a in addrs if a]
+
+    def run_end(self) -> List[Any]:
+        """Run the END blocks once and return what they printed (records drained)."""
+        if self._ended:
+            return []
+        self._ended = True
+        for fd in self.end_progs:
+            try:
+                sc.prog_test_run(fd, bytes(8))
+            except BPFError:
+                pass
+        return self.poll(0)
+
+    def final_maps(self) -> List[MapPrint]:
+        """Every non-empty map, as bpftrace prints them at exit."""
+        out = []
+        for spec in self.c.maps.values():
+            entries = self.read_map(spec)
+            if entries:
+                out.append(MapPrint(spec, entries))
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.rb is not None:
+            self.rb.close()
+        for fd in reversed(self.fds):
+            sc.close_fd(fd)
+        self.fds.clear()
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
+    """``[(key tuple, value)]`` of a map, per-CPU values merged; hist/lhist as bucket lists.
+
+    Values: an int for count/sum/min/max/avg (avg = total // count), a
+    ``(count, average, total)`` tuple for stats, ``{bucket: count}`` for hist/lhist,
+    the decoded value for ``@m[k] = v`` maps.
+    """
+    raw_entries: List[Tuple[bytes, bytes]] = []
+    k = sc.map_get_next_key(fd, None, spec.key_size)
+    per = spec.value_size
+    vsize = per * (ncpus if spec.percpu else 1)
+    while k is not None:
+        v = sc.map_lookup_elem(fd, k, vsize)
+        if v is not None:
+            raw_entries.append((k, v))
+        k = sc.map_get_next_key(fd, k, spec.key_size)
+    out: Dict[tuple, Any] = {}
+    for kb, vb in raw_entries:
+        ukey = kb[: spec.key_size - 8] if spec.bucketed else kb
+        key = decode(spec.key, ukey) if spec.key.elems else ()
+        cpus = [vb[i * per:(i + 1) * per] for i in range(ncpus if spec.percpu else 1)]
+        agg = spec.agg
+        if agg in ("count", "sum"):
+            val: Any = sum(int.from_bytes(c[:8], "little", signed=True) for c in cpus)
+        elif agg in ("min", "max"):
+            vals = [int.from_bytes(c[:8], "little", signed=True) for c in cpus if int.from_bytes(c[8:16], "little")]
+            if not vals:
+                continue
+            val = min(vals) if agg == "min" else max(vals)
+        elif agg in ("avg", "stats"):
+            cnt = sum(int.from_bytes(c[:8], "little") for c in cpus)
+            tot = sum(int.from_bytes(c[8:16], "little", signed=True) for c in cpus)
+            avg = int(tot / cnt) if cnt else 0
+            val = avg if agg == "avg" else (cnt, avg, tot)
+        elif spec.bucketed:
+            bucket = int.from_bytes(kb[spec.key_size - 8:], "little")
+            cnt = sum(int.from_bytes(c[:8], "little") for c in cpus)
+            hist = out.setdefault(key, {})
+            hist[bucket] = hist.get(bucket, 0) + cnt
+            continue
+        else:
+            val = decode(spec.value, cpus[0])
+        out[key] = val
+    return list(out.items())
+
+
+def _online_cpus() -> List[int]:
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            text = f.read().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    cpus: List[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            cpus.extend(range(int(a), int(b) + 1))
+        elif part:
+            cpus.append(int(part))
+    return cpus
+
+
+def _locate(e: VerifierError, cp: CompiledProbe) -> Exception:
+    """A verifier rejection as a diagnostic at the user's text when the failing instruction has an origin."""
+    key = ""
+    idx = None
+    for line in reversed(e.log.splitlines()):
+        m = re.match(r"^(\d+): \(", line)
+        if m and idx is None:
+            idx = int(m.group(1))
+        if not key and line and not re.match(r"^\d+: ", line) and "processed" not in line and \
+                not line.startswith(("R", "from", ";", "verification time", "stack depth", "mark_precise")):
+            key = line.strip()
+    origin = cp.program.origin_of(idx) if idx is not None else None
+    span = getattr(origin, "span", None)
+    probe = cp.probe
+    if span is not None and probe.source:
+        err = SourceError(f"the kernel's verifier rejected this: {key or e.message}", source=probe.source,
+                          span=span, origin=probe.origin,
+                          hints=[f"instruction {idx}; run with --debug for the verifier's log and the listing"])
+        err.log = e.log  # type: ignore[attr-defined]
+        err.listing = cp.program.listing()  # type: ignore[attr-defined]
+        return err
+    e.add_hint(f"in {cp.name}; run with --debug for the verifier's log")
+    return e

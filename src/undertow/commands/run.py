@@ -1,0 +1,264 @@
+"""``undertow run``: bpftrace programs (``-e 'PROGRAM'`` or ``FILE.bt``) without LLVM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, List, Optional, TextIO
+
+from ..errors import SourceError, UsageError
+
+
+def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run", parents=[common],
+        help="run a bpftrace program (-e 'PROGRAM' or FILE.bt) on undertow's BPF backend",
+        description="Run a program in the bpftrace language: probes, filters, maps, printf, histograms. "
+                    "BPF is generated in Python and loaded with bpf(2): no LLVM, no clang, no kernel headers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  undertow run -e 'tracepoint:syscalls:sys_enter_openat { printf("%s %s\\n", comm, str(args.filename)); }'
+  undertow run -e 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }'
+  undertow run -e 'tracepoint:syscalls:sys_exit_read /args.ret > 0/ { @bytes = hist(args.ret); }'
+  undertow run -e 'profile:hz:99 { @[kstack] = count(); }'
+  undertow run execsnoop.bt
+  undertow run -d -e 'BEGIN { printf("hi\\n"); exit(); }'        # show the BPF, attach nothing
+  undertow run -c 'ls /tmp' -e 'tracepoint:syscalls:sys_enter_openat /pid == cpid/ { @[str(args.filename)] = count(); }'
+
+A script may start with: #!/usr/bin/env -S undertow run
+See docs/bpftrace.md for the language and the differences from bpftrace 0.17.""",
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help="a .bt program (or, with -l, a probe pattern)")
+    p.add_argument("params", nargs="*", metavar="ARG", help="positional parameters $1, $2, ...")
+    p.add_argument("-e", dest="program", metavar="PROGRAM", help="the program text")
+    p.add_argument("-f", dest="format", choices=["text", "json"], default="text", help="output format")
+    p.add_argument("--json", action="store_true", help="same as -f json")
+    p.add_argument("-o", dest="output", metavar="FILE", help="write the program's output to FILE")
+    p.add_argument("-p", dest="pid", type=int, metavar="PID", help="only this process (and uprobes in it)")
+    p.add_argument("-c", dest="command", metavar="CMD",
+                   help="run CMD (split like a shell would, never run by one), set cpid, end with it")
+    p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
+    p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
+    p.add_argument("--unsafe", action="store_true", help="allow system() and signal()")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.set_defaults(func=run)
+    return p
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop()
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, top to bottom
+    if args.list:
+        return _list(args)
+    from ..kernel import Kernel
+    from ..lang.bt import parse_program
+
+    if args.program is not None:
+        text, origin = args.program, "-e"
+        params = ([args.file] if args.file is not None else []) + list(args.params)
+    elif args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {args.file}: {e.strerror}",
+                             hints=["give a program with -e 'PROGRAM' or a readable .bt file"]) from None
+        origin, params = args.file, list(args.params)
+    else:
+        raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",
+                                              "undertow run FILE.bt"])
+    program = parse_program(text, origin=origin, positional=params)
+    unsafe = program.setting("unsafe_calls", []) or []
+    if unsafe and not args.unsafe:
+        name, span = unsafe[0]
+        raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
+                          origin=origin, hints=["allow it with --unsafe"])
+    kernel = Kernel()
+    json_mode = args.json or args.format == "json"
+    out: TextIO = open(args.output, "w", encoding="utf-8", errors="surrogateescape") if args.output else sys.stdout
+    child = _Child(args.command) if args.command else None
+    try:
+        if child is not None:
+            program.settings["cpid"] = child.pid
+        return _run(args, program, kernel, out, json_mode, child)
+    finally:
+        if child is not None:
+            child.kill()
+        if out is not sys.stdout:
+            out.close()
+
+
+def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
+         child: Optional["_Child"]) -> int:
+    from ..backends.bpf.compiler import compile_program
+    from ..backends.bpf.runtime import ExitRequest, MapPrint, Printed, ProgramSession
+    from ..events import Event, Lost
+    from ..kernel.arch import current_arch
+    from ..lang.resolve import resolve
+    from ..output.bt import BtRenderer
+
+    resolve(program, kernel, strict_kprobes=not args.dry_run)
+    compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
+    if args.dry_run:
+        for cp in compiled.probes:
+            out.write(f"# {cp.name}: {cp.prog_type} program, {len(cp.program)} instructions\n")
+            out.write(cp.program.listing().rstrip() + "\n")
+        for spec in compiled.maps.values():
+            kind = "PERCPU_HASH" if spec.percpu else "HASH"
+            out.write(f"# map {spec.name}: {spec.agg}, {kind} key {spec.key_size} B value {spec.value_size} B\n")
+        return 0
+    old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    session = None
+    try:
+        session = ProgramSession.start(compiled, kernel)
+        r = BtRenderer(session, kernel, json_mode)
+        n = len([p for p in compiled.probes])
+        if json_mode:
+            out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
+        else:
+            out.write(f"Attaching {n} probe{'s' if n != 1 else ''}...\n")
+        out.flush()
+        if args.verbose:
+            for cp in compiled.probes:
+                print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns)", file=sys.stderr)
+        if child is not None:
+            child.release()
+        deadline = time.monotonic() + args.duration if args.duration else None
+        stop = False
+        interrupted = False
+        try:
+            while not stop:
+                timeout = 0.1
+                recs = session.poll(timeout)
+                stop = _emit(recs, r, out, json_mode, args)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if child is not None and child.done():
+                    recs = session.poll(0)
+                    _emit(recs, r, out, json_mode, args)
+                    break
+        except (KeyboardInterrupt, _Stop):
+            interrupted = True
+        _emit(session.run_end(), r, out, json_mode, args)
+        maps = session.final_maps()
+        if maps and not json_mode:
+            out.write("\n" if interrupted or not stop else "\n")
+        for mp in maps:
+            out.write(r.map(mp))
+        out.flush()
+        lost = session.stats.total_lost
+        if lost and not json_mode:
+            print(f"undertow run: lost {lost} events", file=sys.stderr)
+        return 0
+    finally:
+        if session is not None:
+            session.close()
+        for s_, h in old.items():
+            signal.signal(s_, h)
+
+
+def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:
+    from ..backends.bpf.runtime import ExitRequest, MapPrint, Printed
+    from ..events import Event, Lost
+
+    stop = False
+    for rec in recs:
+        if isinstance(rec, Printed):
+            if rec.action.kind == "system":
+                _system(rec, r, out)
+            else:
+                out.write(r.printed(rec))
+        elif isinstance(rec, MapPrint):
+            out.write(r.map(rec))
+        elif isinstance(rec, ExitRequest):
+            stop = True
+        elif isinstance(rec, Lost):
+            if json_mode:
+                out.write(f'{{"type": "lost_events", "data": {{"events": {rec.count}}}}}\n')
+            else:
+                out.write(f"Lost {rec.count} events\n")
+        elif isinstance(rec, Event):
+            out.write(f"{rec.probe} {rec.fields}\n")
+    if recs:
+        out.flush()
+    return stop
+
+
+def _system(rec: Any, r: Any, out: TextIO) -> None:
+    """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never given to a shell."""
+    from ..output.bt import format_printf
+
+    act = rec.action
+    cmd = format_printf(act.fmt, rec.values, [s.kind for _o, s in act.args], r.show)
+    try:
+        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=10)
+        out.write(res.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        out.write(f"system: {cmd}: {e}\n")
+
+
+class _Child:
+    """``-c CMD``: forked at once (so ``cpid`` is known when compiling), exec'd once attached."""
+
+    def __init__(self, command: str) -> None:
+        argv = shlex.split(command)
+        if not argv:
+            raise UsageError("-c needs a command")
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.close(wfd)
+                go = os.read(rfd, 1)
+                os.close(rfd)
+                if not go:  # undertow gave up before attaching: run nothing
+                    os._exit(0)
+                os.execvp(argv[0], argv)
+            except OSError as e:
+                os.write(2, f"undertow run: cannot run {argv[0]}: {e.strerror}\n".encode())
+            os._exit(127)
+        os.close(rfd)
+        self.pid, self._wfd, self._status = pid, wfd, None  # type: Any
+
+    def release(self) -> None:
+        if self._wfd >= 0:
+            os.write(self._wfd, b"x")
+            os.close(self._wfd)
+            self._wfd = -1
+
+    def done(self) -> bool:
+        if self._status is None:
+            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self._status = st
+        return self._status is not None
+
+    def kill(self) -> None:
+        if self._wfd >= 0:
+            os.close(self._wfd)  # the child reads EOF and exits without running the command
+            self._wfd = -1
+        if not self.done():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _list(args: argparse.Namespace) -> int:
+    from . import list as list_cmd
+
+    ns = argparse.Namespace(**vars(args))
+    ns.patterns = [args.file] if args.file else []
+    return int(list_cmd.run(ns) or 0)

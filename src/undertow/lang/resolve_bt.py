@@ -1,0 +1,545 @@
+"""Resolve programs written in the bpftrace language (``lang/bt/``).
+
+The probe-line resolver (:mod:`undertow.lang.resolve`) knows kernel types,
+tracepoint formats, uprobe offsets and the type check; bpftrace programs add
+scratch variables, maps, control flow, many builtins and functions, and
+bpftrace's own typing rules:
+
+- ``argN`` on kprobe/uprobe/rawtracepoint is a raw ``u64`` (cast it to use
+  members: ``((struct file *)arg0)->f_pos``); ``args.NAME`` on kfunc/fentry and
+  tracepoints is typed from BTF or the format file;
+- ``retval`` is a signed 64-bit value at kretprobe/uretprobe, the BTF return
+  type at kretfunc;
+- ``probe`` and ``func`` are known per attach point and become string constants;
+- a map has one key signature and one value type across the whole program;
+  ``@m[k] = count()`` etc. read as integers; a ``hist``/``lhist``/``stats``
+  map cannot be read as a value.
+
+Every probe block with several attach points (or a wildcard) becomes one
+:class:`ir.Probe` per attach point, each with its own copy of the actions.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from ..errors import ResolveError, Span, TypeCheckError, UndertowError, did_you_mean
+from . import ir
+from .resolve import FuncSig, _Resolver, _show, check_kprobes
+from .types import (
+    COMM, INET, S32, S64, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
+    StrTy, TupleTy, Ty, VoidTy,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..kernel import Kernel
+
+__all__ = ["BtResolver", "bt_probe_name", "SCALAR_AGGS"]
+
+#: Aggregations whose map reads as a 64-bit integer.
+SCALAR_AGGS = ("count", "sum", "min", "max", "avg")
+
+_BUILTIN_TYPES: Dict[str, Ty] = {
+    "pid": U32, "tid": U32, "uid": U32, "gid": U32, "cpu": U32, "numaid": U32, "rand": U32,
+    "nsecs": U64, "elapsed": U64, "cgroup": U64, "jiffies": U64, "cpid": U32, "comm": COMM,
+    "kstack": StackTy("kernel"), "ustack": StackTy("user"), "username": OpaqueTy("username", 8),
+    "ctx": U64,
+}
+
+_TYPE_PREFIX = {"tracepoint": "tracepoint", "raw_tracepoint": "rawtracepoint", "kprobe": "kprobe",
+                "kretprobe": "kretprobe", "fentry": "kfunc", "fexit": "kretfunc", "uprobe": "uprobe",
+                "uretprobe": "uretprobe", "usdt": "usdt", "profile": "profile", "interval": "interval",
+                "software": "software", "hardware": "hardware"}
+
+
+def bt_probe_name(ap: ir.AttachPoint) -> str:
+    """The name bpftrace prints for one attach point (``probe`` builtin)."""
+    if ap.kind == "begin":
+        return "BEGIN"
+    if ap.kind == "end":
+        return "END"
+    prefix = _TYPE_PREFIX.get(ap.kind, ap.kind)
+    if ap.kind in ("uprobe", "uretprobe", "usdt"):
+        t = f"{ap.path or ap.obj}:{ap.target}"
+    else:
+        t = ap.target
+    if ap.offset and ap.kind in ("kprobe", "uprobe"):
+        t += f"+{ap.offset}"
+    return f"{prefix}:{t}"
+
+
+class BtResolver(_Resolver):
+    """:class:`_Resolver` with bpftrace's variables, maps, builtins and functions."""
+
+    def __init__(self, kernel: "Kernel", arch: object, strict: bool, types: object, program: ir.Program) -> None:
+        super().__init__(kernel, arch, strict, types)  # type: ignore[arg-type]
+        self.program = program
+        self.map_values: Dict[str, Ty] = {}
+        self.map_keys: Dict[str, Tuple[Ty, ...]] = {}
+        self.vars: Dict[str, Ty] = {}
+        self.loop_depth = 0
+
+    # -- probes
+    def probe(self, probe: ir.Probe) -> List[ir.Probe]:
+        self.probe_ = probe
+        out: List[ir.Probe] = []
+        for ap in probe.attach:
+            for one in self._expand_ap(probe, ap):
+                p2 = copy.deepcopy(probe)
+                p2.attach = [one]
+                p2.name = bt_probe_name(one)
+                out.append(self._one(p2, one))
+        return out
+
+    def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
+        if not ap.wildcard:
+            return [ap]
+        if ap.kind == "tracepoint":
+            out = []
+            for g, e in self._expand(ap):
+                a2 = copy.copy(ap)
+                a2.target, a2.wildcard = f"{g}:{e}", False
+                out.append(a2)
+            return out
+        if ap.kind in ("kprobe", "kretprobe", "fentry", "fexit"):
+            names = self._kernel_functions(ap)
+            out = []
+            for n in names:
+                a2 = copy.copy(ap)
+                a2.target, a2.wildcard = n, False
+                out.append(a2)
+            return out
+        raise self.err(ResolveError, f"wildcards are not supported for {ap.kind} probes yet", ap.span)
+
+    def _kernel_functions(self, ap: ir.AttachPoint) -> List[str]:
+        try:
+            btf = self.kernel.btf()
+            names = sorted(n for n in btf.names("func") if fnmatch.fnmatchcase(n, ap.target))
+        except (UndertowError, OSError):
+            names = []
+        if not names:
+            raise self.err(ResolveError, f"no kernel function matches {ap.target}", ap.span,
+                           "list them with: undertow list 'kprobe:*'")
+        if len(names) > 512:
+            raise self.err(ResolveError, f"{ap.target} matches {len(names)} functions (limit 512)", ap.span,
+                           "narrow the pattern")
+        return names
+
+    def _one(self, probe: ir.Probe, ap: ir.AttachPoint) -> ir.Probe:
+        self.probe_, self.ap = probe, ap
+        self.sig, self.fmt, self.defined = None, None, {}
+        self.vars = {}
+        if ap.kind in ("kprobe", "kretprobe"):
+            if self.strict:
+                check_kprobes(self.kernel, probe, ap)
+            self.sig = self.types.func(ap.target)
+        elif ap.kind in ("fentry", "fexit"):
+            self.sig = self.types.func(ap.target)
+            if self.sig is None:
+                raise self.err(ResolveError, f"BTF does not describe {ap.target}(): kfunc needs it", ap.span,
+                               "use kprobe:" + ap.target)
+        elif ap.kind == "tracepoint":
+            self._tracepoint(probe, ap)
+        elif ap.kind in ("uprobe", "uretprobe"):
+            self._uprobe(ap)
+        if probe.filter is not None:
+            probe.filter = self.expr(probe.filter)
+        self.block(probe.actions)
+        return probe
+
+    # -- statements
+    def block(self, actions: List[ir.Action]) -> None:
+        for a in actions:
+            self.stmt(a)
+
+    def stmt(self, a: ir.Action) -> None:
+        if isinstance(a, ir.Assign):
+            a.value = self.expr(a.value)
+            t = a.value.type
+            if isinstance(t, VoidTy) or t is None:
+                raise self.err(TypeCheckError, f"{_show(a.value)} has no value to assign", a.value.span)
+            old = self.vars.get(a.var)
+            if old is not None and _kind(old) != _kind(t):
+                raise self.err(TypeCheckError, f"{a.var} holds {old}; it cannot also hold {t}", a.value.span)
+            if old is None or (isinstance(t, StrTy) and isinstance(old, StrTy) and t.size > old.size):
+                self.vars[a.var] = t
+        elif isinstance(a, ir.MapUpdate):
+            a.key = [self.expr(k) for k in a.key]
+            self._check_key(a.map, a.key, a.span)
+            if a.value is not None:
+                a.value = self.expr(a.value)
+            for x in a.agg_args:
+                self.expr(x)
+            if a.agg == "assign":
+                assert a.value is not None
+                t = a.value.type
+                if isinstance(t, VoidTy) or t is None:
+                    raise self.err(TypeCheckError, f"{_show(a.value)} has no value to store", a.value.span)
+                old = self.map_values.get(a.map)
+                if old is None or (isinstance(t, StrTy) and isinstance(old, StrTy) and t.size > old.size):
+                    self.map_values[a.map] = t
+            elif a.value is not None and not isinstance(a.value.type, (IntTy, EnumTy, PtrTy)):
+                raise self.err(TypeCheckError, f"{a.agg}() needs an integer, but {_show(a.value)} is {a.value.type}",
+                               a.value.span)
+        elif isinstance(a, ir.Printf):
+            a.args = [self.expr(x) for x in a.args]
+        elif isinstance(a, ir.If):
+            a.cond = self.expr(a.cond)
+            self.block(a.then)
+            self.block(a.other)
+        elif isinstance(a, ir.While):
+            if a.cond is not None:
+                a.cond = self.expr(a.cond)
+            self.loop_depth += 1
+            self.block(a.body)
+            self.loop_depth -= 1
+        elif isinstance(a, ir.MapOp):
+            if a.map not in self.program.maps and a.map not in self.map_values:
+                raise self.err(ResolveError, f"unknown map {a.map}", a.span,
+                               did_you_mean(a.map, list(self.program.maps)))
+            a.key = [self.expr(k) for k in a.key]
+            a.args = [self.expr(k) for k in a.args]
+        elif isinstance(a, ir.PrintValue):
+            a.value = self.expr(a.value)
+        elif isinstance(a, ir.ExprStmt):
+            a.expr = self.expr(a.expr)
+        elif isinstance(a, ir.Emit):
+            for f in a.fields:
+                f.expr = self.expr(f.expr)
+
+    def _check_key(self, name: str, key: List[ir.Expr], span: Optional[Span]) -> None:
+        types = tuple(k.type for k in key)  # type: ignore[misc]
+        old = self.map_keys.get(name)
+        if old is None:
+            self.map_keys[name] = types  # type: ignore[assignment]
+            return
+        if len(old) != len(types) or any(_kind(a) != _kind(b) for a, b in zip(old, types)):
+            shown = ", ".join(str(t) for t in old) or "no key"
+            raise self.err(TypeCheckError, f"{name} was used with key [{shown}]; keys must agree", span)
+
+    # -- expressions
+    def _e_Const(self, e: ir.Const) -> None:
+        if isinstance(e.value, int):
+            e.type = S64 if -(1 << 63) <= e.value < (1 << 63) else U64
+        elif isinstance(e.value, bytes):
+            e.type = BufTy(len(e.value))
+        else:
+            e.type = StrTy(len(e.value.encode()) + 1)
+
+    def _e_Var(self, e: ir.Var) -> None:
+        t = self.vars.get(e.name)
+        if t is None:
+            raise self.err(ResolveError, f"{e.name} is used before it is assigned", e.span,
+                           did_you_mean(e.name, list(self.vars)))
+        e.type = t
+
+    def _e_MapRead(self, e: ir.MapRead) -> None:
+        e.key = [self.expr(k) for k in e.key]
+        self._check_key(e.map, e.key, e.span)
+        decl = self.program.maps.get(e.map)
+        agg = decl.agg if decl is not None else "assign"
+        if agg in ("hist", "lhist", "stats"):
+            raise self.err(TypeCheckError, f"{e.map} holds a {agg}(); it cannot be read as a value", e.span,
+                           f"print it: print({e.map})")
+        if agg in SCALAR_AGGS:
+            e.type = S64
+            return
+        t = self.map_values.get(e.map)
+        if t is None:
+            if decl is None and e.map not in self.map_values:
+                raise self.err(ResolveError, f"unknown map {e.map}", e.span,
+                               did_you_mean(e.map, list(self.program.maps)))
+            t = S64
+        e.type = t
+
+    def _e_Builtin(self, e: ir.Builtin) -> Optional[ir.Expr]:
+        ap = self.ap
+        assert ap is not None
+        if e.name in ("probe", "func"):
+            if e.name == "func" and ap.kind not in ("kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe"):
+                raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
+            c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
+            c.type = StrTy(len(str(c.value).encode()) + 1)
+            return c
+        if e.name == "curtask":
+            try:
+                e.type = self.types.parse_type("struct task_struct *")
+            except LookupError:
+                e.type = U64
+            return None
+        if e.name == "args":
+            raise self.err(TypeCheckError, "args is a record: use args.FIELD", e.span, self._field_hint())
+        if e.name == "retval":
+            return self.expr(ir.Retval().at(e.span))
+        t = _BUILTIN_TYPES.get(e.name)
+        if t is None:
+            raise self.err(TypeCheckError, f"the builtin {e.name} is not supported by undertow yet", e.span)
+        e.type = t
+        return None
+
+    def _e_Arg(self, e: ir.Arg) -> Optional[ir.Expr]:
+        ap = self.ap
+        assert ap is not None
+        if e.index is None:
+            return super()._e_Arg(e)
+        if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt"):
+            e.type = U64
+            return None
+        if ap.kind in ("kretprobe", "uretprobe"):
+            raise self.err(TypeCheckError, f"arg{e.index} is not available at a return probe", e.span,
+                           "save it at entry: kprobe:f { @a[tid] = arg0 } kretprobe:f { ... @a[tid] ... }")
+        if ap.kind in ("fentry", "fexit"):
+            raise self.err(TypeCheckError, f"{ap.kind} probes name their arguments: use args.NAME", e.span,
+                           self._sig_hint())
+        raise self.err(TypeCheckError, f"arg{e.index} is not available at {ap.kind} probes", e.span,
+                       "tracepoints have args.FIELD" if ap.kind == "tracepoint" else "")
+
+    def _e_Field(self, e: ir.Field) -> ir.Expr:
+        ap = self.ap
+        assert ap is not None
+        if ap.kind == "tracepoint":
+            return super()._e_Field(e)
+        if ap.kind in ("fentry", "fexit") and self.sig is not None:
+            names = [n for n, _ in self.sig.params]
+            if e.name == "ret" and ap.kind == "fexit":
+                return self.expr(ir.Retval().at(e.span))
+            if e.name not in names:
+                raise self.err(ResolveError, f"{ap.target}() has no argument named '{e.name}'", e.span,
+                               did_you_mean(e.name, names), self._sig_hint())
+            a = ir.Arg(names.index(e.name), e.name).at(e.span)
+            a.type = self.sig.params[names.index(e.name)][1]
+            return a
+        raise self.err(TypeCheckError, f"args.{e.name}: {ap.kind} probes have no args record", e.span,
+                       "use arg0, arg1... (raw 64-bit values)" if ap.kind in ("kprobe", "uprobe") else "")
+
+    def _sig_hint(self) -> str:
+        sig: Optional[FuncSig] = self.sig
+        if sig is None:
+            return ""
+        return f"{sig.name}({', '.join(f'{t} {n}' for n, t in sig.params)})"
+
+    def _e_Retval(self, e: ir.Retval) -> None:
+        ap = self.ap
+        assert ap is not None
+        if ap.kind in ("kretprobe", "uretprobe"):
+            e.type = S64
+            return
+        if ap.kind == "fexit" and self.sig is not None:
+            e.type = self.sig.ret if not isinstance(self.sig.ret, VoidTy) else S64
+            return
+        raise self.err(TypeCheckError, f"retval exists only at return probes, not at {ap.kind}", e.span)
+
+    def _e_Ident(self, e: ir.Ident) -> ir.Expr:
+        hit = None
+        try:
+            hit = self.kernel.btf().enum_constant(e.name)
+        except (UndertowError, OSError, AttributeError):
+            hit = None
+        if hit is None:
+            raise self.err(ResolveError, f"unknown identifier '{e.name}'", e.span,
+                           "not an enum value in kernel BTF; #define it in the script")
+        c = ir.Const(int(hit[0])).at(e.span)
+        c.type = S64
+        return c
+
+    def _e_TupleExpr(self, e: ir.TupleExpr) -> None:
+        e.elems = [self.expr(x) for x in e.elems]
+        e.type = TupleTy(tuple(x.type for x in e.elems))  # type: ignore[misc]
+
+    def _e_TupleIndex(self, e: ir.TupleIndex) -> None:
+        e.base = self.expr(e.base)
+        t = e.base.type
+        if not isinstance(t, TupleTy):
+            raise self.err(TypeCheckError, f"{_show(e.base)} is not a tuple", e.span)
+        if not 0 <= e.index < len(t.elems):
+            raise self.err(TypeCheckError, f"tuple index {e.index} is out of range (size {len(t.elems)})", e.span)
+        e.type = t.elems[e.index]
+
+    def _e_Binary(self, e: ir.Binary) -> ir.Expr:
+        e.left = self.expr(e.left)
+        e.right = self.expr(e.right)
+        if e.op in ("&&", "||", "==", "!=", "<", "<=", ">", ">="):
+            ls, rs = _stringish(e.left.type), _stringish(e.right.type)
+            if ls != rs:
+                raise self.err(TypeCheckError, f"cannot compare {e.left.type} with {e.right.type}", e.span)
+            if ls and e.op not in ("==", "!="):
+                raise self.err(TypeCheckError, f"strings compare with == or !=, not {e.op}", e.span)
+            e.type = S64
+            return e
+        self._need_int(e.left, e.op)
+        self._need_int(e.right, e.op)
+        lt, rt = e.left.type, e.right.type
+        if isinstance(lt, PtrTy) and e.op in ("+", "-") and isinstance(rt, (IntTy, EnumTy)):
+            e.type = lt
+            return e
+        signed = getattr(lt, "signed", False) or getattr(rt, "signed", False)
+        e.type = S64 if signed else U64
+        return e
+
+    def _e_Unary(self, e: ir.Unary) -> ir.Expr:
+        e.expr = self.expr(e.expr)
+        if e.op == "!":
+            e.type = S64
+        else:
+            self._need_int(e.expr, e.op)
+            e.type = S64 if e.op == "-" else U64
+        return e
+
+    def _e_Ternary(self, e: ir.Ternary) -> ir.Expr:
+        e.cond, e.then, e.other = self.expr(e.cond), self.expr(e.then), self.expr(e.other)
+        a, b = e.then.type, e.other.type
+        if _kind(a) != _kind(b) and not isinstance(a, VoidTy) and not isinstance(b, VoidTy):
+            raise self.err(TypeCheckError, f"the branches of ?: differ: {a} and {b}", e.span)
+        if isinstance(a, StrTy) and isinstance(b, StrTy):
+            e.type = StrTy(max(a.size, b.size))
+        else:
+            e.type = a
+        return e
+
+    def _e_Cast(self, e: ir.Cast) -> ir.Expr:
+        e.expr = self.expr(e.expr)
+        span = getattr(e, "type_span", None) or e.span
+        t = self._parse_type(e.type_text, span)
+        if isinstance(t, RecordTy):
+            raise self.err(TypeCheckError, f"cannot cast to a whole {t}", span, f"cast to a pointer: ({t} *)")
+        if isinstance(t, PtrTy) and self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt"):
+            t = PtrTy(t.target, "user")
+        e.type = t
+        return e
+
+    def _e_Call(self, e: ir.Call) -> Optional[ir.Expr]:  # noqa: C901 - one table of functions
+        n = e.name
+        if n in ("sizeof", "offsetof"):
+            return self._sizeof(e)
+        if n in ("kaddr", "uaddr", "cgroupid", "reg", "time", "strftime", "cat", "system", "pton"):
+            return self._const_call(e)
+        e.args = [self.expr(a) for a in e.args]
+        args = e.args
+        if n == "str":
+            size = int(self.program.setting("strlen", 64) or 64)
+            if len(args) == 2 and isinstance(args[1], ir.Const) and isinstance(args[1].value, int):
+                size = max(1, min(size, int(args[1].value) + 1)) if args[1].value >= 0 else size
+            src = args[0].type
+            if not isinstance(src, (PtrTy, IntTy, StrTy, ArrayTy)):
+                raise self.err(TypeCheckError, f"str() needs a pointer, but {_show(args[0])} is {src}",
+                               args[0].span)
+            if isinstance(src, StrTy):
+                size = src.size
+            e.type = StrTy(size)
+        elif n == "buf":
+            size = 64
+            if len(args) == 2 and isinstance(args[1], ir.Const) and isinstance(args[1].value, int):
+                size = max(1, min(int(args[1].value), 512))
+            elif isinstance(args[0].type, ArrayTy):
+                size = args[0].type.size
+            e.type = BufTy(size)
+        elif n == "ntop":
+            e.type = INET
+        elif n == "ksym":
+            e.type = OpaqueTy("ksym", 8)
+        elif n == "usym":
+            e.type = OpaqueTy("usym", 16)
+        elif n == "strerror":
+            e.type = OpaqueTy("strerror", 8)
+        elif n == "macaddr":
+            e.type = OpaqueTy("mac", 8)
+        elif n in ("kstack", "ustack"):
+            e.type = StackTy("kernel" if n == "kstack" else "user")
+        elif n == "strncmp":
+            e.type = S64
+        elif n == "bswap":
+            e.type = args[0].type
+        elif n in ("uptr", "kptr"):
+            t = args[0].type
+            e.type = PtrTy(t.target, "user" if n == "uptr" else "kernel") if isinstance(t, PtrTy) else t
+        elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero"):
+            e.type = VoidTy()
+        else:
+            raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
+        return None
+
+    def _const_call(self, e: ir.Call) -> Optional[ir.Expr]:
+        n = e.name
+        lit = e.args[0].value if e.args and isinstance(e.args[0], ir.Const) else None
+        if n in ("time", "strftime", "cat", "system"):
+            e.args = [self.expr(a) for a in e.args]
+            e.type = OpaqueTy("timestamp", 16) if n == "strftime" else VoidTy()
+            return None
+        if n == "reg":
+            r = ir.Register(str(lit)).at(e.span)
+            return self.expr(r)
+        if n == "kaddr":
+            try:
+                sym = self.kernel.kallsyms().lookup(str(lit))
+            except (UndertowError, OSError) as ex:
+                raise self.err(ResolveError, f"kaddr(\"{lit}\"): {getattr(ex, 'message', ex)}", e.span) from None
+            if sym is None or not getattr(sym, "address", 0):
+                raise self.err(ResolveError, f"kaddr(\"{lit}\"): no such kernel symbol (or addresses hidden)", e.span)
+            c = ir.Const(int(sym.address)).at(e.span)
+            c.type = U64
+            return c
+        if n == "cgroupid":
+            try:
+                ino = os.stat(str(lit)).st_ino
+            except OSError as ex:
+                raise self.err(ResolveError, f"cgroupid(\"{lit}\"): {ex.strerror}", e.span) from None
+            c = ir.Const(int(ino)).at(e.span)
+            c.type = U64
+            return c
+        if n == "pton":
+            import ipaddress
+
+            try:
+                raw = ipaddress.ip_address(str(lit)).packed
+            except ValueError:
+                raise self.err(TypeCheckError, f"pton(\"{lit}\"): not an IP address", e.span) from None
+            c = ir.Const(int.from_bytes(raw, "little")).at(e.span)
+            c.type = U32 if len(raw) == 4 else U64
+            return c
+        raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
+
+    def _sizeof(self, e: ir.Call) -> ir.Expr:
+        if e.name == "sizeof":
+            a = e.args[0]
+            if isinstance(a, ir.TypeName):
+                t = self._parse_type(a.type_text, a.span)
+            else:
+                t = self.expr(a).type
+            size = t.size if t is not None else 0
+        else:
+            tn = e.args[0]
+            assert isinstance(tn, ir.TypeName)
+            t = self._parse_type(tn.type_text, tn.span)
+            path = e.args[1]
+            names = str(path.name if isinstance(path, (ir.Ident, ir.Var)) else getattr(path, "value", path))
+            size = 0
+            rec = t
+            for part in names.split("."):
+                if not isinstance(rec, RecordTy):
+                    raise self.err(TypeCheckError, f"offsetof: {rec} has no members", path.span)
+                mi = self.types.member(rec, part)
+                if mi is None:
+                    raise self.err(ResolveError, f"{rec} has no member '{part}'", path.span,
+                                   did_you_mean(part, self.types.member_names(rec)))
+                size += mi.offset
+                rec = mi.type
+        c = ir.Const(int(size)).at(e.span)
+        c.type = U64
+        return c
+
+
+def _stringish(t: Optional[Ty]) -> bool:
+    if isinstance(t, StrTy):
+        return True
+    return isinstance(t, ArrayTy) and isinstance(t.elem, IntTy) and t.elem.is_char
+
+
+def _kind(t: Optional[Ty]) -> str:
+    if isinstance(t, (IntTy, EnumTy, PtrTy)):
+        return "int"
+    if _stringish(t):
+        return "str"
+    return type(t).__name__
