@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ..errors import ResolveError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
-from .resolve import FuncSig, _Resolver, _show, check_kprobes
+from .resolve import DeclTypes, FuncSig, TypeInfo, _Layered, _Resolver, _show, check_kprobes
 from .types import (
     COMM, INET, S32, S64, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
     StrTy, TupleTy, Ty, VoidTy,
@@ -77,10 +77,21 @@ class BtResolver(_Resolver):
     def __init__(self, kernel: "Kernel", arch: object, strict: bool, types: object, program: ir.Program) -> None:
         super().__init__(kernel, arch, strict, types)  # type: ignore[arg-type]
         self.program = program
+        self._script_done = types is not None
         self.map_values: Dict[str, Ty] = {}
         self.map_keys: Dict[str, Tuple[Ty, ...]] = {}
         self.vars: Dict[str, Ty] = {}
         self.loop_depth = 0
+
+    @property
+    def types(self) -> TypeInfo:
+        t = _Resolver.types.fget(self)  # type: ignore[attr-defined]
+        if not self._script_done:
+            self._script_done = True
+            structs = self.program.setting("c_structs") or {}
+            if structs and isinstance(t, _Layered) and isinstance(t.fallback, DeclTypes):
+                self._types = t = _Layered(t.primary, script_types(structs, t))
+        return t
 
     # -- probes
     def probe(self, probe: ir.Probe) -> List[ir.Probe]:
@@ -115,11 +126,19 @@ class BtResolver(_Resolver):
         raise self.err(ResolveError, f"wildcards are not supported for {ap.kind} probes yet", ap.span)
 
     def _kernel_functions(self, ap: ir.AttachPoint) -> List[str]:
-        try:
-            btf = self.kernel.btf()
-            names = sorted(n for n in btf.names("func") if fnmatch.fnmatchcase(n, ap.target))
-        except (UndertowError, OSError):
-            names = []
+        names: List[str] = []
+        if ap.kind in ("kprobe", "kretprobe"):
+            # kallsyms also lists what BTF leaves out (static clones: lookup_fast.constprop.0)
+            try:
+                names = sorted({s.name for s in self.kernel.kallsyms().match(ap.target) if s.is_text})
+            except (UndertowError, OSError, AttributeError):
+                names = []
+        if not names:
+            try:
+                btf = self.kernel.btf()
+                names = sorted(n for n in btf.names("func") if fnmatch.fnmatchcase(n, ap.target))
+            except (UndertowError, OSError):
+                names = []
         if not names:
             raise self.err(ResolveError, f"no kernel function matches {ap.target}", ap.span,
                            "list them with: undertow list 'kprobe:*'")
@@ -144,11 +163,32 @@ class BtResolver(_Resolver):
         elif ap.kind == "tracepoint":
             self._tracepoint(probe, ap)
         elif ap.kind in ("uprobe", "uretprobe"):
-            self._uprobe(ap)
+            self._uprobe_bt(ap)
+        elif ap.kind in ("usdt", "hardware"):
+            what = "USDT probes" if ap.kind == "usdt" else "hardware events"
+            raise self.err(ResolveError, f"{what} are not supported by undertow yet", ap.span,
+                           "use a uprobe on the function that holds the probe point"
+                           if ap.kind == "usdt" else "use software:cpu-clock or profile:hz:N")
         if probe.filter is not None:
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
         return probe
+
+    def _uprobe_bt(self, ap: ir.AttachPoint) -> None:
+        """``uprobe:PATH:SYMBOL`` or ``uprobe:PATH:0xADDRESS`` (a virtual address in the file)."""
+        if ap.target:
+            self._uprobe(ap)
+            return
+        from ..kernel.elf import ELFFile, resolve_object
+        from ..errors import ELFError
+
+        try:
+            ap.path = resolve_object(ap.obj, self.arch)
+            ap.file_offset = ELFFile(ap.path).vaddr_to_file_offset(ap.offset)
+            ap.target = hex(ap.offset)
+        except (ELFError, LookupError, ValueError) as e:
+            raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
+                           *getattr(e, "hints", [])) from None
 
     # -- statements
     def block(self, actions: List[ir.Action]) -> None:
@@ -301,7 +341,20 @@ class BtResolver(_Resolver):
         ap = self.ap
         assert ap is not None
         if ap.kind == "tracepoint":
-            return super()._e_Field(e)
+            out = super()._e_Field(e)
+            ff = e.fmt_field
+            t = out.type
+            if ff is not None and isinstance(t, PtrTy) and isinstance(t.target, VoidTy) and \
+                    "struct" in (ff.type or ""):
+                # the format says "struct __kernel_timespec * rqtp": type it from BTF
+                try:
+                    pt = self.types.parse_type(ff.type.replace("const ", ""))
+                    user = self.fmt is not None and self.fmt.group == "syscalls"
+                    if isinstance(pt, PtrTy):
+                        out.type = PtrTy(pt.target, "user" if user else "kernel")
+                except LookupError:
+                    pass
+            return out
         if ap.kind in ("fentry", "fexit") and self.sig is not None:
             names = [n for n, _ in self.sig.params]
             if e.name == "ret" and ap.kind == "fexit":
@@ -452,6 +505,20 @@ class BtResolver(_Resolver):
             e.type = S64
         elif n == "bswap":
             e.type = args[0].type
+        elif n == "signal":
+            a0 = args[0]
+            if isinstance(a0, ir.Const) and isinstance(a0.value, str):
+                import signal as _signal
+
+                name = a0.value.upper()
+                name = name if name.startswith("SIG") else "SIG" + name
+                num = getattr(_signal, name, None)
+                if num is None:
+                    raise self.err(TypeCheckError, f"unknown signal {a0.value!r}", a0.span, "e.g. KILL, TERM, 9")
+                c = ir.Const(int(num)).at(a0.span)
+                c.type = S64
+                e.args[0] = c
+            e.type = VoidTy()
         elif n in ("uptr", "kptr"):
             t = args[0].type
             e.type = PtrTy(t.target, "user" if n == "uptr" else "kernel") if isinstance(t, PtrTy) else t
@@ -543,3 +610,47 @@ def _kind(t: Optional[Ty]) -> str:
     if _stringish(t):
         return "str"
     return type(t).__name__
+
+
+def script_types(structs: Dict[str, object], base: TypeInfo) -> DeclTypes:
+    """Structs the script defines (``struct Foo { int x; char c; }``) laid out with C's rules.
+
+    They serve when kernel BTF does not have the type (BTF wins for kernel types).
+    Member types are parsed with ``base`` (BTF, uapi headers) or earlier script structs.
+    """
+    assert isinstance(base, _Layered) and isinstance(base.fallback, DeclTypes)
+    decl = DeclTypes(dict(base.fallback.records), dict(base.fallback.funcs), dict(base.fallback.typedefs),
+                     dict(base.fallback.variables))
+    both = _Layered(base.primary, decl)
+    for key, sd in structs.items():
+        members = []
+        off = 0
+        align = 1
+        for m in getattr(sd, "members", ()):
+            try:
+                t = both.parse_type(m.type_text)
+            except LookupError:
+                t = U64
+            for d in reversed(getattr(m, "dims", ()) or ()):
+                t = ArrayTy(t, int(d))
+            size = t.size or 1
+            a = min(8, _align_of(t))
+            align = max(align, a)
+            if getattr(sd, "kind", "struct") == "union":
+                members.append((m.name, 0, t))
+                off = max(off, size)
+            else:
+                off = (off + a - 1) // a * a
+                members.append((m.name, off, t))
+                off += size
+        total = (off + align - 1) // align * align
+        decl.records[key] = (total, members)
+    return decl
+
+
+def _align_of(t: Ty) -> int:
+    if isinstance(t, ArrayTy):
+        return _align_of(t.elem)
+    if isinstance(t, RecordTy):
+        return 8 if t.size >= 8 else max(1, t.size)
+    return max(1, min(8, t.size or 1))

@@ -108,6 +108,8 @@ class CompiledProbe:
     ap: ir.AttachPoint
     prog_type: str
     program: Program
+    #: how it was attached when that differs from the request (``--verbose``)
+    note: str = ""
 
 
 @dataclass
@@ -117,13 +119,27 @@ class CompiledProgram:
     actions: List[AsyncAction]
     uses_stacks: bool = False
     start_ns: int = 0
+    #: what compile_program was given, so a probe can be regenerated for a fallback attach kind
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def regenerate(self, cp: CompiledProbe, kind: str) -> CompiledProbe:
+        """``cp`` compiled again for attach ``kind`` (fentry -> kprobe when fentry is refused)."""
+        import copy as _copy
+
+        ap = _copy.copy(cp.ap)
+        ap.kind = kind
+        g = ProbeGen(self, cp.probe, ap, self.options["arch"], self.options.get("self_pid"),
+                     self.options.get("pid"), self.options["program"])
+        prog = g.generate()
+        return CompiledProbe(cp.index, cp.name, cp.probe, ap, PROG_TYPES[kind], prog, note=cp.note)
 
 
 def compile_program(program: ir.Program, *, arch: Any, self_pid: Optional[int] = None,
                     pid: Optional[int] = None) -> CompiledProgram:
     """Compile a resolved program. Raises :class:`Unsupported` (with a span) for what cannot run."""
     maps = collect_maps(program)
-    out = CompiledProgram([], maps, [], start_ns=time.monotonic_ns())
+    out = CompiledProgram([], maps, [], start_ns=time.monotonic_ns(),
+                          options={"arch": arch, "self_pid": self_pid, "pid": pid, "program": program})
     for probe in program.probes:
         for ap in probe.attach:
             g = ProbeGen(out, probe, ap, arch, self_pid, pid, program)

@@ -129,9 +129,10 @@ class ProgramSession(Session):
             self.map_fds[spec.name] = fd
             relocs[("map", spec.name)] = fd
         begin: List[int] = []
-        for cp in self.c.probes:
-            raw = cp.program.relocate(relocs)
-            fd = self._load(cp, raw)
+        self.relocs = relocs
+        for i, cp in enumerate(self.c.probes):
+            fd, cp = self._load_any(cp)
+            self.c.probes[i] = cp
             kind = cp.ap.kind
             if kind == "begin":
                 begin.append(fd)
@@ -143,6 +144,29 @@ class ProgramSession(Session):
         self.rb = RingBuffer(rb, self.rb_size)
         for fd in begin:
             sc.prog_test_run(fd, bytes(8))
+
+    def _load_any(self, cp: CompiledProbe) -> Tuple[int, CompiledProbe]:
+        """Load ``cp``; a refused fentry/fexit falls back to kprobe/kretprobe (same data)."""
+        try:
+            return self._load(cp, cp.program.relocate(self.relocs)), cp
+        except (BPFError, SourceError) as e:
+            if cp.ap.kind not in ("fentry", "fexit"):
+                raise
+            why = getattr(e, "message", str(e))
+            kind = "kprobe" if cp.ap.kind == "fentry" else "kretprobe"
+            if sc.pmu_type("kprobe") is None and not os.path.exists(self._kprobe_events()):
+                raise AttachError(f"{cp.name}: the kernel refused {cp.ap.kind} ({why}) and has no kprobes to "
+                                  "fall back to", hints=["look for a tracepoint carrying the same data: "
+                                                         "undertow list 'tracepoint:*'"]) from None
+            alt = self.c.regenerate(cp, kind)
+            alt.note = f"{cp.ap.kind} refused ({why}); attached as {kind}"
+            return self._load(alt, alt.program.relocate(self.relocs)), alt
+
+    def _kprobe_events(self) -> str:
+        try:
+            return os.path.join(self.kernel.tracefs().root, "kprobe_events")
+        except (UndertowError, AttributeError):
+            return "/sys/kernel/tracing/kprobe_events"
 
     def _load(self, cp: CompiledProbe, raw: bytes) -> int:
         ptype = getattr(sc.ProgType, cp.prog_type)
