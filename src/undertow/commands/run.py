@@ -40,7 +40,7 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--json", action="store_true", help="same as -f json")
     p.add_argument("-o", dest="output", metavar="FILE", help="write the program's output to FILE")
     p.add_argument("-p", dest="pid", type=int, metavar="PID", help="only this process (and uprobes in it)")
-    p.add_argument("-c", dest="command", metavar="CMD",
+    p.add_argument("-c", dest="cmd", metavar="CMD",
                    help="run CMD (split like a shell would, never run by one), set cpid, end with it")
     p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
     p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
     kernel = Kernel()
     json_mode = args.json or args.format == "json"
     out: TextIO = open(args.output, "w", encoding="utf-8", errors="surrogateescape") if args.output else sys.stdout
-    child = _Child(args.command) if args.command else None
+    child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
             program.settings["cpid"] = child.pid

@@ -230,8 +230,51 @@ class Asm:
         raise AttributeError(name)
 
     # -- output
+    def prune(self) -> int:
+        """Drop instructions no path from the entry reaches; returns how many.
+
+        The verifier's CFG check refuses unreachable instructions ("unreachable
+        insn N"), and a generator naturally leaves some (a ``goto`` after
+        ``exit()`` inside an ``if``). Labels on removed instructions move to the
+        next kept one.
+        """
+        insns = self._insns
+        n = len(insns)
+        at: Dict[str, int] = dict(self._labels)
+        seen = [False] * n
+        todo = [0] if n else []
+        ja, ex, call = I.JMP | I.JMP_OPS["ja"], I.JMP | I.JMP_OPS["exit"], I.JMP | I.JMP_OPS["call"]
+        while todo:
+            i = todo.pop()
+            if i >= n or seen[i]:
+                continue
+            seen[i] = True
+            ins = insns[i]
+            cls = ins.code & 0x07
+            if cls in (I.JMP, I.JMP32) and ins.code not in (ex, call):
+                if ins.label is not None and ins.label in at:
+                    todo.append(at[ins.label])
+                if ins.code == ja:
+                    continue
+            elif ins.code == ex:
+                continue
+            todo.append(i + 1)
+        if all(seen):
+            return 0
+        keep = [i for i in range(n) if seen[i]]
+        new_index = {}
+        j = 0
+        for i in range(n + 1):
+            new_index[i] = j
+            if i < n and seen[i]:
+                j += 1
+        self._labels = {name: new_index[i] for name, i in self._labels.items()}
+        self._insns = [insns[i] for i in keep]
+        return n - len(keep)
+
     def assemble(self) -> Program:
-        """Resolve labels into slot offsets and encode."""
+        """Resolve labels into slot offsets and encode (unreachable code pruned first)."""
+        self.prune()
         slot_of: List[int] = []
         n = 0
         for ins in self._insns:

@@ -139,7 +139,8 @@ def compile_program(program: ir.Program, *, arch: Any, self_pid: Optional[int] =
     """Compile a resolved program. Raises :class:`Unsupported` (with a span) for what cannot run."""
     maps = collect_maps(program)
     out = CompiledProgram([], maps, [], start_ns=time.monotonic_ns(),
-                          options={"arch": arch, "self_pid": self_pid, "pid": pid, "program": program})
+                          options={"arch": arch, "self_pid": self_pid, "pid": pid, "program": program,
+                                   "exit_flag": _uses_exit(program)})
     for probe in program.probes:
         for ap in probe.attach:
             g = ProbeGen(out, probe, ap, arch, self_pid, pid, program)
@@ -268,6 +269,18 @@ class ProbeGen:
                 a.jeq(I.R0, self.self_pid, "exit")
             if self.pid is not None:
                 a.jne(I.R0, self.pid, "exit")
+        if self.out.options.get("exit_flag") and not host:
+            # after exit() no probe does anything more (the reader may lag by a poll period)
+            off = self.alloc(8)
+            a.st(I.DW, I.FP, off, 0)
+            a.ld_map_fd(I.R1, "state")
+            a.mov64(I.R2, Reg(I.FP))
+            a.add64(I.R2, off)
+            a.call(I.Helper.map_lookup_elem)
+            a.jeq(I.R0, 0, "exit")
+            a.ldx(I.DW, I.R1, I.R0, 0)
+            a.jne(I.R1, 0, "exit")
+            self.release(0)
         self._alloc_vars(self.probe.actions)
         for off, slot in self.vars.values():
             self.zero(I.FP, off, slot.size)
@@ -359,8 +372,7 @@ class ProbeGen:
         elif isinstance(act, ir.PrintValue):
             self.async_record(AsyncAction("value", self.probe.name, span=act.span), [act.value])
         elif isinstance(act, ir.Exit):
-            self.async_record(AsyncAction("exit", self.probe.name, span=act.span), [])
-            a.ja("exit")
+            self.exit_now(act)
         elif isinstance(act, ir.Return):
             a.ja("exit")
         elif isinstance(act, ir.Break):
@@ -404,10 +416,27 @@ class ProbeGen:
             self.a.mov64(I.R1, Reg(I.R0))
             self.a.call(I.Helper.send_signal)
         elif n == "exit":
-            self.async_record(AsyncAction("exit", self.probe.name, span=act.span), [])
-            self.a.ja("exit")
+            self.exit_now(act)
         else:
             raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def exit_now(self, act: ir.Action) -> None:
+        """``exit()``: raise the shared stop flag, tell user space, end this run."""
+        a = self.a
+        mark = self.sp
+        off = self.alloc(8)
+        a.st(I.DW, I.FP, off, 0)
+        a.ld_map_fd(I.R1, "state")
+        a.mov64(I.R2, Reg(I.FP))
+        a.add64(I.R2, off)
+        a.call(I.Helper.map_lookup_elem)
+        skip = self.label("noflag")
+        a.jeq(I.R0, 0, skip)
+        a.st(I.DW, I.R0, 0, 1)
+        a.label(skip)
+        self.release(mark)
+        self.async_record(AsyncAction("exit", self.probe.name, span=act.span), [])
+        a.ja("exit")
 
     def join(self, e: ir.Call, act: ir.Action) -> None:
         """``join(argv[, sep])``: up to 16 user strings of 64 bytes from an array of pointers."""
@@ -1266,6 +1295,10 @@ class ProbeGen:
             left, right = right, left
         mark = self.sp
         ls = layout(left.type)
+        if isinstance(right, ir.Const) and isinstance(right.value, str) and isinstance(left, ir.Call) and \
+                left.name == "str" and len(left.args) == 1:
+            # str(p) == "a long literal": read as much as the literal needs (the stack allows 256)
+            ls = Slot("str", min(256, max(ls.size, len(right.value.encode()) + 1)))
         loff = self.alloc(ls.size)
         self.mem_into(left, I.FP, loff, ls)
         if isinstance(right, ir.Const) and isinstance(right.value, str):
@@ -1374,6 +1407,21 @@ class ProbeGen:
         if signed and size < 8:
             self.extend(size, True)
         self.release(mark)
+
+
+def _uses_exit(program: ir.Program) -> bool:
+    def walk(actions: List[ir.Action]) -> bool:
+        for a in actions:
+            if isinstance(a, ir.Exit):
+                return True
+            if isinstance(a, ir.ExprStmt) and isinstance(a.expr, ir.Call) and a.expr.name == "exit":
+                return True
+            if isinstance(a, ir.If) and (walk(a.then) or walk(a.other)):
+                return True
+            if isinstance(a, ir.While) and walk(a.body):
+                return True
+        return False
+    return any(walk(p.actions) for p in program.probes)
 
 
 _CMP = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}

@@ -117,7 +117,9 @@ class ProgramSession(Session):
         self.fds.append(rb)
         self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
         self.fds.append(self.lost_fd)
-        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd}
+        state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called
+        self.fds.append(state)
+        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state}
         if self.c.uses_stacks:
             self.stack_fd = sc.map_create(sc.MapType.STACK_TRACE, 4, 8 * STACK_DEPTH, 4096)
             self.fds.append(self.stack_fd)

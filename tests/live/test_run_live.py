@@ -1,0 +1,233 @@
+"""`undertow run` on this kernel: bpftrace programs with ground truth the tests make themselves.
+
+Each test starts `undertow run` as a child, waits for "Attaching N probes..." (printed once
+every program is attached), then makes the activity and checks the output. Works under the
+slow QEMU lab too: waits are readiness-based with generous timeouts.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from undertow.kernel import Kernel
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2))")
+
+
+def _feature(name):
+    f = Kernel().features().get(name)
+    return f is not None and f.available
+
+
+class Run:
+    """A running `undertow run`, started and waited for attachment."""
+
+    def __init__(self, *args, timeout=120):
+        self.p = subprocess.Popen([sys.executable, "-m", "undertow", "run", *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.first = self.p.stdout.readline()
+        if "Attaching" not in self.first and "attached_probes" not in self.first:
+            out, err = self.p.communicate(timeout=timeout)
+            raise AssertionError(f"not attached: {self.first!r} {out!r} {err!r}")
+
+    def finish(self, timeout=120):
+        out, err = self.p.communicate(timeout=timeout)
+        return self.first + out, err
+
+    def stop(self, timeout=120):
+        self.p.send_signal(2)
+        return self.finish(timeout)
+
+
+def test_begin_printf_exit():
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-e",
+                          'BEGIN { printf("hello %s %d %5d|%-4s|%x\\n", "world", 42, 7, "ab", 255); exit(); }'],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "Attaching 1 probe...\nhello world 42     7|ab  |ff\n"
+
+
+def test_tracepoint_string_filter_and_count_by_string():
+    fd, target = tempfile.mkstemp(prefix="ut_run_")
+    os.close(fd)
+    long_target = "/tmp/" + "x" * 90 + "_ut_run_long"
+    r = Run("-e", 'tracepoint:syscalls:sys_enter_openat /str(args.filename) == "%s"/ '
+                  '{ @opens[comm, str(args.filename)] = count(); @last = pid; }' % target,
+            "--duration", "60")
+    try:
+        for _ in range(7):
+            with open(target):
+                pass
+    finally:
+        os.unlink(target)
+    out, err = r.stop()
+    assert f"@opens[{_comm()}, {target}]: 7" in out, out + err
+    assert f"@last: {os.getpid()}" in out, out
+    # a literal longer than the default string length (64) still compares whole
+    r = Run("-e", 'tracepoint:syscalls:sys_enter_openat /str(args.filename) == "%s"/ { @n = count(); }'
+            % long_target, "--duration", "60")
+    for _ in range(3):
+        try:
+            open(long_target)
+        except OSError:
+            pass
+    out, err = r.stop()
+    assert "@n: 3" in out, out + err
+
+
+def _comm():
+    with open("/proc/self/comm") as f:
+        return f.read().strip()
+
+
+def test_aggregations_against_known_values(tmp_path):
+    """lseek offsets chosen by the test: hist, lhist, sum, min, max, avg, stats, count."""
+    offsets = [0, 1, 3, 5, 100, 1000, 4096, 70000]
+    prog = ("tracepoint:syscalls:sys_enter_lseek /pid == %d && args.whence == 0/ {"
+            " @h = hist(args.offset); @l = lhist(args.offset, 0, 1000, 250); @s = sum(args.offset);"
+            " @mn = min(args.offset); @mx = max(args.offset); @a = avg(args.offset); @st = stats(args.offset);"
+            " @c = count(); }" % os.getpid())
+    r = Run("-f", "json", "-e", prog, "--duration", "60")
+    fd = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        for o in offsets:
+            os.lseek(fd, o, os.SEEK_SET)
+    finally:
+        os.close(fd)
+    out, err = r.stop()
+    maps = {}
+    for line in out.splitlines():
+        d = json.loads(line)
+        if d["type"] in ("map", "hist", "stats"):
+            maps.update(d["data"])
+    assert maps["@c"] == len(offsets), out + err
+    assert maps["@s"] == sum(offsets)
+    assert maps["@mn"] == 0 and maps["@mx"] == 70000
+    assert maps["@a"] == sum(offsets) // len(offsets)
+    assert maps["@st"] == {"count": 8, "average": sum(offsets) // 8, "total": sum(offsets)}
+    hist = {(b.get("min"), b["max"]): b["count"] for b in maps["@h"]}
+    assert hist[(0, 0)] == 1 and hist[(1, 1)] == 1 and hist[(2, 3)] == 1 and hist[(4, 7)] == 1
+    assert hist[(64, 127)] == 1 and hist[(512, 1023)] == 1 and hist[(4096, 8191)] == 1
+    assert hist[(65536, 131071)] == 1
+    lh = {(b.get("min"), b.get("max")): b["count"] for b in maps["@l"]}
+    assert lh[(0, 249)] == 5 and lh[(1000, None)] == 3
+
+
+def test_text_histogram_like_bpftrace(tmp_path):
+    prog = "tracepoint:syscalls:sys_enter_lseek /pid == %d && args.whence == 0/ { @bytes = hist(args.offset); }" \
+        % os.getpid()
+    r = Run("-e", prog, "--duration", "60")
+    fd = os.open(str(tmp_path), os.O_RDONLY)
+    for o in (1, 2, 3, 8):
+        os.lseek(fd, o, os.SEEK_SET)
+    os.close(fd)
+    out, _ = r.stop()
+    lines = out.splitlines()
+    i = lines.index("@bytes:")
+    assert lines[i + 1] == "[1]                    1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |"
+    assert lines[i + 2] == "[2, 4)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|"
+    assert lines[i + 3] == "[4, 8)                 0 |                                                    |"
+    assert lines[i + 4] == "[8, 16)                1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |"
+
+
+def test_variables_if_else_ternary_and_map_reads(tmp_path):
+    prog = ("tracepoint:syscalls:sys_enter_lseek /pid == %d && args.whence == 0/ {"
+            " $o = args.offset; if ($o > 10) { @big++; } else { @small += 1; }"
+            " @kind[$o %% 2 == 0 ? \"even\" : \"odd\"] = count(); @prev = @prev + $o; }" % os.getpid())
+    r = Run("-e", prog, "--duration", "60")
+    fd = os.open(str(tmp_path), os.O_RDONLY)
+    for o in (1, 2, 20, 30, 41):
+        os.lseek(fd, o, os.SEEK_SET)
+    os.close(fd)
+    out, err = r.stop()
+    assert "@big: 3" in out and "@small: 2" in out, out + err
+    assert "@kind[even]: 3" in out and "@kind[odd]: 2" in out
+    assert "@prev: 94" in out
+
+
+def test_uprobe_uretprobe_and_cpid():
+    """uprobe:libc:getppid in a child started with -c: 5 calls, retval = the child's parent."""
+    code = "import os\nfor _ in range(5): os.getppid()\n"
+    r = Run("-c", f"{sys.executable} -c '{code}'", "-e",
+            "uprobe:libc:getppid /pid == cpid/ { @calls = count(); } "
+            "uretprobe:libc:getppid /pid == cpid/ { @ret = retval; }")
+    out, err = r.finish()
+    assert "@calls: 5" in out, out + err
+    assert f"@ret: {r.p.pid}" in out, out
+
+
+def test_raw_tracepoint_syscall_id():
+    """rawtracepoint:sys_enter arg1 is the syscall number (getppid is 110 on x86_64)."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("syscall numbers here are x86_64's")
+    r = Run("-c", f"{sys.executable} -c 'import os; [os.getppid() for _ in range(4)]'",
+            "-e", "rawtracepoint:sys_enter /pid == cpid && arg1 == 110/ { @n = count(); }")
+    out, err = r.finish()
+    assert "@n: 4" in out, out + err
+
+
+def test_interval_and_profile():
+    busy = f"{sys.executable} -c 'import time\nt=time.time()\nwhile time.time()-t<1.5: pass'"
+    r = Run("-c", busy, "-e", "profile:hz:99 /pid == cpid/ { @samples = count(); } "
+                              "interval:ms:100 { @ticks = count(); }")
+    out, err = r.finish()
+    samples = int(out.split("@samples: ")[1].split()[0])
+    ticks = int(out.split("@ticks: ")[1].split()[0])
+    assert samples >= 5, out + err
+    assert 5 <= ticks <= 40, out
+
+
+def test_kstack_is_symbolized():
+    r = Run("-c", f"{sys.executable} -c 'import os; os.getppid()'",
+            "-e", "tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @[kstack] = count(); }")
+    out, err = r.finish()
+    assert "@[\n" in out and "]: 1" in out, out + err
+    frames = out.split("@[\n")[1].split("]:")[0].split("\n")
+    assert any("sys_getppid" in f or "do_syscall" in f for f in frames), out
+
+
+def test_exit_ends_the_run_and_prints_maps():
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-e",
+                          "interval:ms:50 { @n = count(); if (@n >= 3) { exit(); } }"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "@n: 3" in res.stdout
+
+
+def test_bad_field_is_a_diagnostic_not_a_traceback():
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-e",
+                          "tracepoint:syscalls:sys_enter_openat { printf(\"%s\\n\", str(args.filenme)); }"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "has no field 'filenme'" in res.stderr and "^" in res.stderr and "filename" in res.stderr
+
+
+def test_unsafe_calls_need_the_flag():
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-e", 'BEGIN { system("true"); }'],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "--unsafe" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_execsnoop_tool_runs():
+    tool = os.path.join(os.path.dirname(__file__), "..", "fixtures", "bt", "tools", "execsnoop.bt")
+    d = tempfile.mkdtemp(prefix="ut")  # join() keeps 64 bytes per argument, as bpftrace does
+    marker = os.path.join(d, "ut_execsnoop")
+    try:
+        shutil.copy(shutil.which("true") or "/bin/true", marker)
+        r = Run(tool, "--duration", "60")
+        r.p.stdout.readline()  # execsnoop's header
+        subprocess.run([str(marker), "arg-one"], check=True)
+        out, err = r.stop()
+    finally:
+        shutil.rmtree(d)
+    line = [l for l in out.splitlines() if str(marker) in l]
+    assert line and "arg-one" in line[0], out + err
