@@ -129,7 +129,7 @@ def test_text_histogram_like_bpftrace(tmp_path):
     os.close(fd)
     out, _ = r.stop()
     lines = out.splitlines()
-    i = lines.index("@bytes:")
+    i = lines.index("@bytes: ")
     assert lines[i + 1] == "[1]                    1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |"
     assert lines[i + 2] == "[2, 4)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|"
     assert lines[i + 3] == "[4, 8)                 0 |                                                    |"

@@ -158,8 +158,11 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             out.write(r.map(mp))
         out.flush()
         lost = session.stats.total_lost
-        if lost and not json_mode:
-            print(f"undertow run: lost {lost} events", file=sys.stderr)
+        if lost:
+            print(f"undertow run: lost {lost} events ({session.stats.lost})", file=sys.stderr)
+        if session.read_faults:
+            print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
+                  "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
         return 0
     finally:
         if session is not None:

@@ -160,6 +160,7 @@ class BtResolver(_Resolver):
             if self.sig is None:
                 raise self.err(ResolveError, f"BTF does not describe {ap.target}(): kfunc needs it", ap.span,
                                "use kprobe:" + ap.target)
+            ap.nargs = len(self.sig.params)  # type: ignore[attr-defined]  # fexit: retval follows the args
         elif ap.kind == "tracepoint":
             self._tracepoint(probe, ap)
         elif ap.kind in ("uprobe", "uretprobe"):

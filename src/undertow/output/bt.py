@@ -270,11 +270,11 @@ class BtRenderer:
         for key, val in entries:
             name = spec.name + (self._key(key, spec) if spec.key.elems else "")
             if spec.agg == "hist":
-                lines.append(f"{name}:")
+                lines.append(f"{name}: ")
                 lines.extend(hist_lines(val, div))
                 lines.append("")
             elif spec.agg == "lhist":
-                lines.append(f"{name}:")
+                lines.append(f"{name}: ")
                 lines.extend(lhist_lines(val, *spec.lhist))
                 lines.append("")
             elif spec.agg == "stats":
@@ -320,14 +320,15 @@ def _sort_key(v: Any) -> Any:
 
 def _hist_json(b: Dict[int, int]) -> List[Dict[str, int]]:
     out = []
-    for i in sorted(b):
+    used = [i for i, c in b.items() if c]
+    for i in range(min(used), max(used) + 1) if used else ():
         if i == 0:
             d = {"max": -1}
         elif i == 1:
             d = {"min": 0, "max": 0}
         else:
             d = {"min": 1 << (i - 2), "max": (1 << (i - 1)) - 1}
-        d["count"] = b[i]
+        d["count"] = b.get(i, 0)
         out.append(d)
     return out
 
@@ -335,14 +336,15 @@ def _hist_json(b: Dict[int, int]) -> List[Dict[str, int]]:
 def _lhist_json(b: Dict[int, int], lo: int, hi: int, step: int) -> List[Dict[str, int]]:
     n = (hi - lo) // step
     out = []
-    for i in sorted(b):
+    used = [i for i, c in b.items() if c]
+    for i in range(min(used), max(used) + 1) if used else ():
         if i == 0:
             d = {"max": lo - 1}
         elif i == n + 1:
             d = {"min": hi}
         else:
             d = {"min": (i - 1) * step + lo, "max": i * step + lo - 1}
-        d["count"] = b[i]
+        d["count"] = b.get(i, 0)
         out.append(d)
     return out
 

@@ -37,9 +37,9 @@ from .codegen import HDR_SIZE, Unsupported
 from .layout import Slot, align8, layout
 
 __all__ = ["MapSpec", "AsyncAction", "CompiledProbe", "CompiledProgram", "compile_program", "PROG_TYPES",
-           "LOST_RINGBUF", "LOST_MAP_FULL"]
+           "LOST_RINGBUF", "LOST_MAP_FULL", "LOST_READ_FAULT"]
 
-LOST_RINGBUF, LOST_MAP_FULL = 0, 1
+LOST_RINGBUF, LOST_MAP_FULL, LOST_READ_FAULT = 0, 1, 2
 STACK_LIMIT = 512
 MAP_ENTRIES = 4096
 LOOP_LIMIT = 128
@@ -910,6 +910,11 @@ class ProbeGen:
             else:
                 a.mov64(I.R2, size)
             a.call(self.str_helper(src))
+            ok = self.label("strok")
+            a.jsge(I.R0, 0, ok)
+            # -EFAULT: the page is not mapped yet (syscall entry); counted, shown at exit
+            self.count_lost_inline(LOST_READ_FAULT)
+            a.label(ok)
             return True
         if n == "buf":
             src = e.args[0]

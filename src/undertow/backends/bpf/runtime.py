@@ -32,7 +32,7 @@ from ...events import Event, Lost, Record, Stats
 from ...kernel import syscalls as sc
 from ..base import Session
 from .codegen import HEADER, HDR_SIZE
-from .compiler import LOST_MAP_FULL, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
+from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
 from .layout import decode
 from .ringbuf import RingBuffer
 
@@ -92,7 +92,8 @@ class ProgramSession(Session):
         self.rb_size = ringbuf_size
         self.lost_fd = -1
         self.stack_fd = -1
-        self._lost_seen = [0, 0]
+        self._lost_seen = [0, 0, 0]
+        self.read_faults = 0
         self._closed = False
         self._ended = False
         self.ncpus = sc.possible_cpus()
@@ -292,12 +293,17 @@ class ProgramSession(Session):
             out.append(Printed("", act, values))
 
     def _check_lost(self, out: List[Any]) -> None:
-        for slot, reason in ((LOST_RINGBUF, "ringbuf_full"), (LOST_MAP_FULL, "map_full")):
+        for slot, reason in ((LOST_RINGBUF, "ringbuf_full"), (LOST_MAP_FULL, "map_full"),
+                             (LOST_READ_FAULT, "read_fault")):
             raw = sc.map_lookup_elem(self.lost_fd, struct.pack("<I", slot), 8)
             n = struct.unpack("<Q", raw)[0] if raw else 0
             if n > self._lost_seen[slot]:
-                self.stats.count_lost(reason, n - self._lost_seen[slot])
-                out.append(Lost(n - self._lost_seen[slot], reason))
+                if reason == "read_fault":
+                    # not a lost event: a string read as "" (page not present); reported at exit
+                    self.read_faults = n
+                else:
+                    self.stats.count_lost(reason, n - self._lost_seen[slot])
+                    out.append(Lost(n - self._lost_seen[slot], reason))
                 self._lost_seen[slot] = n
 
     # -- maps
@@ -343,7 +349,7 @@ class ProgramSession(Session):
     def final_maps(self) -> List[MapPrint]:
         """Every non-empty map, as bpftrace prints them at exit."""
         out = []
-        for spec in self.c.maps.values():
+        for spec in sorted(self.c.maps.values(), key=lambda m: m.name):  # bpftrace's order
             entries = self.read_map(spec)
             if entries:
                 out.append(MapPrint(spec, entries))
