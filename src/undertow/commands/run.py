@@ -109,6 +109,9 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
     from ..output.bt import BtRenderer
 
     resolve(program, kernel, strict_kprobes=not args.dry_run)
+    _warn(program.warnings)
+    if not program.probes:
+        raise UsageError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
     compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
     if args.dry_run:
         for cp in compiled.probes:
@@ -169,6 +172,23 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             session.close()
         for s_, h in old.items():
             signal.signal(s_, h)
+
+
+def _warn(warnings: List[Any]) -> None:
+    """Resolve warnings on stderr; attach points skipped for one reason are listed on one line."""
+    skipped: dict = {}
+    for w in warnings:
+        name = getattr(w, "skipped", None)
+        if name:
+            reason = getattr(w, "feature", "") or w.message
+            skipped.setdefault(reason, (w, []))[1].append(name)
+        else:
+            print("undertow run: warning: " + w.render().replace("error: ", "", 1), file=sys.stderr)
+    for reason, (w, names) in skipped.items():
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        why = w.message.split(": ", 1)[-1]
+        print(f"undertow run: warning: skipped {len(names)} attach point{'s' if len(names) != 1 else ''} "
+              f"({why}): {shown}", file=sys.stderr)
 
 
 def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:

@@ -26,7 +26,7 @@ import fnmatch
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from ..errors import ResolveError, Span, TypeCheckError, UndertowError, did_you_mean
+from ..errors import AttachUnavailableError, ResolveError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
 from .resolve import DeclTypes, FuncSig, TypeInfo, _Layered, _Resolver, _show, check_kprobes
 from .types import (
@@ -95,14 +95,27 @@ class BtResolver(_Resolver):
 
     # -- probes
     def probe(self, probe: ir.Probe) -> List[ir.Probe]:
+        """One probe per attach point. As in bpftrace, an attach point of a block with several
+        (or of a wildcard) that cannot exist here is skipped with a warning, not an error."""
         self.probe_ = probe
         out: List[ir.Probe] = []
+        many = len(probe.attach) > 1 or any(ap.wildcard for ap in probe.attach)
         for ap in probe.attach:
             for one in self._expand_ap(probe, ap):
                 p2 = copy.deepcopy(probe)
                 p2.attach = [one]
                 p2.name = bt_probe_name(one)
-                out.append(self._one(p2, one))
+                try:
+                    out.append(self._one(p2, one))
+                except AttachUnavailableError as e:
+                    if not many:
+                        raise
+                    e.skipped = p2.name  # type: ignore[attr-defined]
+                    self.warnings.append(e)
+        if many and not out:
+            self.warnings.append(self.err(ResolveError,
+                                          "none of this block's probes can attach here: the block is skipped",
+                                          probe.span))
         return out
 
     def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
