@@ -12,7 +12,7 @@ The library never prints: it raises these; ``undertow.cli`` renders them.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 
 class Span:
@@ -212,7 +212,28 @@ class ELFError(UndertowError):
 
 
 class SymbolNotFoundError(UndertowError, LookupError):
-    """A kernel or user-space symbol does not exist."""
+    """A kernel or user-space symbol does not exist.
+
+    ``more_hints`` is a callable computed only when the hints are read: "did you
+    mean" over a library's thousands of symbols costs ~0.1 s, wasted when the
+    caller skips the probe (bpftrace-style multi-probe blocks) instead of showing it.
+    """
+
+    def __init__(self, message: str, *, hints: Iterable[str] = (),
+                 more_hints: Optional[Callable[[], List[str]]] = None) -> None:
+        UndertowError.__init__(self, message, hints=hints)
+        self._more = more_hints
+
+    @property  # type: ignore[override]
+    def hints(self) -> List[str]:
+        more, self._more = getattr(self, "_more", None), None
+        if more is not None:
+            self._hints[:0] = [h for h in more() if h]
+        return self._hints
+
+    @hints.setter
+    def hints(self, value: List[str]) -> None:
+        self._hints = list(value)
 
 
 class BPFError(UndertowError, OSError):
@@ -241,7 +262,15 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
 
     pool = list(dict.fromkeys(candidates))
     scored = []
+    ln = len(name)
+    grams = {name[i:i + 2] for i in range(max(0, ln - 1))}
     for c in pool:
+        lc = len(c)
+        # cheap bounds first (pools can hold 100k names): ratio <= 2*min/(sum of lengths)
+        if not lc or 2 * min(ln, lc) < 0.6 * (ln + lc):
+            continue
+        if grams and len(pool) > 2000 and not any(c[i:i + 2] in grams for i in range(lc - 1)):
+            continue
         m = difflib.SequenceMatcher(None, name, c)
         if m.real_quick_ratio() >= 0.6 and m.quick_ratio() >= 0.6:
             r = m.ratio()

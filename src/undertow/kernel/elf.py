@@ -689,12 +689,15 @@ class ELFFile:
         if want_ver is not None:
             cands = [s for s in cands if s.version == want_ver]
         if not cands:
-            hints = [did_you_mean(base, self._index_symbols().keys())]
-            if not self._index_symbols():
-                hints.append("the file has no symbol table (stripped): use an address or offset instead")
-            elif not any(s.table == ".symtab" for s in self.symbols()):
-                hints.append("only dynamic symbols are left (the file is stripped); static functions are not visible")
-            raise SymbolNotFoundError(f"no symbol '{name}' in {self.path}", hints=hints)
+            def more() -> List[str]:
+                hints = [did_you_mean(base, self._index_symbols().keys())]
+                if not self._index_symbols():
+                    hints.append("the file has no symbol table (stripped): use an address or offset instead")
+                elif not any(s.table == ".symtab" for s in self.symbols()):
+                    hints.append("only dynamic symbols are left (the file is stripped); "
+                                 "static functions are not visible")
+                return hints
+            raise SymbolNotFoundError(f"no symbol '{name}' in {self.path}", more_hints=more)
 
         def rank(s: Symbol) -> Tuple[int, ...]:
             return (
@@ -931,11 +934,23 @@ def read_ld_so_cache(path: str = "/etc/ld.so.cache") -> List[LDCacheEntry]:
     Returns ``[]`` when the file is missing; raises :class:`ELFError` when it is malformed.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        st = os.stat(path)
     except OSError:
         return []
-    return parse_ld_so_cache(data, path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    hit = _LD_CACHE.get(key)
+    if hit is None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return []
+        hit = _LD_CACHE[key] = parse_ld_so_cache(data, path)
+    return list(hit)
+
+
+#: parsed ld.so.cache files by (path, mtime, size): a script with 40 uprobes reads it once
+_LD_CACHE: Dict[Tuple[str, int, int], List[LDCacheEntry]] = {}
 
 
 def parse_ld_so_cache(data: bytes, name: str = "ld.so.cache") -> List[LDCacheEntry]:

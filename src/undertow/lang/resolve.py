@@ -934,11 +934,41 @@ class _Resolver:
         except ELFError as e:
             raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
         try:
-            ap.file_offset = ELFFile(ap.path).symbol_file_offset(ap.target, ap.offset)
+            ap.file_offset = self._elf(ap.path).symbol_file_offset(ap.target, ap.offset)
         except (ELFError, LookupError) as e:
-            hints = list(getattr(e, "hints", []))
-            raise self.err(ResolveError, getattr(e, "message", str(e)), self._sym_span(ap),
-                           *hints) from None
+            # glibc 2.34+ keeps libpthread.so.0 as an empty stub whose functions live in
+            # libc.so.6 (its DT_NEEDED): follow the stub's dependencies before giving up
+            moved = self._symbol_in_needed(ap)
+            if moved is None:
+                # a caller that will skip this probe (quiet) needs no costly "did you mean"
+                hints = [] if getattr(self, "quiet", False) else list(getattr(e, "hints", []))
+                raise self.err(ResolveError, getattr(e, "message", str(e)), self._sym_span(ap),
+                               *hints) from None
+            ap.path, ap.file_offset = moved
+
+    def _elf(self, path: str) -> Any:
+        """One parsed ELF file per path for the whole resolve (symbol tables are big)."""
+        from ..kernel.elf import ELFFile
+
+        cache = self.__dict__.setdefault("_elfs", {})
+        if path not in cache:
+            cache[path] = ELFFile(path)
+        return cache[path]
+
+    def _symbol_in_needed(self, ap: ir.AttachPoint) -> Optional[Tuple[str, int]]:
+        from ..kernel.elf import find_library
+
+        try:
+            needed = self._elf(ap.path).needed
+        except (ELFError, OSError):
+            return None
+        for lib in needed:
+            try:
+                path = find_library(lib, self.arch)
+                return path, self._elf(path).symbol_file_offset(ap.target, ap.offset)
+            except (ELFError, LookupError, OSError):
+                continue
+        return None
 
     @staticmethod
     def _obj_span(ap: ir.AttachPoint) -> Optional[Span]:

@@ -105,13 +105,18 @@ class BtResolver(_Resolver):
                 p2 = copy.deepcopy(probe)
                 p2.attach = [one]
                 p2.name = bt_probe_name(one)
+                self.quiet = many
                 try:
                     out.append(self._one(p2, one))
-                except AttachUnavailableError as e:
-                    if not many:
+                except (AttachUnavailableError, ResolveError) as e:
+                    # bpftrace skips what cannot attach in a multi-probe block: a missing
+                    # kernel feature, a function or library symbol this system lacks
+                    if not many or not (isinstance(e, AttachUnavailableError) or
+                                        one.kind in ("uprobe", "uretprobe") and "symbol" in e.message):
                         raise
                     e.skipped = p2.name  # type: ignore[attr-defined]
                     self.warnings.append(e)
+        self.quiet = False
         if many and not out:
             self.warnings.append(self.err(ResolveError,
                                           "none of this block's probes can attach here: the block is skipped",
