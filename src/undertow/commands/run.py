@@ -142,8 +142,9 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
         interrupted = False
         try:
             while not stop:
-                timeout = 0.1
-                recs = session.poll(timeout)
+                # records are submitted without wake-ups; a 20 ms timer keeps printf
+                # output prompt at ~50 cheap wake-ups per second
+                recs = session.poll(0.02)
                 stop = _emit(recs, r, out, json_mode, args)
                 if deadline is not None and time.monotonic() >= deadline:
                     break

@@ -99,6 +99,7 @@ class ProgramSession(Session):
         self.ncpus = sc.possible_cpus()
         self.end_progs: List[int] = []
         self.attached: List[str] = []
+        self._attach_fds: set = set()
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None) -> "ProgramSession":
@@ -199,9 +200,9 @@ class ProgramSession(Session):
                 tp_id = self.kernel.tracefs().event_format(g, e).id
                 self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
             elif kind == "raw_tracepoint":
-                self.fds.append(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
+                self._link(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
             elif kind in ("fentry", "fexit"):
-                self.fds.append(sc.raw_tracepoint_open(None, prog))
+                self._link(sc.raw_tracepoint_open(None, prog))
             elif kind in ("kprobe", "kretprobe"):
                 pmu = sc.pmu_type("kprobe")
                 if pmu is None:
@@ -246,9 +247,14 @@ class ProgramSession(Session):
         except BPFError as e:
             raise AttachError(f"attaching {cp.name} failed: {e.message}", hints=list(e.hints)) from None
 
+    def _link(self, fd: int) -> None:
+        self.fds.append(fd)
+        self._attach_fds.add(fd)
+
     def _perf(self, attr: Any, prog: int, pid: int = -1, cpu: int = 0) -> None:
         pfd = sc.perf_event_open(attr, pid=pid, cpu=cpu)
         self.fds.append(pfd)
+        self._attach_fds.add(pfd)
         sc.perf_event_set_bpf(pfd, prog)
         sc.perf_event_enable(pfd)
 
@@ -361,6 +367,10 @@ class ProgramSession(Session):
         self._closed = True
         if self.rb is not None:
             self.rb.close()
+        # Closing a tracepoint/kprobe perf event waits for an RCU grace period under
+        # event_mutex (perf_trace_destroy -> perf_trace_event_unreg ->
+        # tracepoint_synchronize_unregister), ~50-70 ms each here, serialized: closing
+        # from several threads does not help. Output is printed before this runs.
         for fd in reversed(self.fds):
             sc.close_fd(fd)
         self.fds.clear()

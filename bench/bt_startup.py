@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""`undertow run` against bpftrace on the same scripts: time to the first event, peak RSS.
+
+For each script a trigger thread keeps making the activity one of its probes reports
+(exec /bin/true, open a file, call getppid) every 5 ms; the clock stops at the first line
+that activity prints. That is "time to attached" as a user sees it: parse, compile,
+verify, attach, read. Peak RSS is the tool's ru_maxrss (os.wait4). Both tools run the
+same script text, one after the other, several times; medians are printed.
+
+    python3 bench/bt_startup.py [--runs 5]
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+TOOLS = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "bt", "tools")
+
+FIVE = """
+tracepoint:syscalls:sys_enter_openat { @o = count(); }
+tracepoint:syscalls:sys_enter_close { @c = count(); }
+tracepoint:syscalls:sys_enter_read { @r = count(); }
+tracepoint:syscalls:sys_enter_write { @w = count(); }
+tracepoint:syscalls:sys_enter_getppid { printf("getppid %d\\n", pid); }
+"""
+
+CASTS = """
+tracepoint:sched:sched_process_exec {
+  $t = (struct task_struct *)curtask;
+  printf("exec %s parent %s %d\\n", comm, $t->real_parent->comm, $t->real_parent->pid);
+}
+"""
+
+
+def _exec_true():
+    subprocess.run(["/bin/true"])
+
+
+def _open_file(path=os.path.join(tempfile.gettempdir(), "ut_bench_open")):
+    with open(path, "w"):
+        pass
+
+
+def _getppid():
+    os.getppid()
+
+
+CASES = [
+    ("execsnoop.bt", os.path.join(TOOLS, "execsnoop.bt"), _exec_true, "/bin/true"),
+    ("opensnoop.bt", os.path.join(TOOLS, "opensnoop.bt"), _open_file, "ut_bench_open"),
+    ("5 tracepoints", FIVE, _getppid, "getppid"),
+    ("struct casts", CASTS, _exec_true, "exec true"),
+]
+
+
+def one(argv, trigger, marker, timeout=60.0):
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            trigger()
+            time.sleep(0.005)
+
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=dict(os.environ, PYTHONPATH=SRC))
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    first = None
+    deadline = t0 + timeout
+    try:
+        for line in p.stdout:
+            if marker in line:
+                first = time.monotonic() - t0
+                break
+            if time.monotonic() > deadline:
+                break
+    finally:
+        stop.set()
+        th.join()
+        p.send_signal(signal.SIGINT)
+        try:
+            p.stdout.read()
+        except Exception:  # noqa: BLE001
+            pass
+        _pid, _st, ru = os.wait4(p.pid, 0)
+    return first, ru.ru_maxrss / 1024.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    import compileall
+
+    compileall.compile_dir(SRC, quiet=1)
+    bpftrace = shutil.which("bpftrace")
+    print(f"{'script':16} {'tool':9} {'first event (median, min)':>28} {'peak RSS':>10}")
+    for name, script, trigger, marker in CASES:
+        args = [script] if os.path.exists(script) else ["-e", script]
+        tools = [("undertow", [sys.executable, "-m", "undertow", "run", *args])]
+        if bpftrace:
+            tools.append(("bpftrace", [bpftrace, *args]))
+        for tool, argv in tools:
+            times, rss = [], []
+            for _ in range(a.runs):
+                t, r = one(argv, trigger, marker)
+                if t is not None:
+                    times.append(t * 1000)
+                rss.append(r)
+            med = f"{statistics.median(times):.0f} ms ({min(times):.0f})" if times else "no event"
+            print(f"{name:16} {tool:9} {med:>28} {statistics.median(rss):>7.1f} MiB")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
