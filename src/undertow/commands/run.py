@@ -50,14 +50,6 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     return p
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop()
-
-
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, top to bottom
     if args.list:
         return _list(args)
@@ -121,12 +113,16 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             kind = "PERCPU_HASH" if spec.percpu else "HASH"
             out.write(f"# map {spec.name}: {spec.agg}, {kind} key {spec.key_size} B value {spec.value_size} B\n")
         return 0
-    old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C, SIGTERM and SIGHUP only raise a flag: a signal that lands between two steps
+    # (say, right after "Attaching") must still end with the maps printed, as bpftrace does.
+    stopping: List[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: stopping.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     session = None
     try:
         session = ProgramSession.start(compiled, kernel)
         r = BtRenderer(session, kernel, json_mode)
-        n = len([p for p in compiled.probes])
+        n = len(compiled.probes)
         if json_mode:
             out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
         else:
@@ -134,30 +130,27 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
         out.flush()
         if args.verbose:
             for cp in compiled.probes:
-                print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns)", file=sys.stderr)
+                note = f"; {cp.note}" if cp.note else ""
+                print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns){note}",
+                      file=sys.stderr)
         if child is not None:
             child.release()
         deadline = time.monotonic() + args.duration if args.duration else None
         stop = False
-        interrupted = False
-        try:
-            while not stop:
-                # records are submitted without wake-ups; a 20 ms timer keeps printf
-                # output prompt at ~50 cheap wake-ups per second
-                recs = session.poll(0.02)
-                stop = _emit(recs, r, out, json_mode, args)
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if child is not None and child.done():
-                    recs = session.poll(0)
-                    _emit(recs, r, out, json_mode, args)
-                    break
-        except (KeyboardInterrupt, _Stop):
-            interrupted = True
+        while not stop and not stopping:
+            # records are submitted without wake-ups; a 20 ms timer keeps printf
+            # output prompt at ~50 cheap wake-ups per second
+            stop = _emit(session.poll(0.02), r, out, json_mode, args)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if child is not None and child.done():
+                _emit(session.poll(0), r, out, json_mode, args)
+                break
+        _emit(session.poll(0), r, out, json_mode, args)
         _emit(session.run_end(), r, out, json_mode, args)
         maps = session.final_maps()
         if maps and not json_mode:
-            out.write("\n" if interrupted or not stop else "\n")
+            out.write("\n")
         for mp in maps:
             out.write(r.map(mp))
         out.flush()

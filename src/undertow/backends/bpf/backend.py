@@ -1,19 +1,21 @@
-"""The BPF backend: check, compile (codegen.py), attach (session.py).
+"""The BPF backend: check, compile (compiler.py), attach (runtime.py).
 
-This version runs tracepoint probe lines (see codegen.py for the exact scope);
-other probe kinds are refused with the reason, so ``auto`` falls back to ftrace
-or says what is missing.
+Every program the IR can describe goes through :func:`compiler.compile_program`:
+probe lines (their ``Emit`` actions become ring-buffer records decoded into
+:class:`~undertow.events.Event`) and bpftrace programs (maps, printf...). A node the
+generator cannot run is refused with its span, so ``auto`` falls back to ftrace or
+says what is missing.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ...errors import SourceError, UndertowError
 from ..base import Backend, Plan, Refusal, Session
-from .codegen import ProbeCode, Unsupported, compile_tracepoint
+from .codegen import Unsupported
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...kernel import Kernel
@@ -24,16 +26,24 @@ RINGBUF_SIZE = 1 << 22  # 4 MiB, a power of two
 
 @dataclass
 class BpfPlan(Plan):
-    probes: List[ProbeCode] = field(default_factory=list)
+    compiled: Any = None
     ringbuf_size: int = RINGBUF_SIZE
     backend: str = "bpf"
 
+    @property
+    def probes(self) -> List[Any]:
+        return list(self.compiled.probes) if self.compiled is not None else []
+
     def render(self) -> str:
-        out = [f"# BPF plan: {len(self.probes)} program(s), ring buffer {self.ringbuf_size >> 10} KiB"]
-        for pc in self.probes:
-            out.append(f"## {pc.name}: tracepoint {pc.group}:{pc.event} (perf event + PERF_EVENT_IOC_SET_BPF), "
-                       f"{len(pc.program)} insns, record {pc.record_size} bytes")
-            out.append(pc.program.listing().rstrip())
+        c = self.compiled
+        out = [f"# BPF plan: {len(c.probes)} program(s), ring buffer {self.ringbuf_size >> 10} KiB"]
+        for cp in c.probes:
+            out.append(f"## {cp.name}: {cp.ap.kind} {cp.ap.target}, {cp.prog_type} program, "
+                       f"{len(cp.program)} insns")
+            out.append(cp.program.listing().rstrip())
+        for spec in c.maps.values():
+            kind = "PERCPU_HASH" if spec.percpu else "HASH"
+            out.append(f"## map {spec.name}: {spec.agg}, {kind}, key {spec.key_size} B, value {spec.value_size} B")
         return "\n".join(out) + "\n"
 
 
@@ -50,31 +60,41 @@ class BpfBackend(Backend):
                     out.append(Refusal(f"{need} is not available: {f.reason}"))
         except (UndertowError, OSError) as e:
             out.append(Refusal(f"cannot probe BPF features: {e}"))
-        for i, probe in enumerate(program.probes):
-            for ap in probe.attach:
-                try:
-                    compile_tracepoint(probe, ap, 0, None)
-                except Unsupported as e:
-                    out.append(Refusal(e.message, e.span, list(e.hints), i))
+        try:
+            self._compile(program, None)
+        except Unsupported as e:
+            idx = next((i for i, p in enumerate(program.probes) if _contains(p, e.span)), None)
+            out.append(Refusal(e.message, e.span, list(e.hints), idx))
         return out
 
-    def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
+    def _compile(self, program: "Program", arch: Optional[str]) -> Any:
+        from ...kernel.arch import current_arch, get_arch
+        from .compiler import compile_program
+
         self_pid = program.setting("self_pid", os.getpid()) if program.setting("exclude_self", True) else None
-        codes: List[ProbeCode] = []
-        for i, probe in enumerate(program.probes):
-            for ap in probe.attach:
-                try:
-                    codes.append(compile_tracepoint(probe, ap, len(codes), self_pid,
-                                                    int(program.setting("strlen", 64) or 64)))
-                except Unsupported as e:
-                    if probe.source and e.span is not None:
-                        raise SourceError(e.message, source=probe.source, span=e.span, origin=probe.origin,
-                                          hints=e.hints) from None
-                    raise
-        return BpfPlan(probes=codes)
+        return compile_program(program, arch=get_arch(arch) if arch else current_arch(), self_pid=self_pid,
+                               pid=program.setting("pid"))
+
+    def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
+        try:
+            return BpfPlan(compiled=self._compile(program, arch))
+        except Unsupported as e:
+            probe = next((p for p in program.probes if _contains(p, e.span)), None)
+            if probe is not None and probe.source and e.span is not None:
+                raise SourceError(e.message, source=probe.source, span=e.span, origin=probe.origin,
+                                  hints=e.hints) from None
+            raise
 
     def attach(self, plan: Plan, kernel: "Kernel") -> Session:
-        from .session import BpfSession
+        from .runtime import ProgramSession
 
         assert isinstance(plan, BpfPlan)
-        return BpfSession.start(plan, kernel)
+        return ProgramSession.start(plan.compiled, kernel)
+
+
+def _contains(probe: Any, span: Any) -> bool:
+    if span is None:
+        return False
+    if probe.span is not None and probe.span.start <= span.start and span.end <= probe.span.end:
+        return True
+    return any(n.span is span for n in probe.exprs())

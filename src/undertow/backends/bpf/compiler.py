@@ -239,6 +239,7 @@ class ProbeGen:
         self.loops: List[Tuple[str, str]] = []
         self.n = 0
         self.group = ap.target.partition(":")[0] if ap.kind == "tracepoint" else ""
+        self.pname = probe.name or ap.target
 
     # -- small tools
     def label(self, what: str) -> str:
@@ -340,7 +341,7 @@ class ProbeGen:
         elif isinstance(act, ir.MapUpdate):
             self.map_update(act)
         elif isinstance(act, ir.Printf):
-            self.async_record(AsyncAction("printf", self.probe.name, act.fmt, span=act.span), act.args)
+            self.async_record(AsyncAction("printf", self.pname, act.fmt, span=act.span), act.args)
         elif isinstance(act, ir.If):
             yes, no, end = self.label("then"), self.label("else"), self.label("fi")
             self.cond(act.cond, yes, no)
@@ -368,9 +369,9 @@ class ProbeGen:
                     vals = [int(x.value) if isinstance(x, ir.Const) and isinstance(x.value, int) else 0
                             for x in act.args]
                     extra = {"top": vals[0] if vals else 0, "div": vals[1] if len(vals) > 1 else 1}
-                self.async_record(AsyncAction(act.op, self.probe.name, map=act.map, extra=extra, span=act.span), [])
+                self.async_record(AsyncAction(act.op, self.pname, map=act.map, extra=extra, span=act.span), [])
         elif isinstance(act, ir.PrintValue):
-            self.async_record(AsyncAction("value", self.probe.name, span=act.span), [act.value])
+            self.async_record(AsyncAction("value", self.pname, span=act.span), [act.value])
         elif isinstance(act, ir.Exit):
             self.exit_now(act)
         elif isinstance(act, ir.Return):
@@ -386,12 +387,40 @@ class ProbeGen:
         elif isinstance(act, ir.ExprStmt):
             self.expr_stmt(act)
         elif isinstance(act, ir.Emit):
-            fields = [f.expr for f in act.fields]
-            self.async_record(AsyncAction("emit", self.probe.name, extra={
+            if act.stack or act.ustack:
+                raise self.err("stacks on probe lines are shown by the ftrace backend (-s)", act)
+            fields = [self.emit_value(f) for f in act.fields]
+            self.async_record(AsyncAction("emit", self.pname, extra={
                 "names": [f.name for f in act.fields], "fmts": [f.fmt for f in act.fields]}, span=act.span),
                 fields)
         else:
             raise self.err(f"{type(act).__name__} is not supported by the BPF backend yet", act)
+
+    def emit_value(self, f: ir.EmitField) -> ir.Expr:
+        """A probe-line field: a ``char *`` shown as a string is read as one (user or kernel)."""
+        e = f.expr
+        t = e.type
+        if f.fmt in ("str", "ustr") and (isinstance(t, PtrTy) or (isinstance(t, IntTy) and t.size == 8)):
+            c = ir.Call("str", [e]).at(e.span)
+            # room for the longest literal the filter compares this field with (else it
+            # would print truncated while the filter, which reads further, matched)
+            size = max(int(self.program.setting("strlen", 64) or 64), self._literal_len(f.name))
+            c.type = StrTy(min(size, 256))
+            if f.fmt == "ustr" and not (isinstance(t, PtrTy) and t.space == "user"):
+                e.type = PtrTy(t.target if isinstance(t, PtrTy) else IntTy(1, True, "char", is_char=True), "user")
+            return c
+        return e
+
+    def _literal_len(self, name: str) -> int:
+        best = 0
+        if self.probe.filter is not None:
+            for n in self.probe.filter.walk():
+                if isinstance(n, ir.Binary) and n.op in ("==", "!="):
+                    for x, c in ((n.left, n.right), (n.right, n.left)):
+                        if isinstance(x, ir.Field) and x.name == name and isinstance(c, ir.Const) and \
+                                isinstance(c.value, str):
+                            best = max(best, len(c.value.encode()) + 1)
+        return best
 
     def expr_stmt(self, act: ir.ExprStmt) -> None:
         e = act.expr
@@ -403,10 +432,10 @@ class ProbeGen:
         n = e.name
         if n == "time":
             fmt = str(e.args[0].value) if e.args and isinstance(e.args[0], ir.Const) else "%H:%M:%S\n"
-            self.async_record(AsyncAction("time", self.probe.name, fmt, span=act.span), [])
+            self.async_record(AsyncAction("time", self.pname, fmt, span=act.span), [])
         elif n in ("cat", "system"):
             fmt = str(e.args[0].value) if e.args and isinstance(e.args[0], ir.Const) else ""
-            self.async_record(AsyncAction(n, self.probe.name, fmt, span=act.span), list(e.args[1:]))
+            self.async_record(AsyncAction(n, self.pname, fmt, span=act.span), list(e.args[1:]))
         elif n == "join":
             self.join(e, act)
         elif n == "signal":
@@ -435,7 +464,7 @@ class ProbeGen:
         a.st(I.DW, I.R0, 0, 1)
         a.label(skip)
         self.release(mark)
-        self.async_record(AsyncAction("exit", self.probe.name, span=act.span), [])
+        self.async_record(AsyncAction("exit", self.pname, span=act.span), [])
         a.ja("exit")
 
     def join(self, e: ir.Call, act: ir.Action) -> None:
@@ -444,7 +473,7 @@ class ProbeGen:
         n, size = 16, 64
         sep = str(e.args[1].value) if len(e.args) > 1 and isinstance(e.args[1], ir.Const) else " "
         slots = [(i * size, Slot("str", size)) for i in range(n)]
-        action = AsyncAction("join", self.probe.name, "", slots, extra={"sep": sep}, size=n * size, span=act.span)
+        action = AsyncAction("join", self.pname, "", slots, extra={"sep": sep}, size=n * size, span=act.span)
         mark = self.sp
         base = self.alloc(8)
         self.scalar(e.args[0])
@@ -832,6 +861,8 @@ class ProbeGen:
             self.mem_into(e.other, base, off, slot)
             a.label(end)
             return
+        if isinstance(e, ir.Field) and e.fmt_field is None and _field_alias(e) is not None:
+            return self.mem_into(_field_alias(e), base, off, slot)  # type: ignore[arg-type]
         if isinstance(e, ir.Field) and e.fmt_field is not None:
             ff = e.fmt_field
             if ff.dynamic == "data_loc":
@@ -1144,6 +1175,9 @@ class ProbeGen:
         a = self.a
         ff = e.fmt_field
         if ff is None:
+            alias = _field_alias(e)
+            if alias is not None:
+                return self.scalar(alias)
             raise self.err(f"{e.name} is not a tracepoint field here", e)
         if ff.dynamic or ff.array_len is not None or ff.size not in (1, 2, 4, 8):
             raise self.err(f"args.{ff.name} is not a number ({ff.type}); use str() or compare it as a string", e)
@@ -1264,7 +1298,12 @@ class ProbeGen:
         if isinstance(e, ir.Unary) and e.op == "!":
             self.cond(e.expr, no, yes)
             return
+        if isinstance(e, ir.Binary) and e.op == "~":
+            raise self.err("glob matches (~) run on the ftrace backend", e)
         if isinstance(e, ir.Binary) and e.op in _CMP:
+            left, right = _deref_strings(e.left, e.right, int(self.program.setting("strlen", 64) or 64))
+            if left is not e.left or right is not e.right:
+                e = ir.Binary(e.op, left, right).at(e.span)
             if _is_str(e.left.type) or _is_str(e.right.type):
                 if e.op == "==":
                     self.str_equal(e.left, e.right, yes, no)
@@ -1412,6 +1451,39 @@ class ProbeGen:
         if signed and size < 8:
             self.extend(size, True)
         self.release(mark)
+
+
+def _field_alias(e: ir.Field) -> Optional[ir.Expr]:
+    """What a probe-line filter name that is not an event field stands for."""
+    d = getattr(e, "defined", None)
+    if d is not None:
+        return d.expr
+    if e.name in ("comm", "COMM"):
+        b = ir.Builtin("comm").at(e.span)
+        b.type = StrTy(16)
+        return b
+    if e.name == "common_pid":
+        b = ir.Builtin("tid").at(e.span)
+        b.type = e.type
+        return b
+    if e.name in ("cpu", "CPU"):
+        b = ir.Builtin("cpu").at(e.span)
+        b.type = e.type
+        return b
+    return None
+
+
+def _deref_strings(left: ir.Expr, right: ir.Expr, strlen: int) -> Tuple[ir.Expr, ir.Expr]:
+    """``char *`` compared with a string literal compares the string it points to."""
+    def wrap(x: ir.Expr, lit: ir.Expr) -> ir.Expr:
+        t = x.type
+        if isinstance(lit, ir.Const) and isinstance(lit.value, str) and isinstance(t, PtrTy) and \
+                isinstance(t.target, IntTy) and t.target.size == 1:
+            c = ir.Call("str", [x]).at(x.span)
+            c.type = StrTy(strlen)
+            return c
+        return x
+    return wrap(left, right), wrap(right, left)
 
 
 def _uses_exit(program: ir.Program) -> bool:
