@@ -186,12 +186,14 @@ def test_interval_and_profile():
 
 
 def test_kstack_is_symbolized():
+    # not a syscall tracepoint: on 6.1 those hand BPF the user-mode registers, so the kernel
+    # stack is empty there (bpf_get_stackid -> -EFAULT), as bpftrace shows too
     r = Run("-c", f"{sys.executable} -c 'import os; os.getppid()'",
-            "-e", "tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @[kstack] = count(); }")
+            "-e", "tracepoint:sched:sched_process_exit /pid == cpid/ { @[kstack] = count(); }")
     out, err = r.finish()
     assert "@[\n" in out and "]: 1" in out, out + err
     frames = out.split("@[\n")[1].split("]:")[0].split("\n")
-    assert any("sys_getppid" in f or "do_syscall" in f for f in frames), out
+    assert any("do_exit" in f for f in frames), out
 
 
 def test_exit_ends_the_run_and_prints_maps():

@@ -171,6 +171,9 @@ class BtRenderer:
         return self._users[uid]
 
     def kstack(self, stack_id: int, indent: int = 8) -> str:
+        if stack_id < 0:
+            # bpf_get_stackid failed (e.g. -EFAULT: a syscall tracepoint on 6.1 gets user regs)
+            return "\n" + " " * indent + f"[no stack: {_errno(-stack_id)}]\n"
         addrs = self.session.stack(stack_id) if self.session is not None else []
         return "\n" + "".join(" " * indent + self.ksym(a, offset=True) + "\n" for a in addrs)
 
@@ -310,6 +313,12 @@ class BtRenderer:
         else:
             data = jv(entries[0][1]) if entries else None
         return json.dumps({"type": kind, "data": {spec.name: data}}, ensure_ascii=False) + "\n"
+
+
+def _errno(n: int) -> str:
+    import errno
+
+    return errno.errorcode.get(n, str(n))
 
 
 def _sort_key(v: Any) -> Any:
