@@ -233,3 +233,14 @@ def test_execsnoop_tool_runs():
         shutil.rmtree(d)
     line = [l for l in out.splitlines() if str(marker) in l]
     assert line and "arg-one" in line[0], out + err
+
+
+def test_tp_btf_typed_arguments():
+    """tp_btf (undertow's addition to the language): raw tracepoint args typed from BTF."""
+    f = Kernel().features().get("bpf_tp_btf")
+    if f is None or not f.available:
+        pytest.skip(f"no tp_btf here: {getattr(f, 'reason', 'unknown')}")
+    r = Run("-c", "/bin/true", "-e", 'tp_btf:sched_process_exec /args.p->pid == cpid/ '
+            '{ printf("%s|%s|%d\\n", args.p->comm, str(args.bprm->filename), args.old_pid == cpid); }')
+    out, err = r.finish()
+    assert "true|/bin/true|1" in out, out + err

@@ -426,7 +426,7 @@ class ExprStmt(Action):
 # --------------------------------------------------------------------------- probes and programs
 
 PROBE_KINDS = (
-    "kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "fentry", "fexit",
+    "kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "tp_btf", "fentry", "fexit",
     "uprobe", "uretprobe", "usdt", "profile", "interval", "software", "hardware",
     "begin", "end",
 )

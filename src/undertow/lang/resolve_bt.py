@@ -49,7 +49,7 @@ _BUILTIN_TYPES: Dict[str, Ty] = {
     "ctx": U64,
 }
 
-_TYPE_PREFIX = {"tracepoint": "tracepoint", "raw_tracepoint": "rawtracepoint", "kprobe": "kprobe",
+_TYPE_PREFIX = {"tracepoint": "tracepoint", "raw_tracepoint": "rawtracepoint", "tp_btf": "tp_btf", "kprobe": "kprobe",
                 "kretprobe": "kretprobe", "fentry": "kfunc", "fexit": "kretfunc", "uprobe": "uprobe",
                 "uretprobe": "uretprobe", "usdt": "usdt", "profile": "profile", "interval": "interval",
                 "software": "software", "hardware": "hardware"}
@@ -181,6 +181,8 @@ class BtResolver(_Resolver):
             ap.nargs = len(self.sig.params)  # type: ignore[attr-defined]  # fexit: retval follows the args
         elif ap.kind == "tracepoint":
             self._tracepoint(probe, ap)
+        elif ap.kind == "tp_btf":
+            self.sig = self._tp_btf_sig(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self._uprobe_bt(ap)
         elif ap.kind in ("usdt", "hardware"):
@@ -192,6 +194,33 @@ class BtResolver(_Resolver):
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
         return probe
+
+    def _tp_btf_sig(self, ap: ir.AttachPoint) -> FuncSig:
+        """The typed arguments of raw tracepoint ``ap.target``: BTF's ``btf_trace_<name>``
+        typedef is a pointer to ``void (*)(void *__data, ARGS...)`` (include/trace/bpf_probe.h)."""
+        t = self.types
+        primary = getattr(t, "primary", None)
+        btf = getattr(primary, "btf", None)
+        proto = None
+        if btf is not None:
+            try:
+                td = btf.find("btf_trace_" + ap.target, "typedef")
+                target = btf.strip(td)
+                proto = btf.strip(target.target) if getattr(target, "target", None) is not None else None
+            except (LookupError, UndertowError, AttributeError):
+                proto = None
+        if proto is None or not hasattr(proto, "params"):
+            raise self.err(ResolveError, f"BTF has no typed raw tracepoint {ap.target}", ap.span,
+                           "list raw tracepoints with: undertow list 'rawtracepoint:*'",
+                           f"use rawtracepoint:{ap.target} (untyped arg0, arg1, ...)")
+        params = [(pn or f"arg{i}", primary.to_ty(pt)) for i, (pn, pt) in enumerate(proto.params)][1:]
+        # the typedef's prototype has no parameter names; the __bpf_trace_<name> function
+        # the kernel generates for the same tracepoint has them
+        named = t.func("__bpf_trace_" + ap.target)
+        if named is not None and len(named.params) == len(params) + 1:
+            params = [(n, ty) for (n, _t), (_n, ty) in zip(named.params[1:], params)]
+        ap.nargs = len(params)  # type: ignore[attr-defined]
+        return FuncSig(ap.target, params, VoidTy())
 
     def _uprobe_bt(self, ap: ir.AttachPoint) -> None:
         """``uprobe:PATH:SYMBOL`` or ``uprobe:PATH:0xADDRESS`` (a virtual address in the file)."""
@@ -344,7 +373,7 @@ class BtResolver(_Resolver):
         assert ap is not None
         if e.index is None:
             return super()._e_Arg(e)
-        if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt"):
+        if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt", "tp_btf"):
             e.type = U64
             return None
         if ap.kind in ("kretprobe", "uretprobe"):
@@ -374,7 +403,7 @@ class BtResolver(_Resolver):
                 except LookupError:
                     pass
             return out
-        if ap.kind in ("fentry", "fexit") and self.sig is not None:
+        if ap.kind in ("fentry", "fexit", "tp_btf") and self.sig is not None:
             names = [n for n, _ in self.sig.params]
             if e.name == "ret" and ap.kind == "fexit":
                 return self.expr(ir.Retval().at(e.span))

@@ -53,6 +53,7 @@ PROG_TYPES = {
     "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "profile": "PERF_EVENT",
     "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT",
     "begin": "RAW_TRACEPOINT", "end": "RAW_TRACEPOINT", "fentry": "TRACING", "fexit": "TRACING",
+    "tp_btf": "TRACING",
 }
 
 

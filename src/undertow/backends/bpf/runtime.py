@@ -154,9 +154,13 @@ class ProgramSession(Session):
         try:
             return self._load(cp, cp.program.relocate(self.relocs)), cp
         except (BPFError, SourceError) as e:
-            if cp.ap.kind not in ("fentry", "fexit"):
+            if cp.ap.kind not in ("fentry", "fexit", "tp_btf"):
                 raise
             why = getattr(e, "message", str(e))
+            if cp.ap.kind == "tp_btf":  # same arguments, untyped: a raw tracepoint carries them
+                alt = self.c.regenerate(cp, "raw_tracepoint")
+                alt.note = f"tp_btf refused ({why}); attached as a raw tracepoint"
+                return self._load(alt, alt.program.relocate(self.relocs)), alt
             kind = "kprobe" if cp.ap.kind == "fentry" else "kretprobe"
             if sc.pmu_type("kprobe") is None and not os.path.exists(self._kprobe_events()):
                 raise AttachError(f"{cp.name}: the kernel refused {cp.ap.kind} ({why}) and has no kprobes to "
@@ -187,6 +191,9 @@ class ProgramSession(Session):
 
     def _tracing_target(self, cp: CompiledProbe) -> Dict[str, Any]:
         btf = self.kernel.btf()
+        if cp.ap.kind == "tp_btf":
+            tid = btf.find_id("btf_trace_" + cp.ap.target, "typedef")
+            return {"expected_attach_type": int(sc.AttachType.TRACE_RAW_TP), "attach_btf_id": tid}
         fid = btf.find_id(cp.ap.target, "func")
         eat = sc.AttachType.TRACE_FENTRY if cp.ap.kind == "fentry" else sc.AttachType.TRACE_FEXIT
         return {"expected_attach_type": int(eat), "attach_btf_id": fid}
@@ -201,7 +208,7 @@ class ProgramSession(Session):
                 self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
             elif kind == "raw_tracepoint":
                 self._link(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
-            elif kind in ("fentry", "fexit"):
+            elif kind in ("fentry", "fexit", "tp_btf"):
                 self._link(sc.raw_tracepoint_open(None, prog))
             elif kind in ("kprobe", "kretprobe"):
                 pmu = sc.pmu_type("kprobe")

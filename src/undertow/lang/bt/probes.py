@@ -37,6 +37,7 @@ __all__ = ["PROBE_TYPES", "ALIASES", "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "pars
 PROBE_TYPES: Dict[str, str] = {
     "BEGIN": "begin", "END": "end",
     "tracepoint": "tracepoint", "rawtracepoint": "raw_tracepoint",
+    "tp_btf": "tp_btf",  # undertow's addition: a raw tracepoint with BTF-typed args
     "kprobe": "kprobe", "kretprobe": "kretprobe",
     "kfunc": "fentry", "kretfunc": "fexit", "fentry": "fentry", "fexit": "fexit",
     "uprobe": "uprobe", "uretprobe": "uretprobe", "usdt": "usdt",
@@ -150,7 +151,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
             if not _NAME.match(f):
                 raise c.err(f"bad tracepoint name '{f}'", off, off + len(f))
         ap.target = f"{rest[0][0]}:{rest[1][0]}"
-    elif kind == "raw_tracepoint":
+    elif kind in ("raw_tracepoint", "tp_btf"):
         need(1, "EVENT")
         too_many(2, "[MODULE:]EVENT")
         ap.target = rest[-1][0]
