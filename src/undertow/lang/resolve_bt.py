@@ -500,13 +500,29 @@ class BtResolver(_Resolver):
             e.type = a
         return e
 
+    def _e_Deref(self, e: ir.Deref) -> ir.Expr:
+        """``*expr``; bpftrace also dereferences a 64-bit integer (``*kaddr("avenrun")``) as a u64."""
+        e.expr = self.expr(e.expr)
+        t = e.expr.type
+        if isinstance(t, IntTy) and t.size == 8:
+            c = ir.Cast("u64 *", e.expr).at(e.expr.span)
+            c.type = PtrTy(U64, "user" if self.ap is not None and self.ap.kind in ("uprobe", "uretprobe")
+                           else "kernel")
+            e.expr = c
+            e.type = U64
+            return e
+        return super()._e_Deref(e)
+
     def _e_Cast(self, e: ir.Cast) -> ir.Expr:
         e.expr = self.expr(e.expr)
         span = getattr(e, "type_span", None) or e.span
         t = self._parse_type(e.type_text, span)
         if isinstance(t, RecordTy):
             raise self.err(TypeCheckError, f"cannot cast to a whole {t}", span, f"cast to a pointer: ({t} *)")
-        if isinstance(t, PtrTy) and self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt"):
+        src = e.expr.type
+        user_src = isinstance(src, PtrTy) and src.space == "user"
+        if isinstance(t, PtrTy) and (user_src or self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt")):
+            # a cast keeps the address space: (struct sockaddr_in *)args.uservaddr is user memory
             t = PtrTy(t.target, "user")
         e.type = t
         return e
@@ -531,9 +547,10 @@ class BtResolver(_Resolver):
                 size = src.size
             e.type = StrTy(size)
         elif n == "buf":
-            size = 64
+            # a computed length reads at most "bufsize" bytes (default 64, like strings)
+            size = int(self.program.setting("bufsize", 64) or 64)
             if len(args) == 2 and isinstance(args[1], ir.Const) and isinstance(args[1].value, int):
-                size = max(1, min(int(args[1].value), 512))
+                size = max(1, min(int(args[1].value), 4096))
             elif isinstance(args[0].type, ArrayTy):
                 size = args[0].type.size
             e.type = BufTy(size)

@@ -222,8 +222,59 @@ class BtRenderer:
         return self.show(v, slot.kind)
 
     # -- records
+    def _fast_printf(self, act: Any) -> Any:
+        """A formatter for one printf action: a Python %-format and per-argument readers of
+        the raw payload, built once (the storm path formats ~500k records/s)."""
+        cache = self.__dict__.setdefault("_fast", {})
+        hit = cache.get(id(act))
+        if hit is not None:
+            return hit
+        parts: List[str] = []
+        readers: List[Callable[[bytes], Any]] = []
+        pos = 0
+        i = 0
+        ok = True
+        for m in _SPEC.finditer(act.fmt):
+            parts.append(act.fmt[pos:m.start()].replace("%", "%%"))
+            pos = m.end()
+            if m.group(0) == "%%":
+                parts.append("%%")
+                continue
+            if i >= len(act.args):
+                ok = False
+                break
+            off, slot = act.args[i]
+            i += 1
+            conv = m.group("conv")
+            spec = (m.group("flags") or "") + (m.group("width") or "") + \
+                (("." + m.group("prec")) if m.group("prec") is not None else "")
+            if slot.kind == "str" and conv == "s":
+                end = off + slot.size
+                readers.append(lambda b, o=off, e=end: escape(b[o:e].split(b"\0", 1)[0].decode(
+                    "utf-8", "surrogateescape")))
+                parts.append("%" + spec + "s")
+            elif slot.kind == "int" and conv in "diuxXo":
+                signed = slot.signed and conv in "di"
+                mask = conv not in "di"
+                readers.append(lambda b, o=off, sg=signed, mk=mask: (
+                    int.from_bytes(b[o:o + 8], "little", signed=sg) & ((1 << 64) - 1) if mk
+                    else int.from_bytes(b[o:o + 8], "little", signed=sg)))
+                parts.append("%" + spec + ("d" if conv in "diu" else conv))
+            else:
+                ok = False
+                break
+        parts.append(act.fmt[pos:].replace("%", "%%"))
+        hit = ("".join(parts), readers) if ok and i == len(act.args) else None
+        cache[id(act)] = hit
+        return hit
+
     def printed(self, rec: Any) -> str:
         act = rec.action
+        if act.kind == "printf" and not self.json and rec.raw:
+            fast = self._fast_printf(act)
+            if fast is not None:
+                raw = rec.raw
+                return fast[0] % tuple(r(raw) for r in fast[1])
         kinds = [s.kind for _o, s in act.args]
         if act.kind == "printf":
             text = format_printf(act.fmt, rec.values, kinds, self.show)

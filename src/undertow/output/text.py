@@ -18,6 +18,8 @@ _ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 def escape(text: Any) -> str:
     """``text`` made safe for a terminal (str, or bytes shown with ``\\xNN`` escapes)."""
+    if isinstance(text, str) and text.isprintable() and "\\" not in text:
+        return text  # the common case, checked in C: nothing to escape
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", "surrogateescape")
     elif not isinstance(text, str):

@@ -956,6 +956,26 @@ class ProbeGen:
             if isinstance(src.type, ArrayTy) and isinstance(src, (ir.Field, ir.Member, ir.Index)):
                 self.mem_into(src, base, off + 8, Slot("bytes", size))
                 return True
+            if len(e.args) > 1 and not isinstance(e.args[1], ir.Const):
+                # buf(p, n) with n computed: read min(n, size) bytes, record that length
+                mark = self.sp
+                t = self.alloc(8)
+                self.scalar(src)
+                a.stx(I.DW, I.FP, t, I.R0)
+                self.scalar(e.args[1])
+                lim, done = self.label("bufn"), self.label("bufz")
+                a.jsle(I.R0, size, lim)
+                a.mov64(I.R0, size)
+                a.label(lim)
+                a.jsle(I.R0, 0, done)
+                a.stx(I.DW, base, off, I.R0)
+                a.mov64(I.R2, Reg(I.R0))
+                a.ldx(I.DW, I.R3, I.FP, t)
+                self.dst_ptr(I.R1, base, off + 8)
+                a.call(self.read_helper(self.space_of(src)))
+                a.label(done)
+                self.release(mark)
+                return True
             self.scalar(src)
             a.mov64(I.R3, Reg(I.R0))
             self.dst_ptr(I.R1, base, off + 8)

@@ -54,12 +54,29 @@ class AttachError(UndertowError):
 
 
 class Printed:
-    """Text a program printed (printf, time, cat, join, print of a value)."""
+    """Text a program printed (printf, time, cat, join, print of a value).
 
-    __slots__ = ("text", "action", "values")
+    ``raw`` is the record's payload; ``values`` decodes it (on first use: the printf fast
+    path in output/bt.py formats straight from ``raw``).
+    """
 
-    def __init__(self, text: str, action: AsyncAction, values: Optional[List[Any]] = None) -> None:
-        self.text, self.action, self.values = text, action, values or []
+    __slots__ = ("text", "action", "raw", "_values", "ts", "pid", "tid", "cpu", "_comm")
+
+    def __init__(self, text: str, action: AsyncAction, values: Optional[List[Any]] = None,
+                 raw: bytes = b"", hdr: Tuple[int, int, int, bytes, int] = (0, 0, 0, b"", 0)) -> None:
+        self.text, self.action, self.raw, self._values = text, action, raw, values
+        self.ts, self.pid, self.tid, self._comm, self.cpu = hdr
+
+    @property
+    def comm(self) -> str:
+        """The task's name when the record was made (decoded on use)."""
+        return self._comm.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+
+    @property
+    def values(self) -> List[Any]:
+        if self._values is None:
+            self._values = [decode(s, self.raw[o:o + s.size]) for o, s in self.action.args]
+        return self._values
 
 
 class MapPrint:
@@ -102,8 +119,9 @@ class ProgramSession(Session):
         self._attach_fds: set = set()
 
     @classmethod
-    def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None) -> "ProgramSession":
-        s = cls(compiled, kernel, renderer)
+    def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
+              ringbuf_size: int = RINGBUF_SIZE) -> "ProgramSession":
+        s = cls(compiled, kernel, renderer, ringbuf_size)
         atexit.register(s.close)
         try:
             s._setup()
@@ -284,8 +302,12 @@ class ProgramSession(Session):
             return
         act = self.c.actions[idx]
         payload = bytes(view[HDR_SIZE:HDR_SIZE + act.size])
-        values = [decode(s, payload[o:o + s.size]) for o, s in act.args]
         k = act.kind
+        if k == "printf":  # the hot path: no decoding here
+            self.stats.count_event(act.probe)
+            out.append(Printed("", act, None, payload, (ts, tgid, tid, comm_b, cpu)))
+            return
+        values = [decode(s, payload[o:o + s.size]) for o, s in act.args]
         comm = comm_b.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
         self.stats.count_event(act.probe)
         if k == "emit":
@@ -303,7 +325,7 @@ class ProgramSession(Session):
         elif k == "exit":
             out.append(ExitRequest())
         else:
-            out.append(Printed("", act, values))
+            out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
     def _check_lost(self, out: List[Any]) -> None:
         for slot, reason in ((LOST_RINGBUF, "ringbuf_full"), (LOST_MAP_FULL, "map_full"),
