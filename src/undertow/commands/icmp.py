@@ -1,0 +1,53 @@
+"""``undertow icmp``: ICMP/ICMPv6 sent and received, with the process, and tunnel indicators."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Dict
+
+
+def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ..tools.bpftool import add_options
+
+    p = sub.add_parser(
+        "icmp", parents=[common],
+        help="ICMP/ICMPv6 sent and received by processes (ping and raw sockets), tunnel indicators",
+        description="ICMP and ICMPv6 messages processes send and receive through ping sockets and raw "
+                    "sockets, with type/code/id/seq, payload size and the process; echo payloads that do "
+                    "not look like a ping are flagged (size, entropy, text: an ICMP tunnel). The ICMP "
+                    "errors the kernel itself sends (port unreachable...) are shown as 'kernel'. Hooks: "
+                    "syscall tracepoints with a BPF program reading the buffers, and icmp:icmp_send. "
+                    "See docs/tools/icmp.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="fields (--json): ts pid tid comm direction family socket type type_name code id seq size "
+               "peer indicators error fd ppid uid argv cwd exe cgroup container parents gone\n"
+               "examples:\n  undertow icmp\n  undertow icmp --json --duration 60\n"
+               "  undertow icmp --summary",
+    )
+    add_options(p, "messages")
+    p.set_defaults(func=run)
+    return p
+
+
+def _line(d: Dict[str, Any]) -> str:
+    from ..output.text import escape
+
+    flag = (" ! " + d["indicators"][0]) if d.get("indicators") else ""
+    idseq = f"id={d['id']} seq={d['seq']}" if d.get("id") is not None else f"code={d['code']}"
+    who = f"{d['pid']:>7} {escape(d['comm'] or '')[:16]:<16}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
+    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<6} {d.get('peer') or '-':<15} "
+            f"{d['type_name']:<16} {idseq} {d['size']}B{flag}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tools.bpftool import print_summary, run_tool
+    from ..tools.icmp import PROGRAM, parse_record
+
+    header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DIR':<6} {'PEER':<15} {'TYPE':<16} DETAILS"
+    shown = run_tool(args, "icmp", PROGRAM, parse_record, header, _line, settings={"bufsize": 512},
+                     hooks="syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,recvfrom,recvmsg} "
+                           "(BPF reading the buffers), icmp:icmp_send (the kernel's own errors)")
+    if args.summary:
+        print_summary(shown, args.json, "PEERS", "peer")
+    return 0
