@@ -1058,6 +1058,10 @@ class ProbeGen:
                 a.and64(I.R0, (1 << e.bit_size) - 1) if e.bit_size < 32 else a.mov32(I.R0, Reg(I.R0))
             return
         if isinstance(e, ir.Cast):
+            if isinstance(e.expr.type, ArrayTy):
+                # (u32 *)args.saddr: an array decays to its address (in the record, or in memory)
+                self.addr(e.expr)
+                return
             self.scalar(e.expr)
             if isinstance(t, IntTy) and t.size < 8:
                 self.extend(t.size, t.signed)
@@ -1432,8 +1436,12 @@ class ProbeGen:
             self.scalar(e.expr)
             return self.space_of(e.expr)
         if isinstance(e, ir.Cast):
-            self.scalar(e.expr)
+            self.scalar(e)
             return self.space_of(e)
+        if isinstance(e, ir.Field) and e.fmt_field is not None and not e.fmt_field.dynamic:
+            a.mov64(I.R0, Reg(I.R6))  # a field of the tracepoint record: ctx + offset
+            a.add64(I.R0, e.fmt_field.offset)
+            return "kernel"
         raise self.err(f"cannot take the address of {type(e).__name__.lower()}", e)
 
     def space_of(self, e: ir.Expr) -> str:

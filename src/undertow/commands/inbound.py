@@ -1,0 +1,112 @@
+"""``undertow inbound``: inbound connection attempts — completed, accepted, refused, dropped."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Dict, List, Optional
+
+
+def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ..tools.bpftool import add_options
+
+    p = sub.add_parser(
+        "inbound", parents=[common],
+        help="who connects in: handshakes, accepts, refused SYNs, drops with the kernel's reason",
+        description="Every inbound attempt on this host: a TCP handshake completed (and whether the "
+                    "application accepted it, with the process), a SYN refused because nothing listens "
+                    "(the kernel sends a RST), a packet dropped with the kernel's drop reason (full accept "
+                    "queue, firewall...), a UDP datagram to a closed port. No network sensor, no kprobes: "
+                    "tracepoints sock:inet_sock_set_state and skb:kfree_skb, and accept() returns, with BPF "
+                    "reading the packet headers. See docs/tools/inbound.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="fields (--json): ts outcome proto family saddr sport daddr dport reason syn sock fd pid comm "
+               "listener_pid listener_comm (+ ppid uid argv cwd exe cgroup container parents for accepted)\n"
+               "outcomes: handshake accepted refused dropped udp-closed\n"
+               "examples:\n  undertow inbound\n  undertow inbound --port 22 --port 443 --json\n"
+               "  undertow inbound --duration 600 --summary",
+    )
+    add_options(p, "events")
+    p.add_argument("--port", type=int, action="append", default=[], help="only this local port (repeatable)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..kernel import Kernel
+    from ..output.text import escape
+    from ..tools.bpftool import print_summary, run_tool
+    from ..tools.inbound import PROGRAM, Listeners, drop_reasons, parse_record
+
+    reasons = drop_reasons(Kernel())
+    listeners = Listeners()
+    missed: Dict[Any, float] = {}
+    ports = set(args.port)
+    # the tool's --pid/--comm filter the accepting process; attempts have no process
+    want_pid, args.pid = args.pid, None
+
+    def parse(rec: Any) -> Optional[Dict[str, Any]]:
+        d = parse_record(rec, reasons)
+        if d is None or (ports and d.get("dport") not in ports):
+            return None
+        if want_pid is not None and d.get("pid") not in (None, want_pid):
+            return None
+        who = listeners.lookup(d["proto"], d["dport"])
+        key = (d["proto"], d["dport"])
+        if who is None and d["outcome"] in ("handshake", "accepted", "dropped") and \
+                time.monotonic() - missed.get(key, 0.0) > 1.0:
+            # a listener that appeared after start: rescan /proc (at most once a second per port)
+            listeners.refresh()
+            missed[key] = time.monotonic()
+            who = listeners.lookup(d["proto"], d["dport"])
+        d["listener_pid"], d["listener_comm"] = who if who else (None, None)
+        d.setdefault("pid", None)
+        d.setdefault("comm", None)
+        return d
+
+    def line(d: Dict[str, Any]) -> str:
+        lst = f"{d['listener_comm']}[{d['listener_pid']}]" if d.get("listener_pid") else "-"
+        extra = f"by {escape(d['comm'])}[{d['pid']}]" if d["outcome"] == "accepted" else (d.get("reason") or "")
+        src = f"{d['saddr']}:{d['sport']}"
+        return (f"{time.strftime('%H:%M:%S')} {d['outcome']:<10} {d['proto']:<3} {src[:28]:<28} "
+                f"{d['dport']:>5} {escape(lst)[:20]:<20} {extra}")
+
+    header = f"{'TIME':<8} {'OUTCOME':<10} {'P':<3} {'FROM':<28} {'PORT':>5} {'LISTENER':<20} DETAILS"
+    shown = run_tool(args, "inbound", PROGRAM, parse, header, line,
+                     hooks="sock:inet_sock_set_state (SYN_RECV->ESTABLISHED), accept()/accept4() returns "
+                           "(the socket behind the fd), skb:kfree_skb (drop reasons from BTF)")
+    if args.summary:
+        _summary(shown, args.json)
+    return 0
+
+
+def _summary(shown: List[Dict[str, Any]], as_json: bool) -> None:
+    """Sources ranked by attempts; handshakes never accepted are counted apart."""
+    import json
+    import sys
+
+    accepted = {d.get("sock") for d in shown if d["outcome"] == "accepted"}
+    rows: Dict[Any, Dict[str, Any]] = {}
+    for d in shown:
+        if d["outcome"] == "accepted":
+            continue
+        k = d.get("saddr")
+        r = rows.setdefault(k, {"count": 0, "first": d["ts"], "last": d["ts"], "ports": set(), "outcomes": {}})
+        r["count"] += 1
+        r["last"] = d["ts"]
+        r["ports"].add(d["dport"])
+        o = d["outcome"]
+        if o == "handshake" and d.get("sock") not in accepted:
+            o = "not-accepted"
+        r["outcomes"][o] = r["outcomes"].get(o, 0) + 1
+    ranked = sorted(rows.items(), key=lambda kv: -kv[1]["count"])
+    if as_json:
+        sys.stdout.write(json.dumps({"summary": [
+            {"saddr": k, "count": v["count"], "first_ts": v["first"], "last_ts": v["last"],
+             "ports": sorted(v["ports"]), "outcomes": v["outcomes"]} for k, v in ranked]}) + "\n")
+        return
+    sys.stderr.write(f"\n{'COUNT':>7} {'FROM':<40} {'PORTS':<20} OUTCOMES\n")
+    for k, v in ranked[:40]:
+        ports = ",".join(str(p) for p in sorted(v["ports"])[:6])
+        outs = ", ".join(f"{o} {n}" for o, n in sorted(v["outcomes"].items()))
+        sys.stderr.write(f"{v['count']:>7} {str(k)[:40]:<40} {ports[:20]:<20} {outs}\n")
