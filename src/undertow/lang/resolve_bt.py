@@ -172,6 +172,7 @@ class BtResolver(_Resolver):
         if ap.kind in ("kprobe", "kretprobe"):
             if self.strict:
                 check_kprobes(self.kernel, probe, ap)
+                self._kernel_function_exists(ap)
             self.sig = self.types.func(ap.target)
         elif ap.kind in ("fentry", "fexit"):
             self.sig = self.types.func(ap.target)
@@ -194,6 +195,24 @@ class BtResolver(_Resolver):
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
         return probe
+
+    def _kernel_function_exists(self, ap: ir.AttachPoint) -> None:
+        """A kprobe on a function the kernel does not have (renamed, inlined, in a module not
+        loaded: swap_readpage became swap_read_folio in 6.x) fails here, not at attach time."""
+        try:
+            ks = self.kernel.kallsyms()
+            if not ks.text or ks.lookup(ap.target) is not None:
+                return
+        except (UndertowError, OSError, AttributeError):
+            return
+        close = sorted({sym.name for sym in ks.match("*" + ap.target.strip("_")[:12] + "*") if sym.is_text})
+        p = self.probe_
+        assert p is not None
+        hints = [did_you_mean(ap.target, close[:2000]),
+                 "renamed, inlined, or in a module that is not loaded (see /proc/kallsyms)"]
+        raise AttachUnavailableError("kernel function", f"no kernel function {ap.target} on this kernel",
+                                     source=p.source, span=ap.span or p.span, origin=p.origin,
+                                     hints=[h for h in hints if h])
 
     def _tp_btf_sig(self, ap: ir.AttachPoint) -> FuncSig:
         """The typed arguments of raw tracepoint ``ap.target``: BTF's ``btf_trace_<name>``
