@@ -1,0 +1,58 @@
+"""`undertow connect`: a connect to a listener (established, with latency) and to a closed port
+(refused), both on 127.0.0.1, from a child process whose pid is checked."""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2))")
+
+CHILD = r'''
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5)
+except ConnectionRefusedError:
+    pass
+'''
+
+
+def test_connect_outcomes_with_process():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed = probe.getsockname()[1]
+    probe.close()
+    tool = subprocess.Popen([sys.executable, "-m", "undertow", "connect", "--json", "--duration", "120",
+                             "--summary"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # ready once a probe connect of the test is reported
+            socket.create_connection(("127.0.0.1", port)).close()
+            if select.select([tool.stdout], [], [], 0.3)[0]:
+                break
+        child = subprocess.run([sys.executable, "-c", CHILD, str(port), str(closed)], timeout=60)
+        assert child.returncode == 0
+        time.sleep(1.0)
+    finally:
+        tool.send_signal(2)
+        out, err = tool.communicate(timeout=120)
+        srv.close()
+    evs = [json.loads(l) for l in out.splitlines() if l.startswith("{") and '"summary"' not in l]
+    kids = [e for e in evs if e["comm"].startswith("python") and e["pid"] != os.getpid()]
+    ok = [e for e in kids if e["dport"] == port and e["outcome"] == "established"]
+    ref = [e for e in kids if e["dport"] == closed and e["outcome"] == "refused"]
+    assert ok and ref, (out, err)
+    assert ok[0]["daddr"] == "127.0.0.1" and ok[0]["latency_ms"] >= 0 and ref[0]["error"] == "ECONNREFUSED"
+    assert ok[0]["pid"] == ref[0]["pid"] and "ppid" in ok[0]
+    assert any(e["pid"] == os.getpid() and e["outcome"] == "established" for e in evs)
+    assert any('"summary"' in l for l in out.splitlines())
