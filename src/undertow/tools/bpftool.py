@@ -85,7 +85,10 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 if args.cgroup and (info is None or info.cgroup is None or args.cgroup not in info.cgroup):
                     continue
                 if info is not None:
-                    d.update(info.to_dict())
+                    # what the kernel said at the event wins over /proc read a little later
+                    for k, v in info.to_dict().items():
+                        if d.get(k) is None:
+                            d[k] = v
                 shown.append(d)
                 out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d)[:100] + "\n")
                 if args.count and len(shown) >= args.count:
