@@ -33,7 +33,7 @@ def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
 
 def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[[Any], Optional[Dict[str, Any]]],
              header: str, line: Callable[[Dict[str, Any]], str], settings: Optional[Dict[str, Any]] = None,
-             hooks: str = "") -> List[Dict[str, Any]]:
+             hooks: str = "", on_start: Optional[Callable[[Any], None]] = None) -> List[Dict[str, Any]]:
     """Run the tool until Ctrl-C/--duration/--count; returns the events it showed."""
     from ..backends.bpf.compiler import compile_program
     from ..backends.bpf.runtime import Printed, ProgramSession
@@ -59,6 +59,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     shown: List[Dict[str, Any]] = []
     session = ProgramSession.start(compiled, kernel)
     try:
+        if on_start is not None:
+            on_start(session)  # e.g. seed a map with state that existed before the tool
         if not args.json:
             out.write(header + "\n")
             out.flush()
