@@ -1,0 +1,55 @@
+"""``undertow arp``: ARP requests and replies, with the responsible process, spoofing flags."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Dict
+
+
+def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ..tools.bpftool import add_options
+
+    p = sub.add_parser(
+        "arp", parents=[common],
+        help="ARP requests and replies, with the process behind AF_PACKET senders; gratuitous ARP and "
+             "MAC changes flagged",
+        description="Every ARP frame sent or received: requests and replies with MAC and IP addresses, the "
+                    "process when one sent it through an AF_PACKET socket (arpspoof, scapy, arping), the "
+                    "kernel's own ARP marked as such; gratuitous ARP and a MAC change for a known IP are "
+                    "flagged. Hooks: net:net_dev_queue and net:netif_receive_skb with BPF reading the frame "
+                    "(no kprobes, no packet capture). See docs/tools/arp.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="fields (--json): ts direction interface op sender_mac sender_ip target_mac target_ip gratuitous "
+               "mac_changed_from origin pid comm error (+ process details for origin=process)\n"
+               "examples:\n  undertow arp\n  undertow arp --json --duration 600 --summary",
+    )
+    add_options(p, "frames")
+    p.set_defaults(func=run)
+    return p
+
+
+def _line(d: Dict[str, Any]) -> str:
+    from ..output.text import escape
+
+    who = f"{d['pid']:>7} {escape(d['comm'])[:14]:<14}" if d.get("pid") else f"{'-':>7} {'(' + d['origin'] + ')':<14}"
+    flags = []
+    if d["gratuitous"]:
+        flags.append("GRATUITOUS")
+    if d["mac_changed_from"]:
+        flags.append(f"MAC CHANGED from {d['mac_changed_from']}")
+    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<3} {escape(d['interface'])[:8]:<8} "
+            f"{d['op']:<7} {d['sender_ip']}={d['sender_mac']} -> {d['target_ip']} {' '.join(flags)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tools.arp import PROGRAM, Parser
+    from ..tools.bpftool import print_summary, run_tool
+
+    header = f"{'TIME':<8} {'PID':>7} {'WHO':<14} {'DIR':<3} {'IFACE':<8} {'OP':<7} SENDER -> TARGET"
+    shown = run_tool(args, "arp", PROGRAM, Parser(), header, _line,
+                     hooks="net:net_dev_queue, net:netif_receive_skb (BPF reads the frame); AF_PACKET "
+                           "sockets and their sends tracked through syscall tracepoints")
+    if args.summary:
+        print_summary(shown, args.json, "TARGETS", "target_ip")
+    return 0

@@ -1,0 +1,87 @@
+"""`undertow arp` across a veth pair between two network namespaces the test creates (and
+removes, also on failure): the kernel's ARP request and reply when ns A sends UDP to ns B,
+then a gratuitous ARP and a spoofed one (B's IP, another MAC) sent by a process through an
+AF_PACKET socket in ns A. No traffic leaves the namespaces."""
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+IP = shutil.which("ip")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2), netns)"),
+              pytest.mark.skipif(IP is None, reason="needs iproute2's ip to make the namespaces")]
+
+SEND = r'''
+import socket, struct, sys
+ifname, sender_ip, target_ip, mac = sys.argv[1:5]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+m = bytes.fromhex(mac.replace(":", ""))
+ip = lambda a: socket.inet_aton(a)
+frame = b"\xff" * 6 + m + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + m + ip(sender_ip) \
+    + b"\x00" * 6 + ip(target_ip)
+s.send(frame)
+'''
+
+
+def ip(*args, check=True):
+    return subprocess.run([IP, *args], check=check, capture_output=True, text=True)
+
+
+def test_arp_kernel_and_process_senders_with_spoof_flag():
+    tag = f"{os.getpid() % 100000}"
+    na, nb = f"ut_arp_a{tag}", f"ut_arp_b{tag}"
+    va, vb = f"uta{tag}", f"utb{tag}"
+    try:
+        ip("netns", "add", na)
+        ip("netns", "add", nb)
+        ip("link", "add", va, "type", "veth", "peer", "name", vb)
+        ip("link", "set", va, "netns", na)
+        ip("link", "set", vb, "netns", nb)
+        ip("-n", na, "addr", "add", "10.199.7.1/24", "dev", va)
+        ip("-n", nb, "addr", "add", "10.199.7.2/24", "dev", vb)
+        ip("-n", na, "link", "set", va, "up")
+        ip("-n", nb, "link", "set", vb, "up")
+        mac_b = json.loads(ip("-n", nb, "-j", "link", "show", vb).stdout)[0]["address"]
+        tool = subprocess.Popen([sys.executable, "-m", "undertow", "arp", "--json", "--duration", "120"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # ready once a frame of ours is reported
+                ip("netns", "exec", na, sys.executable, "-c", SEND, va, "10.199.7.1", "10.199.7.1",
+                   "02:00:00:00:00:01")
+                if select.select([tool.stdout], [], [], 0.3)[0]:
+                    break
+            # the kernel resolves 10.199.7.2 for a UDP datagram from ns A
+            ip("netns", "exec", na, sys.executable, "-c",
+               "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.199.7.2', 9))")
+            time.sleep(1.0)
+            # a process claims B's IP with another MAC
+            spoof = subprocess.Popen([IP, "netns", "exec", na, sys.executable, "-c", SEND, va, "10.199.7.2",
+                                      "10.199.7.2", "02:de:ad:be:ef:02"])
+            spoof.wait(timeout=60)
+            time.sleep(1.0)
+        finally:
+            tool.send_signal(2)
+            out, err = tool.communicate(timeout=120)
+    finally:
+        ip("netns", "del", na, check=False)
+        ip("netns", "del", nb, check=False)
+        ip("link", "del", va, check=False)
+    evs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    req = [e for e in evs if e["op"] == "request" and e["target_ip"] == "10.199.7.2" and e["direction"] == "out"
+           and e["origin"] == "kernel" and e["sender_ip"] == "10.199.7.1"]
+    rep = [e for e in evs if e["op"] == "reply" and e["sender_ip"] == "10.199.7.2" and e["direction"] == "out"]
+    assert req and rep and rep[0]["origin"] == "kernel" and rep[0]["sender_mac"] == mac_b, (out, err)
+    grat = [e for e in evs if e["origin"] == "process" and e["sender_ip"] == "10.199.7.1" and e["gratuitous"]]
+    assert grat and grat[0]["comm"].startswith("python")
+    sp = [e for e in evs if e["origin"] == "process" and e["sender_ip"] == "10.199.7.2"
+          and e["sender_mac"] == "02:de:ad:be:ef:02"]
+    assert sp and sp[0]["mac_changed_from"] == mac_b and sp[0]["gratuitous"]
+    assert any(e["direction"] == "in" and e["op"] == "request" for e in evs)
