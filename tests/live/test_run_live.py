@@ -244,3 +244,15 @@ def test_tp_btf_typed_arguments():
             '{ printf("%s|%s|%d\\n", args.p->comm, str(args.bprm->filename), args.old_pid == cpid); }')
     out, err = r.finish()
     assert "true|/bin/true|1" in out, out + err
+
+
+def test_list_and_script_file_with_shebang_and_positional(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-l", "tracepoint:sched:sched_process_e*"],
+                         capture_output=True, text=True, timeout=120)
+    assert "tracepoint:sched:sched_process_exec" in res.stdout and "tracepoint:sched:sched_process_exit" in res.stdout
+    script = tmp_path / "hello.bt"
+    script.write_text('#!/usr/bin/env -S undertow run\nBEGIN { printf("%s %d %d\\n", str($1), $2, $#); exit(); }\n')
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", str(script), "world", "42"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "world 42 2" in res.stdout

@@ -310,5 +310,5 @@ def _list(args: argparse.Namespace) -> int:
     from . import list as list_cmd
 
     ns = argparse.Namespace(**vars(args))
-    ns.patterns = [args.file] if args.file else []
+    ns.pattern = args.file or "*"   # -l PATTERN, as bpftrace -l; -lv is -l -v
     return int(list_cmd.run(ns) or 0)
