@@ -91,6 +91,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import traceback
 
             traceback.print_exc()
+            # a verifier rejection: the whole log and the program's listing (docs/bpf.md)
+            for what in ("listing", "log"):
+                text = getattr(e, what, "")
+                if text:
+                    print(f"--- {what} ---\n{text.rstrip()}", file=sys.stderr)
         print(f"undertow {args.command}: " + e.render(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -493,4 +493,5 @@ def _locate(e: VerifierError, cp: CompiledProbe) -> Exception:
         err.listing = cp.program.listing()  # type: ignore[attr-defined]
         return err
     e.add_hint(f"in {cp.name}; run with --debug for the verifier's log")
+    e.listing = cp.program.listing()  # type: ignore[attr-defined]
     return e
