@@ -123,7 +123,9 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     session = None
     try:
-        mb = args.buffer_mb or _default_buffer_mb()
+        from ..backends.bpf.runtime import default_buffer_mb
+
+        mb = args.buffer_mb or default_buffer_mb()
         if mb <= 0 or mb & (mb - 1):
             raise UsageError(f"--buffer-mb {mb}: the ring buffer size must be a power of two")
         session = ProgramSession.start(compiled, kernel, ringbuf_size=mb << 20)
@@ -172,24 +174,6 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             session.close()
         for s_, h in old.items():
             signal.signal(s_, h)
-
-
-def _default_buffer_mb() -> int:
-    """64 MiB (a 1M-event printf storm is read without loss, bench/bt_storm.py), capped at
-    ~3% of RAM, at least 4 MiB, a power of two."""
-    total = 0
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    total = int(line.split()[1]) // 1024
-                    break
-    except (OSError, ValueError):
-        pass
-    mb = 64
-    while mb > 4 and total and mb > total * 3 // 100:
-        mb //= 2
-    return mb
 
 
 def _warn(warnings: List[Any]) -> None:

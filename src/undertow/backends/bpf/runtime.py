@@ -36,7 +36,7 @@ from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction,
 from .layout import decode
 from .ringbuf import RingBuffer
 
-__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError"]
+__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError", "default_buffer_mb"]
 
 RINGBUF_SIZE = 1 << 22
 STACK_DEPTH = 127
@@ -407,6 +407,24 @@ class ProgramSession(Session):
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
             pass
+
+
+def default_buffer_mb() -> int:
+    """The ring buffer size for a session, in MiB: 64 (a 1M-event printf storm is read
+    without loss, bench/bt_storm.py), capped at ~3% of RAM, at least 4, a power of two."""
+    total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) // 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    mb = 64
+    while mb > 4 and total and mb > total * 3 // 100:
+        mb //= 2
+    return mb
 
 
 def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
