@@ -125,3 +125,59 @@ def _readable(p):
 
     r, _, _ = select.select([p.stdout], [], [], 0)
     return bool(r)
+
+
+ANSWER_CLIENT = r'''
+import socket, struct
+q = struct.pack(">HHHHHH", 0x4321, 0x0100, 1, 0, 0, 0) + b"\x09ut-answer\x07example\x04test\x00" + struct.pack(">HH", 1, 1)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(10)
+c.sendto(q, ("127.0.0.1", 53))
+c.recvfrom(512)
+'''
+
+
+def test_dns_answers_read_by_the_process():
+    import threading
+
+    try:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("127.0.0.1", 53))
+    except OSError as e:
+        pytest.skip(f"cannot listen on 127.0.0.1:53 here: {e}")
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():  # answer every query with A 10.1.2.3
+        while not stop.is_set():
+            try:
+                data, peer = srv.recvfrom(512)
+            except OSError:
+                continue
+            srv.sendto(data[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + data[12:] +
+                       b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + socket.inet_aton("10.1.2.3"), peer)
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        tool = subprocess.Popen([sys.executable, "-m", "undertow", "dns", "--answers", "--json", "--duration", "120"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            subprocess.run([sys.executable, "-c", ANSWER_CLIENT], timeout=30)
+            if _readable(tool):
+                break
+        child = subprocess.run([sys.executable, "-c", ANSWER_CLIENT], timeout=30)
+        assert child.returncode == 0
+        time.sleep(1.0)
+        tool.send_signal(2)
+        out, err = tool.communicate(timeout=120)
+    finally:
+        stop.set()
+        th.join()
+        srv.close()
+    evs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    ans = [e for e in evs if e.get("kind") == "answer" and e["qname"] == "ut-answer.example.test."]
+    assert ans, (out, err)
+    assert ans[0]["rcode"] == "NOERROR" and ans[0]["answers"][0]["data"] == "10.1.2.3"
+    assert ans[0]["answers"][0]["type"] == "A" and ans[0]["resolver"] == "127.0.0.1"
+    assert any(e.get("kind") == "query" and e["qname"] == "ut-answer.example.test." for e in evs)

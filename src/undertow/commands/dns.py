@@ -25,6 +25,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                "  undertow dns --duration 60 --summary",
     )
     add_options(p, "queries")
+    p.add_argument("--answers", action="store_true", help="also the responses the processes read (rcode, records)")
     p.set_defaults(func=run)
     return p
 
@@ -45,6 +46,9 @@ def _line(d: Dict[str, Any]) -> str:
     res = d["resolver"] if d["resolver_port"] == 53 else f"{d['resolver']}:{d['resolver_port']}"
     if d["transport"] == "dot":
         name, qt = "(DNS over TLS: encrypted)", "DoT"
+    elif d.get("kind") == "answer":
+        data = ", ".join(str(a["data"]) for a in d["answers"] or [])
+        name, qt = f"{d['qname']} {d['rcode']} {data}", "ANSWER"
     else:
         name, qt = d["qname"] or "(undecodable)", d["qtype"] or "?"
     return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm'])[:16]:<16} {res[:22]:<22} "
@@ -53,10 +57,10 @@ def _line(d: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.dns import PROGRAM
+    from ..tools.dns import ANSWERS, PROGRAM
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
-    shown = run_tool(args, "dns", PROGRAM, _parse, header, _line, settings={"bufsize": 512},
+    shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), _parse, header, _line, settings={"bufsize": 512},
                      hooks="syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,write} "
                            "(BPF tracepoint programs reading the user's buffers)")
     if args.summary:

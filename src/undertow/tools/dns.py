@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from .decode.dns import Message, decode_message, decode_tcp_stream
 
-__all__ = ["PROGRAM", "DnsQuery", "parse_record"]
+__all__ = ["PROGRAM", "ANSWERS", "DnsQuery", "parse_record"]
 
 PAYLOAD = 512
 
@@ -39,6 +39,7 @@ def _by_addr(call: str, fd: str, sa: str, payload: str) -> str:
     $port = bswap($sa->sin_port);
     if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {{
       {_SEND.format(call=call, fd=fd, fam="$fam", port="$port", addr=f"buf({sa}, 28)", payload=payload)}
+      @dst[pid, {fd}] = ($fam, $port, buf({sa}, 28));
     }}"""
 
 
@@ -103,11 +104,53 @@ tracepoint:syscalls:sys_enter_sendmmsg
 """
 
 
+#: Added with ``--answers``: what comes back on a DNS fd (recvfrom/recvmsg/read, read at exit).
+ANSWERS = """
+tracepoint:syscalls:sys_enter_recvfrom
+{
+  $d = @dst[pid, args.fd];
+  if ($d.0 != 0) {
+    @rx[tid] = ((uint64)args.ubuf, args.fd);
+  }
+}
+
+tracepoint:syscalls:sys_enter_read
+{
+  $d = @dst[pid, args.fd];
+  if ($d.0 != 0) {
+    @rx[tid] = ((uint64)args.buf, args.fd);
+  }
+}
+
+tracepoint:syscalls:sys_enter_recvmsg
+{
+  $d = @dst[pid, args.fd];
+  if ($d.0 != 0) {
+    $m = (struct user_msghdr *)args.msg;
+    $iov = (struct iovec *)uptr($m->msg_iov);
+    @rx[tid] = ((uint64)uptr($iov->iov_base), args.fd);
+  }
+}
+
+tracepoint:syscalls:sys_exit_recvfrom, tracepoint:syscalls:sys_exit_read, tracepoint:syscalls:sys_exit_recvmsg
+{
+  $r = @rx[tid];
+  if ($r.0 != 0) {
+    if (args.ret >= 12) {
+      $d = @dst[pid, $r.1];
+      printf("%s %d %d %d %r %r", "answer", $r.1, $d.0, $d.1, $d.2, buf(uptr($r.0), args.ret));
+    }
+    delete(@rx[tid]);
+  }
+}
+"""
+
+
 class DnsQuery:
     """One DNS message as sent: who, where to, and what it asks."""
 
     __slots__ = ("ts", "pid", "tid", "comm", "syscall", "fd", "family", "resolver", "port", "transport",
-                 "message", "raw")
+                 "message", "raw", "answer")
 
     def __init__(self) -> None:
         self.ts = self.pid = self.tid = self.fd = self.port = 0
@@ -115,6 +158,7 @@ class DnsQuery:
         self.comm = self.syscall = self.resolver = self.transport = ""
         self.message: Optional[Message] = None
         self.raw = b""
+        self.answer = False
 
     def to_dict(self) -> Dict[str, Any]:
         m = self.message
@@ -128,6 +172,10 @@ class DnsQuery:
             "qclass": q.class_name if q is not None else None,
             "questions": [{"name": x.name, "type": x.type_name} for x in m.questions] if m is not None else [],
             "truncated": m.truncated if m is not None else None,
+            "kind": "answer" if self.answer else "query",
+            "rcode": m.rcode if m is not None and self.answer else None,
+            "answers": [{"name": a.name, "type": a.type_name, "ttl": a.ttl, "data": _jsonable(a.data)}
+                        for a in m.answers] if m is not None and self.answer else None,
             "error": m.error if m is not None else None,
             "size": len(self.raw),
         }
@@ -136,6 +184,8 @@ class DnsQuery:
 def parse_record(rec: Any) -> Optional[DnsQuery]:
     """A :class:`DnsQuery` from a record of :data:`PROGRAM` (None when it is not DNS)."""
     call, fd, fam, port, addr, payload = rec.values
+    if call == "answer":
+        return _answer(rec, fd, fam, port, addr, payload)
     q = DnsQuery()
     q.ts, q.syscall, q.fd, q.family, q.port, q.raw = 0, call, fd, fam, port, bytes(payload)
     addr = bytes(addr)
@@ -161,4 +211,21 @@ def parse_record(rec: Any) -> Optional[DnsQuery]:
     if not msgs:
         return None if call == "write" else q  # a write() on a reused fd that is not DNS
     q.message = msgs[0]
+    return q
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def _answer(rec: Any, fd: int, fam: int, port: int, addr: Any, payload: Any) -> Optional[DnsQuery]:
+    """A DNS response read by the process (``--answers``)."""
+    q = parse_record(type("R", (), {"values": ("sendto", fd, fam, port, addr, payload)})())
+    if q is None or q.message is None or not q.message.is_response:
+        return None
+    q.syscall, q.answer = "recv", True
     return q
