@@ -41,7 +41,9 @@ def test_arp_kernel_and_process_senders_with_spoof_flag():
     try:
         ip("netns", "add", na)
         ip("netns", "add", nb)
-        ip("link", "add", va, "type", "veth", "peer", "name", vb)
+        made = ip("link", "add", va, "type", "veth", "peer", "name", vb, check=False)
+        if made.returncode != 0:
+            pytest.skip(f"cannot create a veth pair here (no veth driver?): {made.stderr.strip()}")
         ip("link", "set", va, "netns", na)
         ip("link", "set", vb, "netns", nb)
         ip("-n", na, "addr", "add", "10.199.7.1/24", "dev", va)

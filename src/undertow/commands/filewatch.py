@@ -71,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     from ..kernel import Kernel
+    from ..tools.filewatch import kernel_identity
 
-    tfs = Kernel().tracefs()
+    kernel = Kernel()
+    kernel_identity(ws, kernel)  # overlayfs: an open file's inode is not what stat() says
+    tfs = kernel.tracefs()
     text = program(ws, args.all, have=lambda ev: tfs.events(ev))
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'OP':<10} {'PATH':<40} DETAILS"
     shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start,

@@ -21,11 +21,16 @@ import os
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Watch", "program", "seed", "parse_record"]
+__all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record"]
 
 
 class Watch:
-    """A watched file: its path as given (absolute) and its (device, inode)."""
+    """A watched file: its path as given (absolute) and its (device, inode).
+
+    ``dev``/``ino`` are what ``stat()`` says (used with /proc/PID/fd); ``kdev``/``kino`` are
+    what the kernel's ``file->f_inode`` says, which differs on overlayfs (an open file's inode
+    is the upper layer's). :func:`kernel_identity` measures the latter.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
@@ -34,10 +39,43 @@ class Watch:
         self.dev = st.st_dev
         # the kernel's sb->s_dev is MKDEV(major, minor) = major << 20 | minor
         self.kdev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+        self.kino = st.st_ino
+
+
+def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
+    """Set each watch's ``kino``/``kdev`` to the inode the kernel sees for an open file.
+
+    Opens every file, then runs a BEGIN program in this process (``BPF_PROG_TEST_RUN``)
+    that reads ``curtask->files->fdt->fd[N]->f_inode`` (BTF) for those fds."""
+    from ..backends.bpf.compiler import compile_program
+    from ..backends.bpf.runtime import Printed, ProgramSession
+    from ..kernel.arch import current_arch
+    from ..lang.bt import parse_program
+    from ..lang.resolve import resolve
+
+    fds = [os.open(w.path, os.O_RDONLY | os.O_NONBLOCK) for w in ws]
+    try:
+        body = "".join(
+            f'$f{i} = ((struct task_struct *)curtask)->files->fdt->fd[{fd}]; '
+            f'printf("%d %d %d", {i}, $f{i}->f_inode->i_ino, $f{i}->f_inode->i_sb->s_dev); '
+            for i, fd in enumerate(fds))
+        prog = parse_program("BEGIN { " + body + "}", origin="<undertow filewatch>")
+        resolve(prog, kernel)
+        s = ProgramSession.start(compile_program(prog, arch=current_arch()), kernel, ringbuf_size=1 << 16)
+        try:
+            for rec in s.poll(0):
+                if isinstance(rec, Printed):
+                    i, ino, dev = rec.values
+                    ws[i].kino, ws[i].kdev = ino, dev
+        finally:
+            s.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _match(ws: Sequence[Watch], ino: str, dev: str) -> str:
-    return " || ".join(f"({ino} == {w.ino} && {dev} == {w.kdev})" for w in ws)
+    return " || ".join(f"({ino} == {w.kino} && {dev} == {w.kdev})" for w in ws)
 
 
 def _paths(ws: Sequence[Watch], expr: str) -> str:
@@ -147,14 +185,14 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
                 continue
             w = want.get((st.st_dev, st.st_ino))
             if w is not None:
-                sc.map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", w.ino))
+                sc.map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", w.kino))
                 n += 1
     return n
 
 
 def parse_record(rec: Any, ws: Sequence[Watch]) -> Dict[str, Any]:
     op, fd, ino, arg, text = rec.values
-    by_ino = {w.ino: w for w in ws}
+    by_ino = {w.kino: w for w in ws}
     w = by_ino.get(ino)
     path = w.path if w is not None else text
     d: Dict[str, Any] = {"ts": rec.ts, "pid": rec.pid, "tid": rec.tid, "comm": rec.comm, "op": op,
