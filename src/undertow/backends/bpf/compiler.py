@@ -275,10 +275,7 @@ class ProbeGen:
             # after exit() no probe does anything more (the reader may lag by a poll period)
             off = self.alloc(8)
             a.st(I.DW, I.FP, off, 0)
-            a.ld_map_fd(I.R1, "state")
-            a.mov64(I.R2, Reg(I.FP))
-            a.add64(I.R2, off)
-            a.call(I.Helper.map_lookup_elem)
+            self.lookup("state", off)
             a.jeq(I.R0, 0, "exit")
             a.ldx(I.DW, I.R1, I.R0, 0)
             a.jne(I.R1, 0, "exit")
@@ -294,21 +291,9 @@ class ProbeGen:
         ret0_exit(a)
         if a.references("lost_map"):
             a.label("lost_map")
-            self.count_lost(LOST_MAP_FULL)
+            self.count_lost_inline(LOST_MAP_FULL)
             a.ja("exit")
         return a.assemble()
-
-    def count_lost(self, slot: int) -> None:
-        a = self.a
-        off = self.alloc(8)
-        a.st(I.W, I.FP, off, slot)
-        a.ld_map_fd(I.R1, "lost")
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, off)
-        a.call(I.Helper.map_lookup_elem)
-        a.jeq(I.R0, 0, "exit")
-        a.mov64(I.R1, 1)
-        a.atomic_add(I.DW, I.R0, 0, I.R1)
 
     def _alloc_vars(self, actions: List[ir.Action]) -> None:
         for act in actions:
@@ -456,10 +441,7 @@ class ProbeGen:
         mark = self.sp
         off = self.alloc(8)
         a.st(I.DW, I.FP, off, 0)
-        a.ld_map_fd(I.R1, "state")
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, off)
-        a.call(I.Helper.map_lookup_elem)
+        self.lookup("state", off)
         skip = self.label("noflag")
         a.jeq(I.R0, 0, skip)
         a.st(I.DW, I.R0, 0, 1)
@@ -563,15 +545,20 @@ class ProbeGen:
         a.call(I.Helper.get_smp_processor_id)
         a.stx(I.W, I.R7, 40, I.R0)
 
+    def lookup(self, mref: Any, key_off: int) -> None:
+        """R0 = map_lookup_elem(map, fp + key_off) (NULL when absent: callers check)."""
+        a = self.a
+        a.ld_map_fd(I.R1, mref)
+        a.mov64(I.R2, Reg(I.FP))
+        a.add64(I.R2, key_off)
+        a.call(I.Helper.map_lookup_elem)
+
     def count_lost_inline(self, slot: int) -> None:
         a = self.a
         mark = self.sp
         off = self.alloc(8)
         a.st(I.DW, I.FP, off, slot)
-        a.ld_map_fd(I.R1, "lost")
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, off)
-        a.call(I.Helper.map_lookup_elem)
+        self.lookup("lost", off)
         nope = self.label("nolost")
         a.jeq(I.R0, 0, nope)
         a.mov64(I.R1, 1)
@@ -684,10 +671,7 @@ class ProbeGen:
         a = self.a
         mref = ("map", spec.name)
         have = self.label("have")
-        a.ld_map_fd(I.R1, mref)
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, koff)
-        a.call(I.Helper.map_lookup_elem)
+        self.lookup(mref, koff)
         a.jne(I.R0, 0, have)
         zero = self.alloc(spec.value_size)
         self.zero(I.FP, zero, spec.value_size)
@@ -703,10 +687,7 @@ class ProbeGen:
         a.jeq(I.R0, -17, raced)  # -EEXIST: another CPU created it first
         a.ja("lost_map")
         a.label(raced)
-        a.ld_map_fd(I.R1, mref)
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, koff)
-        a.call(I.Helper.map_lookup_elem)
+        self.lookup(mref, koff)
         a.jeq(I.R0, 0, fail)
         a.label(have)
 
@@ -824,10 +805,7 @@ class ProbeGen:
             if spec is None:
                 raise self.err(f"{e.map} is never assigned", e)
             koff = self.build_key(spec, e.key)
-            a.ld_map_fd(I.R1, ("map", spec.name))
-            a.mov64(I.R2, Reg(I.FP))
-            a.add64(I.R2, koff)
-            a.call(I.Helper.map_lookup_elem)
+            self.lookup(("map", spec.name), koff)
             miss, end = self.label("miss"), self.label("got")
             a.jeq(I.R0, 0, miss)
             n = min(spec.value.size, slot.size)
@@ -1219,10 +1197,7 @@ class ProbeGen:
         if spec is None:
             raise self.err(f"{e.map} is never assigned", e)
         koff = self.build_key(spec, e.key)
-        a.ld_map_fd(I.R1, ("map", spec.name))
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, koff)
-        a.call(I.Helper.map_lookup_elem)
+        self.lookup(("map", spec.name), koff)
         end = self.label("mr")
         a.jeq(I.R0, 0, end)
         if spec.agg == "avg":
