@@ -132,12 +132,18 @@ class Tracer:
                 if left <= 0:
                     return
                 timeout = min(timeout, left)
-            for rec in self._session.poll(timeout):
+            batch = self._session.poll(timeout)
+            for i, rec in enumerate(batch):
+                self._left = len(batch) - i - 1
                 yield rec
                 if isinstance(rec, Event):
                     self._seen += 1
                     if self.count is not None and self._seen >= self.count:
                         return
+
+    def pending(self) -> int:
+        """Records already read and not yet handed out by :meth:`records` (0: caught up)."""
+        return getattr(self, "_left", 0)
 
     def __iter__(self) -> Iterator[Event]:
         for rec in self.records():

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
                         writer.event(rec)
                     else:
                         writer.lost(rec)
-                    if not args.json:
+                    # flush when the reader has nothing more at hand: prompt output when
+                    # events are rare, one write per batch under load
+                    if not args.json and not tracer.pending():
                         sys.stdout.flush()
             except (KeyboardInterrupt, _Stop):
                 pass

@@ -43,6 +43,8 @@ def escape(text: Any) -> str:
 
 
 def show_value(value: Any, fmt: Optional[str]) -> str:
+    if type(value) is int and (fmt is None or fmt == "u" or (fmt == "s" and value < 1 << 63)):
+        return str(value)  # the common case: a plain number needs no formatting or escaping
     v = format_value(value, fmt)
     if isinstance(v, str):
         if fmt in ("x", "ipv4", "ipv6", "B16", "B32", "B64") or v.startswith("0x"):
@@ -68,6 +70,7 @@ class TextWriter:
         self.stacks = stacks
         self._header_done = False
         self._probe_width = 12
+        self._names: Dict[str, str] = {}  # escaped probe and field names (few, repeated per event)
 
     def header(self) -> None:
         self.out.write(f"{'TIME(s)':>12} {'CPU':>3} {'PID':>7} {'TID':>7} {'COMM':<16} EVENT\n")
@@ -80,13 +83,21 @@ class TextWriter:
             self.t0 = ev.ts
         t = (ev.ts - self.t0) / 1e9
         self._probe_width = max(self._probe_width, min(len(ev.probe), 40))
+        names = self._names
+        probe = names.get(ev.probe)
+        if probe is None:
+            probe = names[ev.probe] = escape(ev.probe)
         parts = [f"{t:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm)[:16]:<16} "
-                 f"{escape(ev.probe):<{self._probe_width}}"]
+                 f"{probe:<{self._probe_width}}"]
+        errors, formats = ev.errors, ev.formats
         for k, v in ev.fields.items():
-            if k in ev.errors:
-                parts.append(f"{escape(k)}=<{escape(ev.errors[k])}>")
+            ek = names.get(k)
+            if ek is None:
+                ek = names[k] = escape(k)
+            if errors and k in errors:
+                parts.append(f"{ek}=<{escape(errors[k])}>")
             else:
-                parts.append(f"{escape(k)}={show_value(v, ev.formats.get(k))}")
+                parts.append(f"{ek}={show_value(v, formats.get(k))}")
         self.out.write(" ".join(parts) + "\n")
         if self.stacks:
             for frames in (ev.stack, ev.ustack):
