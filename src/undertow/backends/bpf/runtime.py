@@ -181,9 +181,14 @@ class ProgramSession(Session):
                 return self._load(alt, alt.program.relocate(self.relocs)), alt
             kind = "kprobe" if cp.ap.kind == "fentry" else "kretprobe"
             if sc.pmu_type("kprobe") is None and not os.path.exists(self._kprobe_events()):
-                raise AttachError(f"{cp.name}: the kernel refused {cp.ap.kind} ({why}) and has no kprobes to "
-                                  "fall back to", hints=["look for a tracepoint carrying the same data: "
-                                                         "undertow list 'tracepoint:*'"]) from None
+                from ...errors import AttachUnavailableError
+
+                msg = f"the kernel refused {cp.ap.kind} ({why}) and has no kprobes to fall back to"
+                hints = ["look for a tracepoint carrying the same data: undertow list 'tracepoint:*'"]
+                if cp.probe.source and cp.ap.span is not None:
+                    raise AttachUnavailableError(cp.ap.kind, msg, source=cp.probe.source, span=cp.ap.span,
+                                                 origin=cp.probe.origin, hints=hints) from None
+                raise AttachError(f"{cp.name}: {msg}", hints=hints) from None
             alt = self.c.regenerate(cp, kind)
             alt.note = f"{cp.ap.kind} refused ({why}); attached as {kind}"
             return self._load(alt, alt.program.relocate(self.relocs)), alt
