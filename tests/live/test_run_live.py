@@ -256,3 +256,11 @@ def test_list_and_script_file_with_shebang_and_positional(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "world 42 2" in res.stdout
+
+
+def test_usym_names_user_functions():
+    code = "import os, time\nfor _ in range(2): os.getppid()\ntime.sleep(2)\n"
+    r = Run("-c", f"{sys.executable} -c '{code}'", "-e",
+            'uprobe:libc:getppid /pid == cpid/ { printf("at %s\\n", usym(reg("ip"))); }')
+    out, err = r.finish()
+    assert "at getppid" in out, out + err

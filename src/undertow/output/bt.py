@@ -177,6 +177,19 @@ class BtRenderer:
         addrs = self.session.stack(stack_id) if self.session is not None else []
         return "\n" + "".join(" " * indent + self.ksym(a, offset=True) + "\n" for a in addrs)
 
+    def _usym(self, pid: int, addr: int, offset: bool = True) -> Optional[str]:
+        if getattr(self, "_usyms", None) is None:
+            from ..tools.usyms import UserSymbols
+
+            self._usyms = UserSymbols()
+        return self._usyms.symbolize(pid, addr, offset)
+
+    def ustack(self, stack_id: int, pid: int, indent: int = 8) -> str:
+        if stack_id < 0:
+            return "\n" + " " * indent + f"[no stack: {_errno(-stack_id)}]\n"
+        addrs = self.session.stack(stack_id) if self.session is not None else []
+        return "\n" + "".join(" " * indent + (self._usym(pid, a) or hex(a)) + "\n" for a in addrs)
+
     def show(self, v: Any, kind: str) -> str:
         """A decoded value as bpftrace prints it (strings escaped)."""
         if kind == "str":
@@ -186,7 +199,7 @@ class BtRenderer:
         if kind == "ksym":
             return self.ksym(v)
         if kind == "usym":
-            return hex(v[0])
+            return self._usym(v[1], v[0], offset=False) or hex(v[0])
         if kind == "username":
             return self.username(v)
         if kind == "strerror":
@@ -207,7 +220,7 @@ class BtRenderer:
         if kind == "kstack":
             return self.kstack(v)
         if kind == "ustack":
-            return "\n"
+            return self.ustack(v[0], v[1])
         if kind in ("buf", "bytes"):
             return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in v)
         if kind == "timestamp":
