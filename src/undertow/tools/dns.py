@@ -200,18 +200,34 @@ def parse_record(rec: Any) -> Optional[DnsQuery]:
         q.transport = "dot"  # TLS: the question is encrypted
         return q
     msgs: List[Message] = []
-    m = decode_message(q.raw)
-    if m.error is None and m.questions:
-        q.transport = "udp" if call != "write" else "tcp"
-        msgs = [m]
+    if call == "write":
+        # write() is only looked at on fds connected to port 53/853, but an fd number is
+        # reused: demand a well-formed TCP DNS stream (length prefix, one sane question)
+        msgs = [m for m in decode_tcp_stream(q.raw) if _plausible(m)]
+        if not msgs:
+            m = decode_message(q.raw)
+            msgs = [m] if _plausible(m) else []
+        if not msgs:
+            return None
+        q.transport = "tcp" if len(q.raw) >= 2 and int.from_bytes(q.raw[:2], "big") <= len(q.raw) - 2 else "udp"
     else:
-        msgs = decode_tcp_stream(q.raw)
-        if msgs and msgs[0].questions:
-            q.transport = "tcp"
+        m = decode_message(q.raw)
+        if m.error is None and m.questions:
+            q.transport = "udp"
+            msgs = [m]
+        else:
+            msgs = decode_tcp_stream(q.raw)
+            if msgs and msgs[0].questions:
+                q.transport = "tcp"
     if not msgs:
-        return None if call == "write" else q  # a write() on a reused fd that is not DNS
+        return q  # sent to port 53 but not decodable: reported with the error (raw kept)
     q.message = msgs[0]
     return q
+
+
+def _plausible(m: Message) -> bool:
+    """A DNS query a resolver would send: no decoding error, 1-4 questions, opcode QUERY."""
+    return m.error is None and 1 <= len(m.questions) <= 4 and (m.flags >> 11) & 0xF == 0
 
 
 def _jsonable(v: Any) -> Any:

@@ -1,0 +1,103 @@
+"""The BPF tools' record parsers and program generators, on made-up records (no kernel)."""
+
+import socket
+import struct
+
+from undertow.tools import connect, dns, exits, filewatch, icmp, inbound, modules
+from undertow.lang.bt import parse_program
+
+
+class Rec:
+    def __init__(self, *values, ts=1, pid=10, tid=10, comm="proc"):
+        self.values, self.ts, self.pid, self.tid, self.comm = list(values), ts, pid, tid, comm
+
+
+def _q(name, qtype=1):
+    q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    for part in name.split("."):
+        q += bytes([len(part)]) + part.encode()
+    return q + b"\x00" + struct.pack(">HH", qtype, 1)
+
+
+def _sa4(ip, port):
+    return struct.pack("<HH", 2, socket.htons(port)) + socket.inet_aton(ip) + bytes(20)
+
+
+def test_every_tool_program_parses():
+    for text in (dns.PROGRAM + dns.ANSWERS, icmp.PROGRAM, inbound.PROGRAM, connect.PROGRAM, exits.PROGRAM):
+        assert parse_program(text).probes
+
+
+def test_dns_query_answer_dot_and_garbage():
+    q = dns.parse_record(Rec("sendto", 3, 2, 53, _sa4("10.0.0.53", 53), _q("a.example.test", 28)))
+    d = q.to_dict()
+    assert (d["qname"], d["qtype"], d["resolver"], d["transport"], d["kind"]) == \
+        ("a.example.test.", "AAAA", "10.0.0.53", "udp", "query")
+    dot = dns.parse_record(Rec("sendto", 3, 2, 853, _sa4("1.1.1.1", 853), b"\x16\x03\x01" + bytes(20)))
+    assert dot.transport == "dot" and dot.message is None
+    assert dns.parse_record(Rec("write", 3, 2, 53, _sa4("10.0.0.53", 53), b"not dns at all, really")) is None
+    resp = bytearray(_q("b.example.test"))
+    resp[2:4] = b"\x81\x80"
+    resp[6:8] = b"\x00\x01"
+    resp += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + socket.inet_aton("10.1.2.3")
+    a = dns.parse_record(Rec("answer", 3, 2, 53, _sa4("10.0.0.53", 53), bytes(resp))).to_dict()
+    assert a["kind"] == "answer" and a["rcode"] == "NOERROR" and a["answers"][0]["data"] == "10.1.2.3"
+
+
+def test_inbound_outcomes_from_drop_records():
+    reasons = {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 50: "TCP_LISTEN_OVERFLOW", 9: "QUEUE_PURGE"}
+    ports = struct.unpack("<I", struct.pack("!HH", 40000, 22))[0]
+    ip4 = struct.unpack("<I", socket.inet_aton("127.0.0.1"))[0]
+    syn = inbound.parse_record(Rec("drop", 3, 6, ports, 0x02, ip4, ip4, b"", b"", 4), reasons)
+    assert (syn["outcome"], syn["sport"], syn["dport"], syn["reason"]) == ("refused", 40000, 22, "NO_SOCKET")
+    udp = inbound.parse_record(Rec("drop", 3, 17, ports, 0, ip4, ip4, b"", b"", 4), reasons)
+    assert udp["outcome"] == "udp-closed"
+    assert inbound.parse_record(Rec("drop", 9, 6, ports, 0x10, ip4, ip4, b"", b"", 4), reasons) is None
+    ovf = inbound.parse_record(Rec("drop", 50, 6, ports, 0x02, ip4, ip4, b"", b"", 4), reasons)
+    assert ovf["outcome"] == "dropped" and ovf["reason"] == "TCP_LISTEN_OVERFLOW"
+
+
+def test_connect_outcomes_from_sk_err():
+    ip4 = struct.unpack("<I", socket.inet_aton("127.0.0.1"))[0]
+    ok = connect.parse_record(Rec(42, 1500000, "curl", 1, 0, 2, 5555, 443, ip4, ip4, bytes(16), bytes(16)))
+    assert ok["outcome"] == "established" and ok["latency_ms"] == 1.5 and ok["pid"] == 42
+    ref = connect.parse_record(Rec(42, 10, "curl", 7, 111, 2, 5555, 9, ip4, ip4, bytes(16), bytes(16)))
+    assert ref["outcome"] == "refused" and ref["error"] == "ECONNREFUSED"
+    to = connect.parse_record(Rec(42, 10, "curl", 7, 110, 2, 5555, 9, ip4, ip4, bytes(16), bytes(16)))
+    assert to["outcome"] == "timed-out"
+
+
+def test_exit_status_and_signal():
+    st = exits.parse_record(Rec(7 << 8, 0, 2_000_000_000, 1, 0))
+    assert st["status"] == 7 and st["signal"] is None and st["lifetime_s"] == 2.0
+    sig = exits.parse_record(Rec(0, 9, 1, 1, 0))
+    assert sig["signal"] == "SIGKILL" and sig["status"] is None
+    core = exits.parse_record(Rec(0x80 | 11, 0, 1, 1, 0))
+    assert core["signal"] == "SIGSEGV" and core["core"] is True
+
+
+def test_icmp_echo_and_tunnel_flag():
+    def echo(seq, payload):
+        return struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq) + payload
+    ok = icmp.parse_record(Rec("out", 3, 2, 3, 1, _sa4("10.0.0.1", 0), echo(1, bytes(range(8, 64)))))
+    assert ok["type_name"] == "echo-request" and ok["indicators"] == [] and ok["peer"] == "10.0.0.1"
+    tun = icmp.parse_record(Rec("out", 3, 2, 3, 1, _sa4("10.0.0.1", 0), echo(2, b"GET /c2 HTTP/1.1\r\n" * 12)))
+    assert tun["indicators"]
+
+
+def test_modules_pairs_attempt_and_result():
+    p = modules.Pairing()
+    assert p.feed(Rec("try", 176, 0, 0, "rootkit", tid=5)) is None
+    d = p.feed(Rec("ret", 176, -38, 0, "", tid=5))
+    assert d["event"] == "delete_module" and d["module"] == "rootkit" and d["error"] == "ENOSYS"
+
+
+def test_filewatch_program_matches_kernel_identity(tmp_path):
+    f = tmp_path / "w"
+    f.write_text("x")
+    w = filewatch.Watch(str(f))
+    w.kino, w.kdev = 12345, 67
+    text = filewatch.program([w], True, have=lambda ev: ev != "syscalls:sys_enter_rename")
+    assert "$ino == 12345 && $dev == 67" in text and "sys_enter_renameat2" in text
+    assert "sys_enter_rename " not in text and "sys_enter_rename\n" not in text
+    assert parse_program(text).probes
