@@ -35,7 +35,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
 def run(args: argparse.Namespace) -> int:
     from ..kernel import Kernel
     from ..output.text import escape
-    from ..tools.bpftool import print_summary, run_tool
+    from ..tools.bpftool import run_tool
     from ..tools.inbound import PROGRAM, Listeners, drop_reasons, parse_record
 
     reasons = drop_reasons(Kernel())

@@ -97,8 +97,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
 def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
          child: Optional["_Child"]) -> int:
     from ..backends.bpf.compiler import compile_program
-    from ..backends.bpf.runtime import ExitRequest, MapPrint, Printed, ProgramSession
-    from ..events import Event, Lost
+    from ..backends.bpf.runtime import ProgramSession
     from ..kernel.arch import current_arch
     from ..lang.resolve import resolve
     from ..output.bt import BtRenderer

@@ -30,7 +30,7 @@ from ..errors import AttachUnavailableError, ResolveError, Span, TypeCheckError,
 from . import ir
 from .resolve import DeclTypes, FuncSig, TypeInfo, _Layered, _Resolver, _show, check_kprobes
 from .types import (
-    COMM, INET, S32, S64, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
+    COMM, INET, S64, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
     StrTy, TupleTy, Ty, VoidTy,
 )
 

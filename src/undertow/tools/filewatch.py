@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record"]
 
