@@ -12,10 +12,11 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
 
     p = sub.add_parser(
         "connect", parents=[common],
-        help="outbound TCP connects: who, to where, established/refused/timed out/unreachable, latency",
+        help="outbound connects: who, to where, established/refused/timed out/unreachable/in progress, latency",
         description="Every outbound TCP connect() with its outcome (established, refused, timed-out, "
-                    "unreachable, aborted) and the handshake's duration, with the process. Hook: the "
-                    "sock:inet_sock_set_state tracepoint with a BPF program (no kprobes). "
+                    "unreachable, aborted; in-progress for those still waiting when the tool stops) and the "
+                    "handshake's duration, with the process; UDP connect() with its result. Hooks: the "
+                    "sock:inet_sock_set_state tracepoint and connect() syscalls, with BPF (no kprobes). "
                     "See docs/tools/connect.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid comm proto family saddr sport daddr dport outcome latency_ms error "
@@ -38,7 +39,7 @@ def _line(d: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.connect import PROGRAM, parse_record
+    from ..tools.connect import PROGRAM, in_progress, parse_record
 
     # the outcome is decided in softirq context: --pid filters on the pid saved at connect()
     want_pid, args.pid = args.pid, None
@@ -50,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DESTINATION':<40} {'OUTCOME':<11} {'LATENCY':>12}"
     shown = run_tool(args, "connect", PROGRAM, parse, header, _line,
                      hooks="sock:inet_sock_set_state (CLOSE->SYN_SENT in connect(), SYN_SENT->ESTABLISHED/CLOSE; "
-                           "sk->sk_err says why)")
+                           "sk->sk_err says why); connect() on UDP sockets",
+                     on_stop=lambda session: [d for d in in_progress(session, time.monotonic_ns())
+                                              if want_pid is None or d["pid"] == want_pid])
     if args.summary:
         print_summary(shown, args.json, "DESTINATIONS", "daddr")
     return 0

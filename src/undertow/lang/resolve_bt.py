@@ -604,8 +604,10 @@ class BtResolver(_Resolver):
                 e.args[0] = c
             e.type = VoidTy()
         elif n in ("uptr", "kptr"):
+            # mark the address space: an integer becomes a pointer to bytes in that space
             t = args[0].type
-            e.type = PtrTy(t.target, "user" if n == "uptr" else "kernel") if isinstance(t, PtrTy) else t
+            target = t.target if isinstance(t, PtrTy) else IntTy(1, False, "u8")
+            e.type = PtrTy(target, "user" if n == "uptr" else "kernel")
         elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero"):
             e.type = VoidTy()
         else:

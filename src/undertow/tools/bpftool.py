@@ -34,7 +34,8 @@ def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
 def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[[Any], Optional[Dict[str, Any]]],
              header: str, line: Callable[[Dict[str, Any]], str], settings: Optional[Dict[str, Any]] = None,
              hooks: str = "", on_start: Optional[Callable[[Any], None]] = None,
-             ringbuf_mb: int = 0) -> List[Dict[str, Any]]:
+             ringbuf_mb: int = 0,
+             on_stop: Optional[Callable[[Any], List[Dict[str, Any]]]] = None) -> List[Dict[str, Any]]:
     """Run the tool until Ctrl-C/--duration/--count; returns the events it showed."""
     from ..backends.bpf.compiler import compile_program
     from ..backends.bpf.runtime import Printed, ProgramSession, default_buffer_mb
@@ -118,6 +119,12 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     stopping.append(0)
                     draining = True
                     break
+            out.flush()
+        if on_stop is not None:
+            # what the kernel still holds when the tool stops (e.g. connects still in progress)
+            for d in on_stop(session):
+                shown.append(d)
+                out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d)[:100] + "\n")
             out.flush()
     finally:
         session.close()
