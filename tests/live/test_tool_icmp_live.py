@@ -63,3 +63,50 @@ def test_icmp_echo_tunnel_flag_reply_and_kernel_errors():
     assert any(e["direction"] == "in" and e["type_name"] == "echo-reply" and e["id"] == 0x4242 for e in mine)
     kern = [e for e in evs if e["direction"] == "kernel" and e["type_name"] == "dest-unreachable"]
     assert kern and kern[0]["code"] == 3 and kern[0]["dport"] == 9
+
+
+PING_SOCKET = r'''
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(5)
+s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 7) + bytes(range(16, 72)), ("127.0.0.1", 0))
+s.recvfrom(2048)
+'''
+
+
+def test_icmp_ping_socket_in_a_namespace():
+    """A ping socket (SOCK_DGRAM/IPPROTO_ICMP) inside a network namespace the test creates,
+    where ping_group_range allows root (the setting is per namespace: the host is untouched)."""
+    import shutil
+
+    ip = shutil.which("ip")
+    if ip is None:
+        pytest.skip("needs iproute2's ip to make a namespace")
+    ns = f"ut_icmp{os.getpid() % 100000}"
+    tool = None
+    try:
+        subprocess.run([ip, "netns", "add", ns], check=True, capture_output=True)
+        subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True, capture_output=True)
+        subprocess.run([ip, "netns", "exec", ns, sys.executable, "-c",
+                        "open('/proc/sys/net/ipv4/ping_group_range', 'w').write('0 0')"], check=True)
+        tool = subprocess.Popen([sys.executable, "-m", "undertow", "icmp", "--json", "--duration", "120"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        import select
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            subprocess.run([ip, "netns", "exec", ns, sys.executable, "-c", PING_SOCKET], timeout=30)
+            if select.select([tool.stdout], [], [], 0.5)[0]:
+                break
+        time.sleep(1.0)
+    finally:
+        out, err = "", ""
+        if tool is not None:
+            tool.send_signal(2)
+            out, err = tool.communicate(timeout=120)
+        subprocess.run([ip, "netns", "del", ns], capture_output=True)
+    evs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    pings = [e for e in evs if e.get("socket") == "ping" and e["direction"] == "out" and e["seq"] == 7]
+    assert pings and pings[0]["type_name"] == "echo-request" and pings[0]["size"] == 56, (out, err)
+    assert pings[0]["indicators"] == []
+    assert any(e.get("socket") == "ping" and e["direction"] == "in" and e["type_name"] == "echo-reply"
+               for e in evs)
