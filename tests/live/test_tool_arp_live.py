@@ -39,8 +39,10 @@ def test_arp_kernel_and_process_senders_with_spoof_flag():
     na, nb = f"ut_arp_a{tag}", f"ut_arp_b{tag}"
     va, vb = f"uta{tag}", f"utb{tag}"
     try:
-        ip("netns", "add", na)
-        ip("netns", "add", nb)
+        for n in (na, nb):
+            made = ip("netns", "add", n, check=False)
+            if made.returncode != 0:
+                pytest.skip(f"cannot create a network namespace here: {made.stderr.strip()}")
         made = ip("link", "add", va, "type", "veth", "peer", "name", vb, check=False)
         if made.returncode != 0:
             pytest.skip(f"cannot create a veth pair here (no veth driver?): {made.stderr.strip()}")

@@ -85,7 +85,9 @@ def test_icmp_ping_socket_in_a_namespace():
     ns = f"ut_icmp{os.getpid() % 100000}"
     tool = None
     try:
-        subprocess.run([ip, "netns", "add", ns], check=True, capture_output=True)
+        made = subprocess.run([ip, "netns", "add", ns], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot create a network namespace here: {made.stderr.strip()}")
         subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True, capture_output=True)
         subprocess.run([ip, "netns", "exec", ns, sys.executable, "-c",
                         "open('/proc/sys/net/ipv4/ping_group_range', 'w').write('0 0')"], check=True)
