@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import gc
 import itertools
 import os
 import select
@@ -25,12 +26,11 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import TracefsError, UndertowError
-from ...events import Event, Lost, Record, Stats
+from ...events import Lost, Record, Stats
 from ..base import Session
 from .cleanup import remove_stale
-from .compile import EventSpec
 from .plan import FtracePlan
-from .ringbuf import decode_page
+from .ringbuf import PageReader
 
 # Per-CPU ring buffer. Large enough to absorb a burst (a 1M-call openat storm is
 # ~48 MB of records on one CPU) while the Python reader catches up; it is kernel
@@ -38,15 +38,6 @@ from .ringbuf import decode_page
 DEFAULT_BUFFER_KB = 65536
 BUFFER_PERCENT = 25
 STATS_EVERY = 1.0
-
-
-class _Ev:
-    """What the reader needs per event id."""
-
-    __slots__ = ("spec", "decode", "keep", "formats")
-
-    def __init__(self, spec: EventSpec, decode: Any, keep: Optional[List[str]], formats: Dict[str, str]) -> None:
-        self.spec, self.decode, self.keep, self.formats = spec, decode, keep, formats
 
 
 class FtraceSession(Session):
@@ -59,9 +50,7 @@ class FtraceSession(Session):
         self.defined: List[Tuple[str, str]] = []   # (definition file, "group/event")
         self.enabled: List[str] = []               # instance-relative enable files
         self.fds: Dict[int, int] = {}              # fd -> cpu
-        self.events: Dict[int, _Ev] = {}           # common_type -> _Ev
-        self.stack_id: Optional[int] = None
-        self.last_event: Dict[int, Event] = {}     # cpu -> last event (kernel_stack attaches to it)
+        self.reader: Optional[PageReader] = None
         self.overrun: Dict[int, int] = {}
         self._closed = False
         self._next_stats = 0.0
@@ -120,6 +109,9 @@ class FtraceSession(Session):
                 inst.write("options/event-fork", "1", append=False)
         # No need to clear the buffer: the instance is new, setting trace_clock above
         # resets it anyway, and nothing is enabled yet.
+        self.hp = tfs.header_page()
+        self.page_size = self.hp.data_offset + self.hp.data_size
+        reader = self.reader = PageReader(self.hp, self.stats, self._task_of, self._task, self._frames)
         for spec in plan.specs:
             if spec.definition:
                 tfs.write(spec.definition_file, spec.definition)
@@ -135,7 +127,7 @@ class FtraceSession(Session):
                 # an ``int`` (dfd = AT_FDCWD arrives as 0xffffff9c): show the C type
                 if f.size == 8 and f.type.strip() in ("int", "pid_t", "int32_t", "s32"):
                     formats[f.name] = "s32"
-            self.events[fmt.id] = _Ev(spec, fmt.decoder(), keep, formats)
+            reader.add(fmt, spec.probe_name, keep, formats)
             base = f"events/{spec.group}/{spec.event}"
             if spec.filter:
                 inst.write(f"{base}/filter", spec.filter, append=False)
@@ -143,14 +135,9 @@ class FtraceSession(Session):
             self.enabled.append(f"{base}/enable")
         if plan.stack:
             try:
-                kfmt = tfs.event_format("ftrace", "kernel_stack")
-                self.stack_id = kfmt.id
-                self.events[kfmt.id] = _Ev(EventSpec("ftrace", "kernel_stack", "stack", "stack"),
-                                           kfmt.decoder(), None, {})
+                reader.add_stack(tfs.event_format("ftrace", "kernel_stack"))
             except UndertowError:
-                self.stack_id = None
-        self.hp = tfs.header_page()
-        self.page_size = self.hp.data_offset + self.hp.data_size
+                pass
         self._poller = select.poll()
         for cpu in _cpus(inst.path):
             fd = os.open(os.path.join(inst.path, "per_cpu", f"cpu{cpu}", "trace_pipe_raw"),
@@ -170,8 +157,20 @@ class FtraceSession(Session):
             pass
         out: List[Record] = []
         self._polls += 1
-        for fd, cpu in self.fds.items():
-            self._drain(fd, cpu, out)
+        # Every Event is a GC-tracked object that outlives the batch, so the cyclic
+        # collector would run several young-generation passes over the batch while it
+        # is built (measured: ~0.8 us of ~3 us per event at 20k events/s). Pause it
+        # while decoding; one pass after the batch costs far less. Restored even on
+        # error, and left alone if the application had disabled it.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            for fd, cpu in self.fds.items():
+                self._drain(fd, cpu, out)
+        finally:
+            if paused:
+                gc.enable()
         now = time.monotonic()
         if now >= self._next_stats:
             self._next_stats = now + STATS_EVERY
@@ -179,6 +178,8 @@ class FtraceSession(Session):
         return out
 
     def _drain(self, fd: int, cpu: int, out: List[Record]) -> None:
+        assert self.reader is not None
+        page_in = self.reader.page
         for _ in range(4096):
             try:
                 page = os.read(fd, self.page_size)
@@ -190,52 +191,7 @@ class FtraceSession(Session):
                 raise
             if not page:
                 return
-            self._page(page, cpu, out)
-
-    def _page(self, page: bytes, cpu: int, out: List[Record]) -> None:
-        recs, missed = decode_page(page, self.hp)
-        counts: Dict[str, int] = {}
-        if missed:
-            n = missed if missed > 0 else 1
-            self.stats.count_lost("overrun", n)
-            out.append(Lost(n if missed > 0 else 0, "overrun", cpu))
-        events_get = self.events.get
-        task = self._task
-        stack_id = self.stack_id
-        append = out.append
-        for ts, start, end in recs:
-            if end - start < 8:
-                continue
-            etype = page[start] | (page[start + 1] << 8)
-            ev = events_get(etype)
-            if ev is None:
-                continue
-            if etype == stack_id:
-                prev = self.last_event.get(cpu)
-                if prev is not None and prev.stack is None:
-                    prev.stack = self._frames(page, start, end)
-                continue
-            try:
-                d = ev.decode(page, start, end)
-            except Exception:  # noqa: BLE001 - a record we cannot decode is reported, not fatal
-                self.stats.count_lost("decode", 1)
-                append(Lost(1, "decode", cpu, ev.spec.probe_name, bytes(page[start:end])))
-                continue
-            tid = d.get("common_pid", 0)
-            if ev.keep is not None:
-                fields = {k: d[k] for k in ev.keep if k in d}
-            else:
-                fields = {k: v for k, v in d.items() if not k.startswith("common_") and not k.startswith("__probe")}
-            t = task.get(tid)
-            if t is None:
-                t = self._task_of(tid)
-            name = ev.spec.probe_name
-            e = Event(ts, cpu, t[0], tid, t[1], name, fields, None, None, None, ev.formats)
-            self.last_event[cpu] = e
-            counts[name] = counts.get(name, 0) + 1
-            append(e)
-        for name, n in counts.items():
-            self.stats.count_event(name, n)
+            page_in(page, cpu, out)
 
     def _frames(self, page: bytes, start: int, end: int) -> List[Tuple[int, Optional[str], int, Optional[str]]]:
         """``struct stack_entry``: ``int size`` (number of entries) then ``caller[]``.
