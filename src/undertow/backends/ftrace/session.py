@@ -8,10 +8,11 @@ threads (``set_event_notrace_pid``), restrict to ``-p PID`` (``set_event_pid`` +
 enable the events, turn tracing on. :meth:`FtraceSession.close` undoes all of it
 in reverse order, is idempotent, and also runs at interpreter exit.
 
-Reading: per-CPU ``trace_pipe_raw`` pages (``ringbuf.decode_page``), records
-dispatched on ``common_type`` to each event's compiled decoder. Wake-ups are
-batched by ``buffer_percent``; :meth:`poll` also drains every CPU when its
-timeout expires, so a quiet trace still shows each event within ~100 ms.
+Reading: per-CPU ``trace_pipe_raw`` pages decoded by ``ringbuf.PageReader``
+(runs of one fixed-size event type in bulk, other records one by one). The
+reader is woken on any data until events flow faster than EAGER_EVENTS per
+EAGER_WINDOW, then wake-ups are batched by ``buffer_percent``; :meth:`poll` also
+drains every CPU when its timeout expires, so each event shows within ~100 ms.
 """
 
 from __future__ import annotations
@@ -32,11 +33,20 @@ from .cleanup import remove_stale
 from .plan import FtracePlan
 from .ringbuf import PageReader
 
-# Per-CPU ring buffer. Large enough to absorb a burst (a 1M-call openat storm is
-# ~48 MB of records on one CPU) while the Python reader catches up; it is kernel
-# memory allocated for the session only and freed with the instance.
-DEFAULT_BUFFER_KB = 65536
+# Per-CPU ring buffer: kernel memory allocated for the session only and freed with
+# the instance. Measured on 6.18 (2 vCPUs): writing buffer_size_kb costs ~16 ms up to
+# 16 MiB (an RCU grace period), then ~0.5 ms per MiB more (64 MiB: 34 ms). 16 MiB
+# holds ~320k syscall records per CPU, over a second of a one-CPU openat storm,
+# while the reader decodes ~600k records per second: a 1M-call storm was captured
+# whole with 1.4, 4 and 16 MiB alike. Overruns are reported, never silent.
+DEFAULT_BUFFER_KB = 16384
+# Wake-up watermark once events flow (percent of the per-CPU buffer, see
+# Documentation/trace/ftrace.rst "buffer_percent"); until then 0, "wake up as
+# soon as any data is in the buffer" (commit 623b1f896fa8), so the first events
+# show at once instead of at the next poll timeout.
 BUFFER_PERCENT = 25
+EAGER_EVENTS = 64          # more events than this within EAGER_WINDOW: batch wake-ups
+EAGER_WINDOW = 0.1
 STATS_EVERY = 1.0
 
 
@@ -62,6 +72,9 @@ class FtraceSession(Session):
         self._task: Dict[int, Tuple[int, str]] = {}
         self._saved_at = -1
         self._saved: Dict[int, str] = {}
+        self._eager = False        # buffer_percent is 0 (wake on any data) until events flow
+        self._eager_since = 0.0
+        self._eager_count = 0
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -95,7 +108,8 @@ class FtraceSession(Session):
         except TracefsError:
             pass
         if inst.has("buffer_percent"):
-            inst.write("buffer_percent", str(BUFFER_PERCENT), append=False)
+            inst.write("buffer_percent", "0", append=False)
+            self._eager = True
         if plan.stack:
             inst.write("options/stacktrace", "1", append=False)
         if plan.self_pid is not None and inst.has("set_event_notrace_pid"):
@@ -172,10 +186,27 @@ class FtraceSession(Session):
             if paused:
                 gc.enable()
         now = time.monotonic()
+        if self._eager and out:
+            self._eager_step(now, len(out))
         if now >= self._next_stats:
             self._next_stats = now + STATS_EVERY
             self._read_overruns(out)
         return out
+
+    def _eager_step(self, now: float, n: int) -> None:
+        """Switch to batched wake-ups (``buffer_percent``) once more than EAGER_EVENTS
+        records arrive within EAGER_WINDOW: a low rate keeps waking the reader per
+        event (each shown at once, cheap at that rate), a high rate must not (a
+        wake-up per event costs the traced tasks 5-45 us each, DESIGN.md)."""
+        if now - self._eager_since > EAGER_WINDOW:
+            self._eager_since, self._eager_count = now, 0
+        self._eager_count += n
+        if self._eager_count > EAGER_EVENTS:
+            self._eager = False
+            try:
+                self.inst.write("buffer_percent", str(BUFFER_PERCENT), append=False)
+            except (UndertowError, OSError):
+                pass  # stays at 0: more wake-ups, nothing lost
 
     def _drain(self, fd: int, cpu: int, out: List[Record]) -> None:
         assert self.reader is not None
