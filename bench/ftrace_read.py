@@ -1,17 +1,34 @@
 #!/usr/bin/env python3
-"""undertow trace (ftrace backend) against an openat/close storm, beside `cat trace_pipe`.
+"""`undertow trace` (ftrace backend) against an openat/close storm, beside bpftrace 0.17,
+`cat trace_pipe` and trace-cmd, one after the other on the same workload.
 
-Measures, per tracer: events captured / calls made, the workload's slowdown against an
-untraced run, the tracer's CPU time, and time from launch to the first event.
-The storm comes from bench/gen/openat_storm.c (built with gcc into a temp dir).
+Per tracer: events captured / calls made, lost events it reported, the workload's
+slowdown against an untraced run, and the tracer's CPU time while the storm runs
+(from the storm's start until the tracer's output stops growing, summed over its
+threads from /proc/PID/task/*/schedstat) as a share of one core; plus its CPU for
+the whole run, start-up included.
 
-    python3 bench/ftrace_read.py [--calls 1000000] [--rate 20000 --seconds 5]
+Tracers:
+  undertow API    `undertow.trace(...)` in a Python process that only counts Events
+                  (the reader's own cost)
+  undertow trace  the command, text output to a file
+  bpftrace        `tracepoint:syscalls:sys_enter_openat /comm == "openat_storm"/` with
+                  a printf of the same fields, to a file
+  cat trace_pipe  text trace_pipe of its own instance, to a file
+  trace-cmd       `trace-cmd record` (splice to a file; reported when it can run)
+
+Readiness, not sleeps: each tracer is warmed up with single-call runs of the generator
+until it has shown one, and the lines shown by then are subtracted.
+
+    python3 bench/ftrace_read.py [--calls 1000000] [--rate 20000] [--runs 3] [--only NAME]
 """
 
 import argparse
+import glob
 import os
-import resource
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,29 +38,31 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 TRACING = "/sys/kernel/tracing"
+LINE = 'e syscalls/sys_enter_openat f:comm=="openat_storm"'
+BT = ('tracepoint:syscalls:sys_enter_openat /comm == "openat_storm"/ '
+      '{ printf("openat %d %d %d 0x%lx %d %d\\n", pid, tid, args->dfd, args->filename, args->flags, args->mode); }')
 
 COUNTER = r"""
-import sys, time, json, resource
+import sys, time
 sys.path.insert(0, %(src)r)
 import undertow
 from undertow.events import Event
-t0 = time.monotonic()
-t = undertow.trace('e syscalls/sys_enter_openat f:comm=="openat_storm"')
-n = 0; first = None
+t = undertow.trace(%(line)r)
+n = 0
 with t:
-    print("ready", flush=True)
-    stop = time.monotonic() + %(secs)f
-    empty = 0
-    while time.monotonic() < stop or empty < 3:
-        recs = t._session.poll(0.1)
-        empty = 0 if recs else empty + 1
-        for rec in recs:
-            if isinstance(rec, Event):
-                n += 1
-                if first is None: first = time.monotonic() - t0
-    lost = t.stats.total_lost
-ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"events": n, "lost": lost, "cpu": ru.ru_utime + ru.ru_stime, "first": first}))
+    try:
+        while True:
+            got = 0
+            for rec in t._session.poll(0.1):
+                if isinstance(rec, Event):
+                    got += 1
+            if got:
+                n += got
+                sys.stdout.write("%%d\n" %% n)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.write("lost %%d\n" %% t.stats.total_lost)
 """
 
 
@@ -53,78 +72,144 @@ def build(tmp):
     return exe
 
 
-def storm(exe, calls, rate):
-    out = subprocess.run([exe, str(calls)] + ([str(rate)] if rate else []), capture_output=True, text=True, check=True)
+def storm(exe, calls, rate=0):
+    out = subprocess.run([exe, str(calls)] + ([str(rate)] if rate else []), capture_output=True, text=True,
+                         check=True)
     return float(out.stdout)
 
 
-def run_undertow(exe, calls, rate, secs):
-    import json
-    p = subprocess.Popen([sys.executable, "-c", COUNTER % {"src": SRC, "secs": secs}],
-                         stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    elapsed = storm(exe, calls, rate)
-    res = json.loads(p.stdout.readline())
-    p.wait()
-    return elapsed, res
+def cpu_ns(pid):
+    """CPU time of every thread of ``pid`` so far (schedstat: ns on CPU)."""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
-def run_cat(exe, calls, rate, secs):
-    inst = os.path.join(TRACING, "instances", f"bench_cat_{os.getpid()}")
-    os.mkdir(inst)
-    try:
-        with open(os.path.join(inst, "buffer_size_kb"), "w") as f:
-            f.write("4096")
-        with open(os.path.join(inst, "events/syscalls/sys_enter_openat/filter"), "w") as f:
-            f.write('comm=="openat_storm"')
-        with open(os.path.join(inst, "events/syscalls/sys_enter_openat/enable"), "w") as f:
-            f.write("1")
-        out = tempfile.TemporaryFile()
-        p = subprocess.Popen(["cat", os.path.join(inst, "trace_pipe")], stdout=out)
-        time.sleep(0.3)
-        elapsed = storm(exe, calls, rate)
-        time.sleep(1.0)
-        p.terminate()
-        p.wait()
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out.seek(0)
-        n = sum(1 for line in out if b"openat" in line)
-        with open(os.path.join(inst, "events/syscalls/sys_enter_openat/enable"), "w") as f:
-            f.write("0")
-        return elapsed, {"events": n, "lost": None, "cpu": None}
-    finally:
-        for _ in range(20):
+class Peer:
+    name = ""
+
+    def argv(self, out_path):
+        raise NotImplementedError
+
+    def available(self):
+        return True
+
+    def count(self, text):
+        """Events shown in the output so far."""
+        return sum(1 for line in text.splitlines() if "openat" in line)
+
+    def lost(self, text, err):
+        return None
+
+    def cleanup(self):
+        pass
+
+
+class UndertowApi(Peer):
+    name = "undertow API"
+
+    def argv(self, out_path):
+        return [sys.executable, "-c", COUNTER % {"src": SRC, "line": LINE}]
+
+    def count(self, text):
+        nums = re.findall(r"^(\d+)$", text, re.M)
+        return int(nums[-1]) if nums else 0
+
+    def lost(self, text, err):
+        m = re.search(r"^lost (\d+)", text, re.M)
+        return int(m.group(1)) if m else None
+
+
+class UndertowTrace(Peer):
+    name = "undertow trace"
+
+    def argv(self, out_path):
+        return [sys.executable, "-m", "undertow", "trace", LINE]
+
+    def lost(self, text, err):
+        m = re.search(r"# \d+ events, (\d+) lost", err)
+        return int(m.group(1)) if m else None
+
+
+class Bpftrace(Peer):
+    name = "bpftrace"
+
+    def available(self):
+        return shutil.which("bpftrace") is not None
+
+    def argv(self, out_path):
+        return [shutil.which("bpftrace"), "-e", BT]
+
+    def count(self, text):
+        return sum(1 for line in text.splitlines() if line.startswith("openat "))
+
+    def lost(self, text, err):
+        return sum(int(x) for x in re.findall(r"Lost (\d+) events", text + err))
+
+
+class CatPipe(Peer):
+    name = "cat trace_pipe"
+
+    def __init__(self):
+        self.inst = os.path.join(TRACING, "instances", f"bench_cat_{os.getpid()}")
+
+    def argv(self, out_path):
+        os.mkdir(self.inst)
+        for rel, val in (("buffer_size_kb", "16384"), ("events/syscalls/sys_enter_openat/filter", 'comm=="openat_storm"'),
+                         ("events/syscalls/sys_enter_openat/enable", "1")):
+            with open(os.path.join(self.inst, rel), "w") as f:
+                f.write(val)
+        return ["cat", os.path.join(self.inst, "trace_pipe")]
+
+    def cleanup(self):
+        if not os.path.isdir(self.inst):
+            return
+        try:
+            with open(os.path.join(self.inst, "events/syscalls/sys_enter_openat/enable"), "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+        for _ in range(50):
             try:
-                os.rmdir(inst)
-                break
+                os.rmdir(self.inst)
+                return
             except OSError:
                 time.sleep(0.1)
 
 
-def run_trace_cmd(exe, calls, rate, secs):
-    """trace-cmd record into a file (splice, no per-event work), counted afterwards."""
-    import shutil
-    import signal
+class TraceCmd(Peer):
+    """trace-cmd record into a file (splice, no per-event work), counted afterwards.
 
-    if shutil.which("trace-cmd") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        dat = os.path.join(tmp, "trace.dat")
-        t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        p = subprocess.Popen(["trace-cmd", "record", "-B", f"bench_tc_{os.getpid()}", "-b", "65536",
-                              "-e", "syscalls:sys_enter_openat", "-f", 'comm=="openat_storm"', "-o", dat],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
-        elapsed = storm(exe, calls, rate)
-        time.sleep(1.0)
-        p.send_signal(signal.SIGINT)
-        p.wait()
-        t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        rep = subprocess.run(["trace-cmd", "report", "-i", dat], capture_output=True, text=True)
-        n = sum(1 for line in rep.stdout.splitlines() if "openat" in line)
-        cpu = (t1.ru_utime + t1.ru_stime) - (t0.ru_utime + t0.ru_stime)
-        # trace-cmd leaves its instance behind when it fails: remove what it made
-        inst = os.path.join(TRACING, "instances", f"bench_tc_{os.getpid()}")
+    On the development machine `trace-cmd record` stops with "Can't enable ftrace:
+    Operation not permitted" and leaves its instance behind (removed here)."""
+
+    name = "trace-cmd"
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="ut_tc_")
+        self.dat = os.path.join(self.tmp, "trace.dat")
+        self.inst_name = f"bench_tc_{os.getpid()}"
+
+    def available(self):
+        return shutil.which("trace-cmd") is not None
+
+    def argv(self, out_path):
+        return ["trace-cmd", "record", "-B", self.inst_name, "-b", "16384", "-e", "syscalls:sys_enter_openat",
+                "-f", 'comm=="openat_storm"', "-o", self.dat]
+
+    def final_count(self):
+        if not os.path.exists(self.dat):
+            return 0
+        rep = subprocess.run(["trace-cmd", "report", "-i", self.dat], capture_output=True, text=True)
+        return sum(1 for line in rep.stdout.splitlines() if "openat" in line)
+
+    def cleanup(self):
+        inst = os.path.join(TRACING, "instances", self.inst_name)
         if os.path.isdir(inst):
             try:
                 with open(os.path.join(inst, "events", "enable"), "w") as f:
@@ -132,9 +217,73 @@ def run_trace_cmd(exe, calls, rate, secs):
                 os.rmdir(inst)
             except OSError:
                 pass
-        if p.returncode not in (0, None) and n == 0:
-            return None
-        return elapsed, {"events": n, "lost": None, "cpu": cpu}
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def wait_settled(peer, out_path, quiet=0.5, limit=120.0):
+    """Wait until the output has not grown for ``quiet`` s; return the time it last grew."""
+    last_size, last_change = -1, time.monotonic()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        size = os.path.getsize(out_path)
+        now = time.monotonic()
+        if size != last_size:
+            last_size, last_change = size, now
+        elif now - last_change >= quiet:
+            break
+        time.sleep(0.05)
+    return last_change
+
+
+def run_peer(peer, exe, calls, rate, tmp):
+    """One traced run: ``(slowdown numerator, events, lost, storm CPU s, storm wall s, total CPU s)``."""
+    out_path = os.path.join(tmp, "out.txt")
+    err_path = os.path.join(tmp, "err.txt")
+    try:
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            p = subprocess.Popen(peer.argv(out_path), stdout=out, stderr=err, env=dict(os.environ, PYTHONPATH=SRC))
+        try:
+            # readiness: single-call runs until the tracer shows one (at most 90 s)
+            deadline = time.monotonic() + 90
+            seen = 0
+            while time.monotonic() < deadline and p.poll() is None:
+                storm(exe, 1)
+                time.sleep(0.1)
+                if isinstance(peer, TraceCmd):
+                    time.sleep(1.5)  # trace-cmd shows nothing until it stops: give it a fixed start
+                    break
+                seen = peer.count(read(out_path))
+                if seen:
+                    break
+            if p.poll() is not None:
+                return None
+            wait_settled(peer, out_path)
+            before = peer.count(read(out_path))
+            c0, t0 = cpu_ns(p.pid), time.monotonic()
+            took = storm(exe, calls, rate)
+            t_end = max(wait_settled(peer, out_path), t0 + took)
+            c1 = cpu_ns(p.pid)
+            p.send_signal(signal.SIGINT)
+            _pid, _st, ru = os.wait4(p.pid, 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        text, errs = read(out_path), read(err_path)
+        if isinstance(peer, TraceCmd):
+            got, before = peer.final_count(), 0
+            if got == 0:
+                return None
+        else:
+            got = peer.count(text)
+        return took, got - before, peer.lost(text, errs), (c1 - c0) / 1e9, t_end - t0, ru.ru_utime + ru.ru_stime
+    finally:
+        peer.cleanup()
 
 
 def main():
@@ -142,27 +291,42 @@ def main():
     ap.add_argument("--calls", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", action="append", help="run only this tracer (repeatable)")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    import compileall
+
+    compileall.compile_dir(SRC, quiet=1)
+    tmp = tempfile.mkdtemp(prefix="ut_bench_")
+    try:
         exe = build(tmp)
-        secs_est = (a.calls / a.rate if a.rate else 3.0) + 3.0
+        # the generator's own loader opens files too (ld.so.cache, libc): count them once
+        extra = 0
         base = statistics.median(storm(exe, a.calls, a.rate) for _ in range(a.runs))
         print(f"workload: {a.calls} openat/close calls" + (f" at {a.rate:.0f}/s" if a.rate else " (storm)")
               + f", untraced {base:.3f} s")
-        for name, fn in (("undertow trace", run_undertow), ("cat trace_pipe", run_cat),
-                         ("trace-cmd record", run_trace_cmd)):
-            rows = [fn(exe, a.calls, a.rate, secs_est) for _ in range(a.runs)]
-            if any(r is None for r in rows):
-                print(f"  {name:15s} not installed or cannot run here")
+        for cls in (UndertowApi, UndertowTrace, Bpftrace, CatPipe, TraceCmd):
+            if a.only and cls.name not in a.only:
                 continue
+            if not cls().available():
+                print(f"  {cls.name:15s} not installed")
+                continue
+            rows = [run_peer(cls(), exe, a.calls, a.rate, tmp) for _ in range(a.runs)]
+            if any(r is None for r in rows):
+                print(f"  {cls.name:15s} cannot run here")
+                continue
+            if not extra:
+                extra = max(0, round(statistics.median(r[1] for r in rows)) - a.calls) if cls is UndertowApi else 0
             el = statistics.median(r[0] for r in rows)
-            cap = statistics.median(r[1]["events"] / a.calls for r in rows)
-            cpu = [r[1]["cpu"] for r in rows if r[1]["cpu"] is not None]
-            extra = f", tracer CPU {statistics.median(cpu):.2f} s" if cpu else ""
-            lost = [r[1]["lost"] for r in rows if r[1]["lost"] is not None]
-            if lost:
-                extra += f", lost reported {statistics.median(lost):.0f}"
-            print(f"  {name:15s} captured {cap * 100:6.2f}%  slowdown {el / base:5.2f}x{extra}")
+            cap = statistics.median(min(r[1], a.calls + extra) / (a.calls + extra) for r in rows)
+            share = statistics.median(r[3] / r[4] for r in rows)
+            lost = [r[2] for r in rows if r[2] is not None]
+            print(f"  {cls.name:15s} captured {cap * 100:6.2f}%  slowdown {el / base:5.2f}x  "
+                  f"CPU during the storm {statistics.median(r[3] for r in rows):6.2f} s ({share * 100:5.1f}% of a core)  "
+                  f"whole run {statistics.median(r[5] for r in rows):6.2f} s"
+                  + (f"  lost reported {max(lost)}" if lost else ""))
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Time from launching `undertow trace` to its first event, and its peak RSS.
+"""Time from launching a tracer to its first event, and its peak RSS: `undertow trace`
+beside bpftrace (and `undertow.trace()` from Python, without the command line).
 
-A helper execs /bin/true every 5 ms; the first `sched_process_exec` line printed ends
-the clock. Peak RSS is the child's ru_maxrss at exit.
+A helper thread execs /bin/true every 5 ms; the first `sched_process_exec` line printed
+stops the clock. Peak RSS is the tracer's ru_maxrss (os.wait4). Tracers run one after
+the other, --runs times each; medians (and minimum) are printed.
+
+  undertow trace   `python3 -m undertow trace --count 1 --no-summary 'e sched/sched_process_exec'`
+  undertow API     `python3 -c 'import undertow; ...trace("e sched/sched_process_exec")...'`
+                   (no argparse, no subcommand modules)
+  bpftrace         `bpftrace -B line -e 'tracepoint:sched:sched_process_exec { printf(...); exit(); }'`
 
     python3 bench/trace_startup.py [--runs 5]
 """
 
 import argparse
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -18,8 +25,28 @@ import time
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
+API = """
+import undertow
+from undertow.events import Event
+with undertow.trace("e sched/sched_process_exec", count=1) as t:
+    for ev in t:
+        print(ev.probe, ev.fields.get("filename"), flush=True)
+"""
 
-def one():
+BT = 'tracepoint:sched:sched_process_exec { printf("sched_process_exec %s\\n", str(args->filename)); exit(); }'
+
+
+def tracers():
+    out = [("undertow trace", [sys.executable, "-m", "undertow", "trace", "--count", "1", "--no-summary",
+                               "e sched/sched_process_exec"]),
+           ("undertow API", [sys.executable, "-c", API])]
+    bt = shutil.which("bpftrace")
+    if bt:
+        out.append(("bpftrace", [bt, "-B", "line", "-e", BT]))
+    return out
+
+
+def one(argv, timeout=90.0):
     env = dict(os.environ, PYTHONPATH=SRC)
     stop = threading.Event()
 
@@ -31,16 +58,21 @@ def one():
     th = threading.Thread(target=spawner, daemon=True)
     th.start()
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", "1", "--no-summary",
-                          "e sched/sched_process_exec"], stdout=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     first = None
-    for line in p.stdout:
-        if "sched_process_exec" in line:
-            first = time.monotonic() - t0
-    p.wait()
-    stop.set()
-    th.join()
-    return first
+    try:
+        for line in p.stdout:
+            if "sched_process_exec" in line and first is None:
+                first = time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                break
+    finally:
+        if p.poll() is None:
+            p.terminate()
+        _pid, _st, ru = os.wait4(p.pid, 0)
+        stop.set()
+        th.join()
+    return first, ru.ru_maxrss / 1024
 
 
 def main():
@@ -50,10 +82,15 @@ def main():
     import compileall
 
     compileall.compile_dir(SRC, quiet=1)
-    times = [one() for _ in range(a.runs)]
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"first event after launch: median {statistics.median(times) * 1e3:.0f} ms (min {min(times) * 1e3:.0f})")
-    print(f"peak RSS of a trace process: {rss:.1f} MiB")
+    for name, argv in tracers():
+        res = [one(argv) for _ in range(a.runs)]
+        times = [r[0] for r in res if r[0] is not None]
+        if not times:
+            print(f"{name:15s} no event seen")
+            continue
+        rss = statistics.median(r[1] for r in res)
+        print(f"{name:15s} first event after launch: median {statistics.median(times) * 1e3:4.0f} ms "
+              f"(min {min(times) * 1e3:4.0f})  peak RSS {rss:5.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -258,3 +258,56 @@ def test_ftrace_filter_on_user_string_pointer(tmp_path):
         child.wait()
         evs = collect(t, lambda o: any(e.pid == child.pid for e in o))
     assert [e.pid for e in evs if e.pid == child.pid] == [child.pid]
+
+
+BURST_CHILD = """
+import os, sys
+path = sys.argv[1]
+n = int(sys.argv[2])
+sys.stdin.readline()
+for _ in range(n):
+    os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_burst_is_decoded_whole_and_batched(tmp_path, tfs):
+    """A burst of openat calls we make: every call is one event with the arguments we
+    passed (the bulk run decoder), nothing lost, and the session switched from waking
+    on any data (buffer_percent 0, for a prompt first event) to batched wake-ups."""
+    n = 20000
+    target = tmp_path / "ut_burst_target"
+    target.write_text("x")
+    child = subprocess.Popen([sys.executable, "-c", BURST_CHILD, str(target), str(n)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        t = undertow.trace(f"e syscalls/sys_enter_openat f:common_pid=={child.pid}", duration=90)
+        with t:
+            mine = [i for i in tfs.instances() if i.startswith(f"undertow_{os.getpid()}_")]
+            assert len(mine) == 1
+            percent = os.path.join(TRACING, "instances", mine[0], "buffer_percent")
+            if not os.path.exists(percent):
+                pytest.skip("this kernel has no buffer_percent")
+            with open(percent) as f:
+                assert f.read().strip() == "0"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "done"
+            evs = collect(t, lambda o: len(o) >= n, timeout=90)
+            with open(percent) as f:
+                assert f.read().strip() != "0"
+            assert t.stats.total_lost == 0
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert len(evs) == n
+    assert all(e.tid == child.pid and e.pid == child.pid and e.probe == "syscalls:sys_enter_openat" for e in evs)
+    assert {e.fields["flags"] & 0xFFFFFFFF for e in evs} == {os.O_RDONLY | os.O_CLOEXEC}
+    assert {e.fields["dfd"] & 0xFFFFFFFF for e in evs} == {0xFFFFFF9C}  # AT_FDCWD
+    assert len({e.fields["filename"] for e in evs}) >= 1 and all(e.fields["filename"] for e in evs)
+    for cpu in {e.cpu for e in evs}:
+        ts = [e.ts for e in evs if e.cpu == cpu]
+        assert ts == sorted(ts)  # each CPU's events arrive in time order
+    now = time.monotonic_ns()
+    assert all(now - 120 * 10 ** 9 < e.ts <= now for e in evs)  # trace_clock mono = CLOCK_MONOTONIC
