@@ -264,6 +264,7 @@ BURST_CHILD = """
 import os, sys
 path = sys.argv[1]
 n = int(sys.argv[2])
+print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(n):
     os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
@@ -282,6 +283,7 @@ def test_burst_is_decoded_whole_and_batched(tmp_path, tfs):
     child = subprocess.Popen([sys.executable, "-c", BURST_CHILD, str(target), str(n)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline().strip() == "ready"  # its start-up opens are over
         t = undertow.trace(f"e syscalls/sys_enter_openat f:common_pid=={child.pid}", duration=90)
         with t:
             mine = [i for i in tfs.instances() if i.startswith(f"undertow_{os.getpid()}_")]
