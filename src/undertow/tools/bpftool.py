@@ -1,17 +1,18 @@
-"""The loop every BPF-based incident-response tool shares (dns, icmp).
+"""The loop every BPF-based incident-response tool shares (dns, icmp, arp, filewatch, ...).
 
 A tool is a program in the bpftrace language (compiled by undertow's BPF backend) whose
 ``printf`` records carry the event's values, and a parser turning one record into a
 JSON-ready dict. :func:`run_tool` compiles and attaches it, applies the shared options
 (``--pid --comm --cgroup --duration --count``), adds the process details captured at
 the event (``/proc``, before a short-lived process is gone), prints text or JSON lines,
-reports losses, and returns the events for ``--summary``.
+reports losses, and returns the events for ``--summary``. The options, the ``--comm``/
+``--cgroup`` filter, the loss notices and the summary table are :mod:`undertow.tools.common`'s,
+shared with the ftrace-based ``undertow exec``.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import signal
@@ -22,13 +23,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
     """The options every tool takes (same names, same meaning)."""
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--pid", type=int, help="only this process")
-    p.add_argument("--comm", help="only processes whose name matches this glob")
-    p.add_argument("--cgroup", help="only processes whose cgroup path contains this text")
-    p.add_argument("--duration", type=float, help="stop after SECONDS")
-    p.add_argument("--count", type=int, help=f"stop after N {what}")
-    p.add_argument("--summary", action="store_true", help="at exit, a ranked table: who did it most")
+    from .common import add_common_options
+
+    # the programs filter one thread group in the kernel (no children followed)
+    add_common_options(p, what, pid_help="only this process",
+                       comm_help="only processes whose name matches this glob",
+                       summary_help="at exit, a ranked table: who did it most")
 
 
 def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[[Any], Optional[Dict[str, Any]]],
@@ -45,6 +45,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     from ..lang.bt import parse_program
     from ..lang.resolve import resolve
     from ..output.jsonl import clean
+    from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
     kernel = Kernel()
@@ -60,6 +61,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     out = sys.stdout
     shown: List[Dict[str, Any]] = []
     infos: Dict[int, Any] = {}
+    pfilter = ProcessFilter.from_args(args)
     session = ProgramSession.start(compiled, kernel, ringbuf_size=(ringbuf_mb or default_buffer_mb()) << 20)
     try:
         if on_start is not None:
@@ -80,14 +82,14 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     if args.json:
                         out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
                     else:
-                        out.write(f"# LOST {rec.count} events ({rec.reason})\n")
+                        out.write(lost_line(rec.count, rec.reason) + "\n")
                     continue
                 if not isinstance(rec, Printed):
                     continue
                 d = parse(rec)
                 if d is None:
                     continue
-                if args.comm and not fnmatch.fnmatchcase(d.get("comm") or "", args.comm):
+                if not pfilter.match_comm(d.get("comm")):
                     continue
                 pid = d.get("pid")
                 info = None
@@ -102,7 +104,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
-                if args.cgroup and (info is None or info.cgroup is None or args.cgroup not in info.cgroup):
+                if not pfilter.match_cgroup(info):
                     continue
                 shown.append(d)
                 if args.json:
@@ -136,28 +138,9 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
 
 
 def print_summary(events: List[Dict[str, Any]], as_json: bool, what: str, detail: str) -> None:
-    """Who did it most: count, first and last time, distinct ``detail`` values, per process."""
-    from ..output.text import escape
+    """Who did it most: count, first and last time, distinct ``detail`` values, per process
+    (text on stderr under the header ``what``, or one ``{"summary": [...]}`` JSON line)."""
+    from .common import Column, Summary
 
-    rows: Dict[Any, Dict[str, Any]] = {}
-    for d in events:
-        k = (d.get("pid"), d.get("comm"))
-        r = rows.setdefault(k, {"count": 0, "first": d["ts"], "last": d["ts"], "values": set()})
-        r["count"] += 1
-        r["last"] = d["ts"]
-        if d.get(detail) is not None:
-            r["values"].add(str(d[detail]))
-    ranked = sorted(rows.items(), key=lambda kv: -kv[1]["count"])
-    if as_json:
-        sys.stdout.write(json.dumps({"summary": [
-            {"pid": k[0], "comm": k[1], "count": v["count"], "first_ts": v["first"], "last_ts": v["last"],
-             f"distinct_{detail}": len(v["values"]), detail: sorted(v["values"])[:20]}
-            for k, v in ranked]}) + "\n")
-        return
-    t0 = min((v["first"] for v in rows.values()), default=0)
-    sys.stderr.write(f"\n{'COUNT':>7} {'FIRST(s)':>9} {'LAST(s)':>9} {'PID':>7} {'COMM':<16} {what}\n")
-    for (pid, comm), v in ranked[:40]:
-        vals = ", ".join(sorted(v["values"])[:3])
-        sys.stderr.write(f"{v['count']:>7} {(v['first'] - t0) / 1e9:9.3f} {(v['last'] - t0) / 1e9:9.3f} "
-                         f"{pid if pid is not None else '-':>7} {escape(comm or '(kernel)')[:16]:<16} "
-                         f"{escape(vals)[:50]}\n")
+    Summary([Column("pid", "PID", ">7"), Column("comm", "COMM", "<16", "(kernel)")], detail,
+            values_header=what).add_events(events).write(as_json)

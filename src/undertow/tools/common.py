@@ -221,6 +221,9 @@ class Column(NamedTuple):
 
 _WIDTH = re.compile(r"(\d+)$")
 
+#: Text output fits this many columns.
+WIDTH = 100
+
 
 def _cell(value: Any, col: Column) -> str:
     from ..output.text import escape
@@ -323,11 +326,13 @@ class Summary:
         lines = [f"{'COUNT':>7}{g}{'FIRST(s)':>9} {'LAST(s)':>9}{g}" + " ".join(cols)]
         t0 = min((r.first for r in self.rows.values()), default=0)
         for key, row in self.ranked()[:self.limit]:
-            cells = [_cell(k, c) for c, k in zip(self.columns, key)]
+            line = (f"{row.count:>7}{g}{(row.first - t0) / 1e9:9.3f} {(row.last - t0) / 1e9:9.3f}{g}"
+                    + " ".join(_cell(k, c) for c, k in zip(self.columns, key)))
             if self.values_header:
-                cells.append(escape(", ".join(str(v) for v in _sorted(row.values)[:3]))[:50])
-            lines.append(f"{row.count:>7}{g}{(row.first - t0) / 1e9:9.3f} {(row.last - t0) / 1e9:9.3f}{g}"
-                         + " ".join(cells))
+                # the values fill the line up to 100 columns (at most 50 of them)
+                room = max(0, min(50, WIDTH - len(line) - 1))
+                line += " " + escape(", ".join(str(v) for v in _sorted(row.values)[:3]))[:room]
+            lines.append(line)
         return lines
 
     def write(self, as_json: bool, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> None:
