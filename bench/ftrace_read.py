@@ -225,18 +225,20 @@ def read(path):
         return f.read()
 
 
-def wait_settled(peer, out_path, quiet=0.5, limit=120.0):
-    """Wait until the output has not grown for ``quiet`` s; return the time it last grew."""
-    last_size, last_change = -1, time.monotonic()
+def wait_settled(pid, out_path, quiet=0.5, limit=180.0):
+    """Wait until the tracer is idle: its output has not grown and it has used under 10%
+    of a core for ``quiet`` s (a reader decoding a large batch writes nothing for a
+    while). Returns the time it last grew or worked."""
+    last_size, last_cpu, last_change = -1, cpu_ns(pid), time.monotonic()
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        size = os.path.getsize(out_path)
-        now = time.monotonic()
-        if size != last_size:
-            last_size, last_change = size, now
-        elif now - last_change >= quiet:
-            break
         time.sleep(0.05)
+        size, cpu, now = os.path.getsize(out_path), cpu_ns(pid), time.monotonic()
+        if size != last_size or cpu - last_cpu > 0.1 * 0.05e9:
+            last_change = now
+        last_size, last_cpu = size, cpu
+        if now - last_change >= quiet:
+            break
     return last_change
 
 
@@ -262,11 +264,11 @@ def run_peer(peer, exe, calls, rate, tmp):
                     break
             if p.poll() is not None:
                 return None
-            wait_settled(peer, out_path)
+            wait_settled(p.pid, out_path)
             before = peer.count(read(out_path))
             c0, t0 = cpu_ns(p.pid), time.monotonic()
             took = storm(exe, calls, rate)
-            t_end = max(wait_settled(peer, out_path), t0 + took)
+            t_end = max(wait_settled(p.pid, out_path), t0 + took)
             c1 = cpu_ns(p.pid)
             p.send_signal(signal.SIGINT)
             _pid, _st, ru = os.wait4(p.pid, 0)
