@@ -48,6 +48,11 @@ BUFFER_PERCENT = 25
 EAGER_EVENTS = 64          # more events than this within EAGER_WINDOW: batch wake-ups
 EAGER_WINDOW = 0.1
 STATS_EVERY = 1.0
+# With -s the kernel writes an event, then its ftrace:kernel_stack record
+# (trace_event_buffer_commit -> ftrace_trace_stack): two commits, so a read can
+# fall between them. A CPU's last event without its stack is held back until the
+# CPU's next read or for this long, then shown with or without a stack.
+STACK_HOLD = 0.005
 
 
 class FtraceSession(Session):
@@ -75,6 +80,7 @@ class FtraceSession(Session):
         self._eager = False        # buffer_percent is 0 (wake on any data) until events flow
         self._eager_since = 0.0
         self._eager_count = 0
+        self._held: Dict[int, Tuple[Any, float]] = {}  # cpu -> (event awaiting its stack, since)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -164,6 +170,8 @@ class FtraceSession(Session):
     def poll(self, timeout: Optional[float] = None) -> List[Record]:
         if self._closed:
             return []
+        if self._held:
+            timeout = STACK_HOLD if timeout is None else min(timeout, STACK_HOLD)
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         try:
             self._poller.poll(ms)
@@ -179,13 +187,27 @@ class FtraceSession(Session):
         paused = gc.isenabled()
         if paused:
             gc.disable()
+        now = time.monotonic()
+        hold = self.reader is not None and self.reader.stack_id is not None
         try:
             for fd, cpu in self.fds.items():
+                if not hold:
+                    self._drain(fd, cpu, out)
+                    continue
+                held = self._held.pop(cpu, None)
+                n0 = len(out)
+                if held is not None:
+                    out.append(held[0])  # its stack, if read now, attaches to it
                 self._drain(fd, cpu, out)
+                last = out[-1] if len(out) > n0 else None
+                if last is not None and getattr(last, "stack", 0) is None:
+                    since = held[1] if held is not None and last is held[0] else now
+                    if now - since < STACK_HOLD:
+                        out.pop()
+                        self._held[cpu] = (last, since)
         finally:
             if paused:
                 gc.enable()
-        now = time.monotonic()
         if self._eager and out:
             self._eager_step(now, len(out))
         if now >= self._next_stats:
@@ -328,6 +350,7 @@ class FtraceSession(Session):
         if self._closed:
             return
         self._closed = True
+        self._held.clear()
         for fd in list(self.fds):
             try:
                 os.close(fd)
