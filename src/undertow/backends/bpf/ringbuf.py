@@ -8,6 +8,13 @@ Each record starts with an 8-byte header: ``u32 len`` (bit 31 BUSY: not yet
 committed; bit 30 DISCARD: skip it) and ``u32 pg_off``; the next record starts
 at ``round_up(len + 8, 8)``.
 
+The data area is not mapped whole: a read-only mapping may start at any page of it
+(``bpf_ringbuf_mmap_user`` only restricts writable mappings; ``remap_vmalloc_range``
+checks the bounds), so the consumer maps a WINDOW-sized slice at its position and
+moves it along. Every page of a mapping is inserted at mmap time and counts in the
+process's RSS: mapping a 64 MiB ring whole (twice, for the wrap) made a one-liner's
+RSS ~150 MiB; the window keeps it near 25 MiB with the same kernel buffer.
+
 Programs submit with ``BPF_RB_NO_WAKEUP`` and the consumer polls on a timer:
 waking the reader on every event costs the traced process 5-45 us per event
 (DESIGN.md); a timed poll costs nothing per event.
@@ -26,45 +33,82 @@ DISCARD_BIT = 1 << 30
 HDR_SIZE = 8
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+#: Bytes of the data area mapped at a time (a record longer than this gets its own window).
+WINDOW = 2 << 20
 
 
 class RingBuffer:
     """Reads records from a ring buffer map fd of ``size`` bytes (a power of two)."""
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int, window: int = WINDOW) -> None:
         if size <= 0 or size & (size - 1):
             raise ValueError("ring buffer size must be a power of two")
         self.fd = map_fd
         self.size = size
         self.mask = size - 1
-        page = mmap.PAGESIZE
+        page = self.page = mmap.PAGESIZE
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        self._data_off = page
+        self._prod = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self.window = max(page, min(size, window))
+        self._win: Optional[mmap.mmap] = None
+        self._win_start = 0   # offset of the window in the (double) data area
+        self._win_end = 0
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
+
+    def _map(self, rel: int, need: int) -> mmap.mmap:
+        """A window over data-area bytes [rel, rel + need) (rel < size; the area is
+        mapped twice back to back, so rel + need <= 2 * size stays in bounds)."""
+        if self._win is not None:
+            try:
+                self._win.close()
+            except BufferError:
+                pass  # a caller kept a view: unmapped when the last reference goes
+            self._win = None
+        start = rel & ~(self.page - 1)
+        length = max(self.window, (rel + need - start + self.page - 1) & ~(self.page - 1))
+        length = min(length, 2 * self.size - start)
+        self._win = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=2 * self.page + start)
+        self._win_start, self._win_end = start, start + length
+        return self._win
 
     def consume(self, callback: Callable[[memoryview], None], limit: int = 1 << 20) -> int:
         """Hand every committed record to ``callback`` (a memoryview valid during the call)."""
         cons = _U64.unpack_from(self._cons, 0)[0]
         prod = _U64.unpack_from(self._prod, 0)[0]
         n = 0
-        view = memoryview(self._prod)
+        win = self._win
+        view = None
         try:
             while cons < prod and n < limit:
-                off = self._data_off + (cons & self.mask)
-                hdr = _U32.unpack_from(self._prod, off)[0]
+                rel = cons & self.mask
+                if win is None or rel < self._win_start or rel + HDR_SIZE > self._win_end:
+                    if view is not None:
+                        view.release()
+                        view = None
+                    win = self._map(rel, HDR_SIZE)
+                off = rel - self._win_start
+                hdr = _U32.unpack_from(win, off)[0]
                 if hdr & BUSY_BIT:
                     break
                 length = hdr & ~(BUSY_BIT | DISCARD_BIT)
                 if not hdr & DISCARD_BIT:
+                    if rel + HDR_SIZE + length > self._win_end:
+                        if view is not None:
+                            view.release()
+                            view = None
+                        win = self._map(rel, HDR_SIZE + length)
+                        off = rel - self._win_start
+                    if view is None:
+                        view = memoryview(win)
                     callback(view[off + HDR_SIZE: off + HDR_SIZE + length])
                     n += 1
                 cons += (length + HDR_SIZE + 7) & ~7
                 # publish progress so the producer can reuse the space
                 _U64.pack_into(self._cons, 0, cons)
         finally:
-            view.release()
+            if view is not None:
+                view.release()
         return n
 
     def poll(self, timeout: Optional[float]) -> bool:
@@ -76,7 +120,9 @@ class RingBuffer:
         return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
 
     def close(self) -> None:
-        for m in (self._cons, self._prod):
+        for m in (self._cons, self._prod, self._win):
+            if m is None:
+                continue
             try:
                 m.close()
             except (BufferError, ValueError):
