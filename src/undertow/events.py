@@ -8,7 +8,7 @@ session's :class:`Stats` at the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 # A stack frame: (address, symbol or None, offset within symbol, module or None).

@@ -15,7 +15,7 @@ normal exit, on exceptions (context manager) and from signal handlers.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
 
 from ..errors import SourceError, Span, UndertowError

@@ -19,7 +19,7 @@ rax; AAPCS64: x0..x7, return in x0) give the argument registers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
 from ..errors import FeatureUnavailableError, ResolveError, did_you_mean

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import struct
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ELFError, SymbolNotFoundError, did_you_mean

@@ -21,7 +21,7 @@ import importlib
 import json
 import os
 import platform
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import __version__

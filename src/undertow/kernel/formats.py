@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from dataclasses import dataclass, field as dc_field
+from undertow.dclass import dataclass, field as dc_field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import UndertowError, UnknownFieldError, did_you_mean

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import re
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import UndertowError

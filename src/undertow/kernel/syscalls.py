@@ -27,7 +27,7 @@ import os
 import platform
 import struct
 from contextlib import contextmanager
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from enum import IntEnum
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 

@@ -14,7 +14,7 @@ check, an unsupported node, a verifier rejection — points at that text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import Span

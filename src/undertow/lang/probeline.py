@@ -34,7 +34,7 @@ by :mod:`undertow.lang.resolve`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean

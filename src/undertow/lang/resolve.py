@@ -30,9 +30,9 @@ function's parameters.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
-from dataclasses import dataclass
+from undertow import dclass
+from undertow.dclass import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import (
@@ -307,7 +307,7 @@ class BtfTypes(TypeInfo):
                 return IntTy(inner.size or int(name[4:]) // 8, False, name, big_endian=True)
             inner = self.to_ty(target, depth + 1)
             if isinstance(inner, IntTy) and not inner.is_char and not inner.is_bool:
-                return dataclasses.replace(inner, name=name)
+                return dclass.replace(inner, name=name)
             return inner
         if kind in ("const", "volatile", "restrict", "type_tag", "decl_tag"):
             return self.to_ty(self._target(t), depth + 1)
@@ -1374,7 +1374,7 @@ class _Resolver:
         if (isinstance(e, ir.Binary) and e.op in _LOGIC_CMP) or (isinstance(e, ir.Unary) and e.op == "!"):
             return self._f(e)
         # anything else: resolve its parts, names being fields of the line/event
-        for fld in dataclasses.fields(e):
+        for fld in dclass.fields(e):
             v = getattr(e, fld.name)
             if isinstance(v, ir.Expr):
                 setattr(e, fld.name, self._f_operand(v))

@@ -12,7 +12,7 @@ lives in: ``"kernel"`` (probe_read_kernel / ftrace ``+off(...)``) or ``"user"``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, Optional, Tuple
 
 

@@ -28,7 +28,7 @@ import json
 import re
 import signal
 import sys
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, \
     Tuple
 

@@ -10,7 +10,7 @@ says what is missing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import TYPE_CHECKING, Any, List, Optional
 
 from ...errors import SourceError, UndertowError

@@ -25,7 +25,7 @@ Record header (48 bytes): u64 ts | u32 tgid | u32 tid | char comm[16] | u32 acti
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import Span

@@ -9,7 +9,7 @@ bytes listed in :data:`OPAQUE_SIZES`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 from ...lang.types import (

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ...errors import Span, TypeCheckError, UndertowError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import List, Optional
 
 from ..base import Plan

@@ -14,7 +14,7 @@ decoded), ``var`` (``$name``; value: name), ``pos`` (``$1``/``$#``; value: int,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import Tuple
 
 from ...errors import ParseError, Span

@@ -23,7 +23,7 @@ points at the right line and column.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from ...errors import ParseError, Span

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from undertow.dclass import dataclass
 from typing import Dict, Optional, Tuple
 
 ETH_P_ARP = 0x0806

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import List, Optional, Tuple
 
 QTYPES = {

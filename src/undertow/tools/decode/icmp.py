@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from dataclasses import dataclass, field
+from undertow.dclass import dataclass, field
 from typing import List, Optional
 
 ICMP_TYPES = {0: "echo-reply", 3: "dest-unreachable", 4: "source-quench", 5: "redirect",

@@ -1,0 +1,95 @@
+"""undertow.dclass behaves as dataclasses does for what undertow uses."""
+
+import dataclasses
+
+import pytest
+
+from undertow import dclass
+
+
+def both(**opts):
+    """The same class body made by the standard decorator and by ours."""
+    out = []
+    for mod in (dataclasses, dclass):
+        @mod.dataclass(**opts)
+        class Point:
+            x: int
+            y: int = 2
+            tags: list = mod.field(default_factory=list)
+            note: str = mod.field(default="n", compare=False, repr=False)
+        out.append(Point)
+    return out
+
+
+@pytest.mark.parametrize("opts", [{}, {"frozen": True}, {"eq": False}])
+def test_init_repr_eq_hash_like_the_standard(opts):
+    std, ours = both(**opts)
+    for args, kw in [((1,), {}), ((1, 3), {"tags": [4]}), ((), {"x": 5, "note": "m"})]:
+        a, b = std(*args, **kw), ours(*args, **kw)
+        assert repr(a).replace(std.__qualname__, "P") == repr(b).replace(ours.__qualname__, "P")
+        assert (a == std(*args, **kw)) == (b == ours(*args, **kw))
+        assert (a == std(9)) == (b == ours(9))
+        assert (std.__hash__ is None) == (ours.__hash__ is None)
+        if std.__hash__ is not None and opts.get("frozen"):
+            with pytest.raises(TypeError):  # as the standard one: a list field is unhashable
+                hash(a)
+            with pytest.raises(TypeError):
+                hash(b)
+    assert ours(1).tags is not ours(1).tags  # a fresh list each time
+    assert ours(1, note="a") == ours(1, note="b") or opts.get("eq") is False  # note not compared
+    with pytest.raises(TypeError):
+        ours()
+    with pytest.raises(TypeError):
+        ours(1, 2, [], "n", 5)
+
+
+def test_frozen_inheritance_post_init_replace_fields():
+    @dclass.dataclass(frozen=True)
+    class Base:
+        size: int = 0
+
+    @dclass.dataclass(frozen=True)
+    class Sub(Base):
+        name: str = ""
+        size: int = 8  # re-declared: keeps its place
+
+    s = Sub(4, "a")
+    assert (s.size, s.name) == (4, "a") and repr(s).endswith("Sub(size=4, name='a')")
+    with pytest.raises(dclass.FrozenInstanceError):
+        s.size = 1
+    with pytest.raises(AttributeError):
+        del s.name
+    assert dclass.replace(s, name="b") == Sub(4, "b") and [f.name for f in dclass.fields(s)] == ["size", "name"]
+    assert {Sub(1, "x"), Sub(1, "x")} == {Sub(1, "x")}
+
+    seen = []
+
+    @dclass.dataclass
+    class Post:
+        a: int = 1
+
+        def __post_init__(self):
+            seen.append(self.a)
+
+    Post(3)
+    assert seen == [3]
+
+
+def test_explicit_hash_kept_and_mutable_default_refused():
+    @dclass.dataclass
+    class H:
+        a: int = 0
+
+        def __hash__(self):
+            return 7
+
+    assert hash(H()) == 7
+    with pytest.raises(ValueError):
+        @dclass.dataclass
+        class Bad:
+            a: list = []
+    with pytest.raises(TypeError):
+        @dclass.dataclass
+        class Order:
+            a: int = 0
+            b: int
