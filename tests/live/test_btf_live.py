@@ -73,3 +73,21 @@ def test_list_cli_shows_layouts(capsys):
     assert cli.main(["list", "-v", "struct task_strct"]) == 1
     err = capsys.readouterr().err
     assert "did you mean task_struct?" in err and "Traceback" not in err
+
+
+def test_mapped_blob_reads_as_the_file():
+    """Where the kernel lets /sys/kernel/btf/vmlinux be mapped (6.16+), the BTF is parsed
+    from the mapping: the same bytes and the same types as a plain read."""
+    import mmap
+
+    from undertow.kernel.btf import BTF, _read_blob
+
+    blob = _read_blob(VMLINUX)
+    with open(VMLINUX, "rb") as f:
+        whole = f.read()
+    assert len(blob) == len(whole) and blob[:64] == whole[:64] and blob[-64:] == whole[-64:]
+    a, b = BTF(blob, None, "vmlinux", None), BTF(whole, None, "vmlinux", None)
+    for struct, member in CASES[:4]:
+        assert a.member(struct, member).bit_offset == b.member(struct, member).bit_offset
+    if not isinstance(blob, mmap.mmap):
+        pytest.skip("this kernel does not allow mapping its BTF (before 6.16): read whole")

@@ -20,7 +20,6 @@ import errno as _errno
 import importlib
 import json
 import os
-import platform
 from undertow.dclass import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -448,7 +447,7 @@ def _arch(roots: Any) -> str:
     a = _read_text(roots.proc_path("sys", "kernel", "arch"))
     if a:
         return a
-    return platform.machine() if roots.live else "unknown"
+    return os.uname().machine if roots.live else "unknown"
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ the private mount shows the same files as /sys/kernel/security would.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import tempfile
 from typing import Optional
@@ -22,7 +21,9 @@ MNT_DETACH = 2
 
 def _libc() -> Optional[ctypes.CDLL]:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the interpreter's own symbols include libc's (ctypes.util.find_library would
+        # import subprocess and may run ldconfig)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 

@@ -24,7 +24,6 @@ import ctypes
 import errno as _errno
 import fcntl
 import os
-import platform
 import struct
 from contextlib import contextmanager
 from undertow.dclass import dataclass
@@ -298,7 +297,7 @@ def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int]:
 
     Raises :class:`BPFError` on an architecture undertow does not know.
     """
-    m = machine or platform.machine()
+    m = machine or os.uname().machine
     try:
         return _SYSCALLS[m]
     except KeyError:

@@ -14,8 +14,6 @@ parse errors there).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno as _errno
 import fnmatch
 import os
@@ -105,9 +103,10 @@ def mount_tracefs(target: str = "/sys/kernel/tracing") -> None:
     Raises :class:`TracefsError` (``TracefsPermissionError`` on EPERM/EACCES)
     with the errno and a hint.
     """
-    libname = ctypes.util.find_library("c") or "libc.so.6"
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(libname, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's symbols include libc's
     except OSError as e:
         raise TracefsError(f"cannot load the C library to mount tracefs: {e}", hints=[_MOUNT_HINT]) from None
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]

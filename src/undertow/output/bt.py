@@ -18,7 +18,6 @@ import json
 import os
 import pwd
 import re
-import socket
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -210,6 +209,8 @@ class BtRenderer:
         if kind == "inet":
             fam, raw = v
             try:
+                import socket  # only ntop() needs it (~2 ms to import)
+
                 if fam == socket.AF_INET6:
                     return socket.inet_ntop(socket.AF_INET6, raw[:16])
                 return socket.inet_ntop(socket.AF_INET, raw[:4])

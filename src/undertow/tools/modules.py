@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["program", "parse_record", "capability", "SYSCALLS"]
@@ -39,7 +38,7 @@ def capability(proc: str = "/proc") -> Tuple[bool, str]:
 
 def program(tracefs: Any) -> Tuple[str, str]:
     """The BPF program (bpftrace language) for this kernel, and a description of its hooks."""
-    nrs = SYSCALLS.get(platform.machine())
+    nrs = SYSCALLS.get(os.uname().machine)
     parts: List[str] = []
     hooks: List[str] = []
     if tracefs.events("module:module_load"):
