@@ -16,6 +16,7 @@ the other, --runs times each; medians (and minimum) are printed.
 
 import argparse
 import os
+import signal
 import shutil
 import statistics
 import subprocess
@@ -67,9 +68,11 @@ def one(argv, timeout=90.0):
             if time.monotonic() - t0 > timeout:
                 break
     finally:
-        if p.poll() is None:
-            p.terminate()
-        _pid, _st, ru = os.wait4(p.pid, 0)
+        # not p.poll()/p.terminate(): both reap an exited tracer, and wait4 needs it unreaped
+        # for its rusage (a zombie still takes the signal harmlessly)
+        os.kill(p.pid, signal.SIGTERM)
+        _pid, st, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(st)
         stop.set()
         th.join()
     return first, ru.ru_maxrss / 1024
