@@ -264,3 +264,43 @@ def test_usym_names_user_functions():
             'uprobe:libc:getppid /pid == cpid/ { printf("at %s\\n", usym(reg("ip"))); }')
     out, err = r.finish()
     assert "at getppid" in out, out + err
+
+
+def test_syscall_wildcards_through_one_raw_syscalls_program(tmp_path):
+    """`sys_enter_*` and `sys_exit_*` (~360 probes each) are carried by one raw_syscalls
+    program per direction (backends/bpf/dispatch.py): each probe still counts its own
+    syscall with its own arguments, and nothing else."""
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("no syscall table for this architecture")
+    script = tmp_path / "work.py"
+    script.write_text("import os, sys\nsys.stdin.readline()\n"
+                      "for i in range(1000): os.getppid()\n"
+                      "for i in range(700): os.getpid()\n"
+                      "fd = os.open('/etc/hostname', os.O_RDONLY)\n"
+                      "for i in range(300): os.lseek(fd, 7, 0)\n")
+    exe = tmp_path / "ut_disp"
+    shutil.copy(os.path.realpath(sys.executable), exe)
+    child = subprocess.Popen([str(exe), "-S", str(script)], stdin=subprocess.PIPE, text=True)
+    try:
+        r = Run("-v", "-p", str(child.pid), "-e",
+                'tracepoint:syscalls:sys_enter_* { @[probe] = count(); } '
+                'tracepoint:syscalls:sys_enter_lseek { @off[args.offset] = count(); } '
+                'tracepoint:syscalls:sys_exit_* { @ret[probe, args.ret] = count(); }')
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        child.wait(timeout=60)
+        out, err = r.stop()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "tail-called from a single raw_syscalls:sys_enter program" in err
+    assert "tail-called from a single raw_syscalls:sys_exit program" in err
+    assert "@[tracepoint:syscalls:sys_enter_getppid]: 1000\n" in out, out
+    assert "@[tracepoint:syscalls:sys_enter_getpid]: 700\n" in out
+    assert "@[tracepoint:syscalls:sys_enter_lseek]: 300\n" in out
+    assert "@off[7]: 300\n" in out                  # a second probe on lseek keeps its own attachment
+    assert f"@ret[tracepoint:syscalls:sys_exit_getpid, {child.pid}]: 700\n" in out
+    assert f"@ret[tracepoint:syscalls:sys_exit_getppid, {os.getpid()}]: 1000\n" in out
+    assert "@ret[tracepoint:syscalls:sys_exit_lseek, 7]: 300\n" in out
+    assert "sys_enter_newstat]: 1000" not in out and "sys_enter_getpid]: 1000" not in out

@@ -160,6 +160,9 @@ class ProgramSession(Session):
             relocs[("map", spec.name)] = fd
         begin: List[int] = []
         self.relocs = relocs
+        slots = self._dispatch_plan()
+        carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
+        tail: Dict[str, Dict[int, int]] = {}
         for i, cp in enumerate(self.c.probes):
             fd, cp = self._load_any(cp)
             self.c.probes[i] = cp
@@ -168,9 +171,14 @@ class ProgramSession(Session):
                 begin.append(fd)
             elif kind == "end":
                 self.end_progs.append(fd)
+            elif i in carried:
+                d, nr = carried[i]
+                tail.setdefault(d, {})[nr] = fd
             else:
                 self._attach(cp, fd)
             self.attached.append(cp.name)
+        for d, progs in tail.items():
+            self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
         self.rb = RingBuffer(rb, self.rb_size)
         self._eager_until = time.monotonic() + EAGER_SECONDS
         for fd in begin:
@@ -229,6 +237,51 @@ class ProgramSession(Session):
         fid = btf.find_id(cp.ap.target, "func")
         eat = sc.AttachType.TRACE_FENTRY if cp.ap.kind == "fentry" else sc.AttachType.TRACE_FEXIT
         return {"expected_attach_type": int(eat), "attach_btf_id": fid}
+
+    def _dispatch_plan(self) -> Dict[str, Dict[int, int]]:
+        """Which syscall probes one raw_syscalls dispatcher per direction carries
+        (backends/bpf/dispatch.py); empty when the kernel or this arch cannot."""
+        from ...kernel.syscall_table import numbers
+        from . import dispatch
+
+        arch = os.uname().machine
+        slots = dispatch.plan(self.c.probes, numbers(arch))
+        if not slots:
+            return {}
+        self._compat_off: Optional[int] = None
+        if arch == "x86_64":
+            # without it 32-bit compat syscalls would be taken for the 64-bit ones
+            try:
+                self._compat_off = self.kernel.btf().member("task_struct", "thread_info.status").offset
+            except (UndertowError, OSError, AttributeError):
+                return {}
+        try:
+            tfs = self.kernel.tracefs()
+            for d in slots:
+                tfs.event_format("raw_syscalls", d)
+        except (UndertowError, OSError):
+            return {}
+        return slots
+
+    def _attach_dispatcher(self, direction: str, progs: Dict[int, int], probes: List[CompiledProbe]) -> None:
+        """A PROG_ARRAY of the probes' programs by syscall number and one program on
+        ``raw_syscalls:<direction>`` that tail-calls into it."""
+        from . import dispatch
+
+        top = max(progs)
+        arr = sc.map_create(sc.MapType.PROG_ARRAY, 4, 4, top + 1)
+        self.fds.append(arr)
+        for nr, fd in progs.items():
+            sc.map_update_elem(arr, struct.pack("<I", nr), struct.pack("<I", fd))
+        asm = dispatch.program(top, self._compat_off)
+        raw = asm.assemble().relocate({"progs": arr})
+        fd = sc.prog_load(sc.ProgType.TRACEPOINT, raw, license="GPL", name=f"ut_{direction}")
+        self.fds.append(fd)
+        tp_id = self.kernel.tracefs().event_format("raw_syscalls", direction).id
+        self._perf(sc.tracepoint_attr(tp_id), fd, cpu=0)
+        for cp in probes:
+            cp.note = (f"one of {len(progs)} syscall probes tail-called from a single "
+                       f"raw_syscalls:{direction} program (one attachment, fast detach)")
 
     def _attach(self, cp: CompiledProbe, prog: int) -> None:
         ap = cp.ap
