@@ -61,3 +61,38 @@ def test_json_always_valid_utf8(fields):
     line = buf.getvalue()
     line.encode("utf-8")  # strict: no lone surrogates
     assert json.loads(line)["probe"] == "p"
+
+
+def test_compiled_lines_print_what_the_generic_path_prints():
+    """TextWriter formats a probe's events with a generated f-string; every value kind and
+    display format must come out exactly as the field-by-field path prints it."""
+    import io
+    import random
+
+    from undertow.events import Event
+    from undertow.output.text import TextWriter
+
+    rnd = random.Random(7)
+    fmts = [None, "u", "s", "s32", "str", "ustr", "x", "ipv4", "b16", "B32", "sym", "enum"]
+    values = [0, 1, -5, 2 ** 31, 2 ** 32 - 100, 2 ** 63 + 3, 2 ** 64 - 1, True, None, "a\x1bb", "plain",
+              b"\x00\xff", [1, 2], 3.5, "0x10"]
+    for trial in range(300):
+        names = [f"f{i}" for i in range(rnd.randint(0, 5))]
+        formats = {n: rnd.choice(fmts) for n in names if rnd.random() < 0.8}
+        formats = {k: v for k, v in formats.items() if v is not None}
+        evs = []
+        for j in range(3):
+            fields = {n: rnd.choice(values) for n in names}
+            errors = {names[0]: "fault"} if names and rnd.random() < 0.1 else {}
+            e = Event(10 ** 9 + j * 1234567, j, 100 + j, 100 + j, rnd.choice(["sh", "evil\x1b[2J", "x" * 20]),
+                      f"grp:ev{trial % 4}", fields, formats=formats)
+            e.errors = errors
+            evs.append(e)
+        fast, slow = io.StringIO(), io.StringIO()
+        wf, ws = TextWriter(fast, t0=0), TextWriter(slow, t0=0)
+        ws._header_done = wf._header_done = True
+        for e in evs:
+            wf.event(e)
+            ws._generic(e)
+        assert fast.getvalue() == slow.getvalue(), (names, formats)
+        assert all(v is not None for v in wf._lines.values())  # the generated formatter ran

@@ -8,7 +8,7 @@ undecodable bytes are shown as ``\\xNN``/``\\\\``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
 from .values import format_value
@@ -18,12 +18,13 @@ _ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 def escape(text: Any) -> str:
     """``text`` made safe for a terminal (str, or bytes shown with ``\\xNN`` escapes)."""
-    if isinstance(text, str) and text.isprintable() and "\\" not in text:
+    if type(text) is not str:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", "surrogateescape")
+        else:
+            text = str(text)
+    if text.isprintable() and "\\" not in text:
         return text  # the common case, checked in C: nothing to escape
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", "surrogateescape")
-    elif not isinstance(text, str):
-        text = str(text)
     out: List[str] = []
     for ch in text:
         o = ord(ch)
@@ -46,6 +47,8 @@ def show_value(value: Any, fmt: Optional[str]) -> str:
     if type(value) is int and (fmt is None or fmt == "u" or (fmt == "s" and value < 1 << 63)):
         return str(value)  # the common case: a plain number needs no formatting or escaping
     v = format_value(value, fmt)
+    if type(v) is int:
+        return str(v)
     if isinstance(v, str):
         if fmt in ("x", "ipv4", "ipv6", "B16", "B32", "B64") or v.startswith("0x"):
             return escape(v)
@@ -71,6 +74,8 @@ class TextWriter:
         self._header_done = False
         self._probe_width = 12
         self._names: Dict[str, str] = {}  # escaped probe and field names (few, repeated per event)
+        self._lines: Dict[str, Any] = {}  # probe -> (compiled line formatter, fields, formats) or None
+        self._comms: Dict[str, str] = {}  # comm -> escaped, cut to 16
 
     def header(self) -> None:
         self.out.write(f"{'TIME(s)':>12} {'CPU':>3} {'PID':>7} {'TID':>7} {'COMM':<16} EVENT\n")
@@ -81,7 +86,31 @@ class TextWriter:
             self.header()
         if self.t0 is None:
             self.t0 = ev.ts
-        t = (ev.ts - self.t0) / 1e9
+        fast = self._lines.get(ev.probe, 0)
+        if fast == 0:
+            fast = self._lines[ev.probe] = _compile_line(ev, escape(ev.probe))
+            self._probe_width = max(self._probe_width, min(len(ev.probe), 40))
+        if fast is not None and not ev.errors and (ev.formats is fast[2] or ev.formats == fast[2]) \
+                and len(ev.fields) == fast[1]:
+            comms = self._comms
+            comm = comms.get(ev.comm)
+            if comm is None:
+                if len(comms) > 4096:
+                    comms.clear()
+                comm = comms[ev.comm] = escape(ev.comm)[:16]
+            try:
+                line = fast[0](ev, self._probe_width, self.t0, comm)
+            except KeyError:  # not the fields the formatter was made for
+                pass
+            else:
+                self.out.write(line)
+                if self.stacks and (ev.stack or ev.ustack):
+                    self._stacks(ev)
+                return
+        self._generic(ev)
+
+    def _generic(self, ev: Event) -> None:
+        t = (ev.ts - self.t0) / 1e9  # type: ignore[operator]
         self._probe_width = max(self._probe_width, min(len(ev.probe), 40))
         names = self._names
         probe = names.get(ev.probe)
@@ -100,17 +129,55 @@ class TextWriter:
                 parts.append(f"{ek}={show_value(v, formats.get(k))}")
         self.out.write(" ".join(parts) + "\n")
         if self.stacks:
-            for frames in (ev.stack, ev.ustack):
-                if frames:
-                    for addr, sym, off, mod in frames:
-                        where = f"{escape(sym)}+{off:#x}" if sym else "?"
-                        if mod:
-                            where += f" [{escape(mod)}]"
-                        self.out.write(f"{'':>14}{addr:#018x} {where}\n")
+            self._stacks(ev)
+
+    def _stacks(self, ev: Event) -> None:
+        for frames in (ev.stack, ev.ustack):
+            if frames:
+                for addr, sym, off, mod in frames:
+                    where = f"{escape(sym)}+{off:#x}" if sym else "?"
+                    if mod:
+                        where += f" [{escape(mod)}]"
+                    self.out.write(f"{'':>14}{addr:#018x} {where}\n")
 
     def lost(self, rec: Lost) -> None:
         cpu = f" on cpu {rec.cpu}" if rec.cpu is not None else ""
         self.out.write(f"# LOST {rec.count} events{cpu} ({rec.reason})\n")
+
+
+# How a field's value is shown, per display format, for the common case (an int) without
+# a call; anything else goes through show_value. Must print what show_value prints.
+_INT_TEXT = {
+    None: "str(v{i}) if type(v{i}) is int else sv(v{i}, F{i})",
+    "u": "str(v{i}) if type(v{i}) is int else sv(v{i}, F{i})",
+    "s": "str(v{i}) if type(v{i}) is int and v{i} < 9223372036854775808 else sv(v{i}, F{i})",
+    "s32": "str((v{i} & 4294967295) - 4294967296 if v{i} & 2147483648 else v{i} & 4294967295) "
+           "if type(v{i}) is int else sv(v{i}, F{i})",
+    "str": "hex(v{i}) if type(v{i}) is int and v{i} >= 0 else sv(v{i}, F{i})",
+    "ustr": "hex(v{i}) if type(v{i}) is int and v{i} >= 0 else sv(v{i}, F{i})",
+}
+
+
+def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], int, Dict[str, str]]]:
+    """A formatter for every event of ``ev``'s probe: the line ``_generic`` would print,
+    built by one generated f-string (~1.5 us per event instead of ~5). ``None`` when the
+    event's field names are not plain identifiers."""
+    names = list(ev.fields)
+    if not all(n.isidentifier() and n.isascii() for n in names):
+        return None
+    env: Dict[str, Any] = {"sv": show_value, "P": probe}
+    loads, parts = [], []
+    for i, n in enumerate(names):
+        fmt = ev.formats.get(n)
+        env[f"F{i}"] = fmt
+        loads.append(f"    v{i} = f[{n!r}]")
+        expr = _INT_TEXT.get(fmt, "sv(v{i}, F{i})").format(i=i)
+        parts.append(f" {n}={{{expr}}}")
+    src = ("def line(ev, pw, t0, comm):\n    f = ev.fields\n" + "\n".join(loads) + "\n"
+           "    return f\"{(ev.ts - t0) / 1e9:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {comm:<16} "
+           "{P:<{pw}}" + "".join(parts) + "\\n\"\n")
+    exec(src, env)  # noqa: S102 - built from identifiers checked above
+    return env["line"], len(names), dict(ev.formats)
 
 
 def summary(stats: Stats) -> str:
