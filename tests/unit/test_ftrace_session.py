@@ -30,7 +30,7 @@ def make(pages):
     s._next_stats = float("inf")
     last = {}
 
-    def drain(fd, cpu, out):
+    def drain(fd, cpu, out, budget=None):
         for act in pages.pop(0) if pages else []:
             if isinstance(act, Event):
                 out.append(act)
@@ -38,6 +38,7 @@ def make(pages):
             else:
                 last[cpu].stack = act
     s._drain = drain
+    s._read_pages = lambda fd, cpu: None
     return s
 
 
@@ -68,3 +69,35 @@ def test_no_hold_without_stacks():
     s = make([[a]])
     s.reader.stack_id = None
     assert s.poll(0) == [a]
+
+
+def test_pages_are_read_at_once_and_decoded_in_slices(monkeypatch):
+    """poll() empties the kernel buffer into the backlog, then decodes DECODE_PAGES pages:
+    a slow consumer does not make the kernel overrun."""
+    s = FtraceSession(plan=None, kernel=FakeKernel())
+    s.page_size = 4096
+    decoded = []
+
+    class Reader:
+        stack_id = None
+
+        def page(self, page, cpu, out):
+            decoded.append(page)
+            out.append(page)
+
+    s.reader, s._poller, s.fds, s._next_stats = Reader(), FakePoller(), {3: 0}, float("inf")
+    pages = [bytes([i]) * 4096 for i in range(150)]
+    reads = iter(pages)
+
+    def fake_read(fd, n):
+        try:
+            return next(reads)
+        except StopIteration:
+            raise BlockingIOError from None
+
+    monkeypatch.setattr(session_mod.os, "read", fake_read)
+    first = s.poll(1.0)
+    assert len(first) == session_mod.DECODE_PAGES and s._backlog_bytes == (150 - 64) * 4096
+    assert s.poll(1.0) and s._poller.last_ms == 0  # a backlog: no waiting
+    s.poll(1.0)
+    assert decoded == pages and s._backlog_bytes == 0

@@ -18,13 +18,14 @@ drains every CPU when its timeout expires, so each event shows within ~100 ms.
 from __future__ import annotations
 
 import atexit
+import collections
 import errno
 import gc
 import itertools
 import os
 import select
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ...errors import TracefsError, UndertowError
 from ...events import Lost, Record, Stats
@@ -53,6 +54,13 @@ STATS_EVERY = 1.0
 # fall between them. A CPU's last event without its stack is held back until the
 # CPU's next read or for this long, then shown with or without a stack.
 STACK_HOLD = 0.005
+# Reading a page out of the kernel costs ~1 us, decoding its ~80 records ~100x more. Each
+# poll() first moves every ready page of every CPU into user memory, then decodes at most
+# DECODE_PAGES of them: the kernel buffer is emptied every few milliseconds even while
+# the consumer (text formatting, a callback) is slower than a storm, and the backlog waits
+# in user memory (up to BACKLOG_BYTES; past that the kernel overruns, and says so).
+DECODE_PAGES = 64
+BACKLOG_BYTES = 256 << 20
 
 
 class FtraceSession(Session):
@@ -81,6 +89,8 @@ class FtraceSession(Session):
         self._eager_since = 0.0
         self._eager_count = 0
         self._held: Dict[int, Tuple[Any, float]] = {}  # cpu -> (event awaiting its stack, since)
+        self._backlog: Dict[int, Deque[bytes]] = {}     # cpu -> pages read, not decoded yet
+        self._backlog_bytes = 0
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -172,11 +182,15 @@ class FtraceSession(Session):
             return []
         if self._held:
             timeout = STACK_HOLD if timeout is None else min(timeout, STACK_HOLD)
+        if self._backlog_bytes:
+            timeout = 0
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         try:
             self._poller.poll(ms)
         except InterruptedError:
             pass
+        for fd, cpu in self.fds.items():
+            self._read_pages(fd, cpu)
         out: List[Record] = []
         self._polls += 1
         # Every Event is a GC-tracked object that outlives the batch, so the cyclic
@@ -189,16 +203,17 @@ class FtraceSession(Session):
             gc.disable()
         now = time.monotonic()
         hold = self.reader is not None and self.reader.stack_id is not None
+        budget = [DECODE_PAGES]
         try:
             for fd, cpu in self.fds.items():
                 if not hold:
-                    self._drain(fd, cpu, out)
+                    self._drain(fd, cpu, out, budget)
                     continue
                 held = self._held.pop(cpu, None)
                 n0 = len(out)
                 if held is not None:
                     out.append(held[0])  # its stack, if read now, attaches to it
-                self._drain(fd, cpu, out)
+                self._drain(fd, cpu, out, budget)
                 last = out[-1] if len(out) > n0 else None
                 if last is not None and getattr(last, "stack", 0) is None:
                     since = held[1] if held is not None and last is held[0] else now
@@ -230,12 +245,17 @@ class FtraceSession(Session):
             except (UndertowError, OSError):
                 pass  # stays at 0: more wake-ups, nothing lost
 
-    def _drain(self, fd: int, cpu: int, out: List[Record]) -> None:
-        assert self.reader is not None
-        page_in = self.reader.page
-        for _ in range(4096):
+    def _read_pages(self, fd: int, cpu: int) -> None:
+        """Move the CPU's ready pages into the backlog (they are decoded by _drain)."""
+        q = self._backlog.get(cpu)
+        if q is None:
+            q = self._backlog[cpu] = collections.deque()
+        size = self.page_size
+        for _ in range(65536):
+            if self._backlog_bytes >= BACKLOG_BYTES:
+                return
             try:
-                page = os.read(fd, self.page_size)
+                page = os.read(fd, size)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -244,6 +264,23 @@ class FtraceSession(Session):
                 raise
             if not page:
                 return
+            q.append(page)
+            self._backlog_bytes += len(page)
+
+    def _drain(self, fd: int, cpu: int, out: List[Record], budget: Optional[List[int]] = None) -> None:
+        """Decode the CPU's backlog into ``out``: all of it, or up to ``budget[0]`` pages
+        (shared by the CPUs of one poll)."""
+        assert self.reader is not None
+        page_in = self.reader.page
+        q = self._backlog.get(cpu)
+        if q is None:
+            self._read_pages(fd, cpu)
+            q = self._backlog[cpu]
+        while q and (budget is None or budget[0] > 0):
+            page = q.popleft()
+            self._backlog_bytes -= len(page)
+            if budget is not None:
+                budget[0] -= 1
             page_in(page, cpu, out)
 
     def _frames(self, page: bytes, start: int, end: int) -> List[Tuple[int, Optional[str], int, Optional[str]]]:
@@ -351,6 +388,8 @@ class FtraceSession(Session):
             return
         self._closed = True
         self._held.clear()
+        self._backlog.clear()
+        self._backlog_bytes = 0
         for fd in list(self.fds):
             try:
                 os.close(fd)
