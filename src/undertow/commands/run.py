@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
-import subprocess
 import sys
 import time
 from typing import Any, List, Optional, TextIO
@@ -56,6 +54,23 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, top to bottom
     if args.list:
         return _list(args)
+    ring = None
+    if not args.dry_run and (args.program is not None or args.file is not None):
+        from ..backends.bpf.ringprefetch import RingPrefetch, default_buffer_mb
+
+        mb = args.buffer_mb or default_buffer_mb()
+        if mb <= 0 or mb & (mb - 1):
+            raise UsageError(f"--buffer-mb {mb}: the ring buffer size must be a power of two")
+        if os.geteuid() == 0:
+            ring = RingPrefetch(mb << 20)  # created by the kernel while we compile
+    try:
+        return _prepare(args, ring)
+    finally:
+        if ring is not None:
+            ring.discard()
+
+
+def _prepare(args: argparse.Namespace, ring: Any) -> int:
     from ..kernel import Kernel
     from ..lang.bt import parse_program
 
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
     try:
         if child is not None:
             program.settings["cpid"] = child.pid
-        return _run(args, program, kernel, out, json_mode, child)
+        return _run(args, program, kernel, out, json_mode, child, ring)
     finally:
         if child is not None:
             child.kill()
@@ -95,7 +110,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
 
 
 def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
-         child: Optional["_Child"]) -> int:
+         child: Optional["_Child"], ring: Any = None) -> int:
     from ..backends.bpf.compiler import compile_program
     from ..backends.bpf.runtime import ProgramSession
     from ..kernel.arch import current_arch
@@ -127,7 +142,7 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
         mb = args.buffer_mb or default_buffer_mb()
         if mb <= 0 or mb & (mb - 1):
             raise UsageError(f"--buffer-mb {mb}: the ring buffer size must be a power of two")
-        session = ProgramSession.start(compiled, kernel, ringbuf_size=mb << 20)
+        session = ProgramSession.start(compiled, kernel, ringbuf_size=mb << 20, ring=ring)
         r = BtRenderer(session, kernel, json_mode)
         n = len(compiled.probes)
         if json_mode:
@@ -230,6 +245,9 @@ def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.
 
 def _system(rec: Any, r: Any, out: TextIO) -> None:
     """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never given to a shell."""
+    import shlex
+    import subprocess
+
     from ..output.bt import format_printf
 
     act = rec.action
@@ -245,6 +263,8 @@ class _Child:
     """``-c CMD``: forked at once (so ``cpid`` is known when compiling), exec'd once attached."""
 
     def __init__(self, command: str) -> None:
+        import shlex
+
         argv = shlex.split(command)
         if not argv:
             raise UsageError("-c needs a command")

@@ -36,6 +36,7 @@ from .codegen import HEADER, HDR_SIZE
 from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
 from .layout import decode
 from .ringbuf import RingBuffer
+from .ringprefetch import RingPrefetch, default_buffer_mb
 
 __all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError", "default_buffer_mb"]
 
@@ -105,7 +106,7 @@ class ProgramSession(Session):
     """Owns every fd of one running compiled program."""
 
     def __init__(self, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
-                 ringbuf_size: int = RINGBUF_SIZE) -> None:
+                 ringbuf_size: int = RINGBUF_SIZE, ring: Optional[RingPrefetch] = None) -> None:
         self.c = compiled
         self.kernel = kernel
         self.renderer = renderer
@@ -113,7 +114,8 @@ class ProgramSession(Session):
         self.fds: List[int] = []
         self.map_fds: Dict[str, int] = {}
         self.rb: Optional[RingBuffer] = None
-        self.rb_size = ringbuf_size
+        self.rb_size = ring.size if ring is not None else ringbuf_size
+        self._ring = ring
         self.lost_fd = -1
         self.stack_fd = -1
         self._lost_seen = [0, 0, 0]
@@ -128,8 +130,10 @@ class ProgramSession(Session):
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
-              ringbuf_size: int = RINGBUF_SIZE) -> "ProgramSession":
-        s = cls(compiled, kernel, renderer, ringbuf_size)
+              ringbuf_size: int = RINGBUF_SIZE, ring: Optional[RingPrefetch] = None) -> "ProgramSession":
+        """Load, attach and start reading ``compiled``; ``ring``: a ring buffer map created
+        in advance (its size wins over ``ringbuf_size``)."""
+        s = cls(compiled, kernel, renderer, ringbuf_size, ring)
         atexit.register(s.close)
         try:
             s._setup()
@@ -141,7 +145,7 @@ class ProgramSession(Session):
     # -- set-up
     def _setup(self) -> None:
         sc.raise_memlock_rlimit()
-        rb = sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
+        rb = self._ring.take() if self._ring is not None else sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
         self.fds.append(rb)
         self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
         self.fds.append(self.lost_fd)
@@ -481,23 +485,6 @@ class ProgramSession(Session):
         except Exception:  # noqa: BLE001
             pass
 
-
-def default_buffer_mb() -> int:
-    """The ring buffer size for a session, in MiB: 64 (a 1M-event printf storm is read
-    without loss, bench/bt_storm.py), capped at ~3% of RAM, at least 4, a power of two."""
-    total = 0
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    total = int(line.split()[1]) // 1024
-                    break
-    except (OSError, ValueError):
-        pass
-    mb = 64
-    while mb > 4 and total and mb > total * 3 // 100:
-        mb //= 2
-    return mb
 
 
 def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
