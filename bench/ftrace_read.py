@@ -16,6 +16,9 @@ Tracers:
                   a printf of the same fields, to a file
   cat trace_pipe  text trace_pipe of its own instance, to a file
   trace-cmd       `trace-cmd record` (splice to a file; reported when it can run)
+  surftrace       `surftrace 'e syscalls/sys_enter_openat f:comm=="openat_storm"'` (text
+                  trace_pipe of its instance, to a file), when `surftrace` is on PATH or
+                  $SURFTRACE names it (e.g. `pip install surftrace` into a venv)
 
 Readiness, not sleeps: each tracer is warmed up with single-call runs of the generator
 until it has shown one, and the lines shown by then are subtracted.
@@ -182,6 +185,42 @@ class CatPipe(Peer):
                 time.sleep(0.1)
 
 
+class Surftrace(Peer):
+    """surftrace 0.7 (Python, ftrace text): its instance ``surftrace`` is left behind when
+    it is stopped by a signal, so it is removed here (events off, then rmdir)."""
+
+    name = "surftrace"
+
+    def exe(self):
+        return os.environ.get("SURFTRACE") or shutil.which("surftrace")
+
+    def available(self):
+        return bool(self.exe())
+
+    def argv(self, out_path):
+        return [self.exe(), 'e syscalls/sys_enter_openat f:comm=="openat_storm"']
+
+    def count(self, text):
+        return text.count("sys_openat(")
+
+    def cleanup(self):
+        inst = os.path.join(TRACING, "instances", "surftrace")
+        if not os.path.isdir(inst):
+            return
+        for rel in ("events/enable", "tracing_on"):
+            try:
+                with open(os.path.join(inst, rel), "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
+        for _ in range(50):
+            try:
+                os.rmdir(inst)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 class TraceCmd(Peer):
     """trace-cmd record into a file (splice, no per-event work), counted afterwards.
 
@@ -306,7 +345,7 @@ def main():
         base = statistics.median(storm(exe, a.calls, a.rate) for _ in range(a.runs))
         print(f"workload: {a.calls} openat/close calls" + (f" at {a.rate:.0f}/s" if a.rate else " (storm)")
               + f", untraced {base:.3f} s")
-        for cls in (UndertowApi, UndertowTrace, Bpftrace, CatPipe, TraceCmd):
+        for cls in (UndertowApi, UndertowTrace, Bpftrace, CatPipe, Surftrace, TraceCmd):
             if a.only and cls.name not in a.only:
                 continue
             if not cls().available():

@@ -44,7 +44,29 @@ def tracers():
     bt = shutil.which("bpftrace")
     if bt:
         out.append(("bpftrace", [bt, "-B", "line", "-e", BT]))
+    st = os.environ.get("SURFTRACE") or shutil.which("surftrace")
+    if st:  # e.g. `pip install surftrace` into a venv, SURFTRACE=venv/bin/surftrace
+        out.append(("surftrace", [st, "e sched/sched_process_exec"]))
     return out
+
+
+def remove_surftrace_instance():
+    """surftrace leaves its ``surftrace`` instance behind when it is signalled."""
+    inst = "/sys/kernel/tracing/instances/surftrace"
+    if not os.path.isdir(inst):
+        return
+    for rel in ("events/enable", "tracing_on"):
+        try:
+            with open(os.path.join(inst, rel), "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+    for _ in range(50):
+        try:
+            os.rmdir(inst)
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def one(argv, timeout=90.0):
@@ -86,7 +108,11 @@ def main():
 
     compileall.compile_dir(SRC, quiet=1)
     for name, argv in tracers():
-        res = [one(argv) for _ in range(a.runs)]
+        res = []
+        for _ in range(a.runs):
+            res.append(one(argv))
+            if name == "surftrace":
+                remove_surftrace_instance()
         times = [r[0] for r in res if r[0] is not None]
         if not times:
             print(f"{name:15s} no event seen")
