@@ -63,6 +63,17 @@ def test_begin_printf_formats():
     assert [l for l in u.stdout.splitlines() if l.strip()] == [l for l in b.stdout.splitlines() if l.strip()]
 
 
+def test_strftime_of_nsecs_is_the_wall_clock():
+    prog = 'BEGIN { printf("%s\\n", strftime("%Y-%m-%d %H:%M", nsecs)); exit(); }'
+    for _ in range(3):  # a minute may turn between the two runs
+        b, u = _bpftrace(["-e", prog]), _undertow(["-e", prog])
+        bl = [l for l in b.stdout.splitlines() if l.strip() and not l.startswith("Attaching")]
+        ul = [l for l in u.stdout.splitlines() if l.strip() and not l.startswith("Attaching")]
+        if ul == bl:
+            break
+    assert ul == bl and len(bl) == 1, (b.stdout, u.stdout)
+
+
 def test_count_by_filename():
     b, u = _both_json('tracepoint:syscalls:sys_enter_openat /pid == cpid && comm == "cat"/ '
                       '{ @[str(args->filename)] = count(); }')

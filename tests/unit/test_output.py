@@ -96,3 +96,15 @@ def test_compiled_lines_print_what_the_generic_path_prints():
             ws._generic(e)
         assert fast.getvalue() == slow.getvalue(), (names, formats)
         assert all(v is not None for v in wf._lines.values())  # the generated formatter ran
+
+
+def test_strftime_ns_is_wall_clock_with_microseconds():
+    import time
+
+    from undertow.output.bt import strftime_ns
+
+    now = time.monotonic_ns()
+    text = strftime_ns("%Y-%m-%d %H:%M:%S.%f", now)
+    shown = time.mktime(time.strptime(text[:19], "%Y-%m-%d %H:%M:%S")) + int(text[20:]) / 1e6
+    assert abs(shown - time.time()) < 2 and len(text[20:]) == 6
+    assert strftime_ns("%H%%", now).endswith("%")

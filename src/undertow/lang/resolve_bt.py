@@ -619,7 +619,14 @@ class BtResolver(_Resolver):
         lit = e.args[0].value if e.args and isinstance(e.args[0], ir.Const) else None
         if n in ("time", "strftime", "cat", "system"):
             e.args = [self.expr(a) for a in e.args]
-            e.type = OpaqueTy("timestamp", 16) if n == "strftime" else VoidTy()
+            if n == "strftime":
+                if not e.args or not isinstance(e.args[0], ir.Const) or not isinstance(e.args[0].value, str):
+                    raise self.err(TypeCheckError, "strftime() needs a format string literal first",
+                                   e.args[0].span if e.args else e.span,
+                                   hints=['strftime("%H:%M:%S", nsecs)'])
+                e.type = OpaqueTy("timestamp", 16, fmt=e.args[0].value)
+            else:
+                e.type = VoidTy()
             return None
         if n == "reg":
             r = ir.Register(str(lit)).at(e.span)

@@ -195,6 +195,8 @@ class OpaqueTy(Ty):
 
     kind: str = "ksym"
     size: int = 8
+    #: ``strftime``'s format (``timestamp``): user space formats the time with it
+    fmt: str = ""
 
     def __str__(self) -> str:
         return self.kind

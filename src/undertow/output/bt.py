@@ -30,6 +30,22 @@ _SPEC = re.compile(r"%(?:%|(?P<flags>[-+ #0]*)(?P<width>\d+)?(?:\.(?P<prec>\d+))
 _MASK64 = (1 << 64) - 1
 
 
+def _kind(slot: Any) -> str:
+    """A slot's kind for :meth:`BtRenderer.show`; a ``strftime`` value carries its format
+    (``timestamp:%H:%M:%S``)."""
+    if slot.kind == "timestamp":
+        return "timestamp:" + (getattr(slot.ty, "fmt", "") or "%H:%M:%S")
+    return slot.kind
+
+
+def strftime_ns(fmt: str, ns: int) -> str:
+    """bpftrace's ``strftime(fmt, nsecs)``: ``nsecs`` (CLOCK_MONOTONIC, as the ``nsecs``
+    builtin) as local wall-clock time; ``%f`` is the microseconds."""
+    wall = ns + (time.time_ns() - time.monotonic_ns())
+    sec, rem = divmod(wall, 1_000_000_000)
+    return time.strftime(fmt.replace("%f", f"{rem // 1000:06d}"), time.localtime(sec))
+
+
 def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: Callable[[Any, str], str]) -> str:
     """C ``printf`` of ``values`` (already decoded); ``kinds`` are their layout kinds."""
     out: List[str] = []
@@ -224,8 +240,8 @@ class BtRenderer:
             return self.ustack(v[0], v[1])
         if kind in ("buf", "bytes"):
             return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in v)
-        if kind == "timestamp":
-            return str(v)
+        if kind.startswith("timestamp"):
+            return strftime_ns(kind[10:], v)
         if kind == "tuple":
             return "(" + ", ".join(self.show(x, "int" if isinstance(x, int) else "str") for x in v) + ")"
         return escape(str(v))
@@ -289,7 +305,7 @@ class BtRenderer:
             if fast is not None:
                 raw = rec.raw
                 return fast[0] % tuple(r(raw) for r in fast[1])
-        kinds = [s.kind for _o, s in act.args]
+        kinds = [_kind(s) for _o, s in act.args]
         if act.kind == "printf":
             text = format_printf(act.fmt, rec.values, kinds, self.show)
             if self.json:
