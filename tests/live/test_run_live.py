@@ -304,3 +304,47 @@ def test_syscall_wildcards_through_one_raw_syscalls_program(tmp_path):
     assert f"@ret[tracepoint:syscalls:sys_exit_getppid, {os.getpid()}]: 1000\n" in out
     assert "@ret[tracepoint:syscalls:sys_exit_lseek, 7]: 300\n" in out
     assert "sys_enter_newstat]: 1000" not in out and "sys_enter_getpid]: 1000" not in out
+
+
+UADDR_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+long counter = 1000;
+short little = 7;
+volatile int sink;
+__attribute__((noinline)) int tick(int x) { return x + (int)counter; }
+int main(void) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    for (;;) { counter++; little++; sink = tick(1); printf("%ld\n", counter); usleep(20000); }
+}
+"""
+
+
+@pytest.mark.parametrize("pie", [False, True])
+def test_uaddr_reads_a_global_of_the_probed_binary(tmp_path, pie):
+    """uaddr("counter") is the global's run-time address, typed by its size; in a PIE it is
+    computed in the -p process (bpftrace reads a wrong address there), and without -p it is
+    refused with a hint."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the uprobe target")
+    src = tmp_path / "ua.c"
+    src.write_text(UADDR_C)
+    exe = str(tmp_path / ("ua_pie" if pie else "ua_nopie"))
+    flags = ["-fpie", "-pie"] if pie else ["-fno-pie", "-no-pie"]
+    subprocess.run(["gcc", "-O1", *flags, "-o", exe, str(src)], check=True)
+    target = subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
+    try:
+        target.stdout.readline()  # running, its globals mapped
+        prog = f'uprobe:{exe}:tick {{ printf("%d %d\\n", *uaddr("counter"), sizeof(*uaddr("little"))); exit(); }}'
+        if pie:
+            res = subprocess.run([sys.executable, "-m", "undertow", "run", "-e", prog], capture_output=True,
+                                 text=True, timeout=120)
+            assert res.returncode == 1 and "position-independent" in res.stderr and "-p PID" in res.stderr
+        res = subprocess.run([sys.executable, "-m", "undertow", "run", "-p", str(target.pid), "-e", prog],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        value, size = (int(x) for x in res.stdout.splitlines()[-1].split())
+        assert 1000 < value < 1000 + 10_000 and size == 2  # the live counter; short -> a 2-byte pointee
+    finally:
+        target.kill()
+        target.wait()

@@ -89,6 +89,8 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
         raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",
                                               "undertow run FILE.bt"])
     program = parse_program(text, origin=origin, positional=params)
+    if args.pid:
+        program.settings["pid"] = args.pid  # uaddr() of a PIE needs the process's mappings
     unsafe = program.setting("unsafe_calls", []) or []
     if unsafe and not args.unsafe:
         name, span = unsafe[0]

@@ -26,11 +26,11 @@ import fnmatch
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from ..errors import AttachUnavailableError, ResolveError, Span, TypeCheckError, UndertowError, did_you_mean
+from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
 from .resolve import DeclTypes, FuncSig, TypeInfo, _Layered, _Resolver, _show, check_kprobes
 from .types import (
-    COMM, INET, S64, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
+    COMM, INET, S64, U8, U16, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
     StrTy, TupleTy, Ty, VoidTy,
 )
 
@@ -623,7 +623,7 @@ class BtResolver(_Resolver):
                 if not e.args or not isinstance(e.args[0], ir.Const) or not isinstance(e.args[0].value, str):
                     raise self.err(TypeCheckError, "strftime() needs a format string literal first",
                                    e.args[0].span if e.args else e.span,
-                                   hints=['strftime("%H:%M:%S", nsecs)'])
+                                   'strftime("%H:%M:%S", nsecs)')
                 e.type = OpaqueTy("timestamp", 16, fmt=e.args[0].value)
             else:
                 e.type = VoidTy()
@@ -641,6 +641,8 @@ class BtResolver(_Resolver):
             c = ir.Const(int(sym.address)).at(e.span)
             c.type = U64
             return c
+        if n == "uaddr":
+            return self._uaddr(e, str(lit))
         if n == "cgroupid":
             try:
                 ino = os.stat(str(lit)).st_ino
@@ -660,6 +662,62 @@ class BtResolver(_Resolver):
             c.type = U32 if len(raw) == 4 else U64
             return c
         raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
+
+    def _uaddr(self, e: ir.Call, name: str) -> ir.Expr:
+        """``uaddr("sym")``: the run-time address of a symbol of the probed binary, as a
+        user pointer sized by the symbol (``uint8_t *`` .. ``uint64_t *``, bpftrace's rule).
+
+        A non-PIE executable's symbols sit at their link-time address. A PIE or a shared
+        library loads wherever the loader puts it, different in each process: bpftrace
+        then silently returns an address that is wrong; here the address is computed in
+        the process given with ``-p PID`` (from its /proc/PID/maps), else refused."""
+        from ..kernel.elf import ELFFile
+
+        ap = self.ap
+        if ap is None or ap.kind not in ("uprobe", "uretprobe") or not ap.path:
+            raise self.err(TypeCheckError, "uaddr() works in uprobe and uretprobe probes only", e.span,
+                           "the symbol is looked up in the probed binary")
+        try:
+            with ELFFile(ap.path) as f:
+                sym = f.find_symbol(name)
+                if not sym.defined:
+                    raise self.err(ResolveError, f"uaddr(\"{name}\"): {ap.path} uses {name} but does not define it",
+                                   e.span, "probe the library that defines it")
+                addr = sym.value
+                if f.e_type == 3:  # ET_DYN: PIE executable or shared library
+                    addr = self._runtime_address(e, name, ap.path, f.vaddr_to_file_offset(sym.value))
+        except UndertowError as ex:
+            if isinstance(ex, SourceError):
+                raise
+            raise self.err(ResolveError, f"uaddr(\"{name}\"): {getattr(ex, 'message', ex)}", e.span,
+                           *(getattr(ex, "hints", None) or [])) from None
+        elem = {1: U8, 2: U16, 4: U32}.get(int(sym.size), U64)
+        c = ir.Const(int(addr)).at(e.span)
+        c.type = PtrTy(elem, "user")
+        return c
+
+    def _runtime_address(self, e: ir.Call, name: str, path: str, file_off: int) -> int:
+        pid = self.program.setting("pid")
+        if not pid:
+            raise self.err(ResolveError, f"uaddr(\"{name}\"): {path} is position-independent: {name} is at a "
+                           "different address in each process", e.span,
+                           "give the process: undertow run -p PID ...")
+        real = os.path.realpath(path)
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    parts = line.split(None, 5)
+                    if len(parts) < 6 or os.path.realpath(parts[5].strip()) != real:
+                        continue
+                    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                    off = int(parts[2], 16)
+                    if off <= file_off < off + (hi - lo):
+                        return lo + file_off - off
+        except OSError as ex:
+            raise self.err(ResolveError, f"uaddr(\"{name}\"): cannot read /proc/{pid}/maps: {ex.strerror}",
+                           e.span) from None
+        raise self.err(ResolveError, f"uaddr(\"{name}\"): process {pid} has not mapped {path}", e.span,
+                       "-p must name a process that runs this binary or has loaded this library")
 
     def _sizeof(self, e: ir.Call) -> ir.Expr:
         if e.name == "sizeof":
