@@ -162,6 +162,24 @@ def test_uprobe_uretprobe_and_cpid():
     assert f"@ret: {r.p.pid}" in out, out
 
 
+def test_uprobe_wildcard_expands_to_the_librarys_functions():
+    """uprobe:libc:getpp* is one probe per matching function of libc, each named after its
+    function; GNU_IFUNC resolvers (strlen on x86_64 glibc) are left out with a warning."""
+    from undertow.kernel.elf import ELFFile, resolve_object
+
+    libc = resolve_object("libc")
+    code = "import os\nfor _ in range(5): os.getppid()\n"
+    r = Run("-c", f"{sys.executable} -c '{code}'", "-e",
+            "uprobe:libc:getpp* /pid == cpid/ { @[probe] = count(); } uprobe:libc:strn* { @s = count(); }")
+    out, err = r.finish()
+    assert f"@[uprobe:{libc}:getppid]: 5" in out, out + err
+    assert r.first.startswith("Attaching ") and int(r.first.split()[1]) >= 2
+    with ELFFile(libc) as f:
+        ifunc = {x.name for x in f.symbols() if x.type == "GNU_IFUNC" and x.name.startswith("strn")}
+    if ifunc:
+        assert "GNU_IFUNC resolvers" in err and sorted(ifunc)[0] in err, err
+
+
 def test_raw_tracepoint_syscall_id():
     """rawtracepoint:sys_enter arg1 is the syscall number (getppid is 110 on x86_64)."""
     import platform

@@ -141,7 +141,49 @@ class BtResolver(_Resolver):
                 a2.target, a2.wildcard = n, False
                 out.append(a2)
             return out
+        if ap.kind in ("uprobe", "uretprobe") and ap.obj:
+            out = []
+            for n in self._user_functions(ap):
+                a2 = copy.copy(ap)
+                a2.target, a2.wildcard = n, False
+                out.append(a2)
+            return out
         raise self.err(ResolveError, f"wildcards are not supported for {ap.kind} probes yet", ap.span)
+
+    def _user_functions(self, ap: ir.AttachPoint) -> List[str]:
+        """Functions of ``ap.obj`` whose names match ``ap.target`` (``.symtab`` and
+        ``.dynsym``, defined ``FUNC`` symbols). ``GNU_IFUNC`` symbols are left out with a
+        warning: their address is the resolver that picks an implementation, not the
+        function (``strlen`` -> ``__strlen_avx2``), which bpftrace probes silently."""
+        from ..errors import ELFError
+        from ..kernel.elf import ELFFile, resolve_object
+
+        try:
+            path = resolve_object(ap.obj, self.arch)
+            with ELFFile(path) as f:
+                syms = [x for x in f.symbols() if x.defined and x.value and fnmatch.fnmatchcase(x.name, ap.target)]
+        except (ELFError, LookupError, ValueError) as e:
+            raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
+                           *getattr(e, "hints", [])) from None
+        names = sorted({x.name for x in syms if x.type == "FUNC"})
+        ifuncs = sorted({x.name for x in syms if x.type == "GNU_IFUNC"} - set(names))
+        shown = ", ".join(ifuncs[:5]) + (f" and {len(ifuncs) - 5} more" if len(ifuncs) > 5 else "")
+        if ifuncs and not names:
+            raise self.err(ResolveError, f"only GNU_IFUNC resolvers of {path} match {ap.target} ({shown}): "
+                           "their address is not the function's", ap.span,
+                           "probe the implementation the resolver picks, e.g. __strlen_avx2 for strlen")
+        if ifuncs:
+            self.warnings.append(self.err(
+                ResolveError, f"{len(ifuncs)} matching symbols of {path} are GNU_IFUNC resolvers, not "
+                f"functions: not probed ({shown})", ap.span,
+                "probe the implementation the resolver picks, e.g. __strlen_avx2 for strlen"))
+        if not names:
+            raise self.err(ResolveError, f"no function of {path} matches {ap.target}", ap.span,
+                           f"list them with: undertow list 'uprobe:{ap.obj}:*'")
+        if len(names) > 1024:
+            raise self.err(ResolveError, f"{ap.target} matches {len(names)} functions of {path} (limit 1024)",
+                           ap.span, "narrow the pattern")
+        return names
 
     def _kernel_functions(self, ap: ir.AttachPoint) -> List[str]:
         names: List[str] = []
