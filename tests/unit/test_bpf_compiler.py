@@ -23,7 +23,8 @@ from lang_fakes import TYPES, FakeKernel
 def compile_bt(text, **kw):
     p = parse_program(text)
     resolve(p, FakeKernel(), strict_kprobes=False, types=TYPES, arch="x86_64")
-    return compile_program(p, arch=get_arch("x86_64"), self_pid=kw.get("self_pid", 4321), pid=kw.get("pid"))
+    return compile_program(p, arch=get_arch("x86_64"), self_pid=kw.get("self_pid", 4321), pid=kw.get("pid"),
+                           output=kw.get("output", "ringbuf"))
 
 
 def listing(c, i=0):
@@ -205,3 +206,13 @@ def test_pitfall_own_pid_is_excluded_and_unreachable_code_pruned():
     a.mov64(I.R0, 0).exit_()
     a.mov64(I.R1, 1).exit_()                              # dead: would be "unreachable insn"
     assert a.prune() == 2 and len(a.assemble()) == 2
+
+
+def test_records_through_the_ring_buffer_or_the_perf_buffer():
+    prog = 'tracepoint:syscalls:sys_enter_openat { printf("%d\\n", pid); }'
+    ring = listing(compile_bt(prog))
+    assert "bpf_ringbuf_reserve#131" in ring and "bpf_ringbuf_submit#132" in ring and "perf_event_output" not in ring
+    perf = listing(compile_bt(prog, output="perfbuf"))
+    assert "bpf_perf_event_output#25" in perf and "ringbuf" not in perf
+    assert "r3 = 0xffffffff" in perf          # BPF_F_CURRENT_CPU
+    assert "map_lookup_elem" in perf          # the per-CPU scratch record

@@ -24,6 +24,8 @@ Record header (48 bytes): u64 ts | u32 tgid | u32 tid | char comm[16] | u32 acti
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from undertow.dclass import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -135,13 +137,37 @@ class CompiledProgram:
         return CompiledProbe(cp.index, cp.name, cp.probe, ap, PROG_TYPES[kind], prog, note=cp.note)
 
 
+def default_output() -> str:
+    """How records leave the kernel: ``ringbuf`` (Linux 5.8+) or ``perfbuf`` (a perf event
+    array: older kernels). ``UNDERTOW_BPF_OUTPUT`` forces one; otherwise a one-page ring
+    buffer map is created and closed to see (~0.3 ms)."""
+    forced = os.environ.get("UNDERTOW_BPF_OUTPUT", "")
+    if forced in ("ringbuf", "perfbuf"):
+        return forced
+    from ...kernel import syscalls as sc
+    from ...errors import BPFError
+
+    try:
+        os.close(sc.map_create(sc.MapType.RINGBUF, 0, 0, 4096))
+    except BPFError as e:
+        # EPERM/EACCES: not allowed to create maps at all (a dry run as a user) - not a
+        # missing map type
+        if getattr(e, "errno", None) in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP):
+            return "perfbuf"
+    except OSError:
+        pass
+    return "ringbuf"
+
+
 def compile_program(program: ir.Program, *, arch: Any, self_pid: Optional[int] = None,
-                    pid: Optional[int] = None) -> CompiledProgram:
-    """Compile a resolved program. Raises :class:`Unsupported` (with a span) for what cannot run."""
+                    pid: Optional[int] = None, output: Optional[str] = None) -> CompiledProgram:
+    """Compile a resolved program. Raises :class:`Unsupported` (with a span) for what cannot run.
+
+    ``output``: ``ringbuf`` or ``perfbuf`` (default: :func:`default_output`)."""
     maps = collect_maps(program)
     out = CompiledProgram([], maps, [], start_ns=time.monotonic_ns(),
                           options={"arch": arch, "self_pid": self_pid, "pid": pid, "program": program,
-                                   "exit_flag": _uses_exit(program)})
+                                   "exit_flag": _uses_exit(program), "output": output or default_output()})
     for probe in program.probes:
         for ap in probe.attach:
             g = ProbeGen(out, probe, ap, arch, self_pid, pid, program)
@@ -522,15 +548,28 @@ class ProbeGen:
 
     # -- ring-buffer records
     def reserve(self, action: AsyncAction, skip: str) -> None:
-        """Reserve a record for ``action`` into R7 (jump to ``skip`` after counting a loss)."""
+        """Reserve a record for ``action`` into R7 (jump to ``skip`` after counting a loss).
+
+        Ring buffer: ``bpf_ringbuf_reserve``. Perf buffer (``output="perfbuf"``): the
+        record is built in this CPU's slot of the ``scratch`` PERCPU_ARRAY and copied out
+        by :meth:`submit` (a program nested on the same CPU, e.g. a kprobe in an interrupt,
+        could overwrite it; the ring buffer has no such window)."""
         a = self.a
         idx = len(self.out.actions)
         self.out.actions.append(action)
-        a.ld_map_fd(I.R1, "rb")
-        a.mov64(I.R2, HDR_SIZE + align8(action.size))
-        a.mov64(I.R3, 0)
-        a.call(I.Helper.ringbuf_reserve)
+        self._rec_size = HDR_SIZE + align8(action.size)
         ok = self.label("rbok")
+        if self.out.options.get("output") == "perfbuf":
+            mark = self.sp
+            key = self.alloc(8)
+            a.st(I.DW, I.FP, key, 0)
+            self.lookup("scratch", key)
+            self.release(mark)
+        else:
+            a.ld_map_fd(I.R1, "rb")
+            a.mov64(I.R2, self._rec_size)
+            a.mov64(I.R3, 0)
+            a.call(I.Helper.ringbuf_reserve)
         a.jne(I.R0, 0, ok)
         self.count_lost_inline(LOST_RINGBUF)
         a.ja(skip)
@@ -574,6 +613,22 @@ class ProbeGen:
 
     def submit(self) -> None:
         a = self.a
+        if self.out.options.get("output") == "perfbuf":
+            # bpf_perf_event_output(ctx, map, BPF_F_CURRENT_CPU, data, size). A full perf ring
+            # makes it fail (-ENOSPC); counted here, exactly: the kernel's own
+            # PERF_RECORD_LOST is only written once space frees up, so the last losses of a
+            # burst would never be reported
+            a.mov64(I.R1, Reg(I.R6))
+            a.ld_map_fd(I.R2, "rb")
+            a.mov_imm(I.R3, 0xFFFFFFFF)
+            a.mov64(I.R4, Reg(I.R7))
+            a.mov64(I.R5, self._rec_size)
+            a.call(I.Helper.perf_event_output)
+            sent = self.label("sent")
+            a.jsge(I.R0, 0, sent)
+            self.count_lost_inline(LOST_RINGBUF)
+            a.label(sent)
+            return
         a.mov64(I.R1, Reg(I.R7))
         a.mov64(I.R2, I.BPF_RB_NO_WAKEUP)
         a.call(I.Helper.ringbuf_submit)

@@ -22,6 +22,7 @@ Records come back through the ring buffer as :class:`Printed`, :class:`MapPrint`
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import re
 import struct
@@ -35,6 +36,7 @@ from ..base import Session
 from .codegen import HEADER, HDR_SIZE
 from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
 from .layout import decode
+from .perfbuf import PerfBuffer
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
 
@@ -145,13 +147,27 @@ class ProgramSession(Session):
     # -- set-up
     def _setup(self) -> None:
         sc.raise_memlock_rlimit()
-        rb = self._ring.take() if self._ring is not None else sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
+        perf = self.c.options.get("output") == "perfbuf"
+        if perf:
+            if self._ring is not None:
+                self._ring.discard()
+                self._ring = None
+            rb = sc.map_create(sc.MapType.PERF_EVENT_ARRAY, 4, 4, self.ncpus)
+        else:
+            rb = self._ring.take() if self._ring is not None else sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
         self.fds.append(rb)
         self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
         self.fds.append(self.lost_fd)
         state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called
         self.fds.append(state)
         relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state}
+        if perf:
+            # records are built in a per-CPU scratch value, then copied to this CPU's perf ring;
+            # the rings exist before any program can fire (an empty slot drops the record)
+            size = max([HDR_SIZE + ((a.size + 7) & ~7) for a in self.c.actions] + [HDR_SIZE])
+            relocs["scratch"] = sc.map_create(sc.MapType.PERCPU_ARRAY, 4, size, 1)
+            self.fds.append(relocs["scratch"])
+            self.rb = PerfBuffer(rb, _online_cpus(), pages=_perf_pages(self.rb_size, self.ncpus))
         if self.c.uses_stacks:
             self.stack_fd = sc.map_create(sc.MapType.STACK_TRACE, 4, 8 * STACK_DEPTH, 4096)
             self.fds.append(self.stack_fd)
@@ -183,7 +199,8 @@ class ProgramSession(Session):
             self.attached.append(cp.name)
         for d, progs in tail.items():
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
-        self.rb = RingBuffer(rb, self.rb_size)
+        if not perf:
+            self.rb = RingBuffer(rb, self.rb_size)
         self._eager_until = time.monotonic() + EAGER_SECONDS
         for fd in begin:
             sc.prog_test_run(fd, bytes(8))
@@ -405,7 +422,8 @@ class ProgramSession(Session):
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
     def _check_lost(self, out: List[Any]) -> None:
-        for slot, reason in ((LOST_RINGBUF, "ringbuf_full"), (LOST_MAP_FULL, "map_full"),
+        full = "perf_buffer_full" if self.c.options.get("output") == "perfbuf" else "ringbuf_full"
+        for slot, reason in ((LOST_RINGBUF, full), (LOST_MAP_FULL, "map_full"),
                              (LOST_READ_FAULT, "read_fault")):
             raw = sc.map_lookup_elem(self.lost_fd, struct.pack("<I", slot), 8)
             n = struct.unpack("<Q", raw)[0] if raw else 0
@@ -485,6 +503,16 @@ class ProgramSession(Session):
         except Exception:  # noqa: BLE001
             pass
 
+
+
+def _perf_pages(total: int, ncpus: int) -> int:
+    """Data pages per CPU for the perf buffer: the session's buffer size shared among the
+    CPUs, at most 8 MiB each (the whole ring is mapped: it counts in RSS), a power of two."""
+    want = min(total // max(1, ncpus), 8 << 20) // mmap.PAGESIZE
+    pages = 1
+    while pages * 2 <= want:
+        pages *= 2
+    return max(8, pages)
 
 
 def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
