@@ -51,6 +51,23 @@ def test_kprobe_kretprobe_with_struct_casts(tmp_path):
     assert "@lat:" in res.stdout
 
 
+def test_kprobes_through_kprobe_events(tmp_path):
+    """The pre-4.17 way (no kprobe PMU): kprobe_events definitions opened as tracepoint perf
+    events; forced with UNDERTOW_KPROBE_ATTACH=tracefs. Same counts; no definition left."""
+    data = tmp_path / "ut_kp_legacy"
+    data.write_bytes(b"z" * 2345)
+    env = dict(os.environ, UNDERTOW_KPROBE_ATTACH="tracefs")
+    res = subprocess.run([sys.executable, "-m", "undertow", "run", "-v", "-c", _reader_cmd(str(data)), "-e",
+                          "kprobe:vfs_read /pid == cpid/ { @calls = count(); } "
+                          "kretprobe:vfs_read /pid == cpid && retval == 2345/ { @n = count(); }"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "@n: 3" in res.stdout and "@calls: " in res.stdout, res.stdout + res.stderr
+    assert "attached through kprobe_events (undertow_" in res.stderr
+    tfs = Kernel().tracefs()
+    assert "undertow_" not in tfs.read("kprobe_events")
+
+
 def test_kfunc_reads_typed_arguments(tmp_path):
     f = Kernel().features().get("bpf_fentry")
     if f is None or not f.available:

@@ -22,6 +22,7 @@ Records come back through the ring buffer as :class:`Printed`, :class:`MapPrint`
 from __future__ import annotations
 
 import atexit
+import errno
 import mmap
 import os
 import re
@@ -129,6 +130,8 @@ class ProgramSession(Session):
         self.attached: List[str] = []
         self._attach_fds: set = set()
         self._eager_until = 0.0
+        self._kprobe_group: Optional[str] = None
+        self._kprobe_defs: List[str] = []
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -318,9 +321,9 @@ class ProgramSession(Session):
                 self._link(sc.raw_tracepoint_open(None, prog))
             elif kind in ("kprobe", "kretprobe"):
                 pmu = sc.pmu_type("kprobe")
-                if pmu is None:
-                    raise AttachError(f"{cp.name}: this kernel has no kprobe PMU",
-                                      hints=["kprobes are off in this kernel (CONFIG_KPROBES); use a tracepoint"])
+                if pmu is None or os.environ.get("UNDERTOW_KPROBE_ATTACH") == "tracefs":
+                    self._legacy_kprobe(cp, prog)
+                    return
                 bit = sc.pmu_format_bit("kprobe", "retprobe")
                 attr = sc.kprobe_attr(pmu, ap.target, ap.offset, retprobe_bit=bit, retprobe=kind == "kretprobe")
                 self._perf(attr, prog, cpu=0)
@@ -359,6 +362,36 @@ class ProgramSession(Session):
                 raise AttachError(f"{cp.name}: {kind} probes are not supported by the BPF backend yet")
         except BPFError as e:
             raise AttachError(f"attaching {cp.name} failed: {e.message}", hints=list(e.hints)) from None
+
+    def _legacy_kprobe(self, cp: CompiledProbe, prog: int) -> None:
+        """A kprobe through ``kprobe_events`` (kernels before 4.17 have no kprobe PMU, and
+        ``UNDERTOW_KPROBE_ATTACH=tracefs`` asks for it): define ``p:GROUP/EVENT FUNC+OFF``
+        (``r:`` for a kretprobe) in undertow's own group ``undertow_<pid>_<n>``, open the
+        event's id as a tracepoint perf event and attach the program to it. The definition
+        is removed at close, after the perf event; a SIGKILLed run's is removed by the
+        next session or ``undertow cleanup`` (backends/ftrace/cleanup.py)."""
+        from ..ftrace.session import next_session_name
+
+        ap = cp.ap
+        tfs = self.kernel.tracefs()
+        if not tfs.has("kprobe_events"):
+            raise AttachError(f"{cp.name}: this kernel has no kprobes (no kprobe PMU, no kprobe_events)",
+                              hints=["kprobes are off in this kernel (CONFIG_KPROBES); use a tracepoint"])
+        if self._kprobe_group is None:
+            self._kprobe_group = next_session_name()
+        event = f"p{cp.index}"
+        where = ap.target + (f"+{ap.offset}" if ap.offset else "")
+        tfs.write("kprobe_events", f"{'r' if ap.kind == 'kretprobe' else 'p'}:{self._kprobe_group}/{event} {where}")
+        self._kprobe_defs.append(f"{self._kprobe_group}/{event}")
+        tp_id = tfs.event_format(self._kprobe_group, event).id
+        self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
+        cp.note = (cp.note + "; " if cp.note else "") + f"attached through kprobe_events ({self._kprobe_group}/{event})"
+
+    def _remove_kprobe_def(self, ev: str) -> None:
+        try:
+            _remove_kprobe_def_in(self.kernel.tracefs(), ev)
+        except (UndertowError, OSError):
+            pass
 
     def _link(self, fd: int) -> None:
         self.fds.append(fd)
@@ -498,11 +531,25 @@ class ProgramSession(Session):
         for fd in reversed(self.fds):
             sc.close_fd(fd)
         self.fds.clear()
+        for ev in reversed(self._kprobe_defs):
+            self._remove_kprobe_def(ev)
+        self._kprobe_defs.clear()
         try:
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
             pass
 
+
+
+def _remove_kprobe_def_in(tfs: Any, ev: str) -> None:
+    for _ in range(20):  # EBUSY while the last perf event is being released
+        try:
+            tfs.write("kprobe_events", f"-:{ev}")
+            return
+        except UndertowError as e:
+            if getattr(e, "errno", None) != errno.EBUSY:
+                return
+            time.sleep(0.05)
 
 
 def _perf_pages(total: int, ncpus: int) -> int:
