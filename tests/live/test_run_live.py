@@ -163,17 +163,29 @@ def test_uprobe_uretprobe_and_cpid():
 
 
 def test_uprobe_wildcard_expands_to_the_librarys_functions():
-    """uprobe:libc:getpp* is one probe per matching function of libc, each named after its
-    function; GNU_IFUNC resolvers (strlen on x86_64 glibc) are left out with a warning."""
+    """uprobe:libc:getp* is one probe per matching function of libc, each named after its
+    function (probe, func), whether the kernel gets one program per function or (uprobe_multi,
+    6.6+) one program on one link with the names by cookie; a wildcard whose probe text is
+    compared stays one program per function. GNU_IFUNC resolvers (strlen on x86_64 glibc) are
+    left out with a warning."""
     from undertow.kernel.elf import ELFFile, resolve_object
 
     libc = resolve_object("libc")
     code = "import os\nfor _ in range(5): os.getppid()\n"
-    r = Run("-c", f"{sys.executable} -c '{code}'", "-e",
-            "uprobe:libc:getpp* /pid == cpid/ { @[probe] = count(); } uprobe:libc:strn* { @s = count(); }")
+    r = Run("-v", "-c", f"{sys.executable} -c '{code}'", "-e",
+            "uprobe:libc:getp* /pid == cpid/ { @[probe] = count(); @f[func] = count(); } "
+            "uretprobe:libc:getpp* /pid == cpid/ { @r[func] = retval; } "
+            "uprobe:libc:strn* { @s = count(); } "
+            "uprobe:libc:getp* /pid == cpid && probe != \"\"/ { @cmp = count(); }")
     out, err = r.finish()
     assert f"@[uprobe:{libc}:getppid]: 5" in out, out + err
-    assert r.first.startswith("Attaching ") and int(r.first.split()[1]) >= 2
+    assert "@f[getppid]: 5" in out and f"@r[getppid]: {r.p.pid}" in out
+    assert "@cmp: " in out                   # `probe` compared: one program per function
+    assert r.first.startswith("Attaching ") and int(r.first.split()[1]) >= 4
+    if _feature("bpf_uprobe_multi"):
+        # one program and one link for every function of a wildcard whose probe/func are
+        # only printed or used as keys
+        assert "functions on one uprobe_multi link" in err, err
     with ELFFile(libc) as f:
         ifunc = {x.name for x in f.symbols() if x.type == "GNU_IFUNC" and x.name.startswith("strn")}
     if ifunc:

@@ -146,7 +146,8 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             raise UsageError(f"--buffer-mb {mb}: the ring buffer size must be a power of two")
         session = ProgramSession.start(compiled, kernel, ringbuf_size=mb << 20, ring=ring)
         r = BtRenderer(session, kernel, json_mode)
-        n = len(compiled.probes)
+        # a merged uprobe wildcard is one program but, as bpftrace counts, one probe per function
+        n = sum(len(getattr(cp.ap, "multi", None) or ()) or 1 for cp in compiled.probes)
         if json_mode:
             out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
         else:

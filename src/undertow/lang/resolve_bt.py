@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
@@ -71,6 +71,25 @@ def bt_probe_name(ap: ir.AttachPoint) -> str:
     return f"{prefix}:{t}"
 
 
+def _walk_actions(actions: List[ir.Action]) -> Iterator[ir.Action]:
+    for a in actions:
+        yield a
+        if isinstance(a, ir.If):
+            yield from _walk_actions(a.then)
+            yield from _walk_actions(a.other)
+        elif isinstance(a, ir.While):
+            yield from _walk_actions(a.body)
+
+
+def _walk_probe(probe: ir.Probe) -> Iterator[ir.Expr]:
+    """Every expression of a probe: its filter and its actions', nested ones included."""
+    if probe.filter is not None:
+        yield from probe.filter.walk()
+    for a in _walk_actions(probe.actions):
+        for e in a.exprs():
+            yield from e.walk()
+
+
 class BtResolver(_Resolver):
     """:class:`_Resolver` with bpftrace's variables, maps, builtins and functions."""
 
@@ -101,6 +120,7 @@ class BtResolver(_Resolver):
         out: List[ir.Probe] = []
         many = len(probe.attach) > 1 or any(ap.wildcard for ap in probe.attach)
         for ap in probe.attach:
+            first = len(out)
             for one in self._expand_ap(probe, ap):
                 p2 = copy.deepcopy(probe)
                 p2.attach = [one]
@@ -116,6 +136,10 @@ class BtResolver(_Resolver):
                         raise
                     e.skipped = p2.name  # type: ignore[attr-defined]
                     self.warnings.append(e)
+            if ap.wildcard and ap.kind in ("uprobe", "uretprobe") and len(out) - first >= 2:
+                merged = self._merge_uprobes(ap, out[first:])
+                if merged is not None:
+                    out[first:] = [merged]
         self.quiet = False
         if many and not out:
             self.warnings.append(self.err(ResolveError,
@@ -206,6 +230,50 @@ class BtResolver(_Resolver):
             raise self.err(ResolveError, f"{ap.target} matches {len(names)} functions (limit 512)", ap.span,
                            "narrow the pattern")
         return names
+
+    def _merge_uprobes(self, ap: ir.AttachPoint, group: List[ir.Probe]) -> Optional[ir.Probe]:
+        """The probes of one uprobe wildcard as one program on one ``uprobe_multi`` link
+        (Linux 6.6+): attaching and detaching N functions costs about one (measured here,
+        60 libc functions: detach 0.03 s instead of 6.8 s through 60 perf events).
+
+        The probes differ only in ``probe``/``func``, resolved to string constants marked
+        ``cookie_name``; in the merged program the compiler reads them from a table indexed
+        by the link's cookie (``bpf_get_attach_cookie``). Merged only where each such
+        constant is a whole printf argument, map key element or assigned value (not
+        compared or nested, where the compiler would fold the first probe's text), and
+        only when the kernel has uprobe_multi; otherwise the probes stay apart."""
+        first = group[0]
+        if not self._mergeable(first):
+            return None
+        try:
+            f = self.kernel.features().get("bpf_uprobe_multi")
+        except (UndertowError, OSError, AttributeError):
+            return None
+        if f is None or not f.available:
+            return None
+        aps = [p.attach[0] for p in group]
+        m = copy.copy(aps[0])
+        m.target = ap.target
+        m.multi = [(a.target, int(a.file_offset or 0)) for a in aps]  # type: ignore[attr-defined]
+        sizes = {"probe": max(len(bt_probe_name(a).encode()) for a in aps) + 1,
+                 "func": max(len(a.target.encode()) for a in aps) + 1}
+        for e in _walk_probe(first):
+            name = getattr(e, "cookie_name", None)
+            if name:
+                e.type = StrTy(sizes[name])
+        first.attach = [m]
+        first.name = bt_probe_name(m)
+        return first
+
+    def _mergeable(self, probe: ir.Probe) -> bool:
+        top = set()
+        for act in _walk_actions(probe.actions):
+            if isinstance(act, (ir.Printf, ir.MapUpdate, ir.Assign, ir.PrintValue)):
+                top.update(id(x) for x in act.exprs())
+        for e in _walk_probe(probe):
+            if getattr(e, "cookie_name", None) and id(e) not in top:
+                return False
+        return True
 
     def _one(self, probe: ir.Probe, ap: ir.AttachPoint) -> ir.Probe:
         self.probe_, self.ap = probe, ap
@@ -412,6 +480,7 @@ class BtResolver(_Resolver):
                 raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
             c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
             c.type = StrTy(len(str(c.value).encode()) + 1)
+            c.cookie_name = e.name  # type: ignore[attr-defined]  # see _merge_uprobes
             return c
         if e.name == "curtask":
             try:

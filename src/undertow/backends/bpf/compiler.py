@@ -821,6 +821,30 @@ class ProbeGen:
         self.a.add64(reg, off)
 
     # -- values into memory
+    def cookie_string(self, name: str, base: int, off: int, slot: Slot) -> None:
+        """``probe``/``func`` of a merged uprobe wildcard (one uprobe_multi link): the
+        text of the attach point that fired, from the ``names`` table at the link's cookie
+        (entries 0..N-1 probe names, N..2N-1 function names; filled by the runtime)."""
+        a = self.a
+        n = len(self.ap.multi)  # type: ignore[attr-defined]
+        self.zero(base, off, slot.size)
+        a.mov64(I.R1, Reg(I.R6))
+        a.call(I.Helper.get_attach_cookie)
+        if name == "func":
+            a.add64(I.R0, n)
+        mark = self.sp
+        key = self.alloc(8)
+        a.stx(I.W, I.FP, key, I.R0)
+        self.lookup(("names", id(self.ap)), key)
+        self.release(mark)
+        nope = self.label("nocookie")
+        a.jeq(I.R0, 0, nope)
+        a.mov64(I.R3, Reg(I.R0))
+        self.dst_ptr(I.R1, base, off)
+        a.mov64(I.R2, slot.size)
+        a.call(I.Helper.probe_read_kernel_str)
+        a.label(nope)
+
     def store(self, e: ir.Expr, base: int, off: int, slot: Slot) -> None:
         """Evaluate ``e`` into ``[base + off]`` with layout ``slot``."""
         if slot.scalar:
@@ -832,6 +856,9 @@ class ProbeGen:
     def mem_into(self, e: ir.Expr, base: int, off: int, slot: Slot) -> None:  # noqa: C901
         a = self.a
         a.origin = e
+        if isinstance(e, ir.Const) and getattr(e, "cookie_name", None) and getattr(self.ap, "multi", None):
+            self.cookie_string(str(e.cookie_name), base, off, slot)  # type: ignore[attr-defined]
+            return
         if isinstance(e, ir.Const) and isinstance(e.value, str):
             data = e.value.encode()[: max(0, slot.size - 1)] + b"\x00"
             data = data + b"\x00" * (slot.size - len(data))

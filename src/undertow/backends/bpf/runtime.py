@@ -187,6 +187,8 @@ class ProgramSession(Session):
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
         for i, cp in enumerate(self.c.probes):
+            if getattr(cp.ap, "multi", None):
+                self._names_table(cp)
             fd, cp = self._load_any(cp)
             self.c.probes[i] = cp
             kind = cp.ap.kind
@@ -240,11 +242,33 @@ class ProgramSession(Session):
         except (UndertowError, AttributeError):
             return "/sys/kernel/tracing/kprobe_events"
 
+    def _names_table(self, cp: CompiledProbe) -> None:
+        """The ``probe``/``func`` texts of a merged uprobe wildcard, by link cookie
+        (compiler.ProbeGen.cookie_string)."""
+        from ...lang.resolve_bt import bt_probe_name
+        import copy as _copy
+
+        multi = cp.ap.multi  # type: ignore[attr-defined]
+        texts = []
+        for name, _off in multi:
+            one = _copy.copy(cp.ap)
+            one.target = name
+            texts.append(bt_probe_name(one).encode())
+        texts += [name.encode() for name, _off in multi]
+        size = max(len(t) for t in texts) + 1
+        fd = sc.map_create(sc.MapType.ARRAY, 4, (size + 7) & ~7, len(texts))
+        self.fds.append(fd)
+        for i, t in enumerate(texts):
+            sc.map_update_elem(fd, struct.pack("<I", i), t.ljust((size + 7) & ~7, b"\0"))
+        self.relocs[("names", id(cp.ap))] = fd
+
     def _load(self, cp: CompiledProbe, raw: bytes) -> int:
         ptype = getattr(sc.ProgType, cp.prog_type)
         kw: Dict[str, Any] = {}
         if cp.prog_type == "TRACING":
             kw = self._tracing_target(cp)
+        elif getattr(cp.ap, "multi", None):
+            kw = {"expected_attach_type": int(sc.AttachType.TRACE_UPROBE_MULTI)}
         try:
             fd = sc.prog_load(ptype, raw, license="GPL", name=f"ut_{cp.index}", **kw)
         except VerifierError as e:
@@ -327,6 +351,13 @@ class ProgramSession(Session):
                 bit = sc.pmu_format_bit("kprobe", "retprobe")
                 attr = sc.kprobe_attr(pmu, ap.target, ap.offset, retprobe_bit=bit, retprobe=kind == "kretprobe")
                 self._perf(attr, prog, cpu=0)
+            elif kind in ("uprobe", "uretprobe") and getattr(ap, "multi", None):
+                # one link for every function of the wildcard, cookie i = the i-th function
+                offs = [off for _name, off in ap.multi]
+                self._link(sc.link_create_uprobe_multi(prog, ap.path, offs, cookies=list(range(len(offs))),
+                                                       pid=ap.pid or 0, retprobe=kind == "uretprobe"))
+                cp.note = (cp.note + "; " if cp.note else "") + \
+                    f"{len(offs)} functions on one uprobe_multi link"
             elif kind in ("uprobe", "uretprobe"):
                 pmu = sc.pmu_type("uprobe")
                 if pmu is None:
