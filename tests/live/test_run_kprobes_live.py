@@ -51,6 +51,25 @@ def test_kprobe_kretprobe_with_struct_casts(tmp_path):
     assert "@lat:" in res.stdout
 
 
+def test_kprobe_wildcard_on_one_kprobe_multi_link(tmp_path):
+    """kprobe:vfs_rea* names each function (probe, func); with kprobe_multi (CONFIG_FPROBE,
+    5.18+) the functions share one program on one link, names read by cookie; a block that
+    reads arguments keeps one program per function (their BTF types differ)."""
+    data = tmp_path / "ut_kp_multi"
+    data.write_bytes(b"m" * 1111)
+    res = _run("-v", "-c", _reader_cmd(str(data)), "-e",
+               "kprobe:vfs_rea* /pid == cpid/ { @[probe] = count(); @f[func] = count(); } "
+               "kprobe:vfs_rea* /pid == cpid && arg2 == 65536/ { @big[func] = count(); }")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    n = int(out.split("@f[vfs_read]: ")[1].split()[0])
+    assert n >= 3 and f"@[kprobe:vfs_read]: {n}" in out, out
+    assert int(out.split("@big[vfs_read]: ")[1].split()[0]) >= 3   # os.read(fd, 65536) x3
+    f = Kernel().features().get("bpf_kprobe_multi")
+    if f is not None and f.available:
+        assert res.stderr.count("functions on one kprobe_multi link") == 1, res.stderr
+
+
 def test_kprobes_through_kprobe_events(tmp_path):
     """The pre-4.17 way (no kprobe PMU): kprobe_events definitions opened as tracepoint perf
     events; forced with UNDERTOW_KPROBE_ATTACH=tracefs. Same counts; no definition left."""

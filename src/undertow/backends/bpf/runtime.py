@@ -268,7 +268,9 @@ class ProgramSession(Session):
         if cp.prog_type == "TRACING":
             kw = self._tracing_target(cp)
         elif getattr(cp.ap, "multi", None):
-            kw = {"expected_attach_type": int(sc.AttachType.TRACE_UPROBE_MULTI)}
+            eat = sc.AttachType.TRACE_KPROBE_MULTI if cp.ap.kind in ("kprobe", "kretprobe") else \
+                sc.AttachType.TRACE_UPROBE_MULTI
+            kw = {"expected_attach_type": int(eat)}
         try:
             fd = sc.prog_load(ptype, raw, license="GPL", name=f"ut_{cp.index}", **kw)
         except VerifierError as e:
@@ -343,6 +345,11 @@ class ProgramSession(Session):
                 self._link(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
             elif kind in ("fentry", "fexit", "tp_btf"):
                 self._link(sc.raw_tracepoint_open(None, prog))
+            elif kind in ("kprobe", "kretprobe") and getattr(ap, "multi", None):
+                names = [name for name, _off in ap.multi]
+                self._link(sc.link_create_kprobe_multi(prog, syms=names, cookies=list(range(len(names))),
+                                                       retprobe=kind == "kretprobe"))
+                cp.note = (cp.note + "; " if cp.note else "") + f"{len(names)} functions on one kprobe_multi link"
             elif kind in ("kprobe", "kretprobe"):
                 pmu = sc.pmu_type("kprobe")
                 if pmu is None or os.environ.get("UNDERTOW_KPROBE_ATTACH") == "tracefs":
