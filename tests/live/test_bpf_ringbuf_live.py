@@ -102,3 +102,33 @@ def test_ringbuf_records_and_loss(tp_id, ring_size, calls, window):
         for fd in fds + [rb_fd, lost_fd]:
             os.close(fd)
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_ring_more_than_half_full_spills_to_the_backlog(tp_id):
+    """A ring over half full is copied out in one go (the producers get the space back at
+    once); the records then come from the backlog, whole and all of them."""
+    size, calls = 1 << 16, 3000  # 3000 x 16 B = 48 KB: over half of 64 KiB
+    rb_fd = sc.map_create(sc.MapType.RINGBUF, 0, 0, size)
+    lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)
+    fds, rb = [], None
+    try:
+        prog = sc.prog_load(sc.ProgType.TRACEPOINT, program().relocate({"rb": rb_fd, "lost": lost_fd}),
+                            license="GPL", name="ut_rb_spill")
+        fds.append(prog)
+        fds += attach(prog, tp_id)
+        rb = RingBuffer(rb_fd, size, window=4096)
+        for _ in range(calls):
+            os.getppid()
+        got = []
+        assert rb.consume(lambda v: got.append(bytes(v)), limit=10) == 10
+        assert rb._backlog_bytes > size // 2 - 16 * 10
+        ring_left = struct.unpack("<Q", rb._prod[:8])[0] - struct.unpack("<Q", rb._cons[:8])[0]
+        assert ring_left < size // 4          # the kernel ring was given back
+        got += drain_all(rb)
+        mine = [r for r in got if struct.unpack("<Q", r)[0] >> 32 == os.getpid()]
+        assert len(mine) == calls and all(len(r) == 8 for r in got) and rb._backlog_bytes == 0
+    finally:
+        if rb is not None:
+            rb.close()
+        for fd in fds + [rb_fd, lost_fd]:
+            os.close(fd)

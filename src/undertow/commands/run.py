@@ -169,9 +169,12 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if child is not None and child.done():
-                _emit(session.poll(0), r, out, json_mode, args)
                 break
-        _emit(session.poll(0), r, out, json_mode, args)
+        while True:  # what the kernel already recorded is shown before the maps
+            recs = session.poll(0)
+            _emit(recs, r, out, json_mode, args)
+            if not recs or not session.rb.pending():
+                break
         _emit(session.run_end(), r, out, json_mode, args)
         maps = session.final_maps()
         if maps and not json_mode:

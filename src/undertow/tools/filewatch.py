@@ -63,7 +63,7 @@ def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
         resolve(prog, kernel)
         s = ProgramSession.start(compile_program(prog, arch=current_arch()), kernel, ringbuf_size=1 << 16)
         try:
-            for rec in s.poll(0):
+            for rec in s.drain():
                 if isinstance(rec, Printed):
                     i, ino, dev = rec.values
                     ws[i].kino, ws[i].kdev = ino, dev

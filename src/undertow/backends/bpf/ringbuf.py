@@ -22,11 +22,12 @@ waking the reader on every event costs the traced process 5-45 us per event
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
 import select
 import struct
-from typing import Callable, List, Optional
+from typing import Callable, Deque, List, Optional
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -35,6 +36,12 @@ _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 #: Bytes of the data area mapped at a time (a record longer than this gets its own window).
 WINDOW = 2 << 20
+#: When the ring is more than half full, its committed records are copied out in one go
+#: (a memcpy, not a callback per record) into a user-space backlog of at most this many
+#: bytes, so a burst the consumer cannot keep up with waits in user memory instead of
+#: being lost when the kernel ring fills. Past the cap the programs count their losses.
+BACKLOG_BYTES = 256 << 20
+CHUNK = 4096
 
 
 class RingBuffer:
@@ -53,6 +60,9 @@ class RingBuffer:
         self._win: Optional[mmap.mmap] = None
         self._win_start = 0   # offset of the window in the (double) data area
         self._win_end = 0
+        self._backlog: Deque[bytes] = collections.deque()
+        self._backlog_bytes = 0
+        self._backlog_pos = 0
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
 
@@ -72,8 +82,76 @@ class RingBuffer:
         self._win_start, self._win_end = start, start + length
         return self._win
 
+    def _spill(self) -> None:
+        """Copy the committed records at the consumer position into the backlog and give
+        their space back to the producers."""
+        cons = _U64.unpack_from(self._cons, 0)[0]
+        prod = _U64.unpack_from(self._prod, 0)[0]
+        end = cons
+        room = BACKLOG_BYTES - self._backlog_bytes
+        while end < prod and end - cons < room:
+            rel = end & self.mask
+            win = self._win
+            if win is None or rel < self._win_start or rel + HDR_SIZE > self._win_end:
+                win = self._map(rel, HDR_SIZE)
+            hdr = _U32.unpack_from(win, rel - self._win_start)[0]
+            if hdr & BUSY_BIT:
+                break
+            end += ((hdr & ~(BUSY_BIT | DISCARD_BIT)) + HDR_SIZE + 7) & ~7
+        if end == cons:
+            return
+        rel = cons & self.mask
+        win = self._map(rel, end - cons)  # the area is mapped twice: a wrap is contiguous
+        off = rel - self._win_start
+        self._backlog.append(win[off: off + end - cons])
+        self._backlog_bytes += end - cons
+        _U64.pack_into(self._cons, 0, end)
+        if end - cons > self.window:
+            self._map(end & self.mask, HDR_SIZE)  # back to a small window (RSS)
+
+    def _consume_backlog(self, callback: Callable[[memoryview], None], limit: int) -> int:
+        n = 0
+        while self._backlog and n < limit:
+            blob = self._backlog[0]
+            view = memoryview(blob)
+            pos = self._backlog_pos
+            try:
+                while pos < len(blob) and n < limit:
+                    hdr = _U32.unpack_from(blob, pos)[0]
+                    length = hdr & ~(BUSY_BIT | DISCARD_BIT)
+                    if not hdr & DISCARD_BIT:
+                        callback(view[pos + HDR_SIZE: pos + HDR_SIZE + length])
+                        n += 1
+                    pos += (length + HDR_SIZE + 7) & ~7
+            finally:
+                view.release()
+            if pos >= len(blob):
+                self._backlog.popleft()
+                self._backlog_bytes -= len(blob)
+                self._backlog_pos = 0
+            else:
+                self._backlog_pos = pos
+        return n
+
     def consume(self, callback: Callable[[memoryview], None], limit: int = 1 << 20) -> int:
-        """Hand every committed record to ``callback`` (a memoryview valid during the call)."""
+        """Hand every committed record to ``callback`` (a memoryview valid during the call):
+        the backlog's first, then the ring's."""
+        n = 0
+        while n < limit:
+            # checked every CHUNK records: a long drain must not let the ring fill behind it
+            ring = _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+            if ring > self.size // 2 and self._backlog_bytes < BACKLOG_BYTES:
+                self._spill()
+            if self._backlog:
+                n += self._consume_backlog(callback, min(limit - n, CHUNK))
+                continue
+            k = self._consume_ring(callback, min(limit - n, CHUNK))
+            n += k
+            if k < min(limit - n + k, CHUNK):
+                break  # caught up
+        return n
+
+    def _consume_ring(self, callback: Callable[[memoryview], None], limit: int) -> int:
         cons = _U64.unpack_from(self._cons, 0)[0]
         prod = _U64.unpack_from(self._prod, 0)[0]
         n = 0
@@ -116,8 +194,8 @@ class RingBuffer:
         return bool(self._ep.poll(-1 if timeout is None else timeout))
 
     def pending(self) -> int:
-        """Bytes produced but not consumed yet."""
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        """Bytes produced but not consumed yet (in the ring and in the backlog)."""
+        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0] + self._backlog_bytes
 
     def close(self) -> None:
         for m in (self._cons, self._prod, self._win):

@@ -44,6 +44,8 @@ from .ringprefetch import RingPrefetch, default_buffer_mb
 __all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError", "default_buffer_mb"]
 
 RINGBUF_SIZE = 1 << 22
+#: Records handed out by one poll() at most (see ProgramSession.poll).
+POLL_RECORDS = 16384
 # Records are submitted without a wake-up (BPF_RB_NO_WAKEUP) and callers poll on a timer
 # (20-50 ms). Until the first record arrives, and for at most EAGER_SECONDS after attaching,
 # poll() waits at most EAGER_POLL instead: the first event shows within ~2 ms of
@@ -443,7 +445,10 @@ class ProgramSession(Session):
         sc.perf_event_enable(pfd)
 
     # -- reading
-    def poll(self, timeout: Optional[float] = None) -> List[Record]:
+    def poll(self, timeout: Optional[float] = None, limit: int = POLL_RECORDS) -> List[Record]:
+        """Records that arrived (at most ``limit``: the caller handles them, then polls again,
+        so the ring is looked at, and spilled to the backlog if over half full, at least
+        every ``limit`` records)."""
         if self._closed or self.rb is None:
             return []
         out: List[Any] = []
@@ -454,7 +459,7 @@ class ProgramSession(Session):
                 else:
                     self._eager_until = 0.0
             self.rb.poll(timeout)
-        if self.rb.consume(lambda v: self._record(v, out)):
+        if self.rb.consume(lambda v: self._record(v, out), limit):
             self._eager_until = 0.0
         self._check_lost(out)
         return out
@@ -545,7 +550,16 @@ class ProgramSession(Session):
                 sc.prog_test_run(fd, bytes(8))
             except BPFError:
                 pass
-        return self.poll(0)
+        return self.drain()
+
+    def drain(self) -> List[Any]:
+        """Everything still in the buffers, at once (at exit)."""
+        out: List[Any] = []
+        while True:
+            got = self.poll(0)
+            out.extend(got)
+            if not got or not self.rb or not self.rb.pending():
+                return out
 
     def final_maps(self) -> List[MapPrint]:
         """Every non-empty map, as bpftrace prints them at exit."""
