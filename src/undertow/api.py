@@ -141,6 +141,29 @@ class Tracer:
                     if self.count is not None and self._seen >= self.count:
                         return
 
+    def batches(self) -> Iterator[List[Record]]:
+        """:meth:`records` a batch at a time (one list per read of the kernel buffers), until
+        duration/count: for consumers that write a batch at once (``undertow trace``)."""
+        self.start()
+        assert self._session is not None
+        while True:
+            timeout = 0.1
+            if self.duration is not None and self._started_at is not None:
+                left = self._started_at + self.duration - time.monotonic()
+                if left <= 0:
+                    return
+                timeout = min(timeout, left)
+            batch = self._session.poll(timeout)
+            if self.count is not None:
+                for i, rec in enumerate(batch):
+                    if isinstance(rec, Event):
+                        self._seen += 1
+                        if self._seen >= self.count:
+                            yield batch[:i + 1]
+                            return
+            if batch:
+                yield batch
+
     def pending(self) -> int:
         """Records already read and not yet handed out by :meth:`records` (0: caught up)."""
         return getattr(self, "_left", 0)

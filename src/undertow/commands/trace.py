@@ -89,15 +89,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tracer:
             try:
-                for rec in tracer.records():
-                    if isinstance(rec, Event):
-                        writer.event(rec)
-                    else:
-                        writer.lost(rec)
-                    # flush when the reader has nothing more at hand: prompt output when
-                    # events are rare, one write per batch under load
-                    if not args.json and not tracer.pending():
-                        sys.stdout.flush()
+                event, lost = writer.event, writer.lost
+                for batch in tracer.batches():
+                    for rec in batch:
+                        if rec.__class__ is Event:
+                            event(rec)
+                        else:
+                            lost(rec)
+                    # one flush per read of the kernel buffers: prompt when events are rare,
+                    # one write per batch under load
+                    sys.stdout.flush()
             except (KeyboardInterrupt, _Stop):
                 pass
             finally:

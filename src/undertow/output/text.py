@@ -90,7 +90,7 @@ class TextWriter:
         if fast == 0:
             fast = self._lines[ev.probe] = _compile_line(ev, escape(ev.probe))
             self._probe_width = max(self._probe_width, min(len(ev.probe), 40))
-        if fast is not None and not ev.errors and (ev.formats is fast[2] or ev.formats == fast[2]) \
+        if fast is not None and not ev.errors and (ev.formats is fast[3] or ev.formats == fast[2]) \
                 and len(ev.fields) == fast[1]:
             comms = self._comms
             comm = comms.get(ev.comm)
@@ -158,7 +158,7 @@ _INT_TEXT = {
 }
 
 
-def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], int, Dict[str, str]]]:
+def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], int, Dict[str, str], Any]]:
     """A formatter for every event of ``ev``'s probe: the line ``_generic`` would print,
     built by one generated f-string (~1.5 us per event instead of ~5). ``None`` when the
     event's field names are not plain identifiers."""
@@ -177,7 +177,8 @@ def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], i
            "    return f\"{(ev.ts - t0) / 1e9:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {comm:<16} "
            "{P:<{pw}}" + "".join(parts) + "\\n\"\n")
     exec(src, env)  # noqa: S102 - built from identifiers checked above
-    return env["line"], len(names), dict(ev.formats)
+    # the formats dict is shared by every event of a decoded run: checked by identity first
+    return env["line"], len(names), dict(ev.formats), ev.formats
 
 
 def summary(stats: Stats) -> str:
