@@ -249,7 +249,7 @@ class BtResolver(_Resolver):
         compared or nested, where the compiler would fold the first probe's text), and
         only when the kernel has uprobe_multi; otherwise the probes stay apart."""
         first = group[0]
-        if not self._mergeable(first):
+        if os.environ.get("UNDERTOW_MULTI_LINKS") == "0" or not self._mergeable(first):
             return None
         if ap.kind in ("kprobe", "kretprobe"):
             # a kprobe's arguments and return value are typed from each function's BTF

@@ -401,7 +401,10 @@ class ProgramSession(Session):
             else:
                 raise AttachError(f"{cp.name}: {kind} probes are not supported by the BPF backend yet")
         except BPFError as e:
-            raise AttachError(f"attaching {cp.name} failed: {e.message}", hints=list(e.hints)) from None
+            hints = list(e.hints)
+            if getattr(ap, "multi", None):
+                hints.append("one program per function instead of one multi link: UNDERTOW_MULTI_LINKS=0")
+            raise AttachError(f"attaching {cp.name} failed: {e.message}", hints=hints) from None
 
     def _legacy_kprobe(self, cp: CompiledProbe, prog: int) -> None:
         """A kprobe through ``kprobe_events`` (kernels before 4.17 have no kprobe PMU, and
