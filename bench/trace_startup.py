@@ -52,21 +52,10 @@ def tracers():
 
 def remove_surftrace_instance():
     """surftrace leaves its ``surftrace`` instance behind when it is signalled."""
-    inst = "/sys/kernel/tracing/instances/surftrace"
-    if not os.path.isdir(inst):
-        return
-    for rel in ("events/enable", "tracing_on"):
-        try:
-            with open(os.path.join(inst, rel), "w") as f:
-                f.write("0")
-        except OSError:
-            pass
-    for _ in range(50):
-        try:
-            os.rmdir(inst)
-            return
-        except OSError:
-            time.sleep(0.1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ftrace_read import Surftrace
+
+    Surftrace().cleanup()
 
 
 def one(argv, timeout=90.0):

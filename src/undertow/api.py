@@ -123,27 +123,15 @@ class Tracer:
 
     def records(self) -> Iterator[Record]:
         """Events and :class:`Lost` notices as they arrive, until duration/count."""
-        self.start()
-        assert self._session is not None
-        while True:
-            timeout = 0.1
-            if self.duration is not None and self._started_at is not None:
-                left = self._started_at + self.duration - time.monotonic()
-                if left <= 0:
-                    return
-                timeout = min(timeout, left)
-            batch = self._session.poll(timeout)
+        for batch in self.batches():
             for i, rec in enumerate(batch):
                 self._left = len(batch) - i - 1
                 yield rec
-                if isinstance(rec, Event):
-                    self._seen += 1
-                    if self.count is not None and self._seen >= self.count:
-                        return
 
     def batches(self) -> Iterator[List[Record]]:
-        """:meth:`records` a batch at a time (one list per read of the kernel buffers), until
-        duration/count: for consumers that write a batch at once (``undertow trace``)."""
+        """The records one list per read of the kernel buffers, until duration/count (the
+        batch holding the count-th Event ends there): for consumers that write a batch at
+        once (``undertow trace``)."""
         self.start()
         assert self._session is not None
         while True:
