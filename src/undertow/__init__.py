@@ -6,7 +6,9 @@ backends) are imported lazily by the functions that need them.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from .backends.base import Backend, NoBackendError, Plan, Session
 from .errors import SourceError, UndertowError

@@ -13,7 +13,9 @@ import argparse
 import importlib
 import os
 import sys
-from typing import List, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List, Optional, Sequence
 
 from . import __version__
 from .errors import UndertowError

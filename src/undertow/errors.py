@@ -12,7 +12,9 @@ The library never prints: it raises these; ``undertow.cli`` renders them.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, List, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Callable, Iterable, List, Optional, Sequence
 
 
 class Span:

@@ -9,10 +9,13 @@ session's :class:`Stats` at the end.
 from __future__ import annotations
 
 from undertow.dclass import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 # A stack frame: (address, symbol or None, offset within symbol, module or None).
-Frame = Tuple[int, Optional[str], int, Optional[str]]
+if TYPE_CHECKING:
+    Frame = Tuple[int, Optional[str], int, Optional[str]]
 
 
 class Event:
@@ -94,7 +97,10 @@ class Lost:
     raw: Optional[bytes] = None
 
 
-Record = Union[Event, Lost]
+if TYPE_CHECKING:
+    Record = Union[Event, Lost]
+else:  # imported by the backends for their annotations
+    Record = (Event, Lost)
 
 
 @dataclass

@@ -93,3 +93,23 @@ def test_explicit_hash_kept_and_mutable_default_refused():
         class Order:
             a: int = 0
             b: int
+
+
+def test_init_is_generated_on_first_instance_and_shared_by_plain_subclasses():
+    @dclass.dataclass
+    class Lazy:
+        a: int
+        b: int = 2
+
+    stand_in = Lazy.__dict__["__init__"]
+
+    class Plain(Lazy):  # not decorated: inherits the stand-in
+        pass
+
+    p = Plain(1)
+    assert (p.a, p.b) == (1, 2)
+    real = Lazy.__dict__["__init__"]
+    assert real is not stand_in and real.__qualname__.endswith("Lazy.__init__")
+    assert Lazy(5, b=6) == Lazy(5, 6) and Lazy.__dict__["__init__"] is real  # generated once
+    with pytest.raises(TypeError):
+        Lazy(1, 2, 3)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import abc
 from undertow.dclass import dataclass, field
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Iterator, List, Optional, Sequence
 
 from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats

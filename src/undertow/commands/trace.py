@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, List, Optional
 
 from ..errors import UndertowError, UsageError
 

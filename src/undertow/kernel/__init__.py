@@ -8,7 +8,9 @@ each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Optional
 
 from .roots import Roots
 

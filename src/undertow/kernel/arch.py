@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 from undertow.dclass import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, Mapping, Optional, Tuple
 
 from ..errors import FeatureUnavailableError, ResolveError, did_you_mean
 

@@ -20,7 +20,9 @@ import re
 import struct
 import zlib
 from array import array
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
 from .cache import read_cache, write_cache

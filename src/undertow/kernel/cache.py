@@ -7,8 +7,9 @@ function here quietly returns ``None``/does nothing, never raises.
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Optional
 
 from .roots import Roots
 
@@ -47,6 +48,8 @@ def write_cache(roots: Roots, name: str, data: bytes) -> None:
     if d is None:
         return
     try:
+        import tempfile  # only a cache miss writes (tempfile costs ~5 ms to import)
+
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -28,7 +28,9 @@ import re
 import shutil
 import struct
 from undertow.dclass import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ELFError, SymbolNotFoundError, did_you_mean
 from .arch import ELF_MACHINE_NAMES, Arch, arch_for_machine, current_arch

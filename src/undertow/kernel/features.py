@@ -21,7 +21,9 @@ import importlib
 import json
 import os
 from undertow.dclass import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import BPFError, FeatureUnavailableError, UndertowError

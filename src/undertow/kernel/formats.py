@@ -36,7 +36,9 @@ import re
 import struct
 import sys
 from undertow.dclass import dataclass, field as dc_field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import UndertowError, UnknownFieldError, did_you_mean
 
@@ -53,8 +55,9 @@ __all__ = [
     "split_args",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
-Decoder = Callable[..., Dict[str, Any]]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
+    Decoder = Callable[..., Dict[str, Any]]
 
 
 class FormatError(UndertowError, ValueError):

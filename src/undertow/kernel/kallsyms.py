@@ -21,7 +21,9 @@ import bisect
 import fnmatch
 import re
 from undertow.dclass import dataclass
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Tuple
 
 from ..errors import UndertowError
 from .roots import Roots

@@ -27,9 +27,11 @@ import os
 import struct
 from contextlib import contextmanager
 from undertow.dclass import dataclass
-from enum import IntEnum
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..consts import Consts
 from ..errors import BPFError, VerifierError
 from .roots import Roots
 
@@ -48,7 +50,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-class BPFCmd(IntEnum):
+class BPFCmd(Consts):
     """``enum bpf_cmd``."""
 
     MAP_CREATE = 0
@@ -90,7 +92,7 @@ class BPFCmd(IntEnum):
     TOKEN_CREATE = 36
 
 
-class MapType(IntEnum):
+class MapType(Consts):
     """``enum bpf_map_type``."""
 
     UNSPEC = 0
@@ -129,7 +131,7 @@ class MapType(IntEnum):
     ARENA = 33
 
 
-class ProgType(IntEnum):
+class ProgType(Consts):
     """``enum bpf_prog_type``."""
 
     UNSPEC = 0
@@ -167,7 +169,7 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
-class AttachType(IntEnum):
+class AttachType(Consts):
     """``enum bpf_attach_type`` (the values tracing needs, plus their neighbours' numbering)."""
 
     CGROUP_INET_INGRESS = 0
@@ -190,7 +192,7 @@ class AttachType(IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class LinkType(IntEnum):
+class LinkType(Consts):
     """``enum bpf_link_type``."""
 
     UNSPEC = 0
@@ -208,7 +210,7 @@ class LinkType(IntEnum):
     UPROBE_MULTI = 12
 
 
-class PerfType(IntEnum):
+class PerfType(Consts):
     """``enum perf_type_id`` (kprobe/uprobe PMUs are dynamic: see :func:`pmu_type`)."""
 
     HARDWARE = 0
@@ -219,7 +221,7 @@ class PerfType(IntEnum):
     BREAKPOINT = 5
 
 
-class PerfSwConfig(IntEnum):
+class PerfSwConfig(Consts):
     """``enum perf_sw_ids`` (``config`` for ``PERF_TYPE_SOFTWARE``)."""
 
     CPU_CLOCK = 0

@@ -18,7 +18,9 @@ import errno as _errno
 import fnmatch
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Tuple
 
 from ..errors import (
     TracefsError,

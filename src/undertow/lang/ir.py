@@ -15,7 +15,9 @@ check, an unsupported node, a verifier rejection — points at that text.
 from __future__ import annotations
 
 from undertow.dclass import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import Span
 from .types import Ty

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import re
 from undertow.dclass import dataclass
-from typing import List, Optional, Sequence, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean
 from . import ir

@@ -33,7 +33,9 @@ import copy
 import re
 from undertow import dclass
 from undertow.dclass import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import (
     AttachUnavailableError, ELFError, ResolveError, SourceError, Span, TypeCheckError, UndertowError,

@@ -24,7 +24,9 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir

@@ -13,7 +13,9 @@ lives in: ``"kernel"`` (probe_read_kernel / ftrace ``+off(...)``) or ``"user"``
 from __future__ import annotations
 
 from undertow.dclass import dataclass, field
-from typing import Any, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Optional, Tuple
 
 
 class Ty:

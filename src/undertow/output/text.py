@@ -8,7 +8,9 @@ undecodable bytes are shown as ``\\xNN``/``\\\\``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
 from .values import format_value

@@ -8,8 +8,9 @@ renderer decides how to show them.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Optional
 
 
 def bswap(value: int, size: int) -> int:
@@ -20,7 +21,14 @@ def bswap(value: int, size: int) -> int:
 
 def ipv4_from_raw(value: int) -> str:
     """A u32 loaded little-endian from network-order bytes -> ``a.b.c.d``."""
-    return str(ipaddress.IPv4Address((value & 0xFFFFFFFF).to_bytes(4, "little")))
+    return "%d.%d.%d.%d" % tuple((value & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+def ipv6(raw: bytes) -> str:
+    """16 network-order bytes -> the RFC 5952 text (``::1``, ``::ffff:127.0.0.1``)."""
+    import ipaddress  # imported on first use: ~2 ms of start-up otherwise
+
+    return str(ipaddress.IPv6Address(raw))
 
 
 def format_value(value: Any, fmt: Optional[str]) -> Any:
@@ -46,9 +54,9 @@ def format_value(value: Any, fmt: Optional[str]) -> Any:
             return hex(bswap(value, int(fmt[1:]) // 8))
         return value
     if isinstance(value, (bytes, bytearray)) and fmt == "ipv6" and len(value) == 16:
-        return str(ipaddress.IPv6Address(bytes(value)))
+        return ipv6(bytes(value))
     if isinstance(value, (bytes, bytearray)) and fmt == "ipv4" and len(value) == 4:
-        return str(ipaddress.IPv4Address(bytes(value)))
+        return "%d.%d.%d.%d" % tuple(value)
     if isinstance(value, list) and fmt == "ipv6" and len(value) == 16:
-        return str(ipaddress.IPv6Address(bytes(v & 0xFF for v in value)))
+        return ipv6(bytes(v & 0xFF for v in value))
     return value

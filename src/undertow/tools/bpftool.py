@@ -18,7 +18,9 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Dict, List, Optional
 
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:

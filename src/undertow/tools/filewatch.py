@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record"]
 

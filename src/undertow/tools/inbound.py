@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["PROGRAM", "parse_record", "Listeners", "drop_reasons"]
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["program", "parse_record", "capability", "SYSCALLS"]
 

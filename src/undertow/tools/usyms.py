@@ -8,7 +8,9 @@ printed in hex. Files are parsed once and kept.
 from __future__ import annotations
 
 import bisect
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = ["UserSymbols"]
 

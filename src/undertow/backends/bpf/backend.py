@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from undertow.dclass import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, List, Optional
 
 from ...errors import SourceError, UndertowError
 from ..base import Backend, Plan, Refusal, Session

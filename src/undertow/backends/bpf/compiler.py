@@ -28,7 +28,9 @@ import errno
 import os
 import time
 from undertow.dclass import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import Span
 from ...lang import ir

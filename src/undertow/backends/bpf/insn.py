@@ -6,7 +6,7 @@ Documentation/bpf/standardization/instruction-set.rst; helper numbers from the
 
 from __future__ import annotations
 
-import enum
+from ...consts import Consts
 
 # classes
 LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -41,7 +41,7 @@ R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
 FP = R10
 
 
-class Helper(enum.IntEnum):
+class Helper(Consts):
     """BPF helper function ids (include/uapi/linux/bpf.h, ``FN(...)`` order)."""
 
     map_lookup_elem = 1

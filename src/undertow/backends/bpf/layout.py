@@ -10,7 +10,9 @@ bytes listed in :data:`OPAQUE_SIZES`.
 from __future__ import annotations
 
 from undertow.dclass import dataclass, field
-from typing import Any, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, List, Optional, Tuple
 
 from ...lang.types import (
     ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, StackTy, StrTy, TupleTy, Ty,

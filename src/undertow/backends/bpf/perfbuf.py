@@ -19,7 +19,9 @@ import mmap
 import os
 import select
 import struct
-from typing import Callable, Dict, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Callable, Dict, List, Optional
 
 from ...kernel import syscalls as sc
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Optional
 
 __all__ = ["RingPrefetch", "default_buffer_mb"]
 

@@ -28,7 +28,9 @@ import os
 import re
 import struct
 import time
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import BPFError, SourceError, UndertowError, VerifierError
 from ...events import Event, Lost, Record, Stats

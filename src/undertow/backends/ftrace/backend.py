@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List, Optional
 
 from ...errors import FeatureUnavailableError, TypeCheckError, UndertowError
 from ..base import Backend, Plan, Refusal, Session

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List, Optional
 
 from ...errors import TracefsError
 from ...kernel.tracefs import Tracefs

@@ -25,7 +25,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from undertow.dclass import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Tuple
 
 from ...errors import Span, TypeCheckError, UndertowError
 from ...lang import ir

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from undertow.dclass import dataclass, field
-from typing import List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List, Optional
 
 from ..base import Plan
 from .compile import EventSpec

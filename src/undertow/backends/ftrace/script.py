@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import List
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import List
 
 from .compile import EventSpec
 from .plan import FtracePlan

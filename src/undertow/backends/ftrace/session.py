@@ -25,7 +25,9 @@ import itertools
 import os
 import select
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ...errors import TracefsError, UndertowError
 from ...events import Lost, Record, Stats

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 from undertow.dclass import dataclass
-from typing import Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Tuple
 
 from ...errors import ParseError, Span
 

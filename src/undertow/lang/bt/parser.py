@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import re
 from undertow.dclass import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Dict, List, Optional, Set, Tuple
 
 from ...errors import ParseError, Span
 
