@@ -132,3 +132,74 @@ def test_ring_more_than_half_full_spills_to_the_backlog(tp_id):
             rb.close()
         for fd in fds + [rb_fd, lost_fd]:
             os.close(fd)
+
+
+def refusals_program(size, rb="rb", lost="lost"):
+    """Reserve 16 bytes per getppid(); a refused reservation while the kernel says the ring
+    holds under half of ``size`` (bpf_ringbuf_query(BPF_RB_AVAIL_DATA)) is counted in lost[0]."""
+    a = Asm()
+    a.ld_map_fd(I.R1, rb)
+    a.mov64(I.R2, 16)
+    a.mov64(I.R3, 0)
+    a.call(I.Helper.ringbuf_reserve)
+    a.jeq(I.R0, 0, "refused")
+    a.mov64(I.R1, Reg(I.R0))
+    a.mov64(I.R2, I.BPF_RB_NO_WAKEUP)
+    a.call(I.Helper.ringbuf_submit)
+    ret0_exit(a)
+    a.label("refused")
+    a.ld_map_fd(I.R1, rb)
+    a.mov64(I.R2, 0)                     # BPF_RB_AVAIL_DATA
+    a.call(I.Helper.ringbuf_query)
+    a.jgt(I.R0, size // 2, "out")        # really filling up: the consumer's fault, not counted
+    zero_stack(a, -4, 4)
+    a.ld_map_fd(I.R1, lost)
+    a.mov64(I.R2, Reg(I.R10))
+    a.add64(I.R2, -4)
+    a.call(I.Helper.map_lookup_elem)
+    a.jeq(I.R0, 0, "out")
+    a.mov64(I.R1, 1)
+    a.atomic_add(I.DW, I.R0, 0, I.R1)
+    a.label("out")
+    ret0_exit(a)
+    return a.assemble()
+
+
+def test_consumer_position_is_never_seen_half_written(tp_id):
+    """The consumer stores consumer_pos in one 8-byte write. struct.pack_into zeroes the field
+    before writing it: a reservation on another CPU in between read 0, and once the producer
+    had wrapped the ring that looked full (Linux 6.18: ~150 refusals per 300k records of a
+    16 MiB ring, with the ring almost empty). A child makes the records while this process
+    drains; the ring wraps ~18 times (a ring really filling up is not counted)."""
+    import subprocess
+    import sys
+
+    size, calls = 1 << 18, 200_000
+    rb_fd = sc.map_create(sc.MapType.RINGBUF, 0, 0, size)
+    lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)
+    fds, rb, child = [], None, None
+    try:
+        prog = sc.prog_load(sc.ProgType.TRACEPOINT, refusals_program(size).relocate({"rb": rb_fd, "lost": lost_fd}),
+                            license="GPL", name="ut_rb_tear")
+        fds.append(prog)
+        fds += attach(prog, tp_id)
+        rb = RingBuffer(rb_fd, size)
+        child = subprocess.Popen([sys.executable, "-S", "-c", f"import os\nfor _ in range({calls}): os.getppid(); sum(range(20))\n"])
+        got = [0]
+
+        def count(_view):
+            got[0] += 1
+
+        while child.poll() is None or rb.pending():
+            rb.consume(count, 4096)
+        refused = struct.unpack("<Q", sc.map_lookup_elem(lost_fd, struct.pack("<I", 0), 8))[0]
+        assert got[0] * 32 >= 4 * size  # it wrapped (records are 16 bytes + an 8-byte header, rounded)
+        assert refused == 0
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        if rb is not None:
+            rb.close()
+        for fd in fds + [rb_fd, lost_fd]:
+            os.close(fd)

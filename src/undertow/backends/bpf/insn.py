@@ -75,6 +75,7 @@ class Helper(Consts):
     ringbuf_reserve = 131
     ringbuf_submit = 132
     ringbuf_discard = 133
+    ringbuf_query = 134
     d_path = 147
     get_current_task_btf = 158
     get_func_ip = 173

@@ -24,13 +24,14 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Callable, Dict, List, Optional
 
 from ...kernel import syscalls as sc
+from .ringbuf import u64_words
 
 PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 _HDR = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
-_HEAD, _TAIL = 1024, 1032
+_HEAD, _TAIL = 1024 // 8, 1032 // 8  # u64 word indexes of data_head, data_tail
 
 
 class PerfBuffer:
@@ -44,6 +45,7 @@ class PerfBuffer:
         self.lost = 0
         self.fds: List[int] = []
         self._rings: Dict[int, mmap.mmap] = {}
+        self._words: Dict[int, memoryview] = {}  # data_head/data_tail: whole 8-byte loads/stores
         self._ep = select.epoll()
         try:
             for cpu in cpus:
@@ -54,6 +56,7 @@ class PerfBuffer:
                 self.fds.append(fd)
                 ring = mmap.mmap(fd, self.page + self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
                 self._rings[fd] = ring
+                self._words[fd] = u64_words(ring)
                 sc.map_update_elem(map_fd, _U32.pack(cpu), _U32.pack(fd))
                 sc.perf_event_enable(fd)
                 self._ep.register(fd, select.EPOLLIN)
@@ -65,9 +68,10 @@ class PerfBuffer:
         """Hand every record to ``callback`` (a memoryview valid during the call)."""
         n = 0
         size, base = self.size, self.page
-        for ring in self._rings.values():
-            head = _U64.unpack_from(ring, _HEAD)[0]
-            tail = _U64.unpack_from(ring, _TAIL)[0]
+        for fd, ring in self._rings.items():
+            words = self._words[fd]
+            head = words[_HEAD]
+            tail = words[_TAIL]
             while tail < head and n < limit:
                 off = tail % size
                 if off + 8 <= size:
@@ -91,7 +95,7 @@ class PerfBuffer:
                 finally:
                     rec.release()
                 tail += rsize
-            _U64.pack_into(ring, _TAIL, tail)
+            words[_TAIL] = tail  # never pack_into: it zeroes the field first (ringbuf.py)
         return n
 
     def _copy(self, ring: mmap.mmap, off: int, length: int) -> bytes:
@@ -103,9 +107,12 @@ class PerfBuffer:
 
     def pending(self) -> int:
         """Bytes written by the kernel and not consumed yet, all CPUs."""
-        return sum(_U64.unpack_from(r, _HEAD)[0] - _U64.unpack_from(r, _TAIL)[0] for r in self._rings.values())
+        return sum(w[_HEAD] - w[_TAIL] for w in self._words.values())
 
     def close(self) -> None:
+        for w in self._words.values():
+            w.release()
+        self._words.clear()
         for ring in self._rings.values():
             try:
                 ring.close()

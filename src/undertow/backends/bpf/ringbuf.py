@@ -15,6 +15,14 @@ moves it along. Every page of a mapping is inserted at mmap time and counts in t
 process's RSS: mapping a 64 MiB ring whole (twice, for the wrap) made a one-liner's
 RSS ~150 MiB; the window keeps it near 25 MiB with the same kernel buffer.
 
+``consumer_pos`` and ``producer_pos`` are read and written through a memoryview cast to
+``Q``: one aligned 8-byte load or store each (CPython's ``memoryview`` copies the item with a
+fixed-size ``memcpy``). ``struct.pack_into`` must not be used on them: it zeroes the field with
+``memset`` before writing the value byte by byte, and a ``bpf_ringbuf_reserve`` on another CPU
+that read ``consumer_pos`` in between saw 0 (or a torn, smaller value) and, once the producer
+had gone round the ring once, refused the record as if the ring were full (~1000 records per
+1M lost on Linux 6.18 before this; bench/ringbuf_wrap.py).
+
 Programs submit with ``BPF_RB_NO_WAKEUP`` and the consumer polls on a timer:
 waking the reader on every event costs the traced process 5-45 us per event
 (DESIGN.md); a timed poll costs nothing per event.
@@ -34,7 +42,6 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HDR_SIZE = 8
-_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 #: Bytes of the data area mapped at a time (a record longer than this gets its own window).
 WINDOW = 2 << 20
@@ -44,6 +51,12 @@ WINDOW = 2 << 20
 #: being lost when the kernel ring fills. Past the cap the programs count their losses.
 BACKLOG_BYTES = 256 << 20
 CHUNK = 4096
+
+
+def u64_words(mm: mmap.mmap) -> memoryview:
+    """``mm`` as native u64 words: ``w[i]`` is one aligned 8-byte load, ``w[i] = v`` one store
+    (a position shared with the kernel must never be seen half-written)."""
+    return memoryview(mm).cast("Q")
 
 
 class RingBuffer:
@@ -58,6 +71,8 @@ class RingBuffer:
         page = self.page = mmap.PAGESIZE
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._prod = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._cpos = u64_words(self._cons)  # [0]: consumer_pos
+        self._ppos = u64_words(self._prod)  # [0]: producer_pos
         self.window = max(page, min(size, window))
         self._win: Optional[mmap.mmap] = None
         self._win_start = 0   # offset of the window in the (double) data area
@@ -87,8 +102,8 @@ class RingBuffer:
     def _spill(self) -> None:
         """Copy the committed records at the consumer position into the backlog and give
         their space back to the producers."""
-        cons = _U64.unpack_from(self._cons, 0)[0]
-        prod = _U64.unpack_from(self._prod, 0)[0]
+        cons = self._cpos[0]
+        prod = self._ppos[0]
         end = cons
         room = BACKLOG_BYTES - self._backlog_bytes
         while end < prod and end - cons < room:
@@ -107,7 +122,7 @@ class RingBuffer:
         off = rel - self._win_start
         self._backlog.append(win[off: off + end - cons])
         self._backlog_bytes += end - cons
-        _U64.pack_into(self._cons, 0, end)
+        self._cpos[0] = end
         if end - cons > self.window:
             self._map(end & self.mask, HDR_SIZE)  # back to a small window (RSS)
 
@@ -141,7 +156,7 @@ class RingBuffer:
         n = 0
         while n < limit:
             # checked every CHUNK records: a long drain must not let the ring fill behind it
-            ring = _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+            ring = self._ppos[0] - self._cpos[0]
             if ring > self.size // 2 and self._backlog_bytes < BACKLOG_BYTES:
                 self._spill()
             if self._backlog:
@@ -154,8 +169,8 @@ class RingBuffer:
         return n
 
     def _consume_ring(self, callback: Callable[[memoryview], None], limit: int) -> int:
-        cons = _U64.unpack_from(self._cons, 0)[0]
-        prod = _U64.unpack_from(self._prod, 0)[0]
+        cons = self._cpos[0]
+        prod = self._ppos[0]
         n = 0
         win = self._win
         view = None
@@ -185,7 +200,7 @@ class RingBuffer:
                     n += 1
                 cons += (length + HDR_SIZE + 7) & ~7
                 # publish progress so the producer can reuse the space
-                _U64.pack_into(self._cons, 0, cons)
+                self._cpos[0] = cons
         finally:
             if view is not None:
                 view.release()
@@ -197,9 +212,11 @@ class RingBuffer:
 
     def pending(self) -> int:
         """Bytes produced but not consumed yet (in the ring and in the backlog)."""
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0] + self._backlog_bytes
+        return self._ppos[0] - self._cpos[0] + self._backlog_bytes
 
     def close(self) -> None:
+        self._cpos.release()
+        self._ppos.release()
         for m in (self._cons, self._prod, self._win):
             if m is None:
                 continue
