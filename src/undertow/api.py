@@ -22,7 +22,7 @@ import os
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Iterator, List, Optional, Sequence, Union
+    from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from .backends.base import Backend, NoBackendError, Plan, Session
 from .errors import SourceError, UndertowError
@@ -146,13 +146,22 @@ class Tracer:
             batch = self._session.poll(timeout)
             if self.count is not None:
                 for i, rec in enumerate(batch):
-                    if isinstance(rec, Event):
+                    if rec.__class__ is not Lost:  # an Event, or its line (render_lines)
                         self._seen += 1
                         if self._seen >= self.count:
                             yield batch[:i + 1]
                             return
             if batch:
                 yield batch
+
+    def render_lines(self, writer: Any) -> bool:
+        """Have the backend format the events it can straight into ``writer``'s lines
+        (``output.text.TextWriter``; used by ``undertow trace``): batches then hold
+        ``str`` lines beside Events and Lost notices. Starts the session; returns
+        whether the backend does it."""
+        self.start()
+        assert self._session is not None
+        return self._session.render_lines(writer)
 
     def pending(self) -> int:
         """Records already read and not yet handed out by :meth:`records` (0: caught up)."""

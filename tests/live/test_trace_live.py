@@ -313,3 +313,49 @@ def test_burst_is_decoded_whole_and_batched(tmp_path, tfs):
         assert ts == sorted(ts)  # each CPU's events arrive in time order
     now = time.monotonic_ns()
     assert all(now - 120 * 10 ** 9 < e.ts <= now for e in evs)  # trace_clock mono = CLOCK_MONOTONIC
+
+
+def test_cli_text_burst_every_line_and_count(tmp_path, tfs):
+    """`undertow trace` under a burst: the reader formats lines while decoding (no Event);
+    --count N stops after exactly N lines, each with our pid, comm and arguments."""
+    n, count = 5000, 4000
+    target = tmp_path / "ut_cli_burst"
+    target.write_text("x")
+    child = subprocess.Popen([sys.executable, "-c", BURST_CHILD, str(target), str(n)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = None
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", str(count), "--duration", "90",
+                                 f"e syscalls/sys_enter_openat f:common_pid=={child.pid}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(  # its instance exists: it is tracing
+                i.startswith(f"undertow_{proc.pid}_") for i in tfs.instances()):
+            time.sleep(0.02)
+        time.sleep(0.3)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        out, err = proc.communicate(timeout=90)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.splitlines()
+    assert lines[0].split() == ["TIME(s)", "CPU", "PID", "TID", "COMM", "EVENT"]
+    body = lines[1:]
+    assert len(body) == count, err
+    comm = os.path.basename(sys.executable)[:15]
+    for line in body:
+        t, cpu, pid, tid, name, probe, *fields = line.split()
+        assert (pid, tid, probe) == (str(child.pid), str(child.pid), "syscalls:sys_enter_openat")
+        assert comm.startswith(name) or name.startswith("python")
+        f = dict(x.split("=", 1) for x in fields)
+        assert f["dfd"] == "-100" and int(f["flags"]) == os.O_RDONLY | os.O_CLOEXEC
+        assert f["filename"].startswith("0x") and float(t) >= 0
+    times = [float(line.split()[0]) for line in body]
+    assert times == sorted(times) or len({line.split()[1] for line in body}) > 1
+    assert "0 lost" in err

@@ -2,6 +2,7 @@
 
 import struct
 
+import pytest
 from hypothesis import given, strategies as st
 
 from undertow.backends.ftrace.ringbuf import RB_MISSED_EVENTS, RB_MISSED_STORED, decode_page
@@ -256,3 +257,83 @@ def test_reader_never_raises_on_hostile_pages(body, commit):
     reader(with_stack=True).page(raw, 0, out)
     for e in out:
         assert isinstance(e, (Event, Lost))
+
+
+def _text(recs, writer_render=None):
+    import io
+
+    from undertow.output.text import TextWriter
+
+    buf = io.StringIO()
+    w = writer_render or TextWriter(buf, t0=0)
+    w._probe_width = 40  # a new probe widens the column when first seen (decoding vs writing)
+    w.batch(recs)
+    return w.out.getvalue()
+
+
+def _text_pair(raw, keep, formats, cpu=2):
+    """(text of the Event path, text of lines formatted while decoding) for one page."""
+    import io
+
+    from undertow.output.text import TextWriter
+
+    r = reader(keep)
+    r.types[OPENAT.id].formats.update(formats)
+    out = []
+    r.page(raw, cpu, out)
+    w = TextWriter(io.StringIO(), t0=0)
+    w._probe_width = 40
+    r2 = reader(keep)
+    r2.types[OPENAT.id].formats.update(formats)
+    assert r2.set_render(w)
+    out2 = []
+    r2.page(raw, cpu, out2)
+    assert r2.stats.events == r.stats.events
+    return _text(out), _text(out2, w), out2
+
+
+FORMATS = [{}, {"filename": "x", "flags": "s", "mode": "str", "dfd": "s32"}, {"mode": "b32", "flags": "B16"}]
+
+
+@pytest.mark.parametrize("formats", FORMATS)
+@pytest.mark.parametrize("keep", [None, ["mode", "filename", "nosuch", "common_pid", "mode"]])
+def test_lines_formatted_while_decoding_equal_the_event_path(keep, formats):
+    body = b"".join(small(i + 1, openat_rec(10 + i % 2, -100 + i, 0x7f00 + i, -i, 2 ** 63 + i)) for i in range(20))
+    body += hdr(30, 3) + struct.pack("<I", 2)
+    body += b"".join(large(i, big_rec(14, 2 ** 64 - 1, b"n\x1b[0m" * 20, -5)) for i in range(3))
+    body += small(1, switch_rec(12, b"bash\0\xff\xfe", b"\x1b]0;x\x07"))
+    body += small(1, switch_rec(12, b"a", b"b"))
+    body += small(4, exec_rec(13, b"/bin/true"))
+    body += small(1, openat_rec(10, 1, 2, 3, 4))
+    body += b"".join(small(1, openat_rec(10, 2 ** 31, 0, v, 2 ** 63 - 1)) for v in (-2 ** 63, 2 ** 63 - 1, -2 ** 31))
+    ev_text, line_text, recs = _text_pair(page(body), keep, formats)
+    assert ev_text == line_text
+    assert sum(type(x) is str for x in recs) >= 20 + 3  # the runs made lines, not Events
+    assert "\x1b" not in line_text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2 ** 27 - 1), st.integers(-2 ** 63, 2 ** 64 - 1),
+                          st.binary(max_size=20)), max_size=60), st.sampled_from(FORMATS))
+def test_lines_formatted_while_decoding_property(items, formats):
+    body = b""
+    for kind, delta, v, blob in items:
+        s64 = (v & (2 ** 64 - 1)) - (2 ** 64 if v & 2 ** 63 else 0)
+        if kind == 0:
+            body += small(delta, openat_rec(v & 0xFFFF, s64, v & (2 ** 64 - 1), s64, v & (2 ** 64 - 1)))
+        elif kind == 1:
+            body += small(delta, switch_rec(v & 0xFF, blob[:16], blob[::-1][:16]))
+        elif kind == 2:
+            body += large(delta, big_rec(v & 0xFF, v & (2 ** 64 - 1), blob, v & 0x7FFF))
+        else:
+            body += hdr(30, delta) + struct.pack("<I", v & 0xFFFF)
+    ev_text, line_text, _recs = _text_pair(page(body[:4080]), None, formats)
+    assert ev_text == line_text
+
+
+def test_no_lines_while_decoding_with_stacks():
+    import io
+
+    from undertow.output.text import TextWriter
+
+    assert not reader(with_stack=True).set_render(TextWriter(io.StringIO()))

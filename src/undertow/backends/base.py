@@ -18,7 +18,7 @@ import abc
 from undertow.dclass import dataclass, field
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Iterator, List, Optional, Sequence
+    from typing import Any, Iterator, List, Optional, Sequence
 
 from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats
@@ -60,6 +60,12 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Detach and remove everything this session created. Idempotent."""
+
+    def render_lines(self, writer: Any) -> bool:
+        """Let the reader format records straight into ``writer``'s text lines
+        (``output.text.TextWriter.line_source``): :meth:`poll` then returns ``str`` lines
+        for them instead of Events. False (the default) when this session cannot."""
+        return False
 
     def __iter__(self) -> Iterator[Record]:
         while True:

@@ -91,13 +91,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tracer:
             try:
-                event, lost = writer.event, writer.lost
+                if args.json:
+                    event, lost = writer.event, writer.lost
+
+                    def write(batch: List[Any]) -> None:
+                        for rec in batch:
+                            if rec.__class__ is Event:
+                                event(rec)
+                            else:
+                                lost(rec)
+                else:
+                    # fixed-size events come as ready lines (no Event built), the rest as
+                    # Events; a batch is written at once
+                    tracer.render_lines(writer)
+                    write = writer.batch
                 for batch in tracer.batches():
-                    for rec in batch:
-                        if rec.__class__ is Event:
-                            event(rec)
-                        else:
-                            lost(rec)
+                    write(batch)
                     # one flush per read of the kernel buffers: prompt when events are rare,
                     # one write per batch under load
                     sys.stdout.flush()

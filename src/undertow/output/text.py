@@ -79,6 +79,80 @@ class TextWriter:
         self._lines: Dict[str, Any] = {}  # probe -> (compiled line formatter, fields, formats) or None
         self._comms: Dict[str, str] = {}  # comm -> escaped, cut to 16
 
+    def batch(self, recs: List[Any]) -> None:
+        """Write a batch of records with one ``write``: Events, Lost notices, and lines a
+        reader formatted itself with :meth:`line_source` (``str``)."""
+        parts: List[str] = []
+        out, self.out = self.out, _Parts(parts)  # type: ignore[assignment]
+        try:
+            if not self._header_done and any(r.__class__ is not Lost for r in recs):
+                self.header()
+            event, lost = self.event, self.lost
+            for rec in recs:
+                cls = rec.__class__
+                if cls is str:
+                    parts.append(rec)
+                elif cls is Event:
+                    event(rec)
+                else:
+                    lost(rec)
+        finally:
+            self.out = out
+        if parts:
+            out.write("".join(parts))
+
+    def line_source(self, probe: str, names: List[str], formats: Dict[str, str],
+                    codes: Optional[List[str]] = None) -> Optional[Dict[str, Any]]:
+        """For a reader that formats records as it decodes them (no Event built): source
+        code giving the lines :meth:`event` would print, or None when the names are not
+        plain identifiers. ``codes``: the ``struct`` code each value was unpacked with
+        (``"q"``, ``"I"``, ``"16s"``...), so that ints are formatted without type checks.
+
+        The reader runs ``setup`` (statements) before a run of records, binds
+        ``pre = <prefix>`` whenever the thread changes, and appends ``<line>`` per record.
+        They read the variables ``ts`` (ns), ``cpu``, ``tgid``, ``tid``, ``comm`` (already
+        passed through :meth:`comm`) and ``v0``.. (the values of ``names`` as an Event's
+        fields would hold them), and the names in ``env``. The reader sets ``self.t0`` (ns)
+        before its first line.
+        """
+        if not all(n.isidentifier() and n.isascii() for n in names):
+            return None
+        env: Dict[str, Any] = {"sv": show_value, "P": escape(probe), "W": self}
+        self._probe_width = max(self._probe_width, min(len(probe), 40))
+        specs, args = ["%12.6f%s"], ["(ts - t0) / 1e9", "pre"]
+        for i, n in enumerate(names):
+            fmt = formats.get(n)
+            env[f"F{i}"] = fmt
+            code = codes[i] if codes is not None else ""
+            spec, arg = "%s", f"sv(v{i}, F{i})"
+            if code in _INT_CODES:  # an int for sure: as show_value prints it
+                signed, v = code.islower(), f"v{i}"
+                if fmt is None or fmt == "u" or (fmt == "s" and signed):
+                    spec, arg = "%d", v
+                elif fmt == "s":
+                    spec, arg = "%d", f"({v} - 18446744073709551616 if {v} >= 9223372036854775808 else {v})"
+                elif fmt == "s32":
+                    spec, arg = "%d", f"(({v} & 4294967295) - 4294967296 if {v} & 2147483648 else {v} & 4294967295)"
+                elif fmt in ("x", "str", "ustr") and not signed:
+                    spec, arg = "%s", f"hex({v})"
+            specs.append(f" {n}={spec}")
+            args.append(arg)
+        env["L"] = "".join(specs) + "\n"
+        return {"setup": "t0 = W.t0",
+                "prefix": 'f" {cpu:>3} {tgid:>7} {tid:>7} {comm:<16} {P:<{W._probe_width}}"',
+                "line": "L % (" + ", ".join(args) + ")",
+                "env": env}
+
+    def comm(self, comm: str) -> str:
+        """``comm`` escaped and cut to 16 characters (cached)."""
+        comms = self._comms
+        c = comms.get(comm)
+        if c is None:
+            if len(comms) > 4096:
+                comms.clear()
+            c = comms[comm] = escape(comm)[:16]
+        return c
+
     def header(self) -> None:
         self.out.write(f"{'TIME(s)':>12} {'CPU':>3} {'PID':>7} {'TID':>7} {'COMM':<16} EVENT\n")
         self._header_done = True
@@ -94,12 +168,7 @@ class TextWriter:
             self._probe_width = max(self._probe_width, min(len(ev.probe), 40))
         if fast is not None and not ev.errors and (ev.formats is fast[3] or ev.formats == fast[2]) \
                 and len(ev.fields) == fast[1]:
-            comms = self._comms
-            comm = comms.get(ev.comm)
-            if comm is None:
-                if len(comms) > 4096:
-                    comms.clear()
-                comm = comms[ev.comm] = escape(ev.comm)[:16]
+            comm = self._comms.get(ev.comm) or self.comm(ev.comm)
             try:
                 line = fast[0](ev, self._probe_width, self.t0, comm)
             except KeyError:  # not the fields the formatter was made for
@@ -160,6 +229,30 @@ _INT_TEXT = {
 }
 
 
+_INT_CODES = frozenset("bBhHiIqQ")
+
+
+class _Parts:
+    """A write() that appends to a list (TextWriter.batch)."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, parts: List[str]) -> None:
+        self.write = parts.append
+
+
+def _field_parts(names: List[str], formats: Dict[str, str], env: Dict[str, Any]) -> str:
+    """The `` name=value`` parts of a line's f-string for values in ``v0``.. (formats in
+    ``env`` as ``F0``..)."""
+    parts = []
+    for i, n in enumerate(names):
+        fmt = formats.get(n)
+        env[f"F{i}"] = fmt
+        expr = _INT_TEXT.get(fmt, "sv(v{i}, F{i})").format(i=i)
+        parts.append(f" {n}={{{expr}}}")
+    return "".join(parts)
+
+
 def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], int, Dict[str, str], Any]]:
     """A formatter for every event of ``ev``'s probe: the line ``_generic`` would print,
     built by one generated f-string (~1.5 us per event instead of ~5). ``None`` when the
@@ -168,16 +261,10 @@ def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], i
     if not all(n.isidentifier() and n.isascii() for n in names):
         return None
     env: Dict[str, Any] = {"sv": show_value, "P": probe}
-    loads, parts = [], []
-    for i, n in enumerate(names):
-        fmt = ev.formats.get(n)
-        env[f"F{i}"] = fmt
-        loads.append(f"    v{i} = f[{n!r}]")
-        expr = _INT_TEXT.get(fmt, "sv(v{i}, F{i})").format(i=i)
-        parts.append(f" {n}={{{expr}}}")
+    loads = [f"    v{i} = f[{n!r}]" for i, n in enumerate(names)]
     src = ("def line(ev, pw, t0, comm):\n    f = ev.fields\n" + "\n".join(loads) + "\n"
            "    return f\"{(ev.ts - t0) / 1e9:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {comm:<16} "
-           "{P:<{pw}}" + "".join(parts) + "\\n\"\n")
+           "{P:<{pw}}" + _field_parts(names, ev.formats, env) + "\\n\"\n")
     exec(src, env)  # noqa: S102 - built from identifiers checked above
     # the formats dict is shared by every event of a decoded run: checked by identity first
     return env["line"], len(names), dict(ev.formats), ev.formats

@@ -179,6 +179,9 @@ class FtraceSession(Session):
         inst.write("tracing_on", "1", append=False)
 
     # ------------------------------------------------------------------ reading
+    def render_lines(self, writer: Any) -> bool:
+        return self.reader is not None and self.reader.set_render(writer)
+
     def poll(self, timeout: Optional[float] = None) -> List[Record]:
         if self._closed:
             return []
