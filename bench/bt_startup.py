@@ -7,6 +7,11 @@ that activity prints. That is "time to attached" as a user sees it: parse, compi
 verify, attach, read. Peak RSS is the tool's ru_maxrss (os.wait4). Both tools run the
 same script text, one after the other, several times; medians are printed.
 
+undertow runs under the interpreter that runs this script. An interpreter's `site` can cost
+more than undertow itself (this development VM's Python imports certifi from a .pth file,
+~27 ms); run it from a virtual environment to measure what a plain install pays:
+`python3 -m venv /tmp/v && /tmp/v/bin/python bench/bt_startup.py`.
+
     python3 bench/bt_startup.py [--runs 5]
 """
 
@@ -39,6 +44,9 @@ tracepoint:sched:sched_process_exec {
   printf("exec %s parent %s %d\\n", comm, $t->real_parent->comm, $t->real_parent->pid);
 }
 """
+
+
+ENTRY = "import re, sys; from undertow.cli import main; sys.argv[0] = 'undertow'; sys.exit(main())"
 
 
 def _exec_true():
@@ -107,7 +115,9 @@ def main():
     print(f"{'script':16} {'tool':9} {'first event (median, min)':>28} {'peak RSS':>10}")
     for name, script, trigger, marker in CASES:
         args = [script] if os.path.exists(script) else ["-e", script]
-        tools = [("undertow", [sys.executable, "-m", "undertow", "run", *args])]
+        # what the console script `undertow` runs (pip's entry point: `import re`, then
+        # undertow.cli.main); `-m undertow` would add runpy (~4 ms) that users do not pay
+        tools = [("undertow", [sys.executable, "-c", ENTRY, "run", *args])]
         if bpftrace:
             tools.append(("bpftrace", [bpftrace, *args]))
         for tool, argv in tools:
