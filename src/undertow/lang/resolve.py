@@ -799,14 +799,17 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
 
         # two passes: the first learns every map's value type (a map may be read in a
         # probe that comes before the one that assigns it), the second resolves for real
-        pre = BtResolver(kernel, the_arch, strict_kprobes, types, program)
-        for probe in copy.deepcopy(program.probes):
-            try:
-                pre.probe(probe)
-            except SourceError:
-                break
-        r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, pre._types, program)
-        r.map_values = dict(pre.map_values)  # type: ignore[attr-defined]
+        # (only when some probe reads a map: a deep copy and a second pass cost ~4 ms)
+        r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, types, program)
+        if _reads_maps(program.probes):
+            pre = r
+            for probe in copy.deepcopy(program.probes):
+                try:
+                    pre.probe(probe)
+                except SourceError:
+                    break
+            r = BtResolver(kernel, the_arch, strict_kprobes, pre._types, program)
+            r.map_values = dict(pre.map_values)  # type: ignore[attr-defined]
     else:
         r = _Resolver(kernel, the_arch, strict_kprobes, types)
     out: List[ir.Probe] = []
@@ -815,6 +818,21 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
     program.probes = out
     program.warnings.extend(r.warnings)
     return program
+
+
+def _reads_maps(probes: Sequence[ir.Probe]) -> bool:
+    """Whether any probe reads a map's value or operates on a map (``delete``, ``clear``...)."""
+    def ops(actions: Sequence[ir.Action]) -> bool:
+        for a in actions:
+            if isinstance(a, ir.MapOp):
+                return True
+            if isinstance(a, ir.If) and (ops(a.then) or ops(a.other)):
+                return True
+            if isinstance(a, ir.While) and ops(a.body):
+                return True
+        return False
+
+    return any(ops(p.actions) or any(isinstance(e, ir.MapRead) for e in p.exprs()) for p in probes)
 
 
 class _Resolver:
