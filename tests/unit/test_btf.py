@@ -187,3 +187,26 @@ def test_load_and_cache(tmp_path):
     assert "CONFIG_DEBUG_INFO_BTF" in ei.value.hints[0]
     with pytest.raises(BTFError):
         load_module_btf(roots, "../evil", b1)
+
+
+def test_member_offset_is_cached_per_boot(tmp_path):
+    from undertow.kernel import Kernel
+    from undertow.kernel import btf as kbtf
+
+    sysd = tmp_path / "sys" / "kernel" / "btf"
+    sysd.mkdir(parents=True)
+    (sysd / "vmlinux").write_bytes(open(FIX, "rb").read())
+    boot = tmp_path / "proc" / "sys" / "kernel" / "random"
+    boot.mkdir(parents=True)
+    (boot / "boot_id").write_text("b00t\n")
+    roots = Roots(proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"), cache_dir=str(tmp_path / "c"), live=True)
+    kbtf._VMLINUX.clear()
+    assert Kernel(roots).member_offset("struct outer", "d") == 104
+    assert any(n.startswith("member-b00t-") for n in os.listdir(tmp_path / "c"))
+    (sysd / "vmlinux").unlink()  # a later run of the same boot needs no BTF
+    kbtf._VMLINUX.clear()
+    assert Kernel(roots).member_offset("struct outer", "d") == 104
+    (boot / "boot_id").write_text("other\n")  # another boot: asks BTF again (gone here)
+    with pytest.raises(BTFError):
+        Kernel(roots).member_offset("struct outer", "d")
+    kbtf._VMLINUX.clear()

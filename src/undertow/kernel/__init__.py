@@ -8,6 +8,7 @@ each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
 
 from __future__ import annotations
 
+import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Optional
@@ -55,6 +56,31 @@ class Kernel:
 
             self._btf = load_vmlinux(self.roots)
         return self._btf
+
+    def member_offset(self, struct: str, path: str) -> int:
+        """Byte offset of ``path`` (``"thread_info.status"``) in ``struct`` per vmlinux BTF.
+
+        On the running kernel the answer is cached per boot (the BTF cannot change before a
+        reboot): a later run needs no BTF at all (~3 ms of a one-liner's start). Raises
+        what :meth:`BTF.member` raises."""
+        from .cache import read_cache, write_cache
+
+        boot = None
+        if self.roots.live:
+            try:
+                with open(os.path.join(self.roots.proc, "sys/kernel/random/boot_id")) as f:
+                    boot = f.read().strip()
+            except OSError:
+                pass
+        key = f"member-{boot}-{struct}-{path}" if boot else None
+        if key is not None:
+            got = read_cache(self.roots, key)
+            if got is not None and got.strip().isdigit():
+                return int(got)
+        off = self.btf().member(struct, path).offset
+        if key is not None:
+            write_cache(self.roots, key, str(off).encode())
+        return off
 
     def kallsyms(self) -> "Kallsyms":
         if self._kallsyms is None:

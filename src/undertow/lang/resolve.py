@@ -29,7 +29,6 @@ function's parameters.
 
 from __future__ import annotations
 
-import copy
 import re
 from undertow import dclass
 from undertow.dclass import dataclass
@@ -802,6 +801,8 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
         # (only when some probe reads a map: a deep copy and a second pass cost ~4 ms)
         r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, types, program)
         if _reads_maps(program.probes):
+            import copy
+
             pre = r
             for probe in copy.deepcopy(program.probes):
                 try:
@@ -873,6 +874,8 @@ class _Resolver:
             return [self._one(probe, ap) for ap in probe.attach] if probe.attach else [probe]
         ap = probe.attach[0]
         if ap.kind == "tracepoint" and ap.wildcard:
+            import copy
+
             events = self._expand(ap)
             out = []
             for g, e in events:

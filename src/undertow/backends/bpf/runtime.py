@@ -306,7 +306,7 @@ class ProgramSession(Session):
         if arch == "x86_64":
             # without it 32-bit compat syscalls would be taken for the 64-bit ones
             try:
-                self._compat_off = self.kernel.btf().member("task_struct", "thread_info.status").offset
+                self._compat_off = self.kernel.member_offset("task_struct", "thread_info.status")
             except (UndertowError, OSError, AttributeError):
                 return {}
         try:

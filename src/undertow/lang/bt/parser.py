@@ -26,11 +26,10 @@ strings; a missing one is 0, or ``""`` inside ``str()``, as in bpftrace).
 
 from __future__ import annotations
 
-import copy
 import re
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Sequence, Set, Tuple
+    from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
@@ -443,7 +442,7 @@ class _Parser:
             assert isinstance(e, ir.Var)
             return ir.Assign(e.name, ir.Binary(op, e, one).at(span)).at(span)
         assert isinstance(e, ir.MapRead)
-        read = ir.MapRead(e.map, copy.deepcopy(e.key)).at(e.span)
+        read = ir.MapRead(e.map, _deepcopy(e.key)).at(e.span)
         return self.map_update(e, "assign", ir.Binary(op, read, one).at(span), [], span)
 
     def assignment(self, e: ir.Expr, first: Tok, start: int) -> ir.Action:
@@ -465,7 +464,7 @@ class _Parser:
                 value = ir.Binary(op, ir.Var(e.name).at(e.span), value).at(self.span_from(start))
             else:
                 assert isinstance(e, ir.MapRead)
-                read = ir.MapRead(e.map, copy.deepcopy(e.key)).at(e.span)
+                read = ir.MapRead(e.map, _deepcopy(e.key)).at(e.span)
                 value = ir.Binary(op, read, value).at(self.span_from(start))
         span = self.span_from(start)
         if kind == "var":
@@ -941,6 +940,12 @@ class _Parser:
                     raise self.err("str($N + k): k must be between 0 and the parameter's length", a.right.span)
                 return ir.Const(base.value[n:]).at(a.span)
         return a
+
+
+def _deepcopy(x: object) -> Any:
+    import copy  # only compound map assignments need it (start-up)
+
+    return copy.deepcopy(x)
 
 
 def parse_program(text: str, origin: str = "<stdin>", positional: Sequence[str] = ()) -> ir.Program:
