@@ -47,8 +47,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--unsafe", action="store_true", help="allow system() and signal()")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--buffer-mb", type=int, default=0, metavar="MB",
-                   help="ring buffer size in MiB, a power of two (default: 64, or less on machines with "
-                        "under 2 GiB of RAM; 64 MiB holds ~500k printf records of backlog)")
+                   help="ring buffer size in MiB, a power of two (default: 16, or less on machines with "
+                        "under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
+                        "only helps when the reader stalls, e.g. on a blocked terminal)")
     p.set_defaults(func=run)
     return p
 

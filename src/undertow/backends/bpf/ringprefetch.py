@@ -1,7 +1,7 @@
 """Create a session's ring buffer map while the program is still being compiled.
 
-``BPF_MAP_CREATE`` of a 64 MiB ``BPF_MAP_TYPE_RINGBUF`` takes ~8 ms in the kernel (it
-allocates and maps every page), a third of what loading and attaching a one-liner costs.
+``BPF_MAP_CREATE`` of a ``BPF_MAP_TYPE_RINGBUF`` takes the kernel ~0.15-0.3 ms per MiB
+(it allocates and maps every page: 16 MiB ~2-5 ms, 64 MiB 8-19 ms on the development VM).
 ctypes releases the GIL during the system call, so a thread started before parsing
 overlaps that work with the imports, the parse and the BTF resolution.
 """
@@ -18,8 +18,12 @@ __all__ = ["RingPrefetch", "default_buffer_mb"]
 
 
 def default_buffer_mb() -> int:
-    """The ring buffer size for a session, in MiB: 64 (a 1M-event printf storm is read
-    without loss, bench/bt_storm.py), capped at ~3% of RAM, at least 4, a power of two."""
+    """The ring buffer size for a session, in MiB: 16, capped at ~3% of RAM, at least 4, a
+    power of two. A 1M-event printf storm is read without loss with 8 or 16 MiB
+    (bench/bt_storm.py): past half full the consumer moves the ring's contents to its
+    user-space backlog (ringbuf.RingBuffer), so the kernel ring only has to absorb a few
+    milliseconds. A bigger ring costs the kernel time to create (64 MiB: 8-19 ms on the
+    development VM) and pinned memory; ``--buffer-mb`` asks for one."""
     total = 0
     try:
         with open("/proc/meminfo") as f:
@@ -29,7 +33,7 @@ def default_buffer_mb() -> int:
                     break
     except (OSError, ValueError):
         pass
-    mb = 64
+    mb = 16
     while mb > 4 and total and mb > total * 3 // 100:
         mb //= 2
     return mb
