@@ -40,9 +40,38 @@ COMMANDS: List[str] = [
 ]
 
 
+_COLUMNS: Optional[int] = None
+
+
+def _help_width() -> int:
+    """What ``shutil.get_terminal_size().columns - 2`` gives argparse, computed once: argparse
+    makes a formatter per argument it adds, and each asked shutil (imported only for this,
+    ~3 ms with bz2/lzma) and the terminal again."""
+    global _COLUMNS
+    if _COLUMNS is None:
+        try:
+            cols = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            cols = 0
+        if cols <= 0:
+            try:
+                cols = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+            except (AttributeError, ValueError, OSError):
+                cols = 80
+        _COLUMNS = cols
+    return _COLUMNS - 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (subcommand parsers too) with the terminal width asked once."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_help_width())  # type: ignore[call-arg]
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every subcommand accepts (after the subcommand name too)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks and internal logs (verifier log, listings)")
@@ -66,7 +95,7 @@ def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) ->
     importing every command module and its dependencies ~30 ms of a one-liner's start)."""
     wanted = _command_of(argv) if lazy else None
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="undertow",
         description="Ask the running Linux kernel what is happening right now: "
         "tracepoints, uprobes, kprobes and BPF from pure Python.",
