@@ -25,7 +25,6 @@ import errno as _errno
 import fcntl
 import os
 import struct
-from contextlib import contextmanager
 from undertow.dclass import dataclass
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
@@ -389,13 +388,19 @@ def close_fd(fd: Optional[int]) -> None:
         pass
 
 
-@contextmanager
-def closing_fd(fd: int) -> Iterator[int]:
+class closing_fd:  # noqa: N801 - used like contextlib.closing (not imported: start-up)
     """``with closing_fd(prog_load(...)) as fd:`` closes the fd on every exit path."""
-    try:
-        yield fd
-    finally:
-        close_fd(fd)
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        close_fd(self.fd)
 
 
 def _name16(name: str) -> bytes:

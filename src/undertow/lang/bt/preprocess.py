@@ -140,7 +140,8 @@ def mask_comments(text: str, origin: str = "<stdin>") -> str:
 
 
 _DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*([A-Za-z_]*)(.*)$")
-_DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$", re.ASCII)
+# compiled on first use (re caches them): only scripts with these constructs pay for them
+_DEFINE = (r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$", re.ASCII)
 _DIGITS = "0123456789"
 _IDENT_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
@@ -195,7 +196,7 @@ def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
         elif word == "include":
             res.includes.append(rest)
         elif word == "define":
-            d = _DEFINE.match(rest)
+            d = re.compile(*_DEFINE).match(rest)
             if d is None:
                 raise ParseError("#define needs a name", source=text, span=span, origin=origin)
             name = d.group(1)
@@ -226,8 +227,8 @@ def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
 
 # --------------------------------------------------------------------------- #if expressions
 
-_IF_TOKEN = re.compile(r"\s*(?:(defined)|([A-Za-z_][A-Za-z0-9_]*)|(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*|(&&|\|\||==|!=|[!()]))",
-                       re.ASCII)
+_IF_TOKEN = (r"\s*(?:(defined)|([A-Za-z_][A-Za-z0-9_]*)|(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*|(&&|\|\||==|!=|[!()]))",
+             re.ASCII)
 
 
 def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -> bool:
@@ -236,7 +237,7 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
     i = 0
     expr = expr.strip()
     while i < len(expr):
-        m = _IF_TOKEN.match(expr, i)
+        m = re.compile(*_IF_TOKEN).match(expr, i)
         if m is None or m.end() == i:
             raise ParseError("unsupported #if expression", source=text, span=span, origin=origin,
                              hints=["use defined(NAME), integers, !, &&, ||, ==, !="])
@@ -314,7 +315,7 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
 # --------------------------------------------------------------------------- struct definitions
 
 _STRUCT_HEAD = re.compile(r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
-_MEMBER = re.compile(
+_MEMBER = (
     r"^\s*(?P<type>(?:(?:const|volatile|unsigned|signed|struct|union|enum)\s+)*[A-Za-z_][A-Za-z0-9_]*"
     r"(?:\s+(?:int|long|char|short))*)\s*(?P<stars>[\s*]*?)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"\s*(?P<dims>(?:\[\s*\d+\s*\]\s*)*)\s*(?::\s*(?P<bits>\d+))?\s*$", re.ASCII)
@@ -382,7 +383,7 @@ def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str,
             raise ParseError("nested or function-pointer members are not supported in script structs",
                              source=text, span=span, origin=origin,
                              hints=["declare only the members you need, or rely on BTF"])
-        m = _MEMBER.match(decl)
+        m = re.compile(*_MEMBER).match(decl)
         if m is None:
             raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
                              hints=["write members as in C: 'struct path path;', 'unsigned int n;', 'char c[16];'"])
