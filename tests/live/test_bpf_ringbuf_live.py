@@ -136,7 +136,8 @@ def test_ring_more_than_half_full_spills_to_the_backlog(tp_id):
 
 def refusals_program(size, rb="rb", lost="lost"):
     """Reserve 16 bytes per getppid(); a refused reservation while the kernel says the ring
-    holds under half of ``size`` (bpf_ringbuf_query(BPF_RB_AVAIL_DATA)) is counted in lost[0]."""
+    holds under half of ``size`` (bpf_ringbuf_query(BPF_RB_AVAIL_DATA), asked right after) is
+    counted in lost[0]."""
     a = Asm()
     a.ld_map_fd(I.R1, rb)
     a.mov64(I.R2, 16)
@@ -170,7 +171,9 @@ def test_consumer_position_is_never_seen_half_written(tp_id):
     before writing it: a reservation on another CPU in between read 0, and once the producer
     had wrapped the ring that looked full (Linux 6.18: ~150 refusals per 300k records of a
     16 MiB ring, with the ring almost empty). A child makes the records while this process
-    drains; the ring wraps ~18 times (a ring really filling up is not counted)."""
+    drains; the ring wraps ~18 times. A ring that really fills up (a slow machine) is not
+    counted, except that the consumer may move it to its backlog in one go between a refusal
+    and the query: at most one such refusal per move (``spills``)."""
     import subprocess
     import sys
 
@@ -194,7 +197,7 @@ def test_consumer_position_is_never_seen_half_written(tp_id):
             rb.consume(count, 4096)
         refused = struct.unpack("<Q", sc.map_lookup_elem(lost_fd, struct.pack("<I", 0), 8))[0]
         assert got[0] * 32 >= 4 * size  # it wrapped (records are 16 bytes + an 8-byte header, rounded)
-        assert refused == 0
+        assert refused <= rb.spills, (refused, rb.spills)
     finally:
         if child is not None and child.poll() is None:
             child.kill()

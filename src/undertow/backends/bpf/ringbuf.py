@@ -80,6 +80,7 @@ class RingBuffer:
         self._backlog: Deque[bytes] = collections.deque()
         self._backlog_bytes = 0
         self._backlog_pos = 0
+        self.spills = 0  # times a ring over half full was moved to the backlog
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
 
@@ -122,6 +123,7 @@ class RingBuffer:
         off = rel - self._win_start
         self._backlog.append(win[off: off + end - cons])
         self._backlog_bytes += end - cons
+        self.spills += 1
         self._cpos[0] = end
         if end - cons > self.window:
             self._map(end & self.mask, HDR_SIZE)  # back to a small window (RSS)
