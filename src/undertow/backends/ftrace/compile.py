@@ -22,7 +22,6 @@ name the line defines or one of the event's fields (``common_pid``...).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from undertow.dclass import dataclass, field
 TYPE_CHECKING = False
@@ -416,6 +415,8 @@ def _field_ref(e: ir.Expr) -> Optional[str]:
 
 def _ipv4_raw(text: str, span: Optional[Span]) -> str:
     """The u32 that a little-endian load of the network-order address gives (surftrace's 0x100007f)."""
+    import ipaddress  # only filters on dotted addresses need it (start-up)
+
     try:
         packed = ipaddress.IPv4Address(text).packed
     except ValueError:
