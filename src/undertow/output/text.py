@@ -96,10 +96,10 @@ class TextWriter:
                     event(rec)
                 else:
                     lost(rec)
-        finally:
+        finally:  # what was formatted is written even if a record could not be
             self.out = out
-        if parts:
-            out.write("".join(parts))
+            if parts:
+                out.write("".join(parts))
 
     def line_source(self, probe: str, names: List[str], formats: Dict[str, str],
                     codes: Optional[List[str]] = None) -> Optional[Dict[str, Any]]:

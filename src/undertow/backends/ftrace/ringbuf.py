@@ -424,6 +424,7 @@ def compile_run(ev: EventType, tl: int, ln: int, step: int, hdr: int, render: An
     if line is not None:
         assert not set(line["env"]) & set(env)
         env.update(line["env"])
+        env["_comm"] = render.comm
         # the writer's variables: ts cpu tgid tid comm v0..
         binds = [f"        v{i} = {e}" for i, (_n, e, _c) in enumerate(values)]
         src = "\n".join([
@@ -431,7 +432,6 @@ def compile_run(ev: EventType, tl: int, ln: int, step: int, hdr: int, render: An
             "    n0 = len(out)",
             "    append = out.append",
             "    last = -1",
-            "    _comm = W.comm",
             f"    {line['setup']}",
             f"    for {targets} in _iter(mv[pos:pos + (end - pos) // {step} * {step}]):",
             f"        if {check}:",
