@@ -8,7 +8,6 @@ each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
 
 from __future__ import annotations
 
-import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Optional
@@ -63,16 +62,10 @@ class Kernel:
         On the running kernel the answer is cached per boot (the BTF cannot change before a
         reboot): a later run needs no BTF at all (~3 ms of a one-liner's start). Raises
         what :meth:`BTF.member` raises."""
-        from .cache import read_cache, write_cache
+        from .cache import boot_id, read_cache, write_cache
 
-        boot = None
-        if self.roots.live:
-            try:
-                with open(os.path.join(self.roots.proc, "sys/kernel/random/boot_id")) as f:
-                    boot = f.read().strip()
-            except OSError:
-                pass
-        key = f"member-{boot}-{struct}-{path}" if boot else None
+        boot = boot_id(self.roots) if self.roots.live else "unknown-boot"
+        key = f"member-{boot}-{struct}-{path}" if boot != "unknown-boot" else None
         if key is not None:
             got = read_cache(self.roots, key)
             if got is not None and got.strip().isdigit():

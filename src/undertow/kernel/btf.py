@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
-from .cache import read_cache, write_cache
+from .cache import boot_id, read_cache, write_cache
 from .roots import Roots
 
 BTF_MAGIC = 0xEB9F
@@ -795,14 +795,6 @@ def _read_blob(path: str) -> Any:
         return f.read()
 
 
-def _boot_id(roots: Roots) -> Optional[str]:
-    try:
-        with open(os.path.join(roots.proc, "sys/kernel/random/boot_id")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
-
-
 def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
     try:
         data = _read_blob(path)
@@ -819,7 +811,9 @@ def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
     # 5.5 MB in ~1.5 ms; hashlib would cost ~12 ms just to import OpenSSL). The running
     # kernel's vmlinux BTF cannot change before a reboot: keyed by the boot id instead,
     # so a mapped blob is not read whole just to be hashed.
-    boot = _boot_id(roots) if roots.live and name == "vmlinux" else None
+    boot = boot_id(roots) if roots.live and name == "vmlinux" else None
+    if boot in ("", "unknown-boot"):
+        boot = None
     digest = f"boot-{boot}" if boot else f"{zlib.crc32(data):08x}"
     key = f"btf-index-v{INDEX_VERSION}-{name}-{len(data)}-{digest}"
     cached = read_cache(roots, key)
