@@ -51,7 +51,10 @@ class RingPrefetch:
         # released when the work is done is all the joining needed
         self._done = _thread.allocate_lock()
         self._done.acquire()
-        _thread.start_new_thread(self._create, ())
+        try:
+            _thread.start_new_thread(self._create, ())
+        except RuntimeError:  # no thread to be had (limits): create it here, now
+            self._create()
 
     def _create(self) -> None:
         try:
