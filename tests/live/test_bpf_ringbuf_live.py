@@ -17,6 +17,21 @@ from undertow.kernel import Kernel
 from undertow.kernel import syscalls as sc
 
 
+def count_and_exit(a, lost):
+    """lost[0] += 1, then return 0 (label "out" skips the count)."""
+    zero_stack(a, -4, 4)
+    a.ld_map_fd(I.R1, lost)
+    a.mov64(I.R2, Reg(I.R10))
+    a.add64(I.R2, -4)
+    a.call(I.Helper.map_lookup_elem)
+    a.jeq(I.R0, 0, "out")
+    a.mov64(I.R1, 1)
+    a.atomic_add(I.DW, I.R0, 0, I.R1)
+    a.label("out")
+    ret0_exit(a)
+    return a.assemble()
+
+
 def program(rb="rb", lost="lost", size=8):
     a = Asm()
     a.ld_map_fd(I.R1, rb)
@@ -32,17 +47,7 @@ def program(rb="rb", lost="lost", size=8):
     a.call(I.Helper.ringbuf_submit)
     ret0_exit(a)
     a.label("full")                      # count the loss: lost[0] += 1
-    zero_stack(a, -4, 4)
-    a.ld_map_fd(I.R1, lost)
-    a.mov64(I.R2, Reg(I.R10))
-    a.add64(I.R2, -4)
-    a.call(I.Helper.map_lookup_elem)
-    a.jeq(I.R0, 0, "out")
-    a.mov64(I.R1, 1)
-    a.atomic_add(I.DW, I.R0, 0, I.R1)
-    a.label("out")
-    ret0_exit(a)
-    return a.assemble()
+    return count_and_exit(a, lost)
 
 
 @pytest.fixture
@@ -153,17 +158,7 @@ def refusals_program(size, rb="rb", lost="lost"):
     a.mov64(I.R2, 0)                     # BPF_RB_AVAIL_DATA
     a.call(I.Helper.ringbuf_query)
     a.jgt(I.R0, size // 2, "out")        # really filling up: the consumer's fault, not counted
-    zero_stack(a, -4, 4)
-    a.ld_map_fd(I.R1, lost)
-    a.mov64(I.R2, Reg(I.R10))
-    a.add64(I.R2, -4)
-    a.call(I.Helper.map_lookup_elem)
-    a.jeq(I.R0, 0, "out")
-    a.mov64(I.R1, 1)
-    a.atomic_add(I.DW, I.R0, 0, I.R1)
-    a.label("out")
-    ret0_exit(a)
-    return a.assemble()
+    return count_and_exit(a, lost)
 
 
 def test_consumer_position_is_never_seen_half_written(tp_id):
