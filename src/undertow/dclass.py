@@ -5,9 +5,10 @@ Start-up time is a feature of a tracer (``undertow run`` is compared with bpftra
 to the first event). :mod:`dataclasses` spends ~0.3-0.6 ms per class (an ``exec`` per
 generated method, ``inspect.signature`` for classes without a docstring) and imports
 :mod:`inspect`; undertow defines ~70 such classes, so a one-liner paid ~20 ms before doing
-anything. This module generates only ``__init__`` with ``exec`` (the per-instance hot path
-stays as fast as the standard one) and shares generic ``__repr__``, ``__eq__``,
-``__hash__`` and frozen ``__setattr__`` functions.
+anything. This module makes only ``__init__``, from precompiled templates renamed per class
+(undertow.dclass_templates: no ``exec``, and the per-instance hot path is as fast as the
+standard one), and shares generic ``__repr__``, ``__eq__``, ``__hash__`` and frozen
+``__setattr__`` functions.
 
 Supported, with the standard library's semantics: ``@dataclass``, ``@dataclass(frozen=...,
 eq=..., repr=...)``, ``field(default=..., default_factory=..., repr=..., compare=...,
@@ -20,9 +21,11 @@ hash of the compared fields; an explicit ``__hash__`` is kept) and the ``repr`` 
 
 from __future__ import annotations
 
+from types import FunctionType
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["dataclass", "field", "fields", "replace", "Field", "FrozenInstanceError", "MISSING"]
 
@@ -107,8 +110,8 @@ def _check_order(cls: type, fields: Dict[str, Field]) -> None:
 def _lazy_init(cls: type, fields: Dict[str, Field], frozen: bool) -> Callable[..., None]:
     """A stand-in ``__init__`` that generates the real one on the class's first instance.
 
-    A run instantiates a fraction of the classes it imports; the ``exec`` of each
-    generated ``__init__`` (~0.1 ms) is paid only for those.
+    A run instantiates a fraction of the classes it imports; making an ``__init__``
+    (~3 us from a template, ~0.1 ms with ``exec``) is paid only for those.
     """
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         real = _init(cls, fields, frozen)
@@ -121,7 +124,60 @@ def _lazy_init(cls: type, fields: Dict[str, Field], frozen: bool) -> Callable[..
 
 
 def _init(cls: type, fields: Dict[str, Field], frozen: bool) -> Callable[..., None]:
-    """``__init__`` generated with one ``exec`` (as fast per instance as the standard one)."""
+    """``__init__`` made from a template of undertow.dclass_templates, renamed for ``fields``.
+
+    The template's bytecode is what ``exec`` of generated source made (``self.x = x`` per
+    field, or ``object.__setattr__`` when frozen), so an instance costs the same; only
+    default factories and ``__post_init__`` go through one ``_tail(self)`` call at the end.
+    A class with more fields than the templates have, or a field named like a template's
+    own names, gets the generated source as before.
+    """
+    from . import dclass_templates as T
+
+    names = list(fields)
+    if len(names) > T.MAX_FIELDS or {"self", "_set", "_tail"} & set(names):
+        return _init_exec(cls, fields, frozen)
+    factories = [(n, f.default_factory) for n, f in fields.items() if f.default_factory is not MISSING]
+    post = hasattr(cls, "__post_init__")
+    tail = bool(factories or post)
+    template = getattr(T, f"{'frozen' if frozen else 'plain'}{'_tail' if tail else ''}_{len(names)}")
+    code = template.__code__
+    rename = {f"f{i}": n for i, n in enumerate(names)}
+    code = code.replace(co_varnames=tuple(rename.get(v, v) for v in code.co_varnames),
+                        co_names=tuple(rename.get(v, v) for v in code.co_names),
+                        co_consts=tuple(rename.get(v, v) if type(v) is str else v for v in code.co_consts),
+                        co_name="__init__")
+    qualname = f"{cls.__qualname__}.__init__"
+    if hasattr(code, "co_qualname"):  # Python 3.11+: argument errors name the function by it
+        code = code.replace(co_qualname=qualname)
+    env: Dict[str, Any] = {"_set": object.__setattr__, "__builtins__": __builtins__}
+    if tail:
+        env["_tail"] = _tail(factories, frozen, post)
+    defaults = tuple(_FACTORY if f.default_factory is not MISSING else f.default
+                     for f in fields.values() if f.default_factory is not MISSING or f.default is not MISSING)
+    fn = FunctionType(code, env, "__init__", defaults or None)
+    fn.__qualname__ = qualname
+    return fn  # type: ignore[no-any-return]
+
+
+def _tail(factories: List[Tuple[str, Callable[[], Any]]], frozen: bool, post: bool) -> Callable[[Any], None]:
+    """What ends an ``__init__``: a fresh value for each defaulted factory field, then
+    ``__post_init__`` (the standard library evaluates factories in place: same result,
+    since a factory takes no argument)."""
+    assign = object.__setattr__ if frozen else setattr
+
+    def tail(self: Any) -> None:
+        for name, factory in factories:
+            if getattr(self, name) is _FACTORY:
+                assign(self, name, factory())
+        if post:
+            self.__post_init__()
+
+    return tail
+
+
+def _init_exec(cls: type, fields: Dict[str, Field], frozen: bool) -> Callable[..., None]:
+    """``__init__`` generated with one ``exec`` (classes the templates do not cover)."""
     env: Dict[str, Any] = {"_FACTORY": _FACTORY, "_set": object.__setattr__}
     params, body = ["self"], []
     for name, f in fields.items():

@@ -113,3 +113,47 @@ def test_init_is_generated_on_first_instance_and_shared_by_plain_subclasses():
     assert Lazy(5, b=6) == Lazy(5, 6) and Lazy.__dict__["__init__"] is real  # generated once
     with pytest.raises(TypeError):
         Lazy(1, 2, 3)
+
+
+def test_templates_file_is_up_to_date():
+    import importlib.util
+    import os
+
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "gen_dclass_templates.py")
+    spec = importlib.util.spec_from_file_location("gen_dclass_templates", script)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    with open(os.path.join(os.path.dirname(dclass.__file__), "dclass_templates.py")) as f:
+        assert f.read() == gen.render(), "run scripts/gen_dclass_templates.py"
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_templated_and_generated_inits_agree(frozen):
+    """A class the templates cover and one past them (exec) build the same instances."""
+    from undertow import dclass_templates
+
+    made = []
+
+    def make(extra):
+        ns = {"__annotations__": {"a": "int", "b": "list", "c": "str"}, "b": dclass.field(default_factory=list),
+              "c": "z", "__post_init__": lambda self: made.append((type(self).__name__, self.a, self.b, self.c))}
+        for i in range(extra):
+            ns["__annotations__"][f"x{i}"] = "int"
+            ns[f"x{i}"] = i
+        return dclass.dataclass(frozen=frozen)(type(f"C{extra}", (), ns))
+
+    small, big = make(0), make(dclass_templates.MAX_FIELDS)
+    for cls in (small, big):
+        o = cls(1)
+        assert (o.a, o.b, o.c) == (1, [], "z") and o.b is not cls(1).b
+        assert cls(2, c="q", b=[3]).b == [3] and made[-1][1:] == (2, [3], "q")
+        with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
+            cls()
+        with pytest.raises(TypeError, match="unexpected keyword argument 'd'"):
+            cls(1, d=2)
+        if frozen:
+            with pytest.raises(dclass.FrozenInstanceError):
+                o.a = 3
+    assert "dclass_templates" in small.__init__.__code__.co_filename
+    assert "dclass_templates" not in big.__init__.__code__.co_filename
+    assert small.__init__.__code__.co_varnames[:4] == ("self", "a", "b", "c")
