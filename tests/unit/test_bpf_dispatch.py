@@ -3,7 +3,7 @@
 from types import SimpleNamespace as NS
 
 from undertow.backends.bpf import dispatch
-from undertow.kernel.syscall_table import NAMES, numbers
+from undertow.kernel.syscall_table import names, numbers
 
 
 def probe(target, kind="tracepoint"):
@@ -17,7 +17,7 @@ def test_syscall_numbers_are_the_events_names():
     assert "stat" not in x86 and "umount2" not in x86
     assert (arm["openat"], arm["getppid"], arm["execve"], arm["newfstat"], arm["mmap"]) == (56, 173, 221, 80, 222)
     assert "open" not in arm and arm["clone3"] == 435 and arm["renameat"] == 38
-    for table in NAMES.values():
+    for table in (names("x86_64"), names("aarch64")):
         assert len(set(table.values())) == len(table)  # one number per event name
     assert numbers("mips") == {}
 

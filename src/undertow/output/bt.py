@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .text import escape
+from .values import escape
 
 
 def _dumps(obj: Any, **kw: Any) -> str:

@@ -13,36 +13,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
-from .values import format_value
-
-_ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def escape(text: Any) -> str:
-    """``text`` made safe for a terminal (str, or bytes shown with ``\\xNN`` escapes)."""
-    if type(text) is not str:
-        if isinstance(text, (bytes, bytearray)):
-            text = bytes(text).decode("utf-8", "surrogateescape")
-        else:
-            text = str(text)
-    if text.isprintable() and "\\" not in text:
-        return text  # the common case, checked in C: nothing to escape
-    out: List[str] = []
-    for ch in text:
-        o = ord(ch)
-        if ch in _ESC:
-            out.append(_ESC[ch])
-        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
-            out.append(f"\\x{o:02x}")
-        elif 0xDC80 <= o <= 0xDCFF:  # undecodable byte (surrogateescape)
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif 0xD800 <= o <= 0xDFFF or o in (0x2028, 0x2029, 0x200E, 0x200F, 0x202A, 0x202B,
-                                              0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069):
-            # lone surrogates; line separators and bidi overrides can disguise text
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+from .values import escape, format_value  # escape: shared with output/bt.py
 
 
 def show_value(value: Any, fmt: Optional[str]) -> str:

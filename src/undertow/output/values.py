@@ -1,4 +1,5 @@
-"""Formatting of field values by their display format (``EmitField.fmt``).
+"""Formatting of field values by their display format (``EmitField.fmt``), and
+:func:`escape`, which makes any text a traced process controls safe for a terminal.
 
 Shared by text and JSON output so both say the same thing: ``ipv4`` values
 become dotted quads, ``b16``/``b32``/``b64`` byte-swapped decimals,
@@ -10,7 +11,37 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Optional
+    from typing import Any, List, Optional
+
+
+_ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape(text: Any) -> str:
+    """``text`` made safe for a terminal (str, or bytes shown with ``\\xNN`` escapes)."""
+    if type(text) is not str:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", "surrogateescape")
+        else:
+            text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text  # the common case, checked in C: nothing to escape
+    out: List[str] = []
+    for ch in text:
+        o = ord(ch)
+        if ch in _ESC:
+            out.append(_ESC[ch])
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:  # undecodable byte (surrogateescape)
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF or o in (0x2028, 0x2029, 0x200E, 0x200F, 0x202A, 0x202B,
+                                              0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069):
+            # lone surrogates; line separators and bidi overrides can disguise text
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def bswap(value: int, size: int) -> int:

@@ -39,7 +39,6 @@ from ..base import Session
 from .codegen import HEADER, HDR_SIZE
 from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
 from .layout import decode
-from .perfbuf import PerfBuffer
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
 
@@ -174,6 +173,8 @@ class ProgramSession(Session):
             size = max([HDR_SIZE + ((a.size + 7) & ~7) for a in self.c.actions] + [HDR_SIZE])
             relocs["scratch"] = sc.map_create(sc.MapType.PERCPU_ARRAY, 4, size, 1)
             self.fds.append(relocs["scratch"])
+            from .perfbuf import PerfBuffer  # kernels before 5.8 only: not imported otherwise
+
             self.rb = PerfBuffer(rb, _online_cpus(), pages=_perf_pages(self.rb_size, self.ncpus))
         if self.c.uses_stacks:
             self.stack_fd = sc.map_create(sc.MapType.STACK_TRACE, 4, 8 * STACK_DEPTH, 4096)
