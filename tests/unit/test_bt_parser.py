@@ -373,6 +373,8 @@ def test_filter_division_and_end_slash():
     ("rawtracepoint:sched_switch", "raw_tracepoint", "sched_switch", "", 0, "rawtracepoint:sched_switch"),
     ("rt:sched_switch", "raw_tracepoint", "sched_switch", "", 0, "rawtracepoint:sched_switch"),
     ("k:do_sys_open+9", "kprobe", "do_sys_open", "", 9, "kprobe:do_sys_open+9"),
+    ("k:do_sys_open+010", "kprobe", "do_sys_open", "", 10, "kprobe:do_sys_open+010"),  # was a traceback
+    ("k:do_sys_open+0x1F", "kprobe", "do_sys_open", "", 31, "kprobe:do_sys_open+0x1F"),
     ("kr:vfs_read", "kretprobe", "vfs_read", "", 0, "kretprobe:vfs_read"),
     ("kfunc:kvm:x86_emulate_insn", "fentry", "x86_emulate_insn", "kvm", 0, "kfunc:kvm:x86_emulate_insn"),
     ("fr:fget", "fexit", "fget", "", 0, "kretfunc:fget"),

@@ -84,8 +84,11 @@ _BYTE_TYPES = {"u8", "__u8", "unsigned char", "uint8_t"}
 _CHAR_TYPES = {"char", "signed char"}
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
               (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
-_QUALIFIERS = re.compile(r"\b(?:const|volatile|__user|__rcu|__percpu|__iomem|__force)\b")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUALIFIERS = frozenset({"const", "volatile", "__user", "__rcu", "__percpu", "__iomem", "__force"})
+# Format lines are read with these sets and str methods, not regular expressions: compiling
+# the patterns cost ~0.6 ms of every one-liner's start-up (a one-liner reads a few formats).
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_DIGIT = frozenset("0123456789")
 
 
 @dataclass
@@ -129,7 +132,8 @@ class EventFormat:
 
     ``fields`` lists the common fields first, in file order. ``print_fmt`` is
     the C format string (adjacent literals joined, escapes decoded) and
-    ``print_args`` its argument expressions split at top-level commas.
+    ``print_args`` its argument expressions split at top-level commas (split when first
+    asked: nothing on the tracing path needs them).
     ``long_size`` is the kernel word size guessed from pointer/``long`` fields
     (default: this machine's).
     """
@@ -139,7 +143,6 @@ class EventFormat:
     id: int
     fields: List[Field] = dc_field(default_factory=list)
     print_fmt: str = ""
-    print_args: List[str] = dc_field(default_factory=list)
     print_fmt_raw: str = ""
     long_size: int = struct.calcsize("P")
     text: str = ""
@@ -147,6 +150,17 @@ class EventFormat:
     def __post_init__(self) -> None:
         self._by_name: Dict[str, Field] = {}
         self._decoders: Dict[Tuple[str, bool], Decoder] = {}
+
+    @property
+    def print_args(self) -> List[str]:
+        args = self.__dict__.get("_print_args")
+        if args is None:
+            _fmt, end = _read_string_literals(self.print_fmt_raw)
+            rest = self.print_fmt_raw[end:].lstrip()
+            if rest.startswith(","):
+                rest = rest[1:]
+            args = self._print_args = split_args(rest) if rest.strip() else []
+        return args
 
     @property
     def full_name(self) -> str:
@@ -206,18 +220,34 @@ class EventFormat:
 
 # --------------------------------------------------------------------- parsing
 
-_ATTR = re.compile(r"\s*(\w+)\s*:\s*(-?\w+)\s*")
+_ATTR = (r"\s*(\w+)\s*:\s*(-?\w+)\s*",)  # compiled by the rare line _field_fast cannot read
 
 
-_FIELD_FAST = re.compile(r"\s*field:([^;]*);\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);\s*")
+def _field_fast(line: str) -> Optional[Tuple[str, Dict[str, int]]]:
+    """The line every kernel since 2.6.32 writes: ``field:DECL;`` then ``offset:N;``,
+    ``size:N;`` and ``signed:N;`` (blanks before each); None for anything else."""
+    s = line.strip()
+    if not s.startswith("field:"):
+        return None
+    parts = s[6:].split(";")
+    if len(parts) != 5 or parts[4].strip():
+        return None
+    decl = parts[0].strip()
+    attrs: Dict[str, int] = {}
+    for part, key in zip(parts[1:4], ("offset", "size", "signed")):
+        part = part.lstrip()
+        value = part[len(key) + 1:]
+        if not part.startswith(key + ":") or not value.isdecimal():
+            return None
+        attrs[key] = int(value)
+    return (decl, attrs) if decl else None
 
 
 def _parse_field_line(line: str) -> Optional[Tuple[str, Dict[str, int]]]:
     """``field:DECL; offset:N; size:N; signed:N;`` -> (DECL, {offset, size, signed})."""
-    m = _FIELD_FAST.fullmatch(line)
-    if m is not None and m.group(1).strip():
-        return m.group(1).strip(), {"offset": int(m.group(2)), "size": int(m.group(3)),
-                                    "signed": int(m.group(4))}
+    fast = _field_fast(line)
+    if fast is not None:
+        return fast
     s = line.strip()
     if not s.startswith("field"):
         return None
@@ -230,7 +260,7 @@ def _parse_field_line(line: str) -> Optional[Tuple[str, Dict[str, int]]]:
     decl = parts[0].strip()
     attrs: Dict[str, int] = {}
     for p in parts[1:]:
-        m = _ATTR.fullmatch(p) if p.strip() else None
+        m = re.fullmatch(*_ATTR, p) if p.strip() else None
         if m:
             try:
                 attrs[m.group(1)] = int(m.group(2), 0)
@@ -242,11 +272,44 @@ def _parse_field_line(line: str) -> Optional[Tuple[str, Dict[str, int]]]:
 
 
 def _base_type(t: str) -> str:
-    t = _QUALIFIERS.sub(" ", t)
-    return " ".join(t.split())
+    """``t`` without the qualifier words (``const``, ``__user``...), blanks collapsed."""
+    out: List[str] = []
+    i, n = 0, len(t)
+    while i < n:
+        if t[i] in _WORD:
+            j = i + 1
+            while j < n and t[j] in _WORD:
+                j += 1
+            out.append(" " if t[i:j] in _QUALIFIERS else t[i:j])
+            i = j
+        else:
+            out.append(t[i])
+            i += 1
+    return " ".join("".join(out).split())
 
 
-_DECL_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[([^\]]*)\])?\s*$")
+def _decl_name(d: str) -> Optional[Tuple[int, str, Optional[str], Optional[str]]]:
+    """The name a declaration ends with and its optional ``[N]``: ``(start of the name,
+    name, "[N]" or None, "N" or None)``, None when it does not end with a name. The name
+    is the leftmost one that reaches the end: ``u8 buf [ 16 ]`` -> (3, "buf", "[ 16 ]", " 16 ")."""
+    e = len(d.rstrip())
+    if e and d[e - 1] == "]":
+        last_close = d.rfind("]", 0, e - 1)
+        opens = [k for k in range(last_close + 1, e - 1) if d[k] == "["]
+    else:
+        opens = []
+    for k in opens + [e]:  # a name before one of these '[' (leftmost first), else at the end
+        head_end = len(d[:k].rstrip())
+        j = head_end
+        while j > 0 and d[j - 1] in _WORD:
+            j -= 1
+        while j < head_end and d[j] in _DIGIT:  # a name does not start with a digit
+            j += 1
+        if j < head_end:
+            if k == e:
+                return j, d[j:head_end], None, None
+            return j, d[j:head_end], d[k:e], d[k + 1:e - 1]
+    return None
 
 
 def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
@@ -257,13 +320,11 @@ def _make_field(decl: str, attrs: Dict[str, int]) -> Field:
             dynamic = kind
             break
     # Name: the last identifier, with an optional [N] / [] / [SYM] suffix.
-    m = _DECL_NAME.search(d)
-    if not m:
+    found = _decl_name(d)
+    if found is None:
         raise FormatError(f"cannot read field declaration {decl!r}")
-    name = m.group(1)
-    bracket = m.group(2)
-    dim = m.group(3)
-    head = d[: m.start()].rstrip()
+    start, name, bracket, dim = found
+    head = d[:start].rstrip()
     type_text = head + (bracket.replace(" ", "") if bracket else "") if head else name
     offset, size = attrs["offset"], attrs["size"]
     is_pointer = "*" in head
@@ -390,8 +451,8 @@ def _read_string_literals(s: str) -> Tuple[str, int]:
     return "".join(parts), min(i, n)
 
 
-_ARG_SPECIAL = re.compile(r"[\"'()\[\]{},]")
-_STR_END = {'"': re.compile(r'(?:[^"\\]|\\.)*"', re.S), "'": re.compile(r"(?:[^'\\]|\\.)*'", re.S)}
+_ARG_SPECIAL = (r"[\"'()\[\]{},]",)  # compiled on first use (printing a print fmt's arguments)
+_STR_END = {'"': (r'(?:[^"\\]|\\.)*"', re.S), "'": (r"(?:[^'\\]|\\.)*'", re.S)}
 
 
 def split_args(text: str) -> List[str]:
@@ -401,7 +462,7 @@ def split_args(text: str) -> List[str]:
     start = 0
     pos = 0
     n = len(text)
-    search = _ARG_SPECIAL.search
+    search = re.compile(*_ARG_SPECIAL).search
     while pos < n:
         m = search(text, pos)
         if m is None:
@@ -409,7 +470,7 @@ def split_args(text: str) -> List[str]:
         c = m.group()
         pos = m.end()
         if c == '"' or c == "'":
-            e = _STR_END[c].match(text, pos)
+            e = re.compile(*_STR_END[c]).match(text, pos)
             pos = e.end() if e else n
         elif c in "([{":
             depth += 1
@@ -470,18 +531,13 @@ def parse_format(
         )
     # common fields first, each part in file order (the file already lists them so)
     fields = [f for f in fields if f.is_common] + [f for f in fields if not f.is_common]
-    fmt, end = _read_string_literals(print_raw)
-    rest = print_raw[end:].lstrip()
-    if rest.startswith(","):
-        rest = rest[1:]
-    args = split_args(rest) if rest.strip() else []
+    fmt, _end = _read_string_literals(print_raw)
     return EventFormat(
         group=group,
         name=name or ev_name,
         id=ev_id,
         fields=fields,
         print_fmt=fmt,
-        print_args=args,
         print_fmt_raw=print_raw,
         long_size=long_size or _guess_long_size(fields),
         text=text,

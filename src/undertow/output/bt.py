@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..lang.printf import conversions
 from .values import escape
 
 
@@ -32,8 +32,6 @@ def _dumps(obj: Any, **kw: Any) -> str:
 
 __all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines"]
 
-_SPEC = re.compile(r"%(?:%|(?P<flags>[-+ #0]*)(?P<width>\d+)?(?:\.(?P<prec>\d+))?"
-                   r"(?P<len>hh|h|ll|l|z|j|t|L)?(?P<conv>[A-Za-z]))")
 _MASK64 = (1 << 64) - 1
 
 
@@ -58,20 +56,18 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
     out: List[str] = []
     pos = 0
     i = 0
-    for m in _SPEC.finditer(fmt):
-        out.append(fmt[pos:m.start()])
-        pos = m.end()
-        if m.group(0) == "%%":
+    for start, end, flags, width, prec, conv in conversions(fmt):
+        out.append(fmt[pos:start])
+        pos = end
+        if conv == "%":
             out.append("%")
             continue
         if i >= len(values):
-            out.append(m.group(0))
+            out.append(fmt[start:end])
             continue
         v, kind = values[i], kinds[i]
         i += 1
-        conv = m.group("conv")
-        spec = (m.group("flags") or "") + (m.group("width") or "") + \
-            (("." + m.group("prec")) if m.group("prec") is not None else "")
+        spec = flags + (width or "") + ("." + prec if prec is not None else "")
         if conv == "s" or kind not in ("int",):
             text = show(v, kind) if not isinstance(v, int) or kind != "int" else str(v)
             out.append(("%" + spec + "s") % text)
@@ -271,10 +267,10 @@ class BtRenderer:
         pos = 0
         i = 0
         ok = True
-        for m in _SPEC.finditer(act.fmt):
-            parts.append(act.fmt[pos:m.start()].replace("%", "%%"))
-            pos = m.end()
-            if m.group(0) == "%%":
+        for start, end, flags, width, prec, conv in conversions(act.fmt):
+            parts.append(act.fmt[pos:start].replace("%", "%%"))
+            pos = end
+            if conv == "%":
                 parts.append("%%")
                 continue
             if i >= len(act.args):
@@ -282,9 +278,7 @@ class BtRenderer:
                 break
             off, slot = act.args[i]
             i += 1
-            conv = m.group("conv")
-            spec = (m.group("flags") or "") + (m.group("width") or "") + \
-                (("." + m.group("prec")) if m.group("prec") is not None else "")
+            spec = flags + (width or "") + ("." + prec if prec is not None else "")
             if slot.kind == "str" and conv == "s":
                 end = off + slot.size
                 readers.append(lambda b, o=off, e=end: escape(b[o:e].split(b"\0", 1)[0].decode(

@@ -26,13 +26,13 @@ strings; a missing one is 0, or ``""`` inside ``str()``, as in bpftrace).
 
 from __future__ import annotations
 
-import re
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
+from ..printf import conversions
 from .lexer import _IDENT_CHARS, Lexer, Tok
 from .preprocess import KNOWN_MACROS, preprocess
 from .probes import parse_spec
@@ -98,10 +98,14 @@ _BINARY = {
 _COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%", "&=": "&", "|=": "|", "^=": "^",
              "<<=": "<<", ">>=": ">>"}
 
-_FORMAT_SPEC = re.compile(r"%(?:%|(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:\.(?P<prec>\d+|\*))?"
-                          r"(?P<len>hh|h|ll|l|z|j|t|L)?(?P<conv>[A-Za-z]?))")
 _CONVERSIONS = "diouxXcsp" + "r"
-_NUMERIC = re.compile(r"^-?[0-9]+$")
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def _is_decimal(text: str) -> bool:
+    """``-?[0-9]+`` (ASCII digits only: ``str.isdigit`` also takes other scripts' digits)."""
+    digits = text[1:] if text.startswith("-") else text
+    return digits != "" and all(c in _ASCII_DIGITS for c in digits)
 _MAX_DEPTH = 200
 
 
@@ -114,17 +118,16 @@ def check_format(tok: Tok, nargs: int, fname: str, source: str, origin: str,
     """
     raw = tok.text[1:-1]
     count = 0
-    for m in _FORMAT_SPEC.finditer(raw):
-        if m.group(0) == "%%":
+    for start, end, _flags, width, prec, conv in conversions(raw, star=True, required=False):
+        if conv == "%":
             continue
-        at = tok.start + 1 + m.start()
-        conv = m.group("conv")
+        at = tok.start + 1 + start
         if not conv or conv not in _CONVERSIONS:
-            shown = m.group(0)
+            shown = raw[start:end]
             raise ParseError(f"{fname}: unknown conversion '{shown}' in format string", source=source,
                              span=Span(at, at + len(shown)), origin=origin,
                              hints=["conversions: %d %i %u %o %x %X %c %s %p %r (buffers); %% for a percent sign"])
-        count += 1 + (m.group("width") == "*") + (m.group("prec") == "*")
+        count += 1 + (width == "*") + (prec == "*")
     if nargs > count:
         extra = args[count] if len(args) > count else None
         span = extra.span if extra is not None and extra.span is not None else tok.span
@@ -275,6 +278,10 @@ class _Parser:
                 raise self.err("positional parameters start at $1",
                                Span(start + m.start(), start + m.end()))
             return self.positional[k - 1] if k <= len(self.positional) else ""
+        if "$" not in spec:
+            return spec
+        import re  # only specs with positional parameters: compiling costs start-up
+
         return re.sub(r"\$(?:#|\d+)", repl, spec)
 
     def probe(self) -> ir.Probe:
@@ -772,7 +779,7 @@ class _Parser:
             self.missing_pos.add(id(c))
             return c
         v = self.positional[k - 1]
-        if _NUMERIC.match(v):
+        if _is_decimal(v):
             return ir.Const(int(v)).at(t.span)
         return ir.Const(v).at(t.span)
 
@@ -785,10 +792,9 @@ class _Parser:
             raise self.err(f"'{name}' cannot be used in an expression", t.span)
         if name == "retval":
             return ir.Retval().at(t.span)
-        m = re.match(r"^arg([0-9]+)$", name)
-        if m:
-            return ir.Arg(int(m.group(1))).at(t.span)
-        if re.match(r"^sarg[0-9]+$", name) or name in BUILTINS:
+        if name.startswith("arg") and _is_decimal(name[3:]):  # the lexer's names start with no '-'
+            return ir.Arg(int(name[3:])).at(t.span)
+        if (name.startswith("sarg") and _is_decimal(name[4:])) or name in BUILTINS:
             return ir.Builtin(name).at(t.span)
         if name in self.pp.defines:
             return self.expand_macro(name, t)
@@ -917,6 +923,8 @@ class _Parser:
             args[0] = self.fold_str_arg(args[0])
         if name == "signal" and isinstance(args[0], ir.Const) and isinstance(args[0].value, str):
             sig = args[0].value
+            import re
+
             if not re.match(r"^(SIG)?[A-Z0-9+]+$", sig):
                 raise self.err(f"unknown signal '{sig}'", args[0].span, "write signal(\"SIGKILL\") or signal(9)")
         if name not in ("sizeof", "offsetof"):

@@ -139,11 +139,23 @@ def mask_comments(text: str, origin: str = "<stdin>") -> str:
     return "".join(out)
 
 
-_DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*([A-Za-z_]*)(.*)$")
 # compiled on first use (re caches them): only scripts with these constructs pay for them
 _DEFINE = (r"([A-Za-z_][A-Za-z0-9_]*)(\()?\s*(.*)$", re.ASCII)
 _DIGITS = "0123456789"
 _IDENT_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+_WORD_START = frozenset(_IDENT_START)
+
+
+def _directive(line: str) -> Optional[Tuple[str, str]]:
+    """``(word, rest)`` of a ``#word rest`` line (blanks allowed around ``#``), else None."""
+    body = line.lstrip(" \t")
+    if not body.startswith("#"):
+        return None
+    body = body[1:].lstrip(" \t")
+    end = 0
+    while end < len(body) and body[end] in _WORD_START:
+        end += 1
+    return body[:end], body[end:].strip()
 
 
 def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
@@ -164,11 +176,11 @@ def preprocess(text: str, origin: str = "<stdin>") -> Preprocessed:
     for line in lines:
         start = pos
         pos += len(line) + 1
-        m = _DIRECTIVE.match(line)
-        if m is None:
+        directive = _directive(line)
+        if directive is None:
             out.append(line if active else _blank(line))
             continue
-        word, rest = m.group(1), m.group(2).strip()
+        word, rest = directive
         hash_at = start + line.index("#")
         span = Span(hash_at, start + len(line.rstrip()))
         if word in ("if", "ifdef", "ifndef"):
@@ -314,7 +326,8 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
 
 # --------------------------------------------------------------------------- struct definitions
 
-_STRUCT_HEAD = re.compile(r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
+_STRUCT_HEAD = (r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{",)
+_WORD = frozenset(_IDENT_START + _DIGITS)
 _MEMBER = (
     r"^\s*(?P<type>(?:(?:const|volatile|unsigned|signed|struct|union|enum)\s+)*[A-Za-z_][A-Za-z0-9_]*"
     r"(?:\s+(?:int|long|char|short))*)\s*(?P<stars>[\s*]*?)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -343,8 +356,8 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
             depth += 1
         elif c == "}":
             depth = max(0, depth - 1)
-        elif depth == 0 and c in "su" and (i == 0 or not re.match(r"\w", code[i - 1], re.ASCII)):
-            m = _STRUCT_HEAD.match(code, i)
+        elif depth == 0 and code.startswith(("struct", "union"), i) and (i == 0 or code[i - 1] not in _WORD):
+            m = re.compile(*_STRUCT_HEAD).match(code, i)
             if m is not None:
                 end = code.find("}", m.end())
                 if end < 0:

@@ -25,7 +25,6 @@ expanded to the full type name.
 
 from __future__ import annotations
 
-import re
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Dict, List, Optional, Tuple
@@ -86,9 +85,41 @@ HARDWARE_EVENTS: Dict[str, str] = {
 }
 
 _TIME_UNITS = ("hz", "s", "ms", "us")
-_WILD = re.compile(r"[*?]")
-_NAME = re.compile(r"^[A-Za-z0-9_.*?\-]+$")
-_FUNC_OFF = re.compile(r"^(?P<f>[A-Za-z0-9_.*?$\-]+?)(?:\+(?P<off>0[xX][0-9a-fA-F]+|\d+))?$")
+# Fields are checked with character sets, not regular expressions (compiling them cost
+# ~0.3 ms of every one-liner's start-up).
+_DEC = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.*?-")
+_FUNC = _NAME | {"$"}
+
+
+def _all_in(text: str, chars: frozenset) -> bool:
+    return text != "" and all(c in chars for c in text)
+
+
+def _is_hex(text: str) -> bool:
+    """``0x`` or ``0X`` and hex digits."""
+    return text[:2] in ("0x", "0X") and _all_in(text[2:], _HEX)
+
+
+def _wild(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+def _offset(text: str) -> int:
+    """A checked offset: hex after ``0x``, else decimal (``+010`` is 10: ``int(text, 0)``
+    refused leading zeros with a traceback)."""
+    return int(text, 16) if _is_hex(text) else int(text)
+
+
+def _func_off(text: str) -> Optional[Tuple[str, Optional[str]]]:
+    """``FUNCTION`` or ``FUNCTION+OFFSET`` (decimal or 0x hex) -> (function, offset text)."""
+    func, plus, off = text.partition("+")
+    if not _all_in(func, _FUNC):
+        return None
+    if not plus:
+        return func, None
+    return (func, off) if _is_hex(off) or _all_in(off, _DEC) else None
 
 
 class _Ctx:
@@ -150,7 +181,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         need(2, "GROUP:EVENT")
         too_many(2, "GROUP:EVENT")
         for f, off in rest:
-            if not _NAME.match(f):
+            if not _all_in(f, _NAME):
                 raise c.err(f"bad tracepoint name '{f}'", off, off + len(f))
         ap.target = f"{rest[0][0]}:{rest[1][0]}"
     elif kind in ("raw_tracepoint", "tp_btf"):
@@ -163,15 +194,15 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         need(1, "FUNCTION")
         too_many(2, "[MODULE:]FUNCTION")
         f, off = rest[-1]
-        m = _FUNC_OFF.match(f)
-        if m is None:
+        fo = _func_off(f)
+        if fo is None:
             raise c.err(f"bad function name '{f}'", off, off + len(f),
                         ("a kernel function name, optionally with +OFFSET (kprobe only)",))
-        if m.group("off") is not None:
+        if fo[1] is not None:
             if kind != "kprobe":
-                raise c.err(f"{full} probes take no offset", off + len(m.group('f')), off + len(f))
-            ap.offset = int(m.group("off"), 0)
-        ap.target = m.group("f")
+                raise c.err(f"{full} probes take no offset", off + len(fo[0]), off + len(f))
+            ap.offset = _offset(fo[1])
+        ap.target = fo[0]
         if len(rest) == 2:
             ap.obj = rest[0][0]
     elif kind in ("uprobe", "uretprobe"):
@@ -179,16 +210,16 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         too_many(2, "PATH:SYMBOL")
         (path, _), (sym, off) = rest
         ap.obj = path
-        m = _FUNC_OFF.match(sym)
-        if re.match(r"^0[xX][0-9a-fA-F]+$", sym):
+        fo = _func_off(sym)
+        if _is_hex(sym):
             ap.target = ""
             ap.offset = int(sym, 16)
-        elif m is not None:
-            ap.target = m.group("f")
-            if m.group("off") is not None:
+        elif fo is not None:
+            ap.target = fo[0]
+            if fo[1] is not None:
                 if kind != "uprobe":
-                    raise c.err("uretprobe probes take no offset", off + len(m.group('f')), off + len(sym))
-                ap.offset = int(m.group("off"), 0)
+                    raise c.err("uretprobe probes take no offset", off + len(fo[0]), off + len(sym))
+                ap.offset = _offset(fo[1])
         else:
             raise c.err(f"bad symbol '{sym}'", off, off + len(sym))
     elif kind == "usdt":
@@ -203,7 +234,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         if unit not in _TIME_UNITS:
             raise c.err(f"unknown {full} unit '{unit}'", uoff, uoff + len(unit),
                         ("units: " + ", ".join(_TIME_UNITS),))
-        if not re.match(r"^[0-9]+$", rate) or int(rate) == 0:
+        if not _all_in(rate, _DEC) or int(rate) == 0:
             raise c.err(f"{full} rate must be a positive integer", roff, roff + max(len(rate), 1))
         ap.target = f"{unit}:{int(rate)}"
     elif kind in ("software", "hardware"):
@@ -217,10 +248,10 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         count = ""
         if len(rest) == 2 and rest[1][0]:
             cnt, coff = rest[1]
-            if not re.match(r"^[0-9]+$", cnt) or int(cnt) == 0:
+            if not _all_in(cnt, _DEC) or int(cnt) == 0:
                 raise c.err(f"{full} count must be a positive integer", coff, coff + len(cnt))
             count = str(int(cnt))
         ap.target = f"{table[ev]}:{count}" if count else table[ev]
-    ap.wildcard = bool(_WILD.search(ap.target)) or bool(_WILD.search(ap.obj)) and kind == "usdt"
+    ap.wildcard = _wild(ap.target) or _wild(ap.obj) and kind == "usdt"
     name = f"{full}:" + ":".join(f for f, _ in rest)
     return ap, name
