@@ -138,6 +138,20 @@ def test_event_format_and_did_you_mean() -> None:
         t.event_format("..", "..")
 
 
+def test_event_id_from_the_id_file_or_the_parsed_format(fake: str) -> None:
+    t = Tracefs(fake)
+    want = int(open(os.path.join(fake, "events/raw_syscalls/sys_enter/id")).read())
+    assert t.event_id("raw_syscalls", "sys_enter") == want  # the id file: no format parsed
+    assert ("raw_syscalls", "sys_enter") not in t._formats
+    fmt = t.event_format("sched", "sched_switch")
+    os.unlink(os.path.join(fake, "events/sched/sched_switch/id"))
+    assert t.event_id("sched", "sched_switch") == fmt.id  # the parsed format's
+    with pytest.raises(TracefsError):
+        t.event_id("raw_syscalls", "sys_exit_nope")
+    with pytest.raises(UnknownEventError):
+        t.event_id("..", "x")
+
+
 def test_header_page_and_event_from_tree() -> None:
     t = Tracefs(FAKE)
     assert t.header_page().data_offset == 16

@@ -88,14 +88,13 @@ def find_tracefs(roots: Roots) -> Optional[str]:
     if roots.tracefs:
         return roots.tracefs if os.path.isdir(roots.tracefs) else None
     cands = [roots.sys_path("kernel", "tracing"), roots.sys_path("kernel", "debug", "tracing")]
-    if roots.live or roots.proc != "/proc":
-        cands += _mounts_candidates(roots)
     for c in cands:
-        try:
+        if _is_tracefs_dir(c):
+            return c
+    if roots.live or roots.proc != "/proc":  # read only when the usual places have none
+        for c in _mounts_candidates(roots):
             if _is_tracefs_dir(c):
                 return c
-        except OSError:
-            continue
     return None
 
 
@@ -427,6 +426,21 @@ class Tracefs(_TracefsDir):
                            long_size=self._long_size())
         self._formats[key] = fmt
         return fmt
+
+    def event_id(self, group: str, event: str) -> int:
+        """The event's id (what ``perf_event_open`` takes): from its parsed format when
+        there is one, else from ``events/<group>/<event>/id`` (one short read instead of
+        reading and parsing the format). Raises :class:`TracefsError` when there is none."""
+        fmt = self._formats.get((group, event))
+        if fmt is not None:
+            return fmt.id
+        if not group or not event or "/" in group + event or ".." in (group, event):
+            raise UnknownEventError(f"no trace event {group}:{event} in this kernel")
+        text = self.read(f"events/{group}/{event}/id").strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise TracefsError(f"events/{group}/{event}/id holds {text!r}, not a number") from None
 
     # ------------------------------------------------------------- instances
 

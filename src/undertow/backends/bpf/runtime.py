@@ -312,8 +312,7 @@ class ProgramSession(Session):
                 return {}
         try:
             tfs = self.kernel.tracefs()
-            for d in slots:
-                tfs.event_format("raw_syscalls", d)
+            self._dispatch_ids = {d: tfs.event_id("raw_syscalls", d) for d in slots}
         except (UndertowError, OSError):
             return {}
         return slots
@@ -332,7 +331,7 @@ class ProgramSession(Session):
         raw = asm.assemble().relocate({"progs": arr})
         fd = sc.prog_load(sc.ProgType.TRACEPOINT, raw, license="GPL", name=f"ut_{direction}")
         self.fds.append(fd)
-        tp_id = self.kernel.tracefs().event_format("raw_syscalls", direction).id
+        tp_id = self._dispatch_ids[direction]
         self._perf(sc.tracepoint_attr(tp_id), fd, cpu=0)
         for cp in probes:
             cp.note = (f"one of {len(progs)} syscall probes tail-called from a single "
