@@ -85,6 +85,28 @@ def test_map_relocation_and_origins():
         p.relocate({})
 
 
+def test_run_time_values_are_patched_at_load():
+    """The loading process's pid and the session's start time are relocations, not
+    constants: a compiled program can be loaded by another process (the program cache)."""
+    a = Asm()
+    a.jeq(I.R0, 1234, "out").value_ref("self_pid")
+    a.ld_imm64(I.R1, 5 << 40).value_ref("start_ns")
+    a.label("out")
+    ret0_exit(a)
+    p = a.assemble()
+    assert p.relocs == [(0, ("value", "self_pid")), (1, ("value", "start_ns"))]
+    assert p.insns[0][4] == 1234  # the placeholder: what a listing shows
+    raw = p.relocate({("value", "self_pid"): 4321, ("value", "start_ns"): (7 << 40) + 0x89ABCDEF})
+    assert raw[:8].hex(" ") == "15 00 02 00 e1 10 00 00"           # jeq r0, 4321, +2
+    assert raw[8:24].hex(" ") == "18 01 00 00 ef cd ab 89 00 00 00 00 00 07 00 00"
+    with pytest.raises(AsmError, match="no value"):
+        p.relocate({("value", "self_pid"): 1})
+    with pytest.raises(AsmError, match="signed 32-bit"):
+        p.relocate({("value", "self_pid"): 1 << 40, ("value", "start_ns"): 0})
+    with pytest.raises(AsmError):
+        Asm().value_ref("x")
+
+
 def test_pitfall_helpers():
     a = Asm()
     zero_stack(a, -16, 12)

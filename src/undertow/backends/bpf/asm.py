@@ -13,7 +13,9 @@ Pitfalls handled here so a generator cannot fall into them (DESIGN.md):
   immediate is sign-extended) or a two-slot ``ld_imm64`` correctly;
 - jump offsets are signed 16-bit and computed from labels at :meth:`Asm.assemble`;
 - map references are ``ld_imm64`` with ``src=BPF_PSEUDO_MAP_FD`` whose fd is
-  patched at load time (:meth:`Program.relocate`);
+  patched at load time (:meth:`Program.relocate`), and so are run-time values
+  (:meth:`Asm.value_ref`: the loading process's pid, the session's start time), so
+  that a program does not depend on the process that compiled it;
 - :func:`zero_stack`, :func:`ret0_exit`, :func:`null_check`, :func:`bounded_len`
   encode the verifier's demands (initialised key slots, R0 set before exit,
   NULL checks after map lookups, masked variable sizes).
@@ -63,7 +65,8 @@ def _reg(r: int) -> int:
 
 
 class Program:
-    """Assembled instructions, their origins, and the map relocations still to patch."""
+    """Assembled instructions, their origins, and the relocations still to patch: map fds
+    (``ld_imm64`` with ``BPF_PSEUDO_MAP_FD``) and run-time values (``("value", name)``)."""
 
     def __init__(self, insns: List[Tuple[int, int, int, int, int]], origins: List[Any],
                  relocs: List[Tuple[int, Any]], labels: Dict[str, int]) -> None:
@@ -80,13 +83,21 @@ class Program:
         return self.origins[index] if 0 <= index < len(self.origins) else None
 
     def relocate(self, fds: Dict[Any, int]) -> bytes:
-        """The instruction bytes with each map reference replaced by its fd."""
+        """The instruction bytes with each map reference replaced by its fd and each
+        run-time value (``("value", name)`` keys of ``fds``) by its value."""
         insns = list(self.insns)
         for idx, ref in self.relocs:
             if ref not in fds:
-                raise AsmError(f"no fd for map {ref!r}")
-            code, dst, _src, off, _imm = insns[idx]
-            insns[idx] = (code, dst, I.PSEUDO_MAP_FD, off, fds[ref])
+                raise AsmError(f"no {'value' if _is_value(ref) else 'fd for map'} {ref!r}")
+            code, dst, src, off, _imm = insns[idx]
+            if not _is_value(ref):
+                insns[idx] = (code, dst, I.PSEUDO_MAP_FD, off, fds[ref])
+            elif code == I.LD | I.DW | I.IMM:  # both halves of an ld_imm64
+                v = fds[ref]
+                insns[idx] = (code, dst, src, off, _signed32(v & 0xFFFFFFFF))
+                insns[idx + 1] = (0, 0, 0, 0, _signed32((v >> 32) & 0xFFFFFFFF))
+            else:
+                insns[idx] = (code, dst, src, off, _s32(fds[ref], f"run-time value {ref[1]}"))
         return _encode(insns)
 
     @property
@@ -98,6 +109,10 @@ class Program:
         from .disasm import disassemble
 
         return disassemble(self.bytes, origins=self.origins, labels=self.labels)
+
+
+def _is_value(ref: Any) -> bool:
+    return type(ref) is tuple and len(ref) == 2 and ref[0] == "value"
 
 
 def _encode(insns: List[Tuple[int, int, int, int, int]]) -> bytes:
@@ -183,6 +198,15 @@ class Asm:
         if value >= 1 << 64 or value < -(1 << 63):
             raise AsmError(f"constant {value} does not fit 64 bits")
         return self.ld_imm64(dst, value)
+
+    def value_ref(self, name: str) -> "Asm":
+        """The immediate of the instruction just emitted is the run-time value ``name``:
+        :meth:`Program.relocate` writes ``fds[("value", name)]`` over it (``ld_imm64``: the
+        whole 64 bits). What was emitted stays as the listing's placeholder."""
+        if not self._insns:
+            raise AsmError("value_ref() needs an instruction before it")
+        self._insns[-1].map_ref = ("value", name)
+        return self
 
     def ld_map_fd(self, dst: int, map_ref: Any) -> "Asm":
         """``dst = &map`` (ld_imm64 with BPF_PSEUDO_MAP_FD; fd patched by Program.relocate)."""
@@ -304,6 +328,8 @@ class Asm:
                 out.append((0, 0, 0, 0, _signed32(hi)))
                 origins += [ins.origin, ins.origin]
             else:
+                if ins.map_ref is not None:
+                    relocs.append((len(out), ins.map_ref))
                 out.append((ins.code, ins.dst, ins.src, off, ins.imm))
                 origins.append(ins.origin)
         labels = {name: slot_of[i] for name, i in self._labels.items()}

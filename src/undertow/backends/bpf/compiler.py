@@ -301,8 +301,8 @@ class ProbeGen:
         if not host and (self.self_pid is not None or self.pid is not None):
             a.call(I.Helper.get_current_pid_tgid)
             a.rsh64(I.R0, 32)
-            if self.self_pid is not None:
-                a.jeq(I.R0, self.self_pid, "exit")
+            if self.self_pid is not None:  # the loading process's pid, patched at load
+                a.jeq(I.R0, self.self_pid, "exit").value_ref("self_pid")
             if self.pid is not None:
                 a.jne(I.R0, self.pid, "exit")
         if self.out.options.get("exit_flag") and not host:
@@ -1205,7 +1205,7 @@ class ProbeGen:
             a.call(I.Helper.ktime_get_ns)
         elif n == "elapsed":
             a.call(I.Helper.ktime_get_ns)
-            a.mov_imm(I.R1, self.out.start_ns)
+            a.ld_imm64(I.R1, self.out.start_ns).value_ref("start_ns")  # the session's, patched at load
             a.sub64(I.R0, Reg(I.R1))
         elif n == "cpu":
             a.call(I.Helper.get_smp_processor_id)

@@ -166,7 +166,8 @@ class ProgramSession(Session):
         self.fds.append(self.lost_fd)
         state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called
         self.fds.append(state)
-        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state}
+        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state,
+                                  ("value", "self_pid"): os.getpid(), ("value", "start_ns"): self.c.start_ns}
         if perf:
             # records are built in a per-CPU scratch value, then copied to this CPU's perf ring;
             # the rings exist before any program can fire (an empty slot drops the record)
