@@ -7,7 +7,9 @@
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -19,3 +21,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 @pytest.fixture
 def fixtures_dir() -> str:
     return FIXTURES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir():
+    """undertow's caches (feature probes, BTF index, compiled programs) in a directory of
+    the test session, removed at its end: tests neither read what an earlier run of the
+    user left in ~/.cache/undertow nor leave anything there. A test that wants no cache
+    sets UNDERTOW_CACHE_DIR="" itself."""
+    if "UNDERTOW_CACHE_DIR" in os.environ:
+        yield
+        return
+    d = tempfile.mkdtemp(prefix="undertow-test-cache-")
+    os.environ["UNDERTOW_CACHE_DIR"] = d
+    try:
+        yield
+    finally:
+        os.environ.pop("UNDERTOW_CACHE_DIR", None)
+        shutil.rmtree(d, ignore_errors=True)

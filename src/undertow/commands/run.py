@@ -45,6 +45,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
     p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
     p.add_argument("--unsafe", action="store_true", help="allow system() and signal()")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compile the program even if this boot already compiled the same script "
+                        "(compiled programs are kept per boot: docs/bpftrace.md)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--buffer-mb", type=int, default=0, metavar="MB",
                    help="ring buffer size in MiB, a power of two (default: 16, or less on machines with "
@@ -75,7 +78,6 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
 
 def _prepare(args: argparse.Namespace, ring: Any) -> int:
     from ..kernel import Kernel
-    from ..lang.bt import parse_program
 
     if args.program is not None:
         text, origin = args.program, "-e"
@@ -91,22 +93,32 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     else:
         raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",
                                               "undertow run FILE.bt"])
-    program = parse_program(text, origin=origin, positional=params)
-    if args.pid:
-        program.settings["pid"] = args.pid  # uaddr() of a PIE needs the process's mappings
-    unsafe = program.setting("unsafe_calls", []) or []
-    if unsafe and not args.unsafe:
-        name, span = unsafe[0]
-        raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
-                          origin=origin, hints=["allow it with --unsafe"])
     kernel = Kernel()
+    key = cached = None
+    if not (args.dry_run or args.pid or args.cmd or args.no_cache):
+        from ..backends.bpf import progcache
+
+        key = progcache.program_key(kernel.roots, text, origin, params, args.unsafe)
+        cached = progcache.load(kernel.roots, key) if key is not None else None
+    program = None
+    if cached is None:  # the front end runs: parse here, resolve and compile in _run
+        from ..lang.bt import parse_program
+
+        program = parse_program(text, origin=origin, positional=params)
+        if args.pid:
+            program.settings["pid"] = args.pid  # uaddr() of a PIE needs the process's mappings
+        unsafe = program.setting("unsafe_calls", []) or []
+        if unsafe and not args.unsafe:
+            name, span = unsafe[0]
+            raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
+                              origin=origin, hints=["allow it with --unsafe"])
     json_mode = args.json or args.format == "json"
     out: TextIO = open(args.output, "w", encoding="utf-8", errors="surrogateescape") if args.output else sys.stdout
     child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
             program.settings["cpid"] = child.pid
-        return _run(args, program, kernel, out, json_mode, child, ring)
+        return _run(args, program, kernel, out, json_mode, child, ring, cached, key)
     finally:
         if child is not None:
             child.kill()
@@ -115,18 +127,41 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
 
 
 def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
-         child: Optional["_Child"], ring: Any = None) -> int:
-    from ..backends.bpf.compiler import compile_program
+         child: Optional["_Child"], ring: Any = None, cached: Any = None, key: Any = None) -> int:
+    """Resolve and compile ``program`` (or take ``cached``: warning lines and the compiled
+    program a run on this boot kept), then attach and print until the end."""
     from ..backends.bpf.runtime import ProgramSession
-    from ..kernel.arch import current_arch
-    from ..lang.resolve import resolve
     from ..output.bt import BtRenderer
 
-    resolve(program, kernel, strict_kprobes=not args.dry_run)
-    _warn(program.warnings)
-    if not program.probes:
-        raise UsageError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
-    compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
+    keep = None  # what to store in the program cache once attaching has worked
+    if cached is not None:
+        warnings, compiled = cached
+        compiled.start_ns = time.monotonic_ns()  # elapsed counts from this session
+        for line in warnings:
+            print(line, file=sys.stderr)
+        if args.verbose:
+            print("undertow run: compiled programs from this boot's cache (--no-cache compiles again)",
+                  file=sys.stderr)
+    else:
+        from ..backends.bpf.compiler import compile_program
+        from ..kernel.arch import current_arch
+        from ..lang.resolve import resolve
+
+        resolve(program, kernel, strict_kprobes=not args.dry_run)
+        warnings = _warning_lines(program.warnings)
+        for line in warnings:
+            print(line, file=sys.stderr)
+        if not program.probes:
+            raise UsageError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
+        compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
+        if key is not None:
+            from ..backends.bpf.progcache import not_cacheable
+
+            why = not_cacheable(program, compiled, pid=args.pid, cmd=args.cmd)
+            if why is None:
+                keep = (key, warnings, compiled)
+            elif args.verbose:
+                print(f"undertow run: compiled programs not cached: {why}", file=sys.stderr)
     if args.dry_run:
         for cp in compiled.probes:
             out.write(f"# {cp.name}: {cp.prog_type} program, {len(cp.program)} instructions\n")
@@ -185,6 +220,13 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
         for mp in maps:
             out.write(r.map(mp))
         out.flush()
+        if keep is not None:  # it attached: worth keeping for the next run of this script
+            from ..backends.bpf.progcache import store
+
+            program.warnings = []  # shown, kept as text; the exceptions do not pickle
+            if store(kernel.roots, *keep) and args.verbose:
+                print("undertow run: compiled programs kept for the next run of this script on this boot",
+                      file=sys.stderr)
         lost = session.stats.total_lost
         if lost:
             print(f"undertow run: lost {lost} events ({session.stats.lost})", file=sys.stderr)
@@ -199,8 +241,9 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             signal.signal(s_, h)
 
 
-def _warn(warnings: List[Any]) -> None:
-    """Resolve warnings on stderr; attach points skipped for one reason are listed on one line."""
+def _warning_lines(warnings: List[Any]) -> List[str]:
+    """Resolve warnings as stderr lines; attach points skipped for one reason share a line."""
+    lines = []
     skipped: dict = {}
     for w in warnings:
         name = getattr(w, "skipped", None)
@@ -208,12 +251,13 @@ def _warn(warnings: List[Any]) -> None:
             reason = getattr(w, "feature", "") or w.message
             skipped.setdefault(reason, (w, []))[1].append(name)
         else:
-            print("undertow run: warning: " + w.render().replace("error: ", "", 1), file=sys.stderr)
+            lines.append("undertow run: warning: " + w.render().replace("error: ", "", 1))
     for reason, (w, names) in skipped.items():
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         why = w.message.split(": ", 1)[-1]
-        print(f"undertow run: warning: skipped {len(names)} attach point{'s' if len(names) != 1 else ''} "
-              f"({why}): {shown}", file=sys.stderr)
+        lines.append(f"undertow run: warning: skipped {len(names)} attach point{'s' if len(names) != 1 else ''} "
+                     f"({why}): {shown}")
+    return lines
 
 
 def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:

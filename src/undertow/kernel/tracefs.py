@@ -22,13 +22,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Dict, List, Optional, Tuple
 
+    from .formats import EventFormat, HeaderEvent, HeaderPage
+
 from ..errors import (
     TracefsError,
     TracefsPermissionError,
     UnknownEventError,
     did_you_mean,
 )
-from .formats import EventFormat, HeaderEvent, HeaderPage, parse_format, parse_header_event, parse_header_page
 from .roots import Roots
 
 __all__ = ["Tracefs", "Instance", "open_tracefs", "find_tracefs", "mount_tracefs"]
@@ -388,11 +389,15 @@ class Tracefs(_TracefsDir):
     def header_page(self) -> HeaderPage:
         """``events/header_page`` parsed (ring-buffer page layout)."""
         if self._header_page is None:
+            from .formats import parse_header_page  # the format parser: only for what reads formats
+
             self._header_page = parse_header_page(self.read("events/header_page"))
         return self._header_page
 
     def header_event(self) -> HeaderEvent:
         """``events/header_event`` parsed (compressed record header)."""
+        from .formats import parse_header_event
+
         return parse_header_event(self.read("events/header_event"))
 
     def _long_size(self) -> Optional[int]:
@@ -422,6 +427,8 @@ class Tracefs(_TracefsDir):
                 hints = [did_you_mean(want, same) or did_you_mean(event, [n.split(":", 1)[1] for n in names])]
             hints.append("list events with: undertow list 'tracepoint:*'")
             raise UnknownEventError(f"no trace event {want} in this kernel", hints=hints)
+        from .formats import parse_format
+
         fmt = parse_format(self.read(f"events/{group}/{event}/format"), group, event,
                            long_size=self._long_size())
         self._formats[key] = fmt

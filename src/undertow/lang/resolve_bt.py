@@ -769,6 +769,7 @@ class BtResolver(_Resolver):
             r = ir.Register(str(lit)).at(e.span)
             return self.expr(r)
         if n == "kaddr":
+            self.program.settings["volatile"] = "kaddr()"  # kptr_restrict can hide addresses later
             try:
                 sym = self.kernel.kallsyms().lookup(str(lit))
             except (UndertowError, OSError) as ex:
@@ -779,8 +780,10 @@ class BtResolver(_Resolver):
             c.type = U64
             return c
         if n == "uaddr":
+            self.program.settings["volatile"] = "uaddr()"  # a process's mappings
             return self._uaddr(e, str(lit))
         if n == "cgroupid":
+            self.program.settings["volatile"] = "cgroupid()"  # cgroups come and go
             try:
                 ino = os.stat(str(lit)).st_ino
             except OSError as ex:

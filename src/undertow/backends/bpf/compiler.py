@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from undertow.dclass import dataclass, field
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Dict, List, Optional, Tuple
@@ -38,105 +37,19 @@ from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, StrTy, Ty, VoidTy
 from . import insn as I
 from .asm import Asm, Program, Reg, ret0_exit
 from .codegen import HDR_SIZE, Unsupported
+from .compiled import (LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, PROG_TYPES,  # noqa: F401 - re-exported
+                       AsyncAction, CompiledProbe, CompiledProgram, MapSpec)
 from .layout import Slot, align8, layout
 
 __all__ = ["MapSpec", "AsyncAction", "CompiledProbe", "CompiledProgram", "compile_program", "PROG_TYPES",
            "LOST_RINGBUF", "LOST_MAP_FULL", "LOST_READ_FAULT"]
 
-LOST_RINGBUF, LOST_MAP_FULL, LOST_READ_FAULT = 0, 1, 2
 STACK_LIMIT = 512
-MAP_ENTRIES = 4096
 LOOP_LIMIT = 128
 BPF_NOEXIST, BPF_ANY = 1, 0
 BPF_F_USER_STACK = 1 << 8
 AF_INET, AF_INET6 = 2, 10
 
-#: IR attach kind -> BPF program type name (kernel/syscalls.ProgType).
-PROG_TYPES = {
-    "tracepoint": "TRACEPOINT", "raw_tracepoint": "RAW_TRACEPOINT", "kprobe": "KPROBE",
-    "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "profile": "PERF_EVENT",
-    "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT",
-    "begin": "RAW_TRACEPOINT", "end": "RAW_TRACEPOINT", "fentry": "TRACING", "fexit": "TRACING",
-    "tp_btf": "TRACING",
-}
-
-
-@dataclass
-class MapSpec:
-    """One ``@map``: its aggregation, key and value layouts, and the BPF map that holds it."""
-
-    name: str
-    agg: str
-    key: Slot
-    value: Slot
-    percpu: bool = True
-    read_in_kernel: bool = False
-    lhist: Tuple[int, int, int] = (0, 0, 1)
-    max_entries: int = MAP_ENTRIES
-
-    @property
-    def bucketed(self) -> bool:
-        return self.agg in ("hist", "lhist")
-
-    @property
-    def key_size(self) -> int:
-        return max(8, self.key.size) + (8 if self.bucketed else 0)
-
-    @property
-    def value_size(self) -> int:
-        return max(8, self.value.size)
-
-    @property
-    def keyless(self) -> bool:
-        return not self.key.elems
-
-
-@dataclass
-class AsyncAction:
-    """Work user space does when a record with this action's id arrives."""
-
-    kind: str                      # printf print clear zero exit time cat system join value emit
-    probe: str = ""
-    fmt: str = ""
-    args: List[Tuple[int, Slot]] = field(default_factory=list)   # (offset in the payload, layout)
-    map: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
-    size: int = 0                  # payload bytes after the header
-    span: Optional[Span] = None
-
-
-@dataclass
-class CompiledProbe:
-    index: int
-    name: str
-    probe: ir.Probe
-    ap: ir.AttachPoint
-    prog_type: str
-    program: Program
-    #: how it was attached when that differs from the request (``--verbose``)
-    note: str = ""
-
-
-@dataclass
-class CompiledProgram:
-    probes: List[CompiledProbe]
-    maps: Dict[str, MapSpec]
-    actions: List[AsyncAction]
-    uses_stacks: bool = False
-    start_ns: int = 0
-    #: what compile_program was given, so a probe can be regenerated for a fallback attach kind
-    options: Dict[str, Any] = field(default_factory=dict)
-
-    def regenerate(self, cp: CompiledProbe, kind: str) -> CompiledProbe:
-        """``cp`` compiled again for attach ``kind`` (fentry -> kprobe when fentry is refused)."""
-        import copy as _copy
-
-        ap = _copy.copy(cp.ap)
-        ap.kind = kind
-        g = ProbeGen(self, cp.probe, ap, self.options["arch"], self.options.get("self_pid"),
-                     self.options.get("pid"), self.options["program"])
-        prog = g.generate()
-        return CompiledProbe(cp.index, cp.name, cp.probe, ap, PROG_TYPES[kind], prog, note=cp.note)
 
 
 def default_output() -> str:

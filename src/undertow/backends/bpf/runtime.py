@@ -1,4 +1,4 @@
-"""Running a :class:`~undertow.backends.bpf.compiler.CompiledProgram`: maps, loads, attaches, records.
+"""Running a :class:`~undertow.backends.bpf.compiled.CompiledProgram`: maps, loads, attaches, records.
 
 Attach methods, per IR kind (each hangs off an fd this session owns; closing
 the fd detaches, nothing is pinned):
@@ -37,7 +37,7 @@ from ...events import Event, Lost, Record, Stats
 from ...kernel import syscalls as sc
 from ..base import Session
 from .codegen import HEADER, HDR_SIZE
-from .compiler import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
+from .compiled import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
 from .layout import decode
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
@@ -344,7 +344,7 @@ class ProgramSession(Session):
         try:
             if kind == "tracepoint":
                 g, _, e = ap.target.partition(":")
-                tp_id = self.kernel.tracefs().event_format(g, e).id
+                tp_id = self.kernel.tracefs().event_id(g, e)  # read now: a module reload renumbers
                 self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
             elif kind == "raw_tracepoint":
                 self._link(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
