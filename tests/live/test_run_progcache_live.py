@@ -69,3 +69,18 @@ def test_no_cache_compiles_again_and_volatile_programs_are_not_kept(cache_env):
     assert out.endswith("1\n") and "not cached: cgroupid()" in err, err
     _pid, out, err = _run("-e", prog, env=cache_env)
     assert "from this boot's cache" not in err
+
+
+def test_a_cached_program_with_kernel_struct_casts(cache_env):
+    """Casts keep the vmlinux BTF they were resolved with: it is cached as a reference."""
+    prog = ('tracepoint:syscalls:sys_enter_getppid /pid == %d/ { $t = (struct task_struct *)curtask; '
+            'printf("parent %%d\\n", $t->real_parent->tgid); exit(); }')
+    marker = "parent"
+    for round_ in ("compiled", "cached"):
+        p = subprocess.Popen([sys.executable, "-m", "undertow", "run", "-v", "-e", prog % os.getpid()],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cache_env)
+        assert "Attaching" in p.stdout.readline()
+        os.getppid()
+        out, err = p.communicate(timeout=120)
+        assert f"{marker} {os.getppid()}\n" in out, out + err
+        assert ("from this boot's cache" in err) == (round_ == "cached"), err

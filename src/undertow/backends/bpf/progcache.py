@@ -150,11 +150,7 @@ def load(roots: Any, key: Key) -> Optional[Tuple[List[str], Any]]:
     except OSError:
         return None
     try:
-        try:
-            from _pickle import loads  # the C unpickler alone: `pickle` costs ~1.8 ms more to import
-        except ImportError:  # pragma: no cover - an interpreter without it
-            from pickle import loads
-        got = loads(data)
+        got = _unpickle(data, roots)
         if type(got) is not tuple or len(got) != 4 or got[0] != FORMAT or got[1] != key.text:
             return None
     except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss
@@ -164,6 +160,58 @@ def load(roots: Any, key: Key) -> Optional[Tuple[List[str], Any]]:
     except OSError:
         pass
     return list(got[2]), got[3]
+
+
+# Types cast to kernel structs (``(struct task_struct *)curtask``) keep the vmlinux BTF
+# they came from, a mapping of /sys/kernel/btf/vmlinux: it is pickled as a reference and
+# loaded again, lazily, only if something asks it for more (printing a whole struct).
+
+
+def _pickle(obj: Any) -> bytes:
+    import io
+    import pickle
+
+    from ...kernel.btf import BTF
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o: Any) -> Any:
+            if type(o) is BTF and o.name == "vmlinux" and o.base is None:
+                return "btf:vmlinux"
+            return None
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def _unpickle(data: bytes, roots: Any) -> Any:
+    import io
+
+    try:
+        from _pickle import Unpickler  # the C unpickler alone: `pickle` costs ~1.8 ms more to import
+    except ImportError:  # pragma: no cover - an interpreter without it
+        from pickle import Unpickler
+
+    class Loader(Unpickler):  # type: ignore[misc, valid-type]
+        def persistent_load(self, pid: Any) -> Any:
+            if pid == "btf:vmlinux":
+                return _LazyBTF(roots)
+            raise ValueError(f"unknown reference {pid!r}")
+
+    return Loader(io.BytesIO(data)).load()
+
+
+class _LazyBTF:
+    """The vmlinux BTF, loaded (kernel.btf.load_vmlinux: shared with the run's Kernel) on
+    the first attribute asked of it."""
+
+    def __init__(self, roots: Any) -> None:
+        self._roots = roots
+
+    def __getattr__(self, name: str) -> Any:
+        from ...kernel.btf import load_vmlinux
+
+        return getattr(load_vmlinux(self.__dict__["_roots"]), name)
 
 
 def not_cacheable(program: Any, compiled: Any, *, pid: Optional[int], cmd: Optional[str]) -> Optional[str]:
@@ -186,11 +234,9 @@ def store(roots: Any, key: Key, warnings: Sequence[str], compiled: Any) -> bool:
     d = _entry_dir(roots)
     if d is None:
         return False
-    import pickle
-
     try:
-        data = pickle.dumps((FORMAT, key.text, list(warnings), compiled), protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)
+        data = _pickle((FORMAT, key.text, list(warnings), compiled))
+        _unpickle(data, roots)
     except Exception:  # noqa: BLE001 - not picklable: run without a cache entry
         return False
     parent = os.path.dirname(d)
