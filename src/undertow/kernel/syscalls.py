@@ -293,13 +293,20 @@ def _syscall_fn():  # type: ignore[no-untyped-def]
     return _libc.syscall
 
 
+_THIS_MACHINE: List[Tuple[int, int]] = []
+
+
 def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int]:
     """``(SYS_bpf, SYS_perf_event_open)`` for ``machine`` (default: this one).
 
     Raises :class:`BPFError` on an architecture undertow does not know.
     """
+    if machine is None and _THIS_MACHINE:
+        return _THIS_MACHINE[0]  # every bpf() call asks: uname(2) once per process
     m = machine or os.uname().machine
     try:
+        if machine is None:
+            _THIS_MACHINE.append(_SYSCALLS[m])
         return _SYSCALLS[m]
     except KeyError:
         raise BPFError(
