@@ -98,3 +98,22 @@ def test_not_cacheable_reasons():
     assert "cgroupid()" in P.not_cacheable(prog(volatile="cgroupid()"), ok, pid=None, cmd=None)
     assert "uprobe" in P.not_cacheable(prog(), compiled("tracepoint", "uprobe"), pid=None, cmd=None)
     assert "usdt" in P.not_cacheable(prog(), compiled("usdt"), pid=None, cmd=None)
+
+
+def test_entries_others_could_write_are_not_read(roots):
+    """Unpickling runs code (and undertow runs as root): a writable-by-others entry or
+    directory, or a symlinked entry, is a miss."""
+    k = _key(roots)
+    assert P.store(roots, k, [], Compiled(1))
+    d = P._entry_dir(roots)
+    path = os.path.join(d, k.name)
+    os.chmod(path, 0o666)
+    assert P.load(roots, k) is None
+    os.chmod(path, 0o600)
+    assert P.load(roots, k)[1].n == 1
+    os.chmod(d, 0o777)
+    assert P.load(roots, k) is None
+    os.chmod(d, 0o700)
+    os.rename(path, path + ".real")
+    os.symlink(path + ".real", path)
+    assert P.load(roots, k) is None

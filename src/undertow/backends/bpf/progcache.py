@@ -27,6 +27,9 @@ process's pid and the session's start time are load-time relocations (asm.Asm.va
 so a cached program is no more tied to the process that compiled it than to the one that
 loads it.
 
+Unpickling runs code: an entry is read only when it and the directories above it, up to the
+cache directory, belong to the user running undertow and nobody else can write them.
+
 An entry holds the resolver's warnings as text (printed again on a hit) and the
 :class:`~undertow.backends.bpf.compiled.CompiledProgram`. Anything wrong with an entry (a
 failed read, a pickle from another undertow) is a miss; it is never an error.
@@ -142,13 +145,23 @@ def _entry_dir(roots: Any) -> Optional[str]:
 def load(roots: Any, key: Key) -> Optional[Tuple[List[str], Any]]:
     """``(warning lines, CompiledProgram)`` stored under ``key``, or None (a miss)."""
     d = _entry_dir(roots)
-    if d is None:
+    if d is None or not all(_private(p) for p in (os.path.dirname(os.path.dirname(d)), os.path.dirname(d), d)):
         return None
     try:
-        with open(os.path.join(d, key.name), "rb") as f:
+        fd = os.open(os.path.join(d, key.name), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not _private(fd):
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
             data = f.read()
     except OSError:
         return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     try:
         got = _unpickle(data, roots)
         if type(got) is not tuple or len(got) != 4 or got[0] != FORMAT or got[1] != key.text:
@@ -212,6 +225,16 @@ class _LazyBTF:
         from ...kernel.btf import load_vmlinux
 
         return getattr(load_vmlinux(self.__dict__["_roots"]), name)
+
+
+def _private(path: Any) -> bool:
+    """Whether ``path`` (or an fd) belongs to us and nobody else can write it: unpickling
+    runs code, and ``undertow run`` runs as root (UNDERTOW_CACHE_DIR may name any place)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def not_cacheable(program: Any, compiled: Any, *, pid: Optional[int], cmd: Optional[str]) -> Optional[str]:
