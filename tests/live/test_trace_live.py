@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -359,3 +360,9 @@ def test_cli_text_burst_every_line_and_count(tmp_path, tfs):
     times = [float(line.split()[0]) for line in body]
     assert times == sorted(times) or len({line.split()[1] for line in body}) > 1
     assert "0 lost" in err
+    # the summary says what was shown when the read went past the count (the rest of the burst)
+    head = [line for line in err.splitlines() if line.startswith("# ") and "lost" in line][0]
+    m = re.fullmatch(r"# (\d+) events(?: shown of (\d+) read)?, 0 lost", head)
+    assert m, head
+    read = int(m.group(2) or m.group(1))
+    assert int(m.group(1)) == count and count <= read <= n and (m.group(2) is None) == (read == count), head

@@ -50,6 +50,7 @@ def test_text_line_and_lost_and_summary():
     s.count_event("probe", 3)
     s.count_lost("overrun", 7)
     assert "3 events, 7 lost" in summary(s)
+    assert "# 2 events shown of 3 read, 7 lost" in summary(s, shown=2)  # --count cut a read short
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=5),
@@ -61,6 +62,15 @@ def test_json_always_valid_utf8(fields):
     line = buf.getvalue()
     line.encode("utf-8")  # strict: no lone surrogates
     assert json.loads(line)["probe"] == "p"
+
+
+def test_json_summary_says_shown_only_when_count_cut_a_read():
+    s = Stats()
+    s.count_event("p", 5)
+    for shown, want in ((None, {"events": {"p": 5}, "lost": {}}), (2, {"events": {"p": 5}, "lost": {}, "shown": 2})):
+        buf = io.StringIO()
+        JsonWriter(buf).summary(s, shown)
+        assert json.loads(buf.getvalue()) == {"summary": want}
 
 
 def test_compiled_lines_print_what_the_generic_path_prints():

@@ -122,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     if not args.no_summary:
+        # --count ends in the middle of a read: the stats count every event decoded
+        read = tracer.stats.total_events
+        shown = args.count if args.count is not None and read > args.count else None
         if args.json:
-            writer.summary(tracer.stats)
+            writer.summary(tracer.stats, shown)
         else:
-            sys.stderr.write(summary(tracer.stats))
+            sys.stderr.write(summary(tracer.stats, shown))
     return 0

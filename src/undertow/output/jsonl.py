@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, TextIO
+    from typing import Any, Dict, Optional, TextIO
 
 from ..events import Event, Lost, Stats
 from .values import format_value
@@ -59,5 +59,10 @@ class JsonWriter:
     def lost(self, rec: Lost) -> None:
         self.out.write(json.dumps({"lost": rec.count, "reason": rec.reason, "cpu": rec.cpu}) + "\n")
 
-    def summary(self, stats: Stats) -> None:
-        self.out.write(json.dumps({"summary": {"events": stats.events, "lost": stats.lost}}) + "\n")
+    def summary(self, stats: Stats, shown: Optional[int] = None) -> None:
+        """``{"summary": {"events": {probe: n}, "lost": {reason: n}}}`` (counts of what was
+        read), with ``"shown": n`` when ``--count`` printed fewer events than were read."""
+        data: Dict[str, Any] = {"events": stats.events, "lost": stats.lost}
+        if shown is not None:
+            data["shown"] = shown
+        self.out.write(json.dumps({"summary": data}) + "\n")

@@ -241,9 +241,14 @@ def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], i
     return env["line"], len(names), dict(ev.formats), ev.formats
 
 
-def summary(stats: Stats) -> str:
-    """The exit summary: events per probe and lost events by reason."""
-    lines = ["", f"# {stats.total_events} events, {stats.total_lost} lost"]
+def summary(stats: Stats, shown: Optional[int] = None) -> str:
+    """The exit summary: events per probe and lost events by reason. ``shown``: how many
+    events were printed when fewer than were read (``--count`` stops in the middle of a
+    read of the kernel buffers; the counts per probe are of what was read)."""
+    head = f"# {stats.total_events} events, {stats.total_lost} lost"
+    if shown is not None:
+        head = f"# {shown} events shown of {stats.total_events} read, {stats.total_lost} lost"
+    lines = ["", head]
     for probe, n in sorted(stats.events.items(), key=lambda kv: -kv[1]):
         lines.append(f"#   {n:>10}  {escape(probe)}")
     for reason, n in sorted(stats.lost.items()):
