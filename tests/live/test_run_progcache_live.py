@@ -57,6 +57,25 @@ def test_a_cached_program_filters_the_loading_process_and_times_from_its_start(c
         assert 350 <= _elapsed_ms(out) < 1300, out
 
 
+def test_a_hit_imports_no_front_end(cache_env):
+    """What makes a hit fast: neither the parser, the resolver nor the code generator is
+    imported (their imports and work are most of a compiling run's start-up)."""
+    prog = 'BEGIN { printf("hit\\n"); exit(); }'
+    front_end = ("undertow.lang.bt.parser", "undertow.lang.resolve", "undertow.lang.resolve_bt",
+                 "undertow.backends.bpf.compiler")
+    for round_ in ("compiled", "cached"):
+        res = subprocess.run([sys.executable, "-X", "importtime", "-m", "undertow", "run", "-v", "-e", prog],
+                             capture_output=True, text=True, timeout=120, env=cache_env)
+        assert res.returncode == 0 and res.stdout.endswith("hit\n"), res.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert ("from this boot's cache" in res.stderr) == (round_ == "cached")
+        if round_ == "compiled":
+            assert set(front_end) <= imported
+        else:
+            assert not imported & set(front_end), sorted(imported & set(front_end))
+
+
 def test_no_cache_compiles_again_and_volatile_programs_are_not_kept(cache_env):
     _run("-e", 'BEGIN { printf("a\\n"); exit(); }', env=cache_env)
     _pid, out, err = _run("--no-cache", "-e", 'BEGIN { printf("a\\n"); exit(); }', env=cache_env)
