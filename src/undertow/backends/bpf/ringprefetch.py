@@ -51,15 +51,20 @@ class RingPrefetch:
         # released when the work is done is all the joining needed
         self._done = _thread.allocate_lock()
         self._done.acquire()
+        # imported here, not in the thread: an import there holds the GIL for milliseconds
+        # (ctypes) in turns with this thread's own imports, and the map would be asked for
+        # only once it is done; this way the thread goes straight into the system call
+        from ...kernel import syscalls
+
+        self._sc = syscalls
         try:
             _thread.start_new_thread(self._create, ())
         except RuntimeError:  # no thread to be had (limits): create it here, now
             self._create()
 
     def _create(self) -> None:
+        sc = self._sc
         try:
-            from ...kernel import syscalls as sc
-
             sc.raise_memlock_rlimit()
             self._fd = sc.map_create(sc.MapType.RINGBUF, 0, 0, self.size)
         except BaseException as e:  # noqa: BLE001 - handed to take()'s caller
