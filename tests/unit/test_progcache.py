@@ -54,10 +54,10 @@ def test_store_then_load_and_what_makes_a_miss(roots):
     assert P.store(roots, k, ["undertow run: warning: w"], Compiled(7))
     warnings, got = P.load(roots, k)
     assert warnings == ["undertow run: warning: w"] and got.n == 7
-    same_name = P.Key("another undertow or kernel", "x")
+    same_name = P.Key("another undertow or kernel", "x", k.dir)
     same_name.name = k.name
     assert P.load(roots, same_name) is None  # the whole key is compared, not only the name
-    path = os.path.join(P._entry_dir(roots), k.name)
+    path = os.path.join(k.dir, k.name)
     with open(path, "wb") as f:
         f.write(b"\x80\x05garbage")
     assert P.load(roots, k) is None  # damaged: a miss, never an error
@@ -67,7 +67,7 @@ def test_what_does_not_pickle_is_not_stored(roots):
     k = _key(roots)
     assert not P.store(roots, k, [], Compiled(lambda: 0))
     assert P.load(roots, k) is None
-    assert not os.path.exists(os.path.join(P._entry_dir(roots), k.name))
+    assert not os.path.exists(os.path.join(k.dir, k.name))
 
 
 def test_other_boots_go_and_at_most_max_entries_stay(roots, monkeypatch):
@@ -78,9 +78,9 @@ def test_other_boots_go_and_at_most_max_entries_stay(roots, monkeypatch):
     keys = [_key(roots, text=f"BEGIN {{ printf(\"{i}\\n\"); }}") for i in range(5)]
     for i, k in enumerate(keys):
         assert P.store(roots, k, [], Compiled(i))
-        os.utime(os.path.join(P._entry_dir(roots), k.name), ns=(i * 10**9, i * 10**9))
+        os.utime(os.path.join(k.dir, k.name), ns=(i * 10**9, i * 10**9))
     assert not os.path.exists(old)
-    assert sorted(os.listdir(P._entry_dir(roots))) == sorted(k.name for k in keys[2:])
+    assert sorted(os.listdir(keys[0].dir)) == sorted(k.name for k in keys[2:])
     assert P.load(roots, keys[4])[1].n == 4 and P.load(roots, keys[0]) is None
 
 
@@ -105,7 +105,7 @@ def test_entries_others_could_write_are_not_read(roots):
     directory, or a symlinked entry, is a miss."""
     k = _key(roots)
     assert P.store(roots, k, [], Compiled(1))
-    d = P._entry_dir(roots)
+    d = k.dir
     path = os.path.join(d, k.name)
     os.chmod(path, 0o666)
     assert P.load(roots, k) is None

@@ -113,39 +113,38 @@ def _fnv1a(data: bytes) -> int:
 
 
 class Key:
-    """What a cached program depends on (``text``) and the entry's file name (``name``,
-    from the script alone: a run of another undertow or kernel replaces the entry)."""
+    """What a cached program depends on (``text``), the entry's file name (``name``, from
+    the script alone: a run of another undertow or kernel replaces the entry) and the
+    directory of this boot's entries (``dir``)."""
 
-    __slots__ = ("text", "name")
+    __slots__ = ("text", "name", "dir")
 
-    def __init__(self, text: str, script: str) -> None:
+    def __init__(self, text: str, script: str, dir: str) -> None:
         self.text = text
         self.name = f"{_fnv1a(script.encode('utf-8', 'surrogateescape')):016x}"
+        self.dir = dir
 
 
 def program_key(roots: Any, text: str, origin: str, params: Sequence[str], unsafe: bool) -> Optional[Key]:
     """The cache key of this script on this boot, or None when caching is off."""
-    if cache_dir(roots) is None or not roots.live:
+    base = cache_dir(roots)
+    if base is None or not roots.live:
         return None
     from ... import __version__
 
+    boot = boot_id(roots)
     env = sorted((k, v) for k, v in os.environ.items() if k.startswith("UNDERTOW_"))
     script = repr((text, origin, list(params), bool(unsafe)))
     return Key(repr((FORMAT, __version__, _source_stamp(), sys.version, sys.implementation.name,
-                     os.uname().machine, boot_id(roots), _modules(roots), env, script)), script)
-
-
-def _entry_dir(roots: Any) -> Optional[str]:
-    base = cache_dir(roots)
-    if base is None:
-        return None
-    return os.path.join(base, "programs", boot_id(roots))
+                     os.uname().machine, boot, _modules(roots), env, script)), script,
+               os.path.join(base, "programs", boot))
 
 
 def load(roots: Any, key: Key) -> Optional[Tuple[List[str], Any]]:
-    """``(warning lines, CompiledProgram)`` stored under ``key``, or None (a miss)."""
-    d = _entry_dir(roots)
-    if d is None or not all(_private(p) for p in (os.path.dirname(os.path.dirname(d)), os.path.dirname(d), d)):
+    """``(warning lines, CompiledProgram)`` stored under ``key``, or None (a miss).
+    ``roots``: where the lazily loaded vmlinux BTF comes from."""
+    d = key.dir
+    if not all(_private(p) for p in (os.path.dirname(os.path.dirname(d)), os.path.dirname(d), d)):
         return None
     try:
         fd = os.open(os.path.join(d, key.name), os.O_RDONLY | os.O_NOFOLLOW)
@@ -254,9 +253,7 @@ def store(roots: Any, key: Key, warnings: Sequence[str], compiled: Any) -> bool:
     """Keep ``compiled`` under ``key``; True when it was written. Entries of other boots
     are removed first. Checked by loading it back: what does not survive the round trip
     (an object holding a file or a mapping) is not kept."""
-    d = _entry_dir(roots)
-    if d is None:
-        return False
+    d = key.dir
     try:
         data = _pickle((FORMAT, key.text, list(warnings), compiled))
         _unpickle(data, roots)
