@@ -163,6 +163,11 @@ def open_tracefs(roots: Roots, mount: bool = True) -> "Tracefs":
     return Tracefs(path)
 
 
+def _event_name_ok(group: str, event: str) -> bool:
+    """A group and an event name that stay inside ``events/`` (no ``/``, ``.``, ``..``)."""
+    return bool(group and event) and "/" not in group + event and not {group, event} & {".", ".."}
+
+
 def _check_relpath(relpath: str) -> str:
     rel = relpath.lstrip("/")
     parts = rel.split("/")
@@ -416,7 +421,7 @@ class Tracefs(_TracefsDir):
         fmt = self._formats.get(key)
         if fmt is not None:
             return fmt
-        bad = not group or not event or "/" in group + event or group in ("..", ".") or event in ("..", ".")
+        bad = not _event_name_ok(group, event)
         path = os.path.join(self.path, "events", group, event, "format")
         if bad or not os.path.exists(path):
             names = [f"{g}:{e}" for g, e in self.all_events()]
@@ -441,7 +446,7 @@ class Tracefs(_TracefsDir):
         fmt = self._formats.get((group, event))
         if fmt is not None:
             return fmt.id
-        if not group or not event or "/" in group + event or ".." in (group, event):
+        if not _event_name_ok(group, event):
             raise UnknownEventError(f"no trace event {group}:{event} in this kernel")
         text = self.read(f"events/{group}/{event}/id").strip()
         try:
