@@ -1,0 +1,159 @@
+"""Stopping on request: SIGINT, SIGTERM and SIGHUP become a flag, never an exception mid-step.
+
+A tracer creates kernel objects (a tracefs instance, probe definitions, BPF links) in many
+small steps. A signal handler that raises (``KeyboardInterrupt``, the old ``_Stop``) can land
+between a ``mkdir`` and the line that records it, and the object is left behind with a
+traceback on the terminal. So the command line installs :func:`handling` once, around the
+whole command: the handlers only record the signal and write a byte to a wake-up pipe
+(:func:`signal.set_wakeup_fd`); code that takes more than an instant asks:
+
+- set-up steps call :func:`check` between kernel writes: it raises :class:`Interrupted`
+  (a clean exception the caller's ``close()``/``finally`` turns into a full clean-up);
+- event loops test :func:`requested` each turn and wait on :func:`wakeup_fd` beside their
+  own fds (or with a short timeout), so they notice a signal within milliseconds.
+
+A command started by a non-interactive shell with ``cmd &`` inherits SIGINT as *ignored*
+(POSIX, "Asynchronous Lists"); Python then never raises KeyboardInterrupt. bpftrace installs its
+own handler regardless, and so does :func:`handling`: ``kill -INT`` stops undertow however it
+was started.
+
+Library users who never call :func:`handling` keep Python's defaults: :func:`requested` is 0
+and :func:`check` does nothing, KeyboardInterrupt is raised as usual, and sessions clean up
+in their context managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Dict, Iterator
+
+from .errors import UndertowError
+
+__all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
+           "STOP_SIGNALS"]
+
+#: The signals that ask undertow to stop (and clean up) rather than die.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_signum = 0          # the first stop request's signal (-1: asked by the program, e.g. --duration)
+_at_ns = 0           # CLOCK_MONOTONIC when it came
+_pipe = (-1, -1)     # (read end, write end) of the wake-up pipe while handling() is active
+_active = 0
+
+
+class Interrupted(UndertowError):
+    """A stop was requested (``signum``) while undertow was still setting up."""
+
+    def __init__(self, signum: int) -> None:
+        name = _signame(signum)
+        super().__init__(f"stopped by {name} while setting up" if name else "stopped while setting up")
+        self.signum = signum
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return ""
+
+
+def _handler(signum: int, frame: Any) -> None:
+    global _signum, _at_ns
+    if not _signum:
+        _signum, _at_ns = signum, time.monotonic_ns()
+    # the byte itself is written by the interpreter (set_wakeup_fd) before this runs
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """Within the block, SIGINT/SIGTERM/SIGHUP only request a stop (see the module's doc).
+
+    Only the main thread may install handlers; elsewhere (a library user's worker thread)
+    this does nothing. Nested uses share the outer one. On the way out the previous
+    handlers and wake-up fd are restored.
+    """
+    global _pipe, _active, _signum, _at_ns
+    import threading
+
+    if _active or threading.current_thread() is not threading.main_thread():
+        _active += 1
+        try:
+            yield
+        finally:
+            _active -= 1
+        return
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    old: Dict[int, Any] = {}
+    old_fd = -1
+    _signum, _at_ns = 0, 0
+    _pipe = (r, w)
+    _active = 1
+    try:
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for s in STOP_SIGNALS:
+            old[s] = signal.signal(s, _handler)
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        signal.set_wakeup_fd(old_fd)
+        _active = 0
+        _pipe = (-1, -1)
+        os.close(r)
+        os.close(w)
+
+
+def requested() -> int:
+    """The signal that asked to stop (-1 when the program itself asked, 0: not asked)."""
+    return _signum
+
+
+def stopped_at_ns() -> int:
+    """CLOCK_MONOTONIC (ns, as ``bpf_ktime_get_ns`` and the ``mono`` trace clock) of the
+    stop request; 0 when there was none. Records stamped later were made after the stop."""
+    return _at_ns
+
+
+def request(signum: int = -1) -> None:
+    """Ask to stop from inside undertow (``--duration`` elapsed, ``--count`` reached, ``exit()``):
+    the same path as a signal, so loops and set-up need one test."""
+    global _signum, _at_ns
+    if not _signum:
+        _signum, _at_ns = signum, time.monotonic_ns()
+        if _pipe[1] >= 0:
+            try:
+                os.write(_pipe[1], b"\0")
+            except OSError:
+                pass
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` when a stop was requested by a signal (call between set-up steps)."""
+    if _signum > 0:
+        raise Interrupted(_signum)
+
+
+def wakeup_fd() -> int:
+    """A file descriptor that becomes readable when a stop is requested (-1 outside
+    :func:`handling`). Register it with ``select.poll``/``epoll`` beside the data fds;
+    never read from it (the flag, not the byte, is the truth)."""
+    return _pipe[0]
+
+
+def reset() -> None:
+    """Forget a stop request (tests; a command that handled one and goes on)."""
+    global _signum, _at_ns
+    _signum, _at_ns = 0, 0
+    if _pipe[0] >= 0:
+        try:
+            while os.read(_pipe[0], 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
