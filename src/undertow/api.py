@@ -68,11 +68,7 @@ def backend_by_name(name: str) -> List[Backend]:
     return out
 
 
-#: The reader wakes at least this often (seconds): batched kernel wake-ups (buffer_percent,
-#: ring buffers without wake-ups) leave the timer to bound how late a line is shown under a
-#: steady load. 50 ms keeps every event within 100 ms (bench/trace_latency.py: max ~65 ms
-#: at 20k events/s) for ~20 empty reads per second.
-POLL_EVERY = 0.05
+from .backends.loop import POLL_EVERY  # noqa: E402,F401 - re-exported (bench/README names it here)
 
 
 class Tracer:
@@ -82,12 +78,14 @@ class Tracer:
                  arch: Optional[str] = None, offline: bool = False,
                  duration: Optional[float] = None, count: Optional[int] = None,
                  callback: Optional[Callable[[Event], object]] = None,
-                 on_lost: Optional[Callable[[Lost], object]] = None) -> None:
+                 on_lost: Optional[Callable[[Lost], object]] = None, drain: bool = False) -> None:
         from .lang.resolve import resolve
 
         self.kernel = kernel or Kernel()
         self.program = program
-        self.duration, self.count = duration, count
+        self.duration, self.count, self.drain = duration, count, drain
+        #: why reading ended: "signal", "duration", "count" (None while running); see backends/loop.py
+        self.stopped_by: Optional[str] = None
         self.callback, self.on_lost = callback, on_lost
         self._session: Optional[Session] = None
         self._seen = 0
@@ -138,28 +136,30 @@ class Tracer:
                 yield rec
 
     def batches(self) -> Iterator[List[Record]]:
-        """The records one list per read of the kernel buffers, until duration/count (the
-        batch holding the count-th Event ends there): for consumers that write a batch at
-        once (``undertow trace``)."""
+        """The records one list per read of the kernel buffers, until duration/count/a stop
+        (the batch holding the count-th Event ends there): for consumers that write a batch
+        at once (``undertow trace``). Stopping follows backends/loop.py: records made after
+        the stop are not shown, what was made before it and not shown is counted in
+        :attr:`stats` (lost, ``not_drained``)."""
+        from .backends.loop import ReadLoop
+
         self.start()
         assert self._session is not None
-        while True:
-            timeout = POLL_EVERY
-            if self.duration is not None and self._started_at is not None:
-                left = self._started_at + self.duration - time.monotonic()
-                if left <= 0:
-                    return
-                timeout = min(timeout, left)
-            batch = self._session.poll(timeout)
-            if self.count is not None:
-                for i, rec in enumerate(batch):
-                    if rec.__class__ is not Lost:  # an Event, or its line (render_lines)
-                        self._seen += 1
-                        if self._seen >= self.count:
-                            yield batch[:i + 1]
-                            return
-            if batch:
-                yield batch
+        loop = ReadLoop(self._session, duration=self.duration, drain=self.drain, started_at=self._started_at)
+        try:
+            for batch in loop.batches():
+                if self.count is not None:
+                    for i, rec in enumerate(batch):
+                        if rec.__class__ is not Lost:  # an Event, or its line (render_lines)
+                            self._seen += 1
+                            if self._seen >= self.count:
+                                loop.finish("count")
+                                batch = batch[:i + 1]
+                                break
+                if batch:
+                    yield batch
+        finally:
+            self.stopped_by = loop.stopped_by
 
     def render_lines(self, writer: Any) -> bool:
         """Have the backend format the events it can straight into ``writer``'s lines
@@ -200,19 +200,21 @@ def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Op
           stack: bool = False, kernel: Optional[Kernel] = None, arch: Optional[str] = None,
           offline: bool = False, duration: Optional[float] = None, count: Optional[int] = None,
           callback: Optional[Callable[[Event], object]] = None,
-          on_lost: Optional[Callable[[Lost], object]] = None, exclude_self: bool = True) -> Tracer:
+          on_lost: Optional[Callable[[Lost], object]] = None, exclude_self: bool = True,
+          drain: bool = False) -> Tracer:
     """Trace probe lines (surftrace syntax; see docs/probe-lines.md).
 
     ``pid`` traces one process only; ``stack`` adds kernel stacks to every
     event; ``offline`` compiles without needing the attach points to exist
-    (for :meth:`Tracer.show`). Raises :class:`~undertow.errors.UndertowError`
+    (for :meth:`Tracer.show`). ``drain``: on a stop, show everything recorded before it
+    instead of at most half a second of it (the rest is counted as lost). Raises :class:`~undertow.errors.UndertowError`
     subclasses (with spans for bad lines) before touching the kernel's
     tracing state.
     """
     program = parse(lines, files)
     program.settings.update(stack=stack, pid=pid, exclude_self=exclude_self, self_pid=os.getpid())
     return Tracer(program, backend=backend, kernel=kernel, arch=arch, offline=offline,
-                  duration=duration, count=count, callback=callback, on_lost=on_lost)
+                  duration=duration, count=count, callback=callback, on_lost=on_lost, drain=drain)
 
 
 __all__ = ["trace", "parse", "Tracer", "NoBackendError", "SourceError"]

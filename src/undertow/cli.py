@@ -157,8 +157,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from . import stop
+
     try:
-        return int(func(args) or 0)
+        # SIGINT/SIGTERM/SIGHUP become a stop request (undertow/stop.py): set-up steps and
+        # read loops end cleanly, whatever moment the signal lands, and a run started with
+        # SIGINT ignored (`cmd &` in a script) still stops on it
+        with stop.handling():
+            return int(func(args) or 0)
+    except stop.Interrupted as e:
+        # asked to stop before anything was traced: quiet, nothing left behind
+        if args.verbose:
+            print(f"undertow {args.command}: {e.message}", file=sys.stderr)
+        return 128 + e.signum
     except UndertowError as e:
         if args.debug:
             import traceback

@@ -105,10 +105,18 @@ else:  # imported by the backends for their annotations
 
 @dataclass
 class Stats:
-    """Per-session totals shown in the exit summary."""
+    """Per-session totals shown in the exit summary.
+
+    ``events``: records read, per probe. ``lost``: records the kernel produced that were
+    never shown, per reason — including ``"not_drained"``, records made *before* the stop
+    that were still in the buffers when undertow stopped reading (``--drain`` shows them).
+    So read + lost = produced before the stop. ``after_stop``: records made after the stop
+    was asked for (a signal, ``--duration``, ``--count``), dropped on purpose, not a loss.
+    """
 
     events: Dict[str, int] = field(default_factory=dict)
     lost: Dict[str, int] = field(default_factory=dict)
+    after_stop: int = 0
 
     def count_event(self, probe: str, n: int = 1) -> None:
         self.events[probe] = self.events.get(probe, 0) + n
@@ -123,3 +131,16 @@ class Stats:
     @property
     def total_lost(self) -> int:
         return sum(self.lost.values())
+
+    def loss_report(self, who: str) -> List[str]:
+        """Lines for standard error at exit: the kernel's losses by reason, then what was
+        recorded before the stop and not shown (``not_drained``)."""
+        lost = dict(self.lost)
+        unread = lost.pop("not_drained", 0)
+        lines = []
+        if lost:
+            lines.append(f"{who}: lost {sum(lost.values())} events ({lost})")
+        if unread:
+            lines.append(f"{who}: {unread} events recorded before the stop were not shown (still unread "
+                         "when it stopped; --drain shows them)")
+        return lines

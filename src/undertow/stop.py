@@ -32,8 +32,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Dict, Iterator
 
-from .errors import UndertowError
-
 __all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
            "STOP_SIGNALS"]
 
@@ -44,14 +42,24 @@ _signum = 0          # the first stop request's signal (-1: asked by the program
 _at_ns = 0           # CLOCK_MONOTONIC when it came
 _pipe = (-1, -1)     # (read end, write end) of the wake-up pipe while handling() is active
 _active = 0
+_count = 0           # stop requests after the first
+#: Set by the read loop while it drains without a time limit: a second SIGINT then raises
+#: KeyboardInterrupt instead of being folded into the first request.
+forceable = False
 
 
-class Interrupted(UndertowError):
-    """A stop was requested (``signum``) while undertow was still setting up."""
+class Interrupted(BaseException):
+    """A stop was requested (``signum``) while undertow was still setting up.
+
+    A BaseException, as KeyboardInterrupt is: best-effort ``except UndertowError`` or
+    ``except Exception`` around a set-up step must not swallow it; owners catch it only in
+    their ``except BaseException: close(); raise``.
+    """
 
     def __init__(self, signum: int) -> None:
         name = _signame(signum)
-        super().__init__(f"stopped by {name} while setting up" if name else "stopped while setting up")
+        self.message = f"stopped by {name} while setting up" if name else "stopped while setting up"
+        super().__init__(self.message)
         self.signum = signum
 
 
@@ -63,10 +71,17 @@ def _signame(signum: int) -> str:
 
 
 def _handler(signum: int, frame: Any) -> None:
-    global _signum, _at_ns
+    global _signum, _at_ns, _count
+    # the wake-up byte itself is written by the interpreter (set_wakeup_fd) before this runs
     if not _signum:
         _signum, _at_ns = signum, time.monotonic_ns()
-    # the byte itself is written by the interpreter (set_wakeup_fd) before this runs
+        return
+    _count += 1
+    if signum == signal.SIGINT and forceable:
+        # Ctrl-C again while showing a long backlog (``--drain``): give up on it; the
+        # owners' ``finally``/``with`` still remove what was created. Only there: a second
+        # signal during set-up or clean-up must not cut those short.
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -92,7 +107,7 @@ def handling() -> Iterator[None]:
     os.set_blocking(w, False)
     old: Dict[int, Any] = {}
     old_fd = -1
-    _signum, _at_ns = 0, 0
+    _signum, _at_ns, _count = 0, 0, 0
     _pipe = (r, w)
     _active = 1
     try:
@@ -149,8 +164,8 @@ def wakeup_fd() -> int:
 
 def reset() -> None:
     """Forget a stop request (tests; a command that handled one and goes on)."""
-    global _signum, _at_ns
-    _signum, _at_ns = 0, 0
+    global _signum, _at_ns, _count
+    _signum, _at_ns, _count = 0, 0, 0
     if _pipe[0] >= 0:
         try:
             while os.read(_pipe[0], 4096):

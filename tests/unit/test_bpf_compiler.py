@@ -194,8 +194,9 @@ def test_pitfall_values_survive_helper_calls():
 def test_pitfall_map_keys_are_zeroed_first():
     c = compile_bt('tracepoint:syscalls:sys_enter_openat { @[str(args.filename, 10), pid] = count(); }')
     t = listing(c)
-    lookup = t.index("call bpf_map_lookup_elem#1")
-    assert t[:lookup].count("= 0x0") >= 3                 # 24-byte key: three zeroed words
+    body = t.index("; mapupdate")  # after the stop-flag check every probe starts with
+    lookup = t.index("call bpf_map_lookup_elem#1", body)
+    assert t[body:lookup].count("= 0x0") >= 3             # 24-byte key: three zeroed words
 
 
 def test_pitfall_own_pid_is_excluded_and_unreachable_code_pruned():

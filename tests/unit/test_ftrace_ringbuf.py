@@ -60,6 +60,53 @@ def test_missed_events_flags():
     assert decode_page(page(body, flags=RB_MISSED_EVENTS | RB_MISSED_STORED, missed=17), HP)[1] == 17
 
 
+def _mixed_body():
+    r1 = rec(7, b"\x01\x00\x00\x00")
+    big = rec(8, bytes(200))
+    body = hdr(3, 5) + r1                                             # 1005
+    body += hdr(0, 10) + struct.pack("<I", len(big) + 4) + big        # 1015
+    body += hdr(30, 3) + struct.pack("<I", 0)                         # time extend +3
+    body += hdr(3, 1) + r1                                            # 1019
+    body += hdr(29, 1) + struct.pack("<I", 8) + bytes(4)              # padding +1
+    body += hdr(0, 0) + struct.pack("<I", len(big) + 4) + big         # 1020
+    body += hdr(3, 5) + r1                                            # 1025
+    return body
+
+
+@pytest.mark.parametrize("cutoff,kept", [(0, 0), (1004, 0), (1005, 1), (1014, 1), (1015, 2), (1019, 3),
+                                         (1020, 4), (1024, 4), (1025, 5), (1 << 40, 5)])
+@pytest.mark.parametrize("flags,missed", [(0, None), (RB_MISSED_EVENTS | RB_MISSED_STORED, 17)])
+def test_cut_page_keeps_exactly_the_records_up_to_the_cutoff(cutoff, kept, flags, missed):
+    from undertow.backends.ftrace.ringbuf import count_records, cut_page
+
+    p = page(_mixed_body(), flags=flags, missed=missed)
+    full, m0 = decode_page(p, HP)
+    assert [t for t, _, _ in full] == [1005, 1015, 1019, 1020, 1025]
+    assert count_records(p, HP, cutoff) == (kept, 5 - kept)
+    cut, k, c = cut_page(p, HP, cutoff)
+    assert (k, c) == (kept, 5 - kept)
+    if not kept:
+        assert cut is None
+        return
+    recs, m = decode_page(cut, HP)
+    assert m == m0                      # a stored missed-events count survives the cut
+    assert [(t, p[s:e]) for t, s, e in recs] == [(t, p[s:e]) for t, s, e in full[:kept]]
+
+
+@given(st.binary(max_size=600), st.integers(0, 2 ** 64 - 1), st.integers(0, 2 ** 64 - 1))
+def test_count_records_agrees_with_decode_page_on_anything(body, commit, cutoff):
+    from undertow.backends.ftrace.ringbuf import count_records, cut_page
+
+    raw = struct.pack("<QQ", 0, commit) + body
+    recs, _ = decode_page(raw, HP)
+    after = sum(1 for t, _, _ in recs if t > cutoff)
+    assert count_records(raw, HP, cutoff) == (len(recs) - after, after)
+    cut, k, c = cut_page(raw, HP, cutoff)
+    assert (k, c) == (len(recs) - after, after)
+    if cut is not None:
+        assert [t for t, _, _ in decode_page(cut, HP)[0]] == [t for t, _, _ in recs[:k]]
+
+
 @given(st.binary(max_size=600), st.integers(0, 2 ** 64 - 1))
 def test_hostile_pages_never_raise(body, commit):
     raw = struct.pack("<QQ", 0, commit) + body

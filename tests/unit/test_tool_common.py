@@ -11,8 +11,7 @@ import pytest
 
 from undertow.events import Event, Lost
 from undertow.tools import bpftool
-from undertow.tools.common import Column, ProcessFilter, Stopped, Summary, add_common_options, lost_line, \
-    run_loop, stop_signals
+from undertow.tools.common import Column, ProcessFilter, Summary, add_common_options, lost_line, run_loop
 from undertow.tools.proc import ProcInfo
 
 
@@ -117,28 +116,23 @@ def test_loop_count_counts_only_shown_events():
     assert res.shown == 3 and res.stopped_by == "count" and handled == [100, 101, 102, 103, 104] and t.closed
 
 
-def test_loop_stops_on_sigterm_and_sighup_and_restores_handlers():
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        before = signal.getsignal(sig)
-        t = FakeTracer([ev(1, 1), lambda: os.kill(os.getpid(), sig), ev(2, 2)])
-        shown = []
-        res = run_loop(t, lambda e: shown.append(e.pid) or True, out=io.StringIO())
-        assert res.stopped_by == "signal" and shown == [1] and t.closed
-        assert signal.getsignal(sig) is before
+def test_loop_reports_why_the_tracer_stopped_and_what_it_left_unread():
+    from undertow.events import Stats
+
+    t = FakeTracer([ev(1, 1), ev(2, 2)])
+    t.stopped_by = "signal"  # api.Tracer says so after a SIGINT/SIGTERM/SIGHUP (backends/loop.py)
+    t.stats = Stats(lost={"not_drained": 7})
+    shown = []
+    res = run_loop(t, lambda e: shown.append(e.pid) or True, out=io.StringIO())
+    assert res.stopped_by == "signal" and shown == [1, 2] and t.closed
+    assert res.lost == 7 and res.lost_by_reason == {"not_drained": 7}
 
     def interrupt():
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # a library caller's Ctrl-C (no undertow.stop handling)
 
     t = FakeTracer([ev(1, 1), interrupt, ev(2, 2)])
     res = run_loop(t, lambda e: True, out=io.StringIO())
     assert res.stopped_by == "interrupt" and res.shown == 1 and t.closed
-
-
-def test_stop_signals_raise_stopped():
-    with pytest.raises(Stopped) as ei:
-        with stop_signals((signal.SIGHUP,)):
-            os.kill(os.getpid(), signal.SIGHUP)  # the handler runs before the next bytecode
-    assert ei.value.signum == signal.SIGHUP
 
 
 class Flushes(io.StringIO):

@@ -61,6 +61,23 @@ class Session(abc.ABC):
     def close(self) -> None:
         """Detach and remove everything this session created. Idempotent."""
 
+    # Stopping (backends/loop.py drives these; a session that cannot do one keeps the default).
+    def wake_on(self, fd: int) -> None:
+        """Also return from :meth:`poll` when ``fd`` becomes readable (undertow.stop's pipe)."""
+
+    def stop_producing(self, at_ns: int) -> None:
+        """Have the kernel make no more records, and drop those stamped after ``at_ns``
+        (CLOCK_MONOTONIC ns) when they are read (counted in ``stats.after_stop``)."""
+
+    def pending(self) -> bool:
+        """Whether records are known to wait in the buffers (kernel or user memory)."""
+        return False
+
+    def count_unread(self) -> int:
+        """Count what is still in the buffers, unread, into ``stats`` (lost ``not_drained``
+        and ``after_stop``), and read nothing more; returns the ``not_drained`` count."""
+        return 0
+
     def render_lines(self, writer: Any) -> bool:
         """Let the reader format records straight into ``writer``'s text lines
         (``output.text.TextWriter.line_source``): :meth:`poll` then returns ``str`` lines

@@ -49,6 +49,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
                    help="compile the program even if this boot already compiled the same script "
                         "(compiled programs are kept per boot: docs/bpftrace.md)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--drain", action="store_true",
+                   help="on a stop (Ctrl-C, SIGTERM, --duration), show everything recorded before it, however "
+                        "long that takes (default: at most 0.5 s more; the rest is counted and reported)")
     p.add_argument("--buffer-mb", type=int, default=0, metavar="MB",
                    help="ring buffer size in MiB, a power of two (default: 16, or less on machines with "
                         "under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
@@ -170,11 +173,11 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             kind = "PERCPU_HASH" if spec.percpu else "HASH"
             out.write(f"# map {spec.name}: {spec.agg}, {kind} key {spec.key_size} B value {spec.value_size} B\n")
         return 0
-    # Ctrl-C, SIGTERM and SIGHUP only raise a flag: a signal that lands between two steps
-    # (say, right after "Attaching") must still end with the maps printed, as bpftrace does.
-    stopping: List[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: stopping.append(signum))
-           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C, SIGTERM and SIGHUP only raise a flag (undertow.stop, installed by cli.main): a
+    # signal that lands between two steps (say, right after "Attaching") still ends with the
+    # maps printed, as bpftrace does; records made after it are not shown (backends/loop.py)
+    from ..backends.loop import ReadLoop
+
     session = None
     try:
         from ..backends.bpf.runtime import default_buffer_mb
@@ -198,21 +201,16 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
                       file=sys.stderr)
         if child is not None:
             child.release()
-        deadline = time.monotonic() + args.duration if args.duration else None
-        stop = False
-        while not stop and not stopping:
-            # records are submitted without wake-ups; a 20 ms timer keeps printf
-            # output prompt at ~50 cheap wake-ups per second
-            stop = _emit(session.poll(0.02), r, out, json_mode, args)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if child is not None and child.done():
-                break
-        while True:  # what the kernel already recorded is shown before the maps
-            recs = session.poll(0)
-            _emit(recs, r, out, json_mode, args)
-            if not recs or not session.rb.pending():
-                break
+        # records are submitted without wake-ups; the loop's 50 ms timer keeps printf output
+        # prompt at ~20 cheap wake-ups per second; with -c the run ends with the command
+        loop = ReadLoop(session, duration=args.duration, drain=args.drain,
+                        until=(lambda: "child" if child.done() else None) if child is not None else None)
+        try:
+            for recs in loop.batches():
+                if _emit(recs, r, out, json_mode, args):
+                    loop.finish("exit", drain=True)  # what was recorded before exit() is shown
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps
         _emit(session.run_end(), r, out, json_mode, args)
         maps = session.final_maps()
         if maps and not json_mode:
@@ -227,9 +225,8 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
             if store(kernel.roots, *keep) and args.verbose:
                 print("undertow run: compiled programs kept for the next run of this script on this boot",
                       file=sys.stderr)
-        lost = session.stats.total_lost
-        if lost:
-            print(f"undertow run: lost {lost} events ({session.stats.lost})", file=sys.stderr)
+        for line in session.stats.loss_report("undertow run"):
+            print(line, file=sys.stderr)
         if session.read_faults:
             print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
                   "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
@@ -237,8 +234,6 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
     finally:
         if session is not None:
             session.close()
-        for s_, h in old.items():
-            signal.signal(s_, h)
 
 
 def _warning_lines(warnings: List[Any]) -> List[str]:

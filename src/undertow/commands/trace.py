@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
@@ -50,17 +49,13 @@ See docs/probe-lines.md for the expression language.""",
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--backend", default="auto", choices=["auto", "ftrace", "bpf"],
                    help="tracing mechanism (default: auto)")
+    p.add_argument("--drain", action="store_true",
+                   help="on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before "
+                        "it, however long that takes (default: at most 0.5 s more; the rest is counted as "
+                        "lost, 'not_drained')")
     p.add_argument("--no-summary", action="store_true", help="no exit summary on stderr")
     p.set_defaults(func=run)
     return p
-
-
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no probe lines given", hints=["e.g. undertow trace 'e sched/sched_process_exec'"])
     offline = bool(args.show or args.output_script)
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
-                   arch=args.arch, offline=offline, duration=args.duration, count=args.count)
+                   arch=args.arch, offline=offline, duration=args.duration, count=args.count,
+                   drain=args.drain)
     if args.verbose:
         print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
     if args.show:
@@ -89,38 +85,35 @@ def run(args: argparse.Namespace) -> int:
         writer: Any = JsonWriter(sys.stdout)
     else:
         writer = TextWriter(sys.stdout)
-    old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     from ..events import Event
 
-    try:
-        with tracer:
-            try:
-                if args.json:
-                    event, lost = writer.event, writer.lost
+    # SIGINT/SIGTERM/SIGHUP end the loop through undertow.stop (cli.main); the tracer
+    # stops producing, shows what it had for at most 0.5 s (--drain: all), counts the rest
+    with tracer:
+        try:
+            if args.json:
+                event, lost = writer.event, writer.lost
 
-                    def write(batch: List[Any]) -> None:
-                        for rec in batch:
-                            if rec.__class__ is Event:
-                                event(rec)
-                            else:
-                                lost(rec)
-                else:
-                    # fixed-size events come as ready lines (no Event built), the rest as
-                    # Events; a batch is written at once
-                    tracer.render_lines(writer)
-                    write = writer.batch
-                for batch in tracer.batches():
-                    write(batch)
-                    # one flush per read of the kernel buffers: prompt when events are rare,
-                    # one write per batch under load
-                    sys.stdout.flush()
-            except (KeyboardInterrupt, _Stop):
-                pass
-            finally:
+                def write(batch: List[Any]) -> None:
+                    for rec in batch:
+                        if rec.__class__ is Event:
+                            event(rec)
+                        else:
+                            lost(rec)
+            else:
+                # fixed-size events come as ready lines (no Event built), the rest as
+                # Events; a batch is written at once
+                tracer.render_lines(writer)
+                write = writer.batch
+            for batch in tracer.batches():
+                write(batch)
+                # one flush per read of the kernel buffers: prompt when events are rare,
+                # one write per batch under load
                 sys.stdout.flush()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C while --drain showed a long backlog
+        finally:
+            sys.stdout.flush()
     if not args.no_summary:
         # --count ends in the middle of a read: the stats count every event decoded
         read = tracer.stats.total_events

@@ -61,8 +61,11 @@ class JsonWriter:
 
     def summary(self, stats: Stats, shown: Optional[int] = None) -> None:
         """``{"summary": {"events": {probe: n}, "lost": {reason: n}}}`` (counts of what was
-        read), with ``"shown": n`` when ``--count`` printed fewer events than were read."""
+        read), with ``"shown": n`` when ``--count`` printed fewer events than were read and
+        ``"after_stop": n`` for records made after the stop (not shown, not lost)."""
         data: Dict[str, Any] = {"events": stats.events, "lost": stats.lost}
         if shown is not None:
             data["shown"] = shown
+        if getattr(stats, "after_stop", 0):
+            data["after_stop"] = stats.after_stop
         self.out.write(json.dumps({"summary": data}) + "\n")

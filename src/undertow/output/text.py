@@ -252,8 +252,16 @@ def summary(stats: Stats, shown: Optional[int] = None) -> str:
     for probe, n in sorted(stats.events.items(), key=lambda kv: -kv[1]):
         lines.append(f"#   {n:>10}  {escape(probe)}")
     for reason, n in sorted(stats.lost.items()):
-        lines.append(f"#   {n:>10}  LOST ({reason})")
+        why = LOST_NOTES.get(reason)
+        lines.append(f"#   {n:>10}  LOST ({reason})" + (f": {why}" if why else ""))
+    after = getattr(stats, "after_stop", 0)
+    if after:
+        lines.append(f"#   {after:>10}  made after the stop, not shown")
     return "\n".join(lines) + "\n"
+
+
+#: What a loss reason means, where the reason's name alone does not say what to do.
+LOST_NOTES = {"not_drained": "recorded before the stop, still unread when undertow stopped (--drain shows them)"}
 
 
 def render_fields(fields: Dict[str, Any], formats: Dict[str, str]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 TYPE_CHECKING = False
@@ -57,9 +56,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     compiled = compile_program(prog, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
     if args.verbose:
         print(f"undertow {name}: hooks: {hooks}", file=sys.stderr)
-    stopping: List[int] = []
-    old = {s: signal.signal(s, lambda n, f: stopping.append(n))
-           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    from ..backends.loop import ReadLoop
+
     out = sys.stdout
     shown: List[Dict[str, Any]] = []
     infos: Dict[int, Any] = {}
@@ -71,15 +69,12 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
         if not args.json:
             out.write(header + "\n")
             out.flush()
-        deadline = time.monotonic() + args.duration if args.duration else None
-        draining = False
-        while True:
-            if not draining and (stopping or (deadline is not None and time.monotonic() >= deadline)):
-                # what the kernel already recorded is shown before stopping (never dropped silently)
-                draining = True
-            if draining and (not session.rb.pending() or (args.count and len(shown) >= args.count)):
-                break
-            for rec in session.poll(0 if draining else 0.05):
+        # Ctrl-C/SIGTERM/SIGHUP (undertow.stop), --duration and --count end the loop the same
+        # way: nothing recorded after the stop is shown, what was recorded before it is shown
+        # for at most 0.5 s more (--drain: all) and the rest is counted (backends/loop.py)
+        loop = ReadLoop(session, duration=args.duration, drain=getattr(args, "drain", False))
+        for batch in loop.batches():
+            for rec in batch:
                 if isinstance(rec, Lost):
                     if args.json:
                         out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
@@ -120,8 +115,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 else:
                     out.write(line(d)[:100] + "\n")
                 if args.count and len(shown) >= args.count:
-                    stopping.append(0)
-                    draining = True
+                    loop.finish("count")
                     break
             out.flush()
         if on_stop is not None:
@@ -130,12 +124,12 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 shown.append(d)
                 out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d)[:100] + "\n")
             out.flush()
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C while --drain showed a long backlog
     finally:
         session.close()
-        for s_, h in old.items():
-            signal.signal(s_, h)
-    if session.stats.total_lost:
-        print(f"undertow {name}: lost {session.stats.total_lost} events ({session.stats.lost})", file=sys.stderr)
+    for line in session.stats.loss_report(f"undertow {name}"):
+        print(line, file=sys.stderr)
     return shown
 
 

@@ -5,8 +5,9 @@ the same options and the same behaviour around the events:
 
 - :func:`add_common_options`: ``--json --pid --comm --cgroup --duration --count --summary``,
   same names and meaning in every tool;
-- :func:`stop_signals`: SIGTERM and SIGHUP stop a tool as Ctrl-C does (a tool run by a service
-  manager or under ``timeout`` ends cleanly and still prints its summary);
+- stopping: SIGINT, SIGTERM and SIGHUP (``undertow.stop``, installed by the command line) and
+  ``--duration`` end every tool the same way (``undertow.backends.loop``): a tool run by a service
+  manager or under ``timeout`` ends cleanly within a second and still prints its summary;
 - :func:`run_loop`: drives a :class:`~undertow.api.Tracer` (ftrace or BPF backend): events to a
   handler, :class:`~undertow.events.Lost` notices printed in-band and counted, ``--count``;
 - :class:`ProcessFilter`: ``--comm`` (a glob on the task's ``comm``, ``task_struct.comm``) and
@@ -26,14 +27,13 @@ import contextlib
 import fnmatch
 import json
 import re
-import signal
 import sys
 from undertow.dclass import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, \
     Tuple
 
 __all__ = [
-    "add_common_options", "Stopped", "stop_signals", "ProcessFilter", "LoopResult", "run_loop",
+    "add_common_options", "ProcessFilter", "LoopResult", "run_loop",
     "lost_line", "Column", "Summary",
 ]
 
@@ -65,39 +65,6 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     parser.add_argument("--duration", type=float, help=COMMON_HELP["duration"])
     parser.add_argument("--count", type=int, help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
-
-
-# -- stopping
-
-
-class Stopped(Exception):
-    """Raised (from a signal handler) when SIGTERM or SIGHUP asks the tool to stop."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
-@contextlib.contextmanager
-def stop_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Within the block, ``signals`` raise :class:`Stopped` (SIGINT keeps raising
-    ``KeyboardInterrupt``); the previous handlers are restored on the way out.
-
-    Raising from the handler interrupts a blocking poll at once; the tracer's ``with`` block
-    then detaches everything it attached (the tracefs instance, BPF links).
-    """
-    old: Dict[int, Any] = {}
-    try:
-        for s in signals:
-            old[s] = signal.signal(s, _raise_stopped)
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 # -- filters
@@ -161,10 +128,10 @@ def lost_line(count: int, reason: str) -> str:
 
 
 def run_loop(tracer: Any, handle: Callable[[Any], bool], *, count: Optional[int] = None,
-             as_json: bool = False, lost_json: bool = True, out: Optional[TextIO] = None,
-             signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> LoopResult:
+             as_json: bool = False, lost_json: bool = True, out: Optional[TextIO] = None) -> LoopResult:
     """Run ``tracer`` (an :class:`undertow.api.Tracer`) until its duration ends, ``count``
-    events were shown, Ctrl-C, SIGTERM or SIGHUP.
+    events were shown, or a stop is asked (SIGINT, SIGTERM, SIGHUP: ``undertow.stop``; a
+    library caller's KeyboardInterrupt).
 
     ``handle(event)`` filters, prints one :class:`~undertow.events.Event` and returns whether
     it showed it (only shown events count toward ``count``). :class:`~undertow.events.Lost`
@@ -178,25 +145,30 @@ def run_loop(tracer: Any, handle: Callable[[Any], bool], *, count: Optional[int]
     res = LoopResult()
     pending = getattr(tracer, "pending", None)
     try:
-        with stop_signals(signals):
-            with tracer:
-                for rec in tracer.records():
-                    if isinstance(rec, Lost):
-                        res.lost += rec.count
-                        res.lost_by_reason[rec.reason] = res.lost_by_reason.get(rec.reason, 0) + rec.count
-                        if not as_json:
-                            out.write(lost_line(rec.count, rec.reason) + "\n")
-                        elif lost_json:
-                            out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
-                    elif handle(rec):
-                        res.shown += 1
-                        if count and res.shown >= count:
-                            res.stopped_by = "count"
-                            break
-                    if pending is None or not pending():
-                        out.flush()
-    except Stopped:
-        res.stopped_by = "signal"
+        with tracer:
+            for rec in tracer.records():
+                if isinstance(rec, Lost):
+                    res.lost += rec.count
+                    res.lost_by_reason[rec.reason] = res.lost_by_reason.get(rec.reason, 0) + rec.count
+                    if not as_json:
+                        out.write(lost_line(rec.count, rec.reason) + "\n")
+                    elif lost_json:
+                        out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
+                elif handle(rec):
+                    res.shown += 1
+                    if count and res.shown >= count:
+                        res.stopped_by = "count"
+                        break
+                if pending is None or not pending():
+                    out.flush()
+        if res.stopped_by != "count":
+            res.stopped_by = getattr(tracer, "stopped_by", None) or "end"
+        # what the stop left unread, counted by the read loop after the last record
+        stats = getattr(tracer, "stats", None)
+        unread = stats.lost.get("not_drained", 0) if stats is not None else 0
+        if unread:
+            res.lost += unread
+            res.lost_by_reason["not_drained"] = unread
     except KeyboardInterrupt:
         res.stopped_by = "interrupt"
     finally:

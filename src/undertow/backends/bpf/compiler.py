@@ -218,8 +218,11 @@ class ProbeGen:
                 a.jeq(I.R0, self.self_pid, "exit").value_ref("self_pid")
             if self.pid is not None:
                 a.jne(I.R0, self.pid, "exit")
-        if self.out.options.get("exit_flag") and not host:
-            # after exit() no probe does anything more (the reader may lag by a poll period)
+        if not host:
+            # state[0] != 0: exit() was called, or user space asked the programs to stop
+            # (ProgramSession.stop_producing: a signal, --duration, --count). From then on no
+            # probe records or counts anything more, while the reader catches up (the
+            # verifier inlines this ARRAY lookup: a few instructions per event)
             off = self.alloc(8)
             a.st(I.DW, I.FP, off, 0)
             self.lookup("state", off)

@@ -21,7 +21,7 @@ import select
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Dict, List, Optional
+    from typing import Callable, Dict, List, Optional, Tuple
 
 from ...kernel import syscalls as sc
 from .ringbuf import u64_words
@@ -104,6 +104,24 @@ class PerfBuffer:
 
     def poll(self, timeout: Optional[float]) -> bool:
         return bool(self._ep.poll(-1 if timeout is None else timeout))
+
+    def wake_on(self, fd: int) -> None:
+        """Also return from :meth:`poll` when ``fd`` is readable (undertow.stop's pipe)."""
+        try:
+            self._ep.register(fd, select.EPOLLIN)
+        except (OSError, ValueError):
+            pass
+
+    def discard_all(self, cutoff_ns: int) -> Tuple[int, int]:
+        """Consume every record without handing it out: ``(made at or before cutoff_ns,
+        made after)`` by the u64 timestamp undertow's records start with."""
+        counts = [0, 0]
+
+        def one(view: memoryview) -> None:
+            counts[len(view) >= 8 and _U64.unpack_from(view, 0)[0] > cutoff_ns] += 1
+
+        self.consume(one)
+        return counts[0], counts[1]
 
     def pending(self) -> int:
         """Bytes written by the kernel and not consumed yet, all CPUs."""

@@ -135,6 +135,8 @@ class ProgramSession(Session):
         self._eager_until = 0.0
         self._kprobe_group: Optional[str] = None
         self._kprobe_defs: List[str] = []
+        self.state_fd = -1
+        self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -164,8 +166,9 @@ class ProgramSession(Session):
         self.fds.append(rb)
         self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
         self.fds.append(self.lost_fd)
-        state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called
+        state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called, or stop_producing()
         self.fds.append(state)
+        self.state_fd = state
         relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state,
                                   ("value", "self_pid"): os.getpid(), ("value", "start_ns"): self.c.start_ns}
         if perf:
@@ -450,6 +453,39 @@ class ProgramSession(Session):
         sc.perf_event_set_bpf(pfd, prog)
         sc.perf_event_enable(pfd)
 
+    # -- stopping
+    def wake_on(self, fd: int) -> None:
+        if self.rb is not None:
+            self.rb.wake_on(fd)
+
+    def stop_producing(self, at_ns: int) -> None:
+        """Raise the programs' stop flag (state[0], tested first by every probe: compiler.py)
+        so nothing more is recorded or counted, and drop records stamped after ``at_ns``
+        that are already in the buffers (counted in ``stats.after_stop``)."""
+        self._cutoff = at_ns
+        if self.state_fd >= 0:
+            try:
+                sc.map_update_elem(self.state_fd, struct.pack("<I", 0), struct.pack("<Q", 2))
+            except BPFError:
+                pass
+
+    def pending(self) -> bool:
+        return self.rb is not None and not self._closed and bool(self.rb.pending())
+
+    def count_unread(self) -> int:
+        """Count what is left in the buffers as lost (``not_drained``: made before the stop)
+        or ``after_stop``, without decoding it; returns the former."""
+        if self.rb is None or self._closed:
+            return 0
+        cutoff = self._cutoff or time.monotonic_ns()
+        before, after = self.rb.discard_all(cutoff)
+        out: List[Any] = []
+        self._check_lost(out)
+        if before:
+            self.stats.count_lost("not_drained", before)
+        self.stats.after_stop += after
+        return before
+
     # -- reading
     def poll(self, timeout: Optional[float] = None, limit: int = POLL_RECORDS) -> List[Record]:
         """Records that arrived (at most ``limit``: the caller handles them, then polls again,
@@ -475,6 +511,9 @@ class ProgramSession(Session):
             return
         ts, tgid, tid, comm_b, idx, errs, cpu = HEADER.unpack_from(view, 0)
         if idx >= len(self.c.actions):
+            return
+        if self._cutoff and ts > self._cutoff:
+            self.stats.after_stop += 1
             return
         act = self.c.actions[idx]
         payload = bytes(view[HDR_SIZE:HDR_SIZE + act.size])
@@ -551,6 +590,7 @@ class ProgramSession(Session):
         if self._ended:
             return []
         self._ended = True
+        self._cutoff = 0  # END runs after the stop: what it prints is shown
         for fd in self.end_progs:
             try:
                 sc.prog_test_run(fd, bytes(8))

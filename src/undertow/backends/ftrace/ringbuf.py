@@ -69,7 +69,14 @@ def decode_page(page: bytes, hp: HeaderPage) -> Tuple[List[Tuple[int, int, int]]
     ``start:end`` is a record (beginning with ``common_type``); ``missed`` is the
     number of events the kernel dropped before this page (-1: some, count unknown).
     """
-    out: List[Tuple[int, int, int]] = []
+    recs, missed = _walk_page(page, hp)
+    return [(ts, start, end) for ts, _pos, start, end in recs], missed
+
+
+def _walk_page(page: bytes, hp: HeaderPage) -> Tuple[List[Tuple[int, int, int, int]], int]:
+    """``([(ts, header position, start, end), ...], missed)``: :func:`decode_page` with
+    where each record's event header begins."""
+    out: List[Tuple[int, int, int, int]] = []
     ts, end, missed = page_header(page, hp)
     pos = hp.data_offset
     unpack = _U32.unpack_from
@@ -85,13 +92,13 @@ def decode_page(page: bytes, hp: HeaderPage) -> Tuple[List[Tuple[int, int, int]]
             nxt = pos + 4 + ln
             if ln < 4 or nxt > end:
                 break
-            out.append((ts, pos + 8, nxt))
+            out.append((ts, pos, pos + 8, nxt))
         elif tl <= 28:
             ts += delta
             nxt = pos + 4 + tl * 4
             if nxt > end:
                 break
-            out.append((ts, pos + 4, nxt))
+            out.append((ts, pos, pos + 4, nxt))
         elif tl == PADDING:
             if delta == 0 or pos + 8 > end:
                 break
@@ -114,6 +121,78 @@ def decode_page(page: bytes, hp: HeaderPage) -> Tuple[List[Tuple[int, int, int]]
             break
         pos = nxt
     return out, missed
+
+
+def cut_page(page: bytes, hp: HeaderPage, cutoff: int) -> Tuple[Optional[bytes], int, int]:
+    """``(page holding only the records stamped at or before cutoff, or None when none is;
+    records kept, records cut)``: for the last pages read after a stop (records made
+    after it are not shown). The commit length is rewritten; the missed-events flags and
+    a stored count (kept right after the data) go with the shortened page."""
+    recs, _missed = _walk_page(page, hp)
+    cut = sum(1 for r in recs if r[0] > cutoff)
+    if not cut:
+        return page, len(recs), 0
+    keep = len(recs) - cut
+    if not keep:
+        return None, 0, cut
+    head = recs[keep][1]  # the data ends where the first record after the cutoff begins
+    # time extends or padding just before it belong to it: harmless to keep, they carry no record
+    old = int.from_bytes(page[hp.commit_offset: hp.commit_offset + hp.commit_size], "little")
+    _ts, old_end, _m = page_header(page, hp)
+    flags = old & _FLAGS
+    new_len = head - hp.data_offset
+    stored = b""
+    if flags & RB_MISSED_STORED:
+        stored = page[old_end: old_end + hp.commit_size]
+    out = bytearray(page[:head])
+    out[hp.commit_offset: hp.commit_offset + hp.commit_size] = (flags | new_len).to_bytes(hp.commit_size, "little")
+    out += stored
+    return bytes(out), keep, cut
+
+
+def count_records(page: bytes, hp: HeaderPage, cutoff: int) -> Tuple[int, int]:
+    """``(records stamped at or before cutoff, after it)`` in one page: the header walk of
+    :func:`decode_page` without building anything (counting what a stop leaves unread)."""
+    ts, end, _missed = page_header(page, hp)
+    pos = hp.data_offset
+    unpack = _U32.unpack_from
+    n = after = 0
+    while pos + 4 <= end:
+        (word,) = unpack(page, pos)
+        tl = word & 31
+        if tl <= 28:
+            ts += word >> 5
+            if tl:
+                nxt = pos + 4 + tl * 4
+            else:
+                if pos + 8 > end:
+                    break
+                (ln,) = unpack(page, pos + 4)
+                if ln < 4:
+                    break
+                nxt = pos + 4 + ln
+            if nxt > end:
+                break
+            n += 1
+            if ts > cutoff:
+                after += 1
+        elif pos + 8 > end:
+            break
+        elif tl == PADDING:
+            if not word >> 5:
+                break
+            nxt = pos + 4 + unpack(page, pos + 4)[0]
+            ts += word >> 5
+        elif tl == TIME_EXTEND:
+            ts += (word >> 5) + (unpack(page, pos + 4)[0] << 27)
+            nxt = pos + 8
+        else:
+            ts = ((word >> 5) + (unpack(page, pos + 4)[0] << 27)) | (ts & ~((1 << 59) - 1))
+            nxt = pos + 8
+        if nxt <= pos:
+            break
+        pos = nxt
+    return n - after, after
 
 
 def iter_pages(data: bytes, page_size: int) -> Iterator[bytes]:

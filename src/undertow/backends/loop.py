@@ -1,0 +1,130 @@
+"""The read loop every command shares: poll a session until something asks it to stop,
+then stop the same way everywhere.
+
+What asks to stop: a signal (SIGINT/SIGTERM/SIGHUP through :mod:`undertow.stop`), the end of
+``--duration``, or the consumer itself through :meth:`ReadLoop.finish` (``--count`` reached,
+the program called ``exit()``). Then, in this order:
+
+1. :meth:`~undertow.backends.base.Session.stop_producing` at the stop's time: the kernel
+   records nothing more (BPF: the programs' stop flag; ftrace: ``tracing_on`` 0), and records
+   stamped after that time which are already in the buffers are dropped as they are read
+   (``stats.after_stop``: made after the user asked to stop, so never shown);
+2. what the buffers still hold is shown for at most ``drain_seconds`` (all of it with
+   ``drain=True``, the commands' ``--drain``): a storm cannot keep a stopped tracer printing
+   for tens of seconds;
+3. the rest is counted without being decoded (lost, reason ``not_drained``), so the exit
+   summary adds up: events read + lost = records produced before the stop.
+
+A second SIGINT while draining with ``drain=True`` raises KeyboardInterrupt
+(:mod:`undertow.stop`): the session is still closed by its owner's ``with``/``finally``.
+"""
+
+from __future__ import annotations
+
+import time
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Any, Callable, Iterator, List, Optional
+
+from .. import stop
+
+__all__ = ["ReadLoop", "POLL_EVERY", "DRAIN_SECONDS"]
+
+#: The reader wakes at least this often (seconds): batched kernel wake-ups (buffer_percent,
+#: ring buffers without wake-ups) leave the timer to bound how late a line is shown under a
+#: steady load. 50 ms keeps every event within 100 ms (bench/trace_latency.py: max ~65 ms
+#: at 20k events/s) for ~20 empty reads per second.
+POLL_EVERY = 0.05
+#: How long a stopped session goes on showing what it had recorded before the stop. Half a
+#: second leaves room, within the one second a stop may take, for counting the rest, the
+#: END blocks and maps, and detaching.
+DRAIN_SECONDS = 0.5
+
+
+class ReadLoop:
+    """Batches of records from ``session`` until a stop (see the module's doc).
+
+    ``duration``: seconds from ``started_at`` (``time.monotonic()``; default: now).
+    ``until()``, asked every turn (at least every ``poll_every`` seconds), returns a reason
+    to stop and drain (``"child"``: the command of ``-c`` ended) or None.
+    ``stopped_by`` says why it ended: ``"signal"``, ``"duration"``, ``"count"``, ``"exit"``,
+    or whatever the consumer passed to :meth:`finish`.
+    """
+
+    def __init__(self, session: Any, *, duration: Optional[float] = None, drain: bool = False,
+                 poll_every: float = POLL_EVERY, drain_seconds: float = DRAIN_SECONDS,
+                 started_at: Optional[float] = None, until: Optional[Callable[[], Optional[str]]] = None) -> None:
+        self.session = session
+        self.until = until
+        self.drain = drain
+        self.poll_every = poll_every
+        self.drain_seconds = drain_seconds
+        start = time.monotonic() if started_at is None else started_at
+        self.deadline = None if duration is None else start + duration
+        self.stopped_by: Optional[str] = None
+        self._finish: Optional[str] = None
+        self._finish_drain = False
+        self._stopped = False
+
+    def finish(self, why: str, drain: bool = False) -> None:
+        """The consumer asks to stop once it has handled the current batch: ``drain`` shows
+        what the kernel already recorded (``exit()``: everything before the call), otherwise
+        it is only counted (``--count``: the consumer has what it wanted)."""
+        if self._finish is None:
+            self._finish, self._finish_drain = why, drain
+
+    def _stop_now(self, at_ns: int) -> None:
+        self._stopped = True
+        self.session.stop_producing(at_ns)
+
+    def batches(self) -> Iterator[List[Any]]:
+        """The records, one list per read of the kernel buffers."""
+        s = self.session
+        fd = stop.wakeup_fd()
+        if fd >= 0:
+            s.wake_on(fd)
+        try:
+            while True:
+                if self._finish is not None:
+                    self.stopped_by = self._finish
+                    at = time.monotonic_ns()
+                    break
+                if stop.requested():
+                    self.stopped_by = "signal"
+                    at = stop.stopped_at_ns() or time.monotonic_ns()
+                    break
+                if self.until is not None:
+                    why = self.until()
+                    if why:
+                        self.finish(why, drain=True)
+                        continue
+                timeout = self.poll_every
+                if self.deadline is not None:
+                    left = self.deadline - time.monotonic()
+                    if left <= 0:
+                        self.stopped_by = "duration"
+                        at = int(self.deadline * 1e9)
+                        break
+                    timeout = min(timeout, left)
+                batch = s.poll(timeout)
+                if batch:
+                    yield batch
+            self._stop_now(at)
+            if self._finish is None or self._finish_drain:
+                drain = self.drain or self._finish_drain
+                end = time.monotonic() + self.drain_seconds
+                stop.forceable = drain
+                while drain or time.monotonic() < end:
+                    batch = s.poll(0)
+                    if batch:
+                        yield batch
+                    elif not s.pending():
+                        break
+        finally:
+            stop.forceable = False
+            # also when the consumer leaves early (a break, --count in api.Tracer): nothing
+            # made before the stop goes uncounted
+            if not self._stopped:
+                self.stopped_by = self.stopped_by or self._finish or "end"
+                self._stop_now(time.monotonic_ns())
+            s.count_unread()
