@@ -157,6 +157,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    if args.verbose:  # a cache refused (someone else's, writable by others): said once, when met
+        from .kernel import cache
+
+        cache.set_reporter(lambda why: print(f"undertow {args.command}: {why}", file=sys.stderr))
     try:
         return int(func(args) or 0)
     except UndertowError as e:
@@ -180,6 +184,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:
             pass
         return 0
+    finally:
+        if args.verbose:
+            from .kernel import cache
+
+            cache.set_reporter(None)
 
 
 def entry() -> None:  # pragma: no cover - console-script shim

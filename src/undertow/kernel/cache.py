@@ -29,9 +29,7 @@ error. What is read is the caller's to validate as well (features.py, btf.py, Ke
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Callable, List, Optional, Tuple
@@ -70,18 +68,23 @@ def _refuse(message: str) -> None:
             _reporter(message)
 
 
+# <sys/stat.h>: not importing ``stat`` (nor ``errno``, imported on error paths) keeps this
+# module's import cost at what a start-up can afford.
+_S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK, _S_ISVTX = 0o170000, 0o040000, 0o100000, 0o120000, 0o1000
+
+
 def _who(uid: int) -> str:
     return "root" if uid == 0 else f"uid {uid}"
 
 
 def _own_problem(st: os.stat_result, euid: int) -> Optional[str]:
     """Why a directory of the cache itself cannot be used (None: it can)."""
-    if not stat.S_ISDIR(st.st_mode):
+    if not st.st_mode & _S_IFMT == _S_IFDIR:
         return "is not a directory"
     if st.st_uid != euid:
         return f"is owned by {_who(st.st_uid)}, not {_who(euid)}"
     if st.st_mode & 0o022:
-        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+        return f"is writable by others (mode {st.st_mode & 0o7777:04o})"
     return None
 
 
@@ -90,8 +93,8 @@ def _ancestor_problem(st: os.stat_result, euid: int) -> Optional[str]:
     could rename or replace what is in it (a sticky root-owned directory, /tmp, is fine)."""
     if st.st_uid not in (0, euid):
         return f"is owned by {_who(st.st_uid)}, not {_who(euid)}"
-    if st.st_mode & 0o022 and not (st.st_mode & stat.S_ISVTX and st.st_uid == 0):
-        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if st.st_mode & 0o022 and not (st.st_mode & _S_ISVTX and st.st_uid == 0):
+        return f"is writable by others (mode {st.st_mode & 0o7777:04o})"
     return None
 
 
@@ -143,11 +146,13 @@ def _open_chain(path: str, euid: int) -> Tuple[int, str]:
                     return -1, f"cannot create {shown}: {e.strerror}"
                 continue  # opened and checked like any other
             except OSError as e:
+                import errno
+
                 if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                     return -1, f"cannot open {shown}: {e.strerror}"
                 try:
                     lst = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if not stat.S_ISLNK(lst.st_mode):
+                    if not lst.st_mode & _S_IFMT == _S_IFLNK:
                         return -1, f"{shown} is not a directory"
                     if lst.st_uid not in (0, euid):
                         return -1, f"{shown} is a symlink owned by {_who(lst.st_uid)}, not {_who(euid)}"
@@ -230,7 +235,7 @@ class CacheDir:
 
     def _is_link(self, name: str) -> bool:
         try:
-            return stat.S_ISLNK(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode & _S_IFMT == _S_IFLNK
         except OSError:
             return False
 
@@ -254,6 +259,8 @@ class CacheDir:
                 except OSError:
                     return None
             except OSError as e:
+                import errno
+
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):  # O_DIRECTORY on a symlink: ENOTDIR
                     _refuse(f"not using the cache {shown}: it is " +
                             ("a symlink" if self._is_link(name) else "not a directory"))
@@ -282,7 +289,7 @@ class CacheDir:
             return None
         try:
             st = os.fstat(fd)
-            if (not stat.S_ISREG(st.st_mode) or st.st_uid != self.euid or st.st_mode & 0o022
+            if (not st.st_mode & _S_IFMT == _S_IFREG or st.st_uid != self.euid or st.st_mode & 0o022
                     or st.st_nlink != 1 or st.st_size > limit):
                 return None
             chunks = []
@@ -385,6 +392,8 @@ class CacheDir:
         try:
             fd = os.open(name, _DIR, dir_fd=self.fd)
         except OSError as e:
+            import errno
+
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 return self.remove(name)
             return False
@@ -418,7 +427,7 @@ def open_cache(roots: Roots) -> Optional[CacheDir]:
     fd, why = _open_chain(path, euid)
     if fd < 0:
         hint = "" if why.startswith("cannot ") else \
-            ' (UNDERTOW_CACHE_DIR=DIR names another, UNDERTOW_CACHE_DIR="" turns caches off)'
+            ' (set UNDERTOW_CACHE_DIR to a directory of your own, or to "" for none)'
         _refuse(f"not using the cache {path}: {why}{hint}")
         return None
     return CacheDir(fd, path, euid)
