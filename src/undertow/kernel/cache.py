@@ -79,7 +79,7 @@ def _who(uid: int) -> str:
 
 def _own_problem(st: os.stat_result, euid: int) -> Optional[str]:
     """Why a directory of the cache itself cannot be used (None: it can)."""
-    if not st.st_mode & _S_IFMT == _S_IFDIR:
+    if st.st_mode & _S_IFMT != _S_IFDIR:
         return "is not a directory"
     if st.st_uid != euid:
         return f"is owned by {_who(st.st_uid)}, not {_who(euid)}"
@@ -152,7 +152,7 @@ def _open_chain(path: str, euid: int) -> Tuple[int, str]:
                     return -1, f"cannot open {shown}: {e.strerror}"
                 try:
                     lst = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if not lst.st_mode & _S_IFMT == _S_IFLNK:
+                    if lst.st_mode & _S_IFMT != _S_IFLNK:
                         return -1, f"{shown} is not a directory"
                     if lst.st_uid not in (0, euid):
                         return -1, f"{shown} is a symlink owned by {_who(lst.st_uid)}, not {_who(euid)}"
@@ -289,7 +289,7 @@ class CacheDir:
             return None
         try:
             st = os.fstat(fd)
-            if (not st.st_mode & _S_IFMT == _S_IFREG or st.st_uid != self.euid or st.st_mode & 0o022
+            if (st.st_mode & _S_IFMT != _S_IFREG or st.st_uid != self.euid or st.st_mode & 0o022
                     or st.st_nlink != 1 or st.st_size > limit):
                 return None
             chunks = []
