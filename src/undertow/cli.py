@@ -159,6 +159,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from . import stop
 
+    if args.verbose:  # a cache refused (someone else's, writable by others): said once, when met
+        from .kernel import cache
+
+        cache.set_reporter(lambda why: print(f"undertow {args.command}: {why}", file=sys.stderr))
     try:
         # SIGINT/SIGTERM/SIGHUP become a stop request (undertow/stop.py): set-up steps and
         # read loops end cleanly, whatever moment the signal lands, and a run started with
@@ -191,6 +195,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:
             pass
         return 0
+    finally:
+        if args.verbose:
+            from .kernel import cache
+
+            cache.set_reporter(None)
 
 
 def entry() -> None:  # pragma: no cover - console-script shim

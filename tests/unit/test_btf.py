@@ -189,24 +189,127 @@ def test_load_and_cache(tmp_path):
         load_module_btf(roots, "../evil", b1)
 
 
-def test_member_offset_is_cached_per_boot(tmp_path):
+def _member_roots(tmp_path, boot="b00t"):
+    sysd = tmp_path / "sys" / "kernel" / "btf"
+    sysd.mkdir(parents=True, exist_ok=True)
+    (sysd / "vmlinux").write_bytes(open(FIX, "rb").read())
+    bootd = tmp_path / "proc" / "sys" / "kernel" / "random"
+    bootd.mkdir(parents=True, exist_ok=True)
+    (bootd / "boot_id").write_text(boot + "\n")
+    return Roots(proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"), cache_dir=str(tmp_path / "c"), live=True)
+
+
+def test_member_offset_is_cached_per_boot(tmp_path, monkeypatch):
     from undertow.kernel import Kernel
+    from undertow.kernel import btf as kbtf
+
+    roots = _member_roots(tmp_path)
+    kbtf._VMLINUX.clear()
+    fl_hi = BTF.from_bytes(open(FIX, "rb").read()).member("struct outer", "fl.hi").offset
+    want = {"d": 104, "saddr": 8, "fl.hi": fl_hi}
+    for path, off in want.items():
+        assert Kernel(roots).member_offset("struct outer", path) == off
+    names = [n for n in os.listdir(tmp_path / "c") if n.startswith("member-b00t-")]
+    assert len(names) == 3
+    kbtf._VMLINUX.clear()
+
+    def no_btf(roots):
+        raise AssertionError("a cache hit loads no BTF")
+
+    monkeypatch.setattr(kbtf, "load_vmlinux", no_btf)
+    for path, off in want.items():  # a later run of the same boot: checked against the blob's records
+        assert Kernel(roots).member_offset("struct outer", path) == off
+    monkeypatch.undo()
+    (tmp_path / "proc" / "sys" / "kernel" / "random" / "boot_id").write_text("other\n")
+    (tmp_path / "sys" / "kernel" / "btf" / "vmlinux").unlink()  # another boot: asks BTF again (gone here)
+    with pytest.raises(BTFError):
+        Kernel(roots).member_offset("struct outer", "d")
+    kbtf._VMLINUX.clear()
+
+
+def test_a_planted_member_offset_is_a_miss(tmp_path):
+    """The member offset cache holds the BTF records the offset was read from; a value the
+    BTF does not back (another number, a record of another member, another blob) is a miss
+    and is computed again (and the entry rewritten)."""
+    from undertow.kernel import Kernel
+    from undertow.kernel import btf as kbtf
+    from undertow.kernel.btfcheck import check_member_witness
+
+    roots = _member_roots(tmp_path)
+    kbtf._VMLINUX.clear()
+    k = Kernel(roots)
+    assert k.member_offset("struct outer", "saddr") == 8
+    entry = tmp_path / "c" / "member-b00t-struct outer-saddr"
+    good = entry.read_bytes()
+    size, off, chain = good.decode().split(" ")
+    assert off == "8" and len(chain.split(",")) == 3  # outer -> anonymous union -> anonymous struct -> saddr
+    d_rec = k.btf().member_witness("struct outer", "d").decode().split(" ")[2]
+    vmlinux = roots.btf_vmlinux
+    planted = [
+        b"104",                                               # the old format: a bare number
+        f"{size} 104 {chain}".encode(),                       # right records, wrong sum
+        f"{size} 104 {d_rec}".encode(),                       # another member's record ("d")
+        f"{int(size) + 4} 8 {chain}".encode(),                # another blob
+        f"{size} 8 {chain.replace(':', ':9', 1)}".encode(),   # a member index past the record
+        f"{size} 8 1:0".encode(),                             # not a record boundary
+        b"\xff" * 40,
+    ]
+    for p in planted:
+        assert check_member_witness(vmlinux, "struct outer", "saddr", p) is None, p
+        entry.write_bytes(p)
+        kbtf._VMLINUX.clear()
+        assert Kernel(roots).member_offset("struct outer", "saddr") == 8
+        assert entry.read_bytes() == good  # computed again and rewritten
+    assert check_member_witness(vmlinux, "struct outer", "saddr", good) == 8
+    assert check_member_witness(vmlinux, "struct inner", "saddr", good) is None  # another struct
+    assert check_member_witness(vmlinux, "struct outer", "daddr", good) is None  # another path
+    kbtf._VMLINUX.clear()
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["at-load", "at-use"])
+def test_a_crafted_btf_index_is_not_believed(tmp_path, monkeypatch, sampled):
+    """A cached index that does not describe the blob (swapped entries, offsets out of the
+    type section, wrong names) is a miss: rebuilt, right names and types, cache rewritten.
+    Caught by the sample checked at load or, for entries the sample skipped (vmlinux has
+    127k), when the type is decoded."""
     from undertow.kernel import btf as kbtf
 
     sysd = tmp_path / "sys" / "kernel" / "btf"
     sysd.mkdir(parents=True)
     (sysd / "vmlinux").write_bytes(open(FIX, "rb").read())
-    boot = tmp_path / "proc" / "sys" / "kernel" / "random"
-    boot.mkdir(parents=True)
-    (boot / "boot_id").write_text("b00t\n")
-    roots = Roots(proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"), cache_dir=str(tmp_path / "c"), live=True)
+    cache = tmp_path / "cache"
+    roots = Roots(sys=str(tmp_path / "sys"), cache_dir=str(cache), live=False)
     kbtf._VMLINUX.clear()
-    assert Kernel(roots).member_offset("struct outer", "d") == 104
-    assert any(n.startswith("member-b00t-") for n in os.listdir(tmp_path / "c"))
-    (sysd / "vmlinux").unlink()  # a later run of the same boot needs no BTF
-    kbtf._VMLINUX.clear()
-    assert Kernel(roots).member_offset("struct outer", "d") == 104
-    (boot / "boot_id").write_text("other\n")  # another boot: asks BTF again (gone here)
-    with pytest.raises(BTFError):
-        Kernel(roots).member_offset("struct outer", "d")
+    real = load_vmlinux(roots)
+    (entry,) = [cache / n for n in os.listdir(cache)]
+    good = entry.read_bytes()
+    n = len(good) // 8
+    offs = list(struct.unpack(f"<{n}I", good[:4 * n]))
+    names = list(struct.unpack(f"<{n}I", good[4 * n:]))
+    outer = real.find("outer", "struct").id - 1
+    inner = real.find("inner", "struct").id - 1
+
+    def pack(o, m):
+        return struct.pack(f"<{n}I", *o) + struct.pack(f"<{n}I", *m)
+
+    swapped_o, swapped_m = offs[:], names[:]
+    swapped_o[outer], swapped_o[inner] = offs[inner], offs[outer]
+    swapped_m[outer], swapped_m[inner] = names[inner], names[outer]
+    renamed = names[:]
+    renamed[outer] = names[inner]
+    crafted = [pack(swapped_o, swapped_m),                      # "outer" is inner's record
+               pack(offs, renamed),                             # "inner" names outer's record
+               pack(offs[:outer] + [0xFFFFFF00] + offs[outer + 1:], names),  # outside the section
+               good[:-8] + b"\x00" * 8]
+    if not sampled:
+        monkeypatch.setattr(BTF, "_index_fits", lambda self: True)
+    for bad in crafted:
+        entry.write_bytes(bad)
+        kbtf._VMLINUX.clear()
+        b = load_vmlinux(roots)
+        assert b.find("outer", "struct").size == 160 and b.sizeof("struct inner") == 20
+        assert b.member("struct outer", "d").offset == 104
+        assert [b.type_by_id(i).name for i in b.ids("inner")] == ["inner"]
+        b.type_by_id(b.next_id - 1)  # the last entries (damaged in the last case) are used too
+        assert entry.read_bytes() == good, "the cache entry is rewritten"
     kbtf._VMLINUX.clear()

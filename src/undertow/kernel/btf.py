@@ -7,10 +7,11 @@ data) and a string section. Type ids start at 1 (0 is ``void``); split BTF
 
 Lazy by design (vmlinux has ~127k types): :class:`BTF` makes one pass that
 records each type's byte offset and, for named types, a name -> ids index;
-types are decoded only when asked for. The index is cached on disk keyed by
-a SHA-1 of the BTF bytes (hashing 5.5 MB costs ~5 ms, far less than the
-~80 ms pass it saves; size+mtime would be cheaper but sysfs mtimes are the
-boot time and say nothing about content).
+types are decoded only when asked for. The index is cached on disk
+(undertow.kernel.cache) keyed by the blob's size and a CRC-32 of it, or the boot id
+for the running kernel's vmlinux (see :func:`_load`); a cached index is only a hint:
+a sample of its entries is checked against the blob at load and every entry when
+a type is decoded, and a mismatch walks the blob again.
 """
 
 from __future__ import annotations
@@ -212,6 +213,9 @@ class FuncSignature:
 
 # --------------------------------------------------------------------------- the reader
 
+#: u32 words after a type's 12-byte header: fixed per kind, and per vlen entry (btf.h)
+_FIXED_WORDS = (0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0)
+_PER_WORDS = (0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3)
 _HDR = struct.Struct("<HBBIIIII")
 _T = struct.Struct("<III")
 
@@ -241,33 +245,63 @@ class BTF:
         self._cache: Dict[int, Type] = {}
         # set True for blobs whose strings are not deduplicated (tests, odd producers)
         self.exhaustive_strings = False
+        #: the index came from the cache: each entry is checked when used (:meth:`_entry_ok`)
+        #: and a mismatch rebuilds it (``on_reindex`` is then told, to rewrite the cache)
+        self.index_from_cache = index is not None
+        self.on_reindex: Any = None
         if index is None:
             index = self._build_index()
+        self._set_index(index)
+        if self.index_from_cache and not self._index_fits():
+            raise BTFError(f"{self.name}: inconsistent index")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        d = dict(self.__dict__)
+        d["on_reindex"] = None  # the loader's hook (it holds the cache's roots) stays behind
+        return d
+
+    def _set_index(self, index: Tuple[bytes, bytes]) -> None:
         offsets, name_offs = index
         self._offsets = array("I")
         self._offsets.frombytes(offsets)
         self._name_offs_bytes = name_offs
         self._name_offs = array("I")
         self._name_offs.frombytes(name_offs)
-        if len(self._name_offs) != len(self._offsets) or not self._index_fits():
+        if len(self._name_offs) != len(self._offsets):
             raise BTFError(f"{self.name}: inconsistent index")
         self.next_id = self.first_id + len(self._offsets)
 
     def _index_fits(self) -> bool:
-        """Cheap check that an index (possibly from the cache) describes this blob."""
-        if not self._offsets:
+        """Cheap check that an index (from the cache) describes this blob: the first and
+        last entries and ~64 in between are where a walk of the type section puts them."""
+        n = len(self._offsets)
+        if not n:
             return self.types_start == self.types_end
         if self._offsets[0] != self.types_start:
             return False
-        last = self._offsets[-1]
-        try:
-            _, info, _ = _T.unpack_from(self.data, last)
-        except struct.error:
+        return all(self._entry_ok(i) for i in (*range(0, n, max(1, n // 64)), n - 1))
+
+    def _entry_ok(self, i: int) -> bool:
+        """Whether index entry ``i`` is a record of the type section with the name offset
+        the index says, ending where the next entry (or the section) starts."""
+        off = self._offsets[i]
+        if not self.types_start <= off <= self.types_end - 12 or (off - self.types_start) % 4:
             return False
-        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-        fixed = {1: 4, 3: 12, 14: 4, 17: 4}.get(kind, 0)
-        per = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}.get(kind, 0)
-        return last + 12 + fixed + per * vlen == self.types_end
+        name_off, info = struct.unpack_from("<II", self.data, off)
+        kind = (info >> 24) & 0x1F
+        if name_off != self._name_offs[i] or kind >= len(_FIXED_WORDS):
+            return False
+        end = off + 12 + 4 * (_FIXED_WORDS[kind] + _PER_WORDS[kind] * (info & 0xFFFF))
+        return end == (self._offsets[i + 1] if i + 1 < len(self._offsets) else self.types_end)
+
+    def _reindex(self) -> None:
+        """Replace an index from the cache that does not describe this blob by a walk."""
+        self._set_index(self._build_index())
+        self._cache.clear()
+        self.__dict__.pop("_enumerators", None)
+        self.index_from_cache = False
+        if self.on_reindex is not None:
+            self.on_reindex(self)
 
     @property
     def str_size(self) -> int:
@@ -293,8 +327,8 @@ class BTF:
         name_offs = array("I")
         add_off, add_name = offsets.append, name_offs.append
         # extra u32 words after the 3-word header: fixed per kind + per vlen entry
-        fixed = [0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0] + [0] * 12
-        per = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3] + [0] * 12
+        fixed = list(_FIXED_WORDS) + [0] * 12
+        per = list(_PER_WORDS) + [0] * 12
         i = 0
         base = self.types_start
         try:
@@ -353,6 +387,9 @@ class BTF:
             i = type_id - self.first_id
             if not 0 <= i < len(self._offsets):
                 raise UnknownTypeError(f"{self.name}: no BTF type id {type_id}")
+            if self.index_from_cache and not self._entry_ok(i):
+                self._reindex()  # a cached index this blob does not back: a miss
+                return self.type_by_id(type_id)
             t = self._cache[type_id] = self._decode(type_id, self._offsets[i])
         return t
 
@@ -426,18 +463,28 @@ class BTF:
         ``bytes.find`` over the packed name-offset array (aligned hits only).
         """
         out = self.base.ids(name) if self.base is not None else []
+        mine = []
         blob = self._name_offs_bytes
-        for soff in self._string_offsets(name) if name else ():
+        soffs = self._string_offsets(name) if name else []
+        for soff in soffs:
             pat = struct.pack("<I", soff)
             pos = blob.find(pat)
             while pos >= 0:
                 if pos % 4 == 0:
-                    out.append(self.first_id + pos // 4)
+                    mine.append(self.first_id + pos // 4)
                 pos = blob.find(pat, pos + 1)
-        return sorted(out)
+        # A cached index must not name other records, nor hide a type: when the string
+        # exists but no entry carries it, the blob is walked again to be sure.
+        if self.index_from_cache and (not all(self._entry_ok(i - self.first_id) for i in mine)
+                                      or (soffs and not mine)):
+            self._reindex()
+            return self.ids(name)
+        return sorted(out + mine)
 
     def _kind_of(self, tid: int) -> int:
         off = self._offsets[tid - self.first_id]
+        if not self.types_start <= off <= self.types_end - 12:
+            return -1  # a bad cached index: type_by_id rebuilds it
         return (struct.unpack_from("<I", self.data, off + 4)[0] >> 24) & 0x1F
 
     def names(self, kind: Optional[str] = None) -> Iterator[str]:
@@ -604,6 +651,52 @@ class BTF:
             crossed.extend(n for _, n in found)
             cur = last.type
         return MemberPath(bit // 8, bit, bsz, cur, tuple(crossed))
+
+    def member_witness(self, t: str, path: str) -> Optional[bytes]:
+        """How ``path`` (dotted member names) is reached in struct ``t``, for the member
+        offset cache (undertow.kernel.btfcheck checks it against the blob alone): ``b"<blob
+        size> <byte offset> <record>:<index>,..."``, each struct/union record crossed (its
+        byte offset in the blob) and the member taken there, anonymous ones included. None
+        where that cannot be said (split BTF, array steps, ``t`` naming a typedef)."""
+        from .btfcheck import first_record_name
+
+        steps = path.split(".")
+        if self.base is not None or not all(s.isidentifier() for s in steps):
+            return None
+        cur: Type = self.record(t)
+        if cur.name != first_record_name(t):
+            return None
+        chain: List[Tuple[int, int]] = []
+        bit = 0
+        for step in steps:
+            rec = self.record(cur)
+            found = self._member_chain(rec, step)
+            if found is None:
+                return None
+            for r, i in found:
+                chain.append((self._offsets[r.id - self.first_id], i))
+                bit += r.raw_members[i][2]
+            r, i = found[-1]
+            cur = self.type_by_id(r.raw_members[i][1])
+        return f"{len(self.data)} {bit // 8} {','.join(f'{o}:{i}' for o, i in chain)}".encode()
+
+    def _member_chain(self, rec: Record, name: str, depth: int = 0) -> Optional[List[Tuple[Record, int]]]:
+        """:meth:`_find_member` as (record, member index) pairs."""
+        for i, (n, _tid, _off, _bs) in enumerate(rec.raw_members):
+            if n == name:
+                return [(rec, i)]
+        if depth > 8:
+            return None
+        for i, (n, tid, _off, _bs) in enumerate(rec.raw_members):
+            if not n:
+                try:
+                    inner = self.record(self.type_by_id(tid))
+                except (UnknownMemberError, UnknownTypeError):
+                    continue
+                sub = self._member_chain(inner, name, depth + 1)
+                if sub is not None:
+                    return [(rec, i)] + sub
+        return None
 
     def _find_member(self, rec: Record, name: str, depth: int = 0) -> Optional[List[Tuple[Member, str]]]:
         # Work on raw (name, type id, ...) tuples: only the types on the path get decoded.
@@ -816,11 +909,20 @@ def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
         boot = None
     digest = f"boot-{boot}" if boot else f"{zlib.crc32(data):08x}"
     key = f"btf-index-v{INDEX_VERSION}-{name}-{len(data)}-{digest}"
-    cached = read_cache(roots, key)
+    # The index: u32 type offsets then u32 name offsets, one of each per type; at most one
+    # type per 12 bytes of the type section. BTF() checks it against the blob (a sample at
+    # load, each entry when used) and walks the blob again when they disagree.
+    cached = read_cache(roots, key, limit=(len(data) // 12 + 1) * 8)
     index = None
     if cached and len(cached) % 8 == 0:
         half = len(cached) // 2
         index = (cached[:half], cached[half:])
+
+    def store(b: BTF) -> None:
+        fresh = b._offsets.tobytes() + b._name_offs_bytes
+        if fresh != cached:
+            write_cache(roots, key, fresh)
+
     try:
         btf = BTF(data, base, name, index)
     except BTFError:
@@ -829,7 +931,9 @@ def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
         btf = BTF(data, base, name, None)  # a corrupt cache entry: rebuild
         index = None
     if index is None:
-        write_cache(roots, key, btf._offsets.tobytes() + btf._name_offs_bytes)
+        store(btf)
+    else:
+        btf.on_reindex = store
     return btf
 
 

@@ -11,7 +11,9 @@ Each :class:`Feature` says ``available`` (``True``/``False``, ``None`` when it
 could not be determined), ``reason`` (why, with the errno name when the kernel
 refused) and ``instead`` (what to use when it is missing). Results are cached
 as JSON in the per-user cache, keyed by the boot id, the undertow version and
-the caller's credentials; ``detect_features(kernel, refresh=True)`` bypasses it.
+the caller's credentials (undertow.kernel.cache: only a directory of the user's that
+nobody else can write), and read back strictly: anything unexpected in the file is a miss;
+``detect_features(kernel, refresh=True)`` bypasses it.
 """
 
 from __future__ import annotations
@@ -941,6 +943,70 @@ def _cache_name(ctx: _Ctx) -> str:
     return f"features-{__version__}-{ctx.euid}.json"
 
 
+#: Bounds of what the feature cache may hold (anything else is a miss).
+_MAX_CACHE = 256 << 10
+_MAX_TEXT = 400
+_CACHE_KEYS = frozenset({"kernel", "arch", "boot_id", "facts", "features", "backends", "key"})
+_SYSCTLS = ("kptr_restrict", "perf_event_paranoid", "unprivileged_bpf_disabled")
+
+
+def _text(v: Any, limit: int = _MAX_TEXT) -> bool:
+    return type(v) is str and len(v) <= limit and v.isprintable()
+
+
+def _from_cache(raw: bytes, key: Dict[str, Any], ctx: _Ctx) -> Optional[Features]:
+    """The cached :class:`Features`, parsed strictly: the known keys with their types,
+    this boot's key, every probed feature and no other, printable bounded strings; facts
+    that follow from our credentials must be ours; ``instead`` is derived again, not read.
+    Anything else is a miss (None)."""
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if type(d) is not dict or d.get("key") != key or not set(d) <= _CACHE_KEYS:
+        return None
+    kernel, arch, boot = d.get("kernel"), d.get("arch"), d.get("boot_id")
+    facts, feats = d.get("facts"), d.get("features")
+    if not (_text(kernel, 128) and _text(arch, 32) and boot == key["boot_id"]) or type(feats) is not dict:
+        return None
+    if not _facts_ok(facts, ctx) or set(feats) != {name for name, _fn in PROBES}:
+        return None
+    out: Dict[str, Feature] = {}
+    for name, _fn in PROBES:
+        v = feats[name]
+        if type(v) is not dict or not set(v) <= {"available", "reason", "unknown", "instead"}:
+            return None
+        avail, unknown, reason = v.get("available"), v.get("unknown", False), v.get("reason")
+        if type(avail) is not bool or type(unknown) is not bool or (unknown and avail) or not _text(reason):
+            return None
+        out[name] = Feature(name, None if unknown else avail, reason)
+    _fill_instead(out)
+    return Features(kernel, arch, dict(facts), out, boot, True)
+
+
+def _facts_ok(facts: Any, ctx: _Ctx) -> bool:
+    """Whether cached facts have the shape :func:`_facts` gives them, with our credentials."""
+    if type(facts) is not dict:
+        return False
+    need = {"lockdown", "euid", "root", "cap_eff", "capabilities", *_SYSCTLS}
+    if not need <= set(facts) <= need | {"memlock_unlimited"}:
+        return False
+    if not _text(facts["lockdown"], 64):
+        return False
+    for k in _SYSCTLS:
+        v = facts[k]
+        if not (v == "unknown" or (type(v) is int and -(1 << 31) <= v < 1 << 31)):
+            return False
+    if type(facts.get("memlock_unlimited", False)) is not bool:
+        return False
+    if ctx.cap_eff is None:
+        caps: Tuple[Any, Any] = ("unknown", [])
+    else:
+        caps = (f"{ctx.cap_eff:016x}", [n for bit, n in sorted(_CAPS.items()) if ctx.cap_eff >> bit & 1])
+    return (type(facts["euid"]) is int and facts["euid"] == ctx.euid and facts["root"] is (ctx.euid == 0)
+            and (facts["cap_eff"], facts["capabilities"]) == caps)
+
+
 def detect_features(kernel: "Kernel", refresh: bool = False,
                     only: Optional[List[str]] = None) -> Features:
     """Probe the kernel of ``kernel`` (an :class:`undertow.kernel.Kernel`).
@@ -954,14 +1020,10 @@ def detect_features(kernel: "Kernel", refresh: bool = False,
     key = _cache_key(ctx)
     use_cache = kernel.roots.live and only is None
     if use_cache and not refresh:
-        raw = cache.read_cache(kernel.roots, _cache_name(ctx))
-        if raw:
-            try:
-                d = json.loads(raw.decode())
-                if d.get("key") == key:
-                    return Features.from_json(d, from_cache=True)
-            except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
-                pass
+        raw = cache.read_cache(kernel.roots, _cache_name(ctx), limit=_MAX_CACHE)
+        got = _from_cache(raw, key, ctx) if raw else None
+        if got is not None:
+            return got
     facts = _facts(ctx)
     for name, fn in PROBES:
         if only is not None and name not in only and name not in ("tracefs", "bpf"):

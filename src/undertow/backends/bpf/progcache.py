@@ -27,8 +27,13 @@ process's pid and the session's start time are load-time relocations (asm.Asm.va
 so a cached program is no more tied to the process that compiled it than to the one that
 loads it.
 
-Unpickling runs code: an entry is read only when it and the directories above it, up to the
-cache directory, belong to the user running undertow and nobody else can write them.
+Unpickling runs code, and ``undertow run`` runs as root with a cache directory the
+environment names: every read, write and removal goes through undertow.kernel.cache, which
+opens the directory chain without following symlinks and refuses directories and entries
+that are not the user's or that others can write. Removal (other boots' directories, the
+least recently used entries) unlinks only names shaped like this module's own (a boot id
+directory, 16 hex digits, ``.<entry>.<pid>.<random>`` temporary files) and never follows a
+link.
 
 An entry holds the resolver's warnings as text (printed again on a hit) and the
 :class:`~undertow.backends.bpf.compiled.CompiledProgram`. Anything wrong with an entry (a
@@ -39,11 +44,12 @@ from __future__ import annotations
 
 import os
 import sys
+from time import time_ns
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, List, Optional, Sequence, Tuple
 
-from ...kernel.cache import boot_id, cache_dir
+from ...kernel.cache import boot_id, is_boot_id, open_cache
 
 __all__ = ["FORMAT", "Key", "program_key", "load", "store", "not_cacheable"]
 
@@ -114,63 +120,79 @@ def _fnv1a(data: bytes) -> int:
 
 class Key:
     """What a cached program depends on (``text``), the entry's file name (``name``, from
-    the script alone: a run of another undertow or kernel replaces the entry) and the
-    directory of this boot's entries (``dir``)."""
+    the script alone: a run of another undertow or kernel replaces the entry), the verified
+    cache directory (``base``, a :class:`~undertow.kernel.cache.CacheDir`), the boot's
+    directory name in ``programs/`` (``boot``) and its path (``dir``, for messages)."""
 
-    __slots__ = ("text", "name", "dir")
+    __slots__ = ("text", "name", "base", "boot", "dir")
 
-    def __init__(self, text: str, script: str, dir: str) -> None:
+    def __init__(self, text: str, script: str, base: Any, boot: str) -> None:
         self.text = text
         self.name = f"{_fnv1a(script.encode('utf-8', 'surrogateescape')):016x}"
-        self.dir = dir
+        self.base = base
+        self.boot = boot
+        self.dir = f"{base.path}/programs/{boot}"
 
 
 def program_key(roots: Any, text: str, origin: str, params: Sequence[str], unsafe: bool) -> Optional[Key]:
-    """The cache key of this script on this boot, or None when caching is off."""
-    base = cache_dir(roots)
-    if base is None or not roots.live:
+    """The cache key of this script on this boot, or None when caching is off (or the
+    cache directory was refused: undertow.kernel.cache says why)."""
+    if not roots.live:
+        return None
+    boot = boot_id(roots)
+    if not is_boot_id(boot) or boot == "unknown-boot":
+        return None
+    base = open_cache(roots)
+    if base is None:
         return None
     from ... import __version__
 
-    boot = boot_id(roots)
     env = sorted((k, v) for k, v in os.environ.items() if k.startswith("UNDERTOW_"))
     script = repr((text, origin, list(params), bool(unsafe)))
     return Key(repr((FORMAT, __version__, _source_stamp(), sys.version, sys.implementation.name,
-                     os.uname().machine, boot, _modules(roots), env, script)), script,
-               os.path.join(base, "programs", boot))
+                     os.uname().machine, boot, _modules(roots), env, script)), script, base, boot)
+
+
+def _is_entry(name: str) -> bool:
+    """An entry's name: 16 lower-case hex digits (Key.name)."""
+    return len(name) == 16 and all(c in "0123456789abcdef" for c in name)
+
+
+def _is_ours(name: str) -> bool:
+    """A name this module writes in a boot's directory: an entry or a temporary file
+    (undertow.kernel.cache.CacheDir.write: ``.<entry>.<pid>.<hex>``)."""
+    if _is_entry(name):
+        return True
+    p = name.split(".")
+    return len(p) == 4 and p[0] == "" and _is_entry(p[1]) and p[2].isdigit() and \
+        all(c in "0123456789abcdef" for c in p[3])
+
+
+def _boot_dir(key: Key, create: bool) -> Any:
+    programs = key.base.subdir("programs", create=create)
+    if programs is None:
+        return None
+    with programs:
+        return programs.subdir(key.boot, create=create)
 
 
 def load(roots: Any, key: Key) -> Optional[Tuple[List[str], Any]]:
     """``(warning lines, CompiledProgram)`` stored under ``key``, or None (a miss).
     ``roots``: where the lazily loaded vmlinux BTF comes from."""
-    d = key.dir
-    if not all(_private(p) for p in (os.path.dirname(os.path.dirname(d)), os.path.dirname(d), d)):
+    d = _boot_dir(key, create=False)
+    if d is None:
         return None
-    try:
-        fd = os.open(os.path.join(d, key.name), os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        if not _private(fd):
+    with d:
+        data = d.read(key.name)  # ours, not writable by others, not a symlink
+        if data is None:
             return None
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            data = f.read()
-    except OSError:
-        return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    try:
-        got = _unpickle(data, roots)
-        if type(got) is not tuple or len(got) != 4 or got[0] != FORMAT or got[1] != key.text:
+        try:
+            got = _unpickle(data, roots)
+            if type(got) is not tuple or len(got) != 4 or got[0] != FORMAT or got[1] != key.text:
+                return None
+        except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss
             return None
-    except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss
-        return None
-    try:
-        os.utime(os.path.join(d, key.name))  # recently used: kept by _trim
-    except OSError:
-        pass
+        d.touch(key.name)  # recently used: kept by _trim
     return list(got[2]), got[3]
 
 
@@ -226,16 +248,6 @@ class _LazyBTF:
         return getattr(load_vmlinux(self.__dict__["_roots"]), name)
 
 
-def _private(path: Any) -> bool:
-    """Whether ``path`` (or an fd) belongs to us and nobody else can write it: unpickling
-    runs code, and ``undertow run`` runs as root (UNDERTOW_CACHE_DIR may name any place)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
 def not_cacheable(program: Any, compiled: Any, *, pid: Optional[int], cmd: Optional[str]) -> Optional[str]:
     """Why this compiled program must not be reused by a later run (None: it may be)."""
     if pid or cmd:
@@ -253,57 +265,39 @@ def store(roots: Any, key: Key, warnings: Sequence[str], compiled: Any) -> bool:
     """Keep ``compiled`` under ``key``; True when it was written. Entries of other boots
     are removed first. Checked by loading it back: what does not survive the round trip
     (an object holding a file or a mapping) is not kept."""
-    d = key.dir
     try:
         data = _pickle((FORMAT, key.text, list(warnings), compiled))
         _unpickle(data, roots)
     except Exception:  # noqa: BLE001 - not picklable: run without a cache entry
         return False
-    parent = os.path.dirname(d)
-    try:
-        for name in os.listdir(parent):
-            if name != os.path.basename(d):
-                _remove_tree(os.path.join(parent, name))
-    except OSError:
-        pass
-    _trim(d, MAX_ENTRIES - 1)
-    try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        tmp = os.path.join(d, f".{key.name}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(d, key.name))
-    except OSError:
+    programs = key.base.subdir("programs")
+    if programs is None:
         return False
-    return True
+    with programs:
+        for name in programs.entries(hidden=True):
+            if name != key.boot and is_boot_id(name):
+                programs.remove_tree(name, keep=lambda n: not _is_ours(n))
+        d = programs.subdir(key.boot)
+    if d is None:
+        return False
+    with d:
+        _trim(d, MAX_ENTRIES - 1)
+        return d.write(key.name, data)
 
 
-def _trim(d: str, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used entries of ``d`` (a hit touches its
-    entry's mtime, see :func:`load`)."""
-    try:
-        names = [n for n in os.listdir(d) if not n.startswith(".")]
-    except OSError:
-        return
-    if len(names) <= keep:
-        return
-    def mtime(n: str) -> int:
-        try:
-            return os.stat(os.path.join(d, n)).st_mtime_ns
-        except OSError:
-            return 0
-    for n in sorted(names, key=mtime)[:len(names) - keep]:
-        try:
-            os.unlink(os.path.join(d, n))
-        except OSError:
-            pass
+#: A temporary file older than this was left by a run that was killed.
+_STALE_NS = 3600 * 10**9
 
 
-def _remove_tree(path: str) -> None:
-    """Remove a directory of entries (flat: files only)."""
-    for name in os.listdir(path):
-        try:
-            os.unlink(os.path.join(path, name))
-        except OSError:
-            pass
-    os.rmdir(path)
+def _trim(d: Any, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used entries of the boot's directory ``d``
+    (a hit touches its entry's mtime, see :func:`load`), and temporary files of killed runs."""
+    names = d.entries(hidden=True)
+    entries = [n for n in names if _is_entry(n)]
+    if len(entries) > keep:
+        for n in sorted(entries, key=d.mtime_ns)[:len(entries) - keep]:
+            d.remove(n)
+    old = time_ns() - _STALE_NS
+    for n in names:
+        if n.startswith(".") and _is_ours(n) and d.mtime_ns(n) < old:
+            d.remove(n)
