@@ -33,6 +33,7 @@ another file by a planted link or file.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import stat
@@ -59,7 +60,10 @@ def duration(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {_bad(text)}") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {_bad(text)} "
+                                         "(leave the option out to run until Ctrl-C)")
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0 (seconds), not {_bad(text)}")
     return value
 
@@ -203,8 +207,6 @@ def open_output(path: str, option: str = "-o", mode: int = 0o644) -> "TextIO":
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
-        import errno
-
         if e.errno == errno.ELOOP:
             raise fail(f"{path} is a symbolic link: not followed (give the file it points to)") from None
         raise fail(f"cannot write {path}: {e.strerror}") from None

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
             from ..output.values import escape
 
             why = e.strerror if isinstance(e, OSError) else str(e)
-            raise UsageError(f"cannot watch {escape(p)}: {why}", hints=["filewatch watches existing files"]) from None
+            shown = escape(p if len(p) <= 80 else p[:77] + "...")
+            raise UsageError(f"cannot watch {shown}: {why}", hints=["filewatch watches existing files"]) from None
 
     check_paths(ws, args.all)
 
