@@ -309,3 +309,11 @@ def test_ftrace_filter_strings():
         with pytest.raises(FtraceUnsupported):
             _quote_filter_string(bad, None)
     assert _quote_filter_string("x" * 255, None) == '"' + "x" * 255 + '"'
+
+
+def test_api_trace_takes_an_int_pid_only():
+    from undertow.api import trace
+
+    for bad in ("1 2", "1/../x", 1.0, True, 0, -3):
+        with pytest.raises(UsageError, match="pid must be a positive int"):
+            trace("e sched/sched_process_exec", pid=bad, offline=True)
