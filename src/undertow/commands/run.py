@@ -56,8 +56,7 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
     p.add_argument("--buffer-mb", type=options.buffer_mb, default=0, metavar="MB",
                    help="ring buffer size in MiB, a power of two from 1 to 2048 (default: 16, or less on "
-                        "machines with "
-                        "under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
+                        "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
                         "only helps when the reader stalls, e.g. on a blocked terminal)")
     p.set_defaults(func=run)
     return p
@@ -326,8 +325,8 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
 class _Child:
     """``-c CMD``: forked at once (so ``cpid`` is known when compiling), exec'd once attached.
 
-    A failed exec is reported by :meth:`release` (the command ends with status 1, as
-    bpftrace's): the child writes the errno into a close-on-exec pipe, which a successful
+    A failed exec is reported by :meth:`release` (``run`` ends with status 1; bpftrace's
+    is 255): the child writes the errno into a close-on-exec pipe, which a successful
     exec closes empty."""
 
     def __init__(self, command: str) -> None:
@@ -369,7 +368,7 @@ class _Child:
                 os.close(self._efd)
                 self._efd = -1
             if data:
-                err = int(data or b"0")
+                err = int(data)
                 raise UndertowError(f"-c: cannot run {self.name}: {os.strerror(err) if err else 'exec failed'}")
 
     def done(self) -> bool:
