@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from .backends.base import Backend, NoBackendError, Plan, Session
-from .errors import SourceError, UndertowError
+from .errors import SourceError, UndertowError, UsageError
 from .events import Event, Lost, Record, Stats
 from .kernel import Kernel
 from .lang import ir
@@ -211,6 +211,9 @@ def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Op
     subclasses (with spans for bad lines) before touching the kernel's
     tracing state.
     """
+    if pid is not None and (type(pid) is not int or pid < 1):
+        # written into tracefs (set_event_pid) and compiled into BPF: a number, never text
+        raise UsageError(f"pid must be a positive int, not {pid!r}")
     program = parse(lines, files)
     program.settings.update(stack=stack, pid=pid, exclude_self=exclude_self, self_pid=os.getpid())
     return Tracer(program, backend=backend, kernel=kernel, arch=arch, offline=offline,

@@ -146,6 +146,19 @@ def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) ->
     return parser
 
 
+def _bytes_out() -> None:
+    """Text written to stdout keeps the bytes it stands for: a program's ``printf("\\xff")``
+    or a script's undecodable byte (``surrogateescape`` code points) is written as that
+    byte, as bpftrace does, instead of failing with UnicodeEncodeError. Whatever a traced
+    process controls is escaped before it gets here (output/values.escape)."""
+    out = sys.stdout
+    if getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure"):
+        try:
+            out.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser(argv, lazy=True)
     args = parser.parse_args(argv)
@@ -163,6 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .kernel import cache
 
         cache.set_reporter(lambda why: print(f"undertow {args.command}: {why}", file=sys.stderr))
+    _bytes_out()
     try:
         # SIGINT/SIGTERM/SIGHUP become a stop request (undertow/stop.py): set-up steps and
         # read loops end cleanly, whatever moment the signal lands, and a run started with
@@ -185,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if text:
                     print(f"--- {what} ---\n{text.rstrip()}", file=sys.stderr)
         print(f"undertow {args.command}: " + e.render(), file=sys.stderr)
-        return 1
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

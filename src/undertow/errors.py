@@ -54,8 +54,11 @@ class UndertowError(Exception):
     """Base of every error undertow raises on purpose.
 
     ``message`` is one line saying what is wrong; ``hints`` are lines saying
-    what to do instead.
+    what to do instead. ``exit_code`` is the command's exit status when it ends with
+    this error (2 for usage errors, as argparse's).
     """
+
+    exit_code = 1
 
     def __init__(self, message: str, *, hints: Iterable[str] = ()) -> None:
         super().__init__(message)
@@ -255,7 +258,14 @@ class VerifierError(BPFError):
 
 
 class UsageError(UndertowError):
-    """Bad command-line usage that argparse could not catch."""
+    """Bad command-line usage that argparse could not catch (exit status 2)."""
+
+    exit_code = 2
+
+
+class OptionError(UsageError):
+    """An option's value cannot be used (``argument -o: directory /x does not exist``),
+    found after argparse accepted it (e.g. when the command opens the file)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:

@@ -81,6 +81,42 @@ def test_not_root_on_live_kernel_says_run_as_root(tmp_path, monkeypatch) -> None
     assert any("root" in h for h in ei.value.hints)
 
 
+def test_not_root_and_not_mounted_says_not_mounted(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "sys" / "kernel" / "tracing").mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "mounts").write_text("proc /proc proc rw 0 0\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    roots = Roots(proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"), live=True)
+    with pytest.raises(TracefsPermissionError, match="tracefs is not mounted, and only root can mount it"):
+        open_tracefs(roots)
+
+
+def test_mounted_but_unreadable_says_permission_denied(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """tracefs is mode 0700 root's: a user cannot even see its files, but /proc/mounts
+    (readable by all) says it is there: permission denied, not "not mounted"."""
+    target = tmp_path / "sys" / "kernel" / "tracing"
+    shutil.copytree(FAKE, str(target))
+    os.chmod(target, 0o700)
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "mounts").write_text(f"nodev {target} tracefs rw,relatime 0 0\n")
+    real_access, real_exists = os.access, os.path.exists
+    hidden = str(target)
+    # as uid 1000 would see it (tests may run as root, who can enter anything)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == hidden else real_access(p, m))
+    monkeypatch.setattr(os.path, "exists", lambda p: False if str(p).startswith(hidden + "/") else real_exists(p))
+    for live in (True, False):
+        roots = Roots(proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"), live=live)
+        with pytest.raises(TracefsPermissionError) as ei:
+            open_tracefs(roots)
+        msg = ei.value.message
+        assert msg.startswith(f"permission denied: tracefs is mounted at {hidden} but this user (uid 1000)")
+        assert "mode 0700" in msg and "not mounted" not in msg
+        assert ei.value.errno == errno.EACCES
+        assert any("run as root" in h for h in ei.value.hints)
+        assert not any("mount -t tracefs" in h for h in ei.value.hints)
+
+
 def test_mount_is_attempted_only_when_live_and_root(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "sys" / "kernel" / "tracing"
     target.mkdir(parents=True)

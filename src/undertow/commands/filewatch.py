@@ -52,14 +52,20 @@ def _line(d: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.filewatch import Watch, parse_record, program, seed
+    from ..tools.filewatch import Watch, check_paths, parse_record, program, seed
 
     ws = []
     for p in args.paths:
         try:
             ws.append(Watch(p))
-        except OSError as e:
-            raise UsageError(f"cannot watch {p}: {e.strerror}", hints=["filewatch watches existing files"]) from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the name (API callers)
+            from ..output.values import escape
+
+            why = e.strerror if isinstance(e, OSError) else str(e)
+            shown = escape(p if len(p) <= 80 else p[:77] + "...")
+            raise UsageError(f"cannot watch {shown}: {why}", hints=["filewatch watches existing files"]) from None
+
+    check_paths(ws, args.all)
 
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
         return parse_record(rec, ws)

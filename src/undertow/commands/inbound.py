@@ -29,7 +29,10 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                "  undertow inbound --duration 600 --summary",
     )
     add_options(p, "events")
-    p.add_argument("--port", type=int, action="append", default=[], help="only this local port (repeatable)")
+    from ..options import port
+
+    p.add_argument("--port", type=port, action="append", default=[],
+                   help="only this local port, 0-65535 (repeatable)")
     p.set_defaults(func=run)
     return p
 

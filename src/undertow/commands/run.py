@@ -11,10 +11,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, List, Optional, TextIO
 
-from ..errors import SourceError, UsageError
+from ..errors import SourceError, UndertowError, UsageError
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from .. import options
+
     p = sub.add_parser(
         "run", parents=[common],
         help="run a bpftrace program (-e 'PROGRAM' or FILE.bt) on undertow's BPF backend",
@@ -38,9 +40,12 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("-e", dest="program", metavar="PROGRAM", help="the program text")
     p.add_argument("-f", dest="format", choices=["text", "json"], default="text", help="output format")
     p.add_argument("--json", action="store_true", help="same as -f json")
-    p.add_argument("-o", dest="output", metavar="FILE", help="write the program's output to FILE")
-    p.add_argument("-p", dest="pid", type=int, metavar="PID", help="only this process (and uprobes in it)")
-    p.add_argument("-c", dest="cmd", metavar="CMD",
+    p.add_argument("-o", dest="output", metavar="FILE", type=options.output_file,
+                   help="write the program's output to FILE (not through a symbolic link, nor over "
+                        "another user's file)")
+    p.add_argument("-p", dest="pid", type=options.pid, metavar="PID",
+                   help="only this process (and uprobes in it); it must exist")
+    p.add_argument("-c", dest="cmd", metavar="CMD", type=options.command,
                    help="run CMD (split like a shell would, never run by one), set cpid, end with it")
     p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
     p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
@@ -48,13 +53,13 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--no-cache", action="store_true",
                    help="compile the program even if this boot already compiled the same script "
                         "(compiled programs are kept per boot: docs/bpftrace.md)")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
     p.add_argument("--drain", action="store_true",
                    help="on a stop (Ctrl-C, SIGTERM, --duration), show everything recorded before it, however "
                         "long that takes (default: at most 0.5 s more; the rest is counted and reported)")
-    p.add_argument("--buffer-mb", type=int, default=0, metavar="MB",
-                   help="ring buffer size in MiB, a power of two (default: 16, or less on machines with "
-                        "under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
+    p.add_argument("--buffer-mb", type=options.buffer_mb, default=0, metavar="MB",
+                   help="ring buffer size in MiB, a power of two from 1 to 2048 (default: 16, or less on "
+                        "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
                         "only helps when the reader stalls, e.g. on a blocked terminal)")
     p.set_defaults(func=run)
     return p
@@ -116,7 +121,12 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
             raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
                               origin=origin, hints=["allow it with --unsafe"])
     json_mode = args.json or args.format == "json"
-    out: TextIO = open(args.output, "w", encoding="utf-8", errors="surrogateescape") if args.output else sys.stdout
+    if args.output:
+        from ..options import open_output
+
+        out: TextIO = open_output(args.output, "-o")
+    else:
+        out = sys.stdout
     child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
@@ -155,7 +165,7 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
         for line in warnings:
             print(line, file=sys.stderr)
         if not program.probes:
-            raise UsageError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
+            raise UndertowError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
         compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
         if key is not None:
             from ..backends.bpf.progcache import not_cacheable
@@ -308,35 +318,53 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
 
 
 class _Child:
-    """``-c CMD``: forked at once (so ``cpid`` is known when compiling), exec'd once attached."""
+    """``-c CMD``: forked at once (so ``cpid`` is known when compiling), exec'd once attached.
+
+    A failed exec is reported by :meth:`release` (``run`` ends with status 1; bpftrace's
+    is 255): the child writes the errno into a close-on-exec pipe, which a successful
+    exec closes empty."""
 
     def __init__(self, command: str) -> None:
         import shlex
 
-        argv = shlex.split(command)
+        argv = shlex.split(command)  # options.command checked it splits and names a program
         if not argv:
             raise UsageError("-c needs a command")
         rfd, wfd = os.pipe()
+        efr, efw = os.pipe()  # both ends close-on-exec (PEP 446)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
                 os.close(wfd)
+                os.close(efr)
                 go = os.read(rfd, 1)
                 os.close(rfd)
                 if not go:  # undertow gave up before attaching: run nothing
                     os._exit(0)
                 os.execvp(argv[0], argv)
             except OSError as e:
-                os.write(2, f"undertow run: cannot run {argv[0]}: {e.strerror}\n".encode())
+                os.write(efw, str(e.errno or 0).encode())
             os._exit(127)
         os.close(rfd)
-        self.pid, self._wfd, self._status = pid, wfd, None  # type: Any
+        os.close(efw)
+        self.pid, self._wfd, self._efd, self._status = pid, wfd, efr, None  # type: Any
+        self.name = argv[0]
 
     def release(self) -> None:
+        """Let the child exec the command; raise :class:`UndertowError` if it could not."""
         if self._wfd >= 0:
             os.write(self._wfd, b"x")
             os.close(self._wfd)
             self._wfd = -1
+        if self._efd >= 0:
+            try:
+                data = os.read(self._efd, 32)  # empty: the exec closed it
+            finally:
+                os.close(self._efd)
+                self._efd = -1
+            if data:
+                err = int(data)
+                raise UndertowError(f"-c: cannot run {self.name}: {os.strerror(err) if err else 'exec failed'}")
 
     def done(self) -> bool:
         if self._status is None:
@@ -349,6 +377,9 @@ class _Child:
         if self._wfd >= 0:
             os.close(self._wfd)  # the child reads EOF and exits without running the command
             self._wfd = -1
+        if self._efd >= 0:
+            os.close(self._efd)
+            self._efd = -1
         if not self.done():
             try:
                 os.kill(self.pid, signal.SIGTERM)

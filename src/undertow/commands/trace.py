@@ -12,6 +12,8 @@ from ..errors import UndertowError, UsageError
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from .. import options
+
     p = sub.add_parser(
         "trace",
         parents=[common],
@@ -39,14 +41,15 @@ See docs/probe-lines.md for the expression language.""",
                    help="read probe lines from FILE (one per line, # comments)")
     p.add_argument("-S", "--show", action="store_true",
                    help="print the exact tracefs lines and filters, attach nothing (works offline)")
-    p.add_argument("-o", "--output-script", metavar="FILE",
-                   help="write a standalone POSIX shell script reproducing the session")
+    p.add_argument("-o", "--output-script", metavar="FILE", type=options.output_file,
+                   help="write a standalone POSIX shell script reproducing the session (not through a "
+                        "symbolic link, nor over another user's file)")
     p.add_argument("-s", "--stack", action="store_true", help="kernel stack with every event")
     p.add_argument("-a", "--arch", choices=["x86_64", "aarch64"], help="target architecture for -S/-o")
-    p.add_argument("-p", "--pid", type=int, help="only events of this process")
+    p.add_argument("-p", "--pid", type=options.pid, help="only events of this process (it must exist)")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
+    p.add_argument("--count", type=options.count, metavar="N", help="stop after N events (>= 1)")
     p.add_argument("--backend", default="auto", choices=["auto", "ftrace", "bpf"],
                    help="tracing mechanism (default: auto)")
     p.add_argument("--drain", action="store_true",
@@ -75,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.output_script:
         from ..backends.ftrace.script import write_script
+        from ..options import open_output
 
-        write_script(tracer.plan, args.output_script)
+        with open_output(args.output_script, "-o", 0o755) as f:
+            write_script(tracer.plan, f)
         print(f"undertow trace: wrote {args.output_script}", file=sys.stderr)
         return 0
     if args.json:

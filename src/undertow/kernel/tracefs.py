@@ -148,9 +148,12 @@ def open_tracefs(roots: Roots, mount: bool = True) -> "Tracefs":
             if _is_tracefs_dir(target):
                 path = target
         if path is None:
+            denied = _denied_mount(roots, target)
+            if denied is not None:
+                raise denied
             if not is_root and roots.live:
                 raise TracefsPermissionError(
-                    "tracefs is not mounted (or not visible to this user)",
+                    "tracefs is not mounted, and only root can mount it",
                     hints=[_ROOT_HINT, _MOUNT_HINT],
                 )
             hints = [_MOUNT_HINT, _CONFIG_HINT]
@@ -159,8 +162,46 @@ def open_tracefs(roots: Roots, mount: bool = True) -> "Tracefs":
                              "mount -t debugfs nodev /sys/kernel/debug)")
             raise TracefsError("tracefs is not mounted", hints=hints)
     if not os.access(path, os.R_OK | os.X_OK):
-        raise TracefsPermissionError(f"cannot read tracefs at {path}", hints=[_ROOT_HINT])
+        raise _denied(path)
     return Tracefs(path)
+
+
+def _denied(path: str) -> TracefsPermissionError:
+    """tracefs is mounted at ``path`` but this user may not enter it (EACCES)."""
+    how = ""
+    try:
+        st = os.stat(path)
+        how = f" (mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid})"
+    except OSError:
+        pass
+    e = TracefsPermissionError(
+        f"permission denied: tracefs is mounted at {path} but this user (uid {os.geteuid()}) "
+        f"may not read it{how}",
+        hints=["run as root (sudo undertow ...): tracefs is checked by file owner and mode, "
+               "CAP_BPF and CAP_PERFMON do not open it"])
+    e.errno = _errno.EACCES
+    return e
+
+
+def _denied_mount(roots: Roots, target: str) -> "Optional[TracefsPermissionError]":
+    """When tracefs is mounted but this user cannot look inside: the error saying so.
+
+    Found through ``<proc>/mounts`` (readable by everyone), or ``target`` (the usual mount
+    point) when it exists and cannot be entered: a tracefs mount is mode 0700, root's, and
+    the files under it cannot even be seen without entering it."""
+    cands = _mounts_candidates(roots) if (roots.live or roots.proc != "/proc") else []
+    if os.path.isdir(target) and target not in cands:
+        cands.append(target)
+    for c in cands:
+        try:
+            os.stat(c)
+        except FileNotFoundError:
+            continue
+        except OSError:  # a parent cannot be searched (debugfs is mode 0700 too)
+            return _denied(c)
+        if not os.access(c, os.R_OK | os.X_OK):
+            return _denied(c)
+    return None
 
 
 def _event_name_ok(group: str, event: str) -> bool:
@@ -275,7 +316,7 @@ class _TracefsDir:
         path = self._abs(relpath)
         before = self.error_log()
         flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "surrogateescape")  # a file name's undecodable bytes kept
         try:
             fd = os.open(path, flags)
             try:

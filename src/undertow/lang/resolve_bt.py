@@ -470,7 +470,7 @@ class BtResolver(_Resolver):
         elif isinstance(e.value, bytes):
             e.type = BufTy(len(e.value))
         else:
-            e.type = StrTy(len(e.value.encode()) + 1)
+            e.type = StrTy(len(e.value.encode("utf-8", "surrogateescape")) + 1)
 
     def _e_Var(self, e: ir.Var) -> None:
         t = self.vars.get(e.name)
@@ -505,7 +505,7 @@ class BtResolver(_Resolver):
             if e.name == "func" and ap.kind not in ("kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe"):
                 raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
             c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
-            c.type = StrTy(len(str(c.value).encode()) + 1)
+            c.type = StrTy(len(str(c.value).encode("utf-8", "surrogateescape")) + 1)
             c.cookie_name = e.name  # type: ignore[attr-defined]  # see _merge_uprobes
             return c
         if e.name == "curtask":

@@ -27,7 +27,7 @@ def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
     from .common import add_common_options
 
     # the programs filter one thread group in the kernel (no children followed)
-    add_common_options(p, what, pid_help="only this process",
+    add_common_options(p, what, pid_help="only this process (it must exist)",
                        comm_help="only processes whose name matches this glob",
                        summary_help="at exit, a ranked table: who did it most")
 

@@ -40,11 +40,11 @@ __all__ = [
 #: The shared options' help, as ``undertow exec`` has always shown it.
 COMMON_HELP = {
     "json": "one JSON object per line",
-    "pid": "only this process and its children",
+    "pid": "only this process and its children (it must exist)",
     "comm": "only programs whose name matches this glob",
     "cgroup": "only processes whose cgroup path contains this text",
-    "duration": "stop after SECONDS",
-    "count": "stop after N {what}",
+    "duration": "stop after SECONDS (> 0)",
+    "count": "stop after N {what} (>= 1)",
     "summary": "at exit, a ranked table of programs",
 }
 
@@ -58,12 +58,14 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     arguments let a tool say precisely what its filter does (a BPF tool's ``--pid`` matches
     one thread group, the ftrace backend's follows children through ``event-fork``).
     """
+    from .. import options  # one rule per kind of value, the same in every command
+
     parser.add_argument("--json", action="store_true", help=COMMON_HELP["json"])
-    parser.add_argument("--pid", type=int, help=pid_help or COMMON_HELP["pid"])
+    parser.add_argument("--pid", type=options.pid, help=pid_help or COMMON_HELP["pid"])
     parser.add_argument("--comm", help=comm_help or COMMON_HELP["comm"])
     parser.add_argument("--cgroup", help=COMMON_HELP["cgroup"])
-    parser.add_argument("--duration", type=float, help=COMMON_HELP["duration"])
-    parser.add_argument("--count", type=int, help=COMMON_HELP["count"].format(what=what))
+    parser.add_argument("--duration", type=options.duration, metavar="SECONDS", help=COMMON_HELP["duration"])
+    parser.add_argument("--count", type=options.count, metavar="N", help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
 
 

@@ -12,7 +12,11 @@ One BPF program (bpftrace language) generated for the watched files:
   the mapping are invisible to syscalls: the mapping is the event); ``ftruncate``/``fchmod``
   on one too;
 - path-based calls (``unlinkat``, ``renameat2``, ``fchmodat``, ``truncate``) are matched by
-  the path string against the watched absolute paths.
+  the path string against the watched absolute paths. Each path is put into the program
+  with :func:`undertow.lang.bt.quote_string` (every byte exact: quotes, backslashes,
+  newlines, undecodable bytes); a comparison reads at most 255 bytes, so ``--all`` refuses
+  a longer path rather than never matching it (without ``--all`` no path is compared: any
+  length is watched, by inode).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Dict, Sequence
 
-__all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record"]
+__all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit",
+           "check_paths"]
 
 
 class Watch:
@@ -81,16 +86,47 @@ def _match(ws: Sequence[Watch], ino: str, dev: str) -> str:
 
 
 def _paths(ws: Sequence[Watch], expr: str) -> str:
-    return " || ".join(f'{expr} == "{w.path}"' for w in ws)
+    from ..lang.bt import quote_string
+
+    return " || ".join(f"{expr} == {quote_string(w.path)}" for w in ws)
+
+
+def path_limit() -> int:
+    """The longest path (bytes) the path-based calls can be matched on."""
+    from ..backends.bpf.compiler import STR_COMPARE_BYTES
+
+    return STR_COMPARE_BYTES - 1
+
+
+def check_paths(ws: Sequence[Watch], all_ops: bool) -> None:
+    """Raise :class:`~undertow.errors.UsageError` when ``all_ops`` needs a path compared
+    that is longer than :func:`path_limit`."""
+    if not all_ops:
+        return
+    from ..errors import UsageError
+    from ..output.values import escape
+
+    limit = path_limit()
+    for w in ws:
+        n = len(os.fsencode(w.path))
+        if n > limit:
+            shown = escape(w.path if len(w.path) <= 60 else w.path[:57] + "...")
+            raise UsageError(f"--all cannot watch {shown}: its path is {n} bytes, and unlink, rename, chmod and "
+                             f"truncate are matched on the path, which can be at most {limit} bytes",
+                             hints=["without --all, its writes (and truncates, chmods through open files) "
+                                    "are watched by inode, whatever the path's length"])
 
 
 def program(ws: Sequence[Watch], all_ops: bool, have: Any = None) -> str:
     """The BPF program for these files (``all_ops``: opens, reads and path-based calls too).
 
     ``have(event)`` says whether a syscall tracepoint exists (the legacy ``rename``,
-    ``unlink``, ``chmod``, ``dup2`` exist on x86_64, not on aarch64)."""
+    ``unlink``, ``chmod``, ``dup2`` exist on x86_64, not on aarch64). With ``all_ops``, a
+    path longer than :func:`path_limit` raises :class:`~undertow.errors.UsageError`."""
     def exists(name: str) -> bool:
         return have is None or bool(have(name))
+
+    check_paths(ws, all_ops)
 
     rec = 'printf("%s %d %d %d %s", "{op}", {fd}, {a}, {b}, {s});'
     fdcalls = ",\n".join(f"tracepoint:syscalls:sys_exit_{c}" for c in ("openat", "dup", "dup2", "dup3")

@@ -428,7 +428,23 @@ def _bswap(value: int, size: int) -> int:
     return int.from_bytes((value & ((1 << (8 * size)) - 1)).to_bytes(size, "big"), "little")
 
 
+#: MAX_FILTER_STR_VAL (kernel/trace/trace.h): a filter string is shorter than this (bytes).
+FILTER_STR_MAX = 256
+
+
 def _quote_filter_string(s: str, span: Optional[Span]) -> str:
-    if "\n" in s or '"' in s:
-        raise FtraceUnsupported("ftrace filter strings cannot contain quotes or newlines", span)
-    return f'"{s}"'
+    """``s`` quoted for an event filter. The kernel's filter parser (parse_pred() in
+    kernel/trace/trace_events_filter.c) takes everything up to the next matching quote,
+    ``"`` or ``'``, with no escapes: a string holding both quotes, a newline or a NUL
+    cannot be written, nor one of 256 bytes or more."""
+    n = len(s.encode("utf-8", "surrogateescape"))
+    if "\n" in s or "\0" in s:
+        raise FtraceUnsupported("ftrace filter strings cannot contain newlines or NUL bytes", span)
+    if n >= FILTER_STR_MAX:
+        raise FtraceUnsupported(f"ftrace filter strings are shorter than {FILTER_STR_MAX} bytes "
+                                f"(this one has {n})", span)
+    if '"' not in s:
+        return f'"{s}"'
+    if "'" not in s:
+        return f"'{s}'"
+    raise FtraceUnsupported("an ftrace filter string cannot hold both quote characters", span)

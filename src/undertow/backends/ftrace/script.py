@@ -14,7 +14,7 @@ import os
 import shlex
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List
+    from typing import List, TextIO, Union
 
 from .compile import EventSpec
 from .plan import FtracePlan
@@ -38,11 +38,11 @@ def render_script(plan: FtracePlan) -> str:
         '    [ -d "$I" ] && printf 0 > "$I/tracing_on" 2>/dev/null',
     ]
     for spec in plan.specs:
-        out.append(f'    printf 0 > "$I/events/{_group(spec)}/{spec.event}/enable" 2>/dev/null')
+        out.append(f'    printf 0 > {_event_file(spec, "enable")} 2>/dev/null')
     out.append('    rmdir "$I" 2>/dev/null')
     for spec in plan.specs:
         if spec.definition:
-            out.append(f'    printf \'%s\\n\' "-:$G/{spec.event}" >> "$T/{spec.definition_file}" 2>/dev/null')
+            out.append(f'    printf \'%s\\n\' "-:$G/"{q(spec.event)} >> "$T/"{q(str(spec.definition_file))} 2>/dev/null')
     out += [
         "}",
         "trap 'cleanup; exit 0' INT TERM HUP",
@@ -52,15 +52,14 @@ def render_script(plan: FtracePlan) -> str:
         if spec.definition:
             head, _, rest = spec.definition.partition(" ")
             kind = head.split(":", 1)[0]
-            out.append(f'printf \'%s\\n\' "{kind}:$G/{spec.event} "{q(rest)} >> "$T/{spec.definition_file}"'
-                       " || { cleanup; exit 1; }")
+            out.append(f'printf \'%s\\n\' {q(kind + ":")}"$G/"{q(spec.event + " " + rest)} '
+                       f'>> "$T/"{q(str(spec.definition_file))} || {{ cleanup; exit 1; }}')
     if plan.stack:
         out.append('printf 1 > "$I/options/stacktrace"')
     for spec in plan.specs:
-        ev = f'"$I/events/{_group(spec)}/{spec.event}'
         if spec.filter:
-            out.append(f"printf '%s\\n' {q(spec.filter)} > {ev}/filter\" || {{ cleanup; exit 1; }}")
-        out.append(f'printf 1 > {ev}/enable" || {{ cleanup; exit 1; }}')
+            out.append(f"printf '%s\\n' {q(spec.filter)} > {_event_file(spec, 'filter')} || {{ cleanup; exit 1; }}")
+        out.append(f'printf 1 > {_event_file(spec, "enable")} || {{ cleanup; exit 1; }}')
     out += [
         'printf 1 > "$I/tracing_on"',
         'cat "$I/trace_pipe" &',
@@ -72,12 +71,21 @@ def render_script(plan: FtracePlan) -> str:
     return "\n".join(out)
 
 
-def _group(spec: EventSpec) -> str:
-    return "$G" if spec.definition else spec.group
+def _event_file(spec: EventSpec, name: str) -> str:
+    """The shell word for ``$I/events/GROUP/EVENT/name``: the session's group is ``$G``,
+    every name that came from a probe line is single-quoted."""
+    q = shlex.quote
+    group = '"$G"' if spec.definition else q(spec.group)
+    return f'"$I/events/"{group}/{q(spec.event)}/{name}'
 
 
-def write_script(plan: FtracePlan, path: str) -> None:
+def write_script(plan: FtracePlan, dest: "Union[str, TextIO]") -> None:
+    """Write the script to ``dest``: an open text file, or a path (created executable; a
+    symbolic link is not followed)."""
     text = render_script(plan)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
-    with os.fdopen(fd, "w") as f:
+    if not isinstance(dest, str):
+        dest.write(text)
+        return
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)

@@ -6,7 +6,10 @@ which reads probe specs (``uprobe:/bin/bash:readline``) straight from the text
 because they follow rules of their own.
 
 Token kinds: ``ident``, ``int`` (value: int), ``str`` (value: str, escapes
-decoded), ``var`` (``$name``; value: name), ``pos`` (``$1``/``$#``; value: int,
+decoded; a string stands for bytes, as in bpftrace: ``\\xff`` or ``\\377`` is the byte
+0xff, kept in the str as Python keeps an undecodable byte of a file name
+(``surrogateescape``), so ``os.fsencode(value)`` is the exact bytes; :func:`quote_string`
+is the inverse), ``var`` (``$name``; value: name), ``pos`` (``$1``/``$#``; value: int,
 -1 for ``$#``), ``map`` (``@name`` or ``@``; value: the name with ``@``),
 ``op`` (punctuation), ``eof``.
 """
@@ -16,11 +19,11 @@ from __future__ import annotations
 from undertow.dclass import dataclass
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Tuple
+    from typing import Tuple, Union
 
 from ...errors import ParseError, Span
 
-__all__ = ["Tok", "Lexer", "OPERATORS", "decode_escapes"]
+__all__ = ["Tok", "Lexer", "OPERATORS", "decode_escapes", "quote_string"]
 
 #: Punctuation, longest first so ``<<=`` wins over ``<<`` and ``<``.
 OPERATORS = (
@@ -94,8 +97,20 @@ class Tok:
         return f"'{text}'"
 
 
+def _byte(value: int) -> str:
+    """The str standing for the byte ``value`` of a literal: itself when ASCII, else the
+    code point Python decodes an undecodable byte to (``surrogateescape``)."""
+    return chr(value) if value < 0x80 else chr(0xDC00 + value)
+
+
 def decode_escapes(raw: str, base: int, source: str, origin: str) -> str:
-    """Decode C escapes of a literal body; ``base`` is its offset in ``source`` (for carets)."""
+    """Decode C escapes of a literal body; ``base`` is its offset in ``source`` (for carets).
+
+    ``\\xHH`` and ``\\NNN`` are bytes: the result is the str of the literal's bytes decoded
+    with ``utf-8``/``surrogateescape`` (``"\\xc3\\xa9"`` is ``"\u00e9"``; ``"\\xff"`` is
+    ``"\\udcff"``)."""
+    if "\\" not in raw:
+        return raw
     out = []
     i = 0
     n = len(raw)
@@ -117,17 +132,41 @@ def decode_escapes(raw: str, base: int, source: str, origin: str) -> str:
             if j == i + 2:
                 raise ParseError("\\x needs hex digits", source=source,
                                  span=Span(base + i, base + i + 2), origin=origin)
-            out.append(chr(int(raw[i + 2:j], 16)))
+            out.append(_byte(int(raw[i + 2:j], 16)))
             i = j
         elif e in "01234567":
             j = _scan(raw, i + 1, _OCT_DIGITS, 3)
-            out.append(chr(int(raw[i + 1:j], 8) & 0xFF))
+            out.append(_byte(int(raw[i + 1:j], 8) & 0xFF))
             i = j
         else:
             raise ParseError(f"unknown escape sequence '\\{e}'", source=source,
                              span=Span(base + i, base + i + 2), origin=origin,
                              hints=["known escapes: \\n \\t \\r \\\\ \\\" \\' \\0 \\xHH \\NNN"])
-    return "".join(out)
+    text = "".join(out)
+    try:  # bytes escaped one by one that form UTF-8 characters are those characters
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate typed in the text (API callers): kept
+        return text
+
+
+#: Bytes a literal made by :func:`quote_string` shows as themselves: printable ASCII but
+#: the quote and the backslash.
+_PLAIN = frozenset(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+
+
+def quote_string(value: "Union[str, bytes]") -> str:
+    """``value`` as a bpftrace string literal, quotes included: the one way to put a value
+    that came from outside (a file name, a process name) into program text.
+
+    A str is taken as its bytes (``os.fsencode``: UTF-8, undecodable bytes from a file
+    name kept). Printable ASCII stands for itself, ``"`` and ``\\`` are escaped, every other
+    byte (controls, newline, NUL, non-ASCII) is ``\\xHH``: the literal is one line of ASCII
+    that the lexer decodes back to exactly these bytes, whatever they hold. Length limits
+    are the caller's (a comparison reads at most what the backend allows)."""
+    data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    plain = _PLAIN
+    return '"' + "".join(chr(b) if b in plain else ("\\" + chr(b) if b in (0x22, 0x5C) else f"\\x{b:02x}")
+                         for b in data) + '"'
 
 
 class Lexer:
@@ -258,4 +297,5 @@ class Lexer:
         if len(val) != 1:
             raise self.error("a character literal holds one character", i, j + 1,
                              ('use double quotes for strings: "text"',))
-        return Tok("int", self.text[i:j + 1], i, j + 1, ord(val) & 0xFF if ord(val) < 256 else ord(val))
+        c = ord(val)
+        return Tok("int", self.text[i:j + 1], i, j + 1, c - 0xDC00 if 0xDC80 <= c <= 0xDCFF else c)
