@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
                 pass
             finally:
                 sys.stdout.flush()
+    except (KeyboardInterrupt, _Stop):
+        pass  # stopped while `with tracer` was entering: the session closed itself
     finally:
         for s, h in old.items():
             signal.signal(s, h)
