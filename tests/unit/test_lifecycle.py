@@ -334,12 +334,35 @@ def test_leftovers_removed_at_start_are_reported(tmp_path, monkeypatch):
     told = []
     monkeypatch.setattr(backends, "leftovers_reporter", told.append)
     monkeypatch.setattr("undertow.backends.ftrace.session.remove_stale",
-                        lambda tfs: ["instances/undertow_1_2_3_0"])
+                        lambda tfs, **kw: ["instances/undertow_1_2_3_0"])
     sim = SimTracefs(str(tmp_path))
     s = FtraceSession.start(plan_with_probes(), SimKernel(sim))
     s.close()
     assert told == [["instances/undertow_1_2_3_0"]] and s.removed_stale == ["instances/undertow_1_2_3_0"]
     told.clear()
-    monkeypatch.setattr("undertow.backends.ftrace.session.remove_stale", lambda tfs: [])
+    monkeypatch.setattr("undertow.backends.ftrace.session.remove_stale", lambda tfs, **kw: [])
     FtraceSession.start(plan_with_probes(), SimKernel(SimTracefs(str(tmp_path / "b")))).close()
     assert told == []
+
+
+# -- the command -------------------------------------------------------------------------
+
+def test_cleanup_command_lists_what_it_removes_and_keeps(tmp_path, tree, monkeypatch, capsys):
+    from undertow.cli import main
+
+    proc = fake_proc(tmp_path, 100, [100], INIT_PID_NS, 5000)
+    add_proc(proc, 4321, [4321, 1], 4026532999, 9000)
+    dead, boxed = "undertow_300_7000_%d_1" % INIT_PID_NS, "undertow_1_9000_4026532999_0"
+    for n in (dead, boxed):
+        (tree / "instances" / n).mkdir()
+    monkeypatch.setenv("UNDERTOW_TRACEFS", str(tree))
+    monkeypatch.setenv("UNDERTOW_PROC", str(proc))
+    assert main(["cleanup", "-n"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out) == sorted([f"would remove instances/{dead} (pid 300 has exited)",
+                                  f"kept instances/{boxed} (pid 1 in pid namespace 4026532999 is running, "
+                                  "pid 4321 here)"])
+    assert sorted(os.listdir(tree / "instances")) == sorted([".keep", dead, boxed])
+    assert main(["cleanup"]) == 0
+    assert f"removed instances/{dead} (pid 300 has exited)" in capsys.readouterr().out
+    assert sorted(os.listdir(tree / "instances")) == sorted([".keep", boxed])

@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.ftrace.cleanup import remove, removable, survey
     from ..kernel import Kernel
 
-    tfs = Kernel().tracefs()
-    items = survey(tfs)
+    kernel = Kernel()
+    tfs = kernel.tracefs()
+    items = survey(tfs, kernel.roots.proc)
     stale = [i for i in items if removable(i, args.force)]
     done = set(map(id, stale if args.dry_run else remove(tfs, stale)))
     failed = 0

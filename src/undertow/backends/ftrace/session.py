@@ -36,7 +36,7 @@ from ... import stop
 from ...errors import TracefsError, UndertowError
 from ...events import Lost, Record, Stats
 from ..base import Session
-from .cleanup import next_session_name, remove_stale, report_removed  # noqa: F401 - next_session_name: the name's old home
+from .cleanup import next_session_name, remove_stale, report_removed  # noqa: F401 - the name's old home
 from .plan import FtracePlan
 from .ringbuf import PageReader
 
@@ -118,7 +118,8 @@ class FtraceSession(Session):
         check = stop.check
         check()
         try:
-            self.removed_stale = remove_stale(tfs)
+            roots = getattr(self.kernel, "roots", None)
+            self.removed_stale = remove_stale(tfs, proc=roots.proc if roots is not None else "/proc")
         except (TracefsError, OSError):
             pass  # best effort; never stop a session for someone else's leftovers
         report_removed(self.removed_stale)
