@@ -159,7 +159,16 @@ def _bytes_out() -> None:
             pass
 
 
+def report_cleanup(removed: List[str]) -> None:
+    """What a session's start removed of killed sessions (SIGKILL leaves state behind):
+    one line on stderr, whatever the verbosity (backends.leftovers_reporter)."""
+    print("undertow: removed leftovers of a killed session: " + ", ".join(removed), file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from . import backends  # the package alone: a docstring and the hook
+
+    backends.leftovers_reporter = report_cleanup
     parser = build_parser(argv, lazy=True)
     args = parser.parse_args(argv)
     args.debug = bool(getattr(args, "debug", False))

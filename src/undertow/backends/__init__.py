@@ -1,1 +1,13 @@
 """undertow.backends"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
+    from typing import Callable, List, Optional
+
+#: Told what a session's start removed of killed sessions' leftovers (``instances/NAME``,
+#: ``uprobe_events GROUP/EVENT``; backends/ftrace/cleanup.py). The library never prints:
+#: the command line sets this (``undertow.cli.report_cleanup``); sessions also keep the
+#: list (``removed_stale``). Here, not in cleanup.py, so setting it imports nothing.
+leftovers_reporter: Optional[Callable[[List[str]], None]] = None

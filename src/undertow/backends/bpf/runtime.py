@@ -32,6 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Dict, List, Optional, Tuple
 
+from ... import stop
 from ...errors import BPFError, SourceError, UndertowError, VerifierError
 from ...events import Event, Lost, Record, Stats
 from ...kernel import syscalls as sc
@@ -154,6 +155,11 @@ class ProgramSession(Session):
 
     # -- set-up
     def _setup(self) -> None:
+        # stop.check() between steps: a stop asked during set-up ends it at the next step
+        # (start() closes what was made); fds die with the process, kprobe_events lines
+        # do not and are recorded before they are written (_legacy_kprobe)
+        check = stop.check
+        check()
         sc.raise_memlock_rlimit()
         perf = self.c.options.get("output") == "perfbuf"
         if perf:
@@ -192,10 +198,12 @@ class ProgramSession(Session):
             relocs[("map", spec.name)] = fd
         begin: List[int] = []
         self.relocs = relocs
+        check()
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
         for i, cp in enumerate(self.c.probes):
+            check()
             if getattr(cp.ap, "multi", None):
                 self._names_table(cp)
             fd, cp = self._load_any(cp)
@@ -212,10 +220,12 @@ class ProgramSession(Session):
                 self._attach(cp, fd)
             self.attached.append(cp.name)
         for d, progs in tail.items():
+            check()
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
         if not perf:
             self.rb = RingBuffer(rb, self.rb_size)
         self._eager_until = time.monotonic() + EAGER_SECONDS
+        check()
         for fd in begin:
             sc.prog_test_run(fd, bytes(8))
 
@@ -417,9 +427,11 @@ class ProgramSession(Session):
         ``UNDERTOW_KPROBE_ATTACH=tracefs`` asks for it): define ``p:GROUP/EVENT FUNC+OFF``
         (``r:`` for a kretprobe) in undertow's own group ``undertow_<pid>_<n>``, open the
         event's id as a tracepoint perf event and attach the program to it. The definition
-        is removed at close, after the perf event; a SIGKILLed run's is removed by the
-        next session or ``undertow cleanup`` (backends/ftrace/cleanup.py)."""
-        from ..ftrace.session import next_session_name
+        is recorded before it is written and removed at close, after the perf event; a
+        SIGKILLed run's is removed by the next session (the first legacy kprobe of a run
+        removes stale ones, as an ftrace session's start does) or ``undertow cleanup``
+        (backends/ftrace/cleanup.py)."""
+        from ..ftrace.cleanup import next_session_name, remove_stale, report_removed
 
         ap = cp.ap
         tfs = self.kernel.tracefs()
@@ -427,11 +439,15 @@ class ProgramSession(Session):
             raise AttachError(f"{cp.name}: this kernel has no kprobes (no kprobe PMU, no kprobe_events)",
                               hints=["kprobes are off in this kernel (CONFIG_KPROBES); use a tracepoint"])
         if self._kprobe_group is None:
+            try:
+                report_removed(remove_stale(tfs))
+            except (UndertowError, OSError):
+                pass  # best effort: someone else's leftovers never stop a run
             self._kprobe_group = next_session_name()
         event = f"p{cp.index}"
         where = ap.target + (f"+{ap.offset}" if ap.offset else "")
+        self._kprobe_defs.append(f"{self._kprobe_group}/{event}")  # before the write: see above
         tfs.write("kprobe_events", f"{'r' if ap.kind == 'kretprobe' else 'p'}:{self._kprobe_group}/{event} {where}")
-        self._kprobe_defs.append(f"{self._kprobe_group}/{event}")
         tp_id = tfs.event_format(self._kprobe_group, event).id
         self._perf(sc.tracepoint_attr(tp_id), prog, cpu=0)
         cp.note = (cp.note + "; " if cp.note else "") + f"attached through kprobe_events ({self._kprobe_group}/{event})"

@@ -1,12 +1,16 @@
 """A running ftrace session: a private instance, our probes, and the binary reader.
 
 Lifecycle (DESIGN.md "Own the lifecycle"): remove stale state of dead sessions,
-create ``instances/undertow_<pid>_<n>``, set its clock (``mono``, so timestamps
-compare with CLOCK_MONOTONIC), buffer size and wake-up threshold, exclude our own
-threads (``set_event_notrace_pid``), restrict to ``-p PID`` (``set_event_pid`` +
-``options/event-fork``), clear the buffer, define dynamic probes, set filters,
-enable the events, turn tracing on. :meth:`FtraceSession.close` undoes all of it
-in reverse order, is idempotent, and also runs at interpreter exit.
+create ``instances/undertow_<pid>_<start>_<pidns>_<n>`` (names: cleanup.py), set its
+clock (``mono``, so timestamps compare with CLOCK_MONOTONIC), buffer size and wake-up
+threshold, exclude our own threads (``set_event_notrace_pid``), restrict to ``-p PID``
+(``set_event_pid`` + ``options/event-fork``), define dynamic probes, set filters,
+enable the events, turn tracing on. Each object is recorded *before* it is created, so
+an exception that lands between the kernel write and the next line (KeyboardInterrupt,
+a raising signal handler) cannot hide it from :meth:`FtraceSession.close`; removing
+what was never created is no error. Set-up calls :func:`undertow.stop.check` between
+steps. :meth:`FtraceSession.close` undoes all of it in reverse order, can run again
+after being interrupted itself (it also runs at interpreter exit until it finished).
 
 Reading: per-CPU ``trace_pipe_raw`` pages decoded by ``ringbuf.PageReader``
 (runs of one fixed-size event type in bulk, other records one by one). The
@@ -21,7 +25,6 @@ import atexit
 import collections
 import errno
 import gc
-import itertools
 import os
 import select
 import time
@@ -29,10 +32,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import Any, Deque, Dict, List, Optional, Tuple
 
+from ... import stop
 from ...errors import TracefsError, UndertowError
 from ...events import Lost, Record, Stats
 from ..base import Session
-from .cleanup import remove_stale
+from .cleanup import next_session_name, remove_stale, report_removed  # noqa: F401 - the name's old home
 from .plan import FtracePlan
 from .ringbuf import PageReader
 
@@ -80,6 +84,9 @@ class FtraceSession(Session):
         self.reader: Optional[PageReader] = None
         self.overrun: Dict[int, int] = {}
         self._closed = False
+        self._cleaned = False      # close() ran to its end
+        self._ready = False        # _setup() ran to its end
+        self.removed_stale: List[str] = []  # what the start removed of killed sessions
         self._next_stats = 0.0
         self._tgid: Dict[int, int] = {}
         self._comm: Dict[int, str] = {}
@@ -112,12 +119,24 @@ class FtraceSession(Session):
 
     def _setup(self) -> None:
         tfs, plan = self.tfs, self.plan
+        check = stop.check
+        check()
         try:
-            remove_stale(tfs)
+            roots = getattr(self.kernel, "roots", None)
+            self.removed_stale = remove_stale(tfs, proc=roots.proc if roots is not None else "/proc")
         except (TracefsError, OSError):
             pass  # best effort; never stop a session for someone else's leftovers
-        self.inst = tfs.create_instance(plan.instance)
-        inst = self.inst
+        report_removed(self.removed_stale)
+        check()
+        # recorded before the mkdir: close() removes it whether or not the mkdir finished
+        inst = self.inst = tfs.instance(plan.instance)
+        try:
+            tfs.create_instance(plan.instance)
+        except TracefsError as e:
+            if getattr(e, "errno", None) == errno.EEXIST:
+                self.inst = None  # not ours to remove
+            raise
+        check()
         # a new instance starts with tracing on: keep it off until everything is set,
         # so tracing_on=1 also tells observers (and tests) the session is ready
         inst.write("tracing_on", "0", append=False)
@@ -133,6 +152,7 @@ class FtraceSession(Session):
         if inst.has("buffer_percent"):
             inst.write("buffer_percent", "0", append=False)
             self._eager = True
+        check()
         if plan.stack:
             inst.write("options/stacktrace", "1", append=False)
         if plan.self_pid is not None and inst.has("set_event_notrace_pid"):
@@ -146,13 +166,16 @@ class FtraceSession(Session):
                 inst.write("options/event-fork", "1", append=False)
         # No need to clear the buffer: the instance is new, setting trace_clock above
         # resets it anyway, and nothing is enabled yet.
+        check()
         self.hp = tfs.header_page()
         self.page_size = self.hp.data_offset + self.hp.data_size
         reader = self.reader = PageReader(self.hp, self.stats, self._task_of, self._task, self._frames)
         for spec in plan.specs:
+            check()
             if spec.definition:
-                tfs.write(spec.definition_file, spec.definition)
+                # recorded first: removed at close even if the write is interrupted
                 self.defined.append((spec.definition_file or "", f"{spec.group}/{spec.event}"))
+                tfs.write(spec.definition_file, spec.definition)
             fmt = tfs.event_format(spec.group, spec.event)
             keep = [f.name for f in spec.fields] if spec.fields else None
             # pointers a tracepoint records (user addresses such as a syscall's
@@ -168,20 +191,23 @@ class FtraceSession(Session):
             base = f"events/{spec.group}/{spec.event}"
             if spec.filter:
                 inst.write(f"{base}/filter", spec.filter, append=False)
-            inst.write(f"{base}/enable", "1", append=False)
             self.enabled.append(f"{base}/enable")
+            inst.write(f"{base}/enable", "1", append=False)
         if plan.stack:
             try:
                 reader.add_stack(tfs.event_format("ftrace", "kernel_stack"))
             except UndertowError:
                 pass
+        check()
         self._poller = select.poll()
         for cpu in _cpus(inst.path):
             fd = os.open(os.path.join(inst.path, "per_cpu", f"cpu{cpu}", "trace_pipe_raw"),
                          os.O_RDONLY | os.O_NONBLOCK)
             self.fds[fd] = cpu
             self._poller.register(fd, select.POLLIN)
+        check()
         inst.write("tracing_on", "1", append=False)
+        self._ready = True
 
     # ------------------------------------------------------------------ stopping
     def wake_on(self, fd: int) -> None:
@@ -465,7 +491,10 @@ class FtraceSession(Session):
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
-        if self._closed:
+        """Disable, remove the instance, remove the definitions. Every step is idempotent
+        (what is gone, or was never made, is skipped), so a close() interrupted by an
+        exception runs whole again from the start at the next call or at exit."""
+        if self._cleaned:
             return
         self._closed = True
         self._held.clear()
@@ -476,13 +505,18 @@ class FtraceSession(Session):
                 os.close(fd)
             except OSError:
                 pass
-        self.fds.clear()
-        if self.inst is not None:
+            self.fds.pop(fd, None)
+        inst = self.inst
+        if inst is not None:
             for rel in reversed(self.enabled):
-                _quiet(self.inst.write, rel, "0", append=False)
-            _quiet(self.inst.write, "tracing_on", "0", append=False)
+                _quiet(inst.write, rel, "0", append=False)
+            _quiet(inst.write, "tracing_on", "0", append=False)
+            if not self._ready:
+                # an interrupted set-up may have lost an fd between os.open and its record
+                # (tfs.write's, a trace_pipe_raw's): an open file keeps rmdir at EBUSY
+                _close_fds_under(inst.path)
             try:
-                self.tfs.remove_instance(self.inst.name, timeout=2.0)
+                self.tfs.remove_instance(inst.name, timeout=2.0)
             except (UndertowError, OSError):
                 pass
         for dfile, ev in reversed(self.defined):
@@ -492,8 +526,9 @@ class FtraceSession(Session):
                     break
                 except TracefsError as e:
                     if getattr(e, "errno", None) != errno.EBUSY:
-                        break
+                        break  # ENOENT: never defined (interrupted) or already removed
                     time.sleep(0.05)
+        self._cleaned = True
         try:
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
@@ -505,6 +540,25 @@ def _quiet(fn: Any, *a: Any, **kw: Any) -> None:
         fn(*a, **kw)
     except (UndertowError, OSError):
         pass
+
+
+def _close_fds_under(path: str) -> None:
+    """Close this process's file descriptors open on files below ``path``."""
+    prefix = path.rstrip("/") + "/"
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(prefix):
+            try:
+                os.close(int(name))
+            except (OSError, ValueError):
+                pass
 
 
 def _tids(pid: int) -> List[int]:
@@ -533,10 +587,3 @@ def default_buffer_kb() -> int:
         total_kb = 1 << 22
     return max(1024, min(DEFAULT_BUFFER_KB, total_kb // 20 // ncpu))
 
-
-_counter = itertools.count()
-
-
-def next_session_name() -> str:
-    """``undertow_<pid>_<n>``: the instance name and dynamic-event group of a new session."""
-    return f"undertow_{os.getpid()}_{next(_counter)}"
