@@ -166,6 +166,26 @@ def report_cleanup(removed: List[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``undertow`` command: parse ``argv``, run the command, turn errors into messages.
+
+    Until the command runs inside :func:`undertow.stop.handling`, SIGINT has its default
+    action (end the process, silently): Python's own handler would print a
+    KeyboardInterrupt traceback from whatever import or parsing step it lands in, and
+    nothing has been created yet that would need removing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    old = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     from . import backends  # the package alone: a docstring and the hook
 
     backends.leftovers_reporter = report_cleanup

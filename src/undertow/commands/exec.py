@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.common import Column, ProcessFilter, Summary, run_loop
     from ..tools.proc import proc_info
 
-    tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration)
+    tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration, drain=args.drain)
     if args.verbose:
         print(f"undertow exec: hook sched:sched_process_exec via {tracer.backend.name}", file=sys.stderr)
     out = sys.stdout
@@ -71,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
         return True
 
     # JSON mode has never carried loss notices for exec: the stream keeps its shape
-    run_loop(tracer, handle, count=args.count, as_json=args.json, lost_json=False, out=out)
+    res = run_loop(tracer, handle, count=args.count, as_json=args.json, lost_json=False, out=out)
+    from ..events import Stats
+
+    # the kernel's losses were shown in-band (# LOST); what the stop left unread is said here
+    unread = getattr(res, "lost_by_reason", {}).get("not_drained", 0)
+    for line in Stats(lost={"not_drained": unread} if unread else {}).loss_report("undertow exec"):
+        print(line, file=sys.stderr)
     if args.summary:
         summary.write(args.json)
     return 0

@@ -3,7 +3,7 @@
 The tools (``undertow exec``, ``exit``, ``modules``, ``dns`` ...) answer one question each with
 the same options and the same behaviour around the events:
 
-- :func:`add_common_options`: ``--json --pid --comm --cgroup --duration --count --summary``,
+- :func:`add_common_options`: ``--json --pid --comm --cgroup --duration --count --summary --drain``,
   same names and meaning in every tool;
 - stopping: SIGINT, SIGTERM and SIGHUP (``undertow.stop``, installed by the command line) and
   ``--duration`` end every tool the same way (``undertow.backends.loop``): a tool run by a service
@@ -46,13 +46,15 @@ COMMON_HELP = {
     "duration": "stop after SECONDS (> 0)",
     "count": "stop after N {what} (>= 1)",
     "summary": "at exit, a ranked table of programs",
+    "drain": "on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before it, however "
+             "long that takes (default: at most 0.5 s more; the rest is counted and reported)",
 }
 
 
 def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
                        pid_help: Optional[str] = None, comm_help: Optional[str] = None,
                        summary_help: Optional[str] = None) -> None:
-    """Add ``--json --pid --comm --cgroup --duration --count --summary`` to ``parser``.
+    """Add ``--json --pid --comm --cgroup --duration --count --summary --drain`` to ``parser``.
 
     ``what`` names the events in ``--count``'s help ("exits", "queries"); the ``*_help``
     arguments let a tool say precisely what its filter does (a BPF tool's ``--pid`` matches
@@ -67,6 +69,7 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     parser.add_argument("--duration", type=options.duration, metavar="SECONDS", help=COMMON_HELP["duration"])
     parser.add_argument("--count", type=options.count, metavar="N", help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
+    parser.add_argument("--drain", action="store_true", help=COMMON_HELP["drain"])
 
 
 # -- filters
