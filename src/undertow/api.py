@@ -207,7 +207,7 @@ def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Op
     ``pid`` traces one process only; ``stack`` adds kernel stacks to every
     event; ``offline`` compiles without needing the attach points to exist
     (for :meth:`Tracer.show`). ``drain``: on a stop, show everything recorded before it
-    instead of at most half a second of it (the rest is counted as lost). Raises :class:`~undertow.errors.UndertowError`
+    instead of at most 0.4 s of it (the rest is counted as lost). Raises :class:`~undertow.errors.UndertowError`
     subclasses (with spans for bad lines) before touching the kernel's
     tracing state.
     """

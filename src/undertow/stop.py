@@ -30,10 +30,10 @@ import signal
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator
+    from typing import Any, Callable, Dict, Iterator, List
 
 __all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
-           "STOP_SIGNALS"]
+           "listen", "alarm", "cancel_alarm", "STOP_SIGNALS"]
 
 #: The signals that ask undertow to stop (and clean up) rather than die.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -46,6 +46,8 @@ _count = 0           # stop requests after the first
 #: Set by the read loop while it drains without a time limit: a second SIGINT then raises
 #: KeyboardInterrupt instead of being folded into the first request.
 forceable = False
+_listeners: List[Callable[[int], None]] = []
+_alarm_ns = 0        # the deadline an armed SIGALRM stands for (--duration)
 
 
 class Interrupted(BaseException):
@@ -70,11 +72,25 @@ def _signame(signum: int) -> str:
         return ""
 
 
+def _fire(at_ns: int) -> None:
+    """Tell the listeners (sessions stop producing at once, in the handler: no record made
+    after this point is waiting for the read loop to come round)."""
+    for fn in list(_listeners):
+        try:
+            fn(at_ns)
+        except Exception:  # noqa: BLE001 - a listener must not turn a stop into a traceback
+            pass
+
+
 def _handler(signum: int, frame: Any) -> None:
     global _signum, _at_ns, _count
     # the wake-up byte itself is written by the interpreter (set_wakeup_fd) before this runs
     if not _signum:
-        _signum, _at_ns = signum, time.monotonic_ns()
+        _signum = signum
+        _at_ns = _alarm_ns if signum == signal.SIGALRM and _alarm_ns else time.monotonic_ns()
+        _fire(_at_ns)
+        return
+    if signum == signal.SIGALRM:
         return
     _count += 1
     if signum == signal.SIGINT and forceable:
@@ -112,10 +128,11 @@ def handling() -> Iterator[None]:
     _active = 1
     try:
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        for s in STOP_SIGNALS:
+        for s in STOP_SIGNALS + (signal.SIGALRM,):
             old[s] = signal.signal(s, _handler)
         yield
     finally:
+        cancel_alarm()
         for s, h in old.items():
             signal.signal(s, h)
         signal.set_wakeup_fd(old_fd)
@@ -137,11 +154,12 @@ def stopped_at_ns() -> int:
 
 
 def request(signum: int = -1) -> None:
-    """Ask to stop from inside undertow (``--duration`` elapsed, ``--count`` reached, ``exit()``):
-    the same path as a signal, so loops and set-up need one test."""
+    """Ask to stop from inside undertow: the same path as a signal, so loops and set-up
+    need one test."""
     global _signum, _at_ns
     if not _signum:
         _signum, _at_ns = signum, time.monotonic_ns()
+        _fire(_at_ns)
         if _pipe[1] >= 0:
             try:
                 os.write(_pipe[1], b"\0")
@@ -151,8 +169,42 @@ def request(signum: int = -1) -> None:
 
 def check() -> None:
     """Raise :class:`Interrupted` when a stop was requested by a signal (call between set-up steps)."""
-    if _signum > 0:
+    if _signum > 0 and _signum != signal.SIGALRM:
         raise Interrupted(_signum)
+
+
+def listen(fn: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``fn(at_ns)`` on the first stop request, from the signal handler itself (so it
+    must be quick and must not block: set a flag, write a file); returns the function that
+    stops listening."""
+    _listeners.append(fn)
+
+    def remove() -> None:
+        try:
+            _listeners.remove(fn)
+        except ValueError:
+            pass
+    return remove
+
+
+def alarm(deadline: float) -> bool:
+    """Request a stop at ``deadline`` (``time.monotonic()`` seconds) through SIGALRM, as a
+    signal would (``requested()`` is then ``SIGALRM`` and ``stopped_at_ns()`` the deadline
+    itself): ``--duration`` ends when it should, not when the read loop next looks. Only
+    inside :func:`handling` (False otherwise: the caller watches the clock itself)."""
+    global _alarm_ns
+    if not _active or _pipe[0] < 0:
+        return False
+    _alarm_ns = int(deadline * 1e9)
+    signal.setitimer(signal.ITIMER_REAL, max(1e-6, deadline - time.monotonic()))
+    return True
+
+
+def cancel_alarm() -> None:
+    global _alarm_ns
+    if _alarm_ns:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _alarm_ns = 0
 
 
 def wakeup_fd() -> int:

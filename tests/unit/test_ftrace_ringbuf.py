@@ -275,6 +275,25 @@ def test_missed_events_are_reported_in_band():
     assert r.stats.lost == {"overrun": 9} and isinstance(out[1], Event)
 
 
+def test_overruns_from_pages_and_from_the_counter_are_never_counted_twice():
+    """A page's stored count is the overrun counter's growth between two reader-page swaps;
+    the counter is read on its own schedule: the intervals overlap. The total reported is
+    the counter's last value, whatever the interleaving."""
+    r = reader()
+    out = []
+    rec1 = small(1, openat_rec(1, 1, 1, 1, 1))
+    r.overruns(0, 5, out)                                   # the counter: 5 so far
+    r.page(page(rec1, flags=RB_MISSED_EVENTS | RB_MISSED_STORED, missed=7), 0, out)  # swap: 7 since the last
+    r.page(page(rec1, flags=RB_MISSED_EVENTS), 0, out)      # some, no room for the count
+    r.overruns(0, 12, out)                                  # the counter: 12 in all
+    r.page(page(rec1, flags=RB_MISSED_EVENTS | RB_MISSED_STORED, missed=5), 0, out)
+    r.overruns(0, 12, out)
+    assert r.stats.lost == {"overrun": 12}
+    assert [x.count for x in out if isinstance(x, Lost)] == [5, 2, 0, 5]
+    r.overruns(1, 4, out)                                   # per CPU
+    assert r.stats.lost == {"overrun": 16}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2 ** 27 - 1), st.integers(-2 ** 31, 2 ** 31 - 1),
                           st.binary(max_size=20)), max_size=60))

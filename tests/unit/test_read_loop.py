@@ -30,7 +30,7 @@ class FakeSession:
     def wake_on(self, fd):
         self.wake.append(fd)
 
-    def poll(self, timeout):
+    def poll(self, timeout, limit=None):
         self.polls += 1
         if self.backlog:
             n = min(self.backlog, 10)

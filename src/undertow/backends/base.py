@@ -54,8 +54,10 @@ class Session(abc.ABC):
     stats: Stats
 
     @abc.abstractmethod
-    def poll(self, timeout: Optional[float] = None) -> List[Record]:
-        """Records available now, waiting up to ``timeout`` seconds (None: block)."""
+    def poll(self, timeout: Optional[float] = None, limit: Optional[int] = None) -> List[Record]:
+        """Records available now, waiting up to ``timeout`` seconds (None: block); about
+        ``limit`` of them at most (None: the session's own batch size), so that a slow
+        consumer gets back to the read loop often enough to notice a stop."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -21,6 +21,7 @@ A second SIGINT while draining with ``drain=True`` raises KeyboardInterrupt
 
 from __future__ import annotations
 
+import signal
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
@@ -35,10 +36,16 @@ __all__ = ["ReadLoop", "POLL_EVERY", "DRAIN_SECONDS"]
 #: steady load. 50 ms keeps every event within 100 ms (bench/trace_latency.py: max ~65 ms
 #: at 20k events/s) for ~20 empty reads per second.
 POLL_EVERY = 0.05
-#: How long a stopped session goes on showing what it had recorded before the stop. Half a
-#: second leaves room, within the one second a stop may take, for counting the rest, the
-#: END blocks and maps, and detaching.
-DRAIN_SECONDS = 0.5
+#: One turn of the loop (read a batch, let the consumer handle it) should take about this
+#: long at most: the batch size adapts to the consumer's speed (a tool formatting each
+#: record in Python handles ~20k/s, `undertow trace`'s line renderer ~1M/s), so a stop is
+#: noticed within ~TURN whatever the consumer.
+TURN = 0.05
+MIN_BATCH, MAX_BATCH = 64, 16384
+#: How long a stopped session goes on showing what it had recorded before the stop. 0.4 s
+#: leaves room, within the one second a stop may take, for counting the rest, the END
+#: blocks and maps, and detaching (up to ~0.3 s: bpf/runtime.py SYNC_CLOSE_MAX).
+DRAIN_SECONDS = 0.4
 
 
 class ReadLoop:
@@ -65,6 +72,7 @@ class ReadLoop:
         self._finish: Optional[str] = None
         self._finish_drain = False
         self._stopped = False
+        self.batch = 4096  # records asked per poll: halved when a turn takes over TURN, doubled when quick
 
     def finish(self, why: str, drain: bool = False) -> None:
         """The consumer asks to stop once it has handled the current batch: ``drain`` shows
@@ -73,7 +81,23 @@ class ReadLoop:
         if self._finish is None:
             self._finish, self._finish_drain = why, drain
 
+    def _read(self, timeout: float) -> Iterator[List[Any]]:
+        """One poll, yielded when not empty; the next batch size from how long the turn took."""
+        t0 = time.monotonic()
+        batch = self.session.poll(timeout, self.batch)
+        if not batch:
+            return
+        t1 = time.monotonic()
+        yield batch
+        took = time.monotonic() - t1  # the consumer's share
+        if took > TURN:
+            self.batch = max(MIN_BATCH, self.batch // 2)
+        elif len(batch) >= self.batch and (took + t1 - t0) < TURN / 4:
+            self.batch = min(MAX_BATCH, self.batch * 2)
+
     def _stop_now(self, at_ns: int) -> None:
+        if self._stopped:
+            return
         self._stopped = True
         self.session.stop_producing(at_ns)
 
@@ -83,14 +107,20 @@ class ReadLoop:
         fd = stop.wakeup_fd()
         if fd >= 0:
             s.wake_on(fd)
+        # under the command line's stop.handling(): the session stops producing in the
+        # signal handler itself, and --duration's end is a SIGALRM at the deadline
+        unlisten = stop.listen(self._stop_now)
+        if self.deadline is not None:
+            stop.alarm(self.deadline)
         try:
             while True:
                 if self._finish is not None:
                     self.stopped_by = self._finish
                     at = time.monotonic_ns()
                     break
-                if stop.requested():
-                    self.stopped_by = "signal"
+                sig = stop.requested()
+                if sig:
+                    self.stopped_by = "duration" if sig == signal.SIGALRM else "signal"
                     at = stop.stopped_at_ns() or time.monotonic_ns()
                     break
                 if self.until is not None:
@@ -106,21 +136,22 @@ class ReadLoop:
                         at = int(self.deadline * 1e9)
                         break
                     timeout = min(timeout, left)
-                batch = s.poll(timeout)
-                if batch:
-                    yield batch
+                yield from self._read(timeout)
             self._stop_now(at)
             if self._finish is None or self._finish_drain:
                 drain = self.drain or self._finish_drain
                 end = time.monotonic() + self.drain_seconds
                 stop.forceable = drain
                 while drain or time.monotonic() < end:
-                    batch = s.poll(0)
-                    if batch:
+                    n = 0
+                    for batch in self._read(0):
+                        n = len(batch)
                         yield batch
-                    elif not s.pending():
+                    if not n and not s.pending():
                         break
         finally:
+            unlisten()
+            stop.cancel_alarm()
             stop.forceable = False
             # also when the consumer leaves early (a break, --count in api.Tracer): nothing
             # made before the stop goes uncounted

@@ -56,7 +56,7 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
     p.add_argument("--drain", action="store_true",
                    help="on a stop (Ctrl-C, SIGTERM, --duration), show everything recorded before it, however "
-                        "long that takes (default: at most 0.5 s more; the rest is counted and reported)")
+                        "long that takes (default: at most 0.4 s more; the rest is counted and reported)")
     p.add_argument("--buffer-mb", type=options.buffer_mb, default=0, metavar="MB",
                    help="ring buffer size in MiB, a power of two from 1 to 2048 (default: 16, or less on "
                         "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "

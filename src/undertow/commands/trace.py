@@ -54,7 +54,7 @@ See docs/probe-lines.md for the expression language.""",
                    help="tracing mechanism (default: auto)")
     p.add_argument("--drain", action="store_true",
                    help="on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before "
-                        "it, however long that takes (default: at most 0.5 s more; the rest is counted as "
+                        "it, however long that takes (default: at most 0.4 s more; the rest is counted as "
                         "lost, 'not_drained')")
     p.add_argument("--no-summary", action="store_true", help="no exit summary on stderr")
     p.set_defaults(func=run)
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..events import Event
 
     # SIGINT/SIGTERM/SIGHUP end the loop through undertow.stop (cli.main); the tracer
-    # stops producing, shows what it had for at most 0.5 s (--drain: all), counts the rest
+    # stops producing, shows what it had for at most 0.4 s (--drain: all), counts the rest
     with tracer:
         try:
             if args.json:

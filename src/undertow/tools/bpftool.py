@@ -71,7 +71,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
             out.flush()
         # Ctrl-C/SIGTERM/SIGHUP (undertow.stop), --duration and --count end the loop the same
         # way: nothing recorded after the stop is shown, what was recorded before it is shown
-        # for at most 0.5 s more (--drain: all) and the rest is counted (backends/loop.py)
+        # for at most 0.4 s more (--drain: all) and the rest is counted (backends/loop.py)
         loop = ReadLoop(session, duration=args.duration, drain=getattr(args, "drain", False))
         for batch in loop.batches():
             for rec in batch:

@@ -47,7 +47,7 @@ COMMON_HELP = {
     "count": "stop after N {what} (>= 1)",
     "summary": "at exit, a ranked table of programs",
     "drain": "on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before it, however "
-             "long that takes (default: at most 0.5 s more; the rest is counted and reported)",
+             "long that takes (default: at most 0.4 s more; the rest is counted and reported)",
 }
 
 

@@ -548,13 +548,34 @@ class ProbeGen:
             a.mov64(I.R5, self._rec_size)
             a.call(I.Helper.perf_event_output)
             sent = self.label("sent")
+            done = self.label("sentdone")
             a.jsge(I.R0, 0, sent)
             self.count_lost_inline(LOST_RINGBUF)
+            a.ja(done)
             a.label(sent)
+            self.count_sent_inline()
+            a.label(done)
             return
         a.mov64(I.R1, Reg(I.R7))
         a.mov64(I.R2, I.BPF_RB_NO_WAKEUP)
         a.call(I.Helper.ringbuf_submit)
+        self.count_sent_inline()
+
+    def count_sent_inline(self) -> None:
+        """``sent[cpu] += 1`` (a PERCPU_ARRAY): records submitted, so that a stop can count
+        the ones never read without walking the buffers (ProgramSession.count_unread).
+        Atomic although per-CPU: a program in NMI (profile) may nest on the same CPU."""
+        a = self.a
+        mark = self.sp
+        off = self.alloc(8)
+        a.st(I.DW, I.FP, off, 0)
+        self.lookup("sent", off)
+        nope = self.label("nosent")
+        a.jeq(I.R0, 0, nope)
+        a.mov64(I.R1, 1)
+        a.atomic_add(I.DW, I.R0, 0, I.R1)
+        a.label(nope)
+        self.release(mark)
 
     def async_record(self, action: AsyncAction, args: List[ir.Expr]) -> None:
         """A record with ``args`` laid out one after the other (8-aligned), then submitted."""

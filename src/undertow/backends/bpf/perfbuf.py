@@ -21,7 +21,7 @@ import select
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Dict, List, Optional, Tuple
+    from typing import Callable, Dict, List, Optional
 
 from ...kernel import syscalls as sc
 from .ringbuf import u64_words
@@ -112,16 +112,11 @@ class PerfBuffer:
         except (OSError, ValueError):
             pass
 
-    def discard_all(self, cutoff_ns: int) -> Tuple[int, int]:
-        """Consume every record without handing it out: ``(made at or before cutoff_ns,
-        made after)`` by the u64 timestamp undertow's records start with."""
-        counts = [0, 0]
-
-        def one(view: memoryview) -> None:
-            counts[len(view) >= 8 and _U64.unpack_from(view, 0)[0] > cutoff_ns] += 1
-
-        self.consume(one)
-        return counts[0], counts[1]
+    def skip_all(self) -> None:
+        """Give every record written so far back to the kernel unread (the kernel moves
+        ``data_head`` only past complete records)."""
+        for w in self._words.values():
+            w[_TAIL] = w[_HEAD]
 
     def pending(self) -> int:
         """Bytes written by the kernel and not consumed yet, all CPUs."""

@@ -37,13 +37,12 @@ import select
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Deque, List, Optional, Tuple
+    from typing import Callable, Deque, List, Optional
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HDR_SIZE = 8
 _U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 #: Bytes of the data area mapped at a time (a record longer than this gets its own window).
 WINDOW = 2 << 20
 #: When the ring is more than half full, its committed records are copied out in one go
@@ -223,48 +222,15 @@ class RingBuffer:
         except (OSError, ValueError):
             pass  # already registered
 
-    def discard_all(self, cutoff_ns: int) -> Tuple[int, int]:
-        """Throw away every committed record (backlog and ring) without handing it out:
-        ``(made at or before cutoff_ns, made after)``, by the u64 timestamp each of
-        undertow's records starts with (codegen.HEADER). For the exit summary's count of
-        records never shown; fast (no callback per record)."""
-        before = after = 0
-        unpack = _U32.unpack_from
-        q64 = _U64.unpack_from
-        for i, blob in enumerate(self._backlog):
-            pos = self._backlog_pos if i == 0 else 0
-            while pos + HDR_SIZE <= len(blob):
-                hdr = unpack(blob, pos)[0]
-                length = hdr & ~(BUSY_BIT | DISCARD_BIT)
-                if not hdr & DISCARD_BIT and length >= 8:
-                    if q64(blob, pos + HDR_SIZE)[0] > cutoff_ns:
-                        after += 1
-                    else:
-                        before += 1
-                pos += (length + HDR_SIZE + 7) & ~7
+    def skip_all(self) -> None:
+        """Give every record produced so far back to the producers unread (the stop counted
+        them: ProgramSession.count_unread). Call once the programs have stopped: a record
+        still reserved (BUSY) at that moment is skipped too, so the caller lets in-flight
+        programs finish first."""
         self._backlog.clear()
         self._backlog_bytes = 0
         self._backlog_pos = 0
-        cons = self._cpos[0]
-        prod = self._ppos[0]
-        while cons < prod:
-            rel = cons & self.mask
-            win = self._win
-            if win is None or rel < self._win_start or rel + HDR_SIZE + 8 > self._win_end:
-                win = self._map(rel, HDR_SIZE + 8)
-            off = rel - self._win_start
-            hdr = unpack(win, off)[0]
-            if hdr & BUSY_BIT:
-                break
-            length = hdr & ~(BUSY_BIT | DISCARD_BIT)
-            if not hdr & DISCARD_BIT and length >= 8:
-                if q64(win, off + HDR_SIZE)[0] > cutoff_ns:
-                    after += 1
-                else:
-                    before += 1
-            cons += (length + HDR_SIZE + 7) & ~7
-        self._cpos[0] = cons
-        return before, after
+        self._cpos[0] = self._ppos[0]
 
     def pending(self) -> int:
         """Bytes produced but not consumed yet (in the ring and in the backlog)."""

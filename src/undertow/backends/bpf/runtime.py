@@ -137,6 +137,9 @@ class ProgramSession(Session):
         self._kprobe_group: Optional[str] = None
         self._kprobe_defs: List[str] = []
         self.state_fd = -1
+        self.sent_fd = -1
+        self._seen = 0  # records taken out of the ring (shown, or dropped as made after the stop)
+        self._slow_fds = 0
         self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
 
     @classmethod
@@ -175,7 +178,9 @@ class ProgramSession(Session):
         state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called, or stop_producing()
         self.fds.append(state)
         self.state_fd = state
-        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state,
+        self.sent_fd = sc.map_create(sc.MapType.PERCPU_ARRAY, 4, 8, 1)  # records submitted, per CPU
+        self.fds.append(self.sent_fd)
+        relocs: Dict[Any, int] = {"rb": rb, "lost": self.lost_fd, "state": state, "sent": self.sent_fd,
                                   ("value", "self_pid"): os.getpid(), ("value", "start_ns"): self.c.start_ns}
         if perf:
             # records are built in a per-CPU scratch value, then copied to this CPU's perf ring;
@@ -466,6 +471,8 @@ class ProgramSession(Session):
         pfd = sc.perf_event_open(attr, pid=pid, cpu=cpu)
         self.fds.append(pfd)
         self._attach_fds.add(pfd)
+        if attr.type not in (sc.PerfType.SOFTWARE, sc.PerfType.HARDWARE):
+            self._slow_fds += 1  # a tracepoint, kprobe or uprobe: its close waits for RCU (close())
         sc.perf_event_set_bpf(pfd, prog)
         sc.perf_event_enable(pfd)
 
@@ -489,26 +496,44 @@ class ProgramSession(Session):
         return self.rb is not None and not self._closed and bool(self.rb.pending())
 
     def count_unread(self) -> int:
-        """Count what is left in the buffers as lost (``not_drained``: made before the stop)
-        or ``after_stop``, without decoding it; returns the former."""
+        """Count what is left in the buffers as lost (``not_drained``), without reading it:
+        the programs count the records they submit (``sent``, per CPU), this session the
+        ones it took out of the ring; the difference never reached the reader. O(CPUs),
+        whatever the backlog (walking a 32 MiB backlog record by record took ~0.3 s).
+        stop_producing ran in the signal handler itself (undertow.stop.listen), so what
+        is left was made before the stop, but for the microseconds the handler took."""
         if self.rb is None or self._closed:
             return 0
-        cutoff = self._cutoff or time.monotonic_ns()
-        before, after = self.rb.discard_all(cutoff)
         out: List[Any] = []
         self._check_lost(out)
-        if before:
-            self.stats.count_lost("not_drained", before)
-        self.stats.after_stop += after
-        return before
+        left = 0
+        if self.sent_fd >= 0:
+            try:
+                raw = sc.map_lookup_elem(self.sent_fd, struct.pack("<I", 0), 8 * self.ncpus)
+            except BPFError:
+                raw = None
+            if raw:
+                sent = sum(struct.unpack(f"<{self.ncpus}Q", raw[:8 * self.ncpus]))
+                left = max(0, sent - self._seen)
+        if left:
+            self.stats.count_lost("not_drained", left)
+        self._seen += left
+        # Nothing of it is read later (END's records come after it): the ring is handed back
+        # whole. A program that passed the stop flag just before it was raised may still be
+        # writing its record: a millisecond lets it commit.
+        time.sleep(0.001)
+        self.rb.skip_all()
+        return left
 
     # -- reading
-    def poll(self, timeout: Optional[float] = None, limit: int = POLL_RECORDS) -> List[Record]:
+    def poll(self, timeout: Optional[float] = None, limit: Optional[int] = None) -> List[Record]:
         """Records that arrived (at most ``limit``: the caller handles them, then polls again,
         so the ring is looked at, and spilled to the backlog if over half full, at least
         every ``limit`` records)."""
         if self._closed or self.rb is None:
             return []
+        if limit is None:
+            limit = POLL_RECORDS
         out: List[Any] = []
         if not self.rb.pending():
             if self._eager_until and (timeout is None or timeout > EAGER_POLL):
@@ -523,6 +548,7 @@ class ProgramSession(Session):
         return out
 
     def _record(self, view: memoryview, out: List[Any]) -> None:
+        self._seen += 1
         if len(view) < HDR_SIZE:
             return
         ts, tgid, tid, comm_b, idx, errs, cpu = HEADER.unpack_from(view, 0)
@@ -638,12 +664,17 @@ class ProgramSession(Session):
         self._closed = True
         if self.rb is not None:
             self.rb.close()
-        # Closing a tracepoint/kprobe perf event waits for an RCU grace period under
+        # Closing a tracepoint/kprobe/uprobe perf event waits for an RCU grace period under
         # event_mutex (perf_trace_destroy -> perf_trace_event_unreg ->
-        # tracepoint_synchronize_unregister), ~50-70 ms each here, serialized: closing
-        # from several threads does not help. Output is printed before this runs.
+        # tracepoint_synchronize_unregister), 50-80 ms each here (more under load),
+        # serialized: closing from several threads does not help, nor does exiting (the
+        # kernel closes them in exit_files before the parent hears of the exit). Past a few,
+        # a detached process holding copies of the fds closes them, so that undertow ends
+        # within a second of a stop (the programs have stopped recording: stop_producing).
+        if self._slow_fds > SYNC_CLOSE_MAX and self.fds:
+            _close_in_background(self.fds, self._kprobe_defs, self.kernel)
         for fd in reversed(self.fds):
-            sc.close_fd(fd)
+            sc.close_fd(fd)  # the last reference only where no detached process took them
         self.fds.clear()
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
@@ -651,6 +682,75 @@ class ProgramSession(Session):
         try:
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
+            pass
+
+
+#: Attachments whose close waits for an RCU grace period (perf events on tracepoints,
+#: kprobes, uprobes) that ProgramSession.close detaches itself; more are handed to a
+#: detached process (4 x ~80 ms fits in the second a stop may take, with the drain).
+SYNC_CLOSE_MAX = 4
+
+
+def _close_in_background(fds: List[int], kprobe_defs: List[str], kernel: Any) -> bool:
+    """Fork a detached process (its own session, stdio on /dev/null, no other fds) that
+    closes copies of ``fds`` in reverse order, then removes ``kprobe_defs``; the caller's
+    own closes then drop a reference only, at once. It is named ``undertow-detach`` (comm)
+    and ends when done, ~50-80 ms per slow fd. Returns False when it could not fork (the
+    caller closes everything itself, slowly)."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid:
+        try:
+            os.waitpid(pid, 0)  # the middle process exits at once: no zombie, no wait later
+        except ChildProcessError:
+            pass
+        kprobe_defs.clear()  # the detached process removes them, after the perf events
+        return True
+    # the middle process: a new session, then the detached one (reparented to init)
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        _detached_close(fds, kprobe_defs, kernel)
+    finally:
+        os._exit(0)
+
+
+def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None:  # pragma: no cover - child
+    import signal
+
+    for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s_, signal.SIG_IGN)  # finish the clean-up whatever the caller's group gets
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("undertow-detach")
+    except OSError:
+        pass
+    keep = set(fds)
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)  # a pipe the caller reads must see EOF when the caller ends
+    try:
+        open_fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        open_fds = list(range(3, 1024))
+    for fd in open_fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd in reversed(fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    for ev in reversed(kprobe_defs):
+        try:
+            _remove_kprobe_def_in(kernel.tracefs(), ev)
+        except (UndertowError, OSError):
             pass
 
 

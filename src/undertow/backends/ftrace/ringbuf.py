@@ -251,7 +251,25 @@ class PageReader:
         self.types: Dict[int, EventType] = {}
         self.stack_id: Optional[int] = None
         self.last_event: Dict[int, Event] = {}     # cpu -> last event (kernel_stack attaches to it)
+        self.page_lost: Dict[int, int] = {}        # cpu -> sum of the pages' stored missed counts
+        self.overrun_known: Dict[int, int] = {}    # cpu -> overruns known to have happened (so reported)
         self.render: Any = None
+
+    def overruns(self, cpu: int, at_least: int, out: List[Record]) -> None:
+        """The kernel overwrote at least ``at_least`` records of ``cpu`` so far: report (in
+        ``stats`` and in-band) what was not reported yet.
+
+        Two sources say so: a page's stored missed count (the kernel's overrun counter's
+        growth between two reader-page swaps, ring_buffer_read_page/rb_get_reader_page,
+        present when the page had room; summed here) and the counter itself
+        (``per_cpu/cpuN/stats``, read by the session). Their intervals overlap, so each is
+        taken as a lower bound of the same running total, never added to the other: the
+        total reported equals the counter's last value, exactly, and nothing twice."""
+        known = self.overrun_known.get(cpu, 0)
+        if at_least > known:
+            self.overrun_known[cpu] = at_least
+            self.stats.count_lost("overrun", at_least - known)
+            out.append(Lost(at_least - known, "overrun", cpu))
 
     def set_render(self, writer: Any) -> bool:
         """Format records of fixed-size events straight into text lines with ``writer``
@@ -285,9 +303,11 @@ class PageReader:
             word = _U32.unpack_from(page, self.hp.data_offset)[0]
             render.t0 = ts + (word >> 5 if word & 31 <= 28 else 0)
         if missed:
-            n = missed if missed > 0 else 1
-            self.stats.count_lost("overrun", n)
-            out.append(Lost(n if missed > 0 else 0, "overrun", cpu))
+            if missed > 0:
+                self.page_lost[cpu] = self.page_lost.get(cpu, 0) + missed
+                self.overruns(cpu, self.page_lost[cpu], out)
+            else:
+                out.append(Lost(0, "overrun", cpu))  # some, the count comes with the counter
         types_get = self.types.get
         stack_id = self.stack_id
         task_get = self.task_cache.get
