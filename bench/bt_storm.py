@@ -61,17 +61,23 @@ def traced(argv, exe, calls, rate, tmp):
         took = storm(exe, calls, rate)
         time.sleep(1.0)
         p.send_signal(signal.SIGINT)
+        t_sig = time.monotonic()
         _pid, _st, ru = os.wait4(p.pid, 0)
+        stop_s = time.monotonic() - t_sig
         err = p.stderr.read()
     with open(out_path) as f:
         text = f.read()
     lines = sum(1 for line in text.splitlines() if "/ut_storm" in line or "openat_storm" in line
                 or re.match(r"^\d+ ", line))
     count = re.search(r"^@: (\d+)", text, re.M)
-    # bpftrace prints "Lost N events"; undertow too, and a "lost N events" total on stderr
+    # bpftrace prints "Lost N events"; undertow too, and a "lost N events" total on stderr,
+    # plus what a stop left unread ("N events recorded before the stop were not shown")
     lost = max(sum(int(x) for x in re.findall(r"Lost (\d+) events", text + err)),
-               sum(int(x) for x in re.findall(r"lost (\d+) events", err)))
-    return took, (int(count.group(1)) if count else lines), lost, ru.ru_utime + ru.ru_stime
+               sum(int(x) for x in re.findall(r"lost (\d+) events", err))
+               + sum(int(x) for x in re.findall(r"(\d+) events recorded before the stop", err)))
+    # ru_maxrss: the tracer's peak resident set (KiB on Linux), from its own rusage
+    return took, (int(count.group(1)) if count else lines), lost, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, \
+        stop_s
 
 
 def main():
@@ -101,8 +107,11 @@ def main():
                 got = statistics.median(r[1] for r in res)
                 lost = max(r[2] for r in res)
                 cpu = statistics.median(r[3] for r in res)
+                rss = max(r[4] for r in res)
+                stop_s = max(r[5] for r in res)
                 print(f"{label:7} {tool:9} slowdown {took / base:5.2f}x  captured {got / a.calls:7.2%}  "
-                      f"lost(max) {lost:<8} tracer CPU {cpu:5.2f} s")
+                      f"lost(max) {lost:<8} tracer CPU {cpu:5.2f} s  peak RSS(max) {rss:5.1f} MiB  "
+                      f"exit after SIGINT(max) {stop_s:4.2f} s")
                 sys.stdout.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -322,7 +322,9 @@ def run_peer(peer, exe, calls, rate, tmp):
                 return None
         else:
             got = peer.count(text)
-        return took, got - before, peer.lost(text, errs), (c1 - c0) / 1e9, t_end - t0, ru.ru_utime + ru.ru_stime
+        # ru_maxrss: the tracer's peak resident set (KiB on Linux)
+        return took, got - before, peer.lost(text, errs), (c1 - c0) / 1e9, t_end - t0, ru.ru_utime + ru.ru_stime, \
+            ru.ru_maxrss / 1024
     finally:
         peer.cleanup()
 
@@ -363,7 +365,7 @@ def main():
             lost = [r[2] for r in rows if r[2] is not None]
             print(f"  {cls.name:15s} captured {cap * 100:6.2f}%  slowdown {el / base:5.2f}x  "
                   f"CPU during the storm {statistics.median(r[3] for r in rows):6.2f} s ({share * 100:5.1f}% of a core)  "
-                  f"whole run {statistics.median(r[5] for r in rows):6.2f} s"
+                  f"whole run {statistics.median(r[5] for r in rows):6.2f} s  peak RSS(max) {max(r[6] for r in rows):5.1f} MiB"
                   + (f"  lost reported {max(lost)}" if lost else ""))
             sys.stdout.flush()
     finally:
