@@ -37,7 +37,7 @@ import re
 from undertow.dclass import dataclass
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional, Sequence, Tuple
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean
 from . import ir
@@ -194,7 +194,7 @@ def _int(text: str) -> int:
 
 # --------------------------------------------------------------------------- expression parser
 
-_MAX_DEPTH = 64
+_DEPTH_HINT = "split it into several fields, or cast once: (T)(a->b)->c"
 
 # Binary operator precedence (higher binds tighter), as in C.
 _BINARY = {
@@ -255,6 +255,11 @@ class _ExprParser:
         if self.tok.kind == "end":
             raise self.error("expected an expression", self.tok)
         e = self.expr(0)
+        deep = ir.too_deep(e)
+        if deep is not None:  # a chain built in a loop: a->b->c..., a[1][2]..., a + b + c...
+            span = deep.span or Span(self.toks[0].start, self.toks[0].end)
+            raise ParseError(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)",
+                             source=self.src, span=span, origin=self.origin, hints=[_DEPTH_HINT])
         if self.tok.kind != "end":
             hint = ""
             if self.tok.kind == "op" and self.tok.text == "=":
@@ -264,6 +269,10 @@ class _ExprParser:
 
     def expr(self, min_prec: int) -> ir.Expr:
         left = self.unary()
+        # a run of one logical operator (a && b && c ...) becomes a balanced tree: a filter
+        # of 1,000 terms must not be 1,000 levels deep for the passes that recurse
+        chain: List[ir.Expr] = []
+        chain_op = ""
         while self.tok.kind == "op" and self.tok.text in _BINARY and _BINARY[self.tok.text] > min_prec:
             op_tok = self.take()
             prec = _BINARY[op_tok.text]
@@ -271,9 +280,20 @@ class _ExprParser:
                 raise self.error(f"expected an operand after '{op_tok.text}'", op_tok)
             right = self.expr(prec)
             op = "~" if op_tok.text == "=~" else op_tok.text
+            if op == chain_op:
+                chain.append(right)
+                continue
+            if chain:
+                left = ir.balanced(chain_op, chain)
+            if op in ("&&", "||"):
+                chain, chain_op = [left, right], op
+                continue
+            chain, chain_op = [], ""
             node = ir.Binary(op, left, right)
             node.span = _cover(left, right)
             left = node
+        if chain:
+            left = ir.balanced(chain_op, chain)
         if self.is_op("?") and min_prec == 0:
             q = self.take()
             then = self.expr(0)
@@ -286,16 +306,22 @@ class _ExprParser:
         return left
 
     def unary(self) -> ir.Expr:
-        t = self.tok
+        return self.nested(self._unary)
+
+    def nested(self, parse: "Callable[[], ir.Expr]") -> ir.Expr:
+        """``parse()`` one level deeper: every recursion of this parser passes here, so
+        input nested past :data:`ir.MAX_EXPR_DEPTH` is an error, never a RecursionError."""
         self.depth += 1
         try:
-            if self.depth > _MAX_DEPTH:
-                raise self.error("expression nested too deeply", t, f"at most {_MAX_DEPTH} levels")
-            return self._unary(t)
+            if self.depth > ir.MAX_EXPR_DEPTH:
+                raise self.error(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)",
+                                 self.tok, _DEPTH_HINT)
+            return parse()
         finally:
             self.depth -= 1
 
-    def _unary(self, t: Tok) -> ir.Expr:
+    def _unary(self) -> ir.Expr:
+        t = self.tok
         if t.kind == "op" and t.text in ("!", "-", "~"):
             self.take()
             inner = self.unary()
@@ -447,7 +473,7 @@ class _ExprParser:
                     self.take()
             if self.tok.kind == "end":
                 raise self.error("expected the sk_buff after the header type, e.g. @(struct iphdr *)l3%0", self.tok)
-            skb = self.primary()
+            skb = self.nested(self.primary)
             hdr = ir.SkbHeader(skb, marker or "l3", type_text, marker)
             hdr.type_span = Span(t.start, close.end)  # type: ignore[attr-defined]
             return hdr.at(Span(at.start, skb.span.end if skb.span else close.end))
@@ -495,7 +521,7 @@ class _ExprParser:
         if words[0] in ("struct", "union", "enum") and len(words) < 2:
             raise self.error(f"expected a name after '{words[0]}'", close)
         # surftrace: the cast applies to the operand right after it; members follow
-        inner = self.primary() if not (nxt.kind == "op" and nxt.text == "*") else self.unary()
+        inner = self.nested(self.primary) if not (nxt.kind == "op" and nxt.text == "*") else self.unary()
         c = ir.Cast(type_text, inner)
         c.type_span = Span(open_tok.start, close.end)  # type: ignore[attr-defined]
         return c.at(Span(open_tok.start, inner.span.end if inner.span else close.end))

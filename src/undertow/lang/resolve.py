@@ -801,10 +801,8 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
         # (only when some probe reads a map: a deep copy and a second pass cost ~4 ms)
         r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, types, program)
         if _reads_maps(program.probes):
-            import copy
-
             pre = r
-            for probe in copy.deepcopy(program.probes):
+            for probe in ir.clone(program.probes):
                 try:
                     pre.probe(probe)
                 except SourceError:
@@ -874,12 +872,10 @@ class _Resolver:
             return [self._one(probe, ap) for ap in probe.attach] if probe.attach else [probe]
         ap = probe.attach[0]
         if ap.kind == "tracepoint" and ap.wildcard:
-            import copy
-
             events = self._expand(ap)
             out = []
             for g, e in events:
-                p2 = copy.deepcopy(probe)
+                p2 = ir.clone(probe)
                 p2.attach[0].target = f"{g}:{e}"
                 p2.attach[0].wildcard = False
                 out.append(self._one(p2, p2.attach[0]))

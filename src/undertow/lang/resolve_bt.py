@@ -97,9 +97,7 @@ def _walk_probe(probe: ir.Probe) -> Iterator[ir.Expr]:
 
 
 def _deepcopy(x: Any) -> Any:
-    import copy  # imported on first use (start-up)
-
-    return copy.deepcopy(x)
+    return ir.clone(x)
 
 
 class BtResolver(_Resolver):

@@ -256,6 +256,7 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
         toks.append(m.group(0).strip())
         i = m.end()
     pos = [0]
+    depth = [0]
 
     def peek() -> str:
         return toks[pos[0]] if pos[0] < len(toks) else ""
@@ -267,10 +268,17 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
 
     def atom() -> int:
         t = take()
-        if t == "!":
-            return int(not atom())
-        if t == "(":
-            v = orx()
+        if t in ("!", "("):
+            depth[0] += 1
+            if depth[0] > 64:
+                raise ParseError("#if expression nested too deeply (limit 64 levels)", source=text, span=span,
+                                 origin=origin)
+            try:
+                if t == "!":
+                    return int(not atom())
+                v = orx()
+            finally:
+                depth[0] -= 1
             if take() != ")":
                 raise ParseError("unbalanced ( in #if", source=text, span=span, origin=origin)
             return v
