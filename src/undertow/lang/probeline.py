@@ -132,6 +132,9 @@ class _Lexer:
                     raise self.error(f"bad number {s[i:k]!r}", i, k,
                                      "numbers are decimal (42), hex (0x2a), octal (052) or binary (0b101010)")
                 text = m.group()
+                if len(text) > 1 and text[0] == "0" and text.isdigit() and not set(text) <= set("01234567"):
+                    raise self.error(f"bad number {text!r}: a leading 0 means octal", i, j,
+                                     f"write {int(text)} (decimal) or {int(text):#x} (hex)")
                 out.append(Tok("num", text, i, j, _int(text)))
                 i = j
                 continue
@@ -648,7 +651,16 @@ def _parse_target(letter: str, src: str, a: int, b: int, origin: str) -> ir.Atta
         if not om:
             raise _perr(f"bad offset {rest!r} after {sym}", src, body_start + m.end(), b, origin,
                         "write SYMBOL+OFFSET, e.g. _do_fork+21 or _do_fork+0x15")
-        offset = _int(om.group(1))
+        digits = om.group(1)
+        if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX" and any(ch in "89" for ch in digits):
+            # kprobe_events reads the offset with kstrtoul(..., 0): a leading 0 is octal there
+            # too, and the kernel refuses +09 (kernel/trace/trace_probe.c traceprobe_split_symbol_offset)
+            n = int(digits)
+            bad = next(ch for ch in digits if ch in "89")
+            raise _perr(f"bad offset '+{digits}': a leading 0 means octal (as in kprobe_events), "
+                        f"and {bad} is not an octal digit", src, body_start + m.end(), b, origin,
+                        f"write +{n} (decimal) or +{n:#x} (hex)")
+        offset = _int(digits)
     ap = ir.AttachPoint(kind, sym, offset=offset, obj=obj, span=span)
     return ap
 
