@@ -147,6 +147,9 @@ def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .output.values import safe_stream
+
+    safe_stream(sys.stdout)  # undecodable bytes of the user's input never raise at print time
     parser = build_parser(argv, lazy=True)
     args = parser.parse_args(argv)
     args.debug = bool(getattr(args, "debug", False))

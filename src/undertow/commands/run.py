@@ -332,7 +332,7 @@ class _Child:
                     os._exit(0)
                 os.execvp(argv[0], argv)
             except OSError as e:
-                os.write(2, f"undertow run: cannot run {argv[0]}: {e.strerror}\n".encode())
+                os.write(2, f"undertow run: cannot run {argv[0]}: {e.strerror}\n".encode("utf-8", "surrogateescape"))
             os._exit(127)
         os.close(rfd)
         self.pid, self._wfd, self._status = pid, wfd, None  # type: Any

@@ -275,7 +275,7 @@ class _TracefsDir:
         path = self._abs(relpath)
         before = self.error_log()
         flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "surrogateescape")  # bytes the user gave (argv, files)
         try:
             fd = os.open(path, flags)
             try:

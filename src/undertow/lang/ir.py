@@ -65,6 +65,24 @@ class Expr:
                 stack.extend(reversed(kids))
 
 
+def text_bytes(s: str) -> bytes:
+    """The bytes a string of the IR stands for (string constants, formats, names).
+
+    Text is UTF-8; a byte that is not (from argv, a file read with ``surrogateescape``,
+    a ``\\xff`` escape) is carried as the surrogate U+DC80..U+DCFF and comes back as
+    that byte. Other lone surrogates (text built in Python) never raise: they are
+    encoded as they stand (``surrogatepass``).
+    """
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        out = bytearray()
+        for ch in s:
+            o = ord(ch)
+            out += bytes((o - 0xDC00,)) if 0xDC80 <= o <= 0xDCFF else ch.encode("utf-8", "surrogatepass")
+        return bytes(out)
+
+
 def too_deep(e: Expr, limit: int = MAX_EXPR_DEPTH) -> Optional[Expr]:
     """The first node of ``e`` found at depth ``limit + 1`` (``e`` is depth 1), else ``None``.
 

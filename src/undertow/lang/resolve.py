@@ -1016,7 +1016,7 @@ class _Resolver:
         if isinstance(e.value, int):
             e.type = S64 if e.value < (1 << 63) else U64
         else:
-            e.type = StrTy(max(1, len(e.value) + 1))
+            e.type = StrTy(max(1, len(ir.text_bytes(e.value)) + 1))
 
     def _e_Builtin(self, e: ir.Builtin) -> None:
         e.type = {"comm": COMM, "stack": StackTy("kernel"), "pid": S32, "tid": S32, "cpu": U32,

@@ -279,8 +279,8 @@ class BtResolver(_Resolver):
         m = copy.copy(aps[0])
         m.target = ap.target
         m.multi = [(a.target, int(a.file_offset or 0)) for a in aps]  # type: ignore[attr-defined]
-        sizes = {"probe": max(len(bt_probe_name(a).encode()) for a in aps) + 1,
-                 "func": max(len(a.target.encode()) for a in aps) + 1}
+        sizes = {"probe": max(len(ir.text_bytes(bt_probe_name(a))) for a in aps) + 1,
+                 "func": max(len(ir.text_bytes(a.target)) for a in aps) + 1}
         for e in _walk_probe(first):
             name = getattr(e, "cookie_name", None)
             if name:
@@ -468,7 +468,7 @@ class BtResolver(_Resolver):
         elif isinstance(e.value, bytes):
             e.type = BufTy(len(e.value))
         else:
-            e.type = StrTy(len(e.value.encode()) + 1)
+            e.type = StrTy(len(ir.text_bytes(e.value)) + 1)
 
     def _e_Var(self, e: ir.Var) -> None:
         t = self.vars.get(e.name)
@@ -503,7 +503,7 @@ class BtResolver(_Resolver):
             if e.name == "func" and ap.kind not in ("kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe"):
                 raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
             c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
-            c.type = StrTy(len(str(c.value).encode()) + 1)
+            c.type = StrTy(len(ir.text_bytes(str(c.value))) + 1)
             c.cookie_name = e.name  # type: ignore[attr-defined]  # see _merge_uprobes
             return c
         if e.name == "curtask":

@@ -28,7 +28,9 @@ from .values import escape
 def _dumps(obj: Any, **kw: Any) -> str:
     import json  # only -f json needs it (~3 ms at start-up)
 
-    return json.dumps(obj, **kw)
+    from .jsonl import clean  # valid UTF-8 always: undecodable bytes become \\xNN text
+
+    return json.dumps(clean(obj), **kw)
 
 __all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines"]
 
@@ -79,8 +81,8 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
             out.append(("%" + spec + conv) % (_as_int(v) & _MASK64))
         elif conv == "p":
             out.append(("%" + spec + "s") % hex(_as_int(v) & _MASK64))
-        elif conv == "c":
-            out.append(("%" + spec + "c") % chr(_as_int(v) & 0xFF))
+        elif conv == "c":  # a byte from the kernel: escaped like strings (\x1b, \xff)
+            out.append(("%" + spec + "s") % escape(bytes((_as_int(v) & 0xFF,))))
         else:
             out.append(str(v))
     out.append(fmt[pos:])

@@ -79,5 +79,5 @@ def _group(spec: EventSpec) -> str:
 def write_script(plan: FtracePlan, path: str) -> None:
     text = render_script(plan)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:  # the user's bytes, exactly
         f.write(text)

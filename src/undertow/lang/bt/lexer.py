@@ -94,6 +94,13 @@ class Tok:
         return f"'{text}'"
 
 
+def _byte(v: int) -> str:
+    """The character standing for byte ``v`` in a decoded literal: ASCII as itself, 0x80-0xff
+    as the surrogate escape U+DC80..U+DCFF, so ``"\\xff"`` is the one byte 0xff once encoded
+    (``ir.text_bytes``), as in bpftrace, not the two bytes of U+00FF in UTF-8."""
+    return chr(v) if v < 0x80 else chr(0xDC00 + v)
+
+
 def decode_escapes(raw: str, base: int, source: str, origin: str) -> str:
     """Decode C escapes of a literal body; ``base`` is its offset in ``source`` (for carets)."""
     out = []
@@ -117,11 +124,11 @@ def decode_escapes(raw: str, base: int, source: str, origin: str) -> str:
             if j == i + 2:
                 raise ParseError("\\x needs hex digits", source=source,
                                  span=Span(base + i, base + i + 2), origin=origin)
-            out.append(chr(int(raw[i + 2:j], 16)))
+            out.append(_byte(int(raw[i + 2:j], 16)))
             i = j
         elif e in "01234567":
             j = _scan(raw, i + 1, _OCT_DIGITS, 3)
-            out.append(chr(int(raw[i + 1:j], 8) & 0xFF))
+            out.append(_byte(int(raw[i + 1:j], 8) & 0xFF))
             i = j
         else:
             raise ParseError(f"unknown escape sequence '\\{e}'", source=source,
@@ -258,4 +265,7 @@ class Lexer:
         if len(val) != 1:
             raise self.error("a character literal holds one character", i, j + 1,
                              ('use double quotes for strings: "text"',))
-        return Tok("int", self.text[i:j + 1], i, j + 1, ord(val) & 0xFF if ord(val) < 256 else ord(val))
+        o = ord(val)
+        if 0xDC80 <= o <= 0xDCFF:  # '\xff', or an undecodable byte of the script: that byte
+            o -= 0xDC00
+        return Tok("int", self.text[i:j + 1], i, j + 1, o)
