@@ -989,17 +989,29 @@ class _Resolver:
                 continue
         return None
 
-    @staticmethod
-    def _obj_span(ap: ir.AttachPoint) -> Optional[Span]:
-        if ap.span is None:
+    def _obj_start(self, ap: ir.AttachPoint) -> Optional[int]:
+        """Where ``ap.obj`` starts in the source: at the span's start (probe lines:
+        ``/bin/bash:readline``) or after the spec's type (``uprobe:/bin/bash:readline``);
+        ``None`` when it is not written there (``uprobe:$1:main``)."""
+        if ap.span is None or self.probe_ is None:
             return None
-        return Span(ap.span.start, ap.span.start + len(ap.obj))
+        src, a = self.probe_.source, ap.span.start
+        if src.startswith(ap.obj + ":", a):
+            return a
+        i = src.find(":" + ap.obj + ":", a, ap.span.end)
+        return i + 1 if i >= 0 else None
 
-    @staticmethod
-    def _sym_span(ap: ir.AttachPoint) -> Optional[Span]:
+    def _obj_span(self, ap: ir.AttachPoint) -> Optional[Span]:
         if ap.span is None:
             return None
-        return Span(ap.span.start + len(ap.obj) + 1, ap.span.end)
+        a = self._obj_start(ap)
+        return ap.span if a is None else Span(a, a + len(ap.obj))
+
+    def _sym_span(self, ap: ir.AttachPoint) -> Optional[Span]:
+        if ap.span is None:
+            return None
+        a = self._obj_start(ap)
+        return ap.span if a is None else Span(a + len(ap.obj) + 1, ap.span.end)
 
     # -- expressions
     def expr(self, e: ir.Expr) -> ir.Expr:
