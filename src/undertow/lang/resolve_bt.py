@@ -427,6 +427,7 @@ class BtResolver(_Resolver):
                                a.value.span)
         elif isinstance(a, ir.Printf):
             a.args = [self.expr(x) for x in a.args]
+            self._check_printf("printf", a.fmt, a.args)
         elif isinstance(a, ir.If):
             a.cond = self.expr(a.cond)
             self.block(a.then)
@@ -447,9 +448,38 @@ class BtResolver(_Resolver):
             a.value = self.expr(a.value)
         elif isinstance(a, ir.ExprStmt):
             a.expr = self.expr(a.expr)
+            c = a.expr
+            if isinstance(c, ir.Call) and c.name in ("system", "cat") and c.args and \
+                    isinstance(c.args[0], ir.Const) and isinstance(c.args[0].value, str):
+                self._check_printf(c.name, c.args[0].value, c.args[1:])
         elif isinstance(a, ir.Emit):
             for f in a.fields:
                 f.expr = self.expr(f.expr)
+
+    def _check_printf(self, fname: str, fmt: str, args: List[ir.Expr]) -> None:
+        """Each argument's type against its conversion (the parser checked their number):
+        ``printf("%d", "str")`` is an error with the caret under ``"str"``."""
+        from .printf import conversions
+
+        i = 0
+        for _s, _e, _flags, width, prec, conv in conversions(fmt, star=True, required=False):
+            if conv == "%" or not conv:
+                continue
+            wanted = ["integer"] * ((width == "*") + (prec == "*")) + [_CONV_TYPES.get(conv, "integer")]
+            for n, want in enumerate(wanted):
+                if i >= len(args):
+                    return
+                arg = args[i]
+                i += 1
+                got = _printf_kind(arg.type)
+                if got != want:
+                    what = f"%{conv} specifier" if n == len(wanted) - 1 else f"'*' of %{conv}"
+                    hint = {("string", "integer"): "text behind a pointer is read with str(): str(ptr)",
+                            ("integer", "string"): "print a string with %s",
+                            ("string", "buffer"): "print a buffer with %r",
+                            ("buffer", "string"): "print a string with %s"}.get((want, got), "")
+                    raise self.err(TypeCheckError, f"{fname}: {what} expects a value of type {want} "
+                                   f"({got} supplied)", arg.span, hint)
 
     def _check_key(self, name: str, key: List[ir.Expr], span: Optional[Span]) -> None:
         types = tuple(k.type for k in key)  # type: ignore[misc]
@@ -516,6 +546,9 @@ class BtResolver(_Resolver):
             raise self.err(TypeCheckError, "args is a record: use args.FIELD", e.span, self._field_hint())
         if e.name == "retval":
             return self.expr(ir.Retval().at(e.span))
+        if e.name == "cpid" and self.program.setting("cpid") is None:
+            raise self.err(TypeCheckError, "cpid cannot be used without child command", e.span,
+                           "start the command with -c CMD: cpid is its pid")
         t = _BUILTIN_TYPES.get(e.name)
         if t is None:
             raise self.err(TypeCheckError, f"the builtin {e.name} is not supported by undertow yet", e.span)
@@ -891,6 +924,30 @@ def _stringish(t: Optional[Ty]) -> bool:
     if isinstance(t, StrTy):
         return True
     return isinstance(t, ArrayTy) and isinstance(t.elem, IntTy) and t.elem.is_char
+
+
+#: what a printf conversion takes (bpftrace 0.17's printf_format_types): %s a string,
+#: %r a buffer, every other conversion an integer
+_CONV_TYPES = {"s": "string", "r": "buffer"}
+
+
+def _printf_kind(t: Optional[Ty]) -> str:
+    """The bpftrace type name a printf argument counts as: pointers and enums print as
+    integers, and what user space renders (ksym, usym, ntop, username, stacks, strftime...)
+    as strings, as bpftrace's FormatString::check decides."""
+    if isinstance(t, (IntTy, EnumTy, PtrTy)):
+        return "integer"
+    if _stringish(t) or isinstance(t, (OpaqueTy, StackTy)):
+        return "string"
+    if isinstance(t, BufTy):
+        return "buffer"
+    if isinstance(t, TupleTy):
+        return "tuple"
+    if isinstance(t, RecordTy):
+        return "record"
+    if isinstance(t, ArrayTy):
+        return "array"
+    return "none"
 
 
 def _kind(t: Optional[Ty]) -> str:
