@@ -336,7 +336,6 @@ def _type_error(text: str, **settings: object) -> TypeCheckError:
      '"str"'),
     ('BEGIN { printf("%s %s\\n", comm, pid); }', "printf: %s specifier expects a value of type string "
      "(integer supplied)", "pid"),
-    ('BEGIN { printf("%*d\\n", comm, 1); }', "printf: '*' of %d expects a value of type integer", "comm"),
     ('BEGIN { printf("%x\\n", (1, 2)); }', "(tuple supplied)", "(1, 2)"),
     ('BEGIN { printf("%r\\n", comm); }', "%r specifier expects a value of type buffer (string supplied)", "comm"),
     ('BEGIN { system("echo %d", comm); }', "system: %d specifier expects a value of type integer", "comm"),
@@ -380,3 +379,56 @@ def test_cpid_needs_a_child_command():
     assert e.message == "cpid cannot be used without child command"
     assert text[e.span.start:e.span.end] == "cpid" and any("-c" in h for h in e.hints)
     compile_bt(text, cpid=1234)
+
+
+# --------------------------------------------------------------------------- found by fuzzing the CLI
+
+
+@pytest.mark.parametrize("stmt,msg,bad", [
+    ("@h[*(struct task_struct *)arg0] = count();", "a whole struct task_struct cannot be a map key",
+     "*(struct task_struct *)arg0"),
+    ("@x = *(struct task_struct *)arg0;", "cannot be a map value", "*(struct task_struct *)arg0"),
+    ("$x = *(struct task_struct *)arg0;", "cannot be a variable's value", "*(struct task_struct *)arg0"),
+    ("print(*(struct task_struct *)arg0);", "cannot be printed", "*(struct task_struct *)arg0"),
+    ("@t = (1, *(struct task_struct *)arg0);", "cannot be a tuple element", "*(struct task_struct *)arg0"),
+    ("@z = (int32)*(struct task_struct *)arg0;", "cannot cast a whole struct task_struct to int32",
+     "(int32)*(struct task_struct *)arg0"),
+    ("@x = (1, 2); @x = (1, \"a\");", "@x holds (s64, s64); it cannot also hold (s64, string[2])", '(1, "a")'),
+    ("@x = 1; @x = \"a\";", "@x holds s64; it cannot also hold string[2]", '"a"'),
+    ("@x = bswap(\"a\");", "bswap() needs an integer", '"a"'),
+    ("@x = ksym(comm);", "ksym() needs an integer", "comm"),
+])
+def test_values_without_a_layout_or_of_another_type(stmt, msg, bad):
+    """These reached the BPF compiler and ended in a TypeError traceback or an error without a caret."""
+    text = "kprobe:do_exit { " + stmt + " }"
+    e = _type_error(text)
+    assert msg in e.message and text[e.span.start:e.span.end] == bad
+
+
+@pytest.mark.parametrize("text,msg,bad", [
+    ("BEGIN { unroll(100) { unroll(100) { unroll(2) { @x = 1; } } } }",
+     "nested unroll() repeats this body 20000 times (limit 10000)", "2"),
+    ("\n".join(["#define A0 1"] + [f"#define A{i} (A{i - 1}+A{i - 1})" for i in range(1, 17)])
+     + "\nBEGIN { @x = A16; }", "macros expand more than 10000 times", None),
+    ("BEGIN { @h = lhist(1, 0, 1000000000000000000, 1); }", "lhist() too many buckets, will exceed 1000", "1"),
+    ("BEGIN { @h = lhist(1, -10, 10, 1); }", "lhist() min must be non-negative", "-10"),
+    ('BEGIN { printf("%*d\\n", 5, 1); }', "printf: '*' widths and precisions are not supported", "%*d"),
+    ('BEGIN { printf("%99999999999999999999d\\n", 1); }', "is too large (limit 4096)",
+     "%99999999999999999999d"),
+    ("kprobe:do_exit+99999999999999999999 { }", "offset +99999999999999999999 is too large",
+     "+99999999999999999999"),
+])
+def test_inputs_that_made_the_compiler_or_the_output_blow_up(text, msg, bad):
+    e = bt_error(text)
+    assert msg in e.message
+    if bad is not None:
+        assert text[e.span.start:e.span.end] == bad
+
+
+def test_probe_line_offsets_past_64_bits_and_file_names_with_nul():
+    with pytest.raises(ParseError, match=r"offset \+99999999999999999999 is too large"):
+        parse_line("p _do_fork+99999999999999999999")
+    from undertow.lang.probeline import parse_file
+
+    with pytest.raises(ParseError, match="cannot read probe file"):
+        parse_file("probes\x00.txt")

@@ -661,6 +661,9 @@ def _parse_target(letter: str, src: str, a: int, b: int, origin: str) -> ir.Atta
                         f"and {bad} is not an octal digit", src, body_start + m.end(), b, origin,
                         f"write +{n} (decimal) or +{n:#x} (hex)")
         offset = _int(digits)
+        if offset >= 1 << 63:  # kprobe_events reads a long, uprobe_events a 64-bit address
+            raise _perr(f"offset +{digits} is too large", src, body_start + m.end(), b, origin,
+                        "an offset counts bytes from the start of the function")
     ap = ir.AttachPoint(kind, sym, offset=offset, obj=obj, span=span)
     return ap
 
@@ -807,7 +810,7 @@ def parse_file(path: str) -> ir.Program:
     try:
         with open(path, "r", encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
-    except OSError as e:
-        raise ParseError(f"cannot read probe file {path}: {e.strerror or e}", origin=path,
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path (API callers)
+        raise ParseError(f"cannot read probe file {path!r}: {getattr(e, 'strerror', None) or e}", origin=path,
                          hints=["pass probe lines as arguments, or a readable file with -f"]) from None
     return parse_text(text, origin=path)

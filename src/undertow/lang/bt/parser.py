@@ -106,6 +106,13 @@ def _is_decimal(text: str) -> bool:
     """``-?[0-9]+`` (ASCII digits only: ``str.isdigit`` also takes other scripts' digits)."""
     digits = text[1:] if text.startswith("-") else text
     return digits != "" and all(c in _ASCII_DIGITS for c in digits)
+#: bpftrace's limits: lhist() buckets, and how often one statement may be emitted by nested
+#: unroll() (each repeats its body; nested ones multiply) and by macro expansion (a macro
+#: using another twice doubles at each level): past them the compiler would grow for minutes
+_LHIST_BUCKETS = 1000
+_MAX_WIDTH = 4096  # printf field widths and precisions (Python's % refuses huge ones at run time)
+_MAX_UNROLLED = 10_000
+_MAX_EXPANSIONS = 10_000
 _DEPTH_HINT = "keep a part in a $variable: $t = (struct task_struct *)curtask; ... $t->mm"
 _BLOCK_HINT = "keep a condition in a $variable, or return early"
 
@@ -128,6 +135,17 @@ def check_format(tok: Tok, nargs: int, fname: str, source: str, origin: str,
             raise ParseError(f"{fname}: unknown conversion '{shown}' in format string", source=source,
                              span=Span(at, at + len(shown)), origin=origin,
                              hints=["conversions: %d %i %u %o %x %X %c %s %p %r (buffers); %% for a percent sign"])
+        if "*" in (width, prec):  # the output formats with the widths written in the format only
+            shown = raw[start:end]
+            raise ParseError(f"{fname}: '*' widths and precisions are not supported ('{shown}')", source=source,
+                             span=Span(at, at + len(shown)), origin=origin,
+                             hints=["write the number in the format: %5d, %.10s"])
+        for part in (width, prec):
+            if part is not None and int(part) > _MAX_WIDTH:
+                shown = raw[start:end]
+                raise ParseError(f"{fname}: field width or precision {part} in '{shown}' is too large "
+                                 f"(limit {_MAX_WIDTH})", source=source, span=Span(at, at + len(shown)),
+                                 origin=origin)
         count += 1 + (width == "*") + (prec == "*")
     if nargs > count:
         extra = args[count] if len(args) > count else None
@@ -155,6 +173,8 @@ class _Parser:
         self.prev_end = 0
         self.depth = 0  # expressions open in the parser (recursion), see enter()
         self.blocks = 0  # if/while/unroll statements open around the current one
+        self.unrolled = 1  # how many times the current statement is emitted (nested unroll())
+        self.expansions = [0]  # macro expansions so far (shared with macro sub-parsers)
         self.in_filter = False
         self.loop_depth = 0
         self.expanding: List[str] = []
@@ -379,8 +399,15 @@ class _Parser:
                 raise self.err("unroll() needs an integer constant", nt.span)
             if not 1 <= n.value <= 100:
                 raise self.err("unroll() count must be between 1 and 100", n.span)
+            if self.unrolled * n.value > _MAX_UNROLLED:
+                raise self.err(f"nested unroll() repeats this body {self.unrolled * n.value} times "
+                               f"(limit {_MAX_UNROLLED})", n.span, "use a while loop for one of them")
             self.expect(")")
-            body = self.block()
+            outer, self.unrolled = self.unrolled, self.unrolled * n.value
+            try:
+                body = self.block()
+            finally:
+                self.unrolled = outer
             return ir.While(None, body, n.value).at(self.span_from(start))
         cond = self.value(self.expr())
         self.expect(")")
@@ -518,6 +545,13 @@ class _Parser:
                 raise self.err("lhist() step must be positive", extra[2].span)
             if hi_v <= lo_v:  # type: ignore[operator]
                 raise self.err("lhist() max must be greater than min", extra[1].span)
+            if lo_v < 0:  # type: ignore[operator]
+                raise self.err(f"lhist() min must be non-negative (provided min {lo_v})", extra[0].span)
+            buckets = (hi_v - lo_v) // step  # type: ignore[operator]
+            if buckets > _LHIST_BUCKETS:
+                raise self.err(f"lhist() too many buckets, will exceed {_LHIST_BUCKETS} buckets "
+                               f"(provided min {lo_v}, max {hi_v} and step {step})", extra[2].span,
+                               "a larger step, or hist() for log2 buckets")
         if self.tok.kind == "op" and self.tok.text in _BINARY or self.tok.is_op("?"):
             raise self.err(f"{name}() must be assigned alone, not used in an expression", self.tok.span)
         return self.map_update(target, name, value, list(extra), self.span_from(start))
@@ -847,8 +881,14 @@ class _Parser:
         return ir.Ident(name).at(t.span)
 
     def expand_macro(self, name: str, t: Tok) -> ir.Expr:
-        if name in self.expanding or len(self.expanding) > 20:
+        if name in self.expanding:
             raise self.err(f"macro '{name}' expands to itself", t.span)
+        if len(self.expanding) > 20:
+            raise self.err("macros nested more than 20 deep", t.span)
+        self.expansions[0] += 1
+        if self.expansions[0] > _MAX_EXPANSIONS:
+            raise self.err(f"macros expand more than {_MAX_EXPANSIONS} times", t.span,
+                           "a macro that uses another one twice doubles at each level")
         body = self.pp.defines[name]
         if not body:
             raise self.err(f"macro '{name}' has no value", t.span)

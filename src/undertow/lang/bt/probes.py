@@ -107,6 +107,14 @@ def _wild(text: str) -> bool:
 
 
 def _offset(c: "_Ctx", text: str, at: int) -> int:
+    n = _offset_value(c, text, at)
+    if n >= 1 << 63:  # bpftrace's stoll fails, and kprobe_events reads a long
+        raise c.err(f"offset +{text} is too large", at - 1, at + len(text),
+                    ("an offset counts bytes from the start of the function",))
+    return n
+
+
+def _offset_value(c: "_Ctx", text: str, at: int) -> int:
     """An offset read as bpftrace 0.17 reads it (``std::stoll(text, &idx, 0)``, the rule
     kprobe_events also follows): hex after ``0x``, octal after a leading ``0`` (``+010``
     is 8), else decimal. ``+08`` is an error with a caret at ``at`` (its offset in the spec)."""
