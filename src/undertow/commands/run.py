@@ -85,10 +85,12 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     elif args.file is not None:
         try:
             with open(args.file, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
+                text = f.read((16 << 20) + 1)  # bounded: `undertow run /dev/zero` must not eat the memory
         except OSError as e:
             raise UsageError(f"cannot read {args.file}: {e.strerror}",
                              hints=["give a program with -e 'PROGRAM' or a readable .bt file"]) from None
+        if len(text) > 16 << 20:
+            raise UsageError(f"{args.file} is larger than 16 MiB: not a program")
         origin, params = args.file, list(args.params)
     else:
         raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",

@@ -44,6 +44,9 @@ from . import ir
 
 __all__ = ["parse_line", "parse_lines", "parse_file", "PROBE_LETTERS", "field_name_format"]
 
+#: The most a probe or program file may hold (characters read before giving up).
+MAX_FILE_CHARS = 16 << 20
+
 #: Probe-line letter -> IR attach kind.
 PROBE_LETTERS = {"p": "kprobe", "r": "kretprobe", "e": "tracepoint", "P": "uprobe", "R": "uretprobe"}
 
@@ -809,8 +812,11 @@ def parse_file(path: str) -> ir.Program:
     """
     try:
         with open(path, "r", encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+            text = f.read(MAX_FILE_CHARS + 1)  # bounded: -f /dev/zero must not eat the memory
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path (API callers)
         raise ParseError(f"cannot read probe file {path!r}: {getattr(e, 'strerror', None) or e}", origin=path,
                          hints=["pass probe lines as arguments, or a readable file with -f"]) from None
+    if len(text) > MAX_FILE_CHARS:
+        raise ParseError(f"probe file {path} is larger than {MAX_FILE_CHARS >> 20} MiB", origin=path,
+                         hints=["a probe file holds probe lines, one per line"])
     return parse_text(text, origin=path)

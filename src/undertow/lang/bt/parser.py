@@ -849,7 +849,10 @@ class _Parser:
             return c
         v = self.positional[k - 1]
         if _is_decimal(v):
-            return ir.Const(int(v)).at(t.span)
+            n = int(v)
+            if not -(1 << 63) <= n < 1 << 64:
+                raise self.err(f"positional parameter ${k} ({v}) does not fit in 64 bits", t.span)
+            return ir.Const(n).at(t.span)
         return ir.Const(v).at(t.span)
 
     def identifier(self) -> ir.Expr:
