@@ -100,3 +100,14 @@ def test_non_utf8_strings_in_programs_and_filters():
     assert p.returncode == 0 and b'prev_comm=="a\xff"' in p.stdout, p.stderr
     p = ut("trace", "--duration", "1", "--no-summary", line)  # written to tracefs as the byte 0xff
     assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr
+
+
+def test_output_paths_are_checked(tmp_path):
+    """-o into a missing directory, a directory, a FIFO nobody reads: an error, not a
+    traceback, and not an open() that waits (and ignores SIGTERM) forever."""
+    fifo = str(tmp_path / "F")
+    os.mkfifo(fifo)
+    for path, why in ((str(tmp_path / "no" / "x"), "No such file or directory"), (str(tmp_path), "Is a directory"),
+                      (fifo, "no process reads that FIFO")):
+        refused(ut("trace", "-o", path, "e sched/sched_switch", timeout=60), why, caret=False)
+        refused(ut("run", "-d", "-o", path, "-e", "BEGIN { }", timeout=60), why, caret=False)

@@ -115,7 +115,7 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
             raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
                               origin=origin, hints=["allow it with --unsafe"])
     json_mode = args.json or args.format == "json"
-    out: TextIO = open(args.output, "w", encoding="utf-8", errors="surrogateescape") if args.output else sys.stdout
+    out: TextIO = _open_output(args.output) if args.output else sys.stdout
     child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
@@ -126,6 +126,19 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
             child.kill()
         if out is not sys.stdout:
             out.close()
+
+
+def _open_output(path: str) -> TextIO:
+    """``-o FILE``: opened without blocking (a FIFO nobody reads is an error, not a wait)."""
+    import errno
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        os.set_blocking(fd, True)
+    except OSError as e:
+        why = "no process reads that FIFO" if e.errno == errno.ENXIO else e.strerror or str(e)
+        raise UsageError(f"cannot write to {path}: {why}") from None
+    return os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
 
 
 def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
