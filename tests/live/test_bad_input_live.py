@@ -111,3 +111,13 @@ def test_output_paths_are_checked(tmp_path):
                       (fifo, "no process reads that FIFO")):
         refused(ut("trace", "-o", path, "e sched/sched_switch", timeout=60), why, caret=False)
         refused(ut("run", "-d", "-o", path, "-e", "BEGIN { }", timeout=60), why, caret=False)
+
+
+def test_command_line_values():
+    """--duration nan traced forever (even SIGTERM could not end an open() of a FIFO)."""
+    for cmd in (["trace", "e sched/sched_switch"], ["run", "-e", "BEGIN { exit(); }"], ["exec"]):
+        for bad in ("nan", "-1", "inf"):
+            p = ut(*cmd, "--duration", bad, timeout=30)
+            assert p.returncode == 2 and b"invalid seconds value" in p.stderr, (cmd, bad, p.stderr)
+    refused(ut("trace", "--count", "0", "e sched/sched_switch"), "--count 0: give a positive number", caret=False)
+    refused(ut("run", "-c", "'unterminated", "-e", "BEGIN { exit(); }"), "No closing quotation", caret=False)

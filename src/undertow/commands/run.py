@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Any, List, Optional, TextIO
 
 from ..errors import SourceError, UsageError
+from . import seconds
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,7 +49,7 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("--no-cache", action="store_true",
                    help="compile the program even if this boot already compiled the same script "
                         "(compiled programs are kept per boot: docs/bpftrace.md)")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--duration", type=seconds, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--buffer-mb", type=int, default=0, metavar="MB",
                    help="ring buffer size in MiB, a power of two (default: 16, or less on machines with "
                         "under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
@@ -333,7 +334,10 @@ class _Child:
     def __init__(self, command: str) -> None:
         import shlex
 
-        argv = shlex.split(command)
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:  # No closing quotation, No escaped character
+            raise UsageError(f"-c {command!r}: {e}", hints=["quote the command as a shell would"]) from None
         if not argv:
             raise UsageError("-c needs a command")
         rfd, wfd = os.pipe()
@@ -346,9 +350,11 @@ class _Child:
                 if not go:  # undertow gave up before attaching: run nothing
                     os._exit(0)
                 os.execvp(argv[0], argv)
-            except OSError as e:
-                os.write(2, f"undertow run: cannot run {argv[0]}: {e.strerror}\n".encode("utf-8", "surrogateescape"))
-            os._exit(127)
+            except BaseException as e:  # noqa: B902 - the child must never return into undertow
+                why = getattr(e, "strerror", None) or str(e)
+                os.write(2, f"undertow run: cannot run {argv[0]}: {why}\n".encode("utf-8", "surrogateescape"))
+            finally:
+                os._exit(127)
         os.close(rfd)
         self.pid, self._wfd, self._status = pid, wfd, None  # type: Any
 

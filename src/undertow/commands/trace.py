@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Any, List, Optional
 
 from ..errors import UndertowError, UsageError
+from . import seconds
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ See docs/probe-lines.md for the expression language.""",
     p.add_argument("-a", "--arch", choices=["x86_64", "aarch64"], help="target architecture for -S/-o")
     p.add_argument("-p", "--pid", type=int, help="only events of this process")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--duration", type=seconds, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--backend", default="auto", choices=["auto", "ftrace", "bpf"],
                    help="tracing mechanism (default: auto)")
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.lines and not args.file:
         raise UsageError("no probe lines given", hints=["e.g. undertow trace 'e sched/sched_process_exec'"])
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count {args.count}: give a positive number of events")
     offline = bool(args.show or args.output_script)
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count)

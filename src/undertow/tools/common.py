@@ -32,6 +32,8 @@ from undertow.dclass import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, \
     Tuple
 
+from ..commands import seconds  # --duration: positive and finite
+
 __all__ = [
     "add_common_options", "Stopped", "stop_signals", "ProcessFilter", "LoopResult", "run_loop",
     "lost_line", "Column", "Summary",
@@ -62,7 +64,7 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     parser.add_argument("--pid", type=int, help=pid_help or COMMON_HELP["pid"])
     parser.add_argument("--comm", help=comm_help or COMMON_HELP["comm"])
     parser.add_argument("--cgroup", help=COMMON_HELP["cgroup"])
-    parser.add_argument("--duration", type=float, help=COMMON_HELP["duration"])
+    parser.add_argument("--duration", type=seconds, help=COMMON_HELP["duration"])
     parser.add_argument("--count", type=int, help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
 
