@@ -425,6 +425,13 @@ def test_inputs_that_made_the_compiler_or_the_output_blow_up(text, msg, bad):
         assert text[e.span.start:e.span.end] == bad
 
 
+@pytest.mark.parametrize("line", ["p foo x=\u00b2", "p foo+\u0663", "e a/b f:pid==\u0661\u0662"])
+def test_digits_of_other_scripts_are_not_numbers(line):
+    """'²' passed str.isdigit() and then failed an assertion; '٣' was read as 3."""
+    with pytest.raises(ParseError):
+        parse_line(line)
+
+
 def test_probe_line_offsets_past_64_bits_and_file_names_with_nul():
     with pytest.raises(ParseError, match=r"offset \+99999999999999999999 is too large"):
         parse_line("p _do_fork+99999999999999999999")

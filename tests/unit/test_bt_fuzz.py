@@ -33,7 +33,7 @@ VOCAB = [
     "offsetof(", "struct", "struct sock *", "(uint64)", "if", "else", "while", "unroll(", "return",
     "break", "continue", "delete(", "clear(", "print(", "exit()", "0", "1", "0x", "1e6", "1_0",
     "077", "99999999999999999999999", "#include <x>", "#define A B", "#define B A", "#if", "#endif",
-    "#else", "/*", "*/", "//", "\n", " ", "\t", "config", "A", "AF_INET", "\\", "`", "\x00", "é",
+    "#else", "/*", "*/", "//", "\n", " ", "\t", "config", "A", "AF_INET", "\\", "`", "\x00", "é", "\u00b2", "\u0663", "\udcff",
 ]
 
 _SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))

@@ -30,7 +30,7 @@ SEEDS = [
     "e syscalls/sys_enter_open* f:comm~\"ba*\"",
     "p _do_fork+0x15 r=%r12 $stack b16_x=%0->pid",
 ]
-ALPHABET = "pPreR fx:%$@()[]->.=!&|<>~*+-/\"' 0123456789_ablS3X" + "\t\x00\u00e9\x1b"
+ALPHABET = "pPreR fx:%$@()[]->.=!&|<>~*+-/\"' 0123456789_ablS3X" + "\t\x00\u00e9\x1b" + "\u00b2\u0663\u2028\udcff"  # other scripts' digits, a line separator, a raw byte
 ALLOWED = (ParseError, ResolveError, TypeCheckError)
 KERNEL = FakeKernel(kprobes=True)
 

@@ -93,8 +93,9 @@ _OPS = ("->", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "=~",
         "<", ">", "!", "&", "|", "^", "~", "+", "-", "*", "/", "%", "(", ")", "[", "]",
         ".", "@", ",", "?", ":", "=")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
-_NUM_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|\d+")
+# ASCII digits only: \d and str.isdigit() also take other scripts' digits ("²" crashed, "٣" was 3)
+_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.])", re.ASCII)
+_NUM_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|\d+", re.ASCII)
 _NUM_TAIL_RE = re.compile(r"[A-Za-z0-9_]")
 
 
@@ -119,7 +120,7 @@ class _Lexer:
                 out.append(Tok("str", s[i:j], i, j, val))
                 i = j
                 continue
-            if c.isdigit():
+            if "0" <= c <= "9":
                 m = _IP_RE.match(s, i, end)
                 if m:
                     out.append(Tok("ip", m.group(), i, m.end(), m.group()))
@@ -607,7 +608,7 @@ def _words(src: str, start: int, end: int, origin: str) -> List[Tuple[int, int]]
 
 _NAME_EQ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(?!=)")
 _SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*")
-_OFFSET_RE = re.compile(r"\+(0[xX][0-9a-fA-F]+|\d+)")
+_OFFSET_RE = re.compile(r"\+(0[xX][0-9a-fA-F]+|[0-9]+)")
 _EVENT_PART_RE = re.compile(r"[A-Za-z0-9_*?\[\]\-.]+")
 
 
@@ -656,7 +657,7 @@ def _parse_target(letter: str, src: str, a: int, b: int, origin: str) -> ir.Atta
                         "write SYMBOL+OFFSET, e.g. _do_fork+21 or _do_fork+0x15")
         digits = om.group(1)
         if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX" and any(ch in "89" for ch in digits):
-            # kprobe_events reads the offset with kstrtoul(..., 0): a leading 0 is octal there
+            # kprobe_events reads the offset with kstrtol(..., 0): a leading 0 is octal there
             # too, and the kernel refuses +09 (kernel/trace/trace_probe.c traceprobe_split_symbol_offset)
             n = int(digits)
             bad = next(ch for ch in digits if ch in "89")
