@@ -146,19 +146,6 @@ def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) ->
     return parser
 
 
-def _bytes_out() -> None:
-    """Text written to stdout keeps the bytes it stands for: a program's ``printf("\\xff")``
-    or a script's undecodable byte (``surrogateescape`` code points) is written as that
-    byte, as bpftrace does, instead of failing with UnicodeEncodeError. Whatever a traced
-    process controls is escaped before it gets here (output/values.escape)."""
-    out = sys.stdout
-    if getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure"):
-        try:
-            out.reconfigure(errors="surrogateescape")
-        except (ValueError, OSError):
-            pass
-
-
 def report_cleanup(removed: List[str]) -> None:
     """What a session's start removed of killed sessions (SIGKILL leaves state behind):
     one line on stderr, whatever the verbosity (backends.leftovers_reporter)."""
@@ -205,7 +192,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         from .kernel import cache
 
         cache.set_reporter(lambda why: print(f"undertow {args.command}: {why}", file=sys.stderr))
-    _bytes_out()
+    from .output.values import safe_stream
+
+    safe_stream(sys.stdout)  # undecodable bytes of the user's input never raise at print time
     try:
         # SIGINT/SIGTERM/SIGHUP become a stop request (undertow/stop.py): set-up steps and
         # read loops end cleanly, whatever moment the signal lands, and a run started with

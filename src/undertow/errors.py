@@ -150,6 +150,10 @@ def _escape(text: str) -> str:
             out.append(" ")
         elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
             out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:  # an undecodable byte of the input (surrogateescape)
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
         else:
             out.append(ch)
     return "".join(out)

@@ -205,12 +205,16 @@ def open_output(path: str, option: str = "-o", mode: int = 0o644) -> "TextIO":
     except ValueError as e:
         raise fail(str(e)) from None
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        # O_NONBLOCK: a FIFO nobody reads is an error (ENXIO), not a wait forever
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise fail(f"{path} is a symbolic link: not followed (give the file it points to)") from None
+        if e.errno == errno.ENXIO:
+            raise fail(f"cannot write {path}: a FIFO no process reads") from None
         raise fail(f"cannot write {path}: {e.strerror}") from None
     try:
+        os.set_blocking(fd, True)
         st = os.fstat(fd)
         try:
             _check_existing(path, st)

@@ -14,6 +14,9 @@ from undertow.kernel.tracefs import Tracefs
 from undertow.lang.resolve import UAPI_HEADERS, DeclTypes, FuncSig
 from undertow.lang.types import S64, U64, ArrayTy, IntTy, PtrTy, RecordTy, VoidTy
 
+# a few kernel symbols (kaddr(), kprobe wildcards): /proc/kallsyms lines
+KALLSYMS = "ffffffff81000000 T _stext\nffffffff810c1000 T do_exit\nffffffff810c2000 T _do_fork\n" \
+           "ffffffff82a05000 D jiffies\nffffffff82a06000 D avenrun\n"
 TRACEFS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "tracefs")
 
 
@@ -80,6 +83,11 @@ class FakeKernel:
 
     def btf(self):  # noqa: ANN201
         raise BTFError("no BTF in this fake kernel")
+
+    def kallsyms(self):  # noqa: ANN201
+        from undertow.kernel.kallsyms import Kallsyms
+
+        return Kallsyms(text=KALLSYMS)
 
     def features(self) -> Features:
         reason = "kprobe_events present" if self.kprobes else \

@@ -373,7 +373,8 @@ def test_filter_division_and_end_slash():
     ("rawtracepoint:sched_switch", "raw_tracepoint", "sched_switch", "", 0, "rawtracepoint:sched_switch"),
     ("rt:sched_switch", "raw_tracepoint", "sched_switch", "", 0, "rawtracepoint:sched_switch"),
     ("k:do_sys_open+9", "kprobe", "do_sys_open", "", 9, "kprobe:do_sys_open+9"),
-    ("k:do_sys_open+010", "kprobe", "do_sys_open", "", 10, "kprobe:do_sys_open+010"),  # was a traceback
+    # a leading 0 is octal, as bpftrace 0.17 (stoll base 0) and kprobe_events read it
+    ("k:do_sys_open+010", "kprobe", "do_sys_open", "", 8, "kprobe:do_sys_open+010"),
     ("k:do_sys_open+0x1F", "kprobe", "do_sys_open", "", 31, "kprobe:do_sys_open+0x1F"),
     ("kr:vfs_read", "kretprobe", "vfs_read", "", 0, "kretprobe:vfs_read"),
     ("kfunc:kvm:x86_emulate_insn", "fentry", "x86_emulate_insn", "kvm", 0, "kfunc:kvm:x86_emulate_insn"),
@@ -404,6 +405,8 @@ def test_probe_specs(spec, kind, target, obj, offset, name):
     ("interval:s:0", "interval rate must be a positive integer", "0"),
     ("software:fualts:1", "unknown software event 'fualts'", "fualts"),
     ("kretprobe:f+4", "kretprobe probes take no offset", "+4"),
+    ("kprobe:f+08", "bad offset '+08': a leading 0 means octal, and 8 is not an octal digit", "+08"),
+    ("uprobe:/bin/bash:readline+09", "bad offset '+09'", "+09"),
     ("iter:task", "probe type 'iter' is not supported", "iter"),
     ("BEGIN:x", "BEGIN takes no fields", ":x"),
 ])

@@ -91,6 +91,7 @@ def test_offset_and_register():
     (f,) = fields(p)
     assert isinstance(f.expr, ir.Register) and f.expr.name == "r12"
     assert parse_line("p _do_fork+0x15").attach[0].offset == 0x15
+    assert parse_line("p _do_fork+010").attach[0].offset == 8  # octal, as kprobe_events reads it
 
 
 def test_retval():
@@ -233,6 +234,10 @@ def test_missing_file():
     ("kprobe foo", "unknown probe type", "kprobe", "one letter"),
     ("e sched", "expected GROUP/EVENT", "sched", "sched/sched_process_exec"),
     ("p foo+zz", "bad offset '+zz'", "+zz", "SYMBOL+OFFSET"),
+    # issue 14: ValueError tracebacks; kprobe_events reads offsets with base 0 (09 is refused)
+    ("p _do_fork+09", "bad offset '+09': a leading 0 means octal", "+09", "write +9 (decimal) or +0x9 (hex)"),
+    ("P /usr/bin/bash:readline+08", "8 is not an octal digit", "+08", "+0x8"),
+    ("e a/b f:pid==09", "bad number '09': a leading 0 means octal", "09", "write 9"),
     ("p foo a=", "expected an expression after 'a='", "=", "comm=%0->comm"),
     ("p foo a=%0 a=%1", "field 'a' defined twice", "a", "its own name"),
     ("p foo a=$bogus", "unknown special value $bogus", "$bogus", "$retval"),

@@ -30,7 +30,7 @@ SEEDS = [
     "e syscalls/sys_enter_open* f:comm~\"ba*\"",
     "p _do_fork+0x15 r=%r12 $stack b16_x=%0->pid",
 ]
-ALPHABET = "pPreR fx:%$@()[]->.=!&|<>~*+-/\"' 0123456789_ablS3X" + "\t\x00\u00e9\x1b"
+ALPHABET = "pPreR fx:%$@()[]->.=!&|<>~*+-/\"' 0123456789_ablS3X" + "\t\x00\u00e9\x1b" + "\u00b2\u0663\u2028\udcff"  # other scripts' digits, a line separator, a raw byte
 ALLOWED = (ParseError, ResolveError, TypeCheckError)
 KERNEL = FakeKernel(kprobes=True)
 
@@ -83,3 +83,93 @@ def test_mutated_examples(line):
 def test_seeds_are_valid():
     for line in SEEDS:
         parse_line(line)
+
+
+# --------------------------------------------------------------------------- issue 14 shapes
+# depth, width, non-UTF-8 text, offsets, and special files where an ELF file is expected
+
+import signal  # noqa: E402
+
+from undertow.backends.ftrace.compile import compile_program  # noqa: E402
+from undertow.kernel.arch import get_arch  # noqa: E402
+
+
+def check_all(line: str) -> None:
+    """parse -> resolve -> ftrace compile: UndertowError subclasses only, within the limits."""
+    try:
+        probe = parse_line(line)
+    except ParseError as e:
+        assert e.span is not None and e.render()
+        return
+    for e in probe.exprs():
+        assert ir.too_deep(e) is None
+    prog = ir.Program([probe])
+    try:
+        resolve(prog, KERNEL, arch="x86_64", types=TYPES)
+        compile_program(prog, get_arch("x86_64"), group="undertow_1")
+    except UndertowError as e:
+        assert e.render()
+
+
+@st.composite
+def shaped_line(draw):
+    n = draw(st.sampled_from([1, 2, 10, 62, 63, 64, 65, 200, 1000]))
+    kind = draw(st.sampled_from(["deep", "wide", "postfix", "offset"]))
+    if kind == "deep":
+        o, c = draw(st.sampled_from([("(", ")"), ("-", ""), ("!", ""), ("(struct list_head *)", ""), ("*", ""),
+                                     ("@(struct iphdr *)", ""), ("str(", ")")]))
+        return "p _do_fork x=" + o * n + "%0" + c * n
+    if kind == "wide":
+        op = draw(st.sampled_from(["&&", "||", "+", "|", "=="]))
+        return "e sched/sched_switch f:" + op.join(f"prev_pid=={i}" for i in range(n))
+    if kind == "postfix":
+        return "p _do_fork x=(struct list_head *)%0" + draw(st.sampled_from(["->next", ".next", "[1]"])) * n
+    digits = draw(st.text(alphabet="0123456789abcdefxX", min_size=1, max_size=6))
+    return draw(st.sampled_from(["p _do_fork+", "P /bin/sh:main+", "e a/b f:prev_pid=="])) + digits
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(shaped_line())
+def test_depth_width_offsets(line):
+    check_all(line)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(SEEDS), st.binary(min_size=1, max_size=6), st.integers(0, 200))
+def test_non_utf8_bytes_in_lines(seed, raw, pos):
+    bad = raw.decode("utf-8", "surrogateescape")
+    pos = min(pos, len(seed))
+    check_all(seed[:pos] + bad + seed[pos:])
+    check_all('e sched/sched_switch f:prev_comm=="' + bad + '"||next_comm==' + bad)
+
+
+@pytest.fixture(scope="module")
+def special_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("special")
+    fifo = str(d / "fifo")
+    os.mkfifo(fifo)
+    link = str(d / "link-to-fifo")
+    os.symlink(fifo, link)
+    return [fifo, link, "/dev/null", "/dev/zero", str(d)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_special_files_as_uprobe_objects(special_files, data):
+    """A FIFO (or a link to one), a device or a directory named as a uprobe's object is a
+    ResolveError at once: opening a FIFO used to block forever."""
+    path = data.draw(st.sampled_from(special_files))
+    line = data.draw(st.sampled_from(["P", "R"])) + f" {path}:" + data.draw(st.sampled_from(["main", "main+4", "x"]))
+
+    def boom(*_a):  # noqa: ANN001
+        raise AssertionError(f"blocked on {path}")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(10)
+    try:
+        with pytest.raises(ResolveError) as ei:
+            resolve(ir.Program([parse_line(line)]), KERNEL, arch="x86_64", types=TYPES)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert "not a regular file" in ei.value.message or "is a directory" in ei.value.message

@@ -93,10 +93,12 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     elif args.file is not None:
         try:
             with open(args.file, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
+                text = f.read((16 << 20) + 1)  # bounded: `undertow run /dev/zero` must not eat the memory
         except OSError as e:
             raise UsageError(f"cannot read {args.file}: {e.strerror}",
                              hints=["give a program with -e 'PROGRAM' or a readable .bt file"]) from None
+        if len(text) > 16 << 20:
+            raise UsageError(f"{args.file} is larger than 16 MiB: not a program")
         origin, params = args.file, list(args.params)
     else:
         raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",
@@ -327,7 +329,10 @@ class _Child:
     def __init__(self, command: str) -> None:
         import shlex
 
-        argv = shlex.split(command)  # options.command checked it splits and names a program
+        try:
+            argv = shlex.split(command)  # options.command checked it splits and names a program
+        except ValueError as e:  # No closing quotation, No escaped character (an API caller)
+            raise UsageError(f"-c {command!r}: {e}", hints=["quote the command as a shell would"]) from None
         if not argv:
             raise UsageError("-c needs a command")
         rfd, wfd = os.pipe()
@@ -342,9 +347,10 @@ class _Child:
                 if not go:  # undertow gave up before attaching: run nothing
                     os._exit(0)
                 os.execvp(argv[0], argv)
-            except OSError as e:
-                os.write(efw, str(e.errno or 0).encode())
-            os._exit(127)
+            except BaseException as e:  # noqa: B902 - the child must never return into undertow
+                os.write(efw, str(getattr(e, "errno", None) or 0).encode())
+            finally:
+                os._exit(127)
         os.close(rfd)
         os.close(efw)
         self.pid, self._wfd, self._efd, self._status = pid, wfd, efr, None  # type: Any

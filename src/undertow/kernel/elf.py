@@ -37,7 +37,7 @@ from .arch import ELF_MACHINE_NAMES, Arch, arch_for_machine, current_arch
 
 __all__ = [
     "ELFFile", "Symbol", "Section", "Segment", "USDTProbe", "USDTArg",
-    "resolve_object", "find_library", "read_ld_so_cache", "LDCacheEntry",
+    "resolve_object", "find_library", "read_ld_so_cache", "LDCacheEntry", "open_regular", "read_regular",
 ]
 
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
@@ -235,6 +235,74 @@ class _Reader:
         return bytes(data[off:end]).decode("utf-8", "replace")
 
 
+def _file_kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file ``path`` (symlinks followed: libraries are
+    often links), never blocking: a FIFO, a device or a socket planted where a program or
+    library is expected would make ``open`` wait forever (a FIFO without writer) or talk to
+    a driver. The path is checked with ``stat`` before opening, then opened with
+    ``O_NONBLOCK`` and checked again with ``fstat`` (it may have been swapped meanwhile).
+
+    Raises :class:`ELFError` saying what the path is instead (``... is not a regular file
+    (a FIFO)``), or why it cannot be opened.
+    """
+    def refuse(mode: int) -> ELFError:
+        kind = _file_kind(mode)
+        if kind == "a directory":
+            return ELFError(f"{path} is a directory, not an ELF file")
+        return ELFError(f"{path} is not a regular file ({kind})",
+                        hints=["give an executable or a shared library (a regular ELF file)"])
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ELFError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ELFError(f"{path}: permission denied", hints=["run as root or make the file readable"]) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ELFError(f"cannot open {path}: {getattr(e, 'strerror', None) or e}") from None
+    import stat as _stat
+
+    if not _stat.S_ISREG(st.st_mode):
+        raise refuse(st.st_mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ELFError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ELFError(f"{path}: permission denied", hints=["run as root or make the file readable"]) from None
+    except OSError as e:
+        raise ELFError(f"cannot open {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise ELFError(f"cannot open {path}: {e.strerror or e}") from None
+    if not _stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise refuse(st.st_mode)
+    return fd
+
+
+def read_regular(path: str, limit: int = -1) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``), opened with :func:`open_regular`."""
+    fd = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
+
+
 class ELFFile:
     """An ELF file: ``ELFFile(path)`` or ``ELFFile.from_bytes(data, name)``.
 
@@ -262,24 +330,9 @@ class ELFFile:
         return cls(name, _data=bytes(data))
 
     def _open(self, path: str) -> mmap.mmap:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise ELFError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ELFError(f"{path} is a directory, not an ELF file") from None
-        except PermissionError:
-            raise ELFError(f"{path}: permission denied", hints=["run as root or make the file readable"]) from None
-        except OSError as e:
-            raise ELFError(f"cannot open {path}: {e.strerror or e}") from None
+        fd = open_regular(path)
         try:
             st = os.fstat(fd)
-            import stat as _stat
-
-            if _stat.S_ISDIR(st.st_mode):
-                raise ELFError(f"{path} is a directory, not an ELF file")
-            if not _stat.S_ISREG(st.st_mode):
-                raise ELFError(f"{path} is not a regular file")
             if st.st_size == 0:
                 raise ELFError(f"{path} is empty, not an ELF file")
             try:
@@ -943,9 +996,8 @@ def read_ld_so_cache(path: str = "/etc/ld.so.cache") -> List[LDCacheEntry]:
     hit = _LD_CACHE.get(key)
     if hit is None:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+            data = read_regular(path)
+        except (ELFError, OSError):
             return []
         hit = _LD_CACHE[key] = parse_ld_so_cache(data, path)
     return list(hit)
@@ -1002,9 +1054,8 @@ def _default_lib_dirs(arch: Arch) -> List[str]:
 def _elf_machine_of(path: str) -> Optional[int]:
     """e_machine of ``path`` from its first 20 bytes, or None when not a readable ELF file."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
+        head = read_regular(path, 20)
+    except (ELFError, OSError):
         return None
     if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
         return None

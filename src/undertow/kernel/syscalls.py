@@ -361,7 +361,7 @@ class _Pinned:
     def cstr(self, text: Union[str, bytes, None]) -> int:
         if text is None:
             return 0
-        raw = text.encode() if isinstance(text, str) else bytes(text)
+        raw = os.fsencode(text) if isinstance(text, str) else bytes(text)  # paths: any bytes
         return self.buf(raw + b"\0")
 
 

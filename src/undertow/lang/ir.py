@@ -22,6 +22,15 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
 from ..errors import Span
 from .types import Ty
 
+#: How deeply one expression may nest (nodes on its longest path: operators, casts,
+#: ``->``/``.``/``[]``, calls, parentheses). Every pass after the parsers (resolve,
+#: the compilers, renderers, deep copies, the program cache's pickling) recurses over
+#: the tree: the parsers refuse deeper input, so those passes stay far inside Python's
+#: default recursion limit (bpftrace's own tools nest at most 10 levels).
+MAX_EXPR_DEPTH = 64
+#: How deeply blocks may nest (``if``/``else if``/``while``/``unroll`` bodies).
+MAX_BLOCK_DEPTH = 64
+
 # --------------------------------------------------------------------------- expressions
 
 
@@ -45,10 +54,48 @@ class Expr:
         return ()
 
     def walk(self) -> Iterator["Expr"]:
-        """This node and all sub-expressions, depth first."""
-        yield self
-        for c in self.children():
-            yield from c.walk()
+        """This node and all sub-expressions, depth first (pre-order; iterative, so a
+        tree deeper than Python's recursion limit is walked too)."""
+        stack: List[Expr] = [self]
+        while stack:
+            e = stack.pop()
+            yield e
+            kids = e.children()
+            if kids:
+                stack.extend(reversed(kids))
+
+
+def text_bytes(s: str) -> bytes:
+    """The bytes a string of the IR stands for (string constants, formats, names).
+
+    Text is UTF-8; a byte that is not (from argv, a file read with ``surrogateescape``,
+    a ``\\xff`` escape) is carried as the surrogate U+DC80..U+DCFF and comes back as
+    that byte. Other lone surrogates (text built in Python) never raise: they are
+    encoded as they stand (``surrogatepass``).
+    """
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        out = bytearray()
+        for ch in s:
+            o = ord(ch)
+            out += bytes((o - 0xDC00,)) if 0xDC80 <= o <= 0xDCFF else ch.encode("utf-8", "surrogatepass")
+        return bytes(out)
+
+
+def too_deep(e: Expr, limit: int = MAX_EXPR_DEPTH) -> Optional[Expr]:
+    """The first node of ``e`` found at depth ``limit + 1`` (``e`` is depth 1), else ``None``.
+
+    Iterative: it measures trees any pass would overflow on.
+    """
+    stack: List[Tuple[Expr, int]] = [(e, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            return node
+        for c in node.children():
+            stack.append((c, d + 1))
+    return None
 
 
 def _expr(cls):  # type: ignore[no-untyped-def]
@@ -225,6 +272,34 @@ class Binary(Expr):
 
     def children(self) -> Sequence[Expr]:
         return (self.left, self.right)
+
+
+def balanced(op: str, operands: Sequence[Expr], run: int = 8) -> Expr:
+    """``a op b op c ...`` of an associative ``op`` (``&&``, ``||``) as a shallow tree.
+
+    Runs of up to ``run`` operands stay left-nested as the parsers always built them
+    (``(a && b) && c``, the filter text unchanged); longer chains become a balanced tree
+    of such runs, so a filter of 1,000 terms is 15 levels deep instead of 1,000.
+    Short-circuit order is kept: operands are evaluated left to right.
+    """
+    def join(left: Expr, right: Expr) -> Expr:
+        node = Binary(op, left, right)
+        node.span = left.span.to(right.span) if left.span and right.span else left.span or right.span
+        return node
+
+    def tree(parts: Sequence[Expr]) -> Expr:
+        if len(parts) == 1:
+            return parts[0]
+        mid = len(parts) // 2
+        return join(tree(parts[:mid]), tree(parts[mid:]))
+
+    runs: List[Expr] = []
+    for i in range(0, len(operands), run):
+        node = operands[i]
+        for x in operands[i + 1:i + run]:
+            node = join(node, x)
+        runs.append(node)
+    return tree(runs)
 
 
 @_expr
@@ -586,3 +661,48 @@ class Break(Action):
 @dataclass(eq=False)
 class Continue(Action):
     """``continue`` inside a ``while`` loop."""
+
+
+# --------------------------------------------------------------------------- copies
+
+_NODES = (Expr, Action, EmitField, Probe, AttachPoint, MapDecl)
+
+
+def clone(x: Any, memo: Optional[Dict[int, Any]] = None) -> Any:
+    """A deep copy of IR (nodes, probes, attach points and the lists, tuples and dicts
+    holding them), sharing what is immutable or never rewritten (strings, spans, types).
+
+    Unlike :func:`copy.deepcopy` (six Python frames per level of a tree), it takes one
+    frame per node, so trees at the parsers' depth limits copy far inside the recursion
+    limit. Nodes shared within ``x`` stay shared in the copy.
+    """
+    return _clone(x, {} if memo is None else memo)
+
+
+def _clone(x: Any, memo: Dict[int, Any]) -> Any:
+    if isinstance(x, _NODES):
+        got = memo.get(id(x))
+        if got is not None:
+            return got
+        new = object.__new__(type(x))
+        memo[id(x)] = new
+        d = new.__dict__
+        for k, v in x.__dict__.items():
+            if isinstance(v, list):
+                out = []
+                for i in v:
+                    out.append(_clone(i, memo))
+                d[k] = out
+            else:
+                d[k] = _clone(v, memo)
+        return new
+    if isinstance(x, list):
+        out = []
+        for i in x:
+            out.append(_clone(i, memo))
+        return out
+    if isinstance(x, tuple) and x and not hasattr(x, "_fields"):
+        return tuple([_clone(i, memo) for i in x])
+    if isinstance(x, dict):
+        return {k: _clone(v, memo) for k, v in x.items()}
+    return x

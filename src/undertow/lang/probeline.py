@@ -37,12 +37,15 @@ import re
 from undertow.dclass import dataclass
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional, Sequence, Tuple
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean
 from . import ir
 
 __all__ = ["parse_line", "parse_lines", "parse_file", "PROBE_LETTERS", "field_name_format"]
+
+#: The most a probe or program file may hold (characters read before giving up).
+MAX_FILE_CHARS = 16 << 20
 
 #: Probe-line letter -> IR attach kind.
 PROBE_LETTERS = {"p": "kprobe", "r": "kretprobe", "e": "tracepoint", "P": "uprobe", "R": "uretprobe"}
@@ -90,8 +93,9 @@ _OPS = ("->", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "=~",
         "<", ">", "!", "&", "|", "^", "~", "+", "-", "*", "/", "%", "(", ")", "[", "]",
         ".", "@", ",", "?", ":", "=")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
-_NUM_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|\d+")
+# ASCII digits only: \d and str.isdigit() also take other scripts' digits ("²" crashed, "٣" was 3)
+_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.])", re.ASCII)
+_NUM_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|\d+", re.ASCII)
 _NUM_TAIL_RE = re.compile(r"[A-Za-z0-9_]")
 
 
@@ -116,7 +120,7 @@ class _Lexer:
                 out.append(Tok("str", s[i:j], i, j, val))
                 i = j
                 continue
-            if c.isdigit():
+            if "0" <= c <= "9":
                 m = _IP_RE.match(s, i, end)
                 if m:
                     out.append(Tok("ip", m.group(), i, m.end(), m.group()))
@@ -132,6 +136,9 @@ class _Lexer:
                     raise self.error(f"bad number {s[i:k]!r}", i, k,
                                      "numbers are decimal (42), hex (0x2a), octal (052) or binary (0b101010)")
                 text = m.group()
+                if len(text) > 1 and text[0] == "0" and text.isdigit() and not set(text) <= set("01234567"):
+                    raise self.error(f"bad number {text!r}: a leading 0 means octal", i, j,
+                                     f"write {int(text)} (decimal) or {int(text):#x} (hex)")
                 out.append(Tok("num", text, i, j, _int(text)))
                 i = j
                 continue
@@ -194,7 +201,7 @@ def _int(text: str) -> int:
 
 # --------------------------------------------------------------------------- expression parser
 
-_MAX_DEPTH = 64
+_DEPTH_HINT = "split it into several fields, or cast once: (T)(a->b)->c"
 
 # Binary operator precedence (higher binds tighter), as in C.
 _BINARY = {
@@ -255,6 +262,11 @@ class _ExprParser:
         if self.tok.kind == "end":
             raise self.error("expected an expression", self.tok)
         e = self.expr(0)
+        deep = ir.too_deep(e)
+        if deep is not None:  # a chain built in a loop: a->b->c..., a[1][2]..., a + b + c...
+            span = deep.span or Span(self.toks[0].start, self.toks[0].end)
+            raise ParseError(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)",
+                             source=self.src, span=span, origin=self.origin, hints=[_DEPTH_HINT])
         if self.tok.kind != "end":
             hint = ""
             if self.tok.kind == "op" and self.tok.text == "=":
@@ -264,6 +276,10 @@ class _ExprParser:
 
     def expr(self, min_prec: int) -> ir.Expr:
         left = self.unary()
+        # a run of one logical operator (a && b && c ...) becomes a balanced tree: a filter
+        # of 1,000 terms must not be 1,000 levels deep for the passes that recurse
+        chain: List[ir.Expr] = []
+        chain_op = ""
         while self.tok.kind == "op" and self.tok.text in _BINARY and _BINARY[self.tok.text] > min_prec:
             op_tok = self.take()
             prec = _BINARY[op_tok.text]
@@ -271,9 +287,20 @@ class _ExprParser:
                 raise self.error(f"expected an operand after '{op_tok.text}'", op_tok)
             right = self.expr(prec)
             op = "~" if op_tok.text == "=~" else op_tok.text
+            if op == chain_op:
+                chain.append(right)
+                continue
+            if chain:
+                left = ir.balanced(chain_op, chain)
+            if op in ("&&", "||"):
+                chain, chain_op = [left, right], op
+                continue
+            chain, chain_op = [], ""
             node = ir.Binary(op, left, right)
             node.span = _cover(left, right)
             left = node
+        if chain:
+            left = ir.balanced(chain_op, chain)
         if self.is_op("?") and min_prec == 0:
             q = self.take()
             then = self.expr(0)
@@ -286,16 +313,22 @@ class _ExprParser:
         return left
 
     def unary(self) -> ir.Expr:
-        t = self.tok
+        return self.nested(self._unary)
+
+    def nested(self, parse: "Callable[[], ir.Expr]") -> ir.Expr:
+        """``parse()`` one level deeper: every recursion of this parser passes here, so
+        input nested past :data:`ir.MAX_EXPR_DEPTH` is an error, never a RecursionError."""
         self.depth += 1
         try:
-            if self.depth > _MAX_DEPTH:
-                raise self.error("expression nested too deeply", t, f"at most {_MAX_DEPTH} levels")
-            return self._unary(t)
+            if self.depth > ir.MAX_EXPR_DEPTH:
+                raise self.error(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)",
+                                 self.tok, _DEPTH_HINT)
+            return parse()
         finally:
             self.depth -= 1
 
-    def _unary(self, t: Tok) -> ir.Expr:
+    def _unary(self) -> ir.Expr:
+        t = self.tok
         if t.kind == "op" and t.text in ("!", "-", "~"):
             self.take()
             inner = self.unary()
@@ -447,7 +480,7 @@ class _ExprParser:
                     self.take()
             if self.tok.kind == "end":
                 raise self.error("expected the sk_buff after the header type, e.g. @(struct iphdr *)l3%0", self.tok)
-            skb = self.primary()
+            skb = self.nested(self.primary)
             hdr = ir.SkbHeader(skb, marker or "l3", type_text, marker)
             hdr.type_span = Span(t.start, close.end)  # type: ignore[attr-defined]
             return hdr.at(Span(at.start, skb.span.end if skb.span else close.end))
@@ -495,7 +528,7 @@ class _ExprParser:
         if words[0] in ("struct", "union", "enum") and len(words) < 2:
             raise self.error(f"expected a name after '{words[0]}'", close)
         # surftrace: the cast applies to the operand right after it; members follow
-        inner = self.primary() if not (nxt.kind == "op" and nxt.text == "*") else self.unary()
+        inner = self.nested(self.primary) if not (nxt.kind == "op" and nxt.text == "*") else self.unary()
         c = ir.Cast(type_text, inner)
         c.type_span = Span(open_tok.start, close.end)  # type: ignore[attr-defined]
         return c.at(Span(open_tok.start, inner.span.end if inner.span else close.end))
@@ -575,7 +608,7 @@ def _words(src: str, start: int, end: int, origin: str) -> List[Tuple[int, int]]
 
 _NAME_EQ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(?!=)")
 _SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*")
-_OFFSET_RE = re.compile(r"\+(0[xX][0-9a-fA-F]+|\d+)")
+_OFFSET_RE = re.compile(r"\+(0[xX][0-9a-fA-F]+|[0-9]+)")
 _EVENT_PART_RE = re.compile(r"[A-Za-z0-9_*?\[\]\-.]+")
 
 
@@ -622,7 +655,19 @@ def _parse_target(letter: str, src: str, a: int, b: int, origin: str) -> ir.Atta
         if not om:
             raise _perr(f"bad offset {rest!r} after {sym}", src, body_start + m.end(), b, origin,
                         "write SYMBOL+OFFSET, e.g. _do_fork+21 or _do_fork+0x15")
-        offset = _int(om.group(1))
+        digits = om.group(1)
+        if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX" and any(ch in "89" for ch in digits):
+            # kprobe_events reads the offset with kstrtol(..., 0): a leading 0 is octal there
+            # too, and the kernel refuses +09 (kernel/trace/trace_probe.c traceprobe_split_symbol_offset)
+            n = int(digits)
+            bad = next(ch for ch in digits if ch in "89")
+            raise _perr(f"bad offset '+{digits}': a leading 0 means octal (as in kprobe_events), "
+                        f"and {bad} is not an octal digit", src, body_start + m.end(), b, origin,
+                        f"write +{n} (decimal) or +{n:#x} (hex)")
+        offset = _int(digits)
+        if offset >= 1 << 63:  # kprobe_events reads a long, uprobe_events a 64-bit address
+            raise _perr(f"offset +{digits} is too large", src, body_start + m.end(), b, origin,
+                        "an offset counts bytes from the start of the function")
     ap = ir.AttachPoint(kind, sym, offset=offset, obj=obj, span=span)
     return ap
 
@@ -768,8 +813,11 @@ def parse_file(path: str) -> ir.Program:
     """
     try:
         with open(path, "r", encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError as e:
-        raise ParseError(f"cannot read probe file {path}: {e.strerror or e}", origin=path,
+            text = f.read(MAX_FILE_CHARS + 1)  # bounded: -f /dev/zero must not eat the memory
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path (API callers)
+        raise ParseError(f"cannot read probe file {path!r}: {getattr(e, 'strerror', None) or e}", origin=path,
                          hints=["pass probe lines as arguments, or a readable file with -f"]) from None
+    if len(text) > MAX_FILE_CHARS:
+        raise ParseError(f"probe file {path} is larger than {MAX_FILE_CHARS >> 20} MiB", origin=path,
+                         hints=["a probe file holds probe lines, one per line"])
     return parse_text(text, origin=path)

@@ -801,10 +801,8 @@ def resolve(program: ir.Program, kernel: "Kernel", *, arch: Optional[str] = None
         # (only when some probe reads a map: a deep copy and a second pass cost ~4 ms)
         r: _Resolver = BtResolver(kernel, the_arch, strict_kprobes, types, program)
         if _reads_maps(program.probes):
-            import copy
-
             pre = r
-            for probe in copy.deepcopy(program.probes):
+            for probe in ir.clone(program.probes):
                 try:
                     pre.probe(probe)
                 except SourceError:
@@ -874,12 +872,10 @@ class _Resolver:
             return [self._one(probe, ap) for ap in probe.attach] if probe.attach else [probe]
         ap = probe.attach[0]
         if ap.kind == "tracepoint" and ap.wildcard:
-            import copy
-
             events = self._expand(ap)
             out = []
             for g, e in events:
-                p2 = copy.deepcopy(probe)
+                p2 = ir.clone(probe)
                 p2.attach[0].target = f"{g}:{e}"
                 p2.attach[0].wildcard = False
                 out.append(self._one(p2, p2.attach[0]))
@@ -993,17 +989,29 @@ class _Resolver:
                 continue
         return None
 
-    @staticmethod
-    def _obj_span(ap: ir.AttachPoint) -> Optional[Span]:
-        if ap.span is None:
+    def _obj_start(self, ap: ir.AttachPoint) -> Optional[int]:
+        """Where ``ap.obj`` starts in the source: at the span's start (probe lines:
+        ``/bin/bash:readline``) or after the spec's type (``uprobe:/bin/bash:readline``);
+        ``None`` when it is not written there (``uprobe:$1:main``)."""
+        if ap.span is None or self.probe_ is None:
             return None
-        return Span(ap.span.start, ap.span.start + len(ap.obj))
+        src, a = self.probe_.source, ap.span.start
+        if src.startswith(ap.obj + ":", a):
+            return a
+        i = src.find(":" + ap.obj + ":", a, ap.span.end)
+        return i + 1 if i >= 0 else None
 
-    @staticmethod
-    def _sym_span(ap: ir.AttachPoint) -> Optional[Span]:
+    def _obj_span(self, ap: ir.AttachPoint) -> Optional[Span]:
         if ap.span is None:
             return None
-        return Span(ap.span.start + len(ap.obj) + 1, ap.span.end)
+        a = self._obj_start(ap)
+        return ap.span if a is None else Span(a, a + len(ap.obj))
+
+    def _sym_span(self, ap: ir.AttachPoint) -> Optional[Span]:
+        if ap.span is None:
+            return None
+        a = self._obj_start(ap)
+        return ap.span if a is None else Span(a + len(ap.obj) + 1, ap.span.end)
 
     # -- expressions
     def expr(self, e: ir.Expr) -> ir.Expr:
@@ -1020,7 +1028,7 @@ class _Resolver:
         if isinstance(e.value, int):
             e.type = S64 if e.value < (1 << 63) else U64
         else:
-            e.type = StrTy(max(1, len(e.value) + 1))
+            e.type = StrTy(max(1, len(ir.text_bytes(e.value)) + 1))
 
     def _e_Builtin(self, e: ir.Builtin) -> None:
         e.type = {"comm": COMM, "stack": StackTy("kernel"), "pid": S32, "tid": S32, "cpu": U32,

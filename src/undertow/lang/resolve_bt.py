@@ -97,9 +97,7 @@ def _walk_probe(probe: ir.Probe) -> Iterator[ir.Expr]:
 
 
 def _deepcopy(x: Any) -> Any:
-    import copy  # imported on first use (start-up)
-
-    return copy.deepcopy(x)
+    return ir.clone(x)
 
 
 class BtResolver(_Resolver):
@@ -281,8 +279,8 @@ class BtResolver(_Resolver):
         m = copy.copy(aps[0])
         m.target = ap.target
         m.multi = [(a.target, int(a.file_offset or 0)) for a in aps]  # type: ignore[attr-defined]
-        sizes = {"probe": max(len(bt_probe_name(a).encode()) for a in aps) + 1,
-                 "func": max(len(a.target.encode()) for a in aps) + 1}
+        sizes = {"probe": max(len(ir.text_bytes(bt_probe_name(a))) for a in aps) + 1,
+                 "func": max(len(ir.text_bytes(a.target)) for a in aps) + 1}
         for e in _walk_probe(first):
             name = getattr(e, "cookie_name", None)
             if name:
@@ -404,13 +402,16 @@ class BtResolver(_Resolver):
             t = a.value.type
             if isinstance(t, VoidTy) or t is None:
                 raise self.err(TypeCheckError, f"{_show(a.value)} has no value to assign", a.value.span)
+            self._storable(a.value, "a variable's value")
             old = self.vars.get(a.var)
-            if old is not None and _kind(old) != _kind(t):
+            if old is not None and _shape(old) != _shape(t):
                 raise self.err(TypeCheckError, f"{a.var} holds {old}; it cannot also hold {t}", a.value.span)
             if old is None or (isinstance(t, StrTy) and isinstance(old, StrTy) and t.size > old.size):
                 self.vars[a.var] = t
         elif isinstance(a, ir.MapUpdate):
             a.key = [self.expr(k) for k in a.key]
+            for k in a.key:
+                self._storable(k, "a map key")
             self._check_key(a.map, a.key, a.span)
             if a.value is not None:
                 a.value = self.expr(a.value)
@@ -421,7 +422,11 @@ class BtResolver(_Resolver):
                 t = a.value.type
                 if isinstance(t, VoidTy) or t is None:
                     raise self.err(TypeCheckError, f"{_show(a.value)} has no value to store", a.value.span)
+                self._storable(a.value, "a map value")
                 old = self.map_values.get(a.map)
+                if old is not None and _shape(old) != _shape(t):
+                    raise self.err(TypeCheckError, f"{a.map} holds {old}; it cannot also hold {t}", a.value.span,
+                                   "use another map for values of another type")
                 if old is None or (isinstance(t, StrTy) and isinstance(old, StrTy) and t.size > old.size):
                     self.map_values[a.map] = t
             elif a.value is not None and not isinstance(a.value.type, (IntTy, EnumTy, PtrTy)):
@@ -429,6 +434,7 @@ class BtResolver(_Resolver):
                                a.value.span)
         elif isinstance(a, ir.Printf):
             a.args = [self.expr(x) for x in a.args]
+            self._check_printf("printf", a.fmt, a.args)
         elif isinstance(a, ir.If):
             a.cond = self.expr(a.cond)
             self.block(a.then)
@@ -444,14 +450,56 @@ class BtResolver(_Resolver):
                 raise self.err(ResolveError, f"unknown map {a.map}", a.span,
                                did_you_mean(a.map, list(self.program.maps)))
             a.key = [self.expr(k) for k in a.key]
+            for k in a.key:
+                self._storable(k, "a map key")
             a.args = [self.expr(k) for k in a.args]
         elif isinstance(a, ir.PrintValue):
             a.value = self.expr(a.value)
+            self._storable(a.value, "printed")
         elif isinstance(a, ir.ExprStmt):
             a.expr = self.expr(a.expr)
+            c = a.expr
+            if isinstance(c, ir.Call) and c.name in ("system", "cat") and c.args and \
+                    isinstance(c.args[0], ir.Const) and isinstance(c.args[0].value, str):
+                self._check_printf(c.name, c.args[0].value, c.args[1:])
         elif isinstance(a, ir.Emit):
             for f in a.fields:
                 f.expr = self.expr(f.expr)
+
+    def _storable(self, e: ir.Expr, what: str) -> None:
+        """``e`` can be held as ``what`` (a map key, a variable...): not a whole struct."""
+        bad = _no_layout(e.type)
+        if bad is None:
+            return
+        if isinstance(bad, RecordTy):
+            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({_show(e)})", e.span,
+                           "use one of its members (x.member, p->member), or keep the pointer")
+        raise self.err(TypeCheckError, f"{_show(e)} has no value to use as {what}", e.span)
+
+    def _check_printf(self, fname: str, fmt: str, args: List[ir.Expr]) -> None:
+        """Each argument's type against its conversion (the parser checked their number):
+        ``printf("%d", "str")`` is an error with the caret under ``"str"``."""
+        from .printf import conversions
+
+        i = 0
+        for _s, _e, _flags, width, prec, conv in conversions(fmt, star=True, required=False):
+            if conv == "%" or not conv:
+                continue
+            wanted = ["integer"] * ((width == "*") + (prec == "*")) + [_CONV_TYPES.get(conv, "integer")]
+            for n, want in enumerate(wanted):
+                if i >= len(args):
+                    return
+                arg = args[i]
+                i += 1
+                got = _printf_kind(arg.type)
+                if got != want:
+                    what = f"%{conv} specifier" if n == len(wanted) - 1 else f"'*' of %{conv}"
+                    hint = {("string", "integer"): "text behind a pointer is read with str(): str(ptr)",
+                            ("integer", "string"): "print a string with %s",
+                            ("string", "buffer"): "print a buffer with %r",
+                            ("buffer", "string"): "print a string with %s"}.get((want, got), "")
+                    raise self.err(TypeCheckError, f"{fname}: {what} expects a value of type {want} "
+                                   f"({got} supplied)", arg.span, hint)
 
     def _check_key(self, name: str, key: List[ir.Expr], span: Optional[Span]) -> None:
         types = tuple(k.type for k in key)  # type: ignore[misc]
@@ -470,7 +518,7 @@ class BtResolver(_Resolver):
         elif isinstance(e.value, bytes):
             e.type = BufTy(len(e.value))
         else:
-            e.type = StrTy(len(e.value.encode("utf-8", "surrogateescape")) + 1)
+            e.type = StrTy(len(ir.text_bytes(e.value)) + 1)
 
     def _e_Var(self, e: ir.Var) -> None:
         t = self.vars.get(e.name)
@@ -481,6 +529,8 @@ class BtResolver(_Resolver):
 
     def _e_MapRead(self, e: ir.MapRead) -> None:
         e.key = [self.expr(k) for k in e.key]
+        for k in e.key:
+            self._storable(k, "a map key")
         self._check_key(e.map, e.key, e.span)
         decl = self.program.maps.get(e.map)
         agg = decl.agg if decl is not None else "assign"
@@ -505,7 +555,7 @@ class BtResolver(_Resolver):
             if e.name == "func" and ap.kind not in ("kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe"):
                 raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
             c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
-            c.type = StrTy(len(str(c.value).encode("utf-8", "surrogateescape")) + 1)
+            c.type = StrTy(len(ir.text_bytes(str(c.value))) + 1)
             c.cookie_name = e.name  # type: ignore[attr-defined]  # see _merge_uprobes
             return c
         if e.name == "curtask":
@@ -518,6 +568,9 @@ class BtResolver(_Resolver):
             raise self.err(TypeCheckError, "args is a record: use args.FIELD", e.span, self._field_hint())
         if e.name == "retval":
             return self.expr(ir.Retval().at(e.span))
+        if e.name == "cpid" and self.program.setting("cpid") is None:
+            raise self.err(TypeCheckError, "cpid cannot be used without child command", e.span,
+                           "start the command with -c CMD: cpid is its pid")
         t = _BUILTIN_TYPES.get(e.name)
         if t is None:
             raise self.err(TypeCheckError, f"the builtin {e.name} is not supported by undertow yet", e.span)
@@ -604,6 +657,8 @@ class BtResolver(_Resolver):
 
     def _e_TupleExpr(self, e: ir.TupleExpr) -> None:
         e.elems = [self.expr(x) for x in e.elems]
+        for x in e.elems:
+            self._storable(x, "a tuple element")
         e.type = TupleTy(tuple(x.type for x in e.elems))  # type: ignore[misc]
 
     def _e_TupleIndex(self, e: ir.TupleIndex) -> None:
@@ -676,6 +731,11 @@ class BtResolver(_Resolver):
         if isinstance(t, RecordTy):
             raise self.err(TypeCheckError, f"cannot cast to a whole {t}", span, f"cast to a pointer: ({t} *)")
         src = e.expr.type
+        if isinstance(src, (RecordTy, TupleTy)) or isinstance(src, VoidTy):
+            what = f"a whole {src}" if isinstance(src, RecordTy) else f"a tuple {src}" \
+                if isinstance(src, TupleTy) else "nothing"
+            raise self.err(TypeCheckError, f"cannot cast {what} to {t}", e.span,
+                           "cast a pointer to it, or one of its members" if isinstance(src, RecordTy) else "")
         user_src = isinstance(src, PtrTy) and src.space == "user"
         if isinstance(t, PtrTy) and (user_src or self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt")):
             # a cast keeps the address space: (struct sockaddr_in *)args.uservaddr is user memory
@@ -691,6 +751,10 @@ class BtResolver(_Resolver):
             return self._const_call(e)
         e.args = [self.expr(a) for a in e.args]
         args = e.args
+        for i in _INT_ARGS.get(n, ()):
+            if i < len(args) and _printf_kind(args[i].type) != "integer":
+                raise self.err(TypeCheckError, f"{n}() needs an integer, but {_show(args[i])} is {args[i].type}",
+                               args[i].span)
         if n == "str":
             size = int(self.program.setting("strlen", 64) or 64)
             if len(args) == 2 and isinstance(args[1], ir.Const) and isinstance(args[1].value, int):
@@ -893,6 +957,54 @@ def _stringish(t: Optional[Ty]) -> bool:
     if isinstance(t, StrTy):
         return True
     return isinstance(t, ArrayTy) and isinstance(t.elem, IntTy) and t.elem.is_char
+
+
+#: functions whose arguments (by position) must be integers (or pointers)
+_INT_ARGS = {"ksym": (0,), "usym": (0,), "strerror": (0,), "bswap": (0,), "kptr": (0,), "uptr": (0,),
+             "strncmp": (2,), "cgroup_path": (0,)}
+
+#: what a printf conversion takes (bpftrace 0.17's printf_format_types): %s a string,
+#: %r a buffer, every other conversion an integer
+_CONV_TYPES = {"s": "string", "r": "buffer"}
+
+
+def _printf_kind(t: Optional[Ty]) -> str:
+    """The bpftrace type name a printf argument counts as: pointers and enums print as
+    integers, and what user space renders (ksym, usym, ntop, username, stacks, strftime...)
+    as strings, as bpftrace's FormatString::check decides."""
+    if isinstance(t, (IntTy, EnumTy, PtrTy)):
+        return "integer"
+    if _stringish(t) or isinstance(t, (OpaqueTy, StackTy)):
+        return "string"
+    if isinstance(t, BufTy):
+        return "buffer"
+    if isinstance(t, TupleTy):
+        return "tuple"
+    if isinstance(t, RecordTy):
+        return "record"
+    if isinstance(t, ArrayTy):
+        return "array"
+    return "none"
+
+
+def _no_layout(t: Optional[Ty]) -> Optional[Ty]:
+    """The part of ``t`` a value cannot be held as (a whole struct, nothing), else ``None``:
+    map keys and values, variables, tuples and print() need bytes of a known layout."""
+    if isinstance(t, TupleTy):
+        for x in t.elems:
+            bad = _no_layout(x)
+            if bad is not None:
+                return bad
+        return None
+    return t if isinstance(t, (RecordTy, VoidTy)) or t is None else None
+
+
+def _shape(t: Optional[Ty]) -> object:
+    """:func:`_kind`, element by element for tuples: what must agree between two values
+    one variable or map holds."""
+    if isinstance(t, TupleTy):
+        return ("tuple",) + tuple(_shape(x) for x in t.elems)
+    return _kind(t)
 
 
 def _kind(t: Optional[Ty]) -> str:

@@ -28,7 +28,9 @@ from .values import escape
 def _dumps(obj: Any, **kw: Any) -> str:
     import json  # only -f json needs it (~3 ms at start-up)
 
-    return json.dumps(obj, **kw)
+    from .jsonl import clean  # valid UTF-8 always: undecodable bytes become \\xNN text
+
+    return json.dumps(clean(obj), **kw)
 
 __all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines"]
 
@@ -79,12 +81,41 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
             out.append(("%" + spec + conv) % (_as_int(v) & _MASK64))
         elif conv == "p":
             out.append(("%" + spec + "s") % hex(_as_int(v) & _MASK64))
-        elif conv == "c":
-            out.append(("%" + spec + "c") % chr(_as_int(v) & 0xFF))
+        elif conv == "c":  # a byte from the kernel: escaped like strings (\x1b, \xff)
+            out.append(("%" + spec + "s") % escape(bytes((_as_int(v) & 0xFF,))))
         else:
             out.append(str(v))
     out.append(fmt[pos:])
     return "".join(out)
+
+
+def _cat(path: str) -> str:
+    """``cat(path)``: the first 64 KiB of a regular file (/proc and /sys files are), read
+    without blocking: a FIFO or a device at that path gets a one-line note, never a hang."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError) as e:
+        return f"{escape(path)}: {getattr(e, 'strerror', None) or e}\n"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return f"{escape(path)}: not a regular file\n"
+        chunks = []
+        left = 1 << 16
+        while left > 0:
+            b = os.read(fd, left)
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        text = b"".join(chunks).decode("utf-8", "surrogateescape")
+        # the file's lines and tabs as they are; anything else a process could put in it escaped
+        return "\n".join("\t".join(escape(p) for p in line.split("\t")) for line in text.split("\n"))
+    except OSError as e:
+        return f"{escape(path)}: {e.strerror or e}\n"
+    finally:
+        os.close(fd)
 
 
 def _as_int(v: Any) -> int:
@@ -326,11 +357,7 @@ class BtRenderer:
             return _dumps({"type": "value", "data": text}) + "\n" if self.json else text + "\n"
         if act.kind == "cat":
             text = format_printf(act.fmt, rec.values, kinds, self.show)
-            try:
-                with open(text, "rb") as f:
-                    data = f.read(1 << 16).decode("utf-8", "replace")
-            except OSError as e:
-                data = f"{text}: {e.strerror}\n"
+            data = _cat(text)
             return _dumps({"type": "cat", "data": data}) + "\n" if self.json else data
         if act.kind == "system":
             return ""  # run by the CLI (needs --unsafe), never here

@@ -24,8 +24,7 @@ def clean(value: Any) -> Any:
             value.encode("utf-8")
             return value
         except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
-                if _only_escaped(value) else value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return _unsurrogate(value)
     if isinstance(value, (bytes, bytearray)):
         return {"hex": bytes(value).hex()}
     if isinstance(value, dict):
@@ -35,12 +34,19 @@ def clean(value: Any) -> Any:
     return value
 
 
-def _only_escaped(s: str) -> bool:
-    try:
-        s.encode("utf-8", "surrogateescape")
-        return True
-    except UnicodeEncodeError:
-        return False
+def _unsurrogate(s: str) -> str:
+    """``s`` with each undecodable byte (U+DC80..U+DCFF) as ``\\xNN`` text and any other
+    lone surrogate as ``\\uXXXX`` text: what is left encodes as strict UTF-8."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def event_dict(ev: Event) -> Dict[str, Any]:

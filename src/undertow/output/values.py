@@ -11,7 +11,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional
+    from typing import Any, List, Optional, Tuple
 
 
 _ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -42,6 +42,40 @@ def escape(text: Any) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _encode_error(e: UnicodeError) -> "Tuple[bytes, int]":
+    """Encoding error handler ``undertow.out`` (see :func:`safe_stream`)."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    out = bytearray()
+    for ch in e.object[e.start:e.end]:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(o - 0xDC00)
+        else:
+            out += (f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}").encode()
+    return bytes(out), e.end
+
+
+def safe_stream(stream: Any) -> None:
+    """Make a text stream (``sys.stdout``) write any ``str`` instead of raising
+    UnicodeEncodeError in a locale whose stdout is strict (``en_US.UTF-8``): an undecodable
+    byte the user gave (argv, a file; kept as a surrogate escape) is written as that byte,
+    as the C locale does, and what the encoding lacks becomes ``\\uXXXX``. What a traced
+    process controls is escaped before it gets here (:func:`escape`)."""
+    import codecs
+
+    try:
+        codecs.lookup_error("undertow.out")
+    except LookupError:
+        codecs.register_error("undertow.out", _encode_error)
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="undertow.out")
+        except (AttributeError, ValueError, OSError):  # a stream that cannot change: left as it is
+            pass
 
 
 def bswap(value: int, size: int) -> int:

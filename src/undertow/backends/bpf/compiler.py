@@ -360,7 +360,7 @@ class ProbeGen:
                     for x, c in ((n.left, n.right), (n.right, n.left)):
                         if isinstance(x, ir.Field) and x.name == name and isinstance(c, ir.Const) and \
                                 isinstance(c.value, str):
-                            best = max(best, len(c.value.encode("utf-8", "surrogateescape")) + 1)
+                            best = max(best, len(ir.text_bytes(c.value)) + 1)
         return best
 
     def expr_stmt(self, act: ir.ExprStmt) -> None:
@@ -804,7 +804,7 @@ class ProbeGen:
             self.cookie_string(str(e.cookie_name), base, off, slot)  # type: ignore[attr-defined]
             return
         if isinstance(e, ir.Const) and isinstance(e.value, str):
-            data = e.value.encode("utf-8", "surrogateescape")[: max(0, slot.size - 1)] + b"\x00"
+            data = ir.text_bytes(e.value)[: max(0, slot.size - 1)] + b"\x00"
             data = data + b"\x00" * (slot.size - len(data))
             for i in range(0, len(data) - len(data) % 4, 4):
                 a.st(I.W, base, off + i, int.from_bytes(data[i:i + 4], "little", signed=True))
@@ -1374,12 +1374,12 @@ class ProbeGen:
         if isinstance(right, ir.Const) and isinstance(right.value, str) and isinstance(left, ir.Call) and \
                 left.name == "str" and len(left.args) == 1:
             # str(p) == "a long literal": read as much as the literal needs (the stack allows 256)
-            want = len(right.value.encode("utf-8", "surrogateescape")) + 1
+            want = len(ir.text_bytes(right.value)) + 1
             ls = Slot("str", min(STR_COMPARE_BYTES, max(ls.size, want)))
         loff = self.alloc(ls.size)
         self.mem_into(left, I.FP, loff, ls)
         if isinstance(right, ir.Const) and isinstance(right.value, str):
-            data = (right.value.encode("utf-8", "surrogateescape") + b"\x00")[:limit]
+            data = (ir.text_bytes(right.value) + b"\x00")[:limit]
             if len(data) > ls.size:
                 # cannot be equal; keep both paths reachable for the verifier's CFG check
                 a.ldx(I.B, I.R1, I.FP, loff)

@@ -269,6 +269,7 @@ class ProgramSession(Session):
     def _names_table(self, cp: CompiledProbe) -> None:
         """The ``probe``/``func`` texts of a merged uprobe wildcard, by link cookie
         (compiler.ProbeGen.cookie_string)."""
+        from ...lang import ir
         from ...lang.resolve_bt import bt_probe_name
         import copy as _copy
 
@@ -277,8 +278,8 @@ class ProgramSession(Session):
         for name, _off in multi:
             one = _copy.copy(cp.ap)
             one.target = name
-            texts.append(bt_probe_name(one).encode())
-        texts += [name.encode() for name, _off in multi]
+            texts.append(ir.text_bytes(bt_probe_name(one)))
+        texts += [ir.text_bytes(name) for name, _off in multi]
         size = max(len(t) for t in texts) + 1
         fd = sc.map_create(sc.MapType.ARRAY, 4, (size + 7) & ~7, len(texts))
         self.fds.append(fd)

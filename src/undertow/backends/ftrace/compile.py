@@ -343,6 +343,9 @@ def _describe(e: ir.Expr) -> str:
     return type(e).__name__.lower()
 
 
+_FILTER_MAX = 4096  # PAGE_SIZE on x86_64 (and the smallest page size on aarch64)
+
+
 class FilterCompiler:
     """IR filter -> ftrace event filter text."""
 
@@ -353,7 +356,13 @@ class FilterCompiler:
         self.user = user
 
     def compile(self, e: ir.Expr) -> str:
-        return self._expr(e, top=True)
+        text = self._expr(e, top=True)
+        if len(ir.text_bytes(text)) >= _FILTER_MAX:
+            # event_filter_write() refuses a write of PAGE_SIZE bytes or more (EINVAL)
+            raise FtraceUnsupported(f"this filter is {len(ir.text_bytes(text))} bytes of ftrace filter text; "
+                                    f"the kernel takes less than {_FILTER_MAX}", e.span,
+                                    ("--backend bpf has no such limit",))
+        return text
 
     def _expr(self, e: ir.Expr, top: bool = False) -> str:
         if isinstance(e, ir.Binary) and e.op in ("&&", "||"):

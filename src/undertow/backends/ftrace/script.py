@@ -10,12 +10,14 @@ shell. Group and instance names carry the script's own PID (``$$``).
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
     from typing import List, TextIO, Union
 
+from ...errors import UndertowError
 from .compile import EventSpec
 from .plan import FtracePlan
 
@@ -86,6 +88,17 @@ def write_script(plan: FtracePlan, dest: "Union[str, TextIO]") -> None:
     if not isinstance(dest, str):
         dest.write(text)
         return
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755)
-    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+    path = dest
+    try:
+        # O_NONBLOCK: a FIFO nobody reads is ENXIO at once, not an open() that waits forever
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o755)
+        os.set_blocking(fd, True)
+    except OSError as e:
+        why = "no process reads that FIFO" if e.errno == errno.ENXIO else e.strerror or str(e)
+        raise UndertowError(f"cannot write the script to {path}: {why}",
+                            hints=["give -o a path in a writable directory"]) from None
+    except ValueError as e:  # a NUL in the path (API callers)
+        raise UndertowError(f"cannot write the script to {path!r}: {e}") from None
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:  # the user's bytes, exactly
         f.write(text)

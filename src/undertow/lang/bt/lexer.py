@@ -97,10 +97,11 @@ class Tok:
         return f"'{text}'"
 
 
-def _byte(value: int) -> str:
-    """The str standing for the byte ``value`` of a literal: itself when ASCII, else the
-    code point Python decodes an undecodable byte to (``surrogateescape``)."""
-    return chr(value) if value < 0x80 else chr(0xDC00 + value)
+def _byte(v: int) -> str:
+    """The character standing for byte ``v`` in a decoded literal: ASCII as itself, 0x80-0xff
+    as the surrogate escape U+DC80..U+DCFF, so ``"\\xff"`` is the one byte 0xff once encoded
+    (``ir.text_bytes``), as in bpftrace, not the two bytes of U+00FF in UTF-8."""
+    return chr(v) if v < 0x80 else chr(0xDC00 + v)
 
 
 def decode_escapes(raw: str, base: int, source: str, origin: str) -> str:
@@ -297,5 +298,7 @@ class Lexer:
         if len(val) != 1:
             raise self.error("a character literal holds one character", i, j + 1,
                              ('use double quotes for strings: "text"',))
-        c = ord(val)
-        return Tok("int", self.text[i:j + 1], i, j + 1, c - 0xDC00 if 0xDC80 <= c <= 0xDCFF else c)
+        o = ord(val)
+        if 0xDC80 <= o <= 0xDCFF:  # '\xff', or an undecodable byte of the script: that byte
+            o -= 0xDC00
+        return Tok("int", self.text[i:j + 1], i, j + 1, o)

@@ -106,7 +106,15 @@ def _is_decimal(text: str) -> bool:
     """``-?[0-9]+`` (ASCII digits only: ``str.isdigit`` also takes other scripts' digits)."""
     digits = text[1:] if text.startswith("-") else text
     return digits != "" and all(c in _ASCII_DIGITS for c in digits)
-_MAX_DEPTH = 200
+#: bpftrace's limits: lhist() buckets, and how often one statement may be emitted by nested
+#: unroll() (each repeats its body; nested ones multiply) and by macro expansion (a macro
+#: using another twice doubles at each level): past them the compiler would grow for minutes
+_LHIST_BUCKETS = 1000
+_MAX_WIDTH = 4096  # printf field widths and precisions (Python's % refuses huge ones at run time)
+_MAX_UNROLLED = 10_000
+_MAX_EXPANSIONS = 10_000
+_DEPTH_HINT = "keep a part in a $variable: $t = (struct task_struct *)curtask; ... $t->mm"
+_BLOCK_HINT = "keep a condition in a $variable, or return early"
 
 
 def check_format(tok: Tok, nargs: int, fname: str, source: str, origin: str,
@@ -127,6 +135,17 @@ def check_format(tok: Tok, nargs: int, fname: str, source: str, origin: str,
             raise ParseError(f"{fname}: unknown conversion '{shown}' in format string", source=source,
                              span=Span(at, at + len(shown)), origin=origin,
                              hints=["conversions: %d %i %u %o %x %X %c %s %p %r (buffers); %% for a percent sign"])
+        if "*" in (width, prec):  # the output formats with the widths written in the format only
+            shown = raw[start:end]
+            raise ParseError(f"{fname}: '*' widths and precisions are not supported ('{shown}')", source=source,
+                             span=Span(at, at + len(shown)), origin=origin,
+                             hints=["write the number in the format: %5d, %.10s"])
+        for part in (width, prec):
+            if part is not None and int(part) > _MAX_WIDTH:
+                shown = raw[start:end]
+                raise ParseError(f"{fname}: field width or precision {part} in '{shown}' is too large "
+                                 f"(limit {_MAX_WIDTH})", source=source, span=Span(at, at + len(shown)),
+                                 origin=origin)
         count += 1 + (width == "*") + (prec == "*")
     if nargs > count:
         extra = args[count] if len(args) > count else None
@@ -152,7 +171,10 @@ class _Parser:
         self.lex = Lexer(pp.text, source, origin)
         self.tok = self.lex.next(0)
         self.prev_end = 0
-        self.depth = 0
+        self.depth = 0  # expressions open in the parser (recursion), see enter()
+        self.blocks = 0  # if/while/unroll statements open around the current one
+        self.unrolled = 1  # how many times the current statement is emitted (nested unroll())
+        self.expansions = [0]  # macro expansions so far (shared with macro sub-parsers)
         self.in_filter = False
         self.loop_depth = 0
         self.expanding: List[str] = []
@@ -192,9 +214,18 @@ class _Parser:
         return Span(start, max(self.prev_end, start + 1))
 
     def enter(self) -> None:
+        """One level deeper into an expression: every recursion of the expression parser
+        passes here, so nesting past :data:`ir.MAX_EXPR_DEPTH` is an error with a caret,
+        never a RecursionError (see also :meth:`value` for chains built in loops)."""
         self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise self.err("expression nested too deeply")
+        if self.depth > ir.MAX_EXPR_DEPTH:
+            raise self.err(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)", None, _DEPTH_HINT)
+
+    def enter_block(self, tok: Tok) -> None:
+        """One ``if``/``while``/``unroll`` deeper (``else if`` nests too)."""
+        self.blocks += 1
+        if self.blocks > ir.MAX_BLOCK_DEPTH:
+            raise self.err(f"blocks nested too deeply (limit {ir.MAX_BLOCK_DEPTH} levels)", tok.span, _BLOCK_HINT)
 
     # ------------------------------------------------------------------ program
 
@@ -357,36 +388,47 @@ class _Parser:
         self.advance()
         return out
 
+    def loop_stmt(self, t: Tok) -> ir.Action:
+        """``unroll (N) { ... }`` or ``while (cond) { ... }``."""
+        start = self.advance().start
+        self.expect("(")
+        if t.text == "unroll":
+            nt = self.tok
+            n = self.value(self.expr())
+            if not isinstance(n, ir.Const) or not isinstance(n.value, int):
+                raise self.err("unroll() needs an integer constant", nt.span)
+            if not 1 <= n.value <= 100:
+                raise self.err("unroll() count must be between 1 and 100", n.span)
+            if self.unrolled * n.value > _MAX_UNROLLED:
+                raise self.err(f"nested unroll() repeats this body {self.unrolled * n.value} times "
+                               f"(limit {_MAX_UNROLLED})", n.span, "use a while loop for one of them")
+            self.expect(")")
+            outer, self.unrolled = self.unrolled, self.unrolled * n.value
+            try:
+                body = self.block()
+            finally:
+                self.unrolled = outer
+            return ir.While(None, body, n.value).at(self.span_from(start))
+        cond = self.value(self.expr())
+        self.expect(")")
+        self.loop_depth += 1
+        try:
+            body = self.block()
+        finally:
+            self.loop_depth -= 1
+        return ir.While(cond, body, 0).at(self.span_from(start))
+
     def statement(self) -> Tuple[Optional[ir.Action], bool]:
         """One statement; the flag says it ended with a block (no ';' needed)."""
         t = self.tok
+        if t.kind == "ident" and t.text in ("if", "while", "unroll"):
+            self.enter_block(t)
+            try:
+                return (self.if_stmt() if t.text == "if" else self.loop_stmt(t)), True
+            finally:
+                self.blocks -= 1
         start = t.start
         if t.kind == "ident":
-            if t.text == "if":
-                return self.if_stmt(), True
-            if t.text == "unroll":
-                self.advance()
-                self.expect("(")
-                nt = self.tok
-                n = self.value(self.expr())
-                if not isinstance(n, ir.Const) or not isinstance(n.value, int):
-                    raise self.err("unroll() needs an integer constant", nt.span)
-                if not 1 <= n.value <= 100:
-                    raise self.err("unroll() count must be between 1 and 100", n.span)
-                self.expect(")")
-                body = self.block()
-                return ir.While(None, body, n.value).at(self.span_from(start)), True
-            if t.text == "while":
-                self.advance()
-                self.expect("(")
-                cond = self.value(self.expr())
-                self.expect(")")
-                self.loop_depth += 1
-                try:
-                    body = self.block()
-                finally:
-                    self.loop_depth -= 1
-                return ir.While(cond, body, 0).at(self.span_from(start)), True
             if t.text in ("return", "break", "continue"):
                 self.advance()
                 if t.text != "return" and self.loop_depth == 0:
@@ -426,7 +468,11 @@ class _Parser:
         if self.tok.kind == "ident" and self.tok.text == "else":
             self.advance()
             if self.tok.kind == "ident" and self.tok.text == "if":
-                other = [self.if_stmt()]
+                self.enter_block(self.tok)
+                try:
+                    other = [self.if_stmt()]
+                finally:
+                    self.blocks -= 1
             else:
                 other = self.block()
         return ir.If(cond, then, other).at(self.span_from(start))
@@ -499,6 +545,13 @@ class _Parser:
                 raise self.err("lhist() step must be positive", extra[2].span)
             if hi_v <= lo_v:  # type: ignore[operator]
                 raise self.err("lhist() max must be greater than min", extra[1].span)
+            if lo_v < 0:  # type: ignore[operator]
+                raise self.err(f"lhist() min must be non-negative (provided min {lo_v})", extra[0].span)
+            buckets = (hi_v - lo_v) // step  # type: ignore[operator]
+            if buckets > _LHIST_BUCKETS:
+                raise self.err(f"lhist() too many buckets, will exceed {_LHIST_BUCKETS} buckets "
+                               f"(provided min {lo_v}, max {hi_v} and step {step})", extra[2].span,
+                               "a larger step, or hist() for log2 buckets")
         if self.tok.kind == "op" and self.tok.text in _BINARY or self.tok.is_op("?"):
             raise self.err(f"{name}() must be assigned alone, not used in an expression", self.tok.span)
         return self.map_update(target, name, value, list(extra), self.span_from(start))
@@ -562,7 +615,12 @@ class _Parser:
         return ir.ExprStmt(self.value(e)).at(span)
 
     def value(self, e: ir.Expr) -> ir.Expr:
-        """Check ``e`` is usable as a value: no printf()/clear()/... inside."""
+        """Check ``e`` is usable as a value: no printf()/clear()/... inside, and not nested
+        past :data:`ir.MAX_EXPR_DEPTH` (chains built in loops: a->b->c..., a + b + c...)."""
+        deep = ir.too_deep(e)
+        if deep is not None:
+            raise self.err(f"expression nested too deeply (limit {ir.MAX_EXPR_DEPTH} levels)",
+                           deep.span or e.span, _DEPTH_HINT)
         for sub in e.walk():
             if isinstance(sub, ir.Call) and sub.name in VOID_FUNCTIONS:
                 raise self.err(f"{sub.name}() has no value; it can only be a statement", sub.span)
@@ -589,6 +647,10 @@ class _Parser:
         return ir.Ternary(cond, then, other).at(span)
 
     def binary_rest(self, left: ir.Expr, min_prec: int) -> ir.Expr:
+        # a run of one logical operator (a && b && c ...) becomes a balanced tree: a filter
+        # of 1,000 terms must not be 1,000 levels deep for the passes that recurse
+        chain: List[ir.Expr] = []
+        chain_op = ""
         while self.tok.kind == "op" and self.tok.text in _BINARY:
             op = self.tok.text
             prec = _BINARY[op]
@@ -599,27 +661,34 @@ class _Parser:
             self.advance()
             if self.tok.is_op("{", "}", ";", ")") or self.tok.kind == "eof":
                 raise self.unexpected(f"an operand after '{op}'")
-            self.enter()
-            try:
-                right = self.binary_rest(self.unary(), prec + 1)
-            finally:
-                self.depth -= 1
+            # recursion is bounded by the number of precedence levels (unary() counts the rest)
+            right = self.binary_rest(self.unary(), prec + 1)
+            if op == chain_op:
+                chain.append(right)
+                continue
+            if chain:
+                left = ir.balanced(chain_op, chain)
+            if op in ("&&", "||"):
+                chain, chain_op = [left, right], op
+                continue
+            chain, chain_op = [], ""
             span = (left.span or Span(0, 0)).to(right.span or Span(0, 0))
             left = ir.Binary(op, left, right).at(span)
-        return left
+        return ir.balanced(chain_op, chain) if chain else left
 
-    def unary(self) -> ir.Expr:
+    def operand(self) -> ir.Expr:
+        """The operand of a prefix operator or a cast: one level deeper."""
         self.enter()
         try:
-            return self._unary()
+            return self.unary()
         finally:
             self.depth -= 1
 
-    def _unary(self) -> ir.Expr:
+    def unary(self) -> ir.Expr:
         t = self.tok
         if t.is_op("!", "~", "-", "+"):
             self.advance()
-            operand = self.unary()
+            operand = self.operand()
             span = self.span_from(t.start)
             if t.text == "+":
                 return operand
@@ -629,7 +698,7 @@ class _Parser:
             return ir.Unary(t.text, operand).at(span)
         if t.is_op("*"):
             self.advance()
-            operand = self.unary()
+            operand = self.operand()
             return ir.Deref(operand).at(self.span_from(t.start))
         if t.is_op("&"):
             raise self.err("the address-of operator '&' is not supported", t.span)
@@ -643,7 +712,7 @@ class _Parser:
                 self.tok = self.lex.next(end)
                 if self.tok.is_op(")", ";", "}", ",") or self.tok.kind == "eof":
                     raise self.unexpected(f"an expression to cast to '{type_text}'")
-                operand = self.unary()
+                operand = self.operand()
                 return ir.Cast(type_text, operand).at(self.span_from(t.start))
         return self.postfix(self.primary())
 
@@ -780,7 +849,10 @@ class _Parser:
             return c
         v = self.positional[k - 1]
         if _is_decimal(v):
-            return ir.Const(int(v)).at(t.span)
+            n = int(v)
+            if not -(1 << 63) <= n < 1 << 64:
+                raise self.err(f"positional parameter ${k} ({v}) does not fit in 64 bits", t.span)
+            return ir.Const(n).at(t.span)
         return ir.Const(v).at(t.span)
 
     def identifier(self) -> ir.Expr:
@@ -812,8 +884,14 @@ class _Parser:
         return ir.Ident(name).at(t.span)
 
     def expand_macro(self, name: str, t: Tok) -> ir.Expr:
-        if name in self.expanding or len(self.expanding) > 20:
+        if name in self.expanding:
             raise self.err(f"macro '{name}' expands to itself", t.span)
+        if len(self.expanding) > 20:
+            raise self.err("macros nested more than 20 deep", t.span)
+        self.expansions[0] += 1
+        if self.expansions[0] > _MAX_EXPANSIONS:
+            raise self.err(f"macros expand more than {_MAX_EXPANSIONS} times", t.span,
+                           "a macro that uses another one twice doubles at each level")
         body = self.pp.defines[name]
         if not body:
             raise self.err(f"macro '{name}' has no value", t.span)
@@ -951,9 +1029,7 @@ class _Parser:
 
 
 def _deepcopy(x: object) -> Any:
-    import copy  # only compound map assignments need it (start-up)
-
-    return copy.deepcopy(x)
+    return ir.clone(x)
 
 
 def parse_program(text: str, origin: str = "<stdin>", positional: Sequence[str] = ()) -> ir.Program:

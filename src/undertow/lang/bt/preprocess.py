@@ -256,6 +256,7 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
         toks.append(m.group(0).strip())
         i = m.end()
     pos = [0]
+    depth = [0]
 
     def peek() -> str:
         return toks[pos[0]] if pos[0] < len(toks) else ""
@@ -267,10 +268,17 @@ def _eval_if(expr: str, defined: Set[str], text: str, span: Span, origin: str) -
 
     def atom() -> int:
         t = take()
-        if t == "!":
-            return int(not atom())
-        if t == "(":
-            v = orx()
+        if t in ("!", "("):
+            depth[0] += 1
+            if depth[0] > 64:
+                raise ParseError("#if expression nested too deeply (limit 64 levels)", source=text, span=span,
+                                 origin=origin)
+            try:
+                if t == "!":
+                    return int(not atom())
+                v = orx()
+            finally:
+                depth[0] -= 1
             if take() != ")":
                 raise ParseError("unbalanced ( in #if", source=text, span=span, origin=origin)
             return v
@@ -366,6 +374,12 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
                                      hints=["close it with };"])
                 body_start = m.end()
                 sdef = CStructDef(m.group(2), m.group(1), span=Span(m.start(), end + 1))
+                if sdef.key in res.structs:
+                    first = res.structs[sdef.key].span
+                    line = text.count("\n", 0, first.start) + 1 if first else 0
+                    raise ParseError(f"{sdef.key} is defined twice", source=text,
+                                     span=Span(m.start(2), m.end(2)), origin=origin,
+                                     hints=[f"the first definition is on line {line}; remove one"])
                 _parse_members(code, body_start, end, sdef, text, origin)
                 stop = end + 1
                 k = stop
@@ -381,6 +395,35 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
                 continue
         i += 1
     return "".join(out)
+
+
+_QUALIFIERS = frozenset(("const", "volatile"))
+_INT_WORDS = frozenset(("signed", "unsigned", "char", "short", "int", "long"))
+
+
+def _bad_type(words: List[str]) -> str:
+    """What is wrong with a member type written as ``words`` (C's rules for the type
+    specifiers: ``char char``, ``struct struct``, ``unsigned signed`` are not types), or ""."""
+    words = [w for w in words if w not in _QUALIFIERS]
+    if not words:
+        return "no type"
+    if words[0] in ("struct", "union", "enum"):
+        if len(words) != 2 or words[1] in ("struct", "union", "enum") or words[1] in _INT_WORDS:
+            return f"'{words[0]}' takes one name"
+        return ""
+    if any(w in ("struct", "union", "enum") for w in words):
+        return "'struct', 'union' and 'enum' come first"
+    if not all(w in _INT_WORDS for w in words):
+        return "" if len(words) == 1 else "a type name stands alone"
+    count = {w: words.count(w) for w in words}
+    if count.get("signed", 0) + count.get("unsigned", 0) > 1:
+        return "one of signed or unsigned"
+    if count.get("long", 0) > 2 or any(count.get(w, 0) > 1 for w in ("char", "short", "int")):
+        return "a type word repeated"
+    kinds = [w for w in ("char", "short", "long") if w in count]
+    if len(kinds) > 1:
+        return f"'{kinds[0]}' and '{kinds[1]}' together"
+    return ""
 
 
 def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str, origin: str) -> None:
@@ -401,6 +444,25 @@ def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str,
             raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
                              hints=["write members as in C: 'struct path path;', 'unsigned int n;', 'char c[16];'"])
         type_text = " ".join(m.group("type").split())
+        bad = _bad_type(type_text.split())
+        if bad:
+            tstart = dstart + m.start("type")
+            raise ParseError(f"bad type '{type_text}' for member '{m.group('name')}' of {sdef.key}: {bad}",
+                             source=text, span=Span(tstart, dstart + m.end("type")), origin=origin,
+                             hints=["write members as in C: 'unsigned long n;', 'struct path path;', 'u64 x;'"])
+        name = m.group("name")
+        if name in _INT_WORDS or name in _QUALIFIERS or name in ("struct", "union", "enum"):
+            nstart = dstart + m.start("name")
+            raise ParseError(f"member of {sdef.key} has no name ('{name}' is a C keyword)", source=text,
+                             span=Span(nstart, nstart + len(name)), origin=origin,
+                             hints=["write members as in C: 'int count;'"])
+        for prev in sdef.members:
+            if prev.name == name:
+                nstart = dstart + m.start("name")
+                line = text.count("\n", 0, prev.span.start) + 1 if prev.span else 0
+                raise ParseError(f"duplicate member '{name}' in {sdef.key}", source=text,
+                                 span=Span(nstart, nstart + len(name)), origin=origin,
+                                 hints=[f"'{name}' is already declared on line {line}"])
         stars = m.group("stars").replace(" ", "").replace("\t", "").replace("\n", "")
         if stars:
             type_text += " " + stars

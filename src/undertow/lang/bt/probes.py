@@ -106,10 +106,28 @@ def _wild(text: str) -> bool:
     return "*" in text or "?" in text
 
 
-def _offset(text: str) -> int:
-    """A checked offset: hex after ``0x``, else decimal (``+010`` is 10: ``int(text, 0)``
-    refused leading zeros with a traceback)."""
-    return int(text, 16) if _is_hex(text) else int(text)
+def _offset(c: "_Ctx", text: str, at: int) -> int:
+    n = _offset_value(c, text, at)
+    if n >= 1 << 63:  # bpftrace's stoll fails, and kprobe_events reads a long
+        raise c.err(f"offset +{text} is too large", at - 1, at + len(text),
+                    ("an offset counts bytes from the start of the function",))
+    return n
+
+
+def _offset_value(c: "_Ctx", text: str, at: int) -> int:
+    """An offset read as bpftrace 0.17 reads it (``std::stoll(text, &idx, 0)``, the rule
+    kprobe_events also follows): hex after ``0x``, octal after a leading ``0`` (``+010``
+    is 8), else decimal. ``+08`` is an error with a caret at ``at`` (its offset in the spec)."""
+    if _is_hex(text):
+        return int(text, 16)
+    if len(text) > 1 and text[0] == "0":
+        bad = [ch for ch in text if ch in "89"]
+        if bad:
+            n = int(text)
+            raise c.err(f"bad offset '+{text}': a leading 0 means octal, and {bad[0]} is not an octal digit",
+                        at - 1, at + len(text), (f"write +{n} (decimal) or +{n:#x} (hex)",))
+        return int(text, 8)
+    return int(text)
 
 
 def _func_off(text: str) -> Optional[Tuple[str, Optional[str]]]:
@@ -201,7 +219,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         if fo[1] is not None:
             if kind != "kprobe":
                 raise c.err(f"{full} probes take no offset", off + len(fo[0]), off + len(f))
-            ap.offset = _offset(fo[1])
+            ap.offset = _offset(c, fo[1], off + len(fo[0]) + 1)
         ap.target = fo[0]
         if len(rest) == 2:
             ap.obj = rest[0][0]
@@ -219,7 +237,7 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
             if fo[1] is not None:
                 if kind != "uprobe":
                     raise c.err("uretprobe probes take no offset", off + len(fo[0]), off + len(sym))
-                ap.offset = _offset(fo[1])
+                ap.offset = _offset(c, fo[1], off + len(fo[0]) + 1)
         else:
             raise c.err(f"bad symbol '{sym}'", off, off + len(sym))
     elif kind == "usdt":
