@@ -44,7 +44,8 @@ _pipe = (-1, -1)     # (read end, write end) of the wake-up pipe while handling(
 _active = 0
 _count = 0           # stop requests after the first
 #: Set by the read loop while it drains without a time limit: a second SIGINT then raises
-#: KeyboardInterrupt instead of being folded into the first request.
+#: KeyboardInterrupt instead of being folded into the first request. A third stop signal
+#: always does.
 forceable = False
 _listeners: List[Callable[[int], None]] = []
 _alarm_ns = 0        # the deadline an armed SIGALRM stands for (--duration)
@@ -93,6 +94,10 @@ def _handler(signum: int, frame: Any) -> None:
     if signum == signal.SIGALRM:
         return
     _count += 1
+    if signum != signal.SIGALRM and _count >= 2:
+        # a third request: whatever undertow is waiting for (a read of a FIFO named as the
+        # program, a clean-up stuck in the kernel) is not worth more of the user's patience
+        raise KeyboardInterrupt
     if signum == signal.SIGINT and forceable:
         # Ctrl-C again while showing a long backlog (``--drain``): give up on it; the
         # owners' ``finally``/``with`` still remove what was created. Only there: a second

@@ -38,7 +38,9 @@ def test_created_private_and_round_trips(base):
         assert d.write("x", b"one") and d.read("x") == b"one"
         assert d.write("x", b"two") and d.read("x") == b"two"  # replaced
         assert _mode(base / "x") == 0o600
-        assert d.entries() == ["x"] and d.entries(hidden=True) == ["x"]  # no temporary file left
+        # no temporary file left; the tag marks the directory as undertow's
+        assert sorted(d.entries()) == ["CACHEDIR.TAG", "x"] and sorted(d.entries(hidden=True)) == ["CACHEDIR.TAG", "x"]
+        assert (base / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
         sub = d.subdir("s")
         assert sub is not None and _mode(base / "s") == 0o700
         with sub:
@@ -203,10 +205,10 @@ def test_writes_are_atomic_and_leave_nothing_on_failure(base, monkeypatch):
         monkeypatch.setattr(os, "fsync", fail)
         assert not d.write("x", b"new")
         monkeypatch.undo()
-        assert d.read("x") == b"old" and d.entries(hidden=True) == ["x"]
+        assert d.read("x") == b"old" and sorted(d.entries(hidden=True)) == ["CACHEDIR.TAG", "x"]
         (base / "dir").mkdir()
         assert not d.write("dir", b"x")  # rename(2) of a file over a directory fails
-        assert sorted(d.entries(hidden=True)) == ["dir", "x"]
+        assert sorted(d.entries(hidden=True)) == ["CACHEDIR.TAG", "dir", "x"]
 
 
 def test_the_reporter_hears_each_reason_once(tmp_path):
@@ -232,3 +234,30 @@ def test_boot_id_is_a_plain_word(tmp_path):
                        ("x" * 65, "unknown-boot")):
         (d / "boot_id").write_text(text)
         assert C.boot_id(roots) == want
+
+
+def test_a_directory_undertow_did_not_make_is_not_used(tmp_path):
+    """Root may be handed any directory it owns (sudo -E, UNDERTOW_CACHE_DIR=/etc): one that
+    holds other files and no CACHEDIR.TAG receives nothing; an empty one, or one named
+    undertow (the default), is tagged and used."""
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o700)
+    (etc / "passwd").write_text("root:x:0:0\n")
+    heard = []
+    C.set_reporter(heard.append)
+    try:
+        assert _open(etc) is None
+    finally:
+        C.set_reporter(None)
+    assert sorted(os.listdir(etc)) == ["passwd"] and "CACHEDIR.TAG" in heard[0]
+    old = tmp_path / "undertow"
+    old.mkdir(mode=0o700)
+    (old / "features-0.1.0-0.json").write_text("{}")
+    d = _open(old)
+    assert d is not None
+    d.close()
+    assert (old / "CACHEDIR.TAG").exists()
+    (etc / "CACHEDIR.TAG").write_bytes(C.CACHEDIR_TAG)
+    d = _open(etc)
+    assert d is not None
+    d.close()

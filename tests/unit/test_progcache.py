@@ -12,7 +12,15 @@ from undertow.kernel.roots import Roots
 
 @pytest.fixture
 def roots(tmp_path):
-    return Roots(cache_dir=str(tmp_path / "cache"))  # the live /proc: this boot's id
+    # the live /proc: this boot's id; a directory undertow made (tagged), so tests may
+    # put things in it before the first open (kernel/cache.py: _is_ours)
+    d = tmp_path / "cache"
+    d.mkdir(mode=0o700)
+    from undertow.kernel.cache import CACHEDIR_TAG
+
+    (d / "CACHEDIR.TAG").write_bytes(CACHEDIR_TAG)
+    os.chmod(d / "CACHEDIR.TAG", 0o600)
+    return Roots(cache_dir=str(d))
 
 
 def _key(roots, text="BEGIN { exit(); }", origin="-e", params=(), unsafe=False):

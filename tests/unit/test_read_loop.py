@@ -167,3 +167,15 @@ def test_handling_catches_an_ignored_sigint_and_restores_everything():
 def test_interrupted_is_not_an_ordinary_exception():
     # best-effort `except Exception` around a set-up step must not swallow it
     assert not issubclass(stop.Interrupted, Exception)
+
+
+def test_a_third_stop_signal_always_gives_up():
+    """Whatever undertow waits for (a blocking read the first two signals cannot end: they
+    are flags and the kernel call restarts), a third SIGTERM/SIGINT raises KeyboardInterrupt."""
+    with stop.handling():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested() == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)

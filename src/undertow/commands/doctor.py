@@ -46,7 +46,7 @@ def register(sub: "argparse._SubParsersAction",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--refresh", action="store_true", help="ignore the per-boot feature cache")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, attaches=False)  # creates nothing: SIGINT/SIGTERM end it at once (cli.main)
     return p
 
 

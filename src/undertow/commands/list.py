@@ -48,7 +48,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     )
     p.add_argument("pattern", nargs="?", default="*", help="probe spec or 'struct NAME' (default: every tracepoint)")
     # `-v` (the common --verbose) means "show details" here, as in bpftrace's `-lv`.
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, attaches=False)  # creates nothing: SIGINT/SIGTERM end it at once (cli.main)
     return p
 
 

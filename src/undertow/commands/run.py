@@ -387,8 +387,15 @@ class _Child:
             os.close(self._efd)
             self._efd = -1
         if not self.done():
+            # SIGTERM, and SIGKILL if it is still there after half a second: a command that
+            # ignores SIGTERM must not keep undertow from ending (a stop takes a second at most)
             try:
                 os.kill(self.pid, signal.SIGTERM)
+                for _ in range(50):
+                    if self.done():
+                        return
+                    time.sleep(0.01)
+                os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass

@@ -430,7 +430,34 @@ def open_cache(roots: Roots) -> Optional[CacheDir]:
             ' (set UNDERTOW_CACHE_DIR to a directory of your own, or to "" for none)'
         _refuse(f"not using the cache {path}: {why}{hint}")
         return None
-    return CacheDir(fd, path, euid)
+    d = CacheDir(fd, path, euid)
+    if not _is_ours(d, path):
+        d.close()
+        _refuse(f"not using the cache {path}: it holds other files and no CACHEDIR.TAG, so it is not a "
+                'cache directory undertow made (set UNDERTOW_CACHE_DIR to a new directory, or to "" for none)')
+        return None
+    return d
+
+
+#: The cache directory tag (https://bford.info/cachedir/): marks the directory as undertow's
+#: cache, for backup tools and for undertow itself.
+CACHEDIR_TAG = (b"Signature: 8a477f597d28d172789f06886806bc55\n"
+                b"# This file is a cache directory tag created by undertow.\n"
+                b"# For information about cache directory tags see https://bford.info/cachedir/\n")
+
+
+def _is_ours(d: "CacheDir", path: str) -> bool:
+    """Whether ``d`` is a cache directory undertow made: it holds its CACHEDIR.TAG, or it is
+    empty or named ``undertow`` (the default's name; tagged now). Root may be handed any
+    directory it owns as UNDERTOW_CACHE_DIR (``sudo -E``, a user's ``XDG_CACHE_HOME``):
+    ``/etc`` passes every ownership check, and must not receive cache files."""
+    tag = d.read("CACHEDIR.TAG", 4096)
+    if tag is not None and tag.startswith(CACHEDIR_TAG[:43]):
+        return True
+    if d.entries(hidden=True) and os.path.basename(path.rstrip("/")) != "undertow":
+        return False
+    d.write("CACHEDIR.TAG", CACHEDIR_TAG)
+    return True
 
 
 def read_cache(roots: Roots, name: str, limit: int = MAX_READ) -> Optional[bytes]:
