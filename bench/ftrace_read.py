@@ -69,6 +69,34 @@ with t:
 """
 
 
+
+class PeakRSS:
+    """The peak resident set of a running process, in MiB: ``VmHWM`` of /proc/PID/status,
+    polled every 20 ms until it ends (``ru_maxrss`` from wait4 would include the memory of
+    this bench process, which the child had before its exec)."""
+
+    def __init__(self, pid):
+        import threading
+
+        self.pid, self.peak = pid, 0.0
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.peak = max(self.peak, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                return
+            time.sleep(0.02)
+
+    def result(self):
+        self._t.join(timeout=1)
+        return self.peak
+
 def build(tmp):
     exe = os.path.join(tmp, "openat_storm")
     subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(HERE, "gen", "openat_storm.c")], check=True)
@@ -288,6 +316,7 @@ def run_peer(peer, exe, calls, rate, tmp):
     try:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             p = subprocess.Popen(peer.argv(out_path), stdout=out, stderr=err, env=dict(os.environ, PYTHONPATH=SRC))
+        rss = PeakRSS(p.pid)
         try:
             # readiness: single-call runs until the tracer shows one (at most 90 s)
             deadline = time.monotonic() + 90
@@ -322,9 +351,8 @@ def run_peer(peer, exe, calls, rate, tmp):
                 return None
         else:
             got = peer.count(text)
-        # ru_maxrss: the tracer's peak resident set (KiB on Linux)
         return took, got - before, peer.lost(text, errs), (c1 - c0) / 1e9, t_end - t0, ru.ru_utime + ru.ru_stime, \
-            ru.ru_maxrss / 1024
+            rss.result()
     finally:
         peer.cleanup()
 

@@ -49,10 +49,11 @@ WINDOW = 2 << 20
 #: (a memcpy, not a callback per record) into a user-space backlog of at most this many
 #: bytes, so a burst the consumer cannot keep up with waits in user memory instead of
 #: being lost when the kernel ring fills. Past the cap the programs count their losses.
-#: 16 MiB (was 256): a storm the consumer cannot follow grew `undertow run` to 100-130 MB
-#: RSS and kept it printing for seconds after the storm; with the 16 MiB ring this holds
-#: ~0.5 s of a 1M-records/s storm in all and keeps RSS under ~40 MB (bench/bt_storm.py).
-BACKLOG_BYTES = 16 << 20
+#: 8 MiB (was 256): a storm the consumer cannot follow grew `undertow run` to 100-130 MB
+#: RSS and kept it printing for seconds after the storm. With the 16 MiB ring this holds
+#: ~200k printf records besides what the consumer (~300k/s) prints meanwhile; peak RSS
+#: under a 1.2M-records/s storm: 39-40 MiB (16 MiB backlog: 47, bench/bt_storm.py).
+BACKLOG_BYTES = 8 << 20
 CHUNK = 4096
 
 
