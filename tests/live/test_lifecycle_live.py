@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from undertow.backends.ftrace.cleanup import owner_of
+from undertow.backends.leftovers import owner_of
 from undertow.kernel import Kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from undertow import backends, stop
-from undertow.backends.ftrace import cleanup
+from undertow.backends import leftovers
 from undertow.backends.ftrace.compile import EventSpec
 from undertow.backends.ftrace.plan import FtracePlan
 from undertow.backends.ftrace.session import FtraceSession
@@ -52,14 +52,14 @@ def fake_proc(tmp_path, self_name, self_nspids, self_ns, self_start, boottime=No
 
 def test_name_states_pid_start_and_namespace():
     me = owners.self_identity()
-    name = cleanup.next_session_name()
+    name = leftovers.next_session_name()
     assert name.startswith(f"undertow_{os.getpid()}_{me.start}_{me.pidns}_")
-    o = cleanup.owner_of(name)
+    o = leftovers.owner_of(name)
     assert o is not None and o.ident == me and not o.legacy
-    assert cleanup.next_session_name() != name
+    assert leftovers.next_session_name() != name
     # the longest name there can be still fits a kprobe/uprobe group (63 characters, [A-Za-z0-9_])
     longest = f"undertow_{4194304}_{2 ** 64 - 1}_{2 ** 32 - 1}_{10 ** 10 - 1}"
-    assert len(longest) <= 63 and cleanup.owner_of(longest) is not None
+    assert len(longest) <= 63 and leftovers.owner_of(longest) is not None
 
 
 @pytest.mark.parametrize("name,pid,legacy", [
@@ -67,14 +67,14 @@ def test_name_states_pid_start_and_namespace():
     ("undertow_5_600_4026531836_0", 5, ""),
 ])
 def test_owner_of_each_form(name, pid, legacy):
-    o = cleanup.owner_of(name)
+    o = leftovers.owner_of(name)
     assert o is not None and (o.pid, o.legacy) == (pid, legacy)
 
 
 @pytest.mark.parametrize("name", ["undertowx_1_2", "undertow_", "undertow_a_1", "undertow_1_2_3",
                                   "undertow_1_2_3_4_5", "sched", "undertow_sh_x"])
 def test_not_an_owner(name):
-    assert cleanup.owner_of(name) is None
+    assert leftovers.owner_of(name) is None
 
 
 # -- liveness -----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_survey_removes_the_dead_and_keeps_the_rest(tmp_path, tree):
     (tree / "uprobe_events").write_text(f"p:{dead}/e0 /bin/true:0x0000000000001000\n"
                                         f"p:{boxed}/e0 /bin/true:0x0000000000001000\n")
     tfs = Tracefs(str(tree))
-    got = {str(i): i for i in cleanup.survey(tfs, str(proc))}
+    got = {str(i): i for i in leftovers.survey(tfs, str(proc))}
     assert set(got) == {f"instances/{n}" for n in (live, dead, reused, boxed, old_dead)} | \
         {f"uprobe_events {dead}/e0", f"uprobe_events {boxed}/e0"}
     assert got[f"instances/{live}"].alive is True
@@ -170,7 +170,7 @@ def test_survey_removes_the_dead_and_keeps_the_rest(tmp_path, tree):
     assert "pid 1 in pid namespace 4026532999 is running, pid 4321 here" == got[f"instances/{boxed}"].why
     assert got[f"instances/{dead}"].alive is False and got[f"instances/{reused}"].alive is False
     assert got[f"instances/{old_dead}"].alive is False
-    removed = cleanup.remove_stale(tfs, proc=str(proc))
+    removed = leftovers.remove_stale(tfs, proc=str(proc))
     assert sorted(removed) == sorted([f"instances/{dead}", f"instances/{reused}", f"instances/{old_dead}",
                                       f"uprobe_events {dead}/e0"])
     assert sorted(os.listdir(tree / "instances")) == sorted([".keep", live, boxed, "someone_else"])
@@ -181,9 +181,9 @@ def test_old_names_are_judged_only_from_the_initial_namespace(tmp_path, tree):
     proc = fake_proc(tmp_path, 1, [1], 4026532777, 5000)
     (tree / "instances" / "undertow_999999_3").mkdir()
     tfs = Tracefs(str(tree))
-    [item] = cleanup.survey(tfs, str(proc))
+    [item] = leftovers.survey(tfs, str(proc))
     assert item.alive is None and "initial pid namespace" in item.why
-    assert cleanup.remove_stale(tfs, proc=str(proc)) == []
+    assert leftovers.remove_stale(tfs, proc=str(proc)) == []
 
 
 # -- set-up interrupted at every step -----------------------------------------------------
@@ -271,7 +271,7 @@ class SimKernel:
 
 
 def plan_with_probes():
-    g = cleanup.next_session_name()
+    g = leftovers.next_session_name()
     specs = [EventSpec(g, "e0", "uprobe", "p0", f"p:{g}/e0 /bin/true:0x1000", "uprobe_events"),
              EventSpec(g, "e1", "uretprobe", "p1", f"r:{g}/e1 /bin/true:0x1000", "uprobe_events",
                        filter="common_pid != 0"),

@@ -7,7 +7,7 @@ if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time
     from typing import Callable, List, Optional
 
 #: Told what a session's start removed of killed sessions' leftovers (``instances/NAME``,
-#: ``uprobe_events GROUP/EVENT``; backends/ftrace/cleanup.py). The library never prints:
+#: ``uprobe_events GROUP/EVENT``; backends/leftovers.py). The library never prints:
 #: the command line sets this (``undertow.cli.report_cleanup``); sessions also keep the
-#: list (``removed_stale``). Here, not in cleanup.py, so setting it imports nothing.
+#: list (``removed_stale``). Here, not in leftovers.py, so setting it imports nothing.
 leftovers_reporter: Optional[Callable[[List[str]], None]] = None

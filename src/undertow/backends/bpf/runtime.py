@@ -436,8 +436,8 @@ class ProgramSession(Session):
         is recorded before it is written and removed at close, after the perf event; a
         SIGKILLed run's is removed by the next session (the first legacy kprobe of a run
         removes stale ones, as an ftrace session's start does) or ``undertow cleanup``
-        (backends/ftrace/cleanup.py)."""
-        from ..ftrace.cleanup import next_session_name, remove_stale, report_removed
+        (backends/leftovers.py, shared with the ftrace backend)."""
+        from ..leftovers import next_session_name, remove_stale, report_removed
 
         ap = cp.ap
         tfs = self.kernel.tracefs()

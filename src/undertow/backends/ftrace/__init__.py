@@ -4,7 +4,8 @@
 - ``plan.py``: :class:`~.plan.FtracePlan`, what ``-S`` shows
 - ``session.py``: :class:`~.session.FtraceSession`, the instance lifecycle and the reader
 - ``ringbuf.py``: ``trace_pipe_raw`` page decoding
-- ``cleanup.py``: removal of state left by killed sessions (``undertow cleanup``)
+- ``cleanup.py``: the old home of :mod:`undertow.backends.leftovers` (session names, removal of
+  state left by killed sessions: ``undertow cleanup``), shared with the BPF backend
 - ``script.py``: ``-o`` export as a POSIX shell script
 - ``backend.py``: :class:`~.backend.FtraceBackend` tying them together
 """

@@ -52,7 +52,7 @@ class FtraceBackend(Backend):
     def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
         from ...kernel.arch import current_arch, get_arch
 
-        from .cleanup import next_session_name
+        from ..leftovers import next_session_name
 
         a = get_arch(arch) if arch else current_arch()
         name = next_session_name()

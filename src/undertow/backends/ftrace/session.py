@@ -1,7 +1,7 @@
 """A running ftrace session: a private instance, our probes, and the binary reader.
 
 Lifecycle (DESIGN.md "Own the lifecycle"): remove stale state of dead sessions,
-create ``instances/undertow_<pid>_<start>_<pidns>_<n>`` (names: cleanup.py), set its
+create ``instances/undertow_<pid>_<start>_<pidns>_<n>`` (names: backends/leftovers.py), set its
 clock (``mono``, so timestamps compare with CLOCK_MONOTONIC), buffer size and wake-up
 threshold, exclude our own threads (``set_event_notrace_pid``), restrict to ``-p PID``
 (``set_event_pid`` + ``options/event-fork``), define dynamic probes, set filters,
@@ -36,7 +36,7 @@ from ... import stop
 from ...errors import TracefsError, UndertowError
 from ...events import Lost, Record, Stats
 from ..base import Session
-from .cleanup import next_session_name, remove_stale, report_removed  # noqa: F401 - the name's old home
+from ..leftovers import next_session_name, remove_stale, report_removed  # noqa: F401 - the name's old home
 from .plan import FtracePlan
 from .ringbuf import PageReader
 
