@@ -1,7 +1,9 @@
 """What the compiler produces and the runtime loads: compiled probes, map and action specs.
 
-Kept apart from the code generator (compiler.py) so that loading a compiled program (the
-runtime, and a program cache hit: progcache.py) does not import the generator.
+Kept apart from the code generator (compiler.py, gen/) so that loading a compiled program
+(the runtime, and a program cache hit: progcache.py) does not import the generator; this
+module imports none of it (a probe regenerated for a fallback attach kind is the
+compiler's work: compiler.regenerate, asked for through backend.regenerate).
 """
 
 from __future__ import annotations
@@ -96,18 +98,6 @@ class CompiledProgram:
     actions: List[AsyncAction]
     uses_stacks: bool = False
     start_ns: int = 0
-    #: what compile_program was given, so a probe can be regenerated for a fallback attach kind
+    #: what compile_program was given, so a probe can be regenerated for a fallback attach
+    #: kind (compiler.regenerate, which the runtime reaches through backend.regenerate)
     options: Dict[str, Any] = field(default_factory=dict)
-
-    def regenerate(self, cp: CompiledProbe, kind: str) -> CompiledProbe:
-        """``cp`` compiled again for attach ``kind`` (fentry -> kprobe when fentry is refused)."""
-        import copy as _copy
-
-        from .compiler import ProbeGen  # the code generator, imported only for a fallback
-
-        ap = _copy.copy(cp.ap)
-        ap.kind = kind
-        g = ProbeGen(self, cp.probe, ap, self.options["arch"], self.options.get("self_pid"),
-                     self.options.get("pid"), self.options["program"])
-        prog = g.generate()
-        return CompiledProbe(cp.index, cp.name, cp.probe, ap, PROG_TYPES[kind], prog, note=cp.note)

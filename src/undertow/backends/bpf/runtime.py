@@ -241,9 +241,11 @@ class ProgramSession(Session):
         except (BPFError, SourceError) as e:
             if cp.ap.kind not in ("fentry", "fexit", "tp_btf"):
                 raise
+            from .backend import regenerate  # the code generator, imported for a fallback only
+
             why = getattr(e, "message", str(e))
             if cp.ap.kind == "tp_btf":  # same arguments, untyped: a raw tracepoint carries them
-                alt = self.c.regenerate(cp, "raw_tracepoint")
+                alt = regenerate(self.c, cp, "raw_tracepoint")
                 alt.note = f"tp_btf refused ({why}); attached as a raw tracepoint"
                 return self._load(alt, alt.program.relocate(self.relocs)), alt
             kind = "kprobe" if cp.ap.kind == "fentry" else "kretprobe"
@@ -256,7 +258,7 @@ class ProgramSession(Session):
                     raise AttachUnavailableError(cp.ap.kind, msg, source=cp.probe.source, span=cp.ap.span,
                                                  origin=cp.probe.origin, hints=hints) from None
                 raise AttachError(f"{cp.name}: {msg}", hints=hints) from None
-            alt = self.c.regenerate(cp, kind)
+            alt = regenerate(self.c, cp, kind)
             alt.note = f"{cp.ap.kind} refused ({why}); attached as {kind}"
             return self._load(alt, alt.program.relocate(self.relocs)), alt
 
@@ -268,7 +270,7 @@ class ProgramSession(Session):
 
     def _names_table(self, cp: CompiledProbe) -> None:
         """The ``probe``/``func`` texts of a merged uprobe wildcard, by link cookie
-        (compiler.ProbeGen.cookie_string)."""
+        (gen/memory.py, MemoryGen.cookie_string)."""
         from ...lang import ir
         from ...lang.resolve_bt import bt_probe_name
         import copy as _copy
@@ -483,7 +485,7 @@ class ProgramSession(Session):
             self.rb.wake_on(fd)
 
     def stop_producing(self, at_ns: int) -> None:
-        """Raise the programs' stop flag (state[0], tested first by every probe: compiler.py)
+        """Raise the programs' stop flag (state[0], tested first by every probe: gen/prologue.py)
         so nothing more is recorded or counted, and drop records stamped after ``at_ns``
         that are already in the buffers (counted in ``stats.after_stop``)."""
         self._cutoff = at_ns

@@ -1,0 +1,525 @@
+"""Expressions into R0: constants, builtins, arguments, tracepoint fields, registers,
+member chains and indexing read through the right helper (kernel, user or either),
+casts, arithmetic, and conditions compiled as jumps (``&&``/``||`` short-circuit,
+signed or unsigned compares, strings compared byte by byte).
+
+Uses from the other parts: :meth:`~.memory.MemoryGen.mem_into` (a string or tuple
+compared or indexed is first written to the stack) and :meth:`~.maps.MapGen.map_read`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from ....lang import ir
+from ....lang.types import ArrayTy, IntTy, PtrTy, StrTy, Ty, VoidTy
+from .. import insn as I
+from ..asm import Reg
+from ..compiled import PROG_TYPES
+from ..layout import Slot, layout
+from .prologue import Prologue
+
+__all__ = ["ExprGen", "field_alias", "STR_COMPARE_BYTES", "BPF_F_USER_STACK"]
+
+BPF_F_USER_STACK = 1 << 8
+#: The most bytes (NUL included) ``str(p) == "literal"`` reads: the 512-byte BPF stack holds
+#: it. A longer literal can never be equal.
+STR_COMPARE_BYTES = 256
+
+
+class ExprGen(Prologue):
+    """Scalars (:meth:`scalar`), conditions (:meth:`cond`) and addresses (:meth:`addr`)."""
+
+    # -- scalars
+    def scalar(self, e: ir.Expr) -> None:  # noqa: C901 - one dispatch over the IR
+        """Evaluate ``e`` into R0."""
+        a = self.a
+        a.origin = e
+        t = e.type
+        if isinstance(e, ir.Const):
+            if isinstance(e.value, int):
+                a.mov_imm(I.R0, e.value)
+                return
+            raise self.err("a string is not a number here", e)
+        if isinstance(e, ir.Builtin):
+            return self.builtin(e)
+        if isinstance(e, ir.Arg):
+            return self.arg(e)
+        if isinstance(e, ir.Retval):
+            return self.retval(e)
+        if isinstance(e, ir.Register):
+            if PROG_TYPES.get(self.ap.kind) not in ("KPROBE", "PERF_EVENT"):
+                raise self.err(f"registers are not available at {self.ap.kind} probes", e)
+            a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(e.name))
+            return
+        if isinstance(e, ir.Field):
+            return self.field(e)
+        if isinstance(e, ir.Var):
+            off, slot = self.vars[e.name]
+            if not slot.scalar:
+                raise self.err(f"{e.name} holds a {slot.kind}, not a number", e)
+            a.ldx(I.DW, I.R0, I.FP, off)
+            return
+        if isinstance(e, ir.MapRead):
+            return self.map_read(e)
+        if isinstance(e, (ir.Member, ir.Index, ir.Deref)):
+            if isinstance(e, ir.Member) and not e.arrow and isinstance(e.base, ir.Var):
+                raise self.err("members of a record held in a variable are not supported yet", e)
+            space = self.addr(e)
+            size = t.size if t is not None and t.size in (1, 2, 4, 8) else 8
+            self.read_scalar(space, size, _signed(t))
+            if isinstance(e, ir.Member) and e.bit_size:
+                a.rsh64(I.R0, e.bit_offset or 0)
+                a.and64(I.R0, (1 << e.bit_size) - 1) if e.bit_size < 32 else a.mov32(I.R0, Reg(I.R0))
+            return
+        if isinstance(e, ir.Cast):
+            if isinstance(e.expr.type, ArrayTy):
+                # (u32 *)args.saddr: an array decays to its address (in the record, or in memory)
+                self.addr(e.expr)
+                return
+            self.scalar(e.expr)
+            if isinstance(t, IntTy) and t.size < 8:
+                self.extend(t.size, t.signed)
+            return
+        if isinstance(e, ir.Unary):
+            if e.op == "!":
+                yes, no, end = self.label("ny"), self.label("nn"), self.label("ne")
+                self.cond(e.expr, yes, no)
+                a.label(yes)
+                a.mov64(I.R0, 0)
+                a.ja(end)
+                a.label(no)
+                a.mov64(I.R0, 1)
+                a.label(end)
+                return
+            self.scalar(e.expr)
+            if e.op == "-":
+                a.neg64(I.R0)
+            elif e.op == "~":
+                a.alu("xor", I.R0, -1)
+            return
+        if isinstance(e, ir.Binary):
+            if e.op in ("&&", "||", "==", "!=", "<", "<=", ">", ">="):
+                return self.bool_value(e)
+            return self.arith(e)
+        if isinstance(e, ir.Ternary):
+            yes, no, end = self.label("ty"), self.label("tn"), self.label("te")
+            self.cond(e.cond, yes, no)
+            a.label(yes)
+            self.scalar(e.then)
+            a.ja(end)
+            a.label(no)
+            self.scalar(e.other)
+            a.label(end)
+            return
+        if isinstance(e, ir.TupleIndex):
+            mark = self.sp
+            bs = layout(e.base.type)
+            tmp = self.alloc(bs.size)
+            self.mem_into(e.base, I.FP, tmp, bs)
+            o, _s = bs.elems[e.index]
+            a.ldx(I.DW, I.R0, I.FP, tmp + o)
+            self.release(mark)
+            return
+        if isinstance(e, ir.Call):
+            return self.call_scalar(e)
+        if isinstance(e, ir.Symbol) and e.address is not None:
+            a.mov_imm(I.R0, e.address)
+            return
+        raise self.err(f"{type(e).__name__.lower()} is not supported by the BPF backend yet", e)
+
+    def builtin(self, e: ir.Builtin) -> None:
+        a = self.a
+        n = e.name
+        if n in ("pid", "tid"):
+            a.call(I.Helper.get_current_pid_tgid)
+            if n == "pid":
+                a.rsh64(I.R0, 32)
+            else:
+                a.mov32(I.R0, Reg(I.R0))
+        elif n in ("uid", "gid", "username"):
+            a.call(I.Helper.get_current_uid_gid)
+            if n == "gid":
+                a.rsh64(I.R0, 32)
+            else:
+                a.mov32(I.R0, Reg(I.R0))
+        elif n == "nsecs":
+            a.call(I.Helper.ktime_get_ns)
+        elif n == "elapsed":
+            a.call(I.Helper.ktime_get_ns)
+            a.ld_imm64(I.R1, self.out.start_ns).value_ref("start_ns")  # the session's, patched at load
+            a.sub64(I.R0, Reg(I.R1))
+        elif n == "cpu":
+            a.call(I.Helper.get_smp_processor_id)
+        elif n == "curtask":
+            a.call(I.Helper.get_current_task)
+        elif n == "cgroup":
+            a.call(I.Helper.get_current_cgroup_id)
+        elif n == "rand":
+            a.call(I.Helper.get_prandom_u32)
+        elif n == "jiffies":
+            a.call(I.Helper.jiffies64)
+        elif n == "numaid":
+            a.call(I.Helper.get_numa_node_id)
+        elif n == "cpid":
+            a.mov_imm(I.R0, int(self.program.setting("cpid", 0) or 0))
+        elif n == "kstack":
+            self.stack_id(False)
+        elif n == "ctx":
+            a.mov64(I.R0, Reg(I.R6))
+        else:
+            raise self.err(f"the builtin {n} is not supported by the BPF backend yet", e)
+
+    def stack_id(self, user: bool) -> None:
+        a = self.a
+        self.out.uses_stacks = True
+        a.mov64(I.R1, Reg(I.R6))
+        a.ld_map_fd(I.R2, "stacks")
+        a.mov64(I.R3, BPF_F_USER_STACK if user else 0)
+        a.call(I.Helper.get_stackid)
+
+    def arg(self, e: ir.Arg) -> None:
+        a = self.a
+        kind = PROG_TYPES.get(self.ap.kind)
+        assert e.index is not None
+        if kind in ("KPROBE", "PERF_EVENT"):
+            regs = self.arch.arg_regs
+            if e.index >= len(regs):
+                raise self.err(f"arg{e.index} is passed on the stack; undertow reads register arguments only", e)
+            a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(regs[e.index]))
+        elif kind in ("RAW_TRACEPOINT", "TRACING"):
+            a.ldx(I.DW, I.R0, I.R6, 8 * e.index)
+        else:
+            raise self.err(f"arguments are not available at {self.ap.kind} probes", e)
+        t = e.type
+        if isinstance(t, IntTy) and t.size < 8:
+            self.extend(t.size, t.signed)
+
+    def retval(self, e: ir.Retval) -> None:
+        a = self.a
+        kind = PROG_TYPES.get(self.ap.kind)
+        if kind == "KPROBE":
+            a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(self.arch.ret_reg))
+        elif self.ap.kind == "fexit":
+            nargs = int(getattr(self.ap, "nargs", 0) or 0)
+            a.ldx(I.DW, I.R0, I.R6, 8 * nargs)
+        else:
+            raise self.err(f"retval is not available at {self.ap.kind} probes", e)
+
+    def field(self, e: ir.Field) -> None:
+        a = self.a
+        ff = e.fmt_field
+        if ff is None:
+            alias = field_alias(e)
+            if alias is not None:
+                return self.scalar(alias)
+            raise self.err(f"{e.name} is not a tracepoint field here", e)
+        if ff.dynamic or ff.array_len is not None or ff.size not in (1, 2, 4, 8):
+            raise self.err(f"args.{ff.name} is not a number ({ff.type}); use str() or compare it as a string", e)
+        size = {1: I.B, 2: I.H, 4: I.W, 8: I.DW}[ff.size]
+        a.ldx(size, I.R0, I.R6, ff.offset)
+        if ff.size < 8 and ff.signed:
+            self.extend(ff.size, True)
+        elif ff.size == 8 and ff.type.strip() in ("int", "pid_t") and self.group == "syscalls":
+            self.extend(4, True)  # an int in a syscall's 64-bit argument slot
+
+    def call_scalar(self, e: ir.Call) -> None:
+        a = self.a
+        n = e.name
+        if n in ("ksym", "strerror", "kptr", "uptr"):
+            return self.scalar(e.args[0])
+        if n == "strftime":
+            return self.scalar(e.args[1])
+        if n == "kstack":
+            return self.stack_id(False)
+        if n == "bswap":
+            self.scalar(e.args[0])
+            size = e.args[0].type.size if e.args[0].type is not None else 8
+            a.endian(I.R0, 8 * (size if size in (2, 4, 8) else 8), big=True)
+            return
+        if n == "strncmp":
+            yes, no, end = self.label("sy"), self.label("sn"), self.label("se")
+            lim = int(e.args[2].value) if isinstance(e.args[2], ir.Const) else 64
+            self.str_equal(e.args[0], e.args[1], yes, no, limit=lim)
+            a.label(yes)
+            a.mov64(I.R0, 0)
+            a.ja(end)
+            a.label(no)
+            a.mov64(I.R0, 1)
+            a.label(end)
+            return
+        raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def arith(self, e: ir.Binary) -> None:
+        a = self.a
+        op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and", "|": "or", "^": "xor",
+              "<<": "lsh", ">>": "rsh"}.get(e.op)
+        if op is None:
+            raise self.err(f"operator {e.op} is not supported by the BPF backend", e)
+        if op == "rsh" and _signed(e.left.type):
+            op = "arsh"
+        scale = 1
+        if isinstance(e.left.type, PtrTy) and e.op in ("+", "-"):
+            tgt = e.left.type.target
+            scale = tgt.size if tgt is not None and tgt.size > 0 and not isinstance(tgt, VoidTy) else 1
+        if isinstance(e.right, ir.Const) and isinstance(e.right.value, int) and \
+                -(1 << 31) <= e.right.value * scale < (1 << 31):
+            self.scalar(e.left)
+            a.alu(op, I.R0, e.right.value * scale)
+            return
+        mark = self.sp
+        tmp = self.alloc(8)
+        self.scalar(e.left)
+        a.stx(I.DW, I.FP, tmp, I.R0)
+        self.scalar(e.right)
+        if scale != 1:
+            a.alu("mul", I.R0, scale)
+        a.mov64(I.R1, Reg(I.R0))
+        a.ldx(I.DW, I.R0, I.FP, tmp)
+        a.alu(op, I.R0, Reg(I.R1))
+        self.release(mark)
+
+    def bool_value(self, e: ir.Expr) -> None:
+        a = self.a
+        yes, no, end = self.label("by"), self.label("bn"), self.label("be")
+        self.cond(e, yes, no)
+        a.label(yes)
+        a.mov64(I.R0, 1)
+        a.ja(end)
+        a.label(no)
+        a.mov64(I.R0, 0)
+        a.label(end)
+
+    # -- conditions
+    def cond(self, e: ir.Expr, yes: str, no: str) -> None:
+        a = self.a
+        a.origin = e
+        if isinstance(e, ir.Binary) and e.op == "&&":
+            mid = self.label("and")
+            self.cond(e.left, mid, no)
+            a.label(mid)
+            self.cond(e.right, yes, no)
+            return
+        if isinstance(e, ir.Binary) and e.op == "||":
+            mid = self.label("or")
+            self.cond(e.left, yes, mid)
+            a.label(mid)
+            self.cond(e.right, yes, no)
+            return
+        if isinstance(e, ir.Unary) and e.op == "!":
+            self.cond(e.expr, no, yes)
+            return
+        if isinstance(e, ir.Binary) and e.op == "~":
+            raise self.err("glob matches (~) run on the ftrace backend", e)
+        if isinstance(e, ir.Binary) and e.op in _CMP:
+            left, right = _deref_strings(e.left, e.right, int(self.program.setting("strlen", 64) or 64))
+            if left is not e.left or right is not e.right:
+                e = ir.Binary(e.op, left, right).at(e.span)
+            if _is_str(e.left.type) or _is_str(e.right.type):
+                if e.op == "==":
+                    self.str_equal(e.left, e.right, yes, no)
+                else:
+                    self.str_equal(e.left, e.right, no, yes)
+                return
+            signed = _cmp_signed(e.left, e.right)
+            table = _SCMP if signed else _CMP
+            if isinstance(e.right, ir.Const) and isinstance(e.right.value, int) and \
+                    -(1 << 31) <= e.right.value < (1 << 31):
+                self.scalar(e.left)
+                a.jump(table[e.op], I.R0, e.right.value, yes)
+                a.ja(no)
+                return
+            mark = self.sp
+            tmp = self.alloc(8)
+            self.scalar(e.left)
+            a.stx(I.DW, I.FP, tmp, I.R0)
+            self.scalar(e.right)
+            a.ldx(I.DW, I.R1, I.FP, tmp)
+            a.jump(table[e.op], I.R1, Reg(I.R0), yes)
+            a.ja(no)
+            self.release(mark)
+            return
+        self.scalar(e)
+        a.jne(I.R0, 0, yes)
+        a.ja(no)
+
+    def str_equal(self, left: ir.Expr, right: ir.Expr, yes: str, no: str, limit: int = 1 << 30) -> None:
+        """Jump to ``yes`` when the two strings are equal (up to ``limit`` bytes)."""
+        a = self.a
+        if isinstance(left, ir.Const) and not isinstance(right, ir.Const):
+            left, right = right, left
+        mark = self.sp
+        ls = layout(left.type)
+        if isinstance(right, ir.Const) and isinstance(right.value, str) and isinstance(left, ir.Call) and \
+                left.name == "str" and len(left.args) == 1:
+            # str(p) == "a long literal": read as much as the literal needs (the stack allows 256)
+            want = len(ir.text_bytes(right.value)) + 1
+            ls = Slot("str", min(STR_COMPARE_BYTES, max(ls.size, want)))
+        loff = self.alloc(ls.size)
+        self.mem_into(left, I.FP, loff, ls)
+        if isinstance(right, ir.Const) and isinstance(right.value, str):
+            data = (ir.text_bytes(right.value) + b"\x00")[:limit]
+            if len(data) > ls.size:
+                # cannot be equal; keep both paths reachable for the verifier's CFG check
+                a.ldx(I.B, I.R1, I.FP, loff)
+                a.jne(I.R1, 256, no)
+                a.ja(yes)
+                self.release(mark)
+                return
+            for i, byte in enumerate(data):
+                a.ldx(I.B, I.R1, I.FP, loff + i)
+                a.jne(I.R1, byte, no)
+            a.ja(yes)
+            self.release(mark)
+            return
+        rs = layout(right.type)
+        roff = self.alloc(rs.size)
+        self.mem_into(right, I.FP, roff, rs)
+        n = min(ls.size, rs.size, limit)
+        for i in range(n):
+            a.ldx(I.B, I.R1, I.FP, loff + i)
+            a.ldx(I.B, I.R2, I.FP, roff + i)
+            a.jne(I.R1, Reg(I.R2), no)
+            a.jeq(I.R1, 0, yes)
+        a.ja(yes)
+        self.release(mark)
+
+    # -- addresses
+    def addr(self, e: ir.Expr) -> str:
+        """R0 = the address of the lvalue ``e``; returns its address space ("kernel"/"user"/"any")."""
+        a = self.a
+        if isinstance(e, ir.Member):
+            if e.arrow:
+                self.scalar(e.base)
+                space = self.space_of(e.base)
+            else:
+                space = self.addr(e.base)
+            if e.offset:
+                a.add64(I.R0, e.offset)
+            return space
+        if isinstance(e, ir.Index):
+            bt = e.base.type
+            elem = bt.elem if isinstance(bt, ArrayTy) else bt.target if isinstance(bt, PtrTy) else None
+            esize = elem.size if elem is not None and elem.size else 1
+            if isinstance(bt, ArrayTy):
+                space = self.addr(e.base)
+            else:
+                self.scalar(e.base)
+                space = self.space_of(e.base)
+            if isinstance(e.index, ir.Const) and isinstance(e.index.value, int):
+                if e.index.value:
+                    a.add64(I.R0, e.index.value * esize)
+                return space
+            mark = self.sp
+            tmp = self.alloc(8)
+            a.stx(I.DW, I.FP, tmp, I.R0)
+            self.scalar(e.index)
+            a.alu("mul", I.R0, esize)
+            a.ldx(I.DW, I.R1, I.FP, tmp)
+            a.add64(I.R0, Reg(I.R1))
+            self.release(mark)
+            return space
+        if isinstance(e, ir.Deref):
+            self.scalar(e.expr)
+            return self.space_of(e.expr)
+        if isinstance(e, ir.Cast):
+            self.scalar(e)
+            return self.space_of(e)
+        if isinstance(e, ir.Field) and e.fmt_field is not None and not e.fmt_field.dynamic:
+            a.mov64(I.R0, Reg(I.R6))  # a field of the tracepoint record: ctx + offset
+            a.add64(I.R0, e.fmt_field.offset)
+            return "kernel"
+        raise self.err(f"cannot take the address of {type(e).__name__.lower()}", e)
+
+    def space_of(self, e: ir.Expr) -> str:
+        t = e.type
+        if isinstance(t, PtrTy) and t.space == "user":
+            return "user"
+        if self.ap.kind in ("uprobe", "uretprobe", "usdt"):
+            return "user"
+        if isinstance(e, ir.Field) and self.group == "syscalls":
+            return "user"
+        if isinstance(t, PtrTy):
+            return "kernel"
+        return "any"
+
+    def read_helper(self, space: str) -> int:
+        return {"user": I.Helper.probe_read_user, "kernel": I.Helper.probe_read_kernel}.get(
+            space, I.Helper.probe_read)
+
+    def str_helper(self, src: ir.Expr) -> int:
+        space = self.space_of(src)
+        return {"user": I.Helper.probe_read_user_str, "kernel": I.Helper.probe_read_kernel_str}.get(
+            space, I.Helper.probe_read_str)
+
+    def read_scalar(self, space: str, size: int, signed: bool) -> None:
+        """R0 (an address) -> R0 = the ``size``-byte value there (0 when the read faults)."""
+        a = self.a
+        mark = self.sp
+        tmp = self.alloc(8)
+        a.st(I.DW, I.FP, tmp, 0)
+        a.mov64(I.R3, Reg(I.R0))
+        a.mov64(I.R1, Reg(I.FP))
+        a.add64(I.R1, tmp)
+        a.mov64(I.R2, size)
+        a.call(self.read_helper(space))
+        a.ldx({1: I.B, 2: I.H, 4: I.W, 8: I.DW}[size], I.R0, I.FP, tmp)
+        if signed and size < 8:
+            self.extend(size, True)
+        self.release(mark)
+
+
+def field_alias(e: ir.Field) -> Optional[ir.Expr]:
+    """What a probe-line filter name that is not an event field stands for."""
+    d = getattr(e, "defined", None)
+    if d is not None:
+        return d.expr
+    if e.name in ("comm", "COMM"):
+        b = ir.Builtin("comm").at(e.span)
+        b.type = StrTy(16)
+        return b
+    if e.name == "common_pid":
+        b = ir.Builtin("tid").at(e.span)
+        b.type = e.type
+        return b
+    if e.name in ("cpu", "CPU"):
+        b = ir.Builtin("cpu").at(e.span)
+        b.type = e.type
+        return b
+    return None
+
+
+def _deref_strings(left: ir.Expr, right: ir.Expr, strlen: int) -> Tuple[ir.Expr, ir.Expr]:
+    """``char *`` compared with a string literal compares the string it points to."""
+    def wrap(x: ir.Expr, lit: ir.Expr) -> ir.Expr:
+        t = x.type
+        if isinstance(lit, ir.Const) and isinstance(lit.value, str) and isinstance(t, PtrTy) and \
+                isinstance(t.target, IntTy) and t.target.size == 1:
+            c = ir.Call("str", [x]).at(x.span)
+            c.type = StrTy(strlen)
+            return c
+        return x
+    return wrap(left, right), wrap(right, left)
+
+
+_CMP = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
+_SCMP = {"==": "jeq", "!=": "jne", ">": "jsgt", ">=": "jsge", "<": "jslt", "<=": "jsle"}
+
+
+def _signed(t: Optional[Ty]) -> bool:
+    return bool(getattr(t, "signed", False)) and not isinstance(t, PtrTy)
+
+
+def _is_str(t: Optional[Ty]) -> bool:
+    return isinstance(t, StrTy) or (isinstance(t, ArrayTy) and isinstance(t.elem, IntTy) and t.elem.is_char)
+
+
+def _cmp_signed(left: ir.Expr, right: ir.Expr) -> bool:
+    """Signed compare when a side is signed; a non-negative literal takes the other side's sign."""
+    def lit(x: ir.Expr) -> bool:
+        return isinstance(x, ir.Const) and isinstance(x.value, int) and x.value >= 0
+    if lit(right):
+        return _signed(left.type)
+    if lit(left):
+        return _signed(right.type)
+    return _signed(left.type) or _signed(right.type)

@@ -1,0 +1,107 @@
+"""What the runtime relies on in every program (backends/bpf/runtime.py creates the maps
+named here and relocates them, and the values marked with ``value_ref``, at load):
+
+- the prologue: R6 = the context; the loading process's own tasks skipped
+  (``self_pid``, patched at load), and with ``-p`` every other process's; then the stop
+  flag: ``state[0]`` != 0 once ``exit()`` ran or user space asked the programs to stop
+  (ProgramSession.stop_producing), after which no probe records or counts anything more;
+- ``exit()``'s half of that flag (:meth:`Prologue.raise_stop_flag`);
+- the counters user space reads at the end: ``lost[slot]`` (why records or map updates
+  were lost: compiled.LOST_*) and ``sent[cpu]`` (records submitted, so a stop can count
+  the ones never read: ProgramSession.count_unread);
+- the epilogue: the ``exit`` label (R0 = 0) every path ends at, and the ``lost_map``
+  path a failed map update jumps to.
+"""
+
+from __future__ import annotations
+
+from .. import insn as I
+from ..asm import Program, Reg, ret0_exit
+from ..compiled import LOST_MAP_FULL
+from .frame import Frame
+
+__all__ = ["Prologue"]
+
+
+class Prologue(Frame):
+    """The parts every program shares with the session that loads it."""
+
+    def prologue(self) -> None:
+        """R6 = ctx; the pid filters and the stop flag check (not in BEGIN/END programs,
+        which this process runs itself)."""
+        a = self.a
+        a.mov64(I.R6, Reg(I.R1))
+        host = self.ap.kind in ("begin", "end")
+        if not host and (self.self_pid is not None or self.pid is not None):
+            a.call(I.Helper.get_current_pid_tgid)
+            a.rsh64(I.R0, 32)
+            if self.self_pid is not None:  # the loading process's pid, patched at load
+                a.jeq(I.R0, self.self_pid, "exit").value_ref("self_pid")
+            if self.pid is not None:
+                a.jne(I.R0, self.pid, "exit")
+        if not host:
+            # state[0] != 0: exit() was called, or user space asked the programs to stop
+            # (ProgramSession.stop_producing: a signal, --duration, --count). From then on no
+            # probe records or counts anything more, while the reader catches up (the
+            # verifier inlines this ARRAY lookup: a few instructions per event)
+            off = self.alloc(8)
+            a.st(I.DW, I.FP, off, 0)
+            self.lookup("state", off)
+            a.jeq(I.R0, 0, "exit")
+            a.ldx(I.DW, I.R1, I.R0, 0)
+            a.jne(I.R1, 0, "exit")
+            self.release(0)
+
+    def epilogue(self) -> Program:
+        """The ``exit`` label every path ends at (R0 = 0), the ``lost_map`` path when some
+        map update jumps to it; the program assembled."""
+        a = self.a
+        a.label("exit")
+        ret0_exit(a)
+        if a.references("lost_map"):
+            a.label("lost_map")
+            self.count_lost_inline(LOST_MAP_FULL)
+            a.ja("exit")
+        return a.assemble()
+
+    def raise_stop_flag(self) -> None:
+        """``state[0] = 1``: every probe stops at its prologue from now on (``exit()``)."""
+        a = self.a
+        mark = self.sp
+        off = self.alloc(8)
+        a.st(I.DW, I.FP, off, 0)
+        self.lookup("state", off)
+        skip = self.label("noflag")
+        a.jeq(I.R0, 0, skip)
+        a.st(I.DW, I.R0, 0, 1)
+        a.label(skip)
+        self.release(mark)
+
+    def count_lost_inline(self, slot: int) -> None:
+        a = self.a
+        mark = self.sp
+        off = self.alloc(8)
+        a.st(I.DW, I.FP, off, slot)
+        self.lookup("lost", off)
+        nope = self.label("nolost")
+        a.jeq(I.R0, 0, nope)
+        a.mov64(I.R1, 1)
+        a.atomic_add(I.DW, I.R0, 0, I.R1)
+        a.label(nope)
+        self.release(mark)
+
+    def count_sent_inline(self) -> None:
+        """``sent[cpu] += 1`` (a PERCPU_ARRAY): records submitted, so that a stop can count
+        the ones never read without walking the buffers (ProgramSession.count_unread).
+        Atomic although per-CPU: a program in NMI (profile) may nest on the same CPU."""
+        a = self.a
+        mark = self.sp
+        off = self.alloc(8)
+        a.st(I.DW, I.FP, off, 0)
+        self.lookup("sent", off)
+        nope = self.label("nosent")
+        a.jeq(I.R0, 0, nope)
+        a.mov64(I.R1, 1)
+        a.atomic_add(I.DW, I.R0, 0, I.R1)
+        a.label(nope)
+        self.release(mark)
