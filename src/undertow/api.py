@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from .backends.base import Backend, NoBackendError, Plan, Session
 from .errors import SourceError, UndertowError, UsageError

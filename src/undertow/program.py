@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import os
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from .lang import ir
 
 __all__ = ["Program", "Probe", "Run", "E", "args", "arg", "retval", "pid", "tid", "uid", "gid", "comm",
            "cpu", "nsecs", "cgroup", "curtask", "kstack", "str_", "cast", "const", "all_", "any_", "not_"]
 
-if TYPE_CHECKING:
-    Value = Union["E", int, str]
+Value = Union["E", int, str]
 
 
 def _x(v: Value) -> ir.Expr:

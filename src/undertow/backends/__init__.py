@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, List, Optional
+from typing import Callable, List, Optional
 
 #: Told what a session's start removed of killed sessions' leftovers (``instances/NAME``,
 #: ``uprobe_events GROUP/EVENT``; backends/leftovers.py). The library never prints:

@@ -15,27 +15,24 @@ normal exit, on exceptions (context manager) and from signal handlers.
 from __future__ import annotations
 
 import abc
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel import Kernel
-    from ..lang.ir import Program
+from ..kernel import Kernel
+from ..lang.ir import Program
 
 
-@dataclass
 class Refusal:
-    """Why a backend cannot run (part of) a program: a message, the span, hints."""
+    """Why a backend cannot run (part of) a program: a message, the span, hints, and the
+    index of the probe refused (None: the whole program)."""
 
-    message: str
-    span: Optional[Span] = None
-    hints: List[str] = field(default_factory=list)
-    probe_index: Optional[int] = None
+    __slots__ = ("message", "span", "hints", "probe_index")
+
+    def __init__(self, message: str, span: Optional[Span] = None, hints: Optional[List[str]] = None,
+                 probe_index: Optional[int] = None) -> None:
+        self.message, self.span, self.probe_index = message, span, probe_index
+        self.hints: List[str] = [] if hints is None else hints
 
 
 class Plan(abc.ABC):

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import signal
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 from .. import stop
 

@@ -27,9 +27,7 @@ at instruction N maps back to the user's text through :meth:`Program.origin_of`.
 from __future__ import annotations
 
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ...errors import UndertowError
 from . import insn as I

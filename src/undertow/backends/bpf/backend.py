@@ -11,27 +11,25 @@ says what is missing.
 from __future__ import annotations
 
 import os
-from undertow.dclass import dataclass
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional
+from typing import Any, List, Optional
 
 from ...errors import SourceError, UndertowError
+from ...kernel import Kernel
+from ...lang.ir import Program
 from ..base import Backend, Plan, Refusal, Session
 from .codegen import Unsupported
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ...kernel import Kernel
-    from ...lang.ir import Program
 
 RINGBUF_SIZE = 1 << 22  # 4 MiB, a power of two
 
 
-@dataclass
 class BpfPlan(Plan):
-    compiled: Any = None
-    ringbuf_size: int = RINGBUF_SIZE
-    backend: str = "bpf"
+    """A compiled program (:class:`~.compiled.CompiledProgram`) ready to attach."""
+
+    __slots__ = ("compiled", "ringbuf_size")
+    backend = "bpf"
+
+    def __init__(self, compiled: Any = None, ringbuf_size: int = RINGBUF_SIZE) -> None:
+        self.compiled, self.ringbuf_size = compiled, ringbuf_size
 
     @property
     def probes(self) -> List[Any]:

@@ -11,9 +11,7 @@ u32 errors | u32 cpu | pad.
 from __future__ import annotations
 
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Optional
+from typing import Optional
 
 from ...errors import Span, UndertowError
 

@@ -8,15 +8,12 @@ compiler's work: compiler.regenerate, asked for through backend.regenerate).
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-    from ...errors import Span
-    from ...lang import ir
-    from .asm import Program
-    from .layout import Slot
+from ...errors import Span
+from ...lang import ir
+from .asm import Program
+from .layout import Slot
 
 __all__ = ["MapSpec", "AsyncAction", "CompiledProbe", "CompiledProgram", "PROG_TYPES",
            "LOST_RINGBUF", "LOST_MAP_FULL", "LOST_READ_FAULT", "MAP_ENTRIES"]
@@ -34,19 +31,21 @@ PROG_TYPES = {
     "tp_btf": "TRACING",
 }
 
+# Plain classes with __slots__: on the run path (a program cache hit unpickles them: slots
+# pickle with protocol 2 and up, progcache.py uses the highest).
 
-@dataclass
+
 class MapSpec:
     """One ``@map``: its aggregation, key and value layouts, and the BPF map that holds it."""
 
-    name: str
-    agg: str
-    key: Slot
-    value: Slot
-    percpu: bool = True
-    read_in_kernel: bool = False
-    lhist: Tuple[int, int, int] = (0, 0, 1)
-    max_entries: int = MAP_ENTRIES
+    __slots__ = ("name", "agg", "key", "value", "percpu", "read_in_kernel", "lhist", "max_entries")
+
+    def __init__(self, name: str, agg: str, key: Slot, value: Slot, percpu: bool = True,
+                 read_in_kernel: bool = False, lhist: Tuple[int, int, int] = (0, 0, 1),
+                 max_entries: int = MAP_ENTRIES) -> None:
+        self.name, self.agg, self.key, self.value = name, agg, key, value
+        self.percpu, self.read_in_kernel = percpu, read_in_kernel
+        self.lhist, self.max_entries = lhist, max_entries
 
     @property
     def bucketed(self) -> bool:
@@ -65,39 +64,46 @@ class MapSpec:
         return not self.key.elems
 
 
-@dataclass
 class AsyncAction:
-    """Work user space does when a record with this action's id arrives."""
+    """Work user space does when a record with this action's id arrives.
 
-    kind: str                      # printf print clear zero exit time cat system join value emit
-    probe: str = ""
-    fmt: str = ""
-    args: List[Tuple[int, Slot]] = field(default_factory=list)   # (offset in the payload, layout)
-    map: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
-    size: int = 0                  # payload bytes after the header
-    span: Optional[Span] = None
+    ``kind``: printf print clear zero exit time cat system join value emit; ``args``: the
+    (offset in the payload, layout) of each argument; ``size``: the payload's bytes after
+    the header."""
+
+    __slots__ = ("kind", "probe", "fmt", "args", "map", "extra", "size", "span")
+
+    def __init__(self, kind: str, probe: str = "", fmt: str = "", args: Optional[List[Tuple[int, Slot]]] = None,
+                 map: str = "", extra: Optional[Dict[str, Any]] = None, size: int = 0,
+                 span: Optional[Span] = None) -> None:
+        self.kind, self.probe, self.fmt = kind, probe, fmt
+        self.args: List[Tuple[int, Slot]] = [] if args is None else args
+        self.map = map
+        self.extra: Dict[str, Any] = {} if extra is None else extra
+        self.size, self.span = size, span
 
 
-@dataclass
 class CompiledProbe:
-    index: int
-    name: str
-    probe: ir.Probe
-    ap: ir.AttachPoint
-    prog_type: str
-    program: Program
-    #: how it was attached when that differs from the request (``--verbose``)
-    note: str = ""
+    """One attach point's program; ``note``: how it was attached when that differs from the
+    request (``--verbose``)."""
+
+    __slots__ = ("index", "name", "probe", "ap", "prog_type", "program", "note")
+
+    def __init__(self, index: int, name: str, probe: ir.Probe, ap: ir.AttachPoint, prog_type: str,
+                 program: Program, note: str = "") -> None:
+        self.index, self.name, self.probe, self.ap = index, name, probe, ap
+        self.prog_type, self.program, self.note = prog_type, program, note
 
 
-@dataclass
 class CompiledProgram:
-    probes: List[CompiledProbe]
-    maps: Dict[str, MapSpec]
-    actions: List[AsyncAction]
-    uses_stacks: bool = False
-    start_ns: int = 0
-    #: what compile_program was given, so a probe can be regenerated for a fallback attach
-    #: kind (compiler.regenerate, which the runtime reaches through backend.regenerate)
-    options: Dict[str, Any] = field(default_factory=dict)
+    """Every probe's program, the maps and the async actions; ``options``: what
+    compile_program was given, so a probe can be regenerated for a fallback attach kind
+    (compiler.regenerate, which the runtime reaches through backend.regenerate)."""
+
+    __slots__ = ("probes", "maps", "actions", "uses_stacks", "start_ns", "options")
+
+    def __init__(self, probes: List[CompiledProbe], maps: Dict[str, MapSpec], actions: List[AsyncAction],
+                 uses_stacks: bool = False, start_ns: int = 0, options: Optional[Dict[str, Any]] = None) -> None:
+        self.probes, self.maps, self.actions = probes, maps, actions
+        self.uses_stacks, self.start_ns = uses_stacks, start_ns
+        self.options: Dict[str, Any] = {} if options is None else options

@@ -20,9 +20,7 @@ arch/x86/include/asm/ftrace.h), whose numbers mean other syscalls.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from . import insn as I
 from .asm import Asm, Reg

@@ -9,10 +9,7 @@ bytes listed in :data:`OPAQUE_SIZES`.
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ...lang.types import (
     ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, StackTy, StrTy, TupleTy, Ty,
@@ -25,7 +22,6 @@ def align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-@dataclass
 class Slot:
     """The memory layout of one value.
 
@@ -35,11 +31,14 @@ class Slot:
     byte); ``elems`` the (offset, slot) of a tuple's elements.
     """
 
-    kind: str
-    size: int
-    signed: bool = False
-    elems: List[Tuple[int, "Slot"]] = field(default_factory=list)
-    ty: Optional[Ty] = None
+    # __slots__ and a plain __init__: on the run path, pickled by the program cache
+    __slots__ = ("kind", "size", "signed", "elems", "ty")
+
+    def __init__(self, kind: str, size: int, signed: bool = False, elems: Optional[List[Tuple[int, Slot]]] = None,
+                 ty: Optional[Ty] = None) -> None:
+        self.kind, self.size, self.signed = kind, size, signed
+        self.elems: List[Tuple[int, Slot]] = [] if elems is None else elems
+        self.ty = ty
 
     @property
     def scalar(self) -> bool:

@@ -19,9 +19,7 @@ import mmap
 import os
 import select
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ...kernel import syscalls as sc
 from .ringbuf import u64_words

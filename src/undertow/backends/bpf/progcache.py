@@ -45,9 +45,7 @@ from __future__ import annotations
 import os
 import sys
 from time import time_ns
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ...kernel.cache import boot_id, is_boot_id, open_cache
 

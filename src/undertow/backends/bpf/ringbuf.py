@@ -35,9 +35,7 @@ import mmap
 import os
 import select
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, Deque, List, Optional
+from typing import Callable, Deque, List, Optional
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import _thread
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Optional
+from typing import Optional
 
 __all__ = ["RingPrefetch", "default_buffer_mb"]
 

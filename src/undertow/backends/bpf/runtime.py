@@ -28,9 +28,7 @@ import os
 import re
 import struct
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ... import stop
 from ...errors import BPFError, SourceError, UndertowError, VerifierError

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional
+from typing import List, Optional
 
 from ...errors import FeatureUnavailableError, TypeCheckError, UndertowError
+from ...kernel import Kernel
+from ...lang.ir import Program
 from ..base import Backend, Plan, Refusal, Session
 from .compile import DYNAMIC_KINDS, FtraceUnsupported, compile_program
 from .plan import FtracePlan
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ...kernel import Kernel
-    from ...lang.ir import Program
 
 # Which tracefs file defines each dynamic probe kind.
 DEFINITION_FILE = {"kprobe": "kprobe_events", "kretprobe": "kprobe_events",

@@ -7,3 +7,7 @@ from ..leftovers import (  # noqa: F401 - re-exported for `undertow cleanup` and
     DEFINITION_FILES, PREFIX, Leftover, Owner, next_session_name, owner_of, owner_pid, pid_is_undertow,
     remove, remove_stale, removable, report_removed, session_prefix, stale_state, survey,
 )
+
+__all__ = ["DEFINITION_FILES", "PREFIX", "Leftover", "Owner", "next_session_name", "owner_of", "owner_pid",
+           "pid_is_undertow", "remove", "remove_stale", "removable", "report_removed", "session_prefix",
+           "stale_state", "survey"]

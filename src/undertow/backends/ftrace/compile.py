@@ -23,17 +23,12 @@ name the line defines or one of the event's fields (``common_pid``...).
 from __future__ import annotations
 
 import os
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ...errors import Span, TypeCheckError, UndertowError
+from ...kernel.arch import Arch
 from ...lang import ir
 from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StrTy, Ty
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ...kernel.arch import Arch
 
 DYNAMIC_KINDS = {"kprobe": "p", "kretprobe": "r", "uprobe": "p", "uretprobe": "r"}
 STRING_MAX_NOTE = "ftrace strings are read up to the kernel's limit (MAX_STRING_SIZE, 4096)"
@@ -48,16 +43,15 @@ class FtraceUnsupported(UndertowError):
         self.probe_index: Optional[int] = None
 
 
-@dataclass
 class OutField:
     """How to show one fetched field: the name in the event, its ftrace type, the display fmt."""
 
-    name: str
-    ftype: str
-    fmt: Optional[str] = None
+    __slots__ = ("name", "ftype", "fmt")
+
+    def __init__(self, name: str, ftype: str, fmt: Optional[str] = None) -> None:
+        self.name, self.ftype, self.fmt = name, ftype, fmt
 
 
-@dataclass
 class EventSpec:
     """One ftrace event a session enables.
 
@@ -66,16 +60,16 @@ class EventSpec:
     ``filter`` is written to the event's ``filter`` file inside the instance.
     """
 
-    group: str
-    event: str
-    kind: str
-    probe_name: str
-    definition: Optional[str] = None
-    definition_file: Optional[str] = None
-    filter: Optional[str] = None
-    fields: List[OutField] = field(default_factory=list)
-    stack: bool = False
-    probe_index: int = 0
+    __slots__ = ("group", "event", "kind", "probe_name", "definition", "definition_file", "filter", "fields",
+                 "stack", "probe_index")
+
+    def __init__(self, group: str, event: str, kind: str, probe_name: str, definition: Optional[str] = None,
+                 definition_file: Optional[str] = None, filter: Optional[str] = None,
+                 fields: Optional[List[OutField]] = None, stack: bool = False, probe_index: int = 0) -> None:
+        self.group, self.event, self.kind, self.probe_name = group, event, kind, probe_name
+        self.definition, self.definition_file, self.filter = definition, definition_file, filter
+        self.fields: List[OutField] = [] if fields is None else fields
+        self.stack, self.probe_index = stack, probe_index
 
 
 def session_group(pid: Optional[int] = None) -> str:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional
+from typing import List, Optional
 
 from ..base import Plan
 from .compile import EventSpec
 
 
-@dataclass
 class FtracePlan(Plan):
     """Everything a session writes to tracefs, in order.
 
@@ -20,13 +16,14 @@ class FtracePlan(Plan):
     is excluded from events.
     """
 
-    specs: List[EventSpec] = field(default_factory=list)
-    instance: str = "undertow_<pid>_<n>"
-    stack: bool = False
-    pid: Optional[int] = None
-    self_pid: Optional[int] = None
-    buffer_kb: Optional[int] = None
-    backend: str = "ftrace"
+    __slots__ = ("specs", "instance", "stack", "pid", "self_pid", "buffer_kb")
+    backend = "ftrace"
+
+    def __init__(self, specs: Optional[List[EventSpec]] = None, instance: str = "undertow_<pid>_<n>",
+                 stack: bool = False, pid: Optional[int] = None, self_pid: Optional[int] = None,
+                 buffer_kb: Optional[int] = None) -> None:
+        self.specs: List[EventSpec] = [] if specs is None else specs
+        self.instance, self.stack, self.pid, self.self_pid, self.buffer_kb = instance, stack, pid, self_pid, buffer_kb
 
     def render(self) -> str:
         lines = [f"# ftrace plan: instance instances/{self.instance}, writes in order"]

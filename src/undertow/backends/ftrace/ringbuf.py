@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import struct
 import sys
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ...events import Event, Lost, Record, Stats
 from ...kernel.formats import EventFormat, Field, HeaderPage
@@ -204,9 +202,8 @@ def iter_pages(data: bytes, page_size: int) -> Iterator[bytes]:
 # ----------------------------------------------------------------------------
 # The reader: pages -> Event records.
 
-if TYPE_CHECKING:
-    Task = Tuple[int, str]
-    Frames = List[Tuple[int, Optional[str], int, Optional[str]]]
+Task = Tuple[int, str]
+Frames = List[Tuple[int, Optional[str], int, Optional[str]]]
 
 
 class EventType:

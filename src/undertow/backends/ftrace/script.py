@@ -13,9 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, TextIO, Union
+from typing import List, TextIO, Union
 
 from ...errors import UndertowError
 from .compile import EventSpec
