@@ -4,4 +4,6 @@
 - ``asm.py``: :class:`~.asm.Asm`, an assembler with labels, map relocations and
   per-instruction origins (for mapping verifier errors back to the user's text)
 - ``disasm.py``: kernel-verifier-style listings (``-S``, ``--debug``)
+- ``compiler.py`` and ``gen/``: the IR -> BPF code generator; ``compiled.py`` what it hands
+  ``runtime.py``, which loads, attaches and reads; ``backend.py`` the face ``auto`` sees
 """

@@ -1,8 +1,8 @@
 """What every BPF record and diagnostic of the code generator shares.
 
-The generator itself is :mod:`undertow.backends.bpf.compiler`; this module keeps the
-record header layout (also read by the runtime) and the error a node the generator
-cannot run raises.
+The generator itself is :mod:`undertow.backends.bpf.compiler` and its parts in
+:mod:`undertow.backends.bpf.gen`; this module keeps the record header layout (also read
+by the runtime) and the error a node the generator cannot run raises.
 
 Record header (48 bytes): u64 ts | u32 tgid | u32 tid | char comm[16] | u32 action |
 u32 errors | u32 cpu | pad.

@@ -49,19 +49,24 @@ class Frame:
 
     # -- labels, stack slots, errors
     def label(self, what: str) -> str:
+        """A label name not used before in this program (``what`` + a number)."""
         self.n += 1
         return f"{what}{self.n}"
 
     def alloc(self, size: int, span: Optional[Span] = None) -> int:
+        """A stack slot of ``size`` bytes (8-aligned): its offset from R10. Past the
+        512-byte stack the probe is refused (``span``: what to point at)."""
         self.sp += align8(max(size, 1))
         if self.sp > STACK_LIMIT:
             raise Unsupported(f"this probe needs more than {STACK_LIMIT} bytes of BPF stack", span or self.probe.span)
         return -self.sp
 
     def release(self, mark: int) -> None:
+        """Free the slots allocated since ``mark`` (an earlier ``self.sp``)."""
         self.sp = mark
 
     def err(self, msg: str, e: Any) -> Unsupported:
+        """The refusal of node ``e`` (its span, else the probe's)."""
         return Unsupported(msg, getattr(e, "span", None) or self.probe.span)
 
     # -- memory
@@ -74,6 +79,7 @@ class Frame:
         a.call(I.Helper.map_lookup_elem)
 
     def zero(self, base: int, off: int, size: int) -> None:
+        """``[base + off, + size)`` = 0 (8, 4, then 1-byte stores, aligned)."""
         pos, end = off, off + size
         while pos < end:
             if end - pos >= 8 and pos % 8 == 0:
@@ -87,6 +93,7 @@ class Frame:
                 pos += 1
 
     def copy(self, sbase: int, soff: int, dbase: int, doff: int, size: int) -> None:
+        """``size`` bytes from ``[sbase + soff]`` to ``[dbase + doff]`` through R1."""
         a = self.a
         pos = 0
         while pos < size:
@@ -100,10 +107,12 @@ class Frame:
                 pos += 1
 
     def dst_ptr(self, reg: int, base: int, off: int) -> None:
+        """``reg`` = ``base + off`` (a helper's destination argument)."""
         self.a.mov64(reg, Reg(base))
         self.a.add64(reg, off)
 
     def extend(self, size: int, signed: bool) -> None:
+        """R0's low ``size`` bytes widened to 64 bits (sign- or zero-extended)."""
         sh = 64 - 8 * size
         self.a.lsh64(I.R0, sh)
         self.a.alu("arsh" if signed else "rsh", I.R0, sh)

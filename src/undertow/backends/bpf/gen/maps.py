@@ -107,6 +107,8 @@ class MapGen(Prologue):
     """Map keys, updates and aggregations, reads and deletes."""
 
     def build_key(self, spec: MapSpec, key: List[ir.Expr]) -> int:
+        """The key of ``spec`` built in a zeroed stack slot (padding included: the kernel
+        hashes every byte); returns its offset."""
         koff = self.alloc(spec.key_size)
         self.zero(I.FP, koff, spec.key_size)
         for e, (o, s) in zip(key, spec.key.elems):
@@ -114,6 +116,7 @@ class MapGen(Prologue):
         return koff
 
     def map_update(self, act: ir.MapUpdate) -> None:
+        """``@m[key] = value`` or an aggregation (count, sum, min, max, avg, stats, hist, lhist)."""
         a = self.a
         spec = self.out.maps[act.map]
         mref = ("map", spec.name)
@@ -227,6 +230,7 @@ class MapGen(Prologue):
         a.label(end)
 
     def add_to(self, ptr: int, off: int, reg: int, shared: bool) -> None:
+        """``[ptr + off] += reg``: atomic in a map shared by every CPU."""
         if shared:
             self.a.atomic_add(I.DW, ptr, off, reg)
         else:

@@ -78,6 +78,7 @@ class Prologue(Frame):
         self.release(mark)
 
     def count_lost_inline(self, slot: int) -> None:
+        """``lost[slot] += 1`` (an ARRAY shared by every CPU: atomic)."""
         a = self.a
         mark = self.sp
         off = self.alloc(8)

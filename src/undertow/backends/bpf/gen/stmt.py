@@ -50,6 +50,7 @@ class StmtGen(Prologue):
 
     # -- statements
     def block(self, actions: List[ir.Action]) -> None:
+        """Each statement, its temporaries freed after it; instructions tagged with it."""
         for act in actions:
             mark = self.sp
             self.a.origin = act
@@ -127,6 +128,7 @@ class StmtGen(Prologue):
             raise self.err(f"{n}() is not supported by the BPF backend yet", e)
 
     def loop(self, act: ir.While) -> None:
+        """``while (cond)`` with a counter (at most LOOP_LIMIT runs), or ``unroll(n)`` copies."""
         a = self.a
         if act.cond is None:  # unroll(n)
             done = self.label("udone")
