@@ -1,5 +1,4 @@
-"""The BPF backend: check, compile (compiler.py), attach (runtime.py), and regenerate a
-probe for a fallback attach kind (the runtime asks here, not the generator).
+"""The BPF backend: check, compile (compiler.py), attach (runtime.py).
 
 Every program the IR can describe goes through :func:`compiler.compile_program`:
 probe lines (their ``Emit`` actions become ring-buffer records decoded into
@@ -91,16 +90,6 @@ class BpfBackend(Backend):
 
         assert isinstance(plan, BpfPlan)
         return ProgramSession.start(plan.compiled, kernel)
-
-
-def regenerate(compiled: Any, cp: Any, kind: str) -> Any:
-    """The :class:`~.compiled.CompiledProbe` ``cp`` of ``compiled`` generated again for
-    attach ``kind``: the runtime's fallbacks when the kernel refuses fentry/fexit
-    (kprobe/kretprobe) or tp_btf (raw_tracepoint). The code generator is imported here,
-    for a fallback only: a loaded program (a program cache hit) never needs it."""
-    from .compiler import regenerate as _regenerate
-
-    return _regenerate(compiled, cp, kind)
 
 
 def _contains(probe: Any, span: Any) -> bool:

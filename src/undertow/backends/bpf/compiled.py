@@ -3,7 +3,8 @@
 Kept apart from the code generator (compiler.py, gen/) so that loading a compiled program
 (the runtime, and a program cache hit: progcache.py) does not import the generator; this
 module imports none of it (a probe regenerated for a fallback attach kind is the
-compiler's work: compiler.regenerate, asked for through backend.regenerate).
+compiler's work: compiler.regenerate, which the runtime asks the backend for:
+undertow.backends.bpf.regenerate).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class CompiledProbe:
 class CompiledProgram:
     """Every probe's program, the maps and the async actions; ``options``: what
     compile_program was given, so a probe can be regenerated for a fallback attach kind
-    (compiler.regenerate, which the runtime reaches through backend.regenerate)."""
+    (compiler.regenerate, which the runtime reaches through undertow.backends.bpf.regenerate)."""
 
     __slots__ = ("probes", "maps", "actions", "uses_stacks", "start_ns", "options")
 

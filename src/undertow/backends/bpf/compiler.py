@@ -4,9 +4,9 @@
 attach point's program with :class:`~.gen.probe.ProbeGen`, whose parts (gen/: frame,
 prologue, expressions, memory, maps, records, statements) are described in
 ``gen/__init__.py``. :func:`regenerate` compiles one probe again for another attach
-kind: the runtime's fallbacks (fentry -> kprobe, tp_btf -> raw_tracepoint) ask for it
-through the backend (backend.regenerate), so loading a compiled program never imports
-the generator.
+kind: the runtime's fallbacks (fentry -> kprobe, tp_btf -> raw_tracepoint) ask the
+backend for it (undertow.backends.bpf.regenerate), so loading a compiled program never
+imports the generator.
 
 Maps (``@name``): one BPF hash map each. ``count sum min max avg stats hist lhist`` maps
 are per-CPU (no atomics, merged by user space) unless the program reads them in the

@@ -239,7 +239,7 @@ class ProgramSession(Session):
         except (BPFError, SourceError) as e:
             if cp.ap.kind not in ("fentry", "fexit", "tp_btf"):
                 raise
-            from .backend import regenerate  # the code generator, imported for a fallback only
+            from . import regenerate  # imports the code generator: for a fallback only
 
             why = getattr(e, "message", str(e))
             if cp.ap.kind == "tp_btf":  # same arguments, untyped: a raw tracepoint carries them
