@@ -9,3 +9,5 @@
 - ``script.py``: ``-o`` export as a POSIX shell script
 - ``backend.py``: :class:`~.backend.FtraceBackend` tying them together
 """
+
+from __future__ import annotations

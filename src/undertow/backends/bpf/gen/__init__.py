@@ -27,3 +27,5 @@ Each part is a class over :class:`~.prologue.Prologue` (itself over :class:`~.fr
 the parts call each other through ``self`` (an expression may read a map, a map key holds
 expressions), so only :class:`~.probe.ProbeGen`, which has them all, is instantiated.
 """
+
+from __future__ import annotations
