@@ -109,7 +109,9 @@ def build(tree: str, work: str) -> None:
     shutil.copytree(os.path.join(tests, "runtime"), os.path.join(work, "runtime"))
     with open(os.path.join(work, "runtime", "engine", "cmake_vars.py"), "w") as f:
         f.write("LIBBCC_BPF_CONTAINS_RUNTIME = False\n")  # no AOT runtime: AOT cases are not run
-    sdt = os.path.exists("/usr/include/sys/sdt.h")
+    # <sys/sdt.h> (systemtap-sdt-dev; a multiarch include directory on Debian)
+    sdt = subprocess.run(["gcc", "-E", "-x", "c", "-"], input="#include <sys/sdt.h>\n", text=True,
+                         capture_output=True).returncode == 0
     defs = ["-DHAVE_SYSTEMTAP_SYS_SDT_H"] if sdt else []
     libs = os.path.join(work, "testlibs")
     progs = os.path.join(work, "testprogs")
