@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""bpftrace 0.17's own runtime test suite, run against `undertow run` and bpftrace (issue 16).
+
+The judge is bpftrace's suite as Debian ships it (source package bpftrace 0.17.0-1:
+tests/runtime, its engine in tests/runtime/engine, the programs in tests/testprogs and
+tests/testlibs). Nothing of it is copied into this repository: the harness fetches the
+source package (``apt-get source --download-only`` with a private apt configuration, so
+the host's sources are untouched), builds the test programs as the suite's CMake file does
+(``gcc -g -O0 -no-pie``; USDT programs with ``sys/sdt.h`` from systemtap-sdt-dev), and runs
+every case through the engine's own ``main.py`` — its parser, its runner, its matching
+rules: ``PROG`` as ``bpftrace -e``, ``RUN`` with ``{{BPFTRACE}}``, ``EXPECT`` as a regular
+expression over the whole output, BEFORE/AFTER, REQUIRES, REQUIRES_FEATURE from
+``bpftrace --info``, the ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` notice.
+
+Each tool runs as the engine's ``bpftrace``: the real one, or a small executable that is
+``undertow run`` (so ``bpftrace -e PROG`` is ``undertow run -e PROG``). The engine is
+started once per case (``--filter`` naming exactly that case) under a watchdog, so that a
+case still running 10 s after its own timeout is recorded as a hang, not a stuck suite;
+its output is scanned for Python tracebacks.
+
+    python3 tests/compat/bpftrace_suite.py                    # both tools, this kernel
+    python3 tests/compat/bpftrace_suite.py --filter 'basic.*' --tools undertow -v
+    python3 tests/compat/bpftrace_suite.py --label 6.12 --results /tmp/r-6.12.json
+    python3 tests/compat/bpftrace_suite.py --report docs/bpftrace-compat.md \\
+        --merge tests/compat/results-host.json tests/compat/results-6.12.json
+
+Results are JSON (``--results``, one per kernel); ``--report`` writes the comparison page
+from one or more of them, with the reasons in tests/compat/differences.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SRC = os.path.join(REPO, "src")
+VERSION = "0.17.0"
+PACKAGE = f"bpftrace={VERSION}-1"
+CACHE = os.environ.get("UNDERTOW_COMPAT_CACHE", os.path.join(tempfile.gettempdir(), "undertow-compat"))
+#: Past a case's own TIMEOUT (the engine stops it then), how long before it counts as a hang.
+HANG_AFTER = 10
+STATUSES = ("PASS", "FAIL", "TIMEOUT", "SKIP", "HANG")
+
+
+# ----------------------------------------------------------------------------- the suite
+
+def fetch_source(cache: str = CACHE) -> str:
+    """bpftrace's source tree (unpacked from Debian's source package into ``cache``)."""
+    tree = os.path.join(cache, f"bpftrace-{VERSION}")
+    if os.path.isdir(os.path.join(tree, "tests", "runtime", "engine")):
+        return tree
+    os.makedirs(cache, exist_ok=True)
+    orig = os.path.join(cache, f"bpftrace_{VERSION}.orig.tar.gz")
+    if not os.path.exists(orig):
+        _apt_source(cache)
+    with tarfile.open(orig) as tf:
+        members = [m for m in tf.getmembers() if m.name.startswith(f"bpftrace-{VERSION}/tests/")]
+        tf.extractall(cache, members=members)  # noqa: S202 - Debian's archive, checked by apt
+    return tree
+
+
+def _apt_source(cache: str) -> None:
+    """``apt-get source --download-only`` with a private sources list (deb-src of the mirror
+    the host's own sources name) and private lists: the host's apt state is not touched."""
+    mirror, suite = "http://deb.debian.org/debian", "bookworm"
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        uri = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", text, re.M)
+        suites = re.search(r"^Suites:\s*([\w-]+)", text, re.M)
+        if uri and suites:
+            mirror, suite = uri.group(1), suites.group(1)
+            break
+    apt = os.path.join(cache, "apt")
+    for d in ("parts", "lists/partial"):
+        os.makedirs(os.path.join(apt, d), exist_ok=True)
+    with open(os.path.join(apt, "parts", "src.sources"), "w") as f:
+        f.write(f"Types: deb-src\nURIs: {mirror}\nSuites: {suite}\nComponents: main\n"
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+    opts = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={apt}/parts",
+            "-o", f"Dir::State::Lists={apt}/lists", "-o", "APT::Sandbox::User=root"]
+    subprocess.run(["apt-get", *opts, "update", "-qq"], check=True, cwd=cache)
+    subprocess.run(["apt-get", *opts, "source", "--download-only", "-qq", PACKAGE], check=True, cwd=cache)
+
+
+def build(tree: str, work: str) -> None:
+    """The suite's layout in ``work`` (as its CMake build dir has it): runtime/ with the
+    engine, testprogs/ and testlibs/ built as tests/CMakeLists.txt builds them."""
+    tests = os.path.join(tree, "tests")
+    if os.path.exists(os.path.join(work, "runtime")):
+        shutil.rmtree(os.path.join(work, "runtime"))
+    shutil.copytree(os.path.join(tests, "runtime"), os.path.join(work, "runtime"))
+    with open(os.path.join(work, "runtime", "engine", "cmake_vars.py"), "w") as f:
+        f.write("LIBBCC_BPF_CONTAINS_RUNTIME = False\n")  # no AOT runtime: AOT cases are not run
+    # <sys/sdt.h> (systemtap-sdt-dev; a multiarch include directory on Debian)
+    sdt = subprocess.run(["gcc", "-E", "-x", "c", "-"], input="#include <sys/sdt.h>\n", text=True,
+                         capture_output=True).returncode == 0
+    defs = ["-DHAVE_SYSTEMTAP_SYS_SDT_H"] if sdt else []
+    libs = os.path.join(work, "testlibs")
+    progs = os.path.join(work, "testprogs")
+    os.makedirs(libs, exist_ok=True)
+    os.makedirs(progs, exist_ok=True)
+    for src in sorted(glob.glob(os.path.join(tests, "testlibs", "*.c"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        out = os.path.join(libs, f"lib{name}.so")
+        _cc(["gcc", "-g", "-O0", "-fPIC", "-shared", *defs, "-o", out, src])
+        os.chmod(out, 0o644)  # the suite clears the executable bit
+    for src in sorted(glob.glob(os.path.join(tests, "testprogs", "*.c"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        extra: List[str] = []
+        if name == "usdt_lib":  # target_link_libraries(usdt_lib usdt_tp)
+            extra = [f"-I{os.path.join(tests, 'testlibs')}", f"-L{libs}", "-lusdt_tp", f"-Wl,-rpath,{libs}", "-fPIC"]
+        _cc(["gcc", "-g", "-O0", "-no-pie", *defs, "-o", os.path.join(progs, name), src, *extra, "-lpthread"])
+
+
+def _cc(argv: List[str]) -> None:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"compat: cannot build {argv[-1]}: {p.stderr.strip()[:300]}", file=sys.stderr)
+
+
+def cases(work: str) -> List[Tuple[str, str, int]]:
+    """``[(file, name, timeout)]`` of every case the engine would run here, read with the
+    engine's own parser."""
+    engine = os.path.join(work, "runtime", "engine")
+    code = ("import json, sys; sys.path.insert(0, %r); from parser import TestParser\n"
+            "print(json.dumps([(f, t.name, t.timeout) for f, ts in TestParser.read_all(False) for t in ts]))"
+            % engine)
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, check=True).stdout
+    return [tuple(x) for x in json.loads(out)]  # type: ignore[misc]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+# ----------------------------------------------------------------------------- the tools
+
+def tool_dir(tool: str, base: str) -> str:
+    """A directory holding the ``bpftrace`` the engine runs for ``tool``."""
+    d = os.path.join(base, f"bin-{tool}")
+    os.makedirs(d, exist_ok=True)
+    exe = os.path.join(d, "bpftrace")
+    if os.path.lexists(exe):
+        os.unlink(exe)
+    if tool == "bpftrace":
+        real = shutil.which("bpftrace", path="/usr/bin:/usr/sbin:/usr/local/bin")
+        if real is None:
+            raise SystemExit("compat: bpftrace is not installed")
+        os.symlink(real, exe)
+    else:
+        with open(exe, "w") as f:
+            f.write(f"#!{sys.executable}\n"
+                    "# bpftrace's command line, run by undertow (tests/compat/bpftrace_suite.py)\n"
+                    "import sys\n"
+                    f"sys.path.insert(0, {SRC!r})\n"
+                    "from undertow.cli import main\n"
+                    "sys.exit(main(['run', *sys.argv[1:]]))\n")
+        os.chmod(exe, 0o755)
+    return d
+
+
+_RESULT = re.compile(r"^\[\s*(OK|FAILED|TIMEOUT|SKIP)\s*\] (.*)$")
+
+
+def run_case(work: str, bindir: str, file: str, name: str, timeout: int) -> Dict[str, object]:
+    """One case through the engine: ``{"status", "seconds", "traceback", "output"}``."""
+    env = dict(os.environ, BPFTRACE_RUNTIME_TEST_EXECUTABLE=bindir, PYTHONPATH=SRC,
+               PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    flt = _glob_escape(f"{file}.{name}")
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, os.path.join("runtime", "engine", "main.py"), "--filter", flt],
+                         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         errors="replace", start_new_session=True)
+    hang = False
+    try:
+        # the engine's own limits: 5 s to attach, then TIMEOUT; it then SIGTERMs the tool and
+        # waits for it without a limit (a tool that ignores SIGTERM would block it forever)
+        out, _ = p.communicate(timeout=5 + timeout + HANG_AFTER)
+    except subprocess.TimeoutExpired:
+        hang = True
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        _kill_stragglers(bindir)
+    took = time.monotonic() - t0
+    status = "HANG" if hang else "FAIL"
+    reason = ""
+    if not hang:
+        for line in out.splitlines():
+            m = _RESULT.match(line)
+            if m and m.group(2).split(" (", 1)[0] == f"{file}.{name}":
+                status = {"OK": "PASS", "FAILED": "FAIL", "TIMEOUT": "TIMEOUT", "SKIP": "SKIP"}[m.group(1)]
+                if status == "SKIP" and "(" in m.group(2):
+                    reason = m.group(2).split(" (", 1)[1].rstrip(")")
+    return {"status": status, "reason": reason, "seconds": round(took, 2),
+            "traceback": "Traceback (most recent call last)" in out, "output": out[-4000:]}
+
+
+def _kill_stragglers(bindir: str) -> None:
+    """After a hang: end the tool's processes still running from ``bindir`` (by PID, ours only)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if os.path.join(bindir, "bpftrace").encode() in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------------------- the report
+
+def load_differences(path: str = os.path.join(HERE, "differences.txt")) -> List[Tuple[str, str]]:
+    """``[(glob of "file.name", reason)]``: why undertow differs where it does, on purpose or
+    not yet (one ``GLOB<TAB>reason`` per line)."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.strip() and not line.startswith("#") and "\t" in line:
+                    g, why = line.rstrip("\n").split("\t", 1)
+                    out.append((g.strip(), why.strip()))
+    except OSError:
+        pass
+    return out
+
+
+def reason_for(case: str, diffs: List[Tuple[str, str]]) -> str:
+    for g, why in diffs:
+        if fnmatch.fnmatchcase(case, g):
+            return why
+    return ""
+
+
+def classify(u: Optional[str], b: Optional[str]) -> str:
+    if u == "SKIP" or b == "SKIP" or u is None or b is None:
+        return "skipped"
+    if u == "PASS" and b == "PASS":
+        return "both pass"
+    if b == "PASS":
+        return "only bpftrace"
+    if u == "PASS":
+        return "only undertow"
+    return "both fail"
+
+
+def report(results: List[Dict[str, object]], path: str) -> None:
+    diffs = load_differences()
+    lines = ["# bpftrace 0.17's runtime suite: undertow and bpftrace",
+             "",
+             "Generated by `tests/compat/bpftrace_suite.py` (issue 16): bpftrace 0.17.0's own runtime tests",
+             "(Debian's source package), run by the suite's own engine against `undertow run` and against",
+             "bpftrace 0.17 on the same kernel. Reasons for the differences: tests/compat/differences.txt.",
+             ""]
+    for res in results:
+        label = res["label"]
+        cases_ = res["cases"]  # type: ignore[index]
+        by_file: Dict[str, Dict[str, int]] = {}
+        totals: Dict[str, int] = {}
+        diff_rows = []
+        hangs = tracebacks = 0
+        for key, r in sorted(cases_.items()):  # type: ignore[union-attr]
+            u = r.get("undertow", {}).get("status")
+            b = r.get("bpftrace", {}).get("status")
+            c = classify(u, b)
+            f = key.split(".", 1)[0]
+            by_file.setdefault(f, {}).setdefault(c, 0)
+            by_file[f][c] += 1
+            totals[c] = totals.get(c, 0) + 1
+            hangs += u == "HANG"
+            tracebacks += bool(r.get("undertow", {}).get("traceback"))
+            if c in ("only bpftrace", "only undertow") or (c == "skipped" and b == "PASS"):
+                why = reason_for(key, diffs) or r.get("undertow", {}).get("reason") or "(not analysed yet)"
+                diff_rows.append((c, key, u, b, why))
+        bp = totals.get("both pass", 0) + totals.get("only bpftrace", 0)
+        up = totals.get("both pass", 0)
+        share = f"{100.0 * up / bp:.1f}%" if bp else "-"
+        lines += [f"## {label} ({res.get('kernel', '')}, {res.get('date', '')})", "",
+                  f"Of the {bp} cases bpftrace passes here, undertow passes {up} ({share}); "
+                  f"undertow alone passes {totals.get('only undertow', 0)}. "
+                  f"Python tracebacks: {tracebacks}; hangs: {hangs}.", "",
+                  "| file | both pass | only bpftrace | only undertow | both fail | skipped |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for f, counts in sorted(by_file.items()):
+            lines.append(f"| {f} | " + " | ".join(str(counts.get(c, 0)) for c in
+                                                  ("both pass", "only bpftrace", "only undertow", "both fail",
+                                                   "skipped")) + " |")
+        lines.append("| **all** | " + " | ".join(str(totals.get(c, 0)) for c in
+                                                 ("both pass", "only bpftrace", "only undertow", "both fail",
+                                                  "skipped")) + " |")
+        if diff_rows:
+            lines += ["", "| case | undertow | bpftrace | why |", "| --- | --- | --- | --- |"]
+            for _c, key, u, b, why in diff_rows:
+                lines.append(f"| `{key}` | {u} | {b} | {why} |")
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", help="bpftrace's source tree (default: fetched from Debian into $UNDERTOW_COMPAT_CACHE)")
+    ap.add_argument("--work", help="build directory (default: a new temporary one)")
+    ap.add_argument("--filter", default="*", help="cases to run, as FILE.NAME globs (comma-separated)")
+    ap.add_argument("--tools", default="undertow,bpftrace", help="undertow, bpftrace or both")
+    ap.add_argument("--label", default="host", help="the kernel's name in the report (host, 6.12)")
+    ap.add_argument("--results", help="write the results as JSON here")
+    ap.add_argument("--report", help="write the comparison page (Markdown) here")
+    ap.add_argument("--merge", nargs="*", default=[], help="results JSON files to put in the report (no run)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each case's result")
+    a = ap.parse_args()
+    if a.merge:
+        results = [json.load(open(p)) for p in a.merge]
+        if a.report:
+            report(results, a.report)
+        return 0
+    if os.geteuid() != 0:
+        print("compat: the suite needs root (it loads BPF programs)", file=sys.stderr)
+        return 77
+    tree = a.source or fetch_source()
+    work = a.work or tempfile.mkdtemp(prefix="undertow-compat-")
+    build(tree, work)
+    todo = [c for c in cases(work) if any(fnmatch.fnmatchcase(f"{c[0]}.{c[1]}", g) for g in a.filter.split(","))]
+    tools = [t for t in a.tools.split(",") if t]
+    if "bpftrace" in tools and shutil.which("bpftrace") is None:
+        print("compat: bpftrace is not installed: undertow only", file=sys.stderr)
+        tools.remove("bpftrace")
+    bindirs = {t: tool_dir(t, work) for t in tools}
+    out: Dict[str, object] = {"label": a.label, "kernel": platform.release(), "date": time.strftime("%Y-%m-%d"),
+                              "tools": tools, "cases": {}}
+    t0 = time.monotonic()
+    for i, (f, name, timeout) in enumerate(todo):
+        key = f"{f}.{name}"
+        row: Dict[str, object] = {}
+        for t in tools:
+            row[t] = run_case(work, bindirs[t], f, name, int(timeout or 5))
+        out["cases"][key] = row  # type: ignore[index]
+        if a.verbose:
+            print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(f"{t} {row[t]['status']}" for t in tools),
+                  flush=True)
+    out["seconds"] = round(time.monotonic() - t0)
+    if a.results:
+        with open(a.results, "w") as fh:
+            json.dump(out, fh, indent=1, sort_keys=True)
+    if a.report:
+        report([out], a.report)
+    counts: Dict[str, Dict[str, int]] = {}
+    for row in out["cases"].values():  # type: ignore[union-attr]
+        for t in tools:
+            s = row[t]["status"]
+            counts.setdefault(t, {}).setdefault(s, 0)
+            counts[t][s] += 1
+    for t in tools:
+        print(f"compat {a.label}: {t}: " + ", ".join(f"{s} {counts[t].get(s, 0)}" for s in STATUSES))
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
