@@ -213,7 +213,8 @@ def _decl(type_text: str, name: str) -> str:
 
 
 def _list_uprobes(kind: str, rest: str, out: TextIO) -> int:
-    from ..kernel.elf import ELFFile, resolve_object
+    from ..kernel.elffile import ELFFile
+    from ..kernel.libraries import resolve_object
 
     if ":" in rest:
         obj, pat = rest.rsplit(":", 1)
