@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Iterable, List, Optional, TextIO, Tuple
+from typing import List, Optional, TextIO, Tuple
 
 from ..errors import UndertowError, UsageError
 from ..kernel import Kernel

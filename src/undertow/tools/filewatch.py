@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit",
            "check_paths"]

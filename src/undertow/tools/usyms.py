@@ -8,9 +8,7 @@ printed in hex. Files are parsed once and kept.
 from __future__ import annotations
 
 import bisect
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = ["UserSymbols"]
 
