@@ -9,43 +9,14 @@ message with hints (a traceback only with ``--debug``).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
+from typing import List, Optional, Sequence
 
-
-def _import_argparse() -> None:
-    """Import argparse with identity functions for its ``gettext`` and ``ngettext``.
-
-    argparse imports :mod:`gettext` only to translate its own messages (CPython ships no
-    catalog for them), and the first message it makes looks for one, importing
-    :mod:`locale`: ~2 ms of every command's start-up (``undertow run`` is compared with
-    bpftrace on time to the first event). Only argparse sees the stand-in: it is removed
-    from ``sys.modules`` right after, so ``import gettext`` elsewhere gets the real one.
-    An argparse that wants more of gettext is imported the usual way.
-    """
-    if "argparse" in sys.modules or "gettext" in sys.modules:
-        return
-    stand_in = type(sys)("gettext")
-    stand_in.gettext = lambda message: message  # type: ignore[attr-defined]
-    stand_in.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
-    sys.modules["gettext"] = stand_in
-    try:
-        import argparse  # noqa: F401
-    except ImportError:
-        sys.modules.pop("argparse", None)
-    finally:
-        del sys.modules["gettext"]
-
-
-_import_argparse()
-import argparse  # noqa: E402
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional, Sequence
-
-from . import __version__
 from .errors import UndertowError
+from .version import __version__
 
 # Subcommand modules, in the order `undertow --help` lists them. A module that
 # does not exist yet is skipped, so commands can land one by one.
@@ -72,8 +43,15 @@ _COLUMNS: Optional[int] = None
 
 def _help_width() -> int:
     """What ``shutil.get_terminal_size().columns - 2`` gives argparse, computed once: argparse
-    makes a formatter per argument it adds, and each asked shutil (imported only for this,
-    ~3 ms with bz2/lzma) and the terminal again."""
+    makes a formatter per argument it adds, and each imports :mod:`shutil` (for this alone:
+    it brings bz2, lzma and fnmatch) and asks the terminal again.
+
+    Kept for a measured gain (issue 15, 2026-12-07, venv install, alternating runs): without
+    it `undertow run --no-cache -d` of the 5-tracepoint script took 58.9 ms of CPU instead of
+    55.3 (median of 15), `undertow trace -S` 49.0 instead of 45.8, and the parser alone
+    (import, build, parse) 13.5 ms instead of 11.4 (median of 40): ~2-3.5 ms of a one-liner's
+    ~40 ms start, on top of the ~5 ms that typing and argparse's gettext now cost.
+    """
     global _COLUMNS
     if _COLUMNS is None:
         try:

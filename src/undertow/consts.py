@@ -10,9 +10,7 @@ anywhere an int is); only the rare reverse lookup builds a named value:
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator
 
 __all__ = ["Consts", "Named"]
 

@@ -8,14 +8,10 @@ session's :class:`Stats` at the end.
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 # A stack frame: (address, symbol or None, offset within symbol, module or None).
-if TYPE_CHECKING:
-    Frame = Tuple[int, Optional[str], int, Optional[str]]
+Frame = Tuple[int, Optional[str], int, Optional[str]]
 
 
 class Event:
@@ -80,7 +76,6 @@ def _frame_dict(f: Frame) -> Dict[str, Any]:
     return out
 
 
-@dataclass
 class Lost:
     """``count`` events lost on ``cpu`` (``None``: unknown CPU) because ``reason``.
 
@@ -90,20 +85,21 @@ class Lost:
     decoded; its bytes are in ``raw``).
     """
 
-    count: int
-    reason: str
-    cpu: Optional[int] = None
-    probe: Optional[str] = None
-    raw: Optional[bytes] = None
+    __slots__ = ("count", "reason", "cpu", "probe", "raw")
+
+    def __init__(self, count: int, reason: str, cpu: Optional[int] = None, probe: Optional[str] = None,
+                 raw: Optional[bytes] = None) -> None:
+        self.count, self.reason, self.cpu, self.probe, self.raw = count, reason, cpu, probe, raw
+
+    def __repr__(self) -> str:  # what an API user printing the records sees
+        return (f"Lost(count={self.count!r}, reason={self.reason!r}, cpu={self.cpu!r}, probe={self.probe!r}, "
+                f"raw={self.raw!r})")
 
 
-if TYPE_CHECKING:
-    Record = Union[Event, Lost]
-else:  # imported by the backends for their annotations
-    Record = (Event, Lost)
+#: What a session yields (annotations of the backends and the API).
+Record = Union[Event, Lost]
 
 
-@dataclass
 class Stats:
     """Per-session totals shown in the exit summary.
 
@@ -114,9 +110,13 @@ class Stats:
     was asked for (a signal, ``--duration``, ``--count``), dropped on purpose, not a loss.
     """
 
-    events: Dict[str, int] = field(default_factory=dict)
-    lost: Dict[str, int] = field(default_factory=dict)
-    after_stop: int = 0
+    __slots__ = ("events", "lost", "after_stop")
+
+    def __init__(self, events: Optional[Dict[str, int]] = None, lost: Optional[Dict[str, int]] = None,
+                 after_stop: int = 0) -> None:
+        self.events = {} if events is None else events
+        self.lost = {} if lost is None else lost
+        self.after_stop = after_stop
 
     def count_event(self, probe: str, n: int = 1) -> None:
         self.events[probe] = self.events.get(probe, 0) + n

@@ -37,9 +37,7 @@ import errno
 import math
 import os
 import stat
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import TextIO
+from typing import TextIO
 
 from .errors import OptionError
 

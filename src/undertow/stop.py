@@ -28,9 +28,7 @@ import contextlib
 import os
 import signal
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 __all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
            "listen", "alarm", "cancel_alarm", "STOP_SIGNALS"]

@@ -13,8 +13,10 @@ import pytest
 
 from undertow.errors import (BPFError, FeatureUnavailableError, TracefsError, UnknownTypeError,
                              VerifierError)
+from undertow.kernel import bpfsys, perfevent, rawcall
 from undertow.kernel import features as F
 from undertow.kernel import syscalls as sc
+from undertow.kernel.featprobes import base as FB, bpf as FPB, tracefs as FPT
 from undertow.kernel.roots import Roots
 
 README_6_18 = """\
@@ -230,10 +232,11 @@ class FakeSys:
         self.open = set()
         self.fail = fail or {}
         self.calls = []
-        for name in ("prog_load", "map_create", "perf_event_open", "perf_event_set_bpf",
-                     "raw_tracepoint_open", "link_create_uprobe_multi", "link_create_kprobe_multi",
-                     "close_fd"):
-            monkeypatch.setattr(sc, name, getattr(self, name))
+        for mod, names in ((bpfsys, ("prog_load", "map_create", "raw_tracepoint_open", "link_create_uprobe_multi",
+                                     "link_create_kprobe_multi")),
+                           (perfevent, ("perf_event_open", "perf_event_set_bpf")), (rawcall, ("close_fd",))):
+            for name in names:
+                monkeypatch.setattr(mod, name, getattr(self, name))
 
     def _new(self, what, **kw):
         self.calls.append((what, kw))
@@ -245,7 +248,7 @@ class FakeSys:
         return fd
 
     def prog_load(self, prog_type, insns, **kw):
-        assert insns == F.RET0_PROG
+        assert insns == FPB.RET0_PROG
         key = "prog_load"
         eat = kw.get("expected_attach_type")
         if eat in (sc.AttachType.TRACE_FENTRY, sc.AttachType.TRACE_FEXIT) and "fentry" in self.fail:
@@ -276,7 +279,7 @@ class FakeSys:
 
 def live_ctx(tmp_path, tracefs=None, btf=None):
     k = FakeKernel(make_roots(tmp_path, live=True), tracefs or tracefs_6_18(), btf)
-    ctx = F._Ctx(k)
+    ctx = FB.ProbeContext(k)
     ctx.results["bpf"] = F.Feature("bpf", True, "ok")
     return ctx
 
@@ -289,8 +292,8 @@ def test_fentry_eperm_empty_log(tmp_path, monkeypatch):
     ctx = live_ctx(tmp_path, btf=FakeBTF(BTF_IDS))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     ctx.euid = 0
-    F._run(ctx, "bpf_tp_btf", F._p_bpf_tp_btf)
-    f = F._run(ctx, "bpf_fentry", F._p_bpf_fentry)
+    FB.run_probe(ctx, "bpf_tp_btf", FPB.probe_bpf_tp_btf)
+    f = FB.run_probe(ctx, "bpf_fentry", FPB.probe_bpf_fentry)
     assert f.available is False
     assert f.reason.startswith("loading an fentry program for do_sys_openat2 failed: EPERM")
     assert "empty verifier log" in f.reason
@@ -301,7 +304,7 @@ def test_fentry_eperm_empty_log(tmp_path, monkeypatch):
 def test_tp_btf_uses_typedef_id_and_closes(tmp_path, monkeypatch):
     fs = FakeSys(monkeypatch)
     ctx = live_ctx(tmp_path, btf=FakeBTF(BTF_IDS))
-    f = F._run(ctx, "bpf_tp_btf", F._p_bpf_tp_btf)
+    f = FB.run_probe(ctx, "bpf_tp_btf", FPB.probe_bpf_tp_btf)
     assert f.available is True
     load = [kw for what, kw in fs.calls if what == "prog_load"][0]
     assert load["prog_type"] == sc.ProgType.TRACING
@@ -314,14 +317,14 @@ def test_tp_btf_uses_typedef_id_and_closes(tmp_path, monkeypatch):
 def test_tp_btf_without_typedef(tmp_path, monkeypatch):
     FakeSys(monkeypatch)
     ctx = live_ctx(tmp_path, btf=FakeBTF({}))
-    f = F._run(ctx, "bpf_tp_btf", F._p_bpf_tp_btf)
+    f = FB.run_probe(ctx, "bpf_tp_btf", FPB.probe_bpf_tp_btf)
     assert f.available is False and "btf_trace_sched_switch" in f.reason
 
 
 def test_bpf_tracepoint_uses_tracefs_id(tmp_path, monkeypatch):
     fs = FakeSys(monkeypatch)
     ctx = live_ctx(tmp_path)
-    f = F._run(ctx, "bpf_tracepoint", F._p_bpf_tracepoint)
+    f = FB.run_probe(ctx, "bpf_tracepoint", FPB.probe_bpf_tracepoint)
     assert f.available is True and "sched:sched_switch" in f.reason
     perf = [kw for what, kw in fs.calls if what == "perf_event_open"][0]
     assert perf["type"] == sc.PerfType.TRACEPOINT and perf["config"] == 300
@@ -332,7 +335,7 @@ def test_attach_failure_still_closes(tmp_path, monkeypatch):
     fs = FakeSys(monkeypatch, fail={"perf_event_open": BPFError("perf_event_open failed: EACCES",
                                                                  errno=errno.EACCES)})
     ctx = live_ctx(tmp_path)
-    f = F._run(ctx, "bpf_tracepoint", F._p_bpf_tracepoint)
+    f = FB.run_probe(ctx, "bpf_tracepoint", FPB.probe_bpf_tracepoint)
     assert f.available is False and "EACCES" in f.reason
     assert not fs.open
 
@@ -340,7 +343,7 @@ def test_attach_failure_still_closes(tmp_path, monkeypatch):
 def test_kprobe_without_pmu(tmp_path, monkeypatch):
     fs = FakeSys(monkeypatch)
     ctx = live_ctx(tmp_path)
-    f = F._run(ctx, "bpf_kprobe", F._p_bpf_kprobe)
+    f = FB.run_probe(ctx, "bpf_kprobe", FPB.probe_bpf_kprobe)
     assert f.available is False
     assert f.reason.startswith("the kernel has no kprobe support (CONFIG_KPROBES=n")
     assert not fs.calls
@@ -349,9 +352,9 @@ def test_kprobe_without_pmu(tmp_path, monkeypatch):
 def test_kprobe_with_pmu(tmp_path, monkeypatch):
     fs = FakeSys(monkeypatch)
     k = FakeKernel(make_roots(tmp_path, live=True, kprobe_pmu=True), tracefs_stock(), None)
-    ctx = F._Ctx(k)
+    ctx = FB.ProbeContext(k)
     ctx.results["bpf"] = F.Feature("bpf", True, "ok")
-    f = F._run(ctx, "bpf_kprobe", F._p_bpf_kprobe)
+    f = FB.run_probe(ctx, "bpf_kprobe", FPB.probe_bpf_kprobe)
     assert f.available is True
     perf = [kw for what, kw in fs.calls if what == "perf_event_open"][0]
     assert perf["type"] == 7
@@ -361,7 +364,7 @@ def test_kprobe_with_pmu(tmp_path, monkeypatch):
 def test_ringbuf_einval_means_old_kernel(tmp_path, monkeypatch):
     FakeSys(monkeypatch, fail={"map_RINGBUF": BPFError("x", errno=errno.EINVAL)})
     ctx = live_ctx(tmp_path)
-    f = F._run(ctx, "bpf_ringbuf", F._p_bpf_ringbuf)
+    f = FB.run_probe(ctx, "bpf_ringbuf", FPB.probe_bpf_ringbuf)
     assert f.available is False and "EINVAL" in f.reason
 
 
@@ -369,7 +372,7 @@ def test_bpf_refused_gates_the_rest(tmp_path, monkeypatch):
     FakeSys(monkeypatch)
     ctx = live_ctx(tmp_path)
     ctx.results["bpf"] = F.Feature("bpf", False, "bpf(2) refused: EPERM")
-    f = F._run(ctx, "bpf_ringbuf", F._p_bpf_ringbuf)
+    f = FB.run_probe(ctx, "bpf_ringbuf", FPB.probe_bpf_ringbuf)
     assert f.available is False
     assert f.reason == "bpf(2) is not usable: bpf(2) refused: EPERM"
 
@@ -380,7 +383,7 @@ def test_a_crashing_probe_is_unknown(tmp_path):
     def boom(c):
         raise RuntimeError("surprise")
 
-    f = F._run(ctx, "x", boom)
+    f = FB.run_probe(ctx, "x", boom)
     assert f.available is None and "RuntimeError: surprise" in f.reason
 
 
@@ -395,7 +398,7 @@ def test_eprobe_einval(tmp_path, monkeypatch):
     t.write = refuse
     ctx = live_ctx(tmp_path, tracefs=t)
     ctx.euid = 0
-    f = F._run(ctx, "eprobe", F._p_eprobe)
+    f = FB.run_probe(ctx, "eprobe", FPT.probe_eprobe)
     assert f.available is False
     assert "EINVAL" in f.reason and "CONFIG_EPROBE_EVENTS=n" in f.reason
 
@@ -404,7 +407,7 @@ def test_eprobe_accepted_is_removed(tmp_path):
     t = tracefs_6_18()
     ctx = live_ctx(tmp_path, tracefs=t)
     ctx.euid = 0
-    f = F._run(ctx, "eprobe", F._p_eprobe)
+    f = FB.run_probe(ctx, "eprobe", FPT.probe_eprobe)
     assert f.available is True
     (rel1, add), (rel2, rm) = t.writes
     assert rel1 == rel2 == "dynamic_events"
@@ -423,7 +426,7 @@ def test_cache_per_boot(tmp_path, monkeypatch):
         return True, "fine"
 
     monkeypatch.setattr(F, "PROBES", [("tracepoints", probe)])
-    monkeypatch.setattr(sc, "raise_memlock_rlimit", lambda: False)
+    monkeypatch.setattr(bpfsys, "raise_memlock_rlimit", lambda: False)
     roots = make_roots(tmp_path, live=True)
     k = FakeKernel(roots, tracefs_6_18())
     a = F.detect_features(k)
@@ -447,7 +450,7 @@ def test_cache_skipped_when_a_reader_is_missing(tmp_path, monkeypatch):
         return None, "unknown: undertow.kernel.btf not available"
 
     monkeypatch.setattr(F, "PROBES", [("bpf_tp_btf", probe)])
-    monkeypatch.setattr(sc, "raise_memlock_rlimit", lambda: False)
+    monkeypatch.setattr(bpfsys, "raise_memlock_rlimit", lambda: False)
     k = FakeKernel(make_roots(tmp_path, live=True), tracefs_6_18())
     F.detect_features(k)
     F.detect_features(k)
@@ -456,10 +459,10 @@ def test_cache_skipped_when_a_reader_is_missing(tmp_path, monkeypatch):
 
 def test_corrupt_cache_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(F, "PROBES", [("tracepoints", lambda ctx: (True, "ok"))])
-    monkeypatch.setattr(sc, "raise_memlock_rlimit", lambda: False)
+    monkeypatch.setattr(bpfsys, "raise_memlock_rlimit", lambda: False)
     roots = make_roots(tmp_path, live=True)
     os.makedirs(roots.cache_dir)
-    ctx = F._Ctx(FakeKernel(roots))
+    ctx = FB.ProbeContext(FakeKernel(roots))
     with open(os.path.join(roots.cache_dir, F._cache_name(ctx)), "wb") as fh:
         fh.write(b"\xff{not json")
     f = F.detect_features(FakeKernel(roots, tracefs_6_18()))
@@ -471,10 +474,10 @@ def _cached(tmp_path, monkeypatch):
     monkeypatch.setattr(F, "PROBES", [("tracepoints", lambda ctx: (True, "fine")),
                                       ("kprobe_events", lambda ctx: (False, "no kprobes")),
                                       ("bpf_tp_btf", lambda ctx: (True, "tp_btf loads"))])
-    monkeypatch.setattr(sc, "raise_memlock_rlimit", lambda: False)
+    monkeypatch.setattr(bpfsys, "raise_memlock_rlimit", lambda: False)
     k = FakeKernel(make_roots(tmp_path, live=True), tracefs_6_18())
     assert not F.detect_features(k).from_cache
-    path = os.path.join(k.roots.cache_dir, F._cache_name(F._Ctx(k)))
+    path = os.path.join(k.roots.cache_dir, F._cache_name(FB.ProbeContext(k)))
     with open(path) as fh:
         return k, path, json.load(fh)
 
@@ -548,22 +551,22 @@ def test_non_root_bpf_is_unknown_needs_root(tmp_path, monkeypatch):
     def refuse(*a, **kw):
         raise BPFError("bpf(MAP_CREATE) failed: EPERM", errno=errno.EPERM)
 
-    monkeypatch.setattr(sc, "map_create", refuse)
+    monkeypatch.setattr(bpfsys, "map_create", refuse)
     k = FakeKernel(make_roots(tmp_path, live=True), tracefs_6_18())
-    ctx = F._Ctx(k)
+    ctx = FB.ProbeContext(k)
     ctx.euid = 1000
-    b = F._run(ctx, "bpf", F._p_bpf)
+    b = FB.run_probe(ctx, "bpf", FPB.probe_bpf)
     assert b.available is None and b.reason.startswith("unknown: needs root")
-    r = F._run(ctx, "bpf_ringbuf", F._p_bpf_ringbuf)
+    r = FB.run_probe(ctx, "bpf_ringbuf", FPB.probe_bpf_ringbuf)
     assert (r.available, r.reason) == (None, "unknown: needs root")
 
 
 def test_non_root_tracefs_is_unknown_needs_root(tmp_path):
     k = FakeKernel(make_roots(tmp_path), tracefs_exc=TracefsError("tracefs is not mounted"))
-    ctx = F._Ctx(k)
+    ctx = FB.ProbeContext(k)
     ctx.euid = 1000
-    t = F._run(ctx, "tracefs", F._p_tracefs)
+    t = FB.run_probe(ctx, "tracefs", FPT.probe_tracefs)
     assert t.available is None
     assert t.reason == "unknown: needs root to read tracefs: tracefs is not mounted"
-    tp = F._run(ctx, "tracepoints", F._p_tracepoints)
+    tp = FB.run_probe(ctx, "tracepoints", FPT.probe_tracepoints)
     assert (tp.available, tp.reason) == (None, "unknown: needs root to read tracefs")

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from undertow.errors import BPFError, VerifierError
+from undertow.kernel import bpfsys
 from undertow.kernel import syscalls as sc
 from undertow.kernel.roots import Roots
 
@@ -18,7 +19,7 @@ RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
 
 
 class Recorder:
-    """Stands in for sc.bpf: records (cmd, attr copy, pointed-to data) and returns a result."""
+    """Stands in for bpfsys.bpf (the call every command makes): records (cmd, attr copy, pointed-to data) and returns a result."""
 
     def __init__(self, results=None):
         self.calls = []
@@ -41,7 +42,7 @@ def _cstr_at(addr: int) -> bytes:
 @pytest.fixture
 def rec(monkeypatch):
     r = Recorder()
-    monkeypatch.setattr(sc, "bpf", r)
+    monkeypatch.setattr(bpfsys, "bpf", r)
     return r
 
 
@@ -72,7 +73,7 @@ def test_prog_load_layout(rec):
 
 
 def test_prog_load_kprobe_sets_kern_version(rec, monkeypatch):
-    monkeypatch.setattr(sc, "kernel_version_code", lambda release=None: 0x060C00)
+    monkeypatch.setattr(bpfsys, "kernel_version_code", lambda release=None: 0x060C00)
     sc.prog_load(sc.ProgType.KPROBE, RET0)
     assert struct.unpack_from("<I", rec.calls[0][1], 40)[0] == 0x060C00
 

@@ -12,9 +12,7 @@ import argparse
 import json
 import sys
 import textwrap
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..kernel import Kernel
 from ..kernel.features import PROBE_KINDS, Feature, Features, detect_features

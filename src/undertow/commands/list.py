@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Iterable, List, Optional, TextIO, Tuple
+from typing import List, Optional, TextIO, Tuple
 
 from ..errors import UndertowError, UsageError
 from ..kernel import Kernel
@@ -213,7 +211,8 @@ def _decl(type_text: str, name: str) -> str:
 
 
 def _list_uprobes(kind: str, rest: str, out: TextIO) -> int:
-    from ..kernel.elf import ELFFile, resolve_object
+    from ..kernel.elffile import ELFFile
+    from ..kernel.libraries import resolve_object
 
     if ":" in rest:
         obj, pat = rest.rsplit(":", 1)

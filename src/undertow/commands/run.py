@@ -7,9 +7,7 @@ import os
 import signal
 import sys
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional, TextIO
+from typing import Any, List, Optional, TextIO
 
 from ..errors import SourceError, UndertowError, UsageError
 

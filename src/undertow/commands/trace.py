@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, List, Optional
+from typing import Any, List
 
 from ..errors import UndertowError, UsageError
 

@@ -1,20 +1,19 @@
 """One view of the kernel: tracefs, BTF, kallsyms, ELF files, feature probes.
 
 Everything that reads /proc, /sys, tracefs, BTF or ELF files lives in this
-package; nothing here imports from ``undertow.lang``, ``undertow.backends`` or
-the CLI. :class:`Kernel` bundles the readers for one :class:`Roots` and builds
+package; nothing here imports from ``undertow.lang``, ``undertow.backends``, the CLI
+or the package face ``undertow/__init__`` (only the leaves ``undertow.errors``,
+``undertow.consts`` and ``undertow.version``). :class:`Kernel` bundles the readers for one :class:`Roots` and builds
 each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .roots import Roots
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # each reader is imported when first asked for: `import undertow.kernel` stays light
     from .btf import BTF
     from .features import Features
     from .kallsyms import Kallsyms

@@ -19,10 +19,7 @@ rax; AAPCS64: x0..x7, return in x0) give the argument registers.
 from __future__ import annotations
 
 import os
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from ..errors import FeatureUnavailableError, ResolveError, did_you_mean
 
@@ -41,7 +38,6 @@ ELF_MACHINE_NAMES: Dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
 class Arch:
     """The register facts of one architecture.
 
@@ -54,20 +50,18 @@ class Arch:
     same offset, the caller picks the width.
     """
 
-    name: str
-    elf_machine: int
-    arg_regs: Tuple[str, ...]
-    ret_reg: str
-    stack_reg: str
-    ip_reg: str
-    regs: Mapping[str, int] = field(compare=False, hash=False, repr=False)
-    aliases: Mapping[str, str] = field(compare=False, hash=False, repr=False)
-    uname_machines: Tuple[str, ...] = ()
-    frame_reg: str = ""
-    pt_regs_size: int = 0
-    reg_size: int = 8
-    bits: int = 64
-    endian: str = "little"
+    __slots__ = ("name", "elf_machine", "arg_regs", "ret_reg", "stack_reg", "ip_reg", "regs", "aliases",
+                 "uname_machines", "frame_reg", "pt_regs_size", "reg_size", "bits", "endian")
+
+    def __init__(self, name: str, elf_machine: int, arg_regs: Tuple[str, ...], ret_reg: str, stack_reg: str,
+                 ip_reg: str, regs: Mapping[str, int], aliases: Mapping[str, str],
+                 uname_machines: Tuple[str, ...] = (), frame_reg: str = "", pt_regs_size: int = 0,
+                 reg_size: int = 8, bits: int = 64, endian: str = "little") -> None:
+        self.name, self.elf_machine, self.arg_regs = name, elf_machine, arg_regs
+        self.ret_reg, self.stack_reg, self.ip_reg = ret_reg, stack_reg, ip_reg
+        self.regs, self.aliases, self.uname_machines = regs, aliases, uname_machines
+        self.frame_reg, self.pt_regs_size, self.reg_size = frame_reg, pt_regs_size, reg_size
+        self.bits, self.endian = bits, endian
 
     def canonical_reg(self, name: str) -> str:
         """The ftrace spelling of register ``name`` (``%rdi``, ``rdi``, ``%di`` -> ``di``).

@@ -21,9 +21,7 @@ import re
 import struct
 import zlib
 from array import array
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
 from .cache import boot_id, read_cache, write_cache

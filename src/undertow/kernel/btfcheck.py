@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 __all__ = ["check_member_witness", "first_record_name"]
 

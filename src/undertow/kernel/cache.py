@@ -30,9 +30,7 @@ error. What is read is the caller's to validate as well (features.py, btf.py, Ke
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from .roots import Roots
 

@@ -35,10 +35,7 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from undertow.dclass import dataclass, field as dc_field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import UndertowError, UnknownFieldError, did_you_mean
 
@@ -55,9 +52,8 @@ __all__ = [
     "split_args",
 ]
 
-if TYPE_CHECKING:
-    Buffer = Union[bytes, bytearray, memoryview]
-    Decoder = Callable[..., Dict[str, Any]]
+Buffer = Union[bytes, bytearray, memoryview]
+Decoder = Callable[..., Dict[str, Any]]
 
 
 class FormatError(UndertowError, ValueError):
@@ -91,7 +87,6 @@ _WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _DIGIT = frozenset("0123456789")
 
 
-@dataclass
 class Field:
     """One ``field:`` line of a format file (a member of the event's entry struct).
 
@@ -107,26 +102,23 @@ class Field:
     file does not say; callers that know (syscall arguments) decide.
     """
 
-    name: str
-    type: str
-    offset: int
-    size: int
-    signed: bool
-    is_common: bool = False
-    array_len: Optional[int] = None
-    dynamic: Optional[str] = None
-    is_string: bool = False
-    is_pointer: bool = False
-    is_user_pointer: bool = False
-    elem_type: str = ""
-    decl: str = ""
+    __slots__ = ("name", "type", "offset", "size", "signed", "is_common", "array_len", "dynamic", "is_string",
+                 "is_pointer", "is_user_pointer", "elem_type", "decl")
+
+    def __init__(self, name: str, type: str, offset: int, size: int, signed: bool, is_common: bool = False,
+                 array_len: Optional[int] = None, dynamic: Optional[str] = None, is_string: bool = False,
+                 is_pointer: bool = False, is_user_pointer: bool = False, elem_type: str = "",
+                 decl: str = "") -> None:
+        self.name, self.type, self.offset, self.size, self.signed = name, type, offset, size, signed
+        self.is_common, self.array_len, self.dynamic, self.is_string = is_common, array_len, dynamic, is_string
+        self.is_pointer, self.is_user_pointer, self.elem_type, self.decl = (is_pointer, is_user_pointer,
+                                                                            elem_type, decl)
 
     @property
     def is_array(self) -> bool:
         return self.array_len is not None or self.dynamic is not None
 
 
-@dataclass
 class EventFormat:
     """A parsed ``events/<group>/<event>/format`` file.
 
@@ -138,22 +130,21 @@ class EventFormat:
     (default: this machine's).
     """
 
-    group: str
-    name: str
-    id: int
-    fields: List[Field] = dc_field(default_factory=list)
-    print_fmt: str = ""
-    print_fmt_raw: str = ""
-    long_size: int = struct.calcsize("P")
-    text: str = ""
+    __slots__ = ("group", "name", "id", "fields", "print_fmt", "print_fmt_raw", "long_size", "text", "_by_name",
+                 "_decoders", "_print_args")
 
-    def __post_init__(self) -> None:
+    def __init__(self, group: str, name: str, id: int, fields: Optional[List[Field]] = None, print_fmt: str = "",
+                 print_fmt_raw: str = "", long_size: int = struct.calcsize("P"), text: str = "") -> None:
+        self.group, self.name, self.id = group, name, id
+        self.fields = [] if fields is None else fields
+        self.print_fmt, self.print_fmt_raw, self.long_size, self.text = print_fmt, print_fmt_raw, long_size, text
         self._by_name: Dict[str, Field] = {}
         self._decoders: Dict[Tuple[str, bool], Decoder] = {}
+        self._print_args: Optional[List[str]] = None
 
     @property
     def print_args(self) -> List[str]:
-        args = self.__dict__.get("_print_args")
+        args = self._print_args
         if args is None:
             _fmt, end = _read_string_literals(self.print_fmt_raw)
             rest = self.print_fmt_raw[end:].lstrip()
@@ -375,13 +366,13 @@ def _field(decl: str, attrs: Dict[str, int]) -> Field:
     """:func:`_make_field`, memoised on the line's contents (common fields repeat in
     every format); each call still returns a fresh Field."""
     key = (decl, attrs["offset"], attrs["size"], attrs.get("signed", -1))
-    kw = _FIELD_CACHE.get(key)
-    if kw is None:
+    args = _FIELD_CACHE.get(key)
+    if args is None:
         if len(_FIELD_CACHE) > 16384:
             _FIELD_CACHE.clear()
-        kw = dict(_make_field(decl, attrs).__dict__)
-        _FIELD_CACHE[key] = kw
-    return Field(**kw)
+        made = _make_field(decl, attrs)
+        args = _FIELD_CACHE[key] = tuple(getattr(made, n) for n in Field.__slots__)
+    return Field(*args)
 
 
 def _elem_size(elem: str, long_size: int) -> int:
@@ -547,7 +538,6 @@ def parse_format(
 # --------------------------------------------------------------- ring buffer headers
 
 
-@dataclass
 class HeaderPage:
     """``events/header_page``: the layout of a ring-buffer page (``struct buffer_data_page``).
 
@@ -555,15 +545,16 @@ class HeaderPage:
     event records start; ``data_size`` the bytes available for them.
     """
 
-    fields: List[Field]
-    timestamp_offset: int = 0
-    timestamp_size: int = 8
-    commit_offset: int = 8
-    commit_size: int = 8
-    overwrite_offset: int = 8
-    overwrite_size: int = 1
-    data_offset: int = 16
-    data_size: int = 4080
+    __slots__ = ("fields", "timestamp_offset", "timestamp_size", "commit_offset", "commit_size",
+                 "overwrite_offset", "overwrite_size", "data_offset", "data_size")
+
+    def __init__(self, fields: List[Field], timestamp_offset: int = 0, timestamp_size: int = 8,
+                 commit_offset: int = 8, commit_size: int = 8, overwrite_offset: int = 8, overwrite_size: int = 1,
+                 data_offset: int = 16, data_size: int = 4080) -> None:
+        self.fields, self.timestamp_offset, self.timestamp_size = fields, timestamp_offset, timestamp_size
+        self.commit_offset, self.commit_size = commit_offset, commit_size
+        self.overwrite_offset, self.overwrite_size = overwrite_offset, overwrite_size
+        self.data_offset, self.data_size = data_offset, data_size
 
     @property
     def page_size(self) -> int:
@@ -588,7 +579,6 @@ def parse_header_page(text: str) -> HeaderPage:
     return hp
 
 
-@dataclass
 class HeaderEvent:
     """``events/header_event``: the compressed record header (``struct ring_buffer_event``).
 
@@ -600,13 +590,14 @@ class HeaderEvent:
     before 4.16-ish print only padding and time_extend).
     """
 
-    type_len_bits: int = 5
-    time_delta_bits: int = 27
-    array_bits: int = 32
-    padding: int = 29
-    time_extend: int = 30
-    time_stamp: Optional[int] = 31
-    data_max_type_len: int = 28
+    __slots__ = ("type_len_bits", "time_delta_bits", "array_bits", "padding", "time_extend", "time_stamp",
+                 "data_max_type_len")
+
+    def __init__(self, type_len_bits: int = 5, time_delta_bits: int = 27, array_bits: int = 32, padding: int = 29,
+                 time_extend: int = 30, time_stamp: Optional[int] = 31, data_max_type_len: int = 28) -> None:
+        self.type_len_bits, self.time_delta_bits, self.array_bits = type_len_bits, time_delta_bits, array_bits
+        self.padding, self.time_extend, self.time_stamp = padding, time_extend, time_stamp
+        self.data_max_type_len = data_max_type_len
 
 
 def parse_header_event(text: str) -> HeaderEvent:

@@ -20,10 +20,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import re
-from undertow.dclass import dataclass
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import UndertowError
 from .roots import Roots
@@ -34,14 +31,23 @@ __all__ = ["KSym", "Kallsyms", "load_kallsyms", "parse_kallsyms"]
 _INDEX_AFTER_LOOKUPS = 32
 
 
-@dataclass(frozen=True)
 class KSym:
-    """One ``/proc/kallsyms`` entry. ``module`` is ``None`` for the core kernel."""
+    """One ``/proc/kallsyms`` entry. ``module`` is ``None`` for the core kernel. Entries compare
+    (and hash) by their four fields."""
 
-    name: str
-    address: int
-    type: str
-    module: Optional[str] = None
+    __slots__ = ("name", "address", "type", "module")
+
+    def __init__(self, name: str, address: int, type: str, module: Optional[str] = None) -> None:
+        self.name, self.address, self.type, self.module = name, address, type, module
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not KSym:
+            return NotImplemented
+        return (self.name, self.address, self.type, self.module) == (
+            other.name, other.address, other.type, other.module)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.address, self.type, self.module))
 
     @property
     def is_text(self) -> bool:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import errno
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = ["INIT_PID_NS", "Identity", "self_identity", "ProcView", "pidns_of", "start_of", "nspid_of"]
 

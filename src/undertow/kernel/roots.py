@@ -9,9 +9,7 @@ live kernel. ``Roots.from_env()`` honours ``UNDERTOW_PROC``, ``UNDERTOW_SYS``,
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Optional
+from typing import Optional
 
 
 class Roots:

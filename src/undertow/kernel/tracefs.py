@@ -18,11 +18,7 @@ import errno as _errno
 import fnmatch
 import os
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
-
-    from .formats import EventFormat, HeaderEvent, HeaderPage
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ..errors import (
     TracefsError,
@@ -31,6 +27,9 @@ from ..errors import (
     did_you_mean,
 )
 from .roots import Roots
+
+if TYPE_CHECKING:  # the format parser is imported by what reads formats (cleanup and list do not)
+    from .formats import EventFormat, HeaderEvent, HeaderPage
 
 __all__ = ["Tracefs", "Instance", "open_tracefs", "find_tracefs", "mount_tracefs"]
 

@@ -9,9 +9,7 @@ become ``{"hex": "..."}`` objects, never lossy text.
 from __future__ import annotations
 
 import json
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, Optional, TextIO
 
 from ..events import Event, Lost, Stats
 from .values import format_value

@@ -8,9 +8,7 @@ undecodable bytes are shown as ``\\xNN``/``\\\\``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
 from .values import escape, format_value  # escape: shared with output/bt.py

@@ -17,9 +17,7 @@ flag a MAC change for a known IP (ARP spoofing).
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from .decode.arp import ArpWatch, decode_arp
 

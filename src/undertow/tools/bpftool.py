@@ -17,9 +17,7 @@ import json
 import os
 import sys
 import time
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:

@@ -28,7 +28,7 @@ import fnmatch
 import json
 import re
 import sys
-from undertow.dclass import dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, \
     Tuple
 

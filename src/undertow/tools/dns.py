@@ -20,9 +20,7 @@ The program is written in the bpftrace language and compiled by undertow's own b
 from __future__ import annotations
 
 import socket
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .decode.dns import Message, decode_message, decode_tcp_stream
 

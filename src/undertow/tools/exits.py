@@ -13,9 +13,7 @@ tracepoint, where ``do_exit()`` has already stored the code:
 from __future__ import annotations
 
 import signal
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict
+from typing import Any, Dict
 
 __all__ = ["PROGRAM", "parse_record"]
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit",
            "check_paths"]
@@ -203,7 +201,7 @@ tracepoint:syscalls:sys_enter_{call} /{_paths(ws, "str(args.oldname)")} || {_pat
 
 def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
     """Put the (pid, fd) of every process that has a watched file open into the map."""
-    from ..kernel import syscalls as sc
+    from ..kernel.bpfsys import map_update_elem
 
     fd_map = session.map_fds.get("@w")
     if fd_map is None:
@@ -223,7 +221,7 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
                 continue
             w = want.get((st.st_dev, st.st_ino))
             if w is not None:
-                sc.map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", w.kino))
+                map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", w.kino))
                 n += 1
     return n
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import socket
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from .decode.icmp import decode_icmp
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["PROGRAM", "parse_record", "Listeners", "drop_reasons"]
 

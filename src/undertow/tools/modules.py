@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["program", "parse_record", "capability", "SYSCALLS"]
 

@@ -8,16 +8,14 @@ printed in hex. Files are parsed once and kept.
 from __future__ import annotations
 
 import bisect
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = ["UserSymbols"]
 
 
 class _Table:
     def __init__(self, path: str) -> None:
-        from ..kernel.elf import ELFFile
+        from ..kernel.elffile import ELFFile
 
         self.elf = ELFFile(path)
         funcs = sorted((s.value, s.size, s.name) for s in self.elf.symbols()

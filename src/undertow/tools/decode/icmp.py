@@ -21,10 +21,8 @@ from __future__ import annotations
 import math
 import re
 import struct
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 ICMP_TYPES = {0: "echo-reply", 3: "dest-unreachable", 4: "source-quench", 5: "redirect",
               8: "echo-request", 9: "router-advert", 10: "router-solicit", 11: "time-exceeded",
