@@ -13,7 +13,8 @@ RUN_PATH = ["undertow.cli", "undertow.commands.run", "undertow.kernel", "underto
             "undertow.lang.resolve", "undertow.lang.resolve_bt", "undertow.backends.bpf.compiler",
             "undertow.backends.bpf.runtime", "undertow.backends.bpf.ringprefetch", "undertow.output.bt",
             "undertow.kernel.tracefs"]
-NOT_ON_IT = ["typing", "gettext", "locale", "json", "ipaddress", "tempfile", "copy", "shutil", "inspect",
+# typing is on it (~2.6 ms, issue 15: the ordinary `from typing import ...` over a home-made stand-in)
+NOT_ON_IT = ["gettext", "locale", "json", "ipaddress", "tempfile", "copy", "shutil", "inspect",
              "dataclasses", "threading", "subprocess", "contextlib", "undertow.output.text",
              "undertow.backends.bpf.perfbuf"]
 

@@ -31,10 +31,11 @@ MAX_BLOCK_DEPTH = 64
 # --------------------------------------------------------------------------- nodes
 
 # Every node class is a plain class with ``__slots__`` and an ``__init__`` taking its
-# fields in order (``Const(5)``, ``Member(base, "sk")``). A run builds thousands of
-# nodes before its first event; slots make them smaller and quicker to build, and
-# ``__slots__`` lists every attribute a pass may set (``Member.name_span``...).
-# Nodes compare by identity.
+# fields in order (``Const(5)``, ``Member(base, "sk")``): a compiling run builds its IR
+# before the first event, and the standard library's dataclasses cost ~0.3-0.6 ms to
+# define each class. ``__slots__`` also lists every attribute a pass may set
+# (``Member.name_span``, ``AttachPoint.multi``...: None until then). Nodes compare by
+# identity.
 
 _SLOTS: Dict[type, Tuple[str, ...]] = {}
 
@@ -48,9 +49,11 @@ def slot_names(cls: type) -> Tuple[str, ...]:
 
 
 class Node:
-    """Base of every IR class. Pickled (the program cache) as the dict of the attributes
-    that are set: one level of the pickler's recursion per node, as for a ``__dict__``
-    (the default for slots, ``(None, dict)``, adds a level: see MAX_EXPR_DEPTH)."""
+    """Base of every IR class. Pickled (the program cache, ``copy.copy``) as the dict of
+    the attributes that are set: one level of the pickler's recursion per node, as for
+    a ``__dict__``. The default for slots, a ``(None, dict)`` pair, adds a level: the
+    deepest program the parsers accept (:data:`MAX_EXPR_DEPTH` in
+    :data:`MAX_BLOCK_DEPTH`) then needed a recursion limit of 793 instead of 662."""
 
     __slots__ = ()
 
@@ -147,13 +150,14 @@ class Const(Expr):
     """An integer or string literal.
 
     ``cookie_name`` (bpftrace resolve): ``"probe"``/``"func"`` when the string is that
-    builtin's text, which a merged wildcard probe reads per attach point instead.
+    builtin's text, which a merged wildcard probe reads per attach point instead (else None).
     """
 
     __slots__ = ("value", "cookie_name")
 
     def __init__(self, value: Union[int, str, bytes] = 0) -> None:
         self.value = value
+        self.cookie_name: Optional[str] = None
         self.span = self.type = None
 
 
@@ -194,6 +198,7 @@ class Field(Expr):
     def __init__(self, name: str = "", fmt_field: Any = None) -> None:
         self.name = name
         self.fmt_field = fmt_field
+        self.defined: Optional[EmitField] = None
         self.span = self.type = None
 
 
@@ -248,6 +253,7 @@ class Member(Expr):
         self.bit_offset = bit_offset
         self.bit_size = bit_size
         self.path = path
+        self.name_span: Optional[Span] = None
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
@@ -277,6 +283,7 @@ class Cast(Expr):
     def __init__(self, type_text: str = "", expr: Optional[Expr] = None) -> None:
         self.type_text = type_text
         self.expr = _zero(expr)
+        self.type_span: Optional[Span] = None
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
@@ -316,6 +323,7 @@ class SkbHeader(Expr):
         self.layer = layer
         self.type_text = type_text
         self.marker = marker
+        self.type_span: Optional[Span] = None
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
@@ -456,6 +464,7 @@ class MapRead(Expr):
     def __init__(self, map: str = "", key: Optional[List[Expr]] = None) -> None:
         self.map = map
         self.key = [] if key is None else key
+        self._bare = False
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
@@ -508,6 +517,8 @@ class EmitField(Node):
         self.expr = expr
         self.fmt = fmt
         self.span = span
+        self.explicit_fmt = False
+        self.name_span: Optional[Span] = None
 
 
 class Emit(Action):
@@ -676,8 +687,7 @@ class AttachPoint(Node):
 
     The bpftrace resolver may set ``nargs`` (fentry/fexit/tp_btf: the arguments
     before fexit's return value) and ``multi`` (a merged wildcard:
-    ``[(target, file offset), ...]`` on one multi link); unset, they read as absent
-    (``getattr(ap, "multi", None)``).
+    ``[(target, file offset), ...]`` on one multi link); else they are None.
     """
 
     __slots__ = ("kind", "target", "offset", "path", "obj", "pid", "wildcard", "file_offset", "span",
@@ -695,6 +705,8 @@ class AttachPoint(Node):
         self.wildcard = wildcard
         self.file_offset = file_offset
         self.span = span
+        self.nargs: Optional[int] = None
+        self.multi: Optional[List[Tuple[str, int]]] = None
 
     def describe(self) -> str:
         if self.kind in ("uprobe", "uretprobe", "usdt"):

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Optional
 
 from . import ir
-from .attach import KPROBE_ALTERNATIVES, check_kprobes, kprobe_alternative
+from .attach import KPROBE_ALTERNATIVES, AttachResolver, check_kprobes, kprobe_alternative
 from .typeinfo import (
     SKB_HEADERS, UAPI_HEADERS, BtfTypes, DeclTypes, FuncSig, MemberInfo, TypeInfo, default_format,
     format_field_type,
@@ -42,7 +42,6 @@ from .typeinfo import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kernel import Kernel
-    from .attach import AttachResolver
 
 # names importable from here before the resolvers were split (issue 15)
 __all__ = [

@@ -238,7 +238,6 @@ class ExprResolver(AttachResolver):
             raise self.err(TypeCheckError, f"'{op}' needs a number, but {show(x)} is {x.type}", x.span)
 
 
-
 def show(e: ir.Expr) -> str:
     """Short source-like text of an expression, for messages."""
     if isinstance(e, ir.Arg):

@@ -369,8 +369,6 @@ class LineResolver(ExprResolver):
             raise self.err(TypeCheckError, f"strings compare with == != or ~, not {e.op}", e.span)
 
 
-
-
 _LOGIC_CMP = ("&&", "||", "==", "!=", "<", "<=", ">", ">=", "~")
 
 
