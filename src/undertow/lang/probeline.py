@@ -223,8 +223,9 @@ class _ExprParser:
         self.toks = _Lexer(src, start, end, origin).tokens()
         self.i = 0
         self.depth = 0
-        #: output prefixes written before a fetch (``S%0``, ``X@(struct iphdr *)...``): id of the node -> fmt
-        self.prefixes: Dict[int, str] = {}
+        #: output prefixes written before a fetch (``S%0``, ``X@(struct iphdr *)...``):
+        #: id of the node -> (the node, kept alive so its id stays its own; the fmt)
+        self.prefixes: Dict[int, Tuple[ir.Expr, str]] = {}
 
     # -- helpers
     @property
@@ -350,7 +351,7 @@ class _ExprParser:
                 inner = self.unary()
                 if id(inner) in self.prefixes:
                     raise self.error("two output prefixes", t, "use one of S (signed), U (unsigned), X (hex)")
-                self.prefixes[id(inner)] = _VALUE_PREFIXES[t.text]
+                self.prefixes[id(inner)] = (inner, _VALUE_PREFIXES[t.text])
                 return inner
         return self.postfix(self.primary())
 
@@ -751,7 +752,8 @@ def _parse_probe(src: str, start: int, end: int, origin: str) -> ir.Probe:
             raise _perr(f"field {name!r} defined twice", src, (name_span or Span(wa, wb)).start,
                         (name_span or Span(wa, wb)).end, origin, "give each field its own name: NAME=EXPR")
         seen[name] = True
-        fmt = field_name_format(name) or parser.prefixes.get(id(expr))
+        prefix = parser.prefixes.get(id(expr))
+        fmt = field_name_format(name) or (prefix[1] if prefix else None)
         ef = ir.EmitField(name, expr, fmt, Span(wa, wb))
         ef.explicit_fmt = fmt is not None
         ef.name_span = name_span
