@@ -15,7 +15,6 @@ import types
 import pytest
 
 from undertow import cli
-from undertow.dclass import fields
 from undertow.errors import UsageError
 from undertow.lang import ir
 from undertow.lang.bt import parse_program, quote_string
@@ -44,14 +43,10 @@ def _nodes(obj):
     elif isinstance(obj, (list, tuple)):
         for x in obj:
             yield from _nodes(x)
-    elif obj is not None and not isinstance(obj, (str, bytes, int, float, bool, dict)):
-        try:
-            fs = fields(obj)
-        except TypeError:
-            return
-        for f in fs:
-            if f.name not in ("span", "type"):
-                yield from _nodes(getattr(obj, f.name, None))
+    elif isinstance(obj, ir.Node):
+        for name in ir.slot_names(type(obj)):
+            if name not in ("span", "type"):
+                yield from _nodes(getattr(obj, name, None))
 
 
 def _strings(obj):

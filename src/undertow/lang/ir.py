@@ -14,10 +14,7 @@ check, an unsupported node, a verifier rejection — points at that text.
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import Span
 from .types import Ty
@@ -31,19 +28,65 @@ MAX_EXPR_DEPTH = 64
 #: How deeply blocks may nest (``if``/``else if``/``while``/``unroll`` bodies).
 MAX_BLOCK_DEPTH = 64
 
+# --------------------------------------------------------------------------- nodes
+
+# Every node class is a plain class with ``__slots__`` and an ``__init__`` taking its
+# fields in order (``Const(5)``, ``Member(base, "sk")``): a compiling run builds its IR
+# before the first event, and the standard library's dataclasses cost ~0.3-0.6 ms to
+# define each class. ``__slots__`` also lists every attribute a pass may set
+# (``Member.name_span``, ``AttachPoint.multi``...: None until then). Nodes compare by
+# identity.
+
+_SLOTS: Dict[type, Tuple[str, ...]] = {}
+
+
+def slot_names(cls: type) -> Tuple[str, ...]:
+    """Every attribute of IR class ``cls``: its bases' ``__slots__``, then its own."""
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(n for c in reversed(cls.__mro__) for n in c.__dict__.get("__slots__", ()))
+    return names
+
+
+class Node:
+    """Base of every IR class. Pickled (the program cache, ``copy.copy``) as the dict of
+    the attributes that are set: one level of the pickler's recursion per node, as for
+    a ``__dict__``. The default for slots, a ``(None, dict)`` pair, adds a level: the
+    deepest program the parsers accept (:data:`MAX_EXPR_DEPTH` in
+    :data:`MAX_BLOCK_DEPTH`) then needed a recursion limit of 793 instead of 662."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = {}
+        for name in slot_names(type(self)):
+            v = getattr(self, name, _UNSET)
+            if v is not _UNSET:
+                state[name] = v
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        for name, v in state.items():
+            setattr(self, name, v)
+
+
+_UNSET: Any = object()
+
 # --------------------------------------------------------------------------- expressions
 
 
-class Expr:
+class Expr(Node):
     """Base of expressions.
 
     ``span`` (where in the user's text) and ``type`` (filled by the resolve pass)
-    are plain attributes rather than dataclass fields, so subclasses can be built
-    positionally (``Const(5)``) on Python 3.9; set the span with :meth:`at`.
+    are not constructor parameters: every ``__init__`` sets them to ``None``; set
+    the span with :meth:`at`.
     """
 
-    span: Optional[Span] = None
-    type: Optional[Ty] = None
+    __slots__ = ("span", "type")
+
+    span: Optional[Span]
+    type: Optional[Ty]
 
     def at(self, span: Optional[Span]) -> "Expr":
         """Set the span and return self (``Member(b, "x").at(span)``)."""
@@ -98,19 +141,26 @@ def too_deep(e: Expr, limit: int = MAX_EXPR_DEPTH) -> Optional[Expr]:
     return None
 
 
-def _expr(cls):  # type: ignore[no-untyped-def]
-    """Dataclass decorator for Expr subclasses: identity equality, keyword-friendly."""
-    return dataclass(eq=False)(cls)
+def _zero(e: Optional[Expr]) -> Expr:
+    """``e``, or a fresh ``Const(0)`` for a sub-expression left out (``Unary("-")``)."""
+    return Const(0) if e is None else e
 
 
-@_expr
 class Const(Expr):
-    """An integer or string literal."""
+    """An integer or string literal.
 
-    value: Union[int, str, bytes] = 0
+    ``cookie_name`` (bpftrace resolve): ``"probe"``/``"func"`` when the string is that
+    builtin's text, which a merged wildcard probe reads per attach point instead (else None).
+    """
+
+    __slots__ = ("value", "cookie_name")
+
+    def __init__(self, value: Union[int, str, bytes] = 0) -> None:
+        self.value = value
+        self.cookie_name: Optional[str] = None
+        self.span = self.type = None
 
 
-@_expr
 class Builtin(Expr):
     """A value the kernel knows about the current task or probe.
 
@@ -118,123 +168,168 @@ class Builtin(Expr):
     func probe username cpid retval(-> use :class:`Retval`) stack (surftrace ``$stack``).
     """
 
-    name: str = ""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.span = self.type = None
 
 
-@_expr
 class Arg(Expr):
     """A function argument (kprobe/uprobe/fentry): by position, by BTF name, or both once resolved."""
 
-    index: Optional[int] = None
-    name: Optional[str] = None
+    __slots__ = ("index", "name")
+
+    def __init__(self, index: Optional[int] = None, name: Optional[str] = None) -> None:
+        self.index = index
+        self.name = name
+        self.span = self.type = None
 
 
-@_expr
 class Field(Expr):
     """A tracepoint field (``args->filename``, ``args.filename``, probe-line ``filename``).
 
-    After resolve, ``fmt_field`` holds the :class:`undertow.kernel.formats.Field`.
+    After resolve, ``fmt_field`` holds the :class:`undertow.kernel.formats.Field`. In a
+    probe line's filter, ``defined`` is the :class:`EmitField` of the line a name refers to.
     """
 
-    name: str = ""
-    fmt_field: Any = None
+    __slots__ = ("name", "fmt_field", "defined")
+
+    def __init__(self, name: str = "", fmt_field: Any = None) -> None:
+        self.name = name
+        self.fmt_field = fmt_field
+        self.defined: Optional[EmitField] = None
+        self.span = self.type = None
 
 
-@_expr
 class Register(Expr):
     """A CPU register by its ftrace name without ``%`` (``di``, ``ax``, ``x0``)."""
 
-    name: str = ""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.span = self.type = None
 
 
-@_expr
 class Retval(Expr):
     """The return value at a return probe (``$retval``, bpftrace ``retval``)."""
 
+    __slots__ = ()
 
-@_expr
+    def __init__(self) -> None:
+        self.span = self.type = None
+
+
 class Symbol(Expr):
     """The address of a kernel symbol (surftrace ``@symbol``), resolved from kallsyms/BTF VAR."""
 
-    name: str = ""
-    address: Optional[int] = None
+    __slots__ = ("name", "address")
+
+    def __init__(self, name: str = "", address: Optional[int] = None) -> None:
+        self.name = name
+        self.address = address
+        self.span = self.type = None
 
 
-@_expr
 class Member(Expr):
     """``base->name`` (``arrow``) or ``base.name``.
 
     Resolve fills ``offset`` (bytes from the start of the record), and for
     bitfields ``bit_offset``/``bit_size`` (bit offset within the loaded unit).
     ``path`` lists the member names crossed (anonymous members included).
+    ``name_span`` (probe lines) is where the member's name is written.
     """
 
-    base: Expr = field(default_factory=lambda: Const(0))
-    name: str = ""
-    arrow: bool = True
-    offset: Optional[int] = None
-    bit_offset: Optional[int] = None
-    bit_size: Optional[int] = None
-    path: Tuple[str, ...] = ()
+    __slots__ = ("base", "name", "arrow", "offset", "bit_offset", "bit_size", "path", "name_span")
+
+    def __init__(self, base: Optional[Expr] = None, name: str = "", arrow: bool = True,
+                 offset: Optional[int] = None, bit_offset: Optional[int] = None,
+                 bit_size: Optional[int] = None, path: Tuple[str, ...] = ()) -> None:
+        self.base = _zero(base)
+        self.name = name
+        self.arrow = arrow
+        self.offset = offset
+        self.bit_offset = bit_offset
+        self.bit_size = bit_size
+        self.path = path
+        self.name_span: Optional[Span] = None
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.base,)
 
 
-@_expr
 class Index(Expr):
     """``base[index]`` on an array or a pointer."""
 
-    base: Expr = field(default_factory=lambda: Const(0))
-    index: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("base", "index")
+
+    def __init__(self, base: Optional[Expr] = None, index: Optional[Expr] = None) -> None:
+        self.base = _zero(base)
+        self.index = _zero(index)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.base, self.index)
 
 
-@_expr
 class Cast(Expr):
-    """``(TYPE)expr``. ``type_text`` as written; resolve puts the type in ``.type``."""
+    """``(TYPE)expr``. ``type_text`` as written; resolve puts the type in ``.type``.
+    ``type_span`` (probe lines) is where the type is written."""
 
-    type_text: str = ""
-    expr: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("type_text", "expr", "type_span")
+
+    def __init__(self, type_text: str = "", expr: Optional[Expr] = None) -> None:
+        self.type_text = type_text
+        self.expr = _zero(expr)
+        self.type_span: Optional[Span] = None
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.expr,)
 
 
-@_expr
 class Deref(Expr):
     """``*expr``."""
 
-    expr: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Optional[Expr] = None) -> None:
+        self.expr = _zero(expr)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.expr,)
 
 
-@_expr
 class SkbHeader(Expr):
     """A protocol header inside an ``struct sk_buff`` (surftrace ``@(struct iphdr *)l3%0``).
 
     ``layer`` is ``"l2"``, ``"l3"`` or ``"l4"``; the header is located from
     ``skb->head`` plus ``mac_header``/``network_header``/``transport_header``
     (never assumed fixed-size). ``type_text`` names the header struct; the value
-    is a kernel pointer to it.
+    is a kernel pointer to it. ``marker`` is the layer marker as written
+    (``l2``/``l3``/``l4``; None when omitted): surftrace's marker says where
+    skb->data points; resolve sets ``layer`` from the header type. ``type_span``
+    (probe lines) is where the type is written.
     """
 
-    skb: Expr = field(default_factory=lambda: Const(0))
-    layer: str = "l3"
-    type_text: str = ""
-    #: the layer marker as written (``l2``/``l3``/``l4``; None when omitted). surftrace's
-    #: marker says where skb->data points; resolve sets ``layer`` from the header type.
-    marker: Optional[str] = None
+    __slots__ = ("skb", "layer", "type_text", "marker", "type_span")
+
+    def __init__(self, skb: Optional[Expr] = None, layer: str = "l3", type_text: str = "",
+                 marker: Optional[str] = None) -> None:
+        self.skb = _zero(skb)
+        self.layer = layer
+        self.type_text = type_text
+        self.marker = marker
+        self.type_span: Optional[Span] = None
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.skb,)
 
 
-@_expr
 class Payload(Expr):
     """Bytes after a protocol header, viewed as an array (surftrace ``cdata/sdata/ldata/qdata[i]``).
 
@@ -243,32 +338,42 @@ class Payload(Expr):
     (IPv4 IHL, TCP doff) when the header type says so.
     """
 
-    header: Expr = field(default_factory=lambda: Const(0))
-    elem_size: int = 1
-    index: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("header", "elem_size", "index")
+
+    def __init__(self, header: Optional[Expr] = None, elem_size: int = 1, index: Optional[Expr] = None) -> None:
+        self.header = _zero(header)
+        self.elem_size = elem_size
+        self.index = _zero(index)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.header, self.index)
 
 
-@_expr
 class Unary(Expr):
     """``op`` in ``- ! ~``."""
 
-    op: str = "-"
-    expr: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("op", "expr")
+
+    def __init__(self, op: str = "-", expr: Optional[Expr] = None) -> None:
+        self.op = op
+        self.expr = _zero(expr)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.expr,)
 
 
-@_expr
 class Binary(Expr):
     """``op`` in ``+ - * / % & | ^ << >> == != < <= > >= && ||`` (and ``~`` glob match for ftrace strings)."""
 
-    op: str = "=="
-    left: Expr = field(default_factory=lambda: Const(0))
-    right: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("op", "left", "right")
+
+    def __init__(self, op: str = "==", left: Optional[Expr] = None, right: Optional[Expr] = None) -> None:
+        self.op = op
+        self.left = _zero(left)
+        self.right = _zero(right)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.left, self.right)
@@ -302,55 +407,76 @@ def balanced(op: str, operands: Sequence[Expr], run: int = 8) -> Expr:
     return tree(runs)
 
 
-@_expr
 class Ternary(Expr):
-    cond: Expr = field(default_factory=lambda: Const(0))
-    then: Expr = field(default_factory=lambda: Const(0))
-    other: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("cond", "then", "other")
+
+    def __init__(self, cond: Optional[Expr] = None, then: Optional[Expr] = None,
+                 other: Optional[Expr] = None) -> None:
+        self.cond = _zero(cond)
+        self.then = _zero(then)
+        self.other = _zero(other)
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.cond, self.then, self.other)
 
 
-@_expr
 class Call(Expr):
     """A function: str buf ntop ksym usym kaddr uaddr join sizeof offsetof cat strftime time ..."""
 
-    name: str = ""
-    args: List[Expr] = field(default_factory=list)
+    __slots__ = ("name", "args")
+
+    def __init__(self, name: str = "", args: Optional[List[Expr]] = None) -> None:
+        self.name = name
+        self.args = [] if args is None else args
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return tuple(self.args)
 
 
-@_expr
 class Var(Expr):
     """A scratch variable ``$name`` (per probe invocation)."""
 
-    name: str = ""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.span = self.type = None
 
 
-@_expr
 class Positional(Expr):
     """``$1``.. and ``$#`` (bpftrace); substituted by the front end when known."""
 
-    index: int = 0
+    __slots__ = ("index",)
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+        self.span = self.type = None
 
 
-@_expr
 class MapRead(Expr):
-    """``@map[key]`` read (missing key reads as zero)."""
+    """``@map[key]`` read (missing key reads as zero). ``_bare`` (bpftrace parser): written
+    without ``[...]``, so ``print(@m)`` prints the whole map."""
 
-    map: str = ""
-    key: List[Expr] = field(default_factory=list)
+    __slots__ = ("map", "key", "_bare")
+
+    def __init__(self, map: str = "", key: Optional[List[Expr]] = None) -> None:
+        self.map = map
+        self.key = [] if key is None else key
+        self._bare = False
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return tuple(self.key)
 
 
-@_expr
 class TupleExpr(Expr):
-    elems: List[Expr] = field(default_factory=list)
+    __slots__ = ("elems",)
+
+    def __init__(self, elems: Optional[List[Expr]] = None) -> None:
+        self.elems = [] if elems is None else elems
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return tuple(self.elems)
@@ -359,10 +485,12 @@ class TupleExpr(Expr):
 # --------------------------------------------------------------------------- actions
 
 
-class Action:
-    """Base of actions; ``span`` is a plain attribute like :attr:`Expr.span`."""
+class Action(Node):
+    """Base of actions; ``span`` is set to ``None`` by every ``__init__``, like :attr:`Expr.span`."""
 
-    span: Optional[Span] = None
+    __slots__ = ("span",)
+
+    span: Optional[Span]
 
     def at(self, span: Optional[Span]) -> "Action":
         self.span = span
@@ -372,55 +500,71 @@ class Action:
         return ()
 
 
-@dataclass(eq=False)
-class EmitField:
+class EmitField(Node):
     """One named output field. ``fmt`` overrides how the value is shown.
 
     ``fmt``: ``None`` (from the type), ``"x"`` hex, ``"u"`` unsigned, ``"s"``
     signed, ``"str"`` string, ``"ustr"`` user string, ``"ipv4"``, ``"ipv6"``,
     ``"b16"``/``"b32"``/``"b64"`` (byte-swapped decimal), ``"B16"``/``"B32"``/``"B64"``
-    (byte-swapped hex), ``"sym"`` (kernel symbol), ``"enum"``.
+    (byte-swapped hex), ``"sym"`` (kernel symbol), ``"enum"``. Probe lines also set
+    ``explicit_fmt`` (the line chose ``fmt``) and ``name_span`` (where ``NAME=`` is).
     """
 
-    name: str
-    expr: Expr
-    fmt: Optional[str] = None
-    span: Optional[Span] = None
+    __slots__ = ("name", "expr", "fmt", "span", "explicit_fmt", "name_span")
+
+    def __init__(self, name: str, expr: Expr, fmt: Optional[str] = None, span: Optional[Span] = None) -> None:
+        self.name = name
+        self.expr = expr
+        self.fmt = fmt
+        self.span = span
+        self.explicit_fmt = False
+        self.name_span: Optional[Span] = None
 
 
-@dataclass(eq=False)
 class Emit(Action):
-    """Send a record with these fields (plus the standard header: ts cpu pid tid comm)."""
+    """Send a record with these fields (plus the standard header: ts cpu pid tid comm).
+    ``stack``: a kernel stack (surftrace -s / $stack); ``ustack``: a user stack."""
 
-    fields: List[EmitField] = field(default_factory=list)
-    stack: bool = False  # kernel stack (surftrace -s / $stack)
-    ustack: bool = False
+    __slots__ = ("fields", "stack", "ustack")
+
+    def __init__(self, fields: Optional[List[EmitField]] = None, stack: bool = False, ustack: bool = False) -> None:
+        self.fields = [] if fields is None else fields
+        self.stack = stack
+        self.ustack = ustack
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return [f.expr for f in self.fields]
 
 
-@dataclass(eq=False)
 class Printf(Action):
-    fmt: str = ""
-    args: List[Expr] = field(default_factory=list)
+    __slots__ = ("fmt", "args")
+
+    def __init__(self, fmt: str = "", args: Optional[List[Expr]] = None) -> None:
+        self.fmt = fmt
+        self.args = [] if args is None else args
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return self.args
 
 
-@dataclass(eq=False)
 class MapUpdate(Action):
     """``@map[key] = agg(value)``: agg in count sum min max avg stats hist lhist; ``assign`` for plain ``=``.
 
     ``agg_args`` hold extra constant arguments (lhist min, max, step).
     """
 
-    map: str = ""
-    key: List[Expr] = field(default_factory=list)
-    agg: str = "count"
-    value: Optional[Expr] = None
-    agg_args: List[Expr] = field(default_factory=list)
+    __slots__ = ("map", "key", "agg", "value", "agg_args")
+
+    def __init__(self, map: str = "", key: Optional[List[Expr]] = None, agg: str = "count",
+                 value: Optional[Expr] = None, agg_args: Optional[List[Expr]] = None) -> None:
+        self.map = map
+        self.key = [] if key is None else key
+        self.agg = agg
+        self.value = value
+        self.agg_args = [] if agg_args is None else agg_args
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         out = list(self.key)
@@ -429,72 +573,94 @@ class MapUpdate(Action):
         return out + list(self.agg_args)
 
 
-@dataclass(eq=False)
 class Assign(Action):
     """``$var = expr``."""
 
-    var: str = ""
-    value: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("var", "value")
+
+    def __init__(self, var: str = "", value: Optional[Expr] = None) -> None:
+        self.var = var
+        self.value = _zero(value)
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return (self.value,)
 
 
-@dataclass(eq=False)
 class If(Action):
-    cond: Expr = field(default_factory=lambda: Const(0))
-    then: List[Action] = field(default_factory=list)
-    other: List[Action] = field(default_factory=list)
+    __slots__ = ("cond", "then", "other")
+
+    def __init__(self, cond: Optional[Expr] = None, then: Optional[List[Action]] = None,
+                 other: Optional[List[Action]] = None) -> None:
+        self.cond = _zero(cond)
+        self.then = [] if then is None else then
+        self.other = [] if other is None else other
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return (self.cond,)
 
 
-@dataclass(eq=False)
 class While(Action):
     """A bounded loop (``unroll(n)`` has ``bound`` = n and ``cond`` None)."""
 
-    cond: Optional[Expr] = None
-    body: List[Action] = field(default_factory=list)
-    bound: int = 0
+    __slots__ = ("cond", "body", "bound")
+
+    def __init__(self, cond: Optional[Expr] = None, body: Optional[List[Action]] = None, bound: int = 0) -> None:
+        self.cond = cond
+        self.body = [] if body is None else body
+        self.bound = bound
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return (self.cond,) if self.cond is not None else ()
 
 
-@dataclass(eq=False)
 class MapOp(Action):
     """``op`` in print clear zero delete on ``@map`` (``key`` for delete, ``args`` for print limits)."""
 
-    op: str = "print"
-    map: str = ""
-    key: List[Expr] = field(default_factory=list)
-    args: List[Expr] = field(default_factory=list)
+    __slots__ = ("op", "map", "key", "args")
+
+    def __init__(self, op: str = "print", map: str = "", key: Optional[List[Expr]] = None,
+                 args: Optional[List[Expr]] = None) -> None:
+        self.op = op
+        self.map = map
+        self.key = [] if key is None else key
+        self.args = [] if args is None else args
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return tuple(self.key) + tuple(self.args)
 
 
-@dataclass(eq=False)
 class PrintValue(Action):
     """``print(expr)`` of a non-map value."""
 
-    value: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("value",)
+
+    def __init__(self, value: Optional[Expr] = None) -> None:
+        self.value = _zero(value)
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return (self.value,)
 
 
-@dataclass(eq=False)
 class Exit(Action):
-    pass
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.span = None
 
 
-@dataclass(eq=False)
 class ExprStmt(Action):
     """A call evaluated for its effect (``signal()``, ``system()``, ``cat()``)."""
 
-    expr: Expr = field(default_factory=lambda: Const(0))
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Optional[Expr] = None) -> None:
+        self.expr = _zero(expr)
+        self.span = None
 
     def exprs(self) -> Sequence[Expr]:
         return (self.expr,)
@@ -509,8 +675,7 @@ PROBE_KINDS = (
 )
 
 
-@dataclass(eq=False)
-class AttachPoint:
+class AttachPoint(Node):
     """Where a probe attaches.
 
     ``kind`` is one of :data:`PROBE_KINDS`. ``target``: a kernel symbol
@@ -519,17 +684,29 @@ class AttachPoint:
     (profile ``hz:99``, interval ``s:1``). ``path`` is the resolved file for
     uprobes (``obj`` as the user wrote it). ``wildcard`` is true when ``target``
     still holds ``*``/``?`` (expanded by resolve into several probes).
+
+    The bpftrace resolver may set ``nargs`` (fentry/fexit/tp_btf: the arguments
+    before fexit's return value) and ``multi`` (a merged wildcard:
+    ``[(target, file offset), ...]`` on one multi link); else they are None.
     """
 
-    kind: str
-    target: str = ""
-    offset: int = 0
-    path: str = ""
-    obj: str = ""
-    pid: Optional[int] = None
-    wildcard: bool = False
-    file_offset: Optional[int] = None
-    span: Optional[Span] = None
+    __slots__ = ("kind", "target", "offset", "path", "obj", "pid", "wildcard", "file_offset", "span",
+                 "nargs", "multi")
+
+    def __init__(self, kind: str, target: str = "", offset: int = 0, path: str = "", obj: str = "",
+                 pid: Optional[int] = None, wildcard: bool = False, file_offset: Optional[int] = None,
+                 span: Optional[Span] = None) -> None:
+        self.kind = kind
+        self.target = target
+        self.offset = offset
+        self.path = path
+        self.obj = obj
+        self.pid = pid
+        self.wildcard = wildcard
+        self.file_offset = file_offset
+        self.span = span
+        self.nargs: Optional[int] = None
+        self.multi: Optional[List[Tuple[str, int]]] = None
 
     def describe(self) -> str:
         if self.kind in ("uprobe", "uretprobe", "usdt"):
@@ -541,8 +718,7 @@ class AttachPoint:
         return f"{self.kind}:{t}" if t else self.kind
 
 
-@dataclass(eq=False)
-class Probe:
+class Probe(Node):
     """One probe: attach points, an optional filter, and actions.
 
     ``name`` is the probe's display name (surftrace's event name, bpftrace's
@@ -550,13 +726,18 @@ class Probe:
     any node's span can be rendered with a caret.
     """
 
-    attach: List[AttachPoint] = field(default_factory=list)
-    filter: Optional[Expr] = None
-    actions: List[Action] = field(default_factory=list)
-    name: str = ""
-    span: Optional[Span] = None
-    source: str = ""
-    origin: str = "<input>"
+    __slots__ = ("attach", "filter", "actions", "name", "span", "source", "origin")
+
+    def __init__(self, attach: Optional[List[AttachPoint]] = None, filter: Optional[Expr] = None,
+                 actions: Optional[List[Action]] = None, name: str = "", span: Optional[Span] = None,
+                 source: str = "", origin: str = "<input>") -> None:
+        self.attach = [] if attach is None else attach
+        self.filter = filter
+        self.actions = [] if actions is None else actions
+        self.name = name
+        self.span = span
+        self.source = source
+        self.origin = origin
 
     def exprs(self) -> Iterator[Expr]:
         """Every expression in the filter and the actions (recursively through blocks)."""
@@ -576,33 +757,41 @@ def _action_exprs(actions: Sequence[Action]) -> Iterator[Expr]:
             yield from _action_exprs(a.body)
 
 
-@dataclass(eq=False)
-class MapDecl:
+class MapDecl(Node):
     """A map, declared or inferred from use: key types and the aggregation it holds."""
 
-    name: str
-    key_types: Tuple[Ty, ...] = ()
-    agg: str = "count"
-    value_type: Optional[Ty] = None
-    agg_args: Tuple[int, ...] = ()
+    __slots__ = ("name", "key_types", "agg", "value_type", "agg_args")
+
+    def __init__(self, name: str, key_types: Tuple[Ty, ...] = (), agg: str = "count",
+                 value_type: Optional[Ty] = None, agg_args: Tuple[int, ...] = ()) -> None:
+        self.name = name
+        self.key_types = key_types
+        self.agg = agg
+        self.value_type = value_type
+        self.agg_args = agg_args
 
 
-@dataclass(eq=False)
-class Program:
+class Program(Node):
     """A whole tracing program.
 
     ``settings`` holds knobs the user or front end set: ``strlen`` (string
     length, default 64), ``stack`` (kernel stacks on every emit), ``pid``
     (trace only this process), ``exclude_self`` (default True), buffer sizes.
+    ``warnings``: non-fatal diagnostics from the resolve pass
+    (:class:`undertow.errors.SourceError`).
     """
 
-    probes: List[Probe] = field(default_factory=list)
-    maps: Dict[str, MapDecl] = field(default_factory=dict)
-    settings: Dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-    origin: str = "<input>"
-    #: Non-fatal diagnostics from the resolve pass (:class:`undertow.errors.SourceError`).
-    warnings: List[Any] = field(default_factory=list)
+    __slots__ = ("probes", "maps", "settings", "source", "origin", "warnings")
+
+    def __init__(self, probes: Optional[List[Probe]] = None, maps: Optional[Dict[str, MapDecl]] = None,
+                 settings: Optional[Dict[str, Any]] = None, source: str = "", origin: str = "<input>",
+                 warnings: Optional[List[Any]] = None) -> None:
+        self.probes = [] if probes is None else probes
+        self.maps = {} if maps is None else maps
+        self.settings = {} if settings is None else settings
+        self.source = source
+        self.origin = origin
+        self.warnings = [] if warnings is None else warnings
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
@@ -615,7 +804,6 @@ class Program:
 # so backends meet no new node for them.
 
 
-@_expr
 class Ident(Expr):
     """A bare C identifier in an expression: an enum constant (``TCP_CLOSE``) or a macro.
 
@@ -624,43 +812,65 @@ class Ident(Expr):
     left is looked up by resolve among BTF ``BTF_KIND_ENUM``/``ENUM64`` values.
     """
 
-    name: str = ""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.span = self.type = None
 
 
-@_expr
 class TypeName(Expr):
     """A type written where a value is expected: ``sizeof(struct sock)``, ``offsetof(struct x, f)``.
 
     ``type_text`` as written (``struct sock``, ``uint32``, ``struct foo *``).
     """
 
-    type_text: str = ""
+    __slots__ = ("type_text",)
+
+    def __init__(self, type_text: str = "") -> None:
+        self.type_text = type_text
+        self.span = self.type = None
 
 
-@_expr
 class TupleIndex(Expr):
     """``tuple.N`` (bpftrace ``$t.1``): the N-th element of a tuple value."""
 
-    base: Expr = field(default_factory=lambda: Const(0))
-    index: int = 0
+    __slots__ = ("base", "index")
+
+    def __init__(self, base: Optional[Expr] = None, index: int = 0) -> None:
+        self.base = _zero(base)
+        self.index = index
+        self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
         return (self.base,)
 
 
-@dataclass(eq=False)
 class Return(Action):
     """``return``: end this probe's run early (bpftrace), unlike :class:`Exit`."""
 
+    __slots__ = ()
 
-@dataclass(eq=False)
+    def __init__(self) -> None:
+        self.span = None
+
+
 class Break(Action):
     """``break`` inside a ``while`` loop."""
 
+    __slots__ = ()
 
-@dataclass(eq=False)
+    def __init__(self) -> None:
+        self.span = None
+
+
 class Continue(Action):
     """``continue`` inside a ``while`` loop."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.span = None
 
 
 # --------------------------------------------------------------------------- copies
@@ -684,17 +894,20 @@ def _clone(x: Any, memo: Dict[int, Any]) -> Any:
         got = memo.get(id(x))
         if got is not None:
             return got
-        new = object.__new__(type(x))
+        cls = type(x)
+        new = object.__new__(cls)
         memo[id(x)] = new
-        d = new.__dict__
-        for k, v in x.__dict__.items():
+        for k in slot_names(cls):
+            v = getattr(x, k, _UNSET)
+            if v is _UNSET:
+                continue
             if isinstance(v, list):
                 out = []
                 for i in v:
                     out.append(_clone(i, memo))
-                d[k] = out
+                setattr(new, k, out)
             else:
-                d[k] = _clone(v, memo)
+                setattr(new, k, _clone(v, memo))
         return new
     if isinstance(x, list):
         out = []

@@ -11,9 +11,7 @@ plain text; otherwise the conversion may be empty, so that a caller can report i
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 __all__ = ["conversions"]
 

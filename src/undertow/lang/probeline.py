@@ -34,10 +34,7 @@ by :mod:`undertow.lang.resolve`.
 from __future__ import annotations
 
 import re
-from undertow.dclass import dataclass
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean
 from . import ir
@@ -76,13 +73,15 @@ def field_name_format(name: str) -> Optional[str]:
 # --------------------------------------------------------------------------- lexer
 
 
-@dataclass
 class Tok:
-    kind: str  # ident num ip str pct dollar op end
-    text: str
-    start: int
-    end: int
-    value: object = None
+    __slots__ = ("kind", "text", "start", "end", "value")
+
+    def __init__(self, kind: str, text: str, start: int, end: int, value: object = None) -> None:
+        self.kind = kind  # ident num ip str pct dollar op end
+        self.text = text
+        self.start = start
+        self.end = end
+        self.value = value
 
     @property
     def span(self) -> Span:
@@ -224,6 +223,9 @@ class _ExprParser:
         self.toks = _Lexer(src, start, end, origin).tokens()
         self.i = 0
         self.depth = 0
+        #: output prefixes written before a fetch (``S%0``, ``X@(struct iphdr *)...``):
+        #: id of the node -> (the node, kept alive so its id stays its own; the fmt)
+        self.prefixes: Dict[int, Tuple[ir.Expr, str]] = {}
 
     # -- helpers
     @property
@@ -347,11 +349,9 @@ class _ExprParser:
             if nxt.start == t.end and (nxt.kind in ("pct", "dollar") or (nxt.kind == "op" and nxt.text in ("@", "("))):
                 self.take()
                 inner = self.unary()
-                inner_fmt = getattr(inner, "_prefix_fmt", None)
-                if inner_fmt:
+                if id(inner) in self.prefixes:
                     raise self.error("two output prefixes", t, "use one of S (signed), U (unsigned), X (hex)")
-                inner._prefix_fmt = _VALUE_PREFIXES[t.text]  # type: ignore[attr-defined]
-                inner._prefix_span = t.span  # type: ignore[attr-defined]
+                self.prefixes[id(inner)] = (inner, _VALUE_PREFIXES[t.text])
                 return inner
         return self.postfix(self.primary())
 
@@ -374,7 +374,7 @@ class _ExprParser:
                     e = ir.Payload(e, PAYLOAD_VIEWS[name.text], idx).at(self._span_from(start))
                     continue
                 m = ir.Member(e, name.text, arrow=(t.text == "->"))
-                m.name_span = name.span  # type: ignore[attr-defined]
+                m.name_span = name.span
                 e = m.at(self._span_from(start))
             elif t.kind == "op" and t.text == "[":
                 self.take()
@@ -482,7 +482,7 @@ class _ExprParser:
                 raise self.error("expected the sk_buff after the header type, e.g. @(struct iphdr *)l3%0", self.tok)
             skb = self.nested(self.primary)
             hdr = ir.SkbHeader(skb, marker or "l3", type_text, marker)
-            hdr.type_span = Span(t.start, close.end)  # type: ignore[attr-defined]
+            hdr.type_span = Span(t.start, close.end)
             return hdr.at(Span(at.start, skb.span.end if skb.span else close.end))
         raise self.error("expected a symbol name or a header type after '@'", t,
                          "@jiffies reads a kernel symbol; @(struct iphdr *)l3%0 a header of an skb")
@@ -530,7 +530,7 @@ class _ExprParser:
         # surftrace: the cast applies to the operand right after it; members follow
         inner = self.nested(self.primary) if not (nxt.kind == "op" and nxt.text == "*") else self.unary()
         c = ir.Cast(type_text, inner)
-        c.type_span = Span(open_tok.start, close.end)  # type: ignore[attr-defined]
+        c.type_span = Span(open_tok.start, close.end)
         return c.at(Span(open_tok.start, inner.span.end if inner.span else close.end))
 
     @staticmethod
@@ -737,7 +737,8 @@ def _parse_probe(src: str, start: int, end: int, origin: str) -> ir.Probe:
         else:
             name = ""
             ea = wa
-        expr = _ExprParser(src, ea, wb, origin, names_are).parse_all()
+        parser = _ExprParser(src, ea, wb, origin, names_are)
+        expr = parser.parse_all()
         if isinstance(expr, ir.Builtin) and expr.name == "stack":
             emit.stack = True
             continue
@@ -751,10 +752,11 @@ def _parse_probe(src: str, start: int, end: int, origin: str) -> ir.Probe:
             raise _perr(f"field {name!r} defined twice", src, (name_span or Span(wa, wb)).start,
                         (name_span or Span(wa, wb)).end, origin, "give each field its own name: NAME=EXPR")
         seen[name] = True
-        fmt = field_name_format(name) or getattr(expr, "_prefix_fmt", None)
+        prefix = parser.prefixes.get(id(expr))
+        fmt = field_name_format(name) or (prefix[1] if prefix else None)
         ef = ir.EmitField(name, expr, fmt, Span(wa, wb))
-        ef.explicit_fmt = fmt is not None  # type: ignore[attr-defined]
-        ef.name_span = name_span  # type: ignore[attr-defined]
+        ef.explicit_fmt = fmt is not None
+        ef.name_span = name_span
         emit.fields.append(ef)
     emit.span = Span(start, end)
     probe = ir.Probe(attach=[ap], filter=filt, actions=[emit], span=Span(words[0][0], words[-1][1]),

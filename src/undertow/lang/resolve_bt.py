@@ -1,7 +1,8 @@
 """Resolve programs written in the bpftrace language (``lang/bt/``).
 
-The probe-line resolver (:mod:`undertow.lang.resolve`) knows kernel types,
-tracepoint formats, uprobe offsets and the type check; bpftrace programs add
+The shared base (:mod:`undertow.lang.typeinfo`, :mod:`undertow.lang.attach`,
+:mod:`undertow.lang.resolve_expr`) knows kernel types, tracepoint formats, uprobe
+offsets and the type check of members, casts and indexes; bpftrace programs add
 scratch variables, maps, control flow, many builtins and functions, and
 bpftrace's own typing rules:
 
@@ -23,13 +24,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
-from .resolve import DeclTypes, FuncSig, TypeInfo, _Layered, _Resolver, _show, check_kprobes
+from .attach import check_kprobes
+from .resolve_expr import ExprResolver, show
+from .typeinfo import DeclTypes, FuncSig, LayeredTypes, TypeInfo
 from .types import (
     COMM, INET, S64, U8, U16, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
     StrTy, TupleTy, Ty, VoidTy,
@@ -37,18 +38,12 @@ from .types import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kernel import Kernel
+    from ..kernel.arch import Arch
 
-__all__ = ["BtResolver", "bt_probe_name", "SCALAR_AGGS"]
+__all__ = ["BtResolver", "bt_resolver", "bt_probe_name", "SCALAR_AGGS", "script_types"]
 
 #: Aggregations whose map reads as a 64-bit integer.
 SCALAR_AGGS = ("count", "sum", "min", "max", "avg")
-
-_BUILTIN_TYPES: Dict[str, Ty] = {
-    "pid": U32, "tid": U32, "uid": U32, "gid": U32, "cpu": U32, "numaid": U32, "rand": U32,
-    "nsecs": U64, "elapsed": U64, "cgroup": U64, "jiffies": U64, "cpid": U32, "comm": COMM,
-    "kstack": StackTy("kernel"), "ustack": StackTy("user"), "username": OpaqueTy("username", 8),
-    "ctx": U64,
-}
 
 _TYPE_PREFIX = {"tracepoint": "tracepoint", "raw_tracepoint": "rawtracepoint", "tp_btf": "tp_btf", "kprobe": "kprobe",
                 "kretprobe": "kretprobe", "fentry": "kfunc", "fexit": "kretfunc", "uprobe": "uprobe",
@@ -71,6 +66,12 @@ def bt_probe_name(ap: ir.AttachPoint) -> str:
         t += f"+{ap.offset}"
     return f"{prefix}:{t}"
 
+_BUILTIN_TYPES: Dict[str, Ty] = {
+    "pid": U32, "tid": U32, "uid": U32, "gid": U32, "cpu": U32, "numaid": U32, "rand": U32,
+    "nsecs": U64, "elapsed": U64, "cgroup": U64, "jiffies": U64, "cpid": U32, "comm": COMM,
+    "kstack": StackTy("kernel"), "ustack": StackTy("user"), "username": OpaqueTy("username", 8),
+    "ctx": U64,
+}
 
 #: attach kinds whose wildcards can share one multi link, and the feature that says so
 _MULTI_FEATURE = {"uprobe": "bpf_uprobe_multi", "uretprobe": "bpf_uprobe_multi",
@@ -100,11 +101,50 @@ def _deepcopy(x: Any) -> Any:
     return ir.clone(x)
 
 
-class BtResolver(_Resolver):
-    """:class:`_Resolver` with bpftrace's variables, maps, builtins and functions."""
+def bt_resolver(program: ir.Program, kernel: "Kernel", arch: "Arch", strict: bool,
+                types: Optional[TypeInfo]) -> "BtResolver":
+    """The resolver for bpftrace ``program``, having learnt every map's value type.
 
-    def __init__(self, kernel: "Kernel", arch: object, strict: bool, types: object, program: ir.Program) -> None:
-        super().__init__(kernel, arch, strict, types)  # type: ignore[arg-type]
+    Two passes: the first learns every map's value type (a map may be read in a probe
+    that comes before the one that assigns it), the second resolves for real (only when
+    some probe reads a map: a deep copy and a second pass cost ~4 ms).
+    """
+    r = BtResolver(kernel, arch, strict, types, program)
+    if _reads_maps(program.probes):
+        pre = r
+        for probe in ir.clone(program.probes):
+            try:
+                pre.probe(probe)
+            except SourceError:
+                break
+        r = BtResolver(kernel, arch, strict, pre._types, program)
+        r.map_values = dict(pre.map_values)
+    return r
+
+
+def _reads_maps(probes: Sequence[ir.Probe]) -> bool:
+    """Whether any probe reads a map's value or operates on a map (``delete``, ``clear``...)."""
+    def ops(actions: Sequence[ir.Action]) -> bool:
+        for a in actions:
+            if isinstance(a, ir.MapOp):
+                return True
+            if isinstance(a, ir.If) and (ops(a.then) or ops(a.other)):
+                return True
+            if isinstance(a, ir.While) and ops(a.body):
+                return True
+        return False
+
+    return any(ops(p.actions) or any(isinstance(e, ir.MapRead) for e in p.exprs()) for p in probes)
+
+
+class BtResolver(ExprResolver):
+    """:class:`ExprResolver` with bpftrace's variables, maps, builtins and functions."""
+
+    language = "bpftrace programs"
+
+    def __init__(self, kernel: "Kernel", arch: "Arch", strict: bool, types: Optional[TypeInfo],
+                 program: ir.Program) -> None:
+        super().__init__(kernel, arch, strict, types)
         self.program = program
         self._script_done = types is not None
         self.map_values: Dict[str, Ty] = {}
@@ -114,12 +154,12 @@ class BtResolver(_Resolver):
 
     @property
     def types(self) -> TypeInfo:
-        t = _Resolver.types.fget(self)  # type: ignore[attr-defined]
+        t = super().types
         if not self._script_done:
             self._script_done = True
             structs = self.program.setting("c_structs") or {}
-            if structs and isinstance(t, _Layered) and isinstance(t.fallback, DeclTypes):
-                self._types = t = _Layered(t.primary, script_types(structs, t))
+            if structs and isinstance(t, LayeredTypes) and isinstance(t.fallback, DeclTypes):
+                self._types = t = LayeredTypes(t.primary, script_types(structs, t))
         return t
 
     # -- probes
@@ -167,7 +207,7 @@ class BtResolver(_Resolver):
 
         if ap.kind == "tracepoint":
             out = []
-            for g, e in self._expand(ap):
+            for g, e in self.expand_tracepoints(ap):
                 a2 = copy.copy(ap)
                 a2.target, a2.wildcard = f"{g}:{e}", False
                 out.append(a2)
@@ -278,7 +318,7 @@ class BtResolver(_Resolver):
         aps = [p.attach[0] for p in group]
         m = copy.copy(aps[0])
         m.target = ap.target
-        m.multi = [(a.target, int(a.file_offset or 0)) for a in aps]  # type: ignore[attr-defined]
+        m.multi = [(a.target, int(a.file_offset or 0)) for a in aps]
         sizes = {"probe": max(len(ir.text_bytes(bt_probe_name(a))) for a in aps) + 1,
                  "func": max(len(ir.text_bytes(a.target)) for a in aps) + 1}
         for e in _walk_probe(first):
@@ -301,7 +341,7 @@ class BtResolver(_Resolver):
 
     def _one(self, probe: ir.Probe, ap: ir.AttachPoint) -> ir.Probe:
         self.probe_, self.ap = probe, ap
-        self.sig, self.fmt, self.defined = None, None, {}
+        self.sig, self.fmt = None, None
         self.vars = {}
         if ap.kind in ("kprobe", "kretprobe"):
             if self.strict:
@@ -313,9 +353,9 @@ class BtResolver(_Resolver):
             if self.sig is None:
                 raise self.err(ResolveError, f"BTF does not describe {ap.target}(): kfunc needs it", ap.span,
                                "use kprobe:" + ap.target)
-            ap.nargs = len(self.sig.params)  # type: ignore[attr-defined]  # fexit: retval follows the args
+            ap.nargs = len(self.sig.params)  # fexit: retval follows the args
         elif ap.kind == "tracepoint":
-            self._tracepoint(probe, ap)
+            self.load_tracepoint(probe, ap)
         elif ap.kind == "tp_btf":
             self.sig = self._tp_btf_sig(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
@@ -372,13 +412,13 @@ class BtResolver(_Resolver):
         named = t.func("__bpf_trace_" + ap.target)
         if named is not None and len(named.params) == len(params) + 1:
             params = [(n, ty) for (n, _t), (_n, ty) in zip(named.params[1:], params)]
-        ap.nargs = len(params)  # type: ignore[attr-defined]
+        ap.nargs = len(params)
         return FuncSig(ap.target, params, VoidTy())
 
     def _uprobe_bt(self, ap: ir.AttachPoint) -> None:
         """``uprobe:PATH:SYMBOL`` or ``uprobe:PATH:0xADDRESS`` (a virtual address in the file)."""
         if ap.target:
-            self._uprobe(ap)
+            self.locate_uprobe(ap)
             return
         from ..kernel.elf import ELFFile, resolve_object
         from ..errors import ELFError
@@ -401,7 +441,7 @@ class BtResolver(_Resolver):
             a.value = self.expr(a.value)
             t = a.value.type
             if isinstance(t, VoidTy) or t is None:
-                raise self.err(TypeCheckError, f"{_show(a.value)} has no value to assign", a.value.span)
+                raise self.err(TypeCheckError, f"{show(a.value)} has no value to assign", a.value.span)
             self._storable(a.value, "a variable's value")
             old = self.vars.get(a.var)
             if old is not None and _shape(old) != _shape(t):
@@ -421,7 +461,7 @@ class BtResolver(_Resolver):
                 assert a.value is not None
                 t = a.value.type
                 if isinstance(t, VoidTy) or t is None:
-                    raise self.err(TypeCheckError, f"{_show(a.value)} has no value to store", a.value.span)
+                    raise self.err(TypeCheckError, f"{show(a.value)} has no value to store", a.value.span)
                 self._storable(a.value, "a map value")
                 old = self.map_values.get(a.map)
                 if old is not None and _shape(old) != _shape(t):
@@ -430,7 +470,7 @@ class BtResolver(_Resolver):
                 if old is None or (isinstance(t, StrTy) and isinstance(old, StrTy) and t.size > old.size):
                     self.map_values[a.map] = t
             elif a.value is not None and not isinstance(a.value.type, (IntTy, EnumTy, PtrTy)):
-                raise self.err(TypeCheckError, f"{a.agg}() needs an integer, but {_show(a.value)} is {a.value.type}",
+                raise self.err(TypeCheckError, f"{a.agg}() needs an integer, but {show(a.value)} is {a.value.type}",
                                a.value.span)
         elif isinstance(a, ir.Printf):
             a.args = [self.expr(x) for x in a.args]
@@ -472,9 +512,9 @@ class BtResolver(_Resolver):
         if bad is None:
             return
         if isinstance(bad, RecordTy):
-            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({_show(e)})", e.span,
+            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({show(e)})", e.span,
                            "use one of its members (x.member, p->member), or keep the pointer")
-        raise self.err(TypeCheckError, f"{_show(e)} has no value to use as {what}", e.span)
+        raise self.err(TypeCheckError, f"{show(e)} has no value to use as {what}", e.span)
 
     def _check_printf(self, fname: str, fmt: str, args: List[ir.Expr]) -> None:
         """Each argument's type against its conversion (the parser checked their number):
@@ -556,7 +596,7 @@ class BtResolver(_Resolver):
                 raise self.err(TypeCheckError, f"func is not available at {ap.kind} probes", e.span)
             c = ir.Const(bt_probe_name(ap) if e.name == "probe" else ap.target).at(e.span)
             c.type = StrTy(len(ir.text_bytes(str(c.value))) + 1)
-            c.cookie_name = e.name  # type: ignore[attr-defined]  # see _merge_uprobes
+            c.cookie_name = e.name  # see _merge_wildcard
             return c
         if e.name == "curtask":
             try:
@@ -580,8 +620,8 @@ class BtResolver(_Resolver):
     def _e_Arg(self, e: ir.Arg) -> Optional[ir.Expr]:
         ap = self.ap
         assert ap is not None
-        if e.index is None:
-            return super()._e_Arg(e)
+        if e.index is None:  # by name (no front end makes these: bpftrace writes args.NAME)
+            return self.expr(ir.Field(e.name or "").at(e.span))
         if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt", "tp_btf"):
             e.type = U64
             return None
@@ -665,7 +705,7 @@ class BtResolver(_Resolver):
         e.base = self.expr(e.base)
         t = e.base.type
         if not isinstance(t, TupleTy):
-            raise self.err(TypeCheckError, f"{_show(e.base)} is not a tuple", e.span)
+            raise self.err(TypeCheckError, f"{show(e.base)} is not a tuple", e.span)
         if not 0 <= e.index < len(t.elems):
             raise self.err(TypeCheckError, f"tuple index {e.index} is out of range (size {len(t.elems)})", e.span)
         e.type = t.elems[e.index]
@@ -753,7 +793,7 @@ class BtResolver(_Resolver):
         args = e.args
         for i in _INT_ARGS.get(n, ()):
             if i < len(args) and _printf_kind(args[i].type) != "integer":
-                raise self.err(TypeCheckError, f"{n}() needs an integer, but {_show(args[i])} is {args[i].type}",
+                raise self.err(TypeCheckError, f"{n}() needs an integer, but {show(args[i])} is {args[i].type}",
                                args[i].span)
         if n == "str":
             size = int(self.program.setting("strlen", 64) or 64)
@@ -761,7 +801,7 @@ class BtResolver(_Resolver):
                 size = max(1, min(size, int(args[1].value) + 1)) if args[1].value >= 0 else size
             src = args[0].type
             if not isinstance(src, (PtrTy, IntTy, StrTy, ArrayTy)):
-                raise self.err(TypeCheckError, f"str() needs a pointer, but {_show(args[0])} is {src}",
+                raise self.err(TypeCheckError, f"str() needs a pointer, but {show(args[0])} is {src}",
                                args[0].span)
             if isinstance(src, StrTy):
                 size = src.size
@@ -1021,10 +1061,10 @@ def script_types(structs: Dict[str, object], base: TypeInfo) -> DeclTypes:
     They serve when kernel BTF does not have the type (BTF wins for kernel types).
     Member types are parsed with ``base`` (BTF, uapi headers) or earlier script structs.
     """
-    assert isinstance(base, _Layered) and isinstance(base.fallback, DeclTypes)
+    assert isinstance(base, LayeredTypes) and isinstance(base.fallback, DeclTypes)
     decl = DeclTypes(dict(base.fallback.records), dict(base.fallback.funcs), dict(base.fallback.typedefs),
                      dict(base.fallback.variables))
-    both = _Layered(base.primary, decl)
+    both = LayeredTypes(base.primary, decl)
     for key, sd in structs.items():
         members = []
         off = 0

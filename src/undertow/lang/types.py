@@ -12,16 +12,47 @@ lives in: ``"kernel"`` (probe_read_kernel / ftrace ``+off(...)``) or ``"user"``
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple
+
+_set = object.__setattr__
 
 
 class Ty:
-    """Base of IR types."""
+    """Base of IR types.
+
+    Types are immutable values, as :class:`~undertow.errors.Span` is: equal when of one
+    class with equal ``_compare`` attributes, hashable, and pickled as a constructor call
+    of ``_fields`` (what ``__init__`` takes, in order). Plain ``__slots__`` classes: the
+    resolver makes hundreds of them on the way to a one-liner's first event.
+    """
+
+    __slots__ = ()
+    #: ``__init__``'s parameters, in order (what pickling passes back)
+    _fields: Tuple[str, ...] = ()
+    #: what equality and the hash look at
+    _compare: Tuple[str, ...] = ()
 
     size: int = 0
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _key(self) -> Tuple[Any, ...]:
+        return tuple([getattr(self, n) for n in self._compare])
+
+    def __eq__(self, other: object) -> Any:
+        if other.__class__ is self.__class__:
+            return self._key() == other._key()  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), tuple([getattr(self, n) for n in self._fields]))
 
     def is_int(self) -> bool:
         return isinstance(self, IntTy)
@@ -36,15 +67,17 @@ class Ty:
         return isinstance(self, RecordTy)
 
 
-@dataclass(frozen=True)
 class VoidTy(Ty):
-    size: int = 0
+    __slots__ = ("size",)
+    _fields = _compare = ("size",)
+
+    def __init__(self, size: int = 0) -> None:
+        _set(self, "size", size)
 
     def __str__(self) -> str:
         return "void"
 
 
-@dataclass(frozen=True)
 class IntTy(Ty):
     """An integer. ``name`` is the C spelling when known (``u32``, ``__be32``, ``pid_t``).
 
@@ -52,12 +85,21 @@ class IntTy(Ty):
     byte-swap them; ``is_char`` marks ``char`` so arrays of it print as strings.
     """
 
-    size: int = 8
-    signed: bool = False
-    name: str = ""
-    big_endian: bool = False
-    is_char: bool = False
-    is_bool: bool = False
+    __slots__ = ("size", "signed", "name", "big_endian", "is_char", "is_bool")
+    _fields = _compare = __slots__
+
+    def __init__(self, size: int = 8, signed: bool = False, name: str = "", big_endian: bool = False,
+                 is_char: bool = False, is_bool: bool = False) -> None:
+        _set(self, "size", size)
+        _set(self, "signed", signed)
+        _set(self, "name", name)
+        _set(self, "big_endian", big_endian)
+        _set(self, "is_char", is_char)
+        _set(self, "is_bool", is_bool)
+
+    def renamed(self, name: str) -> "IntTy":
+        """The same integer under another C name (a typedef: ``pid_t`` of ``int``)."""
+        return IntTy(self.size, self.signed, name, self.big_endian, self.is_char, self.is_bool)
 
     def __str__(self) -> str:
         if self.name:
@@ -65,21 +107,27 @@ class IntTy(Ty):
         return f"{'s' if self.signed else 'u'}{self.size * 8}"
 
 
-@dataclass(frozen=True)
 class PtrTy(Ty):
-    target: Ty = field(default_factory=VoidTy)
-    space: str = "kernel"  # "kernel" | "user"
-    size: int = 8
+    __slots__ = ("target", "space", "size")
+    _fields = _compare = __slots__
+
+    def __init__(self, target: Optional[Ty] = None, space: str = "kernel", size: int = 8) -> None:
+        _set(self, "target", VoidTy() if target is None else target)
+        _set(self, "space", space)  # "kernel" | "user"
+        _set(self, "size", size)
 
     def __str__(self) -> str:
         t = str(self.target)
         return f"{t} *" if not t.endswith("*") else f"{t}*"
 
 
-@dataclass(frozen=True)
 class ArrayTy(Ty):
-    elem: Ty = field(default_factory=lambda: IntTy(1))
-    count: int = 0
+    __slots__ = ("elem", "count")
+    _fields = _compare = __slots__
+
+    def __init__(self, elem: Optional[Ty] = None, count: int = 0) -> None:
+        _set(self, "elem", IntTy(1) if elem is None else elem)
+        _set(self, "count", count)
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -89,53 +137,69 @@ class ArrayTy(Ty):
         return f"{self.elem}[{self.count}]"
 
 
-@dataclass(frozen=True)
 class RecordTy(Ty):
-    """A struct or union, backed by a BTF type (``btf``: the BTF type object)."""
+    """A struct or union, backed by a BTF type (``btf``: the BTF type object; not compared)."""
 
-    name: str = ""
-    kind: str = "struct"  # "struct" | "union"
-    size: int = 0
-    btf: Any = field(default=None, compare=False, hash=False, repr=False)
+    __slots__ = ("name", "kind", "size", "btf")
+    _fields = __slots__
+    _compare = ("name", "kind", "size")
+
+    def __init__(self, name: str = "", kind: str = "struct", size: int = 0, btf: Any = None) -> None:
+        _set(self, "name", name)
+        _set(self, "kind", kind)  # "struct" | "union"
+        _set(self, "size", size)
+        _set(self, "btf", btf)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}" if self.name else f"{self.kind} <anon>"
 
 
-@dataclass(frozen=True)
 class StrTy(Ty):
     """A NUL-terminated string fetched into the record, at most ``size`` bytes."""
 
-    size: int = 64
+    __slots__ = ("size",)
+    _fields = _compare = __slots__
+
+    def __init__(self, size: int = 64) -> None:
+        _set(self, "size", size)
 
     def __str__(self) -> str:
         return f"string[{self.size}]"
 
 
-@dataclass(frozen=True)
 class BufTy(Ty):
     """Raw bytes (bpftrace ``buf()``, skb payload views)."""
 
-    size: int = 64
+    __slots__ = ("size",)
+    _fields = _compare = __slots__
+
+    def __init__(self, size: int = 64) -> None:
+        _set(self, "size", size)
 
     def __str__(self) -> str:
         return f"buf[{self.size}]"
 
 
-@dataclass(frozen=True)
 class StackTy(Ty):
     """A stack trace id / frames: ``space`` "kernel" or "user"."""
 
-    space: str = "kernel"
-    size: int = 8
+    __slots__ = ("space", "size")
+    _fields = _compare = __slots__
+
+    def __init__(self, space: str = "kernel", size: int = 8) -> None:
+        _set(self, "space", space)
+        _set(self, "size", size)
 
     def __str__(self) -> str:
         return "kstack" if self.space == "kernel" else "ustack"
 
 
-@dataclass(frozen=True)
 class TupleTy(Ty):
-    elems: Tuple[Ty, ...] = ()
+    __slots__ = ("elems",)
+    _fields = _compare = __slots__
+
+    def __init__(self, elems: Tuple[Ty, ...] = ()) -> None:
+        _set(self, "elems", elems)
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -145,14 +209,18 @@ class TupleTy(Ty):
         return "(" + ", ".join(str(e) for e in self.elems) + ")"
 
 
-@dataclass(frozen=True)
 class EnumTy(Ty):
     """An enum: printed by name when the value is known (``values``: name -> int)."""
 
-    name: str = ""
-    size: int = 4
-    signed: bool = False
-    values: Tuple[Tuple[str, int], ...] = ()
+    __slots__ = ("name", "size", "signed", "values")
+    _fields = _compare = __slots__
+
+    def __init__(self, name: str = "", size: int = 4, signed: bool = False,
+                 values: Tuple[Tuple[str, int], ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "signed", signed)
+        _set(self, "values", values)
 
     def __str__(self) -> str:
         return f"enum {self.name}"
@@ -186,19 +254,22 @@ def deref_target(t: Optional[Ty]) -> Optional[Ty]:
     return None
 
 
-@dataclass(frozen=True)
 class OpaqueTy(Ty):
     """A value user space renders: ``kind`` in ksym usym inet username strerror mac timestamp.
 
     The kernel side carries raw bytes (an address, a uid, an address family and
     16 address bytes for ``inet``); output turns them into text the way bpftrace
-    does (``ksym(ip)`` -> ``vfs_read``, ``ntop(a)`` -> ``127.0.0.1``).
+    does (``ksym(ip)`` -> ``vfs_read``, ``ntop(a)`` -> ``127.0.0.1``). ``fmt`` is
+    ``strftime``'s format (``timestamp``): user space formats the time with it.
     """
 
-    kind: str = "ksym"
-    size: int = 8
-    #: ``strftime``'s format (``timestamp``): user space formats the time with it
-    fmt: str = ""
+    __slots__ = ("kind", "size", "fmt")
+    _fields = _compare = __slots__
+
+    def __init__(self, kind: str = "ksym", size: int = 8, fmt: str = "") -> None:
+        _set(self, "kind", kind)
+        _set(self, "size", size)
+        _set(self, "fmt", fmt)
 
     def __str__(self) -> str:
         return self.kind

@@ -16,10 +16,7 @@ is the inverse), ``var`` (``$name``; value: name), ``pos`` (``$1``/``$#``; value
 
 from __future__ import annotations
 
-from undertow.dclass import dataclass
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Tuple, Union
+from typing import Tuple, Union
 
 from ...errors import ParseError, Span
 
@@ -74,13 +71,17 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a"
             "b": "\b", "f": "\f", "v": "\v", "e": "\x1b", "?": "?"}
 
 
-@dataclass
 class Tok:
-    kind: str
-    text: str
-    start: int
-    end: int
-    value: object = None
+    """One token: its kind (see the module's docstring), text, offsets and decoded value."""
+
+    __slots__ = ("kind", "text", "start", "end", "value")
+
+    def __init__(self, kind: str, text: str, start: int, end: int, value: object = None) -> None:
+        self.kind = kind
+        self.text = text
+        self.start = start
+        self.end = end
+        self.value = value
 
     @property
     def span(self) -> Span:

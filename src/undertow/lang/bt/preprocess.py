@@ -23,10 +23,7 @@ points at the right line and column.
 from __future__ import annotations
 
 import re
-from undertow.dclass import dataclass, field
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from ...errors import ParseError, Span
 
@@ -55,18 +52,20 @@ KNOWN_MACROS: Dict[str, int] = {
 PREDEFINED = ("BPFTRACE_HAVE_BTF",)
 
 
-@dataclass
 class CMember:
     """One member of a script-defined struct: ``type_text`` as written, ``dims`` array sizes."""
 
-    name: str
-    type_text: str
-    dims: Tuple[int, ...] = ()
-    bits: Optional[int] = None
-    span: Optional[Span] = None
+    __slots__ = ("name", "type_text", "dims", "bits", "span")
+
+    def __init__(self, name: str, type_text: str, dims: Tuple[int, ...] = (), bits: Optional[int] = None,
+                 span: Optional[Span] = None) -> None:
+        self.name = name
+        self.type_text = type_text
+        self.dims = dims
+        self.bits = bits
+        self.span = span
 
 
-@dataclass
 class CStructDef:
     """A ``struct NAME { ... };`` (or union) written in the script.
 
@@ -74,25 +73,31 @@ class CStructDef:
     BTF); this only records names, types as written and array dimensions.
     """
 
-    name: str
-    kind: str = "struct"
-    members: List[CMember] = field(default_factory=list)
-    span: Optional[Span] = None
+    __slots__ = ("name", "kind", "members", "span")
+
+    def __init__(self, name: str, kind: str = "struct", members: Optional[List[CMember]] = None,
+                 span: Optional[Span] = None) -> None:
+        self.name = name
+        self.kind = kind
+        self.members = [] if members is None else members
+        self.span = span
 
     @property
     def key(self) -> str:
         return f"{self.kind} {self.name}"
 
 
-@dataclass
 class Preprocessed:
     """The masked text (same length as the input) and what was taken out of it."""
 
-    text: str
-    defines: Dict[str, str] = field(default_factory=dict)
-    define_spans: Dict[str, Span] = field(default_factory=dict)
-    structs: Dict[str, CStructDef] = field(default_factory=dict)
-    includes: List[str] = field(default_factory=list)
+    __slots__ = ("text", "defines", "define_spans", "structs", "includes")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.defines: Dict[str, str] = {}
+        self.define_spans: Dict[str, Span] = {}
+        self.structs: Dict[str, CStructDef] = {}
+        self.includes: List[str] = []
 
 
 def _blank(s: str) -> str:

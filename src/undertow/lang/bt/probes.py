@@ -25,9 +25,7 @@ expanded to the full type name.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations are strings: typing is not imported at run time (start-up)
-    from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
