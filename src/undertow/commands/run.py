@@ -211,9 +211,10 @@ def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_
                       file=sys.stderr)
         if child is not None:
             child.release()
-        # records are submitted without wake-ups; the loop's 50 ms timer keeps printf output
-        # prompt at ~20 cheap wake-ups per second; with -c the run ends with the command
-        loop = ReadLoop(session, duration=args.duration, drain=args.drain,
+        # records are submitted without wake-ups; a 20 ms timer keeps printf output prompt
+        # (a first event within ~20 ms of attaching, as bpftrace shows it: bench/bt_startup.py)
+        # at ~50 cheap wake-ups per second; with -c the run ends with the command
+        loop = ReadLoop(session, duration=args.duration, drain=args.drain, poll_every=0.02,
                         until=(lambda: "child" if child.done() else None) if child is not None else None)
         try:
             for recs in loop.batches():
