@@ -6,7 +6,9 @@ backends) are imported lazily by the functions that need them.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .version import __version__
 

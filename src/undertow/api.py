@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from .backends.base import Backend, NoBackendError, Plan, Session
 from .errors import SourceError, UndertowError, UsageError
@@ -138,7 +140,7 @@ class Tracer:
         (the batch holding the count-th Event ends there): for consumers that write a batch
         at once (``undertow trace``). Stopping follows backends/loop.py: records made after
         the stop are not shown, what was made before it and not shown is counted in
-        :attr:`stats` (lost, ``not_drained``)."""
+        :attr:`stats` (``not_drained``)."""
         from .backends.loop import ReadLoop
 
         self.start()

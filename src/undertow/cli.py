@@ -13,7 +13,9 @@ import argparse
 import importlib
 import os
 import sys
-from typing import List, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence
 
 from .errors import UndertowError
 from .version import __version__
@@ -139,11 +141,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nothing has been created yet that would need removing.
     """
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    except ValueError:  # not the main thread (a library user's): signals are not ours to set
         return _main(argv)
-    old = signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         return _main(argv)
     finally:

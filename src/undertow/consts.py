@@ -10,7 +10,9 @@ anywhere an int is); only the rare reverse lookup builds a named value:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator
 
 __all__ = ["Consts", "Named"]
 

@@ -12,7 +12,9 @@ The library never prints: it raises these; ``undertow.cli`` renders them.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, List, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, List, Optional, Sequence
 
 
 class Span:

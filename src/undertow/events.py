@@ -8,10 +8,12 @@ session's :class:`Stats` at the end.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
-# A stack frame: (address, symbol or None, offset within symbol, module or None).
-Frame = Tuple[int, Optional[str], int, Optional[str]]
+    # A stack frame: (address, symbol or None, offset within symbol, module or None).
+    Frame = Tuple[int, Optional[str], int, Optional[str]]
 
 
 class Event:
@@ -96,26 +98,32 @@ class Lost:
                 f"raw={self.raw!r})")
 
 
-#: What a session yields (annotations of the backends and the API).
-Record = Union[Event, Lost]
+#: What a session yields (annotations of the backends and the API; at run time, the tuple
+#: of its classes, for isinstance).
+if TYPE_CHECKING:
+    Record = Union[Event, Lost]
+else:
+    Record = (Event, Lost)
 
 
 class Stats:
     """Per-session totals shown in the exit summary.
 
-    ``events``: records read, per probe. ``lost``: records the kernel produced that were
-    never shown, per reason — including ``"not_drained"``, records made *before* the stop
-    that were still in the buffers when undertow stopped reading (``--drain`` shows them).
-    So read + lost = produced before the stop. ``after_stop``: records made after the stop
-    was asked for (a signal, ``--duration``, ``--count``), dropped on purpose, not a loss.
+    ``events``: records read, per probe. ``lost``: records the kernel made that never
+    reached undertow, per reason (``overrun``, ``ringbuf_full``, ``decode``...).
+    ``not_drained``: records made *before* the stop that were still in the buffers when
+    undertow stopped reading (``--drain`` shows them), counted without being decoded. So
+    read + lost + not drained = made before the stop. ``after_stop``: records made after the
+    stop was asked for (a signal, ``--duration``, ``--count``), dropped on purpose.
     """
 
-    __slots__ = ("events", "lost", "after_stop")
+    __slots__ = ("events", "lost", "not_drained", "after_stop")
 
     def __init__(self, events: Optional[Dict[str, int]] = None, lost: Optional[Dict[str, int]] = None,
-                 after_stop: int = 0) -> None:
+                 after_stop: int = 0, not_drained: int = 0) -> None:
         self.events = {} if events is None else events
         self.lost = {} if lost is None else lost
+        self.not_drained = not_drained
         self.after_stop = after_stop
 
     def count_event(self, probe: str, n: int = 1) -> None:
@@ -135,12 +143,10 @@ class Stats:
     def loss_report(self, who: str) -> List[str]:
         """Lines for standard error at exit: the kernel's losses by reason, then what was
         recorded before the stop and not shown (``not_drained``)."""
-        lost = dict(self.lost)
-        unread = lost.pop("not_drained", 0)
         lines = []
-        if lost:
-            lines.append(f"{who}: lost {sum(lost.values())} events ({lost})")
-        if unread:
-            lines.append(f"{who}: {unread} events recorded before the stop were not shown (still unread "
-                         "when it stopped; --drain shows them)")
+        if self.lost:
+            lines.append(f"{who}: lost {self.total_lost} events ({dict(self.lost)})")
+        if self.not_drained:
+            lines.append(f"{who}: {self.not_drained} events recorded before the stop were not shown (still "
+                         "unread when it stopped; --drain shows them)")
         return lines

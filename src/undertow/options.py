@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import stat
-from typing import TextIO
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import TextIO
 
 from .errors import OptionError
 
@@ -58,7 +59,7 @@ def duration(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {_bad(text)}") from None
-    if not math.isfinite(value):
+    if value != value or value in (float("inf"), float("-inf")):  # nan, inf (math not imported for it)
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {_bad(text)} "
                                          "(leave the option out to run until Ctrl-C)")
     if value <= 0:

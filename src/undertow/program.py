@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from .lang import ir
 
 __all__ = ["Program", "Probe", "Run", "E", "args", "arg", "retval", "pid", "tid", "uid", "gid", "comm",
            "cpu", "nsecs", "cgroup", "curtask", "kstack", "str_", "cast", "const", "all_", "any_", "not_"]
 
-Value = Union["E", int, str]
+if TYPE_CHECKING:
+    Value = Union["E", int, str]
 
 
 def _x(v: Value) -> ir.Expr:

@@ -28,7 +28,9 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any, Callable, Dict, Iterator, List
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List
 
 __all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
            "listen", "alarm", "cancel_alarm", "STOP_SIGNALS"]
@@ -111,26 +113,30 @@ def handling() -> Iterator[None]:
     this does nothing. Nested uses share the outer one. On the way out the previous
     handlers and wake-up fd are restored.
     """
-    global _pipe, _active, _signum, _at_ns
-    import threading
-
-    if _active or threading.current_thread() is not threading.main_thread():
+    global _pipe, _active, _signum, _at_ns, _count
+    r = w = -1
+    if not _active:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)  # set_wakeup_fd wants a non-blocking fd
+        try:
+            old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: only it may handle signals
+            os.close(r)
+            os.close(w)
+            r = w = -1
+    if r < 0:
         _active += 1
         try:
             yield
         finally:
             _active -= 1
         return
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    os.set_blocking(w, False)
     old: Dict[int, Any] = {}
-    old_fd = -1
     _signum, _at_ns, _count = 0, 0, 0
     _pipe = (r, w)
     _active = 1
     try:
-        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         for s in STOP_SIGNALS + (signal.SIGALRM,):
             old[s] = signal.signal(s, _handler)
         yield

@@ -52,7 +52,7 @@ class FakeSession:
         self.unread_counted += 1
         n, self.backlog = self.backlog, 0
         if n:
-            self.stats.count_lost("not_drained", n)
+            self.stats.not_drained += n
         return n
 
 
@@ -79,8 +79,8 @@ def test_a_signal_stops_producing_at_its_time_then_drains_within_the_budget():
     assert loop.stopped_by == "signal"
     assert s.stopped_at is not None and abs(s.stopped_at - t_sig) < 50_000_000
     # drained for ~50 ms, then the rest counted, not shown
-    assert s.unread_counted == 1 and s.stats.lost["not_drained"] > 9_000_000
-    assert got + s.stats.lost["not_drained"] == 3 + 10_000_000
+    assert s.unread_counted == 1 and s.stats.not_drained > 9_000_000
+    assert got + s.stats.not_drained == 3 + 10_000_000
 
 
 def test_drain_shows_everything_recorded_before_the_stop():
@@ -114,7 +114,7 @@ def test_count_finish_counts_the_rest_without_showing_it():
         loop.finish("count")
         s.backlog += 40   # more recorded meanwhile: counted, not shown
     assert got == 10 and loop.stopped_by == "count"
-    assert s.stats.lost == {"not_drained": 130}
+    assert s.stats.not_drained == 130 and s.stats.lost == {}
 
 
 def test_until_is_asked_even_when_no_record_comes_and_its_end_drains():
@@ -139,7 +139,7 @@ def test_leaving_early_still_stops_and_counts():
     loop = ReadLoop(s)
     for _batch in loop.batches():
         break
-    assert s.stopped_at is not None and s.unread_counted == 1 and s.stats.lost == {"not_drained": 40}
+    assert s.stopped_at is not None and s.unread_counted == 1 and s.stats.not_drained == 40
 
 
 def test_handling_catches_an_ignored_sigint_and_restores_everything():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 #: Told what a session's start removed of killed sessions' leftovers (``instances/NAME``,
 #: ``uprobe_events GROUP/EVENT``; backends/leftovers.py). The library never prints:

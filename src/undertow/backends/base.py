@@ -15,7 +15,9 @@ normal exit, on exceptions (context manager) and from signal handlers.
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, List, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Iterator, List, Optional, Sequence
 
 from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats
@@ -73,8 +75,8 @@ class Session(abc.ABC):
         return False
 
     def count_unread(self) -> int:
-        """Count what is still in the buffers, unread, into ``stats`` (lost ``not_drained``
-        and ``after_stop``), and read nothing more; returns the ``not_drained`` count."""
+        """Count what is still in the buffers, unread, into ``stats`` (``not_drained`` and
+        ``after_stop``), and read nothing more; returns the ``not_drained`` count."""
         return 0
 
     def render_lines(self, writer: Any) -> bool:

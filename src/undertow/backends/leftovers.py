@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 from ..errors import TracefsError
 from ..kernel.owners import Identity, ProcView, self_identity

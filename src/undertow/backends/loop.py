@@ -12,8 +12,8 @@ the program called ``exit()``). Then, in this order:
 2. what the buffers still hold is shown for at most ``drain_seconds`` (all of it with
    ``drain=True``, the commands' ``--drain``): a storm cannot keep a stopped tracer printing
    for tens of seconds;
-3. the rest is counted without being decoded (lost, reason ``not_drained``), so the exit
-   summary adds up: events read + lost = records produced before the stop.
+3. the rest is counted without being decoded (``stats.not_drained``), so the exit summary
+   adds up: events read + lost (by the kernel) + not drained = records made before the stop.
 
 A second SIGINT while draining with ``drain=True`` raises KeyboardInterrupt
 (:mod:`undertow.stop`): the session is still closed by its owner's ``with``/``finally``.
@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Callable, Iterator, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, List, Optional
 
 from .. import stop
 

@@ -12,7 +12,9 @@ import argparse
 import json
 import sys
 import textwrap
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 from ..kernel import Kernel
 from ..kernel.features import PROBE_KINDS, Feature, Features, detect_features

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -73,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..events import Stats
 
     # the kernel's losses were shown in-band (# LOST); what the stop left unread is said here
-    unread = getattr(res, "lost_by_reason", {}).get("not_drained", 0)
-    for line in Stats(lost={"not_drained": unread} if unread else {}).loss_report("undertow exec"):
+    for line in Stats(not_drained=getattr(res, "not_drained", 0)).loss_report("undertow exec"):
         print(line, file=sys.stderr)
     if args.summary:
         summary.write(args.json)

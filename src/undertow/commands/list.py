@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-from typing import List, Optional, TextIO, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, TextIO, Tuple
 
 from ..errors import UndertowError, UsageError
 from ..kernel import Kernel

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:

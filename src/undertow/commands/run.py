@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 import time
-from typing import Any, List, Optional, TextIO
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, TextIO
 
 from ..errors import SourceError, UndertowError, UsageError
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, List
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List
 
 from ..errors import UndertowError, UsageError
 
@@ -52,8 +54,8 @@ See docs/probe-lines.md for the expression language.""",
                    help="tracing mechanism (default: auto)")
     p.add_argument("--drain", action="store_true",
                    help="on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before "
-                        "it, however long that takes (default: at most 0.4 s more; the rest is counted as "
-                        "lost, 'not_drained')")
+                        "it, however long that takes (default: at most 0.4 s more; the rest is counted: "
+                        "'not drained' in the summary)")
     p.add_argument("--no-summary", action="store_true", help="no exit summary on stderr")
     p.set_defaults(func=run)
     return p

@@ -9,7 +9,9 @@ each lazily, once (bpftrace's mockable KernelInfo, drgn's Program in spirit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 from .roots import Roots
 

@@ -19,7 +19,9 @@ rax; AAPCS64: x0..x7, return in x0) give the argument registers.
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, Mapping, Optional, Tuple
 
 from ..errors import FeatureUnavailableError, ResolveError, did_you_mean
 

@@ -18,7 +18,9 @@ import ctypes
 import errno as _errno
 import os
 import struct
-from typing import List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple, Union
 
 from ..errors import BPFError, VerifierError
 from .rawcall import Pinned, errno_hints, errno_name, syscall_fn, syscall_numbers

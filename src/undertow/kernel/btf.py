@@ -21,7 +21,9 @@ import re
 import struct
 import zlib
 from array import array
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
 from .cache import boot_id, read_cache, write_cache

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 __all__ = ["check_member_witness", "first_record_name"]
 

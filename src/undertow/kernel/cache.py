@@ -30,7 +30,9 @@ error. What is read is the caller's to validate as well (features.py, btf.py, Ke
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Tuple
 
 from .roots import Roots
 

@@ -12,7 +12,9 @@ import mmap
 import os
 import stat
 import struct
-from typing import Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional, Tuple, Union
 
 from ..errors import ELFError
 

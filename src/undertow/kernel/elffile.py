@@ -22,7 +22,9 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from ..errors import ELFError, SymbolNotFoundError, did_you_mean
 from .arch import ELF_MACHINE_NAMES, arch_for_machine

@@ -21,7 +21,9 @@ nobody else can write), and read back strictly: anything unexpected in the file 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import FeatureUnavailableError
 from ..version import __version__

@@ -35,7 +35,9 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import UndertowError, UnknownFieldError, did_you_mean
 
@@ -52,8 +54,9 @@ __all__ = [
     "split_args",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
-Decoder = Callable[..., Dict[str, Any]]
+if TYPE_CHECKING:
+    Buffer = Union[bytes, bytearray, memoryview]
+    Decoder = Callable[..., Dict[str, Any]]
 
 
 class FormatError(UndertowError, ValueError):

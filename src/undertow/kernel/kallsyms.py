@@ -20,7 +20,9 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import re
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from ..errors import UndertowError
 from .roots import Roots

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ELFError, did_you_mean
 from .arch import ELF_MACHINE_NAMES, Arch, current_arch

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = ["INIT_PID_NS", "Identity", "self_identity", "ProcView", "pidns_of", "start_of", "nspid_of"]
 

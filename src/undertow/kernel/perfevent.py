@@ -12,7 +12,9 @@ import errno as _errno
 import fcntl
 import os
 import struct
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ..errors import BPFError
 from .rawcall import Pinned, errno_hints, errno_name, syscall_fn, syscall_numbers

@@ -8,7 +8,9 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from typing import List, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple, Union
 
 from ..errors import BPFError
 

@@ -9,7 +9,9 @@ live kernel. ``Roots.from_env()`` honours ``UNDERTOW_PROC``, ``UNDERTOW_SYS``,
 from __future__ import annotations
 
 import os
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class Roots:

@@ -18,7 +18,9 @@ import errno as _errno
 import fnmatch
 import os
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from ..errors import (
     TracefsError,

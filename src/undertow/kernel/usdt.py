@@ -9,7 +9,9 @@ what an argument string such as ``-4@%edi 8@-8(%rbp)`` (x86) or ``-4@x0 8@[sp, 1
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 __all__ = ["USDTArg", "USDTProbe", "parse_usdt_args"]
 

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import AttachUnavailableError, ELFError, ResolveError, SourceError, Span, UndertowError, did_you_mean
 from . import ir

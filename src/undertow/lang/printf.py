@@ -11,7 +11,9 @@ plain text; otherwise the conversion may be empty, so that a caller can report i
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Tuple
 
 __all__ = ["conversions"]
 

@@ -34,7 +34,9 @@ by :mod:`undertow.lang.resolve`.
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParseError, Span, did_you_mean
 from . import ir

@@ -31,7 +31,9 @@ The front ends: :mod:`undertow.lang.resolve_lines` (probe lines, surftrace synta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from . import ir
 from .attach import KPROBE_ALTERNATIVES, AttachResolver, check_kprobes, kprobe_alternative

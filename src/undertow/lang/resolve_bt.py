@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir

@@ -13,7 +13,9 @@ fixed array, a cast to a whole struct.
 
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ..errors import ResolveError, Span, TypeCheckError, did_you_mean
 from . import ir

@@ -19,7 +19,9 @@ return a pointer to a struct and an argument past the function's parameters.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 from ..errors import ResolveError, TypeCheckError, did_you_mean
 from . import ir

@@ -16,7 +16,9 @@ format of a value (:func:`default_format`). Nothing here knows a front end's syn
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UndertowError
 from .types import U8, ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StackTy, StrTy, Ty, VoidTy, int_ty

@@ -12,7 +12,9 @@ lives in: ``"kernel"`` (probe_read_kernel / ftrace ``+off(...)``) or ``"user"``
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple
 
 _set = object.__setattr__
 

@@ -9,7 +9,9 @@ become ``{"hex": "..."}`` objects, never lossy text.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional, TextIO
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, TextIO
 
 from ..events import Event, Lost, Stats
 from .values import format_value
@@ -65,11 +67,14 @@ class JsonWriter:
 
     def summary(self, stats: Stats, shown: Optional[int] = None) -> None:
         """``{"summary": {"events": {probe: n}, "lost": {reason: n}}}`` (counts of what was
-        read), with ``"shown": n`` when ``--count`` printed fewer events than were read and
-        ``"after_stop": n`` for records made after the stop (not shown, not lost)."""
+        read), with ``"shown": n`` when ``--count`` printed fewer events than were read,
+        ``"not_drained": n`` for records made before the stop and left unread, and
+        ``"after_stop": n`` for records made after it (not shown, not lost)."""
         data: Dict[str, Any] = {"events": stats.events, "lost": stats.lost}
         if shown is not None:
             data["shown"] = shown
+        if getattr(stats, "not_drained", 0):
+            data["not_drained"] = stats.not_drained
         if getattr(stats, "after_stop", 0):
             data["after_stop"] = stats.after_stop
         self.out.write(json.dumps({"summary": data}) + "\n")

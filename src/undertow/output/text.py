@@ -8,7 +8,9 @@ undecodable bytes are shown as ``\\xNN``/``\\\\``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
 from .values import escape, format_value  # escape: shared with output/bt.py
@@ -240,26 +242,27 @@ def _compile_line(ev: Event, probe: str) -> Optional[Tuple[Callable[..., str], i
 
 
 def summary(stats: Stats, shown: Optional[int] = None) -> str:
-    """The exit summary: events per probe and lost events by reason. ``shown``: how many
-    events were printed when fewer than were read (``--count`` stops in the middle of a
-    read of the kernel buffers; the counts per probe are of what was read)."""
+    """The exit summary: events per probe, lost events by reason, and what a stop left unread.
+    ``shown``: how many events were printed when fewer than were read (``--count`` stops in
+    the middle of a read of the kernel buffers; the counts per probe are of what was read)."""
     head = f"# {stats.total_events} events, {stats.total_lost} lost"
     if shown is not None:
         head = f"# {shown} events shown of {stats.total_events} read, {stats.total_lost} lost"
+    nd = getattr(stats, "not_drained", 0)
+    if nd:
+        head += f", {nd} not drained"
     lines = ["", head]
     for probe, n in sorted(stats.events.items(), key=lambda kv: -kv[1]):
         lines.append(f"#   {n:>10}  {escape(probe)}")
     for reason, n in sorted(stats.lost.items()):
-        why = LOST_NOTES.get(reason)
-        lines.append(f"#   {n:>10}  LOST ({reason})" + (f": {why}" if why else ""))
+        lines.append(f"#   {n:>10}  LOST ({reason})")
+    if nd:
+        lines.append(f"#   {nd:>10}  not drained: recorded before the stop, still unread when undertow stopped "
+                     "(--drain shows them)")
     after = getattr(stats, "after_stop", 0)
     if after:
         lines.append(f"#   {after:>10}  made after the stop, not shown")
     return "\n".join(lines) + "\n"
-
-
-#: What a loss reason means, where the reason's name alone does not say what to do.
-LOST_NOTES = {"not_drained": "recorded before the stop, still unread when undertow stopped (--drain shows them)"}
 
 
 def render_fields(fields: Dict[str, Any], formats: Dict[str, str]) -> str:

@@ -9,7 +9,9 @@ renderer decides how to show them.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
 
 
 _ESC = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}

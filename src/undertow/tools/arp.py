@@ -17,7 +17,9 @@ flag a MAC change for a known IP (ARP spoofing).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 from .decode.arp import ArpWatch, decode_arp
 

@@ -17,7 +17,9 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
 
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:

@@ -118,13 +118,15 @@ class ProcessFilter:
 
 @dataclass
 class LoopResult:
-    """How a :func:`run_loop` went: events shown, events lost (by reason), why it stopped
-    (``"end"``: duration or source exhausted, ``"count"``, ``"signal"``, ``"interrupt"``)."""
+    """How a :func:`run_loop` went: events shown, events lost (by reason), recorded before
+    the stop but left unread (``not_drained``), why it stopped (``"end"``: duration or source
+    exhausted, ``"count"``, ``"signal"``, ``"duration"``, ``"interrupt"``)."""
 
     shown: int = 0
     lost: int = 0
     lost_by_reason: Dict[str, int] = field(default_factory=dict)
     stopped_by: str = "end"
+    not_drained: int = 0
 
 
 def lost_line(count: int, reason: str) -> str:
@@ -170,10 +172,7 @@ def run_loop(tracer: Any, handle: Callable[[Any], bool], *, count: Optional[int]
             res.stopped_by = getattr(tracer, "stopped_by", None) or "end"
         # what the stop left unread, counted by the read loop after the last record
         stats = getattr(tracer, "stats", None)
-        unread = stats.lost.get("not_drained", 0) if stats is not None else 0
-        if unread:
-            res.lost += unread
-            res.lost_by_reason["not_drained"] = unread
+        res.not_drained = getattr(stats, "not_drained", 0) if stats is not None else 0
     except KeyboardInterrupt:
         res.stopped_by = "interrupt"
     finally:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 __all__ = ["PROGRAM", "parse_record", "OUTCOMES", "in_progress"]
 

@@ -20,7 +20,9 @@ The program is written in the bpftrace language and compiled by undertow's own b
 from __future__ import annotations
 
 import socket
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 from .decode.dns import Message, decode_message, decode_tcp_stream
 

@@ -13,7 +13,9 @@ tracepoint, where ``do_exit()`` has already stored the code:
 from __future__ import annotations
 
 import signal
-from typing import Any, Dict
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 __all__ = ["PROGRAM", "parse_record"]
 

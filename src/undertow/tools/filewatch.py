@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit",
            "check_paths"]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 from .decode.icmp import decode_icmp
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any, Dict, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["PROGRAM", "parse_record", "Listeners", "drop_reasons"]
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["program", "parse_record", "capability", "SYSCALLS"]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
 

@@ -8,7 +8,9 @@ printed in hex. Files are parsed once and kept.
 from __future__ import annotations
 
 import bisect
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = ["UserSymbols"]
 

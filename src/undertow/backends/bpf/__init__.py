@@ -13,7 +13,9 @@ attach kind: the loaded program (compiled.py) never imports the generator itself
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def regenerate(compiled: Any, cp: Any, kind: str) -> Any:

@@ -27,7 +27,9 @@ at instruction N maps back to the user's text through :meth:`Program.origin_of`.
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ...errors import UndertowError
 from . import insn as I

@@ -10,7 +10,9 @@ says what is missing.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 from ...errors import SourceError, UndertowError
 from ...kernel import Kernel

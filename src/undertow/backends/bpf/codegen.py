@@ -11,7 +11,9 @@ u32 errors | u32 cpu | pad.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ...errors import Span, UndertowError
 

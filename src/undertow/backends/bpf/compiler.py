@@ -25,7 +25,9 @@ Record header (48 bytes): u64 ts | u32 tgid | u32 tid | char comm[16] | u32 acti
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 from ...lang import ir
 from .compiled import (LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, PROG_TYPES,  # noqa: F401 - re-exported

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence
 
 from . import insn as I
 

@@ -20,7 +20,9 @@ arch/x86/include/asm/ftrace.h), whose numbers mean other syscalls.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Sequence
 
 from . import insn as I
 from .asm import Asm, Reg

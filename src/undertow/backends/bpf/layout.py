@@ -9,7 +9,9 @@ bytes listed in :data:`OPAQUE_SIZES`.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
 
 from ...lang.types import (
     ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, StackTy, StrTy, TupleTy, Ty,

@@ -19,7 +19,9 @@ import mmap
 import os
 import select
 import struct
-from typing import Callable, Dict, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional
 
 from ...kernel import syscalls as sc
 from .ringbuf import u64_words

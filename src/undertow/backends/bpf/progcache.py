@@ -45,7 +45,9 @@ from __future__ import annotations
 import os
 import sys
 from time import time_ns
-from typing import Any, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Sequence, Tuple
 
 from ...kernel.cache import boot_id, is_boot_id, open_cache
 

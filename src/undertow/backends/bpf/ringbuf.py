@@ -35,7 +35,9 @@ import mmap
 import os
 import select
 import struct
-from typing import Callable, Deque, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Callable, Deque, List, Optional
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30

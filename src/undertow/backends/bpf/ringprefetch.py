@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import _thread
 import os
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["RingPrefetch", "default_buffer_mb"]
 

@@ -28,7 +28,9 @@ import os
 import re
 import struct
 import time
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 from ... import stop
 from ...errors import BPFError, SourceError, UndertowError, VerifierError
@@ -497,7 +499,7 @@ class ProgramSession(Session):
         return self.rb is not None and not self._closed and bool(self.rb.pending())
 
     def count_unread(self) -> int:
-        """Count what is left in the buffers as lost (``not_drained``), without reading it:
+        """Count what is left in the buffers (``stats.not_drained``), without reading it:
         the programs count the records they submit (``sent``, per CPU), this session the
         ones it took out of the ring; the difference never reached the reader. O(CPUs),
         whatever the backlog (walking a 32 MiB backlog record by record took ~0.3 s).
@@ -517,7 +519,7 @@ class ProgramSession(Session):
                 sent = sum(struct.unpack(f"<{self.ncpus}Q", raw[:8 * self.ncpus]))
                 left = max(0, sent - self._seen)
         if left:
-            self.stats.count_lost("not_drained", left)
+            self.stats.not_drained += left
         self._seen += left
         # Nothing of it is read later (END's records come after it): the ring is handed back
         # whole. A program that passed the stop flag just before it was raised may still be

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from ...errors import FeatureUnavailableError, TypeCheckError, UndertowError
 from ...kernel import Kernel

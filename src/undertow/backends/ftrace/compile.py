@@ -23,7 +23,9 @@ name the line defines or one of the event's fields (``common_pid``...).
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from ...errors import Span, TypeCheckError, UndertowError
 from ...kernel.arch import Arch

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from ..base import Plan
 from .compile import EventSpec

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ...events import Event, Lost, Record, Stats
 from ...kernel.formats import EventFormat, Field, HeaderPage
@@ -202,8 +204,9 @@ def iter_pages(data: bytes, page_size: int) -> Iterator[bytes]:
 # ----------------------------------------------------------------------------
 # The reader: pages -> Event records.
 
-Task = Tuple[int, str]
-Frames = List[Tuple[int, Optional[str], int, Optional[str]]]
+if TYPE_CHECKING:
+    Task = Tuple[int, str]
+    Frames = List[Tuple[int, Optional[str], int, Optional[str]]]
 
 
 class EventType:

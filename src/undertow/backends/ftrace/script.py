@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-from typing import List, TextIO, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, TextIO, Union
 
 from ...errors import UndertowError
 from .compile import EventSpec

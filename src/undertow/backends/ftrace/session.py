@@ -28,7 +28,9 @@ import gc
 import os
 import select
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ... import stop
 from ...errors import TracefsError, UndertowError
@@ -232,8 +234,8 @@ class FtraceSession(Session):
         return bool(self._backlog_bytes or self._held)
 
     def count_unread(self) -> int:
-        """Count every record still in the backlog and the kernel buffers as lost
-        (``not_drained``) or ``after_stop``, without decoding them; returns the former.
+        """Count every record still in the backlog and the kernel buffers as
+        ``not_drained`` (made before the stop) or ``after_stop``, without decoding them; returns the former.
 
         The pages are read and their record headers walked (~5M records/s: a 16 MiB per-CPU
         buffer in ~80 ms) for at most COUNT_SECONDS; what is left after that is taken from
@@ -270,7 +272,7 @@ class FtraceSession(Session):
                 before += self._entries(cpu)  # out of time: the kernel's count of the rest
         self._read_overruns([])
         if before:
-            self.stats.count_lost("not_drained", before)
+            self.stats.not_drained += before
         self.stats.after_stop += after
         return before
 

@@ -7,7 +7,9 @@ about the kernel and about us that :func:`undertow.kernel.features.detect_featur
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Tuple
 
 from ...errors import BPFError, UndertowError
 from .. import bpfsys

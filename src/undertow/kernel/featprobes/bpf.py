@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple
 
 from ...errors import BPFError, UndertowError
 from .. import bpfsys, perfevent, rawcall

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ..rawcall import errno_name
 from .base import ProbeContext, Unknown

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ...errors import UndertowError
 from ..perfevent import pmu_type

@@ -8,7 +8,9 @@ text, the token cursor and errors with a caret (:class:`undertow.errors.ParseErr
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Set, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir

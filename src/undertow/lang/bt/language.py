@@ -5,7 +5,9 @@ docs/bpftrace.md for what undertow supports).
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 __all__ = ["BUILTINS", "MAP_AGGREGATIONS", "FUNCTIONS", "VOID_FUNCTIONS", "UNSAFE_FUNCTIONS", "STRING_ARG",
            "INT_TYPES", "C_WORDS", "RECORD_WORDS", "KEYWORDS", "BINARY", "COMPOUND", "MANY", "is_decimal"]

@@ -16,7 +16,9 @@ is the inverse), ``var`` (``$name``; value: name), ``pos`` (``$1``/``$#``; value
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Tuple, Union
 
 from ...errors import ParseError, Span
 

@@ -32,7 +32,9 @@ probes); the language's names are in :mod:`.language`, attach-point specs in
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ParseError, Span
 from .. import ir

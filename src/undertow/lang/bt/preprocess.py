@@ -23,7 +23,9 @@ points at the right line and column.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Set, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
 
 from ...errors import ParseError, Span
 

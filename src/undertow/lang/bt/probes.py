@@ -25,7 +25,9 @@ expanded to the full type name.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir

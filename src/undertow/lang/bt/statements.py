@@ -10,7 +10,9 @@ and expressions in statement position (``printf()``, ``print()``, ``delete()``..
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import Span
 from .. import ir

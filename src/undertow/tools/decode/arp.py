@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 ETH_P_ARP = 0x0806
 BROADCAST = "ff:ff:ff:ff:ff:ff"

@@ -22,7 +22,9 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 ICMP_TYPES = {0: "echo-reply", 3: "dest-unreachable", 4: "source-quench", 5: "redirect",
               8: "echo-request", 9: "router-advert", 10: "router-solicit", 11: "time-exceeded",

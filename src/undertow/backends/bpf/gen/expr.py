@@ -9,7 +9,9 @@ compared or indexed is first written to the stack) and :meth:`~.maps.MapGen.map_
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 from ....lang import ir
 from ....lang.types import ArrayTy, IntTy, PtrTy, StrTy, Ty, VoidTy

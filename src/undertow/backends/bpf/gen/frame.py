@@ -10,7 +10,9 @@ record itself (base R7) so large printf arguments never cross the 512-byte stack
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 from ....errors import Span
 from ....lang import ir

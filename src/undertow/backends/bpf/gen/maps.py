@@ -12,7 +12,9 @@ values) and :meth:`~.expr.ExprGen.scalar`.
 
 from __future__ import annotations
 
-from typing import Dict, List
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List
 
 from ....lang import ir
 from ....lang.types import StrTy, Ty

@@ -12,7 +12,9 @@ Uses from the other parts: :meth:`~.expr.ExprGen.scalar`, :meth:`~.expr.ExprGen.
 
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Optional
 
 from ....lang import ir
 from ....lang.types import ArrayTy, EnumTy, IntTy, StrTy

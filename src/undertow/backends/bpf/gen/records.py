@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List
 
 from ....lang import ir
 from ....lang.types import IntTy, PtrTy, StrTy

@@ -10,7 +10,9 @@ Uses from the other parts: :meth:`~.expr.ExprGen.cond`, :meth:`~.expr.ExprGen.sc
 
 from __future__ import annotations
 
-from typing import List
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import List
 
 from ....lang import ir
 from .. import insn as I
