@@ -23,7 +23,6 @@ bpftrace specs (``kprobe:f``, ``uprobe:libc:getaddrinfo``, ``profile:hz:99``...)
 
 from __future__ import annotations
 
-import os
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
@@ -231,24 +230,20 @@ class Program:
         return ir.Program([copy.deepcopy(p.node) for p in self.probes], dict(self.maps), dict(self.settings),
                           origin="<python>")
 
-    def compile(self, kernel: Any = None) -> Any:
-        """The resolved, compiled program (:class:`undertow.backends.bpf.compiler.CompiledProgram`)."""
-        from .backends.bpf.compiler import compile_program
-        from .kernel import Kernel
-        from .kernel.arch import current_arch
-        from .lang.resolve import resolve
+    def _bpfrun(self, kernel: Any = None) -> Any:
+        from .bpfrun import BpfRun
 
-        kernel = kernel or Kernel()
-        prog = resolve(self.ir(), kernel)
-        return compile_program(prog, arch=current_arch(), self_pid=os.getpid() if self.exclude_self else None)
+        return BpfRun(program=self.ir(), origin="<python>", kernel=kernel, exclude_self=self.exclude_self)
+
+    def compile(self, kernel: Any = None) -> Any:
+        """The resolved, compiled program (:class:`undertow.backends.bpf.compiled.CompiledProgram`)."""
+        return self._bpfrun(kernel).compile()
 
     def run(self, kernel: Any = None) -> "Run":
         """Load and attach everything; the returned :class:`Run` is a context manager."""
-        from .backends.bpf.runtime import ProgramSession
-        from .kernel import Kernel
-
-        kernel = kernel or Kernel()
-        return Run(ProgramSession.start(self.compile(kernel), kernel))
+        bpf = self._bpfrun(kernel)
+        bpf.start()
+        return Run(bpf.session)
 
 
 class Run:

@@ -11,7 +11,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, List, Optional, TextIO
 
-from ..errors import SourceError, UndertowError, UsageError
+from ..errors import UndertowError, UsageError
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, to
 
 
 def _prepare(args: argparse.Namespace, ring: Any) -> int:
-    from ..kernel import Kernel
+    from ..bpfrun import BpfRun
 
     if args.program is not None:
         text, origin = args.program, "-e"
@@ -103,25 +103,11 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     else:
         raise UsageError("no program", hints=["undertow run -e 'BEGIN { printf(\"hello\\n\"); exit(); }'",
                                               "undertow run FILE.bt"])
-    kernel = Kernel()
-    key = cached = None
-    if not (args.dry_run or args.pid or args.cmd or args.no_cache):
-        from ..backends.bpf import progcache
-
-        key = progcache.program_key(kernel.roots, text, origin, params, args.unsafe)
-        cached = progcache.load(kernel.roots, key) if key is not None else None
-    program = None
-    if cached is None:  # the front end runs: parse here, resolve and compile in _run
-        from ..lang.bt import parse_program
-
-        program = parse_program(text, origin=origin, positional=params)
-        if args.pid:
-            program.settings["pid"] = args.pid  # uaddr() of a PIE needs the process's mappings
-        unsafe = program.setting("unsafe_calls", []) or []
-        if unsafe and not args.unsafe:
-            name, span = unsafe[0]
-            raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
-                              origin=origin, hints=["allow it with --unsafe"])
+    # a compiled program kept by an earlier run of this script on this boot is used, unless the
+    # run depends on a pid (-p, -c) or only shows the listing
+    bpf = BpfRun(text, origin=origin, params=params, pid=args.pid, unsafe=args.unsafe,
+                 cache=not (args.dry_run or args.pid or args.cmd or args.no_cache),
+                 strict_kprobes=not args.dry_run)
     json_mode = args.json or args.format == "json"
     if args.output:
         from ..options import open_output
@@ -132,140 +118,76 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
-            program.settings["cpid"] = child.pid
-        return _run(args, program, kernel, out, json_mode, child, ring, cached, key)
+            bpf.set_cpid(child.pid)
+        return _run(args, bpf, out, json_mode, child, ring)
     finally:
+        bpf.close()
         if child is not None:
             child.kill()
         if out is not sys.stdout:
             out.close()
 
 
-def _run(args: argparse.Namespace, program: Any, kernel: Any, out: TextIO, json_mode: bool,
-         child: Optional["_Child"], ring: Any = None, cached: Any = None, key: Any = None) -> int:
-    """Resolve and compile ``program`` (or take ``cached``: warning lines and the compiled
-    program a run on this boot kept), then attach and print until the end."""
-    from ..backends.bpf.runtime import ProgramSession
+def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child: Optional["_Child"],
+         ring: Any = None) -> int:
+    """Compile (or take this boot's cached programs), then attach and print until the end.
+
+    Ctrl-C, SIGTERM and SIGHUP only raise a flag (undertow.stop, installed by cli.main): a
+    signal that lands between two steps (say, right after "Attaching") still ends with the
+    maps printed, as bpftrace does; records made after it are not shown (backends/loop.py)."""
     from ..output.bt import BtRenderer
 
-    keep = None  # what to store in the program cache once attaching has worked
-    if cached is not None:
-        warnings, compiled = cached
-        compiled.start_ns = time.monotonic_ns()  # elapsed counts from this session
-        for line in warnings:
-            print(line, file=sys.stderr)
-        if args.verbose:
+    bpf.compile()
+    for line in bpf.warnings:
+        print(line, file=sys.stderr)
+    if args.verbose:
+        if bpf.from_cache:
             print("undertow run: compiled programs from this boot's cache (--no-cache compiles again)",
                   file=sys.stderr)
-    else:
-        from ..backends.bpf.compiler import compile_program
-        from ..kernel.arch import current_arch
-        from ..lang.resolve import resolve
-
-        resolve(program, kernel, strict_kprobes=not args.dry_run)
-        warnings = _warning_lines(program.warnings)
-        for line in warnings:
-            print(line, file=sys.stderr)
-        if not program.probes:
-            raise UndertowError("no probe of this program can attach on this kernel", hints=["see the warnings above"])
-        compiled = compile_program(program, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
-        if key is not None:
-            from ..backends.bpf.progcache import not_cacheable
-
-            why = not_cacheable(program, compiled, pid=args.pid, cmd=args.cmd)
-            if why is None:
-                keep = (key, warnings, compiled)
-            elif args.verbose:
-                print(f"undertow run: compiled programs not cached: {why}", file=sys.stderr)
+        elif bpf.not_kept and not (args.dry_run or args.no_cache):
+            print(f"undertow run: compiled programs not cached: {bpf.not_kept}", file=sys.stderr)
     if args.dry_run:
-        for cp in compiled.probes:
-            out.write(f"# {cp.name}: {cp.prog_type} program, {len(cp.program)} instructions\n")
-            out.write(cp.program.listing().rstrip() + "\n")
-        for spec in compiled.maps.values():
-            kind = "PERCPU_HASH" if spec.percpu else "HASH"
-            out.write(f"# map {spec.name}: {spec.agg}, {kind} key {spec.key_size} B value {spec.value_size} B\n")
+        out.write(bpf.listing())
         return 0
-    # Ctrl-C, SIGTERM and SIGHUP only raise a flag (undertow.stop, installed by cli.main): a
-    # signal that lands between two steps (say, right after "Attaching") still ends with the
-    # maps printed, as bpftrace does; records made after it are not shown (backends/loop.py)
-    from ..backends.loop import ReadLoop
-
-    session = None
+    session = bpf.start(args.buffer_mb, ring=ring)
+    r = BtRenderer(session, bpf.kernel, json_mode)
+    n = bpf.probe_count()
+    if json_mode:
+        out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
+    else:
+        out.write(f"Attaching {n} probe{'s' if n != 1 else ''}...\n")
+    out.flush()
+    if args.verbose:
+        for cp in bpf.compiled.probes:
+            note = f"; {cp.note}" if cp.note else ""
+            print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns){note}", file=sys.stderr)
+    if child is not None:
+        child.release()
+    # records are submitted without wake-ups; a 20 ms timer keeps printf output prompt
+    # (a first event within ~20 ms of attaching, as bpftrace shows it: bench/bt_startup.py)
+    # at ~50 cheap wake-ups per second; with -c the run ends with the command
+    until = (lambda: "child" if child.done() else None) if child is not None else None
     try:
-        from ..backends.bpf.runtime import default_buffer_mb
-
-        mb = args.buffer_mb or default_buffer_mb()
-        if mb <= 0 or mb & (mb - 1):
-            raise UsageError(f"--buffer-mb {mb}: the ring buffer size must be a power of two")
-        session = ProgramSession.start(compiled, kernel, ringbuf_size=mb << 20, ring=ring)
-        r = BtRenderer(session, kernel, json_mode)
-        # a merged uprobe wildcard is one program but, as bpftrace counts, one probe per function
-        n = sum(len(getattr(cp.ap, "multi", None) or ()) or 1 for cp in compiled.probes)
-        if json_mode:
-            out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
-        else:
-            out.write(f"Attaching {n} probe{'s' if n != 1 else ''}...\n")
-        out.flush()
-        if args.verbose:
-            for cp in compiled.probes:
-                note = f"; {cp.note}" if cp.note else ""
-                print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns){note}",
-                      file=sys.stderr)
-        if child is not None:
-            child.release()
-        # records are submitted without wake-ups; a 20 ms timer keeps printf output prompt
-        # (a first event within ~20 ms of attaching, as bpftrace shows it: bench/bt_startup.py)
-        # at ~50 cheap wake-ups per second; with -c the run ends with the command
-        loop = ReadLoop(session, duration=args.duration, drain=args.drain, poll_every=0.02,
-                        until=(lambda: "child" if child.done() else None) if child is not None else None)
-        try:
-            for recs in loop.batches():
-                if _emit(recs, r, out, json_mode, args):
-                    loop.finish("exit", drain=True)  # what was recorded before exit() is shown
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps
-        _emit(session.run_end(), r, out, json_mode, args)
-        maps = session.final_maps()
-        if maps and not json_mode:
-            out.write("\n")
-        for mp in maps:
-            out.write(r.map(mp))
-        out.flush()
-        if keep is not None:  # it attached: worth keeping for the next run of this script
-            from ..backends.bpf.progcache import store
-
-            program.warnings = []  # shown, kept as text; the exceptions do not pickle
-            if store(kernel.roots, *keep) and args.verbose:
-                print("undertow run: compiled programs kept for the next run of this script on this boot",
-                      file=sys.stderr)
-        for line in session.stats.loss_report("undertow run"):
-            print(line, file=sys.stderr)
-        if session.read_faults:
-            print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
-                  "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
-        return 0
-    finally:
-        if session is not None:
-            session.close()
-
-
-def _warning_lines(warnings: List[Any]) -> List[str]:
-    """Resolve warnings as stderr lines; attach points skipped for one reason share a line."""
-    lines = []
-    skipped: dict = {}
-    for w in warnings:
-        name = getattr(w, "skipped", None)
-        if name:
-            reason = getattr(w, "feature", "") or w.message
-            skipped.setdefault(reason, (w, []))[1].append(name)
-        else:
-            lines.append("undertow run: warning: " + w.render().replace("error: ", "", 1))
-    for reason, (w, names) in skipped.items():
-        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        why = w.message.split(": ", 1)[-1]
-        lines.append(f"undertow run: warning: skipped {len(names)} attach point{'s' if len(names) != 1 else ''} "
-                     f"({why}): {shown}")
-    return lines
+        for recs in bpf.batches(duration=args.duration, drain=args.drain, poll_every=0.02, until=until):
+            if _emit(recs, r, out, json_mode, args):
+                bpf.finish("exit", drain=True)  # what was recorded before exit() is shown
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps
+    printed, maps = bpf.end()
+    _emit(printed, r, out, json_mode, args)
+    if maps and not json_mode:
+        out.write("\n")
+    for mp in maps:
+        out.write(r.map(mp))
+    out.flush()
+    if bpf.keep() and args.verbose:  # it attached: worth keeping for the next run of this script
+        print("undertow run: compiled programs kept for the next run of this script on this boot", file=sys.stderr)
+    for line in session.stats.loss_report("undertow run"):
+        print(line, file=sys.stderr)
+    if session.read_faults:
+        print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
+              "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
+    return 0
 
 
 def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:

@@ -38,32 +38,23 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
              ringbuf_mb: int = 0,
              on_stop: Optional[Callable[[Any], List[Dict[str, Any]]]] = None) -> List[Dict[str, Any]]:
     """Run the tool until Ctrl-C/--duration/--count; returns the events it showed."""
-    from ..backends.bpf.compiler import compile_program
-    from ..backends.bpf.runtime import Printed, ProgramSession, default_buffer_mb
+    from ..bpfrun import BpfRun
     from ..events import Lost
-    from ..kernel import Kernel
-    from ..kernel.arch import current_arch
-    from ..lang.bt import parse_program
-    from ..lang.resolve import resolve
+    from ..backends.bpf.runtime import Printed
     from ..output.jsonl import clean
     from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
-    kernel = Kernel()
-    prog = parse_program(program, origin=f"<undertow {name}>")
-    prog.settings.update(settings or {})
-    resolve(prog, kernel)
-    compiled = compile_program(prog, arch=current_arch(), self_pid=os.getpid(), pid=args.pid)
+    bpf = BpfRun(program, origin=f"<undertow {name}>", settings=settings, pid=args.pid)
+    bpf.compile()
     if args.verbose:
         print(f"undertow {name}: hooks: {hooks}", file=sys.stderr)
-    from ..backends.loop import ReadLoop
-
     out = sys.stdout
     shown: List[Dict[str, Any]] = []
     infos: Dict[int, Any] = {}
     pfilter = ProcessFilter.from_args(args)
-    session = ProgramSession.start(compiled, kernel, ringbuf_size=(ringbuf_mb or default_buffer_mb()) << 20)
     try:
+        session = bpf.start(ringbuf_mb)
         if on_start is not None:
             on_start(session)  # e.g. seed a map with state that existed before the tool
         if not args.json:
@@ -72,8 +63,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
         # Ctrl-C/SIGTERM/SIGHUP (undertow.stop), --duration and --count end the loop the same
         # way: nothing recorded after the stop is shown, what was recorded before it is shown
         # for at most 0.4 s more (--drain: all) and the rest is counted (backends/loop.py)
-        loop = ReadLoop(session, duration=args.duration, drain=getattr(args, "drain", False))
-        for batch in loop.batches():
+        for batch in bpf.batches(duration=args.duration, drain=getattr(args, "drain", False)):
             for rec in batch:
                 if isinstance(rec, Lost):
                     if args.json:
@@ -115,7 +105,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 else:
                     out.write(line(d)[:100] + "\n")
                 if args.count and len(shown) >= args.count:
-                    loop.finish("count")
+                    bpf.finish("count")
                     break
             out.flush()
         if on_stop is not None:
@@ -127,8 +117,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
     finally:
-        session.close()
-    for line in session.stats.loss_report(f"undertow {name}"):
+        bpf.close()
+    for line in bpf.stats.loss_report(f"undertow {name}") if bpf.stats is not None else ():
         print(line, file=sys.stderr)
     return shown
 

@@ -54,11 +54,8 @@ def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
 
     Opens every file, then runs a BEGIN program in this process (``BPF_PROG_TEST_RUN``)
     that reads ``curtask->files->fdt->fd[N]->f_inode`` (BTF) for those fds."""
-    from ..backends.bpf.compiler import compile_program
-    from ..backends.bpf.runtime import Printed, ProgramSession
-    from ..kernel.arch import current_arch
-    from ..lang.bt import parse_program
-    from ..lang.resolve import resolve
+    from ..backends.bpf.runtime import Printed
+    from ..bpfrun import BpfRun
 
     fds = [os.open(w.path, os.O_RDONLY | os.O_NONBLOCK) for w in ws]
     try:
@@ -66,16 +63,12 @@ def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
             f'$f{i} = ((struct task_struct *)curtask)->files->fdt->fd[{fd}]; '
             f'printf("%d %d %d", {i}, $f{i}->f_inode->i_ino, $f{i}->f_inode->i_sb->s_dev); '
             for i, fd in enumerate(fds))
-        prog = parse_program("BEGIN { " + body + "}", origin="<undertow filewatch>")
-        resolve(prog, kernel)
-        s = ProgramSession.start(compile_program(prog, arch=current_arch()), kernel, ringbuf_size=1 << 16)
-        try:
-            for rec in s.drain():
+        with BpfRun("BEGIN { " + body + "}", origin="<undertow filewatch>", kernel=kernel,
+                    exclude_self=False) as bpf:
+            for rec in bpf.start(ringbuf_mb=1).drain():  # BEGIN ran in this process at attach
                 if isinstance(rec, Printed):
                     i, ino, dev = rec.values
                     ws[i].kino, ws[i].kdev = ino, dev
-        finally:
-            s.close()
     finally:
         for fd in fds:
             os.close(fd)
