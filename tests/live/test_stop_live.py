@@ -23,6 +23,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tracefs, 
 #: shared, so the test allows a little for the scheduler on top.
 STOP_LIMIT = 1.0
 SLACK = 0.25
+if os.environ.get("UNDERTOW_LAB") == "1":
+    # the lab's guests run under QEMU's single-threaded TCG emulation when the host has no
+    # usable KVM (tests/lab/lab.py accel_args): everything in user space is ~15x slower there
+    # (measured: the interpreter's own exit 0.3 s instead of 20 ms), the kernel's side of a
+    # stop is not what differs. Host runs keep the strict limit.
+    SLACK = 0.75
 
 STORM = """
 import os, sys
@@ -203,6 +209,9 @@ def test_filewatch_all_under_a_write_storm_ends_with_its_duration(tmp_path):
     try:
         with open(out_path, "w") as out:
             p = _undertow(["filewatch", "--all", str(target), "--duration", "1"], out)
+            # the header is written once the probes are attached; --duration counts from there
+            # (start-up is not what this measures: in the lab's VMs it takes seconds)
+            _wait_for(out_path, "TIME", p)
             t_start = time.monotonic()
             _out, err = p.communicate(timeout=120)
             took = time.monotonic() - t_start
@@ -211,8 +220,7 @@ def test_filewatch_all_under_a_write_storm_ends_with_its_duration(tmp_path):
         writer.wait()
     assert p.returncode == 0, err
     assert "Traceback" not in err
-    # start-up (compile, attach) + 1 s + the stop
-    assert took < 3.0, f"filewatch --duration 1 took {took:.2f} s"
+    assert took < 1.0 + STOP_LIMIT + SLACK, f"filewatch --duration 1 took {took:.2f} s from attach to exit"
 
 
 def test_sigint_stops_a_run_started_with_sigint_ignored(tmp_path):

@@ -179,3 +179,62 @@ def test_a_third_stop_signal_always_gives_up():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.01)
+
+
+class _Clock:
+    """time.monotonic for backends.loop, advanced by the test's "consumer"."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def monotonic_ns(self):
+        return int(self.now * 1e9)
+
+
+def test_a_slow_consumer_gets_batches_it_handles_within_a_turn(monkeypatch):
+    """A tool handling ~1 ms a record (a starved VM) must not be handed thousands of records
+    at once: the stop is noticed between batches only (lab 6.1/6.12: filewatch --duration 1
+    took 10 s under a write storm while it worked through 4096-record batches)."""
+    import undertow.backends.loop as loop_mod
+
+    clock = _Clock()
+    monkeypatch.setattr(loop_mod.time, "monotonic", clock.monotonic)
+
+    class Storm(FakeSession):
+        def poll(self, timeout, limit=None):
+            self.polls += 1
+            return [("rec", i) for i in range(limit)]
+
+    loop = ReadLoop(Storm())
+    sizes = []
+    for batch in loop.batches():
+        sizes.append(len(batch))
+        clock.now += 0.001 * len(batch)  # 1 ms a record
+        if len(sizes) == 6:
+            loop.finish("count")
+    assert sizes[0] * 0.001 <= 0.3, sizes  # the first turn is short, whatever the consumer
+    # after one slow turn the batch fits in a turn (50 ms) at once, not after several halvings
+    assert all(n <= 64 for n in sizes[1:]), sizes
+
+
+def test_a_fast_consumer_reaches_large_batches(monkeypatch):
+    import undertow.backends.loop as loop_mod
+
+    clock = _Clock()
+    monkeypatch.setattr(loop_mod.time, "monotonic", clock.monotonic)
+
+    class Storm(FakeSession):
+        def poll(self, timeout, limit=None):
+            return [("rec", i) for i in range(limit)]
+
+    loop = ReadLoop(Storm())
+    sizes = []
+    for batch in loop.batches():
+        sizes.append(len(batch))
+        clock.now += 1e-6 * len(batch)  # 1 us a record (undertow trace's renderer)
+        if len(sizes) == 12:
+            loop.finish("count")
+    assert max(sizes) == loop_mod.MAX_BATCH, sizes

@@ -72,7 +72,11 @@ class ReadLoop:
         self._finish: Optional[str] = None
         self._finish_drain = False
         self._stopped = False
-        self.batch = 4096  # records asked per poll: halved when a turn takes over TURN, doubled when quick
+        # records asked per poll: cut to what fits in TURN when a turn takes longer, doubled
+        # when quick. It starts small: a slow consumer (a tool formatting each record, ~1 ms
+        # a record in a starved VM) must not spend seconds on its first batch before the
+        # loop can notice a stop; a fast one reaches MAX_BATCH within a few turns
+        self.batch = 256
 
     def finish(self, why: str, drain: bool = False) -> None:
         """The consumer asks to stop once it has handled the current batch: ``drain`` shows
@@ -91,7 +95,8 @@ class ReadLoop:
         yield batch
         took = time.monotonic() - t1  # the consumer's share
         if took > TURN:
-            self.batch = max(MIN_BATCH, self.batch // 2)
+            # in proportion, not halved: one slow turn must not be followed by several
+            self.batch = max(MIN_BATCH, min(self.batch // 2, int(len(batch) * TURN / took)))
         elif len(batch) >= self.batch and (took + t1 - t0) < TURN / 4:
             self.batch = min(MAX_BATCH, self.batch * 2)
 
