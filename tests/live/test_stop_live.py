@@ -25,10 +25,11 @@ STOP_LIMIT = 1.0
 SLACK = 0.25
 if os.environ.get("UNDERTOW_LAB") == "1":
     # the lab's guests run under QEMU's single-threaded TCG emulation when the host has no
-    # usable KVM (tests/lab/lab.py accel_args): everything in user space is ~15x slower there
-    # (measured: the interpreter's own exit 0.3 s instead of 20 ms), the kernel's side of a
-    # stop is not what differs. Host runs keep the strict limit.
-    SLACK = 0.75
+    # usable KVM (tests/lab/lab.py accel_args), both vCPUs on one host thread: user space is
+    # ~15x slower there and shares that thread with the test's storm (measured: the
+    # interpreter's own exit 0.3 s instead of 20 ms; filewatch's stop 1.0-1.8 s, it was 9-11 s
+    # before the read loop sized its batches to the consumer). Host runs keep the strict limit.
+    SLACK = 1.5
 
 STORM = """
 import os, sys
