@@ -228,7 +228,7 @@ class BtRenderer:
 
     def _usym(self, pid: int, addr: int, offset: bool = True) -> Optional[str]:
         if getattr(self, "_usyms", None) is None:
-            from ..tools.usyms import UserSymbols
+            from ..kernel.usyms import UserSymbols
 
             self._usyms = UserSymbols()
         return self._usyms.symbolize(pid, addr, offset)

@@ -17,7 +17,7 @@ __all__ = ["UserSymbols"]
 
 class _Table:
     def __init__(self, path: str) -> None:
-        from ..kernel.elffile import ELFFile
+        from .elffile import ELFFile
 
         self.elf = ELFFile(path)
         funcs = sorted((s.value, s.size, s.name) for s in self.elf.symbols()
