@@ -115,3 +115,11 @@ def test_layers_depend_one_way():
             if dl not in MAY_IMPORT[lay]:
                 wrong.append(f"{mod} imports {d}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_two_backends_do_not_import_each_other():
+    g = _graph(top_only=False)
+    wrong = [f"{m} imports {d}" for m, deps in sorted(g.items()) for d in sorted(deps)
+             if (m.startswith("undertow.backends.bpf") and d.startswith("undertow.backends.ftrace"))
+             or (m.startswith("undertow.backends.ftrace") and d.startswith("undertow.backends.bpf"))]
+    assert not wrong, "\n".join(wrong)
