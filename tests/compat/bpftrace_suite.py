@@ -332,7 +332,24 @@ def main() -> int:
     ap.add_argument("--report", help="write the comparison page (Markdown) here")
     ap.add_argument("--merge", nargs="*", default=[], help="results JSON files to put in the report (no run)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each case's result")
+    ap.add_argument("--expected", help="expected statuses (JSON written by --write-expected): bpftrace's are "
+                    "taken from it when bpftrace is not run, and --check compares undertow's with it")
+    ap.add_argument("--write-expected", help="write this run's statuses (no outputs) here, for --expected")
+    ap.add_argument("--only-skipped-in", help="run only the cases some tool skipped in this results/expected "
+                    "JSON (the lab: what the host's kernel could not run)")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 on a Python traceback, a hang, or a case undertow passed in --expected and "
+                         "no longer passes")
+    ap.add_argument("--ci", action="store_true",
+                    help="what CI runs: --check against tests/compat/expected-LABEL.json; bpftrace is run "
+                         "only when that file was measured on another kernel release")
     a = ap.parse_args()
+    if a.ci:
+        a.check = True
+        a.expected = a.expected or os.path.join(HERE, f"expected-{a.label}.json")
+        a.results = a.results or os.path.join(tempfile.gettempdir(), f"undertow-compat-{a.label}.json")
+        exp = _load(a.expected)
+        a.tools = "undertow" if exp and exp.get("kernel") == platform.release() else "undertow,bpftrace"
     if a.merge:
         results = [json.load(open(p)) for p in a.merge]
         if a.report:
@@ -345,6 +362,10 @@ def main() -> int:
     work = a.work or tempfile.mkdtemp(prefix="undertow-compat-")
     build(tree, work)
     todo = [c for c in cases(work) if any(fnmatch.fnmatchcase(f"{c[0]}.{c[1]}", g) for g in a.filter.split(","))]
+    if a.only_skipped_in:
+        was = _load(a.only_skipped_in) or {"cases": {}}
+        skipped = {k for k, r in was["cases"].items() if any(v.get("status") == "SKIP" for v in r.values())}
+        todo = [c for c in todo if f"{c[0]}.{c[1]}" in skipped]
     tools = [t for t in a.tools.split(",") if t]
     if "bpftrace" in tools and shutil.which("bpftrace") is None:
         print("compat: bpftrace is not installed: undertow only", file=sys.stderr)
@@ -363,6 +384,16 @@ def main() -> int:
             print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(f"{t} {row[t]['status']}" for t in tools),
                   flush=True)
     out["seconds"] = round(time.monotonic() - t0)
+    expected = _load(a.expected) if a.expected else None
+    if expected and "bpftrace" not in tools and expected.get("kernel") == platform.release():
+        # bpftrace 0.17 on this same kernel release: its statuses as measured then
+        for key, row in out["cases"].items():  # type: ignore[union-attr]
+            b = expected["cases"].get(key, {}).get("bpftrace")
+            if b:
+                row["bpftrace"] = dict(b, measured=expected.get("date", ""))
+        out["bpftrace_from"] = os.path.relpath(a.expected, REPO)
+    if a.write_expected:
+        _write_expected(out, a.write_expected)
     if a.results:
         with open(a.results, "w") as fh:
             json.dump(out, fh, indent=1, sort_keys=True)
@@ -378,7 +409,57 @@ def main() -> int:
         print(f"compat {a.label}: {t}: " + ", ".join(f"{s} {counts[t].get(s, 0)}" for s in STATUSES))
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
+    if a.check:
+        return check(out, expected)
     return 0
+
+
+def _load(path: Optional[str]) -> Optional[Dict[str, object]]:
+    try:
+        with open(path) as f:  # type: ignore[arg-type]
+            return json.load(f)
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def _write_expected(out: Dict[str, object], path: str) -> None:
+    """The statuses of a run without the outputs: small enough to keep in the repository."""
+    slim = {k: out[k] for k in ("label", "kernel", "date", "tools")}
+    slim["cases"] = {key: {t: {"status": r["status"], "reason": r.get("reason", "")} for t, r in row.items()}
+                     for key, row in sorted(out["cases"].items())}  # type: ignore[union-attr]
+    with open(path, "w") as f:
+        json.dump(slim, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def check(out: Dict[str, object], expected: Optional[Dict[str, object]]) -> int:
+    """CI's judgement (issue 16): no traceback, no hang, and nothing undertow passed before
+    fails now. Prints the share of bpftrace's passes that undertow passes."""
+    bad = []
+    both = bp = 0
+    same_kernel = bool(expected) and expected.get("kernel") == out.get("kernel")  # type: ignore[union-attr]
+    for key, row in sorted(out["cases"].items()):  # type: ignore[union-attr]
+        u = row.get("undertow", {})
+        if u.get("traceback"):
+            bad.append(f"{key}: a Python traceback")
+        if u.get("status") == "HANG":
+            bad.append(f"{key}: a hang (still running {HANG_AFTER} s after its timeout)")
+        was = (expected or {}).get("cases", {}).get(key, {}).get("undertow", {}).get("status")
+        # a skip hides nothing on the kernel the expectations were measured on (a feature
+        # undertow's --info stopped reporting would skip cases silently); elsewhere the
+        # kernel may lack what the case requires
+        allowed = ("PASS",) if same_kernel else ("PASS", "SKIP")
+        if was == "PASS" and u.get("status") not in allowed:
+            bad.append(f"{key}: passed before, {u.get('status')} now")
+        if row.get("bpftrace", {}).get("status") == "PASS":
+            bp += 1
+            both += u.get("status") == "PASS"
+    if bp:
+        print(f"compat {out['label']}: undertow passes {both} of the {bp} cases bpftrace passes "
+              f"({100.0 * both / bp:.1f}%)")
+    for line in bad:
+        print(f"compat {out['label']}: FAIL {line}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
