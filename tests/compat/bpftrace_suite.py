@@ -343,7 +343,12 @@ def main() -> int:
     ap.add_argument("--ci", action="store_true",
                     help="what CI runs: --check against tests/compat/expected-LABEL.json; bpftrace is run "
                          "only when that file was measured on another kernel release")
+    ap.add_argument("--fetch-only", action="store_true",
+                    help="fetch and unpack the suite (needs the network), print where, run nothing")
     a = ap.parse_args()
+    if a.fetch_only:
+        print(fetch_source())
+        return 0
     if a.ci:
         a.check = True
         a.expected = a.expected or os.path.join(HERE, f"expected-{a.label}.json")

@@ -816,6 +816,36 @@ def live_argv() -> List[str]:
             "-p", "no:cacheprovider"]
 
 
+#: Where the host fetches bpftrace's suite for the guests (they have no network; the host's
+#: ``/`` is their read-only lower layer, so this path is readable inside them).
+COMPAT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "undertow-compat")
+#: Kernels the bpftrace suite runs in (issue 16): the cases the host's kernel skipped
+#: (kprobe, kretprobe, kfunc, kprobe_multi), on the newest stock kernel.
+COMPAT_KERNELS = ("6.12",)
+
+
+def compat_argv(series: str, source: str) -> List[str]:
+    """bpftrace 0.17's runtime cases the host's kernel skipped, judged as on the host
+    (tests/compat/bpftrace_suite.py --ci: tracebacks, hangs, regressions fail)."""
+    return [os.path.realpath(sys.executable), os.path.join(REPO, "tests", "compat", "bpftrace_suite.py"),
+            "--ci", "--label", series, "--source", source,
+            "--only-skipped-in", os.path.join(REPO, "tests", "compat", "expected-host.json")]
+
+
+def fetch_compat() -> Tuple[Optional[str], str]:
+    """(the suite's source tree, "") or (None, why): fetched on the host, where the network is."""
+    if os.environ.get("UNDERTOW_LAB_COMPAT", "1") == "0":
+        return None, "UNDERTOW_LAB_COMPAT=0"
+    if not os.path.exists(os.path.join(REPO, "tests", "compat", "expected-host.json")):
+        return None, "tests/compat/expected-host.json is missing (the host's statuses)"
+    env = dict(os.environ, UNDERTOW_COMPAT_CACHE=COMPAT_CACHE)
+    p = subprocess.run([sys.executable, os.path.join(REPO, "tests", "compat", "bpftrace_suite.py"),
+                        "--fetch-only"], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, "cannot fetch bpftrace's source package: " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    return p.stdout.strip().splitlines()[-1], ""
+
+
 def doctor_argv() -> List[str]:
     return [os.path.realpath(sys.executable), "-m", "undertow", "doctor", "--json"]
 
@@ -870,14 +900,23 @@ def cmd_ci(args: argparse.Namespace) -> int:
     required = list(DOCTOR_REQUIRED) + list(args.require)
     failed = False
     summary = []
-    for s in _kernels_arg(args.kernel):
+    kernels = _kernels_arg(args.kernel)
+    compat_source, why = (None, "")
+    if any(s in COMPAT_KERNELS for s in kernels):
+        compat_source, why = fetch_compat()
+        if compat_source is None:
+            summary.append("lab: bpftrace suite not run: %s" % why)
+    for s in kernels:
         try:
             k = prepare_kernel(s, log=_log)
         except LabUnavailable as e:
             summary.append("lab: %-5s skipped: %s" % (s, e))
             continue
         parts = []
-        for what, argv, tmo in steps:
+        kernel_steps = list(steps)
+        if compat_source is not None and s in COMPAT_KERNELS:
+            kernel_steps.append(("bpftrace suite", compat_argv(s, compat_source), args.compat_timeout))
+        for what, argv, tmo in kernel_steps:
             left = args.budget - (time.monotonic() - t_start)
             if left < 30:
                 _log("lab: %s %s not run: the lab budget of %.0f s is spent" % (s, what, args.budget))
@@ -959,6 +998,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="seconds for the whole lab (default 840, or $UNDERTOW_LAB_BUDGET)")
     p.add_argument("--require", action="append", default=[], metavar="FEATURE",
                    help="doctor feature that must be available (besides %s)" % ", ".join(DOCTOR_REQUIRED))
+    p.add_argument("--compat-timeout", type=float, default=900.0,
+                   help="bpftrace suite timeout in %s (default 900 s; UNDERTOW_LAB_COMPAT=0: not run)"
+                   % ", ".join(COMPAT_KERNELS))
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the live tier")
     p.set_defaults(func=cmd_ci)
     args = ap.parse_args(argv)
