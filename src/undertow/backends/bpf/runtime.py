@@ -652,12 +652,12 @@ class ProgramSession(Session):
             if not got or not self.rb or not self.rb.pending():
                 return out
 
-    def final_maps(self) -> List[MapPrint]:
-        """Every non-empty map, as bpftrace prints them at exit."""
+    def final_maps(self, empty: bool = False) -> List[MapPrint]:
+        """Every non-empty map (``empty``: every map), as bpftrace prints them at exit."""
         out = []
         for spec in sorted(self.c.maps.values(), key=lambda m: m.name):  # bpftrace's order
             entries = self.read_map(spec)
-            if entries:
+            if entries or empty:
                 out.append(MapPrint(spec, entries))
         return out
 
