@@ -207,6 +207,7 @@ class ProgramSession(Session):
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
+        later: List[Tuple[CompiledProbe, int]] = []
         for i, cp in enumerate(self.c.probes):
             check()
             if getattr(cp.ap, "multi", None):
@@ -221,9 +222,16 @@ class ProgramSession(Session):
             elif i in carried:
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
+            elif kind in _RUN_LAST_ATTACHED_FIRST:
+                later.append((cp, fd))
             else:
                 self._attach(cp, fd)
             self.attached.append(cp.name)
+        for cp, fd in reversed(later):
+            # the kernel runs these newest first: attached in reverse, several probes on
+            # one event run in the script's order, as bpftrace makes them
+            check()
+            self._attach(cp, fd)
         for d, progs in tail.items():
             check()
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
@@ -688,6 +696,11 @@ class ProgramSession(Session):
             pass
 
 
+#: Probe kinds whose programs on one event the kernel runs in the reverse order of their
+#: attachment (perf events of software events and uprobes, kprobes, fentry trampolines):
+#: _setup attaches them last to first (bpftrace 0.17 does the same: attach_reverse).
+_RUN_LAST_ATTACHED_FIRST = frozenset(("software", "uprobe", "uretprobe", "kprobe", "fentry"))
+
 #: Attachments whose close waits for an RCU grace period (perf events on tracepoints,
 #: kprobes, uprobes) that ProgramSession.close detaches itself; more are handed to a
 #: detached process (4 x ~80 ms fits in the second a stop may take, with the drain).
@@ -822,6 +835,9 @@ def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
         else:
             val = decode(spec.value, cpus[0])
         out[key] = val
+    if not out and spec.agg == "count" and spec.keyless:
+        # bpftrace keeps a count() without keys in an array: cleared or deleted, it is 0
+        out[()] = 0
     return list(out.items())
 
 

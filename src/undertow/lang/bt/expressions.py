@@ -10,14 +10,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence, Set, Tuple
+    from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
 from ..printf import conversions
 from .language import (
     BINARY, BUILTINS, C_WORDS, FUNCTIONS, INT_TYPES, KEYWORDS, MANY, MAP_AGGREGATIONS, RECORD_WORDS, STRING_ARG,
-    UNSAFE_FUNCTIONS, VOID_FUNCTIONS, is_decimal,
+    UNSAFE_FUNCTIONS, VOID_FUNCTIONS, c_integer, is_decimal,
 )
 from .lexer import Lexer, Tok
 from .preprocess import KNOWN_MACROS, preprocess
@@ -95,6 +95,7 @@ class ExprParser:
         self.in_filter = False  # inside a probe's /filter/: a '/' before '{' ends it
         self.expanding: List[str] = []
         self.missing_pos: Set[int] = set()
+        self.pos_text: Dict[int, str] = {}  # id of a numeric $N's Const -> its text
         self.unsafe: List[Tuple[str, Span]] = []
 
     # ------------------------------------------------------------------ helpers
@@ -369,11 +370,13 @@ class ExprParser:
             self.missing_pos.add(id(c))
             return c
         v = self.positional[k - 1]
-        if is_decimal(v):
-            n = int(v)
+        n = c_integer(v)  # 123, 0x7b, 0173 as bpftrace reads them
+        if n is not None:
             if not -(1 << 63) <= n < 1 << 64:
                 raise self.err(f"positional parameter ${k} ({v}) does not fit in 64 bits", t.span)
-            return ir.Const(n).at(t.span)
+            c = ir.Const(n).at(t.span)
+            self.pos_text[id(c)] = v  # str($1) is the text as given
+            return c
         return ir.Const(v).at(t.span)
 
     def identifier(self) -> ir.Expr:
@@ -512,6 +515,9 @@ class ExprParser:
             self.unsafe.append((name, span))
         if name in STRING_ARG or name == "printf":
             a0 = args[0] if args else None
+            if isinstance(a0, ir.Call) and a0.name == "str" and len(a0.args) == 1 and \
+                    isinstance(a0.args[0], ir.Const) and isinstance(a0.args[0].value, str):
+                a0 = args[0] = a0.args[0]  # kaddr(str($1)): the parameter's text is the literal
             if a0 is not None and not (isinstance(a0, ir.Const) and isinstance(a0.value, str)):
                 raise self.err(f"{name}() needs a string literal as its first argument", a0.span)
             if name in ("printf", "system", "cat") and a0 is not None and fmt_tok.kind == "str":
@@ -536,6 +542,8 @@ class ExprParser:
         """``str($1)`` of a missing parameter is ``""``; ``str($1 + 2)`` drops 2 characters."""
         if isinstance(a, ir.Const) and id(a) in self.missing_pos:
             return ir.Const("").at(a.span)
+        if isinstance(a, ir.Const) and id(a) in self.pos_text:
+            return ir.Const(self.pos_text[id(a)]).at(a.span)
         if isinstance(a, ir.Binary) and a.op == "+" and isinstance(a.left, ir.Const) \
                 and isinstance(a.right, ir.Const) and isinstance(a.right.value, int):
             base = a.left
