@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
         out.write(bpf.listing())
         return 0
     session = bpf.start(args.buffer_mb, ring=ring)
-    r = BtRenderer(session, bpf.kernel, json_mode)
+    r = BtRenderer(session, bpf.kernel, json_mode, on_error=lambda line: print(line, file=sys.stderr, flush=True))
     n = bpf.probe_count()
     if json_mode:
         out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')

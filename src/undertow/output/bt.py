@@ -82,31 +82,51 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
     return "".join(out)
 
 
-def _cat(path: str) -> str:
-    """``cat(path)``: the first 64 KiB of a regular file (/proc and /sys files are), read
-    without blocking: a FIFO or a device at that path gets a one-line note, never a hang."""
+#: ``cat()`` reads at most this much of a file, as bpftrace 0.17 (BPFTRACE_CAT_BYTES_MAX).
+CAT_BYTES_MAX = 10240
+
+
+def cat_bytes_max(env: Optional[Dict[str, str]] = None) -> int:
+    """``BPFTRACE_CAT_BYTES_MAX`` (a non-negative integer), else 10240; ValueError when it
+    is set to something else."""
+    raw = (os.environ if env is None else env).get("BPFTRACE_CAT_BYTES_MAX")
+    if raw is None:
+        return CAT_BYTES_MAX
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit():
+        raise ValueError("Env var 'BPFTRACE_CAT_BYTES_MAX' did not contain a valid uint64_t, or was zero-valued.")
+    return int(text)
+
+
+def _cat(path: str, limit: int = CAT_BYTES_MAX) -> Tuple[str, str]:
+    """``cat(path)``: ``(text, error)``, the first ``limit`` bytes of a regular file (/proc
+    and /sys files are), read without blocking: a FIFO or a device at that path is an
+    error, never a hang. The error reads as bpftrace's (``failed to open file ...``)."""
     import stat
+
+    def fail(why: str) -> Tuple[str, str]:
+        return "", f"failed to open file '{escape(path)}': {why}"
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, ValueError) as e:
-        return f"{escape(path)}: {getattr(e, 'strerror', None) or e}\n"
+        return fail(getattr(e, "strerror", None) or str(e))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return f"{escape(path)}: not a regular file\n"
+            return fail("not a regular file")
         chunks = []
-        left = 1 << 16
+        left = limit
         while left > 0:
-            b = os.read(fd, left)
+            b = os.read(fd, min(left, 1 << 16))
             if not b:
                 break
             chunks.append(b)
             left -= len(b)
         text = b"".join(chunks).decode("utf-8", "surrogateescape")
         # the file's lines and tabs as they are; anything else a process could put in it escaped
-        return "\n".join("\t".join(escape(p) for p in line.split("\t")) for line in text.split("\n"))
+        return "\n".join("\t".join(escape(p) for p in line.split("\t")) for line in text.split("\n")), ""
     except OSError as e:
-        return f"{escape(path)}: {e.strerror or e}\n"
+        return fail(e.strerror or str(e))
     finally:
         os.close(fd)
 
@@ -187,10 +207,16 @@ class BtRenderer:
     ``ksym``/``kstack``. Both are optional (unit tests render decoded values).
     """
 
-    def __init__(self, session: Any = None, kernel: Any = None, json_mode: bool = False) -> None:
+    def __init__(self, session: Any = None, kernel: Any = None, json_mode: bool = False,
+                 on_error: Optional[Callable[[str], None]] = None) -> None:
         self.session = session
         self.kernel = kernel
         self.json = json_mode
+        #: called with a run-time error line (``ERROR: failed to open file ...``); by default
+        #: they are kept in :attr:`errors`
+        self.errors: List[str] = []
+        self.on_error: Callable[[str], None] = on_error or self.errors.append
+        self._cat_max: Optional[int] = None
         self._ksyms: Any = None
         self._users: Dict[int, str] = {}
 
@@ -365,8 +391,17 @@ class BtRenderer:
                 return f'{{"type": "value", "data": {value_json(self, rec.values[0], s)}}}\n'
             return self.show_slot(rec.values[0], s) + "\n"
         if act.kind == "cat":
-            text = format_printf(act.fmt, rec.values, kinds, self.show)
-            data = _cat(text)
+            path = format_printf(act.fmt, rec.values, kinds, self.show)
+            if self._cat_max is None:
+                try:
+                    self._cat_max = cat_bytes_max()
+                except ValueError as e:
+                    self.on_error(f"ERROR: {e}")
+                    self._cat_max = CAT_BYTES_MAX
+            data, err = _cat(path, self._cat_max)
+            if err:
+                self.on_error(f"ERROR: {err}")
+                return ""
             return message("cat", data) if self.json else data
         if act.kind == "system":
             return ""  # run by the CLI (needs --unsafe), never here

@@ -207,6 +207,7 @@ class ProgramSession(Session):
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
+        now: List[Tuple[CompiledProbe, int]] = []
         later: List[Tuple[CompiledProbe, int]] = []
         for i, cp in enumerate(self.c.probes):
             check()
@@ -225,22 +226,24 @@ class ProgramSession(Session):
             elif kind in _RUN_LAST_ATTACHED_FIRST:
                 later.append((cp, fd))
             else:
-                self._attach(cp, fd)
+                now.append((cp, fd))
             self.attached.append(cp.name)
-        for cp, fd in reversed(later):
-            # the kernel runs these newest first: attached in reverse, several probes on
-            # one event run in the script's order, as bpftrace makes them
+        if not perf:
+            self.rb = RingBuffer(rb, self.rb_size)
+        self._eager_until = time.monotonic() + EAGER_SECONDS
+        check()
+        # BEGIN runs before any other probe is attached, as in bpftrace: what it sets is
+        # there for the first event, and an interval counts from after it
+        for fd in begin:
+            sc.prog_test_run(fd, bytes(8))
+        # the kernel runs the `later` kinds newest first: attached in reverse, several
+        # probes on one event run in the script's order, as bpftrace makes them
+        for cp, fd in now + later[::-1]:
             check()
             self._attach(cp, fd)
         for d, progs in tail.items():
             check()
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
-        if not perf:
-            self.rb = RingBuffer(rb, self.rb_size)
-        self._eager_until = time.monotonic() + EAGER_SECONDS
-        check()
-        for fd in begin:
-            sc.prog_test_run(fd, bytes(8))
 
     def _load_any(self, cp: CompiledProbe) -> Tuple[int, CompiledProbe]:
         """Load ``cp``; a refused fentry/fexit falls back to kprobe/kretprobe (same data)."""
