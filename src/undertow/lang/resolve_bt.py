@@ -830,6 +830,16 @@ class BtResolver(ExprResolver):
             e.type = StackTy("kernel" if n == "kstack" else "user")
         elif n == "strncmp":
             e.type = S64
+        elif n == "strcontains":
+            for x in args:
+                if not isinstance(x.type, StrTy) and not (isinstance(x.type, ArrayTy) and
+                                                          isinstance(x.type.elem, IntTy) and x.type.elem.size == 1):
+                    raise self.err(TypeCheckError, f"strcontains() needs strings, but {show(x)} is {x.type}", x.span)
+            if all(isinstance(x, ir.Const) and isinstance(x.value, str) for x in args):
+                c = ir.Const(int(args[1].value in args[0].value)).at(e.span)
+                c.type = S64
+                return c
+            e.type = S64
         elif n == "bswap":
             e.type = args[0].type
         elif n == "signal":
@@ -904,8 +914,12 @@ class BtResolver(ExprResolver):
                 raw = ipaddress.ip_address(str(lit)).packed
             except ValueError:
                 raise self.err(TypeCheckError, f"pton(\"{lit}\"): not an IP address", e.span) from None
+            if len(raw) == 16:  # bpftrace's uint8[16], in network order
+                c = ir.Const(bytes(raw)).at(e.span)
+                c.type = ArrayTy(IntTy(1, False, "u8"), 16)
+                return c
             c = ir.Const(int.from_bytes(raw, "little")).at(e.span)
-            c.type = U32 if len(raw) == 4 else U64
+            c.type = U32
             return c
         raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
 

@@ -250,7 +250,68 @@ class ExprGen(Prologue):
             a.mov64(I.R0, 1)
             a.label(end)
             return
+        if n == "strcontains":
+            yes, no, end = self.label("cy"), self.label("cn"), self.label("ce")
+            self.str_contains(e.args[0], e.args[1], yes, no)
+            a.label(yes)
+            a.mov64(I.R0, 1)
+            a.ja(end)
+            a.label(no)
+            a.mov64(I.R0, 0)
+            a.label(end)
+            return
         raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def str_contains(self, hay: ir.Expr, needle: ir.Expr, yes: str, no: str) -> None:
+        """Jump to ``yes`` when the string ``needle`` occurs in ``hay`` (``strcontains``):
+        unrolled, every start in the haystack against every needle byte (no loops to verify)."""
+        a = self.a
+        mark = self.sp
+        hs = layout(hay.type)
+        hoff = self.alloc(hs.size)
+        self.mem_into(hay, I.FP, hoff, hs)
+        if isinstance(needle, ir.Const) and isinstance(needle.value, str):
+            data = ir.text_bytes(needle.value).split(b"\x00", 1)[0]
+            if not data:
+                a.ja(yes)
+            for i in range(hs.size - len(data) + 1 if data else 0):
+                nxt = self.label("cs")
+                a.ldx(I.B, I.R1, I.FP, hoff + i)
+                a.jeq(I.R1, 0, no)  # the haystack ended
+                for k, byte in enumerate(data):
+                    if k:
+                        a.ldx(I.B, I.R1, I.FP, hoff + i + k)
+                    a.jne(I.R1, byte, nxt)
+                a.ja(yes)
+                a.label(nxt)
+            a.ja(no)
+            self.release(mark)
+            return
+        ns = layout(needle.type)
+        noff = self.alloc(ns.size)
+        self.mem_into(needle, I.FP, noff, ns)
+        a.ldx(I.B, I.R2, I.FP, noff)
+        a.jeq(I.R2, 0, yes)  # "" is in every string
+        for i in range(hs.size):
+            nxt = self.label("cs")
+            a.ldx(I.B, I.R1, I.FP, hoff + i)
+            a.jeq(I.R1, 0, no)
+            span = min(ns.size, hs.size - i)
+            for k in range(span):
+                a.ldx(I.B, I.R2, I.FP, noff + k)
+                if k:
+                    a.jeq(I.R2, 0, yes)  # the whole needle matched
+                    a.ldx(I.B, I.R1, I.FP, hoff + i + k)
+                a.jne(I.R1, Reg(I.R2), nxt)
+            if span < ns.size:  # the haystack's buffer ended: a match only if the needle did
+                a.ldx(I.B, I.R2, I.FP, noff + span)
+                a.jeq(I.R2, 0, yes)
+                a.ja(nxt)
+            else:
+                a.ja(yes)  # the needle's buffer is full and matched
+            a.label(nxt)
+        a.ja(no)
+        self.release(mark)
 
     def arith(self, e: ir.Binary) -> None:
         a = self.a

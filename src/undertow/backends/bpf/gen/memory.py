@@ -79,6 +79,13 @@ class MemoryGen(Prologue):
             for i in range(len(data) - len(data) % 4, len(data)):
                 a.st(I.B, base, off + i, data[i])
             return
+        if isinstance(e, ir.Const) and isinstance(e.value, bytes):  # pton("::1"): bytes as they are
+            data = e.value[:slot.size].ljust(slot.size, b"\x00")
+            for i in range(0, len(data) - len(data) % 4, 4):
+                a.st(I.W, base, off + i, int.from_bytes(data[i:i + 4], "little", signed=True))
+            for i in range(len(data) - len(data) % 4, len(data)):
+                a.st(I.B, base, off + i, data[i])
+            return
         if isinstance(e, ir.Builtin) and e.name == "comm":
             if slot.size > 16:
                 self.zero(base, off, slot.size)
