@@ -824,6 +824,15 @@ class BtResolver(ExprResolver):
             e.type = OpaqueTy("usym", 16)
         elif n == "strerror":
             e.type = OpaqueTy("strerror", 8)
+        elif n == "cgroup_path":
+            pat = "*"
+            if len(args) == 2:
+                if not (isinstance(args[1], ir.Const) and isinstance(args[1].value, str)):
+                    raise self.err(TypeCheckError, "cgroup_path()'s second argument must be a string literal",
+                                   args[1].span, 'cgroup_path(cgroup, "unified")')
+                pat = args[1].value
+                e.args = args = args[:1]
+            e.type = OpaqueTy("cgroup_path", 8, fmt=pat)  # the id; user space finds the paths
         elif n == "macaddr":
             e.type = OpaqueTy("mac", 8)
         elif n in ("kstack", "ustack"):

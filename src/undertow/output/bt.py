@@ -35,6 +35,8 @@ def _kind(slot: Any) -> str:
     (``timestamp:%H:%M:%S``)."""
     if slot.kind == "timestamp":
         return "timestamp:" + (getattr(slot.ty, "fmt", "") or "%H:%M:%S")
+    if slot.kind == "cgroup_path":
+        return "cgroup_path:" + (getattr(slot.ty, "fmt", "") or "*")
     return slot.kind
 
 
@@ -299,6 +301,10 @@ class BtRenderer:
             return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in v)
         if kind.startswith("timestamp"):
             return strftime_ns(kind[10:], v)
+        if kind.startswith("cgroup_path"):
+            from ..kernel.cgroups import cgroup_paths  # only programs that call cgroup_path()
+
+            return escape(cgroup_paths(v & _MASK64, kind[12:] or "*"))
         if kind == "tuple":
             return "(" + ", ".join(self.show(x, "int" if isinstance(x, int) else "str") for x in v) + ")"
         return escape(str(v))

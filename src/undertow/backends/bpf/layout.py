@@ -28,7 +28,8 @@ class Slot:
     """The memory layout of one value.
 
     ``kind``: ``int`` | ``str`` | ``buf`` | ``bytes`` | ``tuple`` | ``kstack`` |
-    ``ustack`` | an opaque kind (``ksym usym inet username strerror mac timestamp``).
+    ``ustack`` | an opaque kind (``ksym usym inet username strerror mac timestamp
+    cgroup_path``).
     ``size`` is the bytes it takes (8-aligned for everything but the last string
     byte); ``elems`` the (offset, slot) of a tuple's elements.
     """
@@ -45,7 +46,7 @@ class Slot:
     @property
     def scalar(self) -> bool:
         """Held in a register in the program (an 8-byte value)."""
-        return self.kind in ("int", "kstack", "ksym", "username", "strerror", "timestamp")
+        return self.kind in ("int", "kstack", "ksym", "username", "strerror", "timestamp", "cgroup_path")
 
 
 def layout(t: Optional[Ty]) -> Slot:
@@ -80,7 +81,7 @@ def layout(t: Optional[Ty]) -> Slot:
 def decode(slot: Slot, data: bytes) -> Any:
     """The Python value of ``slot`` in ``data`` (int, str, bytes, tuple, or a tagged tuple)."""
     k = slot.kind
-    if k in ("int", "ksym", "username", "strerror", "timestamp", "kstack"):
+    if k in ("int", "ksym", "username", "strerror", "timestamp", "kstack", "cgroup_path"):
         return int.from_bytes(data[:8], "little", signed=slot.signed or k == "kstack")
     if k == "str":
         return data[:slot.size].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")

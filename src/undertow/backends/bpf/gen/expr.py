@@ -228,7 +228,7 @@ class ExprGen(Prologue):
     def call_scalar(self, e: ir.Call) -> None:
         a = self.a
         n = e.name
-        if n in ("ksym", "strerror", "kptr", "uptr"):
+        if n in ("ksym", "strerror", "kptr", "uptr", "cgroup_path"):
             return self.scalar(e.args[0])
         if n == "strftime":
             return self.scalar(e.args[1])
