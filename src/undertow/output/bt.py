@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..lang.printf import conversions
+from .native import native_json, native_text, native_value
 from .values import escape
 
 
@@ -280,10 +281,14 @@ class BtRenderer:
             return "(" + ", ".join(self.show(x, "int" if isinstance(x, int) else "str") for x in v) + ")"
         return escape(str(v))
 
-    def show_slot(self, v: Any, slot: Any) -> str:
+    def show_slot(self, v: Any, slot: Any, key: bool = False) -> str:
+        """A decoded value of layout ``slot`` as bpftrace prints it (``key``: inside a map
+        key's brackets, where structs print as ``{.m=2,.n=3}``)."""
         if slot.kind == "tuple":
-            return "(" + ", ".join(self.show_slot(x, s) for x, (_o, s) in zip(v, slot.elems)) + ")"
-        return self.show(v, slot.kind)
+            return "(" + ", ".join(self.show_slot(x, s, key) for x, (_o, s) in zip(v, slot.elems)) + ")"
+        if slot.kind in ("bytes", "record") and slot.ty is not None and isinstance(v, bytes):
+            return native_text(native_value(slot.ty, v), key)
+        return self.show(v, _kind(slot))
 
     # -- records
     def _fast_printf(self, act: Any) -> Any:
@@ -401,7 +406,7 @@ class BtRenderer:
         return "\n".join(lines) + "\n"
 
     def _key(self, key: tuple, spec: Any) -> str:
-        parts = [self.show_slot(k, s) for k, (_o, s) in zip(key, spec.key.elems)]
+        parts = [self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems)]
         return "[" + ", ".join(parts) + "]"
 
     def _map_json(self, spec: Any, entries: List[Tuple[tuple, Any]], div: int) -> str:
@@ -414,10 +419,12 @@ class BtRenderer:
                 return {"count": val[0], "average": val[1], "total": val[2]}
             if isinstance(val, int):
                 return val // div
+            if spec.value.kind in ("bytes", "record") and spec.value.ty is not None and isinstance(val, bytes):
+                return native_json(native_value(spec.value.ty, val))
             return self.show_slot(val, spec.value)
         kind = "hist" if spec.agg in ("hist", "lhist") else "stats" if spec.agg == "stats" else "map"
         if spec.key.elems:
-            data: Any = {",".join(self.show_slot(k, s) for k, (_o, s) in zip(key, spec.key.elems)): jv(val)
+            data: Any = {",".join(self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems)): jv(val)
                          for key, val in entries}
         else:
             data = jv(entries[0][1]) if entries else None
