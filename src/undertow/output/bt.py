@@ -71,7 +71,12 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
         v, kind = values[i], kinds[i]
         i += 1
         spec = flags + (width or "") + ("." + prec if prec is not None else "")
-        if conv == "s" or kind not in ("int",):
+        if conv == "r" and kind == "buf" and fmt[end:end + 1] in ("x", "h") and isinstance(v, bytes):
+            # bpftrace's %rx (every byte as \xNN) and %rh (hex bytes, space separated)
+            pos = end + 1
+            text = "".join(f"\\x{b:02x}" for b in v) if fmt[end] == "x" else " ".join(f"{b:02x}" for b in v)
+            out.append(("%" + spec + "s") % text)
+        elif conv == "s" or kind not in ("int",):
             text = show(v, kind) if not isinstance(v, int) or kind != "int" else str(v)
             out.append(("%" + spec + "s") % text)
         elif conv in "di":

@@ -554,11 +554,12 @@ def _is_str(t: Optional[Ty]) -> bool:
 
 
 def _cmp_signed(left: ir.Expr, right: ir.Expr) -> bool:
-    """Signed compare when a side is signed; a non-negative literal takes the other side's sign."""
+    """Signed compare when both sides are signed (bpftrace's rule: ``$u > -1`` with ``$u``
+    unsigned compares unsigned, as C does); a literal takes the other side's sign."""
     def lit(x: ir.Expr) -> bool:
-        return isinstance(x, ir.Const) and isinstance(x.value, int) and x.value >= 0
+        return isinstance(x, ir.Const) and isinstance(x.value, int)
     if lit(right):
         return _signed(left.type)
     if lit(left):
         return _signed(right.type)
-    return _signed(left.type) or _signed(right.type)
+    return _signed(left.type) and _signed(right.type)

@@ -253,10 +253,26 @@ class MapGen(Prologue):
         spec = self.out.maps.get(target.map)
         if spec is None:
             raise self.err(f"{target.map} is never assigned", e)
+        # not value_ptr(): its "map full" exit would leave a printf record being filled
+        # (reserved) unsubmitted; a failed update here reads as 0, the update skipped
         mark = self.sp
+        mref = ("map", spec.name)
         koff = self.build_key(spec, target.key)
-        done = self.label("incd")
-        self.value_ptr(spec, koff, done)
+        have, done = self.label("inch"), self.label("incd")
+        self.lookup(mref, koff)
+        a.jne(I.R0, 0, have)
+        zero = self.alloc(spec.value_size)
+        self.zero(I.FP, zero, spec.value_size)
+        a.ld_map_fd(I.R1, mref)
+        a.mov64(I.R2, Reg(I.FP))
+        a.add64(I.R2, koff)
+        a.mov64(I.R3, Reg(I.FP))
+        a.add64(I.R3, zero)
+        a.mov64(I.R4, BPF_ANY)
+        a.call(I.Helper.map_update_elem)
+        self.lookup(mref, koff)
+        a.jeq(I.R0, 0, done)
+        a.label(have)
         a.ldx(I.DW, I.R1, I.R0, 0)
         a.mov64(I.R2, Reg(I.R1))
         a.alu(op, I.R2, step)
