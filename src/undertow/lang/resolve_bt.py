@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BtResolver", "bt_resolver", "bt_probe_name", "SCALAR_AGGS", "script_types"]
 
+#: The largest whole struct a variable, map key or value, tuple or print() holds (its bytes
+#: go through the 512-byte BPF stack).
+MAX_HELD = 256
+
 #: Aggregations whose map reads as a 64-bit integer.
 SCALAR_AGGS = ("count", "sum", "min", "max", "avg")
 
@@ -518,7 +522,9 @@ class BtResolver(ExprResolver):
             e.type = self._held(e.type)
             return
         if isinstance(bad, RecordTy):
-            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({show(e)}): its layout is unknown",
+            why = "its layout is unknown" if bad.size <= 0 else \
+                f"{bad.size} bytes, more than a value can hold here ({MAX_HELD} bytes)"
+            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({show(e)}): {why}",
                            e.span, "use one of its members (x.member, p->member), or keep the pointer")
         raise self.err(TypeCheckError, f"{show(e)} has no value to use as {what}", e.span)
 
@@ -1070,7 +1076,7 @@ def _no_layout(t: Optional[Ty]) -> Optional[Ty]:
                 return bad
         return None
     if isinstance(t, RecordTy):
-        return t if t.size <= 0 else None
+        return t if t.size <= 0 or t.size > MAX_HELD else None
     return t if isinstance(t, VoidTy) or t is None else None
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from ..lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, Ty
 from .values import escape
 
-__all__ = ["native_value", "native_text", "native_json"]
+__all__ = ["native_value", "native_text", "native_json", "native_json_text"]
 
 
 def _int_at(data: bytes, off: int, size: int, signed: bool) -> int:
@@ -70,6 +70,22 @@ def native_text(v: Any, key: bool = False) -> str:
             return "{" + ",".join(f".{k}={native_text(x, key)}" for k, x in v.items()) + "}"
         return "{ " + ", ".join(f".{k} = {native_text(x, key)}" for k, x in v.items()) + " }"
     return _scalar_text(v, key)
+
+
+def native_json_text(v: Any) -> str:
+    """``v`` as bpftrace 0.17's ``-f json`` writes it, text for text: ``[1,2]``,
+    ``{ "m": 2, "n": 3 }`` (its JsonOutput: arrays without spaces, structs with)."""
+    import json  # only -f json needs it
+
+    if isinstance(v, list):
+        return "[" + ",".join(native_json_text(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)}: {native_json_text(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, tuple) and v and v[0] == "ptr":
+        return str(v[1])
+    if isinstance(v, (str, bytes)):
+        return json.dumps(_scalar_text(v, False) if isinstance(v, bytes) else v, ensure_ascii=False)
+    return str(v)
 
 
 def native_json(v: Any) -> Any:
