@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from ..lang.printf import conversions
 from .btjson import map_json, message, value_json
+from .native import native_text, native_value
 from .values import escape
 
 __all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines", "order_entries"]
@@ -65,7 +66,12 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
         v, kind = values[i], kinds[i]
         i += 1
         spec = flags + (width or "") + ("." + prec if prec is not None else "")
-        if conv == "s" or kind not in ("int",):
+        if conv == "r" and kind == "buf" and fmt[end:end + 1] in ("x", "h") and isinstance(v, bytes):
+            # bpftrace's %rx (every byte as \xNN) and %rh (hex bytes, space separated)
+            pos = end + 1
+            text = "".join(f"\\x{b:02x}" for b in v) if fmt[end] == "x" else " ".join(f"{b:02x}" for b in v)
+            out.append(("%" + spec + "s") % text)
+        elif conv == "s" or kind not in ("int",):
             text = show(v, kind) if not isinstance(v, int) or kind != "int" else str(v)
             out.append(("%" + spec + "s") % text)
         elif conv in "di":
@@ -309,22 +315,25 @@ class BtRenderer:
             return "(" + ", ".join(self.show(x, "int" if isinstance(x, int) else "str") for x in v) + ")"
         return escape(str(v))
 
-    def show_slot(self, v: Any, slot: Any) -> str:
-        """A decoded value of layout ``slot`` as bpftrace's text output shows it."""
+    def show_slot(self, v: Any, slot: Any, key: bool = False) -> str:
+        """A decoded value of layout ``slot`` as bpftrace prints it (``key``: inside a map
+        key's brackets, where structs print as ``{.m=2,.n=3}``)."""
         if slot.kind == "tuple":
-            return "(" + ", ".join(self.show_slot(x, s) for x, (_o, s) in zip(v, slot.elems)) + ")"
+            return "(" + ", ".join(self.show_slot(x, s, key) for x, (_o, s) in zip(v, slot.elems)) + ")"
+        if slot.kind in ("bytes", "record") and slot.ty is not None and isinstance(v, bytes):
+            return native_text(native_value(slot.ty, v), key)
         return self.show(v, _kind(slot))
 
     def show_raw(self, v: Any, slot: Any) -> str:
         """The text of a non-integer value for a JSON string (not escaped for a terminal)."""
         if slot.kind == "str" and isinstance(v, str):
             return v
-        return self.show(v, _kind(slot))
+        return self.show_slot(v, slot)
 
     def key_text(self, key: tuple, spec: Any) -> str:
         """A map key under ``-f json``: its parts joined with ``,`` (bpftrace's shape)."""
-        return ",".join(self.show_raw(k, s) if s.kind != "tuple" else self.show_slot(k, s)
-                        for k, (_o, s) in zip(key, spec.key.elems))
+        return ",".join(self.show_raw(k, s) if s.kind not in ("tuple", "bytes", "record") else
+                        self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems))
 
     # -- records
     def _fast_printf(self, act: Any) -> Any:
@@ -448,7 +457,7 @@ class BtRenderer:
         return text + "\n" if agg in ("avg", "stats") else text
 
     def _key(self, key: tuple, spec: Any) -> str:
-        parts = [self.show_slot(k, s) for k, (_o, s) in zip(key, spec.key.elems)]
+        parts = [self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems)]
         return "[" + ", ".join(parts) + "]"
 
 

@@ -62,6 +62,10 @@ def value_json(r: Any, v: Any, slot: Any) -> str:
     kind = slot.kind
     if kind in _BARE and isinstance(v, int):
         return str(v)
+    if kind in ("bytes", "record") and getattr(slot, "ty", None) is not None and isinstance(v, bytes):
+        from .native import native_json_text, native_value  # an array or a whole struct
+
+        return native_json_text(native_value(slot.ty, v))
     if isinstance(v, dict):  # a struct by value: its members by name
         members = getattr(slot, "elems", None) or []
         names = [getattr(s, "name", None) for _o, s in members]

@@ -225,7 +225,9 @@ class ExprParser:
         if t.is_op("&"):
             raise self.err("the address-of operator '&' is not supported", t.span)
         if t.is_op("++", "--"):
-            raise self.err(f"'{t.text}' is only supported as a statement ($x{t.text}; or @m{t.text};)", t.span)
+            self.advance()
+            operand = self.operand()
+            return self.incdec(operand, t, post=False)
         if t.is_op("("):
             ty = self.try_type(self.peek(), (")",))
             if ty is not None:
@@ -283,9 +285,26 @@ class ExprParser:
         text = " ".join(words) + (" " + stars if stars else "") + dims
         return text, t.end
 
+    def incdec(self, target: ir.Expr, tok: Tok, post: bool) -> ir.Expr:
+        """``$x++``/``++$x``/``@m[k]--`` as a value (``tok``: the operator)."""
+        if not isinstance(target, (ir.Var, ir.MapRead)):
+            raise self.err(f"'{tok.text}' needs a $variable or a @map", target.span or tok.span)
+        start = min(tok.start, target.span.start) if target.span else tok.start
+        span = self.span_from(start)
+        if isinstance(target, ir.MapRead):
+            self.note_assigned(target, span)
+        return ir.IncDec(target, "+" if tok.text == "++" else "-", post).at(span)
+
+    def note_assigned(self, target: ir.MapRead, span: Span) -> None:
+        """``target``'s map is assigned here (the statement parser records its maps)."""
+
     def postfix(self, e: ir.Expr) -> ir.Expr:
         while True:
             t = self.tok
+            if t.is_op("++", "--") and isinstance(e, (ir.Var, ir.MapRead)):
+                self.advance()
+                e = self.incdec(e, t, post=True)
+                continue
             if t.is_op("->", "."):
                 self.advance()
                 nt = self.tok

@@ -139,9 +139,8 @@ class StmtParser(ExprParser):
         e = self.unary()
         if self.tok.kind == "op" and (self.tok.text == "=" or self.tok.text in COMPOUND):
             return self.assignment(e, first, start), False
-        if self.tok.is_op("++", "--"):
-            op = "+" if self.advance().text == "++" else "-"
-            return self.increment(e, first, op, start), False
+        if isinstance(e, ir.IncDec) and e.post and (self.tok.is_op(";", "}") or self.tok.kind == "eof"):
+            return self.increment(e.target, first, e.op, start), False  # $x++; as a statement
         e = self.binary_rest(e, 1)
         e = self.ternary_rest(e)
         return self.to_action(e), False
@@ -261,6 +260,9 @@ class StmtParser(ExprParser):
             self.maps[name] = ir.MapDecl(name, agg="assign")
             self.map_spans[name] = span
         return ir.MapUpdate(name, list(target.key), agg, value, agg_args).at(span)
+
+    def note_assigned(self, target: ir.MapRead, span: Span) -> None:
+        self.map_update(target, "assign", None, [], span)
 
     def to_action(self, e: ir.Expr) -> ir.Action:
         """An expression in statement position: printf(), print(@m), a ternary of them..."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Optional, Tuple
 
 from ....lang import ir
-from ....lang.types import ArrayTy, IntTy, PtrTy, StrTy, Ty, VoidTy
+from ....lang.types import ArrayTy, BufTy, IntTy, PtrTy, StrTy, Ty, VoidTy
 from .. import insn as I
 from ..asm import Reg
 from ..compiled import PROG_TYPES
@@ -64,9 +64,9 @@ class ExprGen(Prologue):
             return
         if isinstance(e, ir.MapRead):
             return self.map_read(e)
+        if isinstance(e, ir.IncDec):
+            return self.incdec(e)
         if isinstance(e, (ir.Member, ir.Index, ir.Deref)):
-            if isinstance(e, ir.Member) and not e.arrow and isinstance(e.base, ir.Var):
-                raise self.err("members of a record held in a variable are not supported yet", e)
             space = self.addr(e)
             size = t.size if t is not None and t.size in (1, 2, 4, 8) else 8
             self.read_scalar(space, size, _signed(t))
@@ -384,6 +384,12 @@ class ExprGen(Prologue):
                 else:
                     self.str_equal(e.left, e.right, no, yes)
                 return
+            if isinstance(e.left.type, (ArrayTy, BufTy)) and e.op in ("==", "!="):
+                if e.op == "==":
+                    self.mem_equal(e.left, e.right, yes, no)
+                else:
+                    self.mem_equal(e.left, e.right, no, yes)
+                return
             signed = _cmp_signed(e.left, e.right)
             table = _SCMP if signed else _CMP
             if isinstance(e.right, ir.Const) and isinstance(e.right.value, int) and \
@@ -447,10 +453,41 @@ class ExprGen(Prologue):
         a.ja(yes)
         self.release(mark)
 
+    def mem_equal(self, left: ir.Expr, right: ir.Expr, yes: str, no: str) -> None:
+        """Jump to ``yes`` when two values held in memory (arrays, buffers) have the same
+        bytes (both written to the stack, then compared 8, then 1 byte at a time)."""
+        a = self.a
+        mark = self.sp
+        ls, rs = layout(left.type), layout(right.type)
+        loff = self.alloc(ls.size)
+        self.mem_into(left, I.FP, loff, ls)
+        roff = self.alloc(rs.size)
+        self.mem_into(right, I.FP, roff, rs)
+        n = min(ls.size, rs.size)
+        pos = 0
+        while pos < n:
+            w = I.DW if n - pos >= 8 else I.B
+            a.ldx(w, I.R1, I.FP, loff + pos)
+            a.ldx(w, I.R2, I.FP, roff + pos)
+            a.jne(I.R1, Reg(I.R2), no)
+            pos += 8 if w == I.DW else 1
+        a.ja(yes if ls.size == rs.size else no)
+        self.release(mark)
+
     # -- addresses
     def addr(self, e: ir.Expr) -> str:
-        """R0 = the address of the lvalue ``e``; returns its address space ("kernel"/"user"/"any")."""
+        """R0 = the address of the lvalue ``e``; returns its address space ("kernel"/"user"/"any").
+        A value held in a variable or a map (an array, a struct) is addressed where it is
+        held: the stack, the map's value (0 when the key is absent)."""
         a = self.a
+        if isinstance(e, ir.Var):
+            off, _slot = self.vars[e.name]
+            a.mov64(I.R0, Reg(I.FP))
+            a.add64(I.R0, off)
+            return "kernel"
+        if isinstance(e, ir.MapRead):
+            self.map_value_addr(e)
+            return "kernel"
         if isinstance(e, ir.Member):
             if e.arrow:
                 self.scalar(e.base)
@@ -578,11 +615,12 @@ def _is_str(t: Optional[Ty]) -> bool:
 
 
 def _cmp_signed(left: ir.Expr, right: ir.Expr) -> bool:
-    """Signed compare when a side is signed; a non-negative literal takes the other side's sign."""
+    """Signed compare when both sides are signed (bpftrace's rule: ``$u > -1`` with ``$u``
+    unsigned compares unsigned, as C does); a literal takes the other side's sign."""
     def lit(x: ir.Expr) -> bool:
-        return isinstance(x, ir.Const) and isinstance(x.value, int) and x.value >= 0
+        return isinstance(x, ir.Const) and isinstance(x.value, int)
     if lit(right):
         return _signed(left.type)
     if lit(left):
         return _signed(right.type)
-    return _signed(left.type) or _signed(right.type)
+    return _signed(left.type) and _signed(right.type)

@@ -226,6 +226,13 @@ class MemoryGen(Prologue):
             if isinstance(src.type, ArrayTy) and isinstance(src, (ir.Field, ir.Member, ir.Index)):
                 self.mem_into(src, base, off + 8, Slot("bytes", size))
                 return True
+            if isinstance(src, ir.Const) and isinstance(src.value, str):
+                # buf("text", n): the literal's bytes (NUL included), zeros past them
+                data = (ir.text_bytes(src.value) + b"\x00")[:size]
+                for i, byte in enumerate(data):
+                    if byte:
+                        a.st(I.B, base, off + 8 + i, byte)
+                return True
             if len(e.args) > 1 and not isinstance(e.args[1], ir.Const):
                 # buf(p, n) with n computed: read min(n, size) bytes, record that length
                 mark = self.sp
