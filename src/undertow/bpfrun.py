@@ -178,10 +178,11 @@ class BpfRun:
     def stats(self) -> Any:
         return self.session.stats if self.session is not None else None
 
-    def end(self) -> Tuple[List[Any], List[Any]]:
-        """``(records END printed, every non-empty map)``, as bpftrace prints them at exit."""
+    def end(self, empty: bool = False) -> Tuple[List[Any], List[Any]]:
+        """``(records END printed, every non-empty map)``, as bpftrace prints them at exit;
+        ``empty``: the empty maps too (bpftrace's text output shows each as an empty line)."""
         s = self.start()
-        return s.run_end(), s.final_maps()
+        return s.run_end(), s.final_maps(empty)
 
     def keep(self) -> bool:
         """Store the compiled programs for the next run of this script on this boot (once

@@ -55,9 +55,9 @@ def test_run_o_does_not_follow_a_planted_link_and_writes_bytes():
         res = _run("-o", out, "-e", 'BEGIN { printf("a\\xffb\\n"); exit(); }')
         assert res.returncode == 0, res.stderr
         with open(out, "rb") as f:
-            assert f.read().splitlines()[-1] == b"a\xffb"  # the literal's bytes, as bpftrace writes them
+            assert f.read().rstrip(b"\n").splitlines()[-1] == b"a\xffb"  # the literal's bytes, as bpftrace writes them
         res = _run("-e", 'BEGIN { printf("a\\xffb\\n"); exit(); }')  # to stdout (a pipe) too
-        assert res.returncode == 0 and res.stdout.splitlines()[-1] == b"a\xffb", res.stderr
+        assert res.returncode == 0 and res.stdout.rstrip(b"\n").splitlines()[-1] == b"a\xffb", res.stderr
     finally:
         for p in (victim, link, out):
             if os.path.lexists(p):

@@ -225,7 +225,7 @@ def test_offline_compiles_without_kprobes():
 @pytest.mark.parametrize("line,cls,msg,caret,hint", [
     ("p __netif_receive_skb_core x=%0->len", TypeCheckError, "a pointer to a pointer", "%0",
      "(*pskb)->len"),
-    ("p _do_fork x=%0->pids[3].node", TypeCheckError, "index 3 is past the end", "3", "0..2"),
+    ("p _do_fork x=%0->pids[3].node", TypeCheckError, "the index 3 is out of bounds for array of size 3", "3", "0..2"),
     ("p _do_fork x=%0->comm.x", TypeCheckError, "'.' needs a struct", "x", ""),
     ("p _do_fork x=%0.comm", TypeCheckError, "use '->'", "comm", "parent->comm"),
     ("r _do_fork f=$retval->f_pos", TypeCheckError, "'->' needs a pointer to a struct", "f_pos",

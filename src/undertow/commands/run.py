@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
         out.write(bpf.listing())
         return 0
     session = bpf.start(args.buffer_mb, ring=ring)
-    r = BtRenderer(session, bpf.kernel, json_mode)
+    r = BtRenderer(session, bpf.kernel, json_mode, on_error=lambda line: print(line, file=sys.stderr, flush=True))
     n = bpf.probe_count()
     if json_mode:
         out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
@@ -173,10 +173,10 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
                 bpf.finish("exit", drain=True)  # what was recorded before exit() is shown
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps
-    printed, maps = bpf.end()
+    printed, maps = bpf.end(empty=not json_mode)
     _emit(printed, r, out, json_mode, args)
-    if maps and not json_mode:
-        out.write("\n")
+    if not json_mode:
+        out.write("\n\n")  # as bpftrace 0.17 does before the maps, even when there are none
     for mp in maps:
         out.write(r.map(mp))
     out.flush()
@@ -227,19 +227,39 @@ def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.
 
 
 def _system(rec: Any, r: Any, out: TextIO) -> None:
-    """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never given to a shell."""
+    """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never
+    given to a shell; its output as it is (``-f json``: a ``"syscall"`` line). A stop
+    (Ctrl-C, SIGTERM) ends a command still running and runs no more of them."""
     import shlex
     import subprocess
 
+    from .. import stop
     from ..output.bt import format_printf
 
+    if stop.requested():
+        return
     act = rec.action
     cmd = format_printf(act.fmt, rec.values, [s.kind for _o, s in act.args], r.show)
     try:
-        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=10)
-        out.write(res.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
-        out.write(f"system: {cmd}: {e}\n")
+        proc = subprocess.Popen(shlex.split(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                text=True, errors="surrogateescape")
+    except (OSError, ValueError) as e:
+        out.write(r.syscall(f"system: {cmd}: {e}\n"))
+        return
+    text = ""
+    try:
+        for _ in range(100):  # 10 s at most, a stop noticed within 0.1 s
+            try:
+                text, _err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if stop.requested():
+                    break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    out.write(r.syscall(text))
 
 
 class _Child:

@@ -848,6 +848,23 @@ class TupleIndex(Expr):
         return (self.base,)
 
 
+class IncDec(Expr):
+    """``$x++``, ``++$x``, ``@m[k]--`` used as a value (bpftrace): ``target`` (a Var or a
+    MapRead) gets ``op`` (``+``/``-``) 1 (a pointer: the size of what it points to); the
+    value is the one before (``post``) or after."""
+
+    __slots__ = ("target", "op", "post")
+
+    def __init__(self, target: Optional[Expr] = None, op: str = "+", post: bool = True) -> None:
+        self.target = _zero(target)
+        self.op = op
+        self.post = post
+        self.span = self.type = None
+
+    def children(self) -> Sequence[Expr]:
+        return (self.target,)
+
+
 class Return(Action):
     """``return``: end this probe's run early (bpftrace), unlike :class:`Exit`."""
 

@@ -34,7 +34,7 @@ from .attach import check_kprobes
 from .resolve_expr import ExprResolver, show
 from .typeinfo import DeclTypes, FuncSig, LayeredTypes, TypeInfo
 from .types import (
-    COMM, INET, S64, U8, U16, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
+    align_of, COMM, INET, S64, U8, U16, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
     StrTy, TupleTy, Ty, VoidTy,
 )
 
@@ -43,6 +43,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..kernel.arch import Arch
 
 __all__ = ["BtResolver", "bt_resolver", "bt_probe_name", "SCALAR_AGGS", "script_types"]
+
+#: The largest whole struct a variable, map key or value, tuple or print() holds (its bytes
+#: go through the 512-byte BPF stack).
+MAX_HELD = 256
 
 #: Aggregations whose map reads as a 64-bit integer.
 SCALAR_AGGS = ("count", "sum", "min", "max", "avg")
@@ -161,7 +165,7 @@ class BtResolver(ExprResolver):
             self._script_done = True
             structs = self.program.setting("c_structs") or {}
             if structs and isinstance(t, LayeredTypes) and isinstance(t.fallback, DeclTypes):
-                self._types = t = LayeredTypes(t.primary, script_types(structs, t))
+                self._types = t = LayeredTypes(t.primary, script_types(structs, t), prefer=set(structs))
         return t
 
     # -- probes
@@ -445,6 +449,7 @@ class BtResolver(ExprResolver):
             if isinstance(t, VoidTy) or t is None:
                 raise self.err(TypeCheckError, f"{show(a.value)} has no value to assign", a.value.span)
             self._storable(a.value, "a variable's value")
+            t = a.value.type
             old = self.vars.get(a.var)
             if old is not None and _shape(old) != _shape(t):
                 raise self.err(TypeCheckError, f"{a.var} holds {old}; it cannot also hold {t}", a.value.span)
@@ -465,6 +470,7 @@ class BtResolver(ExprResolver):
                 if isinstance(t, VoidTy) or t is None:
                     raise self.err(TypeCheckError, f"{show(a.value)} has no value to store", a.value.span)
                 self._storable(a.value, "a map value")
+                t = a.value.type
                 old = self.map_values.get(a.map)
                 if old is not None and _shape(old) != _shape(t):
                     raise self.err(TypeCheckError, f"{a.map} holds {old}; it cannot also hold {t}", a.value.span,
@@ -509,14 +515,36 @@ class BtResolver(ExprResolver):
                 f.expr = self.expr(f.expr)
 
     def _storable(self, e: ir.Expr, what: str) -> None:
-        """``e`` can be held as ``what`` (a map key, a variable...): not a whole struct."""
+        """``e`` can be held as ``what`` (a map key, a variable...): a value of known layout.
+        A whole struct is held as its bytes; its type gets its members listed (for output)."""
         bad = _no_layout(e.type)
         if bad is None:
+            e.type = self._held(e.type)
             return
         if isinstance(bad, RecordTy):
-            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({show(e)})", e.span,
-                           "use one of its members (x.member, p->member), or keep the pointer")
+            why = "its layout is unknown" if bad.size <= 0 else \
+                f"{bad.size} bytes, more than a value can hold here ({MAX_HELD} bytes)"
+            raise self.err(TypeCheckError, f"a whole {bad} cannot be {what} ({show(e)}): {why}",
+                           e.span, "use one of its members (x.member, p->member), or keep the pointer")
         raise self.err(TypeCheckError, f"{show(e)} has no value to use as {what}", e.span)
+
+    def _held(self, t: Optional[Ty], depth: int = 0) -> Optional[Ty]:
+        """``t`` with the members of every record it holds by value listed (RecordTy.fields)."""
+        if depth > 8:
+            return t
+        if isinstance(t, TupleTy):
+            return TupleTy(tuple(self._held(x, depth + 1) for x in t.elems))  # type: ignore[misc]
+        if isinstance(t, ArrayTy):
+            return ArrayTy(self._held(t.elem, depth + 1), t.count)
+        if isinstance(t, RecordTy) and not t.fields:
+            rec = self.types.complete(t)
+            fields = []
+            for name in self.types.member_names(rec):
+                mi = self.types.member(rec, name)
+                if mi is not None:
+                    fields.append((name, mi.offset, self._held(mi.type, depth + 1), mi.bit_offset, mi.bit_size))
+            return rec.with_fields(tuple(fields))
+        return t
 
     def _check_printf(self, fname: str, fmt: str, args: List[ir.Expr]) -> None:
         """Each argument's type against its conversion (the parser checked their number):
@@ -703,6 +731,15 @@ class BtResolver(ExprResolver):
             self._storable(x, "a tuple element")
         e.type = TupleTy(tuple(x.type for x in e.elems))  # type: ignore[misc]
 
+    def _e_IncDec(self, e: ir.IncDec) -> None:
+        e.target = self.expr(e.target)
+        t = e.target.type
+        if not isinstance(t, (IntTy, EnumTy, PtrTy)):
+            raise self.err(TypeCheckError, f"'{e.op * 2}' needs a number, but {show(e.target)} is {t}", e.span)
+        if isinstance(e.target, ir.MapRead):
+            self.map_values.setdefault(e.target.map, t)
+        e.type = t
+
     def _e_TupleIndex(self, e: ir.TupleIndex) -> None:
         e.base = self.expr(e.base)
         t = e.base.type
@@ -824,11 +861,30 @@ class BtResolver(ExprResolver):
             e.type = OpaqueTy("usym", 16)
         elif n == "strerror":
             e.type = OpaqueTy("strerror", 8)
+        elif n == "cgroup_path":
+            pat = "*"
+            if len(args) == 2:
+                if not (isinstance(args[1], ir.Const) and isinstance(args[1].value, str)):
+                    raise self.err(TypeCheckError, "cgroup_path()'s second argument must be a string literal",
+                                   args[1].span, 'cgroup_path(cgroup, "unified")')
+                pat = args[1].value
+                e.args = args = args[:1]
+            e.type = OpaqueTy("cgroup_path", 8, fmt=pat)  # the id; user space finds the paths
         elif n == "macaddr":
             e.type = OpaqueTy("mac", 8)
         elif n in ("kstack", "ustack"):
             e.type = StackTy("kernel" if n == "kstack" else "user")
         elif n == "strncmp":
+            e.type = S64
+        elif n == "strcontains":
+            for x in args:
+                if not isinstance(x.type, StrTy) and not (isinstance(x.type, ArrayTy) and
+                                                          isinstance(x.type.elem, IntTy) and x.type.elem.size == 1):
+                    raise self.err(TypeCheckError, f"strcontains() needs strings, but {show(x)} is {x.type}", x.span)
+            if all(isinstance(x, ir.Const) and isinstance(x.value, str) for x in args):
+                c = ir.Const(int(args[1].value in args[0].value)).at(e.span)
+                c.type = S64
+                return c
             e.type = S64
         elif n == "bswap":
             e.type = args[0].type
@@ -904,8 +960,12 @@ class BtResolver(ExprResolver):
                 raw = ipaddress.ip_address(str(lit)).packed
             except ValueError:
                 raise self.err(TypeCheckError, f"pton(\"{lit}\"): not an IP address", e.span) from None
+            if len(raw) == 16:  # bpftrace's uint8[16], in network order
+                c = ir.Const(bytes(raw)).at(e.span)
+                c.type = ArrayTy(IntTy(1, False, "u8"), 16)
+                return c
             c = ir.Const(int.from_bytes(raw, "little")).at(e.span)
-            c.type = U32 if len(raw) == 4 else U64
+            c.type = U32
             return c
         raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
 
@@ -1038,7 +1098,9 @@ def _no_layout(t: Optional[Ty]) -> Optional[Ty]:
             if bad is not None:
                 return bad
         return None
-    return t if isinstance(t, (RecordTy, VoidTy)) or t is None else None
+    if isinstance(t, RecordTy):
+        return t if t.size <= 0 or t.size > MAX_HELD else None
+    return t if isinstance(t, VoidTy) or t is None else None
 
 
 def _shape(t: Optional[Ty]) -> object:
@@ -1058,7 +1120,9 @@ def _kind(t: Optional[Ty]) -> str:
 
 
 def script_types(structs: Dict[str, object], base: TypeInfo) -> DeclTypes:
-    """Structs the script defines (``struct Foo { int x; char c; }``) laid out with C's rules.
+    """Structs the script defines (``struct Foo { int x; char c; }``) laid out with C's rules
+    (the System V ABI: each member at its alignment, bitfields packed into units of their
+    type without crossing one, the whole padded to its largest alignment).
 
     They serve when kernel BTF does not have the type (BTF wins for kernel types).
     Member types are parsed with ``base`` (BTF, uapi headers) or earlier script structs.
@@ -1066,11 +1130,16 @@ def script_types(structs: Dict[str, object], base: TypeInfo) -> DeclTypes:
     assert isinstance(base, LayeredTypes) and isinstance(base.fallback, DeclTypes)
     decl = DeclTypes(dict(base.fallback.records), dict(base.fallback.funcs), dict(base.fallback.typedefs),
                      dict(base.fallback.variables))
-    both = LayeredTypes(base.primary, decl)
+    decl.aligns.update(base.fallback.aligns)
+    both = LayeredTypes(base.primary, decl, prefer=set(structs))
+    for key in structs:  # placeholders: a member may point to a struct defined later (or itself)
+        decl.records.setdefault(key, (0, []))
     for key, sd in structs.items():
-        members = []
-        off = 0
+        members: List[tuple] = []
+        bit = 0  # the next free bit
         align = 1
+        union = getattr(sd, "kind", "struct") == "union"
+        usize = 0
         for m in getattr(sd, "members", ()):
             try:
                 t = both.parse_type(m.type_text)
@@ -1079,23 +1148,25 @@ def script_types(structs: Dict[str, object], base: TypeInfo) -> DeclTypes:
             for d in reversed(getattr(m, "dims", ()) or ()):
                 t = ArrayTy(t, int(d))
             size = t.size or 1
-            a = min(8, _align_of(t))
+            a = min(8, align_of(t))
             align = max(align, a)
-            if getattr(sd, "kind", "struct") == "union":
-                members.append((m.name, 0, t))
-                off = max(off, size)
+            bits = getattr(m, "bits", None)
+            if union:
+                bit = 0
+            if bits is not None:
+                unit = size * 8
+                if bits == 0 or (bit % unit) + bits > unit:
+                    bit = (bit + unit - 1) // unit * unit  # a bitfield never crosses a unit of its type
+                byte = bit // unit * size
+                members.append((m.name, byte, t, bit - byte * 8, bits))
+                bit += bits
             else:
-                off = (off + a - 1) // a * a
-                members.append((m.name, off, t))
-                off += size
-        total = (off + align - 1) // align * align
+                byte = (bit + 8 * a - 1) // (8 * a) * a
+                members.append((m.name, byte, t))
+                bit = (byte + size) * 8
+            usize = max(usize, (bit + 7) // 8)
+        end = usize if union else (bit + 7) // 8
+        total = (end + align - 1) // align * align
         decl.records[key] = (total, members)
+        decl.aligns[key] = align
     return decl
-
-
-def _align_of(t: Ty) -> int:
-    if isinstance(t, ArrayTy):
-        return _align_of(t.elem)
-    if isinstance(t, RecordTy):
-        return 8 if t.size >= 8 else max(1, t.size)
-    return max(1, min(8, t.size or 1))

@@ -186,9 +186,8 @@ class ExprResolver(AttachResolver):
             raise self.err(TypeCheckError, f"negative index {idx}", e.index.span)
         if isinstance(bt, ArrayTy):
             if idx is not None and bt.count and idx >= bt.count:
-                raise self.err(TypeCheckError, f"index {idx} is past the end of {show(e.base)} ({bt}: "
-                               f"{bt.count} element{'s' if bt.count != 1 else ''})", e.index.span,
-                               f"valid indexes are 0..{bt.count - 1}")
+                raise self.err(TypeCheckError, f"the index {idx} is out of bounds for array of size {bt.count} "
+                               f"({show(e.base)} is {bt})", e.index.span, f"valid indexes are 0..{bt.count - 1}")
             e.type = bt.elem
         elif isinstance(bt, PtrTy):
             if isinstance(bt.target, VoidTy):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple
+    from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..errors import UndertowError
 from .types import U8, ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StackTy, StrTy, Ty, VoidTy, int_ty
@@ -166,12 +166,14 @@ class DeclTypes(TypeInfo):
         self.funcs = dict(funcs or {})
         self.typedefs = dict(typedefs or {})
         self.variables = dict(variables or {})
+        #: a record's alignment when known (script structs: resolve_bt.script_types)
+        self.aligns: Dict[str, int] = {}
 
     def record(self, key: str) -> RecordTy:
         """The RecordTy for ``"struct name"`` (an incomplete one when undeclared)."""
         kind, _, name = key.partition(" ")
         size = self.records[key][0] if key in self.records else 0
-        return RecordTy(name, kind, size, btf=key)
+        return RecordTy(name, kind, size, btf=key, align=self.aligns.get(key, 0))
 
     def func(self, name: str) -> Optional[FuncSig]:
         sig = self.funcs.get(name)
@@ -518,15 +520,20 @@ SKB_HEADERS = {"ethhdr": "l2", "iphdr": "l3", "ipv6hdr": "l3", "tcphdr": "l4", "
 
 
 class LayeredTypes(TypeInfo):
-    """First answer from ``primary`` (BTF), else from ``fallback`` (uapi declarations)."""
+    """First answer from ``primary`` (BTF), else from ``fallback`` (uapi declarations);
+    the records named in ``prefer`` (``"struct Foo"``: a script's own definitions, which
+    shadow the kernel's as in bpftrace) from ``fallback`` first."""
 
-    def __init__(self, primary: TypeInfo, fallback: TypeInfo) -> None:
+    def __init__(self, primary: TypeInfo, fallback: TypeInfo, prefer: Optional[Set[str]] = None) -> None:
         self.primary, self.fallback = primary, fallback
+        self.prefer: Set[str] = set(prefer or ())
 
     def func(self, name: str) -> Optional[FuncSig]:
         return self.primary.func(name)
 
     def parse_type(self, text: str) -> Ty:
+        if self.prefer and " ".join(split_type_text(text)[0]) in self.prefer:
+            return self.fallback.parse_type(text)
         try:
             return self.primary.parse_type(text)
         except LookupError as e:

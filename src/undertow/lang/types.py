@@ -140,17 +140,31 @@ class ArrayTy(Ty):
 
 
 class RecordTy(Ty):
-    """A struct or union, backed by a BTF type (``btf``: the BTF type object; not compared)."""
+    """A struct or union, backed by a BTF type (``btf``: the BTF type object; not compared).
 
-    __slots__ = ("name", "kind", "size", "btf")
+    ``fields`` lists its members when a value of it is held whole (a variable, a map key or
+    value, a tuple element: the resolver fills them in so output can print every member):
+    ``(name, offset, type, bit_offset, bit_size)``, bit_* ``None`` unless a bitfield.
+    ``align`` is its alignment in bytes (0: unknown, guessed from its size).
+    """
+
+    __slots__ = ("name", "kind", "size", "btf", "fields", "align")
     _fields = __slots__
     _compare = ("name", "kind", "size")
 
-    def __init__(self, name: str = "", kind: str = "struct", size: int = 0, btf: Any = None) -> None:
+    def __init__(self, name: str = "", kind: str = "struct", size: int = 0, btf: Any = None,
+                 fields: Tuple[Tuple[Any, ...], ...] = (), align: int = 0) -> None:
         _set(self, "name", name)
         _set(self, "kind", kind)  # "struct" | "union"
         _set(self, "size", size)
         _set(self, "btf", btf)
+        _set(self, "fields", tuple(fields))
+        _set(self, "align", align)
+
+    def with_fields(self, fields: Tuple[Tuple[Any, ...], ...]) -> "RecordTy":
+        """The same record with its members listed (see ``fields``)."""
+        align = self.align or max([align_of(f[2]) for f in fields] or [1])
+        return RecordTy(self.name, self.kind, self.size, self.btf, fields, align)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}" if self.name else f"{self.kind} <anon>"
@@ -197,6 +211,10 @@ class StackTy(Ty):
 
 
 class TupleTy(Ty):
+    """A tuple. Its ``size`` is bpftrace's: the elements laid out as a C struct would lay
+    them out (each at its natural alignment, the whole padded to the largest), which is what
+    ``sizeof`` of a tuple gives. How a backend stores it is its own affair."""
+
     __slots__ = ("elems",)
     _fields = _compare = __slots__
 
@@ -205,7 +223,12 @@ class TupleTy(Ty):
 
     @property
     def size(self) -> int:  # type: ignore[override]
-        return sum(e.size for e in self.elems)
+        off, align = 0, 1
+        for e in self.elems:
+            a = align_of(e)
+            align = max(align, a)
+            off = (off + a - 1) // a * a + e.size
+        return (off + align - 1) // align * align
 
     def __str__(self) -> str:
         return "(" + ", ".join(str(e) for e in self.elems) + ")"
@@ -245,6 +268,29 @@ def int_ty(size: int, signed: bool) -> IntTy:
     table = {(1, False): U8, (2, False): U16, (4, False): U32, (8, False): U64,
              (1, True): S8, (2, True): S16, (4, True): S32, (8, True): S64}
     return table.get((size, signed)) or IntTy(size, signed)
+
+
+def align_of(t: Ty) -> int:
+    """The alignment of a value of type ``t`` in bytes, by bpftrace's rule (strings 1,
+    records and tuples their largest member's, arrays their element's, other values of
+    at most 2 bytes their size, else 4 up to 4 bytes and 8 above)."""
+    if isinstance(t, StrTy):
+        return 1
+    if isinstance(t, TupleTy):
+        return max([align_of(e) for e in t.elems] or [1])
+    if isinstance(t, RecordTy):
+        if t.align:
+            return t.align
+        if t.fields:
+            return max(align_of(f[2]) for f in t.fields)
+        size = t.size or 1
+        return 8 if size % 8 == 0 else 4 if size % 4 == 0 else 2 if size % 2 == 0 else 1
+    if isinstance(t, ArrayTy):
+        return align_of(t.elem) if t.size > 2 else max(1, t.size)
+    size = t.size
+    if size <= 2:
+        return max(1, size)
+    return 4 if size <= 4 or isinstance(t, BufTy) else 8
 
 
 def deref_target(t: Optional[Ty]) -> Optional[Ty]:

@@ -22,17 +22,11 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..lang.printf import conversions
+from .btjson import map_json, message, value_json
+from .native import native_text, native_value
 from .values import escape
 
-
-def _dumps(obj: Any, **kw: Any) -> str:
-    import json  # only -f json needs it (~3 ms at start-up)
-
-    from .jsonl import clean  # valid UTF-8 always: undecodable bytes become \\xNN text
-
-    return json.dumps(clean(obj), **kw)
-
-__all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines"]
+__all__ = ["BtRenderer", "format_printf", "hist_lines", "lhist_lines", "order_entries"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -42,6 +36,8 @@ def _kind(slot: Any) -> str:
     (``timestamp:%H:%M:%S``)."""
     if slot.kind == "timestamp":
         return "timestamp:" + (getattr(slot.ty, "fmt", "") or "%H:%M:%S")
+    if slot.kind == "cgroup_path":
+        return "cgroup_path:" + (getattr(slot.ty, "fmt", "") or "*")
     return slot.kind
 
 
@@ -70,7 +66,12 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
         v, kind = values[i], kinds[i]
         i += 1
         spec = flags + (width or "") + ("." + prec if prec is not None else "")
-        if conv == "s" or kind not in ("int",):
+        if conv == "r" and kind == "buf" and fmt[end:end + 1] in ("x", "h") and isinstance(v, bytes):
+            # bpftrace's %rx (every byte as \xNN) and %rh (hex bytes, space separated)
+            pos = end + 1
+            text = "".join(f"\\x{b:02x}" for b in v) if fmt[end] == "x" else " ".join(f"{b:02x}" for b in v)
+            out.append(("%" + spec + "s") % text)
+        elif conv == "s" or kind not in ("int",):
             text = show(v, kind) if not isinstance(v, int) or kind != "int" else str(v)
             out.append(("%" + spec + "s") % text)
         elif conv in "di":
@@ -89,31 +90,51 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
     return "".join(out)
 
 
-def _cat(path: str) -> str:
-    """``cat(path)``: the first 64 KiB of a regular file (/proc and /sys files are), read
-    without blocking: a FIFO or a device at that path gets a one-line note, never a hang."""
+#: ``cat()`` reads at most this much of a file, as bpftrace 0.17 (BPFTRACE_CAT_BYTES_MAX).
+CAT_BYTES_MAX = 10240
+
+
+def cat_bytes_max(env: Optional[Dict[str, str]] = None) -> int:
+    """``BPFTRACE_CAT_BYTES_MAX`` (a non-negative integer), else 10240; ValueError when it
+    is set to something else."""
+    raw = (os.environ if env is None else env).get("BPFTRACE_CAT_BYTES_MAX")
+    if raw is None:
+        return CAT_BYTES_MAX
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit():
+        raise ValueError("Env var 'BPFTRACE_CAT_BYTES_MAX' did not contain a valid uint64_t, or was zero-valued.")
+    return int(text)
+
+
+def _cat(path: str, limit: int = CAT_BYTES_MAX) -> Tuple[str, str]:
+    """``cat(path)``: ``(text, error)``, the first ``limit`` bytes of a regular file (/proc
+    and /sys files are), read without blocking: a FIFO or a device at that path is an
+    error, never a hang. The error reads as bpftrace's (``failed to open file ...``)."""
     import stat
+
+    def fail(why: str) -> Tuple[str, str]:
+        return "", f"failed to open file '{escape(path)}': {why}"
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, ValueError) as e:
-        return f"{escape(path)}: {getattr(e, 'strerror', None) or e}\n"
+        return fail(getattr(e, "strerror", None) or str(e))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return f"{escape(path)}: not a regular file\n"
+            return fail("not a regular file")
         chunks = []
-        left = 1 << 16
+        left = limit
         while left > 0:
-            b = os.read(fd, left)
+            b = os.read(fd, min(left, 1 << 16))
             if not b:
                 break
             chunks.append(b)
             left -= len(b)
         text = b"".join(chunks).decode("utf-8", "surrogateescape")
         # the file's lines and tabs as they are; anything else a process could put in it escaped
-        return "\n".join("\t".join(escape(p) for p in line.split("\t")) for line in text.split("\n"))
+        return "\n".join("\t".join(escape(p) for p in line.split("\t")) for line in text.split("\n")), ""
     except OSError as e:
-        return f"{escape(path)}: {e.strerror or e}\n"
+        return fail(e.strerror or str(e))
     finally:
         os.close(fd)
 
@@ -139,9 +160,11 @@ def _lhist_label(n: int) -> str:
     return str(n)
 
 
-def _bar_line(label: str, count: int, top: int) -> str:
+def _bar_line(label: str, count: int, top: int, shown: Optional[int] = None) -> str:
+    """One histogram row: the bar from the bucket's count, the number ``shown`` (the count
+    divided by ``print``'s ``div``, as bpftrace shows it) or the count."""
     width = int(count / top * 52) if top else 0
-    return f"{label:<16}{count:>8} |{'@' * width:<52}|"
+    return f"{label:<16}{count if shown is None else shown:>8} |{'@' * width:<52}|"
 
 
 def hist_lines(buckets: Dict[int, int], div: int = 1) -> List[str]:
@@ -161,7 +184,8 @@ def hist_lines(buckets: Dict[int, int], div: int = 1) -> List[str]:
             label = "[1]"
         else:
             label = f"[{_hist_label(i - 2)}, {_hist_label(i - 1)})"
-        out.append(_bar_line(label, buckets.get(i, 0) // max(div, 1), top))
+        n = buckets.get(i, 0)
+        out.append(_bar_line(label, n, top, n // max(div, 1)))
     return out
 
 
@@ -191,10 +215,16 @@ class BtRenderer:
     ``ksym``/``kstack``. Both are optional (unit tests render decoded values).
     """
 
-    def __init__(self, session: Any = None, kernel: Any = None, json_mode: bool = False) -> None:
+    def __init__(self, session: Any = None, kernel: Any = None, json_mode: bool = False,
+                 on_error: Optional[Callable[[str], None]] = None) -> None:
         self.session = session
         self.kernel = kernel
         self.json = json_mode
+        #: called with a run-time error line (``ERROR: failed to open file ...``); by default
+        #: they are kept in :attr:`errors`
+        self.errors: List[str] = []
+        self.on_error: Callable[[str], None] = on_error or self.errors.append
+        self._cat_max: Optional[int] = None
         self._ksyms: Any = None
         self._users: Dict[int, str] = {}
 
@@ -240,9 +270,10 @@ class BtRenderer:
         return "\n" + "".join(" " * indent + (self._usym(pid, a) or hex(a)) + "\n" for a in addrs)
 
     def show(self, v: Any, kind: str) -> str:
-        """A decoded value as bpftrace prints it (strings escaped)."""
+        """A decoded value as bpftrace prints it (strings escaped for the terminal; under
+        ``-f json`` left as they are: the JSON encoder escapes them)."""
         if kind == "str":
-            return escape(v)
+            return v if self.json and isinstance(v, str) else escape(v)
         if kind == "int":
             return str(v)
         if kind == "ksym":
@@ -276,14 +307,33 @@ class BtRenderer:
             return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in v)
         if kind.startswith("timestamp"):
             return strftime_ns(kind[10:], v)
+        if kind.startswith("cgroup_path"):
+            from ..kernel.cgroups import cgroup_paths  # only programs that call cgroup_path()
+
+            return escape(cgroup_paths(v & _MASK64, kind[12:] or "*"))
         if kind == "tuple":
             return "(" + ", ".join(self.show(x, "int" if isinstance(x, int) else "str") for x in v) + ")"
         return escape(str(v))
 
-    def show_slot(self, v: Any, slot: Any) -> str:
+    def show_slot(self, v: Any, slot: Any, key: bool = False) -> str:
+        """A decoded value of layout ``slot`` as bpftrace prints it (``key``: inside a map
+        key's brackets, where structs print as ``{.m=2,.n=3}``)."""
         if slot.kind == "tuple":
-            return "(" + ", ".join(self.show_slot(x, s) for x, (_o, s) in zip(v, slot.elems)) + ")"
-        return self.show(v, slot.kind)
+            return "(" + ", ".join(self.show_slot(x, s, key) for x, (_o, s) in zip(v, slot.elems)) + ")"
+        if slot.kind in ("bytes", "record") and slot.ty is not None and isinstance(v, bytes):
+            return native_text(native_value(slot.ty, v), key)
+        return self.show(v, _kind(slot))
+
+    def show_raw(self, v: Any, slot: Any) -> str:
+        """The text of a non-integer value for a JSON string (not escaped for a terminal)."""
+        if slot.kind == "str" and isinstance(v, str):
+            return v
+        return self.show_slot(v, slot)
+
+    def key_text(self, key: tuple, spec: Any) -> str:
+        """A map key under ``-f json``: its parts joined with ``,`` (bpftrace's shape)."""
+        return ",".join(self.show_raw(k, s) if s.kind not in ("tuple", "bytes", "record") else
+                        self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems))
 
     # -- records
     def _fast_printf(self, act: Any) -> Any:
@@ -340,130 +390,133 @@ class BtRenderer:
         kinds = [_kind(s) for _o, s in act.args]
         if act.kind == "printf":
             text = format_printf(act.fmt, rec.values, kinds, self.show)
-            if self.json:
-                return _dumps({"type": "printf", "data": text}) + "\n"
-            return text
+            return message("printf", text) if self.json else text
         if act.kind == "time":
             text = time.strftime(act.fmt)
-            return _dumps({"type": "time", "data": text}) + "\n" if self.json else text
+            return message("time", text) if self.json else text
         if act.kind == "join":
             parts = [p for p in rec.values if p != ""]
             sep = act.extra.get("sep", " ")
-            text = sep.join(escape(p) for p in parts)
-            return _dumps({"type": "join", "data": text}) + "\n" if self.json else text + "\n"
+            if self.json:
+                return message("join", sep.join(parts))
+            return sep.join(escape(p) for p in parts) + "\n"
         if act.kind == "value":
             (o, s), = act.args
-            text = self.show_slot(rec.values[0], s)
-            return _dumps({"type": "value", "data": text}) + "\n" if self.json else text + "\n"
+            if self.json:
+                return f'{{"type": "value", "data": {value_json(self, rec.values[0], s)}}}\n'
+            return self.show_slot(rec.values[0], s) + "\n"
         if act.kind == "cat":
-            text = format_printf(act.fmt, rec.values, kinds, self.show)
-            data = _cat(text)
-            return _dumps({"type": "cat", "data": data}) + "\n" if self.json else data
+            path = format_printf(act.fmt, rec.values, kinds, self.show)
+            if self._cat_max is None:
+                try:
+                    self._cat_max = cat_bytes_max()
+                except ValueError as e:
+                    self.on_error(f"ERROR: {e}")
+                    self._cat_max = CAT_BYTES_MAX
+            data, err = _cat(path, self._cat_max)
+            if err:
+                self.on_error(f"ERROR: {err}")
+                return ""
+            return message("cat", data) if self.json else data
         if act.kind == "system":
             return ""  # run by the CLI (needs --unsafe), never here
         return ""
 
+    def syscall(self, text: str) -> str:
+        """What a ``system()`` command wrote: as it is, or a ``"syscall"`` JSON line."""
+        return message("syscall", text) if self.json else text
+
     def map(self, mp: Any) -> str:
-        """One map as bpftrace prints it (text ends with a blank line)."""
+        """One map as bpftrace 0.17 prints it: text (an empty map is an empty line), or one
+        JSON line (nothing for an empty map)."""
         spec = mp.spec
-        entries = list(mp.entries)
-        if spec.agg in ("hist", "lhist"):
-            entries.sort(key=lambda kv: sum(kv[1].values()))
-        elif spec.agg == "stats":
-            entries.sort(key=lambda kv: kv[1][2])
-        else:
-            entries.sort(key=lambda kv: _sort_key(kv[1]))
-        if mp.top:
-            entries = entries[-mp.top:]
+        entries = order_entries(spec, list(mp.entries), mp.top)
         div = max(1, mp.div or 1)
         if self.json:
-            return self._map_json(spec, entries, div)
+            return map_json(self, spec, entries, div)
+        agg = spec.agg
+        if agg in ("hist", "lhist"):
+            parts = []
+            for key, val in entries:
+                name = spec.name + (self._key(key, spec) if spec.key.elems else "")
+                rows = hist_lines(val, div) if agg == "hist" else lhist_lines(val, *spec.lhist)
+                parts.append(f"{name}: \n" + "".join(r + "\n" for r in rows))
+            return "\n".join(parts) + "\n"
         lines: List[str] = []
         for key, val in entries:
             name = spec.name + (self._key(key, spec) if spec.key.elems else "")
-            if spec.agg == "hist":
-                lines.append(f"{name}: ")
-                lines.extend(hist_lines(val, div))
-                lines.append("")
-            elif spec.agg == "lhist":
-                lines.append(f"{name}: ")
-                lines.extend(lhist_lines(val, *spec.lhist))
-                lines.append("")
-            elif spec.agg == "stats":
+            if agg == "stats":
                 c, avg, tot = val
                 lines.append(f"{name}: count {c}, average {avg}, total {tot}")
-            elif spec.agg in ("count", "sum", "min", "max", "avg"):
-                lines.append(f"{name}: {val // div if isinstance(val, int) else val}")
+            elif agg in ("count", "sum", "min", "max", "avg") or (isinstance(val, int) and spec.value.kind == "int"):
+                lines.append(f"{name}: {_cdiv(val, div) if isinstance(val, int) else val}")
             else:
                 lines.append(f"{name}: {self.show_slot(val, spec.value)}")
-        if spec.agg not in ("hist", "lhist"):
-            lines.append("")
-        return "\n".join(lines) + "\n"
+        stacky = spec.value.kind in ("kstack", "ustack")  # a stack ends with its own newline
+        text = ("" if stacky else "\n").join(lines) + "\n"
+        return text + "\n" if agg in ("avg", "stats") else text
 
     def _key(self, key: tuple, spec: Any) -> str:
-        parts = [self.show_slot(k, s) for k, (_o, s) in zip(key, spec.key.elems)]
+        parts = [self.show_slot(k, s, key=True) for k, (_o, s) in zip(key, spec.key.elems)]
         return "[" + ", ".join(parts) + "]"
 
-    def _map_json(self, spec: Any, entries: List[Tuple[tuple, Any]], div: int) -> str:
-        def jv(val: Any) -> Any:
-            if spec.agg == "hist":
-                return _hist_json(val)
-            if spec.agg == "lhist":
-                return _lhist_json(val, *spec.lhist)
-            if spec.agg == "stats":
-                return {"count": val[0], "average": val[1], "total": val[2]}
-            if isinstance(val, int):
-                return val // div
-            return self.show_slot(val, spec.value)
-        kind = "hist" if spec.agg in ("hist", "lhist") else "stats" if spec.agg == "stats" else "map"
-        if spec.key.elems:
-            data: Any = {",".join(self.show_slot(k, s) for k, (_o, s) in zip(key, spec.key.elems)): jv(val)
-                         for key, val in entries}
-        else:
-            data = jv(entries[0][1]) if entries else None
-        return _dumps({"type": kind, "data": {spec.name: data}}, ensure_ascii=False) + "\n"
+
+def order_entries(spec: Any, entries: List[Tuple[tuple, Any]], top: int = 0) -> List[Tuple[tuple, Any]]:
+    """A map's entries in bpftrace 0.17's order, the last ``top`` kept (0: all).
+
+    Aggregations and integer values by value (hist/lhist by their total count, avg and
+    stats by the average), ties in the order of the keys' bytes; other values by key
+    (integers, then strings; other key parts keep their order). ``top`` does not apply to
+    ``stats`` maps (bpftrace ignores it there, with a warning at compile time)."""
+    entries = sorted(entries, key=lambda kv: _key_bytes(kv[0], spec.key))
+    agg = spec.agg
+    if agg in ("hist", "lhist"):
+        entries.sort(key=lambda kv: sum(kv[1].values()))
+    elif agg == "avg":
+        entries.sort(key=lambda kv: kv[1])
+    elif agg == "stats":
+        entries.sort(key=lambda kv: kv[1][1])
+        top = 0
+    elif agg in ("count", "sum", "min", "max") or all(isinstance(v, int) for _k, v in entries) \
+            and spec.value.kind == "int":
+        entries.sort(key=lambda kv: kv[1] if isinstance(kv[1], int) else 0)
+    else:
+        for i in reversed(range(len(spec.key.elems))):
+            s = spec.key.elems[i][1]
+            if s.kind == "int":
+                entries.sort(key=lambda kv, i=i: kv[0][i] & _MASK64 if isinstance(kv[0][i], int) else 0)
+            elif s.kind == "str":
+                entries.sort(key=lambda kv, i=i: str(kv[0][i]).encode("utf-8", "surrogateescape"))
+    if top and len(entries) > top:
+        entries = entries[-top:]
+    return entries
+
+
+def _key_bytes(key: Any, slot: Any) -> bytes:
+    """The bytes a decoded key had in the map (what bpftrace orders hist and stats keys by)."""
+    k = slot.kind
+    if k == "tuple":
+        return b"".join(_key_bytes(x, s) for x, (_o, s) in zip(key, slot.elems))
+    if isinstance(key, int):
+        return (key & _MASK64).to_bytes(8, "little")
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape").ljust(slot.size, b"\0")
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key)
+    if isinstance(key, tuple):
+        return b"".join(_key_bytes(x, slot) for x in key)
+    return b""
+
+
+def _cdiv(v: int, div: int) -> int:
+    """C's integer division (towards zero), as bpftrace divides by ``print``'s ``div``."""
+    if div <= 1:
+        return v
+    q = abs(v) // div
+    return q if v >= 0 else -q
 
 
 def _errno(n: int) -> str:
     import errno
 
     return errno.errorcode.get(n, str(n))
-
-
-def _sort_key(v: Any) -> Any:
-    if isinstance(v, int):
-        return (0, v, "")
-    return (1, 0, str(v))
-
-
-def _hist_json(b: Dict[int, int]) -> List[Dict[str, int]]:
-    out = []
-    used = [i for i, c in b.items() if c]
-    for i in range(min(used), max(used) + 1) if used else ():
-        if i == 0:
-            d = {"max": -1}
-        elif i == 1:
-            d = {"min": 0, "max": 0}
-        else:
-            d = {"min": 1 << (i - 2), "max": (1 << (i - 1)) - 1}
-        d["count"] = b.get(i, 0)
-        out.append(d)
-    return out
-
-
-def _lhist_json(b: Dict[int, int], lo: int, hi: int, step: int) -> List[Dict[str, int]]:
-    n = (hi - lo) // step
-    out = []
-    used = [i for i, c in b.items() if c]
-    for i in range(min(used), max(used) + 1) if used else ():
-        if i == 0:
-            d = {"max": lo - 1}
-        elif i == n + 1:
-            d = {"min": hi}
-        else:
-            d = {"min": (i - 1) * step + lo, "max": i * step + lo - 1}
-        d["count"] = b.get(i, 0)
-        out.append(d)
-    return out
-
-

@@ -2,7 +2,8 @@
 
 One rule for every place a value is stored: integers, pointers and enums take
 8 bytes (sign-extended when signed), strings their fixed size (NUL padded),
-tuples their elements one after the other at 8-byte aligned offsets, and the
+tuples their elements one after the other at 8-byte aligned offsets, arrays and
+whole structs their bytes as they are in memory (C's layout), and the
 values user space renders (:class:`~undertow.lang.types.OpaqueTy`, stacks) the
 bytes listed in :data:`OPAQUE_SIZES`.
 """
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, List, Optional, Tuple
 
 from ...lang.types import (
-    ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, StackTy, StrTy, TupleTy, Ty,
+    ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy, StrTy, TupleTy, Ty,
 )
 
 __all__ = ["Slot", "layout", "decode", "align8"]
@@ -27,8 +28,8 @@ def align8(n: int) -> int:
 class Slot:
     """The memory layout of one value.
 
-    ``kind``: ``int`` | ``str`` | ``buf`` | ``bytes`` | ``tuple`` | ``kstack`` |
-    ``ustack`` | an opaque kind (``ksym usym inet username strerror mac timestamp``).
+    ``kind``: ``int`` | ``str`` | ``buf`` | ``bytes`` (an array) | ``record`` | ``tuple`` | ``kstack`` |
+    ``ustack`` | an opaque kind (``ksym usym inet username strerror mac timestamp cgroup_path``).
     ``size`` is the bytes it takes (8-aligned for everything but the last string
     byte); ``elems`` the (offset, slot) of a tuple's elements.
     """
@@ -45,7 +46,7 @@ class Slot:
     @property
     def scalar(self) -> bool:
         """Held in a register in the program (an 8-byte value)."""
-        return self.kind in ("int", "kstack", "ksym", "username", "strerror", "timestamp")
+        return self.kind in ("int", "kstack", "ksym", "username", "strerror", "timestamp", "cgroup_path")
 
 
 def layout(t: Optional[Ty]) -> Slot:
@@ -59,7 +60,9 @@ def layout(t: Optional[Ty]) -> Slot:
     if isinstance(t, ArrayTy):
         if isinstance(t.elem, IntTy) and t.elem.is_char:
             return Slot("str", t.size, ty=t)
-        return Slot("bytes", t.size, ty=t)
+        return Slot("bytes", t.size, ty=t)  # as in memory (output reads the elements by ty)
+    if isinstance(t, RecordTy) and t.size > 0:
+        return Slot("record", t.size, ty=t)  # a whole struct, as in memory
     if isinstance(t, BufTy):
         return Slot("buf", 8 + t.size, ty=t)
     if isinstance(t, StackTy):
@@ -80,11 +83,11 @@ def layout(t: Optional[Ty]) -> Slot:
 def decode(slot: Slot, data: bytes) -> Any:
     """The Python value of ``slot`` in ``data`` (int, str, bytes, tuple, or a tagged tuple)."""
     k = slot.kind
-    if k in ("int", "ksym", "username", "strerror", "timestamp", "kstack"):
+    if k in ("int", "ksym", "username", "strerror", "timestamp", "kstack", "cgroup_path"):
         return int.from_bytes(data[:8], "little", signed=slot.signed or k == "kstack")
     if k == "str":
         return data[:slot.size].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-    if k == "bytes":
+    if k in ("bytes", "record"):
         return bytes(data[:slot.size])
     if k == "buf":
         n = int.from_bytes(data[:8], "little")

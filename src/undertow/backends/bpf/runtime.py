@@ -207,6 +207,8 @@ class ProgramSession(Session):
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
+        now: List[Tuple[CompiledProbe, int]] = []
+        later: List[Tuple[CompiledProbe, int]] = []
         for i, cp in enumerate(self.c.probes):
             check()
             if getattr(cp.ap, "multi", None):
@@ -221,18 +223,27 @@ class ProgramSession(Session):
             elif i in carried:
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
+            elif kind in _RUN_LAST_ATTACHED_FIRST:
+                later.append((cp, fd))
             else:
-                self._attach(cp, fd)
+                now.append((cp, fd))
             self.attached.append(cp.name)
-        for d, progs in tail.items():
-            check()
-            self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
         if not perf:
             self.rb = RingBuffer(rb, self.rb_size)
         self._eager_until = time.monotonic() + EAGER_SECONDS
         check()
+        # BEGIN runs before any other probe is attached, as in bpftrace: what it sets is
+        # there for the first event, and an interval counts from after it
         for fd in begin:
             sc.prog_test_run(fd, bytes(8))
+        # the kernel runs the `later` kinds newest first: attached in reverse, several
+        # probes on one event run in the script's order, as bpftrace makes them
+        for cp, fd in now + later[::-1]:
+            check()
+            self._attach(cp, fd)
+        for d, progs in tail.items():
+            check()
+            self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
 
     def _load_any(self, cp: CompiledProbe) -> Tuple[int, CompiledProbe]:
         """Load ``cp``; a refused fentry/fexit falls back to kprobe/kretprobe (same data)."""
@@ -652,12 +663,12 @@ class ProgramSession(Session):
             if not got or not self.rb or not self.rb.pending():
                 return out
 
-    def final_maps(self) -> List[MapPrint]:
-        """Every non-empty map, as bpftrace prints them at exit."""
+    def final_maps(self, empty: bool = False) -> List[MapPrint]:
+        """Every non-empty map (``empty``: every map), as bpftrace prints them at exit."""
         out = []
         for spec in sorted(self.c.maps.values(), key=lambda m: m.name):  # bpftrace's order
             entries = self.read_map(spec)
-            if entries:
+            if entries or empty:
                 out.append(MapPrint(spec, entries))
         return out
 
@@ -687,6 +698,11 @@ class ProgramSession(Session):
         except Exception:  # noqa: BLE001
             pass
 
+
+#: Probe kinds whose programs on one event the kernel runs in the reverse order of their
+#: attachment (perf events of software events and uprobes, kprobes, fentry trampolines):
+#: _setup attaches them last to first (bpftrace 0.17 does the same: attach_reverse).
+_RUN_LAST_ATTACHED_FIRST = frozenset(("software", "uprobe", "uretprobe", "kprobe", "fentry"))
 
 #: Attachments whose close waits for an RCU grace period (perf events on tracepoints,
 #: kprobes, uprobes) that ProgramSession.close detaches itself; more are handed to a
@@ -822,6 +838,9 @@ def read_map(fd: int, spec: MapSpec, ncpus: int) -> List[Tuple[tuple, Any]]:
         else:
             val = decode(spec.value, cpus[0])
         out[key] = val
+    if not out and spec.agg == "count" and spec.keyless:
+        # bpftrace keeps a count() without keys in an array: cleared or deleted, it is 0
+        out[()] = 0
     return list(out.items())
 
 

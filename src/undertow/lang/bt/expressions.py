@@ -10,14 +10,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence, Set, Tuple
+    from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
 from ..printf import conversions
 from .language import (
     BINARY, BUILTINS, C_WORDS, FUNCTIONS, INT_TYPES, KEYWORDS, MANY, MAP_AGGREGATIONS, RECORD_WORDS, STRING_ARG,
-    UNSAFE_FUNCTIONS, VOID_FUNCTIONS, is_decimal,
+    UNSAFE_FUNCTIONS, VOID_FUNCTIONS, c_integer, is_decimal,
 )
 from .lexer import Lexer, Tok
 from .preprocess import KNOWN_MACROS, preprocess
@@ -95,6 +95,7 @@ class ExprParser:
         self.in_filter = False  # inside a probe's /filter/: a '/' before '{' ends it
         self.expanding: List[str] = []
         self.missing_pos: Set[int] = set()
+        self.pos_text: Dict[int, str] = {}  # id of a numeric $N's Const -> its text
         self.unsafe: List[Tuple[str, Span]] = []
 
     # ------------------------------------------------------------------ helpers
@@ -224,7 +225,9 @@ class ExprParser:
         if t.is_op("&"):
             raise self.err("the address-of operator '&' is not supported", t.span)
         if t.is_op("++", "--"):
-            raise self.err(f"'{t.text}' is only supported as a statement ($x{t.text}; or @m{t.text};)", t.span)
+            self.advance()
+            operand = self.operand()
+            return self.incdec(operand, t, post=False)
         if t.is_op("("):
             ty = self.try_type(self.peek(), (")",))
             if ty is not None:
@@ -282,9 +285,26 @@ class ExprParser:
         text = " ".join(words) + (" " + stars if stars else "") + dims
         return text, t.end
 
+    def incdec(self, target: ir.Expr, tok: Tok, post: bool) -> ir.Expr:
+        """``$x++``/``++$x``/``@m[k]--`` as a value (``tok``: the operator)."""
+        if not isinstance(target, (ir.Var, ir.MapRead)):
+            raise self.err(f"'{tok.text}' needs a $variable or a @map", target.span or tok.span)
+        start = min(tok.start, target.span.start) if target.span else tok.start
+        span = self.span_from(start)
+        if isinstance(target, ir.MapRead):
+            self.note_assigned(target, span)
+        return ir.IncDec(target, "+" if tok.text == "++" else "-", post).at(span)
+
+    def note_assigned(self, target: ir.MapRead, span: Span) -> None:
+        """``target``'s map is assigned here (the statement parser records its maps)."""
+
     def postfix(self, e: ir.Expr) -> ir.Expr:
         while True:
             t = self.tok
+            if t.is_op("++", "--") and isinstance(e, (ir.Var, ir.MapRead)):
+                self.advance()
+                e = self.incdec(e, t, post=True)
+                continue
             if t.is_op("->", "."):
                 self.advance()
                 nt = self.tok
@@ -369,11 +389,13 @@ class ExprParser:
             self.missing_pos.add(id(c))
             return c
         v = self.positional[k - 1]
-        if is_decimal(v):
-            n = int(v)
+        n = c_integer(v)  # 123, 0x7b, 0173 as bpftrace reads them
+        if n is not None:
             if not -(1 << 63) <= n < 1 << 64:
                 raise self.err(f"positional parameter ${k} ({v}) does not fit in 64 bits", t.span)
-            return ir.Const(n).at(t.span)
+            c = ir.Const(n).at(t.span)
+            self.pos_text[id(c)] = v  # str($1) is the text as given
+            return c
         return ir.Const(v).at(t.span)
 
     def identifier(self) -> ir.Expr:
@@ -512,6 +534,9 @@ class ExprParser:
             self.unsafe.append((name, span))
         if name in STRING_ARG or name == "printf":
             a0 = args[0] if args else None
+            if isinstance(a0, ir.Call) and a0.name == "str" and len(a0.args) == 1 and \
+                    isinstance(a0.args[0], ir.Const) and isinstance(a0.args[0].value, str):
+                a0 = args[0] = a0.args[0]  # kaddr(str($1)): the parameter's text is the literal
             if a0 is not None and not (isinstance(a0, ir.Const) and isinstance(a0.value, str)):
                 raise self.err(f"{name}() needs a string literal as its first argument", a0.span)
             if name in ("printf", "system", "cat") and a0 is not None and fmt_tok.kind == "str":
@@ -536,6 +561,8 @@ class ExprParser:
         """``str($1)`` of a missing parameter is ``""``; ``str($1 + 2)`` drops 2 characters."""
         if isinstance(a, ir.Const) and id(a) in self.missing_pos:
             return ir.Const("").at(a.span)
+        if isinstance(a, ir.Const) and id(a) in self.pos_text:
+            return ir.Const(self.pos_text[id(a)]).at(a.span)
         if isinstance(a, ir.Binary) and a.op == "+" and isinstance(a.left, ir.Const) \
                 and isinstance(a.right, ir.Const) and isinstance(a.right.value, int):
             base = a.left

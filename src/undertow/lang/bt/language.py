@@ -7,10 +7,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Dict, Tuple
+    from typing import Dict, Optional, Tuple
 
 __all__ = ["BUILTINS", "MAP_AGGREGATIONS", "FUNCTIONS", "VOID_FUNCTIONS", "UNSAFE_FUNCTIONS", "STRING_ARG",
-           "INT_TYPES", "C_WORDS", "RECORD_WORDS", "KEYWORDS", "BINARY", "COMPOUND", "MANY", "is_decimal"]
+           "INT_TYPES", "C_WORDS", "RECORD_WORDS", "KEYWORDS", "BINARY", "COMPOUND", "MANY", "is_decimal",
+           "c_integer"]
 
 #: Builtin variables (bpftrace reference guide, "Variables / Builtins").
 BUILTINS = (
@@ -80,3 +81,30 @@ def is_decimal(text: str) -> bool:
     """``-?[0-9]+`` (ASCII digits only: ``str.isdigit`` also takes other scripts' digits)."""
     digits = text[1:] if text.startswith("-") else text
     return digits != "" and all(c in _ASCII_DIGITS for c in digits)
+
+
+_BASES = {"0x": 16, "0X": 16}
+
+
+def c_integer(text: str) -> "Optional[int]":
+    """``text`` as bpftrace 0.17 reads a positional parameter used as a number (C's
+    ``strtoll`` with base 0, the whole text consumed): ``123``, ``-5``, ``0x1f`` (hex),
+    ``0755`` (octal), leading white space allowed; None when it is not such a number
+    (one that does not fit 64 bits is returned: the caller says so)."""
+    body = text.lstrip(" \t\n\r\f\v")
+    sign = 1
+    if body[:1] in ("+", "-"):
+        sign = -1 if body[0] == "-" else 1
+        body = body[1:]
+    base = 10
+    if body[:2] in _BASES:
+        base, body = 16, body[2:]
+        digits = "0123456789abcdefABCDEF"
+    elif len(body) > 1 and body[0] == "0":
+        base, body = 8, body[1:]
+        digits = "01234567"
+    else:
+        digits = "0123456789"
+    if not body or any(c not in digits for c in body):
+        return None
+    return sign * int(body, base)

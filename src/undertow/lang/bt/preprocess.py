@@ -374,7 +374,7 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
         elif depth == 0 and code.startswith(("struct", "union"), i) and (i == 0 or code[i - 1] not in _WORD):
             m = re.compile(*_STRUCT_HEAD).match(code, i)
             if m is not None:
-                end = code.find("}", m.end())
+                end = _closing_brace(code, m.end())
                 if end < 0:
                     raise ParseError(f"unterminated {m.group(1)} definition", source=text,
                                      span=Span(m.start(), m.end()), origin=origin,
@@ -387,7 +387,7 @@ def _lift_structs(code: str, text: str, origin: str, res: Preprocessed) -> str:
                     raise ParseError(f"{sdef.key} is defined twice", source=text,
                                      span=Span(m.start(2), m.end(2)), origin=origin,
                                      hints=[f"the first definition is on line {line}; remove one"])
-                _parse_members(code, body_start, end, sdef, text, origin)
+                _parse_members(code, body_start, end, sdef, text, origin, res)
                 stop = end + 1
                 k = stop
                 while k < n and code[k] in " \t\r\n":
@@ -433,46 +433,125 @@ def _bad_type(words: List[str]) -> str:
     return ""
 
 
-def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str, origin: str) -> None:
+def _closing_brace(code: str, start: int) -> int:
+    """The index of the ``}`` closing the brace opened just before ``start`` (-1: none)."""
+    depth = 1
+    for i in range(start, len(code)):
+        if code[i] == "{":
+            depth += 1
+        elif code[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _split_top(code: str, start: int, end: int, sep: str) -> List[Tuple[int, int]]:
+    """``code[start:end]`` cut at each ``sep`` outside braces, as (start, end) pairs; a
+    ``}`` at depth 0 followed by a declarator ends a declaration too (``struct { int a } x``)."""
+    parts: List[Tuple[int, int]] = []
+    depth = 0
     pos = start
-    for decl in code[start:end].split(";"):
-        dstart = pos
-        pos += len(decl) + 1
+    for i in range(start, end):
+        c = code[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append((pos, i))
+            pos = i + 1
+    parts.append((pos, end))
+    return parts
+
+
+_DECLARATOR = (r"^\s*(?P<stars>[\s*]*?)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+               r"\s*(?P<dims>(?:\[\s*\d+\s*\]\s*)*)\s*(?::\s*(?P<bits>\d+))?\s*$", re.ASCII)
+_NESTED_HEAD = (r"\s*(struct|union)\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\{", re.ASCII)
+
+
+def _parse_members(code: str, start: int, end: int, sdef: CStructDef, text: str, origin: str,
+                   res: Preprocessed) -> None:
+    """The members of ``sdef`` from ``code[start:end]``: C declarations, several declarators
+    to one type (``unsigned int a:4, b:8;``), bitfields, arrays, and nested struct or union
+    definitions (``struct { int x; } bar;``, anonymous ones too), which become structs of
+    their own (``struct Foo::bar``) defined before ``sdef``."""
+    for dstart, dend in _split_top(code, start, end, ";"):
+        decl = code[dstart:dend]
         if not decl.strip():
             continue
         lead = len(decl) - len(decl.lstrip())
         span = Span(dstart + lead, dstart + len(decl.rstrip()))
-        if "{" in decl or "(" in decl:
-            raise ParseError("nested or function-pointer members are not supported in script structs",
+        if "(" in decl:
+            raise ParseError("function-pointer members are not supported in script structs",
                              source=text, span=span, origin=origin,
-                             hints=["declare only the members you need, or rely on BTF"])
-        m = re.compile(*_MEMBER).match(decl)
-        if m is None:
-            raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
-                             hints=["write members as in C: 'struct path path;', 'unsigned int n;', 'char c[16];'"])
-        type_text = " ".join(m.group("type").split())
-        bad = _bad_type(type_text.split())
-        if bad:
-            tstart = dstart + m.start("type")
-            raise ParseError(f"bad type '{type_text}' for member '{m.group('name')}' of {sdef.key}: {bad}",
-                             source=text, span=Span(tstart, dstart + m.end("type")), origin=origin,
-                             hints=["write members as in C: 'unsigned long n;', 'struct path path;', 'u64 x;'"])
-        name = m.group("name")
-        if name in _INT_WORDS or name in _QUALIFIERS or name in ("struct", "union", "enum"):
-            nstart = dstart + m.start("name")
-            raise ParseError(f"member of {sdef.key} has no name ('{name}' is a C keyword)", source=text,
+                             hints=["declare it as a pointer: 'void *callback;'"])
+        if "{" in decl:
+            dstart, decl, type_text = _nested_member(code, dstart, dend, sdef, text, origin, res, span)
+            if not decl.strip():
+                sdef.members.append(CMember("", type_text, (), None, span))  # an anonymous member
+                continue
+            parts = [(dstart + a, dstart + b) for a, b in _split_top(decl, 0, len(decl), ",")]
+        else:
+            parts = _split_top(code, dstart, dend, ",")
+            m = re.compile(*_MEMBER).match(code[parts[0][0]:parts[0][1]])
+            if m is None:
+                raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
+                                 hints=["write members as in C: 'struct path path;', 'unsigned int n;', "
+                                        "'char c[16];'"])
+            type_text = " ".join(m.group("type").split())
+            bad = _bad_type(type_text.split())
+            if bad:
+                tstart = parts[0][0] + m.start("type")
+                raise ParseError(f"bad type '{type_text}' for member '{m.group('name')}' of {sdef.key}: {bad}",
+                                 source=text, span=Span(tstart, parts[0][0] + m.end("type")), origin=origin,
+                                 hints=["write members as in C: 'unsigned long n;', 'struct path path;', 'u64 x;'"])
+            parts[0] = (parts[0][0] + m.start("stars"), parts[0][1])
+        for pstart, pend in parts:
+            _add_member(code, pstart, pend, type_text, sdef, text, origin, span)
+
+
+def _nested_member(code: str, dstart: int, dend: int, sdef: CStructDef, text: str, origin: str,
+                   res: Preprocessed, span: Span) -> Tuple[int, str, str]:
+    """A member whose type is defined in place: the struct defined (``res.structs``), then
+    (where its declarators start, their text, its type as written)."""
+    m = re.compile(*_NESTED_HEAD).match(code, dstart, dend)
+    close = _closing_brace(code, m.end()) if m is not None else -1
+    if m is None or close < 0 or close >= dend:
+        raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
+                         hints=["a nested definition is written 'struct { int x; } name;'"])
+    n = sum(1 for k in res.structs if k.startswith(f"{sdef.key}::")) + 1
+    inner = CStructDef(m.group(2) or f"{sdef.name}::{n}", m.group(1), span=span)
+    if inner.key in res.structs:
+        raise ParseError(f"{inner.key} is defined twice", source=text, span=span, origin=origin)
+    _parse_members(code, m.end(), close, inner, text, origin, res)
+    res.structs[inner.key] = inner
+    return close + 1, code[close + 1:dend], inner.key
+
+
+def _add_member(code: str, start: int, end: int, type_text: str, sdef: CStructDef, text: str, origin: str,
+                span: Span) -> None:
+    """One declarator (``*name[2][3]``, ``name : 4``) of a member of type ``type_text``."""
+    m = re.compile(*_DECLARATOR).match(code[start:end])
+    if m is None:
+        raise ParseError(f"cannot parse this member of {sdef.key}", source=text, span=span, origin=origin,
+                         hints=["write members as in C: 'struct path path;', 'unsigned int a:4, b:4;', "
+                                "'char c[16];'"])
+    name = m.group("name")
+    nstart = start + m.start("name")
+    if name in _INT_WORDS or name in _QUALIFIERS or name in ("struct", "union", "enum"):
+        raise ParseError(f"member of {sdef.key} has no name ('{name}' is a C keyword)", source=text,
+                         span=Span(nstart, nstart + len(name)), origin=origin,
+                         hints=["write members as in C: 'int count;'"])
+    for prev in sdef.members:
+        if prev.name == name:
+            line = text.count("\n", 0, prev.span.start) + 1 if prev.span else 0
+            raise ParseError(f"duplicate member '{name}' in {sdef.key}", source=text,
                              span=Span(nstart, nstart + len(name)), origin=origin,
-                             hints=["write members as in C: 'int count;'"])
-        for prev in sdef.members:
-            if prev.name == name:
-                nstart = dstart + m.start("name")
-                line = text.count("\n", 0, prev.span.start) + 1 if prev.span else 0
-                raise ParseError(f"duplicate member '{name}' in {sdef.key}", source=text,
-                                 span=Span(nstart, nstart + len(name)), origin=origin,
-                                 hints=[f"'{name}' is already declared on line {line}"])
-        stars = m.group("stars").replace(" ", "").replace("\t", "").replace("\n", "")
-        if stars:
-            type_text += " " + stars
-        dims = tuple(int(d) for d in re.findall(r"[0-9]+", m.group("dims") or ""))
-        bits = int(m.group("bits")) if m.group("bits") else None
-        sdef.members.append(CMember(m.group("name"), type_text, dims, bits, span))
+                             hints=[f"'{name}' is already declared on line {line}"])
+    stars = m.group("stars").replace(" ", "").replace("\t", "").replace("\n", "")
+    if stars:
+        type_text += " " + stars
+    dims = tuple(int(d) for d in re.findall(r"[0-9]+", m.group("dims") or ""))
+    bits = int(m.group("bits")) if m.group("bits") else None
+    sdef.members.append(CMember(name, type_text, dims, bits, Span(start, end)))

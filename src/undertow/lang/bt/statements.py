@@ -83,8 +83,10 @@ class StmtParser(ExprParser):
             n = self.value(self.expr())
             if not isinstance(n, ir.Const) or not isinstance(n.value, int):
                 raise self.err("unroll() needs an integer constant", nt.span)
-            if not 1 <= n.value <= 100:
-                raise self.err("unroll() count must be between 1 and 100", n.span)
+            if n.value > 100:  # bpftrace's words
+                raise self.err("unroll maximum value is 100", n.span)
+            if n.value < 1:
+                raise self.err("unroll minimum value is 1", n.span)
             if self.unrolled * n.value > _MAX_UNROLLED:
                 raise self.err(f"nested unroll() repeats this body {self.unrolled * n.value} times "
                                f"(limit {_MAX_UNROLLED})", n.span, "use a while loop for one of them")
@@ -137,9 +139,8 @@ class StmtParser(ExprParser):
         e = self.unary()
         if self.tok.kind == "op" and (self.tok.text == "=" or self.tok.text in COMPOUND):
             return self.assignment(e, first, start), False
-        if self.tok.is_op("++", "--"):
-            op = "+" if self.advance().text == "++" else "-"
-            return self.increment(e, first, op, start), False
+        if isinstance(e, ir.IncDec) and e.post and (self.tok.is_op(";", "}") or self.tok.kind == "eof"):
+            return self.increment(e.target, first, e.op, start), False  # $x++; as a statement
         e = self.binary_rest(e, 1)
         e = self.ternary_rest(e)
         return self.to_action(e), False
@@ -259,6 +260,9 @@ class StmtParser(ExprParser):
             self.maps[name] = ir.MapDecl(name, agg="assign")
             self.map_spans[name] = span
         return ir.MapUpdate(name, list(target.key), agg, value, agg_args).at(span)
+
+    def note_assigned(self, target: ir.MapRead, span: Span) -> None:
+        self.map_update(target, "assign", None, [], span)
 
     def to_action(self, e: ir.Expr) -> ir.Action:
         """An expression in statement position: printf(), print(@m), a ternary of them..."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Optional, Tuple
 
 from ....lang import ir
-from ....lang.types import ArrayTy, IntTy, PtrTy, StrTy, Ty, VoidTy
+from ....lang.types import ArrayTy, BufTy, IntTy, PtrTy, StrTy, Ty, VoidTy
 from .. import insn as I
 from ..asm import Reg
 from ..compiled import PROG_TYPES
@@ -64,9 +64,9 @@ class ExprGen(Prologue):
             return
         if isinstance(e, ir.MapRead):
             return self.map_read(e)
+        if isinstance(e, ir.IncDec):
+            return self.incdec(e)
         if isinstance(e, (ir.Member, ir.Index, ir.Deref)):
-            if isinstance(e, ir.Member) and not e.arrow and isinstance(e.base, ir.Var):
-                raise self.err("members of a record held in a variable are not supported yet", e)
             space = self.addr(e)
             size = t.size if t is not None and t.size in (1, 2, 4, 8) else 8
             self.read_scalar(space, size, _signed(t))
@@ -228,7 +228,7 @@ class ExprGen(Prologue):
     def call_scalar(self, e: ir.Call) -> None:
         a = self.a
         n = e.name
-        if n in ("ksym", "strerror", "kptr", "uptr"):
+        if n in ("ksym", "strerror", "kptr", "uptr", "cgroup_path"):
             return self.scalar(e.args[0])
         if n == "strftime":
             return self.scalar(e.args[1])
@@ -250,7 +250,68 @@ class ExprGen(Prologue):
             a.mov64(I.R0, 1)
             a.label(end)
             return
+        if n == "strcontains":
+            yes, no, end = self.label("cy"), self.label("cn"), self.label("ce")
+            self.str_contains(e.args[0], e.args[1], yes, no)
+            a.label(yes)
+            a.mov64(I.R0, 1)
+            a.ja(end)
+            a.label(no)
+            a.mov64(I.R0, 0)
+            a.label(end)
+            return
         raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def str_contains(self, hay: ir.Expr, needle: ir.Expr, yes: str, no: str) -> None:
+        """Jump to ``yes`` when the string ``needle`` occurs in ``hay`` (``strcontains``):
+        unrolled, every start in the haystack against every needle byte (no loops to verify)."""
+        a = self.a
+        mark = self.sp
+        hs = layout(hay.type)
+        hoff = self.alloc(hs.size)
+        self.mem_into(hay, I.FP, hoff, hs)
+        if isinstance(needle, ir.Const) and isinstance(needle.value, str):
+            data = ir.text_bytes(needle.value).split(b"\x00", 1)[0]
+            if not data:
+                a.ja(yes)
+            for i in range(hs.size - len(data) + 1 if data else 0):
+                nxt = self.label("cs")
+                a.ldx(I.B, I.R1, I.FP, hoff + i)
+                a.jeq(I.R1, 0, no)  # the haystack ended
+                for k, byte in enumerate(data):
+                    if k:
+                        a.ldx(I.B, I.R1, I.FP, hoff + i + k)
+                    a.jne(I.R1, byte, nxt)
+                a.ja(yes)
+                a.label(nxt)
+            a.ja(no)
+            self.release(mark)
+            return
+        ns = layout(needle.type)
+        noff = self.alloc(ns.size)
+        self.mem_into(needle, I.FP, noff, ns)
+        a.ldx(I.B, I.R2, I.FP, noff)
+        a.jeq(I.R2, 0, yes)  # "" is in every string
+        for i in range(hs.size):
+            nxt = self.label("cs")
+            a.ldx(I.B, I.R1, I.FP, hoff + i)
+            a.jeq(I.R1, 0, no)
+            span = min(ns.size, hs.size - i)
+            for k in range(span):
+                a.ldx(I.B, I.R2, I.FP, noff + k)
+                if k:
+                    a.jeq(I.R2, 0, yes)  # the whole needle matched
+                    a.ldx(I.B, I.R1, I.FP, hoff + i + k)
+                a.jne(I.R1, Reg(I.R2), nxt)
+            if span < ns.size:  # the haystack's buffer ended: a match only if the needle did
+                a.ldx(I.B, I.R2, I.FP, noff + span)
+                a.jeq(I.R2, 0, yes)
+                a.ja(nxt)
+            else:
+                a.ja(yes)  # the needle's buffer is full and matched
+            a.label(nxt)
+        a.ja(no)
+        self.release(mark)
 
     def arith(self, e: ir.Binary) -> None:
         a = self.a
@@ -323,6 +384,12 @@ class ExprGen(Prologue):
                 else:
                     self.str_equal(e.left, e.right, no, yes)
                 return
+            if isinstance(e.left.type, (ArrayTy, BufTy)) and e.op in ("==", "!="):
+                if e.op == "==":
+                    self.mem_equal(e.left, e.right, yes, no)
+                else:
+                    self.mem_equal(e.left, e.right, no, yes)
+                return
             signed = _cmp_signed(e.left, e.right)
             table = _SCMP if signed else _CMP
             if isinstance(e.right, ir.Const) and isinstance(e.right.value, int) and \
@@ -386,10 +453,41 @@ class ExprGen(Prologue):
         a.ja(yes)
         self.release(mark)
 
+    def mem_equal(self, left: ir.Expr, right: ir.Expr, yes: str, no: str) -> None:
+        """Jump to ``yes`` when two values held in memory (arrays, buffers) have the same
+        bytes (both written to the stack, then compared 8, then 1 byte at a time)."""
+        a = self.a
+        mark = self.sp
+        ls, rs = layout(left.type), layout(right.type)
+        loff = self.alloc(ls.size)
+        self.mem_into(left, I.FP, loff, ls)
+        roff = self.alloc(rs.size)
+        self.mem_into(right, I.FP, roff, rs)
+        n = min(ls.size, rs.size)
+        pos = 0
+        while pos < n:
+            w = I.DW if n - pos >= 8 else I.B
+            a.ldx(w, I.R1, I.FP, loff + pos)
+            a.ldx(w, I.R2, I.FP, roff + pos)
+            a.jne(I.R1, Reg(I.R2), no)
+            pos += 8 if w == I.DW else 1
+        a.ja(yes if ls.size == rs.size else no)
+        self.release(mark)
+
     # -- addresses
     def addr(self, e: ir.Expr) -> str:
-        """R0 = the address of the lvalue ``e``; returns its address space ("kernel"/"user"/"any")."""
+        """R0 = the address of the lvalue ``e``; returns its address space ("kernel"/"user"/"any").
+        A value held in a variable or a map (an array, a struct) is addressed where it is
+        held: the stack, the map's value (0 when the key is absent)."""
         a = self.a
+        if isinstance(e, ir.Var):
+            off, _slot = self.vars[e.name]
+            a.mov64(I.R0, Reg(I.FP))
+            a.add64(I.R0, off)
+            return "kernel"
+        if isinstance(e, ir.MapRead):
+            self.map_value_addr(e)
+            return "kernel"
         if isinstance(e, ir.Member):
             if e.arrow:
                 self.scalar(e.base)
@@ -517,11 +615,12 @@ def _is_str(t: Optional[Ty]) -> bool:
 
 
 def _cmp_signed(left: ir.Expr, right: ir.Expr) -> bool:
-    """Signed compare when a side is signed; a non-negative literal takes the other side's sign."""
+    """Signed compare when both sides are signed (bpftrace's rule: ``$u > -1`` with ``$u``
+    unsigned compares unsigned, as C does); a literal takes the other side's sign."""
     def lit(x: ir.Expr) -> bool:
-        return isinstance(x, ir.Const) and isinstance(x.value, int) and x.value >= 0
+        return isinstance(x, ir.Const) and isinstance(x.value, int)
     if lit(right):
         return _signed(left.type)
     if lit(left):
         return _signed(right.type)
-    return _signed(left.type) or _signed(right.type)
+    return _signed(left.type) and _signed(right.type)

@@ -79,6 +79,13 @@ class MemoryGen(Prologue):
             for i in range(len(data) - len(data) % 4, len(data)):
                 a.st(I.B, base, off + i, data[i])
             return
+        if isinstance(e, ir.Const) and isinstance(e.value, bytes):  # pton("::1"): bytes as they are
+            data = e.value[:slot.size].ljust(slot.size, b"\x00")
+            for i in range(0, len(data) - len(data) % 4, 4):
+                a.st(I.W, base, off + i, int.from_bytes(data[i:i + 4], "little", signed=True))
+            for i in range(len(data) - len(data) % 4, len(data)):
+                a.st(I.B, base, off + i, data[i])
+            return
         if isinstance(e, ir.Builtin) and e.name == "comm":
             if slot.size > 16:
                 self.zero(base, off, slot.size)
@@ -218,6 +225,13 @@ class MemoryGen(Prologue):
             a.st(I.DW, base, off, size)
             if isinstance(src.type, ArrayTy) and isinstance(src, (ir.Field, ir.Member, ir.Index)):
                 self.mem_into(src, base, off + 8, Slot("bytes", size))
+                return True
+            if isinstance(src, ir.Const) and isinstance(src.value, str):
+                # buf("text", n): the literal's bytes (NUL included), zeros past them
+                data = (ir.text_bytes(src.value) + b"\x00")[:size]
+                for i, byte in enumerate(data):
+                    if byte:
+                        a.st(I.B, base, off + 8 + i, byte)
                 return True
             if len(e.args) > 1 and not isinstance(e.args[1], ir.Const):
                 # buf(p, n) with n computed: read min(n, size) bytes, record that length
