@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
@@ -172,6 +173,7 @@ class AttachResolver:
         self.warnings: List[SourceError] = []
         self.quiet = False
         self._elfs: Dict[str, Any] = {}
+        self._usdt_cache: Dict[str, Any] = {}
         # per probe
         self.probe_: Optional[ir.Probe] = None
         self.ap: Optional[ir.AttachPoint] = None
@@ -256,6 +258,51 @@ class AttachResolver:
                 raise self.err(ResolveError, getattr(e, "message", str(e)), self._sym_span(ap),
                                *hints) from None
             ap.path, ap.file_offset = moved
+
+    # -- USDT
+    def expand_usdt(self, ap: ir.AttachPoint, pid: Optional[int]) -> List[ir.AttachPoint]:
+        """One attach point per location of every USDT marker ``ap`` names, as bpftrace 0.17
+        expands them (:func:`undertow.kernel.usdt_find.find_usdt`): ``obj`` becomes the file
+        as bpftrace names it, ``path`` the file to attach to, ``target`` ``PROVIDER:NAME``,
+        ``file_offset`` the location and ``usdt`` the note's record. A spec without
+        wildcards whose provider is left out (or given with ``-p``) must match one marker."""
+        import copy  # imported on first use (start-up)
+
+        from ..kernel.usdt_find import find_usdt, has_wildcard
+
+        provider, _, name = ap.target.rpartition(":")
+        if not name:
+            raise self.err(ResolveError, "a usdt probe needs a probe name", ap.span,
+                           "write usdt:PATH:[PROVIDER:]NAME")
+        if not ap.obj and not pid:
+            raise self.err(ResolveError, "a usdt probe must name a file, or a process with -p PID", ap.span,
+                           "write usdt:PATH:[PROVIDER:]NAME, or usdt::PROVIDER:NAME with -p PID")
+        if ap.obj and not pid and not has_wildcard(ap.obj) and "/" in ap.obj and not os.path.isfile(ap.obj):
+            raise self.err(ResolveError, f"usdt target file '{ap.obj}' does not exist or is not executable",
+                           self._obj_span(ap))
+        try:
+            found = find_usdt(ap.obj, provider, name, pid, self._usdt_cache)
+        except ELFError as e:
+            raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
+        spec = f"usdt:{ap.obj}:{ap.target.lstrip(':') if not provider else ap.target}"
+        if not found:
+            where = f"process {pid}" if pid and not ap.obj else ap.obj
+            raise self.err(ResolveError, f"no USDT probe in {where} matches {ap.target.lstrip(':')}", ap.span,
+                           f"list them with: undertow run -l 'usdt:{ap.obj or '*'}:*'" +
+                           (f" -p {pid}" if pid else ""))
+        markers = sorted({m.name for m in found})
+        if len(markers) > 1 and not (has_wildcard(ap.obj) or has_wildcard(provider) or has_wildcard(name)) \
+                and (not provider or pid):
+            raise self.err(ResolveError, f"namespace for {spec} not specified, matched {len(markers)} probes",
+                           ap.span, "please specify a unique namespace or use '*' to attach to all matched probes")
+        out = []
+        for m in found:
+            a2 = copy.copy(ap)
+            a2.obj, a2.path, a2.wildcard = m.display, m.path, False
+            a2.target = f"{m.probe.provider}:{m.probe.name}"
+            a2.file_offset, a2.usdt = m.probe.file_offset, m.probe
+            out.append(a2)
+        return out
 
     def _elf(self, path: str) -> Any:
         """One parsed ELF file per path for the whole resolve (symbol tables are big)."""

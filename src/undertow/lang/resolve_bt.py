@@ -60,7 +60,9 @@ def bt_probe_name(ap: ir.AttachPoint) -> str:
     if ap.kind == "end":
         return "END"
     prefix = _TYPE_PREFIX.get(ap.kind, ap.kind)
-    if ap.kind in ("uprobe", "uretprobe", "usdt"):
+    if ap.kind == "usdt":
+        t = f"{ap.obj or ap.path}:{ap.target}"  # the file as written (or as -p found it)
+    elif ap.kind in ("uprobe", "uretprobe"):
         t = f"{ap.path or ap.obj}:{ap.target}"
     else:
         t = ap.target
@@ -203,6 +205,8 @@ class BtResolver(ExprResolver):
         return out
 
     def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
+        if ap.kind == "usdt":
+            return self.expand_usdt(ap, self.program.setting("pid"))
         if not ap.wildcard:
             return [ap]
         import copy  # imported on first use (start-up)
@@ -362,11 +366,9 @@ class BtResolver(ExprResolver):
             self.sig = self._tp_btf_sig(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self._uprobe_bt(ap)
-        elif ap.kind in ("usdt", "hardware"):
-            what = "USDT probes" if ap.kind == "usdt" else "hardware events"
-            raise self.err(ResolveError, f"{what} are not supported by undertow yet", ap.span,
-                           "use a uprobe on the function that holds the probe point"
-                           if ap.kind == "usdt" else "use software:cpu-clock or profile:hz:N")
+        elif ap.kind == "hardware":
+            raise self.err(ResolveError, "hardware events are not supported by undertow yet", ap.span,
+                           "use software:cpu-clock or profile:hz:N")
         if probe.filter is not None:
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
@@ -624,6 +626,11 @@ class BtResolver(ExprResolver):
         assert ap is not None
         if e.index is None:  # by name (no front end makes these: bpftrace writes args.NAME)
             return self.expr(ir.Field(e.name or "").at(e.span))
+        if ap.kind == "usdt" and ap.usdt is not None and e.index >= len(ap.usdt.arguments):
+            n = len(ap.usdt.arguments)
+            raise self.err(TypeCheckError, f"arg{e.index}: the USDT probe {bt_probe_name(ap)} has "
+                           f"{n} argument{'s' if n != 1 else ''}", e.span,
+                           f"use arg0..arg{n - 1}" if n else "")
         if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt", "tp_btf"):
             e.type = U64
             return None

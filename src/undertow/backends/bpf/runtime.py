@@ -109,6 +109,10 @@ class ExitRequest:
     __slots__ = ()
 
 
+#: probe kinds attached last-first (bpftrace 0.17's attach_reverse)
+_ATTACH_REVERSED = frozenset({"kprobe", "uprobe", "uretprobe", "usdt", "software", "fentry"})
+
+
 class ProgramSession(Session):
     """Owns every fd of one running compiled program."""
 
@@ -207,6 +211,7 @@ class ProgramSession(Session):
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
+        pending: List[Tuple[CompiledProbe, int]] = []
         for i, cp in enumerate(self.c.probes):
             check()
             if getattr(cp.ap, "multi", None):
@@ -222,8 +227,15 @@ class ProgramSession(Session):
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
             else:
-                self._attach(cp, fd)
+                pending.append((cp, fd))
             self.attached.append(cp.name)
+        # as bpftrace attaches them: the kernel runs the programs of one kprobe or uprobe
+        # address (and of one software event) last-attached first, so those are attached
+        # in reverse, the rest in order: blocks on one address run in the script's order
+        for cp, fd in [x for x in pending if x[0].ap.kind not in _ATTACH_REVERSED] + \
+                [x for x in reversed(pending) if x[0].ap.kind in _ATTACH_REVERSED]:
+            check()
+            self._attach(cp, fd)
         for d, progs in tail.items():
             check()
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
@@ -391,13 +403,17 @@ class ProgramSession(Session):
                                                        pid=ap.pid or 0, retprobe=kind == "uretprobe"))
                 cp.note = (cp.note + "; " if cp.note else "") + \
                     f"{len(offs)} functions on one uprobe_multi link"
-            elif kind in ("uprobe", "uretprobe"):
+            elif kind in ("uprobe", "uretprobe", "usdt"):
                 pmu = sc.pmu_type("uprobe")
                 if pmu is None:
                     raise AttachError(f"{cp.name}: this kernel has no uprobe PMU")
                 bit = sc.pmu_format_bit("uprobe", "retprobe")
+                # a USDT marker's semaphore: the kernel counts it up in every process that maps
+                # the file while the probe is attached, and down on detach (ref_ctr_offset)
+                usdt = getattr(ap, "usdt", None)
+                sem = int(getattr(usdt, "semaphore_file_offset", None) or 0)
                 attr = sc.uprobe_attr(pmu, ap.path, int(ap.file_offset or 0), retprobe_bit=bit,
-                                      retprobe=kind == "uretprobe")
+                                      retprobe=kind == "uretprobe", ref_ctr_offset=sem)
                 pid = ap.pid if ap.pid else -1
                 self._perf(attr, prog, pid=pid, cpu=0 if pid == -1 else -1)
             elif kind in ("profile", "interval"):

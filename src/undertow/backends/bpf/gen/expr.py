@@ -13,6 +13,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
+from ....errors import UndertowError
 from ....lang import ir
 from ....lang.types import ArrayTy, IntTy, PtrTy, StrTy, Ty, VoidTy
 from .. import insn as I
@@ -184,6 +185,8 @@ class ExprGen(Prologue):
         a = self.a
         kind = PROG_TYPES.get(self.ap.kind)
         assert e.index is not None
+        if self.ap.kind == "usdt":
+            return self.usdt_arg(e)
         if kind in ("KPROBE", "PERF_EVENT"):
             regs = self.arch.arg_regs
             if e.index >= len(regs):
@@ -196,6 +199,56 @@ class ExprGen(Prologue):
         t = e.type
         if isinstance(t, IntTy) and t.size < 8:
             self.extend(t.size, t.signed)
+
+    def usdt_arg(self, e: ir.Arg) -> None:
+        """R0 = USDT argument ``e.index`` of this location, read as its SDT note's spec says
+        (``-4@%edi``: a register; ``8@-8(%rbp)``, ``-4@-88(%rsp,%rax,8)``: memory at a
+        register plus a displacement and a scaled index; ``4@$5``: a constant), then
+        widened from its size (sign-extended when the size is negative)."""
+        from ....kernel.usdt import split_subregister
+
+        a = self.a
+        u = getattr(self.ap, "usdt", None)
+        assert e.index is not None
+        if u is None or e.index >= len(u.arguments):
+            raise self.err(f"arg{e.index} is not an argument of this USDT probe", e)
+        spec = u.arguments[e.index]
+        size = spec.size if spec.size in (1, 2, 4, 8) else 8
+
+        def reg(name: str, dst: int) -> None:
+            full, shift = split_subregister(name)
+            try:
+                off = self.arch.reg_offset(full)
+            except UndertowError:
+                raise self.err(f"arg{e.index}: unknown register '{name}' in the USDT argument '{spec.text}'",
+                               e) from None
+            a.ldx(I.DW, dst, I.R6, off)
+            if shift:
+                a.rsh64(dst, shift)
+
+        if spec.kind == "const":
+            a.mov_imm(I.R0, spec.value)
+        elif spec.kind == "reg" and spec.reg:
+            reg(spec.reg, I.R0)
+        elif spec.kind == "mem" and not spec.symbol:
+            if spec.reg:
+                reg(spec.reg, I.R0)
+            else:
+                a.mov64(I.R0, 0)
+            if spec.index:
+                reg(spec.index, I.R1)
+                if spec.scale != 1:
+                    a.alu("mul", I.R1, spec.scale)
+                a.add64(I.R0, Reg(I.R1))
+            if spec.offset:
+                a.mov_imm(I.R1, spec.offset)
+                a.add64(I.R0, Reg(I.R1))
+            self.read_scalar("user", size, spec.signed)
+            return
+        else:
+            raise self.err(f"arg{e.index}: the USDT argument '{spec.text}' is not supported yet", e)
+        if size < 8:
+            self.extend(size, spec.signed)
 
     def retval(self, e: ir.Retval) -> None:
         a = self.a
