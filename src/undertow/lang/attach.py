@@ -174,6 +174,8 @@ class AttachResolver:
         self.quiet = False
         self._elfs: Dict[str, Any] = {}
         self._usdt_cache: Dict[str, Any] = {}
+        #: the process of -p (uprobe paths are looked up in its mount namespace too)
+        self.pid: Optional[int] = None
         # per probe
         self.probe_: Optional[ir.Probe] = None
         self.ap: Optional[ir.AttachPoint] = None
@@ -240,10 +242,8 @@ class AttachResolver:
     def locate_uprobe(self, ap: ir.AttachPoint) -> None:
         """Fill ``ap.path`` (the file ``ap.obj`` names: a path, or a library found as the
         dynamic loader would) and ``ap.file_offset`` (of symbol ``ap.target`` + ``ap.offset``)."""
-        from ..kernel.elf import resolve_object
-
         try:
-            ap.path = resolve_object(ap.obj, self.arch)
+            ap.path = self.object_path(ap.obj)
         except ELFError as e:
             raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
         try:
@@ -258,6 +258,18 @@ class AttachResolver:
                 raise self.err(ResolveError, getattr(e, "message", str(e)), self._sym_span(ap),
                                *hints) from None
             ap.path, ap.file_offset = moved
+
+    def object_path(self, obj: str) -> str:
+        """The file a uprobe's ``obj`` names (:func:`undertow.kernel.elf.resolve_object`);
+        with ``-p PID``, an absolute path this mount namespace lacks is looked up in the
+        process's (``/proc/PID/root/PATH``), as bpftrace does."""
+        from ..kernel.elf import resolve_object
+
+        if self.pid and obj.startswith("/") and not os.path.exists(obj):
+            alt = f"/proc/{self.pid}/root{obj}"
+            if os.path.exists(alt):
+                return resolve_object(alt, self.arch)
+        return resolve_object(obj, self.arch)
 
     # -- USDT
     def expand_usdt(self, ap: ir.AttachPoint, pid: Optional[int]) -> List[ir.AttachPoint]:
@@ -284,10 +296,10 @@ class AttachResolver:
             found = find_usdt(ap.obj, provider, name, pid, self._usdt_cache)
         except ELFError as e:
             raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
-        spec = f"usdt:{ap.obj}:{ap.target.lstrip(':') if not provider else ap.target}"
+        spec = f"usdt:{ap.obj}:{ap.target}"
         if not found:
             where = f"process {pid}" if pid and not ap.obj else ap.obj
-            raise self.err(ResolveError, f"no USDT probe in {where} matches {ap.target.lstrip(':')}", ap.span,
+            raise self.err(ResolveError, f"no USDT probe in {where} matches {ap.target}", ap.span,
                            f"list them with: undertow run -l 'usdt:{ap.obj or '*'}:*'" +
                            (f" -p {pid}" if pid else ""))
         markers = sorted({m.name for m in found})

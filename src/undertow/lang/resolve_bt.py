@@ -150,6 +150,7 @@ class BtResolver(ExprResolver):
                  program: ir.Program) -> None:
         super().__init__(kernel, arch, strict, types)
         self.program = program
+        self.pid = program.setting("pid")
         self._script_done = types is not None
         self.map_values: Dict[str, Ty] = {}
         self.map_keys: Dict[str, Tuple[Ty, ...]] = {}
@@ -206,7 +207,7 @@ class BtResolver(ExprResolver):
 
     def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
         if ap.kind == "usdt":
-            return self.expand_usdt(ap, self.program.setting("pid"))
+            return self.expand_usdt(ap, self.pid)
         if not ap.wildcard:
             return [ap]
         import copy  # imported on first use (start-up)
@@ -241,10 +242,10 @@ class BtResolver(ExprResolver):
         warning: their address is the resolver that picks an implementation, not the
         function (``strlen`` -> ``__strlen_avx2``), which bpftrace probes silently."""
         from ..errors import ELFError
-        from ..kernel.elf import ELFFile, resolve_object
+        from ..kernel.elf import ELFFile
 
         try:
-            path = resolve_object(ap.obj, self.arch)
+            path = self.object_path(ap.obj)
             with ELFFile(path) as f:
                 syms = [x for x in f.symbols() if x.defined and x.value and fnmatch.fnmatchcase(x.name, ap.target)]
         except (ELFError, LookupError, ValueError) as e:
@@ -424,14 +425,28 @@ class BtResolver(ExprResolver):
         if ap.target:
             self.locate_uprobe(ap)
             return
-        from ..kernel.elf import ELFFile, resolve_object
+        from ..kernel.elf import ELFFile
         from ..errors import ELFError
 
         try:
-            ap.path = resolve_object(ap.obj, self.arch)
-            ap.file_offset = ELFFile(ap.path).vaddr_to_file_offset(ap.offset)
+            ap.path = self.object_path(ap.obj)
+        except (ELFError, LookupError, ValueError) as e:
+            raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
+                           *getattr(e, "hints", [])) from None
+        try:
+            f = ELFFile(ap.path)
+            if f.symbol_containing(ap.offset) is None:
+                # bpftrace 0.17 probes an address only inside a known symbol (an instruction
+                # boundary it can check); so does undertow
+                raise ELFError(f"{ap.path}: no symbol holds address {ap.offset:#x}")
+            ap.file_offset = f.code_file_offset(ap.offset)
             ap.target = hex(ap.offset)
         except (ELFError, LookupError, ValueError) as e:
+            if isinstance(e, ELFError) and "no loadable" not in e.message:
+                # bpftrace 0.17's words for an address no segment of the file holds
+                raise self.err(ResolveError, f"Could not resolve address: {ap.obj}:{ap.offset:#x}", ap.span,
+                               e.message, "give a virtual address of the file's code (see objdump -d), "
+                               "or a symbol") from None
             raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
                            *getattr(e, "hints", [])) from None
 

@@ -280,10 +280,11 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
             raise c.err(f"{full} probe needs PATH:[PROVIDER:]NAME", 0, len(spec),
                         (f"write {full}:PATH:[PROVIDER:]NAME",))
         too_many(3, "PATH:[PROVIDER:]NAME")
+        # target: PROVIDER:NAME, or NAME alone when the provider is left out
         if len(rest) == 1:
-            ap.obj, ap.target = "", ":" + rest[0][0]
+            ap.obj, ap.target = "", rest[0][0]
         elif len(rest) == 2:
-            ap.obj, ap.target = rest[0][0], ":" + rest[1][0]
+            ap.obj, ap.target = rest[0][0], rest[1][0]
         else:
             ap.obj, ap.target = rest[0][0], rest[1][0] + ":" + rest[2][0]
     elif kind in ("profile", "interval"):
