@@ -98,7 +98,7 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: 
     if kind in ("uprobe", "uretprobe", "usdt"):
         from .list_user import list_user
 
-        n += list_user(kind, rest, pid, out)
+        n += list_user(kind, rest, pid, out, verbose)
     if kind is None:
         from .list_user import list_user_wildcard
 

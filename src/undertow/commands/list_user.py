@@ -58,9 +58,10 @@ def _functions(path: str) -> List[str]:
         return []
 
 
-def list_user(kind: str, rest: str, pid: Optional[int], out: TextIO) -> int:
+def list_user(kind: str, rest: str, pid: Optional[int], out: TextIO, verbose: bool = False) -> int:
     """Print the ``kind`` (uprobe, uretprobe, usdt) probes ``rest`` (what follows
-    ``kind:``) names; return how many."""
+    ``kind:``) names; return how many. ``verbose`` (``-lv``): a function's parameters
+    from the file's DWARF under it (``    int* n``), as bpftrace prints them."""
     from ..kernel.usdt_find import find_usdt, process_exe
 
     parts = rest.split(":")
@@ -94,6 +95,11 @@ def list_user(kind: str, rest: str, pid: Optional[int], out: TextIO) -> int:
                 if fnmatch.fnmatchcase(fn, pat):
                     out.write(f"{kind}:{display}:{fn}\n")
                     n += 1
+                    if verbose:
+                        from ..lang.dwarftypes import param_lines
+
+                        for line in param_lines(path, fn):
+                            out.write(f"    {line}\n")
     except ELFError as e:
         raise UsageError(e.message, hints=e.hints) from None
     return n

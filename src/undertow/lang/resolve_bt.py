@@ -316,6 +316,8 @@ class BtResolver(ExprResolver):
             if ap.offset or any(isinstance(e, (ir.Arg, ir.Retval)) or
                                 isinstance(e, ir.Field) for e in _walk_probe(first)):
                 return None
+        if any(isinstance(e, ir.Arg) and e.name for e in _walk_probe(first)):
+            return None  # args->NAME: each function's own parameters (DWARF)
         try:
             f = self.kernel.features().get(_MULTI_FEATURE[ap.kind])
         except (UndertowError, OSError, AttributeError):
@@ -367,13 +369,40 @@ class BtResolver(ExprResolver):
             self.sig = self._tp_btf_sig(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self._uprobe_bt(ap)
+            saved = self._dwarf(probe, ap)
+            if saved is not None:
+                try:
+                    return self._body(probe)
+                finally:
+                    self._types = saved
         elif ap.kind == "hardware":
             raise self.err(ResolveError, "hardware events are not supported by undertow yet", ap.span,
                            "use software:cpu-clock or profile:hz:N")
+        return self._body(probe)
+
+    def _body(self, probe: ir.Probe) -> ir.Probe:
         if probe.filter is not None:
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
         return probe
+
+    def _dwarf(self, probe: ir.Probe, ap: ir.AttachPoint) -> Optional[TypeInfo]:
+        """A uprobe whose probe names arguments (``args->n``) or casts (``(struct Foo *)``)
+        gets its binary's DWARF, when it has some: the function's parameters as
+        ``self.sig`` and its types under the script's and the kernel's for this probe.
+        Returns the types to restore after the probe (None: nothing changed)."""
+        if not ap.path or not any(isinstance(e, (ir.Field, ir.Cast)) for e in _walk_probe(probe)):
+            return None
+        from .dwarftypes import dwarf_types, function_sig
+
+        if ap.target and not ap.target.startswith("0x") and ap.kind == "uprobe":
+            self.sig = function_sig(ap.path, ap.target)
+        base = self.types
+        t = dwarf_types(ap.path, base)
+        if t is None:
+            return None
+        self._types = t
+        return base
 
     def _kernel_function_exists(self, ap: ir.AttachPoint) -> None:
         """A kprobe on a function the kernel does not have (renamed, inlined, in a module not
@@ -676,7 +705,7 @@ class BtResolver(ExprResolver):
                 except LookupError:
                     pass
             return out
-        if ap.kind in ("fentry", "fexit", "tp_btf") and self.sig is not None:
+        if ap.kind in ("fentry", "fexit", "tp_btf", "uprobe") and self.sig is not None:
             names = [n for n, _ in self.sig.params]
             if e.name == "ret" and ap.kind == "fexit":
                 return self.expr(ir.Retval().at(e.span))
