@@ -37,7 +37,7 @@ TAG = {
 _AT_NAME, _AT_BYTE_SIZE, _AT_TYPE, _AT_MEMBER_LOC = 0x03, 0x0B, 0x49, 0x38
 _AT_UPPER_BOUND, _AT_COUNT, _AT_DECLARATION, _AT_ENCODING = 0x2F, 0x37, 0x3C, 0x3E
 _AT_SPECIFICATION, _AT_ABSTRACT_ORIGIN, _AT_STR_OFFSETS_BASE = 0x47, 0x31, 0x72
-_AT_BIT_SIZE, _AT_DATA_BIT_OFFSET, _AT_CONST_VALUE = 0x0D, 0x6B, 0x1C
+_AT_BIT_SIZE, _AT_DATA_BIT_OFFSET, _AT_BIT_OFFSET = 0x0D, 0x6B, 0x0C
 
 #: .debug_info larger than this is not read (a debug build of a browser is ~1 GiB).
 MAX_DEBUG_INFO = 64 << 20
@@ -391,11 +391,15 @@ class DwarfInfo:
             bit_off = None
             if isinstance(bits, int):
                 dbo = d.attrs.get(_AT_DATA_BIT_OFFSET)
-                if isinstance(dbo, int):
-                    unit = self.byte_size(self.type_of(d)) or 4
+                unit = d.attrs.get(_AT_BYTE_SIZE) or self.byte_size(self.type_of(d)) or 4
+                old = d.attrs.get(_AT_BIT_OFFSET)
+                if isinstance(dbo, int):  # DWARF 4+: bits from the start of the struct
                     off, bit_off = (dbo // (8 * unit)) * unit, dbo % (8 * unit)
+                elif isinstance(old, int) and self.e == "<":
+                    # DWARF 2/3: bits from the storage unit's most significant bit
+                    bit_off = max(0, 8 * unit - old - bits)
                 else:
-                    bit_off = 0
+                    bit_off = old if isinstance(old, int) else 0
             out.append((d.name, off, self.type_of(d), bit_off, bits if isinstance(bits, int) else None))
         return out
 
@@ -411,8 +415,9 @@ class DwarfInfo:
             if die.tag == TAG["pointer_type"] or die.tag == TAG["reference_type"]:
                 stars += 1
             elif die.tag in _QUALIFIERS:
-                if die.tag == 0x26 and stars == 0:
-                    quals.append("const")
+                nxt = self.type_of(die)
+                if die.tag == 0x26 and (nxt is None or nxt.tag not in (TAG["pointer_type"], TAG["reference_type"])):
+                    quals.append("const")  # on the pointee: const char**
             elif die.tag == TAG["structure_type"]:
                 base = f"struct {die.name}"
                 break
