@@ -169,3 +169,39 @@ def test_list_usdt_and_uprobes_as_bpftrace():
     list_user_wildcard(f"*:{NOPIE}:*", None, out)
     lines = out.getvalue().splitlines()
     assert f"usdt:{NOPIE}:fixture:ready" in lines and f"uprobe:{NOPIE}:main" in lines
+
+
+# ------------------------------------------------------------------ stack arguments
+
+def test_sarg_reads_the_stack_past_the_return_address():
+    c = compiled(f'uprobe:{NOPIE}:fixture_work {{ printf("%d\\n", sarg1); }}')
+    t = c.probes[0].program.listing()
+    assert "r0 = *(u64 *)(r6 +152)" in t or "r0 = *(u64 *)(r6 +0x98)" in t   # sp
+    assert "r0 += 0x10" in t or "r0 += 16" in t                               # (1 + 1) * 8
+    assert "call bpf_probe_read_user#112" in t
+
+
+def test_sarg_only_at_kprobes_and_uprobes():
+    with pytest.raises(TypeCheckError, match="can only be used with 'kprobes' and 'uprobes'"):
+        resolved('tracepoint:syscalls:sys_enter_openat { printf("%d\\n", sarg0); }')
+
+
+def test_symbol_operands_are_the_symbol_where_the_file_is_loaded():
+    import copy
+
+    from undertow.kernel.arch import X86_64
+    from undertow.kernel.elf import ELFFile
+    from undertow.lang.attach import AttachResolver
+
+    p = resolved(f'usdt:{NOPIE}:fixture:ready {{ printf("%d\\n", arg1); }}')
+    ap = p.probes[0].attach[0]
+    probe = copy.copy(ap.usdt)
+    probe.arguments = (probe.arguments[0], parse_usdt_args("-8@fixture_counter+8(%rip)")[0])
+    with_sym = AttachResolver(FakeKernel(), X86_64, False, TYPES)._usdt_symbols(NOPIE, probe)
+    counter = ELFFile(NOPIE).find_symbol("fixture_counter").value
+    assert with_sym.arguments[1].value == counter and with_sym.arguments[1].offset == 8
+    ap.usdt = with_sym
+    c = compile_program(p, arch=get_arch("x86_64"), self_pid=4321, output="ringbuf")
+    t = c.probes[0].program.listing()
+    assert "r0 = *(u64 *)(r6 +128)" in t or "r0 = *(u64 *)(r6 +0x80)" in t   # ip: the probe's address now
+    assert f"w1 = {hex(counter - probe.pc)}" in t and "call bpf_probe_read_user#112" in t  # - note pc + symbol

@@ -312,9 +312,31 @@ class AttachResolver:
             a2 = copy.copy(ap)
             a2.obj, a2.path, a2.wildcard = m.display, m.path, False
             a2.target = f"{m.probe.provider}:{m.probe.name}"
-            a2.file_offset, a2.usdt = m.probe.file_offset, m.probe
+            a2.file_offset, a2.usdt = m.probe.file_offset, self._usdt_symbols(m.path, m.probe)
             out.append(a2)
         return out
+
+    def _usdt_symbols(self, path: str, probe: Any) -> Any:
+        """``probe`` with the link-time address of each symbol its arguments name
+        (``-4@counter(%rip)``) in the argument's ``value``; a symbol the file lacks
+        leaves the argument as it is (refused where it is used)."""
+        if not any(a.symbol for a in probe.arguments):
+            return probe
+        import copy  # imported on first use (start-up)
+
+        args = []
+        for a in probe.arguments:
+            if a.symbol:
+                try:
+                    sym = self._elf(path).find_symbol(a.symbol)
+                    a = copy.copy(a)
+                    a.value = int(sym.value)
+                except (ELFError, LookupError, OSError):
+                    pass
+            args.append(a)
+        p2 = copy.copy(probe)
+        p2.arguments = tuple(args)
+        return p2
 
     def _elf(self, path: str) -> Any:
         """One parsed ELF file per path for the whole resolve (symbol tables are big)."""

@@ -646,6 +646,15 @@ class BtResolver(ExprResolver):
             c.type = StrTy(len(ir.text_bytes(str(c.value))) + 1)
             c.cookie_name = e.name  # see _merge_wildcard
             return c
+        if e.name.startswith("sarg"):
+            # a stack argument (bpftrace 0.17: sarg0..sarg9 at kprobes and uprobes)
+            if len(e.name) != 5 or not e.name[4].isdigit():
+                raise self.err(TypeCheckError, f"unknown builtin {e.name}", e.span, "stack arguments are sarg0..sarg9")
+            if ap.kind not in ("kprobe", "uprobe"):
+                raise self.err(TypeCheckError, f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' "
+                               "probes", e.span)
+            e.type = U64
+            return None
         if e.name == "curtask":
             try:
                 e.type = self.types.parse_type("struct task_struct *")

@@ -30,6 +30,10 @@ BPF_F_USER_STACK = 1 << 8
 STR_COMPARE_BYTES = 256
 
 
+#: stack slots between the stack pointer at a function's entry and its first stack argument
+_ARG0_STACK_SLOT = {"x86_64": 1}  # the return address
+
+
 class ExprGen(Prologue):
     """Scalars (:meth:`scalar`), conditions (:meth:`cond`) and addresses (:meth:`addr`)."""
 
@@ -154,6 +158,12 @@ class ExprGen(Prologue):
             a.sub64(I.R0, Reg(I.R1))
         elif n == "cpu":
             a.call(I.Helper.get_smp_processor_id)
+        elif n.startswith("sarg") and n[4:].isdigit():
+            # the N-th 8-byte stack slot above the stack pointer, past x86's return address
+            # (bpftrace 0.17: sp + (N + arg_stack_offset) * 8)
+            a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(self.arch.stack_reg))
+            a.add64(I.R0, (int(n[4:]) + _ARG0_STACK_SLOT.get(self.arch.name, 0)) * 8)
+            self.read_scalar(self.space_of(e), 8, False)
         elif n == "curtask":
             a.call(I.Helper.get_current_task)
         elif n == "cgroup":
@@ -230,8 +240,17 @@ class ExprGen(Prologue):
             a.mov_imm(I.R0, spec.value)
         elif spec.kind == "reg" and spec.reg:
             reg(spec.reg, I.R0)
-        elif spec.kind == "mem" and not spec.symbol:
-            if spec.reg:
+        elif spec.kind == "mem" and (not spec.symbol or spec.value):
+            if spec.symbol:
+                # sym(%rip): the symbol's address where the file is loaded: its link-time
+                # address plus the load bias (the probe's address now minus the note's)
+                a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(self.arch.ip_reg))
+                a.mov_imm(I.R1, spec.value - u.pc)
+                a.add64(I.R0, Reg(I.R1))
+                if spec.reg and spec.reg.lower() not in ("rip", "eip", "ip"):
+                    reg(spec.reg, I.R1)  # sym(%rbx): the symbol's address plus a register
+                    a.add64(I.R0, Reg(I.R1))
+            elif spec.reg:
                 reg(spec.reg, I.R0)
             else:
                 a.mov64(I.R0, 0)
