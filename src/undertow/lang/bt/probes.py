@@ -12,11 +12,14 @@ A spec is the probe type (or its short alias), then ``:``-separated fields::
     uprobe:PATH:SYMBOL[+OFFSET]       u:       (PATH may be a library name: libc)
     uprobe:PATH:0xADDRESS
     uretprobe:PATH:SYMBOL             ur:
-    usdt:PATH:[PROVIDER:]NAME         U:
+    usdt:PATH:[PROVIDER:]NAME         U:       (with -p: usdt::PROVIDER:NAME, usdt:NAME)
     profile:{hz|s|ms|us}:RATE         p:
     interval:{hz|s|ms|us}:RATE        i:
     software:EVENT[:COUNT]            s:
     hardware:EVENT[:COUNT]            h:
+
+A field may be quoted, as in bpftrace 0.17 (``uprobe:/bin/bash:"echo_builtin"+0``,
+``usdt:PATH:test:"\\"probe1\\""``): the quotes go, a backslash escapes the next character.
 
 :func:`parse_spec` turns one spec's text into an :class:`ir.AttachPoint` and the
 name bpftrace prints for it (``probe`` builtin, ``-l`` output): aliases are
