@@ -58,7 +58,7 @@ def test_symbol_file_offsets(path, table, seg_delta):
         assert (sym.value, sym.size, sym.type, sym.defined) == (value, size, "FUNC", True)
         assert e.symbol_file_offset(name) == value - seg_delta
         assert e.symbol_file_offset(name, 4) == value - seg_delta + 4
-        with pytest.raises(ELFError, match="past the end"):
+        with pytest.raises(ELFError, match=r"Offset outside the function bounds \('%s' size is %d\)" % (name, size)):
             e.symbol_file_offset(name, size)
 
 

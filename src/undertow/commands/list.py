@@ -27,6 +27,7 @@ KIND_ALIASES = {
     "f": "fentry", "fentry": "fentry", "kfunc": "fentry",
     "fr": "fexit", "fexit": "fexit", "kretfunc": "fexit",
     "u": "uprobe", "uprobe": "uprobe", "ur": "uretprobe", "uretprobe": "uretprobe",
+    "U": "usdt", "usdt": "usdt",
 }
 TYPE_KINDS = ("struct", "union", "enum")
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     verbose = bool(args.verbose)
     kernel = Kernel()
     out = sys.stdout
-    n = list_pattern(kernel, args.pattern, verbose, out)
+    n = list_pattern(kernel, args.pattern, verbose, out, pid=getattr(args, "pid", None))
     if n == 0:
         raise UndertowError(f"nothing matches {args.pattern!r}",
                             hints=["patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, "
@@ -81,8 +82,9 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
     return None, p
 
 
-def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO) -> int:
-    """Print every probe or type matching ``pattern``; return how many."""
+def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: Optional[int] = None) -> int:
+    """Print every probe or type matching ``pattern``; return how many. ``pid``: the
+    process whose user-space probes are listed too (``-l -p PID``)."""
     kind, rest = split_spec(pattern)
     if kind in TYPE_KINDS:
         return _list_types(kernel, kind, rest, out, verbose)
@@ -93,8 +95,14 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO) -> in
         n += _list_raw_tracepoints(kernel, rest, out)
     if kind in (None, "kprobe", "kretprobe", "fentry", "fexit"):
         n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
-    if kind in ("uprobe", "uretprobe"):
-        n += _list_uprobes(kind, rest, out)
+    if kind in ("uprobe", "uretprobe", "usdt"):
+        from .list_user import list_user
+
+        n += list_user(kind, rest, pid, out, verbose)
+    if kind is None:
+        from .list_user import list_user_wildcard
+
+        n += list_user_wildcard(rest, pid, out)
     return n
 
 

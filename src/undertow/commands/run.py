@@ -50,6 +50,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
     p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
     p.add_argument("--unsafe", action="store_true", help="allow system() and signal()")
+    p.add_argument("--usdt-file-activation", action="store_true",
+                   help="count up USDT semaphores in every process that maps the file (always done: the "
+                        "kernel counts them for undertow's uprobes, Linux 4.20+)")
     p.add_argument("--no-cache", action="store_true",
                    help="compile the program even if this boot already compiled the same script "
                         "(compiled programs are kept per boot: docs/bpftrace.md)")

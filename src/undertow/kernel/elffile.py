@@ -520,6 +520,26 @@ class ELFFile:
                 return seg
         return None
 
+    def symbol_containing(self, vaddr: int) -> Optional[Symbol]:
+        """The defined symbol whose ``[value, value + size)`` holds ``vaddr`` (functions
+        first), or ``None``: how bpftrace checks that an address is inside a function."""
+        best: Optional[Symbol] = None
+        for s in self.symbols():
+            if s.defined and s.size and s.value <= vaddr < s.value + s.size:
+                if s.type == "FUNC":
+                    return s
+                best = best or s
+        return best
+
+    def code_file_offset(self, vaddr: int) -> int:
+        """File offset of ``vaddr`` when it is in an executable PT_LOAD segment (a uprobe on
+        an address); raises :class:`ELFError` otherwise."""
+        seg = self._load_for(vaddr)
+        if seg is None or not seg.executable:
+            where = "no segment of the file" if seg is None else f"a non-executable segment ({seg.perms()})"
+            raise ELFError(f"{self.path}: address {vaddr:#x} is in {where}, not in its code")
+        return vaddr - seg.vaddr + seg.offset
+
     def _vaddr_to_offset_any(self, vaddr: int) -> Optional[int]:
         seg = self._load_for(vaddr)
         return None if seg is None else vaddr - seg.vaddr + seg.offset
@@ -571,7 +591,9 @@ class ELFFile:
         if sym.shndx == SHN_ABS or sym.shndx == SHN_COMMON:
             raise ELFError(f"{sym.name} in {self.path} is not a code address")
         if sym.size and offset >= sym.size:
-            raise ELFError(f"offset {offset:#x} is past the end of {sym.name} (size {sym.size:#x})")
+            # bpftrace 0.17's words
+            raise ELFError(f"Offset outside the function bounds ('{sym.name}' size is {sym.size})",
+                           hints=[f"+{offset} is past the end of {sym.name} (offsets count from 0 to {sym.size - 1})"])
         vaddr = sym.value + offset
         if self.machine == 40:  # ARM: bit 0 of a function address marks Thumb code
             vaddr &= ~1

@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple
 
-__all__ = ["USDTArg", "USDTProbe", "parse_usdt_args"]
+__all__ = ["USDTArg", "USDTProbe", "parse_usdt_args", "split_subregister"]
 
 
 class USDTArg:
@@ -136,3 +136,22 @@ def _parse_loc(tok: str, loc: str, size: int, signed: bool) -> USDTArg:
     if re.match(r"^[-+]?(0x[0-9a-fA-F]+|\d+)$", loc):
         return USDTArg(tok, size, signed, "const", value=_int(loc))
     raise ValueError(loc)
+
+
+_X86_LOW8 = {"al": "ax", "bl": "bx", "cl": "cx", "dl": "dx", "sil": "si", "dil": "di", "bpl": "bp", "spl": "sp"}
+_X86_HIGH8 = {"ah": "ax", "bh": "bx", "ch": "cx", "dh": "dx"}
+
+
+def split_subregister(reg: str) -> Tuple[str, int]:
+    """A register named in an SDT argument, as ``(full register, right shift)``: x86's
+    partial registers are parts of a 64-bit one (``%al``, ``%r8w`` -> ``ax``/``r8``, shift
+    0; ``%ah`` -> ``ax``, shift 8). Other names come back as they are (``%eax``, ``w0``:
+    the architecture's aliases map them); the argument's size keeps the low bytes."""
+    r = reg.lower().lstrip("%")
+    if r in _X86_LOW8:
+        return _X86_LOW8[r], 0
+    if r in _X86_HIGH8:
+        return _X86_HIGH8[r], 8
+    if len(r) > 2 and r[0] == "r" and r[-1] in "bwd" and r[1:-1].isdigit():
+        return r[:-1], 0
+    return r, 0

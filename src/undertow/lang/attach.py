@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
@@ -172,6 +173,9 @@ class AttachResolver:
         self.warnings: List[SourceError] = []
         self.quiet = False
         self._elfs: Dict[str, Any] = {}
+        self._usdt_cache: Dict[str, Any] = {}
+        #: the process of -p (uprobe paths are looked up in its mount namespace too)
+        self.pid: Optional[int] = None
         # per probe
         self.probe_: Optional[ir.Probe] = None
         self.ap: Optional[ir.AttachPoint] = None
@@ -238,10 +242,8 @@ class AttachResolver:
     def locate_uprobe(self, ap: ir.AttachPoint) -> None:
         """Fill ``ap.path`` (the file ``ap.obj`` names: a path, or a library found as the
         dynamic loader would) and ``ap.file_offset`` (of symbol ``ap.target`` + ``ap.offset``)."""
-        from ..kernel.elf import resolve_object
-
         try:
-            ap.path = resolve_object(ap.obj, self.arch)
+            ap.path = self.object_path(ap.obj)
         except ELFError as e:
             raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
         try:
@@ -256,6 +258,85 @@ class AttachResolver:
                 raise self.err(ResolveError, getattr(e, "message", str(e)), self._sym_span(ap),
                                *hints) from None
             ap.path, ap.file_offset = moved
+
+    def object_path(self, obj: str) -> str:
+        """The file a uprobe's ``obj`` names (:func:`undertow.kernel.elf.resolve_object`);
+        with ``-p PID``, an absolute path this mount namespace lacks is looked up in the
+        process's (``/proc/PID/root/PATH``), as bpftrace does."""
+        from ..kernel.elf import resolve_object
+
+        if self.pid and obj.startswith("/") and not os.path.exists(obj):
+            alt = f"/proc/{self.pid}/root{obj}"
+            if os.path.exists(alt):
+                return resolve_object(alt, self.arch)
+        return resolve_object(obj, self.arch)
+
+    # -- USDT
+    def expand_usdt(self, ap: ir.AttachPoint, pid: Optional[int]) -> List[ir.AttachPoint]:
+        """One attach point per location of every USDT marker ``ap`` names, as bpftrace 0.17
+        expands them (:func:`undertow.kernel.usdt_find.find_usdt`): ``obj`` becomes the file
+        as bpftrace names it, ``path`` the file to attach to, ``target`` ``PROVIDER:NAME``,
+        ``file_offset`` the location and ``usdt`` the note's record. A spec without
+        wildcards whose provider is left out (or given with ``-p``) must match one marker."""
+        import copy  # imported on first use (start-up)
+
+        from ..kernel.usdt_find import find_usdt, has_wildcard
+
+        provider, _, name = ap.target.rpartition(":")
+        if not name:
+            raise self.err(ResolveError, "a usdt probe needs a probe name", ap.span,
+                           "write usdt:PATH:[PROVIDER:]NAME")
+        if not ap.obj and not pid:
+            raise self.err(ResolveError, "a usdt probe must name a file, or a process with -p PID", ap.span,
+                           "write usdt:PATH:[PROVIDER:]NAME, or usdt::PROVIDER:NAME with -p PID")
+        if ap.obj and not pid and not has_wildcard(ap.obj) and "/" in ap.obj and not os.path.isfile(ap.obj):
+            raise self.err(ResolveError, f"usdt target file '{ap.obj}' does not exist or is not executable",
+                           self._obj_span(ap))
+        try:
+            found = find_usdt(ap.obj, provider, name, pid, self._usdt_cache)
+        except ELFError as e:
+            raise self.err(ResolveError, e.message, self._obj_span(ap), *e.hints) from None
+        spec = f"usdt:{ap.obj}:{ap.target}"
+        if not found:
+            where = f"process {pid}" if pid and not ap.obj else ap.obj
+            raise self.err(ResolveError, f"no USDT probe in {where} matches {ap.target}", ap.span,
+                           f"list them with: undertow run -l 'usdt:{ap.obj or '*'}:*'" +
+                           (f" -p {pid}" if pid else ""))
+        markers = sorted({m.name for m in found})
+        if len(markers) > 1 and not (has_wildcard(ap.obj) or has_wildcard(provider) or has_wildcard(name)) \
+                and (not provider or pid):
+            raise self.err(ResolveError, f"namespace for {spec} not specified, matched {len(markers)} probes",
+                           ap.span, "please specify a unique namespace or use '*' to attach to all matched probes")
+        out = []
+        for m in found:
+            a2 = copy.copy(ap)
+            a2.obj, a2.path, a2.wildcard = m.display, m.path, False
+            a2.target = f"{m.probe.provider}:{m.probe.name}"
+            a2.file_offset, a2.usdt = m.probe.file_offset, self._usdt_symbols(m.path, m.probe)
+            out.append(a2)
+        return out
+
+    def _usdt_symbols(self, path: str, probe: Any) -> Any:
+        """``probe`` with the link-time address of each symbol its arguments name
+        (``-4@counter(%rip)``) in the argument's ``value``; a symbol the file lacks
+        leaves the argument as it is (refused where it is used)."""
+        if not any(a.symbol for a in probe.arguments):
+            return probe
+        import copy  # imported on first use (start-up)
+
+        args = []
+        for a in probe.arguments:
+            if a.symbol:
+                try:
+                    sym = self._elf(path).find_symbol(a.symbol)
+                    a = copy.copy(a)
+                    a.value = int(sym.value)
+                except (ELFError, LookupError, OSError):
+                    pass
+            args.append(a)
+        p2 = copy.copy(probe)
+        p2.arguments = tuple(args)
+        return p2
 
     def _elf(self, path: str) -> Any:
         """One parsed ELF file per path for the whole resolve (symbol tables are big)."""

@@ -688,12 +688,14 @@ class AttachPoint(Node):
     still holds ``*``/``?`` (expanded by resolve into several probes).
 
     The bpftrace resolver may set ``nargs`` (fentry/fexit/tp_btf: the arguments
-    before fexit's return value) and ``multi`` (a merged wildcard:
-    ``[(target, file offset), ...]`` on one multi link); else they are None.
+    before fexit's return value), ``multi`` (a merged wildcard:
+    ``[(target, file offset), ...]`` on one multi link) and ``usdt`` (a USDT location:
+    the note's :class:`undertow.kernel.usdt.USDTProbe`, with its semaphore and argument
+    specs); else they are None.
     """
 
     __slots__ = ("kind", "target", "offset", "path", "obj", "pid", "wildcard", "file_offset", "span",
-                 "nargs", "multi")
+                 "nargs", "multi", "usdt")
 
     def __init__(self, kind: str, target: str = "", offset: int = 0, path: str = "", obj: str = "",
                  pid: Optional[int] = None, wildcard: bool = False, file_offset: Optional[int] = None,
@@ -709,6 +711,7 @@ class AttachPoint(Node):
         self.span = span
         self.nargs: Optional[int] = None
         self.multi: Optional[List[Tuple[str, int]]] = None
+        self.usdt: Any = None
 
     def describe(self) -> str:
         if self.kind in ("uprobe", "uretprobe", "usdt"):

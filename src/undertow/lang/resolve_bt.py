@@ -64,7 +64,9 @@ def bt_probe_name(ap: ir.AttachPoint) -> str:
     if ap.kind == "end":
         return "END"
     prefix = _TYPE_PREFIX.get(ap.kind, ap.kind)
-    if ap.kind in ("uprobe", "uretprobe", "usdt"):
+    if ap.kind == "usdt":
+        t = f"{ap.obj or ap.path}:{ap.target}"  # the file as written (or as -p found it)
+    elif ap.kind in ("uprobe", "uretprobe"):
         t = f"{ap.path or ap.obj}:{ap.target}"
     else:
         t = ap.target
@@ -152,6 +154,7 @@ class BtResolver(ExprResolver):
                  program: ir.Program) -> None:
         super().__init__(kernel, arch, strict, types)
         self.program = program
+        self.pid = program.setting("pid")
         self._script_done = types is not None
         self.map_values: Dict[str, Ty] = {}
         self.map_keys: Dict[str, Tuple[Ty, ...]] = {}
@@ -207,6 +210,8 @@ class BtResolver(ExprResolver):
         return out
 
     def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
+        if ap.kind == "usdt":
+            return self.expand_usdt(ap, self.pid)
         if not ap.wildcard:
             return [ap]
         import copy  # imported on first use (start-up)
@@ -241,10 +246,10 @@ class BtResolver(ExprResolver):
         warning: their address is the resolver that picks an implementation, not the
         function (``strlen`` -> ``__strlen_avx2``), which bpftrace probes silently."""
         from ..errors import ELFError
-        from ..kernel.elf import ELFFile, resolve_object
+        from ..kernel.elf import ELFFile
 
         try:
-            path = resolve_object(ap.obj, self.arch)
+            path = self.object_path(ap.obj)
             with ELFFile(path) as f:
                 syms = [x for x in f.symbols() if x.defined and x.value and fnmatch.fnmatchcase(x.name, ap.target)]
         except (ELFError, LookupError, ValueError) as e:
@@ -315,6 +320,8 @@ class BtResolver(ExprResolver):
             if ap.offset or any(isinstance(e, (ir.Arg, ir.Retval)) or
                                 isinstance(e, ir.Field) for e in _walk_probe(first)):
                 return None
+        if any(isinstance(e, ir.Arg) and e.name for e in _walk_probe(first)):
+            return None  # args->NAME: each function's own parameters (DWARF)
         try:
             f = self.kernel.features().get(_MULTI_FEATURE[ap.kind])
         except (UndertowError, OSError, AttributeError):
@@ -366,15 +373,40 @@ class BtResolver(ExprResolver):
             self.sig = self._tp_btf_sig(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self._uprobe_bt(ap)
-        elif ap.kind in ("usdt", "hardware"):
-            what = "USDT probes" if ap.kind == "usdt" else "hardware events"
-            raise self.err(ResolveError, f"{what} are not supported by undertow yet", ap.span,
-                           "use a uprobe on the function that holds the probe point"
-                           if ap.kind == "usdt" else "use software:cpu-clock or profile:hz:N")
+            saved = self._dwarf(probe, ap)
+            if saved is not None:
+                try:
+                    return self._body(probe)
+                finally:
+                    self._types = saved
+        elif ap.kind == "hardware":
+            raise self.err(ResolveError, "hardware events are not supported by undertow yet", ap.span,
+                           "use software:cpu-clock or profile:hz:N")
+        return self._body(probe)
+
+    def _body(self, probe: ir.Probe) -> ir.Probe:
         if probe.filter is not None:
             probe.filter = self.expr(probe.filter)
         self.block(probe.actions)
         return probe
+
+    def _dwarf(self, probe: ir.Probe, ap: ir.AttachPoint) -> Optional[TypeInfo]:
+        """A uprobe whose probe names arguments (``args->n``) or casts (``(struct Foo *)``)
+        gets its binary's DWARF, when it has some: the function's parameters as
+        ``self.sig`` and its types under the script's and the kernel's for this probe.
+        Returns the types to restore after the probe (None: nothing changed)."""
+        if not ap.path or not any(isinstance(e, (ir.Field, ir.Cast)) for e in _walk_probe(probe)):
+            return None
+        from .dwarftypes import dwarf_types, function_sig
+
+        if ap.target and not ap.target.startswith("0x") and ap.kind == "uprobe":
+            self.sig = function_sig(ap.path, ap.target)
+        base = self.types
+        t = dwarf_types(ap.path, base)
+        if t is None:
+            return None
+        self._types = t
+        return base
 
     def _kernel_function_exists(self, ap: ir.AttachPoint) -> None:
         """A kprobe on a function the kernel does not have (renamed, inlined, in a module not
@@ -426,14 +458,28 @@ class BtResolver(ExprResolver):
         if ap.target:
             self.locate_uprobe(ap)
             return
-        from ..kernel.elf import ELFFile, resolve_object
+        from ..kernel.elf import ELFFile
         from ..errors import ELFError
 
         try:
-            ap.path = resolve_object(ap.obj, self.arch)
-            ap.file_offset = ELFFile(ap.path).vaddr_to_file_offset(ap.offset)
+            ap.path = self.object_path(ap.obj)
+        except (ELFError, LookupError, ValueError) as e:
+            raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
+                           *getattr(e, "hints", [])) from None
+        try:
+            f = ELFFile(ap.path)
+            if f.symbol_containing(ap.offset) is None:
+                # bpftrace 0.17 probes an address only inside a known symbol (an instruction
+                # boundary it can check); so does undertow
+                raise ELFError(f"{ap.path}: no symbol holds address {ap.offset:#x}")
+            ap.file_offset = f.code_file_offset(ap.offset)
             ap.target = hex(ap.offset)
         except (ELFError, LookupError, ValueError) as e:
+            if isinstance(e, ELFError) and "no loadable" not in e.message:
+                # bpftrace 0.17's words for an address no segment of the file holds
+                raise self.err(ResolveError, f"Could not resolve address: {ap.obj}:{ap.offset:#x}", ap.span,
+                               e.message, "give a virtual address of the file's code (see objdump -d), "
+                               "or a symbol") from None
             raise self.err(ResolveError, getattr(e, "message", str(e)), ap.span,
                            *getattr(e, "hints", [])) from None
 
@@ -628,6 +674,15 @@ class BtResolver(ExprResolver):
             c.type = StrTy(len(ir.text_bytes(str(c.value))) + 1)
             c.cookie_name = e.name  # see _merge_wildcard
             return c
+        if e.name.startswith("sarg"):
+            # a stack argument (bpftrace 0.17: sarg0..sarg9 at kprobes and uprobes)
+            if len(e.name) != 5 or not e.name[4].isdigit():
+                raise self.err(TypeCheckError, f"unknown builtin {e.name}", e.span, "stack arguments are sarg0..sarg9")
+            if ap.kind not in ("kprobe", "uprobe"):
+                raise self.err(TypeCheckError, f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' "
+                               "probes", e.span)
+            e.type = U64
+            return None
         if e.name == "curtask":
             try:
                 e.type = self.types.parse_type("struct task_struct *")
@@ -652,6 +707,11 @@ class BtResolver(ExprResolver):
         assert ap is not None
         if e.index is None:  # by name (no front end makes these: bpftrace writes args.NAME)
             return self.expr(ir.Field(e.name or "").at(e.span))
+        if ap.kind == "usdt" and ap.usdt is not None and e.index >= len(ap.usdt.arguments):
+            n = len(ap.usdt.arguments)
+            raise self.err(TypeCheckError, f"arg{e.index}: the USDT probe {bt_probe_name(ap)} has "
+                           f"{n} argument{'s' if n != 1 else ''}", e.span,
+                           f"use arg0..arg{n - 1}" if n else "")
         if ap.kind in ("kprobe", "uprobe", "raw_tracepoint", "usdt", "tp_btf"):
             e.type = U64
             return None
@@ -682,7 +742,7 @@ class BtResolver(ExprResolver):
                 except LookupError:
                     pass
             return out
-        if ap.kind in ("fentry", "fexit", "tp_btf") and self.sig is not None:
+        if ap.kind in ("fentry", "fexit", "tp_btf", "uprobe") and self.sig is not None:
             names = [n for n, _ in self.sig.params]
             if e.name == "ret" and ap.kind == "fexit":
                 return self.expr(ir.Retval().at(e.span))

@@ -75,7 +75,9 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
             text = show(v, kind) if not isinstance(v, int) or kind != "int" else str(v)
             out.append(("%" + spec + "s") % text)
         elif conv in "di":
-            out.append(("%" + spec + "d") % _as_int(v))
+            # C reads the 64-bit argument as signed: a u64 0xffff...ff prints -1, as in bpftrace
+            n = _as_int(v) & _MASK64
+            out.append(("%" + spec + "d") % (n - (1 << 64) if n >> 63 else n))
         elif conv == "u":
             out.append(("%" + spec + "d") % (_as_int(v) & _MASK64))
         elif conv in "xXo":
@@ -366,7 +368,7 @@ class BtRenderer:
                     "utf-8", "surrogateescape")))
                 parts.append("%" + spec + "s")
             elif slot.kind == "int" and conv in "diuxXo":
-                signed = slot.signed and conv in "di"
+                signed = conv in "di"  # C reads the 64-bit argument as signed (u64 max: -1)
                 mask = conv not in "di"
                 readers.append(lambda b, o=off, sg=signed, mk=mask: (
                     int.from_bytes(b[o:o + 8], "little", signed=sg) & ((1 << 64) - 1) if mk

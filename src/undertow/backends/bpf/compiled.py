@@ -28,7 +28,7 @@ MAP_ENTRIES = 4096
 #: IR attach kind -> BPF program type name (kernel/syscalls.ProgType).
 PROG_TYPES = {
     "tracepoint": "TRACEPOINT", "raw_tracepoint": "RAW_TRACEPOINT", "kprobe": "KPROBE",
-    "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "profile": "PERF_EVENT",
+    "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "usdt": "KPROBE", "profile": "PERF_EVENT",
     "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT",
     "begin": "RAW_TRACEPOINT", "end": "RAW_TRACEPOINT", "fentry": "TRACING", "fexit": "TRACING",
     "tp_btf": "TRACING",

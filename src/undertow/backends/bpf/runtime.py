@@ -402,13 +402,17 @@ class ProgramSession(Session):
                                                        pid=ap.pid or 0, retprobe=kind == "uretprobe"))
                 cp.note = (cp.note + "; " if cp.note else "") + \
                     f"{len(offs)} functions on one uprobe_multi link"
-            elif kind in ("uprobe", "uretprobe"):
+            elif kind in ("uprobe", "uretprobe", "usdt"):
                 pmu = sc.pmu_type("uprobe")
                 if pmu is None:
                     raise AttachError(f"{cp.name}: this kernel has no uprobe PMU")
                 bit = sc.pmu_format_bit("uprobe", "retprobe")
+                # a USDT marker's semaphore: the kernel counts it up in every process that maps
+                # the file while the probe is attached, and down on detach (ref_ctr_offset)
+                usdt = getattr(ap, "usdt", None)
+                sem = int(getattr(usdt, "semaphore_file_offset", None) or 0)
                 attr = sc.uprobe_attr(pmu, ap.path, int(ap.file_offset or 0), retprobe_bit=bit,
-                                      retprobe=kind == "uretprobe")
+                                      retprobe=kind == "uretprobe", ref_ctr_offset=sem)
                 pid = ap.pid if ap.pid else -1
                 self._perf(attr, prog, pid=pid, cpu=0 if pid == -1 else -1)
             elif kind in ("profile", "interval"):
@@ -702,7 +706,7 @@ class ProgramSession(Session):
 #: Probe kinds whose programs on one event the kernel runs in the reverse order of their
 #: attachment (perf events of software events and uprobes, kprobes, fentry trampolines):
 #: _setup attaches them last to first (bpftrace 0.17 does the same: attach_reverse).
-_RUN_LAST_ATTACHED_FIRST = frozenset(("software", "uprobe", "uretprobe", "kprobe", "fentry"))
+_RUN_LAST_ATTACHED_FIRST = frozenset(("software", "uprobe", "uretprobe", "usdt", "kprobe", "fentry"))
 
 #: Attachments whose close waits for an RCU grace period (perf events on tracepoints,
 #: kprobes, uprobes) that ProgramSession.close detaches itself; more are handed to a

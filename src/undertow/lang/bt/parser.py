@@ -109,6 +109,16 @@ class _Parser(StmtParser):
         field = 0
         while i < n:
             c = t[i]
+            if c == '"' and field:
+                # a quoted field (bpftrace: uprobe:/bin/bash:"echo_builtin"+0,
+                # usdt:PATH:PROVIDER:"\"name\""): taken whole, backslash escapes included
+                j = i + 1
+                while j < n and t[j] not in '"\n':
+                    j += 2 if t[j] == "\\" else 1
+                if j >= n or t[j] != '"':
+                    raise self.err("unterminated quoted name in a probe", Span(i, min(j, n)))
+                i = j + 1
+                continue
             if c == ":":
                 field += 1
                 i += 1

@@ -12,11 +12,14 @@ A spec is the probe type (or its short alias), then ``:``-separated fields::
     uprobe:PATH:SYMBOL[+OFFSET]       u:       (PATH may be a library name: libc)
     uprobe:PATH:0xADDRESS
     uretprobe:PATH:SYMBOL             ur:
-    usdt:PATH:[PROVIDER:]NAME         U:
+    usdt:PATH:[PROVIDER:]NAME         U:       (with -p: usdt::PROVIDER:NAME, usdt:NAME)
     profile:{hz|s|ms|us}:RATE         p:
     interval:{hz|s|ms|us}:RATE        i:
     software:EVENT[:COUNT]            s:
     hardware:EVENT[:COUNT]            h:
+
+A field may be quoted, as in bpftrace 0.17 (``uprobe:/bin/bash:"echo_builtin"+0``,
+``usdt:PATH:test:"\\"probe1\\""``): the quotes go, a backslash escapes the next character.
 
 :func:`parse_spec` turns one spec's text into an :class:`ir.AttachPoint` and the
 name bpftrace prints for it (``probe`` builtin, ``-l`` output): aliases are
@@ -150,14 +153,38 @@ class _Ctx:
                           origin=self.origin, hints=hints)
 
 
-def _split(spec: str) -> List[Tuple[str, int]]:
-    """Fields of a spec with their offsets (``:`` separated)."""
-    out = []
-    pos = 0
-    for part in spec.split(":"):
-        out.append((part, pos))
-        pos += len(part) + 1
-    return out
+def _split(spec: str, quoted: Optional[set] = None) -> List[Tuple[str, int]]:
+    """Fields of a spec with their offsets (``:`` separated). As bpftrace 0.17 reads them,
+    a ``"``-quoted part is taken literally (``:`` included, ``\\x`` is ``x``) and its quotes
+    dropped (``"echo_builtin"+0`` is ``echo_builtin+0``); the indexes of fields that had
+    quotes are added to ``quoted``."""
+    if '"' not in spec:
+        out = []
+        pos = 0
+        for part in spec.split(":"):
+            out.append((part, pos))
+            pos += len(part) + 1
+        return out
+    fields: List[Tuple[str, int]] = []
+    cur: List[str] = []
+    start, i, inq, n = 0, 0, False, len(spec)
+    while i < n:
+        c = spec[i]
+        if c == ":" and not inq:
+            fields.append(("".join(cur), start))
+            cur, start = [], i + 1
+        elif c == '"':
+            inq = not inq
+            if quoted is not None:
+                quoted.add(len(fields))
+        elif inq and c == "\\" and i + 1 < n:
+            cur.append(spec[i + 1])
+            i += 1
+        else:
+            cur.append(c)
+        i += 1
+    fields.append(("".join(cur), start))
+    return fields
 
 
 def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> Tuple[ir.AttachPoint, str]:
@@ -168,7 +195,8 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
     :class:`ParseError` for an unknown type, missing fields or a bad rate.
     """
     c = _Ctx(spec, start, source, origin)
-    fields = _split(spec)
+    quoted: set = set()
+    fields = _split(spec, quoted)
     head, _ = fields[0]
     rest = fields[1:]
     span = Span(start, start + len(spec))
@@ -229,9 +257,17 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         (path, _), (sym, off) = rest
         ap.obj = path
         fo = _func_off(sym)
-        if _is_hex(sym):
+        if 2 in quoted and fo is None:
+            # a quoted symbol may hold any character (C++: "ns::f(int)"); one + offset
+            name, plus, num = sym.rpartition("+") if "+" in sym else (sym, "", "")
+            if plus and (_is_hex(num) or _all_in(num, _DEC)) and name:
+                fo = (name, num)
+            elif name:
+                fo = (sym, None)
+        if _is_hex(sym) or _all_in(sym, _DEC):
+            # an address in the file (bpftrace reads it with stoll: 0x hex or decimal)
             ap.target = ""
-            ap.offset = int(sym, 16)
+            ap.offset = int(sym, 16) if _is_hex(sym) else int(sym)
         elif fo is not None:
             ap.target = fo[0]
             if fo[1] is not None:
@@ -241,10 +277,19 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         else:
             raise c.err(f"bad symbol '{sym}'", off, off + len(sym))
     elif kind == "usdt":
-        need(2, "PATH:[PROVIDER:]NAME")
+        # usdt:PATH:NAME, usdt:PATH:PROVIDER:NAME; with -p the path may be empty
+        # (usdt::PROVIDER:NAME) or left out (usdt:NAME): the resolver checks that
+        if not rest or not rest[-1][0] and len(rest) < 3:
+            raise c.err(f"{full} probe needs PATH:[PROVIDER:]NAME", 0, len(spec),
+                        (f"write {full}:PATH:[PROVIDER:]NAME",))
         too_many(3, "PATH:[PROVIDER:]NAME")
-        ap.obj = rest[0][0]
-        ap.target = ":".join(f for f, _ in rest[1:])
+        # target: PROVIDER:NAME, or NAME alone when the provider is left out
+        if len(rest) == 1:
+            ap.obj, ap.target = "", rest[0][0]
+        elif len(rest) == 2:
+            ap.obj, ap.target = rest[0][0], rest[1][0]
+        else:
+            ap.obj, ap.target = rest[0][0], rest[1][0] + ":" + rest[2][0]
     elif kind in ("profile", "interval"):
         need(2, "UNIT:RATE")
         too_many(2, "UNIT:RATE")

@@ -13,6 +13,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
+from ....errors import UndertowError
 from ....lang import ir
 from ....lang.types import ArrayTy, BufTy, IntTy, PtrTy, StrTy, Ty, VoidTy
 from .. import insn as I
@@ -27,6 +28,10 @@ BPF_F_USER_STACK = 1 << 8
 #: The most bytes (NUL included) ``str(p) == "literal"`` reads: the 512-byte BPF stack holds
 #: it. A longer literal can never be equal.
 STR_COMPARE_BYTES = 256
+
+
+#: stack slots between the stack pointer at a function's entry and its first stack argument
+_ARG0_STACK_SLOT = {"x86_64": 1}  # the return address
 
 
 class ExprGen(Prologue):
@@ -153,6 +158,12 @@ class ExprGen(Prologue):
             a.sub64(I.R0, Reg(I.R1))
         elif n == "cpu":
             a.call(I.Helper.get_smp_processor_id)
+        elif n.startswith("sarg") and n[4:].isdigit():
+            # the N-th 8-byte stack slot above the stack pointer, past x86's return address
+            # (bpftrace 0.17: sp + (N + arg_stack_offset) * 8)
+            a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(self.arch.stack_reg))
+            a.add64(I.R0, (int(n[4:]) + _ARG0_STACK_SLOT.get(self.arch.name, 0)) * 8)
+            self.read_scalar(self.space_of(e), 8, False)
         elif n == "curtask":
             a.call(I.Helper.get_current_task)
         elif n == "cgroup":
@@ -184,6 +195,8 @@ class ExprGen(Prologue):
         a = self.a
         kind = PROG_TYPES.get(self.ap.kind)
         assert e.index is not None
+        if self.ap.kind == "usdt":
+            return self.usdt_arg(e)
         if kind in ("KPROBE", "PERF_EVENT"):
             regs = self.arch.arg_regs
             if e.index >= len(regs):
@@ -196,6 +209,65 @@ class ExprGen(Prologue):
         t = e.type
         if isinstance(t, IntTy) and t.size < 8:
             self.extend(t.size, t.signed)
+
+    def usdt_arg(self, e: ir.Arg) -> None:
+        """R0 = USDT argument ``e.index`` of this location, read as its SDT note's spec says
+        (``-4@%edi``: a register; ``8@-8(%rbp)``, ``-4@-88(%rsp,%rax,8)``: memory at a
+        register plus a displacement and a scaled index; ``4@$5``: a constant), then
+        widened from its size (sign-extended when the size is negative)."""
+        from ....kernel.usdt import split_subregister
+
+        a = self.a
+        u = getattr(self.ap, "usdt", None)
+        assert e.index is not None
+        if u is None or e.index >= len(u.arguments):
+            raise self.err(f"arg{e.index} is not an argument of this USDT probe", e)
+        spec = u.arguments[e.index]
+        size = spec.size if spec.size in (1, 2, 4, 8) else 8
+
+        def reg(name: str, dst: int) -> None:
+            full, shift = split_subregister(name)
+            try:
+                off = self.arch.reg_offset(full)
+            except UndertowError:
+                raise self.err(f"arg{e.index}: unknown register '{name}' in the USDT argument '{spec.text}'",
+                               e) from None
+            a.ldx(I.DW, dst, I.R6, off)
+            if shift:
+                a.rsh64(dst, shift)
+
+        if spec.kind == "const":
+            a.mov_imm(I.R0, spec.value)
+        elif spec.kind == "reg" and spec.reg:
+            reg(spec.reg, I.R0)
+        elif spec.kind == "mem" and (not spec.symbol or spec.value):
+            if spec.symbol:
+                # sym(%rip): the symbol's address where the file is loaded: its link-time
+                # address plus the load bias (the probe's address now minus the note's)
+                a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(self.arch.ip_reg))
+                a.mov_imm(I.R1, spec.value - u.pc)
+                a.add64(I.R0, Reg(I.R1))
+                if spec.reg and spec.reg.lower() not in ("rip", "eip", "ip"):
+                    reg(spec.reg, I.R1)  # sym(%rbx): the symbol's address plus a register
+                    a.add64(I.R0, Reg(I.R1))
+            elif spec.reg:
+                reg(spec.reg, I.R0)
+            else:
+                a.mov64(I.R0, 0)
+            if spec.index:
+                reg(spec.index, I.R1)
+                if spec.scale != 1:
+                    a.alu("mul", I.R1, spec.scale)
+                a.add64(I.R0, Reg(I.R1))
+            if spec.offset:
+                a.mov_imm(I.R1, spec.offset)
+                a.add64(I.R0, Reg(I.R1))
+            self.read_scalar("user", size, spec.signed)
+            return
+        else:
+            raise self.err(f"arg{e.index}: the USDT argument '{spec.text}' is not supported yet", e)
+        if size < 8:
+            self.extend(size, spec.signed)
 
     def retval(self, e: ir.Retval) -> None:
         a = self.a
