@@ -145,3 +145,18 @@ def test_buffer_conversions(conv, want):
 def test_buf_of_a_literal_and_buffers_compared_compile():
     compiled("BEGIN { $a = buf(\"hi\", 2); $b = buf(\"bye\", 3); @k[buf(\"ok_key\", 8), 1] = count(); "
              "printf(\"%d %d %r\\n\", $a == $a, $a != $b, $a); }")
+
+
+def test_a_string_variable_takes_its_largest_value():
+    """$a = "" first and "hello" later (in a branch): one slot of the largest size."""
+    _p, c = compiled('BEGIN { $a = ""; if (1 > 2) { $a = "hi" } else { $a = "hello" } printf("a=%s\\n", $a); }')
+    assert c.probes[0].program.listing()
+
+
+@pytest.mark.parametrize("n,msg", [(101, "unroll maximum value is 100"), (0, "unroll minimum value is 1")])
+def test_unroll_bounds_in_bpftraces_words(n, msg):
+    from undertow.errors import ParseError
+
+    with pytest.raises(ParseError) as ei:
+        parse_program(f"BEGIN {{ $a = 1; unroll ({n}) {{ $a = $a + 2; }} }}")
+    assert ei.value.message == msg

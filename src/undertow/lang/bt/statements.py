@@ -83,10 +83,9 @@ class StmtParser(ExprParser):
             n = self.value(self.expr())
             if not isinstance(n, ir.Const) or not isinstance(n.value, int):
                 raise self.err("unroll() needs an integer constant", nt.span)
-            if n.value > 100:  # bpftrace's words
-                raise self.err("unroll maximum value is 100", n.span)
-            if n.value < 1:
-                raise self.err("unroll minimum value is 1", n.span)
+            if not 1 <= n.value <= 100:  # bpftrace's words
+                raise self.err("unroll minimum value is 1" if n.value < 1 else "unroll maximum value is 100",
+                               n.span, "unroll() takes a count from 1 to 100")
             if self.unrolled * n.value > _MAX_UNROLLED:
                 raise self.err(f"nested unroll() repeats this body {self.unrolled * n.value} times "
                                f"(limit {_MAX_UNROLLED})", n.span, "use a while loop for one of them")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List
+    from typing import Dict, List, Tuple
+
+    from ..layout import Slot
 
 from ....lang import ir
 from .. import insn as I
@@ -36,19 +38,27 @@ class StmtGen(Prologue):
             self.zero(I.FP, off, slot.size)
 
     def _alloc_vars(self, actions: List[ir.Action]) -> None:
+        """A slot per variable, as large as the largest value assigned to it anywhere (a
+        string variable holds ``""`` first and ``"hello"`` later)."""
+        largest: Dict[str, Tuple[Slot, ir.Action]] = {}
+        self._largest(actions, largest)
+        for name, (s, act) in largest.items():
+            self.vars[name] = (self.alloc(s.size, act.span), s)
+
+    def _largest(self, actions: List[ir.Action], out: Dict[str, Tuple[Slot, ir.Action]]) -> None:
         for act in actions:
             if isinstance(act, ir.Assign):
                 s = layout(act.value.type)
-                old = self.vars.get(act.var)
-                if old is None:
-                    self.vars[act.var] = (self.alloc(s.size, act.span), s)
-                elif s.size > old[1].size:
-                    raise self.err(f"{act.var} is assigned values of different sizes; assign the largest first", act)
+                old = out.get(act.var)
+                if old is None or s.size > old[0].size:
+                    if old is not None and (s.kind != old[0].kind or s.kind != "str"):
+                        raise self.err(f"{act.var} is assigned values of different sizes", act)
+                    out[act.var] = (s, act)
             elif isinstance(act, ir.If):
-                self._alloc_vars(act.then)
-                self._alloc_vars(act.other)
+                self._largest(act.then, out)
+                self._largest(act.other, out)
             elif isinstance(act, ir.While):
-                self._alloc_vars(act.body)
+                self._largest(act.body, out)
 
     # -- statements
     def block(self, actions: List[ir.Action]) -> None:
