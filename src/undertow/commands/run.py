@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 from ..errors import UndertowError, UsageError
 
+#: bpftrace's attach notice: printed (on stderr) once every probe is attached when this
+#: variable is in the environment (bpftrace's runtime tests wait for it).
+NOTIFY = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from .. import options
@@ -48,7 +52,22 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
     p.add_argument("-c", dest="cmd", metavar="CMD", type=options.command,
                    help="run CMD (split like a shell would, never run by one), set cpid, end with it")
     p.add_argument("-l", dest="list", action="store_true", help="list probes (same as undertow list)")
-    p.add_argument("-d", "--dry-run", action="store_true", help="show the resolved probes and BPF listings")
+    p.add_argument("-d", "--dry-run", action="count", default=0, help="show the resolved probes and BPF listings")
+    p.add_argument("-q", dest="quiet", action="store_true", help="keep messages quiet (no \"Attaching N probes...\")")
+    p.add_argument("-k", dest="helper_check", action="count", default=0,
+                   help="warn when a map helper fails (-k: updates and deletes; -kk: lookups too)")
+    p.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR",
+                   help="a directory searched for #include <FILE> (undertow reads no headers: types come "
+                        "from BTF, but an #include found nowhere is reported)")
+    p.add_argument("--include", dest="include_files", action="append", default=[], metavar="FILE",
+                   help="#include FILE before the program (as bpftrace; checked as -I's)")
+    p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
+    p.add_argument("-B", dest="buffering", choices=["line", "full", "none"], default="line",
+                   help="output buffering: line (default), full, none")
+    p.add_argument("--info", action="store_true",
+                   help="what this kernel offers to BPF, in bpftrace --info's layout (and what undertow uses)")
+    p.add_argument("-V", "--version", action="version", version=version_line(),
+                   help="undertow's version and the bpftrace version whose language it runs")
     p.add_argument("--unsafe", action="store_true", help="allow system() and signal()")
     p.add_argument("--no-cache", action="store_true",
                    help="compile the program even if this boot already compiled the same script "
@@ -62,10 +81,29 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
                         "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
                         "only helps when the reader stalls, e.g. on a blocked terminal)")
     p.set_defaults(func=run)
+    from . import run_bt
+
+    if run_bt.persona():
+        run_bt.install(p)
     return p
 
 
+#: The bpftrace release whose language (and command line) ``undertow run`` follows.
+BPFTRACE_LANGUAGE = "v0.17.0"
+
+
+def version_line() -> str:
+    """``undertow run --version``: undertow's version and the bpftrace language it runs."""
+    from ..version import __version__
+
+    return f"undertow {__version__} (the language of bpftrace {BPFTRACE_LANGUAGE})"
+
+
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - the command's flow, top to bottom
+    if args.info:
+        from .run_info import info
+
+        return info()
     if args.list:
         return _list(args)
     ring = None
@@ -90,12 +128,17 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     if args.program is not None:
         text, origin = args.program, "-e"
         params = ([args.file] if args.file is not None else []) + list(args.params)
+    elif args.file == "-":  # the program on stdin, as bpftrace reads it
+        text = sys.stdin.read((16 << 20) + 1)
+        if len(text) > 16 << 20:
+            raise UsageError("the program on stdin is larger than 16 MiB: not a program")
+        origin, params = "stdin", list(args.params)
     elif args.file is not None:
         try:
             with open(args.file, encoding="utf-8", errors="surrogateescape") as f:
                 text = f.read((16 << 20) + 1)  # bounded: `undertow run /dev/zero` must not eat the memory
         except OSError as e:
-            raise UsageError(f"cannot read {args.file}: {e.strerror}",
+            raise UsageError(f"failed to open file {_quoted(args.file)}: {e.strerror}",
                              hints=["give a program with -e 'PROGRAM' or a readable .bt file"]) from None
         if len(text) > 16 << 20:
             raise UsageError(f"{args.file} is larger than 16 MiB: not a program")
@@ -138,8 +181,10 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     from ..output.bt import BtRenderer
 
     bpf.compile()
-    for line in bpf.warnings:
-        print(line, file=sys.stderr)
+    if not args.no_warnings:
+        shown = getattr(args, "render_warning", None) or (lambda w: w)
+        for line in bpf.warnings + include_warnings(bpf.text, args.include_dirs, args.include_files):
+            print(shown(line), file=sys.stderr)
     if args.verbose:
         if bpf.from_cache:
             print("undertow run: compiled programs from this boot's cache (--no-cache compiles again)",
@@ -152,7 +197,9 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     session = bpf.start(args.buffer_mb, ring=ring)
     r = BtRenderer(session, bpf.kernel, json_mode)
     n = bpf.probe_count()
-    if json_mode:
+    if args.quiet:
+        pass
+    elif json_mode:
         out.write(f'{{"type": "attached_probes", "data": {{"probes": {n}}}}}\n')
     else:
         out.write(f"Attaching {n} probe{'s' if n != 1 else ''}...\n")
@@ -163,6 +210,10 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
             print(f"undertow run: {cp.name}: {cp.prog_type} program ({len(cp.program)} insns){note}", file=sys.stderr)
     if child is not None:
         child.release()
+    if NOTIFY in os.environ:
+        # bpftrace's notice once every probe is attached (and -c's command started), on
+        # stderr as bpftrace writes it: its test engine starts a case's AFTER command then
+        print(NOTIFY, file=sys.stderr, flush=True)
     # records are submitted without wake-ups; a 20 ms timer keeps printf output prompt
     # (a first event within ~20 ms of attaching, as bpftrace shows it: bench/bt_startup.py)
     # at ~50 cheap wake-ups per second; with -c the run ends with the command
@@ -188,6 +239,37 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
         print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
               "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
     return 0
+
+
+def _quoted(name: str) -> str:
+    """A file name in single quotes for a message (control characters escaped)."""
+    return "'" + "".join(c if c.isprintable() else f"\\x{ord(c) & 0xFF:02x}" for c in name) + "'"
+
+
+def include_warnings(text: str, dirs: List[str], files: List[str]) -> List[str]:
+    """``#include`` files (in the program or ``--include``) found in no include directory.
+
+    undertow reads no C headers (types come from BTF), so a header that is missing does
+    not stop the run as it stops bpftrace's clang; it is still worth a line: the program
+    may count on a macro of it."""
+    if "#include" not in text and not files:
+        return []
+    from ..lang.bt.preprocess import preprocess
+
+    try:
+        names = [n.strip() for n in preprocess(text).includes] + [f"<{f}>" for f in files]
+    except UndertowError:
+        return []  # the parser has reported it
+    search = list(dirs) + ["/usr/local/include", "/usr/include", f"/usr/include/{os.uname().machine}-linux-gnu"]
+    out = []
+    for name in names:
+        inner = name[1:-1] if len(name) > 1 and name[0] in "<\"" else name
+        here = [inner] if name.startswith('"') or os.path.isabs(inner) else []
+        if not inner or any(os.path.exists(c) for c in here + [os.path.join(d, inner) for d in search]):
+            continue
+        out.append(f"undertow run: warning: {_quoted(inner)} file not found (#include {name}; undertow "
+                   "reads no C headers, types come from BTF: a macro of it is unknown)")
+    return out
 
 
 def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:

@@ -224,7 +224,7 @@ class AttachResolver:
             self.fmt = t.event_format(g, e)
         except LookupError as ex:
             hints = list(getattr(ex, "hints", []))
-            raise self.err(ResolveError, f"no trace event {g}/{e} in this kernel", ap.span, *hints) from None
+            raise self.err(ResolveError, f"tracepoint not found: {g}:{e}", ap.span, *hints) from None
         except UndertowError as ex:
             raise self.err(ResolveError, f"cannot read the format of {g}/{e}: {ex.message}", ap.span,
                            *ex.hints) from None
