@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     if args.dry_run:
         out.write(bpf.listing())
         return 0
+    usr1 = _PrintMapsSignal()  # before attaching: a SIGUSR1 from then on prints the maps
     session = bpf.start(args.buffer_mb, ring=ring)
     r = BtRenderer(session, bpf.kernel, json_mode)
     n = bpf.probe_count()
@@ -217,13 +218,22 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     # records are submitted without wake-ups; a 20 ms timer keeps printf output prompt
     # (a first event within ~20 ms of attaching, as bpftrace shows it: bench/bt_startup.py)
     # at ~50 cheap wake-ups per second; with -c the run ends with the command
-    until = (lambda: "child" if child.done() else None) if child is not None else None
+    def until() -> Optional[str]:
+        if usr1.take():  # SIGUSR1: every map, as now (bpftrace's print_maps), and on
+            for mp in bpf.session.final_maps():
+                out.write(r.map(mp))
+            out.flush()
+        return "child" if child is not None and child.done() else None
+
     try:
         for recs in bpf.batches(duration=args.duration, drain=args.drain, poll_every=0.02, until=until):
             if _emit(recs, r, out, json_mode, args):
                 bpf.finish("exit", drain=True)  # what was recorded before exit() is shown
+            until()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps
+    finally:
+        usr1.restore()
     printed, maps = bpf.end()
     _emit(printed, r, out, json_mode, args)
     if maps and not json_mode:
@@ -322,6 +332,31 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
         out.write(res.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as e:
         out.write(f"system: {cmd}: {e}\n")
+
+
+class _PrintMapsSignal:
+    """SIGUSR1 while a program runs: a flag (and the wake-up byte Python writes for any
+    handled signal), so the read loop prints every map at its next turn, as bpftrace does;
+    without it SIGUSR1 would end undertow."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        try:
+            self._old: Any = signal.signal(signal.SIGUSR1, self._handler)
+        except ValueError:  # not the main thread (a library caller's): left as it is
+            self._old = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.fired = True
+
+    def take(self) -> bool:
+        fired, self.fired = self.fired, False
+        return fired
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGUSR1, self._old)
+            self._old = None
 
 
 class _Child:
