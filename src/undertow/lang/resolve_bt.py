@@ -881,7 +881,8 @@ class BtResolver(ExprResolver):
             except (UndertowError, OSError) as ex:
                 raise self.err(ResolveError, f"kaddr(\"{lit}\"): {getattr(ex, 'message', ex)}", e.span) from None
             if sym is None or not getattr(sym, "address", 0):
-                raise self.err(ResolveError, f"kaddr(\"{lit}\"): no such kernel symbol (or addresses hidden)", e.span)
+                raise self.err(ResolveError, f"Failed to resolve kernel symbol: {lit} (kaddr(): no such symbol, "
+                               "or addresses hidden)", e.span)
             c = ir.Const(int(sym.address)).at(e.span)
             c.type = U64
             return c
