@@ -148,10 +148,12 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
                                               "undertow run FILE.bt"])
     # a compiled program kept by an earlier run of this script on this boot is used, unless the
     # run depends on a pid (-p, -c) or only shows the listing
-    bpf = BpfRun(text, origin=origin, params=params, pid=args.pid, unsafe=args.unsafe,
-                 cache=not (args.dry_run or args.pid or args.cmd or args.no_cache),
+    settings = {"helper_check": min(args.helper_check, 2)} if args.helper_check else None
+    bpf = BpfRun(text, origin=origin, params=params, pid=args.pid, unsafe=args.unsafe, settings=settings,
+                 cache=not (args.dry_run or args.pid or args.cmd or args.no_cache or settings),
                  strict_kprobes=not args.dry_run)
     json_mode = args.json or args.format == "json"
+    args.program_text, args.program_origin = text, origin  # for places in warnings (-k)
     if args.output:
         from ..options import open_output
 
@@ -298,6 +300,8 @@ def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.
         if isinstance(rec, Printed):
             if rec.action.kind == "system":
                 _system(rec, r, out)
+            elif rec.action.kind == "helper_error":
+                _helper_error(rec, out, json_mode, args)
             else:
                 out.write(r.printed(rec))
         elif isinstance(rec, MapPrint):
@@ -316,6 +320,38 @@ def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.
     if recs:
         out.flush()
     return stop
+
+
+def _helper_error(rec: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> None:
+    """``-k``/``-kk``: a helper failed (or a lookup found nothing) at a place of the program:
+    a warning there on stderr, or a ``helper_error`` JSON line (as bpftrace reports them)."""
+    act = rec.action
+    code = int(rec.values[0]) if rec.values else 0
+    helper = str(act.extra.get("helper", "?"))
+    source, origin = getattr(args, "program_text", ""), getattr(args, "program_origin", "-e")
+    line = col = 0
+    if act.span is not None and source:
+        start = min(act.span.start, len(source))
+        line = source.count("\n", 0, start) + 1
+        col = start - (source.rfind("\n", 0, start) + 1) + 1
+    if json_mode:
+        import json
+
+        out.write(json.dumps({"type": "helper_error", "helper": helper, "retcode": code, "line": line,
+                              "col": col}) + "\n")
+        return
+    msg = f"Failed to {helper}: " + (f"{os.strerror(-code)} ({code})" if code < 0 else str(code))
+    located = getattr(args, "render_located", None)
+    if act.span is None or not source:
+        text = f"undertow run: warning: {msg}" if located is None else f"WARNING: {msg}"
+    elif located is not None:
+        text = located(source, act.span, "warning", msg, origin)
+    else:
+        from ..errors import render_caret
+
+        text = "undertow run: " + render_caret(source, act.span, f"warning: {msg}", origin=origin)
+    out.flush()
+    print(text, file=sys.stderr, flush=True)
 
 
 def _system(rec: Any, r: Any, out: TextIO) -> None:

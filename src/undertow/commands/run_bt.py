@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from ..errors import SourceError, UndertowError, render_caret
 
-__all__ = ["persona", "install", "render_error", "render_warning", "USAGE"]
+__all__ = ["persona", "install", "render_error", "render_warning", "render_located", "USAGE"]
 
 USAGE = """USAGE:
     bpftrace [options] filename
@@ -119,7 +119,7 @@ def install(p: argparse.ArgumentParser) -> None:
     p.print_help = print_help  # type: ignore[method-assign]
     p.error = error  # type: ignore[method-assign]
     p.parse_known_args = parse_known_args  # type: ignore[method-assign]
-    p.set_defaults(render_error=render_error, render_warning=render_warning)
+    p.set_defaults(render_error=render_error, render_warning=render_warning, render_located=render_located)
 
 
 def _origin(origin: str) -> str:
@@ -141,6 +141,12 @@ def render_warning(line: str) -> str:
         if line.startswith(prefix):
             return "WARNING: " + line[len(prefix):]
     return line
+
+
+def render_located(source: str, span: Any, level: str, message: str, origin: str) -> str:
+    """A warning (``level`` "warning") or error at a place of the program, as bpftrace
+    prints it: ``stdin:1:22-34: WARNING: message``, the line, ``~`` under the place."""
+    return _located(source, span, f"{level.upper()}: {message}", origin, [])
 
 
 def _located(source: str, span: Any, headline: str, origin: str, hints: List[str]) -> str:

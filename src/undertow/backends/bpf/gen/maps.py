@@ -190,6 +190,7 @@ class MapGen(Prologue):
         a.mov64(I.R2, Reg(I.FP))
         a.add64(I.R2, koff)
         a.call(I.Helper.map_delete_elem)
+        self.check_helper("map_delete_elem", act.span)  # type: ignore[attr-defined] # RecordGen's
 
     def map_read(self, e: ir.MapRead) -> None:
         a = self.a
@@ -198,6 +199,7 @@ class MapGen(Prologue):
             raise self.err(f"{e.map} is never assigned", e)
         koff = self.build_key(spec, e.key)
         self.lookup(("map", spec.name), koff)
+        self.check_helper("map_lookup_elem", e.span, miss=True)  # type: ignore[attr-defined]
         end = self.label("mr")
         a.jeq(I.R0, 0, end)
         if spec.agg == "avg":
@@ -220,6 +222,7 @@ class MapGen(Prologue):
             raise self.err(f"{e.map} is never assigned", e)
         koff = self.build_key(spec, e.key)
         self.lookup(("map", spec.name), koff)
+        self.check_helper("map_lookup_elem", e.span, miss=True)  # type: ignore[attr-defined]
         miss, end = self.label("miss"), self.label("got")
         a.jeq(I.R0, 0, miss)
         n = min(spec.value.size, slot.size)
