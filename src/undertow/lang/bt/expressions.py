@@ -96,6 +96,15 @@ class ExprParser:
         self.expanding: List[str] = []
         self.missing_pos: Set[int] = set()
         self.unsafe: List[Tuple[str, Span]] = []
+        # ``$x++``/``++@m[k]`` used as values: the statement being parsed collects the
+        # assignments they stand for here, run before it (None: not allowed here, e.g. in a
+        # filter or a condition); ``cond_depth`` > 0 inside ``&&``/``||``/``?:`` operands,
+        # where an increment would not always run; ``at_head``: the statement's own target
+        # (``$x++;`` is the increment statement itself)
+        self.hoisted: Optional[List[ir.Action]] = None
+        self.cond_depth = 0
+        self.at_head = False
+        self.hoist_count = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -151,19 +160,44 @@ class ExprParser:
 
     def expr(self) -> ir.Expr:
         self.enter()
+        head, self.at_head = self.at_head, False
         try:
             e = self.binary_rest(self.unary(), 1)
             return self.ternary_rest(e)
         finally:
             self.depth -= 1
+            self.at_head = head
+
+    def increment_value(self, target: ir.Expr, tok: Tok, op_tok: Tok, post: bool) -> ir.Expr:
+        """``x++``/``x--`` (the old value) or ``++x``/``--x`` (the new one) inside an
+        expression: the increment is run just before the statement (left to right, as
+        bpftrace evaluates it), its value read from a hidden variable or the target again."""
+        if self.hoisted is None or self.cond_depth:
+            where = "inside &&, || or ?:" if self.hoisted is not None else "here"
+            raise self.err(f"'{op_tok.text}' as a value is not supported {where}", op_tok.span,
+                           f"write it as its own statement ($x{op_tok.text};)")
+        start = min(op_tok.start, target.span.start if target.span else op_tok.start)
+        op = "+" if op_tok.text == "++" else "-"
+        self.hoist_count += 1
+        if post:
+            tmp = f"$.inc{self.hoist_count}"  # a name no program can write
+            self.hoisted.append(ir.Assign(tmp, ir.clone(target)).at(target.span))
+            self.hoisted.append(self.increment(target, tok, op, start))  # type: ignore[attr-defined]
+            return ir.Var(tmp).at(self.span_from(start))
+        self.hoisted.append(self.increment(target, tok, op, start))  # type: ignore[attr-defined]
+        return ir.clone(target)
 
     def ternary_rest(self, cond: ir.Expr) -> ir.Expr:
         if not self.tok.is_op("?"):
             return cond
         self.advance()
-        then = self.expr()
-        self.expect(":", "a ternary looks like cond ? a : b")
-        other = self.expr()
+        self.cond_depth += 1
+        try:
+            then = self.expr()
+            self.expect(":", "a ternary looks like cond ? a : b")
+            other = self.expr()
+        finally:
+            self.cond_depth -= 1
         span = (cond.span or then.span or Span(0, 0)).to(other.span or Span(0, 0))
         return ir.Ternary(cond, then, other).at(span)
 
@@ -183,7 +217,12 @@ class ExprParser:
             if self.tok.is_op("{", "}", ";", ")") or self.tok.kind == "eof":
                 raise self.unexpected(f"an operand after '{op}'")
             # recursion is bounded by the number of precedence levels (unary() counts the rest)
-            right = self.binary_rest(self.unary(), prec + 1)
+            lazy = op in ("&&", "||")  # the right operand does not always run
+            self.cond_depth += lazy
+            try:
+                right = self.binary_rest(self.unary(), prec + 1)
+            finally:
+                self.cond_depth -= lazy
             if op == chain_op:
                 chain.append(right)
                 continue
@@ -224,7 +263,9 @@ class ExprParser:
         if t.is_op("&"):
             raise self.err("the address-of operator '&' is not supported", t.span)
         if t.is_op("++", "--"):
-            raise self.err(f"'{t.text}' is only supported as a statement ($x{t.text}; or @m{t.text};)", t.span)
+            self.advance()
+            target_tok = self.tok
+            return self.increment_value(self.operand(), target_tok, t, post=False)
         if t.is_op("("):
             ty = self.try_type(self.peek(), (")",))
             if ty is not None:
@@ -309,6 +350,11 @@ class ExprParser:
                 continue
             if t.is_op("(") and not isinstance(e, ir.Call) and e.span is not None:
                 raise self.err("only functions can be called", e.span)
+            if t.is_op("++", "--") and not self.at_head and isinstance(e, (ir.Var, ir.MapRead)):
+                self.advance()
+                first = self.lex.next(e.span.start) if e.span is not None else t
+                e = self.increment_value(e, first, t, post=True)
+                continue
             return e
 
     def primary(self) -> ir.Expr:

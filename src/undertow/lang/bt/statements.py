@@ -42,6 +42,7 @@ class StmtParser(ExprParser):
         self.blocks = 0  # if/while/unroll statements open around the current one
         self.unrolled = 1  # how many times the current statement is emitted (nested unroll())
         self.loop_depth = 0
+        self.last_hoisted: List[ir.Action] = []
         self.maps: Dict[str, ir.MapDecl] = {}
         self.map_spans: Dict[str, Span] = {}
 
@@ -63,6 +64,7 @@ class StmtParser(ExprParser):
                 self.advance()
                 continue
             act, compound = self.statement()
+            out.extend(self.last_hoisted)  # increments used as values run first
             if act is not None:
                 out.append(act)
             if compound:
@@ -105,7 +107,19 @@ class StmtParser(ExprParser):
         return ir.While(cond, body, 0).at(self.span_from(start))
 
     def statement(self) -> Tuple[Optional[ir.Action], bool]:
-        """One statement; the flag says it ended with a block (no ';' needed)."""
+        """One statement; the flag says it ended with a block (no ';' needed). The
+        increments it uses as values (``printf("%d", $x++)``) are left in
+        :attr:`last_hoisted`, to run before it."""
+        outer = self.hoisted
+        self.hoisted = None
+        try:
+            act, compound = self._statement()
+            self.last_hoisted = self.hoisted or []
+            return act, compound
+        finally:
+            self.hoisted = outer
+
+    def _statement(self) -> Tuple[Optional[ir.Action], bool]:
         t = self.tok
         if t.kind == "ident" and t.text in ("if", "while", "unroll"):
             self.enter_block(t)
@@ -134,7 +148,12 @@ class StmtParser(ExprParser):
         if t.is_op("{"):
             raise self.err("a block needs if, while or unroll in front of it", t.span)
         first = self.tok
-        e = self.unary()
+        self.hoisted = []
+        self.at_head = True
+        try:
+            e = self.unary()
+        finally:
+            self.at_head = False
         if self.tok.kind == "op" and (self.tok.text == "=" or self.tok.text in COMPOUND):
             return self.assignment(e, first, start), False
         if self.tok.is_op("++", "--"):
