@@ -81,9 +81,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
                         "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
                         "only helps when the reader stalls, e.g. on a blocked terminal)")
     p.set_defaults(func=run)
-    from . import run_bt
+    if os.path.basename(sys.argv[0] or "") == "bpftrace":  # run_bt.persona(), without importing it
+        from . import run_bt
 
-    if run_bt.persona():
         run_bt.install(p)
     return p
 
