@@ -9,7 +9,7 @@ import sys
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, TextIO
+    from typing import Any, Dict, List, Optional, TextIO
 
 from ..errors import UndertowError, UsageError
 
@@ -148,12 +148,17 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
                                               "undertow run FILE.bt"])
     # a compiled program kept by an earlier run of this script on this boot is used, unless the
     # run depends on a pid (-p, -c) or only shows the listing
-    settings = {"helper_check": min(args.helper_check, 2)} if args.helper_check else None
+    settings = bpftrace_env()
+    if args.helper_check:
+        settings["helper_check"] = min(args.helper_check, 2)
+    cat_max = settings.pop("cat_bytes_max", None)
+    settings = settings or None  # type: ignore[assignment]
     bpf = BpfRun(text, origin=origin, params=params, pid=args.pid, unsafe=args.unsafe, settings=settings,
                  cache=not (args.dry_run or args.pid or args.cmd or args.no_cache or settings),
                  strict_kprobes=not args.dry_run)
     json_mode = args.json or args.format == "json"
     args.program_text, args.program_origin = text, origin  # for places in warnings (-k)
+    args.cat_bytes_max = cat_max
     if args.output:
         from ..options import open_output
 
@@ -199,6 +204,8 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     usr1 = _PrintMapsSignal()  # before attaching: a SIGUSR1 from then on prints the maps
     session = bpf.start(args.buffer_mb, ring=ring)
     r = BtRenderer(session, bpf.kernel, json_mode)
+    if getattr(args, "cat_bytes_max", None):
+        r.cat_bytes_max = args.cat_bytes_max
     n = bpf.probe_count()
     if args.quiet:
         pass
@@ -251,6 +258,31 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
         print(f"undertow run: {session.read_faults} string reads failed (user page not present at the "
               "probe, e.g. at syscall entry): they printed as \"\"", file=sys.stderr)
     return 0
+
+
+#: bpftrace's environment variables undertow honours: (variable, setting, largest value).
+BPFTRACE_ENV = (("BPFTRACE_STRLEN", "strlen", 200), ("BPFTRACE_MAP_KEYS_MAX", "map_keys_max", 1 << 24),
+                ("BPFTRACE_CAT_BYTES_MAX", "cat_bytes_max", 1 << 30))
+
+
+def bpftrace_env(environ: Optional[Dict[str, str]] = None) -> Dict[str, int]:
+    """The program settings bpftrace's environment variables ask for (``BPFTRACE_STRLEN``:
+    bytes str() reads, at most 200 as in bpftrace; ``BPFTRACE_MAP_KEYS_MAX``: entries per
+    map; ``BPFTRACE_CAT_BYTES_MAX``: bytes cat() shows); a value that is not a positive
+    integer is an error, worded as bpftrace's."""
+    env = os.environ if environ is None else environ
+    out: Dict[str, int] = {}
+    for var, name, most in BPFTRACE_ENV:
+        text = env.get(var)
+        if text is None:
+            continue
+        if not (text.isascii() and text.isdigit()) or int(text) == 0:
+            raise UsageError(f"Env var '{var}' did not contain a valid uint64_t, or was zero-valued.")
+        if int(text) > most:
+            raise UsageError(f"'{var}' {text} exceeds the current maximum of {most}"
+                             + (" bytes." if name == "strlen" else "."))
+        out[name] = int(text)
+    return out
 
 
 def _quoted(name: str) -> str:

@@ -89,9 +89,10 @@ def format_printf(fmt: str, values: Sequence[Any], kinds: Sequence[str], show: C
     return "".join(out)
 
 
-def _cat(path: str) -> str:
-    """``cat(path)``: the first 64 KiB of a regular file (/proc and /sys files are), read
-    without blocking: a FIFO or a device at that path gets a one-line note, never a hang."""
+def _cat(path: str, limit: int = 1 << 16) -> str:
+    """``cat(path)``: the first 64 KiB (``limit``: BPFTRACE_CAT_BYTES_MAX) of a regular file
+    (/proc and /sys files are), read without blocking: a FIFO or a device at that path gets a
+    one-line note, never a hang."""
     import stat
 
     try:
@@ -102,7 +103,7 @@ def _cat(path: str) -> str:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return f"{escape(path)}: not a regular file\n"
         chunks = []
-        left = 1 << 16
+        left = limit
         while left > 0:
             b = os.read(fd, left)
             if not b:
@@ -195,6 +196,7 @@ class BtRenderer:
         self.session = session
         self.kernel = kernel
         self.json = json_mode
+        self.cat_bytes_max = 1 << 16  # cat()'s bytes (BPFTRACE_CAT_BYTES_MAX)
         self._ksyms: Any = None
         self._users: Dict[int, str] = {}
 
@@ -357,7 +359,7 @@ class BtRenderer:
             return _dumps({"type": "value", "data": text}) + "\n" if self.json else text + "\n"
         if act.kind == "cat":
             text = format_printf(act.fmt, rec.values, kinds, self.show)
-            data = _cat(text)
+            data = _cat(text, self.cat_bytes_max)
             return _dumps({"type": "cat", "data": data}) + "\n" if self.json else data
         if act.kind == "system":
             return ""  # run by the CLI (needs --unsafe), never here

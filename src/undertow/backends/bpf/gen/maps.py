@@ -93,6 +93,9 @@ def collect_maps(program: ir.Program) -> Dict[str, MapSpec]:
             value = Slot("int", 8, agg == "sum")
         spec = MapSpec(name, agg, key, value, percpu=agg != "assign" and name not in reads,
                        read_in_kernel=name in reads)
+        keys_max = program.setting("map_keys_max", 0)  # BPFTRACE_MAP_KEYS_MAX
+        if keys_max:
+            spec.max_entries = int(keys_max)
         if agg == "lhist":
             spec.lhist = tuple(int(x.value) for x in upd.agg_args)  # type: ignore[assignment]
         if spec.keyless and not spec.bucketed and spec.percpu:
