@@ -532,7 +532,8 @@ def test_error_lexical():
 
 def test_error_misc():
     assert "'break' outside a while loop" in _err("BEGIN { break; }").message
-    assert "between 1 and 100" in _err("BEGIN { unroll(0) { } }").message
+    assert "unroll minimum value is 1" in _err("BEGIN { unroll(0) { } }").message
+    assert "unroll maximum value is 100" in _err("BEGIN { unroll(101) { } }").message
     src = "BEGIN { $x = (struct sock *); }"
     assert "expected an expression to cast" in _err(src).message
     assert "no probes" in _err("// nothing\n").message

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
@@ -99,10 +101,25 @@ def kprobe_alternative(symbol: str, ret: bool = False) -> Optional[Tuple[str, st
     return None
 
 
+#: kretprobes bpftrace refuses because they can lock up the machine (the return trampoline
+#: takes locks these functions hold or wait for).
+BANNED_KRETPROBES = frozenset(("_raw_spin_lock", "_raw_spin_lock_irqsave", "_raw_spin_unlock_irqrestore",
+                               "queued_spin_lock_slowpath"))
+
+
 def check_kprobes(kernel: "Kernel", probe: ir.Probe, ap: ir.AttachPoint) -> None:
     """Raise :class:`AttachUnavailableError` when ``ap`` (a kprobe/kretprobe) cannot exist
     on ``kernel``: no ``kprobe_events`` (CONFIG_KPROBE_EVENTS). Reads the cached
-    feature probes only; nothing is written to tracefs. Unknown -> no error."""
+    feature probes only; nothing is written to tracefs. Unknown -> no error. Before that,
+    what bpftrace refuses whatever the kernel: a banned kretprobe, and a ``MODULE:`` that
+    names no loaded module (``kprobe:syscalls:sys_exit_nanosleep``)."""
+    if ap.kind == "kretprobe" and ap.target in BANNED_KRETPROBES:
+        raise ResolveError(f"kretprobe:{ap.target} can't be used as it might lock up your system.",
+                           source=probe.source, span=ap.span, origin=probe.origin)
+    if ap.obj and ap.obj != "vmlinux" and not os.path.isdir(f"/sys/module/{ap.obj}"):
+        raise ResolveError(f"{ap.kind} probe type requires 1 argument ('{ap.obj}' is no loaded module)",
+                           source=probe.source, span=ap.span, origin=probe.origin,
+                           hints=[f"write {ap.kind}:FUNCTION, or {ap.kind}:MODULE:FUNCTION with a loaded module"])
     try:
         feats = kernel.features()
         feat = feats.get("kprobe_events")

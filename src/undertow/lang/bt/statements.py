@@ -85,8 +85,9 @@ class StmtParser(ExprParser):
             n = self.value(self.expr())
             if not isinstance(n, ir.Const) or not isinstance(n.value, int):
                 raise self.err("unroll() needs an integer constant", nt.span)
-            if not 1 <= n.value <= 100:
-                raise self.err("unroll() count must be between 1 and 100", n.span)
+            if not 1 <= n.value <= 100:  # bpftrace's words
+                raise self.err("unroll maximum value is 100" if n.value > 100 else "unroll minimum value is 1",
+                               n.span, "unroll() repeats its block 1 to 100 times")
             if self.unrolled * n.value > _MAX_UNROLLED:
                 raise self.err(f"nested unroll() repeats this body {self.unrolled * n.value} times "
                                f"(limit {_MAX_UNROLLED})", n.span, "use a while loop for one of them")
