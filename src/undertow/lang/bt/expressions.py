@@ -10,7 +10,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence, Set, Tuple
+    from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
@@ -76,6 +76,21 @@ def check_format(tok: Tok, nargs: int, fname: str, source: str, origin: str,
     return count
 
 
+def numeric_param(text: str) -> Optional[int]:
+    """A positional parameter's value when it is a number as bpftrace reads one (C's
+    ``strtoll`` with base 0, the whole text: ``123``, ``-5``, ``0x1f``, octal ``0775``), else None."""
+    t = text.lstrip(" \t\n\v\f\r")
+    sign = -1 if t.startswith("-") else 1
+    t = t[1:] if t[:1] in "+-" else t
+    if len(t) > 2 and t[:2] in ("0x", "0X") and all(c in "0123456789abcdefABCDEF" for c in t[2:]):
+        return sign * int(t[2:], 16)
+    if len(t) > 1 and t[0] == "0" and all(c in "01234567" for c in t):
+        return sign * int(t, 8)
+    if t and is_decimal(t):
+        return sign * int(t)
+    return None
+
+
 class ExprParser:
     """The parser's state and its expressions (:meth:`expr`); statements and probes are
     parsed by the subclasses (:mod:`.statements`, :mod:`.parser`)."""
@@ -95,6 +110,7 @@ class ExprParser:
         self.in_filter = False  # inside a probe's /filter/: a '/' before '{' ends it
         self.expanding: List[str] = []
         self.missing_pos: Set[int] = set()
+        self.pos_text: Dict[int, str] = {}  # id(Const) of a numeric positional -> its text
         self.unsafe: List[Tuple[str, Span]] = []
         # ``$x++``/``++@m[k]`` used as values: the statement being parsed collects the
         # assignments they stand for here, run before it (None: not allowed here, e.g. in a
@@ -415,12 +431,16 @@ class ExprParser:
             self.missing_pos.add(id(c))
             return c
         v = self.positional[k - 1]
-        if is_decimal(v):
-            n = int(v)
+        n = numeric_param(v)
+        if n is not None:
             if not -(1 << 63) <= n < 1 << 64:
                 raise self.err(f"positional parameter ${k} ({v}) does not fit in 64 bits", t.span)
-            return ir.Const(n).at(t.span)
-        return ir.Const(v).at(t.span)
+            c = ir.Const(n).at(t.span)
+            self.pos_text[id(c)] = v  # str($1) is the parameter's text
+            return c
+        c = ir.Const(v).at(t.span)
+        self.pos_text[id(c)] = v
+        return c
 
     def identifier(self) -> ir.Expr:
         t = self.advance()
@@ -565,7 +585,11 @@ class ExprParser:
             if name in ("time",) and a0 is not None and fmt_tok.kind != "str":
                 raise self.err("time() needs a string literal", a0.span)
         if name == "str" and args:
+            pos = id(args[0]) in self.pos_text or id(args[0]) in self.missing_pos
             args[0] = self.fold_str_arg(args[0])
+            if pos and len(args) == 1 and isinstance(args[0], ir.Const) and isinstance(args[0].value, str):
+                # str($1): the parameter's text, a string literal (kaddr(str($1)) takes it)
+                return ir.Const(args[0].value).at(span)
         if name == "signal" and isinstance(args[0], ir.Const) and isinstance(args[0].value, str):
             sig = args[0].value
             import re
@@ -579,9 +603,12 @@ class ExprParser:
         return ir.Call(name, args).at(span)
 
     def fold_str_arg(self, a: ir.Expr) -> ir.Expr:
-        """``str($1)`` of a missing parameter is ``""``; ``str($1 + 2)`` drops 2 characters."""
+        """``str($1)`` of a missing parameter is ``""``, of a number its text; ``str($1 + 2)``
+        drops 2 characters."""
         if isinstance(a, ir.Const) and id(a) in self.missing_pos:
             return ir.Const("").at(a.span)
+        if isinstance(a, ir.Const) and id(a) in self.pos_text:
+            return ir.Const(self.pos_text[id(a)]).at(a.span)
         if isinstance(a, ir.Binary) and a.op == "+" and isinstance(a.left, ir.Const) \
                 and isinstance(a.right, ir.Const) and isinstance(a.right.value, int):
             base = a.left
