@@ -64,6 +64,12 @@ _SW_EVENTS = {
 }
 
 
+#: Probe kinds whose programs the kernel runs newest first on a shared event (a uprobe's
+#: consumers, a kprobe's...): attached last to first, so that several probes on one event run
+#: in the script's order, as bpftrace attaches them (its attach_reverse()).
+ATTACH_REVERSED = frozenset(("kprobe", "uprobe", "uretprobe", "usdt", "software"))
+
+
 class AttachError(UndertowError):
     """A probe could not be attached (the kernel refused or lacks the mechanism)."""
 
@@ -207,6 +213,7 @@ class ProgramSession(Session):
         slots = self._dispatch_plan()
         carried = {i: (d, nr) for d, by_nr in slots.items() for nr, i in by_nr.items()}
         tail: Dict[str, Dict[int, int]] = {}
+        reverse: List[Tuple[CompiledProbe, int]] = []
         for i, cp in enumerate(self.c.probes):
             check()
             if getattr(cp.ap, "multi", None):
@@ -221,9 +228,14 @@ class ProgramSession(Session):
             elif i in carried:
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
+            elif kind in ATTACH_REVERSED:
+                reverse.append((cp, fd))
             else:
                 self._attach(cp, fd)
             self.attached.append(cp.name)
+        for cp, fd in reversed(reverse):
+            check()
+            self._attach(cp, fd)
         for d, progs in tail.items():
             check()
             self._attach_dispatcher(d, progs, [self.c.probes[i] for i in slots[d].values()])
