@@ -148,13 +148,14 @@ class RecordGen(Prologue):
         self.submit()
         self.a.label(skip)
 
-    def check_helper(self, helper: str, span: Any, miss: bool = False) -> None:
+    def check_helper(self, helper: str, span: Any, miss: bool = False, read: bool = False) -> None:
         """``-k``/``-kk`` (the ``helper_check`` setting, as bpftrace's): after a helper call,
         a ``helper_error`` record (the return code in R0, the place in the program) when it
-        failed (R0 < 0, level 1), or for a map lookup that found nothing (``miss``: R0 == 0,
-        level 2). R0 and R7 (a record being filled around this read) are kept."""
+        failed (R0 < 0, level 1; a memory ``read``: level 2), or for a map lookup that found
+        nothing (``miss``: R0 == 0, level 2). R0 and R7 (a record being filled around this
+        read) are kept."""
         level = int(self.program.setting("helper_check", 0) or 0)
-        if level < (2 if miss else 1):
+        if level < (2 if miss or read else 1):
             return
         a = self.a
         ok = self.label("hok")
