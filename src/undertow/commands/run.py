@@ -386,6 +386,12 @@ def _helper_error(rec: Any, out: TextIO, json_mode: bool, args: argparse.Namespa
     print(text, file=sys.stderr, flush=True)
 
 
+#: After a stop signal, system() commands still run for this long (the read loop's own
+#: drain time), then the rest are not run: each is a fork and exec, and a program calling
+#: system() on every sched_switch makes thousands of them faster than they run.
+SYSTEM_AFTER_STOP_NS = 400_000_000
+
+
 def _system(rec: Any, r: Any, out: TextIO) -> None:
     """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never given to a shell."""
     import shlex
@@ -393,6 +399,10 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
 
     from ..output.bt import format_printf
 
+    from .. import stop
+
+    if stop.requested() > 0 and time.monotonic_ns() - stop.stopped_at_ns() > SYSTEM_AFTER_STOP_NS:
+        return  # asked to stop a while ago: no more commands (a storm of them must not delay the end)
     act = rec.action
     cmd = format_printf(act.fmt, rec.values, [s.kind for _o, s in act.args], r.show)
     try:
