@@ -38,7 +38,7 @@ USAGE = """USAGE:
 (bpftrace here is undertow run: bpftrace 0.17's language on undertow's own BPF compiler)
 
 OPTIONS:
-    -B MODE        output buffering mode ('line', 'full', 'none')
+    -B MODE        output buffering mode ('line', 'full', 'none'; accepted)
     -f FORMAT      output format ('text', 'json')
     -o file        redirect the program's output to file
     -e 'program'   execute this program
@@ -48,8 +48,6 @@ OPTIONS:
     -l [search]    list probes
     -p PID         only this process (and its USDT probes and uprobes)
     -c 'CMD'       run CMD (split like a shell would, never run by one), set cpid, end with it
-    --usdt-file-activation
-                   activate usdt semaphores based on file path
     --unsafe       allow unsafe builtin functions (system(), signal())
     -q             keep messages quiet
     --info         print what this kernel offers to BPF (and what undertow uses)
