@@ -226,3 +226,17 @@ def test_helper_checks_add_helper_error_records():
     assert kinds(prog, 0) == []
     assert kinds(prog, 1) == [("helper_error", "map_delete_elem")]
     assert kinds(prog, 2) == [("helper_error", "map_delete_elem"), ("helper_error", "map_lookup_elem")]
+
+
+def test_a_string_variable_takes_strings_of_several_sizes():
+    sys.path.insert(0, os.path.dirname(__file__))
+    from lang_fakes import TYPES, FakeKernel
+    from undertow.backends.bpf.compiler import compile_program
+    from undertow.kernel.arch import get_arch
+    from undertow.lang.resolve import resolve
+
+    p = parse_program('i:ms:1 { $a = ""; if (10 < 2) { $a = "hi" } else { $a = "hello" } printf("a=%s\\n", $a); }')
+    resolve(p, FakeKernel(), strict_kprobes=False, types=TYPES, arch="x86_64")
+    c = compile_program(p, arch=get_arch("x86_64"), self_pid=1, output="ringbuf")
+    (pf,) = [a for a in c.actions if a.kind == "printf"]
+    assert pf.args[0][1].size == 6  # "hello" and its NUL: the slot of the longest

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List
+    from typing import Any, Dict, List
 
 from ....lang import ir
 from .. import insn as I
@@ -36,19 +36,33 @@ class StmtGen(Prologue):
             self.zero(I.FP, off, slot.size)
 
     def _alloc_vars(self, actions: List[ir.Action]) -> None:
+        """One slot per variable, sized for its largest value: a string variable may be
+        assigned strings of several sizes (``$a = ""; ... $a = "hello"``); its slot holds
+        the longest, and a shorter one is stored NUL-padded."""
+        slots: Dict[str, Any] = {}
+        first: Dict[str, ir.Assign] = {}
+        self._var_layouts(actions, slots, first)
+        for name, s in slots.items():
+            if name not in self.vars:
+                self.vars[name] = (self.alloc(s.size, first[name].span), s)
+
+    def _var_layouts(self, actions: List[ir.Action], slots: Dict[str, Any], first: Dict[str, ir.Assign]) -> None:
         for act in actions:
             if isinstance(act, ir.Assign):
                 s = layout(act.value.type)
-                old = self.vars.get(act.var)
+                old = slots.get(act.var)
                 if old is None:
-                    self.vars[act.var] = (self.alloc(s.size, act.span), s)
-                elif s.size > old[1].size:
-                    raise self.err(f"{act.var} is assigned values of different sizes; assign the largest first", act)
+                    slots[act.var], first[act.var] = s, act
+                elif s.size > old.size:
+                    if s.kind != "str" or old.kind != "str":
+                        raise self.err(f"{act.var} is assigned values of different sizes; assign the largest first",
+                                       act)
+                    slots[act.var] = s
             elif isinstance(act, ir.If):
-                self._alloc_vars(act.then)
-                self._alloc_vars(act.other)
+                self._var_layouts(act.then, slots, first)
+                self._var_layouts(act.other, slots, first)
             elif isinstance(act, ir.While):
-                self._alloc_vars(act.body)
+                self._var_layouts(act.body, slots, first)
 
     # -- statements
     def block(self, actions: List[ir.Action]) -> None:
