@@ -200,7 +200,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
                 text = getattr(e, what, "")
                 if text:
                     print(f"--- {what} ---\n{text.rstrip()}", file=sys.stderr)
-        print(f"undertow {args.command}: " + e.render(), file=sys.stderr)
+        render = getattr(args, "render_error", None)  # a command's own wording (run as bpftrace)
+        print(render(e) if render else f"undertow {args.command}: " + e.render(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

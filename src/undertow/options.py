@@ -45,6 +45,9 @@ from .errors import OptionError
 __all__ = ["duration", "count", "pid", "port", "buffer_mb", "output_file", "command", "open_output",
            "BUFFER_MB_MAX"]
 
+#: The kernel's largest pid_max (PID_MAX_LIMIT, include/linux/threads.h, 64-bit).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
 #: The largest ``--buffer-mb``: BPF ring buffer sizes are u32 powers of two (2^31 bytes).
 BUFFER_MB_MAX = 2048
 
@@ -83,10 +86,14 @@ def count(text: str) -> int:
 
 
 def pid(text: str) -> int:
-    """``--pid PID`` / ``-p PID``: an existing process (a thread group), at start."""
-    value = _int(text, "a process id")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a process id >= 1, not {_bad(text)}")
+    """``--pid PID`` / ``-p PID``: an existing process (a thread group), at start. The
+    wording of a malformed or out-of-range pid is bpftrace's (``pid 'x1' is not a valid
+    decimal number``, ``pid '5000000' out of valid pid range [1,4194304]``)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"pid {_bad(text)} is not a valid decimal number")
+    value = int(text, 10)
+    if not 1 <= value <= PID_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"pid {_bad(text)} out of valid pid range [1,{PID_MAX_LIMIT}]")
     try:
         os.kill(value, 0)  # pid 0 and negatives would name process groups: refused above
     except ProcessLookupError:

@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -166,13 +167,23 @@ def tool_dir(tool: str, base: str) -> str:
             raise SystemExit("compat: bpftrace is not installed")
         os.symlink(real, exe)
     else:
+        # named bpftrace as bpftrace is, for the cases that find it by name (`pidof bpftrace`
+        # reads argv[0], `pkill bpftrace` the process name): argv[0] through exec -a, the
+        # name written to /proc/self/comm; sys.argv[0] the script's path (undertow run then
+        # speaks bpftrace's command line: commands/run_bt.py)
+        code = ("import os, sys\n"
+                "os.environ.pop('PYTHONHOME', None)  # set below for this interpreter only\n"
+                "open('/proc/self/comm', 'w').write('bpftrace')\n"
+                f"sys.executable, sys.argv[0] = {sys.executable!r}, {exe!r}\n"
+                f"sys.path.insert(0, {SRC!r})\n"
+                "from undertow.cli import main\n"
+                "sys.exit(main(['run', *sys.argv[1:]]))\n")
         with open(exe, "w") as f:
-            f.write(f"#!{sys.executable}\n"
+            f.write("#!/bin/bash\n"
                     "# bpftrace's command line, run by undertow (tests/compat/bpftrace_suite.py)\n"
-                    "import sys\n"
-                    f"sys.path.insert(0, {SRC!r})\n"
-                    "from undertow.cli import main\n"
-                    "sys.exit(main(['run', *sys.argv[1:]]))\n")
+                    # with argv[0] "bpftrace" Python cannot find its own prefix: given here
+                    f"PYTHONHOME={shlex.quote(sys.prefix + ':' + sys.exec_prefix)} "
+                    f"exec -a bpftrace {shlex.quote(sys.executable)} -c {shlex.quote(code)} \"$@\"\n")
         os.chmod(exe, 0o755)
     return d
 

@@ -233,14 +233,20 @@ def test_unroll():
 def test_positional_parameters():
     src = 'BEGIN { printf("I got %d, %s (%d args) %s %d\\n", $1, str($2), $#, str($3), $4); }'
     pf = parse_program(src, positional=["42", "hello"]).probes[0].actions[0]
-    assert [getattr(a, "value", None) for a in pf.args] == [42, None, 2, None, 0]
-    assert pf.args[1].args[0].value == "hello" and pf.args[3].args[0].value == ""  # missing: "" in str()
+    # str($N) is the parameter's text, a literal (a missing one: "")
+    assert [getattr(a, "value", None) for a in pf.args] == [42, "hello", 2, "", 0]
     assert src[pf.args[0].span.start:pf.args[0].span.end] == "$1"
     pf = parse_program('BEGIN { printf("%s\\n", str($1 + 1)) }', positional=["hello"]).probes[0].actions[0]
     assert pf.args[0].args[0].value == "ello"
     f = parse_program("tracepoint:block:block_rq_issue /args->bytes > $1/ { @ = hist(args->bytes); }",
                       positional=["65536"]).probes[0].filter
     assert f.right.value == 65536 and f.left.name == "bytes"
+    # numbers as bpftrace reads them (strtoll, base 0): octal, hex; str() of one is its text
+    pf = parse_program('BEGIN { printf("%d %o %x %s %s\\n", $1, $2, $3, str($1), str($3)); }',
+                       positional=["123", "0775", "0x123"]).probes[0].actions[0]
+    assert [a.value for a in pf.args] == [123, 0o775, 0x123, "123", "0x123"]
+    ka = parse_program('BEGIN { @ = kaddr(str($1)); }', positional=["vfs_read"]).probes[0].actions[0]
+    assert ka.value.args[0].value == "vfs_read"
     ap = parse_program("uprobe:$1:readline { }", positional=["/bin/bash"]).probes[0].attach[0]
     assert (ap.obj, ap.target) == ("/bin/bash", "readline")
 

@@ -258,7 +258,7 @@ def test_offline_compiles_without_kprobes():
     ("p tcp_connect ip_d=sk->__sk_common.skc_daddr f:ip_d==1.2.3.999", TypeCheckError, "not an IPv4 address",
      "1.2.3.999", "dotted"),
     ("p _do_fork ip_x=%0->flags2", ResolveError, "no member 'flags2'", "flags2", "flags"),
-    ("e sched/sched_swich", ResolveError, "no trace event sched/sched_swich", "sched/sched_swich",
+    ("e sched/sched_swich", ResolveError, "tracepoint not found: sched:sched_swich", "sched/sched_swich",
      "sched:sched_switch"),
     ("e sched/sched_switch next_pidd", ResolveError, "has no field 'next_pidd'", "next_pidd", "next_pid"),
     ("e sched/sched_switch f:prev_pidd==1", ResolveError, "unknown field 'prev_pidd'", "prev_pidd", "prev_pid"),

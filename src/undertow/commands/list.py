@@ -65,6 +65,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The kinds a wildcard kind (``*ware:*``, ``*:./prog:*``) is matched against, by their long names.
+LISTED_KINDS = ("tracepoint", "rawtracepoint", "kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe",
+                "software", "hardware")
+#: Characters a listing pattern may hold (names, paths, wildcards, 'struct NAME').
+_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.*?:/+@$[]!,~ ")
+
+
+def check_pattern(pattern: str) -> None:
+    """A listing pattern holds only names, paths and wildcards (bpftrace's wording otherwise)."""
+    for ch in pattern:
+        if ch not in _PATTERN_CHARS:
+            shown = ch if ch.isprintable() else f"\\x{ord(ch) & 0xFF:02x}"
+            raise UsageError(f"invalid character '{shown}' in {pattern!r}",
+                             hints=["patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, "
+                                    "uprobe:PATH:SYMBOL or 'struct NAME'; * and ? are wildcards"])
+
+
+def wildcard_kinds(head: str) -> List[str]:
+    """The probe kinds a wildcarded kind names (``*ware`` -> hardware, software)."""
+    names = [k for k in KIND_ALIASES if len(k) > 2] + ["software", "hardware"]
+    return list(dict.fromkeys(KIND_ALIASES.get(k, k) for k in names if fnmatch.fnmatchcase(k, head)))
+
+
 def split_spec(pattern: str) -> Tuple[Optional[str], str]:
     """``(kind, rest)``; ``kind`` is None for a bare pattern, or a TYPE_KINDS word."""
     p = pattern.strip()
@@ -75,6 +98,8 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
         head, rest = p.split(":", 1)
         if head in KIND_ALIASES:
             return KIND_ALIASES[head], rest
+        if head in ("software", "s", "hardware", "h"):
+            return ("software" if head[0] == "s" else "hardware"), rest
         if head and not head.startswith("/") and "*" not in head and "?" not in head:
             raise UsageError(f"unknown probe kind {head!r} in {pattern!r}",
                              hints=["kinds: tracepoint (t), rawtracepoint, kprobe (k), kretprobe, "
@@ -83,11 +108,41 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
 
 
 def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: Optional[int] = None) -> int:
-    """Print every probe or type matching ``pattern``; return how many. ``pid``: the
-    process whose user-space probes are listed too (``-l -p PID``)."""
+    """Print every probe or type matching ``pattern``; return how many. With ``pid``, the
+    uprobes are those of the process's executable and libraries (as bpftrace's ``-l -p``)."""
+    check_pattern(pattern)
+    if pid:
+        kind, rest = split_spec(pattern)
+        if kind == "usdt":
+            from .list_user import list_user
+
+            return list_user("usdt", rest, pid, out)
+        if kind is None:  # `-l -p PID`, `-l -p PID '*'`: every function and USDT marker of the process
+            from .list_user import list_user
+
+            n = _list_uprobes("uprobe", f"*:{rest or '*'}", out, pid=pid, verbose=verbose)
+            return n + list_user("usdt", rest or "*", pid, out)
+        if kind not in ("uprobe", "uretprobe"):
+            return list_pattern(kernel, pattern, verbose, out)
+        return _list_uprobes(kind, rest if ":" in rest else f"*:{rest}", out, pid=pid, verbose=verbose)
+    head, sep, tail = pattern.strip().partition(":")
+    if sep and head and ("*" in head or "?" in head) and not head.startswith("/"):
+        n = 0
+        for k in wildcard_kinds(head):  # each kind that matches, quietly (a path is no tracepoint)
+            try:
+                n += _list_kind(kernel, k, tail, verbose, out)
+            except UndertowError:
+                continue
+        return n
     kind, rest = split_spec(pattern)
     if kind in TYPE_KINDS:
         return _list_types(kernel, kind, rest, out, verbose)
+    return _list_kind(kernel, kind, rest, verbose, out)
+
+
+def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, out: TextIO) -> int:
+    if kind in ("software", "hardware"):
+        return _list_perf_events(kind, rest, out)
     n = 0
     if kind in (None, "tracepoint"):
         n += _list_tracepoints(kernel, rest if kind else _bare_tp(rest), verbose, out, quiet=kind is None)
@@ -95,14 +150,26 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: 
         n += _list_raw_tracepoints(kernel, rest, out)
     if kind in (None, "kprobe", "kretprobe", "fentry", "fexit"):
         n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
-    if kind in ("uprobe", "uretprobe", "usdt"):
+    if kind in ("uprobe", "uretprobe"):
+        n += _list_uprobes(kind, rest, out, verbose=verbose)
+    if kind == "usdt":
         from .list_user import list_user
 
-        n += list_user(kind, rest, pid, out, verbose)
-    if kind is None:
-        from .list_user import list_user_wildcard
+        n += list_user("usdt", rest, None, out)
+    return n
 
-        n += list_user_wildcard(rest, pid, out)
+
+def _list_perf_events(kind: str, pat: str, out: TextIO) -> int:
+    """``software:EVENT:`` / ``hardware:EVENT:``: perf's events by their canonical names."""
+    from ..lang.bt.probes import HARDWARE_EVENTS, SOFTWARE_EVENTS
+
+    table = SOFTWARE_EVENTS if kind == "software" else HARDWARE_EVENTS
+    pat = pat.split(":", 1)[0] or "*"
+    n = 0
+    for name in sorted(set(table.values())):
+        if fnmatch.fnmatchcase(name, pat):
+            out.write(f"{kind}:{name}:\n")
+            n += 1
     return n
 
 
@@ -220,7 +287,9 @@ def _decl(type_text: str, name: str) -> str:
     return f"{type_text}{sep}{name}"
 
 
-def _list_uprobes(kind: str, rest: str, out: TextIO) -> int:
+def _list_uprobes(kind: str, rest: str, out: TextIO, pid: Optional[int] = None, verbose: bool = False) -> int:
+    """``uprobe:FILE:PATTERN``; ``verbose`` (``-lv``): each function's parameters from the
+    file's DWARF under it (``    int* n``), as bpftrace prints them."""
     from ..kernel.elffile import ELFFile
     from ..kernel.libraries import resolve_object
 
@@ -228,15 +297,72 @@ def _list_uprobes(kind: str, rest: str, out: TextIO) -> int:
         obj, pat = rest.rsplit(":", 1)
     else:
         obj, pat = rest, "*"
-    path = resolve_object(obj)
-    elf = ELFFile(path)
-    names = sorted({s.name for s in elf.symbols() if s.defined and s.type == "FUNC" and s.name})
     n = 0
-    for name in names:
-        if fnmatch.fnmatchcase(name, pat):
-            out.write(f"{kind}:{path}:{name}\n")
-            n += 1
+    objects = _process_objects(pid, obj) if pid else [(o, None) for o in _objects(obj)]
+    for shown, inside in objects:
+        # a path stays as the user wrote it (relative stays relative, as bpftrace lists it);
+        # a command or library name becomes the file it names; a process's files are named
+        # as the process sees them (its mount namespace), read through /proc/PID/root
+        try:
+            path = inside or resolve_object(shown)
+            elf = ELFFile(path)
+            syms = elf.symbols()
+        except UndertowError:
+            if pid:
+                continue
+            raise
+        names = sorted({s.name for s in syms if s.defined and s.type == "FUNC" and s.name})
+        where = shown if "/" in shown else path
+        for name in names:
+            if fnmatch.fnmatchcase(name, pat):
+                out.write(f"{kind}:{where}:{name}\n")
+                n += 1
+                if verbose:
+                    from ..lang.dwarftypes import param_lines
+
+                    for line in param_lines(path, name):
+                        out.write(f"    {line}\n")
     return n
+
+
+def _process_objects(pid: int, obj: str) -> List[Tuple[str, Optional[str]]]:
+    """``[(path as process PID sees it, path to read it here)]`` of its executable and
+    the libraries it maps executable, those matching ``obj`` (a wildcard; ``*``: all)."""
+    seen: List[Tuple[str, Optional[str]]] = []
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UndertowError(f"cannot read the mappings of process {pid}: {e.strerror}") from None
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+            continue
+        path = parts[5]
+        if path.endswith(" (deleted)") or any(p == path for p, _ in seen):
+            continue
+        if fnmatch.fnmatchcase(path, obj) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], obj):
+            seen.append((path, f"/proc/{pid}/root{path}"))
+    return seen
+
+
+def _objects(obj: str) -> List[str]:
+    """The files a uprobe's object part names: itself, or what its wildcards match (ELF
+    files only, sorted); a name without ``/`` is left for :func:`resolve_object`."""
+    if "/" not in obj or not any(c in obj for c in "*?["):
+        return [obj]
+    import glob
+    import os
+
+    found = []
+    for p in sorted(glob.glob(obj)):
+        try:
+            with open(p, "rb") as f:
+                if os.path.isfile(p) and f.read(4) == b"\x7fELF":
+                    found.append(p)
+        except OSError:
+            continue
+    return found
 
 
 def _list_types(kernel: Kernel, kind: str, pat: str, out: TextIO, verbose: bool) -> int:

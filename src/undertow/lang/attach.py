@@ -100,10 +100,25 @@ def kprobe_alternative(symbol: str, ret: bool = False) -> Optional[Tuple[str, st
     return None
 
 
+#: kretprobes bpftrace refuses because they can lock up the machine (the return trampoline
+#: takes locks these functions hold or wait for).
+BANNED_KRETPROBES = frozenset(("_raw_spin_lock", "_raw_spin_lock_irqsave", "_raw_spin_unlock_irqrestore",
+                               "queued_spin_lock_slowpath"))
+
+
 def check_kprobes(kernel: "Kernel", probe: ir.Probe, ap: ir.AttachPoint) -> None:
     """Raise :class:`AttachUnavailableError` when ``ap`` (a kprobe/kretprobe) cannot exist
     on ``kernel``: no ``kprobe_events`` (CONFIG_KPROBE_EVENTS). Reads the cached
-    feature probes only; nothing is written to tracefs. Unknown -> no error."""
+    feature probes only; nothing is written to tracefs. Unknown -> no error. Before that,
+    what bpftrace refuses whatever the kernel: a banned kretprobe, and a ``MODULE:`` that
+    names no loaded module (``kprobe:syscalls:sys_exit_nanosleep``)."""
+    if ap.kind == "kretprobe" and ap.target in BANNED_KRETPROBES:
+        raise ResolveError(f"kretprobe:{ap.target} can't be used as it might lock up your system.",
+                           source=probe.source, span=ap.span, origin=probe.origin)
+    if ap.obj and ap.obj != "vmlinux" and not os.path.isdir(f"/sys/module/{ap.obj}"):
+        raise ResolveError(f"{ap.kind} probe type requires 1 argument ('{ap.obj}' is no loaded module)",
+                           source=probe.source, span=ap.span, origin=probe.origin,
+                           hints=[f"write {ap.kind}:FUNCTION, or {ap.kind}:MODULE:FUNCTION with a loaded module"])
     try:
         feats = kernel.features()
         feat = feats.get("kprobe_events")
@@ -228,7 +243,7 @@ class AttachResolver:
             self.fmt = t.event_format(g, e)
         except LookupError as ex:
             hints = list(getattr(ex, "hints", []))
-            raise self.err(ResolveError, f"no trace event {g}/{e} in this kernel", ap.span, *hints) from None
+            raise self.err(ResolveError, f"tracepoint not found: {g}:{e}", ap.span, *hints) from None
         except UndertowError as ex:
             raise self.err(ResolveError, f"cannot read the format of {g}/{e}: {ex.message}", ap.span,
                            *ex.hints) from None

@@ -177,7 +177,11 @@ class BtResolver(ExprResolver):
         (or of a wildcard) that cannot exist here is skipped with a warning, not an error."""
         self.probe_ = probe
         out: List[ir.Probe] = []
-        many = len(probe.attach) > 1 or any(ap.wildcard for ap in probe.attach)
+        # a block reading `probe` is expanded as a wildcard is, in bpftrace: a kernel function
+        # that is not there then matches nothing and is skipped, not an error
+        many = len(probe.attach) > 1 or any(ap.wildcard for ap in probe.attach) or (
+            any(ap.kind in ("kprobe", "kretprobe") for ap in probe.attach)
+            and any(isinstance(e, ir.Builtin) and e.name == "probe" for e in _walk_probe(probe)))
         for ap in probe.attach:
             first = len(out)
             expanded = self._expand_ap(probe, ap)
@@ -997,7 +1001,8 @@ class BtResolver(ExprResolver):
             except (UndertowError, OSError) as ex:
                 raise self.err(ResolveError, f"kaddr(\"{lit}\"): {getattr(ex, 'message', ex)}", e.span) from None
             if sym is None or not getattr(sym, "address", 0):
-                raise self.err(ResolveError, f"kaddr(\"{lit}\"): no such kernel symbol (or addresses hidden)", e.span)
+                raise self.err(ResolveError, f"Failed to resolve kernel symbol: {lit} (kaddr(): no such symbol, "
+                               "or addresses hidden)", e.span)
             c = ir.Const(int(sym.address)).at(e.span)
             c.type = U64
             return c

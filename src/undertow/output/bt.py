@@ -226,7 +226,7 @@ class BtRenderer:
         #: they are kept in :attr:`errors`
         self.errors: List[str] = []
         self.on_error: Callable[[str], None] = on_error or self.errors.append
-        self._cat_max: Optional[int] = None
+        self.cat_bytes_max: Optional[int] = None  # BPFTRACE_CAT_BYTES_MAX; None: read at the first cat()
         self._ksyms: Any = None
         self._users: Dict[int, str] = {}
 
@@ -409,13 +409,13 @@ class BtRenderer:
             return self.show_slot(rec.values[0], s) + "\n"
         if act.kind == "cat":
             path = format_printf(act.fmt, rec.values, kinds, self.show)
-            if self._cat_max is None:
+            if self.cat_bytes_max is None:
                 try:
-                    self._cat_max = cat_bytes_max()
+                    self.cat_bytes_max = cat_bytes_max()
                 except ValueError as e:
                     self.on_error(f"ERROR: {e}")
-                    self._cat_max = CAT_BYTES_MAX
-            data, err = _cat(path, self._cat_max)
+                    self.cat_bytes_max = CAT_BYTES_MAX
+            data, err = _cat(path, self.cat_bytes_max)
             if err:
                 self.on_error(f"ERROR: {err}")
                 return ""

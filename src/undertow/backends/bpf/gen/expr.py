@@ -11,7 +11,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Optional, Tuple
+    from typing import Any, Optional, Tuple
 
 from ....errors import UndertowError
 from ....lang import ir
@@ -74,7 +74,7 @@ class ExprGen(Prologue):
         if isinstance(e, (ir.Member, ir.Index, ir.Deref)):
             space = self.addr(e)
             size = t.size if t is not None and t.size in (1, 2, 4, 8) else 8
-            self.read_scalar(space, size, _signed(t))
+            self.read_scalar(space, size, _signed(t), span=e.span)
             if isinstance(e, ir.Member) and e.bit_size:
                 a.rsh64(I.R0, e.bit_offset or 0)
                 a.and64(I.R0, (1 << e.bit_size) - 1) if e.bit_size < 32 else a.mov32(I.R0, Reg(I.R0))
@@ -624,8 +624,9 @@ class ExprGen(Prologue):
         return {"user": I.Helper.probe_read_user_str, "kernel": I.Helper.probe_read_kernel_str}.get(
             space, I.Helper.probe_read_str)
 
-    def read_scalar(self, space: str, size: int, signed: bool) -> None:
-        """R0 (an address) -> R0 = the ``size``-byte value there (0 when the read faults)."""
+    def read_scalar(self, space: str, size: int, signed: bool, span: Any = None) -> None:
+        """R0 (an address) -> R0 = the ``size``-byte value there (0 when the read faults;
+        ``-kk``: a helper_error record for ``span``)."""
         a = self.a
         mark = self.sp
         tmp = self.alloc(8)
@@ -635,6 +636,8 @@ class ExprGen(Prologue):
         a.add64(I.R1, tmp)
         a.mov64(I.R2, size)
         a.call(self.read_helper(space))
+        if span is not None:
+            self.check_helper("probe_read", span, read=True)  # type: ignore[attr-defined] # RecordGen's
         a.ldx({1: I.B, 2: I.H, 4: I.W, 8: I.DW}[size], I.R0, I.FP, tmp)
         if signed and size < 8:
             self.extend(size, True)

@@ -98,6 +98,9 @@ def collect_maps(program: ir.Program) -> Dict[str, MapSpec]:
             value = Slot("int", 8, agg == "sum")
         spec = MapSpec(name, agg, key, value, percpu=agg != "assign" and name not in reads,
                        read_in_kernel=name in reads)
+        keys_max = program.setting("map_keys_max", 0)  # BPFTRACE_MAP_KEYS_MAX
+        if keys_max:
+            spec.max_entries = int(keys_max)
         if agg == "lhist":
             spec.lhist = tuple(int(x.value) for x in upd.agg_args)  # type: ignore[assignment]
         if spec.keyless and not spec.bucketed and spec.percpu:
@@ -195,6 +198,7 @@ class MapGen(Prologue):
         a.mov64(I.R2, Reg(I.FP))
         a.add64(I.R2, koff)
         a.call(I.Helper.map_delete_elem)
+        self.check_helper("map_delete_elem", act.span)  # type: ignore[attr-defined] # RecordGen's
 
     def map_read(self, e: ir.MapRead) -> None:
         a = self.a
@@ -203,6 +207,7 @@ class MapGen(Prologue):
             raise self.err(f"{e.map} is never assigned", e)
         koff = self.build_key(spec, e.key)
         self.lookup(("map", spec.name), koff)
+        self.check_helper("map_lookup_elem", e.span, miss=True)  # type: ignore[attr-defined]
         end = self.label("mr")
         a.jeq(I.R0, 0, end)
         if spec.agg == "avg":
@@ -289,6 +294,7 @@ class MapGen(Prologue):
             raise self.err(f"{e.map} is never assigned", e)
         koff = self.build_key(spec, e.key)
         self.lookup(("map", spec.name), koff)
+        self.check_helper("map_lookup_elem", e.span, miss=True)  # type: ignore[attr-defined]
         miss, end = self.label("miss"), self.label("got")
         a.jeq(I.R0, 0, miss)
         n = min(spec.value.size, slot.size)

@@ -31,6 +31,8 @@ class Prologue(Frame):
         which this process runs itself)."""
         a = self.a
         a.mov64(I.R6, Reg(I.R1))
+        if self.program.setting("helper_check", 0):
+            a.mov64(I.R7, 0)  # -k: helper-error records save R7 (records.check_helper)
         host = self.ap.kind in ("begin", "end")
         if not host and (self.self_pid is not None or self.pid is not None):
             a.call(I.Helper.get_current_pid_tgid)

@@ -21,7 +21,7 @@ import errno
 import os
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List
+    from typing import Any, List
 
 from ....lang import ir
 from ....lang.types import IntTy, PtrTy, StrTy
@@ -147,6 +147,38 @@ class RecordGen(Prologue):
             self.store(e, I.R7, HDR_SIZE + o, s)
         self.submit()
         self.a.label(skip)
+
+    def check_helper(self, helper: str, span: Any, miss: bool = False, read: bool = False) -> None:
+        """``-k``/``-kk`` (the ``helper_check`` setting, as bpftrace's): after a helper call,
+        a ``helper_error`` record (the return code in R0, the place in the program) when it
+        failed (R0 < 0, level 1; a memory ``read``: level 2), or for a map lookup that found
+        nothing (``miss``: R0 == 0, level 2). R0 and R7 (a record being filled around this
+        read) are kept."""
+        level = int(self.program.setting("helper_check", 0) or 0)
+        if level < (2 if miss or read else 1):
+            return
+        a = self.a
+        ok = self.label("hok")
+        if miss:
+            a.jne(I.R0, 0, ok)
+        else:
+            a.jsge(I.R0, 0, ok)
+        mark = self.sp
+        save = self.alloc(16)
+        a.stx(I.DW, I.FP, save, I.R0)
+        a.stx(I.DW, I.FP, save + 8, I.R7)  # the prologue zeroes R7 when helper_check is set
+        action = AsyncAction("helper_error", self.pname, args=[(0, Slot("int", 8, True))], size=8,
+                             extra={"helper": helper}, span=span)
+        skip = self.label("nohe")
+        self.reserve(action, skip)
+        a.ldx(I.DW, I.R1, I.FP, save)
+        a.stx(I.DW, I.R7, HDR_SIZE, I.R1)
+        self.submit()
+        a.label(skip)
+        a.ldx(I.DW, I.R0, I.FP, save)
+        a.ldx(I.DW, I.R7, I.FP, save + 8)
+        self.release(mark)
+        a.label(ok)
 
     # -- actions user space performs
     def printf(self, act: ir.Printf) -> None:

@@ -1,0 +1,72 @@
+"""`undertow run`'s bpftrace command line on this kernel (issue 16): the attach notice, -q,
+the program on stdin, SIGUSR1, -k, --info."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2))")
+
+RUN = [sys.executable, "-m", "undertow", "run"]
+NOTICE = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+
+
+def test_attach_notice_on_stderr_once_attached_and_quiet():
+    env = dict(os.environ, **{NOTICE: "1"})
+    res = subprocess.run(RUN + ["-q", "-e", 'BEGIN { printf("hi\\n"); exit(); }'], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "hi\n"  # -q: no "Attaching 1 probe..."
+    assert res.stderr.splitlines().count(NOTICE) == 1
+    res = subprocess.run(RUN + ["-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
+    assert NOTICE not in res.stderr + res.stdout and res.stdout == "Attaching 1 probe...\n"
+
+
+def test_program_from_stdin():
+    res = subprocess.run(RUN + ["-"], input='BEGIN { printf("from stdin\\n"); exit(); }', capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.endswith("from stdin\n")
+
+
+def test_sigusr1_prints_the_maps_and_the_run_goes_on():
+    env = dict(os.environ, **{NOTICE: "1"})
+    p = subprocess.Popen(RUN + ["-f", "json", "-e", "BEGIN { @scalar = 5; } interval:s:3 { exit(); }"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while p.stderr.readline().strip() != NOTICE:
+            assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGUSR1)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    maps = [json.loads(line) for line in out.splitlines() if '"map"' in line]
+    assert maps == [{"type": "map", "data": {"@scalar": 5}}] * 2
+
+
+def test_helper_errors_with_k():
+    res = subprocess.run(RUN + ["-k", "-f", "json", "-e", "i:ms:100 { @[1] = 1; delete(@[2]); exit(); }"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert '{"type": "helper_error", "helper": "map_delete_elem", "retcode": -2, "line": 1, "col": 22}' \
+        in res.stdout.splitlines()
+    res = subprocess.run(RUN + ["-kk", "-e", 'i:ms:100 { @[1] = 1; printf("%d\\n", @[2]); exit(); }'],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "-e:1:37: warning: Failed to map_lookup_elem: 0" in res.stderr
+
+
+def test_info_reports_this_kernel():
+    t0 = time.monotonic()
+    res = subprocess.run(RUN + ["--info"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "perf_event_array: yes" in res.stderr and "tracepoint: yes" in res.stderr
+    assert "libdw (DWARF support): no" in res.stderr and "iter:task: no" in res.stderr
+    assert time.monotonic() - t0 < 60
