@@ -362,7 +362,10 @@ def test_cli_text_burst_every_line_and_count(tmp_path, tfs):
     assert "0 lost" in err
     # the summary says what was shown when the read went past the count (the rest of the burst)
     head = [line for line in err.splitlines() if line.startswith("# ") and "lost" in line][0]
-    m = re.fullmatch(r"# (\d+) events(?: shown of (\d+) read)?, 0 lost", head)
+    # (what the burst had recorded but was not read yet when the count was reached is counted
+    # as not drained: in the lab's slow guests the reader is behind the burst)
+    m = re.fullmatch(r"# (\d+) events(?: shown of (\d+) read)?, 0 lost(?:, (\d+) not drained)?", head)
     assert m, head
     read = int(m.group(2) or m.group(1))
     assert int(m.group(1)) == count and count <= read <= n and (m.group(2) is None) == (read == count), head
+    assert read + int(m.group(3) or 0) <= n, head
