@@ -337,7 +337,7 @@ def main() -> int:
     ap.add_argument("--source", help="bpftrace's source tree (default: fetched from Debian into $UNDERTOW_COMPAT_CACHE)")
     ap.add_argument("--work", help="build directory (default: a new temporary one)")
     ap.add_argument("--filter", default="*", help="cases to run, as FILE.NAME globs (comma-separated)")
-    ap.add_argument("--tools", default="undertow,bpftrace", help="undertow, bpftrace or both")
+    ap.add_argument("--tools", default=None, help="undertow, bpftrace or both (default: both; with --ci: see --ci)")
     ap.add_argument("--label", default="host", help="the kernel's name in the report (host, 6.12)")
     ap.add_argument("--results", help="write the results as JSON here")
     ap.add_argument("--report", help="write the comparison page (Markdown) here")
@@ -358,14 +358,20 @@ def main() -> int:
                     help="fetch and unpack the suite (needs the network), print where, run nothing")
     a = ap.parse_args()
     if a.fetch_only:
-        print(fetch_source())
+        try:
+            print(fetch_source())
+        except (OSError, subprocess.CalledProcessError, tarfile.TarError) as e:
+            print(f"compat: cannot fetch bpftrace {VERSION}'s source package: {e}", file=sys.stderr)
+            return 1
         return 0
     if a.ci:
         a.check = True
         a.expected = a.expected or os.path.join(HERE, f"expected-{a.label}.json")
         a.results = a.results or os.path.join(tempfile.gettempdir(), f"undertow-compat-{a.label}.json")
         exp = _load(a.expected)
-        a.tools = "undertow" if exp and exp.get("kernel") == platform.release() else "undertow,bpftrace"
+        if a.tools is None:
+            a.tools = "undertow" if exp and exp.get("kernel") == platform.release() else "undertow,bpftrace"
+    a.tools = a.tools or "undertow,bpftrace"
     if a.merge:
         results = [json.load(open(p)) for p in a.merge]
         if a.report:
@@ -374,7 +380,11 @@ def main() -> int:
     if os.geteuid() != 0:
         print("compat: the suite needs root (it loads BPF programs)", file=sys.stderr)
         return 77
-    tree = a.source or fetch_source()
+    try:
+        tree = a.source or fetch_source()
+    except (OSError, subprocess.CalledProcessError, tarfile.TarError) as e:
+        print(f"compat: cannot fetch bpftrace {VERSION}'s source package, the suite is not run: {e}", file=sys.stderr)
+        return 77
     work = a.work or tempfile.mkdtemp(prefix="undertow-compat-")
     build(tree, work)
     todo = [c for c in cases(work) if any(fnmatch.fnmatchcase(f"{c[0]}.{c[1]}", g) for g in a.filter.split(","))]
