@@ -68,5 +68,7 @@ def test_info_reports_this_kernel():
     res = subprocess.run(RUN + ["--info"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "perf_event_array: yes" in res.stderr and "tracepoint: yes" in res.stderr
-    assert "libdw (DWARF support): no" in res.stderr and "iter:task: no" in res.stderr
+    assert "libdw (DWARF support): yes" in res.stderr and "iter:task: no" in res.stderr
+    refcount = "yes" if os.path.exists("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset") else "no"
+    assert f"uprobe refcount (depends on Build:bcc bpf_attach_uprobe refcount): {refcount}" in res.stderr
     assert time.monotonic() - t0 < 60

@@ -23,8 +23,9 @@ from ..errors import UndertowError
 __all__ = ["info", "report"]
 
 #: Whether the runtime sets USDT semaphores through the kernel's uprobe reference counter
-#: (perf_event_attr's ref_ctr_offset): "uprobe refcount" is "yes" only then.
-USES_UPROBE_REFCOUNT = False
+#: (perf_event_attr's ref_ctr_offset): "uprobe refcount" is "yes" only then. It does
+#: (backends/bpf: USDT probes with a semaphore, Linux 4.20+).
+USES_UPROBE_REFCOUNT = True
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -100,7 +101,7 @@ def report() -> str:
         "  LLVM: none (undertow compiles BPF itself)",
         "  unsafe uprobe: no",
         "  bfd: no",
-        "  libdw (DWARF support): no",
+        "  libdw (DWARF support): yes",  # no libdw: kernel/dwarf.py reads .debug_info itself
         "",
         "Kernel helpers",
         *[f"  {name}: {_yn(ok)}" for name, ok in helpers.items()],
