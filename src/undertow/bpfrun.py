@@ -170,7 +170,8 @@ class BpfRun:
         return self.loop.batches()
 
     def finish(self, why: str, drain: bool = False) -> None:
-        """End :meth:`batches` once the current batch is handled (``exit()``: drain)."""
+        """End :meth:`batches` once the current batch is handled (``drain``: show what is still
+        in the buffers, as at the end of -c's command)."""
         if self.loop is not None:
             self.loop.finish(why, drain)
 

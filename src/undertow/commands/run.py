@@ -240,7 +240,9 @@ def _run(args: argparse.Namespace, bpf: Any, out: TextIO, json_mode: bool, child
     try:
         for recs in bpf.batches(duration=args.duration, drain=args.drain, poll_every=0.02, until=until):
             if _emit(recs, r, out, json_mode, args):
-                bpf.finish("exit", drain=True)  # what was recorded before exit() is shown
+                # what was read after exit()'s record is not shown (bpftrace 0.17 ignores it):
+                # no drain; the probes go on until END (bpf/runtime.py run_end)
+                bpf.finish("exit")
             until()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog: on to the maps

@@ -97,8 +97,12 @@ def install(p: argparse.ArgumentParser) -> None:
 
     def error(message: str) -> "NoReturn":
         # "argument -p: pid 'x' is not ..." is a value bpftrace checks itself: one line;
+        # -f and -B values are checked by bpftrace too, in its own words;
         # anything else (unknown option, missing argument) is a usage error
-        if message.startswith("argument ") and ": " in message and "expected" not in message \
+        choice = _bad_choice(message)
+        if choice is not None:
+            sys.stderr.write(choice)
+        elif message.startswith("argument ") and ": " in message and "expected" not in message \
                 and "invalid choice" not in message:
             sys.stderr.write(f"ERROR: {message.split(': ', 1)[1]}\n")
         else:
@@ -118,6 +122,23 @@ def install(p: argparse.ArgumentParser) -> None:
     p.error = error  # type: ignore[method-assign]
     p.parse_known_args = parse_known_args  # type: ignore[method-assign]
     p.set_defaults(render_error=render_error, render_warning=render_warning, render_located=render_located)
+
+
+def _bad_choice(message: str) -> Optional[str]:
+    """bpftrace's words for argparse's ``argument -f: invalid choice: 'x' (choose from ...)``
+    (for -f and -B, the options whose values bpftrace checks itself), or None."""
+    head, sep, rest = message.partition(": invalid choice: ")
+    if not sep or not head.startswith("argument "):
+        return None
+    value = rest.rsplit(" (choose from", 1)[0]
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        value = value[1:-1]
+    option = head[len("argument "):].split("/", 1)[0]
+    if option == "-f":
+        return f'ERROR: Invalid output format "{value}"\nValid formats: \'text\', \'json\'\n'
+    if option == "-B":
+        return "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n"
+    return None
 
 
 def _origin(origin: str) -> str:

@@ -141,6 +141,7 @@ class ProgramSession(Session):
         self._seen = 0  # records taken out of the ring (shown, or dropped as made after the stop)
         self._slow_fds = 0
         self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
+        self._exited = False  # exit()'s record read: later records are dropped (after_stop)
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -504,6 +505,14 @@ class ProgramSession(Session):
         so nothing more is recorded or counted, and drop records stamped after ``at_ns``
         that are already in the buffers (counted in ``stats.after_stop``)."""
         self._cutoff = at_ns
+        if self._exited:
+            # exit(): as in bpftrace 0.17, whose probes run on until it has detached them
+            # (after the exit record is read, before END), the programs go on counting
+            # until END (run_end raises the flag then)
+            return
+        self._raise_stop_flag()
+
+    def _raise_stop_flag(self) -> None:
         if self.state_fd >= 0:
             try:
                 sc.map_update_elem(self.state_fd, struct.pack("<I", 0), struct.pack("<Q", 2))
@@ -533,7 +542,9 @@ class ProgramSession(Session):
             if raw:
                 sent = sum(struct.unpack(f"<{self.ncpus}Q", raw[:8 * self.ncpus]))
                 left = max(0, sent - self._seen)
-        if left:
+        if left and self._exited:
+            self.stats.after_stop += left  # read after exit()'s record: never shown (bpftrace's way)
+        elif left:
             self.stats.not_drained += left
         self._seen += left
         # Nothing of it is read later (END's records come after it): the ring is handed back
@@ -572,7 +583,7 @@ class ProgramSession(Session):
         ts, tgid, tid, comm_b, idx, errs, cpu = HEADER.unpack_from(view, 0)
         if idx >= len(self.c.actions):
             return
-        if self._cutoff and ts > self._cutoff:
+        if self._exited or (self._cutoff and ts > self._cutoff):
             self.stats.after_stop += 1
             return
         act = self.c.actions[idx]
@@ -598,6 +609,9 @@ class ProgramSession(Session):
             else:
                 self.clear_map(spec, zero=k == "zero")
         elif k == "exit":
+            # as bpftrace 0.17: what is read after exit()'s record is not shown (nor are
+            # print/clear/zero done), until END runs
+            self._exited = True
             out.append(ExitRequest())
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
@@ -650,13 +664,33 @@ class ProgramSession(Session):
         if self._ended:
             return []
         self._ended = True
+        if self._exited:
+            # after exit() the probes stop here, before END: detached, as bpftrace 0.17 does
+            # (they run while that takes), when that is quick enough; the flag stops the rest
+            self._detach_now()
+        self._raise_stop_flag()
+        if self._exited:
+            self.count_unread()  # what they recorded since exit(): not shown
         self._cutoff = 0  # END runs after the stop: what it prints is shown
+        self._exited = False
         for fd in self.end_progs:
             try:
                 sc.prog_test_run(fd, bytes(8))
             except BPFError:
                 pass
         return self.drain()
+
+    def _detach_now(self) -> None:
+        """Close the attachments (perf events, links) now, last attached first, when at most
+        :data:`SYNC_CLOSE_MAX` of them wait for an RCU grace period (see :meth:`close`)."""
+        if self._slow_fds > SYNC_CLOSE_MAX or self._closed:
+            return
+        for fd in reversed(self.fds):
+            if fd in self._attach_fds:
+                sc.close_fd(fd)
+        self.fds = [fd for fd in self.fds if fd not in self._attach_fds]
+        self._attach_fds.clear()
+        self._slow_fds = 0
 
     def drain(self) -> List[Any]:
         """Everything still in the buffers, at once (at exit)."""
@@ -680,6 +714,7 @@ class ProgramSession(Session):
         if self._closed:
             return
         self._closed = True
+        self._raise_stop_flag()  # nothing more recorded or counted while detaching
         if self.rb is not None:
             self.rb.close()
         # Closing a tracepoint/kprobe/uprobe perf event waits for an RCU grace period under

@@ -238,7 +238,7 @@ class ExprParser:
                     raise self.unexpected(f"an expression to cast to '{type_text}'")
                 operand = self.operand()
                 return ir.Cast(type_text, operand).at(self.span_from(t.start))
-        return self.postfix(self.primary())
+        return self.postfix(self.primary(), t.start)
 
     def try_type(self, tok: Tok, ends: Tuple[str, ...]) -> Optional[Tuple[str, int]]:
         """If a type name starts at ``tok`` and one of ``ends`` follows it: (type text, end of that token).
@@ -298,7 +298,10 @@ class ExprParser:
     def note_assigned(self, target: ir.MapRead, span: Span) -> None:
         """``target``'s map is assigned here (the statement parser records its maps)."""
 
-    def postfix(self, e: ir.Expr) -> ir.Expr:
+    def postfix(self, e: ir.Expr, written: Optional[int] = None) -> ir.Expr:
+        """``e`` followed by ``->m``, ``.m``, ``.N``, ``[i]``, ``++``/``--``. ``written``: where
+        ``e`` starts as written, its parentheses included: ``((struct foo *)0)->a`` is at the
+        first '(' (bpftrace's place for the member, e.g. in -kk's helper errors)."""
         while True:
             t = self.tok
             if t.is_op("++", "--") and isinstance(e, (ir.Var, ir.MapRead)):
@@ -316,6 +319,8 @@ class ExprParser:
                     raise self.unexpected(f"a member name after '{t.text}'")
                 self.advance()
                 start = e.span.start if e.span else t.start
+                if t.text == "->" and written is not None:
+                    start = min(start, written)
                 if isinstance(e, ir.Builtin) and e.name == "args":
                     e = ir.Field(nt.text).at(self.span_from(start))
                 else:

@@ -612,6 +612,8 @@ class ExprGen(Prologue):
         if isinstance(e, ir.Field) and self.group == "syscalls":
             return "user"
         if isinstance(t, PtrTy):
+            if self.ap.kind in _NO_SPACE_KINDS and _spaceless(e):
+                return "any"
             return "kernel"
         return "any"
 
@@ -642,6 +644,40 @@ class ExprGen(Prologue):
         if signed and size < 8:
             self.extend(size, True)
         self.release(mark)
+
+
+#: Probes whose context says nothing of an address space (bpftrace 0.17's find_addrspace:
+#: "none"): a pointer made by casting a plain number there is read with bpf_probe_read, which
+#: takes a kernel or a user address (a user one, as bpftrace, for ``((struct foo *)0)->a``).
+_NO_SPACE_KINDS = frozenset(("begin", "end", "profile", "interval", "software", "hardware", "watchpoint",
+                             "asyncwatchpoint"))
+#: Builtins and functions whose values bpftrace 0.17 marks as kernel (or user) addresses.
+_SPACED_BUILTINS = frozenset(("curtask", "comm", "func"))
+_SPACED_CALLS = frozenset(("kptr", "uptr", "str", "buf", "ksym", "usym", "kaddr", "uaddr"))
+
+
+def _spaceless(e: ir.Expr) -> bool:
+    """Whether the pointer ``e`` (through ``->``, ``.``, ``[]``, ``*``) comes from a cast of a
+    value with no address space: a number, a variable or arithmetic on them."""
+    while isinstance(e, (ir.Member, ir.Index, ir.Deref, ir.Cast)):
+        inner = e.base if isinstance(e, (ir.Member, ir.Index)) else e.expr
+        if isinstance(e, ir.Cast) and not isinstance(inner.type, PtrTy):
+            return not _has_space(inner)
+        e = inner
+    return False
+
+
+def _has_space(e: ir.Expr) -> bool:
+    """Whether bpftrace 0.17 gives the (non-pointer) value ``e`` an address space."""
+    if isinstance(e, ir.Builtin):
+        return e.name in _SPACED_BUILTINS
+    if isinstance(e, ir.Call):
+        return e.name in _SPACED_CALLS
+    if isinstance(e, ir.Binary):
+        return _has_space(e.left) or _has_space(e.right)
+    if isinstance(e, (ir.Cast, ir.Unary)):
+        return _has_space(e.expr)
+    return isinstance(e, (ir.Arg, ir.Retval, ir.Field, ir.Register))
 
 
 def field_alias(e: ir.Field) -> Optional[ir.Expr]:

@@ -3,9 +3,9 @@ named here and relocates them, and the values marked with ``value_ref``, at load
 
 - the prologue: R6 = the context; the loading process's own tasks skipped
   (``self_pid``, patched at load), and with ``-p`` every other process's; then the stop
-  flag: ``state[0]`` != 0 once ``exit()`` ran or user space asked the programs to stop
-  (ProgramSession.stop_producing), after which no probe records or counts anything more;
-- ``exit()``'s half of that flag (:meth:`Prologue.raise_stop_flag`);
+  flag: ``state[0]`` != 0 once user space asked the programs to stop
+  (ProgramSession.stop_producing: a signal, the end, or the record of ``exit()`` read),
+  after which no probe records or counts anything more;
 - the counters user space reads at the end: ``lost[slot]`` (why records or map updates
   were lost: compiled.LOST_*) and ``sent[cpu]`` (records submitted, so a stop can count
   the ones never read: ProgramSession.count_unread);
@@ -42,8 +42,8 @@ class Prologue(Frame):
             if self.pid is not None:
                 a.jne(I.R0, self.pid, "exit")
         if not host:
-            # state[0] != 0: exit() was called, or user space asked the programs to stop
-            # (ProgramSession.stop_producing: a signal, --duration, --count). From then on no
+            # state[0] != 0: user space asked the programs to stop (ProgramSession.stop_producing:
+            # a signal, --duration, --count, exit()'s record read). From then on no
             # probe records or counts anything more, while the reader catches up (the
             # verifier inlines this ARRAY lookup: a few instructions per event)
             off = self.alloc(8)
@@ -65,19 +65,6 @@ class Prologue(Frame):
             self.count_lost_inline(LOST_MAP_FULL)
             a.ja("exit")
         return a.assemble()
-
-    def raise_stop_flag(self) -> None:
-        """``state[0] = 1``: every probe stops at its prologue from now on (``exit()``)."""
-        a = self.a
-        mark = self.sp
-        off = self.alloc(8)
-        a.st(I.DW, I.FP, off, 0)
-        self.lookup("state", off)
-        skip = self.label("noflag")
-        a.jeq(I.R0, 0, skip)
-        a.st(I.DW, I.R0, 0, 1)
-        a.label(skip)
-        self.release(mark)
 
     def count_lost_inline(self, slot: int) -> None:
         """``lost[slot] += 1`` (an ARRAY shared by every CPU: atomic)."""

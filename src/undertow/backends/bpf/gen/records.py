@@ -242,8 +242,11 @@ class RecordGen(Prologue):
             self.async_record(AsyncAction(n, self.pname, fmt, span=act.span), list(e.args[1:]))
 
     def exit_now(self, act: ir.Action) -> None:
-        """``exit()``: raise the shared stop flag, tell user space, end this run."""
-        self.raise_stop_flag()
+        """``exit()``: tell user space, end this run of the probe.
+
+        As in bpftrace 0.17, the other probes go on (counting, recording) until user space
+        has read the record and detached them; what it reads after this record is not
+        shown (bpf/runtime.py), END's excepted."""
         self.async_record(AsyncAction("exit", self.pname, span=act.span), [])
         self.a.ja("exit")
 
