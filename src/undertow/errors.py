@@ -59,6 +59,10 @@ class UndertowError(Exception):
     """
 
     exit_code = 1
+    #: bpftrace 0.17's own text for this error where it differs from undertow's (printed
+    #: as ``ERROR: text``, with no place, when undertow runs under the name bpftrace:
+    #: commands/run_bt.py); None: undertow's message is bpftrace's.
+    bpftrace_text: Optional[str] = None
 
     def __init__(self, message: str, *, hints: Iterable[str] = ()) -> None:
         super().__init__(message)

@@ -72,3 +72,31 @@ def test_info_reports_this_kernel():
     refcount = "yes" if os.path.exists("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset") else "no"
     assert f"uprobe refcount (depends on Build:bcc bpf_attach_uprobe refcount): {refcount}" in res.stderr
     assert time.monotonic() - t0 < 60
+
+
+def test_helper_error_of_a_number_cast_to_a_pointer_is_bpftraces():
+    """bpftrace's json-output.helper_error: BEGIN reads a pointer with no address space with
+    bpf_probe_read (-EFAULT at 0), at the member's place, its parentheses included."""
+    res = subprocess.run(RUN + ["-kk", "-q", "-f", "json", "-e",
+                                "struct foo {int a;}; BEGIN { $tmp = ((struct foo*) 0)->a; exit(); }"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert '{"type": "helper_error", "helper": "probe_read", "retcode": -14, "line": 1, "col": 37}' \
+        in res.stdout.splitlines()
+
+
+def test_exit_leaves_the_other_probes_counting_until_read_and_hides_later_records():
+    """As bpftrace 0.17: after exit() the probes run on until its record is read and they are
+    detached (a burst of 3000 getppid calls, far shorter than the reader's 20 ms timer, is
+    counted beyond the first call); what they print after the record is not shown."""
+    burst = "import os\nfor _ in range(3000): os.getppid()\n"
+    res = subprocess.run(RUN + ["-c", f"{sys.executable} -c '{burst}'", "-e",
+                                'tracepoint:syscalls:sys_enter_getppid /pid == cpid/ '
+                                '{ @n = count(); printf("hit\\n"); exit(); } END { printf("end\\n"); }'],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines.count("hit") == 1 and "end" in lines, res.stdout
+    n = int(next(x for x in lines if x.startswith("@n: ")).split()[1])
+    assert n > 1, res.stdout
+    assert "not shown" not in res.stderr

@@ -221,3 +221,30 @@ def test_records_through_the_ring_buffer_or_the_perf_buffer():
     assert "bpf_perf_event_output#25" in perf and "ringbuf" not in perf
     assert "r3 = 0xffffffff" in perf          # BPF_F_CURRENT_CPU
     assert "map_lookup_elem" in perf          # the per-CPU scratch record
+
+
+def test_a_number_cast_to_a_pointer_in_begin_is_read_with_probe_read():
+    # bpftrace 0.17 gives such a pointer no address space in BEGIN/profile/interval/...
+    # (find_addrspace), and reads it with bpf_probe_read: a user address (0) fails with
+    # -EFAULT, which -kk reports as "probe_read" (-14), not probe_read_kernel's -ERANGE
+    c = compile_bt("BEGIN { $t = ((struct task_struct *)0)->pid; exit(); }")
+    t = listing(c)
+    assert "call bpf_probe_read#4" in t and "probe_read_kernel#113" not in t
+    c = compile_bt("interval:s:1 { $t = ((struct task_struct *)0)->pid; exit(); }")
+    assert "call bpf_probe_read#4" in listing(c)
+    # curtask is a kernel address (bpftrace: AddrSpace::kernel); a kprobe's pointers too
+    c = compile_bt('BEGIN { printf("%d\\n", ((struct task_struct *)curtask)->pid); exit(); }')
+    assert "call bpf_probe_read_kernel#113" in listing(c)
+    c = compile_bt("kprobe:do_exit { $t = ((struct task_struct *)0)->pid; }")
+    assert "call bpf_probe_read_kernel#113" in listing(c)
+
+
+def test_exit_tells_user_space_and_leaves_the_other_probes_running():
+    # bpftrace 0.17: the probes go on until user space has read the exit record and
+    # detached them (bpf/runtime.py): exit() writes no stop flag itself
+    c = compile_bt("tracepoint:syscalls:sys_enter_openat { @n = count(); exit(); }")
+    t = listing(c)
+    assert [a.kind for a in c.actions] == ["exit"]
+    after = t[t.index("; exit"):]
+    assert "call bpf_ringbuf_submit#132" in after
+    assert "*(u64 *)(r0 +0) = 0x1" not in t      # no state[0] = 1 (the stop flag)

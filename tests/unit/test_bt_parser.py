@@ -592,3 +592,14 @@ def test_args_both_spellings_and_kfunc():
     assert names == [("name", False), ("d_name", True), ("dentry", False), ("f_path", True)]
     m = parse_program("kprobe:f { $x = args->a->b; }").probes[0].actions[0].value
     assert isinstance(m, ir.Member) and m.name == "b" and isinstance(m.base, ir.Field)
+
+
+def test_an_arrow_member_starts_at_the_parentheses_around_its_base():
+    """bpftrace's place for ``(X)->m`` (e.g. a -kk helper error's column) is the first '('."""
+    src = "struct foo {int a;}; BEGIN { $tmp = ((struct foo*) 0)->a; exit(); }"
+    p = parse_program(src)
+    m = p.probes[0].actions[0].value
+    assert isinstance(m, ir.Member) and src[m.span.start:m.span.end] == "((struct foo*) 0)->a"
+    p = parse_program("BEGIN { $x = (1 + 2) * 3; $y = ($x)[0]; }")
+    idx = p.probes[0].actions[1].value
+    assert isinstance(idx, ir.Index) and idx.span.start == "BEGIN { $x = (1 + 2) * 3; $y = ($x)[0]; }".index("$x)")

@@ -59,6 +59,32 @@ def test_pid_errors_are_bpftraces_lines(as_bpftrace, capsys, pid, line):
     assert capsys.readouterr().err == line + "\n"
 
 
+@pytest.mark.parametrize("args,text", [
+    (["-f", "jsonx"], "ERROR: Invalid output format \"jsonx\"\nValid formats: 'text', 'json'\n"),
+    (["-B", "some"], "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n"),
+])
+def test_bad_format_and_buffering_values_are_bpftraces_errors(as_bpftrace, capsys, args, text):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", *args, "-e", "BEGIN { exit(); }"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err == text
+
+
+def test_banned_kretprobe_in_bpftraces_words(as_bpftrace, capsys):
+    """bpftrace refuses them while attaching: no place, "error:" in the message."""
+    assert cli.main(["run", "-e", "kretprobe:_raw_spin_lock { exit(); }"]) == 1
+    assert capsys.readouterr().err == ("ERROR: error: kretprobe:_raw_spin_lock can't be used as it might "
+                                       "lock up your system.\n")
+
+
+def test_banned_kretprobe_in_undertows_words(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["undertow"])
+    assert cli.main(["run", "-e", "kretprobe:queued_spin_lock_slowpath { exit(); }"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("undertow run: -e:1:1: error: kretprobe:queued_spin_lock_slowpath can't be used as "
+                          "it might lock up your system.\n")
+
+
 def test_missing_file_is_an_error_line(as_bpftrace, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "non_existent_file.bt"]) != 0

@@ -147,7 +147,10 @@ def _origin(origin: str) -> str:
 
 def render_error(e: UndertowError) -> str:
     """``ERROR: message`` (and undertow's hints), or for a place in the program
-    ``stdin:LINE:COL-END: ERROR: message``, the line, and ``~`` under the place."""
+    ``stdin:LINE:COL-END: ERROR: message``, the line, and ``~`` under the place; an error
+    bpftrace words otherwise (``e.bpftrace_text``) as ``ERROR: text``."""
+    if e.bpftrace_text is not None:  # bpftrace's own words for it, e.g. a banned kretprobe
+        return f"ERROR: {e.bpftrace_text}"
     hints = [f"HINT: {h}" for h in e.hints]
     if isinstance(e, SourceError) and e.span is not None and e.source:
         return _located(e.source, e.span, f"ERROR: {e.message}", e.origin, hints)

@@ -113,8 +113,11 @@ def check_kprobes(kernel: "Kernel", probe: ir.Probe, ap: ir.AttachPoint) -> None
     what bpftrace refuses whatever the kernel: a banned kretprobe, and a ``MODULE:`` that
     names no loaded module (``kprobe:syscalls:sys_exit_nanosleep``)."""
     if ap.kind == "kretprobe" and ap.target in BANNED_KRETPROBES:
-        raise ResolveError(f"kretprobe:{ap.target} can't be used as it might lock up your system.",
+        err = ResolveError(f"kretprobe:{ap.target} can't be used as it might lock up your system.",
                            source=probe.source, span=ap.span, origin=probe.origin)
+        # bpftrace refuses it while attaching, with no place and "error:" in its message
+        err.bpftrace_text = f"error: {err.message}"
+        raise err
     if ap.obj and ap.obj != "vmlinux" and not os.path.isdir(f"/sys/module/{ap.obj}"):
         raise ResolveError(f"{ap.kind} probe type requires 1 argument ('{ap.obj}' is no loaded module)",
                            source=probe.source, span=ap.span, origin=probe.origin,
