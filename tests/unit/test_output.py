@@ -118,3 +118,15 @@ def test_strftime_ns_is_wall_clock_with_microseconds():
     shown = time.mktime(time.strptime(text[:19], "%Y-%m-%d %H:%M:%S")) + int(text[20:]) / 1e6
     assert abs(shown - time.time()) < 2 and len(text[20:]) == 6
     assert strftime_ns("%H%%", now).endswith("%")
+
+
+def test_strftime_values_of_one_run_are_as_far_apart_as_their_nsecs():
+    """bpftrace's call.strftime_microsecond_extension: 1%f of 1000123000 minus 1%f of 0 is
+    123 (one offset to the wall clock per run, as bpftrace's boot time)."""
+    from undertow.output.bt import strftime_ns
+
+    for _ in range(200):
+        a, b = int(strftime_ns("1%f", 1_000_123_000)), int(strftime_ns("1%f", 0))
+        assert a - b in (123, 123 - 1_000_000), (a, b)   # the second may roll past a second
+        a, b = int(strftime_ns("1%f", 1_000_000_123_000)), int(strftime_ns("1%f", 0))
+        assert a - b in (123, 123 - 1_000_000), (a, b)

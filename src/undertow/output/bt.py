@@ -41,10 +41,22 @@ def _kind(slot: Any) -> str:
     return slot.kind
 
 
+_WALL_OFFSET: List[int] = []
+
+
+def _wall_offset() -> int:
+    """Wall-clock time minus CLOCK_MONOTONIC (ns), taken once per process as bpftrace takes
+    its boot time once: two strftime() values of one run are exactly as far apart as their
+    ``nsecs`` (taken per call, the offset moved by a microsecond or so between them)."""
+    if not _WALL_OFFSET:
+        _WALL_OFFSET.append(time.time_ns() - time.monotonic_ns())
+    return _WALL_OFFSET[0]
+
+
 def strftime_ns(fmt: str, ns: int) -> str:
     """bpftrace's ``strftime(fmt, nsecs)``: ``nsecs`` (CLOCK_MONOTONIC, as the ``nsecs``
     builtin) as local wall-clock time; ``%f`` is the microseconds."""
-    wall = ns + (time.time_ns() - time.monotonic_ns())
+    wall = ns + _wall_offset()
     sec, rem = divmod(wall, 1_000_000_000)
     return time.strftime(fmt.replace("%f", f"{rem // 1000:06d}"), time.localtime(sec))
 
