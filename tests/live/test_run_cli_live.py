@@ -100,3 +100,18 @@ def test_exit_leaves_the_other_probes_counting_until_read_and_hides_later_record
     n = int(next(x for x in lines if x.startswith("@n: ")).split()[1])
     assert n > 1, res.stdout
     assert "not shown" not in res.stderr
+
+
+def test_debugf_writes_to_the_kernels_trace_buffer():
+    """bpftrace's call.debugf*: bpf_trace_printk's line in tracefs ``trace`` (read, not
+    cleared: the one line this leaves there is what debugf() is for)."""
+    trace = "/sys/kernel/tracing/trace"
+    if not os.path.exists(trace):
+        pytest.skip("no tracefs at /sys/kernel/tracing")
+    mark = f"undertow-debugf-{os.getpid()}-{time.monotonic_ns()}"
+    res = subprocess.run(RUN + ["-e", f'i:ms:1 {{ debugf("{mark} %s %d %x", "a", 1, 16); exit(); }}'],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "The debugf() builtin is not recommended for production use" in res.stderr
+    with open(trace, errors="replace") as f:
+        assert any(f"bpf_trace_printk: {mark} a 1 10" in line for line in f)

@@ -248,3 +248,32 @@ def test_exit_tells_user_space_and_leaves_the_other_probes_running():
     after = t[t.index("; exit"):]
     assert "call bpf_ringbuf_submit#132" in after
     assert "*(u64 *)(r0 +0) = 0x1" not in t      # no state[0] = 1 (the stop flag)
+
+
+def test_debugf_is_bpf_trace_printk_with_at_most_three_arguments():
+    c = compile_bt('BEGIN { debugf("debugf %s %d %x", "a", 1, 16); exit(); }')
+    t = listing(c)
+    call = t.index("call bpf_trace_printk#6")
+    assert "r2 = 0x10" in t[:call]                       # "debugf %s %d %x" and its NUL: 16 bytes
+    assert "r3 = r10" in t[:call]                        # "a": its address on the stack
+    assert [a.kind for a in c.actions] == ["exit"]        # nothing for user space to print
+
+
+@pytest.mark.parametrize("prog,msg", [
+    ('debugf("%d %d %d %d", 1, 2, 3, 4)', "debugf: Cannot use more than 3 conversion specifiers"),
+    ('debugf("%d", 1, 2)', r"debugf: Too many arguments for format string \(2 supplied, 1 expected\)"),
+    ('debugf("%d %d", 1)', r"debugf: Not enough arguments for format string \(1 supplied, 2 expected\)"),
+    ('debugf("%c", 1)', "debugf: Unknown format string token: %c"),
+    ('debugf("%s", 1)', r"debugf: %s specifier expects a value of type string \(integer supplied\)"),
+])
+def test_debugf_format_errors_are_bpftraces(prog, msg):
+    from undertow.errors import TypeCheckError
+
+    with pytest.raises(TypeCheckError, match=msg):
+        compile_bt("BEGIN { " + prog + "; exit(); }")
+
+
+def test_debugf_warns_as_bpftrace():
+    p = parse_program('BEGIN { debugf("x"); exit(); }')
+    resolve(p, FakeKernel(), strict_kprobes=False, types=TYPES, arch="x86_64")
+    assert any("The debugf() builtin is not recommended for production use" in w.message for w in p.warnings)

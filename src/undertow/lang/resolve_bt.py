@@ -560,6 +560,8 @@ class BtResolver(ExprResolver):
             if isinstance(c, ir.Call) and c.name in ("system", "cat") and c.args and \
                     isinstance(c.args[0], ir.Const) and isinstance(c.args[0].value, str):
                 self._check_printf(c.name, c.args[0].value, c.args[1:])
+            if isinstance(c, ir.Call) and c.name == "debugf":
+                self._check_debugf(c)
         elif isinstance(a, ir.Emit):
             for f in a.fields:
                 f.expr = self.expr(f.expr)
@@ -620,6 +622,18 @@ class BtResolver(ExprResolver):
                             ("buffer", "string"): "print a string with %s"}.get((want, got), "")
                     raise self.err(TypeCheckError, f"{fname}: {what} expects a value of type {want} "
                                    f"({got} supplied)", arg.span, hint)
+
+    def _check_debugf(self, c: ir.Call) -> None:
+        """``debugf(fmt, ...)`` as bpftrace 0.17 checks it (bpf_trace_printk: at most 3
+        arguments, its own conversions), in bpftrace's words; and its warning."""
+        fmt = c.args[0].value if c.args and isinstance(c.args[0], ir.Const) else None
+        if not isinstance(fmt, str):
+            raise self.err(TypeCheckError, "debugf() needs a string literal as its first argument", c.span)
+        problem = debugf_problem(fmt, [_printf_kind(a.type) for a in c.args[1:]])
+        if problem:
+            raise self.err(TypeCheckError, problem, c.span)
+        self.warnings.append(self.err(ResolveError, "The debugf() builtin is not recommended for production use. "
+                                      "For more information see bpf_trace_printk in bpf-helpers(7).", c.span))
 
     def _check_key(self, name: str, key: List[ir.Expr], span: Optional[Span]) -> None:
         types = tuple(k.type for k in key)  # type: ignore[misc]
@@ -971,7 +985,7 @@ class BtResolver(ExprResolver):
             t = args[0].type
             target = t.target if isinstance(t, PtrTy) else IntTy(1, False, "u8")
             e.type = PtrTy(target, "user" if n == "uptr" else "kernel")
-        elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero"):
+        elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero", "debugf"):
             e.type = VoidTy()
         else:
             raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
@@ -1133,6 +1147,39 @@ _INT_ARGS = {"ksym": (0,), "usym": (0,), "strerror": (0,), "bswap": (0,), "kptr"
 #: what a printf conversion takes (bpftrace 0.17's printf_format_types): %s a string,
 #: %r a buffer, every other conversion an integer
 _CONV_TYPES = {"s": "string", "r": "buffer"}
+
+#: bpf_trace_printk's conversions (bpftrace 0.17's debugf() takes these only), and
+#: printf's, longest first: a token is the longest of them after ``%-?[0-9]*(.[0-9]+)?``.
+_PRINTK_CONVS = ("lld", "llu", "llx", "ld", "lu", "lx", "d", "u", "x", "p", "s")
+_PRINTF_CONVS = tuple(sorted({p + c for p in ("", "hh", "h", "l", "ll", "j", "z", "t") for c in "duoxXp"}
+                             | {"s", "r", "rx", "rh", "c"}, key=len, reverse=True))
+_DEBUGF_MAX_ARGS = 3
+
+
+def debugf_problem(fmt: str, kinds: List[str]) -> str:
+    """What bpftrace 0.17 says of ``debugf(fmt, args)`` (``kinds``: each argument's printf
+    kind, "integer", "string"...), or "" when it is fine."""
+    import re
+
+    tokens = []
+    for m in re.finditer(r"%-?[0-9]*(?:\.[0-9]+)?", fmt):
+        rest = fmt[m.end():]
+        conv = next((c for c in _PRINTF_CONVS if rest.startswith(c)), None)
+        if conv is not None:
+            tokens.append(conv)
+    if len(kinds) < len(tokens):
+        return f"debugf: Not enough arguments for format string ({len(kinds)} supplied, {len(tokens)} expected)"
+    if len(kinds) > len(tokens):
+        return f"debugf: Too many arguments for format string ({len(kinds)} supplied, {len(tokens)} expected)"
+    if len(kinds) > _DEBUGF_MAX_ARGS:
+        return f"debugf: Cannot use more than {_DEBUGF_MAX_ARGS} conversion specifiers"
+    for conv, kind in zip(tokens, kinds):
+        if conv not in _PRINTK_CONVS:
+            return f"debugf: Unknown format string token: %{conv}"
+        want = "string" if conv == "s" else "integer"
+        if kind != want:
+            return f"debugf: %{conv} specifier expects a value of type {want} ({kind} supplied)"
+    return ""
 
 
 def _printf_kind(t: Optional[Ty]) -> str:

@@ -14,12 +14,10 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Dict, List, Tuple
 
-    from ..layout import Slot
-
 from ....lang import ir
 from .. import insn as I
 from ..asm import Reg
-from ..layout import layout
+from ..layout import Slot, layout
 from .prologue import Prologue
 
 __all__ = ["StmtGen", "LOOP_LIMIT"]
@@ -136,8 +134,39 @@ class StmtGen(Prologue):
             self.a.call(I.Helper.send_signal)
         elif n == "exit":
             self.exit_now(act)
+        elif n == "debugf":
+            self.debugf(e)
         else:
             raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def debugf(self, e: ir.Call) -> None:
+        """``debugf(fmt, ...)``: bpf_trace_printk(fmt, size, args...) as bpftrace 0.17 calls it
+        (at most 3 arguments, checked by the resolver): the format (with its NUL) and each
+        string on the stack, integers as 64-bit values; the line goes to the kernel's trace
+        buffer (tracefs ``trace``/``trace_pipe``), not to this program's output."""
+        a = self.a
+        mark = self.sp
+        fmt = ir.Const(str(e.args[0].value))
+        size = len(ir.text_bytes(str(e.args[0].value))) + 1
+        fmt_off = self.alloc(size, e.span)
+        self.mem_into(fmt, I.FP, fmt_off, Slot("str", size))
+        slots = []
+        for arg in e.args[1:4]:
+            slot = layout(arg.type)
+            off = self.alloc(slot.size, e.span)
+            self.store(arg, I.FP, off, slot)
+            slots.append((off, slot.scalar))
+        a.mov64(I.R1, Reg(I.FP))
+        a.add64(I.R1, fmt_off)
+        a.mov64(I.R2, size)
+        for reg, (off, scalar) in zip((I.R3, I.R4, I.R5), slots):
+            if scalar:
+                a.ldx(I.DW, reg, I.FP, off)
+            else:  # a string: its address
+                a.mov64(reg, Reg(I.FP))
+                a.add64(reg, off)
+        a.call(I.Helper.trace_printk)
+        self.release(mark)
 
     def loop(self, act: ir.While) -> None:
         """``while (cond)`` with a counter (at most LOOP_LIMIT runs), or ``unroll(n)`` copies."""
