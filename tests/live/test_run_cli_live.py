@@ -21,17 +21,17 @@ def test_attach_notice_on_stderr_once_attached_and_quiet():
     res = subprocess.run(RUN + ["-q", "-e", 'BEGIN { printf("hi\\n"); exit(); }'], capture_output=True,
                          text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "hi\n"  # -q: no "Attaching 1 probe..."
+    assert res.stdout == "hi\n\n\n"  # -q: no "Attaching 1 probe..." (the two blank lines at exit, as bpftrace)
     assert res.stderr.splitlines().count(NOTICE) == 1
     res = subprocess.run(RUN + ["-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
-    assert NOTICE not in res.stderr + res.stdout and res.stdout == "Attaching 1 probe...\n"
+    assert NOTICE not in res.stderr + res.stdout and res.stdout == "Attaching 1 probe...\n\n\n"
 
 
 def test_program_from_stdin():
     res = subprocess.run(RUN + ["-"], input='BEGIN { printf("from stdin\\n"); exit(); }', capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.endswith("from stdin\n")
+    assert res.stdout.endswith("from stdin\n\n\n")  # and the two blank lines at exit, as bpftrace
 
 
 def test_sigusr1_prints_the_maps_and_the_run_goes_on():
