@@ -11,6 +11,8 @@ the fd detaches, nothing is pinned):
 - ``profile``: one ``cpu-clock`` software event per online CPU at the frequency
   (``hz``) or period (``s``/``ms``/``us``); ``interval``: one such event on CPU 0;
   ``software``: the named software event per CPU every COUNT occurrences;
+- ``watchpoint``: a ``PERF_TYPE_BREAKPOINT`` event on the address (watch.py); a function
+  watchpoint's when its set-up uprobe sends the address (a ``watch`` record);
 - ``begin``/``end``: raw tracepoint programs run once with ``BPF_PROG_TEST_RUN`` in
   this process (BEGIN after everything is attached, END before the maps are read).
 
@@ -42,8 +44,9 @@ from .compiled import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction,
 from .layout import decode
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
+from .watch import Notice, Watches
 
-__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError", "default_buffer_mb"]
+__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "Notice", "read_map", "AttachError", "default_buffer_mb"]
 
 RINGBUF_SIZE = 1 << 22
 #: Records handed out by one poll() at most (see ProgramSession.poll).
@@ -141,6 +144,7 @@ class ProgramSession(Session):
         self._seen = 0  # records taken out of the ring (shown, or dropped as made after the stop)
         self._slow_fds = 0
         self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
+        self.watches = Watches(self._link, self._unlink, _online_cpus)
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -220,6 +224,8 @@ class ProgramSession(Session):
                 begin.append(fd)
             elif kind == "end":
                 self.end_progs.append(fd)
+            elif kind == "watchpoint" and cp.ap.target:
+                self.watches.wait(cp, fd)  # attached when its set-up probe sends the address
             elif i in carried:
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
@@ -437,6 +443,8 @@ class ProgramSession(Session):
                 attr = sc.software_attr(int(cfg), period=int(count) if count else default)
                 for c in _online_cpus():
                     self._perf(attr, prog, cpu=c)
+            elif kind == "watchpoint":
+                self.watches.attach(cp, prog, int((ap.watch or {}).get("addr", 0)))
             else:
                 raise AttachError(f"{cp.name}: {kind} probes are not supported by the BPF backend yet")
         except BPFError as e:
@@ -484,6 +492,13 @@ class ProgramSession(Session):
     def _link(self, fd: int) -> None:
         self.fds.append(fd)
         self._attach_fds.add(fd)
+
+    def _unlink(self, fd: int) -> None:
+        """Detach and close ``fd`` now (``unwatch``)."""
+        if fd in self._attach_fds:
+            self._attach_fds.discard(fd)
+            self.fds.remove(fd)
+            sc.close_fd(fd)
 
     def _perf(self, attr: Any, prog: int, pid: int = -1, cpu: int = 0) -> None:
         pfd = sc.perf_event_open(attr, pid=pid, cpu=cpu)
@@ -599,6 +614,10 @@ class ProgramSession(Session):
                 self.clear_map(spec, zero=k == "zero")
         elif k == "exit":
             out.append(ExitRequest())
+        elif k == "watch":
+            self.watches.arrived(int(act.extra.get("id", 0)), int(values[0]) & (2 ** 64 - 1), out)
+        elif k == "unwatch":
+            self.watches.unwatch(int(values[0]) & (2 ** 64 - 1))
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
