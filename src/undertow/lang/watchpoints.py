@@ -12,8 +12,6 @@ like any other) and says which binary and process a watchpoint is about.
 
 from __future__ import annotations
 
-import shutil
-import signal
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Optional, Tuple
@@ -31,6 +29,8 @@ def watch_target(pid: Optional[int], cpid: Optional[int], cmd: Optional[str]) ->
     looked up in ``PATH`` when it has no ``/``, as bpftrace names it) or ``-p``'s process
     (``/proc/PID/exe``); None without either."""
     if cpid and cmd:
+        import shutil  # imported on first use (start-up)
+
         return int(cpid), cmd if "/" in cmd else (shutil.which(cmd) or cmd)
     if pid:
         return int(pid), f"/proc/{int(pid)}/exe"
@@ -56,6 +56,8 @@ def setup_probe(probe: ir.Probe, ap: ir.AttachPoint, with_cpid: bool) -> ir.Prob
     with its ``id``): on ``ap.target`` of ``ap.obj``, in that process only (``with_cpid``:
     a filter ``pid == cpid``; with ``-p`` the program is already the process's), it stops the
     process unless the watchpoint is async, then records (id, argN) for user space."""
+    import signal  # imported on first use (start-up)
+
     w = ap.watch or {}
     up = ir.AttachPoint("uprobe", target=ap.target, obj=ap.obj, span=ap.span)
     acts: list = []

@@ -713,6 +713,7 @@ class ProgramSession(Session):
         for fd in reversed(self.fds):
             sc.close_fd(fd)  # the last reference only where no detached process took them
         self.fds.clear()
+        self.watches.release()  # after the set-up uprobes are off
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
         self._kprobe_defs.clear()

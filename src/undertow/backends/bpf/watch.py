@@ -108,7 +108,30 @@ class Watches:
                 except OSError:
                     pass  # it has ended meanwhile
 
+    def release(self) -> None:
+        """At the end: a process a set-up probe stopped whose record was never handled (the
+        run stopped first) is let go on; one not stopped is left alone."""
+        pids = {int(cp.ap.pid) for cp, _ in self.waiting.values()
+                if cp.ap.pid and not (cp.ap.watch or {}).get("async")}
+        for pid in pids:
+            if _stopped(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+
     def unwatch(self, addr: int) -> None:
         """Detach every watchpoint on ``addr`` (none: nothing happens, as in bpftrace)."""
         for fd in self.fds.pop(addr, []):
             self._disown(fd)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (``T`` in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    rest = stat.rpartition(b")")[2].split()
+    return bool(rest) and rest[0] == b"T"
