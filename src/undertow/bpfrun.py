@@ -100,10 +100,13 @@ class BpfRun:
             raise SourceError(f"{name}() runs or signals things outside the kernel", source=text, span=span,
                               origin=origin, hints=["allow it with --unsafe"])
 
-    def set_cpid(self, pid: int) -> None:
-        """``cpid``: the ``-c`` command's pid (forked before compiling; never cached)."""
+    def set_cpid(self, pid: int, cmd: str = "") -> None:
+        """``cpid``: the ``-c`` command's pid (forked before compiling; never cached);
+        ``cmd``: its program as written (the binary of a function watchpoint)."""
         if self.program is not None:
             self.program.settings["cpid"] = pid
+            if cmd:
+                self.program.settings["cmd_path"] = cmd
         self._key = None
         self.not_kept = "-c runs a command (its pid is compiled in)"
 
@@ -156,8 +159,10 @@ class BpfRun:
         return self.session
 
     def probe_count(self) -> int:
-        """Attached probes as bpftrace counts them (a merged uprobe wildcard: one per function)."""
-        return sum(len(getattr(cp.ap, "multi", None) or ()) or 1 for cp in self.compile().probes)
+        """Attached probes as bpftrace counts them (a merged uprobe wildcard: one per function;
+        a function watchpoint: its set-up uprobe only)."""
+        return sum(len(getattr(cp.ap, "multi", None) or ()) or 1 for cp in self.compile().probes
+                   if not (cp.ap.kind == "watchpoint" and cp.ap.target))
 
     def batches(self, *, duration: Optional[float] = None, drain: bool = False, poll_every: float = 0.05,
                 until: Optional[Callable[[], Optional[str]]] = None) -> Iterator[List[Any]]:

@@ -171,7 +171,7 @@ def _prepare(args: argparse.Namespace, ring: Any) -> int:
     child = _Child(args.cmd) if args.cmd else None
     try:
         if child is not None:
-            bpf.set_cpid(child.pid)
+            bpf.set_cpid(child.pid, child.name)
         return _run(args, bpf, out, json_mode, child, ring)
     finally:
         bpf.close()
@@ -322,7 +322,7 @@ def include_warnings(text: str, dirs: List[str], files: List[str]) -> List[str]:
 
 
 def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.Namespace) -> bool:
-    from ..backends.bpf.runtime import ExitRequest, MapPrint, Printed
+    from ..backends.bpf.runtime import ExitRequest, MapPrint, Notice, Printed
     from ..events import Event, Lost
 
     stop = False
@@ -345,6 +345,13 @@ def _emit(recs: List[Any], r: Any, out: TextIO, json_mode: bool, args: argparse.
             out.write(r.map(rec))
         elif isinstance(rec, ExitRequest):
             stop = True
+        elif isinstance(rec, Notice):
+            if json_mode:
+                import json
+
+                out.write(json.dumps({"type": "lost_events", "data": rec.text}) + "\n")
+            else:
+                out.write(rec.text + "\n")
         elif isinstance(rec, Lost):
             if json_mode:
                 out.write(f'{{"type": "lost_events", "data": {{"events": {rec.count}}}}}\n')

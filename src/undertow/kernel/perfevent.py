@@ -102,7 +102,7 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: 
         elif err == _errno.EINVAL:
             hints.append("the kernel does not accept this perf_event_attr (unknown type or field)")
         names = {int(PerfType.SOFTWARE): "software", int(PerfType.TRACEPOINT): "tracepoint",
-                 int(PerfType.HARDWARE): "hardware"}
+                 int(PerfType.HARDWARE): "hardware", int(PerfType.BREAKPOINT): "breakpoint"}
         what = names.get(int(attr.type), f"type {attr.type}")
         raise BPFError(f"perf_event_open({what} event) failed: {errno_name(err)}", errno=err,
                        hints=hints)

@@ -673,7 +673,7 @@ class ExprStmt(Action):
 PROBE_KINDS = (
     "kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "tp_btf", "fentry", "fexit",
     "uprobe", "uretprobe", "usdt", "profile", "interval", "software", "hardware",
-    "begin", "end",
+    "watchpoint", "begin", "end",
 )
 
 
@@ -691,11 +691,13 @@ class AttachPoint(Node):
     before fexit's return value), ``multi`` (a merged wildcard:
     ``[(target, file offset), ...]`` on one multi link) and ``usdt`` (a USDT location:
     the note's :class:`undertow.kernel.usdt.USDTProbe`, with its semaphore and argument
-    specs); else they are None.
+    specs); else they are None. ``watch``: a watchpoint's ``addr``, ``arg`` (None, or N of
+    FUNC+argN), ``len``, ``mode``, ``async`` and, once resolved, ``id`` (the number its
+    set-up uprobe sends with the address) - else None.
     """
 
     __slots__ = ("kind", "target", "offset", "path", "obj", "pid", "wildcard", "file_offset", "span",
-                 "nargs", "multi", "usdt")
+                 "nargs", "multi", "usdt", "watch")
 
     def __init__(self, kind: str, target: str = "", offset: int = 0, path: str = "", obj: str = "",
                  pid: Optional[int] = None, wildcard: bool = False, file_offset: Optional[int] = None,
@@ -712,6 +714,7 @@ class AttachPoint(Node):
         self.nargs: Optional[int] = None
         self.multi: Optional[List[Tuple[str, int]]] = None
         self.usdt: Any = None
+        self.watch: Optional[Dict[str, Any]] = None
 
     def describe(self) -> str:
         if self.kind in ("uprobe", "uretprobe", "usdt"):

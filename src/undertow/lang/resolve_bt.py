@@ -32,6 +32,7 @@ from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, Ty
 from . import ir
 from .attach import check_kprobes
 from .resolve_expr import ExprResolver, show
+from .watchpoints import WATCH_SETUP_CALL, setup_probe, watch_name, watch_target
 from .typeinfo import DeclTypes, FuncSig, LayeredTypes, TypeInfo
 from .types import (
     align_of, COMM, INET, S64, U8, U16, U32, U64, ArrayTy, BufTy, EnumTy, IntTy, OpaqueTy, PtrTy, RecordTy, StackTy,
@@ -63,6 +64,8 @@ def bt_probe_name(ap: ir.AttachPoint) -> str:
         return "BEGIN"
     if ap.kind == "end":
         return "END"
+    if ap.kind == "watchpoint":
+        return watch_name(ap)
     prefix = _TYPE_PREFIX.get(ap.kind, ap.kind)
     if ap.kind == "usdt":
         t = f"{ap.obj or ap.path}:{ap.target}"  # the file as written (or as -p found it)
@@ -160,6 +163,7 @@ class BtResolver(ExprResolver):
         self.map_keys: Dict[str, Tuple[Ty, ...]] = {}
         self.vars: Dict[str, Ty] = {}
         self.loop_depth = 0
+        self._watch_ids = 0  # function watchpoints numbered so far (lang/watchpoints.py)
 
     @property
     def types(self) -> TypeInfo:
@@ -185,6 +189,9 @@ class BtResolver(ExprResolver):
         for ap in probe.attach:
             first = len(out)
             expanded = self._expand_ap(probe, ap)
+            if ap.kind == "watchpoint":
+                out.extend(self._watchpoints(probe, expanded))
+                continue
             for one in expanded:
                 # a probe with one attach point is resolved in place (the deep copy of its
                 # IR cost ~0.4 ms per probe)
@@ -213,7 +220,48 @@ class BtResolver(ExprResolver):
                                           probe.span))
         return out
 
+    def _watchpoints(self, probe: ir.Probe, aps: List[ir.AttachPoint]) -> List[ir.Probe]:
+        """Each watchpoint's probe; a function watchpoint's set-up uprobe after it
+        (lang/watchpoints.py), numbered in the program's order."""
+        out: List[ir.Probe] = []
+        for one in aps:
+            p2 = probe if len(probe.attach) == 1 and len(aps) == 1 else _deepcopy(probe)
+            p2.attach = [one]
+            p2.name = bt_probe_name(one)
+            out.append(self._one(p2, one))
+            if one.target:
+                setup = setup_probe(probe, one, with_cpid=bool(self.program.setting("cpid")))
+                out.append(self._one(setup, setup.attach[0]))
+        return out
+
+    def _watch_expand(self, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
+        """A watchpoint's process (``ap.pid``) and, for FUNC+argN, its binary (``obj`` as
+        bpftrace names it, ``path``) and functions (a wildcard: one watchpoint each)."""
+        import copy  # imported on first use (start-up)
+
+        w = dict(ap.watch or {})
+        target = watch_target(self.pid, self.program.setting("cpid"), self.program.setting("cmd_path"))
+        if not ap.target:
+            ap.watch = w
+            ap.pid = target[0] if target else None
+            return [ap]
+        if target is None:
+            raise self.err(ResolveError, "-p PID or -c CMD required for watchpoint", ap.span,
+                           "the watchpoint is set in that process when it calls the function")
+        ap.pid, ap.obj = target
+        names = self._user_functions(ap) if ap.wildcard else [ap.target]
+        out = []
+        for n in names:
+            a2 = copy.copy(ap)
+            a2.target, a2.wildcard = n, False
+            a2.watch = dict(w, id=self._watch_ids)
+            self._watch_ids += 1
+            out.append(a2)
+        return out
+
     def _expand_ap(self, probe: ir.Probe, ap: ir.AttachPoint) -> List[ir.AttachPoint]:
+        if ap.kind == "watchpoint":
+            return self._watch_expand(ap)
         if ap.kind == "usdt":
             return self.expand_usdt(ap, self.pid)
         if not ap.wildcard:
@@ -985,7 +1033,8 @@ class BtResolver(ExprResolver):
             t = args[0].type
             target = t.target if isinstance(t, PtrTy) else IntTy(1, False, "u8")
             e.type = PtrTy(target, "user" if n == "uptr" else "kernel")
-        elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero", "debugf"):
+        elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero",
+                   "unwatch", WATCH_SETUP_CALL, "debugf"):
             e.type = VoidTy()
         else:
             raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)
@@ -1142,7 +1191,7 @@ def _stringish(t: Optional[Ty]) -> bool:
 
 #: functions whose arguments (by position) must be integers (or pointers)
 _INT_ARGS = {"ksym": (0,), "usym": (0,), "strerror": (0,), "bswap": (0,), "kptr": (0,), "uptr": (0,),
-             "strncmp": (2,), "cgroup_path": (0,)}
+             "strncmp": (2,), "cgroup_path": (0,), "unwatch": (0,)}
 
 #: what a printf conversion takes (bpftrace 0.17's printf_format_types): %s a string,
 #: %r a buffer, every other conversion an integer

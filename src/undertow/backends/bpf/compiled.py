@@ -29,7 +29,7 @@ MAP_ENTRIES = 4096
 PROG_TYPES = {
     "tracepoint": "TRACEPOINT", "raw_tracepoint": "RAW_TRACEPOINT", "kprobe": "KPROBE",
     "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "usdt": "KPROBE", "profile": "PERF_EVENT",
-    "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT",
+    "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT", "watchpoint": "PERF_EVENT",
     "begin": "RAW_TRACEPOINT", "end": "RAW_TRACEPOINT", "fentry": "TRACING", "fexit": "TRACING",
     "tp_btf": "TRACING",
 }
@@ -70,7 +70,8 @@ class MapSpec:
 class AsyncAction:
     """Work user space does when a record with this action's id arrives.
 
-    ``kind``: printf print clear zero exit time cat system join value emit; ``args``: the
+    ``kind``: printf print clear zero exit time cat system join value emit, watch (a
+    watchpoint's set-up probe: ``extra["id"]``, the address) and unwatch; ``args``: the
     (offset in the payload, layout) of each argument; ``size``: the payload's bytes after
     the header."""
 

@@ -11,6 +11,8 @@ the fd detaches, nothing is pinned):
 - ``profile``: one ``cpu-clock`` software event per online CPU at the frequency
   (``hz``) or period (``s``/``ms``/``us``); ``interval``: one such event on CPU 0;
   ``software``: the named software event per CPU every COUNT occurrences;
+- ``watchpoint``: a ``PERF_TYPE_BREAKPOINT`` event on the address (watch.py); a function
+  watchpoint's when its set-up uprobe sends the address (a ``watch`` record);
 - ``begin``/``end``: raw tracepoint programs run once with ``BPF_PROG_TEST_RUN`` in
   this process (BEGIN after everything is attached, END before the maps are read).
 
@@ -42,8 +44,9 @@ from .compiled import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction,
 from .layout import decode
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
+from .watch import Notice, Watches
 
-__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "read_map", "AttachError", "default_buffer_mb"]
+__all__ = ["ProgramSession", "Printed", "MapPrint", "ExitRequest", "Notice", "read_map", "AttachError", "default_buffer_mb"]
 
 RINGBUF_SIZE = 1 << 22
 #: Records handed out by one poll() at most (see ProgramSession.poll).
@@ -142,6 +145,7 @@ class ProgramSession(Session):
         self._slow_fds = 0
         self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
         self._exited = False  # exit()'s record read: later records are dropped (after_stop)
+        self.watches = Watches(self._link, self._unlink, _online_cpus)
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -221,6 +225,8 @@ class ProgramSession(Session):
                 begin.append(fd)
             elif kind == "end":
                 self.end_progs.append(fd)
+            elif kind == "watchpoint" and cp.ap.target:
+                self.watches.wait(cp, fd)  # attached when its set-up probe sends the address
             elif i in carried:
                 d, nr = carried[i]
                 tail.setdefault(d, {})[nr] = fd
@@ -438,6 +444,8 @@ class ProgramSession(Session):
                 attr = sc.software_attr(int(cfg), period=int(count) if count else default)
                 for c in _online_cpus():
                     self._perf(attr, prog, cpu=c)
+            elif kind == "watchpoint":
+                self.watches.attach(cp, prog, int((ap.watch or {}).get("addr", 0)))
             else:
                 raise AttachError(f"{cp.name}: {kind} probes are not supported by the BPF backend yet")
         except BPFError as e:
@@ -485,6 +493,13 @@ class ProgramSession(Session):
     def _link(self, fd: int) -> None:
         self.fds.append(fd)
         self._attach_fds.add(fd)
+
+    def _unlink(self, fd: int) -> None:
+        """Detach and close ``fd`` now (``unwatch``)."""
+        if fd in self._attach_fds:
+            self._attach_fds.discard(fd)
+            self.fds.remove(fd)
+            sc.close_fd(fd)
 
     def _perf(self, attr: Any, prog: int, pid: int = -1, cpu: int = 0) -> None:
         pfd = sc.perf_event_open(attr, pid=pid, cpu=cpu)
@@ -613,6 +628,10 @@ class ProgramSession(Session):
             # print/clear/zero done), until END runs
             self._exited = True
             out.append(ExitRequest())
+        elif k == "watch":
+            self.watches.arrived(int(act.extra.get("id", 0)), int(values[0]) & (2 ** 64 - 1), out)
+        elif k == "unwatch":
+            self.watches.unwatch(int(values[0]) & (2 ** 64 - 1))
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
@@ -729,6 +748,7 @@ class ProgramSession(Session):
         for fd in reversed(self.fds):
             sc.close_fd(fd)  # the last reference only where no detached process took them
         self.fds.clear()
+        self.watches.release()  # after the set-up uprobes are off
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
         self._kprobe_defs.clear()

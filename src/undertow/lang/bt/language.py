@@ -38,13 +38,14 @@ FUNCTIONS: Dict[str, Tuple[int, int]] = {
     "strcontains": (2, 2), "override": (1, 1), "sizeof": (1, 1), "offsetof": (2, 2),
     "print": (1, 3), "strftime": (2, 2), "path": (1, 1), "uptr": (1, 1), "kptr": (1, 1),
     "macaddr": (1, 1), "bswap": (1, 1), "cgroup_path": (1, 2), "strerror": (1, 1),
-    "delete": (1, 2), "clear": (1, 1), "zero": (1, 1), "len": (1, 1), "debugf": (1, 128),
+    "delete": (1, 2), "clear": (1, 1), "zero": (1, 1), "len": (1, 1), "unwatch": (1, 1),
+    "debugf": (1, 128),
 }
 FUNCTIONS.update(MAP_AGGREGATIONS)
 
 #: Functions that are statements: they have no value.
 VOID_FUNCTIONS = frozenset(("printf", "time", "join", "system", "exit", "cat", "signal", "override",
-                            "print", "delete", "clear", "zero", "debugf"))
+                            "print", "delete", "clear", "zero", "unwatch", "debugf"))
 
 #: Functions that need ``--unsafe`` in bpftrace (listed in ``Program.settings["unsafe_calls"]``).
 UNSAFE_FUNCTIONS = frozenset(("system", "signal", "override"))

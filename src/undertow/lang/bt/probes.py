@@ -17,6 +17,9 @@ A spec is the probe type (or its short alias), then ``:``-separated fields::
     interval:{hz|s|ms|us}:RATE        i:
     software:EVENT[:COUNT]            s:
     hardware:EVENT[:COUNT]            h:
+    watchpoint:ADDRESS:LEN:MODE       w:       (a hardware watchpoint: LEN 1 2 4 8, MODE of r w x)
+    watchpoint:FUNC+argN:LEN:MODE              (set when FUNC of the -p/-c process is called)
+    asyncwatchpoint:FUNC+argN:LEN:MODE aw:     (the same, the process not stopped meanwhile)
 
 A field may be quoted, as in bpftrace 0.17 (``uprobe:/bin/bash:"echo_builtin"+0``,
 ``usdt:PATH:test:"\\"probe1\\""``): the quotes go, a backslash escapes the next character.
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
 from ...errors import ParseError, Span, did_you_mean
 from .. import ir
 
-__all__ = ["PROBE_TYPES", "ALIASES", "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "parse_spec", "UNSUPPORTED_TYPES"]
+__all__ = ["PROBE_TYPES", "ALIASES", "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "parse_spec", "UNSUPPORTED_TYPES",
+           "INVALID_WATCH_MODES", "MAX_WATCH_ARG"]
 
 #: Full probe type -> IR attach kind.
 PROBE_TYPES: Dict[str, str] = {
@@ -47,6 +51,7 @@ PROBE_TYPES: Dict[str, str] = {
     "uprobe": "uprobe", "uretprobe": "uretprobe", "usdt": "usdt",
     "profile": "profile", "interval": "interval",
     "software": "software", "hardware": "hardware",
+    "watchpoint": "watchpoint", "asyncwatchpoint": "watchpoint",
 }
 
 #: Short alias -> full probe type (bpftrace's own aliases).
@@ -54,14 +59,11 @@ ALIASES: Dict[str, str] = {
     "t": "tracepoint", "rt": "rawtracepoint", "k": "kprobe", "kr": "kretprobe",
     "f": "kfunc", "fr": "kretfunc", "u": "uprobe", "ur": "uretprobe", "U": "usdt",
     "p": "profile", "i": "interval", "s": "software", "h": "hardware",
+    "w": "watchpoint", "aw": "asyncwatchpoint",
 }
 
 #: bpftrace probe types undertow does not attach (yet), with the reason.
 UNSUPPORTED_TYPES: Dict[str, str] = {
-    "watchpoint": "hardware watchpoints are not supported by undertow",
-    "asyncwatchpoint": "hardware watchpoints are not supported by undertow",
-    "w": "hardware watchpoints are not supported by undertow",
-    "aw": "hardware watchpoints are not supported by undertow",
     "iter": "BPF iterators are not supported by undertow",
     "it": "BPF iterators are not supported by undertow",
     "kfuncs": "not a bpftrace probe type",
@@ -185,6 +187,58 @@ def _split(spec: str, quoted: Optional[set] = None) -> List[Tuple[str, int]]:
         i += 1
     fields.append(("".join(cur), start))
     return fields
+
+
+#: Watchpoint modes x86's debug registers cannot watch (Intel SDM vol. 3, 17.2.4), as
+#: bpftrace 0.17 refuses them.
+INVALID_WATCH_MODES = ("r", "rx", "wx", "rwx")
+#: Function arguments a watchpoint may name (arg0..arg5: the registers of the x86-64 ABI).
+MAX_WATCH_ARG = 5
+
+
+def _watchpoint(c: "_Ctx", ap: ir.AttachPoint, full: str, rest: List[Tuple[str, int]], end: int) -> None:
+    """``watchpoint:ADDRESS:LEN:MODE`` or ``[async]watchpoint:FUNC+argN:LEN:MODE`` into
+    ``ap.watch`` (``addr``, ``arg``: None or N, ``len``, ``mode`` sorted, ``async``) and
+    ``ap.target`` (FUNC, "" for an address); bpftrace 0.17's checks and words."""
+    if len(rest) != 3:
+        raise c.err(f"{full} probe type requires 3 arguments", 0, end,
+                    (f"write {full}:ADDRESS:LEN:MODE or {full}:FUNCTION+argN:LEN:MODE",))
+    (where, woff), (size, soff), (mode, moff) = rest
+    arg: Optional[int] = None
+    addr = 0
+    if "+" not in where:
+        if full == "asyncwatchpoint":
+            raise c.err(f"{full} requires a function name", woff, woff + max(len(where), 1))
+        if not (_is_hex(where) or _all_in(where, _DEC)):
+            raise c.err(f"bad watchpoint address '{where}'", woff, woff + max(len(where), 1),
+                        ("an address (0x hex or decimal), or FUNCTION+argN",))
+        addr = int(where, 16) if _is_hex(where) else int(where)
+        if not addr:
+            raise c.err("watchpoint must be attached to a non-zero address", woff, woff + len(where))
+        if addr >= 1 << 64:
+            raise c.err(f"watchpoint address {where} is too large", woff, woff + len(where))
+    else:
+        func, _, argtext = where.partition("+")
+        if not _all_in(func, _FUNC) or "+" in argtext:
+            raise c.err("Invalid function/address argument", woff, woff + len(where))
+        at = woff + len(func) + 1
+        if len(argtext) <= 3 or not argtext.startswith("arg") or not _all_in(argtext[3:], _DEC):
+            raise c.err("Invalid function argument", at, at + max(len(argtext), 1), ("write FUNCTION+argN",))
+        arg = int(argtext[3:])
+        if arg > MAX_WATCH_ARG:
+            raise c.err(f"x86_64 doesn't support arg{arg}", at, at + len(argtext))
+        ap.target = func
+    if not _all_in(size, _DEC) or int(size) not in (1, 2, 4, 8):
+        raise c.err("watchpoint length must be one of (1,2,4,8)", soff, soff + max(len(size), 1))
+    if not mode or any(ch not in "rwx" for ch in mode):
+        raise c.err("watchpoint mode must be combination of (r,w,x)", moff, moff + max(len(mode), 1))
+    smode = "".join(sorted(mode))
+    if len(set(smode)) != len(smode):
+        raise c.err("watchpoint modes may not be duplicated", moff, moff + len(mode))
+    if smode in INVALID_WATCH_MODES:
+        raise c.err(f"invalid watchpoint mode: {smode}", moff, moff + len(mode),
+                    ("x86 watches w, rw or x",))
+    ap.watch = {"addr": addr, "arg": arg, "len": int(size), "mode": smode, "async": full == "asyncwatchpoint"}
 
 
 def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> Tuple[ir.AttachPoint, str]:
@@ -315,6 +369,8 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
                 raise c.err(f"{full} count must be a positive integer", coff, coff + len(cnt))
             count = str(int(cnt))
         ap.target = f"{table[ev]}:{count}" if count else table[ev]
+    elif kind == "watchpoint":
+        _watchpoint(c, ap, full, rest, len(spec))
     ap.wildcard = _wild(ap.target) or _wild(ap.obj) and kind == "usdt"
     name = f"{full}:" + ":".join(f for f, _ in rest)
     return ap, name

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from typing import Dict, List, Tuple
 
 from ....lang import ir
+from ....lang.watchpoints import WATCH_SETUP_CALL
 from .. import insn as I
+from ..compiled import AsyncAction
 from ..asm import Reg
 from ..layout import Slot, layout
 from .prologue import Prologue
@@ -136,6 +138,12 @@ class StmtGen(Prologue):
             self.exit_now(act)
         elif n == "debugf":
             self.debugf(e)
+        elif n == "unwatch":
+            self.async_record(AsyncAction("unwatch", self.pname, span=act.span), [e.args[0]])
+        elif n == WATCH_SETUP_CALL:
+            # a function watchpoint's set-up uprobe: (its number, the address) to user space
+            wid = int(e.args[0].value) if isinstance(e.args[0], ir.Const) else 0
+            self.async_record(AsyncAction("watch", self.pname, extra={"id": wid}, span=act.span), [e.args[1]])
         else:
             raise self.err(f"{n}() is not supported by the BPF backend yet", e)
 
