@@ -179,7 +179,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         # SIGINT/SIGTERM/SIGHUP become a stop request (undertow/stop.py): set-up steps and
         # read loops end cleanly, whatever moment the signal lands, and a run started with
         # SIGINT ignored (`cmd &` in a script) still stops on it
-        if not getattr(args, "attaches", True):
+        attaches = getattr(args, "attaches", True)
+        if not (attaches(args) if callable(attaches) else attaches):
             # list, doctor: nothing to remove, so SIGINT keeps its default action (end now,
             # quietly: set in main) rather than a flag a long listing would not look at
             return int(func(args) or 0)

@@ -191,7 +191,8 @@ def tool_dir(tool: str, base: str) -> str:
 _RESULT = re.compile(r"^\[\s*(OK|FAILED|TIMEOUT|SKIP)\s*\] (.*)$")
 
 
-def run_case(work: str, bindir: str, file: str, name: str, timeout: int) -> Dict[str, object]:
+def run_case(work: str, bindir: str, file: str, name: str, timeout: int,
+             hang_after: float = HANG_AFTER) -> Dict[str, object]:
     """One case through the engine: ``{"status", "seconds", "traceback", "output"}``."""
     env = dict(os.environ, BPFTRACE_RUNTIME_TEST_EXECUTABLE=bindir, PYTHONPATH=SRC,
                PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
@@ -204,7 +205,7 @@ def run_case(work: str, bindir: str, file: str, name: str, timeout: int) -> Dict
     try:
         # the engine's own limits: 5 s to attach, then TIMEOUT; it then SIGTERMs the tool and
         # waits for it without a limit (a tool that ignores SIGTERM would block it forever)
-        out, _ = p.communicate(timeout=5 + timeout + HANG_AFTER)
+        out, _ = p.communicate(timeout=5 + timeout + hang_after)
     except subprocess.TimeoutExpired:
         hang = True
         os.killpg(p.pid, signal.SIGKILL)
@@ -354,6 +355,8 @@ def main() -> int:
     ap.add_argument("--ci", action="store_true",
                     help="what CI runs: --check against tests/compat/expected-LABEL.json; bpftrace is run "
                          "only when that file was measured on another kernel release")
+    ap.add_argument("--hang-after", type=float, default=HANG_AFTER,
+                    help=f"seconds past a case's own timeout before it counts as a hang (default {HANG_AFTER})")
     ap.add_argument("--fetch-only", action="store_true",
                     help="fetch and unpack the suite (needs the network), print where, run nothing")
     a = ap.parse_args()
@@ -404,11 +407,12 @@ def main() -> int:
         key = f"{f}.{name}"
         row: Dict[str, object] = {}
         for t in tools:
-            row[t] = run_case(work, bindirs[t], f, name, int(timeout or 5))
+            row[t] = run_case(work, bindirs[t], f, name, int(timeout or 5), a.hang_after)
         out["cases"][key] = row  # type: ignore[index]
         if a.verbose:
-            print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(f"{t} {row[t]['status']}" for t in tools),
-                  flush=True)
+            print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(
+                f"{t} {row[t]['status']}" + (f" ({row[t]['reason']})" if row[t].get("reason") else "")
+                + f" {row[t]['seconds']} s" for t in tools), flush=True)
     out["seconds"] = round(time.monotonic() - t0)
     expected = _load(a.expected) if a.expected else None
     if expected and "bpftrace" not in tools and expected.get("kernel") == platform.release():

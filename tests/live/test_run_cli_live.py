@@ -115,3 +115,22 @@ def test_debugf_writes_to_the_kernels_trace_buffer():
     assert "The debugf() builtin is not recommended for production use" in res.stderr
     with open(trace, errors="replace") as f:
         assert any(f"bpf_trace_printk: {mark} a 1 10" in line for line in f)
+
+
+def test_a_listing_ends_at_once_on_sigterm():
+    """`run -l` creates nothing: a stop signal ends it at once, even while it is blocked
+    writing to a full pipe (bpftrace's suite stops `-lv "kfunc:*"` this way)."""
+    import signal
+
+    p = subprocess.Popen(RUN + ["-lv", "tracepoint:*"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.read(100)  # listing; the pipe then fills as nobody reads it
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -78,6 +78,12 @@ def test_enums_and_funcs(btf):
         ("o", "struct outer *"), ("n", "int"), ("s", "const char *")]
     assert btf.type_str(btf.func_proto("func_two").ret) == "s64"
     assert btf.find_id("func_one", "func") == btf.find("func_one", "func").id
+    # one pass over every function (list -lv) agrees with the lookups by name
+    by_name = btf.ids_by_name("func")
+    assert by_name["func_one"] == btf.find_id("func_one", "func")
+    assert set(by_name) == set(btf.names("func"))
+    sig2 = btf.func_proto_by_id(by_name["func_one"])
+    assert [(n, btf.type_str(t)) for n, t in sig2.params] == [(n, btf.type_str(t)) for n, t in sig.params]
     assert "func_one" in set(btf.names("func")) and "outer" in set(btf.names("struct"))
 
 

@@ -14,7 +14,7 @@ import fnmatch
 import sys
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import List, Optional, TextIO, Tuple
+    from typing import Dict, List, Optional, TextIO, Tuple
 
 from ..errors import UndertowError, UsageError
 from ..kernel import Kernel
@@ -252,18 +252,27 @@ def _list_functions(kernel: Kernel, kind: str, pat: str, verbose: bool, out: Tex
     if matched and source == "BTF" and not quiet:
         print("undertow list: available_filter_functions is not readable; listing BTF functions "
               "(some may be inlined or not traceable)", file=sys.stderr)
+    func_ids: Optional[Dict[str, int]] = None
+    if verbose and len(matched) > 100:
+        try:  # one pass over BTF instead of one search per function
+            func_ids = kernel.btf().ids_by_name("func")
+        except UndertowError:
+            func_ids = None
     for name in matched:
         out.write(f"{kind}:{name}\n")
         if verbose:
-            for line in _func_args(kernel, name, kind):
+            for line in _func_args(kernel, name, kind, func_ids):
                 out.write(f"    {line}\n")
     return len(matched)
 
 
-def _func_args(kernel: Kernel, name: str, kind: str) -> List[str]:
+def _func_args(kernel: Kernel, name: str, kind: str, func_ids: Optional[Dict[str, int]] = None) -> List[str]:
     try:
         btf = kernel.btf()
-        sig = btf.func_proto(name)
+        if func_ids is not None and name in func_ids:
+            sig = btf.func_proto_by_id(func_ids[name])
+        else:
+            sig = btf.func_proto(name)
     except UndertowError as e:
         return [f"(no BTF prototype: {e.message})"]
     lines = []

@@ -501,6 +501,25 @@ class BTF:
             seen.add(noff)
             yield self._str(noff)
 
+    def ids_by_name(self, kind: str) -> Dict[str, int]:
+        """``{name: id}`` of every type of ``kind`` (the first of a name), in one pass: for
+        callers that look up thousands of names (``-lv`` of every kernel function), where
+        :meth:`ids` (a scan of the string section per name) would be quadratic."""
+        out = self.base.ids_by_name(kind) if self.base is not None else {}
+        want = KIND_ID[kind]
+        for i, noff in enumerate(self._name_offs):
+            if noff and self._kind_of(self.first_id + i) == want:
+                out.setdefault(self._str(noff), self.first_id + i)
+        return out
+
+    def func_proto_by_id(self, func_id: int) -> FuncSignature:
+        """The prototype of the FUNC type ``func_id`` (see :meth:`func_proto`)."""
+        f = self.type_by_id(func_id)
+        proto = self.type_by_id(getattr(f, "type_id", 0))
+        if not isinstance(proto, FuncProto):
+            raise BTFError(f"function {f.name} has no prototype in BTF")
+        return FuncSignature(f.name, proto.ret, proto.params)
+
     def find(self, name: str, kind: Optional[str] = None) -> Type:
         """The type named ``name`` (of ``kind``); a complete struct wins over a ``fwd``."""
         if kind is not None and kind not in KIND_ID:
