@@ -48,3 +48,11 @@ def test_expected_files_keep_statuses_not_outputs(tmp_path):
     data = json.loads(path.read_text())
     assert data["cases"] == {"a.x": {"undertow": {"status": "PASS", "reason": ""}}}
     assert data["kernel"] == "6.18"
+
+
+def test_on_another_kernel_a_failure_counts_where_bpftrace_passes():
+    expected = _run({"a.x": _row("PASS"), "a.y": _row("PASS")})
+    out = _run({"a.x": _row("FAIL", "FAIL"), "a.y": _row("FAIL", "PASS")}, kernel="6.12")
+    assert suite.check(out, expected) == 1
+    out = _run({"a.x": _row("FAIL", "FAIL"), "a.y": _row("PASS")}, kernel="6.12")
+    assert suite.check(out, expected) == 0
