@@ -411,16 +411,20 @@ def main() -> int:
     out: Dict[str, object] = {"label": a.label, "kernel": platform.release(), "date": time.strftime("%Y-%m-%d"),
                               "tools": tools, "cases": {}}
     t0 = time.monotonic()
-    for i, (f, name, timeout) in enumerate(todo):
-        key = f"{f}.{name}"
-        row: Dict[str, object] = {}
-        for t in tools:
-            row[t] = run_case(work, bindirs[t], f, name, int(timeout or 5), a.hang_after)
-        out["cases"][key] = row  # type: ignore[index]
-        if a.verbose:
-            print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(
-                f"{t} {row[t]['status']}" + (f" ({row[t]['reason']})" if row[t].get("reason") else "")
-                + f" {row[t]['seconds']} s" for t in tools), flush=True)
+    kept = _global_state()
+    try:
+        for i, (f, name, timeout) in enumerate(todo):
+            key = f"{f}.{name}"
+            row: Dict[str, object] = {}
+            for t in tools:
+                row[t] = run_case(work, bindirs[t], f, name, int(timeout or 5), a.hang_after)
+            out["cases"][key] = row  # type: ignore[index]
+            if a.verbose:
+                print(f"[{i + 1}/{len(todo)}] {key}: " + ", ".join(
+                    f"{t} {row[t]['status']}" + (f" ({row[t]['reason']})" if row[t].get("reason") else "")
+                    + f" {row[t]['seconds']} s" for t in tools), flush=True)
+    finally:
+        _restore_global_state(kept)
     out["seconds"] = round(time.monotonic() - t0)
     expected = _load(a.expected) if a.expected else None
     if expected and "bpftrace" not in tools and expected.get("kernel") == platform.release():
@@ -450,6 +454,31 @@ def main() -> int:
     if a.check:
         return check(out, expected)
     return 0
+
+
+#: Global tracefs files the suite's cases change and do not put back: loading a program that
+#: calls bpf_trace_printk (bpftrace's debugf cases) enables this event for good.
+GLOBAL_FILES = ("/sys/kernel/tracing/events/bpf_trace/bpf_trace_printk/enable",)
+
+
+def _global_state() -> Dict[str, str]:
+    kept = {}
+    for path in GLOBAL_FILES:
+        try:
+            with open(path) as f:
+                kept[path] = f.read().strip()
+        except OSError:
+            pass
+    return kept
+
+
+def _restore_global_state(kept: Dict[str, str]) -> None:
+    for path, value in kept.items():
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            print(f"compat: cannot put {path} back to {value}: {e.strerror}", file=sys.stderr)
 
 
 def _load(path: Optional[str]) -> Optional[Dict[str, object]]:

@@ -118,13 +118,24 @@ def test_debugf_writes_to_the_kernels_trace_buffer():
     trace = "/sys/kernel/tracing/trace"
     if not os.path.exists(trace):
         pytest.skip("no tracefs at /sys/kernel/tracing")
+    # loading the program makes the kernel enable this global event; undertow turns it off
+    # again when it was off (the test puts it back itself if undertow did not)
+    enable = "/sys/kernel/tracing/events/bpf_trace/bpf_trace_printk/enable"
+    before = open(enable).read().strip() if os.path.exists(enable) else None
     mark = f"undertow-debugf-{os.getpid()}-{time.monotonic_ns()}"
-    res = subprocess.run(RUN + ["-e", f'i:ms:1 {{ debugf("{mark} %s %d %x", "a", 1, 16); exit(); }}'],
-                         capture_output=True, text=True, timeout=120)
+    try:
+        res = subprocess.run(RUN + ["-e", f'i:ms:1 {{ debugf("{mark} %s %d %x", "a", 1, 16); exit(); }}'],
+                             capture_output=True, text=True, timeout=120)
+        after = open(enable).read().strip() if before is not None else None
+    finally:
+        if before is not None:
+            with open(enable, "w") as f:
+                f.write(before)
     assert res.returncode == 0, res.stderr
     assert "The debugf() builtin is not recommended for production use" in res.stderr
     with open(trace, errors="replace") as f:
         assert any(f"bpf_trace_printk: {mark} a 1 10" in line for line in f)
+    assert after == before, f"bpf_trace_printk's global event left {after!r} (was {before!r})"
 
 
 def test_a_listing_ends_at_once_on_sigterm():

@@ -104,10 +104,13 @@ class CompiledProgram:
     compile_program was given, so a probe can be regenerated for a fallback attach kind
     (compiler.regenerate, which the runtime reaches through undertow.backends.bpf.regenerate)."""
 
-    __slots__ = ("probes", "maps", "actions", "uses_stacks", "start_ns", "options")
+    __slots__ = ("probes", "maps", "actions", "uses_stacks", "uses_trace_printk", "start_ns", "options")
 
     def __init__(self, probes: List[CompiledProbe], maps: Dict[str, MapSpec], actions: List[AsyncAction],
                  uses_stacks: bool = False, start_ns: int = 0, options: Optional[Dict[str, Any]] = None) -> None:
         self.probes, self.maps, self.actions = probes, maps, actions
         self.uses_stacks, self.start_ns = uses_stacks, start_ns
+        #: a program calls bpf_trace_printk (debugf()): loading it makes the kernel enable the
+        #: global bpf_trace/bpf_trace_printk event, which ProgramSession turns off again
+        self.uses_trace_printk = False
         self.options: Dict[str, Any] = {} if options is None else options

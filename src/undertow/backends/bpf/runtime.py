@@ -145,6 +145,7 @@ class ProgramSession(Session):
         self._slow_fds = 0
         self._cutoff = 0  # after stop_producing: records stamped later are dropped (after_stop)
         self._exited = False  # exit()'s record read: later records are dropped (after_stop)
+        self._printk_was_off = False  # close() turns bpf_trace_printk's global event off again
         self.watches = Watches(self._link, self._unlink, _online_cpus)
 
     @classmethod
@@ -168,6 +169,11 @@ class ProgramSession(Session):
         # do not and are recorded before they are written (_legacy_kprobe)
         check = stop.check
         check()
+        if getattr(self.c, "uses_trace_printk", False):  # (programs cached before it existed: False)
+            # loading a program that calls bpf_trace_printk enables the global instance's
+            # bpf_trace/bpf_trace_printk event and nothing disables it (kernel/trace/bpf_trace.c
+            # __set_printk_clr_event, since 5.9): noted before loading, put back by close()
+            self._printk_was_off = _read_event_enable(self.kernel, PRINTK_EVENT) == "0"
         sc.raise_memlock_rlimit()
         perf = self.c.options.get("output") == "perfbuf"
         if perf:
@@ -752,6 +758,12 @@ class ProgramSession(Session):
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
         self._kprobe_defs.clear()
+        if self._printk_was_off:
+            self._printk_was_off = False
+            try:
+                self.kernel.tracefs().write(PRINTK_EVENT, "0")
+            except (UndertowError, OSError):
+                pass  # tracefs gone or not writable: nothing else to do
         try:
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
@@ -762,6 +774,18 @@ class ProgramSession(Session):
 #: attachment (perf events of software events and uprobes, kprobes, fentry trampolines):
 #: _setup attaches them last to first (bpftrace 0.17 does the same: attach_reverse).
 _RUN_LAST_ATTACHED_FIRST = frozenset(("software", "uprobe", "uretprobe", "usdt", "kprobe", "fentry"))
+
+#: The event the kernel enables for bpf_trace_printk's lines (5.9+; absent before).
+PRINTK_EVENT = "events/bpf_trace/bpf_trace_printk/enable"
+
+
+def _read_event_enable(kernel: Any, relpath: str) -> str:
+    """An event's ``enable`` file ("0", "1", ...), or "" when it cannot be read."""
+    try:
+        return kernel.tracefs().read(relpath).strip()
+    except (UndertowError, OSError):
+        return ""
+
 
 #: Attachments whose close waits for an RCU grace period (perf events on tracepoints,
 #: kprobes, uprobes) that ProgramSession.close detaches itself; more are handed to a

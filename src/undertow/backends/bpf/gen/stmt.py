@@ -153,6 +153,7 @@ class StmtGen(Prologue):
         string on the stack, integers as 64-bit values; the line goes to the kernel's trace
         buffer (tracefs ``trace``/``trace_pipe``), not to this program's output."""
         a = self.a
+        self.out.uses_trace_printk = True
         mark = self.sp
         fmt = ir.Const(str(e.args[0].value))
         size = len(ir.text_bytes(str(e.args[0].value))) + 1
