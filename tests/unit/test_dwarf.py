@@ -82,10 +82,10 @@ def test_ir_types_from_dwarf():
 
 def test_list_parameters_as_bpftrace():
     assert param_lines(DW5, "fx_take")[:3] == ["int* n", "char c", "struct fx_rec* rec"]
-    from undertow.commands.list_user import list_user
+    from undertow.commands.list import list_pattern
 
     out = io.StringIO()
-    list_user("uprobe", f"{DW5}:main", None, out, verbose=True)
+    list_pattern(None, f"uprobe:{DW5}:main", True, out)
     assert out.getvalue() == f"uprobe:{DW5}:main\n    int argc\n    char** argv\n"
 
 

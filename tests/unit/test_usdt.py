@@ -157,16 +157,16 @@ def test_memory_and_index_operands():
 # ------------------------------------------------------------------ listing
 
 def test_list_usdt_and_uprobes_as_bpftrace():
-    from undertow.commands.list_user import list_user, list_user_wildcard
+    from undertow.commands.list import list_pattern
 
     out = io.StringIO()
-    assert list_user("usdt", f"{NOPIE}:*", None, out) == 2
+    assert list_pattern(None, f"usdt:{NOPIE}:*", False, out) == 2
     assert out.getvalue() == f"usdt:{NOPIE}:fixture:plain\nusdt:{NOPIE}:fixture:ready\n"
     out = io.StringIO()
-    list_user("uprobe", f"{NOPIE}:fixture_*", None, out)
+    list_pattern(None, f"uprobe:{NOPIE}:fixture_*", False, out)
     assert out.getvalue() == f"uprobe:{NOPIE}:fixture_helper\nuprobe:{NOPIE}:fixture_work\n"
     out = io.StringIO()
-    list_user_wildcard(f"*:{NOPIE}:*", None, out)
+    list_pattern(None, f"u*:{NOPIE}:*", False, out)  # a wildcard kind: uprobes and USDT
     lines = out.getvalue().splitlines()
     assert f"usdt:{NOPIE}:fixture:ready" in lines and f"uprobe:{NOPIE}:main" in lines
 

@@ -114,14 +114,14 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: 
     if pid:
         kind, rest = split_spec(pattern)
         if kind == "usdt":
-            from .list_user import list_user
+            from .list_user import list_usdt
 
-            return list_user("usdt", rest, pid, out)
+            return list_usdt(rest, pid, out)
         if kind is None:  # `-l -p PID`, `-l -p PID '*'`: every function and USDT marker of the process
-            from .list_user import list_user
+            from .list_user import list_usdt
 
             n = _list_uprobes("uprobe", f"*:{rest or '*'}", out, pid=pid, verbose=verbose)
-            return n + list_user("usdt", rest or "*", pid, out)
+            return n + list_usdt(rest or "*", pid, out)
         if kind not in ("uprobe", "uretprobe"):
             return list_pattern(kernel, pattern, verbose, out)
         return _list_uprobes(kind, rest if ":" in rest else f"*:{rest}", out, pid=pid, verbose=verbose)
@@ -153,9 +153,9 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
     if kind in ("uprobe", "uretprobe"):
         n += _list_uprobes(kind, rest, out, verbose=verbose)
     if kind == "usdt":
-        from .list_user import list_user
+        from .list_user import list_usdt
 
-        n += list_user("usdt", rest, None, out)
+        n += list_usdt(rest, None, out)
     return n
 
 

@@ -79,7 +79,7 @@ class _Buf:
     def uint(self, n: int) -> int:
         return int.from_bytes(self.take(n), "little" if self.e == "<" else "big")
 
-    def uleb(self) -> int:
+    def _leb(self, signed: bool) -> int:
         out = shift = 0
         while True:
             if self.pos >= self.end or shift > 70:
@@ -89,19 +89,13 @@ class _Buf:
             out |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
-                return out
+                return out - (1 << shift) if signed and b & 0x40 else out
+
+    def uleb(self) -> int:
+        return self._leb(False)
 
     def sleb(self) -> int:
-        out = shift = 0
-        while True:
-            if self.pos >= self.end or shift > 70:
-                raise ELFError("bad LEB128 number in DWARF data")
-            b = self.data[self.pos]
-            self.pos += 1
-            out |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return out - (1 << shift) if b & 0x40 else out
+        return self._leb(True)
 
     def cstr(self) -> str:
         i = self.data.find(b"\0", self.pos, self.end)

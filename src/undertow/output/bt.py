@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..lang.printf import conversions
-from .btjson import map_json, message, value_json
+from .btjson import c_div, map_json, message, value_json
 from .native import native_text, native_value
 from .values import escape
 
@@ -463,7 +463,7 @@ class BtRenderer:
                 c, avg, tot = val
                 lines.append(f"{name}: count {c}, average {avg}, total {tot}")
             elif agg in ("count", "sum", "min", "max", "avg") or (isinstance(val, int) and spec.value.kind == "int"):
-                lines.append(f"{name}: {_cdiv(val, div) if isinstance(val, int) else val}")
+                lines.append(f"{name}: {c_div(val, div) if isinstance(val, int) else val}")
             else:
                 lines.append(f"{name}: {self.show_slot(val, spec.value)}")
         stacky = spec.value.kind in ("kstack", "ustack")  # a stack ends with its own newline
@@ -520,14 +520,6 @@ def _key_bytes(key: Any, slot: Any) -> bytes:
     if isinstance(key, tuple):
         return b"".join(_key_bytes(x, slot) for x in key)
     return b""
-
-
-def _cdiv(v: int, div: int) -> int:
-    """C's integer division (towards zero), as bpftrace divides by ``print``'s ``div``."""
-    if div <= 1:
-        return v
-    q = abs(v) // div
-    return q if v >= 0 else -q
 
 
 def _errno(n: int) -> str:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
-__all__ = ["jstr", "message", "value_json", "map_json", "hist_json", "lhist_json"]
+__all__ = ["jstr", "message", "value_json", "map_json", "hist_json", "lhist_json", "c_div"]
 
 #: Slot kinds shown as integers (everything else is a quoted string or a container).
 _BARE = ("int",)
@@ -99,37 +99,41 @@ def _any_json(r: Any, v: Any, slot: Any) -> str:
 
 def hist_json(b: Dict[int, int], div: int = 1) -> str:
     """A log2 histogram's buckets, from the first used to the last (bpftrace's shape)."""
-    used = [i for i, c in b.items() if c]
-    if not used:
-        return "[]"
-    rows = []
-    for i in range(min(used), max(used) + 1):
+    def bounds(i: int) -> Tuple[Optional[int], Optional[int]]:
         if i == 0:
-            head = '"max": -1, '
-        elif i == 1:
-            head = '"min": 0, "max": 0, '
-        else:
-            head = f'"min": {1 << (i - 2)}, "max": {(1 << (i - 1)) - 1}, '
-        rows.append(f'{{{head}"count": {b.get(i, 0) // max(div, 1)}}}')
-    return "[" + ", ".join(rows) + "]"
+            return None, -1
+        if i == 1:
+            return 0, 0
+        return 1 << (i - 2), (1 << (i - 1)) - 1
+
+    return _buckets_json(b, bounds, max(div, 1))
 
 
 def lhist_json(b: Dict[int, int], lo: int, hi: int, step: int) -> str:
     """A linear histogram's buckets, from the first used to the last (no ``div``: bpftrace
     0.17 divides only log2 histograms)."""
     n = (hi - lo) // step
+
+    def bounds(i: int) -> Tuple[Optional[int], Optional[int]]:
+        if i == 0:
+            return None, lo - 1
+        if i == n + 1:
+            return hi, None
+        return (i - 1) * step + lo, i * step + lo - 1
+
+    return _buckets_json(b, bounds, 1)
+
+
+def _buckets_json(b: Dict[int, int], bounds: Callable[[int], Tuple[Optional[int], Optional[int]]],
+                  div: int) -> str:
     used = [i for i, c in b.items() if c]
     if not used:
         return "[]"
     rows = []
     for i in range(min(used), max(used) + 1):
-        if i == 0:
-            head = f'"max": {lo - 1}, '
-        elif i == n + 1:
-            head = f'"min": {hi}, '
-        else:
-            head = f'"min": {(i - 1) * step + lo}, "max": {i * step + lo - 1}, '
-        rows.append(f'{{{head}"count": {b.get(i, 0)}}}')
+        low, high = bounds(i)
+        head = (f'"min": {low}, ' if low is not None else "") + (f'"max": {high}, ' if high is not None else "")
+        rows.append(f'{{{head}"count": {b.get(i, 0) // div}}}')
     return "[" + ", ".join(rows) + "]"
 
 
@@ -149,9 +153,9 @@ def map_json(r: Any, spec: Any, entries: List[Tuple[tuple, Any]], div: int) -> s
         if agg == "stats":
             return f'{{"count": {val[0]}, "average": {val[1]}, "total": {val[2]}}}'
         if agg in ("count", "sum", "min", "max", "avg") and isinstance(val, int):
-            return str(_div(val, div))
+            return str(c_div(val, div))
         if isinstance(val, int) and spec.value.kind == "int":
-            return str(_div(val, div))
+            return str(c_div(val, div))
         return value_json(r, val, spec.value)
 
     name = jstr(spec.name)
@@ -162,7 +166,7 @@ def map_json(r: Any, spec: Any, entries: List[Tuple[tuple, Any]], div: int) -> s
     return f'{{"type": "{kind}", "data": {{{name}: {body}}}}}\n'
 
 
-def _div(v: int, div: int) -> int:
+def c_div(v: int, div: int) -> int:
     """C's division (towards zero), as bpftrace divides a value by ``print``'s ``div``."""
     if div <= 1:
         return v

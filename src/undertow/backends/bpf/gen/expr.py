@@ -11,7 +11,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Optional, Tuple
+    from typing import Any, Callable, Optional, Tuple
 
 from ....errors import UndertowError
 from ....lang import ir
@@ -90,14 +90,7 @@ class ExprGen(Prologue):
             return
         if isinstance(e, ir.Unary):
             if e.op == "!":
-                yes, no, end = self.label("ny"), self.label("nn"), self.label("ne")
-                self.cond(e.expr, yes, no)
-                a.label(yes)
-                a.mov64(I.R0, 0)
-                a.ja(end)
-                a.label(no)
-                a.mov64(I.R0, 1)
-                a.label(end)
+                self.branch_value(lambda yes, no: self.cond(e.expr, yes, no), 0, 1)
                 return
             self.scalar(e.expr)
             if e.op == "-":
@@ -312,25 +305,11 @@ class ExprGen(Prologue):
             a.endian(I.R0, 8 * (size if size in (2, 4, 8) else 8), big=True)
             return
         if n == "strncmp":
-            yes, no, end = self.label("sy"), self.label("sn"), self.label("se")
             lim = int(e.args[2].value) if isinstance(e.args[2], ir.Const) else 64
-            self.str_equal(e.args[0], e.args[1], yes, no, limit=lim)
-            a.label(yes)
-            a.mov64(I.R0, 0)
-            a.ja(end)
-            a.label(no)
-            a.mov64(I.R0, 1)
-            a.label(end)
+            self.branch_value(lambda yes, no: self.str_equal(e.args[0], e.args[1], yes, no, limit=lim), 0, 1)
             return
         if n == "strcontains":
-            yes, no, end = self.label("cy"), self.label("cn"), self.label("ce")
-            self.str_contains(e.args[0], e.args[1], yes, no)
-            a.label(yes)
-            a.mov64(I.R0, 1)
-            a.ja(end)
-            a.label(no)
-            a.mov64(I.R0, 0)
-            a.label(end)
+            self.branch_value(lambda yes, no: self.str_contains(e.args[0], e.args[1], yes, no), 1, 0)
             return
         raise self.err(f"{n}() is not supported by the BPF backend yet", e)
 
@@ -415,14 +394,18 @@ class ExprGen(Prologue):
         self.release(mark)
 
     def bool_value(self, e: ir.Expr) -> None:
+        self.branch_value(lambda yes, no: self.cond(e, yes, no), 1, 0)
+
+    def branch_value(self, branch: Callable[[str, str], None], if_yes: int, if_no: int) -> None:
+        """R0 = ``if_yes`` or ``if_no``, as ``branch(yes, no)`` jumps to one label or the other."""
         a = self.a
-        yes, no, end = self.label("by"), self.label("bn"), self.label("be")
-        self.cond(e, yes, no)
+        yes, no, end = self.label("vy"), self.label("vn"), self.label("ve")
+        branch(yes, no)
         a.label(yes)
-        a.mov64(I.R0, 1)
+        a.mov64(I.R0, if_yes)
         a.ja(end)
         a.label(no)
-        a.mov64(I.R0, 0)
+        a.mov64(I.R0, if_no)
         a.label(end)
 
     # -- conditions

@@ -266,15 +266,7 @@ class MapGen(Prologue):
         have, done = self.label("inch"), self.label("incd")
         self.lookup(mref, koff)
         a.jne(I.R0, 0, have)
-        zero = self.alloc(spec.value_size)
-        self.zero(I.FP, zero, spec.value_size)
-        a.ld_map_fd(I.R1, mref)
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, koff)
-        a.mov64(I.R3, Reg(I.FP))
-        a.add64(I.R3, zero)
-        a.mov64(I.R4, BPF_ANY)
-        a.call(I.Helper.map_update_elem)
+        self._insert_zeroed(spec, koff, BPF_ANY)
         self.lookup(mref, koff)
         a.jeq(I.R0, 0, done)
         a.label(have)
@@ -322,15 +314,7 @@ class MapGen(Prologue):
         have = self.label("have")
         self.lookup(mref, koff)
         a.jne(I.R0, 0, have)
-        zero = self.alloc(spec.value_size)
-        self.zero(I.FP, zero, spec.value_size)
-        a.ld_map_fd(I.R1, mref)
-        a.mov64(I.R2, Reg(I.FP))
-        a.add64(I.R2, koff)
-        a.mov64(I.R3, Reg(I.FP))
-        a.add64(I.R3, zero)
-        a.mov64(I.R4, BPF_NOEXIST)
-        a.call(I.Helper.map_update_elem)
+        self._insert_zeroed(spec, koff, BPF_NOEXIST)
         raced = self.label("raced")
         a.jsge(I.R0, 0, raced)
         a.jeq(I.R0, -17, raced)  # -EEXIST: another CPU created it first
@@ -339,6 +323,19 @@ class MapGen(Prologue):
         self.lookup(mref, koff)
         a.jeq(I.R0, 0, fail)
         a.label(have)
+
+    def _insert_zeroed(self, spec: MapSpec, koff: int, flags: int) -> None:
+        """map_update_elem(@m, key at ``koff``, a zeroed value, ``flags``); R0 = its result."""
+        a = self.a
+        zero = self.alloc(spec.value_size)
+        self.zero(I.FP, zero, spec.value_size)
+        a.ld_map_fd(I.R1, ("map", spec.name))
+        a.mov64(I.R2, Reg(I.FP))
+        a.add64(I.R2, koff)
+        a.mov64(I.R3, Reg(I.FP))
+        a.add64(I.R3, zero)
+        a.mov64(I.R4, flags)
+        a.call(I.Helper.map_update_elem)
 
     def log2_bucket(self) -> None:
         """R0 = bpftrace's log2 bucket of the signed value in R1: 0 (<0), 1 (0), 2 + floor(log2 v)."""
