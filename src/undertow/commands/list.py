@@ -60,14 +60,14 @@ def run(args: argparse.Namespace) -> int:
     n = list_pattern(kernel, args.pattern, verbose, out, pid=getattr(args, "pid", None))
     if n == 0:
         raise UndertowError(f"nothing matches {args.pattern!r}",
-                            hints=["patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, "
-                                   "uprobe:PATH:SYMBOL or 'struct NAME'; * and ? are wildcards"])
+                            hints=[PATTERN_HINT])
     return 0
 
 
-#: The kinds a wildcard kind (``*ware:*``, ``*:./prog:*``) is matched against, by their long names.
-LISTED_KINDS = ("tracepoint", "rawtracepoint", "kprobe", "kretprobe", "fentry", "fexit", "uprobe", "uretprobe",
-                "software", "hardware")
+#: What a listing pattern looks like (the hint of an error).
+PATTERN_HINT = ("patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, uprobe:PATH:SYMBOL, "
+                "usdt:PATH:[PROVIDER:]NAME, software:EVENT or 'struct NAME'; * and ? are wildcards")
+
 #: Characters a listing pattern may hold (names, paths, wildcards, 'struct NAME').
 _PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.*?:/+@$[]!,~ ")
 
@@ -78,8 +78,7 @@ def check_pattern(pattern: str) -> None:
         if ch not in _PATTERN_CHARS:
             shown = ch if ch.isprintable() else f"\\x{ord(ch) & 0xFF:02x}"
             raise UsageError(f"invalid character '{shown}' in {pattern!r}",
-                             hints=["patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, "
-                                    "uprobe:PATH:SYMBOL or 'struct NAME'; * and ? are wildcards"])
+                             hints=[PATTERN_HINT])
 
 
 def wildcard_kinds(head: str) -> List[str]:
@@ -103,7 +102,8 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
         if head and not head.startswith("/") and "*" not in head and "?" not in head:
             raise UsageError(f"unknown probe kind {head!r} in {pattern!r}",
                              hints=["kinds: tracepoint (t), rawtracepoint, kprobe (k), kretprobe, "
-                                    "fentry (kfunc), fexit, uprobe (u), uretprobe; or 'struct NAME'"])
+                                    "fentry (kfunc), fexit, uprobe (u), uretprobe, usdt (U), software (s), "
+                                    "hardware (h); or 'struct NAME'"])
     return None, p
 
 
