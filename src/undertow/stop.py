@@ -32,7 +32,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterator, List
 
-__all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "stopped_at_ns",
+__all__ = ["Interrupted", "handling", "requested", "check", "request", "wakeup_fd", "drain_wakeup", "stopped_at_ns",
            "listen", "alarm", "cancel_alarm", "STOP_SIGNALS"]
 
 #: The signals that ask undertow to stop (and clean up) rather than die.
@@ -219,8 +219,22 @@ def cancel_alarm() -> None:
 def wakeup_fd() -> int:
     """A file descriptor that becomes readable when a stop is requested (-1 outside
     :func:`handling`). Register it with ``select.poll``/``epoll`` beside the data fds;
-    never read from it (the flag, not the byte, is the truth)."""
+    never read from it (the flag, not the byte, is the truth): call :func:`drain_wakeup`."""
     return _pipe[0]
+
+
+def drain_wakeup() -> None:
+    """Empty the wake-up pipe when no stop was requested. The interpreter writes a byte
+    there for every signal that has a Python handler (set_wakeup_fd), not only ours: after
+    a SIGUSR1 (`run` prints the maps) the pipe would stay readable and a loop waiting on it
+    would spin. Event loops call this each turn; a stop's byte is kept."""
+    if _signum or _pipe[0] < 0:
+        return
+    try:
+        while os.read(_pipe[0], 4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
 
 
 def reset() -> None:

@@ -207,6 +207,8 @@ def test_pitfall_own_pid_is_excluded_and_unreachable_code_pruned():
     c = compile_bt("tracepoint:syscalls:sys_enter_openat { exit(); @never = count(); }", self_pid=999)
     t = listing(c)
     assert "if r0 == 0x3e7 goto" in t
+    # an interval's tick runs whatever task it interrupts, this process included
+    assert "if r0 == 0x3e7 goto" not in listing(compile_bt("interval:s:1 { exit(); }", self_pid=999))
     a = Asm()
     a.mov64(I.R0, 0).exit_()
     a.mov64(I.R1, 1).exit_()                              # dead: would be "unreachable insn"

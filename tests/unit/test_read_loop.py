@@ -238,3 +238,20 @@ def test_a_fast_consumer_reaches_large_batches(monkeypatch):
         if len(sizes) == 12:
             loop.finish("count")
     assert max(sizes) == loop_mod.MAX_BATCH, sizes
+
+
+def test_another_signals_wakeup_byte_is_drained_a_stops_is_kept():
+    """set_wakeup_fd writes a byte for every signal with a Python handler (SIGUSR1: `run`
+    prints the maps); left there, a loop waiting on the pipe would spin."""
+    old = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        with stop.handling():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert select.select([stop.wakeup_fd()], [], [], 0)[0]
+            stop.drain_wakeup()
+            assert not select.select([stop.wakeup_fd()], [], [], 0)[0]
+            os.kill(os.getpid(), signal.SIGTERM)
+            stop.drain_wakeup()
+            assert select.select([stop.wakeup_fd()], [], [], 0)[0] and stop.requested() == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGUSR1, old)

@@ -128,6 +128,7 @@ class ReadLoop:
                     self.stopped_by = "duration" if sig == signal.SIGALRM else "signal"
                     at = stop.stopped_at_ns() or time.monotonic_ns()
                     break
+                stop.drain_wakeup()  # a byte of another signal (SIGUSR1) would keep the wait from waiting
                 if self.until is not None:
                     why = self.until()
                     if why:

@@ -34,10 +34,13 @@ class Prologue(Frame):
         if self.program.setting("helper_check", 0):
             a.mov64(I.R7, 0)  # -k: helper-error records save R7 (records.check_helper)
         host = self.ap.kind in ("begin", "end")
-        if not host and (self.self_pid is not None or self.pid is not None):
+        # an interval's tick is not an event of the task it interrupts: skipping it when that
+        # task is this process would drop the tick (a busy reader never saw interval's exit())
+        self_skip = self.self_pid is not None and self.ap.kind != "interval"
+        if not host and (self_skip or self.pid is not None):
             a.call(I.Helper.get_current_pid_tgid)
             a.rsh64(I.R0, 32)
-            if self.self_pid is not None:  # the loading process's pid, patched at load
+            if self_skip:  # the loading process's pid, patched at load
                 a.jeq(I.R0, self.self_pid, "exit").value_ref("self_pid")
             if self.pid is not None:
                 a.jne(I.R0, self.pid, "exit")
