@@ -35,14 +35,12 @@ def test_program_from_stdin():
 
 
 #: Found by the lab on Debian's 6.1 (2026-12-07), not understood yet: a -k helper error record
-#: is never shown (the same program shows it on 6.12 and on this host: the generated code is
-#: identical, `run -d`), and a run told SIGUSR1 under -f json did not end with its interval's
-#: exit() within 120 s. Expected failures there, strict: they report when fixed.
+#: is never shown there (the same program shows it on 6.12 and on this host: the generated code
+#: is identical, `run -d`). An expected failure there, strict: it reports when fixed.
 KNOWN_ON_6_1 = pytest.mark.xfail(os.uname().release.startswith("6.1."), strict=True,
                                  reason="open on Linux 6.1: see the comment above KNOWN_ON_6_1 (issue 16)")
 
 
-@KNOWN_ON_6_1
 def test_sigusr1_prints_the_maps_and_the_run_goes_on():
     env = dict(os.environ, **{NOTICE: "1"})
     p = subprocess.Popen(RUN + ["-f", "json", "-e", "BEGIN { @scalar = 5; } interval:s:3 { exit(); }"],
