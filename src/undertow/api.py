@@ -94,13 +94,24 @@ class Tracer:
         candidates = backend_by_name(backend)
         if offline:
             # -S: compile for the first backend that can express the program,
-            # whether or not this kernel could attach it.
-            self.backend = candidates[0]
+            # whether or not this kernel could attach it (the first one's error if none can).
+            first: Optional[UndertowError] = None
+            for b in candidates:
+                try:
+                    self.plan: Plan = b.compile(program, self.kernel, arch=arch)
+                except UndertowError as e:
+                    first = first or e
+                    continue
+                self.backend = b
+                break
+            else:
+                assert first is not None
+                raise first
         else:
             from .backends.base import choose
 
             self.backend = choose(candidates, program, self.kernel)
-        self.plan: Plan = self.backend.compile(program, self.kernel, arch=arch)
+            self.plan = self.backend.compile(program, self.kernel, arch=arch)
 
     # -- showing
     def show(self) -> str:

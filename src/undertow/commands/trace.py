@@ -71,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count,
                    drain=args.drain)
+    if tracer.program.warnings:
+        from ..bpfrun import warning_lines
+
+        for line in warning_lines(tracer.program.warnings, "undertow trace"):
+            print(line, file=sys.stderr)
     if args.verbose:
         print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
     if args.show:

@@ -315,9 +315,13 @@ class SkbHeader(Expr):
     (``l2``/``l3``/``l4``; None when omitted): surftrace's marker says where
     skb->data points; resolve sets ``layer`` from the header type. ``type_span``
     (probe lines) is where the type is written.
+
+    Resolve fills ``addr``: the header's address as ordinary IR (``skb->data``, plus
+    the lengths of the headers between the marker's layer and the header's, read from
+    those headers), which every backend compiles with its usual means.
     """
 
-    __slots__ = ("skb", "layer", "type_text", "marker", "type_span")
+    __slots__ = ("skb", "layer", "type_text", "marker", "type_span", "addr")
 
     def __init__(self, skb: Optional[Expr] = None, layer: str = "l3", type_text: str = "",
                  marker: Optional[str] = None) -> None:
@@ -326,10 +330,11 @@ class SkbHeader(Expr):
         self.type_text = type_text
         self.marker = marker
         self.type_span: Optional[Span] = None
+        self.addr: Optional[Expr] = None
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
-        return (self.skb,)
+        return (self.skb,) if self.addr is None else (self.addr,)
 
 
 class Payload(Expr):
@@ -337,19 +342,21 @@ class Payload(Expr):
 
     ``header`` is a :class:`SkbHeader` (possibly through members); ``elem_size`` is
     1, 2, 4 or 8; ``index`` the element. The header length is the real one
-    (IPv4 IHL, TCP doff) when the header type says so.
+    (IPv4 IHL, TCP doff) when the header type says so. Resolve fills ``addr``: the
+    element's address as ordinary IR (a pointer to the element's type).
     """
 
-    __slots__ = ("header", "elem_size", "index")
+    __slots__ = ("header", "elem_size", "index", "addr")
 
     def __init__(self, header: Optional[Expr] = None, elem_size: int = 1, index: Optional[Expr] = None) -> None:
         self.header = _zero(header)
         self.elem_size = elem_size
         self.index = _zero(index)
+        self.addr: Optional[Expr] = None
         self.span = self.type = None
 
     def children(self) -> Sequence[Expr]:
-        return (self.header, self.index)
+        return (self.header, self.index) if self.addr is None else (self.addr,)
 
 
 class Unary(Expr):

@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+    from typing import Dict, List, Optional, Set, Tuple
 
 from ..errors import ResolveError, TypeCheckError, did_you_mean
-from . import ir
+from ..kernel.clone_protos import CLONE_PROTOTYPES, base_name, clone_param
+from . import ir, skbview
 from .attach import check_kprobes
 from .resolve_expr import ExprResolver, show
 from .typeinfo import SKB_HEADERS, TypeInfo, default_format, split_type_text
@@ -47,6 +48,8 @@ class LineResolver(ExprResolver):
         super().__init__(kernel, arch, strict, types)
         #: the line's fields by name (``NAME=EXPR``), which its filter may name
         self.defined: Dict[str, ir.EmitField] = {}
+        #: (probe, argument) whose type came from kernel/clone_protos.py and was said
+        self._clone_said: Set[Tuple[int, int]] = set()
 
     # -- probes
     def probe(self, probe: ir.Probe) -> List[ir.Probe]:
@@ -161,17 +164,8 @@ class LineResolver(ExprResolver):
 
     def _e_SkbHeader(self, e: ir.SkbHeader) -> ir.Expr:
         e.skb = self.expr(e.skb)
-        st = e.skb.type
         type_span = getattr(e, "type_span", None) or e.span
-        ok_skb = (isinstance(st, PtrTy) and isinstance(st.target, RecordTy) and st.target.name == "sk_buff") or \
-                 (isinstance(st, IntTy) and st.size == 8 and not st.big_endian and isinstance(
-                     e.skb, (ir.Arg, ir.Register)) and self.sig is None)
-        if not ok_skb:
-            hint = ""
-            if isinstance(st, PtrTy) and isinstance(st.target, PtrTy):
-                hint = f"{show(e.skb)} is {st}: pass the sk_buff pointer itself"
-            raise self.err(TypeCheckError, f"a header view needs a struct sk_buff *, but {show(e.skb)} is {st}",
-                           e.skb.span, hint or "e.g. @(struct iphdr *)l3%0 where %0 is the sk_buff")
+        skb = self._skb_pointer(e)
         words, stars, _ = split_type_text(e.type_text)
         hname = words[-1] if words else ""
         if len(words) != 2 or words[0] != "struct" or hname not in SKB_HEADERS:
@@ -186,14 +180,66 @@ class LineResolver(ExprResolver):
                            f"struct {hname} is a layer-{layer[1]} header; it cannot be read at {marker}",
                            type_span, f"write @(struct {hname} *){layer}...")
         e.layer = layer
-        e.type = self._parse_type(e.type_text, type_span)
+        span = e.span
+
+        def data() -> ir.Expr:
+            return ir.Cast("u64", ir.Member(ir.clone(skb), "data", arrow=True).at(span)).at(span)
+
+        e.addr = self.expr(ir.Cast(e.type_text, skbview.header_addr(data, marker or "l3", layer, span)).at(span))
+        e.type = e.addr.type
         return e
+
+    def _skb_pointer(self, e: ir.SkbHeader) -> ir.Expr:
+        """``e.skb`` (resolved) as a ``struct sk_buff *``: through one dereference when it is
+        a ``struct sk_buff **`` (``__netif_receive_skb_core(struct sk_buff **pskb, ...)``
+        since 5.7), cast when it has no type (a function BTF does not describe)."""
+        st, span = e.skb.type, e.skb.span
+
+        def is_skb(t: Optional[Ty]) -> bool:
+            return isinstance(t, PtrTy) and isinstance(t.target, RecordTy) and t.target.name == "sk_buff"
+
+        if is_skb(st):
+            return e.skb
+        if isinstance(st, PtrTy) and is_skb(st.target):
+            return self.expr(ir.Deref(e.skb).at(span))
+        untyped = isinstance(st, IntTy) and st.size == 8 and not st.big_endian and \
+            isinstance(e.skb, (ir.Arg, ir.Register)) and self.sig is None
+        if not untyped:
+            raise self.err(TypeCheckError, f"a header view needs a struct sk_buff *, but {show(e.skb)} is {st}",
+                           e.skb.span, "e.g. @(struct iphdr *)l3%0 where %0 is the sk_buff")
+        ap = self.ap
+        known = clone_param(ap.target, e.skb.index) if isinstance(e.skb, ir.Arg) and ap is not None and \
+            ap.kind == "kprobe" and e.skb.index is not None else None
+        if known == "struct sk_buff **":
+            if (id(self.probe_), e.skb.index) in self._clone_said:
+                return self.expr(ir.Deref(ir.Cast("struct sk_buff **", e.skb).at(span)).at(span))
+            self._clone_said.add((id(self.probe_), e.skb.index))
+            self.warnings.append(self.err(
+                TypeCheckError, f"{show(e.skb)} is taken as struct sk_buff ** (BTF does not describe "
+                f"{ap.target}; undertow's table of compiler clones says so for Linux "
+                f"{'.'.join(map(str, CLONE_PROTOTYPES[base_name(ap.target)][0]))}+)", e.skb.span))
+            return self.expr(ir.Deref(ir.Cast("struct sk_buff **", e.skb).at(span)).at(span))
+        return self.expr(ir.Cast("struct sk_buff *", e.skb).at(span))
 
     def _e_Payload(self, e: ir.Payload) -> ir.Expr:
         e.header = self.expr(e.header)
         e.index = self.expr(e.index)
         if not isinstance(e.index, ir.Const) or not isinstance(e.index.value, int) or e.index.value < 0:
             raise self.err(TypeCheckError, "a payload index must be a non-negative constant", e.index.span)
+        hdr = e.header
+        while isinstance(hdr, ir.Cast):
+            hdr = hdr.expr
+        if not isinstance(hdr, ir.SkbHeader) or hdr.addr is None:
+            raise self.err(TypeCheckError, "a payload view follows a header view: @(struct udphdr *)l4%0->sdata[0]",
+                           e.span)
+        hname = split_type_text(hdr.type_text)[0][-1]
+        base = hdr.addr
+        span = e.span
+
+        def start() -> ir.Expr:
+            return ir.Cast("u64", ir.clone(base)).at(span)
+
+        e.addr = self.expr(skbview.payload_addr(hname, start, e.elem_size, e.index.value, span))
         e.type = int_ty(e.elem_size, False)
         return e
 

@@ -257,7 +257,32 @@ class FetchCompiler:
             return _deref(loc, off)
         if isinstance(e, ir.Builtin) and e.name == "comm":
             return "$comm"
+        if isinstance(e, ir.SkbHeader) and e.addr is not None:
+            fetch, off = self.pointer_plus(e.addr, e)
+            if off:
+                raise _view_unsupported(e)
+            return fetch
         raise FtraceUnsupported(f"ftrace cannot compute {_describe(e)}", e.span)
+
+    def pointer_plus(self, e: ir.Expr, view: ir.Expr) -> Tuple[str, int]:
+        """``(fetch, off)`` for an address that is a fetched value plus constants (casts
+        and ``+ CONST`` peeled off): what a header or payload view (``view``) resolved to
+        when the headers before it have fixed lengths (lang/skbview.py)."""
+        off = 0
+        while True:
+            if isinstance(e, ir.Cast):
+                e = e.expr
+            elif isinstance(e, ir.SkbHeader) and e.addr is not None:
+                e = e.addr
+            elif isinstance(e, ir.Binary) and e.op == "+" and isinstance(e.right, ir.Const) \
+                    and isinstance(e.right.value, int):
+                off += e.right.value
+                e = e.left
+            else:
+                break
+        if isinstance(e, (ir.Binary, ir.Ternary)):
+            raise _view_unsupported(view)
+        return self.value(e), off
 
     def location(self, e: ir.Expr) -> Tuple[str, int]:
         """``(fetch, off)`` such that ``e`` lives at memory address value(fetch) + off."""
@@ -282,13 +307,23 @@ class FetchCompiler:
             return self.value(e.expr), 0
         if isinstance(e, ir.Cast):
             return self.location(e.expr)
-        if isinstance(e, ir.Payload):
-            raise FtraceUnsupported("payload views need the header length: ftrace cannot compute it", e.span)
+        if isinstance(e, ir.Payload) and e.addr is not None:
+            return self.pointer_plus(e.addr, e)
         if isinstance(e, ir.SkbHeader):
-            raise FtraceUnsupported(
-                "ftrace cannot locate a header from skb->head + offset (no arithmetic on fetched values)",
-                e.span, ("run it with --backend bpf",))
+            raise FtraceUnsupported("a header view is an address, not a value in memory", e.span)
         raise FtraceUnsupported(f"{_describe(e)} is not in memory", e.span)
+
+
+def _view_unsupported(view: ir.Expr) -> FtraceUnsupported:
+    """Why kprobe_events cannot fetch a header or payload view: its address needs a length
+    read from the packet (IPv4 IHL, TCP data offset, VLAN tags), and fetch arguments cannot
+    add fetched values (Documentation/trace/kprobetrace.rst, FETCHARGS)."""
+    what = "this payload view" if isinstance(view, ir.Payload) else "this header"
+    return FtraceUnsupported(
+        f"ftrace cannot locate {what}: its address depends on a header length read from the packet, "
+        "and kprobe_events cannot add fetched values", view.span,
+        ("the BPF backend can (--backend auto picks it)",
+         "a header at the layer skb->data points at (the marker: l2, l3, l4) needs no length"))
 
 
 def _needs_memory(e: ir.Expr) -> bool:

@@ -126,6 +126,12 @@ class ExprGen(Prologue):
         if isinstance(e, ir.Symbol) and e.address is not None:
             a.mov_imm(I.R0, e.address)
             return
+        if isinstance(e, ir.SkbHeader) and e.addr is not None:
+            return self.scalar(e.addr)  # the header's address (lang/skbview.py)
+        if isinstance(e, ir.Payload) and e.addr is not None:
+            self.scalar(e.addr)
+            self.read_scalar("kernel", e.elem_size, False, span=e.span)
+            return
         raise self.err(f"{type(e).__name__.lower()} is not supported by the BPF backend yet", e)
 
     def builtin(self, e: ir.Builtin) -> None:
