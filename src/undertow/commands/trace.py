@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count,
                    drain=args.drain)
+    for line in diagnostic_lines(tracer.program.warnings, bool(args.verbose)):
+        print(line, file=sys.stderr)
     if args.verbose:
         print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
     if args.show:
@@ -128,3 +130,20 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(summary(tracer.stats, shown))
     return 0
+
+
+def diagnostic_lines(warnings: "List[Any]", verbose: bool, who: str = "undertow trace") -> "List[str]":
+    """The resolver's warnings and notes (``severity == "note"``: what undertow chose for
+    the user, e.g. a compiler-made copy of a function) as stderr text: a warning with
+    its place and caret; a note in one line (``verbose``: with its place and caret too)."""
+    from ..errors import SourceError, render_caret
+
+    out = []
+    for w in warnings:
+        kind = getattr(w, "severity", "warning")
+        located = isinstance(w, SourceError) and w.span is not None and w.source
+        if located and (kind != "note" or verbose):
+            out.append(f"{who}: " + render_caret(w.source, w.span, f"{kind}: {w.message}", w.hints, w.origin))
+        else:
+            out.append(f"{who}: {kind}: {getattr(w, 'message', w)}")
+    return out
