@@ -88,7 +88,9 @@ class LineResolver(ExprResolver):
                     f.expr = self._unwrap_scalar(self.expr(f.expr))
                     self._check_emittable(f)
                     if f.fmt is None:
-                        f.fmt = default_format(f.name, f.expr.type)
+                        # a register or an untyped argument/return value is shown in hex,
+                        # as kprobe_events shows a fetch argument without a type (x64)
+                        f.fmt = "x" if self._raw_value(f.expr) else default_format(f.name, f.expr.type)
                     else:
                         self._check_fmt(f)
                     self.defined[f.name] = f
@@ -155,6 +157,12 @@ class LineResolver(ExprResolver):
             return ks if ks.text.strip() else None
         except (UndertowError, OSError, AttributeError):
             return None
+
+    def _raw_value(self, e: ir.Expr) -> bool:
+        """A register, or an argument/return value no prototype types (``%0`` of a function
+        BTF does not describe, a uprobe's ``$retval``)."""
+        return isinstance(e, ir.Register) or (isinstance(e, (ir.Arg, ir.Retval)) and self.sig is None
+                                              and e.type == U64)
 
     def untyped_hint(self) -> str:
         if self.copy_of and self.ap is not None:
