@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+    from typing import Dict, List, Optional, Set
 
 from ..errors import ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
@@ -50,6 +50,7 @@ class LineResolver(ExprResolver):
         self.defined: Dict[str, ir.EmitField] = {}
         #: the function the probe's target is a compiler-made copy of ("": none)
         self.copy_of = ""
+        self._warned_sysctls: Set[str] = set()
 
     # -- probes
     def probe(self, probe: ir.Probe) -> List[ir.Probe]:
@@ -80,6 +81,7 @@ class LineResolver(ExprResolver):
             self.sig = None if copy_of else self.types.func(ap.target)
         elif ap.kind == "tracepoint":
             self.load_tracepoint(probe, ap)
+            self._silent_tracepoint(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self.locate_uprobe(ap)
         for action in probe.actions:
@@ -157,6 +159,20 @@ class LineResolver(ExprResolver):
             return ks if ks.text.strip() else None
         except (UndertowError, OSError, AttributeError):
             return None
+
+    def _silent_tracepoint(self, ap: ir.AttachPoint) -> None:
+        """Warn (once per sysctl) when the tracepoint cannot fire as the kernel is set
+        (``sched_stat_wait`` while ``kernel.sched_schedstats`` is 0: kernel/quiet.py)."""
+        from ..kernel.quiet import SYSCTL_GATED, silent_reason
+
+        gate = SYSCTL_GATED.get(ap.target)
+        roots = getattr(self.kernel, "roots", None)
+        if gate is None or roots is None or gate[0] in self._warned_sysctls:
+            return
+        why = silent_reason(roots, ap.target)
+        if why is not None:
+            self._warned_sysctls.add(gate[0])
+            self.warnings.append(self.err(ResolveError, why, ap.span))
 
     def _raw_value(self, e: ir.Expr) -> bool:
         """A register, or an argument/return value no prototype types (``%0`` of a function
