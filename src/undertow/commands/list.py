@@ -47,7 +47,8 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
         "  undertow list 'uprobe:libc:getaddr*'                   # symbols of a library\n"
         "  undertow list '*openat*'                               # tracepoints and functions",
     )
-    p.add_argument("pattern", nargs="?", default="*", help="probe spec or 'struct NAME' (default: every tracepoint)")
+    p.add_argument("pattern", nargs="?", default="*", help="probe spec or 'struct NAME' (default: *, every tracepoint, and every kernel "
+                        "function as kprobe: when this kernel has kprobes)")
     # `-v` (the common --verbose) means "show details" here, as in bpftrace's `-lv`.
     p.set_defaults(func=run, attaches=False)  # creates nothing: SIGINT/SIGTERM end it at once (cli.main)
     return p
@@ -149,7 +150,16 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
     if kind in ("rawtracepoint",):
         n += _list_raw_tracepoints(kernel, rest, out)
     if kind in (None, "kprobe", "kretprobe", "fentry", "fexit"):
-        n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
+        why = unavailable_kind(kernel, kind or "kprobe")
+        if kind is None and why is not None:
+            # a bare pattern lists what this kernel can attach: functions only with kprobes
+            print(f"undertow list: kernel functions (kprobe:) left out, this kernel cannot attach them: {why}; "
+                  "'undertow list kprobe:PATTERN' lists them anyway", file=sys.stderr)
+        else:
+            n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
+            if kind is not None and why is not None:
+                print(f"undertow list: these {kind}: points cannot be attached on this kernel: {why}",
+                      file=sys.stderr)
     if kind in ("uprobe", "uretprobe"):
         n += _list_uprobes(kind, rest, out, verbose=verbose)
     if kind == "usdt":
@@ -157,6 +167,26 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
 
         n += list_usdt(rest, None, out)
     return n
+
+
+#: probe kind -> the feature probe (kernel/featprobes) that says whether it attaches here
+_KIND_FEATURES = {"kprobe": "kprobe_events", "kretprobe": "kprobe_events", "fentry": "bpf_fentry",
+                  "fexit": "bpf_fexit"}
+
+
+def unavailable_kind(kernel: Kernel, kind: str) -> Optional[str]:
+    """Why probes of ``kind`` cannot attach on this kernel (the feature probe's reason), or
+    None when they can or nobody knows (the feature probes could not run)."""
+    feature = _KIND_FEATURES.get(kind)
+    if feature is None:
+        return None
+    try:
+        f = kernel.features().get(feature)
+    except (UndertowError, OSError):
+        return None
+    if f is None or f.available is not False:
+        return None
+    return f.reason or f"no {feature}"
 
 
 def _list_perf_events(kind: str, pat: str, out: TextIO) -> int:
