@@ -25,7 +25,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
+from ..errors import BTFError, UndertowError, UnknownMemberError, UnknownTypeError, did_you_mean
 from .cache import boot_id, read_cache, write_cache
 from .roots import Roots
 
@@ -904,6 +904,10 @@ def _read_blob(path: str) -> Any:
     import mmap
 
     with open(path, "rb") as f:
+        head = f.read(4)
+        if head == b"\x7fELF":
+            return _elf_btf(path)
+        f.seek(0)
         try:
             m = mmap.mmap(f.fileno(), 0, mmap.MAP_PRIVATE, mmap.PROT_READ)
             if len(m) >= 24 and m[:2] == b"\x9f\xeb":
@@ -912,6 +916,23 @@ def _read_blob(path: str) -> Any:
         except (OSError, ValueError):
             pass
         return f.read()
+
+
+def _elf_btf(path: str) -> bytes:
+    """The ``.BTF`` section of an ELF file (a vmlinux built with CONFIG_DEBUG_INFO_BTF)."""
+    from .elffile import ELFFile
+
+    try:
+        elf = ELFFile(path)
+        sec = elf.section(".BTF")
+        data = elf.section_data(sec) if sec is not None else b""
+    except UndertowError as e:
+        raise BTFError(f"{path}: {e.message}") from None
+    if not data:
+        raise BTFError(f"{path} is an ELF file without a .BTF section",
+                       hints=["give a vmlinux built with CONFIG_DEBUG_INFO_BTF=y, or its raw BTF "
+                              "(/sys/kernel/btf/vmlinux of that kernel)"])
+    return bytes(data)
 
 
 def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
@@ -930,7 +951,8 @@ def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
     # 5.5 MB in ~1.5 ms; hashlib would cost ~12 ms just to import OpenSSL). The running
     # kernel's vmlinux BTF cannot change before a reboot: keyed by the boot id instead,
     # so a mapped blob is not read whole just to be hashed.
-    boot = boot_id(roots) if roots.live and name == "vmlinux" else None
+    # (a BTF file given instead, roots.btf, is keyed by its content: it may be another kernel's)
+    boot = boot_id(roots) if roots.live and name == "vmlinux" and roots.btf is None else None
     if boot in ("", "unknown-boot"):
         boot = None
     digest = f"boot-{boot}" if boot else f"{zlib.crc32(data):08x}"
