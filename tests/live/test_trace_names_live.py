@@ -60,12 +60,14 @@ def test_show_names_the_copy():
 @needs_kprobes
 def test_a_copy_is_probed():
     copy = _single_copy("__netif_receive_skb_core")
-    ping = subprocess.Popen(["sh", "-c", "sleep 1; exec python3 -c \"import socket,time\n"
-                             "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                             "for i in range(20): s.sendto(b'x', ('127.0.0.1', 9)); time.sleep(0.05)\""])
+    # loopback packets until the tracer is done (its start takes 10-60 s under the lab's TCG)
+    ping = subprocess.Popen([sys.executable, "-c", "import socket, time\n"
+                             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                             "for i in range(1200): s.sendto(b'x', ('127.0.0.1', 9)); time.sleep(0.1)"])
     try:
-        r = undertow("trace", "--count", "1", "--duration", "60", "p __netif_receive_skb_core skb=%di")
+        r = undertow("trace", "--count", "1", "--duration", "100", "p __netif_receive_skb_core skb=%di")
     finally:
+        ping.kill()
         ping.wait()
     assert r.returncode == 0, r.stderr
     assert f"note: __netif_receive_skb_core is {copy}" in r.stderr
