@@ -29,7 +29,7 @@ def kernel(tmp_path, kprobes: bool) -> FakeKernel:
 
 def test_bare_pattern_without_kprobes_lists_tracepoints_only(tmp_path, capsys):
     out = io.StringIO()
-    n = list_cmd.list_pattern(kernel(tmp_path, False), "*", False, out)
+    n = list_cmd.list_pattern(kernel(tmp_path, False), "*", False, out, attachable=True)
     lines = out.getvalue().splitlines()
     assert n == len(lines) and lines and all(line.startswith("tracepoint:") for line in lines)
     assert capsys.readouterr().err == (
@@ -39,14 +39,22 @@ def test_bare_pattern_without_kprobes_lists_tracepoints_only(tmp_path, capsys):
 
 def test_bare_pattern_with_kprobes_lists_functions_too(tmp_path, capsys):
     out = io.StringIO()
-    list_cmd.list_pattern(kernel(tmp_path, True), "*", False, out)
+    list_cmd.list_pattern(kernel(tmp_path, True), "*", False, out, attachable=True)
     assert "kprobe:tcp_connect" in out.getvalue().splitlines()
     assert capsys.readouterr().err == ""
 
 
 def test_explicit_kprobes_are_listed_and_marked(tmp_path, capsys):
     out = io.StringIO()
-    assert list_cmd.list_pattern(kernel(tmp_path, False), "kprobe:*", False, out) == 3
+    assert list_cmd.list_pattern(kernel(tmp_path, False), "kprobe:*", False, out, attachable=True) == 3
     assert out.getvalue() == "kprobe:do_exit\nkprobe:kernel_clone\nkprobe:tcp_connect\n"  # the format is kept
     assert capsys.readouterr().err == (
         f"undertow list: these kprobe: points cannot be attached on this kernel: {NO_KPROBES}\n")
+
+
+def test_run_l_lists_as_bpftrace(tmp_path, capsys):
+    # `undertow run -l` (bpftrace -l): kernel functions whatever the kernel can attach, no notes
+    out = io.StringIO()
+    list_cmd.list_pattern(kernel(tmp_path, False), "*", False, out)
+    assert "kprobe:tcp_connect" in out.getvalue().splitlines()
+    assert capsys.readouterr().err == ""
