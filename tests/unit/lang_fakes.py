@@ -15,7 +15,11 @@ from undertow.lang.resolve import UAPI_HEADERS, DeclTypes, FuncSig
 from undertow.lang.types import S64, U64, ArrayTy, IntTy, PtrTy, RecordTy, VoidTy
 
 # a few kernel symbols (kaddr(), kprobe wildcards): /proc/kallsyms lines
+# (the functions the tests probe: a probe line's function must be a text symbol)
 KALLSYMS = "ffffffff81000000 T _stext\nffffffff810c1000 T do_exit\nffffffff810c2000 T _do_fork\n" \
+           "ffffffff810c2400 T tcp_connect\nffffffff810c2800 T netif_receive_skb\n" \
+           "ffffffff810c2c00 t __netif_receive_skb_core\nffffffff810c3000 T do_sys_openat2\n" \
+           "ffffffff810c3400 T filp_open\nffffffff810c3800 T kernel_clone\nffffffff810c3c00 t no_btf_func\n" \
            "ffffffff82a05000 D jiffies\nffffffff82a06000 D avenrun\n"
 TRACEFS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "tracefs")
 

@@ -65,7 +65,7 @@ def emitted(prog: ir.Program, i: int = 0):
     ("p _do_fork comm=%0->comm  users=S%0->mm->mm_users f:common_pid==1&&(comm==python||users<4)",
      "p:g/e0 _do_fork comm=+0xafc(%di):string users=+0x48(+0x858(%di)):s32",
      'common_pid==1 && (comm=="python" || users<4)'),
-    ("p _do_fork+21 r=%r12", "p:g/e0 _do_fork+21 r=%r12:u64", None),
+    ("p _do_fork+21 r=%r12", "p:g/e0 _do_fork+21 r=%r12:x64", None),
     ("r _do_fork r=$retval", "r:g/e0 _do_fork r=$retval:s64", None),
     # beyond surftrace
     ("p tcp_connect daddr=sk->__sk_common.skc_daddr", "p:g/e0 tcp_connect daddr=+0x0(%di):u32", None),
@@ -83,7 +83,7 @@ def test_surftrace_goldens(line, definition, filt):
 def test_aarch64_registers():
     assert ftrace("p _do_fork comm=%0->comm c=%2", arch="aarch64") == [
         ("p:g/e0 _do_fork comm=+0xafc(%x0):string c=%x2:u64", None)]
-    assert ftrace("p _do_fork lr=%lr", arch="aarch64") == [("p:g/e0 _do_fork lr=%x30:u64", None)]
+    assert ftrace("p _do_fork lr=%lr", arch="aarch64") == [("p:g/e0 _do_fork lr=%x30:x64", None)]
 
 
 # ----------------------------------------------------------------- what resolve fills in

@@ -47,7 +47,8 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
         "  undertow list 'uprobe:libc:getaddr*'                   # symbols of a library\n"
         "  undertow list '*openat*'                               # tracepoints and functions",
     )
-    p.add_argument("pattern", nargs="?", default="*", help="probe spec or 'struct NAME' (default: every tracepoint)")
+    p.add_argument("pattern", nargs="?", default="*", help="probe spec or 'struct NAME' (default: *, every tracepoint, and every kernel "
+                        "function as kprobe: when this kernel has kprobes)")
     # `-v` (the common --verbose) means "show details" here, as in bpftrace's `-lv`.
     p.set_defaults(func=run, attaches=False)  # creates nothing: SIGINT/SIGTERM end it at once (cli.main)
     return p
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     verbose = bool(args.verbose)
     kernel = Kernel()
     out = sys.stdout
-    n = list_pattern(kernel, args.pattern, verbose, out, pid=getattr(args, "pid", None))
+    # `run -l` lists as bpftrace -l does (every function, whatever the kernel can attach)
+    n = list_pattern(kernel, args.pattern, verbose, out, pid=getattr(args, "pid", None),
+                     attachable=not getattr(args, "bpftrace_listing", False))
     if n == 0:
         raise UndertowError(f"nothing matches {args.pattern!r}",
                             hints=[PATTERN_HINT])
@@ -107,9 +110,12 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
     return None, p
 
 
-def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: Optional[int] = None) -> int:
+def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: Optional[int] = None,
+                 attachable: bool = False) -> int:
     """Print every probe or type matching ``pattern``; return how many. With ``pid``, the
-    uprobes are those of the process's executable and libraries (as bpftrace's ``-l -p``)."""
+    uprobes are those of the process's executable and libraries (as bpftrace's ``-l -p``).
+    ``attachable`` (``undertow list``): a bare pattern leaves out the kinds this kernel cannot
+    attach and an explicit kind it cannot attach is marked, both said on stderr."""
     check_pattern(pattern)
     if pid:
         kind, rest = split_spec(pattern)
@@ -123,24 +129,25 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: 
             n = _list_uprobes("uprobe", f"*:{rest or '*'}", out, pid=pid, verbose=verbose)
             return n + list_usdt(rest or "*", pid, out)
         if kind not in ("uprobe", "uretprobe"):
-            return list_pattern(kernel, pattern, verbose, out)
+            return list_pattern(kernel, pattern, verbose, out, attachable=attachable)
         return _list_uprobes(kind, rest if ":" in rest else f"*:{rest}", out, pid=pid, verbose=verbose)
     head, sep, tail = pattern.strip().partition(":")
     if sep and head and ("*" in head or "?" in head) and not head.startswith("/"):
         n = 0
         for k in wildcard_kinds(head):  # each kind that matches, quietly (a path is no tracepoint)
             try:
-                n += _list_kind(kernel, k, tail, verbose, out)
+                n += _list_kind(kernel, k, tail, verbose, out, attachable)
             except UndertowError:
                 continue
         return n
     kind, rest = split_spec(pattern)
     if kind in TYPE_KINDS:
         return _list_types(kernel, kind, rest, out, verbose)
-    return _list_kind(kernel, kind, rest, verbose, out)
+    return _list_kind(kernel, kind, rest, verbose, out, attachable)
 
 
-def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, out: TextIO) -> int:
+def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, out: TextIO,
+               attachable: bool = False) -> int:
     if kind in ("software", "hardware"):
         return _list_perf_events(kind, rest, out)
     n = 0
@@ -149,7 +156,16 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
     if kind in ("rawtracepoint",):
         n += _list_raw_tracepoints(kernel, rest, out)
     if kind in (None, "kprobe", "kretprobe", "fentry", "fexit"):
-        n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
+        why = unavailable_kind(kernel, kind or "kprobe") if attachable else None
+        if kind is None and why is not None:
+            # a bare pattern lists what this kernel can attach: functions only with kprobes
+            print(f"undertow list: kernel functions (kprobe:) left out, this kernel cannot attach them: {why}; "
+                  "'undertow list kprobe:PATTERN' lists them anyway", file=sys.stderr)
+        else:
+            n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
+            if kind is not None and why is not None:
+                print(f"undertow list: these {kind}: points cannot be attached on this kernel: {why}",
+                      file=sys.stderr)
     if kind in ("uprobe", "uretprobe"):
         n += _list_uprobes(kind, rest, out, verbose=verbose)
     if kind == "usdt":
@@ -157,6 +173,26 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
 
         n += list_usdt(rest, None, out)
     return n
+
+
+#: probe kind -> the feature probe (kernel/featprobes) that says whether it attaches here
+_KIND_FEATURES = {"kprobe": "kprobe_events", "kretprobe": "kprobe_events", "fentry": "bpf_fentry",
+                  "fexit": "bpf_fexit"}
+
+
+def unavailable_kind(kernel: Kernel, kind: str) -> Optional[str]:
+    """Why probes of ``kind`` cannot attach on this kernel (the feature probe's reason), or
+    None when they can or nobody knows (the feature probes could not run)."""
+    feature = _KIND_FEATURES.get(kind)
+    if feature is None:
+        return None
+    try:
+        f = kernel.features().get(feature)
+    except (UndertowError, OSError):
+        return None
+    if f is None or f.available is not False:
+        return None
+    return f.reason or f"no {feature}"
 
 
 def _list_perf_events(kind: str, pat: str, out: TextIO) -> int:

@@ -559,4 +559,5 @@ def _list(args: argparse.Namespace) -> int:
 
     ns = argparse.Namespace(**vars(args))
     ns.pattern = args.file or "*"   # -l PATTERN, as bpftrace -l; -lv is -l -v
+    ns.bpftrace_listing = True
     return int(list_cmd.run(ns) or 0)

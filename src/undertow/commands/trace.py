@@ -6,7 +6,7 @@ import argparse
 import sys
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, List
+    from typing import Any, List, Optional
 
 from ..errors import UndertowError, UsageError
 
@@ -46,6 +46,9 @@ See docs/probe-lines.md for the expression language.""",
                         "symbolic link, nor over another user's file)")
     p.add_argument("-s", "--stack", action="store_true", help="kernel stack with every event")
     p.add_argument("-a", "--arch", choices=["x86_64", "aarch64"], help="target architecture for -S/-o")
+    p.add_argument("--btf", metavar="FILE",
+                   help="the target kernel's types: its BTF (/sys/kernel/btf/vmlinux there) or its vmlinux "
+                        "(ELF with .BTF); for -S/-o for another kernel (default: this kernel's BTF)")
     p.add_argument("-p", "--pid", type=options.pid, help="only events of this process (it must exist)")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
@@ -68,14 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.lines and not args.file:
         raise UsageError("no probe lines given", hints=["e.g. undertow trace 'e sched/sched_process_exec'"])
     offline = bool(args.show or args.output_script)
+    kernel = target_kernel(getattr(args, "btf", None), args.arch)
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count,
-                   drain=args.drain)
-    if tracer.program.warnings:
-        from ..bpfrun import warning_lines
-
-        for line in warning_lines(tracer.program.warnings, "undertow trace"):
-            print(line, file=sys.stderr)
+                   drain=args.drain, kernel=kernel)
+    for line in diagnostic_lines(tracer.program.warnings, bool(args.verbose)):
+        print(line, file=sys.stderr)
     if args.verbose:
         print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
     if args.show:
@@ -133,3 +134,64 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(summary(tracer.stats, shown))
     return 0
+
+
+def diagnostic_lines(warnings: "List[Any]", verbose: bool, who: str = "undertow trace") -> "List[str]":
+    """The resolver's warnings and notes (``severity == "note"``: what undertow chose for
+    the user, e.g. a compiler-made copy of a function) as stderr text: a warning with
+    its place and caret; a note in one line (``verbose``: with its place and caret too)."""
+    from ..errors import SourceError, render_caret
+
+    out = []
+    for w in warnings:
+        kind = getattr(w, "severity", "warning")
+        located = isinstance(w, SourceError) and w.span is not None and w.source
+        if located and (kind != "note" or verbose):
+            out.append(f"{who}: " + render_caret(w.source, w.span, f"{kind}: {w.message}", w.hints, w.origin))
+        else:
+            out.append(f"{who}: {kind}: {getattr(w, 'message', w)}")
+    return out
+
+
+def target_kernel(btf: "Optional[str]", arch: "Optional[str]") -> "Any":
+    """The kernel the lines are for: with ``btf`` (``--btf FILE``) one whose types come from
+    that file (raw BTF, or an ELF vmlinux's ``.BTF``; checked now, so a bad file is an error
+    before anything runs) and that is not this machine's (kallsyms is not consulted); else
+    None (the running kernel). Without ``btf``, an ``arch`` (``-a``) other than this
+    machine's gets a warning: struct offsets come from this machine's BTF then."""
+    from ..kernel import Kernel, Roots
+    from ..kernel.arch import current_arch
+
+    here = current_arch().name
+    if not btf:
+        if arch and arch != here:
+            print(f"undertow trace: warning: -a {arch}: struct offsets and argument types come from this "
+                  f"machine's BTF ({here}, /sys/kernel/btf/vmlinux), not the target's; give the target kernel's "
+                  "BTF or vmlinux with --btf FILE", file=sys.stderr)
+        return None
+    import os
+
+    from ..errors import OptionError
+
+    if not os.path.isfile(btf):
+        raise OptionError(f"argument --btf: {btf} is not a file",
+                          hints=["give a BTF file (/sys/kernel/btf/vmlinux of the target) or a vmlinux with .BTF"])
+    with open(btf, "rb") as f:
+        head = f.read(20)
+    if head[:4] == b"\x7fELF":
+        from ..kernel.elffile import ELFFile
+
+        elf_arch = ELFFile(btf).arch
+        want = arch or here
+        if elf_arch is not None and elf_arch != want:
+            raise OptionError(f"argument --btf: {btf} is an {elf_arch} kernel, but the lines are for {want}",
+                              hints=[f"add -a {elf_arch}" if not arch else "give the BTF of an " + want + " kernel"])
+    kernel = Kernel(Roots.from_env().replace(btf=os.path.abspath(btf)))
+    kernel.foreign = True
+    from ..errors import BTFError
+
+    try:
+        kernel.btf()  # a file that is no BTF fails here, with its reason
+    except BTFError as e:
+        raise OptionError(f"argument --btf: {btf}: {e.message}", hints=e.hints) from None
+    return kernel

@@ -37,6 +37,9 @@ class Kernel:
         self._btf: "Optional[BTF]" = None
         self._kallsyms: "Optional[Kallsyms]" = None
         self._features: "Optional[Features]" = None
+        #: True when the BTF (``roots.btf``, ``trace --btf``) describes another kernel than
+        #: the running one: this machine's kallsyms and tracefs are not that kernel's
+        self.foreign = False
 
     def tracefs(self, mount: bool = True) -> "Tracefs":
         """The tracefs mount (mounted first when absent, ``mount`` is true and we are root).
@@ -66,7 +69,8 @@ class Kernel:
         miss. Raises what :meth:`BTF.member` raises."""
         from .cache import boot_id, read_cache, write_cache
 
-        boot = boot_id(self.roots) if self.roots.live else "unknown-boot"
+        # cached per boot for the running kernel's own BTF only (not a file given instead)
+        boot = boot_id(self.roots) if self.roots.live and self.roots.btf is None else "unknown-boot"
         key = f"member-{boot}-{struct}-{path}" if boot != "unknown-boot" else None
         if key is not None:
             got = read_cache(self.roots, key, limit=2048)

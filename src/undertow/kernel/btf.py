@@ -25,7 +25,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..errors import BTFError, UnknownMemberError, UnknownTypeError, did_you_mean
+from ..errors import BTFError, UndertowError, UnknownMemberError, UnknownTypeError, did_you_mean
 from .cache import boot_id, read_cache, write_cache
 from .roots import Roots
 
@@ -520,8 +520,12 @@ class BTF:
             raise BTFError(f"function {f.name} has no prototype in BTF")
         return FuncSignature(f.name, proto.ret, proto.params)
 
-    def find(self, name: str, kind: Optional[str] = None) -> Type:
-        """The type named ``name`` (of ``kind``); a complete struct wins over a ``fwd``."""
+    def find(self, name: str, kind: Optional[str] = None, hints: bool = True) -> Type:
+        """The type named ``name`` (of ``kind``); a complete struct wins over a ``fwd``.
+
+        Raises :class:`UnknownTypeError`; with ``hints`` it names the closest names, which
+        costs a comparison with every name of the kind (~1.5 s over vmlinux's 70k functions):
+        callers that only ask whether the type exists pass ``hints=False``."""
         if kind is not None and kind not in KIND_ID:
             raise UnknownTypeError(f"unknown BTF kind {kind!r}", hints=["kinds: " + ", ".join(KINDS[1:])])
         cands = [self.type_by_id(i) for i in self.ids(name)]
@@ -533,6 +537,8 @@ class BTF:
                 cands.sort(key=lambda t: order.get(t.kind, 5))
             return cands[0]
         what = f"{kind} {name}" if kind else name
+        if not hints:
+            raise UnknownTypeError(f"no type '{what}' in {self.name} BTF")
         pool = list(self.names(kind)) if kind else list(self._all_names())
         raise UnknownTypeError(f"no type '{what}' in {self.name} BTF",
                                hints=[did_you_mean(name, pool)])
@@ -619,9 +625,10 @@ class BTF:
             return self.base.enum_constant(name)
         return hit
 
-    def func_proto(self, name: str) -> FuncSignature:
-        """The prototype of kernel function ``name`` (FUNC -> FUNC_PROTO), with argument names."""
-        f = self.find(name, "func")
+    def func_proto(self, name: str, hints: bool = True) -> FuncSignature:
+        """The prototype of kernel function ``name`` (FUNC -> FUNC_PROTO), with argument names
+        (``hints``: name close functions when there is none, see :meth:`find`)."""
+        f = self.find(name, "func", hints)
         proto = self.type_by_id(f.type_id)
         if not isinstance(proto, FuncProto):
             raise BTFError(f"function {name} has no prototype in BTF")
@@ -897,6 +904,10 @@ def _read_blob(path: str) -> Any:
     import mmap
 
     with open(path, "rb") as f:
+        head = f.read(4)
+        if head == b"\x7fELF":
+            return _elf_btf(path)
+        f.seek(0)
         try:
             m = mmap.mmap(f.fileno(), 0, mmap.MAP_PRIVATE, mmap.PROT_READ)
             if len(m) >= 24 and m[:2] == b"\x9f\xeb":
@@ -905,6 +916,23 @@ def _read_blob(path: str) -> Any:
         except (OSError, ValueError):
             pass
         return f.read()
+
+
+def _elf_btf(path: str) -> bytes:
+    """The ``.BTF`` section of an ELF file (a vmlinux built with CONFIG_DEBUG_INFO_BTF)."""
+    from .elffile import ELFFile
+
+    try:
+        elf = ELFFile(path)
+        sec = elf.section(".BTF")
+        data = elf.section_data(sec) if sec is not None else b""
+    except UndertowError as e:
+        raise BTFError(f"{path}: {e.message}") from None
+    if not data:
+        raise BTFError(f"{path} is an ELF file without a .BTF section",
+                       hints=["give a vmlinux built with CONFIG_DEBUG_INFO_BTF=y, or its raw BTF "
+                              "(/sys/kernel/btf/vmlinux of that kernel)"])
+    return bytes(data)
 
 
 def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
@@ -923,7 +951,8 @@ def _load(path: str, roots: Roots, base: Optional[BTF], name: str) -> BTF:
     # 5.5 MB in ~1.5 ms; hashlib would cost ~12 ms just to import OpenSSL). The running
     # kernel's vmlinux BTF cannot change before a reboot: keyed by the boot id instead,
     # so a mapped blob is not read whole just to be hashed.
-    boot = boot_id(roots) if roots.live and name == "vmlinux" else None
+    # (a BTF file given instead, roots.btf, is keyed by its content: it may be another kernel's)
+    boot = boot_id(roots) if roots.live and name == "vmlinux" and roots.btf is None else None
     if boot in ("", "unknown-boot"):
         boot = None
     digest = f"boot-{boot}" if boot else f"{zlib.crc32(data):08x}"

@@ -83,6 +83,7 @@ class Kallsyms:
         self._sorted_idx: Optional[List[int]] = None
         self._sorted_addr: List[str] = []
         self._addresses_available: Optional[bool] = None
+        self._text_names: Optional[List[str]] = None
 
     # -- loading ---------------------------------------------------------
 
@@ -232,6 +233,26 @@ class Kallsyms:
         self._index()
         rx = re.compile(fnmatch.translate(pattern)).match
         return [self._ksym(i) for i, n in enumerate(self._names) if rx(n)]
+
+    def text_names(self) -> List[str]:
+        """Names of the code symbols (types ``t``/``T``/``w``/``W``), in file order, each once
+        per symbol (a regular-expression scan of the text: no per-symbol arrays)."""
+        if self._text_names is None:
+            self._text_names = re.findall(r" [tTwW] ([^\s]+)", self.text)
+        return self._text_names
+
+    def size_at(self, address: int) -> Optional[int]:
+        """Bytes from ``address`` to the next higher symbol address (how the kernel's
+        ``kallsyms_lookup_size_offset()`` sizes a function), or None when none is higher
+        or addresses are hidden."""
+        if address <= 0 or not self.addresses_available:
+            return None
+        idx, sorted_addr = self._sorted()
+        key = format(address, "x").rjust(self._width, "0")
+        pos = bisect.bisect_right(sorted_addr, key)
+        if pos >= len(sorted_addr):
+            return None
+        return _hex(sorted_addr[pos]) - address
 
     def modules(self) -> List[str]:
         """Names of the modules (and ``bpf``-style owners) that appear in the text."""

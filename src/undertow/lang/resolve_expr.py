@@ -102,7 +102,8 @@ class ExprResolver(AttachResolver):
                     isinstance(e.base, (ir.Arg, ir.Register, ir.Retval, ir.Symbol)) and self.sig is None:
                 raise self.err(TypeCheckError,
                                f"{show(e.base)} has no type here, so '->{e.name}' has no struct to look in",
-                               e.base.span, f"cast it: (struct NAME *){show(e.base)}->{e.name}")
+                               e.base.span, f"cast it: (struct NAME *){show(e.base)}->{e.name}",
+                               self.untyped_hint())
             else:
                 raise self.err(TypeCheckError, f"'->' needs a pointer to a struct, but {show(e.base)} is {bt}",
                                name_span, self._member_of_hint(bt))
@@ -167,6 +168,11 @@ class ExprResolver(AttachResolver):
             m.type = mi.type
             e = m
         return e
+
+    def untyped_hint(self) -> str:
+        """Why the current probe's arguments have no type, when a front end knows more
+        (a hint line, or ``""``)."""
+        return ""
 
     def _member_of_hint(self, t: Optional[Ty]) -> str:
         if isinstance(t, PtrTy) and isinstance(t.target, (IntTy, VoidTy)):

@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Set, Tuple
 
-from ..errors import ResolveError, TypeCheckError, did_you_mean
+from ..errors import ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from ..kernel.clone_protos import CLONE_PROTOTYPES, base_name, clone_param
 from . import ir, skbview
 from .attach import check_kprobes
@@ -35,6 +35,7 @@ from .types import COMM, S32, S64, U8, U16, U32, U64, ArrayTy, EnumTy, IntTy, Pt
 if TYPE_CHECKING:  # pragma: no cover
     from ..kernel import Kernel
     from ..kernel.arch import Arch
+    from ..kernel.kallsyms import Kallsyms
 
 __all__ = ["LineResolver"]
 
@@ -50,6 +51,9 @@ class LineResolver(ExprResolver):
         self.defined: Dict[str, ir.EmitField] = {}
         #: (probe, argument) whose type came from kernel/clone_protos.py and was said
         self._clone_said: Set[Tuple[int, int]] = set()
+        #: the function the probe's target is a compiler-made copy of ("": none)
+        self.copy_of = ""
+        self._warned_sysctls: Set[str] = set()
 
     # -- probes
     def probe(self, probe: ir.Probe) -> List[ir.Probe]:
@@ -70,13 +74,17 @@ class LineResolver(ExprResolver):
 
     def _one(self, probe: ir.Probe, ap: ir.AttachPoint) -> ir.Probe:
         self.probe_, self.ap = probe, ap
-        self.sig, self.fmt, self.defined = None, None, {}
+        self.sig, self.fmt, self.defined, self.copy_of = None, None, {}, ""
         if ap.kind in ("kprobe", "kretprobe"):
+            copy_of = self.kernel_function(ap)
             if self.strict:
                 check_kprobes(self.kernel, probe, ap)
-            self.sig = self.types.func(ap.target)
+            # a compiler-made copy's parameters may differ from BTF's prototype of the
+            # function it copies (kernel/functions.py): its arguments stay untyped
+            self.sig = None if copy_of else self.types.func(ap.target)
         elif ap.kind == "tracepoint":
             self.load_tracepoint(probe, ap)
+            self._silent_tracepoint(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self.locate_uprobe(ap)
         for action in probe.actions:
@@ -85,7 +93,9 @@ class LineResolver(ExprResolver):
                     f.expr = self._unwrap_scalar(self.expr(f.expr))
                     self._check_emittable(f)
                     if f.fmt is None:
-                        f.fmt = default_format(f.name, f.expr.type)
+                        # a register or an untyped argument/return value is shown in hex,
+                        # as kprobe_events shows a fetch argument without a type (x64)
+                        f.fmt = "x" if self._raw_value(f.expr) else default_format(f.name, f.expr.type)
                     else:
                         self._check_fmt(f)
                     self.defined[f.name] = f
@@ -95,6 +105,89 @@ class LineResolver(ExprResolver):
         if probe.filter is not None:
             probe.filter = self.filter(probe.filter)
         return probe
+
+    def kernel_function(self, ap: ir.AttachPoint) -> str:
+        """Check a ``p``/``r`` line's function and offset against the target kernel, before
+        anything is written to tracefs; return the name the target is a compiler-made copy
+        of (``ap.target`` becomes the copy, a note says so), or ``""``.
+
+        The function must be a text symbol of kallsyms (else "no function NAME in this
+        kernel" with renames and near names: :func:`undertow.kernel.functions.attachable_function`);
+        an offset must lie inside it (the kernel sizes a function up to the next symbol:
+        a larger offset would probe another function); a return probe has no offset
+        (kernel/trace/trace_kprobe.c refuses it: "Retprobe address must be an function
+        entry"); on aarch64 every instruction is 4 bytes. Kallsyms is this machine's: it
+        is not consulted for another architecture (``-a``) or another kernel's BTF
+        (``--btf``)."""
+        name_span = Span(ap.span.start, ap.span.start + len(ap.target)) if ap.span is not None else None
+        off_span = Span(name_span.end, ap.span.end) if ap.span is not None and name_span is not None else None
+        if ap.offset and ap.kind == "kretprobe":
+            raise self.err(ResolveError, f"a return probe attaches at the function's entry: +{ap.offset:#x} "
+                                         "is refused by the kernel", off_span,
+                           f"write 'r {ap.target}', or 'p {ap.target}+{ap.offset:#x}' for that place")
+        if ap.offset and self.arch.name == "aarch64" and ap.offset % 4:
+            raise self.err(ResolveError, f"+{ap.offset:#x} is not an instruction boundary: aarch64 "
+                                         "instructions are 4 bytes", off_span,
+                           f"use a multiple of 4, e.g. +{ap.offset - ap.offset % 4:#x}")
+        ks = self._target_kallsyms()
+        if ks is None:
+            return ""
+        from ..kernel.functions import NoSuchFunctionError, attachable_function, function_size
+
+        try:
+            fn = attachable_function(ap.target, ks, in_btf=lambda n: self.types.func(n) is not None)
+        except NoSuchFunctionError as e:
+            raise self.err(ResolveError, e.message, name_span, *e.hints) from None
+        if fn.symbol != ap.target:
+            self.warnings.append(_note(self.err(ResolveError, fn.note, name_span)))
+            ap.target = fn.symbol
+            self.copy_of = fn.asked
+        if ap.offset:
+            size = function_size(ks, fn.symbol)
+            if size is not None and ap.offset >= size:
+                raise self.err(ResolveError, f"+{ap.offset:#x} is past the end of {fn.symbol} "
+                                             f"({size:#x} bytes): the probe would land in another function",
+                               off_span, f"offsets inside {fn.symbol} run from 0 to {size - 1:#x}")
+        return self.copy_of
+
+    def _target_kallsyms(self) -> "Optional[Kallsyms]":
+        """This machine's kallsyms when it describes the kernel the lines are for (same
+        architecture, no other kernel's BTF), and can be read; else None (no check)."""
+        from ..kernel.arch import current_arch
+
+        try:
+            if getattr(self.kernel, "foreign", False) or self.arch.name != current_arch().name:
+                return None
+            ks = self.kernel.kallsyms()
+            return ks if ks.text.strip() else None
+        except (UndertowError, OSError, AttributeError):
+            return None
+
+    def _silent_tracepoint(self, ap: ir.AttachPoint) -> None:
+        """Warn (once per sysctl) when the tracepoint cannot fire as the kernel is set
+        (``sched_stat_wait`` while ``kernel.sched_schedstats`` is 0: kernel/quiet.py)."""
+        from ..kernel.quiet import SYSCTL_GATED, silent_reason
+
+        gate = SYSCTL_GATED.get(ap.target)
+        roots = getattr(self.kernel, "roots", None)
+        if gate is None or roots is None or gate[0] in self._warned_sysctls:
+            return
+        why = silent_reason(roots, ap.target)
+        if why is not None:
+            self._warned_sysctls.add(gate[0])
+            self.warnings.append(self.err(ResolveError, why, ap.span))
+
+    def _raw_value(self, e: ir.Expr) -> bool:
+        """A register, or an argument/return value no prototype types (``%0`` of a function
+        BTF does not describe, a uprobe's ``$retval``)."""
+        return isinstance(e, ir.Register) or (isinstance(e, (ir.Arg, ir.Retval)) and self.sig is None
+                                              and e.type == U64)
+
+    def untyped_hint(self) -> str:
+        if self.copy_of and self.ap is not None:
+            return (f"{self.ap.target} is a copy of {self.copy_of} the compiler made; BTF's prototype of "
+                    f"{self.copy_of} may not fit it, so its arguments have no type")
+        return ""
 
     def _e_Const(self, e: ir.Const) -> None:
         if isinstance(e.value, int):
@@ -415,6 +508,12 @@ class LineResolver(ExprResolver):
                            e.span, "quote the text: \"...\"" if not ls else "")
         if ls and e.op not in ("==", "!=", "~"):
             raise self.err(TypeCheckError, f"strings compare with == != or ~, not {e.op}", e.span)
+
+
+def _note(err: SourceError) -> SourceError:
+    """``err`` marked as a note (``severity``): said once on stderr, not an error."""
+    err.severity = "note"  # type: ignore[attr-defined]
+    return err
 
 
 _LOGIC_CMP = ("&&", "||", "==", "!=", "<", "<=", ">", ">=", "~")

@@ -370,7 +370,9 @@ class BtfTypes(TypeInfo):
             return self._funcs[name]
         sig: Optional[FuncSig] = None
         try:
-            proto = self.btf.func_proto(name)
+            # no "did you mean" hints: None is the answer for a function BTF does not
+            # describe, and hints compare the name with all ~70k functions (issue 17)
+            proto = self.btf.func_proto(name, hints=False)
         except (LookupError, UndertowError):
             proto = None
         if proto is not None:

@@ -31,6 +31,7 @@ import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Deque, Dict, List, Optional, Tuple
+    from .compile import EventSpec
 
 from ... import stop
 from ...errors import TracefsError, UndertowError
@@ -178,7 +179,10 @@ class FtraceSession(Session):
             if spec.definition:
                 # recorded first: removed at close even if the write is interrupted
                 self.defined.append((spec.definition_file or "", f"{spec.group}/{spec.event}"))
-                tfs.write(spec.definition_file, spec.definition)
+                try:
+                    tfs.write(spec.definition_file, spec.definition)
+                except TracefsError as e:
+                    raise explain_definition_error(spec, e) from None
             fmt = tfs.event_format(spec.group, spec.event)
             keep = [f.name for f in spec.fields] if spec.fields else None
             # pointers a tracepoint records (user addresses such as a syscall's
@@ -605,3 +609,26 @@ def default_buffer_kb() -> int:
         total_kb = 1 << 22
     return max(1024, min(DEFAULT_BUFFER_KB, total_kb // 20 // ncpu))
 
+
+
+def explain_definition_error(spec: "EventSpec", err: TracefsError) -> TracefsError:
+    """What a refused ``kprobe_events`` line means, said before the kernel's own text.
+
+    A kprobe at ``FUNC+OFFSET`` must sit on an instruction boundary: x86 decodes the
+    function from its start up to the address and refuses one inside an instruction
+    with EILSEQ (arch/x86/kernel/kprobes/core.c ``can_probe()``, kernel/kprobes.c
+    ``check_kprobe_address_safe()``). Other errors are returned unchanged."""
+    where = spec.definition.split()[1] if spec.definition and len(spec.definition.split()) > 1 else ""
+    if spec.kind in ("kprobe", "kretprobe") and getattr(err, "errno", None) == errno.EILSEQ and "+" in where:
+        func, _, off = where.partition("+")
+        new = TracefsError(
+            f"the kernel refused a kprobe at {where}: +{off} is not the start of an instruction of {func} "
+            f"(EILSEQ; the kernel decodes {func} from its entry and a probe must sit on an instruction "
+            "boundary)",
+            hints=[f"pick an offset from the disassembly, e.g. gdb -batch -ex 'disassemble {func}' "
+                   "vmlinux (the '<+N>' column), or objdump -d",
+                   f"the kernel said: {err.message}"],
+            kernel_log=err.kernel_log)
+        new.errno = err.errno  # type: ignore[attr-defined]
+        return new
+    return err
