@@ -286,3 +286,66 @@ def test_struct_typedef_cast_and_member_through_anon():
     assert t.parse_type("char __user *").space == "user"
     with pytest.raises(LookupError):
         t.parse_type("struct nope *")
+
+
+# ----------------------------------------------------------------- skb header views (issue 17)
+
+def test_skb_header_at_the_marker_layer_is_at_skb_data_on_ftrace():
+    """surftrace's own translation (seed 004): proto=+0x9(+0xf0(%di)) with skb->data at 0xf0
+    there, 0xc8 here; a dotted address in the filter is the field's raw u32."""
+    assert ftrace("p netif_receive_skb proto=@(struct iphdr *)l3%0->protocol ip_src=@(struct iphdr *)%0->saddr "
+                  "f:proto==1&&ip_src==127.0.0.1") == [
+        ("p:g/e0 netif_receive_skb proto=+0x9(+0xc8(%di)):u8 ip_src=+0xc(+0xc8(%di)):u32",
+         "proto==1 && ip_src==0x100007f")]
+
+
+def test_skb_header_through_a_pointer_to_the_skb():
+    """__netif_receive_skb_core(struct sk_buff **pskb, ...) since 5.7: one dereference."""
+    assert ftrace("p __netif_receive_skb_core s=@(struct iphdr *)l3%0->saddr") == [
+        ("p:g/e0 __netif_receive_skb_core s=+0xc(+0xc8(+0x0(%di))):u32", None)]
+
+
+def test_payload_after_a_fixed_size_header_runs_on_ftrace():
+    assert ftrace("p netif_receive_skb d=@(struct udphdr *)l4%0->sdata[1]") == [
+        ("p:g/e0 netif_receive_skb d=+0xa(+0xc8(%di)):u16", None)]
+
+
+@pytest.mark.parametrize("line", [
+    "p netif_receive_skb d=@(struct iphdr *)l3%0->sdata[1]",        # after the IPv4 header: IHL
+    "p netif_receive_skb d=@(struct udphdr *)l3%0->dest",           # a layer-4 header behind IPv4
+    "p netif_receive_skb d=@(struct iphdr *)l2%0->protocol",        # behind Ethernet and VLAN tags
+])
+def test_views_whose_address_needs_a_length_from_the_packet_are_refused_by_ftrace(line):
+    from undertow.backends.ftrace.compile import FtraceUnsupported
+
+    with pytest.raises(FtraceUnsupported) as ei:
+        ftrace(line)
+    assert "kprobe_events cannot add fetched values" in ei.value.message
+    assert any("BPF backend" in h for h in ei.value.hints)
+
+
+def test_layer4_header_behind_ipv4_walks_the_ihl():
+    (d,) = emitted(res("p netif_receive_skb d=@(struct udphdr *)l3%0->dest"))
+    hdr = d.expr.base
+    assert isinstance(hdr, ir.SkbHeader) and hdr.layer == "l4"
+    kinds = {type(x).__name__ for x in hdr.addr.walk()}
+    assert "Ternary" in kinds  # IPv4 (IHL * 4) or IPv6 (40) or no header
+    consts = {x.value for x in hdr.addr.walk() if isinstance(x, ir.Const)}
+    assert {4, 6, 15, 40} <= consts
+
+
+def test_numbers_compared_with_byte_swapped_fields_are_in_the_field_s_order():
+    prog = res("p tcp_connect b16_dport=sk->__sk_common.skc_dport f:b16_dport==22")
+    assert prog.probes[0].filter.right.value == 0x1600  # htons(22) as a little-endian load reads it
+    assert ftrace("p tcp_connect b16_dport=sk->__sk_common.skc_dport f:b16_dport==22")[0][1] == "b16_dport==5632"
+
+
+def test_clone_prototypes_by_release():
+    from undertow.kernel.clone_protos import base_name, clone_param
+
+    assert base_name("__netif_receive_skb_core.constprop.0") == "__netif_receive_skb_core"
+    assert base_name("f.isra.0.part.1") == "f"
+    assert clone_param("__netif_receive_skb_core.constprop.0", 0, "6.1.0-57-amd64") == "struct sk_buff **"
+    assert clone_param("__netif_receive_skb_core", 0, "5.4.0-100-generic") is None  # backport unknowable
+    assert clone_param("__netif_receive_skb_core", 5, "6.12.1") is None
+    assert clone_param("vfs_read", 0, "6.12.1") is None

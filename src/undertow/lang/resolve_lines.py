@@ -499,7 +499,19 @@ class LineResolver(ExprResolver):
                     any(int(x) > 255 for x in str(c.value).split(".")):
                 raise self.err(TypeCheckError, f"'{c.value}' is not an IPv4 address", c.span,
                                "write it dotted: 127.0.0.1")
+            # the u32 a load of the network-order address gives on a little-endian CPU
+            # (x86_64, aarch64): surftrace's 0x100007f for 127.0.0.1; every backend compares it
+            c.value = int.from_bytes(bytes(int(x) for x in str(c.value).split(".")), "little")
+            c.type = U32
             return
+        swapped = _swapped_size(e.left) or _swapped_size(e.right)
+        if swapped:
+            c2 = e.right if isinstance(e.right, ir.Const) else e.left if isinstance(e.left, ir.Const) else None
+            if c2 is not None and isinstance(c2.value, int):
+                # a b16_/b32_/B16_... field shows the byte-swapped value: a number compared
+                # with it is in that (host) order; the field holds the network order
+                v = c2.value & ((1 << (8 * swapped)) - 1)
+                c2.value = int.from_bytes(v.to_bytes(swapped, "big"), "little")
         if e.op == "~" and not (ls and rs):
             raise self.err(TypeCheckError, "'~' (glob match) compares a string field with a pattern", e.span)
         if ls != rs:
@@ -532,5 +544,11 @@ def _is_stringish(t: Optional[Ty]) -> bool:
 def _is_ipv4_field(e: ir.Expr) -> bool:
     d = getattr(e, "defined", None)
     return d is not None and d.fmt == "ipv4"
+
+
+def _swapped_size(e: ir.Expr) -> int:
+    """The byte count a ``b16_``/``b32_``/``b64_``/``B…`` field swaps for showing (0: none)."""
+    d = getattr(e, "defined", None)
+    return int(d.fmt[1:]) // 8 if d is not None and d.fmt in ("b16", "b32", "b64", "B16", "B32", "B64") else 0
 
 

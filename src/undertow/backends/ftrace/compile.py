@@ -422,8 +422,6 @@ class FilterCompiler:
         of = self.fields.get(name)
         value = const.value
         if isinstance(value, str):
-            if of is not None and of.fmt == "ipv4":
-                return f"{name}{op}{_ipv4_raw(value, const.span)}"
             if op not in ("==", "!=", "~"):
                 raise FtraceUnsupported(f"strings compare with == != or ~ (glob), not {op}", e.span)
             fe = e.left if _field_ref(e.left) else e.right
@@ -438,9 +436,9 @@ class FilterCompiler:
             raise FtraceUnsupported("byte strings cannot be filtered in ftrace", const.span)
         if op == "~":
             raise FtraceUnsupported("~ (glob) compares strings only", e.span)
-        if of is not None and of.fmt in ("b16", "b32", "b64", "B16", "B32", "B64"):
-            value = _bswap(value, int(of.fmt[1:]) // 8)
-        return f"{name}{op}{value}"
+        # dotted addresses and numbers compared with byte-swapped fields are in the field's
+        # own byte order already (lang/resolve_lines.py, _check_compare): hex like surftrace
+        return f"{name}{op}{hex(value) if of is not None and of.fmt == 'ipv4' else value}"
 
 
 def _field_ref(e: ir.Expr) -> Optional[str]:
@@ -451,21 +449,6 @@ def _field_ref(e: ir.Expr) -> Optional[str]:
     if isinstance(e, ir.Builtin) and e.name in ("pid", "tid"):
         return "common_pid"
     return None
-
-
-def _ipv4_raw(text: str, span: Optional[Span]) -> str:
-    """The u32 that a little-endian load of the network-order address gives (surftrace's 0x100007f)."""
-    import ipaddress  # only filters on dotted addresses need it (start-up)
-
-    try:
-        packed = ipaddress.IPv4Address(text).packed
-    except ValueError:
-        raise FtraceUnsupported(f"{text!r} is not an IPv4 address", span, ("write it as 127.0.0.1",))
-    return hex(int.from_bytes(packed, "little"))
-
-
-def _bswap(value: int, size: int) -> int:
-    return int.from_bytes((value & ((1 << (8 * size)) - 1)).to_bytes(size, "big"), "little")
 
 
 #: MAX_FILTER_STR_VAL (kernel/trace/trace.h): a filter string is shorter than this (bytes).
