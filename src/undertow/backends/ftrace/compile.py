@@ -46,12 +46,13 @@ class FtraceUnsupported(UndertowError):
 
 
 class OutField:
-    """How to show one fetched field: the name in the event, its ftrace type, the display fmt."""
+    """How to show one fetched field: the name in the event, its ftrace type, the display fmt;
+    ``src``: the tracepoint field it shows when the line renamed it (``next=next_pid``)."""
 
-    __slots__ = ("name", "ftype", "fmt")
+    __slots__ = ("name", "ftype", "fmt", "src")
 
-    def __init__(self, name: str, ftype: str, fmt: Optional[str] = None) -> None:
-        self.name, self.ftype, self.fmt = name, ftype, fmt
+    def __init__(self, name: str, ftype: str, fmt: Optional[str] = None, src: Optional[str] = None) -> None:
+        self.name, self.ftype, self.fmt, self.src = name, ftype, fmt, src
 
 
 class EventSpec:
@@ -124,7 +125,7 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
             if not isinstance(f.expr, ir.Field):
                 raise FtraceUnsupported(
                     "ftrace shows a tracepoint's own fields only; computed fields need BPF", f.span or f.expr.span)
-            spec.fields.append(OutField(f.name, "", f.fmt))
+            spec.fields.append(OutField(f.name, "", f.fmt, f.expr.name))
         if probe.filter is not None:
             spec.filter = FilterCompiler({}, user=False).compile(probe.filter)
         return spec

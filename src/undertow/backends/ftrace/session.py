@@ -179,7 +179,7 @@ class FtraceSession(Session):
                 # recorded first: removed at close even if the write is interrupted
                 self.defined.append((spec.definition_file or "", f"{spec.group}/{spec.event}"))
                 tfs.write(spec.definition_file, spec.definition)
-            fmt = tfs.event_format(spec.group, spec.event)
+            fmt = shown_format(tfs.event_format(spec.group, spec.event), spec.fields)
             keep = [f.name for f in spec.fields] if spec.fields else None
             # pointers a tracepoint records (user addresses such as a syscall's
             # filename) print as hex; the BPF backend can read what they point to
@@ -551,6 +551,30 @@ class FtraceSession(Session):
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
             pass
+
+
+def shown_format(fmt: Any, fields: List[Any]) -> Any:
+    """``fmt`` (an :class:`~undertow.kernel.formats.EventFormat`) as the line shows it: when a
+    tracepoint line renames fields (``e sched/sched_switch next=next_pid``), a copy holding
+    the common fields and each shown field under its new name (``OutField.src`` -> ``name``;
+    one field shown twice is two fields at one offset), so the reader decodes the records
+    straight into the names the user gave. Unchanged when nothing is renamed."""
+    if not any(f.src is not None and f.src != f.name for f in fields):
+        return fmt
+    import copy
+
+    from ...kernel.formats import EventFormat
+
+    by = {f.name: f for f in fmt.fields}
+    out = [f for f in fmt.fields if f.is_common]
+    for of in fields:
+        src = by.get(of.src or of.name)
+        if src is None:
+            continue
+        g = copy.copy(src)
+        g.name = of.name
+        out.append(g)
+    return EventFormat(fmt.group, fmt.name, fmt.id, out, fmt.print_fmt, fmt.print_fmt_raw, fmt.long_size, fmt.text)
 
 
 def _quiet(fn: Any, *a: Any, **kw: Any) -> None:
