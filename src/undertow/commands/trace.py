@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count,
                    drain=args.drain)
     if args.verbose:
-        print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
+        why = f" ({tracer.backend_why})" if tracer.backend_why else ""
+        print(f"undertow trace: backend {tracer.backend.name}{why}", file=sys.stderr)
     if args.show:
         sys.stdout.write(tracer.show())
         return 0

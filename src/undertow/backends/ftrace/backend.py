@@ -45,6 +45,12 @@ class FtraceBackend(Backend):
                 err = FtraceUnsupported(e.message, None, tuple(e.hints))
             if err is not None:
                 out.append(Refusal(err.message, err.span, list(err.hints), i))
+                continue
+            from .compile import pointer_strings
+
+            weak = pointer_strings(probe)
+            if weak is not None:
+                out.append(Refusal(weak.message, weak.span, list(weak.hints), i, fallback=True))
         return out
 
     def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
