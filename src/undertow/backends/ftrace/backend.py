@@ -64,9 +64,15 @@ class FtraceBackend(Backend):
             specs = compile_program(program, a, group=name)
         except FtraceUnsupported as e:
             raise _locate(e, program) from None
-        return FtracePlan(specs=specs, instance=name, stack=bool(program.setting("stack")),
+        plan = FtracePlan(specs=specs, instance=name, stack=bool(program.setting("stack")),
                           pid=program.setting("pid"),
                           self_pid=program.setting("self_pid", os.getpid()) if program.setting("exclude_self", True) else None)
+        if any(s.kind == "tracepoint" for s in specs):
+            from .compile import COMM_EVENTS
+
+            shown = {f"{s.group}/{s.event}" for s in specs}
+            plan.comm_events = [e for e in COMM_EVENTS if e not in shown]
+        return plan
 
     def attach(self, plan: Plan, kernel: "Kernel") -> Session:
         from .session import FtraceSession  # the runtime (instance lifecycle + reader)

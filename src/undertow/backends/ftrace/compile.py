@@ -33,6 +33,11 @@ from ...lang import ir
 from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StrTy, Ty, VoidTy
 
 DYNAMIC_KINDS = {"kprobe": "p", "kretprobe": "r", "uprobe": "p", "uretprobe": "r"}
+from .ringbuf import COMM_FIELD  # noqa: E402 - the field kprobe/uprobe events fetch $comm into
+#: The event of a task's new name (an exec, prctl(PR_SET_NAME): __set_task_comm() in
+#: fs/exec.c calls trace_task_rename): a session with tracepoints enables it too, unshown,
+#: so its COMM column follows the names.
+COMM_EVENTS = ("task/task_rename",)
 STRING_MAX_NOTE = "ftrace strings are read up to the kernel's limit (MAX_STRING_SIZE, 4096)"
 
 
@@ -169,6 +174,10 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
         of = OutField(name, ftype, f.fmt or _default_fmt(f.expr.type, ftype))
         fields.append(of)
         consts[name] = of
+    # the task's name at the event: the COMM column (trace_pipe_raw records carry only the
+    # pid; /proc, read later, has another name after an exec)
+    if COMM_FIELD not in consts:  # (a line pasted from -S fetches it already)
+        args.append(f"{COMM_FIELD}=$comm:string")
     if user:
         if ap.file_offset is None:
             raise FtraceUnsupported(f"uprobe {ap.describe()} has no resolved file offset", ap.span,

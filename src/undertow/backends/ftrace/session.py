@@ -196,6 +196,8 @@ class FtraceSession(Session):
                 inst.write(f"{base}/filter", spec.filter, append=False)
             self.enabled.append(f"{base}/enable")
             inst.write(f"{base}/enable", "1", append=False)
+        for ev in plan.comm_events:
+            self._follow_names(ev)
         if plan.stack:
             try:
                 reader.add_stack(tfs.event_format("ftrace", "kernel_stack"))
@@ -211,6 +213,34 @@ class FtraceSession(Session):
         check()
         inst.write("tracing_on", "1", append=False)
         self._ready = True
+
+    def _follow_names(self, event: str) -> None:
+        """Enable ``event`` (task/task_rename) unshown: each of its records sets the name of
+        its task for the events read after it, so the COMM column changes at an exec instead
+        of keeping the name /proc had at first sight."""
+        group, _, name = event.partition("/")
+        try:
+            fmt = self.tfs.event_format(group, name)
+        except (UndertowError, LookupError, OSError):
+            return  # an older kernel: names from /proc only
+        assert self.reader is not None
+        self.reader.add_hook(fmt, self._renamed)
+        rel = f"events/{event}/enable"
+        self.enabled.append(rel)
+        try:
+            self.inst.write(rel, "1", append=False)
+        except TracefsError:
+            pass
+
+    def _renamed(self, d: Dict[str, Any]) -> None:
+        """task_rename (an exec, prctl PR_SET_NAME, a write to /proc/PID/comm): ``newcomm``
+        is the task's name from here on (``pid``: the task renamed; older kernels: the writer)."""
+        new = d.get("newcomm")
+        tid = d.get("pid", d.get("common_pid"))
+        if isinstance(new, str) and isinstance(tid, int):
+            self._comm[tid] = new
+            if tid in self._task:
+                self._task[tid] = (self._task[tid][0], new)
 
     # ------------------------------------------------------------------ stopping
     def wake_on(self, fd: int) -> None:
