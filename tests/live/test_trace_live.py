@@ -220,7 +220,7 @@ def test_hostile_comm_is_escaped(tmp_path):
     tfs = Kernel().tracefs()
     try:
         proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", "1", "--duration", "120",
-                                 "-p", str(child.pid), "e syscalls/sys_enter_openat"],
+                                 "--backend", "ftrace", "-p", str(child.pid), "e syscalls/sys_enter_openat"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert wait_for(lambda: tracing_on(tfs, proc.pid, "syscalls/sys_enter_openat"))
         go.write_text("")
