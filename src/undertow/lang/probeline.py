@@ -18,7 +18,9 @@ output prefixes ``S``/``U``/``X`` (signed, unsigned, hex) before the
 expression, skb headers ``@(struct iphdr *)l3%0->saddr`` with ``l2``/``l3``/``l4``
 and payload views ``cdata/sdata/ldata/qdata[i]``. Field names starting with
 ``ip_``, ``b16_``/``b32_``/``b64_`` or ``B16_``/``B32_``/``B64_`` pick the
-output format (dotted IPv4, byte-swapped decimal, byte-swapped hex).
+output format (dotted IPv4, byte-swapped decimal, byte-swapped hex). kprobe_events'
+own fetch arguments are field values too (``+0(%di):string``, ``$stack2``,
+``+0x10(%di):b4@2/32``; :mod:`undertow.lang.fetchargs`), so what ``-S`` prints reads back.
 
 The filter after ``f:`` runs to the end of the line: C-like ``&& || ! ( )``,
 comparisons, arithmetic, numbers, ``"quoted"``/``'quoted'`` strings, dotted
