@@ -92,6 +92,8 @@ class Tracer:
         self._started_at: Optional[float] = None
         resolve(program, self.kernel, arch=arch, strict_kprobes=not offline)
         candidates = backend_by_name(backend)
+        #: why ``auto`` passed over the backends before the one chosen ("" when none was)
+        self.backend_why = ""
         if offline:
             # -S: compile for the first backend that can express the program,
             # whether or not this kernel could attach it (the first one's error if none can).
@@ -108,9 +110,9 @@ class Tracer:
                 assert first is not None
                 raise first
         else:
-            from .backends.base import choose
+            from .backends.base import choose_why
 
-            self.backend = choose(candidates, program, self.kernel)
+            self.backend, self.backend_why = choose_why(candidates, program, self.kernel)
             self.plan = self.backend.compile(program, self.kernel, arch=arch)
 
     # -- showing

@@ -123,7 +123,7 @@ def test_everything_made_before_the_stop_is_shown_or_counted(tool, tmp_path):
         args = ["run", "-e", 'tracepoint:syscalls:sys_enter_openat /comm == "ut_storm_acct"/ { printf("x\\n"); }']
         ready = "Attaching"
     else:
-        args = ["trace", 'e syscalls/sys_enter_openat f:comm=="ut_storm_acct"']
+        args = ["trace", "--backend", "ftrace", 'e syscalls/sys_enter_openat f:comm=="ut_storm_acct"']
         ready = None
     with open(out_path, "w") as out:
         p = _undertow(args, out)

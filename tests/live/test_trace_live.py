@@ -220,7 +220,7 @@ def test_hostile_comm_is_escaped(tmp_path):
     tfs = Kernel().tracefs()
     try:
         proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", "1", "--duration", "120",
-                                 "-p", str(child.pid), "e syscalls/sys_enter_openat"],
+                                 "--backend", "ftrace", "-p", str(child.pid), "e syscalls/sys_enter_openat"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert wait_for(lambda: tracing_on(tfs, proc.pid, "syscalls/sys_enter_openat"))
         go.write_text("")
@@ -285,7 +285,7 @@ def test_burst_is_decoded_whole_and_batched(tmp_path, tfs):
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"  # its start-up opens are over
-        t = undertow.trace(f"e syscalls/sys_enter_openat f:common_pid=={child.pid}", duration=90)
+        t = undertow.trace(f"e syscalls/sys_enter_openat f:common_pid=={child.pid}", backend="ftrace", duration=90)
         with t:
             mine = [i for i in tfs.instances() if i.startswith(f"undertow_{os.getpid()}_")]
             assert len(mine) == 1
@@ -327,8 +327,8 @@ def test_cli_text_burst_every_line_and_count(tmp_path, tfs):
     proc = None
     try:
         assert child.stdout.readline().strip() == "ready"
-        proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--count", str(count), "--duration", "90",
-                                 f"e syscalls/sys_enter_openat f:common_pid=={child.pid}"],
+        proc = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "--backend", "ftrace", "--count", str(count),
+                                 "--duration", "90", f"e syscalls/sys_enter_openat f:common_pid=={child.pid}"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(  # its instance exists: it is tracing

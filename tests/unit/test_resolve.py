@@ -33,7 +33,9 @@ def res(*lines: str, kprobes: bool = True, arch: str = "x86_64", strict: bool = 
 
 def ftrace(*lines: str, arch: str = "x86_64") -> list:
     prog = res(*lines, arch=arch)
-    return [(s.definition, s.filter) for s in compile_program(prog, get_arch(arch), group="g")]
+    # without the $comm fetch every kprobe/uprobe event ends with (test_ftrace_compile.py)
+    return [(s.definition.replace(" __comm=$comm:string", "") if s.definition else s.definition, s.filter)
+            for s in compile_program(prog, get_arch(arch), group="g")]
 
 
 def fail(cls, *lines: str, **kw):

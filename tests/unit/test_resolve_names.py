@@ -73,7 +73,7 @@ def test_a_compiler_made_copy_is_probed_with_a_note():
     assert note.severity == "note"
     assert note.message.startswith("__netif_receive_skb_core is __netif_receive_skb_core.constprop.0 in this kernel")
     spec = compile_program(prog, get_arch("x86_64"), group="g")[0]
-    assert spec.definition == "p:g/e0 __netif_receive_skb_core.constprop.0 x=%di:x64"
+    assert spec.definition == "p:g/e0 __netif_receive_skb_core.constprop.0 x=%di:x64 __comm=$comm:string"
     # one line on stderr; with -v its place too
     assert diagnostic_lines(prog.warnings, False) == ["undertow trace: note: " + note.message]
     assert diagnostic_lines(prog.warnings, True)[0].startswith(
@@ -90,7 +90,7 @@ def test_a_copy_gets_no_btf_prototype():
                            "no type")
     prog = res("p __netif_receive_skb_core n=((struct sk_buff *)%0)->len")
     assert compile_program(prog, get_arch("x86_64"), group="g")[0].definition == \
-        "p:g/e0 __netif_receive_skb_core.constprop.0 n=+0x70(%di):u32"
+        "p:g/e0 __netif_receive_skb_core.constprop.0 n=+0x70(%di):u32 __comm=$comm:string"
 
 
 @X86_ONLY
@@ -128,7 +128,8 @@ def test_a_foreign_kernel_is_not_checked_against_this_kallsyms():
 def test_registers_and_untyped_values_show_in_hex():
     prog = res("p kernel_clone+21 r=%r12 s=S%r12", "p _do_fork+4 f=clone_flags a=%0",
                kernel=FakeKernel())
-    defs = [s.definition for s in compile_program(prog, get_arch("x86_64"), group="g")]
+    # (the COMM at the event is fetched too: __comm, backends/ftrace/compile.py)
+    defs = [s.definition.replace(" __comm=$comm:string", "") for s in compile_program(prog, get_arch("x86_64"), group="g")]
     assert defs == ["p:g/e0 kernel_clone+21 r=%r12:x64 s=%r12:s64",
                     # a typed argument keeps its type: u64 clone_flags in decimal, the task pointer in hex
                     "p:g/e1 _do_fork+4 f=%dx:u64 a=%di:x64"]

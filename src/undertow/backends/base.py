@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Iterator, List, Optional, Sequence
+    from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SourceError, Span, UndertowError
 from ..events import Record, Stats
@@ -27,14 +27,17 @@ from ..lang.ir import Program
 
 class Refusal:
     """Why a backend cannot run (part of) a program: a message, the span, hints, and the
-    index of the probe refused (None: the whole program)."""
+    index of the probe refused (None: the whole program). ``fallback``: the backend can run
+    it, but shows less than the line asks (a pointer where the user expects the string):
+    ``auto`` takes it only when no other backend can run the program."""
 
-    __slots__ = ("message", "span", "hints", "probe_index")
+    __slots__ = ("message", "span", "hints", "probe_index", "fallback")
 
     def __init__(self, message: str, span: Optional[Span] = None, hints: Optional[List[str]] = None,
-                 probe_index: Optional[int] = None) -> None:
+                 probe_index: Optional[int] = None, fallback: bool = False) -> None:
         self.message, self.span, self.probe_index = message, span, probe_index
         self.hints: List[str] = [] if hints is None else hints
+        self.fallback = fallback
 
 
 class Plan(abc.ABC):
@@ -119,22 +122,40 @@ class NoBackendError(SourceError):
 
 
 def choose(backends: Sequence[Backend], program: "Program", kernel: "Kernel") -> Backend:
-    """The first backend whose :meth:`Backend.check` has no refusal.
+    """The first backend whose :meth:`Backend.check` has no refusal (see :func:`choose_why`).
+
+    Raises :class:`NoBackendError` naming each backend's first refusal.
+    """
+    return choose_why(backends, program, kernel)[0]
+
+
+def choose_why(backends: Sequence[Backend], program: "Program",
+               kernel: "Kernel") -> Tuple[Backend, str]:
+    """The first backend whose :meth:`Backend.check` has no refusal, and why the ones
+    before it were passed over ("" when it is the first). A backend whose refusals are all
+    ``fallback`` ones is taken when no later backend can run the program.
 
     Raises :class:`NoBackendError` naming each backend's first refusal.
     """
     why: List[str] = []
     hints: List[str] = []
     located: Optional[Refusal] = None
+    fallback: Optional[Backend] = None
     for b in backends:
         refusals = b.check(program, kernel)
         if not refusals:
-            return b
+            return b, "; ".join(why)
+        if fallback is None and all(r.fallback for r in refusals):
+            fallback = b
+            why.append(f"{b.name}: {refusals[0].message}")
+            continue
         why.append(f"{b.name}: {refusals[0].message}")
         for r in refusals:
             hints.extend(h for h in r.hints if h not in hints)
             if located is None and r.span is not None and r.probe_index is not None:
                 located = r
+    if fallback is not None:
+        return fallback, "; ".join(why)
     err = NoBackendError("no backend can run this program (" + "; ".join(why) + ")", hints=hints)
     if located is not None:
         probe = program.probes[located.probe_index]  # type: ignore[index]

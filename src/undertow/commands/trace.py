@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     for line in diagnostic_lines(tracer.program.warnings, bool(args.verbose)):
         print(line, file=sys.stderr)
     if args.verbose:
-        print(f"undertow trace: backend {tracer.backend.name}", file=sys.stderr)
+        why = f" ({tracer.backend_why})" if tracer.backend_why else ""
+        print(f"undertow trace: backend {tracer.backend.name}{why}", file=sys.stderr)
     if args.show:
         sys.stdout.write(tracer.show())
         return 0

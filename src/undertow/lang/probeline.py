@@ -18,7 +18,9 @@ output prefixes ``S``/``U``/``X`` (signed, unsigned, hex) before the
 expression, skb headers ``@(struct iphdr *)l3%0->saddr`` with ``l2``/``l3``/``l4``
 and payload views ``cdata/sdata/ldata/qdata[i]``. Field names starting with
 ``ip_``, ``b16_``/``b32_``/``b64_`` or ``B16_``/``B32_``/``B64_`` pick the
-output format (dotted IPv4, byte-swapped decimal, byte-swapped hex).
+output format (dotted IPv4, byte-swapped decimal, byte-swapped hex). kprobe_events'
+own fetch arguments are field values too (``+0(%di):string``, ``$stack2``,
+``+0x10(%di):b4@2/32``; :mod:`undertow.lang.fetchargs`), so what ``-S`` prints reads back.
 
 The filter after ``f:`` runs to the end of the line: C-like ``&& || ! ( )``,
 comparisons, arithmetic, numbers, ``"quoted"``/``'quoted'`` strings, dotted
@@ -151,6 +153,18 @@ class _Lexer:
                 out.append(Tok("ident", m.group(), i, m.end()))
                 i = m.end()
                 continue
+            if c == "\\" and i + 1 < end and (s[i + 1] in "\"'" or "0" <= s[i + 1] <= "9"):
+                # kprobe_events' immediate values: \42, \0x2a, \"text" (kprobetrace.rst)
+                if s[i + 1] in "\"'":
+                    j, val = self._string(i + 1)
+                    out.append(Tok("str", s[i:j], i, j, val))
+                    i = j
+                    continue
+                m = _NUM_RE.match(s, i + 1, end)
+                assert m is not None
+                out.append(Tok("num", s[i:m.end()], i, m.end(), _int(m.group())))
+                i = m.end()
+                continue
             if c in "%$" and i + 1 < end and (s[i + 1] == "_" or s[i + 1].isascii() and s[i + 1].isalnum()):
                 m = re.compile(r"[A-Za-z0-9_]+").match(s, i + 1, end)
                 assert m is not None
@@ -228,6 +242,8 @@ class _ExprParser:
         #: output prefixes written before a fetch (``S%0``, ``X@(struct iphdr *)...``):
         #: id of the node -> (the node, kept alive so its id stays its own; the fmt)
         self.prefixes: Dict[int, Tuple[ir.Expr, str]] = {}
+        #: kprobe_events' ``+OFFS(FETCHARG)`` dereferences: id -> the node (kept alive)
+        self.fetch_derefs: Dict[int, ir.Expr] = {}
 
     # -- helpers
     @property
@@ -333,6 +349,8 @@ class _ExprParser:
 
     def _unary(self) -> ir.Expr:
         t = self.tok
+        if t.kind == "op" and t.text in ("+", "-") and self._fetch_ahead():
+            return self.postfix(self._fetch_deref())
         if t.kind == "op" and t.text in ("!", "-", "~"):
             self.take()
             inner = self.unary()
@@ -356,6 +374,36 @@ class _ExprParser:
                 self.prefixes[id(inner)] = (inner, _VALUE_PREFIXES[t.text])
                 return inner
         return self.postfix(self.primary())
+
+    def _fetch_ahead(self) -> bool:
+        """At ``+``/``-``: kprobe_events' ``+|-[u]OFFS(FETCHARG)`` follows (no spaces)."""
+        sign, off, paren = self.tok, self.peek(), self.peek(2)
+        if off.start != sign.end or paren.start != off.end or paren.kind != "op" or paren.text != "(":
+            return False
+        return off.kind == "num" and not off.text.startswith("\\") or \
+            off.kind == "ident" and re.fullmatch(r"u(?:0[xX][0-9a-fA-F]+|\d+)", off.text) is not None
+
+    def _fetch_deref(self) -> ir.Expr:
+        from .fetchargs import fetch_deref
+
+        sign = self.take()
+        off = self.take()
+        user = off.kind == "ident"
+        digits = off.text[1:] if user else off.text
+        if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX" and not set(digits) <= set("01234567"):
+            raise self.error(f"bad offset {digits!r}: a leading 0 means octal", off,
+                             f"write {int(digits)} (decimal) or {int(digits):#x} (hex)")
+        value = _int(digits) * (-1 if sign.text == "-" else 1)
+        self.take()  # (
+        if self.is_op(")"):
+            raise self.error("expected a fetch argument inside +OFFS(...)", self.tok, "e.g. +0(%di), +8($stack)")
+        inner = self.expr(0)
+        self.expect_op(")", "to close +OFFS(...)")
+        if isinstance(inner, ir.Builtin) and inner.name == "stack":
+            inner = ir.Register("sp").at(inner.span)  # $stack inside a fetch: the stack address
+        d = fetch_deref(inner, value, user, self._span_from(sign.start))
+        self.fetch_derefs[id(d)] = d
+        return d
 
     def postfix(self, e: ir.Expr) -> ir.Expr:
         start = e.span.start if e.span else self.tok.start
@@ -456,7 +504,14 @@ class _ExprParser:
             return ir.Arg(index=k - 1).at(t.span)
         if n in DOLLAR_BUILTINS:
             return ir.Builtin(n).at(t.span)
-        known = ["retval", "argN"] + list(DOLLAR_BUILTINS)
+        m = re.fullmatch(r"stack(\d+)", n)
+        if m:
+            from .fetchargs import stack_entry
+
+            d = stack_entry(int(m.group(1)), t.span)
+            self.fetch_derefs[id(d)] = d
+            return d
+        known = ["retval", "argN", "stackN"] + list(DOLLAR_BUILTINS)
         raise self.error(f"unknown special value ${n}", t,
                          did_you_mean(n, known) or ("special values: $" + ", $".join(known)))
 
@@ -739,11 +794,23 @@ def _parse_probe(src: str, start: int, end: int, origin: str) -> ir.Probe:
         else:
             name = ""
             ea = wa
-        parser = _ExprParser(src, ea, wb, origin, names_are)
+        from .fetchargs import apply_type, split_type
+
+        typed = split_type(src, ea, wb)
+        parser = _ExprParser(src, ea, typed[1].start if typed else wb, origin, names_are)
         expr = parser.parse_all()
-        if isinstance(expr, ir.Builtin) and expr.name == "stack":
+        type_fmt: Optional[str] = None
+        if typed is not None:
+            # kprobe_events' NAME=FETCHARG:TYPE
+            if isinstance(expr, ir.Builtin) and expr.name == "stack":
+                expr = ir.Register("sp").at(expr.span)  # $stack:x64 is the stack address
+            expr, type_fmt = apply_type(expr, lambda e: id(e) in parser.fetch_derefs, typed[0], typed[1], src,
+                                        origin)
+        elif isinstance(expr, ir.Builtin) and expr.name == "stack":
             emit.stack = True
             continue
+        elif id(expr) in parser.fetch_derefs:
+            type_fmt = "x"  # kprobe_events' default type: x64 (x32 on 32-bit kernels)
         if not name:
             auto = _auto_name(expr)
             if auto is None:
@@ -755,7 +822,7 @@ def _parse_probe(src: str, start: int, end: int, origin: str) -> ir.Probe:
                         (name_span or Span(wa, wb)).end, origin, "give each field its own name: NAME=EXPR")
         seen[name] = True
         prefix = parser.prefixes.get(id(expr))
-        fmt = field_name_format(name) or (prefix[1] if prefix else None)
+        fmt = field_name_format(name) or (prefix[1] if prefix else None) or type_fmt
         ef = ir.EmitField(name, expr, fmt, Span(wa, wb))
         ef.explicit_fmt = fmt is not None
         ef.name_span = name_span

@@ -45,6 +45,12 @@ class FtraceBackend(Backend):
                 err = FtraceUnsupported(e.message, None, tuple(e.hints))
             if err is not None:
                 out.append(Refusal(err.message, err.span, list(err.hints), i))
+                continue
+            from .compile import pointer_strings
+
+            weak = pointer_strings(probe)
+            if weak is not None:
+                out.append(Refusal(weak.message, weak.span, list(weak.hints), i, fallback=True))
         return out
 
     def compile(self, program: "Program", kernel: "Kernel", *, arch: Optional[str] = None) -> Plan:
@@ -58,9 +64,15 @@ class FtraceBackend(Backend):
             specs = compile_program(program, a, group=name)
         except FtraceUnsupported as e:
             raise _locate(e, program) from None
-        return FtracePlan(specs=specs, instance=name, stack=bool(program.setting("stack")),
+        plan = FtracePlan(specs=specs, instance=name, stack=bool(program.setting("stack")),
                           pid=program.setting("pid"),
                           self_pid=program.setting("self_pid", os.getpid()) if program.setting("exclude_self", True) else None)
+        if any(s.kind == "tracepoint" for s in specs):
+            from .compile import COMM_EVENTS
+
+            shown = {f"{s.group}/{s.event}" for s in specs}
+            plan.comm_events = [e for e in COMM_EVENTS if e not in shown]
+        return plan
 
     def attach(self, plan: Plan, kernel: "Kernel") -> Session:
         from .session import FtraceSession  # the runtime (instance lifecycle + reader)

@@ -30,9 +30,14 @@ if TYPE_CHECKING:
 from ...errors import Span, TypeCheckError, UndertowError
 from ...kernel.arch import Arch
 from ...lang import ir
-from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StrTy, Ty
+from ...lang.types import ArrayTy, EnumTy, IntTy, PtrTy, RecordTy, StrTy, Ty, VoidTy
 
 DYNAMIC_KINDS = {"kprobe": "p", "kretprobe": "r", "uprobe": "p", "uretprobe": "r"}
+from .ringbuf import COMM_FIELD  # noqa: E402 - the field kprobe/uprobe events fetch $comm into
+#: The event of a task's new name (an exec, prctl(PR_SET_NAME): __set_task_comm() in
+#: fs/exec.c calls trace_task_rename): a session with tracepoints enables it too, unshown,
+#: so its COMM column follows the names.
+COMM_EVENTS = ("task/task_rename",)
 STRING_MAX_NOTE = "ftrace strings are read up to the kernel's limit (MAX_STRING_SIZE, 4096)"
 
 
@@ -46,12 +51,13 @@ class FtraceUnsupported(UndertowError):
 
 
 class OutField:
-    """How to show one fetched field: the name in the event, its ftrace type, the display fmt."""
+    """How to show one fetched field: the name in the event, its ftrace type, the display fmt;
+    ``src``: the tracepoint field it shows when the line renamed it (``next=next_pid``)."""
 
-    __slots__ = ("name", "ftype", "fmt")
+    __slots__ = ("name", "ftype", "fmt", "src")
 
-    def __init__(self, name: str, ftype: str, fmt: Optional[str] = None) -> None:
-        self.name, self.ftype, self.fmt = name, ftype, fmt
+    def __init__(self, name: str, ftype: str, fmt: Optional[str] = None, src: Optional[str] = None) -> None:
+        self.name, self.ftype, self.fmt, self.src = name, ftype, fmt, src
 
 
 class EventSpec:
@@ -107,6 +113,28 @@ def check_probe(probe: ir.Probe, arch: "Arch") -> Optional[FtraceUnsupported]:
     return None
 
 
+def pointer_strings(probe: ir.Probe) -> Optional[FtraceUnsupported]:
+    """The first tracepoint field ``probe`` shows as a string that ftrace can show only as
+    an address (a ``char *`` the event records, such as a syscall's ``filename``), or None.
+
+    An event's format holds the pointer, not the string, and an event filter cannot
+    print what it points to (Documentation/trace/events.rst); the BPF backend reads it
+    at the event (``bpf_probe_read_user_str``)."""
+    for ap in probe.attach:
+        if ap.kind != "tracepoint":
+            return None
+    for a in probe.actions:
+        for f in a.fields if isinstance(a, ir.Emit) else ():
+            e, t = f.expr, f.expr.type
+            if isinstance(e, ir.Field) and isinstance(t, PtrTy) and _is_string_type(t) and \
+                    f.fmt in ("str", "ustr"):
+                where = probe.attach[0].target.replace(":", "/") if probe.attach else "the event"
+                return FtraceUnsupported(
+                    f"{where} records only the address in {e.name} (a {t}), "
+                    f"not the string", f.span or e.span, ("--backend bpf reads the string",))
+    return None
+
+
 def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str, n: int,
                    pi: int, program: Optional[ir.Program]) -> EventSpec:
     emits: List[ir.EmitField] = []
@@ -124,7 +152,7 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
             if not isinstance(f.expr, ir.Field):
                 raise FtraceUnsupported(
                     "ftrace shows a tracepoint's own fields only; computed fields need BPF", f.span or f.expr.span)
-            spec.fields.append(OutField(f.name, "", f.fmt))
+            spec.fields.append(OutField(f.name, "", f.fmt, f.expr.name))
         if probe.filter is not None:
             spec.filter = FilterCompiler({}, user=False).compile(probe.filter)
         return spec
@@ -146,6 +174,10 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
         of = OutField(name, ftype, f.fmt or _default_fmt(f.expr.type, ftype))
         fields.append(of)
         consts[name] = of
+    # the task's name at the event: the COMM column (trace_pipe_raw records carry only the
+    # pid; /proc, read later, has another name after an exec)
+    if COMM_FIELD not in consts:  # (a line pasted from -S fetches it already)
+        args.append(f"{COMM_FIELD}=$comm:string")
     if user:
         if ap.file_offset is None:
             raise FtraceUnsupported(f"uprobe {ap.describe()} has no resolved file offset", ap.span,
@@ -196,7 +228,12 @@ class FetchCompiler:
         t = e.type
         if isinstance(e, ir.Builtin) and e.name == "comm":
             return "$comm", "string"
+        bits = self._bitfield(e)
+        if bits is not None:
+            return bits
         if isinstance(e, ir.Cast) and not _needs_memory(e.expr):
+            if _is_string_type(t) and isinstance(t, PtrTy) and fmt in (None, "str", "ustr"):
+                return self._string(e)  # (char *)%0, (char *)$retval: the string it points to
             return self.fetch_value_with_type(e.expr, t, fmt, e)
         if _is_string_type(t):
             return self._string(e)
@@ -210,6 +247,26 @@ class FetchCompiler:
                 return _deref(loc, off), f"{_int_type(elem, fmt)}[{t.count}]"
             return _deref(loc, off), _int_type(t, fmt)
         return self.fetch_value_with_type(e, t, fmt, e)
+
+    def _bitfield(self, e: ir.Expr) -> Optional[Tuple[str, str]]:
+        """``(mem >> o) & (2**w - 1)`` on an unsigned memory read of c bits is kprobe_events'
+        bitfield type ``b<w>@<o>/<c>`` (how ``+0x10(%di):b4@2/32`` reads back as IR)."""
+        if not (isinstance(e, ir.Binary) and e.op == "&" and isinstance(e.right, ir.Const)):
+            return None
+        mask = e.right.value
+        if not isinstance(mask, int) or mask <= 0 or mask & (mask + 1):
+            return None
+        width, inner, off = mask.bit_length(), e.left, 0
+        if isinstance(inner, ir.Binary) and inner.op == ">>" and isinstance(inner.right, ir.Const) and \
+                isinstance(inner.right.value, int):
+            inner, off = inner.left, inner.right.value
+        t = inner.type
+        if not isinstance(inner, (ir.Deref, ir.Member, ir.Index)) or not isinstance(t, IntTy) or t.signed or \
+                t.size not in (1, 2, 4, 8) or (isinstance(inner, ir.Member) and inner.bit_size) or \
+                not 0 <= off < off + width <= t.size * 8:
+            return None
+        loc, at = self.location(inner)
+        return _deref(loc, at), f"b{width}@{off}/{t.size * 8}"
 
     def fetch_value_with_type(self, e: ir.Expr, t: Optional[Ty], fmt: Optional[str], at: ir.Expr) -> Tuple[str, str]:
         if isinstance(t, RecordTy):
@@ -225,7 +282,29 @@ class FetchCompiler:
             loc, off = self.location(e)
             return _deref(loc, off), st
         # char *: the string is at the pointer's value
-        return _deref(self.value(e), 0), st
+        loc, off = self.address(e)
+        return _deref(loc, off), st
+
+    def address(self, e: ir.Expr) -> Tuple[str, int]:
+        """``(fetch, off)`` such that value(fetch) + off is ``e``'s value: a pointer plus or
+        minus a constant (kprobe_events' ``+OFFS(FETCHARG)`` read back as IR) folds into
+        the offset; a pointer's constant is scaled by its target's size, as C and the BPF
+        backend do."""
+        inner = e
+        while isinstance(inner, ir.Cast):
+            inner = inner.expr
+        if isinstance(inner, ir.Binary) and inner.op in ("+", "-"):
+            for base, c, sign in ((inner.left, inner.right, 1 if inner.op == "+" else -1),
+                                  (inner.right, inner.left, 1 if inner.op == "+" else 0)):
+                if sign and isinstance(c, ir.Const) and isinstance(c.value, int):
+                    bt = base.type
+                    scale = 1
+                    if isinstance(bt, PtrTy) and bt.target is not None and bt.target.size > 0 and \
+                            not isinstance(bt.target, VoidTy):
+                        scale = bt.target.size
+                    loc, off = self.address(base)
+                    return loc, off + sign * c.value * scale
+        return self.value(e), 0
 
     def value(self, e: ir.Expr) -> str:
         """A fetch argument yielding ``e``'s value (a register, a dereference...)."""
@@ -290,7 +369,8 @@ class FetchCompiler:
             if e.offset is None:
                 raise FtraceUnsupported(f"member {e.name} has no offset (resolve first)", e.span)
             if e.arrow:
-                return self.value(e.base), e.offset
+                loc, off = self.address(e.base)
+                return loc, off + e.offset
             loc, off = self.location(e.base)
             return loc, off + e.offset
         if isinstance(e, ir.Index):
@@ -300,11 +380,12 @@ class FetchCompiler:
             elem = bt.elem if isinstance(bt, ArrayTy) else bt.target if isinstance(bt, PtrTy) else None
             size = elem.size if elem is not None and elem.size else 1
             if isinstance(bt, PtrTy):
-                return self.value(e.base), e.index.value * size
+                loc, off = self.address(e.base)
+                return loc, off + e.index.value * size
             loc, off = self.location(e.base)
             return loc, off + e.index.value * size
         if isinstance(e, ir.Deref):
-            return self.value(e.expr), 0
+            return self.address(e.expr)
         if isinstance(e, ir.Cast):
             return self.location(e.expr)
         if isinstance(e, ir.Payload) and e.addr is not None:

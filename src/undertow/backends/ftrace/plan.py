@@ -18,7 +18,7 @@ class FtracePlan(Plan):
     is excluded from events.
     """
 
-    __slots__ = ("specs", "instance", "stack", "pid", "self_pid", "buffer_kb")
+    __slots__ = ("specs", "instance", "stack", "pid", "self_pid", "buffer_kb", "comm_events")
     backend = "ftrace"
 
     def __init__(self, specs: Optional[List[EventSpec]] = None, instance: str = "undertow_<pid>_<n>",
@@ -26,6 +26,8 @@ class FtracePlan(Plan):
                  buffer_kb: Optional[int] = None) -> None:
         self.specs: List[EventSpec] = [] if specs is None else specs
         self.instance, self.stack, self.pid, self.self_pid, self.buffer_kb = instance, stack, pid, self_pid, buffer_kb
+        #: events enabled unshown to follow task names (COMM_EVENTS): when tracepoints are traced
+        self.comm_events: List[str] = []
 
     def render(self) -> str:
         lines = [f"# ftrace plan: instance instances/{self.instance}, writes in order"]
@@ -46,5 +48,7 @@ class FtracePlan(Plan):
             if s.filter:
                 lines.append(f"{base}/filter = {s.filter}")
             lines.append(f"{base}/enable = 1")
+        for ev in self.comm_events:
+            lines.append(f"{inst}/events/{ev}/enable = 1   # not shown: follows task names")
         lines.append(f"{inst}/tracing_on = 1")
         return "\n".join(lines) + "\n"

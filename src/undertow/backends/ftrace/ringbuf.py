@@ -32,6 +32,8 @@ RB_MISSED_EVENTS = 1 << 31
 RB_MISSED_STORED = 1 << 30
 _FLAGS = RB_MISSED_EVENTS | RB_MISSED_STORED
 PADDING, TIME_EXTEND, TIME_STAMP = 29, 30, 31
+#: The field a kprobe/uprobe event fetches ``$comm`` into (compile.py): the COMM column, not a field.
+COMM_FIELD = "__comm"
 
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -219,14 +221,16 @@ class EventType:
     ``bulk`` is False when the format has variable-size data (no fixed step).
     """
 
-    __slots__ = ("fmt", "probe", "decode", "keep", "formats", "runs", "bulk")
+    __slots__ = ("fmt", "probe", "decode", "keep", "formats", "runs", "bulk", "hook")
 
     def __init__(self, fmt: EventFormat, probe: str, keep: Optional[List[str]],
-                 formats: Dict[str, str]) -> None:
+                 formats: Dict[str, str], hook: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         self.fmt, self.probe, self.keep, self.formats = fmt, probe, keep, formats
         self.decode = fmt.decoder()
         self.runs: Dict[Tuple[int, int], Any] = {}
-        self.bulk = _bulk_fields(fmt, keep) is not None
+        #: records of an unshown event go to hook(fields), not to the output
+        self.hook = hook
+        self.bulk = hook is None and _bulk_fields(fmt, keep) is not None
 
 
 class PageReader:
@@ -287,6 +291,10 @@ class PageReader:
             formats: Optional[Dict[str, str]] = None) -> None:
         """Show records of ``fmt`` as events of ``probe``."""
         self.types[fmt.id] = EventType(fmt, probe, keep, formats if formats is not None else {})
+
+    def add_hook(self, fmt: EventFormat, hook: Callable[[Dict[str, Any]], None]) -> None:
+        """Pass records of ``fmt`` to ``hook(fields)`` (with ``common_pid``), unshown and uncounted."""
+        self.types[fmt.id] = EventType(fmt, "", None, {}, hook)
 
     def add_stack(self, fmt: EventFormat) -> None:
         """Attach ``ftrace:kernel_stack`` records to the preceding event."""
@@ -359,6 +367,12 @@ class PageReader:
                             continue
                 ts += word >> 5
                 pos = nxt
+                if ev.hook is not None:
+                    try:
+                        ev.hook(ev.decode(page, start, nxt))
+                    except Exception:  # noqa: BLE001 - a name we cannot follow is not fatal
+                        pass
+                    continue
                 if etype == stack_id:
                     prev = self.last_event.get(cpu)
                     if prev is not None and prev.stack is None and self.frames is not None:
@@ -404,6 +418,7 @@ class PageReader:
             out.append(Lost(1, "decode", cpu, ev.probe, bytes(page[start:end])))
             return None
         tid = d.get("common_pid", 0)
+        comm = d.pop(COMM_FIELD, None)  # the name at the event, when the probe fetched it
         if ev.keep is not None:
             fields = {k: d[k] for k in ev.keep if k in d}
         else:
@@ -411,6 +426,8 @@ class PageReader:
         t = task_get(tid)
         if t is None:
             t = self.task(tid)
+        if comm.__class__ is str:
+            t = (t[0], comm)
         e = Event(ts, cpu, t[0], tid, t[1], ev.probe, fields, None, None, None, ev.formats)
         out.append(e)
         return e

@@ -183,7 +183,7 @@ class FtraceSession(Session):
                     tfs.write(spec.definition_file, spec.definition)
                 except TracefsError as e:
                     raise explain_definition_error(spec, e) from None
-            fmt = tfs.event_format(spec.group, spec.event)
+            fmt = shown_format(tfs.event_format(spec.group, spec.event), spec.fields)
             keep = [f.name for f in spec.fields] if spec.fields else None
             # pointers a tracepoint records (user addresses such as a syscall's
             # filename) print as hex; the BPF backend can read what they point to
@@ -200,6 +200,8 @@ class FtraceSession(Session):
                 inst.write(f"{base}/filter", spec.filter, append=False)
             self.enabled.append(f"{base}/enable")
             inst.write(f"{base}/enable", "1", append=False)
+        for ev in plan.comm_events:
+            self._follow_names(ev)
         if plan.stack:
             try:
                 reader.add_stack(tfs.event_format("ftrace", "kernel_stack"))
@@ -215,6 +217,34 @@ class FtraceSession(Session):
         check()
         inst.write("tracing_on", "1", append=False)
         self._ready = True
+
+    def _follow_names(self, event: str) -> None:
+        """Enable ``event`` (task/task_rename) unshown: each of its records sets the name of
+        its task for the events read after it, so the COMM column changes at an exec instead
+        of keeping the name /proc had at first sight."""
+        group, _, name = event.partition("/")
+        try:
+            fmt = self.tfs.event_format(group, name)
+        except (UndertowError, LookupError, OSError):
+            return  # an older kernel: names from /proc only
+        assert self.reader is not None
+        self.reader.add_hook(fmt, self._renamed)
+        rel = f"events/{event}/enable"
+        self.enabled.append(rel)
+        try:
+            self.inst.write(rel, "1", append=False)
+        except TracefsError:
+            pass
+
+    def _renamed(self, d: Dict[str, Any]) -> None:
+        """task_rename (an exec, prctl PR_SET_NAME, a write to /proc/PID/comm): ``newcomm``
+        is the task's name from here on (``pid``: the task renamed; older kernels: the writer)."""
+        new = d.get("newcomm")
+        tid = d.get("pid", d.get("common_pid"))
+        if isinstance(new, str) and isinstance(tid, int):
+            self._comm[tid] = new
+            if tid in self._task:
+                self._task[tid] = (self._task[tid][0], new)
 
     # ------------------------------------------------------------------ stopping
     def wake_on(self, fd: int) -> None:
@@ -555,6 +585,30 @@ class FtraceSession(Session):
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
             pass
+
+
+def shown_format(fmt: Any, fields: List[Any]) -> Any:
+    """``fmt`` (an :class:`~undertow.kernel.formats.EventFormat`) as the line shows it: when a
+    tracepoint line renames fields (``e sched/sched_switch next=next_pid``), a copy holding
+    the common fields and each shown field under its new name (``OutField.src`` -> ``name``;
+    one field shown twice is two fields at one offset), so the reader decodes the records
+    straight into the names the user gave. Unchanged when nothing is renamed."""
+    if not any(f.src is not None and f.src != f.name for f in fields):
+        return fmt
+    import copy
+
+    from ...kernel.formats import EventFormat
+
+    by = {f.name: f for f in fmt.fields}
+    out = [f for f in fmt.fields if f.is_common]
+    for of in fields:
+        src = by.get(of.src or of.name)
+        if src is None:
+            continue
+        g = copy.copy(src)
+        g.name = of.name
+        out.append(g)
+    return EventFormat(fmt.group, fmt.name, fmt.id, out, fmt.print_fmt, fmt.print_fmt_raw, fmt.long_size, fmt.text)
 
 
 def _quiet(fn: Any, *a: Any, **kw: Any) -> None:

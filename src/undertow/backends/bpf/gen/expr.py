@@ -282,7 +282,9 @@ class ExprGen(Prologue):
     def field(self, e: ir.Field) -> None:
         a = self.a
         ff = e.fmt_field
-        if ff is None:
+        if ff is None or (ff.is_common and e.name == "common_pid"):
+            # a tracepoint program may not read the record's common fields (the verifier:
+            # "invalid bpf_context access off=4"): common_pid is the current thread's id
             alias = field_alias(e)
             if alias is not None:
                 return self.scalar(alias)

@@ -213,7 +213,8 @@ class RecordGen(Prologue):
             c = ir.Call("str", [e]).at(e.span)
             # room for the longest literal the filter compares this field with (else it
             # would print truncated while the filter, which reads further, matched)
-            size = max(int(self.program.setting("strlen", 64) or 64), self._literal_len(f.name))
+            # (probe lines set no strlen: 256 bytes, as most paths are shorter; ftrace reads 4096)
+            size = max(int(self.program.setting("strlen", 256) or 256), self._literal_len(f.name))
             c.type = StrTy(min(size, 256))
             if f.fmt == "ustr" and not (isinstance(t, PtrTy) and t.space == "user"):
                 e.type = PtrTy(t.target if isinstance(t, PtrTy) else IntTy(1, True, "char", is_char=True), "user")
