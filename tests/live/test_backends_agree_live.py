@@ -32,6 +32,7 @@ PORT = 9  # discard: nothing listens on loopback here, so the connect is refused
 
 WORKLOAD = textwrap.dedent(r"""
     import os, socket, struct, sys, time
+    print("ready", flush=True)  # started: the tracers attach now (opens of the start-up are not traced)
     sys.stdin.readline()  # both tracers are attached
     path = sys.argv[1]
     for _ in range(2):
@@ -63,8 +64,8 @@ TRACEPOINT_CASES = [
     ("syscall-filter-ops", ["e syscalls/sys_enter_write fd count f:count>=5&&count<1000&&fd!=1&&!(fd<=0)",
                             "e syscalls/sys_exit_write r=ret f:r>0||r==-1"]),
     # a computed field on a tracepoint: ftrace shows the event's own fields only
-    ("comm-field", ["e syscalls/sys_enter_getpid c=$comm f:comm==python3"]),
-    ("comm-filter", ["e syscalls/sys_enter_getpid f:comm==python3&&common_pid>1"]),
+    ("comm-field", ["e syscalls/sys_enter_getpid c=$comm f:comm=={comm}"]),
+    ("comm-filter", ["e syscalls/sys_enter_getpid f:comm=={comm}&&common_pid>1"]),
     ("sock-prefixes", ["e sock/inet_sock_set_state b16_sp=sport dport family protocol oldstate newstate "
                        f"f:dport=={PORT}"]),
     ("sock-arrays", ["e sock/inet_sock_set_state daddr saddr"]),
@@ -113,9 +114,14 @@ def run_both(lines, tmp_path):
     """Both backends attached to ``lines`` for one run of the workload:
     ({backend: sorted shown events of the workload}, {backend: refusal})."""
     target = str(tmp_path / "undertow-agree.txt")
-    proc = subprocess.Popen([sys.executable, "-c", WORKLOAD, target], stdin=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", WORKLOAD, target], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     tracers, refused, started = {}, {}, {}
     try:
+        assert proc.stdout.readline() == "ready\n"
+        with open(f"/proc/{proc.pid}/comm") as f:
+            comm = f.read().strip()  # python3 here, python3.11 in the lab
+        lines = [line.replace("{comm}", comm) for line in lines]
         for backend in ("ftrace", "bpf"):
             try:
                 tracers[backend] = undertow.trace(*lines, backend=backend, pid=proc.pid, drain=True)

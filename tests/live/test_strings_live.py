@@ -12,7 +12,9 @@ Ground truth: processes we start, with names and arguments we choose.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 import sys
 
 import pytest
@@ -121,15 +123,31 @@ def test_comm_across_exec(kernel, backend, line):
         _needs(kernel, "uprobe")
     if backend == "bpf":
         _needs(kernel, "bpf")
-    child = subprocess.Popen(["bash", "-c", "sleep 1.5; " + EXEC])
+    # the child waits until the tracer says it is attached (-v): a start takes 10-60 s in the lab
+    child = subprocess.Popen(["bash", "-c", "read _; " + EXEC], stdin=subprocess.PIPE, text=True)
+    tr = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "-v", "--json", "--backend", backend,
+                           "-p", str(child.pid), "--duration", "120", "--drain", line],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHONPATH=SRC))
     try:
-        p = undertow("trace", "--json", "--backend", backend, "-p", str(child.pid), "--duration", "5", line)
+        for err_line in tr.stderr:
+            if "undertow trace: attached" in err_line:
+                break
+        child.stdin.write("go\n")
+        child.stdin.close()
+        child.wait(timeout=90)
+        time.sleep(0.5)
+        tr.send_signal(signal.SIGINT)  # everything made before it is shown (--drain)
+        out, err = tr.communicate(timeout=90)
     finally:
-        child.wait(timeout=30)
-    assert p.returncode == 0, p.stderr
+        for proc in (tr, child):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert tr.returncode == 0, err
     import json
 
-    evs = [json.loads(x) for x in p.stdout.splitlines() if x.startswith('{"ts"')]
+    evs = [json.loads(x) for x in out.splitlines() if x.startswith('{"ts"')]
     comms = [e["comm"] for e in evs if e["pid"] == child.pid]
     assert "bash" in comms and "python3" in comms, comms
     # the names change once, at the exec: bash..., then python3...

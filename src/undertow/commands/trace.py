@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
     # SIGINT/SIGTERM/SIGHUP end the loop through undertow.stop (cli.main); the tracer
     # stops producing, shows what it had for at most 0.4 s (--drain: all), counts the rest
     with tracer:
+        if args.verbose:
+            # probes are attached now: a script may start what it wants traced
+            print(f"undertow trace: attached ({len(tracer.program.probes)} probe line(s))", file=sys.stderr,
+                  flush=True)
         try:
             if args.json:
                 event, lost = writer.event, writer.lost
