@@ -64,8 +64,8 @@ TRACEPOINT_CASES = [
     ("syscall-filter-ops", ["e syscalls/sys_enter_write fd count f:count>=5&&count<1000&&fd!=1&&!(fd<=0)",
                             "e syscalls/sys_exit_write r=ret f:r>0||r==-1"]),
     # a computed field on a tracepoint: ftrace shows the event's own fields only
-    ("comm-field", ["e syscalls/sys_enter_getpid c=$comm f:comm=={comm}"]),
-    ("comm-filter", ["e syscalls/sys_enter_getpid f:comm=={comm}&&common_pid>1"]),
+    ("comm-field", ['e syscalls/sys_enter_getpid c=$comm f:comm=="{comm}"']),
+    ("comm-filter", ['e syscalls/sys_enter_getpid f:comm=="{comm}"&&common_pid>1']),
     ("sock-prefixes", ["e sock/inet_sock_set_state b16_sp=sport dport family protocol oldstate newstate "
                        f"f:dport=={PORT}"]),
     ("sock-arrays", ["e sock/inet_sock_set_state daddr saddr"]),
