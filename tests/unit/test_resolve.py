@@ -343,7 +343,7 @@ def test_numbers_compared_with_byte_swapped_fields_are_in_the_field_s_order():
 
 
 def test_clone_prototypes_by_release():
-    from undertow.kernel.clone_protos import base_name, clone_param
+    from undertow.kernel.functions import base_name, clone_param
 
     assert base_name("__netif_receive_skb_core.constprop.0") == "__netif_receive_skb_core"
     assert base_name("f.isra.0.part.1") == "f"

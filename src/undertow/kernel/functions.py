@@ -21,7 +21,8 @@ knows miss it:
 A copy's parameters may differ from the source function's (``.isra`` drops or splits
 them, ``.constprop`` removes those it fixed to a constant), so BTF's prototype of
 ``foo`` does not describe ``foo.constprop.0``: callers leave its arguments untyped
-(read them as registers or cast them) unless they know better.
+(read them as registers or cast them) unless they know better: :data:`CLONE_PROTOTYPES`
+lists the few copies whose parameters were checked (:func:`clone_param`).
 
 Also here: a function's size from kallsyms (:func:`function_size`: the distance to the
 next symbol, as the kernel's ``kallsyms_lookup_size_offset()`` computes it; a kprobe
@@ -31,6 +32,7 @@ offset at or past it lands in another function) and near names for "did you mean
 
 from __future__ import annotations
 
+import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ from ..errors import UndertowError, closest
 if TYPE_CHECKING:  # pragma: no cover
     from .kallsyms import Kallsyms
 
-__all__ = ["RENAMES", "FunctionName", "NoSuchFunctionError", "attachable_function", "clone_suffix",
+__all__ = ["RENAMES", "CLONE_PROTOTYPES", "FunctionName", "base_name", "clone_param", "NoSuchFunctionError", "attachable_function", "clone_suffix",
            "function_size", "near_function_names", "renamed_to"]
 
 #: Old kernel function name -> ``(new names, when)``: offered ("renamed ...") when the old
@@ -77,6 +79,35 @@ _SYSCALL_WRAPPERS = ("__x64_sys_", "__arm64_sys_", "__ia32_sys_", "__se_sys_", "
 #: One compiler-made copy suffix step; a name may chain them (``.constprop.0.isra.0``).
 _CLONE_STEP = r"\.(?:constprop|isra|part|llvm)\.\d+"
 _CLONE_RE = re.compile(rf"(?:{_CLONE_STEP})+")
+_CLONE_TAIL = re.compile(rf"(?:{_CLONE_STEP})+$")
+
+#: Copies whose parameters were checked against the kernel sources and the lab's Debian
+#: kernels: name -> ((major, minor) of the first release with these parameters, parameter
+#: types). pahole leaves copies out of BTF; this says what their kept parameters are.
+CLONE_PROTOTYPES: Dict[str, Tuple[Tuple[int, int], Tuple[str, ...]]] = {
+    # net/core/dev.c, "__netif_receive_skb_core: pass skb by reference" (c0bbbdc32feb,
+    # v5.7; also in 4.19.126 and 5.4.44, which a distribution's release string does not
+    # show: those kernels are not matched). GCC emits it as .constprop.0 (6.1, 6.12, 6.18).
+    "__netif_receive_skb_core": ((5, 7), ("struct sk_buff **", "bool", "struct packet_type **")),
+}
+
+
+def base_name(symbol: str) -> str:
+    """``symbol`` without its compiler-copy suffixes (``.constprop.0``, ``.isra.0``...)."""
+    return _CLONE_TAIL.sub("", symbol)
+
+
+def clone_param(symbol: str, index: int, release: Optional[str] = None) -> Optional[str]:
+    """The C type of parameter ``index`` of ``symbol`` (a copy or its base name) from
+    :data:`CLONE_PROTOTYPES` on kernel ``release`` (default: the running one), or None."""
+    entry = CLONE_PROTOTYPES.get(base_name(symbol))
+    if entry is None:
+        return None
+    since, params = entry
+    nums = re.match(r"(\d+)\.(\d+)", release or os.uname().release)
+    if nums is None or (int(nums.group(1)), int(nums.group(2))) < since or index >= len(params):
+        return None
+    return params[index]
 
 #: Symbols that are no function a user names (the 16-byte padding before each function
 #: with CONFIG_FUNCTION_PADDING_BYTES, kCFI preambles, static-call trampolines).

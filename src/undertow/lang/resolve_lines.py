@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Dict, List, Optional, Set, Tuple
 
 from ..errors import ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
-from ..kernel.clone_protos import CLONE_PROTOTYPES, base_name, clone_param
+from ..kernel.functions import CLONE_PROTOTYPES, base_name, clone_param
 from . import ir, skbview
 from .attach import check_kprobes
 from .resolve_expr import ExprResolver, show
@@ -49,7 +49,7 @@ class LineResolver(ExprResolver):
         super().__init__(kernel, arch, strict, types)
         #: the line's fields by name (``NAME=EXPR``), which its filter may name
         self.defined: Dict[str, ir.EmitField] = {}
-        #: (probe, argument) whose type came from kernel/clone_protos.py and was said
+        #: (probe, argument) whose type came from kernel/functions.py's CLONE_PROTOTYPES and was said
         self._clone_said: Set[Tuple[int, int]] = set()
         #: the function the probe's target is a compiler-made copy of ("": none)
         self.copy_of = ""
@@ -304,13 +304,13 @@ class LineResolver(ExprResolver):
         known = clone_param(ap.target, e.skb.index) if isinstance(e.skb, ir.Arg) and ap is not None and \
             ap.kind == "kprobe" and e.skb.index is not None else None
         if known == "struct sk_buff **":
-            if (id(self.probe_), e.skb.index) in self._clone_said:
-                return self.expr(ir.Deref(ir.Cast("struct sk_buff **", e.skb).at(span)).at(span))
-            self._clone_said.add((id(self.probe_), e.skb.index))
-            self.warnings.append(self.err(
-                TypeCheckError, f"{show(e.skb)} is taken as struct sk_buff ** (BTF does not describe "
-                f"{ap.target}; undertow's table of compiler clones says so for Linux "
-                f"{'.'.join(map(str, CLONE_PROTOTYPES[base_name(ap.target)][0]))}+)", e.skb.span))
+            if (id(self.probe_), e.skb.index) not in self._clone_said:  # said once per line
+                self._clone_said.add((id(self.probe_), e.skb.index))
+                since = ".".join(map(str, CLONE_PROTOTYPES[base_name(ap.target)][0]))
+                self.warnings.append(self.err(
+                    TypeCheckError, f"{show(e.skb)} is taken as struct sk_buff **: {ap.target} is a copy the "
+                    f"compiler made, and undertow's table of checked copies gives its parameters "
+                    f"(Linux {since}+)", e.skb.span))
             return self.expr(ir.Deref(ir.Cast("struct sk_buff **", e.skb).at(span)).at(span))
         return self.expr(ir.Cast("struct sk_buff *", e.skb).at(span))
 

@@ -200,13 +200,17 @@ class MapGen(Prologue):
         a.call(I.Helper.map_delete_elem)
         self.check_helper("map_delete_elem", act.span)  # type: ignore[attr-defined] # RecordGen's
 
-    def map_read(self, e: ir.MapRead) -> None:
-        a = self.a
+    def _lookup_value(self, e: ir.MapRead) -> MapSpec:
+        """R0 = ``map_lookup_elem(@m, key)`` (the value's address or NULL); the map's spec."""
         spec = self.out.maps.get(e.map)
         if spec is None:
             raise self.err(f"{e.map} is never assigned", e)
-        koff = self.build_key(spec, e.key)
-        self.lookup(("map", spec.name), koff)
+        self.lookup(("map", spec.name), self.build_key(spec, e.key))
+        return spec
+
+    def map_read(self, e: ir.MapRead) -> None:
+        a = self.a
+        spec = self._lookup_value(e)
         self.check_helper("map_lookup_elem", e.span, miss=True)  # type: ignore[attr-defined]
         end = self.label("mr")
         a.jeq(I.R0, 0, end)
@@ -225,11 +229,9 @@ class MapGen(Prologue):
     def map_value_addr(self, e: ir.MapRead) -> None:
         """R0 = the address of ``@m[key]``'s value in the map, 0 when the key is absent."""
         a = self.a
-        spec = self.out.maps.get(e.map)
-        if spec is None:
-            raise self.err(f"{e.map} is never assigned", e)
-        koff = self.build_key(spec, e.key)
-        self.lookup(("map", spec.name), koff)
+        self._lookup_value(e)
+        # not a no-op: the verifier then knows R0 as a map value on one path and the number 0
+        # on the other, and allows arithmetic on it (never on a map_value_or_null pointer)
         got = self.label("mva")
         a.jne(I.R0, 0, got)
         a.mov64(I.R0, 0)
