@@ -250,6 +250,7 @@ def test_missing_file():
     ("p foo a=12abc", "bad number '12abc'", "12abc", "hex"),
     ("P bash", "expected OBJ:SYMBOL", "bash", "libc:malloc"),
     ("p foo a=@", "expected a symbol name or a header type after '@'", "", "@jiffies"),
+    ("p foo a=@(struct iphdr *)l5%0->saddr", "unknown layer marker 'l5'", "l5", "l2, l3 (the default) or l4"),
     ("p foo a=$arg0", "$arg numbers start at 1", "$arg0", ""),
     ("p foo a=%0-> b", "expected a member name", "", ""),
     ("p foo 1+2", "name this expression", "1+2", "v=1+2"),

@@ -527,6 +527,10 @@ class _ExprParser:
                 raise self.error("expected a header type after '@(' such as (struct iphdr *)", t)
             marker: Optional[str] = None
             nt = self.tok
+            if nt.kind == "ident" and re.fullmatch(r"l\d+", nt.text) and nt.text not in ("l2", "l3", "l4") and \
+                    nt.start == close.end:
+                raise self.error(f"unknown layer marker '{nt.text}'", nt,
+                                 "the marker says which layer skb->data points at: l2, l3 (the default) or l4")
             if nt.kind == "ident" and re.match(r"l[234]", nt.text) and nt.start == close.end:
                 marker = nt.text[:2]
                 rest = nt.text[2:]

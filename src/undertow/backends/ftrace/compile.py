@@ -337,31 +337,22 @@ class FetchCompiler:
         if isinstance(e, ir.Builtin) and e.name == "comm":
             return "$comm"
         if isinstance(e, ir.SkbHeader) and e.addr is not None:
-            fetch, off = self.pointer_plus(e.addr, e)
+            fetch, off = self.view_address(e)
             if off:
                 raise _view_unsupported(e)
             return fetch
         raise FtraceUnsupported(f"ftrace cannot compute {_describe(e)}", e.span)
 
-    def pointer_plus(self, e: ir.Expr, view: ir.Expr) -> Tuple[str, int]:
-        """``(fetch, off)`` for an address that is a fetched value plus constants (casts
-        and ``+ CONST`` peeled off): what a header or payload view (``view``) resolved to
-        when the headers before it have fixed lengths (lang/skbview.py)."""
-        off = 0
-        while True:
-            if isinstance(e, ir.Cast):
-                e = e.expr
-            elif isinstance(e, ir.SkbHeader) and e.addr is not None:
-                e = e.addr
-            elif isinstance(e, ir.Binary) and e.op == "+" and isinstance(e.right, ir.Const) \
-                    and isinstance(e.right.value, int):
-                off += e.right.value
-                e = e.left
-            else:
-                break
-        if isinstance(e, (ir.Binary, ir.Ternary)):
-            raise _view_unsupported(view)
-        return self.value(e), off
+    def view_address(self, view: "ir.SkbHeader | ir.Payload") -> Tuple[str, int]:
+        """``(fetch, off)`` of a header or payload view's address (lang/skbview.py): a
+        fetched value plus constants when the headers before it have fixed lengths; else
+        the view needs a length read from the packet, which fetch arguments cannot add."""
+        assert view.addr is not None
+        for x in view.addr.walk():
+            if isinstance(x, ir.Ternary) or (
+                    isinstance(x, ir.Binary) and not (x.op == "+" and isinstance(x.right, ir.Const))):
+                raise _view_unsupported(view)
+        return self.address(view.addr)
 
     def location(self, e: ir.Expr) -> Tuple[str, int]:
         """``(fetch, off)`` such that ``e`` lives at memory address value(fetch) + off."""
@@ -389,7 +380,7 @@ class FetchCompiler:
         if isinstance(e, ir.Cast):
             return self.location(e.expr)
         if isinstance(e, ir.Payload) and e.addr is not None:
-            return self.pointer_plus(e.addr, e)
+            return self.view_address(e)
         if isinstance(e, ir.SkbHeader):
             raise FtraceUnsupported("a header view is an address, not a value in memory", e.span)
         raise FtraceUnsupported(f"{_describe(e)} is not in memory", e.span)
