@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     with tracer:
         if args.verbose:
             # probes are attached now: a script may start what it wants traced
-            print(f"undertow trace: attached ({len(tracer.program.probes)} probe line(s))", file=sys.stderr,
-                  flush=True)
+            n = len(tracer.program.probes)  # after wildcards: one per event
+            print(f"undertow trace: attached {n} probe{'s' if n != 1 else ''}", file=sys.stderr, flush=True)
         try:
             if args.json:
                 event, lost = writer.event, writer.lost

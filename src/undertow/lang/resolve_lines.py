@@ -274,10 +274,7 @@ class LineResolver(ExprResolver):
                            type_span, f"write @(struct {hname} *){layer}...")
         e.layer = layer
         span = e.span
-
-        def data() -> ir.Expr:
-            return ir.Cast("u64", ir.Member(ir.clone(skb), "data", arrow=True).at(span)).at(span)
-
+        data = ir.Cast("u64", ir.Member(skb, "data", arrow=True).at(span)).at(span)
         e.addr = self.expr(ir.Cast(e.type_text, skbview.header_addr(data, marker or "l3", layer, span)).at(span))
         e.type = e.addr.type
         return e
@@ -326,13 +323,8 @@ class LineResolver(ExprResolver):
             raise self.err(TypeCheckError, "a payload view follows a header view: @(struct udphdr *)l4%0->sdata[0]",
                            e.span)
         hname = split_type_text(hdr.type_text)[0][-1]
-        base = hdr.addr
-        span = e.span
-
-        def start() -> ir.Expr:
-            return ir.Cast("u64", ir.clone(base)).at(span)
-
-        e.addr = self.expr(skbview.payload_addr(hname, start, e.elem_size, e.index.value, span))
+        start = ir.Cast("u64", hdr.addr).at(e.span)
+        e.addr = self.expr(skbview.payload_addr(hname, start, e.elem_size, e.index.value, e.span))
         e.type = int_ty(e.elem_size, False)
         return e
 

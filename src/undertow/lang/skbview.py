@@ -19,8 +19,9 @@ at layer 3 (``eth_type_trans`` pulled the Ethernet header).
 A payload element is at the header's address + the header's own length (IPv4 IHL,
 TCP doff, fixed for the others) + index * element size.
 
-The functions build *unresolved* IR; the resolver types it like any expression, and each
-backend compiles it with its usual means (the ftrace backend can when the address is a
+The functions build *unresolved* IR from the address they start at (copied where it is
+used more than once); the resolver types it like any expression, and each backend compiles
+it with its usual means (the ftrace backend can when the address is a
 chain of fixed offsets: a header at the marker's layer, a payload after a fixed-size one).
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Callable, Optional
+    from typing import Optional
 
 from . import ir
 
@@ -59,66 +60,64 @@ def _add(a: ir.Expr, b: ir.Expr, span: "Optional[ir.Span]") -> ir.Expr:
     return ir.Binary("+", a, b).at(span)
 
 
-def _is_vlan(at: ir.Expr, span: "Optional[ir.Span]") -> ir.Expr:
-    proto = _u(16, at, span)
-    return ir.Binary("||", ir.Binary("==", proto, _c(_ETH_P_8021Q_LE, span)).at(span),
-                     ir.Binary("==", ir.clone(proto), _c(_ETH_P_8021AD_LE, span)).at(span)).at(span)
+def _eq(a: ir.Expr, v: int, span: "Optional[ir.Span]") -> ir.Expr:
+    return ir.Binary("==", a, _c(v, span)).at(span)
 
 
-def _past_ethernet(a: "Callable[[], ir.Expr]", span: "Optional[ir.Span]") -> ir.Expr:
-    """The address after the Ethernet header at ``a()`` and its VLAN tags (at most two)."""
-    two = ir.Ternary(_is_vlan(_add(a(), _c(16, span), span), span), _c(22, span), _c(18, span)).at(span)
-    length = ir.Ternary(_is_vlan(_add(a(), _c(12, span), span), span), two, _c(14, span)).at(span)
-    return _add(a(), length, span)
+def _is_vlan(a: ir.Expr, off: int, span: "Optional[ir.Span]") -> ir.Expr:
+    """Whether the ethertype at ``a + off`` is a VLAN tag's (802.1Q or 802.1ad)."""
+    proto = _u(16, _add(ir.clone(a), _c(off, span), span), span)
+    return ir.Binary("||", _eq(proto, _ETH_P_8021Q_LE, span),
+                     _eq(ir.clone(proto), _ETH_P_8021AD_LE, span)).at(span)
 
 
-def _past_ip(a: "Callable[[], ir.Expr]", span: "Optional[ir.Span]") -> ir.Expr:
-    """The address after the IPv4/IPv6 header at ``a()``; 0 when it is neither."""
-    def version() -> ir.Expr:
-        return ir.Binary(">>", _u(8, a(), span), _c(4, span)).at(span)
-
-    ihl = ir.Binary("*", ir.Binary("&", _u(8, a(), span), _c(15, span)).at(span), _c(4, span)).at(span)
-    v6 = ir.Ternary(ir.Binary("==", version(), _c(6, span)).at(span), _add(a(), _c(40, span), span),
-                    _c(0, span)).at(span)
-    return ir.Ternary(ir.Binary("==", version(), _c(4, span)).at(span), _add(a(), ihl, span), v6).at(span)
+def _past_ethernet(a: ir.Expr, span: "Optional[ir.Span]") -> ir.Expr:
+    """The address after the Ethernet header at ``a`` and its VLAN tags (at most two)."""
+    two = ir.Ternary(_is_vlan(a, 16, span), _c(22, span), _c(18, span)).at(span)
+    return _add(ir.clone(a), ir.Ternary(_is_vlan(a, 12, span), two, _c(14, span)).at(span), span)
 
 
-def header_addr(data: "Callable[[], ir.Expr]", marker: str, layer: str, span: "Optional[ir.Span]") -> ir.Expr:
-    """The address (an integer) of a layer-``layer`` header when ``skb->data`` (``data()``,
-    an integer, built anew at each call) points at layer ``marker``."""
+def _past_ip(a: ir.Expr, span: "Optional[ir.Span]") -> ir.Expr:
+    """The address after the IPv4/IPv6 header at ``a``; 0 when it is neither."""
+    version = ir.Binary(">>", _u(8, ir.clone(a), span), _c(4, span)).at(span)
+    v6 = ir.Ternary(_eq(ir.clone(version), 6, span), _add(ir.clone(a), _c(40, span), span), _c(0, span)).at(span)
+    return ir.Ternary(_eq(version, 4, span), _add(ir.clone(a), header_length("iphdr", a, span), span), v6).at(span)
+
+
+def header_addr(data: ir.Expr, marker: str, layer: str, span: "Optional[ir.Span]") -> ir.Expr:
+    """The address (an integer) of a layer-``layer`` header when ``skb->data`` (``data``, an
+    integer) points at layer ``marker``."""
     at, want = LAYER[marker], LAYER[layer]
     if want < at:
         raise ValueError(f"a layer-{want} header is before skb->data (layer {at})")
     addr = data
     if at == 2 and want >= 3:
-        prev = addr
-        addr = lambda: _past_ethernet(prev, span)  # noqa: E731
+        addr = _past_ethernet(addr, span)
     if at <= 3 and want == 4:
-        prev2 = addr
-        addr = lambda: _past_ip(prev2, span)  # noqa: E731
-    return addr()
+        addr = _past_ip(addr, span)
+    return addr
 
 
-def header_length(header: str, hdr: "Callable[[], ir.Expr]", span: "Optional[ir.Span]") -> ir.Expr:
-    """The length of the ``struct header`` at the integer address ``hdr()``, from the packet
+def header_length(header: str, hdr: ir.Expr, span: "Optional[ir.Span]") -> ir.Expr:
+    """The length of the ``struct header`` at the integer address ``hdr``, from the packet
     where the protocol says so (IPv4 IHL, TCP data offset)."""
     if header in FIXED_LENGTH:
         return _c(FIXED_LENGTH[header], span)
-    if header == "iphdr":
-        return ir.Binary("*", ir.Binary("&", _u(8, hdr(), span), _c(15, span)).at(span), _c(4, span)).at(span)
+    if header == "iphdr":  # IHL: the low nibble of byte 0 (include/uapi/linux/ip.h)
+        ihl = ir.Binary("&", _u(8, ir.clone(hdr), span), _c(15, span)).at(span)
+        return ir.Binary("*", ihl, _c(4, span)).at(span)
     if header == "tcphdr":  # doff: the high nibble of byte 12 (include/uapi/linux/tcp.h)
-        doff = ir.Binary(">>", _u(8, _add(hdr(), _c(12, span), span), span), _c(4, span)).at(span)
+        doff = ir.Binary(">>", _u(8, _add(ir.clone(hdr), _c(12, span), span), span), _c(4, span)).at(span)
         return ir.Binary("*", doff, _c(4, span)).at(span)
     raise ValueError(f"no length known for struct {header}")
 
 
-def payload_addr(header: str, hdr: "Callable[[], ir.Expr]", elem_size: int, index: int,
-                 span: "Optional[ir.Span]") -> ir.Expr:
-    """A ``u{8*elem_size} *`` to element ``index`` of the bytes after the header at ``hdr()``."""
+def payload_addr(header: str, hdr: ir.Expr, elem_size: int, index: int, span: "Optional[ir.Span]") -> ir.Expr:
+    """A ``u{8*elem_size} *`` to element ``index`` of the bytes after the header at ``hdr``."""
     length = header_length(header, hdr, span)
     skip = index * elem_size
     if isinstance(length, ir.Const) and isinstance(length.value, int):
-        addr = _add(hdr(), _c(length.value + skip, span), span)
+        addr = _add(ir.clone(hdr), _c(length.value + skip, span), span)
     else:
-        addr = _add(_add(hdr(), length, span), _c(skip, span), span)
+        addr = _add(_add(ir.clone(hdr), length, span), _c(skip, span), span)
     return ir.Cast(f"u{8 * elem_size} *", addr).at(span)
