@@ -172,6 +172,17 @@ def interpreter_startup(err: str) -> bool:
     return "<frozen runpy>" not in err and os.sep + "undertow" + os.sep not in err
 
 
+def lost_at_startup(err: str) -> bool:
+    """Python's start-up swallowed the SIGINT: its KeyboardInterrupt was raised inside a
+    callback (the import system's module-lock weakref callback), which Python reports as
+    "Exception ignored" and goes on, so the program never learns of the signal. Between
+    ``site`` and undertow's first statement only runpy runs (undertow/__init__ imports
+    nothing before it gives SIGINT its default action), so with no undertow frame this is
+    the interpreter's, not undertow's; a user's second Ctrl-C must then stop the program."""
+    return ("Exception ignored" in err and "KeyboardInterrupt" in err
+            and interpreter_startup(err))
+
+
 @pytest.mark.parametrize("target", sorted(TARGETS))
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
 def test_stop_signal_at_any_moment_of_setup(tfs, target, sig):
@@ -188,8 +199,14 @@ def test_stop_signal_at_any_moment_of_setup(tfs, target, sig):
         prefix = prefix_of(proc.pid)
         try:
             sent = _trigger(tfs, proc, prefix, event, point, time.monotonic() + 60)
+            resent = False
             if sent:
                 proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:  # ignored? a user would press Ctrl-C again
+                    proc.send_signal(sig)
+                    resent = True
             out, err = finish(proc)
             left = state_of(tfs, prefix)
         finally:
@@ -200,15 +217,17 @@ def test_stop_signal_at_any_moment_of_setup(tfs, target, sig):
         code = proc.returncode
         tb = "Traceback" in err
         allowed = (0, 128 + sig, -sig)
-        if tb and sig == signal.SIGINT and err.rstrip().endswith("KeyboardInterrupt"):
+        if resent and sig == signal.SIGINT and lost_at_startup(err):
+            tb, resent = False, False
+        if tb and sig == signal.SIGINT and err.rstrip().rstrip(":").endswith("KeyboardInterrupt"):
             if interpreter_startup(err):
                 tb, allowed = False, allowed + (1,)
             elif not wired:
                 # before the wiring, SIGINT is KeyboardInterrupt: a traceback while Python
                 # imports undertow, before cli.main's handler, is known (not a leftover)
                 tb = False
-        if left or tb or code not in allowed or not sent:
-            problems.append((point, sent, code, left, err[-600:]))
+        if left or tb or code not in allowed or not sent or resent:
+            problems.append((point, sent, resent, code, left, err[-600:]))
     assert problems == [], f"{len(problems)} of {len(points)} trials went wrong: {problems}"
 
 
