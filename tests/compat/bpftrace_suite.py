@@ -208,8 +208,10 @@ def run_case(work: str, bindir: str, file: str, name: str, timeout: int,
         out, _ = p.communicate(timeout=5 + timeout + hang_after)
     except subprocess.TimeoutExpired:
         hang = True
+        where = _group_snapshot(p.pid)
         os.killpg(p.pid, signal.SIGKILL)
         out, _ = p.communicate()
+        out += "\n[hang] the case's processes when it was stopped:\n" + where
         _kill_stragglers(bindir)
     took = time.monotonic() - t0
     status = "HANG" if hang else "FAIL"
@@ -223,6 +225,31 @@ def run_case(work: str, bindir: str, file: str, name: str, timeout: int,
                     reason = m.group(2).split(" (", 1)[1].rstrip(")")
     return {"status": status, "reason": reason, "seconds": round(took, 2),
             "traceback": "Traceback (most recent call last)" in out, "output": out[-4000:]}
+
+
+def _group_snapshot(root: int) -> str:
+    """What the case's processes (``root`` and its descendants: the engine puts the tool in a
+    session of its own) were doing — state, kernel wait channel, command line: the evidence a
+    hang report needs, taken before they are killed."""
+    procs = {}
+    for pid in (d for d in os.listdir("/proc") if d.isdigit()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/wchan") as f:
+                wchan = f.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").replace(b"\n", b"\\n").decode(errors="replace").strip()
+        except (OSError, IndexError):
+            continue
+        procs[int(pid)] = (int(fields[1]), fields[0], wchan, cmd)  # stat fields 4 and 3
+    tree, lines = {root}, []
+    for pid in sorted(procs):  # children have higher PIDs, except after a PID wrap
+        ppid, state, wchan, cmd = procs[pid]
+        if pid == root or ppid in tree:
+            tree.add(pid)
+            lines.append(f"  {pid} {state} wchan={wchan or '-'} {cmd[:200]}")
+    return "\n".join(lines) + "\n"
 
 
 def _kill_stragglers(bindir: str) -> None:
@@ -511,6 +538,8 @@ def check(out: Dict[str, object], expected: Optional[Dict[str, object]]) -> int:
             bad.append(f"{key}: a Python traceback")
         if u.get("status") == "HANG":
             bad.append(f"{key}: a hang (still running well after its timeout)")
+            print(f"compat {out['label']}: {key} hung; its output's end:\n"
+                  + str(u.get("output", ""))[-2500:])
         was = (expected or {}).get("cases", {}).get(key, {}).get("undertow", {}).get("status")
         # a skip hides nothing on the kernel the expectations were measured on (a feature
         # undertow's --info stopped reporting would skip cases silently); elsewhere the
