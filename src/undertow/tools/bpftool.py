@@ -41,7 +41,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     from ..bpfrun import BpfRun
     from ..events import Lost
     from ..backends.bpf.runtime import Printed
-    from ..output.jsonl import clean
+    from ..output.jsonl import dumps, encoded, merged_line
     from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
@@ -87,7 +87,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     hit = infos.get(pid)
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
-                        hit = infos[pid] = (now, pi, clean(pi.to_dict()))  # cleaned once, merged often
+                        hit = infos[pid] = (now, pi, encoded(pi.to_dict()))  # encoded once, merged often
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
@@ -95,13 +95,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     continue
                 shown.append(d)
                 if args.json:
-                    ev = clean(d)
-                    if info is not None:
-                        # what the kernel said at the event wins over /proc read a little later
-                        for k, v in hit[2].items():
-                            if ev.get(k) is None:
-                                ev[k] = v
-                    out.write(json.dumps(ev, ensure_ascii=False) + "\n")
+                    # what the kernel said at the event wins over /proc read a little later
+                    out.write((merged_line(dict(d), hit[2]) if info is not None else dumps(d)) + "\n")
                 else:
                     out.write(line(d)[:100] + "\n")
                 if args.count and len(shown) >= args.count:
@@ -112,7 +107,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
             # what the kernel still holds when the tool stops (e.g. connects still in progress)
             for d in on_stop(session):
                 shown.append(d)
-                out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d)[:100] + "\n")
+                out.write(dumps(d) + "\n" if args.json else line(d)[:100] + "\n")
             out.flush()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
