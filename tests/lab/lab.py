@@ -812,8 +812,9 @@ def kprobe_check_argv() -> List[str]:
 
 
 def live_argv() -> List[str]:
+    # --durations: CI's log shows where each guest's time goes (the tiers' budget is tight)
     return [os.path.realpath(sys.executable), "-m", "pytest", "tests/live", "-q",
-            "-p", "no:cacheprovider"]
+            "-p", "no:cacheprovider", "--durations=15"]
 
 
 #: Where the host fetches bpftrace's suite for the guests (they have no network; the host's
