@@ -138,6 +138,13 @@ POINTS_INSTANCE = [("spawn", 0), ("spawn", 40), ("instance", 0), ("instance", 1)
                    ("instance", 6), ("instance", 10), ("instance", 16), ("instance", 25),
                    ("instance", 40), ("ready", 0)]
 POINTS_RUN = [("spawn", ms) for ms in (0, 30, 60, 100, 140, 180, 220, 270, 330, 400)] + [("ready", 0)]
+if os.environ.get("UNDERTOW_LAB") == "1":
+    # Under the lab's emulation (~15x slower user space) the millisecond points do not land in
+    # the phases they aim at on the host, and the full sweep took 12 of the 6.12 tier's ~20
+    # minutes (--durations, 2026-12-07). The sweep is the host's; in the guests one point per
+    # phase: at the start, as the instance appears, within its set-up, and once tracing.
+    POINTS_INSTANCE = [("spawn", 0), ("instance", 0), ("instance", 10), ("ready", 0)]
+    POINTS_RUN = [("spawn", 0), ("spawn", 270), ("ready", 0)]
 
 
 def _trigger(tfs, proc, prefix, event, point, deadline):
