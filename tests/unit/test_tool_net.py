@@ -27,10 +27,12 @@ def _sa4(ip, port):
     return struct.pack("<HH", 2, socket.htons(port)) + socket.inet_aton(ip) + bytes(20)
 
 
-def _dns(call, p1, p2=b"", stype=2, addr=None, port=53, batch=0, total=None, pid=10):
+def _dns(call, payload, stype=2, addr=None, port=53, batch=0, pre=0, pid=10):
+    """A record of dns.PROGRAM: call, m1 (fd, prefix apart, socket type, family, port), m2 (batch,
+    length), ns (netns, pidns), address, payload (fixed size: the length says how much counts)."""
     addr = _sa4("127.0.0.53", port) if addr is None else addr
-    return Rec(call, 3, 2, port, stype, len(p1) + len(p2) if total is None else total, NETNS, PIDNS, batch, addr,
-               p1 + bytes(5), len(p1), p2 + bytes(3), len(p2), pid=pid)
+    m1 = (3 << 32) | (pre << 28) | (stype << 24) | (2 << 16) | port
+    return Rec(call, m1, (batch << 32) | len(payload), (NETNS << 32) | PIDNS, addr, payload + bytes(7), pid=pid)
 
 
 # -- dns
@@ -38,7 +40,7 @@ def _dns(call, p1, p2=b"", stype=2, addr=None, port=53, batch=0, total=None, pid
 
 def test_dns_tcp_writev_prefix_in_its_own_iovec():
     m = _q("writev.example.test")
-    d = dns.parse_record(_dns("writev", struct.pack(">H", len(m)), m, stype=1)).to_dict()
+    d = dns.parse_record(_dns("writev", m, stype=1, pre=1)).to_dict()
     assert (d["qname"], d["transport"], d["id"], d["size"]) == ("writev.example.test.", "tcp", 7, len(m) + 2)
 
 
@@ -197,3 +199,34 @@ def test_socket_fds_and_owners(tmp_path):
     assert owners == {5001: [(100, 3)], 5002: [(100, 4)]} and netns == {100: 4026532999}
     found = {(s.inode, pid, fd) for s, pid, fd in sockets.find_sockets([], ["raw", "packet"], proc=str(proc))}
     assert found == {(5001, 100, 3), (5002, 100, 4)}
+
+
+# -- the JSON line of run_tool
+
+
+def test_json_line_matches_clean_merge_dumps():
+    import json
+
+    from undertow.output.jsonl import clean
+    from undertow.tools.bpftool import json_line
+
+    proc = clean({"pid": 10, "ppid": 1, "argv": ["a", "b\udcff"], "netns": 7, "pidns": 8, "gone": False})
+
+    def old(d):
+        ev = clean(d)
+        for k, v in proc.items():
+            if ev.get(k) is None:
+                ev[k] = v
+        return json.dumps(ev, ensure_ascii=False) + "\n"
+
+    frags = {}
+    cases = [{"pid": 10, "comm": "x", "netns": 5, "pidns": 6, "qname": "a."},
+             {"pid": 10, "comm": "bad\udcfe", "netns": 5},
+             {"pid": 10, "raw": b"\x00\x01", "netns": None},
+             {"pid": 10, "comm": "é", "questions": [{"name": "b.", "type": "A"}], "t": (1, 2)},
+             {}]
+    for d in cases:
+        for _ in range(2):  # the second time from the cache
+            assert json_line(d, proc, frags) == old(d)
+            json.loads(json_line(d, proc, frags))
+        assert json_line(d) == json.dumps(clean(d), ensure_ascii=False) + "\n"

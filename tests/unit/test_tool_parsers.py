@@ -29,10 +29,10 @@ def test_every_tool_program_parses():
 
 
 def _dns(call, fam, port, addr, payload, stype=2):
-    """A record of dns.PROGRAM: call fd family port socket-type length netns pidns batch address
-    payload1 len1 payload2 len2."""
-    return Rec(call, 3, fam, port, stype, len(payload), 4026531840, 4026531836, 0, addr, payload, len(payload),
-               b"", 0)
+    """A record of dns.PROGRAM: call, m1 (fd, prefix apart, socket type, family, port), m2 (batch,
+    length), ns (netns, pidns), address, payload."""
+    m1 = (3 << 32) | (stype << 24) | (fam << 16) | port
+    return Rec(call, m1, len(payload), (4026531840 << 32) | 4026531836, addr, payload)
 
 
 def test_dns_query_answer_dot_and_garbage():

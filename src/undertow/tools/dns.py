@@ -31,7 +31,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-from .decode.dns import Message, decode_message, decode_tcp_stream
+from .decode.dns import QTYPES, Message, decode_message, decode_tcp_stream, qtype_name
 from .icmp import NETNS, PIDNS
 
 __all__ = ["PROGRAM", "ANSWERS", "DnsQuery", "parse_record", "seed", "MMSG"]
@@ -41,46 +41,61 @@ PAYLOAD = 512
 MMSG = 8
 
 _SOCK = "((struct socket *)((struct task_struct *)curtask)->files->fdt->fd[{fd}]->private_data)->type"
-# call fd family port socket-type total-length netns pidns batch address payload1 len1 payload2 len2
-_FMT = '"%s %d %d %d %d %d %d %d %d %r %r %d %r %d"'
+# a record: call, m1 = fd << 32 | prefix-apart << 28 | socket type << 24 | family << 16 | port,
+# m2 = batch << 32 | payload length, ns = netns << 32 | pidns, address, payload (few values:
+# each costs user space a decode, ~1 us)
+_FMT = '"%s %d %d %d %r %r"'
+_M1 = "((uint64){fd} << 32) | ({pre} << 28) | (({stype} & 15) << 24) | ({fam} << 16) | {port}"
 
 
-def _send(call: str, fd: str, fam: str, port: str, addr: str, iov: Tuple[str, str, str, str], batch: str = "0") -> str:
-    p1, n1, p2, n2 = iov
-    return (f'printf({_FMT}, "{call}", {fd}, {fam}, {port}, {_SOCK.format(fd=fd)}, {n1} + {n2}, {NETNS}, {PIDNS}, '
-            f'{batch}, {addr}, buf({p1}, {n1}), {n1}, buf({p2}, {n2}), {n2});')
+def _send(call: str, fd: str, fam: str, port: str, addr: str, data: Tuple[str, str, str], batch: str = "0") -> str:
+    ptr, n, pre = data
+    m1 = _M1.format(fd=fd, pre=pre, stype=_SOCK.format(fd=fd), fam=fam, port=port)
+    return (f'printf({_FMT}, "{call}", {m1}, ((uint64){batch} << 32) | {n}, ((uint64){NETNS} << 32) | {PIDNS}, '
+            f'{addr}, buf({ptr}, {n}));')
 
 
-def _by_addr(call: str, fd: str, sa: str, iov: Tuple[str, str, str, str], batch: str = "0") -> str:
+def _by_addr(call: str, fd: str, sa: str, data: Tuple[str, str, str], batch: str = "0") -> str:
     """Report the message when the address the call names is port 53/853."""
     return f"""
     $sa = (struct sockaddr_in *){sa};
     $fam = $sa->sin_family;
     $port = bswap($sa->sin_port);
     if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {{
-      {_send(call, fd, "$fam", "$port", f"buf({sa}, 28)", iov, batch)}
+      {_send(call, fd, "$fam", "$port", f"buf({sa}, 28)", data, batch)}
       @dst[pid, {fd}] = ($fam, $port, buf({sa}, 28));
     }}"""
 
 
-def _by_fd(call: str, fd: str, iov: Tuple[str, str, str, str], batch: str = "0") -> str:
+def _by_fd(call: str, fd: str, data: Tuple[str, str, str], batch: str = "0") -> str:
     """Report the message when this fd was connected to port 53/853 (seen, or before the start)."""
     return f"""
     $d = @dst[pid, {fd}];
     if ($d.0 != 0) {{
-      {_send(call, fd, "$d.0", "$d.1", "$d.2", iov, batch)}
+      {_send(call, fd, "$d.0", "$d.1", "$d.2", data, batch)}
     }} else {{
       $p = @pre[pid, {fd}];
       if ($p != 0) {{
-        {_send(call, fd, "$p >> 16", "$p & 0xffff", "buf(uptr(0), 28)", iov, batch)}
+        {_send(call, fd, "($p >> 16)", "($p & 0xffff)", "buf(uptr(0), 28)", data, batch)}
       }}
     }}"""
 
 
-def _iovs(iov: str, count: str) -> Tuple[str, str, str, str]:
-    """The first two iovecs of ``iov`` (a ``struct iovec *``; ``count`` of them)."""
-    return (f"uptr({iov}[0].iov_base)", f"{iov}[0].iov_len",
-            f"uptr({iov}[1].iov_base)", f"({count} > 1 ? {iov}[1].iov_len : 0)")
+def _iovs(iov: str, count: str) -> str:
+    """``$b``/``$n``/``$pre``: the message in the iovecs at ``iov`` (``count`` of them): the
+    first, or the second when the first is a 2-byte TCP length prefix (``dig +tcp``)."""
+    return f"""
+    $b = (uint64)uptr({iov}[0].iov_base);
+    $n = {iov}[0].iov_len;
+    $pre = 0;
+    if ($n == 2 && {count} > 1) {{
+      $b = (uint64)uptr({iov}[1].iov_base);
+      $n = {iov}[1].iov_len;
+      $pre = 1;
+    }}"""
+
+
+_IOV = ("uptr($b)", "$n", "$pre")
 
 
 PROGRAM = f"""
@@ -108,26 +123,26 @@ tracepoint:syscalls:sys_enter_close
 
 tracepoint:syscalls:sys_enter_sendto /args.len >= 12/
 {{
-  if (args.addr != 0) {{{_by_addr("sendto", "args.fd", "args.addr", ("args.buff", "args.len", "args.buff", "0"))}
-  }} else {{{_by_fd("sendto", "args.fd", ("args.buff", "args.len", "args.buff", "0"))}
+  if (args.addr != 0) {{{_by_addr("sendto", "args.fd", "args.addr", ("args.buff", "args.len", "0"))}
+  }} else {{{_by_fd("sendto", "args.fd", ("args.buff", "args.len", "0"))}
   }}
 }}
 
 tracepoint:syscalls:sys_enter_write /args.count >= 12/
-{{{_by_fd("write", "args.fd", ("args.buf", "args.count", "args.buf", "0"))}
+{{{_by_fd("write", "args.fd", ("args.buf", "args.count", "0"))}
 }}
 
 tracepoint:syscalls:sys_enter_writev
 {{
-  $v = (struct iovec *)args.vec;{_by_fd("writev", "args.fd", _iovs("$v", "args.vlen"))}
+  $v = (struct iovec *)args.vec;{_iovs("$v", "args.vlen")}{_by_fd("writev", "args.fd", _IOV)}
 }}
 
 tracepoint:syscalls:sys_enter_sendmsg
 {{
   $m = (struct user_msghdr *)args.msg;
-  $iov = (struct iovec *)uptr($m->msg_iov);
-  if ($m->msg_name != 0) {{{_by_addr("sendmsg", "args.fd", "uptr($m->msg_name)", _iovs("$iov", "$m->msg_iovlen"))}
-  }} else {{{_by_fd("sendmsg", "args.fd", _iovs("$iov", "$m->msg_iovlen"))}
+  $iov = (struct iovec *)uptr($m->msg_iov);{_iovs("$iov", "$m->msg_iovlen")}
+  if ($m->msg_name != 0) {{{_by_addr("sendmsg", "args.fd", "uptr($m->msg_name)", _IOV)}
+  }} else {{{_by_fd("sendmsg", "args.fd", _IOV)}
   }}
 }}
 
@@ -138,10 +153,9 @@ tracepoint:syscalls:sys_enter_sendmmsg
   unroll({MMSG}) {{
     if ($i < args.vlen) {{
       $h = $mm[$i].msg_hdr;
-      $iov = (struct iovec *)uptr($h.msg_iov);
-      if ($h.msg_name != 0) {{{_by_addr("sendmmsg", "args.fd", "uptr($h.msg_name)", _iovs("$iov", "$h.msg_iovlen"),
-                                        "args.vlen")}
-      }} else {{{_by_fd("sendmmsg", "args.fd", _iovs("$iov", "$h.msg_iovlen"), "args.vlen")}
+      $iov = (struct iovec *)uptr($h.msg_iov);{_iovs("$iov", "$h.msg_iovlen")}
+      if ($h.msg_name != 0) {{{_by_addr("sendmmsg", "args.fd", "uptr($h.msg_name)", _IOV, "args.vlen")}
+      }} else {{{_by_fd("sendmmsg", "args.fd", _IOV, "args.vlen")}
       }}
     }}
     $i++;
@@ -184,13 +198,13 @@ tracepoint:syscalls:sys_exit_recvfrom, tracepoint:syscalls:sys_exit_read, tracep
       $p = @pre[pid, $r.1];
       $fam = $d.0 != 0 ? $d.0 : $p >> 16;
       $port = $d.0 != 0 ? $d.1 : $p & 0xffff;
-      printf(FMT, "answer", $r.1, $fam, $port, SOCK, args.ret, NETNS, PIDNS, 0, $d.2,
-             buf(uptr($r.0), args.ret), args.ret, buf(uptr($r.0), 0), 0);
+      printf(FMT, "answer", M1, (uint64)args.ret, ((uint64)NETNS << 32) | PIDNS, $d.2, buf(uptr($r.0), args.ret));
     }
     delete(@rx[tid]);
   }
 }
-""".replace("FMT", _FMT).replace("SOCK", _SOCK.format(fd="$r.1")).replace("NETNS", NETNS).replace("PIDNS", PIDNS)
+""".replace("FMT", _FMT).replace("M1", _M1.format(fd="$r.1", pre=0, stype=_SOCK.format(fd="$r.1"), fam="$fam",
+                                                   port="$port")).replace("NETNS", NETNS).replace("PIDNS", PIDNS)
 
 
 def seed(session: Any, proc: str = "/proc") -> Dict[Tuple[int, int], Tuple[int, str]]:
@@ -229,24 +243,31 @@ class DnsQuery:
 
     def to_dict(self) -> Dict[str, Any]:
         m = self.message
-        q = m.questions[0] if m is not None and m.questions else None
-        d = {
-            "ts": self.ts, "pid": self.pid, "tid": self.tid, "comm": self.comm, "syscall": self.syscall,
-            "resolver": self.resolver, "resolver_port": self.port, "transport": self.transport,
-            "id": m.id if m is not None else None,
-            "qname": q.name if q is not None else None,
-            "qtype": q.type_name if q is not None else None,
-            "qclass": q.class_name if q is not None else None,
-            "questions": [{"name": x.name, "type": x.type_name} for x in m.questions] if m is not None else [],
-            "truncated": m.truncated if m is not None else None,
-            "kind": "answer" if self.answer else "query",
-            "rcode": m.rcode if m is not None and self.answer else None,
-            "answers": [{"name": a.name, "type": a.type_name, "ttl": a.ttl, "data": _jsonable(a.data)}
-                        for a in m.answers] if m is not None and self.answer else None,
-            "error": m.error if m is not None else None,
-            "size": self.size or len(self.raw),
-            "netns": self.netns, "pidns": self.pidns,
-        }
+        if m is not None:
+            qs = m.questions
+            q = qs[0] if qs else None
+            answer = self.answer
+            d = {
+                "ts": self.ts, "pid": self.pid, "tid": self.tid, "comm": self.comm, "syscall": self.syscall,
+                "resolver": self.resolver, "resolver_port": self.port, "transport": self.transport,
+                "id": m.id,
+                "qname": q.name if q is not None else None,
+                "qtype": (QTYPES.get(q.qtype) or qtype_name(q.qtype)) if q is not None else None,
+                "qclass": q.class_name if q is not None else None,
+                "questions": [{"name": x.name, "type": QTYPES.get(x.qtype) or qtype_name(x.qtype)} for x in qs],
+                "truncated": m.truncated, "kind": "answer" if answer else "query",
+                "rcode": m.rcode if answer else None,
+                "answers": [{"name": a.name, "type": a.type_name, "ttl": a.ttl, "data": _jsonable(a.data)}
+                            for a in m.answers] if answer else None,
+                "error": m.error,
+            }
+        else:
+            d = {"ts": self.ts, "pid": self.pid, "tid": self.tid, "comm": self.comm, "syscall": self.syscall,
+                 "resolver": self.resolver, "resolver_port": self.port, "transport": self.transport, "id": None,
+                 "qname": None, "qtype": None, "qclass": None, "questions": [], "truncated": None,
+                 "kind": "answer" if self.answer else "query", "rcode": None, "answers": None, "error": None}
+        d["size"] = self.size or len(self.raw)
+        d["netns"], d["pidns"] = self.netns, self.pidns
         if self.batch:
             d["batch"] = self.batch
         return d
@@ -255,13 +276,14 @@ class DnsQuery:
 def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]]] = None) -> Optional[DnsQuery]:
     """A :class:`DnsQuery` from a record of :data:`PROGRAM` (None when it is not DNS);
     ``seeds``: what :func:`seed` returned (the destinations of sockets connected earlier)."""
-    call, fd, fam, port, stype, total, netns, pidns, batch, addr, p1, n1, p2, n2 = rec.values
+    call, m1, m2, ns, addr, payload = rec.values
+    fd, pre, stype, fam, port = m1 >> 32, (m1 >> 28) & 1, (m1 >> 24) & 15, (m1 >> 16) & 0xFF, m1 & 0xFFFF
+    n, netns, pidns = m2 & 0xFFFFFFFF, ns >> 32, ns & 0xFFFFFFFF
     q = DnsQuery()
-    q.syscall, q.fd, q.family, q.port, q.size = call, fd, fam, port, total
-    q.netns, q.pidns, q.batch = netns or None, pidns or None, batch
-    # buf() copies at most PAYLOAD bytes; the lengths say how many are the message's
-    raw = bytes(p1)[:max(0, n1)] + (bytes(p2)[:max(0, n2)] if n2 > 0 else b"")
-    q.raw = raw
+    q.syscall, q.fd, q.family, q.port, q.size, q.batch = call, fd, fam, port, n + 2 * pre, m2 >> 32
+    q.netns, q.pidns = netns or None, pidns or None
+    # buf() copies at most PAYLOAD bytes (and a fixed size: the length says how many count)
+    raw = q.raw = bytes(payload[:n])
     addr = bytes(addr)
     if any(addr):
         try:
@@ -281,9 +303,9 @@ def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]
     msgs: List[Message] = []
     if stype == socket.SOCK_STREAM:
         q.transport = "tcp"
-        # a length prefix, or none when the process wrote it alone first (a 2-byte write)
-        if len(raw) >= 2 and int.from_bytes(raw[:2], "big") <= len(raw) - 2 or \
-                len(raw) >= 2 and int.from_bytes(raw[:2], "big") == total - 2:
+        # a length prefix; none when it was in an iovec of its own (``pre``: the kernel sent
+        # the message's iovec) or written alone first (a 2-byte write(), not reported)
+        if not pre and len(raw) >= 2 and 1 <= int.from_bytes(raw[:2], "big") <= n - 2:
             msgs = [m for m in decode_tcp_stream(raw) if _plausible(m, q.answer)]
         if not msgs:
             m = decode_message(raw)

@@ -169,6 +169,8 @@ def read_name(data: bytes, off: int) -> Tuple[str, int]:
 def _label_text(label: bytes) -> str:
     # Keep bytes exact and visible: escape anything but LDH-ish printable ASCII
     # the way dig does (\DDD), and escape dots inside labels.
+    if label.isalnum() or label.replace(b"-", b"").replace(b"_", b"").isalnum():
+        return label.decode("ascii")  # letters, digits, '-' and '_' (bytes.isalnum is ASCII-only)
     out = []
     for b in label:
         c = chr(b)
