@@ -406,4 +406,5 @@ def test_dns_events_carry_namespaces(issue18_events):
     mine = [e for e in evs if e.get("qname")]
     net = int(os.readlink("/proc/self/ns/net").split("[")[1].rstrip("]"))
     pidns = int(os.readlink("/proc/self/ns/pid").split("[")[1].rstrip("]"))
-    assert mine and all(e["netns"] == net and e["pidns"] == pidns for e in mine)
+    bad = [(e["qname"], e["syscall"], e["netns"], e["pidns"]) for e in mine if (e["netns"], e["pidns"]) != (net, pidns)]
+    assert mine and not bad, (bad, net, pidns)

@@ -368,7 +368,7 @@ def test_bpf_tool_lines_are_not_cut(monkeypatch, capsys):
 
     monkeypatch.setattr(undertow.bpfrun, "BpfRun", FakeRun)
     args = argparse.Namespace(pid=None, comm=None, cgroup=None, json=False, verbose=False, duration=None,
-                              count=None, drain=False)
+                              count=None, drain=False, summary=True)  # --summary: the events are kept
     long = "L" * 150 + " MAC CHANGED"
     shown = bpftool.run_tool(args, "t", "", lambda rec: {"v": rec.values[0]}, "HEADER",
                              lambda d: long + d["v"])

@@ -11,6 +11,11 @@ from undertow.tools.decode.dns import decode_message
 NETNS, PIDNS = 4026531840, 4026531836
 
 
+def _s64(v):
+    """As %d gives a 64-bit value: signed."""
+    return struct.unpack("<q", struct.pack("<Q", v))[0]
+
+
 class Rec:
     def __init__(self, *values, ts=1, pid=10, tid=10, comm="proc"):
         self.values, self.ts, self.pid, self.tid, self.comm = list(values), ts, pid, tid, comm
@@ -32,7 +37,7 @@ def _dns(call, payload, stype=2, addr=None, port=53, batch=0, pre=0, pid=10):
     length), ns (netns, pidns), address, payload (fixed size: the length says how much counts)."""
     addr = _sa4("127.0.0.53", port) if addr is None else addr
     m1 = (3 << 32) | (pre << 28) | (stype << 24) | (2 << 16) | port
-    return Rec(call, m1, (batch << 32) | len(payload), (NETNS << 32) | PIDNS, addr, payload + bytes(7), pid=pid)
+    return Rec(call, m1, (batch << 32) | len(payload), _s64((NETNS << 32) | PIDNS), addr, payload + bytes(7), pid=pid)
 
 
 # -- dns

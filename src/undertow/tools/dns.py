@@ -273,10 +273,14 @@ class DnsQuery:
         return d
 
 
+_U64 = (1 << 64) - 1
+
+
 def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]]] = None) -> Optional[DnsQuery]:
     """A :class:`DnsQuery` from a record of :data:`PROGRAM` (None when it is not DNS);
     ``seeds``: what :func:`seed` returned (the destinations of sockets connected earlier)."""
     call, m1, m2, ns, addr, payload = rec.values
+    m1, m2, ns = m1 & _U64, m2 & _U64, ns & _U64  # %d prints signed: netns << 32 is "negative"
     fd, pre, stype, fam, port = m1 >> 32, (m1 >> 28) & 1, (m1 >> 24) & 15, (m1 >> 16) & 0xFF, m1 & 0xFFFF
     n, netns, pidns = m2 & 0xFFFFFFFF, ns >> 32, ns & 0xFFFFFFFF
     q = DnsQuery()
