@@ -55,27 +55,29 @@ def _send(call: str, fd: str, fam: str, port: str, addr: str, data: Tuple[str, s
             f'{addr}, buf({ptr}, {n}));')
 
 
-def _by_addr(call: str, fd: str, sa: str, data: Tuple[str, str, str], batch: str = "0") -> str:
-    """Report the message when the address the call names is port 53/853."""
+def _by_addr(call: str, fd: str, sa: str, data: Tuple[str, str, str], batch: str = "0", prep: str = "") -> str:
+    """Report the message when the address the call names is port 53/853 (``prep``: code that
+    finds the message, run only then)."""
     return f"""
     $sa = (struct sockaddr_in *){sa};
     $fam = $sa->sin_family;
     $port = bswap($sa->sin_port);
-    if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {{
+    if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {{{prep}
       {_send(call, fd, "$fam", "$port", f"buf({sa}, 28)", data, batch)}
       @dst[pid, {fd}] = ($fam, $port, buf({sa}, 28));
     }}"""
 
 
-def _by_fd(call: str, fd: str, data: Tuple[str, str, str], batch: str = "0") -> str:
-    """Report the message when this fd was connected to port 53/853 (seen, or before the start)."""
+def _by_fd(call: str, fd: str, data: Tuple[str, str, str], batch: str = "0", prep: str = "") -> str:
+    """Report the message when this fd was connected to port 53/853 (seen, or before the
+    start; ``prep``: code that finds the message, run only then)."""
     return f"""
     $d = @dst[pid, {fd}];
-    if ($d.0 != 0) {{
+    if ($d.0 != 0) {{{prep}
       {_send(call, fd, "$d.0", "$d.1", "$d.2", data, batch)}
     }} else {{
       $p = @pre[pid, {fd}];
-      if ($p != 0) {{
+      if ($p != 0) {{{prep}
         {_send(call, fd, "($p >> 16)", "($p & 0xffff)", "buf(uptr(0), 28)", data, batch)}
       }}
     }}"""
@@ -134,15 +136,16 @@ tracepoint:syscalls:sys_enter_write /args.count >= 12/
 
 tracepoint:syscalls:sys_enter_writev
 {{
-  $v = (struct iovec *)args.vec;{_iovs("$v", "args.vlen")}{_by_fd("writev", "args.fd", _IOV)}
+  $v = (struct iovec *)args.vec;{_by_fd("writev", "args.fd", _IOV, prep=_iovs("$v", "args.vlen"))}
 }}
 
 tracepoint:syscalls:sys_enter_sendmsg
 {{
   $m = (struct user_msghdr *)args.msg;
-  $iov = (struct iovec *)uptr($m->msg_iov);{_iovs("$iov", "$m->msg_iovlen")}
-  if ($m->msg_name != 0) {{{_by_addr("sendmsg", "args.fd", "uptr($m->msg_name)", _IOV)}
-  }} else {{{_by_fd("sendmsg", "args.fd", _IOV)}
+  $iov = (struct iovec *)uptr($m->msg_iov);
+  if ($m->msg_name != 0) {{{_by_addr("sendmsg", "args.fd", "uptr($m->msg_name)", _IOV,
+                                    prep=_iovs("$iov", "$m->msg_iovlen"))}
+  }} else {{{_by_fd("sendmsg", "args.fd", _IOV, prep=_iovs("$iov", "$m->msg_iovlen"))}
   }}
 }}
 
@@ -153,9 +156,10 @@ tracepoint:syscalls:sys_enter_sendmmsg
   unroll({MMSG}) {{
     if ($i < args.vlen) {{
       $h = $mm[$i].msg_hdr;
-      $iov = (struct iovec *)uptr($h.msg_iov);{_iovs("$iov", "$h.msg_iovlen")}
-      if ($h.msg_name != 0) {{{_by_addr("sendmmsg", "args.fd", "uptr($h.msg_name)", _IOV, "args.vlen")}
-      }} else {{{_by_fd("sendmmsg", "args.fd", _IOV, "args.vlen")}
+      $iov = (struct iovec *)uptr($h.msg_iov);
+      if ($h.msg_name != 0) {{{_by_addr("sendmmsg", "args.fd", "uptr($h.msg_name)", _IOV, "args.vlen",
+                                        prep=_iovs("$iov", "$h.msg_iovlen"))}
+      }} else {{{_by_fd("sendmmsg", "args.fd", _IOV, "args.vlen", prep=_iovs("$iov", "$h.msg_iovlen"))}
       }}
     }}
     $i++;
