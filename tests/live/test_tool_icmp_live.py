@@ -236,3 +236,48 @@ def test_icmp_ping_socket_ids_match_between_request_and_reply():
     assert len(req) == 2 and len(rep) == 2, (out, err)
     assert req[0]["id"] != 0 and {e["id"] for e in pings} == {req[0]["id"]}
     assert all(e["netns"] == ns_ino for e in pings)
+
+
+TUNNEL6 = r'''
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)   # opened before the tool
+print("ready", flush=True)
+sys.stdin.readline()
+# echo request (128): the kernel fills the ICMPv6 checksum of a raw ICMPv6 socket
+s.sendto(struct.pack("!BBHHH", 128, 0, 0, 0x6161, 3) + b"GET /beacon HTTP/1.1\r\nHost: c2.example.test\r\n" * 8,
+         ("::1", 0))
+'''
+
+
+def test_icmpv6_raw_socket_before_the_start():
+    import select
+
+    pre = subprocess.Popen([sys.executable, "-c", TUNNEL6], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tool = None
+    try:
+        if pre.stdout.readline().strip() != "ready":
+            pytest.skip("cannot open an ICMPv6 raw socket here (no IPv6?)")
+        tool = subprocess.Popen([sys.executable, "-m", "undertow", "icmp", "--json", "--duration", "120"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            subprocess.run([sys.executable, "-c", READY], timeout=30)
+            if select.select([tool.stdout], [], [], 0.5)[0]:
+                break
+        pre.stdin.write("go\n")
+        pre.stdin.flush()
+        assert pre.wait(timeout=60) == 0
+        time.sleep(1.0)
+    finally:
+        out, err = "", ""
+        if tool is not None:
+            tool.send_signal(2)
+            out, err = tool.communicate(timeout=120)
+        if pre.poll() is None:
+            pre.kill()
+            pre.wait()
+    evs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    six = [e for e in evs if e.get("pid") == pre.pid and e["direction"] == "out"]
+    assert six and six[0]["family"] == "ipv6" and six[0]["id"] == 0x6161 and six[0]["peer"] == "::1", (out, err)
+    assert six[0]["type_name"] == "echo-request" and six[0]["size"] == 45 * 8
+    assert "HTTP-like text" in six[0]["indicators"] and "contains a host name" in six[0]["indicators"]
