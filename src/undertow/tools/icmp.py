@@ -8,8 +8,8 @@ tracepoints, plus the kernel's own ICMP:
   ``family << 16 | type << 8 | protocol``); ``close()`` forgets it. Sockets that existed
   before the tool are put in the same map at start (:func:`seed`: sock_diag, /proc/PID/net
   and /proc/PID/fd, tools/sockets.py), so a tunnel already running is seen;
-- ``sendto()``/``sendmsg()``/``write()`` on such an fd note the buffer at entry and report at
-  exit, when the kernel has done its part: a ping socket's echo id is the socket's port
+- ``sendto()``/``sendmsg()``/``write()`` (and the first iovec of ``writev()``, the first
+  message of ``sendmmsg()``) on such an fd note the buffer at entry and report at exit, when the kernel has done its part: a ping socket's echo id is the socket's port
   (``inet_sk(sk)->inet_sport``, bound at the first send by ``inet_send_prepare``; net/ipv4/
   ping.c ``ping_v4_sendmsg`` overwrites the id the process wrote), the peer of a connected
   socket is ``sk->__sk_common.skc_daddr``/``skc_v6_daddr``. The first ``bufsize`` bytes are
@@ -96,7 +96,20 @@ tracepoint:syscalls:sys_enter_sendmsg
                                                           "$m->msg_name") + """
 }
 
-tracepoint:syscalls:sys_exit_sendto, tracepoint:syscalls:sys_exit_write, tracepoint:syscalls:sys_exit_sendmsg
+tracepoint:syscalls:sys_enter_writev
+{
+  $v = (struct iovec *)args.vec;""" + _note_tx("args.fd", "$v->iov_base", "$v->iov_len", "0") + """
+}
+
+tracepoint:syscalls:sys_enter_sendmmsg
+{
+  $mm = (struct mmsghdr *)args.mmsg;""" + _note_tx("args.fd", "((struct iovec *)uptr($mm->msg_hdr.msg_iov))->iov_base",
+                                                  "((struct iovec *)uptr($mm->msg_hdr.msg_iov))->iov_len",
+                                                  "$mm->msg_hdr.msg_name") + """
+}
+
+tracepoint:syscalls:sys_exit_sendto, tracepoint:syscalls:sys_exit_write, tracepoint:syscalls:sys_exit_sendmsg,
+tracepoint:syscalls:sys_exit_writev, tracepoint:syscalls:sys_exit_sendmmsg
 {
   $x = @tx[tid];
   if ($x.0 != 0) {
