@@ -235,3 +235,11 @@ def test_json_line_matches_clean_merge_dumps():
             assert json_line(d, proc, frags) == old(d)
             json.loads(json_line(d, proc, frags))
         assert json_line(d) == json.dumps(clean(d), ensure_ascii=False) + "\n"
+
+
+def test_dns_repeated_bodies_keep_their_own_ids():
+    a = dns.parse_record(_dns("sendto", _q("same.example.test", qid=1))).to_dict()
+    b = dns.parse_record(_dns("sendto", _q("same.example.test", qid=2))).to_dict()
+    assert (a["id"], b["id"]) == (1, 2) and a["qname"] == b["qname"] == "same.example.test."
+    short = [dns.parse_record(_dns("sendto", bytes([i, 9, 9]))).to_dict() for i in (1, 2)]
+    assert [s["id"] for s in short] == [0x109, 0x209] and short[0]["error"]

@@ -279,6 +279,29 @@ class DnsQuery:
 
 _U64 = (1 << 64) - 1
 
+#: Recently decoded message bodies (all but the 2-byte id): a process resolving the same name
+#: again and again (the common flood) is decoded once, not per query.
+_BODIES: Dict[bytes, Message] = {}
+
+
+def _decode(raw: bytes) -> Message:
+    """:func:`decode_message` of ``raw``, from :data:`_BODIES` when its body was seen (the
+    copy carries this message's id and bytes; the question and answer lists are shared,
+    read-only)."""
+    body = raw[2:]
+    m = _BODIES.get(body)
+    if m is None:
+        m = decode_message(raw)
+        if len(_BODIES) >= 1024:
+            _BODIES.clear()
+        _BODIES[body] = m
+        return m
+    c = Message.__new__(Message)
+    c.__dict__.update(m.__dict__)
+    c.id = (raw[0] << 8) | raw[1] if len(raw) >= 2 else 0
+    c.raw = raw
+    return c
+
 
 def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]]] = None) -> Optional[DnsQuery]:
     """A :class:`DnsQuery` from a record of :data:`PROGRAM` (None when it is not DNS);
@@ -316,13 +339,13 @@ def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]
         if not pre and len(raw) >= 2 and 1 <= int.from_bytes(raw[:2], "big") <= n - 2:
             msgs = [m for m in decode_tcp_stream(raw) if _plausible(m, q.answer)]
         if not msgs:
-            m = decode_message(raw)
+            m = _decode(raw)
             msgs = [m] if _plausible(m, q.answer) else []
         if not msgs and call in ("write", "writev", "answer"):
             return None  # write() on an fd once connected to port 53 and reused: not DNS
     else:
         q.transport = "udp"
-        m = decode_message(raw)
+        m = _decode(raw)
         if call in ("write", "writev", "answer") and not _plausible(m, q.answer):
             return None
         msgs = [m]
