@@ -32,12 +32,38 @@ if TYPE_CHECKING:
 from .decode.arp import ArpWatch, decode_arp
 from .icmp import PIDNS
 
-__all__ = ["PROGRAM", "Parser"]
+__all__ = ["PROGRAM", "BYPASS", "Parser", "program", "hook_set", "seed"]
+
+# a frame handed to a device: its socket decides who sent it (see the module's docstring)
+_OUT = r"""
+    $sk = $skb->sk;
+    $mine = 0;
+    $ino = 0;
+    if ($sk != 0) {{
+      if ($sk->__sk_common.skc_family == 17) {{
+        $ino = $sk->sk_socket->file->f_inode->i_ino;
+        $mine = @sending[tid];
+      }}
+    }}
+    printf("%s %d %d %d %d %r %s", "out", $mine, $ino, $skb->dev->nd_net.net->ns.inum, PIDNS,
+           buf($skb->data, 42), {name});"""
+
+#: Added where BPF kprobes work: frames of packet sockets with ``PACKET_QDISC_BYPASS`` go to
+#: the driver through ``__dev_direct_xmit`` (net/core/dev.c), not ``__dev_queue_xmit``, so
+#: ``net:net_dev_queue`` never sees them.
+BYPASS = r"""
+kprobe:__dev_direct_xmit
+{
+  $skb = (struct sk_buff *)arg0;
+  if ($skb->protocol == 0x0608) {""" + _OUT.format(name="str($skb->dev->name)") + r"""
+  }
+}
+"""
 
 _SENDS = ", ".join(f"tracepoint:syscalls:sys_{{when}}_{c}" for c in ("sendto", "sendmsg", "sendmmsg", "write",
                                                                       "writev"))
 
-PROGRAM = r"""
+_PROGRAM = r"""
 tracepoint:syscalls:sys_enter_socket /args.family == 17/
 {
   @pk[tid] = 1;
@@ -71,18 +97,7 @@ tracepoint:syscalls:sys_enter_close
 tracepoint:net:net_dev_queue
 {
   $skb = (struct sk_buff *)args.skbaddr;
-  if ($skb->protocol == 0x0608) {
-    $sk = $skb->sk;
-    $mine = 0;
-    $ino = 0;
-    if ($sk != 0) {
-      if ($sk->__sk_common.skc_family == 17) {
-        $ino = $sk->sk_socket->file->f_inode->i_ino;
-        $mine = @sending[tid];
-      }
-    }
-    printf("%s %d %d %d %d %r %s", "out", $mine, $ino, $skb->dev->nd_net.net->ns.inum, PIDNS,
-           buf($skb->data, 42), str(args.name));
+  if ($skb->protocol == 0x0608) {""" + _OUT.format(name="str(args.name)") + r"""
   }
 }
 
@@ -94,7 +109,29 @@ tracepoint:net:netif_receive_skb
            str(args.name));
   }
 }
-""".replace("PIDNS", PIDNS)
+"""
+
+
+#: The tool's program on tracepoints (every kernel).
+PROGRAM = _PROGRAM.replace("PIDNS", PIDNS)
+
+
+def program(bypass: bool = False) -> str:
+    """The tool's program; ``bypass``: also :data:`BYPASS` (kprobes)."""
+    return PROGRAM + (BYPASS.replace("PIDNS", PIDNS) if bypass else "")
+
+
+def hook_set() -> str:
+    """``kprobes`` when BPF kprobes work and ``__dev_direct_xmit`` is there, else ``tracepoints``."""
+    from ..kernel import Kernel
+
+    try:
+        k = Kernel()
+        if k.features().available("bpf_kprobe") and "__dev_direct_xmit" in k.kallsyms():
+            return "kprobes"
+    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
+        pass
+    return "tracepoints"
 
 
 def seed(session: Any, proc: str = "/proc") -> Dict[int, Tuple[int, int]]:
