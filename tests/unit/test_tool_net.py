@@ -243,3 +243,12 @@ def test_dns_repeated_bodies_keep_their_own_ids():
     assert (a["id"], b["id"]) == (1, 2) and a["qname"] == b["qname"] == "same.example.test."
     short = [dns.parse_record(_dns("sendto", bytes([i, 9, 9]))).to_dict() for i in (1, 2)]
     assert [s["id"] for s in short] == [0x109, 0x209] and short[0]["error"]
+
+
+def test_programs_parse():
+    from undertow.lang.bt import parse_program
+
+    for text in (dns.PROGRAM + dns.ANSWERS, icmp.PROGRAM, arp.program(False), arp.program(True)):
+        assert parse_program(text).probes
+    assert "kprobe:__dev_direct_xmit" in arp.program(True) and "kprobe:" not in arp.program(False)
+    assert "PIDNS" not in arp.program(True) + icmp.PROGRAM + dns.PROGRAM + dns.ANSWERS
