@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
     shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), parse, header,
                      lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
-                     hooks="syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,write,writev} (BPF "
+                     hooks="tracepoints (every kernel): syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,"
+                           "write,writev} (BPF "
                            "tracepoint programs reading the user's buffers; the socket type through BTF from "
                            "the fd); sockets connected before the start from sock_diag and /proc/PID/net + "
                            "/proc/PID/fd")
