@@ -58,3 +58,12 @@ def test_run_l_lists_as_bpftrace(tmp_path, capsys):
     list_cmd.list_pattern(kernel(tmp_path, False), "*", False, out)
     assert "kprobe:tcp_connect" in out.getvalue().splitlines()
     assert capsys.readouterr().err == ""
+
+
+def test_kfunc_spelling_is_kept_in_the_listing(tmp_path):
+    # bpftrace 0.17 lists BTF function probes as kfunc:/kretfunc: (its suite's EXPECT kretfunc);
+    # fentry:/fexit: keep theirs
+    for spelled in ("kfunc", "kretfunc", "fentry", "fexit"):
+        out = io.StringIO()
+        list_cmd.list_pattern(kernel(tmp_path / spelled, True), f"{spelled}:kernel_*", False, out)
+        assert out.getvalue() == f"{spelled}:kernel_clone\n"

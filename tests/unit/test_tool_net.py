@@ -206,37 +206,6 @@ def test_socket_fds_and_owners(tmp_path):
     assert found == {(5001, 100, 3), (5002, 100, 4)}
 
 
-# -- the JSON line of run_tool
-
-
-def test_json_line_matches_clean_merge_dumps():
-    import json
-
-    from undertow.output.jsonl import clean
-    from undertow.tools.bpftool import json_line
-
-    proc = clean({"pid": 10, "ppid": 1, "argv": ["a", "b\udcff"], "netns": 7, "pidns": 8, "gone": False})
-
-    def old(d):
-        ev = clean(d)
-        for k, v in proc.items():
-            if ev.get(k) is None:
-                ev[k] = v
-        return json.dumps(ev, ensure_ascii=False) + "\n"
-
-    frags = {}
-    cases = [{"pid": 10, "comm": "x", "netns": 5, "pidns": 6, "qname": "a."},
-             {"pid": 10, "comm": "bad\udcfe", "netns": 5},
-             {"pid": 10, "raw": b"\x00\x01", "netns": None},
-             {"pid": 10, "comm": "é", "questions": [{"name": "b.", "type": "A"}], "t": (1, 2)},
-             {}]
-    for d in cases:
-        for _ in range(2):  # the second time from the cache
-            assert json_line(d, proc, frags) == old(d)
-            json.loads(json_line(d, proc, frags))
-        assert json_line(d) == json.dumps(clean(d), ensure_ascii=False) + "\n"
-
-
 def test_dns_repeated_bodies_keep_their_own_ids():
     a = dns.parse_record(_dns("sendto", _q("same.example.test", qid=1))).to_dict()
     b = dns.parse_record(_dns("sendto", _q("same.example.test", qid=2))).to_dict()

@@ -143,11 +143,14 @@ def list_pattern(kernel: Kernel, pattern: str, verbose: bool, out: TextIO, pid: 
     kind, rest = split_spec(pattern)
     if kind in TYPE_KINDS:
         return _list_types(kernel, kind, rest, out, verbose)
-    return _list_kind(kernel, kind, rest, verbose, out, attachable)
+    # bpftrace 0.17 names BTF function probes kfunc:/kretfunc: (fentry/fexit since 0.19):
+    # a listing answers in the user's own word
+    label = head if head in ("kfunc", "kretfunc") else None
+    return _list_kind(kernel, kind, rest, verbose, out, attachable, label)
 
 
 def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, out: TextIO,
-               attachable: bool = False) -> int:
+               attachable: bool = False, label: Optional[str] = None) -> int:
     if kind in ("software", "hardware"):
         return _list_perf_events(kind, rest, out)
     n = 0
@@ -162,7 +165,8 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
             print(f"undertow list: kernel functions (kprobe:) left out, this kernel cannot attach them: {why}; "
                   "'undertow list kprobe:PATTERN' lists them anyway", file=sys.stderr)
         else:
-            n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None)
+            n += _list_functions(kernel, kind or "kprobe", rest, verbose, out, quiet=kind is None,
+                                 label=label)
             if kind is not None and why is not None:
                 print(f"undertow list: these {kind}: points cannot be attached on this kernel: {why}",
                       file=sys.stderr)
@@ -277,7 +281,10 @@ def _kernel_functions(kernel: Kernel) -> Tuple[List[str], str]:
     return sorted(set(btf.names("func"))), "BTF"
 
 
-def _list_functions(kernel: Kernel, kind: str, pat: str, verbose: bool, out: TextIO, quiet: bool) -> int:
+def _list_functions(kernel: Kernel, kind: str, pat: str, verbose: bool, out: TextIO, quiet: bool,
+                    label: Optional[str] = None) -> int:
+    """Print ``LABEL:FUNCTION`` (``LABEL`` defaults to ``kind``) for each kernel function
+    matching ``pat``; with ``verbose`` its arguments from BTF."""
     try:
         names, source = _kernel_functions(kernel)
     except UndertowError:
@@ -295,7 +302,7 @@ def _list_functions(kernel: Kernel, kind: str, pat: str, verbose: bool, out: Tex
         except UndertowError:
             func_ids = None
     for name in matched:
-        out.write(f"{kind}:{name}\n")
+        out.write(f"{label or kind}:{name}\n")
         if verbose:
             for line in _func_args(kernel, name, kind, func_ids):
                 out.write(f"    {line}\n")

@@ -406,15 +406,15 @@ SYSTEM_AFTER_STOP_NS = 400_000_000
 
 
 def _system(rec: Any, r: Any, out: TextIO) -> None:
-    """``system("cmd %d", x)`` (only with --unsafe): the command is split into words, never
-    given to a shell; its output as it is (``-f json``: a ``"syscall"`` line). After a stop
-    (Ctrl-C, SIGTERM), commands run for SYSTEM_AFTER_STOP_NS more, then a command still
-    running is ended and no more are run."""
-    import shlex
+    """``system("cmd %d", x)`` (only with --unsafe): the command is split into words and
+    ``|`` pipelines (:mod:`undertow.pipeline`), never given to a shell; its output as it is
+    (``-f json``: a ``"syscall"`` line). After a stop (Ctrl-C, SIGTERM), commands run for
+    SYSTEM_AFTER_STOP_NS more, then a command still running is ended and no more are run."""
     import subprocess
 
     from .. import stop
     from ..output.bt import format_printf
+    from ..pipeline import Pipeline, split_pipeline
 
     def stopped_long_ago() -> bool:
         # what was recorded before a stop is still shown for a while (the drain), its
@@ -426,8 +426,7 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
     act = rec.action
     cmd = format_printf(act.fmt, rec.values, [s.kind for _o, s in act.args], r.show)
     try:
-        proc = subprocess.Popen(shlex.split(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                text=True, errors="surrogateescape")
+        pipe = Pipeline(split_pipeline(cmd))
     except (OSError, ValueError) as e:
         out.write(r.syscall(f"system: {cmd}: {e}\n"))
         return
@@ -435,15 +434,13 @@ def _system(rec: Any, r: Any, out: TextIO) -> None:
     try:
         for _ in range(100):  # 10 s at most, a stop noticed within 0.1 s
             try:
-                text, _err = proc.communicate(timeout=0.1)
+                text = pipe.communicate(timeout=0.1)
                 break
             except subprocess.TimeoutExpired:
                 if stopped_long_ago():
                     break
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        pipe.kill()
     out.write(r.syscall(text))
 
 

@@ -200,8 +200,10 @@ def attachable_function(name: str, ks: "Kallsyms", *,
     if len(clones) == 1:
         sym = clones[0]
         suffix = clone_suffix(sym, name)
+        typed = ("only header views of its arguments are typed, from undertow's table of checked copies; "
+                 "the rest have no type unless cast") if name in CLONE_PROTOTYPES else "they have no type unless cast"
         note = (f"{name} is {sym} in this kernel (a copy the compiler made, {_clone_kinds(suffix)}); "
-                f"probing it: its arguments may differ from {name}'s, so they have no type unless cast")
+                f"probing it: its arguments may differ from {name}'s, so {typed}")
         return FunctionName(name, sym, suffix, note)
 
     def present(n: str) -> bool:

@@ -42,7 +42,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     from ..bpfrun import BpfRun
     from ..events import Lost
     from ..backends.bpf.runtime import Printed
-    from ..output.jsonl import clean
+    from ..output.jsonl import dumps, encoded, merged_line
     from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
@@ -92,7 +92,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     hit = infos.get(pid)
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
-                        hit = infos[pid] = (now, pi, clean(pi.to_dict()), {})  # cleaned once, merged often
+                        hit = infos[pid] = (now, pi, encoded(pi.to_dict()))  # encoded once, merged often
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
@@ -102,7 +102,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 if keep:
                     shown.append(d)
                 if args.json:
-                    out.write(json_line(d, hit[2], hit[3]) if info is not None else json_line(d))
+                    # what the kernel said at the event wins over /proc read a little later
+                    out.write((merged_line(dict(d), hit[2]) if info is not None else dumps(d)) + "\n")
                 else:
                     out.write(line(d) + "\n")
                 if args.count and n_shown >= args.count:
@@ -114,7 +115,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
             for d in on_stop(session):
                 if keep:
                     shown.append(d)
-                out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d) + "\n")
+                out.write(dumps(d) + "\n" if args.json else line(d) + "\n")
             out.flush()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
@@ -123,49 +124,6 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     for line in bpf.stats.loss_report(f"undertow {name}") if bpf.stats is not None else ():
         print(line, file=sys.stderr)
     return shown
-
-
-def json_line(d: Dict[str, Any], proc: Optional[Dict[str, Any]] = None,
-              frags: Optional[Dict[Any, str]] = None) -> str:
-    """One event as a JSON line (newline included): ``d``, then the process details ``proc``
-    (cleaned, :func:`undertow.output.jsonl.clean`) for the keys ``d`` does not have — what the
-    kernel said at the event wins over /proc read a little later; a ``None`` of ``d`` is
-    filled from ``proc``.
-
-    The common case costs one ``json.dumps`` of ``d``: a ``d`` without bytes or undecodable
-    text needs no cleaning, and the process part is serialized once per process and set of
-    keys (cached in ``frags``), not per event (bench/dns_rate.py: ~10 us less per event)."""
-    from ..output.jsonl import clean
-
-    try:
-        text: Optional[str] = json.dumps(d, ensure_ascii=False)
-        if not text.isascii():
-            text.encode("utf-8")  # a lone surrogate (undecodable bytes): cleaned below
-    except (TypeError, ValueError):  # bytes values; UnicodeEncodeError is a ValueError
-        text = None
-    if proc is None:
-        return (text if text is not None else json.dumps(clean(d), ensure_ascii=False)) + "\n"
-    common = proc.keys() & d.keys()
-    if text is not None:
-        for k in common:
-            if d[k] is None:
-                text = None  # filled from /proc in place: the general path
-                break
-    if text is None:
-        ev = clean(d)
-        for k, v in proc.items():
-            if ev.get(k) is None:
-                ev[k] = v
-        return json.dumps(ev, ensure_ascii=False) + "\n"
-    key = frozenset(common)
-    frag = frags.get(key) if frags is not None else None
-    if frag is None:
-        frag = json.dumps({k: v for k, v in proc.items() if k not in key}, ensure_ascii=False)[1:-1]
-        if frags is not None:
-            frags[key] = frag
-    if not frag:
-        return text + "\n"
-    return (text[:-1] + ", " + frag + "}\n") if text != "{}" else "{" + frag + "}\n"
 
 
 def print_summary(events: List[Dict[str, Any]], as_json: bool, what: str, detail: str) -> None:
