@@ -28,19 +28,27 @@ def test_every_tool_program_parses():
         assert parse_program(text).probes
 
 
+def _dns(call, fam, port, addr, payload, stype=2):
+    """A record of dns.PROGRAM: call, m1 (fd, prefix apart, socket type, family, port), m2 (batch,
+    length), ns (netns, pidns), address, payload."""
+    m1 = (3 << 32) | (stype << 24) | (fam << 16) | port
+    return Rec(call, m1, len(payload), (4026531840 << 32) | 4026531836, addr, payload)
+
+
 def test_dns_query_answer_dot_and_garbage():
-    q = dns.parse_record(Rec("sendto", 3, 2, 53, _sa4("10.0.0.53", 53), _q("a.example.test", 28)))
+    q = dns.parse_record(_dns("sendto", 2, 53, _sa4("10.0.0.53", 53), _q("a.example.test", 28)))
     d = q.to_dict()
     assert (d["qname"], d["qtype"], d["resolver"], d["transport"], d["kind"]) == \
         ("a.example.test.", "AAAA", "10.0.0.53", "udp", "query")
-    dot = dns.parse_record(Rec("sendto", 3, 2, 853, _sa4("1.1.1.1", 853), b"\x16\x03\x01" + bytes(20)))
+    assert d["netns"] == 4026531840 and d["pidns"] == 4026531836
+    dot = dns.parse_record(_dns("sendto", 2, 853, _sa4("1.1.1.1", 853), b"\x16\x03\x01" + bytes(20)))
     assert dot.transport == "dot" and dot.message is None
-    assert dns.parse_record(Rec("write", 3, 2, 53, _sa4("10.0.0.53", 53), b"not dns at all, really")) is None
+    assert dns.parse_record(_dns("write", 2, 53, _sa4("10.0.0.53", 53), b"not dns at all, really")) is None
     resp = bytearray(_q("b.example.test"))
     resp[2:4] = b"\x81\x80"
     resp[6:8] = b"\x00\x01"
     resp += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + socket.inet_aton("10.1.2.3")
-    a = dns.parse_record(Rec("answer", 3, 2, 53, _sa4("10.0.0.53", 53), bytes(resp))).to_dict()
+    a = dns.parse_record(_dns("answer", 2, 53, _sa4("10.0.0.53", 53), bytes(resp))).to_dict()
     assert a["kind"] == "answer" and a["rcode"] == "NOERROR" and a["answers"][0]["data"] == "10.1.2.3"
 
 
@@ -76,12 +84,20 @@ def test_exit_status_and_signal():
     assert core["signal"] == "SIGSEGV" and core["core"] is True
 
 
+def _icmp(direction, payload, addr, stype=3, length=None, ident=0):
+    """A record of icmp.PROGRAM: direction fd key length id netns pidns daddr4 address daddr6 payload."""
+    key = (2 << 16) | (stype << 8) | 1
+    return Rec(direction, 3, key, len(payload) if length is None else length, ident, 4026531840, 4026531836, 0,
+               addr, bytes(16), payload)
+
+
 def test_icmp_echo_and_tunnel_flag():
     def echo(seq, payload):
         return struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq) + payload
-    ok = icmp.parse_record(Rec("out", 3, 2, 3, 1, _sa4("10.0.0.1", 0), echo(1, bytes(range(8, 64)))))
+    ok = icmp.parse_record(_icmp("out", echo(1, bytes(range(8, 64))), _sa4("10.0.0.1", 0)))
     assert ok["type_name"] == "echo-request" and ok["indicators"] == [] and ok["peer"] == "10.0.0.1"
-    tun = icmp.parse_record(Rec("out", 3, 2, 3, 1, _sa4("10.0.0.1", 0), echo(2, b"GET /c2 HTTP/1.1\r\n" * 12)))
+    assert ok["netns"] == 4026531840 and ok["pidns"] == 4026531836
+    tun = icmp.parse_record(_icmp("out", echo(2, b"GET /c2 HTTP/1.1\r\n" * 12), _sa4("10.0.0.1", 0)))
     assert tun["indicators"]
 
 

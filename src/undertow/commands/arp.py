@@ -23,7 +23,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "(no kprobes, no packet capture). See docs/tools/arp.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts direction interface op sender_mac sender_ip target_mac target_ip gratuitous "
-               "mac_changed_from origin pid comm error (+ process details for origin=process)\n"
+               "mac_changed_from origin pid comm error netns pidns socket_inode (+ process details for origin=process)\n"
                "examples:\n  undertow arp\n  undertow arp --json --duration 600 --summary",
     )
     add_options(p, "frames")
@@ -31,27 +31,50 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _line(d: Dict[str, Any]) -> str:
+def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
     from ..output.text import escape
+    from ..tools.common import ns_note
 
-    who = f"{d['pid']:>7} {escape(d['comm'])[:14]:<14}" if d.get("pid") else f"{'-':>7} {'(' + d['origin'] + ')':<14}"
+    if d.get("pid"):
+        who = f"{d['pid']:>7} {escape(d['comm'] or '?'):<14}"
+    else:
+        who = f"{'-':>7} {'(' + d['origin'] + ')':<14}"
     flags = []
     if d["gratuitous"]:
         flags.append("GRATUITOUS")
     if d["mac_changed_from"]:
         flags.append(f"MAC CHANGED from {d['mac_changed_from']}")
-    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<3} {escape(d['interface'])[:8]:<8} "
-            f"{d['op']:<7} {d['sender_ip']}={d['sender_mac']} -> {d['target_ip']} {' '.join(flags)}")
+    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<3} {escape(d['interface']):<8} "
+            f"{d['op']:<7} {d['sender_ip']}={d['sender_mac']} -> {d['target_ip']} {' '.join(flags)}"
+            f"{ns_note(d, host)}").rstrip()
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tools.arp import PROGRAM, Parser
+    import sys
+
+    from ..tools.arp import Parser, hook_set, program, seed
     from ..tools.bpftool import print_summary, run_tool
+    from ..tools.common import ns_inode
+
+    host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
+    parser = Parser()
+
+    def start(session: Any) -> None:
+        owners = seed(session)
+        parser.owners.update(owners)
+        if args.verbose:
+            print(f"undertow arp: {len(owners)} packet socket(s) open before the start found (sock_diag, /proc)",
+                  file=sys.stderr)
 
     header = f"{'TIME':<8} {'PID':>7} {'WHO':<14} {'DIR':<3} {'IFACE':<8} {'OP':<7} SENDER -> TARGET"
-    shown = run_tool(args, "arp", PROGRAM, Parser(), header, _line,
-                     hooks="net:net_dev_queue, net:netif_receive_skb (BPF reads the frame); AF_PACKET "
-                           "sockets and their sends tracked through syscall tracepoints")
+    hooks = hook_set()
+    shown = run_tool(args, "arp", program(hooks == "kprobes"), parser, header, lambda d: _line(d, host),
+                     on_start=start,
+                     hooks=f"{hooks}: net:net_dev_queue, net:netif_receive_skb (BPF reads the frame and its "
+                           "socket: skb->sk)" + (", kprobe:__dev_direct_xmit (PACKET_QDISC_BYPASS frames)"
+                                                 if hooks == "kprobes" else "") +
+                           "; AF_PACKET sockets and their sends tracked through syscall tracepoints; sockets "
+                           "open before the start from sock_diag and /proc/PID/net + /proc/PID/fd")
     if args.summary:
         print_summary(shown, args.json, "TARGETS", "target_ip")
     return 0

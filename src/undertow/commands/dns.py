@@ -22,7 +22,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "from /proc as the event arrives. See docs/tools/dns.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm syscall resolver resolver_port transport id qname qtype "
-               "qclass questions truncated error size ppid uid argv cwd exe cgroup container parents gone\n"
+               "qclass questions truncated error size batch netns pidns ppid uid argv cwd exe cgroup container parents gone\n"
                "examples:\n  undertow dns\n  undertow dns --comm 'xmrig*' --json\n"
                "  undertow dns --duration 60 --summary",
     )
@@ -32,18 +32,9 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _parse(rec: Any) -> Optional[Dict[str, Any]]:
-    from ..tools.dns import parse_record
-
-    q = parse_record(rec)
-    if q is None:
-        return None
-    q.ts, q.pid, q.tid, q.comm = rec.ts, rec.pid, rec.tid, rec.comm
-    return q.to_dict()
-
-
-def _line(d: Dict[str, Any]) -> str:
+def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
     from ..output.text import escape
+    from ..tools.common import ns_note
 
     res = d["resolver"] if d["resolver_port"] == 53 else f"{d['resolver']}:{d['resolver_port']}"
     if d["transport"] == "dot":
@@ -53,18 +44,44 @@ def _line(d: Dict[str, Any]) -> str:
         name, qt = f"{d['qname']} {d['rcode']} {data}", "ANSWER"
     else:
         name, qt = d["qname"] or "(undecodable)", d["qtype"] or "?"
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm'])[:16]:<16} {res[:22]:<22} "
-            f"{qt:<6} {escape(name)}")
+    extra = f" ({d['transport']})" if d["transport"] == "tcp" else ""
+    if d.get("error"):
+        extra += f" [{d['error']}]"
+    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {escape(res):<22} "
+            f"{qt:<6} {escape(name)}{extra}{ns_note(d, host)}")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.dns import ANSWERS, PROGRAM
+    from ..tools.common import ns_inode
+    from ..tools.dns import ANSWERS, PROGRAM, parse_record, seed
+
+    host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
+    seeds: Dict[Any, Any] = {}
+
+    def start(session: Any) -> None:
+        seeds.update(seed(session))
+        if args.verbose:
+            print(f"undertow dns: {len(seeds)} socket fd(s) connected to port 53/853 before the start found "
+                  "(sock_diag, /proc)", file=sys.stderr)
+
+    def parse(rec: Any) -> Optional[Dict[str, Any]]:
+        q = parse_record(rec, seeds)
+        if q is None:
+            return None
+        q.ts, q.pid, q.tid, q.comm = rec.ts, rec.pid, rec.tid, rec.comm
+        return q.to_dict()
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
-    shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), _parse, header, _line, settings={"bufsize": 512},
-                     hooks="syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,write} "
-                           "(BPF tracepoint programs reading the user's buffers)")
+    shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), parse, header,
+                     lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
+                     hooks="tracepoints (every kernel): syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,"
+                           "write,writev} (BPF "
+                           "tracepoint programs reading the user's buffers; the socket type through BTF from "
+                           "the fd); sockets connected before the start from sock_diag and /proc/PID/net + "
+                           "/proc/PID/fd")
     if args.summary:
         print_summary(shown, args.json, "NAMES", "qname")
     return 0

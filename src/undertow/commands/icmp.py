@@ -23,7 +23,7 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "See docs/tools/icmp.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm direction family socket type type_name code id seq size "
-               "peer indicators error fd ppid uid argv cwd exe cgroup container parents gone\n"
+               "captured peer indicators error fd netns pidns ppid uid argv cwd exe cgroup container parents gone\n"
                "examples:\n  undertow icmp\n  undertow icmp --json --duration 60\n"
                "  undertow icmp --summary",
     )
@@ -32,24 +32,40 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _line(d: Dict[str, Any]) -> str:
+def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
     from ..output.text import escape
+    from ..tools.common import ns_note
 
-    flag = (" ! " + d["indicators"][0]) if d.get("indicators") else ""
+    flag = (" ! " + "; ".join(d["indicators"])) if d.get("indicators") else ""
     idseq = f"id={d['id']} seq={d['seq']}" if d.get("id") is not None else f"code={d['code']}"
-    who = f"{d['pid']:>7} {escape(d['comm'] or '')[:16]:<16}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
+    who = f"{d['pid']:>7} {escape(d['comm'] or ''):<16}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
     return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<6} {d.get('peer') or '-':<15} "
-            f"{d['type_name']:<16} {idseq} {d['size']}B{flag}")
+            f"{d['type_name']:<16} {idseq} {d['size']}B{flag}{ns_note(d, host)}")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.icmp import PROGRAM, parse_record
+    from ..tools.common import ns_inode
+    from ..tools.icmp import PROGRAM, parse_record, seed
+
+    host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
+
+    def start(session: Any) -> None:
+        n = seed(session)
+        if args.verbose:
+            print(f"undertow icmp: {n} ICMP socket fd(s) open before the start found (sock_diag, /proc)",
+                  file=sys.stderr)
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DIR':<6} {'PEER':<15} {'TYPE':<16} DETAILS"
-    shown = run_tool(args, "icmp", PROGRAM, parse_record, header, _line, settings={"bufsize": 512},
-                     hooks="syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,recvfrom,recvmsg} "
-                           "(BPF reading the buffers), icmp:icmp_send (the kernel's own errors)")
+    shown = run_tool(args, "icmp", PROGRAM, parse_record, header, lambda d: _line(d, host),
+                     settings={"bufsize": 512}, on_start=start,
+                     hooks="tracepoints (every kernel): syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,sendmmsg,"
+                           "write,writev,recvfrom,recvmsg,read} "
+                           "(BPF reading the buffers; fd -> socket through BTF for ping ids and connected peers), "
+                           "icmp:icmp_send (the kernel's own errors); sockets open before the start from "
+                           "sock_diag and /proc/PID/net + /proc/PID/fd")
     if args.summary:
         print_summary(shown, args.json, "PEERS", "peer")
     return 0

@@ -48,7 +48,7 @@ class TextWriter:
         self._probe_width = 12
         self._names: Dict[str, str] = {}  # escaped probe and field names (few, repeated per event)
         self._lines: Dict[str, Any] = {}  # probe -> (compiled line formatter, fields, formats) or None
-        self._comms: Dict[str, str] = {}  # comm -> escaped, cut to 16
+        self._comms: Dict[str, str] = {}  # comm -> escaped
 
     def batch(self, recs: List[Any]) -> None:
         """Write a batch of records with one ``write``: Events, Lost notices, and lines a
@@ -115,13 +115,14 @@ class TextWriter:
                 "env": env}
 
     def comm(self, comm: str) -> str:
-        """``comm`` escaped and cut to 16 characters (cached)."""
+        """``comm`` escaped (cached); never cut: an escaped name longer than its 16-column
+        field widens the line (issue 18: text output never cuts a field)."""
         comms = self._comms
         c = comms.get(comm)
         if c is None:
             if len(comms) > 4096:
                 comms.clear()
-            c = comms[comm] = escape(comm)[:16]
+            c = comms[comm] = escape(comm)
         return c
 
     def header(self) -> None:
@@ -158,7 +159,7 @@ class TextWriter:
         probe = names.get(ev.probe)
         if probe is None:
             probe = names[ev.probe] = escape(ev.probe)
-        parts = [f"{t:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm)[:16]:<16} "
+        parts = [f"{t:12.6f} {ev.cpu:>3} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} "
                  f"{probe:<{self._probe_width}}"]
         errors, formats = ev.errors, ev.formats
         for k, v in ev.fields.items():

@@ -37,7 +37,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
              hooks: str = "", on_start: Optional[Callable[[Any], None]] = None,
              ringbuf_mb: int = 0,
              on_stop: Optional[Callable[[Any], List[Dict[str, Any]]]] = None) -> List[Dict[str, Any]]:
-    """Run the tool until Ctrl-C/--duration/--count; returns the events it showed."""
+    """Run the tool until Ctrl-C/--duration/--count; returns the events it showed (with
+    ``--summary``; otherwise none are kept)."""
     from ..bpfrun import BpfRun
     from ..events import Lost
     from ..backends.bpf.runtime import Printed
@@ -51,6 +52,10 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
         print(f"undertow {name}: hooks: {hooks}", file=sys.stderr)
     out = sys.stdout
     shown: List[Dict[str, Any]] = []
+    # only --summary reads the events back: holding every one costs memory and, through the
+    # garbage collector's full passes, pauses that grow with the run (230 ms at 200k events)
+    keep = bool(getattr(args, "summary", False))
+    n_shown = 0
     infos: Dict[int, Any] = {}
     pfilter = ProcessFilter.from_args(args)
     try:
@@ -93,21 +98,24 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     info = hit[1]
                 if not pfilter.match_cgroup(info):
                     continue
-                shown.append(d)
+                n_shown += 1
+                if keep:
+                    shown.append(d)
                 if args.json:
                     # what the kernel said at the event wins over /proc read a little later
                     out.write((merged_line(dict(d), hit[2]) if info is not None else dumps(d)) + "\n")
                 else:
-                    out.write(line(d)[:100] + "\n")
-                if args.count and len(shown) >= args.count:
+                    out.write(line(d) + "\n")
+                if args.count and n_shown >= args.count:
                     bpf.finish("count")
                     break
             out.flush()
         if on_stop is not None:
             # what the kernel still holds when the tool stops (e.g. connects still in progress)
             for d in on_stop(session):
-                shown.append(d)
-                out.write(dumps(d) + "\n" if args.json else line(d)[:100] + "\n")
+                if keep:
+                    shown.append(d)
+                out.write(dumps(d) + "\n" if args.json else line(d) + "\n")
             out.flush()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog

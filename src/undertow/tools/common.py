@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import fnmatch
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Name
 
 __all__ = [
     "add_common_options", "ProcessFilter", "LoopResult", "run_loop",
-    "lost_line", "Column", "Summary",
+    "lost_line", "Column", "Summary", "cell", "ns_inode", "ns_note",
 ]
 
 #: The shared options' help, as ``undertow exec`` has always shown it.
@@ -186,8 +187,8 @@ def run_loop(tracer: Any, handle: Callable[[Any], bool], *, count: Optional[int]
 
 class Column(NamedTuple):
     """One key column of a :class:`Summary`: the JSON ``name``, the text ``header``, a format
-    ``spec`` (``">7"``, ``"<16"``; ``""`` for an unpadded last column; the width also truncates)
-    and the text shown for ``None``."""
+    ``spec`` (``">7"``, ``"<16"``; ``""`` for an unpadded last column; the width pads, it never
+    cuts: a longer value widens its line) and the text shown for ``None``."""
 
     name: str
     header: str
@@ -195,20 +196,50 @@ class Column(NamedTuple):
     none: str = "-"
 
 
-_WIDTH = re.compile(r"(\d+)$")
-
-#: Text output fits this many columns.
+#: Text output aims at this many columns; a field longer than its column widens the line
+#: instead of being cut (issue 18: a cut field hid "MAC CHANGED" and tunnel indicators).
 WIDTH = 100
+
+
+def cell(text: Any, width: int, align: str = "<") -> str:
+    """``text`` padded to ``width`` columns (``align``: ``<``, ``>`` or ``^``), never cut.
+
+    The one rule for every tool's text columns: a value longer than its column is shown whole
+    and pushes the rest of the line right. ``text`` must already be escaped
+    (:func:`undertow.output.text.escape`) when it comes from another user."""
+    return format(str(text), f"{align}{width}")
 
 
 def _cell(value: Any, col: Column) -> str:
     from ..output.text import escape
 
     text = col.none if value is None or value == "" else escape(value)
-    m = _WIDTH.search(col.spec)
-    if m:
-        text = text[:int(m.group(1))]
-    return format(text, col.spec)
+    return format(text, col.spec)  # the spec's width pads, never cuts
+
+
+def ns_inode(kind: str, pid: str = "self", proc: str = "/proc") -> Optional[int]:
+    """The inode number of a namespace (``kind``: ``net``, ``pid``...) of process ``pid``
+    (``/proc/PID/ns/KIND`` reads ``net:[4026531840]``; the number is what ``lsns`` and
+    ``ns.inum`` in the kernel's ``struct ns_common`` show), or ``None`` when unreadable."""
+    try:
+        link = os.readlink(os.path.join(proc, str(pid), "ns", kind))
+    except OSError:
+        return None
+    m = re.fullmatch(r"[a-z_]+:\[(\d+)\]", link)
+    return int(m.group(1)) if m else None
+
+
+def ns_note(event: Dict[str, Any], host: Dict[str, Optional[int]]) -> str:
+    """The text-mode namespace note of an event: `` netns:N`` / `` pidns:N`` for each of its
+    ``netns``/``pidns`` values that differs from ``host`` (the tool's own namespaces, by
+    kind: ``{"netns": ns_inode("net"), "pidns": ns_inode("pid")}``); ``""`` when all are
+    the host's. JSON always carries the numbers; text names only the unusual ones."""
+    out = ""
+    for key in ("netns", "pidns"):
+        v = event.get(key)
+        if v and v != host.get(key):
+            out += f" {key}:{v}"
+    return out
 
 
 def _sorted(values: Iterable[Any]) -> List[Any]:
@@ -305,9 +336,10 @@ class Summary:
             line = (f"{row.count:>7}{g}{(row.first - t0) / 1e9:9.3f} {(row.last - t0) / 1e9:9.3f}{g}"
                     + " ".join(_cell(k, c) for c, k in zip(self.columns, key)))
             if self.values_header:
-                # the values fill the line up to 100 columns (at most 50 of them)
-                room = max(0, min(50, WIDTH - len(line) - 1))
-                line += " " + escape(", ".join(str(v) for v in _sorted(row.values)[:3]))[:room]
+                # up to 3 values, each whole (JSON lists them all); "+N" says how many more
+                vals = _sorted(row.values)
+                more = f" +{len(vals) - 3}" if len(vals) > 3 else ""
+                line += " " + escape(", ".join(str(v) for v in vals[:3])) + more
             lines.append(line)
         return lines
 

@@ -17,7 +17,8 @@ _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([
 
 
 class ProcInfo:
-    __slots__ = ("pid", "ppid", "uid", "argv", "cwd", "exe", "cgroup", "container", "parents", "gone")
+    __slots__ = ("pid", "ppid", "uid", "argv", "cwd", "exe", "cgroup", "container", "parents", "gone",
+                 "netns", "pidns")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -30,6 +31,10 @@ class ProcInfo:
         self.container: Optional[str] = None
         self.parents: List[Dict[str, Any]] = []
         self.gone = False
+        # namespace inode numbers (/proc/PID/ns/{net,pid}); a tool that reads them in the
+        # kernel at the event sends its own, which wins over these (read a little later)
+        self.netns: Optional[int] = None
+        self.pidns: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -71,6 +76,9 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
             setattr(info, attr, os.readlink(os.path.join(base, name)))
         except OSError:
             pass
+    from .common import ns_inode
+
+    info.netns, info.pidns = ns_inode("net", str(pid), proc), ns_inode("pid", str(pid), proc)
     cg = _read(os.path.join(base, "cgroup"))
     if cg:
         text = cg.decode("utf-8", "replace")

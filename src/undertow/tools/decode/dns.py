@@ -106,8 +106,21 @@ class _Cut(Exception):
         self.why, self.truncated = why, truncated
 
 
+class _Long(_Cut):
+    """Internal: a name longer than 255 bytes (RFC 1035 2.3.4), read whole anyway: ``name``
+    and ``end`` (the offset past it) let the question be kept; ``cut``: the data ended inside
+    the name (the capture cut it)."""
+
+    def __init__(self, name: str, end: int, size: int, cut: bool) -> None:
+        why = f"name longer than 255 bytes ({size}{'+' if cut else ''} bytes" + \
+            (", cut short by the capture)" if cut else ")")
+        super().__init__(why, cut)
+        self.name, self.end = name, end
+
+
 def read_name(data: bytes, off: int) -> Tuple[str, int]:
-    """The name at ``off`` and the offset just past it (pointers followed, loops refused)."""
+    """The name at ``off`` and the offset just past it (pointers followed, loops refused).
+    A name over 255 bytes raises ``_Long`` with what was read (tunnels exceed the limit)."""
     labels: List[str] = []
     end: Optional[int] = None
     jumps = 0
@@ -115,6 +128,8 @@ def read_name(data: bytes, off: int) -> Tuple[str, int]:
     total = 0
     while True:
         if off >= len(data):
+            if total > MAX_NAME:
+                raise _Long(".".join(labels) + ".", end if end is not None else off, total, True)
             raise _Cut("name runs past the end", True)
         n = data[off]
         if n == 0:
@@ -137,20 +152,25 @@ def read_name(data: bytes, off: int) -> Tuple[str, int]:
         if n & 0xC0:
             raise _Cut(f"reserved label type {n >> 6:#x}", False)
         if off + 1 + n > len(data):
+            if total > MAX_NAME or total + 1 + n > MAX_NAME:
+                labels.append(_label_text(data[off + 1:]))
+                raise _Long(".".join(labels) + ".", len(data), total + 1 + n, True)
             raise _Cut("label runs past the end", True)
         label = data[off + 1: off + 1 + n]
         total += n + 1
-        if total > MAX_NAME:
-            raise _Cut("name longer than 255 bytes", False)
         labels.append(_label_text(label))
         off += 1 + n
     name = ".".join(labels) + "." if labels else "."
+    if total > MAX_NAME:
+        raise _Long(name, end if end is not None else off, total + 1, False)
     return name, (end if end is not None else off)
 
 
 def _label_text(label: bytes) -> str:
     # Keep bytes exact and visible: escape anything but LDH-ish printable ASCII
     # the way dig does (\DDD), and escape dots inside labels.
+    if label.isalnum() or label.replace(b"-", b"").replace(b"_", b"").isalnum():
+        return label.decode("ascii")  # letters, digits, '-' and '_' (bytes.isalnum is ASCII-only)
     out = []
     for b in label:
         c = chr(b)
@@ -176,7 +196,15 @@ def decode_message(data: bytes) -> Message:
     off = 12
     try:
         for _ in range(min(qd, MAX_RECORDS)):
-            name, off = read_name(data, off)
+            try:
+                name, off = read_name(data, off)
+            except _Long as long:
+                # keep the question: the real id, the name as read, its type when captured
+                name, off, msg.error = long.name, long.end, long.why
+                qtype, qclass = struct.unpack_from("!HH", data, off) if off + 4 <= len(data) else (0, 0)
+                msg.questions.append(Question(name, qtype, qclass))
+                msg.truncated = long.truncated
+                return msg
             if off + 4 > len(data):
                 raise _Cut("question cut short", True)
             qtype, qclass = struct.unpack_from("!HH", data, off)

@@ -65,8 +65,10 @@ class ICMPMessage:
         return self.type in ((128, 129) if self.v6 else (0, 8))
 
 
-def decode_icmp(data: bytes, v6: bool = False) -> ICMPMessage:
-    """Decode an ICMP (or ICMPv6) message starting at its type byte."""
+def decode_icmp(data: bytes, v6: bool = False, size: Optional[int] = None) -> ICMPMessage:
+    """Decode an ICMP (or ICMPv6) message starting at its type byte. ``data`` may be the
+    first bytes only: ``size`` is the message's true length (header included), which the
+    size indicator judges."""
     if len(data) < 4:
         return ICMPMessage(data[0] if data else -1, data[1] if len(data) > 1 else -1, v6,
                            error="shorter than the 4-byte header", payload=bytes(data))
@@ -77,7 +79,7 @@ def decode_icmp(data: bytes, v6: bool = False) -> ICMPMessage:
             return m
         m.id, m.seq = struct.unpack_from("!HH", data, 4)
         m.payload = bytes(data[8:])
-        m.indicators = tunnel_indicators(m.payload)
+        m.indicators = tunnel_indicators(m.payload, None if size is None else max(0, size - 8))
     else:
         m.payload = bytes(data[4:])
     return m
@@ -115,12 +117,13 @@ _TEXTY = [(re.compile(rb"(GET|POST|HTTP/1\.[01])"), "HTTP-like text"),
           (re.compile(rb"(/bin/|sh -c|wget |curl |bash)"), "contains shell commands")]
 
 
-def tunnel_indicators(payload: bytes) -> List[str]:
-    """Reasons an echo payload does not look like a ping (empty: looks normal)."""
+def tunnel_indicators(payload: bytes, size: Optional[int] = None) -> List[str]:
+    """Reasons an echo payload does not look like a ping (empty: looks normal).
+    ``payload`` may be its first bytes only; ``size``: the payload's true length."""
     if looks_like_ping(payload):
         return []
     out: List[str] = []
-    n = len(payload)
+    n = len(payload) if size is None else size
     if n > 64 or n not in COMMON_SIZES:
         out.append(f"unusual size ({n} bytes)")
     if n >= 32 and entropy(payload) > 6.0:
