@@ -142,8 +142,12 @@ def _summary(shown: List[Dict[str, Any]], as_json: bool) -> None:
             {"saddr": k, "count": v["count"], "first_ts": v["first"], "last_ts": v["last"],
              "ports": sorted(v["ports"]), "outcomes": v["outcomes"]} for k, v in ranked]}) + "\n")
         return
+    from ..tools.common import cell
+
     sys.stderr.write(f"\n{'COUNT':>7} {'FROM':<40} {'PORTS':<20} OUTCOMES\n")
     for k, v in ranked[:40]:
-        ports = ",".join(str(p) for p in sorted(v["ports"])[:6])
+        # whole values, never cut; past 6 ports "+N" says how many more (JSON lists them all)
+        ps = sorted(v["ports"])
+        ports = ",".join(str(p) for p in ps[:6]) + (f" +{len(ps) - 6}" if len(ps) > 6 else "")
         outs = ", ".join(f"{o} {n}" for o, n in sorted(v["outcomes"].items()))
-        sys.stderr.write(f"{v['count']:>7} {str(k)[:40]:<40} {ports[:20]:<20} {outs}\n")
+        sys.stderr.write(f"{v['count']:>7} {cell(k, 40)} {cell(ports, 20)} {outs}\n")
