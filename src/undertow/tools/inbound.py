@@ -1,6 +1,7 @@
-"""`undertow inbound`: every inbound connection attempt — completed, accepted, refused, dropped.
+"""`undertow inbound`: every inbound connection attempt — completed, accepted, refused, dropped,
+overflowed, half-open (knocks).
 
-Hooks (tracepoints + BPF, no kprobes), one program in the bpftrace language:
+One program in the bpftrace language, in two hook sets (:func:`program`, :data:`HOOKS`):
 
 - ``sock:inet_sock_set_state`` SYN_RECV -> ESTABLISHED on a TCP socket: the three-way
   handshake completed (the kernel did it; the application has not accepted it yet);
@@ -8,13 +9,22 @@ Hooks (tracepoints + BPF, no kprobes), one program in the bpftrace language:
   (``curtask->files->fdt->fd[ret]->private_data->sk``) — the application accepted it;
 - ``skb:kfree_skb`` with a drop reason, for packets that came in (``skb->skb_iif``): a
   TCP SYN to a port nobody listens on (``NO_SOCKET``: the kernel answers with a RST:
-  refused), a UDP datagram to a closed port (``NO_SOCKET``), a full accept queue
-  (``TCP_LISTEN_OVERFLOW``), a firewall drop (``NETFILTER_DROP``)... the reason's name comes
-  from BTF (``enum skb_drop_reason``). Addresses and ports are read from the packet's
-  IPv4/IPv6 and TCP/UDP headers.
+  refused), a UDP datagram to a closed port (``NO_SOCKET``), a final ACK finding the accept
+  queue full (``TCP_LISTEN_OVERFLOW``, 6.15+), a firewall drop (``NETFILTER_DROP``)... the
+  reason's name comes from BTF (``enum skb_drop_reason``). Addresses and ports are read from
+  the packet's IPv4/IPv6 and TCP/UDP headers;
+- a SYN dropped because the listener's accept queue is full (``tcp_conn_request``: no drop
+  reason, the SYN is consumed): kprobe ``tcp_conn_request``, or (tracepoints) ``skb:consume_skb``
+  of a SYN whose listener, learned at ``listen()``/``accept()``/``getsockopt(SO_ACCEPTCONN)``
+  (:func:`seed_listeners` for listeners older than the tool), has a full queue;
+- knocks: a RST that ends a pending connection request (a half-open SYN scan: SYN, SYN-ACK,
+  RST): kprobe ``tcp_check_req``, or (tracepoints, 6.11+) ``skb:kfree_skb`` with
+  ``NOT_SPECIFIED`` and ``rx_sk`` a socket in LISTEN; and ``tcp:tcp_retransmit_synack`` (the
+  first retransmission: the peer never answered our SYN-ACK).
 
-User space names the listening process of a port from /proc (``/proc/net/tcp*`` listening
-sockets -> the process holding that socket inode).
+Every record carries the network namespace (of the socket, or of the packet's device) and, for
+accepts, the accepting task's pid namespace. User space names the listening process of a port
+from /proc, in every network namespace (:class:`Listeners`).
 """
 
 from __future__ import annotations
