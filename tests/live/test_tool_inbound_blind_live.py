@@ -191,3 +191,58 @@ def test_drops_in_another_netns_carry_it():
                 out, err = tool.stop()
                 lines = [l for l in out.splitlines() if " 9 " in l and "refused" in l]
                 assert lines and all(f"netns:{inode}" in l for l in lines), (out, err)
+
+
+UNANSWERED_CHILD = r'''
+import socket, struct, sys, time
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+srv = socket.socket(); srv.bind(("10.70.0.1", 0)); srv.listen(8)
+port = srv.getsockname()[1]
+src, dst, sport = "10.70.0.9", "10.70.0.1", 45678
+tcp = struct.pack("!HHIIBBHHH", sport, port, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+r.sendto(iph + tcp, (dst, 0))
+print(port, flush=True)
+time.sleep(3)  # the SYN-ACK to 10.70.0.9 finds no neighbour: retransmitted after ~1 s
+'''
+
+
+@pytest.mark.skipif(not can_netns(), reason="ip netns does not work here")
+def test_unanswered_syn_ack_is_a_knock():
+    """A SYN from an address that never answers (a spoofed or firewalled scanner): the kernel
+    retransmits its SYN-ACK; the first retransmission is a knock ``SYNACK_UNANSWERED``."""
+    from netns_lab import ip, veth_supported
+
+    if not veth_supported():
+        pytest.skip("no veth driver in this kernel")
+    with Netns("knock") as ns:
+        name = ns.add()
+        inode = Netns.inode(name)
+        ip("-n", name, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+        ip("-n", name, "addr", "add", "10.70.0.1/24", "dev", "va")
+        ip("-n", name, "link", "set", "va", "up")
+        ip("-n", name, "link", "set", "vb", "up")
+        tool = Tool("--json")
+        child = Netns.popen(name, UNANSWERED_CHILD, stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(child.stdout.readline())
+            child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        evs, out, err = tool.events()
+    knocks = [e for e in evs if e["outcome"] == "knock" and e["dport"] == port]
+    assert len(knocks) == 1, (out, err)
+    k = knocks[0]
+    assert (k["saddr"], k["sport"], k["daddr"], k["reason"], k["netns"]) == \
+        ("10.70.0.9", 45678, "10.70.0.1", "SYNACK_UNANSWERED", inode)
+    assert k["listener_pid"] == child.pid
