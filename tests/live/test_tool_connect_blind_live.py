@@ -149,3 +149,39 @@ def test_nonblocking_connect_failed_by_icmp_has_the_real_error():
             assert len(mine) == 1, (dst, out, err)
             assert mine[0]["outcome"] == "unreachable" and mine[0]["error"] == "EHOSTUNREACH", mine[0]
             assert mine[0]["pid"] == pid and mine[0]["netns"] == Netns.inode(a)
+
+
+AGAIN_CHILD = r'''
+import errno, select, socket, sys
+s = socket.socket(); s.setblocking(False)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+except BlockingIOError:
+    pass
+select.select([], [s], [], 10)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))  # asks again: the handshake's error comes back
+except OSError as e:
+    print(errno.errorcode.get(e.errno), flush=True)
+'''
+
+
+def test_second_connect_of_a_nonblocking_socket_is_not_a_new_failure():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed = probe.getsockname()[1]
+    probe.close()
+    tool = Tool("--json")
+    child = subprocess.Popen([sys.executable, "-c", AGAIN_CHILD, str(closed)], stdout=subprocess.PIPE, text=True)
+    try:
+        got = child.stdout.read().strip()
+        child.wait(timeout=30)
+        time.sleep(0.5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    evs, out, err = tool.events()
+    assert got == "ECONNREFUSED"
+    mine = [e for e in evs if e["dport"] == closed and e["pid"] == child.pid]
+    assert len(mine) == 1 and mine[0]["error"] == "ECONNREFUSED" and mine[0]["stage"] == "handshake", (out, err)

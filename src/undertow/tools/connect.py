@@ -50,7 +50,7 @@ tracepoint:syscalls:sys_enter_connect
   $f = ((struct task_struct *)curtask)->files->fdt->fd[args.fd];
   $sock = (struct socket *)$f->private_data;
   if ($sock->type == 1 || $sock->type == 2) {
-    @u[tid] = ((uint64)args.uservaddr, nsecs, $sock->type, (uint64)$sock->sk);
+    @u[tid] = ((uint64)args.uservaddr, nsecs, $sock->type, (uint64)$sock->sk, $sock->state);
   }
 }
 """
@@ -75,7 +75,9 @@ tracepoint:syscalls:sys_exit_connect
     }
     if ($u.2 == 1 && ($fam == 2 || $fam == 10)) {
       $r = -args.ret;
-      if (@s[tid] == 0) {
+      // a fresh connect (SS_UNCONNECTED: not the second connect() of a non-blocking one, which
+      // returns the handshake's error again) that never reached SYN_SENT
+      if (@s[tid] == 0 && $u.4 == 1) {
         if (INSIDE && args.ret < 0 && $r != 115 && $r != 114 && $r != 106 && $r != 4) {
           printf("%d %d %s %d %d %d %d %d %d %d %r %r %d %d", pid, nsecs - $u.1, comm, 101, $r, $fam,
                  $sk->__sk_common.skc_num, bswap($sa->sin_port), $sk->__sk_common.skc_rcv_saddr,
