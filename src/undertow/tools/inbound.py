@@ -130,8 +130,12 @@ def _drops(rx_sk: bool) -> str:
     """``skb:kfree_skb``: drops with a reason; with ``rx_sk`` (Linux 6.11+) also the RST that
     ends a pending connection request (a half-open SYN scan): ``tcp_check_req()`` drops it with
     NOT_SPECIFIED on the listener."""
-    knock = ""
+    knock = rxns = ""
     if rx_sk:
+        # once a socket took the packet its device may be gone (skb->dev NULL): its namespace
+        rxns = """
+    if (args.rx_sk != 0) { $ns = ((struct sock *)args.rx_sk)->__sk_common.skc_net.net->ns.inum; }
+"""
         knock = r"""
     if (args.reason == SKB_DROP_REASON_NOT_SPECIFIED && ($flags & 0x04) && args.rx_sk != 0) {
       $rx = (struct sock *)args.rx_sk;
@@ -144,7 +148,7 @@ tracepoint:skb:kfree_skb
 {
   $skb = (struct sk_buff *)args.skbaddr;
   $v = args.protocol;
-  if ($skb->skb_iif != 0) {""" + _HEADERS + r"""
+  if ($skb->skb_iif != 0) {""" + _HEADERS + rxns + r"""
     if (args.reason > SKB_DROP_REASON_NOT_SPECIFIED) {
 """ + _packet("drop", "args.reason", "      ") + "    }" + knock + r"""
   }
@@ -190,14 +194,17 @@ tracepoint:tcp:tcp_retransmit_synack
 }
 """
 
-# kprobe set: the functions every SYN and every RST to a pending request goes through
+# kprobe set: the functions every SYN and every RST to a pending request goes through (the
+# packet's device is gone by then: the namespace is the listener's)
 _KPROBES = r"""
 kprobe:tcp_conn_request
 {
   $lsk = (struct sock *)arg2;
   if ($lsk->sk_ack_backlog > $lsk->sk_max_ack_backlog) {
     $skb = (struct sk_buff *)arg3;
-    $v = bswap($skb->protocol);""" + _HEADERS.replace("    ", "    ") + _packet("overflow", "0") + r"""  }
+    $v = bswap($skb->protocol);""" + _HEADERS + r"""
+    $ns = $lsk->__sk_common.skc_net.net->ns.inum;
+""" + _packet("overflow", "0") + r"""  }
 }
 
 kprobe:tcp_check_req
@@ -205,7 +212,9 @@ kprobe:tcp_check_req
   $skb = (struct sk_buff *)arg1;
   $th = $skb->head + $skb->transport_header;
   if (*(uint8 *)($th + 13) & 0x04) {
-    $v = bswap($skb->protocol);""" + _HEADERS + _packet("knock", "1") + r"""  }
+    $v = bswap($skb->protocol);""" + _HEADERS + r"""
+    $ns = ((struct sock *)arg0)->__sk_common.skc_net.net->ns.inum;
+""" + _packet("knock", "1") + r"""  }
 }
 """
 
