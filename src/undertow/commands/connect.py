@@ -17,12 +17,15 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
         help="outbound connects: who, to where, established/refused/timed out/unreachable/in progress, latency",
         description="Every outbound TCP connect() with its outcome (established, refused, timed-out, "
                     "unreachable, aborted; in-progress for those still waiting when the tool stops) and the "
-                    "handshake's duration, with the process; UDP connect() with its result. Hooks: the "
-                    "sock:inet_sock_set_state tracepoint and connect() syscalls, with BPF (no kprobes). "
+                    "handshake's duration, with the process; connects refused inside connect() (routes, "
+                    "LSM) with the error; UDP connect() with its result. Hooks: the "
+                    "sock:inet_sock_set_state tracepoint and connect()/getsockopt() syscalls with BPF; "
+                    "tcp_v4_connect/tcp_v6_connect and sk_error_report kprobes where the kernel has them "
+                    "(-v says which). "
                     "See docs/tools/connect.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="fields (--json): ts pid comm proto family saddr sport daddr dport outcome latency_ms error "
-               "ppid uid argv cwd exe cgroup container parents gone\n"
+        epilog="fields (--json): ts pid comm proto family saddr sport daddr dport outcome stage latency_ms "
+               "error netns pidns ppid uid argv cwd exe cgroup container parents gone\n"
                "examples:\n  undertow connect\n  undertow connect --json --comm curl\n"
                "  undertow connect --duration 300 --summary",
     )
@@ -31,17 +34,42 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _line(d: Dict[str, Any]) -> str:
+def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
+    """One text line; no field is cut (a long one widens the line), the error and a namespace
+    that is not the tool's own follow the latency."""
     from ..output.text import escape
+    from ..tools.common import cell, ns_note
 
     dst = f"{d['daddr']}:{d['dport']}"
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm'])[:16]:<16} {dst[:40]:<40} "
-            f"{d['outcome']:<11} {d['latency_ms']:>9.3f} ms")
+    err = f" {d['error']}" if d.get("error") else ""
+    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {cell(escape(d['comm']), 16)} {cell(dst, 40)} "
+            f"{cell(d['outcome'], 11)} {d['latency_ms']:>9.3f} ms{err}{ns_note(d, host)}")
+
+
+def hook_set() -> str:
+    """``kprobes`` when BPF kprobes work and the kernel has the functions hooked, else
+    ``tracepoints`` (:data:`undertow.tools.connect.HOOKS`)."""
+    from ..kernel import Kernel
+
+    try:
+        k = Kernel()
+        if not k.features().available("bpf_kprobe"):
+            return "tracepoints"
+        syms = k.kallsyms()
+        if all(n in syms for n in ("tcp_v4_connect", "tcp_v6_connect", "sk_error_report")):
+            return "kprobes"
+    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
+        pass
+    return "tracepoints"
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.connect import PROGRAM, in_progress, parse_record
+    from ..tools.common import ns_inode
+    from ..tools.connect import HOOKS, in_progress, parse_record, program
+
+    hooks = hook_set()
+    host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
 
     # the outcome is decided in softirq context: --pid filters on the pid saved at connect()
     want_pid, args.pid = args.pid, None
@@ -50,10 +78,9 @@ def run(args: argparse.Namespace) -> int:
         d = parse_record(rec)
         return None if want_pid is not None and d["pid"] != want_pid else d
 
-    header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DESTINATION':<40} {'OUTCOME':<11} {'LATENCY':>12}"
-    shown = run_tool(args, "connect", PROGRAM, parse, header, _line,
-                     hooks="sock:inet_sock_set_state (CLOSE->SYN_SENT in connect(), SYN_SENT->ESTABLISHED/CLOSE; "
-                           "sk->sk_err says why); connect() on UDP sockets",
+    header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DESTINATION':<40} {'OUTCOME':<11} {'LATENCY':>12} ERROR"
+    shown = run_tool(args, "connect", program(hooks), parse, header, lambda d: _line(d, host),
+                     hooks=f"{hooks}: {HOOKS[hooks]}",
                      on_stop=lambda session: [d for d in in_progress(session, time.monotonic_ns())
                                               if want_pid is None or d["pid"] == want_pid])
     if args.summary:

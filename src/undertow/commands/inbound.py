@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -37,14 +38,38 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
+def hook_set() -> "Tuple[str, bool]":
+    """(``kprobes`` when BPF kprobes work and the kernel has ``tcp_conn_request`` and
+    ``tcp_check_req``, else ``tracepoints``; whether ``skb:kfree_skb`` has ``rx_sk``)."""
+    from ..kernel import Kernel
+
+    hooks, rx_sk = "tracepoints", False
+    try:
+        k = Kernel()
+        try:
+            rx_sk = any(f.name == "rx_sk" for f in k.tracefs().event_format("skb", "kfree_skb").fields)
+        except Exception:  # noqa: BLE001 - an older kernel's format: no rx_sk
+            rx_sk = False
+        if k.features().available("bpf_kprobe"):
+            syms = k.kallsyms()
+            if "tcp_conn_request" in syms and "tcp_check_req" in syms:
+                hooks = "kprobes"
+    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
+        pass
+    return hooks, rx_sk
+
+
 def run(args: argparse.Namespace) -> int:
     from ..kernel import Kernel
     from ..output.text import escape
     from ..tools.bpftool import run_tool
-    from ..tools.inbound import PROGRAM, Listeners, drop_reasons, parse_record
+    from ..tools.common import cell, ns_inode, ns_note
+    from ..tools.inbound import HOOKS, Listeners, drop_reasons, parse_record, program, seed_listeners
 
     reasons = drop_reasons(Kernel())
+    hooks, rx_sk = hook_set()
     listeners = Listeners()
+    host = {"netns": listeners.host, "pidns": ns_inode("pid")}
     missed: Dict[Any, float] = {}
     ports = set(args.port)
     # the tool's --pid/--comm filter the accepting process; attempts have no process
@@ -56,30 +81,37 @@ def run(args: argparse.Namespace) -> int:
             return None
         if want_pid is not None and d.get("pid") not in (None, want_pid):
             return None
-        who = listeners.lookup(d["proto"], d["dport"])
-        key = (d["proto"], d["dport"])
-        if who is None and d["outcome"] in ("handshake", "accepted", "dropped") and \
+        netns = d.get("netns")
+        who = listeners.lookup(d["proto"], d["dport"], netns)
+        key = (netns, d["proto"], d["dport"])
+        if who is None and d["outcome"] in ("handshake", "accepted", "dropped", "knock") and \
                 time.monotonic() - missed.get(key, 0.0) > 1.0:
             # a listener that appeared after start: rescan /proc (at most once a second per port)
             listeners.refresh()
             missed[key] = time.monotonic()
-            who = listeners.lookup(d["proto"], d["dport"])
+            who = listeners.lookup(d["proto"], d["dport"], netns)
         d["listener_pid"], d["listener_comm"] = who if who else (None, None)
         d.setdefault("pid", None)
         d.setdefault("comm", None)
         return d
 
     def line(d: Dict[str, Any]) -> str:
-        lst = f"{d['listener_comm']}[{d['listener_pid']}]" if d.get("listener_pid") else "-"
+        lst = f"{escape(d['listener_comm'])}[{d['listener_pid']}]" if d.get("listener_pid") else "-"
         extra = f"by {escape(d['comm'])}[{d['pid']}]" if d["outcome"] == "accepted" else (d.get("reason") or "")
         src = f"{d['saddr']}:{d['sport']}"
-        return (f"{time.strftime('%H:%M:%S')} {d['outcome']:<10} {d['proto']:<3} {src[:28]:<28} "
-                f"{d['dport']:>5} {escape(lst)[:20]:<20} {extra}")
+        return (f"{time.strftime('%H:%M:%S')} {cell(d['outcome'], 10)} {cell(d['proto'], 3)} {cell(src, 28)} "
+                f"{d['dport']:>5} {cell(lst, 20)} {extra}{ns_note(d, host)}")
+
+    def seed(session: Any) -> None:
+        if hooks == "tracepoints":  # the kprobe set reads the listener from tcp_conn_request's argument
+            n = seed_listeners(listeners.tcp_fds)
+            if args.verbose:
+                print(f"undertow inbound: {n} listening sockets shown to the program", file=sys.stderr)
 
     header = f"{'TIME':<8} {'OUTCOME':<10} {'P':<3} {'FROM':<28} {'PORT':>5} {'LISTENER':<20} DETAILS"
-    shown = run_tool(args, "inbound", PROGRAM, parse, header, line,
-                     hooks="sock:inet_sock_set_state (SYN_RECV->ESTABLISHED), accept()/accept4() returns "
-                           "(the socket behind the fd), skb:kfree_skb (drop reasons from BTF)")
+    shown = run_tool(args, "inbound", program(hooks, rx_sk), parse, header, line,
+                     hooks=f"{hooks}{'' if rx_sk or hooks == 'kprobes' else ' (kfree_skb without rx_sk)'}: "
+                           f"{HOOKS[hooks]}", on_start=seed)
     if args.summary:
         _summary(shown, args.json)
     return 0
@@ -110,8 +142,12 @@ def _summary(shown: List[Dict[str, Any]], as_json: bool) -> None:
             {"saddr": k, "count": v["count"], "first_ts": v["first"], "last_ts": v["last"],
              "ports": sorted(v["ports"]), "outcomes": v["outcomes"]} for k, v in ranked]}) + "\n")
         return
+    from ..tools.common import cell
+
     sys.stderr.write(f"\n{'COUNT':>7} {'FROM':<40} {'PORTS':<20} OUTCOMES\n")
     for k, v in ranked[:40]:
-        ports = ",".join(str(p) for p in sorted(v["ports"])[:6])
+        # whole values, never cut; past 6 ports "+N" says how many more (JSON lists them all)
+        ps = sorted(v["ports"])
+        ports = ",".join(str(p) for p in ps[:6]) + (f" +{len(ps) - 6}" if len(ps) > 6 else "")
         outs = ", ".join(f"{o} {n}" for o, n in sorted(v["outcomes"].items()))
-        sys.stderr.write(f"{v['count']:>7} {str(k)[:40]:<40} {ports[:20]:<20} {outs}\n")
+        sys.stderr.write(f"{v['count']:>7} {cell(k, 40)} {cell(ports, 20)} {outs}\n")

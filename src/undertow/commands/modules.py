@@ -34,11 +34,13 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
 
 def _line(d: Dict[str, Any]) -> str:
     from ..output.text import escape
+    from ..tools.common import cell
 
     what = d.get("module") or d.get("file") or (f"{d['size']} bytes" if d.get("size") is not None else "?")
     res = "" if d["result"] is None else ("ok" if d["result"] >= 0 else d.get("error") or str(d["result"]))
-    who = f"{d['pid']:>7} {escape(d['comm'] or '')[:16]:<16}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
-    return f"{time.strftime('%H:%M:%S')} {who} {d['event']:<14} {escape(what)[:36]:<36} {res}"
+    # no field is cut: a long module path widens the line (issue 18)
+    who = f"{d['pid']:>7} {cell(escape(d['comm'] or ''), 16)}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
+    return f"{time.strftime('%H:%M:%S')} {who} {cell(d['event'], 14)} {cell(escape(what), 36)} {res}"
 
 
 def run(args: argparse.Namespace) -> int:
