@@ -21,7 +21,8 @@ from .tracefs import no_kprobes_reason
 
 __all__ = ["RET0_PROG", "probe_bpf", "probe_bpf_tracepoint", "probe_bpf_raw_tracepoint", "probe_bpf_tp_btf",
            "probe_bpf_fentry", "probe_bpf_fexit", "probe_bpf_kprobe", "probe_bpf_kprobe_multi", "probe_bpf_uprobe",
-           "probe_bpf_uprobe_multi", "probe_bpf_iter_task", "probe_bpf_iter_task_file", "probe_bpf_perf_event", "probe_bpf_ringbuf", "probe_bpf_perf_buffer"]
+           "probe_bpf_uprobe_multi", "probe_bpf_iter_task", "probe_bpf_iter_task_file", "probe_bpf_perf_event",
+           "probe_bpf_ringbuf", "probe_bpf_perf_buffer"]
 
 # r0 = 0 (BPF_ALU64|BPF_MOV|BPF_K = 0xb7); exit (BPF_JMP|BPF_EXIT = 0x95).
 # struct bpf_insn: code u8, dst_reg:4|src_reg:4 u8, off s16, imm s32 (little endian).
