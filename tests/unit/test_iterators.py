@@ -111,6 +111,8 @@ def test_a_member_the_context_does_not_have():
     ('iter:task { $x = arg0; }', "arg0 is not available at iter probes", "arg0"),
     ('iter:task { $x = retval; }', "retval exists only at return probes, not at iter", "retval"),
     ('iter:task { printf("%s\\n", func); }', "func is not available at iter probes", "func"),
+    ('iter:task { signal("KILL"); }', 'signal can not be used with "iter" probes', 'signal("KILL")'),
+    ('iter:task { printf("%d\\n", reg("ip")); }', 'reg can not be used with "iter" probes', 'reg("ip")'),
 ])
 def test_what_an_iterator_does_not_have(src, msg, bad):
     e = error(TypeCheckError, src)

@@ -1060,6 +1060,10 @@ class BtResolver(ExprResolver):
         elif n == "bswap":
             e.type = args[0].type
         elif n == "signal":
+            if self.ap is not None and self.ap.kind == "iter":
+                # the program runs in undertow's own read(2): the signal would be undertow's
+                raise self.err(TypeCheckError, 'signal can not be used with "iter" probes', e.span,
+                               "an iterator's program runs in undertow's own process")
             a0 = args[0]
             if isinstance(a0, ir.Const) and isinstance(a0.value, str):
                 import signal as _signal
@@ -1100,6 +1104,9 @@ class BtResolver(ExprResolver):
                 e.type = VoidTy()
             return None
         if n == "reg":
+            if self.ap is not None and self.ap.kind == "iter":
+                raise self.err(TypeCheckError, 'reg can not be used with "iter" probes', e.span,
+                               "an iterator's program has no registers: its context is ctx")
             r = ir.Register(str(lit)).at(e.span)
             return self.expr(r)
         if n == "kaddr":
