@@ -2,8 +2,8 @@
 
 Probe specs: ``tracepoint:GROUP:EVENT`` (alias ``t:``), ``rawtracepoint:NAME``,
 ``kprobe:FUNC`` (alias ``k:``; also ``kretprobe:``, ``fentry:``/``kfunc:``),
-``uprobe:PATH:SYMBOL`` (alias ``u:``), ``iter:NAME`` (alias ``it:``), and ``struct NAME`` / ``union NAME`` /
-``enum NAME`` for type layouts. ``*`` and ``?`` are wildcards. A bare pattern
+``uprobe:PATH:SYMBOL`` (alias ``u:``), ``iter:NAME`` (alias ``it:``), and ``struct NAME`` /
+``union NAME`` / ``enum NAME`` for type layouts. ``*`` and ``?`` are wildcards. A bare pattern
 without a kind searches tracepoints and kernel functions.
 """
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 #: What a listing pattern looks like (the hint of an error).
 PATTERN_HINT = ("patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, uprobe:PATH:SYMBOL, "
-                "usdt:PATH:[PROVIDER:]NAME, software:EVENT or 'struct NAME'; * and ? are wildcards")
+                "usdt:PATH:[PROVIDER:]NAME, software:EVENT, iter:NAME or 'struct NAME'; * and ? are wildcards")
 
 #: Characters a listing pattern may hold (names, paths, wildcards, 'struct NAME').
 _PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.*?:/+@$[]!,~ ")

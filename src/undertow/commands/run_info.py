@@ -6,7 +6,8 @@ each line is what *undertow* can do on this kernel, tested, never assumed from a
 a helper is "yes" when a program calling it loads, a map type when a map of it can be
 created, a probe type when undertow's feature probe attached one (the same probes as
 ``undertow doctor``: ``iter:task`` is "yes" when a task iterator was created); what
-undertow does not do at all (skb output, path()) is "no" whatever the kernel. Printed on stderr, as bpftrace prints it.
+undertow does not do at all (skb output, path()) is "no" whatever the kernel. Printed on
+stderr, as bpftrace prints it.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ __all__ = [
     "bpf", "prog_load", "ProgLoadResult", "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem",
     "map_get_next_key", "map_lookup_batch", "obj_pin", "obj_get", "btf_load", "link_create",
     "link_create_tracing", "link_create_perf_event", "link_create_kprobe_multi", "link_create_uprobe_multi",
-    "iter_create", "raw_tracepoint_open", "raise_memlock_rlimit", "kernel_version_code", "prog_test_run", "possible_cpus",
+    "iter_create", "raw_tracepoint_open", "raise_memlock_rlimit", "kernel_version_code", "prog_test_run",
+    "possible_cpus",
 ]
 
 LOG_BUF_DEFAULT = 1 << 20

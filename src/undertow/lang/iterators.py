@@ -8,13 +8,14 @@ context is ``struct bpf_iter__task`` (``meta``, ``task``) or ``struct bpf_iter__
 program's context argument of that slot (each member takes 8 bytes, the
 ``bpf_iter_task``/``bpf_iter_task_file`` FUNC's parameters), typed from the struct.
 
-The kernel calls the program one more time at the end with ``task`` NULL; like bpftrace,
-the program returns at once when it reads a NULL pointer from ``ctx`` (the code generator
-checks every pointer it reads from an iterator's context: the verifier requires it).
+The kernel calls the program one more time at the end with ``task`` NULL; like bpftrace's,
+the program returns then: the code generator loads and checks every pointer of ``ctx`` the
+probe reads when the program starts (the verifier requires the check:
+backends/bpf/gen/prologue.py).
 
-Refused as bpftrace 0.17 refuses them: several attach points on an iterator's block;
-and, since undertow would run only one of them (bpftrace asserts), several iterator
-probes, or an iterator with probes other than BEGIN and END.
+Refused: several attach points on an iterator's block (bpftrace 0.17's check and words);
+and where bpftrace would run only the first iterator it attached (an assert in its
+``run_iter``), several iterator probes or an iterator with probes other than BEGIN and END.
 """
 
 from __future__ import annotations

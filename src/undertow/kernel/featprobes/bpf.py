@@ -174,7 +174,7 @@ def _iterator(ctx: ProbeContext, target: str) -> Tuple[Optional[bool], str]:
             raise
         raise Refused(f"needs kernel BTF: {e}")
     if not fid:
-        return False, f"BTF has no FUNC {func} (kernel < 5.8, or CONFIG_BPF_SYSCALL without iterators)"
+        return False, f"BTF has no FUNC {func} (BPF iterators: Linux 5.8+)"
     prog = link = it = -1
     try:
         try:
