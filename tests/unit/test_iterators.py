@@ -179,3 +179,55 @@ def test_no_pointer_read_no_check():
 
 def test_errors_are_source_errors():
     assert issubclass(AttachUnavailableError, SourceError)
+
+
+# ------------------------------------------------------------------ the session
+
+
+class _Ring:
+    """A ring buffer with ``records`` waiting (the programs ran during the iterator's read)."""
+
+    def __init__(self):
+        self.records = []
+
+    def pending(self):
+        return len(self.records)
+
+    def poll(self, timeout):
+        pass
+
+    def consume(self, fn, limit):
+        n = 0
+        while self.records and n < limit:
+            fn(memoryview(self.records.pop(0)))
+            n += 1
+        return n
+
+
+def test_the_first_poll_reads_the_iterator_to_its_end_then_the_run_ends(monkeypatch):
+    from undertow.backends.bpf import runtime
+    from undertow.backends.bpf.compiled import CompiledProgram
+
+    s = runtime.ProgramSession(CompiledProgram([], {}, []), kernel=None)
+    ring = s.rb = _Ring()
+    s._iter_links = [7]
+    calls = []
+
+    def read(fd, n):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise BlockingIOError  # a million objects in one read: read again
+        if len(calls) == 2:
+            ring.records.append(b"\0" * 8)  # too short for a header: skipped, counted as read
+            return b"x"
+        return b""
+
+    monkeypatch.setattr(runtime.sc, "iter_create", lambda link: 99 if link == 7 else -1)
+    monkeypatch.setattr(runtime.sc, "close_fd", lambda fd: calls.append(("closed", fd)))
+    monkeypatch.setattr(runtime.sc, "map_lookup_elem", lambda *a: None)
+    monkeypatch.setattr(runtime.os, "read", read)
+    out = s.poll(0.02, limit=1)
+    assert calls == [99, 99, 99, ("closed", 99)]
+    assert [type(r).__name__ for r in out] == ["ExitRequest"]  # the record read first, then the end
+    assert s.poll(0) == [] and len(calls) == 4  # once
+    s._closed = True  # nothing of it was opened
