@@ -53,6 +53,17 @@ RECORDS.update({
                               ("head", 0xc0, PtrTy(IntTy(1, False, "unsigned char"))),
                               ("data", 0xc8, PtrTy(IntTy(1, False, "unsigned char")))]),
     "struct file": (0x100, [("f_pos", 0x40, IntTy(8, True, "loff_t"))]),
+    # BPF iterators' contexts (include/linux/bpf.h's __bpf_md_ptr: an anonymous union of the
+    # pointer and a u64, as BTF has them)
+    "struct bpf_iter_meta": (24, [("seq", 0, PtrTy(VoidTy())), ("session_id", 8, U64), ("seq_num", 16, U64)]),
+    "union bpf_iter__meta_ptr": (8, [("meta", 0, PtrTy(rec("struct bpf_iter_meta"))), ("", 0, U64)]),
+    "union bpf_iter__task_ptr": (8, [("task", 0, PtrTy(rec("struct task_struct"))), ("", 0, U64)]),
+    "union bpf_iter__file_ptr": (8, [("file", 0, PtrTy(rec("struct file"))), ("", 0, U64)]),
+    "struct bpf_iter__task": (16, [("", 0, rec("union bpf_iter__meta_ptr")), ("", 8, rec("union bpf_iter__task_ptr"))]),
+    "struct bpf_iter__task_file": (32, [("", 0, rec("union bpf_iter__meta_ptr")),
+                                        ("", 8, rec("union bpf_iter__task_ptr")),
+                                        ("fd", 16, IntTy(4, False, "u32")),
+                                        ("", 24, rec("union bpf_iter__file_ptr"))]),
 })
 
 TASK_P = PtrTy(rec("struct task_struct"))
@@ -97,6 +108,8 @@ class FakeKernel:
         reason = "kprobe_events present" if self.kprobes else \
             "the kernel has no kprobe support (CONFIG_KPROBES=n: no kprobe_events, no kprobe PMU)"
         feats = {
+            "bpf_iter_task": Feature("bpf_iter_task", True, "bpf_iter_task iterator created"),
+            "bpf_iter_task_file": Feature("bpf_iter_task_file", False, "BTF has no FUNC bpf_iter_task_file"),
             "kprobe_events": Feature("kprobe_events", self.kprobes, reason),
             "bpf_raw_tracepoint": Feature("bpf_raw_tracepoint", True, "loaded"),
             "bpf_fentry": Feature("bpf_fentry", False, "EPERM"),

@@ -398,6 +398,8 @@ def test_filter_division_and_end_slash():
     ("software:faults:100", "software", "page-faults:100", "", 0, "software:faults:100"),
     ("s:cpu-clock:", "software", "cpu-clock", "", 0, "software:cpu-clock:"),
     ("hardware:cache-misses:1000000", "hardware", "cache-misses:1000000", "", 0, "hardware:cache-misses:1000000"),
+    ("iter:task", "iter", "task", "", 0, "iter:task"),
+    ("it:task_file", "iter", "task_file", "", 0, "iter:task_file"),
 ])
 def test_probe_specs(spec, kind, target, obj, offset, name):
     prog = parse_program(spec + " { }")
@@ -415,7 +417,7 @@ def test_probe_specs(spec, kind, target, obj, offset, name):
     ("kretprobe:f+4", "kretprobe probes take no offset", "+4"),
     ("kprobe:f+08", "bad offset '+08': a leading 0 means octal, and 8 is not an octal digit", "+08"),
     ("uprobe:/bin/bash:readline+09", "bad offset '+09'", "+09"),
-    ("iter:task", "probe type 'iter' is not supported", "iter"),
+    ("iter:task*", "iter probe type does not support wildcards", "task*"),
     ("BEGIN:x", "BEGIN takes no fields", ":x"),
 ])
 def test_bad_probe_specs(spec, msg, bad):

@@ -2,8 +2,8 @@
 
 Probe specs: ``tracepoint:GROUP:EVENT`` (alias ``t:``), ``rawtracepoint:NAME``,
 ``kprobe:FUNC`` (alias ``k:``; also ``kretprobe:``, ``fentry:``/``kfunc:``),
-``uprobe:PATH:SYMBOL`` (alias ``u:``), and ``struct NAME`` / ``union NAME`` /
-``enum NAME`` for type layouts. ``*`` and ``?`` are wildcards. A bare pattern
+``uprobe:PATH:SYMBOL`` (alias ``u:``), ``iter:NAME`` (alias ``it:``), and ``struct NAME`` /
+``union NAME`` / ``enum NAME`` for type layouts. ``*`` and ``?`` are wildcards. A bare pattern
 without a kind searches tracepoints and kernel functions.
 """
 
@@ -28,6 +28,7 @@ KIND_ALIASES = {
     "fr": "fexit", "fexit": "fexit", "kretfunc": "fexit",
     "u": "uprobe", "uprobe": "uprobe", "ur": "uretprobe", "uretprobe": "uretprobe",
     "U": "usdt", "usdt": "usdt",
+    "it": "iter", "iter": "iter",
 }
 TYPE_KINDS = ("struct", "union", "enum")
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 #: What a listing pattern looks like (the hint of an error).
 PATTERN_HINT = ("patterns look like tracepoint:GROUP:EVENT, kprobe:FUNC, uprobe:PATH:SYMBOL, "
-                "usdt:PATH:[PROVIDER:]NAME, software:EVENT or 'struct NAME'; * and ? are wildcards")
+                "usdt:PATH:[PROVIDER:]NAME, software:EVENT, iter:NAME or 'struct NAME'; * and ? are wildcards")
 
 #: Characters a listing pattern may hold (names, paths, wildcards, 'struct NAME').
 _PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.*?:/+@$[]!,~ ")
@@ -106,7 +107,7 @@ def split_spec(pattern: str) -> Tuple[Optional[str], str]:
             raise UsageError(f"unknown probe kind {head!r} in {pattern!r}",
                              hints=["kinds: tracepoint (t), rawtracepoint, kprobe (k), kretprobe, "
                                     "fentry (kfunc), fexit, uprobe (u), uretprobe, usdt (U), software (s), "
-                                    "hardware (h); or 'struct NAME'"])
+                                    "hardware (h), iter (it); or 'struct NAME'"])
     return None, p
 
 
@@ -153,6 +154,8 @@ def _list_kind(kernel: Kernel, kind: Optional[str], rest: str, verbose: bool, ou
                attachable: bool = False, label: Optional[str] = None) -> int:
     if kind in ("software", "hardware"):
         return _list_perf_events(kind, rest, out)
+    if kind == "iter":
+        return _list_iterators(kernel, rest, verbose, out, attachable)
     n = 0
     if kind in (None, "tracepoint"):
         n += _list_tracepoints(kernel, rest if kind else _bare_tp(rest), verbose, out, quiet=kind is None)
@@ -210,6 +213,31 @@ def _list_perf_events(kind: str, pat: str, out: TextIO) -> int:
         if fnmatch.fnmatchcase(name, pat):
             out.write(f"{kind}:{name}:\n")
             n += 1
+    return n
+
+
+def _list_iterators(kernel: Kernel, pat: str, verbose: bool, out: TextIO, attachable: bool) -> int:
+    """``iter:NAME``: the iterators bpftrace 0.17 knows (whatever the kernel has, as it lists
+    them), with ``-v`` the members of their context; ``attachable`` (``undertow list``): the
+    ones this kernel lacks are said on stderr."""
+    from ..lang.bt.probes import ITERATORS
+    from ..lang.iterators import ITER_FEATURES
+
+    n = 0
+    for name, members in ITERATORS.items():
+        if not fnmatch.fnmatchcase(name, pat.split(":", 1)[0] or "*"):
+            continue
+        out.write(f"iter:{name}\n")
+        if verbose:
+            out.write("".join(f"    {m}\n" for m in members))
+        n += 1
+        if attachable:
+            try:
+                f = kernel.features().get(ITER_FEATURES[name])
+            except (UndertowError, OSError):
+                f = None
+            if f is not None and f.available is False:
+                print(f"undertow list: iter:{name} cannot run on this kernel: {f.reason}", file=sys.stderr)
     return n
 
 

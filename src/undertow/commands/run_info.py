@@ -5,8 +5,9 @@ bpftrace's test engine (and scripts written for bpftrace) read features from the
 each line is what *undertow* can do on this kernel, tested, never assumed from a version:
 a helper is "yes" when a program calling it loads, a map type when a map of it can be
 created, a probe type when undertow's feature probe attached one (the same probes as
-``undertow doctor``); what undertow does not do at all (DWARF, iterators, skb output) is
-"no" whatever the kernel. Printed on stderr, as bpftrace prints it.
+``undertow doctor``: ``iter:task`` is "yes" when a task iterator was created); what
+undertow does not do at all (skb output, path()) is "no" whatever the kernel. Printed on
+stderr, as bpftrace prints it.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def report() -> str:
         f"  tracepoint: {_yn(feats.available('bpf_tracepoint'))}",
         f"  perf_event: {_yn(feats.available('bpf_perf_event'))}",
         f"  kfunc: {_yn(fentry and feats.available('bpf_fexit'))}",
-        "  iter:task: no",
-        "  iter:task_file: no",
+        f"  iter:task: {_yn(feats.available('bpf_iter_task') and feats.available('btf'))}",
+        f"  iter:task_file: {_yn(feats.available('bpf_iter_task_file') and feats.available('btf'))}",
         f"  kprobe_multi: {_yn(feats.available('bpf_kprobe_multi'))}",
         f"  raw_tp_special: {_yn(feats.available('bpf_raw_tracepoint'))}",
         f"  uprobe: {_yn(feats.available('bpf_uprobe'))}",

@@ -33,7 +33,8 @@ __all__ = [
     "bpf", "prog_load", "ProgLoadResult", "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem",
     "map_get_next_key", "map_lookup_batch", "obj_pin", "obj_get", "btf_load", "link_create",
     "link_create_tracing", "link_create_perf_event", "link_create_kprobe_multi", "link_create_uprobe_multi",
-    "raw_tracepoint_open", "raise_memlock_rlimit", "kernel_version_code", "prog_test_run", "possible_cpus",
+    "iter_create", "raw_tracepoint_open", "raise_memlock_rlimit", "kernel_version_code", "prog_test_run",
+    "possible_cpus",
 ]
 
 LOG_BUF_DEFAULT = 1 << 20
@@ -476,6 +477,21 @@ def link_create_uprobe_multi(prog_fd: int, path: str, offsets: Sequence[int], *,
     tail = struct.pack("<QQQQIIII", pin.cstr(path), offs, refs, cks, len(offsets),
                        BPF_F_UPROBE_MULTI_RETURN if retprobe else 0, pid, 0)
     return link_create(prog_fd, 0, AttachType.TRACE_UPROBE_MULTI, tail=tail)
+
+
+def iter_create(link_fd: int) -> int:
+    """``BPF_ITER_CREATE``: a new iterator of a ``BPF_TRACE_ITER`` link (Linux 5.8+). Each
+    ``read(2)`` of the returned fd runs the link's program over the next objects (tasks,
+    files...); it reads 0 bytes (EOF) once every object was visited. See the kernel's
+    Documentation/bpf/bpf_iterators.rst."""
+    # iter_create: link_fd@0 u32, flags@4 u32.
+    attr = bytearray(8)
+    struct.pack_into("<II", attr, 0, link_fd, 0)
+    try:
+        return bpf(BPFCmd.ITER_CREATE, attr)
+    except BPFError as e:
+        raise BPFError(f"creating an iterator failed: {errno_name(e.errno)}", errno=e.errno,
+                       hints=e.hints) from None
 
 
 def raw_tracepoint_open(name: Optional[str], prog_fd: int, cookie: int = 0) -> int:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # a cycle at run time: the package's Kernel.features() import
 
 __all__ = ["Feature", "Features", "detect_features", "PROBE_KINDS", "FEATURE_TITLES"]
 
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2
 
 # Human titles, in the order doctor shows them.
 FEATURE_TITLES: Dict[str, str] = {
@@ -64,6 +64,8 @@ FEATURE_TITLES: Dict[str, str] = {
     "bpf_kprobe_multi": "BPF kprobe_multi links",
     "bpf_uprobe": "BPF uprobes (uprobe PMU)",
     "bpf_uprobe_multi": "BPF uprobe_multi links",
+    "bpf_iter_task": "BPF task iterators (iter:task)",
+    "bpf_iter_task_file": "BPF task file iterators (iter:task_file)",
     "bpf_perf_event": "BPF on perf events (profile)",
     "bpf_ringbuf": "BPF ring buffer map",
     "bpf_perf_buffer": "BPF perf event array map",
@@ -89,6 +91,8 @@ PROBE_KINDS: List[Tuple[str, str, str]] = [
     ("bpf", "uprobe", "bpf_uprobe"),
     ("bpf", "uretprobe", "bpf_uprobe"),
     ("bpf", "uprobe_multi", "bpf_uprobe_multi"),
+    ("bpf", "iter:task", "bpf_iter_task"),
+    ("bpf", "iter:task_file", "bpf_iter_task_file"),
     ("bpf", "profile", "bpf_perf_event"),
     ("bpf", "ringbuf output", "bpf_ringbuf"),
     ("bpf", "perf buffer output", "bpf_perf_buffer"),
@@ -257,6 +261,8 @@ PROBES: List[Tuple[str, Callable[[ProbeContext], Tuple[Optional[bool], str]]]] =
     ("bpf_kprobe_multi", _bpf.probe_bpf_kprobe_multi),
     ("bpf_uprobe", _bpf.probe_bpf_uprobe),
     ("bpf_uprobe_multi", _bpf.probe_bpf_uprobe_multi),
+    ("bpf_iter_task", _bpf.probe_bpf_iter_task),
+    ("bpf_iter_task_file", _bpf.probe_bpf_iter_task_file),
     ("bpf_perf_event", _bpf.probe_bpf_perf_event),
     ("bpf_ringbuf", _bpf.probe_bpf_ringbuf),
     ("bpf_perf_buffer", _bpf.probe_bpf_perf_buffer),

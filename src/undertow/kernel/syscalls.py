@@ -22,7 +22,7 @@ sc.prog_load(...)`` works as before.
 from __future__ import annotations
 
 from .bpfsys import (
-    LOG_BUF_DEFAULT, LOG_BUF_MAX, ProgLoadResult, bpf, btf_load, kernel_version_code, link_create,
+    LOG_BUF_DEFAULT, LOG_BUF_MAX, ProgLoadResult, bpf, btf_load, iter_create, kernel_version_code, link_create,
     link_create_kprobe_multi, link_create_perf_event, link_create_tracing, link_create_uprobe_multi, map_create,
     map_delete_elem, map_get_next_key, map_lookup_batch, map_lookup_elem, map_update_elem, obj_get, obj_pin,
     possible_cpus, prog_load, prog_test_run, raise_memlock_rlimit, raw_tracepoint_open,
@@ -49,7 +49,7 @@ __all__ = [
     "raise_memlock_rlimit",
     "close_fd", "closing_fd", "errno_name", "kernel_version_code", "syscall_numbers",
     # also re-exported (public before the split, outside the list above)
-    "ProgLoadResult", "link_create_tracing", "link_create_perf_event", "link_create_kprobe_multi",
+    "ProgLoadResult", "iter_create", "link_create_tracing", "link_create_perf_event", "link_create_kprobe_multi",
     "link_create_uprobe_multi", "prog_test_run", "possible_cpus", "parse_format_bit", "kprobe_attr",
     "uprobe_attr", "tracepoint_attr", "software_attr", "FLAG_BITS", "LOG_BUF_DEFAULT", "LOG_BUF_MAX",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_OBJ_NAME_LEN", "BPF_F_STRICT_ALIGNMENT", "BPF_F_ANY_ALIGNMENT",

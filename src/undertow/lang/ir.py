@@ -680,7 +680,7 @@ class ExprStmt(Action):
 PROBE_KINDS = (
     "kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "tp_btf", "fentry", "fexit",
     "uprobe", "uretprobe", "usdt", "profile", "interval", "software", "hardware",
-    "watchpoint", "begin", "end",
+    "watchpoint", "iter", "begin", "end",
 )
 
 
@@ -690,8 +690,8 @@ class AttachPoint(Node):
     ``kind`` is one of :data:`PROBE_KINDS`. ``target``: a kernel symbol
     (kprobe/fentry), ``group:event`` (tracepoint), a raw tracepoint name, a
     symbol in ``path`` (uprobe), a USDT ``provider:name``, or the unit/rate
-    (profile ``hz:99``, interval ``s:1``). ``path`` is the resolved file for
-    uprobes (``obj`` as the user wrote it). ``wildcard`` is true when ``target``
+    (profile ``hz:99``, interval ``s:1``), a BPF iterator (iter: ``task``, ``task_file``).
+    ``path`` is the resolved file for uprobes (``obj`` as the user wrote it). ``wildcard`` is true when ``target``
     still holds ``*``/``?`` (expanded by resolve into several probes).
 
     The bpftrace resolver may set ``nargs`` (fentry/fexit/tp_btf: the arguments

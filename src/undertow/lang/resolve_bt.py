@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 from ..errors import AttachUnavailableError, ResolveError, SourceError, Span, TypeCheckError, UndertowError, did_you_mean
 from . import ir
 from .attach import check_kprobes
+from .iterators import ITER_FEATURES, check_iter_probe, context_type, iter_member
 from .resolve_expr import ExprResolver, show
 from .watchpoints import WATCH_SETUP_CALL, setup_probe, watch_name, watch_target
 from .typeinfo import DeclTypes, FuncSig, LayeredTypes, TypeInfo
@@ -164,6 +165,7 @@ class BtResolver(ExprResolver):
         self.vars: Dict[str, Ty] = {}
         self.loop_depth = 0
         self._watch_ids = 0  # function watchpoints numbered so far (lang/watchpoints.py)
+        self.iter_ctx: Optional[PtrTy] = None  # an iterator's ctx type (_iterator)
 
     @property
     def types(self) -> TypeInfo:
@@ -181,6 +183,10 @@ class BtResolver(ExprResolver):
         (or of a wildcard) that cannot exist here is skipped with a warning, not an error."""
         self.probe_ = probe
         out: List[ir.Probe] = []
+        if any(ap.kind == "iter" for ap in probe.attach):
+            why = check_iter_probe(self.program, probe, bt_probe_name)
+            if why is not None:
+                raise self.err(ResolveError, why[0], why[1], why[2])
         # a block reading `probe` is expanded as a wildcard is, in bpftrace: a kernel function
         # that is not there then matches nothing and is skipped, not an error
         many = len(probe.attach) > 1 or any(ap.wildcard for ap in probe.attach) or (
@@ -423,6 +429,8 @@ class BtResolver(ExprResolver):
             self.load_tracepoint(probe, ap)
         elif ap.kind == "tp_btf":
             self.sig = self._tp_btf_sig(ap)
+        elif ap.kind == "iter":
+            self._iterator(ap)
         elif ap.kind in ("uprobe", "uretprobe"):
             self._uprobe_bt(ap)
             saved = self._dwarf(probe, ap)
@@ -504,6 +512,29 @@ class BtResolver(ExprResolver):
             params = [(n, ty) for (n, _t), (_n, ty) in zip(named.params[1:], params)]
         ap.nargs = len(params)
         return FuncSig(ap.target, params, VoidTy())
+
+    def _iterator(self, ap: ir.AttachPoint) -> None:
+        """``iter:NAME``: the type of ``ctx`` (``struct bpf_iter__NAME *`` from BTF, in
+        ``self.iter_ctx``); when strict, the kernel's iterator (its feature probe)."""
+        try:
+            self.iter_ctx = context_type(self.types, ap)
+        except LookupError as e:
+            raise self.err(ResolveError, f"iter {ap.target} needs kernel BTF: {e.args[0] if e.args else e}",
+                           ap.span, "BPF iterators need Linux 5.8+ with CONFIG_DEBUG_INFO_BTF") from None
+        if not self.strict:
+            return
+        try:
+            f = self.kernel.features().get(ITER_FEATURES[ap.target])
+        except (UndertowError, OSError, AttributeError):
+            return
+        if f is not None and f.available is False:
+            p = self.probe_
+            assert p is not None
+            # bpftrace 0.17's words, then the kernel's reason
+            raise AttachUnavailableError(ITER_FEATURES[ap.target],
+                                         f"iter {ap.target} not available for your kernel version: {f.reason}",
+                                         source=p.source, span=ap.span, origin=p.origin,
+                                         hints=["'undertow doctor' lists what this kernel offers"])
 
     def _uprobe_bt(self, ap: ir.AttachPoint) -> None:
         """``uprobe:PATH:SYMBOL`` or ``uprobe:PATH:0xADDRESS`` (a virtual address in the file)."""
@@ -749,6 +780,9 @@ class BtResolver(ExprResolver):
                                "probes", e.span)
             e.type = U64
             return None
+        if e.name == "ctx" and ap.kind == "iter":
+            e.type = self.iter_ctx  # struct bpf_iter__NAME *
+            return None
         if e.name == "curtask":
             try:
                 e.type = self.types.parse_type("struct task_struct *")
@@ -819,7 +853,18 @@ class BtResolver(ExprResolver):
             a.type = self.sig.params[names.index(e.name)][1]
             return a
         raise self.err(TypeCheckError, f"args.{e.name}: {ap.kind} probes have no args record", e.span,
-                       "use arg0, arg1... (raw 64-bit values)" if ap.kind in ("kprobe", "uprobe") else "")
+                       "use arg0, arg1... (raw 64-bit values)" if ap.kind in ("kprobe", "uprobe") else
+                       f"an iterator's context is ctx: ctx->{e.name}" if ap.kind == "iter" else "")
+
+    def _e_Member(self, e: ir.Member) -> ir.Expr:
+        ap = self.ap
+        if ap is not None and ap.kind == "iter" and e.arrow and isinstance(e.base, ir.Builtin) and \
+                e.base.name == "ctx":
+            assert self.iter_ctx is not None
+            a = iter_member(self.types, self.iter_ctx, e)  # ctx->task: the context's argument slot
+            if a is not None:
+                return a
+        return super()._e_Member(e)
 
     def _sig_hint(self) -> str:
         sig: Optional[FuncSig] = self.sig
@@ -1015,6 +1060,10 @@ class BtResolver(ExprResolver):
         elif n == "bswap":
             e.type = args[0].type
         elif n == "signal":
+            if self.ap is not None and self.ap.kind == "iter":
+                # the program runs in undertow's own read(2): the signal would be undertow's
+                raise self.err(TypeCheckError, 'signal can not be used with "iter" probes', e.span,
+                               "an iterator's program runs in undertow's own process")
             a0 = args[0]
             if isinstance(a0, ir.Const) and isinstance(a0.value, str):
                 import signal as _signal
@@ -1055,6 +1104,9 @@ class BtResolver(ExprResolver):
                 e.type = VoidTy()
             return None
         if n == "reg":
+            if self.ap is not None and self.ap.kind == "iter":
+                raise self.err(TypeCheckError, 'reg can not be used with "iter" probes', e.span,
+                               "an iterator's program has no registers: its context is ctx")
             r = ir.Register(str(lit)).at(e.span)
             return self.expr(r)
         if n == "kaddr":

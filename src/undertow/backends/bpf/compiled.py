@@ -31,7 +31,7 @@ PROG_TYPES = {
     "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE", "usdt": "KPROBE", "profile": "PERF_EVENT",
     "interval": "PERF_EVENT", "software": "PERF_EVENT", "hardware": "PERF_EVENT", "watchpoint": "PERF_EVENT",
     "begin": "RAW_TRACEPOINT", "end": "RAW_TRACEPOINT", "fentry": "TRACING", "fexit": "TRACING",
-    "tp_btf": "TRACING",
+    "tp_btf": "TRACING", "iter": "TRACING",
 }
 
 # Plain classes with __slots__: on the run path (a program cache hit unpickles them: slots

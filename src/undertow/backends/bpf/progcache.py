@@ -58,7 +58,7 @@ FORMAT = 1
 #: Entries kept per boot; storing one more removes the least recently used.
 MAX_ENTRIES = 64
 #: Attach kinds whose targets live as long as the boot (and the module list).
-_STABLE_KINDS = frozenset({"begin", "end", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
+_STABLE_KINDS = frozenset({"begin", "end", "tracepoint", "raw_tracepoint", "tp_btf", "iter", "kprobe", "kretprobe",
                            "fentry", "fexit", "profile", "interval", "software", "hardware"})
 
 

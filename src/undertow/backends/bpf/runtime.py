@@ -14,7 +14,11 @@ the fd detaches, nothing is pinned):
 - ``watchpoint``: a ``PERF_TYPE_BREAKPOINT`` event on the address (watch.py); a function
   watchpoint's when its set-up uprobe sends the address (a ``watch`` record);
 - ``begin``/``end``: raw tracepoint programs run once with ``BPF_PROG_TEST_RUN`` in
-  this process (BEGIN after everything is attached, END before the maps are read).
+  this process (BEGIN after everything is attached, END before the maps are read);
+- ``iter``: a ``BPF_TRACE_ITER`` link (``BPF_LINK_CREATE``); the first :meth:`poll`
+  reads an iterator of it (``BPF_ITER_CREATE``) to its end in this process, which runs
+  the program once per task (file), then hands out an :class:`ExitRequest` once the
+  ring is drained: the run ends there, as bpftrace 0.17's does.
 
 Records come back through the ring buffer as :class:`Printed`, :class:`MapPrint`,
 :class:`ExitRequest` or :class:`~undertow.events.Event`; losses as
@@ -147,6 +151,8 @@ class ProgramSession(Session):
         self._exited = False  # exit()'s record read: later records are dropped (after_stop)
         self._printk_was_off = False  # close() turns bpf_trace_printk's global event off again
         self.watches = Watches(self._link, self._unlink, _online_cpus)
+        self._iter_links: List[int] = []  # iter probes' links, read by the first poll()
+        self._iter_done = False  # the iterators were read: an ExitRequest once the ring is empty
 
     @classmethod
     def start(cls, compiled: CompiledProgram, kernel: Any, renderer: Any = None,
@@ -335,6 +341,9 @@ class ProgramSession(Session):
         if cp.ap.kind == "tp_btf":
             tid = btf.find_id("btf_trace_" + cp.ap.target, "typedef")
             return {"expected_attach_type": int(sc.AttachType.TRACE_RAW_TP), "attach_btf_id": tid}
+        if cp.ap.kind == "iter":  # the iterator target's FUNC: bpf_iter_task, bpf_iter_task_file
+            fid = btf.find_id("bpf_iter_" + cp.ap.target, "func")
+            return {"expected_attach_type": int(sc.AttachType.TRACE_ITER), "attach_btf_id": fid}
         fid = btf.find_id(cp.ap.target, "func")
         eat = sc.AttachType.TRACE_FENTRY if cp.ap.kind == "fentry" else sc.AttachType.TRACE_FEXIT
         return {"expected_attach_type": int(eat), "attach_btf_id": fid}
@@ -395,6 +404,10 @@ class ProgramSession(Session):
                 self._link(sc.raw_tracepoint_open(ap.target.split(":")[-1], prog))
             elif kind in ("fentry", "fexit", "tp_btf"):
                 self._link(sc.raw_tracepoint_open(None, prog))
+            elif kind == "iter":
+                link = sc.link_create(prog, 0, sc.AttachType.TRACE_ITER)
+                self._link(link)
+                self._iter_links.append(link)
             elif kind in ("kprobe", "kretprobe") and getattr(ap, "multi", None):
                 names = [name for name, _off in ap.multi]
                 self._link(sc.link_create_kprobe_multi(prog, syms=names, cookies=list(range(len(names))),
@@ -585,6 +598,9 @@ class ProgramSession(Session):
         if limit is None:
             limit = POLL_RECORDS
         out: List[Any] = []
+        if self._iter_links and not self._iter_done:
+            self._read_iterators()
+            timeout = 0
         if not self.rb.pending():
             if self._eager_until and (timeout is None or timeout > EAGER_POLL):
                 if time.monotonic() < self._eager_until:
@@ -595,7 +611,34 @@ class ProgramSession(Session):
         if self.rb.consume(lambda v: self._record(v, out), limit):
             self._eager_until = 0.0
         self._check_lost(out)
+        if self._iter_done and not self._exited and not self.rb.pending():
+            # every object was visited and every record read: the run ends (END, maps)
+            self._exited = True
+            out.append(ExitRequest())
         return out
+
+    def _read_iterators(self) -> None:
+        """Read an iterator of each iter link to its end (read(2) returns 0): the kernel runs
+        the program for every object meanwhile, in this process; what they record waits in
+        the ring for :meth:`poll`. The programs write nothing to the iterator's own text,
+        so each read(2) visits every object (or a million of them: EAGAIN, read again)."""
+        self._iter_done = True
+        for link in self._iter_links:
+            fd = -1
+            try:
+                fd = sc.iter_create(link)
+                while not stop.requested():
+                    try:
+                        if not os.read(fd, 1 << 16):
+                            break
+                    except BlockingIOError:
+                        pass  # MAX_ITER_OBJECTS visited in one read (kernel/bpf/bpf_iter.c): on
+            except BPFError as e:
+                raise AttachError(f"running the iterator failed: {e.message}", hints=list(e.hints)) from None
+            except OSError as e:
+                raise AttachError(f"reading the iterator failed: {os.strerror(e.errno or 0)}") from None
+            finally:
+                sc.close_fd(fd)
 
     def _record(self, view: memoryview, out: List[Any]) -> None:
         self._seen += 1

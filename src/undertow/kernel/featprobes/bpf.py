@@ -21,7 +21,8 @@ from .tracefs import no_kprobes_reason
 
 __all__ = ["RET0_PROG", "probe_bpf", "probe_bpf_tracepoint", "probe_bpf_raw_tracepoint", "probe_bpf_tp_btf",
            "probe_bpf_fentry", "probe_bpf_fexit", "probe_bpf_kprobe", "probe_bpf_kprobe_multi", "probe_bpf_uprobe",
-           "probe_bpf_uprobe_multi", "probe_bpf_perf_event", "probe_bpf_ringbuf", "probe_bpf_perf_buffer"]
+           "probe_bpf_uprobe_multi", "probe_bpf_iter_task", "probe_bpf_iter_task_file", "probe_bpf_perf_event",
+           "probe_bpf_ringbuf", "probe_bpf_perf_buffer"]
 
 # r0 = 0 (BPF_ALU64|BPF_MOV|BPF_K = 0xb7); exit (BPF_JMP|BPF_EXIT = 0x95).
 # struct bpf_insn: code u8, dst_reg:4|src_reg:4 u8, off s16, imm s32 (little endian).
@@ -157,6 +158,49 @@ def probe_bpf_fentry(ctx: ProbeContext) -> Tuple[Optional[bool], str]:
 
 def probe_bpf_fexit(ctx: ProbeContext) -> Tuple[Optional[bool], str]:
     return _tracing_func(ctx, AttachType.TRACE_FEXIT, "fexit")
+
+
+def _iterator(ctx: ProbeContext, target: str) -> Tuple[Optional[bool], str]:
+    """A ``bpf_iter_<target>`` iterator (Documentation/bpf/bpf_iterators.rst): a TRACING
+    program loaded with ``BPF_TRACE_ITER`` and ``attach_btf_id`` = the BTF FUNC
+    ``bpf_iter_<target>``, a ``BPF_LINK_CREATE`` link, and ``BPF_ITER_CREATE`` on it (the
+    fd whose read(2) would run the program; not read here)."""
+    ctx.need_bpf()
+    func = "bpf_iter_" + target
+    try:
+        fid = ctx.btf_id(func, "func")
+    except Unknown as e:
+        if str(e).startswith("unknown:"):
+            raise
+        raise Refused(f"needs kernel BTF: {e}")
+    if not fid:
+        return False, f"BTF has no FUNC {func} (BPF iterators: Linux 5.8+)"
+    prog = link = it = -1
+    try:
+        try:
+            prog = _load_ret0(ProgType.TRACING, expected_attach_type=AttachType.TRACE_ITER, attach_btf_id=fid)
+        except BPFError as e:
+            log = getattr(e, "log", "")
+            why = f"loading a {target} iterator program failed: {errno_name(e.errno)}"
+            return False, why + (", empty verifier log" if not log.strip() else f": {e.message}")
+        try:
+            link = bpfsys.link_create(prog, 0, AttachType.TRACE_ITER)
+            it = bpfsys.iter_create(link)
+        except BPFError as e:
+            return False, f"the {target} iterator loaded but {e.message}"
+    finally:
+        rawcall.close_fd(it)
+        rawcall.close_fd(link)
+        rawcall.close_fd(prog)
+    return True, f"{func} iterator created"
+
+
+def probe_bpf_iter_task(ctx: ProbeContext) -> Tuple[Optional[bool], str]:
+    return _iterator(ctx, "task")
+
+
+def probe_bpf_iter_task_file(ctx: ProbeContext) -> Tuple[Optional[bool], str]:
+    return _iterator(ctx, "task_file")
 
 
 def probe_bpf_kprobe(ctx: ProbeContext) -> Tuple[Optional[bool], str]:

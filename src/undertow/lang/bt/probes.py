@@ -20,6 +20,7 @@ A spec is the probe type (or its short alias), then ``:``-separated fields::
     watchpoint:ADDRESS:LEN:MODE       w:       (a hardware watchpoint: LEN 1 2 4 8, MODE of r w x)
     watchpoint:FUNC+argN:LEN:MODE              (set when FUNC of the -p/-c process is called)
     asyncwatchpoint:FUNC+argN:LEN:MODE aw:     (the same, the process not stopped meanwhile)
+    iter:task, iter:task_file         it:      (a BPF iterator, run once over every task / open file)
 
 A field may be quoted, as in bpftrace 0.17 (``uprobe:/bin/bash:"echo_builtin"+0``,
 ``usdt:PATH:test:"\\"probe1\\""``): the quotes go, a backslash escapes the next character.
@@ -39,7 +40,7 @@ from ...errors import ParseError, Span, did_you_mean
 from .. import ir
 
 __all__ = ["PROBE_TYPES", "ALIASES", "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "parse_spec", "UNSUPPORTED_TYPES",
-           "INVALID_WATCH_MODES", "MAX_WATCH_ARG"]
+           "INVALID_WATCH_MODES", "MAX_WATCH_ARG", "ITERATORS"]
 
 #: Full probe type -> IR attach kind.
 PROBE_TYPES: Dict[str, str] = {
@@ -52,6 +53,7 @@ PROBE_TYPES: Dict[str, str] = {
     "profile": "profile", "interval": "interval",
     "software": "software", "hardware": "hardware",
     "watchpoint": "watchpoint", "asyncwatchpoint": "watchpoint",
+    "iter": "iter",
 }
 
 #: Short alias -> full probe type (bpftrace's own aliases).
@@ -59,13 +61,11 @@ ALIASES: Dict[str, str] = {
     "t": "tracepoint", "rt": "rawtracepoint", "k": "kprobe", "kr": "kretprobe",
     "f": "kfunc", "fr": "kretfunc", "u": "uprobe", "ur": "uretprobe", "U": "usdt",
     "p": "profile", "i": "interval", "s": "software", "h": "hardware",
-    "w": "watchpoint", "aw": "asyncwatchpoint",
+    "w": "watchpoint", "aw": "asyncwatchpoint", "it": "iter",
 }
 
 #: bpftrace probe types undertow does not attach (yet), with the reason.
 UNSUPPORTED_TYPES: Dict[str, str] = {
-    "iter": "BPF iterators are not supported by undertow",
-    "it": "BPF iterators are not supported by undertow",
     "kfuncs": "not a bpftrace probe type",
 }
 
@@ -87,6 +87,13 @@ HARDWARE_EVENTS: Dict[str, str] = {
     "branch-misses": "branch-misses", "bus-cycles": "bus-cycles",
     "frontend-stalls": "frontend-stalls", "backend-stalls": "backend-stalls",
     "ref-cycles": "ref-cycles",
+}
+
+#: The BPF iterators bpftrace 0.17 knows (``iter:NAME``): the kernel's ``bpf_iter_NAME``
+#: target, and the members of its context (``struct bpf_iter__NAME``) as bpftrace lists them.
+ITERATORS: Dict[str, Tuple[str, ...]] = {
+    "task": ("struct task_struct * task",),
+    "task_file": ("struct task_struct * task", "int fd", "struct file * file"),
 }
 
 _TIME_UNITS = ("hz", "s", "ms", "us")
@@ -241,6 +248,28 @@ def _watchpoint(c: "_Ctx", ap: ir.AttachPoint, full: str, rest: List[Tuple[str, 
     ap.watch = {"addr": addr, "arg": arg, "len": int(size), "mode": smode, "async": full == "asyncwatchpoint"}
 
 
+def _iterator(c: "_Ctx", ap: ir.AttachPoint, full: str, rest: List[Tuple[str, int]]) -> None:
+    """``iter:NAME`` into ``ap.target``; bpftrace 0.17's checks (no wildcard) and its optional
+    third field, a bpffs path to pin the iterator at, which undertow refuses: its printf
+    goes through undertow's ring buffer, not the iterator's seq_file a reader of the pin
+    would read."""
+    if not rest or not rest[0][0] or len(rest) > 2:
+        raise c.err(f"{full} probe type takes 2 arguments (1 optional)", 0, len(c.spec),
+                    ("write iter:task or iter:task_file",))
+    name, noff = rest[0]
+    if _wild(name):
+        raise c.err(f"{full} probe type does not support wildcards", noff, noff + len(name),
+                    ("list the iterators with: undertow run -l 'iter:*'",))
+    if name not in ITERATORS:
+        hints = [did_you_mean(name, ITERATORS), "iterators: " + ", ".join(f"iter:{n}" for n in ITERATORS)]
+        raise c.err(f"unknown iterator '{name}'", noff, noff + len(name), tuple(h for h in hints if h))
+    if len(rest) == 2:
+        pin, poff = rest[1]
+        raise c.err("pinning an iterator is not supported by undertow", poff - 1, poff + max(len(pin), 1),
+                    ("undertow runs the iterator once and prints what it finds; drop ':" + pin + "'",))
+    ap.target = name
+
+
 def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> Tuple[ir.AttachPoint, str]:
     """Parse one attach-point spec found at offset ``start`` of ``source``.
 
@@ -371,6 +400,8 @@ def parse_spec(spec: str, start: int, source: str, origin: str = "<stdin>") -> T
         ap.target = f"{table[ev]}:{count}" if count else table[ev]
     elif kind == "watchpoint":
         _watchpoint(c, ap, full, rest, len(spec))
+    elif kind == "iter":
+        _iterator(c, ap, full, rest)
     ap.wildcard = _wild(ap.target) or _wild(ap.obj) and kind == "usdt"
     name = f"{full}:" + ":".join(f for f, _ in rest)
     return ap, name

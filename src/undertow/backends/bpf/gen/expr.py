@@ -201,6 +201,8 @@ class ExprGen(Prologue):
             if e.index >= len(regs):
                 raise self.err(f"arg{e.index} is passed on the stack; undertow reads register arguments only", e)
             a.ldx(I.DW, I.R0, I.R6, self.arch.reg_offset(regs[e.index]))
+        elif e.index in self.iter_slots:
+            a.ldx(I.DW, I.R0, I.FP, self.iter_slots[e.index])  # checked in the prologue
         elif kind in ("RAW_TRACEPOINT", "TRACING"):
             a.ldx(I.DW, I.R0, I.R6, 8 * e.index)
         else:

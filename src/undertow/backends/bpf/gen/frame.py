@@ -48,6 +48,8 @@ class Frame:
         self.group = ap.target.partition(":")[0] if ap.kind == "tracepoint" else ""
         self.pname = probe.name or ap.target
         self._rec_size = 0  # the record being filled (records.py)
+        #: an iterator's context pointers, checked and kept on the stack: slot -> offset (prologue.py)
+        self.iter_slots: Dict[int, int] = {}
 
     # -- labels, stack slots, errors
     def label(self, what: str) -> str:

@@ -2,7 +2,8 @@
 named here and relocates them, and the values marked with ``value_ref``, at load):
 
 - the prologue: R6 = the context; the loading process's own tasks skipped
-  (``self_pid``, patched at load), and with ``-p`` every other process's; then the stop
+  (``self_pid``, patched at load), and with ``-p`` every other process's (not in an
+  iterator's program, which runs in this process's read(2)); then the stop
   flag: ``state[0]`` != 0 once user space asked the programs to stop
   (ProgramSession.stop_producing: a signal, the end, or the record of ``exit()`` read),
   after which no probe records or counts anything more;
@@ -15,6 +16,8 @@ named here and relocates them, and the values marked with ``value_ref``, at load
 
 from __future__ import annotations
 
+from ....lang import ir
+from ....lang.types import PtrTy
 from .. import insn as I
 from ..asm import Program, Reg, ret0_exit
 from ..compiled import LOST_MAP_FULL
@@ -37,12 +40,17 @@ class Prologue(Frame):
         # an interval's tick is not an event of the task it interrupts: skipping it when that
         # task is this process would drop the tick (a busy reader never saw interval's exit())
         self_skip = self.self_pid is not None and self.ap.kind != "interval"
-        if not host and (self_skip or self.pid is not None):
+        pid_only = self.pid is not None
+        if self.ap.kind == "iter":
+            # an iterator's program runs in this process's read(2), once per object: neither
+            # this process's tasks nor -p's filter say anything about the objects
+            self_skip = pid_only = False
+        if not host and (self_skip or pid_only):
             a.call(I.Helper.get_current_pid_tgid)
             a.rsh64(I.R0, 32)
             if self_skip:  # the loading process's pid, patched at load
                 a.jeq(I.R0, self.self_pid, "exit").value_ref("self_pid")
-            if self.pid is not None:
+            if pid_only:
                 a.jne(I.R0, self.pid, "exit")
         if not host:
             # state[0] != 0: user space asked the programs to stop (ProgramSession.stop_producing:
@@ -56,6 +64,25 @@ class Prologue(Frame):
             a.ldx(I.DW, I.R1, I.R0, 0)
             a.jne(I.R1, 0, "exit")
             self.release(0)
+        if self.ap.kind == "iter":
+            self.iter_pointers()
+
+    def iter_pointers(self) -> None:
+        """An iterator's context pointers the probe reads (``ctx->task``): each loaded once
+        here, checked and kept on the stack (``self.iter_slots``: context slot -> stack
+        offset), where expressions read it (ExprGen.arg). The kernel passes them as
+        ``PTR_TO_BTF_ID_OR_NULL`` (``task`` is NULL in the call that ends the iteration):
+        the verifier wants a NULL check before any use, and one in the middle of a record
+        would leave it reserved; a NULL one returns at once, as bpftrace's check does."""
+        a = self.a
+        slots = sorted({e.index for e in self.probe.exprs()
+                        if isinstance(e, ir.Arg) and isinstance(e.type, PtrTy) and e.index is not None})
+        for i in slots:
+            off = self.alloc(8)
+            a.ldx(I.DW, I.R0, I.R6, 8 * i)
+            a.jeq(I.R0, 0, "exit")
+            a.stx(I.DW, I.FP, off, I.R0)  # spilled whole: the verifier keeps its type, non-NULL
+            self.iter_slots[i] = off
 
     def epilogue(self) -> Program:
         """The ``exit`` label every path ends at (R0 = 0), the ``lost_map`` path when some
