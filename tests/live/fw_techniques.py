@@ -325,7 +325,7 @@ def p_chown(path, d):
 EXPECT = {
     "open2": ({"write"}, "t_open2"),
     "openat2": ({"write"}, "t_openat2"),
-    "pwritev": ({"pwritev"}, "t_pwritev"),
+    "pwritev": ({"pwritev", "pwritev2"}, "t_pwritev"),
     "pwritev2": ({"pwritev2"}, "t_pwritev2"),
     "dup": ({"write"}, "t_dup"),
     "dup2": ({"write"}, "t_dup2"),
