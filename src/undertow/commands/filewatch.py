@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
                 "vfs_link, security_file_open; and " + desc)
     else:
         desc = "syscalls (tracepoints only): " + desc + "io_uring:io_uring_submit_req"
-    shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start, hooks=desc)
+    # names in records whole: a path argument up to 256 bytes, as far as a comparison reads
+    shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start, hooks=desc,
+                     settings={"strlen": 256})
     if args.summary:
         print_summary(shown, args.json, "OPS", "op")
     return 0

@@ -241,11 +241,10 @@ tracepoint:syscalls:sys_enter_utimensat /args.filename == 0 && @w[pid, args.dfd]
         parts.append(f"""
 tracepoint:syscalls:sys_enter_{call} {cond}
 {{
-  $s = str(args.{arg});
   {_dir_of(f"args.{dfd}" if dfd else str(_AT_FDCWD), "$di", "$dd")}
-  {_path_match(ws, "$s", "$di", "$dd", "$k", "$j")}
+  {_path_match(ws, f"str(args.{arg})", "$di", "$dd", "$k", "$j")}
   if ($k != 0) {{
-  {_rec(call, "-1", "$k", "0", a, b, "$j", "$s")}
+  {_rec(call, "-1", "$k", "0", a, b, "$j", f"str(args.{arg})")}
   {mark}
   }}
 }}""")
@@ -259,21 +258,19 @@ tracepoint:syscalls:sys_enter_{call} {cond}
         parts.append(f"""
 tracepoint:syscalls:sys_enter_{call}
 {{
-  $so = str(args.oldname);
   {_dir_of(f"args.{od}" if od else str(_AT_FDCWD), "$oi", "$odv")}
-  {_path_match(ws, "$so", "$oi", "$odv", "$ko", "$jo")}
-  $sn = str(args.newname);
+  {_path_match(ws, "str(args.oldname)", "$oi", "$odv", "$ko", "$jo")}
   {_dir_of(f"args.{nd}" if nd else str(_AT_FDCWD), "$ni", "$ndv")}
-  {_path_match(ws, "$sn", "$ni", "$ndv", "$kn", "$jn")}
+  {_path_match(ws, "str(args.newname)", "$ni", "$ndv", "$kn", "$jn")}
   if ($ko != 0 || $kn != 0) {{
-  {_rec(op, f"({same})", "$ko", "0", "$kn", "$jo", "$jn", "$so", "$sn")}
+  {_rec(op, f"({same})", "$ko", "0", "$kn", "$jo", "$jn", "str(args.oldname)", "str(args.newname)")}
   {mark}
   }}
 }}""")
     # -- io_uring: the request's fd at submission (req->cqe.fd, set by io_init_req()); a
     # registered ("fixed") file is an index, not an fd (REQ_F_FIXED_FILE, bit 0 of req->flags)
     if not vfs and exists("io_uring:io_uring_submit_req"):
-        ops = dict(IOURING_OPS, **(IOURING_READS if all_ops else {}))
+        ops = {**IOURING_OPS, **(IOURING_READS if all_ops else {})}
         cond = " || ".join(f"$op == {n}" for n in sorted(ops))
         names = "\n  ".join(f'{"if" if i == 0 else "else if"} ($op == {n}) {{ '
                             f'{_rec(name, "$fd", "$k", "$ino", "$r->cqe.res", "$op")} }}'
