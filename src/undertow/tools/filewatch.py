@@ -12,8 +12,8 @@ At start, user space seeds the maps: the watched inodes (``@ino``) and the descr
 already open on them (``/proc/PID/fd`` -> ``@w``), so a writer that opened the file before
 the tool is seen too. Each path goes into the program only through
 :func:`undertow.lang.bt.quote_string` (every byte exact); a comparison reads at most 255
-bytes, so a path-based call on a longer path is matched by its last components only (see
-:func:`check_paths`).
+bytes (:func:`path_limit`), so a path-based call naming a longer path is matched by its
+relative forms that fit (from a directory closer to the file).
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit",
-           "check_paths", "hook_set", "Tracker"]
+__all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit", "hook_set",
+           "Tracker"]
 
 
 class _Dir:
     """A directory on the watched path: the kernel's (inode, dev)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, ident: Optional[Any] = None) -> None:
         self.path = path
-        st = os.stat(path)
-        self.ino = st.st_ino
-        self.dev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+        if ident is None:
+            st = os.stat(path)
+            ident = (st.st_ino, (os.major(st.st_dev) << 20) | os.minor(st.st_dev))
+        self.ino, self.dev = int(ident[0]), int(ident[1])
 
 
 class Watch:
@@ -60,6 +61,19 @@ class Watch:
         parts = self.path.split("/")[1:]
         self.dirs = [_Dir("/" + "/".join(parts[:i])) for i in range(len(parts))]
         self.rests = ["/".join(parts[i:]) for i in range(len(parts))]
+
+    @classmethod
+    def known(cls, path: str, ino: int, dev: int) -> "Watch":
+        """A watch whose identities are given, not read (tests, API callers that stat'ed):
+        ``ino``/``dev`` for the file, made-up distinct inodes for its directories."""
+        w = cls.__new__(cls)
+        w.path = path
+        w.ino, w.dev, w.kino, w.kdev = ino, dev, ino, (os.major(dev) << 20) | os.minor(dev)
+        w.name = path.rsplit("/", 1)[-1]
+        parts = path.split("/")[1:]
+        w.dirs = [_Dir("/" + "/".join(parts[:i]), (1000 + i, w.kdev)) for i in range(len(parts))]
+        w.rests = ["/".join(parts[i:]) for i in range(len(parts))]
+        return w
 
 
 def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
@@ -120,25 +134,6 @@ def path_limit() -> int:
     from ..backends.bpf.compiler import STR_COMPARE_BYTES
 
     return STR_COMPARE_BYTES - 1
-
-
-def check_paths(ws: Sequence[Watch], all_ops: bool) -> None:
-    """Raise :class:`~undertow.errors.UsageError` when ``all_ops`` needs a path compared
-    that is longer than :func:`path_limit`."""
-    if not all_ops:
-        return
-    from ..errors import UsageError
-    from ..output.values import escape
-
-    limit = path_limit()
-    for w in ws:
-        n = len(os.fsencode(w.path))
-        if n > limit:
-            shown = escape(w.path if len(w.path) <= 60 else w.path[:57] + "...")
-            raise UsageError(f"--all cannot watch {shown}: its path is {n} bytes, and unlink, rename, chmod and "
-                             f"truncate are matched on the path, which can be at most {limit} bytes",
-                             hints=["without --all, its writes (and truncates, chmods through open files) "
-                                    "are watched by inode, whatever the path's length"])
 
 
 def program(ws: Sequence[Watch], all_ops: bool, have: Any = None, hooks: str = "syscalls") -> str:

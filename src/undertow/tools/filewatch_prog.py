@@ -108,7 +108,7 @@ def _path_match(ws: Sequence[Any], s: str, di: str, dd: str, outk: str, outj: st
             lines.append(f"if ({outk} == 0 && {s} == {quote_string(w.path)}) {{ {outk} = {k + 1}; }}")
         for j, (d, rest) in enumerate(zip(w.dirs, w.rests)):
             if len(rest.encode("utf-8", "surrogateescape")) > 255:
-                continue  # the comparison reads at most 255 bytes: see filewatch.check_paths
+                continue  # a comparison reads at most 255 bytes (filewatch.path_limit)
             lines.append(f"if ({outk} == 0 && {di} == {d.ino} && {dd} == {d.dev} && {s} == {quote_string(rest)}) "
                          f"{{ {outk} = {k + 1}; {outj} = {j + 1}; }}")
     return "\n  ".join(lines)
