@@ -241,6 +241,11 @@ def t_hardlink_write(path, d):
     os.unlink(link)
 
 
+def t_inherited_fd(path, d):
+    """A write on an fd the parent opened (after the tool started) and passed down by fork."""
+    os.write(int(sys.argv[5]), b"inherited\n")
+
+
 def t_io_uring_write(path, d):
     """IORING_OP_WRITE on an fd, submitted through io_uring_enter (no write syscall)."""
     ring = _Uring()
@@ -370,6 +375,7 @@ EXPECT = {
     "o_trunc": ({"open-trunc"}, "t_o_trunc"),
     "fallocate_punch": ({"fallocate"}, "t_fallocate_pun"),
     "io_uring_write": ({"io_uring-write"}, "t_io_uring_writ"),
+    "inherited_fd": ({"write"}, "t_inherited_fd"),
     "cp": ({"open-trunc", "copy_file_range"}, "cp"),
     "shell_trunc": ({"open-trunc"}, "sh"),
     "fallocate": ({"fallocate"}, "fallocate"),
@@ -402,7 +408,14 @@ def run_program(tech, path, d):
         if pr.returncode != 0:
             raise RuntimeError(f"{tech}: {argv} failed: {err!r}")
         return pr.pid
-    pr = subprocess.Popen([sys.executable, __file__, "--child", tech, path, d])
+    if tech == "inherited_fd":
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            pr = subprocess.Popen([sys.executable, __file__, "--child", tech, path, d, str(fd)], pass_fds=[fd])
+        finally:
+            os.close(fd)
+    else:
+        pr = subprocess.Popen([sys.executable, __file__, "--child", tech, path, d])
     if pr.wait(timeout=60) != 0:
         raise RuntimeError(f"{tech} failed")
     return pr.pid

@@ -108,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 "vfs_link, security_file_open; and " + desc)
     else:
         desc = "syscalls (tracepoints only): " + desc + "io_uring:io_uring_submit_req"
-    # names in records whole: a path argument up to 256 bytes, as far as a comparison reads
+    # names in records whole: a path argument up to 256 bytes, as far as a comparison reads;
+    # 64 Ki (pid, fd) entries: a process that exits without close() leaves its entries behind
     shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start, hooks=desc,
-                     settings={"strlen": 256})
+                     settings={"strlen": 256, "map_keys_max": 65536})
     if args.summary:
         print_summary(shown, args.json, "OPS", "op")
     return 0

@@ -158,6 +158,7 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
     fd_map = session.map_fds.get("@w")
     if fd_map is None:
         return 0
+    has_map = session.map_fds.get("@has")
     want = {(w.dev, w.ino): k for k, w in enumerate(ws)}
     n = 0
     for pid in (p for p in os.listdir(proc) if p.isdigit()):
@@ -174,6 +175,8 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
             k = want.get((st.st_dev, st.st_ino))
             if k is not None:
                 map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", k + 1))
+                if has_map is not None:  # its children inherit the fd
+                    map_update_elem(has_map, struct.pack("<Q", int(pid)), struct.pack("<q", 1))
                 n += 1
     return n
 

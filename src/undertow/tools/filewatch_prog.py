@@ -23,7 +23,8 @@ path goes through whatever the syscall: ``security_file_permission`` (MAY_WRITE)
 ``notify_change`` (truncate, chmod, chown, utimes), ``vfs_rename``, ``vfs_unlink``,
 ``vfs_link`` and ``security_file_open`` (a file opened under the watched name by any path
 is added to ``@ino``). A per-thread mark ``@rep[tid]`` set by a syscall probe that already
-reported the event keeps the kernel hook from reporting it again.
+reported the event keeps the kernel hooks from reporting it again until the syscall returns
+(``raw_syscalls:sys_exit`` clears it).
 
 Each record: ``op fd watch inode a b c s1 s2 netns pidns`` (:data:`FIELDS`).
 """
@@ -95,6 +96,15 @@ def _dir_of(dfd: str, outi: str, outd: str) -> str:
             f"  else if ({dfd} >= 0 && {dfd} < {_T}->files->fdt->max_fds) {{ "
             f"$df_ = {_T}->files->fdt->fd[{dfd}]; if ($df_ != 0) {{ {outi} = $df_->f_inode->i_ino; "
             f"{outd} = $df_->f_inode->i_sb->s_dev; }} }}")
+
+
+def _fd_lookup(fd: str) -> str:
+    """Statements: ``$f`` the file of ``fd``, ``$k`` its watch + 1 (``@w``, or for a process
+    that inherited fds, the file's inode in ``@ino``; remembered in ``@w``)."""
+    return (f"$k = @w[pid, {fd}]; $f = (struct file *)0;\n"
+            f"  if ({fd} >= 0 && {fd} < {_T}->files->fdt->max_fds) {{ $f = {_T}->files->fdt->fd[{fd}]; }}\n"
+            f"  if ($k == 0 && $f != 0) {{ $k = @ino[$f->f_inode->i_ino, $f->f_inode->i_sb->s_dev]; "
+            f"if ($k != 0) {{ @w[pid, {fd}] = $k; }} }}")
 
 
 def _path_match(ws: Sequence[Any], s: str, di: str, dd: str, outk: str, outj: str) -> str:
@@ -175,6 +185,7 @@ def program(ws: Sequence[Any], all_ops: bool, hooks: str = "syscalls",
   if ({opening}) {{ $how = 1 + @tr[tid]; delete(@tr[tid]); }}
   if ($k != 0) {{
   @w[pid, args.ret] = $k;
+  @has[pid] = 1;
   {chr(10).join(openrep)}
   }}
   }}
@@ -184,6 +195,19 @@ def program(ws: Sequence[Any], all_ops: bool, hooks: str = "syscalls",
 tracepoint:syscalls:sys_enter_close /@w[pid, args.fd]/
 {{
   delete(@w[pid, args.fd]);
+}}
+
+// a child inherits its parent's fds: its fd-based calls also look at its fd table
+tracepoint:sched:sched_process_fork /@has[pid]/
+{{
+  @has[args.child_pid] = 1;
+  @inh[args.child_pid] = 1;
+}}
+
+tracepoint:sched:sched_process_exit /@has[pid] && tid == pid/
+{{
+  delete(@has[pid]);
+  delete(@inh[pid]);
 }}
 """)
     # -- fd-based calls
@@ -204,25 +228,31 @@ tracepoint:syscalls:sys_enter_close /@w[pid, args.fd]/
         c = "args.mode" if call == "fallocate" else "0"
         rep = mark if call not in ("read", "pread64", "readv", "preadv", "preadv2") else ""
         parts.append(f"""
-tracepoint:syscalls:sys_enter_{call} /@w[pid, args.{fd}]/
+tracepoint:syscalls:sys_enter_{call} /@w[pid, args.{fd}] || @inh[pid]/
 {{
-  $f = {_T}->files->fdt->fd[args.{fd}];
-  {_rec(op, f"args.{fd}", f"@w[pid, args.{fd}]", "$f->f_inode->i_ino", a, b, c)}
+  {_fd_lookup(f"args.{fd}")}
+  if ($k != 0) {{
+  {_rec(op, f"args.{fd}", "$k", "$f->f_inode->i_ino", a, b, c)}
   {rep}
+  }}
 }}""")
     parts.append(f"""
-tracepoint:syscalls:sys_enter_mmap /@w[pid, args.fd] && (args.prot & 2) && (args.flags & 1)/
+tracepoint:syscalls:sys_enter_mmap /(@w[pid, args.fd] || @inh[pid]) && (args.prot & 2) && (args.flags & 1)/
 {{
-  $f = {_T}->files->fdt->fd[args.fd];
-  {_rec("mmap-write", "args.fd", "@w[pid, args.fd]", "$f->f_inode->i_ino", "args.len")}
+  {_fd_lookup("args.fd")}
+  if ($k != 0) {{
+  {_rec("mmap-write", "args.fd", "$k", "$f->f_inode->i_ino", "args.len")}
+  }}
 }}""")
     # utimensat(fd, NULL, ...) is futimens(); with a name it is path-based (below)
     parts.append(f"""
-tracepoint:syscalls:sys_enter_utimensat /args.filename == 0 && @w[pid, args.dfd]/
+tracepoint:syscalls:sys_enter_utimensat /args.filename == 0 && (@w[pid, args.dfd] || @inh[pid])/
 {{
-  $f = {_T}->files->fdt->fd[args.dfd];
-  {_rec("utimensat", "args.dfd", "@w[pid, args.dfd]", "$f->f_inode->i_ino", "args.utimes")}
+  {_fd_lookup("args.dfd")}
+  if ($k != 0) {{
+  {_rec("utimensat", "args.dfd", "$k", "$f->f_inode->i_ino", "args.utimes")}
   {mark}
+  }}
 }}""")
     # -- path-based calls: (call, dirfd arg or None, path arg, a, b)
     pathcalls = [("unlinkat", "dfd", "pathname", "args.flag", "0"), ("unlink", None, "pathname", "0", "0"),
@@ -299,9 +329,16 @@ rawtracepoint:io_uring_submit_req
 
 def _vfs_part(ws: Sequence[Any]) -> str:
     """The kernel-function hooks (fentry; kprobes where fentry is refused)."""
-    # a syscall probe that reported the event marked the thread: the hook only clears the mark
-    skip = "if (@rep[tid]) { delete(@rep[tid]); } else"
+    # a syscall probe that reported the event marked the thread until the syscall returns
+    # (one syscall may pass a hook twice: 6.1's splice to a file checks the permission in
+    # do_splice() and again in vfs_iter_write())
+    skip = "if (@rep[tid] == 0)"
     return f"""
+tracepoint:raw_syscalls:sys_exit /@rep[tid]/
+{{
+  delete(@rep[tid]);
+}}
+
 kfunc:security_file_permission /args.mask & 2/
 {{
   $i = args.file->f_inode;
