@@ -187,6 +187,12 @@ def _run_tool_with(techs, extra=()):
 
 
 TECHS = [t for t in T.EXPECT if T.X86_64 or t not in T.RAW]
+#: Under the lab's emulation each Python child costs ~9 s: there, the programs and the few
+#: techniques whose hooks differ between the hook sets (the host runs them all).
+LAB = os.environ.get("UNDERTOW_LAB") == "1"
+if LAB:
+    TECHS = [t for t in TECHS if t in T.PROGRAMS or t in ("io_uring_write", "unlink_recreate",
+                                                          "rename_over_then_write", "inherited_fd")]
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +218,9 @@ def test_filewatch_sees_technique(default_run, tech):
     and comm, and the namespaces."""
     hit, got = _mine(default_run, tech)
     e = hit[0]
+    # one change, one row: a vfs hook does not repeat what a syscall probe reported
+    assert not [x for x in got if x["op"] in ("vfs-write", "setattr", "vfs-rename", "vfs-unlink", "vfs-link")
+                and x["tid"] == e["tid"]], got
     assert e["tid"] and e["netns"] == os.stat("/proc/self/ns/net").st_ino and e["pidns"] == \
         os.stat("/proc/self/ns/pid").st_ino, e
 
@@ -220,6 +229,8 @@ def test_filewatch_technique_details(default_run):
     """The fields that say what happened: rename rows name both sides (absolute, also when the
     program gave relative names), the truncate length, chown ids, the punch-hole flag, a
     replaced or recreated file's new inode."""
+    if LAB:
+        pytest.skip("runs on the host: every technique in the lab would cost minutes of emulated Python starts")
     path, d, pids, evs, err, ino0 = default_run
 
     def one(tech, op):
@@ -303,9 +314,9 @@ def _vfs_reason():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def test_filewatch_vfs_hooks_lab():
-    """Where fentry/kprobes work: -v names the vfs hook set; an io_uring rename onto the path,
-    a truncate through a symlinked directory (paths the syscall probes cannot match) are seen,
-    and a syscall seen by its tracepoint is not reported twice."""
+    """Where fentry/kprobes work: -v names the vfs hook set; an io_uring rename onto the path
+    and a truncate through a symlinked directory (what the syscall probes cannot match) are
+    seen, and a syscall seen by its tracepoint is not reported twice."""
     why = _vfs_reason()
     if why:
         pytest.skip(why)
@@ -322,6 +333,5 @@ def test_filewatch_vfs_hooks_lab():
         ops = [e["op"] for e in evs if e["pid"] == pids[t]]
         assert not [o for o in ops if o in ("vfs-write", "setattr", "vfs-rename")], (t, ops)
     if "io_uring_write" in pids:
-        io = [e for e in evs if e["pid"] == pids["io_uring_write"] and e["op"] == "vfs-write"]
-        assert io and io[0]["path"] == path, (evs, err)
-        _mine(run, "io_uring_renameat")
+        _mine(run, "io_uring_write")
+        _mine(run, "io_uring_renameat")   # no syscall, no io_uring tracepoint op: vfs_rename

@@ -117,9 +117,10 @@ def test_filewatch_records():
     ws = [w]
     ns = (4026531833, 4026531836)
     # rename onto the path from the same directory, both names relative to the cwd (/srv/www: j=3)
-    d = _fw(("rename", 1, 0, 0, 1, 0, 3, "x.tmp", "index.php") + ns, ws)
+    d = _fw(("rename", 1, 0, 1, 1, 0, 3, "x.tmp", "index.php") + ns, ws)
     assert (d["op"], d["path"], d["from"], d["to"], d["netns"], d["pidns"]) == \
         ("rename", w.path, "/srv/www/x.tmp", w.path) + ns
+    assert d["flags"] == 1 and d["inode"] is None   # RENAME_NOREPLACE
     # rename away by absolute path: the other side as given
     d = _fw(("rename", 0, 1, 0, 0, 0, 0, w.path, "/tmp/gone") + ns, ws)
     assert (d["from"], d["to"]) == (w.path, "/tmp/gone")

@@ -54,7 +54,10 @@ def _line(d: Dict[str, Any]) -> str:
     from ..output.text import escape
 
     extra = []
-    for k in ("bytes", "iovecs", "length", "offset", "mode", "uid", "gid", "changes", "from", "to", "arg", "name"):
+    keys = ("bytes", "iovecs", "length", "offset", "mode", "uid", "gid", "changes", "from", "to", "arg", "name")
+    if d.get("op") in ("rename", "link"):
+        keys += ("flags",)
+    for k in keys:
         v = d.get(k)
         if v is not None and v != []:
             extra.append(f"{k}={','.join(v) if isinstance(v, list) else v}")

@@ -252,7 +252,9 @@ def parse_record(rec: Any, ws: Sequence[Watch], tracker: Optional[Tracker] = Non
         # a relative side with the same dirfd as the matched side is in the same directory
         d["from"] = _abs(s1, w if w else (wn if same else None), b if w else c)
         d["to"] = _abs(s2, wn if wn else (w if same else None), c if wn else b)
-        d["fd"] = None
+        d["fd"], d["inode"] = None, None
+        # renameat2's RENAME_NOREPLACE (1) / EXCHANGE (2) / WHITEOUT (4); linkat's AT_ flags
+        d["flags"] = ino or None
         if wn is not None and tracker is not None:
             tracker.follow(kn - 1)
     elif op in ("vfs-rename", "vfs-link"):

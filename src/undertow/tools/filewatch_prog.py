@@ -285,6 +285,7 @@ tracepoint:syscalls:sys_enter_{call} {cond}
             continue
         op = "rename" if call.startswith("rename") else "link"
         same = "1" if od is None else f"args.{od} == args.{nd}"
+        flags = "args.flags" if call in ("renameat2", "linkat") else "0"
         parts.append(f"""
 tracepoint:syscalls:sys_enter_{call}
 {{
@@ -293,13 +294,13 @@ tracepoint:syscalls:sys_enter_{call}
   {_dir_of(f"args.{nd}" if nd else str(_AT_FDCWD), "$ni", "$ndv")}
   {_path_match(ws, "str(args.newname)", "$ni", "$ndv", "$kn", "$jn")}
   if ($ko != 0 || $kn != 0) {{
-  {_rec(op, f"({same})", "$ko", "0", "$kn", "$jo", "$jn", "str(args.oldname)", "str(args.newname)")}
+  {_rec(op, f"({same})", "$ko", flags, "$kn", "$jo", "$jn", "str(args.oldname)", "str(args.newname)")}
   {mark}
   }}
 }}""")
     # -- io_uring: the request's fd at submission (req->cqe.fd, set by io_init_req()); a
     # registered ("fixed") file is an index, not an fd (REQ_F_FIXED_FILE, bit 0 of req->flags)
-    if not vfs and exists("io_uring:io_uring_submit_req"):
+    if exists("io_uring:io_uring_submit_req"):
         ops = {**IOURING_OPS, **(IOURING_READS if all_ops else {})}
         cond = " || ".join(f"$op == {n}" for n in sorted(ops))
         names = "\n  ".join(f'{"if" if i == 0 else "else if"} ($op == {n}) {{ '
@@ -318,6 +319,7 @@ rawtracepoint:io_uring_submit_req
   $k = @ino[$ino, $f->f_inode->i_sb->s_dev];
   if ($k != 0) {{
   {names}
+  {mark}
   }}
   }}
   }}
