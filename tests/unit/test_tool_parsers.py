@@ -104,7 +104,7 @@ def test_filewatch_program_matches_kernel_identity(tmp_path):
     assert "sys_enter_rename " not in text and "sys_enter_rename\n" not in text
     assert parse_program(text).probes
     vfs = filewatch.program([w], False, hooks="vfs")
-    assert "kfunc:notify_change" in vfs and "kfunc:vfs_rename" in vfs and "io_uring_submit_req" not in vfs
+    assert "kfunc:notify_change" in vfs and "kfunc:vfs_rename" in vfs and "raw_syscalls:sys_exit" in vfs
     assert parse_program(vfs).probes
 
 
