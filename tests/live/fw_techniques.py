@@ -376,7 +376,7 @@ EXPECT = {
     "fallocate_punch": ({"fallocate"}, "t_fallocate_pun"),
     "io_uring_write": ({"io_uring-write"}, "t_io_uring_writ"),
     "inherited_fd": ({"write"}, "t_inherited_fd"),
-    "cp": ({"open-trunc", "copy_file_range"}, "cp"),
+    "cp": ({"open-trunc", "copy_file_range", "ioctl"}, "cp"),
     "shell_trunc": ({"open-trunc"}, "sh"),
     "fallocate": ({"fallocate"}, "fallocate"),
     "touch_d": ({"utimensat"}, "touch"),

@@ -28,11 +28,11 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "functions every path goes through (-v says which). See docs/tools/filewatch.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm op path inode fd netns pidns bytes iovecs length offset mode "
-               "punch_hole uid gid flags write from to arg changes name opcode "
+               "punch_hole uid gid flags write from to arg changes name opcode cmd "
                "(+ ppid uid argv cwd exe cgroup container parents gone)\n"
                "ops: write pwrite64 writev pwritev pwritev2 sendfile splice copy_file_range mmap-write "
                "fallocate ftruncate truncate open-trunc create fchmod fchmodat fchmodat2 chmod fchown "
-               "fchownat chown lchown utimensat futimesat utimes utime unlink unlinkat rename link "
+               "fchownat chown lchown utimensat futimesat utimes utime unlink unlinkat rename link ioctl "
                "io_uring-write io_uring-writev io_uring-fallocate io_uring-splice io_uring-tee io_uring-ftruncate "
                "(vfs hooks: vfs-write setattr vfs-rename vfs-unlink vfs-link; --all: open read pread64 readv "
                "preadv preadv2 io_uring-read io_uring-readv)\n"
@@ -54,7 +54,7 @@ def _line(d: Dict[str, Any]) -> str:
     from ..output.text import escape
 
     extra = []
-    keys = ("bytes", "iovecs", "length", "offset", "mode", "uid", "gid", "changes", "from", "to", "arg", "name")
+    keys = ("bytes", "iovecs", "length", "offset", "mode", "uid", "gid", "changes", "from", "to", "arg", "name", "cmd")
     if d.get("op") in ("rename", "link"):
         keys += ("flags",)
     for k in keys:

@@ -270,6 +270,10 @@ def parse_record(rec: Any, ws: Sequence[Watch], tracker: Optional[Tracker] = Non
             d["mode"] = oct(b & 0o7777)
         if a & 8:
             d["length"] = c
+    elif op == "ioctl":
+        from .filewatch_prog import IOCTLS
+
+        d["cmd"] = IOCTLS.get(a, hex(a))
     elif op.startswith("io_uring-"):
         d["opcode"] = b
     if op in ("unlinkat", "unlink", "fchmodat", "fchmodat2", "chmod", "fchownat", "chown", "lchown", "truncate",

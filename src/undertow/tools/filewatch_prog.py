@@ -11,7 +11,8 @@ and fentry gets):
   again (user space also re-reads the path after a rename or link onto it);
 - fd-based calls look up ``@w[pid, fd]`` (the fds of watched files): the write family,
   ``sendfile``/``splice``/``copy_file_range`` into the file, ``fallocate``, ``ftruncate``,
-  ``fchmod``, ``fchown``, ``utimensat(fd, NULL)``, ``mmap`` (shared + writable);
+  ``fchmod``, ``fchown``, ``utimensat(fd, NULL)``, ``mmap`` (shared + writable), the
+  ``ioctl``\ s that clone into the file or set its flags (``chattr``);
 - path-based calls compare the path string: an absolute path with the watched path; a
   relative one (to ``AT_FDCWD`` = the task's cwd, or to a dirfd) by the directory's inode and
   the rest of the path (``sub/file`` from the directory above ...);
@@ -35,7 +36,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Callable, List, Sequence
 
-__all__ = ["FIELDS", "VFS_FUNCS", "program", "IOURING_OPS"]
+__all__ = ["FIELDS", "VFS_FUNCS", "program", "IOURING_OPS", "IOCTLS"]
 
 FIELDS = ("op", "fd", "watch", "inode", "a", "b", "c", "s1", "s2", "netns", "pidns")
 
@@ -49,6 +50,10 @@ IOURING_OPS = {2: "io_uring-writev", 5: "io_uring-write", 17: "io_uring-fallocat
 #: ... and with --all, the reads.
 IOURING_READS = {1: "io_uring-readv", 4: "io_uring-read", 22: "io_uring-read", 49: "io_uring-read",
                  60: "io_uring-readv"}
+
+#: ioctl commands that change a file -> name (include/uapi/linux/fs.h)
+IOCTLS = {0x40049409: "FICLONE", 0x4020940D: "FICLONERANGE", 0x40086602: "FS_IOC_SETFLAGS",
+          0x401C5820: "FS_IOC_FSSETXATTR"}
 
 _AT_FDCWD = -100
 _T = "((struct task_struct *)curtask)"
@@ -242,6 +247,19 @@ tracepoint:syscalls:sys_enter_mmap /(@w[pid, args.fd] || @inh[pid]) && (args.pro
   {_fd_lookup("args.fd")}
   if ($k != 0) {{
   {_rec("mmap-write", "args.fd", "$k", "$f->f_inode->i_ino", "args.len")}
+  }}
+}}""")
+    # ioctls that change the file (include/uapi/linux/fs.h): FICLONE, FICLONERANGE (a clone
+    # into it), FS_IOC_SETFLAGS (chattr: immutable, append-only), FS_IOC_FSSETXATTR
+    cmds = " || ".join(f"args.cmd == {c:#x}" for c in sorted(IOCTLS))
+    if exists("syscalls:sys_enter_ioctl"):
+        parts.append(f"""
+tracepoint:syscalls:sys_enter_ioctl /(@w[pid, args.fd] || @inh[pid]) && ({cmds})/
+{{
+  {_fd_lookup("args.fd")}
+  if ($k != 0) {{
+  {_rec("ioctl", "args.fd", "$k", "$f->f_inode->i_ino", "args.cmd")}
+  {mark}
   }}
 }}""")
     # utimensat(fd, NULL, ...) is futimens(); with a name it is path-based (below)
