@@ -163,16 +163,13 @@ def program(ws: Sequence[Any], all_ops: bool, hooks: str = "syscalls",
     if "creat" in opens:
         trunc_enter.append("tracepoint:syscalls:sys_enter_creat { @tr[tid] = 1; }")   # O_CREAT|O_WRONLY|O_TRUNC
     parts.append("\n".join(trunc_enter))
-    parts.append(f"""
-{", ".join(f"tracepoint:syscalls:sys_exit_{c}" for c in opens)} /args.ret < 0/
-{{
-  delete(@tr[tid]);
-}}""")
+    # one probe per syscall event: a second one would be an attachment of its own (dispatch.py)
     opening = " || ".join(f'probe == "tracepoint:syscalls:sys_exit_{c}"' for c in opens)
     parts.append(f"""
-{", ".join(f"tracepoint:syscalls:sys_exit_{c}" for c in opens + dups)} /args.ret >= 0/
+{", ".join(f"tracepoint:syscalls:sys_exit_{c}" for c in opens + dups)}
 {{
-  if (args.ret < {_T}->files->fdt->max_fds) {{
+  if (args.ret < 0) {{ delete(@tr[tid]); }}
+  else if (args.ret < {_T}->files->fdt->max_fds) {{
   $f = {_T}->files->fdt->fd[args.ret];
   if ($f != 0) {{
   $ino = $f->f_inode->i_ino;
@@ -262,16 +259,6 @@ tracepoint:syscalls:sys_enter_ioctl /(@w[pid, args.fd] || @inh[pid]) && ({cmds})
   {mark}
   }}
 }}""")
-    # utimensat(fd, NULL, ...) is futimens(); with a name it is path-based (below)
-    parts.append(f"""
-tracepoint:syscalls:sys_enter_utimensat /args.filename == 0 && (@w[pid, args.dfd] || @inh[pid])/
-{{
-  {_fd_lookup("args.dfd")}
-  if ($k != 0) {{
-  {_rec("utimensat", "args.dfd", "$k", "$f->f_inode->i_ino", "args.utimes")}
-  {mark}
-  }}
-}}""")
     # -- path-based calls: (call, dirfd arg or None, path arg, a, b)
     pathcalls = [("unlinkat", "dfd", "pathname", "args.flag", "0"), ("unlink", None, "pathname", "0", "0"),
                  ("fchmodat", "dfd", "filename", "args.mode", "0"), ("fchmodat2", "dfd", "filename", "args.mode", "0"),
@@ -285,16 +272,29 @@ tracepoint:syscalls:sys_enter_utimensat /args.filename == 0 && (@w[pid, args.dfd
     for call, dfd, arg, a, b in pathcalls:
         if not exists(f"syscalls:sys_enter_{call}"):
             continue
-        cond = "/args.filename != 0/" if call == "utimensat" else ""
-        parts.append(f"""
-tracepoint:syscalls:sys_enter_{call} {cond}
-{{
-  {_dir_of(f"args.{dfd}" if dfd else str(_AT_FDCWD), "$di", "$dd")}
+        body = f"""{_dir_of(f"args.{dfd}" if dfd else str(_AT_FDCWD), "$di", "$dd")}
   {_path_match(ws, f"str(args.{arg})", "$di", "$dd", "$k", "$j")}
   if ($k != 0) {{
   {_rec(call, "-1", "$k", "0", a, b, "$j", f"str(args.{arg})")}
   {mark}
+  }}"""
+        if call == "utimensat":
+            # utimensat(fd, NULL, ...) is futimens(): fd-based
+            body = f"""if (args.filename == 0) {{
+  if (@w[pid, args.dfd] || @inh[pid]) {{
+  {_fd_lookup("args.dfd")}
+  if ($k != 0) {{
+  {_rec("utimensat", "args.dfd", "$k", "$f->f_inode->i_ino", "args.utimes")}
+  {mark}
   }}
+  }}
+  }} else {{
+  {body}
+  }}"""
+        parts.append(f"""
+tracepoint:syscalls:sys_enter_{call}
+{{
+  {body}
 }}""")
     # -- two-path calls: rename (either side) and link (a new name for the file, or onto the path)
     for call, od, nd in (("renameat2", "olddfd", "newdfd"), ("renameat", "olddfd", "newdfd"), ("rename", None, None),
