@@ -198,10 +198,12 @@ class Tracker:
         m = self.session.map_fds.get("@ino")
         w = self.ws[k]
         try:
-            st = os.stat(w.path)
+            st = os.lstat(w.path)  # a symlink put at the path is reported, never followed
         except OSError:
             return
-        if m is not None:
+        import stat as _stat
+
+        if m is not None and _stat.S_ISREG(st.st_mode):
             kdev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
             map_update_elem(m, struct.pack("<QQ", st.st_ino, kdev), struct.pack("<q", k + 1))
 
