@@ -336,4 +336,5 @@ def test_filewatch_vfs_hooks_lab():
         assert not [o for o in ops if o in ("vfs-write", "setattr", "vfs-rename")], (t, ops)
     if "io_uring_write" in pids:
         _mine(run, "io_uring_write")
-        _mine(run, "io_uring_renameat")   # no syscall, no io_uring tracepoint op: vfs_rename
+        hit, _ = _mine(run, "io_uring_renameat")   # no syscall, no io_uring tracepoint op: vfs_rename
+        assert (hit[0]["from"], hit[0]["to"]) == (os.path.join(d, "other.uring"), path), hit

@@ -135,6 +135,10 @@ def test_filewatch_records():
     assert d["changes"] == ["mode", "size", "mtime"] and d["mode"] == "0o600" and d["length"] == 0
     d = _fw(("open-trunc", 3, 1, 9, 0o1001, 0, 0, "", "") + ns, ws)
     assert d["write"] and d["inode"] == 9
+    d = _fw(("vfs-rename", 1, 0, 9, 1, 0, 0, "x.tmp", "index.php") + ns, ws)
+    assert (d["from"], d["to"], d["path"], d["fd"]) == ("/srv/www/x.tmp", w.path, w.path, None)
+    d = _fw(("vfs-rename", 0, 1, 5, 0, 0, 0, "index.php", "elsewhere") + ns, ws)
+    assert (d["from"], d["to"]) == ("index.php", "elsewhere")
     d = _fw(("io_uring-write", 7, 1, 5, 0, 23, 0, "", "") + ns, ws)
     assert d["opcode"] == 23 and d["fd"] == 7
 

@@ -263,7 +263,12 @@ def parse_record(rec: Any, ws: Sequence[Watch], tracker: Optional[Tracker] = Non
         kn = a
         wn = ws[kn - 1] if 1 <= kn <= len(ws) else None
         d["path"] = (w or wn).path if (w or wn) else None
-        d["from"], d["to"] = s1, s2   # names only: the directories are the kernel's dentries
+        # names (the kernel's dentries); in the watched file's directory when both sides are
+        # there, else the name alone
+        known = w or wn
+        if fd == 1 and known is not None:
+            s1, s2 = (os.path.join(os.path.dirname(known.path), x) for x in (s1, s2))
+        d["from"], d["to"], d["fd"] = s1, s2, None
     elif op == "vfs-unlink":
         d["name"] = s2
     elif op == "setattr":

@@ -404,7 +404,7 @@ kfunc:vfs_link
   {_name_match(ws, "$n", "$kn")}
   if ($kn != 0) {{ @ino[$i->i_ino, $i->i_sb->s_dev] = $kn; }}
   if ($k != 0 || $kn != 0) {{
-  {skip} {{ {_rec("vfs-link", "-1", "$k", "$i->i_ino", "$kn", s1="str($d->d_name.name)", s2="str($n->d_name.name)")} }}
+  {skip} {{ {_rec("vfs-link", "($d->d_parent == $n->d_parent)", "$k", "$i->i_ino", "$kn", s1="str($d->d_name.name)", s2="str($n->d_name.name)")} }}
   }}
 }}
 
@@ -425,7 +425,7 @@ kfunc:vfs_rename
   // the file renamed onto a watched name is watched from now on
   if ($kn != 0) {{ @ino[$i->i_ino, $i->i_sb->s_dev] = $kn; }}
   if ($ko != 0 || $kn != 0) {{
-  {skip} {{ {_rec("vfs-rename", "-1", "$ko", "$i->i_ino", "$kn", s1="str($od->d_name.name)", s2="str($nd->d_name.name)")} }}
+  {skip} {{ {_rec("vfs-rename", "($od->d_parent == $nd->d_parent)", "$ko", "$i->i_ino", "$kn", s1="str($od->d_name.name)", s2="str($nd->d_name.name)")} }}
   }}
 }}
 
