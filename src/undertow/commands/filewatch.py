@@ -99,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
     kernel = Kernel()
     kernel_identity(ws, kernel)  # overlayfs: an open file's inode is not what stat() says
-    hooks = hook_set(kernel) if args.hooks == "auto" else args.hooks
+    hooks = hook_set(kernel) if args.hooks in ("auto", "vfs") else "syscalls"
+    if args.hooks == "vfs" and hooks != "vfs":
+        raise UsageError("--hooks vfs: this kernel cannot attach BPF to its VFS functions (no fentry, no BPF "
+                         "kprobes, or a function missing from BTF)",
+                         hints=["--hooks syscalls (the default here) uses the tracepoints",
+                                "'undertow doctor' lists what this kernel offers"])
     tfs = kernel.tracefs()
     text = program(ws, args.all, have=lambda ev: tfs.events(ev), hooks=hooks)
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'OP':<10} {'PATH':<40} DETAILS"
