@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["Watch", "kernel_identity", "program", "seed", "parse_record", "path_limit", "hook_set",
-           "Tracker"]
+           "Tracker", "uring_tracepoint"]
 
 
 class _Dir:
@@ -129,6 +129,23 @@ def hook_set(kernel: Any) -> str:
     return "vfs"
 
 
+def uring_tracepoint(kernel: Any) -> Optional[str]:
+    """The io_uring tracepoint whose first argument is the request (``struct io_kiocb *``):
+    ``io_uring_submit_req`` (kernel >= 6.2), ``io_uring_submit_sqe`` (6.0, 6.1), or None
+    (older ones pass the ring first; no io_uring; no BTF). Read from BTF's
+    ``btf_trace_<event>`` typedef (its first parameter is the tracepoint's ``__data``)."""
+    for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
+        try:
+            btf = kernel.btf()
+            proto = btf.find("btf_trace_" + name, "typedef", hints=False).target.target
+            first = btf.strip(proto.params[1][1])
+            if first.kind == "ptr" and first.target is not None and first.target.name == "io_kiocb":
+                return name
+        except Exception:  # noqa: BLE001 - not this one: try the next, or None
+            continue
+    return None
+
+
 def path_limit() -> int:
     """The longest path (bytes) the path-based calls can be matched on."""
     from ..backends.bpf.compiler import STR_COMPARE_BYTES
@@ -136,14 +153,16 @@ def path_limit() -> int:
     return STR_COMPARE_BYTES - 1
 
 
-def program(ws: Sequence[Watch], all_ops: bool, have: Any = None, hooks: str = "syscalls") -> str:
+def program(ws: Sequence[Watch], all_ops: bool, have: Any = None, hooks: str = "syscalls",
+            uring: Optional[str] = "io_uring_submit_req") -> str:
     """The BPF program for these files (``all_ops``: opens and reads too) on hook set ``hooks``.
 
     ``have(event)`` says whether a tracepoint exists (the legacy ``rename``, ``unlink``,
-    ``chmod``, ``open`` exist on x86_64, not on aarch64)."""
+    ``chmod``, ``open`` exist on x86_64, not on aarch64); ``uring`` is
+    :func:`uring_tracepoint`'s answer."""
     from .filewatch_prog import program as build
 
-    return build(ws, all_ops, hooks, have)
+    return build(ws, all_ops, hooks, have, uring)
 
 
 def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:

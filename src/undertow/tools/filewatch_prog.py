@@ -130,11 +130,12 @@ def _path_match(ws: Sequence[Any], s: str, di: str, dd: str, outk: str, outj: st
 
 
 def program(ws: Sequence[Any], all_ops: bool, hooks: str = "syscalls",
-            have: "Callable[[str], bool] | None" = None) -> str:
+            have: "Callable[[str], bool] | None" = None, uring: "str | None" = "io_uring_submit_req") -> str:
     """The program for watches ``ws`` (:class:`undertow.tools.filewatch.Watch`, with ``dirs``,
     ``rests``, ``name``); ``hooks`` is ``"syscalls"`` or ``"vfs"``; ``have(event)`` says
-    whether a tracepoint (``syscalls:sys_enter_open``, ``io_uring:io_uring_submit_req``)
-    exists: the legacy calls exist on x86_64, not on aarch64."""
+    whether a tracepoint (``syscalls:sys_enter_open``) exists: the legacy calls exist on
+    x86_64, not on aarch64; ``uring``: the io_uring tracepoint taking the request first
+    (``io_uring_submit_req``, 6.0/6.1's ``io_uring_submit_sqe``), or None."""
     def exists(name: str) -> bool:
         return have is None or bool(have(name))
 
@@ -155,13 +156,16 @@ def program(ws: Sequence[Any], all_ops: bool, hooks: str = "syscalls",
         openrep.append(f'    else {{ {_rec("open", "args.ret", "$k", "$ino", "$f->f_flags")} }}')
     openrep.append("  }")
     # do_dentry_open() clears O_TRUNC from f_flags (fs/open.c): the flag is taken at entry
-    trunc_enter = [f"tracepoint:syscalls:sys_enter_{c} /args.flags & 0x200/ {{ @tr[tid] = 1; }}"
+    # (vfs: the truncation's notify_change is the open's row; overlayfs passes it on to the
+    # upper file without ATTR_OPEN, fs/overlayfs/inode.c ovl_setattr())
+    tr = "@tr[tid] = 1; " + ("@rep[tid] = 1;" if vfs else "")
+    trunc_enter = [f"tracepoint:syscalls:sys_enter_{c} /args.flags & 0x200/ {{ {tr} }}"
                    for c in ("open", "openat") if c in opens]
     if "openat2" in opens:
         trunc_enter.append("tracepoint:syscalls:sys_enter_openat2 /((struct open_how *)args.how)->flags & 0x200/ "
-                           "{ @tr[tid] = 1; }")
+                           f"{{ {tr} }}")
     if "creat" in opens:
-        trunc_enter.append("tracepoint:syscalls:sys_enter_creat { @tr[tid] = 1; }")   # O_CREAT|O_WRONLY|O_TRUNC
+        trunc_enter.append(f"tracepoint:syscalls:sys_enter_creat {{ {tr} }}")   # O_CREAT|O_WRONLY|O_TRUNC
     parts.append("\n".join(trunc_enter))
     # one probe per syscall event: a second one would be an attachment of its own (dispatch.py)
     opening = " || ".join(f'probe == "tracepoint:syscalls:sys_exit_{c}"' for c in opens)
@@ -318,14 +322,14 @@ tracepoint:syscalls:sys_enter_{call}
 }}""")
     # -- io_uring: the request's fd at submission (req->cqe.fd, set by io_init_req()); a
     # registered ("fixed") file is an index, not an fd (REQ_F_FIXED_FILE, bit 0 of req->flags)
-    if exists("io_uring:io_uring_submit_req"):
+    if uring and exists(f"io_uring:{uring}"):
         ops = {**IOURING_OPS, **(IOURING_READS if all_ops else {})}
         cond = " || ".join(f"$op == {n}" for n in sorted(ops))
         names = "\n  ".join(f'{"if" if i == 0 else "else if"} ($op == {n}) {{ '
                             f'{_rec(name, "$fd", "$k", "$ino", "$r->cqe.res", "$op")} }}'
                             for i, (n, name) in enumerate(sorted(ops.items())))
         parts.append(f"""
-rawtracepoint:io_uring_submit_req
+rawtracepoint:{uring}
 {{
   $r = (struct io_kiocb *)arg0;
   $op = $r->opcode;
