@@ -16,7 +16,8 @@ and fentry gets):
 - path-based calls compare the path string: an absolute path with the watched path; a
   relative one (to ``AT_FDCWD`` = the task's cwd, or to a dirfd) by the directory's inode and
   the rest of the path (``sub/file`` from the directory above ...);
-- io_uring: ``io_uring:io_uring_submit_req`` (``req->opcode``, ``req->cqe.fd``, kernel >= 5.19)
+- io_uring: ``io_uring:io_uring_submit_req`` (``req->opcode``, ``req->cqe.fd``; 6.0/6.1:
+  ``io_uring_submit_sqe``)
   for write, writev, fallocate, splice, tee, ftruncate on an fd of a watched file.
 
 **vfs** (fentry, or kprobes as the BPF backend's fallback): the above, plus functions every
