@@ -233,6 +233,16 @@ def t_rename_away(path, d):
     os.rename(away, path)
 
 
+def t_link_over_then_write(path, d):
+    """unlink the path, hard-link another file to it, write through the path."""
+    p = _other(d, "lnk")
+    os.unlink(path)
+    os.link(p, path)
+    os.unlink(p)
+    with open(path, "a") as f:
+        f.write("linked in\n")
+
+
 def t_hardlink_write(path, d):
     link = os.path.join(d, "hardlink")
     os.link(path, link)
@@ -387,6 +397,7 @@ EXPECT = {
     "mv": ({"rename"}, "mv"),
     "unlink_recreate": ({"unlink", "create", "write"}, "t_unlink_recrea"),
     "rename_over_then_write": ({"rename", "write"}, "t_rename_over_t"),
+    "link_over_then_write": ({"link", "write"}, "t_link_over_the"),
 }
 PROGRAMS = {"cp": p_cp, "mv": p_mv, "shell_trunc": p_shell_trunc, "fallocate": p_fallocate,
             "touch_d": p_touch_d, "chmod_relative_prog": p_chmod_relative, "chown_prog": p_chown}

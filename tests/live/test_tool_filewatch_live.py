@@ -262,6 +262,10 @@ def test_filewatch_technique_details(default_run):
     ro = one("rename_over_then_write", "rename")
     wr = one("rename_over_then_write", "write")
     assert ro["to"] == path and ro["from"] == os.path.join(d, "other.mvw") and wr["ts"] > ro["ts"], (ro, wr)
+    # a file hard-linked onto the path (after an unlink) is watched: the write after it is shown
+    lk = one("link_over_then_write", "link")
+    wl = one("link_over_then_write", "write")
+    assert (lk["from"], lk["to"]) == (os.path.join(d, "other.lnk"), path) and wl["ts"] > lk["ts"], (lk, wl)
     # a write through a hard link is the watched inode's: shown with the watched path
     assert one("hardlink_write", "write")["path"] == path
     assert one("hardlink_write", "link")["to"] == os.path.join(d, "hardlink")
