@@ -40,15 +40,19 @@ def test_filewatch_writes_rename_mmap_and_early_fd():
                                  "--duration", "120", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:  # ready once a write on the early fd is reported
+        first = []
+        while time.monotonic() < deadline and tool.poll() is None:  # ready once a write on the early fd is reported
             early.write("."); early.flush()
             if select.select([tool.stdout], [], [], 0.3)[0]:
-                break
+                first.append(tool.stdout.readline())
+                if '"op": "write"' in first[-1] and f'"pid": {os.getpid()},' in first[-1]:
+                    break
         child = subprocess.run([sys.executable, "-c", CHILD, path], timeout=60)
         assert child.returncode == 0
         time.sleep(1.0)
         tool.send_signal(2)
         out, err = tool.communicate(timeout=120)
+        out = "".join(first) + out
     finally:
         early.close()
         for p in (path, path + ".moved"):
