@@ -59,7 +59,7 @@ def _line(d: Dict[str, Any]) -> str:
         keys += ("flags",)
     for k in keys:
         v = d.get(k)
-        if v is not None and v != []:
+        if v is not None and v != [] and not (k == "arg" and v == d.get("path")):
             extra.append(f"{k}={','.join(v) if isinstance(v, list) else v}")
     return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {d['op']:<10} "
             f"{escape(d['path']):<40} {escape(' '.join(extra))}").rstrip()
