@@ -12,7 +12,7 @@ and fentry gets):
 - fd-based calls look up ``@w[pid, fd]`` (the fds of watched files): the write family,
   ``sendfile``/``splice``/``copy_file_range`` into the file, ``fallocate``, ``ftruncate``,
   ``fchmod``, ``fchown``, ``utimensat(fd, NULL)``, ``mmap`` (shared + writable), the
-  ``ioctl``\ s that clone into the file or set its flags (``chattr``);
+  ioctls that clone into the file or set its flags (``chattr``);
 - path-based calls compare the path string: an absolute path with the watched path; a
   relative one (to ``AT_FDCWD`` = the task's cwd, or to a dirfd) by the directory's inode and
   the rest of the path (``sub/file`` from the directory above ...);
