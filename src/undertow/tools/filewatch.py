@@ -241,7 +241,12 @@ def _abs(s: str, w: Optional[Watch], j: int) -> str:
 
 def parse_record(rec: Any, ws: Sequence[Watch], tracker: Optional[Tracker] = None) -> Dict[str, Any]:
     """One record of :mod:`~undertow.tools.filewatch_prog` as a JSON-ready dict."""
-    op, fd, k, ino, a, b, c, s1, s2, netns, pidns = rec.values
+    v = rec.values
+    if len(v) == 9:   # a record without strings
+        op, fd, k, ino, a, b, c, netns, pidns = v
+        s1 = s2 = ""
+    else:
+        op, fd, k, ino, a, b, c, s1, s2, netns, pidns = v
     w = ws[k - 1] if 1 <= k <= len(ws) else None
     d: Dict[str, Any] = {"ts": rec.ts, "pid": rec.pid, "tid": rec.tid, "comm": rec.comm, "op": op,
                          "path": w.path if w is not None else None, "inode": ino or None,

@@ -28,7 +28,8 @@ is added to ``@ino``). A per-thread mark ``@rep[tid]`` set by a syscall probe th
 reported the event keeps the kernel hooks from reporting it again until the syscall returns
 (``raw_syscalls:sys_exit`` clears it).
 
-Each record: ``op fd watch inode a b c s1 s2 netns pidns`` (:data:`FIELDS`).
+Each record: ``op fd watch inode a b c s1 s2 netns pidns`` (:data:`FIELDS`); records
+without strings leave ``s1 s2`` out.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ _NS = f"{_T}->nsproxy->net_ns->ns.inum, {_T}->thread_pid->numbers[{_T}->thread_p
 
 def _rec(op: str, fd: str = "-1", watch: str = "0", ino: str = "0", a: str = "0", b: str = "0", c: str = "0",
          s1: str = '""', s2: str = '""') -> str:
-    """One record; ``op`` is a name made here (never outside text)."""
+    """One record; ``op`` is a name made here (never outside text). Without strings the
+    record has no string slots (each is ``strlen`` bytes in the ring buffer): 9 values."""
+    if s1 == s2 == '""':
+        return f'printf("%s %d %d %d %d %d %d %u %u", "{op}", {fd}, {watch}, {ino}, {a}, {b}, {c}, {_NS});'
     return (f'printf("%s %d %d %d %d %d %d %s %s %u %u", "{op}", {fd}, {watch}, {ino}, {a}, {b}, {c}, {s1}, {s2}, '
             f'{_NS});')
 
