@@ -113,7 +113,56 @@ def test_filewatch_program_matches_kernel_identity(tmp_path):
     f.write_text("x")
     w = filewatch.Watch(str(f))
     w.kino, w.kdev = 12345, 67
+    w.dirs[-1].ino, w.dirs[-1].dev = 777, 68
     text = filewatch.program([w], True, have=lambda ev: ev != "syscalls:sys_enter_rename")
-    assert "$ino == 12345 && $dev == 67" in text and "sys_enter_renameat2" in text
+    # the inode is seeded into @ino at start; the name is matched by its directory's identity
+    assert "$pi_ == 777 && $pd_ == 68" in text and "sys_enter_renameat2" in text
     assert "sys_enter_rename " not in text and "sys_enter_rename\n" not in text
     assert parse_program(text).probes
+    vfs = filewatch.program([w], False, hooks="vfs")
+    assert "kfunc:notify_change" in vfs and "kfunc:vfs_rename" in vfs and "raw_syscalls:sys_exit" in vfs
+    assert parse_program(vfs).probes
+
+
+def _fw(values, ws, **kw):
+    return filewatch.parse_record(Rec(*values, **kw), ws)
+
+
+def test_filewatch_records():
+    w = filewatch.Watch.known("/srv/www/index.php", 5, 8)
+    ws = [w]
+    ns = (4026531833, 4026531836)
+    # rename onto the path from the same directory, both names relative to the cwd (/srv/www: j=3)
+    d = _fw(("rename", 1, 0, 1, 1, 0, 3, "x.tmp", "index.php") + ns, ws)
+    assert (d["op"], d["path"], d["from"], d["to"], d["netns"], d["pidns"]) == \
+        ("rename", w.path, "/srv/www/x.tmp", w.path) + ns
+    assert d["flags"] == 1 and d["inode"] is None   # RENAME_NOREPLACE
+    # rename away by absolute path: the other side as given
+    d = _fw(("rename", 0, 1, 0, 0, 0, 0, w.path, "/tmp/gone") + ns, ws)
+    assert (d["from"], d["to"]) == (w.path, "/tmp/gone")
+    # different dirfds: a relative other side cannot be placed, so it is kept as given
+    d = _fw(("rename", 0, 0, 0, 1, 0, 3, "a/b", "index.php") + ns, ws)
+    assert (d["from"], d["to"]) == ("a/b", w.path)
+    d = _fw(("fchownat", -1, 1, 0, 0xFFFFFFFF, 33, 2, "www/index.php", "") + ns, ws)
+    assert (d["uid"], d["gid"], d["arg"], d["fd"]) == (None, 33, w.path, None)
+    d = _fw(("fallocate", 4, 1, 5, 4096, 0, 3, "", "") + ns, ws)
+    assert d["punch_hole"] and (d["length"], d["offset"], d["mode"], d["inode"]) == (4096, 0, 3, 5)
+    d = _fw(("setattr", -1, 1, 5, 1 | 8 | 32, 0o100600, 0, "", "") + ns, ws)
+    assert d["changes"] == ["mode", "size", "mtime"] and d["mode"] == "0o600" and d["length"] == 0
+    d = _fw(("open-trunc", 3, 1, 9, 0o1001, 0, 0, "", "") + ns, ws)
+    assert d["write"] and d["inode"] == 9
+    d = _fw(("vfs-rename", 1, 0, 9, 1, 0, 0, "x.tmp", "index.php") + ns, ws)
+    assert (d["from"], d["to"], d["path"], d["fd"]) == ("/srv/www/x.tmp", w.path, w.path, None)
+    d = _fw(("vfs-rename", 0, 1, 5, 0, 0, 0, "index.php", "elsewhere") + ns, ws)
+    assert (d["from"], d["to"]) == ("index.php", "elsewhere")
+    d = _fw(("io_uring-write", 7, 1, 5, 0, 23, 0, "", "") + ns, ws)
+    assert d["opcode"] == 23 and d["fd"] == 7
+
+
+def test_filewatch_text_line_cuts_no_field():
+    from undertow.commands.filewatch import _line
+
+    path = "/srv/" + "d" * 120 + "/index.php"
+    d = {"pid": 1, "comm": "a-very-long-comm", "op": "rename", "path": path, "from": path, "to": path + ".bak"}
+    line = _line(d)
+    assert path in line and "to=" + path + ".bak" in line and "a-very-long-comm" in line

@@ -16,43 +16,58 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
 
     p = sub.add_parser(
         "filewatch", parents=[common],
-        help="who writes these files (--all: opens, reads, renames, unlinks, chmods, truncates)",
-        description="Every write to the given files, with the process: matched by device and inode, so a "
-                    "rename does not lose the file, and writers that opened it before the tool started are "
-                    "found in /proc. Writes through a shared writable mmap are reported as the mapping "
-                    "(mmap-write). With --all: opens, reads, renames, unlinks, chmods, truncates too. "
-                    "Hooks: syscall tracepoints with BPF following fd -> file -> inode (BTF). "
-                    "See docs/tools/filewatch.md.",
+        help="who changes these files: writes, truncates, replaces, renames, unlinks, chmod/chown/utimes "
+             "(--all: opens and reads too)",
+        description="Every change to the given files, with the process: writes (also sendfile, splice, "
+                    "copy_file_range, io_uring, a shared writable mmap), truncates (O_TRUNC opens too), "
+                    "fallocate, chmod, chown, timestamps set, renames from or onto the path, unlinks, hard "
+                    "links, creation at the path. A file is watched by inode (a rename or hard link does not "
+                    "lose it) and by path (a file put at the path by mv, cp or unlink + create is watched "
+                    "from then on); writers that opened it before the tool started are found in /proc. "
+                    "Hooks: syscall and io_uring tracepoints; where fentry or kprobes work, also the VFS "
+                    "functions every path goes through (-v says which). See docs/tools/filewatch.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="fields (--json): ts pid tid comm op path inode fd bytes iovecs length mode flags write to "
+        epilog="fields (--json): ts pid tid comm op path inode fd netns pidns bytes iovecs length offset mode "
+               "punch_hole uid gid flags write from to arg changes name opcode cmd "
                "(+ ppid uid argv cwd exe cgroup container parents gone)\n"
-               "ops: write pwrite64 writev pwritev mmap-write ftruncate fchmod "
-               "(--all: open read pread64 readv unlinkat fchmodat truncate rename)\n"
+               "ops: write pwrite64 writev pwritev pwritev2 sendfile splice copy_file_range mmap-write "
+               "fallocate ftruncate truncate open-trunc create fchmod fchmodat fchmodat2 chmod fchown "
+               "fchownat chown lchown utimensat futimesat utimes utime unlink unlinkat rename link ioctl "
+               "io_uring-write io_uring-writev io_uring-fallocate io_uring-splice io_uring-tee io_uring-ftruncate "
+               "(vfs hooks: vfs-write setattr vfs-rename vfs-unlink vfs-link; --all: open read pread64 readv "
+               "preadv preadv2 io_uring-read io_uring-readv)\n"
                "examples:\n  undertow filewatch /etc/passwd /etc/shadow\n"
                "  undertow filewatch --all --json /var/www/html/index.php",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to watch (they must exist)")
-    p.add_argument("--all", action="store_true", help="opens, reads, renames, unlinks, chmods, truncates too")
+    p.add_argument("--all", action="store_true", help="opens and reads too")
+    p.add_argument("--hooks", choices=("auto", "syscalls", "vfs"), default="auto",
+                   help="hook set: syscalls (tracepoints only), vfs (also fentry/kprobes on the VFS "
+                        "functions), auto (vfs where the kernel allows it; the default)")
     add_options(p, "events")
     p.set_defaults(func=run)
     return p
 
 
 def _line(d: Dict[str, Any]) -> str:
+    """One text line; no field is cut (a long path or name widens the line)."""
     from ..output.text import escape
 
-    extra = ""
-    for k in ("bytes", "iovecs", "length", "mode", "to"):
-        if d.get(k) is not None:
-            extra = f"{k}={d[k]}"
-            break
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm'])[:16]:<16} {d['op']:<10} "
-            f"{escape(d['path'])[:40]:<40} {escape(extra)}")
+    extra = []
+    keys = ("bytes", "iovecs", "length", "offset", "mode", "uid", "gid", "changes", "from", "to", "arg", "name", "cmd")
+    if d.get("op") in ("rename", "link"):
+        keys += ("flags",)
+    for k in keys:
+        v = d.get(k)
+        if v is not None and v != [] and not (k == "arg" and v == d.get("path")):
+            extra.append(f"{k}={','.join(v) if isinstance(v, list) else v}")
+    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {d['op']:<10} "
+            f"{escape(d['path']):<40} {escape(' '.join(extra))}").rstrip()
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.filewatch import Watch, check_paths, parse_record, program, seed
+    from ..tools.filewatch import Tracker, Watch, hook_set, parse_record, program, seed, uring_tracepoint
 
     ws = []
     for p in args.paths:
@@ -65,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
             shown = escape(p if len(p) <= 80 else p[:77] + "...")
             raise UsageError(f"cannot watch {shown}: {why}", hints=["filewatch watches existing files"]) from None
 
-    check_paths(ws, args.all)
+    tracker = Tracker(ws)
 
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
-        return parse_record(rec, ws)
+        return parse_record(rec, ws, tracker)
 
     def start(session: Any) -> None:
+        tracker.session = session
         n = seed(session, ws)
         if args.verbose:
             import sys
@@ -83,13 +99,29 @@ def run(args: argparse.Namespace) -> int:
 
     kernel = Kernel()
     kernel_identity(ws, kernel)  # overlayfs: an open file's inode is not what stat() says
+    hooks = hook_set(kernel) if args.hooks in ("auto", "vfs") else "syscalls"
+    if args.hooks == "vfs" and hooks != "vfs":
+        raise UsageError("--hooks vfs: this kernel cannot attach BPF to its VFS functions (no fentry, no BPF "
+                         "kprobes, or a function missing from BTF)",
+                         hints=["--hooks syscalls (the default here) uses the tracepoints",
+                                "'undertow doctor' lists what this kernel offers"])
     tfs = kernel.tracefs()
-    text = program(ws, args.all, have=lambda ev: tfs.events(ev))
+    uring = uring_tracepoint(kernel)
+    text = program(ws, args.all, have=lambda ev: tfs.events(ev), hooks=hooks, uring=uring)
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'OP':<10} {'PATH':<40} DETAILS"
-    shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start,
-                     hooks="syscalls: openat exit (fd -> inode via BTF), close, write/pwrite64/writev/pwritev, "
-                           "mmap, ftruncate, fchmod" + (", read/pread64/readv, unlinkat, fchmodat, truncate, "
-                                                        "renameat2" if args.all else ""))
+    desc = ("syscalls: open/creat/openat/openat2/dup*/fcntl exits (fd -> inode and name via BTF), close, the write "
+            "family, sendfile/splice/copy_file_range, fallocate, ftruncate, fchmod, fchown, mmap, and the path-based "
+            "unlink/rename/link/chmod/chown/truncate/utimes calls (dirfd-relative paths resolved); ")
+    desc += f"io_uring:{uring}" if uring else "no io_uring tracepoint with the request (kernel < 6.0)"
+    if hooks == "vfs":
+        desc = ("vfs: fentry (or kprobes) on security_file_permission, notify_change, vfs_rename, vfs_unlink, "
+                "vfs_link, security_file_open; and " + desc)
+    else:
+        desc = "syscalls (tracepoints only): " + desc
+    # names in records whole: a path argument up to 256 bytes, as far as a comparison reads;
+    # 64 Ki (pid, fd) entries: a process that exits without close() leaves its entries behind
+    shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start, hooks=desc,
+                     settings={"strlen": 256, "map_keys_max": 65536})
     if args.summary:
         print_summary(shown, args.json, "OPS", "op")
     return 0
