@@ -36,7 +36,7 @@ import struct
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ... import stop
 from ...errors import BPFError, SourceError, UndertowError, VerifierError
@@ -45,7 +45,7 @@ from ...kernel import syscalls as sc
 from ..base import Session
 from .codegen import HEADER, HDR_SIZE
 from .compiled import LOST_MAP_FULL, LOST_READ_FAULT, LOST_RINGBUF, AsyncAction, CompiledProgram, CompiledProbe, MapSpec
-from .layout import decode
+from .layout import decode, decoder
 from .ringbuf import RingBuffer
 from .ringprefetch import RingPrefetch, default_buffer_mb
 from .watch import Notice, Watches
@@ -97,8 +97,26 @@ class Printed:
     @property
     def values(self) -> List[Any]:
         if self._values is None:
+            dec = _decoder_of(self.action)
+            if dec is not None:
+                try:
+                    self._values = dec(self.raw)
+                    return self._values
+                except struct.error:  # a payload shorter than its layout: value by value
+                    pass
             self._values = [decode(s, self.raw[o:o + s.size]) for o, s in self.action.args]
         return self._values
+
+
+#: id(action) -> (the action, kept so its id stays its own; its one-unpack decoder or None)
+_DECODERS: Dict[int, Tuple[AsyncAction, Optional[Callable[[bytes], List[Any]]]]] = {}
+
+
+def _decoder_of(action: AsyncAction) -> Optional[Callable[[bytes], List[Any]]]:
+    hit = _DECODERS.get(id(action))
+    if hit is None:
+        hit = _DECODERS[id(action)] = (action, decoder(action.args))
+    return hit[1]
 
 
 class MapPrint:
