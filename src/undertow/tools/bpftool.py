@@ -103,7 +103,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                                 ev[k] = v
                     out.write(json.dumps(ev, ensure_ascii=False) + "\n")
                 else:
-                    out.write(line(d)[:100] + "\n")
+                    out.write(line(d) + "\n")
                 if args.count and len(shown) >= args.count:
                     bpf.finish("count")
                     break
@@ -112,7 +112,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
             # what the kernel still holds when the tool stops (e.g. connects still in progress)
             for d in on_stop(session):
                 shown.append(d)
-                out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d)[:100] + "\n")
+                out.write(json.dumps(clean(d), ensure_ascii=False) + "\n" if args.json else line(d) + "\n")
             out.flush()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
