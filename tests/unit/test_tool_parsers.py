@@ -68,12 +68,13 @@ def test_connect_outcomes_from_sk_err():
 
 
 def test_exit_status_and_signal():
-    st = exits.parse_record(Rec(7 << 8, 0, 2_000_000_000, 1, 0))
+    st = exits.parse_record(Rec(7 << 8, 0, 2_000_000_000, 1, 0, 11, 12, 0, b""))
     assert st["status"] == 7 and st["signal"] is None and st["lifetime_s"] == 2.0
-    sig = exits.parse_record(Rec(0, 9, 1, 1, 0))
-    assert sig["signal"] == "SIGKILL" and sig["status"] is None
-    core = exits.parse_record(Rec(0x80 | 11, 0, 1, 1, 0))
-    assert core["signal"] == "SIGSEGV" and core["core"] is True
+    assert st["netns"] == 11 and st["pidns"] == 12 and st["argv"] is None  # no mm: /proc may tell
+    sig = exits.parse_record(Rec(0, 9, 1, 1, 0, 11, 12, 8, b"sleep\x009\x00"))
+    assert sig["signal"] == "SIGKILL" and sig["status"] is None and sig["argv"] == ["sleep", "9"]
+    core = exits.parse_record(Rec(0x80 | 11, 0, 1, 1, 0, 11, 12, 5000, b"a" * 4096))
+    assert core["signal"] == "SIGSEGV" and core["core"] is True and core["argv_truncated"] is True
 
 
 def test_icmp_echo_and_tunnel_flag():

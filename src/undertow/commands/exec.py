@@ -42,17 +42,6 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _own_ns() -> Tuple[Optional[int], Optional[int]]:
-    """This process's network and pid namespace inode numbers (the host's, usually)."""
-    out = []
-    for name in ("net", "pid"):
-        try:
-            out.append(os.stat(f"/proc/self/ns/{name}").st_ino)
-        except OSError:
-            out.append(None)
-    return out[0], out[1]
-
-
 def line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None, None)) -> str:
     """One event as a text line: every field whole (a long argv makes a long line)."""
     from ..output.text import escape
@@ -96,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import run_tool
     from ..tools.common import Column, Summary
     from ..tools.execs import SETTINGS, parse_record, program
+    from ..tools.proc import own_namespaces
 
-    own = _own_ns()
+    own = own_namespaces()
     # --pid follows children in the program (sched_process_fork), not run_tool's one-process filter
     bargs = argparse.Namespace(**vars(args))
     bargs.pid = None
@@ -117,12 +107,12 @@ def _run_ftrace(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..output.jsonl import clean
     from ..tools.common import Column, ProcessFilter, Summary, run_loop
-    from ..tools.proc import proc_info
+    from ..tools.proc import own_namespaces, proc_info
 
     tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration, drain=args.drain)
     print(f"undertow exec: no BPF on this kernel: {HOOKS_FTRACE}", file=sys.stderr)
     out = sys.stdout
-    own = _own_ns()
+    own = own_namespaces()
     wanted = ProcessFilter.from_args(args)
     # programs ranked by count; the uids that ran them
     summary = Summary([Column("filename", "PROGRAM")], "uids", gap="  ", distinct_count=False,

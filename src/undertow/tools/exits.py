@@ -7,7 +7,16 @@ tracepoint, where ``do_exit()`` has already stored the code:
 - ``task->exit_code`` (``status << 8 | signal | 0x80 core``) and, for a group exit
   (``exit_group()``, a fatal signal), ``task->signal->group_exit_code``;
 - lifetime = now - ``task->start_time`` (both CLOCK_MONOTONIC ns);
-- parent = ``task->real_parent->tgid``.
+- parent = ``task->real_parent->tgid``;
+- ``netns``/``pidns``: ``nsproxy->net_ns->ns.inum`` and the task's own pid namespace
+  (``thread_pid->numbers[level].ns->ns.inum``), the inode numbers ``/proc/PID/ns/{net,pid}``
+  show. ``do_exit()`` fires the tracepoint before ``exit_task_namespaces()`` clears
+  ``nsproxy`` (kernel/exit.c), so both are still there;
+- ``argv``: the argument area (``mm->arg_start .. arg_end``, first
+  :data:`~undertow.tools.execs.ARGV_MAX` bytes) where the task still has its ``mm`` at the
+  tracepoint: kernels that fire it before ``exit_mm()`` (6.18 here; 6.1 fires it after, and
+  ``argv`` then comes from /proc, usually gone). It is the area as the process left it: a
+  process that rewrote it (``setproctitle``) shows the rewritten text.
 """
 
 from __future__ import annotations
@@ -15,22 +24,35 @@ from __future__ import annotations
 import signal
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict
+    from typing import Any, Dict, List, Optional
 
-__all__ = ["PROGRAM", "parse_record"]
+__all__ = ["PROGRAM", "SETTINGS", "parse_record"]
+
+#: the argument area read whole up to ARGV_MAX (tools/execs.py)
+SETTINGS = {"bufsize": 4096}
 
 PROGRAM = r"""
 tracepoint:sched:sched_process_exit /pid == tid/
 {
   $t = (struct task_struct *)curtask;
-  printf("%d %d %d %d %d", $t->exit_code, $t->signal->group_exit_code, nsecs - $t->start_time,
-         $t->real_parent->tgid, uid);
+  $pn = $t->thread_pid;
+  $mm = $t->mm;
+  $len = $mm != 0 ? $mm->arg_end - $mm->arg_start : 0;
+  printf("%d %d %d %d %d %d %d %d %r", $t->exit_code, $t->signal->group_exit_code, nsecs - $t->start_time,
+         $t->real_parent->tgid, uid, $t->nsproxy->net_ns->ns.inum, $pn->numbers[$pn->level].ns->ns.inum,
+         $len, buf(uptr($mm->arg_start), $len));
 }
 """
 
 
 def parse_record(rec: Any) -> Dict[str, Any]:
-    code, group, life, ppid, uid = rec.values
+    from .execs import split_argv
+
+    code, group, life, ppid, uid, netns, pidns, length, data = rec.values
+    argv: Optional[List[str]] = None
+    truncated = False
+    if length > 0 and data.strip(b"\x00"):  # no mm (exit_mm() ran first): /proc may tell
+        argv, truncated = split_argv(data, length)
     raw = group or code
     sig = raw & 0x7F
     try:
@@ -41,4 +63,5 @@ def parse_record(rec: Any) -> Dict[str, Any]:
         "ts": rec.ts, "pid": rec.pid, "ppid": ppid, "uid": uid, "comm": rec.comm,
         "status": None if sig else (raw >> 8) & 0xFF, "signal": signame, "core": bool(raw & 0x80),
         "exit_code": raw, "lifetime_s": round(life / 1e9, 6),
+        "netns": netns or None, "pidns": pidns or None, "argv": argv, "argv_truncated": truncated,
     }

@@ -11,7 +11,7 @@ import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
 
@@ -89,3 +89,15 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
         nxt = pst.get("PPid", "")
         ppid = int(nxt) if nxt.isdigit() else 0
     return info
+
+
+def own_namespaces(proc: str = "/proc") -> "Tuple[Optional[int], Optional[int]]":
+    """This process's network and pid namespace inode numbers (``/proc/self/ns/{net,pid}``,
+    the numbers the tools' ``netns``/``pidns`` fields carry), ``None`` where unreadable."""
+    out: List[Optional[int]] = []
+    for name in ("net", "pid"):
+        try:
+            out.append(os.stat(os.path.join(proc, "self", "ns", name)).st_ino)
+        except OSError:
+            out.append(None)
+    return out[0], out[1]
