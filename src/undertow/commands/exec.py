@@ -107,7 +107,7 @@ def _run_ftrace(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..output.jsonl import clean
     from ..tools.common import Column, ProcessFilter, Summary, run_loop
-    from ..tools.proc import own_namespaces, proc_info
+    from ..tools.proc import namespaces, own_namespaces, proc_info
 
     tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration, drain=args.drain)
     print(f"undertow exec: no BPF on this kernel: {HOOKS_FTRACE}", file=sys.stderr)
@@ -132,6 +132,10 @@ def _run_ftrace(args: argparse.Namespace) -> int:
         summary.add((filename,), rec.ts, info.uid)
         d = {"ts": rec.ts, "comm": comm, "filename": filename, "argv_truncated": False}
         d.update(info.to_dict())
+        d["netns"], d["pidns"] = namespaces(pid)  # null when already gone
+        exe = d.get("exe") or ""
+        d["fileless"] = (("memfd" if exe.startswith("/memfd:") else "deleted") if exe.endswith(" (deleted)")
+                         else None)
         if args.json:
             out.write(json.dumps(clean(d), ensure_ascii=False) + "\n")
         else:

@@ -11,7 +11,7 @@ import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
 
@@ -91,13 +91,19 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
     return info
 
 
-def own_namespaces(proc: str = "/proc") -> "Tuple[Optional[int], Optional[int]]":
+def own_namespaces(proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:
     """This process's network and pid namespace inode numbers (``/proc/self/ns/{net,pid}``,
     the numbers the tools' ``netns``/``pidns`` fields carry), ``None`` where unreadable."""
+    return namespaces("self", proc)
+
+
+def namespaces(pid: Union[int, str], proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:
+    """The network and pid namespace inode numbers of ``pid`` now (``/proc/PID/ns/{net,pid}``:
+    ``stat`` of the kernel's own links, nothing opened), ``None`` where gone or unreadable."""
     out: List[Optional[int]] = []
     for name in ("net", "pid"):
         try:
-            out.append(os.stat(os.path.join(proc, "self", "ns", name)).st_ino)
+            out.append(os.stat(os.path.join(proc, str(pid), "ns", name)).st_ino)
         except OSError:
             out.append(None)
     return out[0], out[1]
