@@ -47,19 +47,19 @@ def line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None,
     from ..output.text import escape
 
     argv = d.get("argv")
-    exe = d.get("exe") or d.get("filename") or ""
+    exe = d.get("exe")  # None: not known (the ftrace fallback, a process gone)
     if argv:
         text = " ".join(argv)
     else:
-        text = f"{d.get('filename', '')} (argv unknown: exited before it was read)"
+        text = f"{d.get('filename', '')} (exited before it was read)"
     marks = []
     if d.get("fileless"):
-        marks.append(f"[FILELESS {d['fileless']}: {exe}]")
-    elif argv and os.path.basename(argv[0]) != os.path.basename(exe.replace(" (deleted)", "")):
+        marks.append(f"[FILELESS {d['fileless']}: {exe or d.get('filename')}]")
+    elif argv and exe and os.path.basename(argv[0]) != os.path.basename(exe.replace(" (deleted)", "")):
         marks.append(f"[exe {exe}]")
     if d.get("argv_truncated"):
         marks.append(f"[argv truncated: {d.get('argv_bytes')} bytes, first 4096 shown]")
-    if (d.get("netns"), d.get("pidns")) != own_ns and own_ns != (None, None):
+    if d.get("netns") is not None and own_ns != (None, None) and (d.get("netns"), d.get("pidns")) != own_ns:
         marks.append(f"[netns {d.get('netns')} pidns {d.get('pidns')}]")
     q = (lambda v: "?" if v is None else v)
     return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {q(d.get('ppid')):>7} {q(d.get('uid')):>5} "

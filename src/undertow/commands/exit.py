@@ -40,7 +40,7 @@ def _line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None
             f"{how:<24} {d['lifetime_s']:>12.3f} s")
     if d.get("argv"):
         text += " " + escape(" ".join(d["argv"])) + (" [argv truncated]" if d.get("argv_truncated") else "")
-    if own_ns != (None, None) and (d.get("netns"), d.get("pidns")) != own_ns:
+    if d.get("netns") is not None and own_ns != (None, None) and (d.get("netns"), d.get("pidns")) != own_ns:
         text += f" [netns {d.get('netns')} pidns {d.get('pidns')}]"
     return text
 
