@@ -296,6 +296,7 @@ def test_exec_text_and_summary_unchanged(monkeypatch):
 def test_exec_json_filters_count(monkeypatch):
     out, err = run_exec(monkeypatch, "--json", "--summary")
     lines = [json.loads(l) for l in out.splitlines()]
+    assert lines.pop(1) == {"lost": 3, "reason": "overrun"}  # in-band, as in the BPF tools
     assert [l.get("pid") for l in lines[:-1]] == [100, 101, 102, 103] and err == EXEC_NOTICE
     assert list(lines[0]) == ["ts", "comm", "filename", "argv_truncated", "pid", "ppid", "uid", "argv", "cwd", "exe",
                               "cgroup", "container", "parents", "gone", "netns", "pidns", "fileless"]
@@ -304,8 +305,8 @@ def test_exec_json_filters_count(monkeypatch):
                                        "last_ts": 2_000_000_000, "uids": [0]}
     assert lines[-1]["summary"][2]["filename"] == lines[3]["filename"]
     out, _ = run_exec(monkeypatch, "--json", "--comm", "s*")
-    assert [json.loads(l)["pid"] for l in out.splitlines()] == [100, 102]
+    assert [json.loads(l).get("pid") for l in out.splitlines()] == [100, None, 102]  # None: the loss line
     out, _ = run_exec(monkeypatch, "--json", "--cgroup", "cg10")
-    assert [json.loads(l)["pid"] for l in out.splitlines()] == [100, 101, 102]
+    assert [json.loads(l).get("pid") for l in out.splitlines()] == [100, None, 101, 102]
     out, _ = run_exec(monkeypatch, "--count", "2")
     assert out.count("prog ") == 2

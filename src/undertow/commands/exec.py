@@ -142,8 +142,8 @@ def _run_ftrace(args: argparse.Namespace) -> int:
             out.write(line(d, own) + "\n")
         return True
 
-    # JSON mode has never carried loss notices for exec: the stream keeps its shape
-    res = run_loop(tracer, handle, count=args.count, as_json=args.json, lost_json=False, out=out)
+    # losses in-band, as the BPF tools write them ({"lost": N, "reason": ...} with --json)
+    res = run_loop(tracer, handle, count=args.count, as_json=args.json, lost_json=True, out=out)
     from ..events import Stats
 
     # the kernel's losses were shown in-band (# LOST); what the stop left unread is said here
