@@ -52,7 +52,7 @@ def test_exit_status_signal_and_lifetime():
     ns = (os.stat("/proc/self/ns/net").st_ino, os.stat("/proc/self/ns/pid").st_ino)
     assert (s["netns"], s["pidns"]) == ns
     # argv read in the kernel where the task still has its mm at the tracepoint (6.18: yes; 6.1: no,
-    # then /proc, where the process is gone)
+    # then /proc, where the process is a zombie or gone: unknown)
     assert s["argv"] in (None, [sys.executable, "-c", code7])
     q = evs.get(quick.pid)
     assert q is not None and q["status"] == 0

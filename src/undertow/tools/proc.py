@@ -64,7 +64,8 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
     uids = st.get("Uid", "").split()
     info.uid = int(uids[0]) if uids and uids[0].isdigit() else None
     raw = _read(os.path.join(base, "cmdline"))
-    if raw is not None:
+    # a zombie's (an exit being reported) cmdline is empty: its argv is unknown, not empty
+    if raw is not None and (raw or not st.get("State", "").startswith("Z")):
         info.argv = [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\x00").split(b"\x00")] if raw else []
     for attr, name in (("cwd", "cwd"), ("exe", "exe")):
         try:
