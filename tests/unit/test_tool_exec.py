@@ -81,3 +81,12 @@ def test_own_namespaces():
 
     net, pid = own_namespaces()
     assert net == os.stat("/proc/self/ns/net").st_ino and pid == os.stat("/proc/self/ns/pid").st_ino
+
+
+def test_summary_cells_are_not_cut():
+    """An escaped name longer than its column widens the column (tools/common.py _cell)."""
+    from undertow.tools.common import Column, Summary
+
+    s = Summary([Column("pid", "PID", ">7"), Column("comm", "COMM", "<16")], "signal", values_header="HOW")
+    s.add((7, "\x01" * 15), 1, "SIGKILL")
+    assert "\\x01" * 15 + " SIGKILL" in s.text_lines()[1]

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import fnmatch
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, \
@@ -186,7 +185,8 @@ def run_loop(tracer: Any, handle: Callable[[Any], bool], *, count: Optional[int]
 
 class Column(NamedTuple):
     """One key column of a :class:`Summary`: the JSON ``name``, the text ``header``, a format
-    ``spec`` (``">7"``, ``"<16"``; ``""`` for an unpadded last column; the width also truncates)
+    ``spec`` (``">7"``, ``"<16"``; ``""`` for an unpadded last column; a longer value is shown
+    whole, never cut: issue 18)
     and the text shown for ``None``."""
 
     name: str
@@ -195,9 +195,7 @@ class Column(NamedTuple):
     none: str = "-"
 
 
-_WIDTH = re.compile(r"(\d+)$")
-
-#: Text output fits this many columns.
+#: The width the text columns are laid out for (a longer value widens its line, never cut).
 WIDTH = 100
 
 
@@ -205,10 +203,7 @@ def _cell(value: Any, col: Column) -> str:
     from ..output.text import escape
 
     text = col.none if value is None or value == "" else escape(value)
-    m = _WIDTH.search(col.spec)
-    if m:
-        text = text[:int(m.group(1))]
-    return format(text, col.spec)
+    return format(text, col.spec)  # pads to the width; a longer value widens the column
 
 
 def _sorted(values: Iterable[Any]) -> List[Any]:
@@ -305,9 +300,8 @@ class Summary:
             line = (f"{row.count:>7}{g}{(row.first - t0) / 1e9:9.3f} {(row.last - t0) / 1e9:9.3f}{g}"
                     + " ".join(_cell(k, c) for c, k in zip(self.columns, key)))
             if self.values_header:
-                # the values fill the line up to 100 columns (at most 50 of them)
-                room = max(0, min(50, WIDTH - len(line) - 1))
-                line += " " + escape(", ".join(str(v) for v in _sorted(row.values)[:3]))[:room]
+                # up to 3 of the values, each whole (a long one widens the line: issue 18)
+                line += " " + escape(", ".join(str(v) for v in _sorted(row.values)[:3]))
             lines.append(line)
         return lines
 
