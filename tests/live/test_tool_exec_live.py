@@ -227,3 +227,24 @@ def test_text_lines_are_not_cut(target):
     line = [x for x in out.splitlines() if "ut_disguised" in x]
     assert line, (out, err)
     assert line[0].endswith(f"[exe {target}] ut_disguised 0 " + " ".join(args)) and len(line[0]) > 300
+
+
+@needs_bpf
+def test_chrooted_program_path_is_as_the_process_sees_it(tmp_path):
+    """``exe`` stops at the task's root (fs->root), as d_path() does: /bin/busybox in a chroot."""
+    busybox = shutil.which("busybox")
+    if not busybox or b"statically linked" not in subprocess.run(["file", busybox], capture_output=True).stdout:
+        pytest.skip("no static busybox here to run in a chroot (Debian: busybox-static)")
+    root = tmp_path / "jail"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(busybox, root / "bin" / "busybox")
+    tool = Tool()
+    try:
+        p = subprocess.Popen(["chroot", str(root), "/bin/busybox", "true", "ut_jailed"])
+        assert p.wait(timeout=60) == 0
+    finally:
+        evs, err = tool.stop()
+    ev = [e for e in _by_pid(evs, p.pid) if e["comm"] == "busybox"]
+    assert ev, (evs, err)
+    assert ev[0]["exe"] == "/bin/busybox" and ev[0]["filename"] == "/bin/busybox"
+    assert ev[0]["argv"] == ["/bin/busybox", "true", "ut_jailed"] and ev[0]["fileless"] is None

@@ -15,8 +15,9 @@ after ``begin_new_exec()`` installed the new program, so ``current`` is the new 
   execveat, fexecve, 32-bit compat calls, binfmt_misc) and it exists only for an exec that
   succeeded; a longer area is sent cut, with ``argv_truncated``;
 - ``exe``: ``mm->exe_file`` (the binary that runs: the interpreter of a script), its path
-  walked up the dentry tree (crossing mounts: ``struct mount``'s ``mnt_mountpoint``), at most
-  :data:`PATH_DEPTH` names; the dentry's link count and hash state say a deleted file, a
+  walked up the dentry tree as ``d_path()`` does (crossing mounts: ``struct mount``'s
+  ``mnt_mountpoint``) to the task's root (``fs->root``: the path as the process sees it, in a
+  chroot or a container), at most :data:`PATH_DEPTH` names; the dentry's link count and hash state say a deleted file, a
   dentry that is its own parent a pseudo file (``memfd_create``: ``/memfd:NAME (deleted)``,
   as ``d_path()`` names it through ``simple_dname()``);
 - ``netns``/``pidns``: ``nsproxy->net_ns->ns.inum`` and the task's own pid namespace
@@ -39,17 +40,22 @@ PATH_DEPTH = 12
 #: super_block.s_magic of the file systems memfd_create() files live on
 TMPFS_MAGIC, HUGETLBFS_MAGIC = 0x01021994, 0x958458F6
 
-# one step up the path: to the parent, then out of every mount whose root that is (a mount
-# stacked on a mount: twice); at the root of the tree (a dentry that is its own parent) stop
+# one step up the path, as d_path() walks it: to the parent, then out of every mount whose
+# root that is (a mount stacked on a mount: twice); stop at the task's root (fs->root: a
+# chroot, a container's root) or at the top of the tree (a dentry that is its own parent)
 _STEP = """
   if ($top == 0) {{
-    $d = $d->d_parent;
-    unroll(2) {{
-      if ($d == $m->mnt.mnt_root && $m != $m->mnt_parent) {{ $d = $m->mnt_mountpoint; $m = $m->mnt_parent; }}
-    }}
-    if ($d == $d->d_parent) {{ $top = 1; }} else {{ $n = $n + 1; }}
+    $d = $d->d_parent;{cross}
+    if (($d == $rd && $m == $rm) || $d == $d->d_parent) {{ $top = 1; }} else {{ $n = $n + 1; }}
   }}
   $d{k} = $d;"""
+
+_CROSS = """
+    unroll(2) {
+      if (!($d == $rd && $m == $rm) && $d == $m->mnt.mnt_root && $m != $m->mnt_parent) {
+        $d = $m->mnt_mountpoint; $m = $m->mnt_parent;
+      }
+    }"""
 
 _EXEC = """
 tracepoint:sched:sched_process_exec{filter}
@@ -61,9 +67,8 @@ tracepoint:sched:sched_process_exec{filter}
   $d = $f->f_path.dentry;
   $pseudo = $d == $d->d_parent ? 1 : 0;
   $m = (struct mount *)((uint64)$f->f_path.mnt - offsetof(struct mount, mnt));
-  unroll(2) {{
-    if ($d == $m->mnt.mnt_root && $m != $m->mnt_parent) {{ $d = $m->mnt_mountpoint; $m = $m->mnt_parent; }}
-  }}
+  $rd = $t->fs->root.dentry;
+  $rm = (struct mount *)((uint64)$t->fs->root.mnt - offsetof(struct mount, mnt));{cross}
   $top = $d == $d->d_parent ? 1 : 0;
   $n = 1;
   $d0 = $d;{steps}
@@ -88,7 +93,7 @@ _INTS = 11
 def program(follow_pid: Optional[int] = None) -> str:
     """The tool's program (bpftrace language); ``follow_pid``: only that process and its
     descendants forked after the start (an integer, validated by the caller)."""
-    steps = "".join(_STEP.format(k=k) for k in range(1, PATH_DEPTH))
+    steps = "".join(_STEP.format(k=k, cross=_CROSS) for k in range(1, PATH_DEPTH))
     names = "".join(f", str($d{k}->d_name.name, 255)" for k in range(PATH_DEPTH))  # NAME_MAX
     fmt = " ".join(["%d"] * _INTS + ["%s", "%r"] + ["%s"] * PATH_DEPTH)
     text = ""
@@ -97,7 +102,7 @@ def program(follow_pid: Optional[int] = None) -> str:
         pid = int(follow_pid)
         text = _FOLLOW.format(pid=pid)
         filt = f" /pid == {pid} || @follow[pid]/"
-    return text + _EXEC.format(filter=filt, steps=steps, fmt=fmt, names=names)
+    return text + _EXEC.format(filter=filt, steps=steps, fmt=fmt, names=names, cross=_CROSS)
 
 
 #: The settings the program needs: the argument area and file names read whole.

@@ -64,8 +64,10 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
     uids = st.get("Uid", "").split()
     info.uid = int(uids[0]) if uids and uids[0].isdigit() else None
     raw = _read(os.path.join(base, "cmdline"))
-    # a zombie's (an exit being reported) cmdline is empty: its argv is unknown, not empty
-    if raw is not None and (raw or not st.get("State", "").startswith("Z")):
+    # an empty cmdline is a kernel thread's argv (none); any other process has dropped its mm
+    # (exiting, a zombie): its argv is unknown, not empty
+    kthread = st.get("Kthread") == "1" or info.ppid == 0 or info.ppid == 2
+    if raw is not None and (raw or kthread):
         info.argv = [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\x00").split(b"\x00")] if raw else []
     for attr, name in (("cwd", "cwd"), ("exe", "exe")):
         try:
