@@ -114,9 +114,10 @@ def test_exec_chain_and_exec_a_show_the_new_name_and_comm_matches_it(target, mar
 
 @needs_bpf
 def test_memfd_execve_and_fexecve_are_fileless(target):
+    # os.execve(fd, ...) is fexecve: execveat(fd, "", AT_EMPTY_PATH)
     code = ("import os, sys\nfd = os.memfd_create(sys.argv[1], 0)\n"
             "os.write(fd, open(sys.argv[2], 'rb').read())\n"
-            "if sys.argv[3] == 'fd':\n    os.execve(fd, ['ut_memfd_fd', '0.1'], {})\n"  # fexecve: execveat(AT_EMPTY_PATH)
+            "if sys.argv[3] == 'fd':\n    os.execve(fd, ['ut_memfd_fd', '0.1'], {})\n"
             "os.execve('/proc/self/fd/%d' % fd, ['ut_memfd_path', '0.1'], {})\n")
     tool = Tool()
     try:

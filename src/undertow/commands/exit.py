@@ -22,7 +22,8 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "See docs/tools/exit.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid ppid uid comm status signal core exit_code lifetime_s "
-               "netns pidns argv argv_truncated (+ cwd exe cgroup container parents gone, when /proc still shows them)\n"
+               "netns pidns argv argv_truncated\n"
+               "  (+ cwd exe cgroup container parents gone, when /proc still shows them)\n"
                "examples:\n  undertow exit\n  undertow exit --json --comm 'sh'\n"
                "  undertow exit --duration 60 --summary",
     )
