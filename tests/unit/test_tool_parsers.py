@@ -102,3 +102,13 @@ def test_filewatch_program_matches_kernel_identity(tmp_path):
     assert "$ino == 12345 && $dev == 67" in text and "sys_enter_renameat2" in text
     assert "sys_enter_rename " not in text and "sys_enter_rename\n" not in text
     assert parse_program(text).probes
+
+
+def test_exit_argv_from_exit_group_where_the_exit_has_no_mm():
+    p = exits.Parser()
+    assert p(Rec("argv", 8, b"sleep\x009\x00", pid=33)) is None
+    d = p(Rec(0, 0, 1, 1, 0, 11, 12, 0, b"", pid=33))  # exit_mm() ran before the tracepoint
+    assert d["argv"] == ["sleep", "9"] and not p.argv
+    own = p(Rec(0, 0, 1, 1, 0, 11, 12, 3, b"ls\x00", pid=34))  # the mm was still there
+    assert own["argv"] == ["ls"]
+    assert p(Rec(0, 9, 1, 1, 0, 11, 12, 0, b"", pid=35))["argv"] is None  # killed: no exit_group
