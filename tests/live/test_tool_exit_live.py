@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import shutil
+
 import pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2))")
@@ -22,8 +24,18 @@ def test_exit_status_signal_and_lifetime():
             subprocess.run(["/bin/true"])
             if select.select([tool.stdout], [], [], 0.3)[0]:
                 break
-        seven = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.exit(7)"])
+        code7 = "import time, sys; time.sleep(0.3); sys.exit(7)"
+        seven = subprocess.Popen([sys.executable, "-c", code7])
         assert seven.wait(timeout=60) == 7
+        quick = subprocess.Popen(["/bin/true", "ut_exit_quick", "x" * 5000])  # gone within a millisecond
+        quick.wait(timeout=60)
+        inns = None
+        if shutil.which("unshare"):  # a process in new network and pid namespaces, which prints them
+            r = subprocess.run(["unshare", "--net", "--pid", "--fork", "sh", "-c",
+                                "stat -L -c %i /proc/self/ns/net /proc/self/ns/pid; exit 3"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 3, r.stderr
+            inns = tuple(int(x) for x in r.stdout.split())
         victim = subprocess.Popen(["/bin/sleep", "60"])
         time.sleep(0.5)
         os.kill(victim.pid, signal.SIGKILL)
@@ -37,6 +49,19 @@ def test_exit_status_signal_and_lifetime():
     assert s is not None, (out, err)
     assert s["status"] == 7 and s["signal"] is None and s["ppid"] == os.getpid() and s["uid"] == os.getuid()
     assert 0.25 <= s["lifetime_s"] < 60
+    ns = (os.stat("/proc/self/ns/net").st_ino, os.stat("/proc/self/ns/pid").st_ino)
+    assert (s["netns"], s["pidns"]) == ns
+    # argv read in the kernel: at the tracepoint where the task still has its mm (6.18), else at
+    # exit_group(2) (6.1, 6.12); sys.exit() ends by exit_group(2), so every kernel has it
+    assert s["argv"] == [sys.executable, "-c", code7] and s["argv_truncated"] is False
+    q = evs.get(quick.pid)
+    assert q is not None and q["status"] == 0
+    assert q["argv_truncated"] and q["argv"][:2] == ["/bin/true", "ut_exit_quick"]
+    if inns is not None:
+        inner = [e for e in evs.values() if e["comm"] == "sh" and e["status"] == 3 and e["netns"] == inns[0]]
+        assert inner and inner[0]["pidns"] == inns[1] and inns[0] != ns[0] and inns[1] != ns[1], evs
     k = evs.get(victim.pid)
     assert k is not None and k["signal"] == "SIGKILL" and k["status"] is None and k["comm"] == "sleep"
     assert k["lifetime_s"] >= 0.4
+    # killed by a signal: no exit_group(2); known only where the mm is still there at the tracepoint
+    assert k["argv"] in (None, ["/bin/sleep", "60"])

@@ -272,7 +272,9 @@ def test_filewatch_command_puts_the_watched_name_in_as_its_bytes(monkeypatch, tm
 
 
 def test_exec_passes_no_value_into_its_probe_line(monkeypatch):
+    """Without BPF: the ftrace probe line holds no value of the command line."""
     import undertow.api
+    from undertow.commands import exec as exec_cmd
 
     seen = []
 
@@ -280,11 +282,29 @@ def test_exec_passes_no_value_into_its_probe_line(monkeypatch):
         def __init__(self, *lines, **kw):
             seen.append((lines, kw))
 
+    monkeypatch.setattr(exec_cmd, "_bpf_usable", lambda: False)
     monkeypatch.setattr(undertow.api, "trace", _Tracer)
     monkeypatch.setattr("undertow.tools.common.run_loop", lambda *a, **kw: types.SimpleNamespace())
     assert cli.main(["exec", "--comm", HOSTILE[0], "--cgroup", HOSTILE[1], "--pid", str(os.getpid())]) == 0
     (lines, kw), = seen
     assert lines == ("e sched/sched_process_exec",) and kw["pid"] == os.getpid() and type(kw["pid"]) is int
+
+
+def test_exec_program_holds_only_the_pid(monkeypatch):
+    """With BPF: --comm/--cgroup are matched in user space; --pid enters the program as an
+    integer (it follows the process's children), never as text of the command line."""
+    from undertow.commands import exec as exec_cmd
+    from undertow.tools import bpftool
+
+    got = []
+    monkeypatch.setattr(exec_cmd, "_bpf_usable", lambda: True)
+    monkeypatch.setattr(bpftool, "run_tool", lambda args, name_, program, *a, **kw: got.append((args, program)) or [])
+    assert cli.main(["exec", "--comm", HOSTILE[0], "--cgroup", HOSTILE[1], "--pid", str(os.getpid())]) == 0
+    (args, program), = got
+    assert args.pid is None and args.comm == HOSTILE[0]  # run_tool's one-process filter is not used
+    prog = parse_program(program)
+    assert not [s for p in prog.probes for s in _strings(p.filter and [p.filter])]
+    assert f"pid == {os.getpid()} ||" in program
 
 
 def test_positional_parameters_are_literals():

@@ -240,6 +240,9 @@ EXEC_TEXT = (
     "12:00:00     102       1     0 sh               prog 102\n"
     "12:00:00     103       ?     ? bad\\x1bcomm      /tmp/\\xff\\n (exited before it was read)\n"
 )
+EXEC_NOTICE = ("undertow exec: no BPF on this kernel: sched:sched_process_exec via ftrace (no BPF/BTF here): "
+               "comm followed through task_rename, argv and the executed file from /proc when the event is "
+               "read (a process already gone shows only the filename)\n")
 EXEC_SUMMARY = (
     "\n  COUNT   FIRST(s)   LAST(s)  PROGRAM\n"
     "      2      0.000     1.000  /bin/sh\n"
@@ -270,6 +273,8 @@ def run_exec(monkeypatch, *argv):
 
     monkeypatch.setattr(undertow.api, "trace", lambda *a, **k: FakeTracer(recs))
     monkeypatch.setattr(undertow.tools.proc, "proc_info", info)
+    monkeypatch.setattr(undertow.tools.proc, "namespaces", lambda pid, proc="/proc": (None, None))
+    monkeypatch.setattr(exec_cmd, "_bpf_usable", lambda: False)  # the ftrace fallback: no BPF, no BTF
     monkeypatch.setattr(time, "strftime", lambda f: "12:00:00")
     p = argparse.ArgumentParser()
     p.add_argument("-v", dest="verbose", action="store_true")
@@ -284,23 +289,24 @@ def run_exec(monkeypatch, *argv):
 
 def test_exec_text_and_summary_unchanged(monkeypatch):
     out, err = run_exec(monkeypatch, "--summary")
-    assert out == EXEC_TEXT and err == EXEC_SUMMARY
+    assert out == EXEC_TEXT and err == EXEC_NOTICE + EXEC_SUMMARY
 
 
 def test_exec_json_filters_count(monkeypatch):
     out, err = run_exec(monkeypatch, "--json", "--summary")
     lines = [json.loads(l) for l in out.splitlines()]
-    assert [l.get("pid") for l in lines[:-1]] == [100, 101, 102, 103] and err == ""
-    assert list(lines[0]) == ["ts", "comm", "filename", "pid", "ppid", "uid", "argv", "cwd", "exe", "cgroup",
-                              "container", "parents", "gone", "netns", "pidns"]
+    assert lines.pop(1) == {"lost": 3, "reason": "overrun"}  # in-band, as in the BPF tools
+    assert [l.get("pid") for l in lines[:-1]] == [100, 101, 102, 103] and err == EXEC_NOTICE
+    assert list(lines[0]) == ["ts", "comm", "filename", "argv_truncated", "pid", "ppid", "uid", "argv", "cwd", "exe",
+                              "cgroup", "container", "parents", "gone", "netns", "pidns", "fileless"]
     assert lines[3]["filename"] == "/tmp/\\xff\n" and lines[3]["gone"] is True
     assert lines[-1]["summary"][0] == {"filename": "/bin/sh", "count": 2, "first_ts": 1_000_000_000,
                                        "last_ts": 2_000_000_000, "uids": [0]}
     assert lines[-1]["summary"][2]["filename"] == lines[3]["filename"]
     out, _ = run_exec(monkeypatch, "--json", "--comm", "s*")
-    assert [json.loads(l)["pid"] for l in out.splitlines()] == [100, 102]
+    assert [json.loads(l).get("pid") for l in out.splitlines()] == [100, None, 102]  # None: the loss line
     out, _ = run_exec(monkeypatch, "--json", "--cgroup", "cg10")
-    assert [json.loads(l)["pid"] for l in out.splitlines()] == [100, 101, 102]
+    assert [json.loads(l).get("pid") for l in out.splitlines()] == [100, None, 101, 102]
     out, _ = run_exec(monkeypatch, "--count", "2")
     assert out.count("prog ") == 2
 

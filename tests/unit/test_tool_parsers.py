@@ -76,12 +76,13 @@ def test_connect_outcomes_from_sk_err():
 
 
 def test_exit_status_and_signal():
-    st = exits.parse_record(Rec(7 << 8, 0, 2_000_000_000, 1, 0))
+    st = exits.parse_record(Rec(7 << 8, 0, 2_000_000_000, 1, 0, 11, 12, 0, b""))
     assert st["status"] == 7 and st["signal"] is None and st["lifetime_s"] == 2.0
-    sig = exits.parse_record(Rec(0, 9, 1, 1, 0))
-    assert sig["signal"] == "SIGKILL" and sig["status"] is None
-    core = exits.parse_record(Rec(0x80 | 11, 0, 1, 1, 0))
-    assert core["signal"] == "SIGSEGV" and core["core"] is True
+    assert st["netns"] == 11 and st["pidns"] == 12 and st["argv"] is None  # no mm: /proc may tell
+    sig = exits.parse_record(Rec(0, 9, 1, 1, 0, 11, 12, 8, b"sleep\x009\x00"))
+    assert sig["signal"] == "SIGKILL" and sig["status"] is None and sig["argv"] == ["sleep", "9"]
+    core = exits.parse_record(Rec(0x80 | 11, 0, 1, 1, 0, 11, 12, 5000, b"a" * 4096))
+    assert core["signal"] == "SIGSEGV" and core["core"] is True and core["argv_truncated"] is True
 
 
 def _icmp(direction, payload, addr, stype=3, length=None, ident=0):
@@ -166,3 +167,13 @@ def test_filewatch_text_line_cuts_no_field():
     d = {"pid": 1, "comm": "a-very-long-comm", "op": "rename", "path": path, "from": path, "to": path + ".bak"}
     line = _line(d)
     assert path in line and "to=" + path + ".bak" in line and "a-very-long-comm" in line
+
+
+def test_exit_argv_from_exit_group_where_the_exit_has_no_mm():
+    p = exits.Parser()
+    assert p(Rec("argv", 8, b"sleep\x009\x00", pid=33)) is None
+    d = p(Rec(0, 0, 1, 1, 0, 11, 12, 0, b"", pid=33))  # exit_mm() ran before the tracepoint
+    assert d["argv"] == ["sleep", "9"] and not p.argv
+    own = p(Rec(0, 0, 1, 1, 0, 11, 12, 3, b"ls\x00", pid=34))  # the mm was still there
+    assert own["argv"] == ["ls"]
+    assert p(Rec(0, 9, 1, 1, 0, 11, 12, 0, b"", pid=35))["argv"] is None  # killed: no exit_group

@@ -6,7 +6,7 @@ import argparse
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any, Dict, Optional, Tuple
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -22,7 +22,8 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "See docs/tools/exit.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid ppid uid comm status signal core exit_code lifetime_s "
-               "(+ argv cwd exe cgroup container parents gone, when /proc still shows them)\n"
+               "netns pidns argv argv_truncated\n"
+               "  (+ cwd exe cgroup container parents gone, when /proc still shows them)\n"
                "examples:\n  undertow exit\n  undertow exit --json --comm 'sh'\n"
                "  undertow exit --duration 60 --summary",
     )
@@ -31,25 +32,35 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
-def _line(d: Dict[str, Any]) -> str:
+def _line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None, None)) -> str:
+    """One exit as a text line, every field whole; the namespaces when they are not ours."""
     from ..output.text import escape
 
     how = f"signal {d['signal']}" + (" (core)" if d["core"] else "") if d["signal"] else f"status {d['status']}"
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {d['ppid']:>7} {d['uid']:>5} {escape(d['comm'])[:16]:<16} "
+    text = (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {d['ppid']:>7} {d['uid']:>5} {escape(d['comm']):<16} "
             f"{how:<24} {d['lifetime_s']:>12.3f} s")
+    if d.get("argv"):
+        text += " " + escape(" ".join(d["argv"])) + (" [argv truncated]" if d.get("argv_truncated") else "")
+    if d.get("netns") is not None and own_ns != (None, None) and (d.get("netns"), d.get("pidns")) != own_ns:
+        text += f" [netns {d.get('netns')} pidns {d.get('pidns')}]"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.exits import PROGRAM, parse_record
+    from ..tools.exits import PROGRAM, SETTINGS, Parser
+    from ..tools.proc import own_namespaces
 
-    def parse(rec: Any) -> Optional[Dict[str, Any]]:
-        return parse_record(rec)
+    own = own_namespaces()
 
-    header = f"{'TIME':<8} {'PID':>7} {'PPID':>7} {'UID':>5} {'COMM':<16} {'HOW':<24} {'LIFETIME':>14}"
-    shown = run_tool(args, "exit", PROGRAM, parse, header, _line,
+    parse = Parser()
+
+    header = f"{'TIME':<8} {'PID':>7} {'PPID':>7} {'UID':>5} {'COMM':<16} {'HOW':<24} {'LIFETIME':>14} ARGV"
+    shown = run_tool(args, "exit", PROGRAM, parse, header, lambda d: _line(d, own), settings=SETTINGS,
                      hooks="sched:sched_process_exit (group leaders; task->exit_code, "
-                           "signal->group_exit_code, start_time via BTF)")
+                           "signal->group_exit_code, start_time, nsproxy->net_ns, thread_pid's pid namespace, "
+                           "mm's argument area via BTF; syscalls:sys_enter_exit_group for the area where "
+                           "the tracepoint comes after exit_mm())")
     if args.summary:
         print_summary(shown, args.json, "HOW", "signal")
     return 0

@@ -11,7 +11,7 @@ import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
 
@@ -69,7 +69,10 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
     uids = st.get("Uid", "").split()
     info.uid = int(uids[0]) if uids and uids[0].isdigit() else None
     raw = _read(os.path.join(base, "cmdline"))
-    if raw is not None:
+    # an empty cmdline is a kernel thread's argv (none); any other process has dropped its mm
+    # (exiting, a zombie): its argv is unknown, not empty
+    kthread = st.get("Kthread") == "1" or info.ppid == 0 or info.ppid == 2
+    if raw is not None and (raw or kthread):
         info.argv = [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\x00").split(b"\x00")] if raw else []
     for attr, name in (("cwd", "cwd"), ("exe", "exe")):
         try:
@@ -97,3 +100,21 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
         nxt = pst.get("PPid", "")
         ppid = int(nxt) if nxt.isdigit() else 0
     return info
+
+
+def own_namespaces(proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:
+    """This process's network and pid namespace inode numbers (``/proc/self/ns/{net,pid}``,
+    the numbers the tools' ``netns``/``pidns`` fields carry), ``None`` where unreadable."""
+    return namespaces("self", proc)
+
+
+def namespaces(pid: Union[int, str], proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:
+    """The network and pid namespace inode numbers of ``pid`` now (``/proc/PID/ns/{net,pid}``:
+    ``stat`` of the kernel's own links, nothing opened), ``None`` where gone or unreadable."""
+    out: List[Optional[int]] = []
+    for name in ("net", "pid"):
+        try:
+            out.append(os.stat(os.path.join(proc, str(pid), "ns", name)).st_ino)
+        except OSError:
+            out.append(None)
+    return out[0], out[1]
