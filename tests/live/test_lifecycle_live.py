@@ -129,7 +129,9 @@ TARGETS = {
     "trace-tracepoint": (["trace", "e syscalls/sys_enter_getppid"], "syscalls/sys_enter_getppid"),
     "trace-uprobe": (["trace", "P {libc}:getppid", "e syscalls/sys_enter_getppid"], "syscalls/sys_enter_getppid"),
     "run": (["run", "-e", "tracepoint:syscalls:sys_enter_getppid { @n = count(); }"], None),
-    "tool-exec": (["exec"], "sched/sched_process_exec"),
+    # exec runs a BPF program (issue 18; ftrace only without BPF): no instance, ready once its
+    # header is printed (after the attach), as `run` once it printed "Attaching"
+    "tool-exec": (["exec"], None),
 }
 # When the signal is sent: ("spawn", ms) after the start, ("instance", ms) after its instance
 # directory appeared (the set-up takes ~50-70 ms from there to tracing_on=1 here), ("ready",
@@ -161,10 +163,8 @@ def _trigger(tfs, proc, prefix, event, point, deadline):
                 time.sleep(ms / 1000)
                 return True
             time.sleep(0.0002)
-        elif event is None:  # `run` is ready once it printed "Attaching"
-            line = proc.stdout.readline()
-            if line.startswith("Attaching") or not line:
-                return bool(line)
+        elif event is None:  # BPF: ready at its first line ("Attaching" of `run`, a tool's header)
+            return bool(proc.stdout.readline())
         elif ready(tfs, prefix, event):
             return True
         else:
