@@ -177,3 +177,11 @@ def test_exit_argv_from_exit_group_where_the_exit_has_no_mm():
     own = p(Rec(0, 0, 1, 1, 0, 11, 12, 3, b"ls\x00", pid=34))  # the mm was still there
     assert own["argv"] == ["ls"]
     assert p(Rec(0, 9, 1, 1, 0, 11, 12, 0, b"", pid=35))["argv"] is None  # killed: no exit_group
+
+
+def test_filewatch_copy_count_is_an_upper_bound_in_text():
+    from undertow.commands.filewatch import _line
+
+    assert _line({"pid": 1, "comm": "cp", "op": "copy_file_range", "path": "/x", "bytes": 2 ** 63 - 1}).endswith(
+        f" bytes<={2 ** 63 - 1}")
+    assert _line({"pid": 1, "comm": "sh", "op": "write", "path": "/x", "bytes": 5}).endswith(" bytes=5")

@@ -49,6 +49,10 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     return p
 
 
+#: Ops whose ``bytes`` is the most the call may copy, not what it wrote.
+_COPY_OPS = ("sendfile", "splice", "copy_file_range")
+
+
 def _line(d: Dict[str, Any]) -> str:
     """One text line; no field is cut (a long path or name widens the line)."""
     from ..output.text import escape
@@ -60,7 +64,9 @@ def _line(d: Dict[str, Any]) -> str:
     for k in keys:
         v = d.get(k)
         if v is not None and v != [] and not (k == "arg" and v == d.get("path")):
-            extra.append(f"{k}={','.join(v) if isinstance(v, list) else v}")
+            # the count a copy asks for is an upper bound (cp asks for ~2^63: up to the end)
+            sep = "<=" if k == "bytes" and d.get("op") in _COPY_OPS else "="
+            extra.append(f"{k}{sep}{','.join(v) if isinstance(v, list) else v}")
     return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {d['op']:<10} "
             f"{escape(d['path']):<40} {escape(' '.join(extra))}").rstrip()
 
