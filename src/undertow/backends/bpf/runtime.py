@@ -115,6 +115,8 @@ _DECODERS: Dict[int, Tuple[AsyncAction, Optional[Callable[[bytes], List[Any]]]]]
 def _decoder_of(action: AsyncAction) -> Optional[Callable[[bytes], List[Any]]]:
     hit = _DECODERS.get(id(action))
     if hit is None:
+        if len(_DECODERS) >= 4096:  # a library caller loading program after program: bounded
+            _DECODERS.clear()
         hit = _DECODERS[id(action)] = (action, decoder(action.args))
     return hit[1]
 
