@@ -67,7 +67,8 @@ def main() -> None:
 
     th = threading.Thread(target=drain, daemon=True)
     th.start()
-    out_path = tempfile.mktemp(prefix="ut_dns_rate_")
+    fd, out_path = tempfile.mkstemp(prefix="ut_dns_rate_")  # O_EXCL: no planted file or link in /tmp
+    os.close(fd)
     cmd = [sys.executable] + (["-m", "cProfile", "-o", a.profile] if a.profile else []) + \
         ["-m", "undertow", "dns", "--json"]
     try:

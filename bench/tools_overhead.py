@@ -115,7 +115,8 @@ def run_load(tool, n, rate, arg):
 
 
 def measure(tool, tool_argv, n, rate, arg, ctx):
-    out_path = tempfile.mktemp(prefix="ut_bench_")
+    fd, out_path = tempfile.mkstemp(prefix="ut_bench_")  # O_EXCL: no planted file or link in /tmp
+    os.close(fd)
     with open(out_path, "w") as out:
         p = subprocess.Popen([sys.executable, "-m", "undertow", *tool_argv, "--json"], stdout=out,
                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=SRC))
