@@ -1,4 +1,4 @@
-"""Commands for ``system()`` and ``-c``: words as a shell splits them, ``|`` pipelines, no shell.
+"""Commands for ``system()``: words as a shell splits them, ``|`` pipelines, no shell.
 
 bpftrace hands ``system()``'s text to ``/bin/sh``; undertow never runs a shell as root on text
 an event may have filled in (a process name can hold ``;`` or ``$(...)``). What scripts
