@@ -4,7 +4,8 @@ The tools (``undertow exec``, ``exit``, ``modules``, ``dns`` ...) answer one que
 the same options and the same behaviour around the events:
 
 - :func:`add_common_options`: ``--json --pid --comm --cgroup --duration --count --summary --drain``,
-  same names and meaning in every tool;
+  same names and meaning in every tool, and the fleet outputs ``--output URL --create --run-id``
+  (:mod:`undertow.fleet`: the command line fans the JSON events out to the sinks);
 - stopping: SIGINT, SIGTERM and SIGHUP (``undertow.stop``, installed by the command line) and
   ``--duration`` end every tool the same way (``undertow.backends.loop``): a tool run by a service
   manager or under ``timeout`` ends cleanly within a second and still prints its summary;
@@ -71,6 +72,9 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     parser.add_argument("--count", type=options.count, metavar="N", help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
     parser.add_argument("--drain", action="store_true", help=COMMON_HELP["drain"])
+    from ..fleet.options import add_output_options
+
+    add_output_options(parser)  # --output URL --create --run-id (issue 22, docs/fleet.md)
 
 
 # -- filters
