@@ -138,9 +138,12 @@ _CH_CONFIG = """<?xml version="1.0"?>
 
 _CH_USERS = """<?xml version="1.0"?>
 <yandex>
-    <profiles><default><max_memory_usage>1000000000</max_memory_usage></default></profiles>
+    <profiles><default><max_memory_usage>1000000000</max_memory_usage></default>
+        <readonly><readonly>1</readonly></readonly></profiles>
     <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-        <profile>default</profile><quota>default</quota></default></users>
+        <profile>default</profile><quota>default</quota></default>
+        <reader><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+        <profile>readonly</profile><quota>default</quota></reader></users>
     <quotas><default></default></quotas>
 </yandex>
 """

@@ -198,6 +198,13 @@ class SpoolSink(Sink):
 
     def _run(self) -> None:
         backoff = 0.2
+        try:  # at once: --create makes the stream/table now, a refused login is said early
+            self.connect()
+            self.connected = True
+        except Exception as e:  # noqa: BLE001 - retried with the first batch
+            self.report.error(getattr(e, "message", None) or str(e) or type(e).__name__)
+            with contextlib.suppress(Exception):
+                self.disconnect()
         while True:
             batch = self._take()
             if batch is None:
