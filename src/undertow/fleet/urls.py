@@ -122,14 +122,15 @@ def parse(text: str, allowed: Iterable[str] = ("stdout", "nats", "clickhouse")) 
     path_at = netloc_at + len(u.netloc) + 1
     if kind == "nats":
         if not _SUBJECT.fullmatch(path):
-            raise _err(text, f"expected a NATS subject after the host, not {path!r}", path_at - 1, len(u.path) or 1,
+            raise _err(text, f"expected a NATS subject after the host, not {path!r}", path_at if path else path_at - 1,
+                       len(u.path) - 1 or 1,
                        ["a subject is dot-separated tokens of letters, digits, - and _ (undertow.events)"])
         target: object = path
     else:
         db, _, table = path.partition(".")
         if not (_IDENT.fullmatch(db) and _IDENT.fullmatch(table)):
-            raise _err(text, f"expected DATABASE.TABLE after the host, not {path!r}", path_at - 1,
-                       len(u.path) or 1, ["names of letters, digits and _: undertow.events"])
+            raise _err(text, f"expected DATABASE.TABLE after the host, not {path!r}", path_at if path else path_at - 1,
+                       len(u.path) - 1 or 1, ["names of letters, digits and _: undertow.events"])
         target = (db, table)
     params: Dict[str, str] = {}
     q_at = text.find("?") + 1
