@@ -36,13 +36,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float, log: str) -> None:
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float, log: str, host: str = "127.0.0.1") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited ({proc.returncode}): {_tail(log)}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -79,12 +79,13 @@ class _Server:
 class Nats(_Server):
     """``nats-server -js`` on 127.0.0.1:``port``; :meth:`restart` keeps the port and store."""
 
-    def __init__(self, extra_conf: str = "") -> None:
+    def __init__(self, extra_conf: str = "", host: str = "127.0.0.1") -> None:
         self.dir = tempfile.mkdtemp(prefix="undertow-nats-")
+        self.host = host
         self.port = free_port()
         self.conf = os.path.join(self.dir, "nats.conf")
         with open(self.conf, "w") as f:
-            f.write(f'listen: "127.0.0.1:{self.port}"\n'
+            f.write(f'listen: "{host}:{self.port}"\n'
                     f'jetstream {{ store_dir: "{self.dir}/js", max_memory_store: 64MB, max_file_store: 256MB }}\n'
                     + extra_conf)
         self.log = os.path.join(self.dir, "nats.log")
@@ -92,14 +93,14 @@ class Nats(_Server):
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([NATS_BIN, "-c", self.conf], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         try:
-            _wait_port(self.port, self.proc, 10, self.log)
+            _wait_port(self.port, self.proc, 10, self.log, self.host)
         except BaseException:
             self.stop()
             raise

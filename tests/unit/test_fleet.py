@@ -89,7 +89,11 @@ def test_provenance_stamps_every_key(monkeypatch):
     ev2 = {"lost": 3}
     p.stamp(ev2)
     assert ev2["seq"] == 2 and abs(ev2["wall_ns"] - time.time_ns()) < 5 * 10 ** 9
-    assert len(p.run_id) and p.host_key().endswith(".sweep-1")
+    assert len(p.instance_id) == 16 and p.run_id == "sweep-1"
+    assert p.msg_id(7) == f"{p.machine_id or p.hostname}.{p.boot_id or 'noboot'}.{p.instance_id}.7"
+    assert provenance.msg_id(ev2) == p.msg_id(2)
+    # two processes of one sweep on one machine and boot: different message ids
+    assert provenance.Provenance("dns", "sweep-1").msg_id(1) != p.msg_id(1)
 
 
 def test_machine_and_boot_ids_are_checked(tmp_path):

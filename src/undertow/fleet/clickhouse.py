@@ -7,9 +7,9 @@ all rows are stored or none, the error text in the answer's body), ``DESCRIBE TA
 
 The schema (``--create``) is flat: nested objects become ``parent_child`` columns; lists are
 stored as their JSON text. Provenance columns come first (``hostname machine_id boot_id run_id
-tool seq wall_ns``), then ``time DateTime`` (``wall_ns`` in seconds) and ``raw`` (the whole
+instance_id tool seq wall_ns``), then ``time DateTime`` (``wall_ns`` in seconds) and ``raw`` (the whole
 event as JSON: nothing is lost when a value does not fit its column). The engine is a
-ReplacingMergeTree ordered by host, boot, run and sequence: a row inserted twice (the
+ReplacingMergeTree ordered by host, boot, process instance and sequence: a row inserted twice (the
 collector died between the insert and the ack) is merged away, and ``FINAL`` hides it at once.
 Every other column is created (with ``--create``) the first time an event carries a non-null
 value for it, typed from that value: ``Nullable(Int64)``, ``Nullable(Float64)``,
@@ -34,7 +34,8 @@ from .sinks import SpoolSink
 
 BASE_COLUMNS = [
     ("hostname", "String"), ("machine_id", "String"), ("boot_id", "String"), ("run_id", "String"),
-    ("tool", "String"), ("seq", "UInt64"), ("wall_ns", "UInt64"), ("time", "DateTime"), ("raw", "String"),
+    ("instance_id", "String"), ("tool", "String"), ("seq", "UInt64"), ("wall_ns", "UInt64"), ("time", "DateTime"),
+    ("raw", "String"),
 ]
 
 
@@ -160,7 +161,7 @@ class Client:
             self.query(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
             cols = ", ".join(f"`{n}` {t}" for n, t in BASE_COLUMNS)
             self.query(f"CREATE TABLE IF NOT EXISTS {self.full} ({cols}) ENGINE = ReplacingMergeTree() "
-                       "PARTITION BY toYYYYMM(time) ORDER BY (hostname, boot_id, run_id, seq)")
+                       "PARTITION BY toYYYYMM(time) ORDER BY (hostname, boot_id, instance_id, seq)")
         self.describe()
 
     def describe(self) -> None:

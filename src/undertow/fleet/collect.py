@@ -76,12 +76,15 @@ class Collector:
         conn = Connection(self.src.host, self.src.port, self.auth, timeout=2.0, name="undertow-collect").connect()
         js = JetStream(conn)
         try:
-            if self.create:
-                js.create_stream(self.stream or default_stream(self.subject), [self.subject])
             if not self.stream:
-                self.stream = js.stream_of(self.subject)
-                if not self.stream:
-                    raise JSError(f"no JetStream stream takes subject {self.subject} (create it, or use --create)")
+                self.stream = js.stream_of(self.subject)  # the stream the hosts publish into, if any
+            if not self.stream and self.create:
+                self.stream = default_stream(self.subject)
+                js.create_stream(self.stream, [self.subject])
+            elif self.stream and self.create:
+                js.create_stream(self.stream, [self.subject])  # accepted when it exists with the subject
+            if not self.stream:
+                raise JSError(f"no JetStream stream takes subject {self.subject} (create it, or use --create)")
             js.pull_consumer(self.stream, self.consumer, self.subject)
         except BaseException:
             conn.close()
@@ -153,11 +156,15 @@ class Collector:
             try:
                 n = self.step()
                 backoff = 0.2
+            except JSError as e:
+                # JetStream refused a request (no such stream, overlapping subjects, a bad
+                # consumer): configuration, not a passing failure
+                self.log(e.message)
+                self.close()
+                return 1
             except (NatsError, OSError) as e:
                 self._say_once(getattr(e, "message", None) or str(e))
                 self.close()
-                if once and isinstance(e, JSError) and "no JetStream stream" in str(e):
-                    break
                 _sleep(backoff, end)
                 backoff = min(2.0, backoff * 2)
                 continue

@@ -1,8 +1,9 @@
 """The ``nats://`` sink: events published to JetStream, acknowledged in batches.
 
 Each event is published with a reply subject (``<inbox>.<seq>``) and the header
-``Nats-Msg-Id: <machine_id>.<boot_id>.<run_id>.<seq>`` (host, boot, and the run: the
-sequence restarts with each run, so the run id keeps two runs of one boot apart); a batch is
+``Nats-Msg-Id: <machine_id>.<boot_id>.<instance_id>.<seq>`` (host, boot, and the process:
+the sequence restarts with each process, so the instance id keeps two runs of one boot apart,
+and containers or cloned machines that share a machine id); a batch is
 written at once and its acks read together. An event whose ack says ``duplicate`` was already
 stored (a resend after a lost ack). An event refused (503: no stream for the subject, the
 stream's limits with ``discard: new``) or unanswered stays in the spool and is sent again
@@ -18,6 +19,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
+from . import provenance
 from .jetstream import JetStream, default_stream
 from .nats import Connection, auth_from_url
 from .sinks import SpoolSink
@@ -64,7 +66,7 @@ class NatsSink(SpoolSink):
         pending: Dict[str, Dict[str, Any]] = {}
         for ev in batch:
             seq = ev.get("seq")
-            msg_id = f"{ev.get('machine_id') or ev.get('hostname')}.{ev.get('boot_id')}.{ev.get('run_id')}.{seq}"
+            msg_id = provenance.msg_id(ev)
             key = f"{box}.{seq}"
             pending[key] = ev
             conn.publish(self.subject, dumps(ev).encode("utf-8", "surrogateescape"), reply=key,

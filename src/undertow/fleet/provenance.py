@@ -4,8 +4,10 @@
 digits systemd writes once per installation, machine-id(5)), ``boot_id``
 (``/proc/sys/kernel/random/boot_id``, a UUID the kernel makes at each boot,
 Documentation/admin-guide/sysctl/kernel.rst "random"), ``run_id`` (one per undertow run:
-random, or given with ``--run-id`` so that all hosts of one sweep share it), ``tool`` (the
-command), ``seq`` (1, 2, ... per run) and ``wall_ns`` (the event's time on the wall clock, ns
+random, or given with ``--run-id`` so that all hosts of one sweep share it), ``instance_id``
+(random, one per undertow process: what keeps apart two processes that share a machine id,
+boot id and run id — containers of one kernel, cloned images, a sweep's run id), ``tool`` (the
+command), ``seq`` (1, 2, ... per process) and ``wall_ns`` (the event's time on the wall clock, ns
 since the epoch). The machine and boot ids are checked for their shape: a file someone
 altered cannot put arbitrary text into every event.
 """
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Dict, Optional
 
 #: the JSON keys provenance adds (a public contract: docs/fleet.md)
-KEYS = ("hostname", "machine_id", "boot_id", "run_id", "tool", "seq", "wall_ns")
+KEYS = ("hostname", "machine_id", "boot_id", "run_id", "instance_id", "tool", "seq", "wall_ns")
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -57,22 +59,24 @@ def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
 class Provenance:
     """The provenance of one run; :meth:`stamp` adds it to an event dict."""
 
-    __slots__ = ("hostname", "machine_id", "boot_id", "run_id", "tool", "seq", "offset_ns")
+    __slots__ = ("hostname", "machine_id", "boot_id", "run_id", "instance_id", "tool", "seq", "offset_ns")
 
     def __init__(self, tool: str, run_id: Optional[str] = None) -> None:
         self.hostname = socket.gethostname()
         self.machine_id = machine_id()
         self.boot_id = boot_id()
-        self.run_id = run_id or uuid.uuid4().hex
+        self.instance_id = uuid.uuid4().hex[:16]
+        self.run_id = run_id or self.instance_id
         self.tool = tool
         self.seq = 0
         # events carry CLOCK_MONOTONIC ns (bpf_ktime_get_ns, ftrace's mono clock): this turns them
         # into wall-clock time (a clock step during the run shifts later events by the step)
         self.offset_ns = time.time_ns() - time.monotonic_ns()
 
-    def host_key(self) -> str:
-        """Host and boot, as NATS message ids start (``machine_id`` or, without one, the hostname)."""
-        return f"{self.machine_id or self.hostname}.{self.boot_id or 'noboot'}.{self.run_id}"
+    def msg_id(self, seq: int) -> str:
+        """The NATS ``Nats-Msg-Id`` of event ``seq``: :func:`msg_id`."""
+        return msg_id({"machine_id": self.machine_id, "hostname": self.hostname, "boot_id": self.boot_id,
+                       "instance_id": self.instance_id, "seq": seq})
 
     def stamp(self, event: Dict[str, object]) -> int:
         """Add the provenance keys to ``event`` (they win over an event key of the same name);
@@ -81,5 +85,13 @@ class Provenance:
         ts = event.get("ts")
         wall = ts + self.offset_ns if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else time.time_ns()
         event.update(hostname=self.hostname, machine_id=self.machine_id, boot_id=self.boot_id, run_id=self.run_id,
-                     tool=self.tool, seq=self.seq, wall_ns=wall)
+                     instance_id=self.instance_id, tool=self.tool, seq=self.seq, wall_ns=wall)
         return self.seq
+
+
+def msg_id(event: Dict[str, object]) -> str:
+    """``<machine_id>.<boot_id>.<instance_id>.<seq>`` of a stamped event: the host id, the boot
+    id and the sequence, with the process's instance id between (the sequence restarts with each
+    process; two processes on one machine and boot must not look like resends of each other)."""
+    host = event.get("machine_id") or event.get("hostname")
+    return f"{host}.{event.get('boot_id') or 'noboot'}.{event.get('instance_id')}.{event.get('seq')}"
