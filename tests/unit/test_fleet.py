@@ -315,3 +315,20 @@ def test_rows_add_columns_then_coerce():
     # without --create: keys the table lacks are left out
     rows = [json.loads(x) for x in c.rows([{"seq": 2, "other": 1, "pid": "nine"}], create=False)]
     assert "other" not in rows[0] and rows[0]["pid"] is None
+
+
+class BlockingSink(FakeSink):
+    def send(self, batch):
+        time.sleep(3)  # a server that never answers
+        return []
+
+
+def test_close_ends_within_the_linger_and_counts_the_batch_in_flight():
+    s = BlockingSink("nats://h:1/x?batch=4").start()
+    for i in range(10):
+        s.put({"seq": i + 1})
+    time.sleep(0.4)  # the first batch is under way
+    t = time.monotonic()
+    s.close(0.3)
+    assert time.monotonic() - t < 0.6
+    assert s.report.lost == {"unsent": 6, "unconfirmed": 4}

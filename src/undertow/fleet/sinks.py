@@ -11,9 +11,10 @@ parsed and stamped with its provenance (:mod:`.provenance`), to every sink:
   never stalls the command's read loop; what the spool cannot hold is counted as lost.
 
 Lines that are not JSON objects (a bpftrace ``system()`` output) travel as ``{"text": line}``.
-At the end each network sink gets ``linger`` seconds (URL option, default 2; at most 0.8 after
+At the end each network sink gets ``linger`` seconds (URL option, default 2; at most 0.5 after
 a stop signal, so Ctrl-C still ends the command within a second) to send what it holds; the
-rest is counted as lost (``unsent``), and each sink reports on standard error::
+rest is counted as lost (``unsent``; ``unconfirmed`` for a batch sent whose acknowledgement had
+not come), and each sink reports on standard error::
 
     undertow dns: output nats://127.0.0.1:4222/undertow.events: 1204 events sent, 0 lost
 """
@@ -118,6 +119,7 @@ class SpoolSink(Sink):
         self.closing = False
         self.deadline = 0.0
         self.connected = False
+        self.inflight = 0   # events taken for the send under way
         self.thread = threading.Thread(target=self._run, name=f"undertow-sink-{url.kind}", daemon=True)
 
     def start(self) -> "SpoolSink":
@@ -141,12 +143,18 @@ class SpoolSink(Sink):
             self.cv.notify()
 
     def close(self, linger: float) -> None:
+        """Wait until the spool is sent or the linger is over; count what is left as lost:
+        ``unsent`` (still spooled), ``unconfirmed`` (sent, its acknowledgement not yet read:
+        the thread, a daemon, is abandoned with it)."""
         if not self.closing:
             self.begin_close(linger)
-        self.thread.join(max(0.0, self.deadline - time.monotonic()) + 1.0)
+        self.thread.join(max(0.0, self.deadline - time.monotonic()) + 0.1)
         with self.cv:
             self.report.count_lost("unsent", len(self.spool))
             self.spool.clear()
+            if self.thread.is_alive():
+                self.report.count_lost("unconfirmed", self.inflight)
+                self.inflight = 0
 
     # -- the thread
 
@@ -167,6 +175,7 @@ class SpoolSink(Sink):
                     return None
                 if self.spool and (len(self.spool) >= self.batch or self.closing or self._due()):
                     n = min(self.batch, len(self.spool))
+                    self.inflight = n
                     return [self.spool.popleft() for _ in range(n)]
                 self.cv.wait(0.1)
 
@@ -183,8 +192,13 @@ class SpoolSink(Sink):
             return True
         return False
 
+    def _done(self) -> None:
+        with self.cv:
+            self.inflight = 0
+
     def _give_back(self, events: List[Dict[str, Any]]) -> None:
         with self.cv:
+            self.inflight = 0
             self.spool.extendleft(reversed(events))
             while len(self.spool) > self.capacity:  # put() filled the room meanwhile
                 self.spool.pop()
@@ -228,6 +242,8 @@ class SpoolSink(Sink):
                 self._give_back(again)
                 self._pause(backoff)
                 backoff = min(backoff * 2, 2.0)
+            else:
+                self._done()
         with contextlib.suppress(Exception):
             self.disconnect()
 
@@ -316,7 +332,11 @@ def outputs(args: argparse.Namespace, who: str) -> Iterator[None]:
         yield
         return
     from .. import stop
+    from ..errors import OptionError
 
+    if isinstance(getattr(args, "output", None), str):  # undertow run -o FILE writes the events itself
+        raise OptionError("-o FILE and --output URL cannot be combined",
+                          hints=["--output - sends the JSON events to standard output: redirect it to the file"])
     args.json = True
     if hasattr(args, "format"):
         args.format = "json"   # undertow run: -f json
@@ -341,7 +361,7 @@ def outputs(args: argparse.Namespace, who: str) -> Iterator[None]:
         for s in sinks:
             linger = s.url.number("linger", 2.0, 0)
             if sig > 0 and sig != signal.SIGALRM:  # a stop signal, not --duration: end within a second
-                linger = min(linger, 0.8)
+                linger = min(linger, 0.5)
             lingers.append(linger)
             if isinstance(s, SpoolSink):
                 s.begin_close(linger)  # all sinks drain at once
