@@ -48,20 +48,31 @@ class ClickHouseError(UndertowError, OSError):
         self.rejected, self.status = rejected, status
 
 
+_NAMES: Dict[str, str] = {}
+_BAD = re.compile(r"[^A-Za-z0-9_]")
+
+
 def column_name(key: str) -> str:
-    """A column name for a flattened key: letters, digits and _ only, at most 64 characters."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", key)[:64]
-    return name if name and not name[0].isdigit() else "_" + name
+    """A column name for a flattened key: letters, digits and _ only, at most 64 characters
+    (cached: the same few dozen keys come in every event)."""
+    name = _NAMES.get(key)
+    if name is None:
+        name = _BAD.sub("_", key)[:64]
+        name = name if name and not name[0].isdigit() else "_" + name
+        if len(_NAMES) < 65536:
+            _NAMES[key] = name
+    return name
 
 
 def flatten(event: Dict[str, Any], prefix: str = "", out: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """``{"a": {"b": 1}, "l": [1]}`` -> ``{"a_b": 1, "l": "[1]"}`` (lists as JSON text)."""
     out = {} if out is None else out
     for k, v in event.items():
-        name = column_name(prefix + str(k))
-        if isinstance(v, dict):
+        name = column_name(prefix + k if isinstance(k, str) else prefix + str(k))
+        t = type(v)
+        if t is dict:
             flatten(v, name + "_", out)
-        elif isinstance(v, (list, tuple)):
+        elif t is list or t is tuple:
             out[name] = json.dumps(v, ensure_ascii=False)
         else:
             out[name] = v
@@ -101,6 +112,12 @@ def coerce(value: Any, ctype: str) -> Any:
     if base == "DateTime":
         return value if isinstance(value, int) else 0
     return value if isinstance(value, (str, int, float)) else json.dumps(value)
+
+
+#: (Python type, column type) pairs that need no conversion
+_FITS = {(str, "String"), (str, "Nullable(String)"), (int, "Nullable(Int64)"), (int, "Int64"),
+         (float, "Nullable(Float64)"), (float, "Float64"), (bool, "Nullable(UInt8)"), (type(None), "Nullable(String)"),
+         (type(None), "Nullable(Int64)"), (type(None), "Nullable(Float64)"), (type(None), "Nullable(UInt8)")}
 
 
 class Client:
@@ -173,15 +190,16 @@ class Client:
                 cols[parts[0]] = parts[1]
         self.columns = cols
 
-    def rows(self, events: List[Dict[str, Any]], create: bool) -> List[str]:
-        """The JSONEachRow lines of ``events`` (new columns added first, with ``create``)."""
+    def rows(self, events: List[Dict[str, Any]], create: bool, raws: Optional[List[str]] = None) -> List[str]:
+        """The JSONEachRow lines of ``events`` (new columns added first, with ``create``);
+        ``raws``: the events' JSON text as received (else it is made again)."""
         flat = []
         new: Dict[str, str] = {}
-        for ev in events:
+        for i, ev in enumerate(events):
             f = flatten(ev)
             wall = f.get("wall_ns")
             f["time"] = wall // 10 ** 9 if isinstance(wall, int) else 0
-            f["raw"] = json.dumps(ev, ensure_ascii=False)
+            f["raw"] = raws[i] if raws is not None else json.dumps(ev, ensure_ascii=False)
             flat.append(f)
             if create:
                 for k, v in f.items():
@@ -193,8 +211,10 @@ class Client:
             self.add_columns(new)
         out = []
         cols = self.columns
+        fits = _FITS
         for f in flat:
-            row = {k: coerce(v, cols[k]) for k, v in f.items() if k in cols}
+            # a value whose Python type the column takes as it is skips coerce()
+            row = {k: (v if (type(v), cols[k]) in fits else coerce(v, cols[k])) for k, v in f.items() if k in cols}
             out.append(json.dumps(row, ensure_ascii=False))
         return out
 

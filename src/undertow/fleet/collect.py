@@ -105,15 +105,18 @@ class Collector:
         if not msgs:
             return 0
         events: List[Dict[str, Any]] = []
+        raws: List[str] = []
         good = []
         bad = []
         for m in msgs:
             try:
-                ev = json.loads(m.data)
-            except ValueError:
+                text = m.data.decode("utf-8")
+                ev = json.loads(text)
+            except ValueError:  # UnicodeDecodeError too
                 ev = None
             if isinstance(ev, dict):
                 events.append(ev)
+                raws.append(text)
                 good.append(m)
             else:
                 bad.append(m)
@@ -126,7 +129,7 @@ class Collector:
             if not self.ch_ready:
                 self.ch.ensure(self.create)
                 self.ch_ready = True
-            self.ch.insert(self.ch.rows(events, self.create))
+            self.ch.insert(self.ch.rows(events, self.create, raws))
         except ClickHouseError as e:
             self.ch_ready = False  # DESCRIBE again: the table may have changed
             if e.rejected:

@@ -49,6 +49,9 @@ class JetStream:
         self.root = inbox()
         conn.subscribe(self.root + ".>")
         self.inbox = self.root + ".api"
+        self.pull: Optional[str] = None   # the reply subject of the pull request under way
+        self.pull_left = 0
+        self.pulls = 0
 
     def api(self, what: str, body: Dict[str, Any]) -> Dict[str, Any]:
         """Call ``$JS.API.<what>``; raises :class:`JSError` on an error answer or none."""
@@ -95,31 +98,52 @@ class JetStream:
         self.api(f"CONSUMER.DURABLE.CREATE.{stream}.{name}", {"stream_name": stream, "config": cfg})
 
     def fetch(self, stream: str, consumer: str, batch: int, wait_s: float) -> List[Msg]:
-        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first (then returning what came)."""
-        box = self.root + ".f"
-        req = {"batch": batch, "expires": int(wait_s * 1e9)}
-        self.conn.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(req).encode(), reply=box)
-        self.conn.flush()
-        out: List[Msg] = []
+        """Up to ``batch`` messages, waiting at most ``wait_s`` (then returning what came).
+
+        When a fetch comes back full, the next pull request is sent at once, so the server
+        delivers the next batch while the caller inserts this one (the messages wait in the
+        socket; each pull has its own reply subject, so a late status of an old pull is not
+        taken for the end of the current one)."""
         import time
 
+        if self.pull is None:
+            self._pull(stream, consumer, batch, wait_s)
+        out: List[Msg] = []
         end = time.monotonic() + wait_s + self.timeout
         while len(out) < batch:
             m = self.conn.read(max(0.0, end - time.monotonic()))
             if m is None:
                 break
-            if m.status:  # 404 no messages, 408 request expired, 409 ...: this pull is over
-                if m.subject == box:
-                    break
+            if m.status:  # 404 no messages, 408 request expired, 409 ...: that pull is over
+                if m.subject == self.pull:
+                    self.pull = None
+                    if out or self.conn.pending() == 0:
+                        break
                 continue
             if m.reply.startswith("$JS.ACK."):
                 out.append(m)
+                self.pull_left -= 1
+                if self.pull_left <= 0 and self.pull is not None:
+                    self.pull = None  # the server has delivered all this pull asked for
+                    if len(out) < batch:
+                        self._pull(stream, consumer, batch - len(out), wait_s)
+        if len(out) >= batch and self.pull is None:
+            self._pull(stream, consumer, batch, wait_s)  # busy: the next batch comes during the insert
         return out
 
+    def _pull(self, stream: str, consumer: str, batch: int, wait_s: float) -> None:
+        self.pulls += 1
+        self.pull = f"{self.root}.f{self.pulls}"
+        self.pull_left = batch
+        req = {"batch": batch, "expires": int(wait_s * 1e9)}
+        self.conn.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(req).encode(),
+                          reply=self.pull)
+        self.conn.flush()
+
     def ack(self, msgs: List[Msg], how: bytes = b"+ACK") -> None:
-        """Acknowledge (or ``-NAK``) ``msgs`` and make sure the server has read the acks."""
+        """Acknowledge (or ``-NAK``) ``msgs``. Not waited for: an ack the server never gets
+        makes the message come again after the consumer's ack wait, and a row inserted twice
+        is merged away by the table (ReplacingMergeTree)."""
         for m in msgs:
             self.conn.publish(m.reply, how)
         self.conn.flush()
-        # a round trip: the server has processed the acks when the PONG comes
-        self.conn.request("$JS.API.INFO", b"", self.inbox, self.timeout)

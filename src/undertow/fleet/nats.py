@@ -95,6 +95,7 @@ class Connection:
         self.host, self.port, self.auth, self.timeout, self.name = host, port, auth or Auth(), timeout, name
         self.sock: Optional[socket.socket] = None
         self.buf = b""
+        self.pos = 0   # where the unread part of buf starts
         self.info: Dict[str, object] = {}
         self.sids = 0
         self.out: List[bytes] = []
@@ -188,14 +189,16 @@ class Connection:
             raise NatsError(f"connection to nats://{self.host}:{self.port} lost: {e.strerror or e}") from None
         if not data:
             raise NatsError(f"nats://{self.host}:{self.port} closed the connection")
-        self.buf += data
+        self.buf = self.buf[self.pos:] + data if self.pos else self.buf + data
+        self.pos = 0
         return True
 
     def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
+        while self.buf.find(b"\r\n", self.pos) < 0:
             if not self._fill(self.timeout):
                 raise NatsError(f"nats://{self.host}:{self.port} did not answer within {self.timeout:g} s")
-        line, _, self.buf = self.buf.partition(b"\r\n")
+        i = self.buf.find(b"\r\n", self.pos)
+        line, self.pos = self.buf[self.pos:i], i + 2
         return line
 
     def read(self, timeout: float) -> Optional[Msg]:
@@ -211,40 +214,62 @@ class Connection:
                 return None
 
     def _parse(self) -> Optional[Msg]:
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i < 0:
-                return None
-            head = self.buf[:i]
-            if head.startswith(b"MSG ") or head.startswith(b"HMSG "):
-                parts = head.decode("utf-8", "replace").split()
-                hdr_len = 0
-                if parts[0] == "HMSG":
-                    if len(parts) == 6:
-                        _, subject, sid, reply, hl, tl = parts
-                    else:
-                        (_, subject, sid, hl, tl), reply = parts, ""
-                    hdr_len, total = int(hl), int(tl)
-                else:
-                    if len(parts) == 5:
-                        _, subject, sid, reply, tl = parts
-                    else:
-                        (_, subject, sid, tl), reply = parts, ""
-                    total = int(tl)
-                if len(self.buf) < i + 2 + total + 2:
+        # one bytes object, read from an offset: slicing the rest off after each message
+        # would copy the buffer once per message (a 1000-message fetch is ~600 kB)
+        buf = self.buf
+        pos = self.pos
+        try:
+            while True:
+                i = buf.find(b"\r\n", pos)
+                if i < 0:
                     return None
-                body = self.buf[i + 2:i + 2 + total]
-                self.buf = self.buf[i + 2 + total + 2:]
-                status, headers = _headers(body[:hdr_len]) if hdr_len else (0, {})
-                return Msg(subject, sid, reply, headers, status, body[hdr_len:])
-            self.buf = self.buf[i + 2:]
-            if head == b"PING":
-                self._send(b"PONG\r\n")
-            elif head.startswith(b"-ERR"):
-                text = head[4:].strip().strip(b"'").decode("utf-8", "replace")
-                raise NatsError(f"nats://{self.host}:{self.port}: {text}",
-                                permanent="permissions" in text.lower() or "author" in text.lower())
-            # +OK, PONG, INFO: nothing to do
+                head = buf[pos:i]
+                if head[:4] == b"MSG " or head[:5] == b"HMSG ":
+                    parts = head.decode("utf-8", "replace").split()
+                    hdr_len = 0
+                    if parts[0] == "HMSG":
+                        if len(parts) == 6:
+                            _, subject, sid, reply, hl, tl = parts
+                        else:
+                            (_, subject, sid, hl, tl), reply = parts, ""
+                        hdr_len, total = int(hl), int(tl)
+                    else:
+                        if len(parts) == 5:
+                            _, subject, sid, reply, tl = parts
+                        else:
+                            (_, subject, sid, tl), reply = parts, ""
+                        total = int(tl)
+                    if len(buf) < i + 2 + total + 2:
+                        return None
+                    body = buf[i + 2:i + 2 + total]
+                    pos = i + 2 + total + 2
+                    status, headers = _headers(body[:hdr_len]) if hdr_len else (0, {})
+                    return Msg(subject, sid, reply, headers, status, body[hdr_len:] if hdr_len else body)
+                pos = i + 2
+                if head == b"PING":
+                    self._send(b"PONG\r\n")
+                elif head[:4] == b"-ERR":
+                    text = head[4:].strip().strip(b"'").decode("utf-8", "replace")
+                    raise NatsError(f"nats://{self.host}:{self.port}: {text}",
+                                    permanent="permissions" in text.lower() or "author" in text.lower())
+                # +OK, PONG, INFO: nothing to do
+        finally:
+            self.pos = pos
+
+    def pending(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self.buf) - self.pos
+
+    def read_many(self, timeout: float, limit: int) -> List[Msg]:
+        """Up to ``limit`` messages: those already buffered, then what comes within ``timeout``."""
+        out: List[Msg] = []
+        m = self.read(timeout)
+        while m is not None:
+            out.append(m)
+            if len(out) >= limit:
+                break
+            m = self._parse()
+        return out
 
     # -- writing
 
