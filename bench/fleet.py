@@ -2,15 +2,16 @@
 """Fleet end to end (issue 22): H hosts x R events/s -> NATS JetStream -> `undertow collect` -> ClickHouse.
 
 Starts a real ``nats-server -js`` and ``clickhouse-server`` on loopback (tests/live/fleet_servers.py,
-temporary directories, stopped by PID). Each "host" is a process driving undertow's own output
-path — :class:`undertow.fleet.sinks.FanOut` with its provenance (a hostname of its own) into a
-``nats://`` sink — with dns-like events at a fixed rate; the collector is ``undertow collect``'s
+temporary directories, stopped by PID). The hosts' dns-like events, each with its provenance (a
+hostname per host) and ``Nats-Msg-Id``, are published by one light process (default) or, with
+``--sinks``, by one process per host driving undertow's own output path
+(:class:`undertow.fleet.sinks.FanOut` into a ``nats://`` sink); the collector is ``undertow collect``'s
 :class:`~undertow.fleet.collect.Collector` in its own process. Printed: events made, sent, lost,
 rows in ClickHouse, the latency from an event's time (``wall_ns``) to the end of the INSERT that
 stored its row (every 10th row, p50/p99/max; target p99 < 2 s), and the collector's CPU (user +
 system, share of one core over the run).
 
-    python3 bench/fleet.py [--hosts 20] [--rate 1000] [--duration 10] [--batch 1000]
+    python3 bench/fleet.py [--hosts 20] [--rate 1000] [--duration 10] [--batch 1000] [--sinks]
 
 The hosts are simulated (a tool at 1,000 events/s on each of 20 real hosts would need 20
 machines): what is measured is the transport, the collector and ClickHouse, which a real run
@@ -59,6 +60,53 @@ def host(i, url, rate, duration, run_id, q):
     q.put({"host": i, "made": n, "sent": r.sent, "lost": r.total_lost, "errors": list(r.errors)})
 
 
+def light(hosts, url, rate, duration, run_id, q):
+    """All hosts from one process, cheaply: the events as undertow's sink sends them (the JSON
+    with its provenance, ``Nats-Msg-Id``, a reply subject for the ack), acks read but not
+    waited for. On a machine with few CPUs this leaves them to NATS, the collector and ClickHouse."""
+    from undertow.fleet import provenance, urls
+    from undertow.fleet.jetstream import JetStream
+    from undertow.fleet.nats import Connection
+
+    u = urls.parse(url)
+    js = JetStream(Connection(u.host, u.port).connect())
+    conn = js.conn
+    provs = []
+    for i in range(hosts):
+        p = provenance.Provenance("dns", run_id)
+        p.hostname = f"bench-host-{i:02d}"
+        provs.append(p)
+    base = {"pid": 4242, "tid": 4242, "comm": "resolver", "syscall": "sendto", "resolver": "127.0.0.53",
+            "resolver_port": 53, "transport": "udp", "qtype": "A", "qclass": "IN", "size": 40, "netns": 4026531840,
+            "uid": 0}
+    t0 = time.monotonic()
+    n = acks = 0
+    total = int(rate * hosts)
+    while True:
+        now = time.monotonic()
+        if now - t0 >= duration:
+            break
+        due = min(int((now - t0) * total), int(duration * total))
+        while n < due:
+            p = provs[n % hosts]
+            ev = dict(base, ts=time.monotonic_ns(), id=n & 0xFFFF, qname=f"{p.hostname}.example.")
+            seq = p.stamp(ev)
+            conn.publish(u.target, json.dumps(ev).encode(), reply=f"{js.root}.p.{n}",
+                         headers={"Nats-Msg-Id": provenance.msg_id(ev)})
+            n += 1
+            del seq
+        conn.flush()
+        while conn.read(0.0) is not None:
+            acks += 1
+        time.sleep(0.005)
+    end = time.monotonic() + 5
+    while acks < n and time.monotonic() < end:
+        if conn.read(0.2) is not None:
+            acks += 1
+    conn.close()
+    q.put({"host": -1, "made": n, "sent": acks, "lost": n - acks, "errors": []})
+
+
 def collector(src, dst, batch, stop_at, q):
     """`undertow collect`'s Collector, the INSERT timed: latencies of every 10th row, its CPU."""
     from undertow.fleet import clickhouse, collect, urls
@@ -104,6 +152,9 @@ def main():
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s per host")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=1000, help="collector batch")
+    ap.add_argument("--sinks", action="store_true",
+                    help="one process per host through undertow's FanOut and nats:// sink (costs a core or more "
+                         "at 20 x 1,000/s: on a small machine the hosts then starve the collector)")
     a = ap.parse_args()
     import fleet_servers as fs
     from undertow.fleet.jetstream import JetStream
@@ -122,10 +173,13 @@ def main():
         stop_at = time.monotonic() + a.duration + 8
         col = mp.Process(target=collector, args=(url, dst, a.batch, stop_at, q))
         col.start()
-        hosts = [mp.Process(target=host, args=(i, url, a.rate, a.duration, "bench", q)) for i in range(a.hosts)]
+        if a.sinks:
+            hosts = [mp.Process(target=host, args=(i, url, a.rate, a.duration, "bench", q)) for i in range(a.hosts)]
+        else:
+            hosts = [mp.Process(target=light, args=(a.hosts, url, a.rate, a.duration, "bench", q))]
         for p in hosts:
             p.start()
-        results = [q.get(timeout=a.duration + 60) for _ in range(a.hosts + 1)]
+        results = [q.get(timeout=a.duration + 60) for _ in range(len(hosts) + 1)]
         for p in hosts + [col]:
             p.join(10)
         hs = [r for r in results if "host" in r]
