@@ -332,3 +332,51 @@ def test_close_ends_within_the_linger_and_counts_the_batch_in_flight():
     s.close(0.3)
     assert time.monotonic() - t < 0.6
     assert s.report.lost == {"unsent": 6, "unconfirmed": 4}
+
+
+# -- the file spool
+
+
+def test_file_spool_keeps_what_was_not_sent_for_the_next_run(tmp_path):
+    d = tmp_path / "spool"
+    s = FakeSink(f"nats://h:1/x?spool=3&spool_dir={d}", fail_connect=True)
+    s.start()
+    for i in range(5):
+        s.put({"seq": i + 1, "instance_id": "a"})  # 3 in memory, 2 to the file at once
+    s.close(0.2)
+    assert s.report.total_lost == 0 and s.report.to_file == 5
+    assert "5 kept in" in s.report_line("undertow dns")
+    (f,) = list(d.iterdir())
+    assert oct(f.stat().st_mode & 0o777) == "0o600" and oct(d.stat().st_mode & 0o777) == "0o700"
+    # the next run sends them first, and removes the file
+    s2 = FakeSink(f"nats://h:1/x?spool_dir={d}").start()
+    s2.close(2.0)
+    assert sorted(e["seq"] for e in s2.got) == [1, 2, 3, 4, 5] and s2.report.resent_from_file == 5
+    assert list(d.iterdir()) == []
+
+
+def test_file_spool_refuses_a_directory_others_can_write(tmp_path):
+    import os
+
+    from undertow.errors import OptionError
+
+    d = tmp_path / "open"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    with pytest.raises(OptionError, match="another user"):
+        FakeSink(f"nats://h:1/x?spool_dir={d}")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(OptionError):
+        FakeSink(f"nats://h:1/x?spool_dir={link}")
+
+
+def test_file_spool_skips_planted_files(tmp_path):
+    d = tmp_path / "sp"
+    d.mkdir(mode=0o700)
+    (tmp_path / "target").write_text('{"seq": 99}\n')
+    (d / "0123456789abcdef.ndjson").symlink_to(tmp_path / "target")  # a link: not followed
+    s = FakeSink(f"nats://h:1/x?spool_dir={d}").start()
+    s.close(0.5)
+    assert s.got == [] and (tmp_path / "target").exists()

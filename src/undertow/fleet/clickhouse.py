@@ -242,8 +242,8 @@ class ClickHouseSink(SpoolSink):
 
     batch_default = 1000
 
-    def __init__(self, url: Any, create: bool = False) -> None:
-        super().__init__(url, create)
+    def __init__(self, url: Any, create: bool = False, instance_id: str = "") -> None:
+        super().__init__(url, create, instance_id)
         self.client = Client(url)
         self.ready = False
 

@@ -28,8 +28,8 @@ from .sinks import SpoolSink
 class NatsSink(SpoolSink):
     batch_default = 256
 
-    def __init__(self, url: Any, create: bool = False) -> None:
-        super().__init__(url, create)
+    def __init__(self, url: Any, create: bool = False, instance_id: str = "") -> None:
+        super().__init__(url, create, instance_id)
         self.subject: str = url.target
         self.auth = auth_from_url(url)  # files read now: a missing creds file is an error at the start
         self.js: Optional[JetStream] = None

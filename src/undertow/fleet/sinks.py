@@ -26,6 +26,7 @@ import collections
 import contextlib
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -42,6 +43,8 @@ class SinkReport:
         self.sent = 0
         self.lost: Dict[str, int] = {}
         self.errors: Dict[str, int] = {}
+        self.to_file = 0            # left for the next run in the spool_dir file
+        self.resent_from_file = 0   # taken from earlier runs' files
 
     def count_lost(self, reason: str, n: int = 1) -> None:
         if n:
@@ -75,6 +78,10 @@ class Sink:
         line = f"{who}: output {self.url.safe()}: {r.sent} events sent, {r.total_lost} lost"
         if r.lost:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.lost.items())) + ")"
+        if r.to_file:
+            line += f"; {r.to_file} kept in {self.url.params.get('spool_dir')} for the next run"
+        if r.resent_from_file:
+            line += f"; {r.resent_from_file} from earlier runs' spool files"
         if r.errors:
             last = list(r.errors)[-1]
             line += f"; {len(r.errors)} distinct error(s), last: {last}"
@@ -109,9 +116,13 @@ class SpoolSink(Sink):
     #: events sent per batch (``batch=N`` in the URL)
     batch_default = 500
 
-    def __init__(self, url: "urls.SinkURL", create: bool = False) -> None:
+    def __init__(self, url: "urls.SinkURL", create: bool = False, instance_id: str = "") -> None:
         super().__init__(url)
         self.create = create
+        from .filespool import from_url
+
+        # spool_dir=: leftovers to a file, earlier runs' leftovers sent first (fleet/filespool.py)
+        self.file = from_url(url, instance_id or os.urandom(8).hex())
         self.capacity = int(url.number("spool", 100000, 1))
         self.batch = int(url.number("batch", self.batch_default, 1))
         self.spool: Deque[Dict[str, Any]] = collections.deque()
@@ -123,13 +134,18 @@ class SpoolSink(Sink):
         self.thread = threading.Thread(target=self._run, name=f"undertow-sink-{url.kind}", daemon=True)
 
     def start(self) -> "SpoolSink":
+        if self.file is not None:
+            old = list(self.file.take_old(self.capacity))
+            self.spool.extend(old)
+            self.report.resent_from_file = len(old)
         self.thread.start()
         return self
 
     def put(self, event: Dict[str, Any]) -> None:
         with self.cv:
             if len(self.spool) >= self.capacity:
-                self.report.count_lost("spool_full")
+                if self.file is None or not self.file.write([event]):
+                    self.report.count_lost("spool_full")
                 return
             self.spool.append(event)
             if len(self.spool) >= self.batch:
@@ -150,8 +166,13 @@ class SpoolSink(Sink):
             self.begin_close(linger)
         self.thread.join(max(0.0, self.deadline - time.monotonic()) + 0.1)
         with self.cv:
-            self.report.count_lost("unsent", len(self.spool))
+            left = list(self.spool)
+            kept = self.file.write(left) if self.file is not None and left else 0
+            self.report.count_lost("unsent", len(left) - kept)
             self.spool.clear()
+            if self.file is not None:
+                self.report.to_file = self.file.events
+                self.file.close()
             if self.thread.is_alive():
                 self.report.count_lost("unconfirmed", self.inflight)
                 self.inflight = 0
@@ -248,17 +269,17 @@ class SpoolSink(Sink):
             self.disconnect()
 
 
-def open_sink(url: "urls.SinkURL", create: bool, stdout: TextIO) -> Sink:
-    """The sink for ``url`` (network sinks started)."""
+def open_sink(url: "urls.SinkURL", create: bool, stdout: TextIO, instance_id: str = "") -> Sink:
+    """The sink for ``url`` (network sinks started; ``instance_id`` names their spool file)."""
     if url.kind == "stdout":
         return StdoutSink(url, stdout)
     if url.kind == "nats":
         from .natssink import NatsSink
 
-        return NatsSink(url, create).start()
+        return NatsSink(url, create, instance_id).start()
     from .clickhouse import ClickHouseSink
 
-    return ClickHouseSink(url, create).start()
+    return ClickHouseSink(url, create, instance_id).start()
 
 
 class FanOut(io.TextIOBase):
@@ -345,7 +366,7 @@ def outputs(args: argparse.Namespace, who: str) -> Iterator[None]:
     sinks: List[Sink] = []
     try:
         for u in args.outputs:
-            sinks.append(open_sink(u, bool(getattr(args, "create", False)), real))
+            sinks.append(open_sink(u, bool(getattr(args, "create", False)), real, prov.instance_id))
         fan = FanOut(sinks, prov, real)
         sys.stdout = fan  # type: ignore[assignment]
         try:

@@ -26,9 +26,9 @@ from ..errors import SourceError, Span, did_you_mean
 #: query-string options each scheme takes (documented in docs/fleet.md)
 PARAMS = {
     "nats": {"stream", "creds", "nkey", "token_file", "password_file", "ca", "cert", "key", "tls", "spool",
-             "spool_dir", "batch", "linger", "max_msgs", "max_bytes", "max_age", "discard", "storage",
+             "spool_dir", "spool_file_mb", "batch", "linger", "max_msgs", "max_bytes", "max_age", "discard", "storage",
              "consumer", "replicas"},
-    "clickhouse": {"batch", "flush", "spool", "password_file", "ca", "linger", "database_engine"},
+    "clickhouse": {"batch", "spool", "spool_dir", "spool_file_mb", "password_file", "ca", "linger"},
     "stdout": set(),
 }
 
