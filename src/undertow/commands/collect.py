@@ -7,6 +7,7 @@ import sys
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``undertow collect`` and its options."""
     from .. import options
 
     p = sub.add_parser(
@@ -47,6 +48,7 @@ def _url(text: str, kind: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Drain the stream into ClickHouse until a stop; 1 when refused rows were never stored."""
     from ..fleet.collect import Collector
 
     c = Collector(args.src, args.dst, batch=args.batch, create=args.create)

@@ -139,6 +139,7 @@ class Client:
 
     @property
     def full(self) -> str:
+        """The table as SQL names it (database and table in backquotes)."""
         return f"`{self.db}`.`{self.table}`"
 
     def _conn(self) -> http.client.HTTPConnection:
@@ -182,6 +183,7 @@ class Client:
         self.describe()
 
     def describe(self) -> None:
+        """Read the table's columns and types (``DESCRIBE TABLE``)."""
         text = self.query(f"DESCRIBE TABLE {self.full} FORMAT TabSeparated")
         cols = {}
         for ln in text.splitlines():
@@ -219,6 +221,7 @@ class Client:
         return out
 
     def add_columns(self, new: Dict[str, str]) -> None:
+        """``ALTER TABLE ... ADD COLUMN`` each of ``new`` (name -> type); one added meanwhile by another writer is fine."""
         for name, t in new.items():
             try:
                 self.query(f"ALTER TABLE {self.full} ADD COLUMN `{name}` {t}")
@@ -248,11 +251,13 @@ class ClickHouseSink(SpoolSink):
         self.ready = False
 
     def connect(self) -> None:
+        """Create (``--create``) and describe the table, once."""
         if not self.ready:
             self.client.ensure(self.create)
             self.ready = True
 
     def send(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """One INSERT of ``batch``; a refusal is counted as lost, a failed connection raises (kept)."""
         self.connect()
         try:
             self.client.insert(self.client.rows(batch, self.create))

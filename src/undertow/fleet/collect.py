@@ -55,6 +55,8 @@ def stream_seq(reply: str) -> int:
 
 
 class Collector:
+    """``undertow collect``: a JetStream pull consumer (``src``: a ``nats://`` SinkURL) feeding
+    ClickHouse inserts (``dst``: ``clickhouse+http://``), ``batch`` messages at a time."""
     def __init__(self, src: Any, dst: Any, batch: int = 1000, create: bool = False, wait: float = 0.5,
                  log: Any = None) -> None:
         self.src, self.dst, self.batch, self.create, self.wait = src, dst, batch, create, wait
@@ -73,6 +75,7 @@ class Collector:
             self.log(text)
 
     def connect(self) -> None:
+        """Connect to NATS, find (or with ``--create`` make) the stream and the durable consumer."""
         conn = Connection(self.src.host, self.src.port, self.auth, timeout=2.0, name="undertow-collect").connect()
         js = JetStream(conn)
         try:
@@ -92,6 +95,7 @@ class Collector:
         self.js = js
 
     def close(self) -> None:
+        """Drop the NATS connection (unacknowledged messages come again after the ack wait)."""
         if self.js is not None:
             self.js.conn.close()
             self.js = None
@@ -177,6 +181,7 @@ class Collector:
         return 1 if self.stats.pending_refused else 0
 
     def summary(self) -> str:
+        """One line: rows inserted, batches refused, messages dropped."""
         s = self.stats
         line = f"{s.inserted} rows inserted in {s.batches} batches"
         if s.refused:

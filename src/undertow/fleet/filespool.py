@@ -110,6 +110,7 @@ class FileSpool:
             yield from events
 
     def close(self) -> None:
+        """Close the file and the directory descriptor."""
         for fd in (self.fd, self.dfd):
             if fd >= 0:
                 os.close(fd)

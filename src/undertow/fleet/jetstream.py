@@ -37,6 +37,7 @@ def default_stream(subject: str) -> str:
 
 
 def inbox() -> str:
+    """A fresh, unguessable inbox subject for replies (``_INBOX.<16 hex>``)."""
     return "_INBOX." + os.urandom(8).hex()
 
 
@@ -87,11 +88,13 @@ class JetStream:
                 raise JSError(f"stream {name} exists with subjects {have}, not {subjects}") from None
 
     def stream_of(self, subject: str) -> Optional[str]:
+        """The name of the stream that takes ``subject`` (None: none does)."""
         names = self.api("STREAM.NAMES", {"subject": subject}).get("streams") or []
         return names[0] if names else None
 
     def pull_consumer(self, stream: str, name: str, subject: str, ack_wait_s: float = 30.0,
                       max_deliver: int = -1) -> None:
+        """Create (or confirm) the durable pull consumer ``name`` on ``stream``, explicit acks."""
         cfg = {"durable_name": name, "ack_policy": "explicit", "deliver_policy": "all",
                "ack_wait": int(ack_wait_s * 1e9), "max_deliver": max_deliver, "filter_subject": subject,
                "max_ack_pending": 100000, "replay_policy": "instant"}

@@ -165,6 +165,7 @@ class Connection:
             raise NatsError(f"TLS with nats://{self.host}:{self.port} failed: {e}", permanent=True) from None
 
     def close(self) -> None:
+        """Close the socket (idempotent)."""
         s, self.sock = self.sock, None
         if s is not None:
             try:

@@ -26,6 +26,7 @@ from .sinks import SpoolSink
 
 
 class NatsSink(SpoolSink):
+    """``nats://HOST:PORT/SUBJECT``: JetStream publishing from the spool, batch by batch."""
     batch_default = 256
 
     def __init__(self, url: Any, create: bool = False, instance_id: str = "") -> None:
@@ -37,6 +38,7 @@ class NatsSink(SpoolSink):
         self.ack_timeout = 2.0
 
     def connect(self) -> None:
+        """Connect, authenticate, subscribe to the ack inbox; with ``--create`` make the stream once."""
         conn = Connection(self.url.host, self.url.port, self.auth, timeout=2.0, name="undertow-sink").connect()
         self.js = JetStream(conn)
         if self.create and not self.created:
@@ -52,11 +54,13 @@ class NatsSink(SpoolSink):
                               storage=u.params.get("storage", "file"), replicas=int(u.number("replicas", 1, 1)))
 
     def disconnect(self) -> None:
+        """Drop the connection (the next batch makes a new one)."""
         js, self.js = self.js, None
         if js is not None:
             js.conn.close()
 
     def send(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Publish ``batch`` with message ids, read the acks; returns the events to send again."""
         from ..output.jsonl import dumps
 
         js = self.js

@@ -47,14 +47,17 @@ class SinkReport:
         self.resent_from_file = 0   # taken from earlier runs' files
 
     def count_lost(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` events lost for ``reason``."""
         if n:
             self.lost[reason] = self.lost.get(reason, 0) + n
 
     def error(self, text: str) -> None:
+        """Count one occurrence of error ``text``."""
         self.errors[text] = self.errors.get(text, 0) + 1
 
     @property
     def total_lost(self) -> int:
+        """Events lost, all reasons."""
         return sum(self.lost.values())
 
 
@@ -74,6 +77,7 @@ class Sink:
         pass
 
     def report_line(self, who: str) -> str:
+        """``<who>: output <url>: N events sent, M lost (reasons); errors`` for standard error."""
         r = self.report
         line = f"{who}: output {self.url.safe()}: {r.sent} events sent, {r.total_lost} lost"
         if r.lost:
@@ -134,6 +138,7 @@ class SpoolSink(Sink):
         self.thread = threading.Thread(target=self._run, name=f"undertow-sink-{url.kind}", daemon=True)
 
     def start(self) -> "SpoolSink":
+        """Queue earlier runs' spool files (``spool_dir``) and start the sending thread."""
         if self.file is not None:
             old = list(self.file.take_old(self.capacity))
             self.spool.extend(old)
@@ -180,9 +185,11 @@ class SpoolSink(Sink):
     # -- the thread
 
     def connect(self) -> None:
+        """Make the connection (and with ``--create`` what the URL names); raise to retry later."""
         raise NotImplementedError
 
     def disconnect(self) -> None:
+        """Drop the connection."""
         pass
 
     def send(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -305,6 +312,7 @@ class FanOut(io.TextIOBase):
         return self.real.fileno()
 
     def write(self, s: str) -> int:
+        """Take text; each complete line is an event for the sinks."""
         if not s:
             return 0
         text = self.partial + s
@@ -335,6 +343,7 @@ class FanOut(io.TextIOBase):
                 f()
 
     def finish(self) -> None:
+        """Hand on a last line written without its newline."""
         if self.partial.strip():
             self._line(self.partial)
         self.partial = ""

@@ -66,6 +66,7 @@ class SinkURL:
             .replace(":" + self.password + "@", ":***@", 1)
 
     def flag(self, name: str) -> bool:
+        """Whether boolean option ``name`` is on (``1 true yes on``)."""
         return self.params.get(name, "").lower() in ("1", "true", "yes", "on")
 
     def number(self, name: str, default: float, lo: float = 0.0) -> float:
