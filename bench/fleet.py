@@ -90,11 +90,10 @@ def light(hosts, url, rate, duration, run_id, q):
         while n < due:
             p = provs[n % hosts]
             ev = dict(base, ts=time.monotonic_ns(), id=n & 0xFFFF, qname=f"{p.hostname}.example.")
-            seq = p.stamp(ev)
+            p.stamp(ev)
             conn.publish(u.target, json.dumps(ev).encode(), reply=f"{js.root}.p.{n}",
                          headers={"Nats-Msg-Id": provenance.msg_id(ev)})
             n += 1
-            del seq
         conn.flush()
         while conn.read(0.0) is not None:
             acks += 1

@@ -198,10 +198,10 @@ def test_sweep_dns_over_namespace_hosts():
                            timeout=60)
         assert c.returncode == 0, c.stderr
         # the question of docs/fleet.md, as written there
-        q = ("SELECT hostname, pid, comm, exe, argv, min(time) AS first, max(time) AS last, count() AS queries\n"
+        q = ("SELECT hostname, pid, comm, exe, argv, min(event_time) AS first, max(event_time) AS last, count() AS queries\n"
              "FROM undertow.events FINAL\n"
              "WHERE tool = 'dns' AND qname IN ('pool.minexmr.example', 'pool.minexmr.example.')\n"
-             "  AND time > now() - 3600\n"
+             "  AND event_time > now() - 3600\n"
              "GROUP BY hostname, pid, comm, exe, argv\nORDER BY first")
         doc = open(os.path.join(ROOT, "docs", "fleet.md")).read()
         assert q in doc

@@ -197,8 +197,8 @@ def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickh
     assert c.returncode == 0, c.stderr
     assert f"{sent} rows inserted" in c.stderr
     rows = [json.loads(x) for x in clickhouse.query(
-        f"SELECT hostname, machine_id, boot_id, run_id, tool, seq, wall_ns, toUnixTimestamp(time) AS t, comm, "
-        f"qname, pid FROM ir.{table} WHERE qname LIKE 'pool.minexmr.example%' ORDER BY seq FORMAT JSONEachRow"
+        f"SELECT hostname, machine_id, boot_id, run_id, tool, event_seq, wall_ns, toUnixTimestamp(event_time) AS t, comm, "
+        f"qname, pid FROM ir.{table} WHERE qname LIKE 'pool.minexmr.example%' ORDER BY event_seq FORMAT JSONEachRow"
     ).splitlines()]
     assert len(rows) == 5
     mid = open("/etc/machine-id").read().strip()
@@ -211,7 +211,7 @@ def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickh
         assert abs(int(row["wall_ns"]) / 1e9 - time.time()) < 120 and int(row["t"]) == int(row["wall_ns"]) // 10 ** 9
     # the standard output sink carried the same provenance (the NDJSON a sweep fetches back)
     assert {d["run_id"] for d in r.lines} == {r.run_id}
-    assert [d["seq"] for d in r.lines] == list(range(1, len(r.lines) + 1))
+    assert [d["event_seq"] for d in r.lines] == list(range(1, len(r.lines) + 1))
 
 
 def test_nats_down_mid_run_spools_and_resends_without_duplicates(nats, clickhouse):
@@ -243,7 +243,7 @@ def test_nats_down_mid_run_spools_and_resends_without_duplicates(nats, clickhous
     c = collect(nurl, f"clickhouse+http://127.0.0.1:{clickhouse.http_port}/ir.{table}", "--create", "--once")
     assert c.returncode == 0, c.stderr
     n, uniq, during = clickhouse.query(
-        f"SELECT count(), uniqExact(seq), countIf(qname LIKE 'ut-during%') FROM ir.{table} FORMAT TSV").split()
+        f"SELECT count(), uniqExact(event_seq), countIf(qname LIKE 'ut-during%') FROM ir.{table} FORMAT TSV").split()
     assert int(n) == int(uniq) == len(r.lines) and int(during) == 50
 
 

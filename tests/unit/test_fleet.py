@@ -84,11 +84,11 @@ def test_provenance_stamps_every_key(monkeypatch):
     ev = {"ts": time.monotonic_ns(), "qname": "x"}
     assert p.stamp(ev) == 1
     assert set(provenance.KEYS) <= set(ev)
-    assert ev["run_id"] == "sweep-1" and ev["tool"] == "dns" and ev["seq"] == 1
+    assert ev["run_id"] == "sweep-1" and ev["tool"] == "dns" and ev["event_seq"] == 1
     assert abs(ev["wall_ns"] - time.time_ns()) < 5 * 10 ** 9
     ev2 = {"lost": 3}
     p.stamp(ev2)
-    assert ev2["seq"] == 2 and abs(ev2["wall_ns"] - time.time_ns()) < 5 * 10 ** 9
+    assert ev2["event_seq"] == 2 and abs(ev2["wall_ns"] - time.time_ns()) < 5 * 10 ** 9
     assert len(p.instance_id) == 16 and p.run_id == "sweep-1"
     assert p.msg_id(7) == f"{p.machine_id or p.hostname}.{p.boot_id or 'noboot'}.{p.instance_id}.7"
     assert provenance.msg_id(ev2) == p.msg_id(2)
@@ -141,7 +141,7 @@ def test_fanout_parses_lines_written_in_pieces():
     ev = rec.events
     assert [e.get("a") for e in ev] == [1, None, None, None, None]
     assert ev[1]["lost"] == 2 and ev[2] == {**ev[2], "text": "plain text"} and ev[3]["text"] == "{broken"
-    assert ev[4]["tail"] is True and [e["seq"] for e in ev] == [1, 2, 3, 4, 5]
+    assert ev[4]["tail"] is True and [e["event_seq"] for e in ev] == [1, 2, 3, 4, 5]
 
 
 def test_stdout_sink_writes_stamped_json():
@@ -307,13 +307,13 @@ def test_rows_add_columns_then_coerce():
         added.update(new)
         c.columns.update(new)
     c.add_columns = add_columns
-    ev = {"hostname": "h", "seq": 1, "wall_ns": 3 * 10 ** 9 + 5, "pid": 9, "fields": {"n": "x"}, "gone": None}
+    ev = {"hostname": "h", "event_seq": 1, "wall_ns": 3 * 10 ** 9 + 5, "pid": 9, "fields": {"n": "x"}, "gone": None}
     rows = [json.loads(x) for x in c.rows([ev], create=True)]
     assert added == {"pid": "Nullable(Int64)", "fields_n": "Nullable(String)"}
-    assert rows[0]["time"] == 3 and rows[0]["pid"] == 9 and json.loads(rows[0]["raw"]) == ev
+    assert rows[0]["event_time"] == 3 and rows[0]["pid"] == 9 and json.loads(rows[0]["event_json"]) == ev
     assert "gone" not in rows[0]
     # without --create: keys the table lacks are left out
-    rows = [json.loads(x) for x in c.rows([{"seq": 2, "other": 1, "pid": "nine"}], create=False)]
+    rows = [json.loads(x) for x in c.rows([{"event_seq": 2, "other": 1, "pid": "nine"}], create=False)]
     assert "other" not in rows[0] and rows[0]["pid"] is None
 
 
@@ -380,3 +380,13 @@ def test_file_spool_skips_planted_files(tmp_path):
     s = FakeSink(f"nats://h:1/x?spool_dir={d}").start()
     s.close(0.5)
     assert s.got == [] and (tmp_path / "target").exists()
+
+
+def test_columns_stop_growing():
+    c = clickhouse.Client(urls.parse("clickhouse+http://h:1/db.t"))
+    c.columns = dict(clickhouse.BASE_COLUMNS)
+    c.add_columns = lambda new: c.columns.update(new)
+    ev = {f"k{i}": i for i in range(clickhouse.MAX_COLUMNS + 50)}
+    rows = c.rows([ev], create=True)
+    assert len(c.columns) == clickhouse.MAX_COLUMNS and c.capped == len(ev) - (clickhouse.MAX_COLUMNS - len(clickhouse.BASE_COLUMNS))
+    assert json.loads(json.loads(rows[0])["event_json"]) == ev

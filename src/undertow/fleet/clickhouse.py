@@ -7,14 +7,14 @@ all rows are stored or none, the error text in the answer's body), ``DESCRIBE TA
 
 The schema (``--create``) is flat: nested objects become ``parent_child`` columns; lists are
 stored as their JSON text. Provenance columns come first (``hostname machine_id boot_id run_id
-instance_id tool seq wall_ns``), then ``time DateTime`` (``wall_ns`` in seconds) and ``raw`` (the whole
+instance_id tool event_seq wall_ns``), then ``event_time DateTime`` (``wall_ns`` in seconds) and ``event_json`` (the whole
 event as JSON: nothing is lost when a value does not fit its column). The engine is a
 ReplacingMergeTree ordered by host, boot, process instance and sequence: a row inserted twice (the
 collector died between the insert and the ack) is merged away, and ``FINAL`` hides it at once.
 Every other column is created (with ``--create``) the first time an event carries a non-null
 value for it, typed from that value: ``Nullable(Int64)``, ``Nullable(Float64)``,
 ``Nullable(UInt8)`` for booleans, ``Nullable(String)`` otherwise; a later value of another type
-is stored as NULL in it (and stays in ``raw``).
+is stored as NULL in it (and stays in ``event_json``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ if TYPE_CHECKING:
 from ..errors import UndertowError
 from .sinks import SpoolSink
 
+#: ``--create`` adds columns up to this many; later keys stay in ``event_json`` only
+MAX_COLUMNS = 1000
+
 BASE_COLUMNS = [
     ("hostname", "String"), ("machine_id", "String"), ("boot_id", "String"), ("run_id", "String"),
-    ("instance_id", "String"), ("tool", "String"), ("seq", "UInt64"), ("wall_ns", "UInt64"), ("time", "DateTime"),
-    ("raw", "String"),
+    ("instance_id", "String"), ("tool", "String"), ("event_seq", "UInt64"), ("wall_ns", "UInt64"),
+    ("event_time", "DateTime"), ("event_json", "String"),
 ]
 
 
@@ -127,6 +130,7 @@ class Client:
         self.url, self.timeout = url, timeout
         self.db, self.table = url.target
         self.columns: Dict[str, str] = {}
+        self.capped = 0  # keys left without a column (MAX_COLUMNS reached): still in event_json
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         password = url.password
         if url.params.get("password_file"):
@@ -179,7 +183,7 @@ class Client:
             self.query(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
             cols = ", ".join(f"`{n}` {t}" for n, t in BASE_COLUMNS)
             self.query(f"CREATE TABLE IF NOT EXISTS {self.full} ({cols}) ENGINE = ReplacingMergeTree() "
-                       "PARTITION BY toYYYYMM(time) ORDER BY (hostname, boot_id, instance_id, seq)")
+                       "PARTITION BY toYYYYMM(event_time) ORDER BY (hostname, boot_id, instance_id, event_seq)")
         self.describe()
 
     def describe(self) -> None:
@@ -200,8 +204,8 @@ class Client:
         for i, ev in enumerate(events):
             f = flatten(ev)
             wall = f.get("wall_ns")
-            f["time"] = wall // 10 ** 9 if isinstance(wall, int) else 0
-            f["raw"] = raws[i] if raws is not None else json.dumps(ev, ensure_ascii=False)
+            f["event_time"] = wall // 10 ** 9 if isinstance(wall, int) else 0
+            f["event_json"] = raws[i] if raws is not None else json.dumps(ev, ensure_ascii=False)
             flat.append(f)
             if create:
                 for k, v in f.items():
@@ -210,7 +214,12 @@ class Client:
                         if t is not None:
                             new[k] = t
         if new:
-            self.add_columns(new)
+            room = MAX_COLUMNS - len(self.columns)
+            if len(new) > room:  # hosts can send any keys: the table does not grow without end
+                self.capped += len(new) - max(0, room)
+                new = dict(list(new.items())[:max(0, room)])
+            if new:
+                self.add_columns(new)
         out = []
         cols = self.columns
         fits = _FITS

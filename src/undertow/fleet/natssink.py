@@ -68,13 +68,19 @@ class NatsSink(SpoolSink):
         conn = js.conn
         box = js.root + ".p"
         pending: Dict[str, Dict[str, Any]] = {}
+        # the server closes a connection that sends more than its max_payload (1 MiB by default):
+        # such an event could never be stored, and resending it would stall all the others
+        limit = int(conn.info.get("max_payload") or 1048576) - 512  # type: ignore[call-overload]
         for ev in batch:
-            seq = ev.get("seq")
-            msg_id = provenance.msg_id(ev)
+            seq = ev.get("event_seq")
+            data = dumps(ev).encode("utf-8", "surrogateescape")
+            if len(data) > limit:
+                self.report.count_lost("too_large")
+                self.report.error(f"an event of {len(data)} bytes is larger than the server's max_payload")
+                continue
             key = f"{box}.{seq}"
             pending[key] = ev
-            conn.publish(self.subject, dumps(ev).encode("utf-8", "surrogateescape"), reply=key,
-                         headers={"Nats-Msg-Id": msg_id})
+            conn.publish(self.subject, data, reply=key, headers={"Nats-Msg-Id": provenance.msg_id(ev)})
         conn.flush()
         again: List[Dict[str, Any]] = []
         end = time.monotonic() + self.ack_timeout
@@ -102,7 +108,7 @@ class NatsSink(SpoolSink):
             again.extend(pending.values())
             self.disconnect()  # the connection may be half dead: the next batch makes a new one
             self.connected = False
-        again.sort(key=lambda e: e.get("seq") or 0)
+        again.sort(key=lambda e: e.get("event_seq") or 0)
         return again
 
 

@@ -7,7 +7,7 @@ Documentation/admin-guide/sysctl/kernel.rst "random"), ``run_id`` (one per under
 random, or given with ``--run-id`` so that all hosts of one sweep share it), ``instance_id``
 (random, one per undertow process: what keeps apart two processes that share a machine id,
 boot id and run id — containers of one kernel, cloned images, a sweep's run id), ``tool`` (the
-command), ``seq`` (1, 2, ... per process) and ``wall_ns`` (the event's time on the wall clock, ns
+command), ``event_seq`` (1, 2, ... per process) and ``wall_ns`` (the event's time on the wall clock, ns
 since the epoch). The machine and boot ids are checked for their shape: a file someone
 altered cannot put arbitrary text into every event.
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Dict, Optional
 
 #: the JSON keys provenance adds (a public contract: docs/fleet.md)
-KEYS = ("hostname", "machine_id", "boot_id", "run_id", "instance_id", "tool", "seq", "wall_ns")
+KEYS = ("hostname", "machine_id", "boot_id", "run_id", "instance_id", "tool", "event_seq", "wall_ns")
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -74,9 +74,9 @@ class Provenance:
         self.offset_ns = time.time_ns() - time.monotonic_ns()
 
     def msg_id(self, seq: int) -> str:
-        """The NATS ``Nats-Msg-Id`` of event ``seq``: :func:`msg_id`."""
+        """The NATS ``Nats-Msg-Id`` of event number ``seq``: :func:`msg_id`."""
         return msg_id({"machine_id": self.machine_id, "hostname": self.hostname, "boot_id": self.boot_id,
-                       "instance_id": self.instance_id, "seq": seq})
+                       "instance_id": self.instance_id, "event_seq": seq})
 
     def stamp(self, event: Dict[str, object]) -> int:
         """Add the provenance keys to ``event`` (they win over an event key of the same name);
@@ -85,13 +85,13 @@ class Provenance:
         ts = event.get("ts")
         wall = ts + self.offset_ns if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else time.time_ns()
         event.update(hostname=self.hostname, machine_id=self.machine_id, boot_id=self.boot_id, run_id=self.run_id,
-                     instance_id=self.instance_id, tool=self.tool, seq=self.seq, wall_ns=wall)
+                     instance_id=self.instance_id, tool=self.tool, event_seq=self.seq, wall_ns=wall)
         return self.seq
 
 
 def msg_id(event: Dict[str, object]) -> str:
-    """``<machine_id>.<boot_id>.<instance_id>.<seq>`` of a stamped event: the host id, the boot
+    """``<machine_id>.<boot_id>.<instance_id>.<event_seq>`` of a stamped event: the host id, the boot
     id and the sequence, with the process's instance id between (the sequence restarts with each
     process; two processes on one machine and boot must not look like resends of each other)."""
     host = event.get("machine_id") or event.get("hostname")
-    return f"{host}.{event.get('boot_id') or 'noboot'}.{event.get('instance_id')}.{event.get('seq')}"
+    return f"{host}.{event.get('boot_id') or 'noboot'}.{event.get('instance_id')}.{event.get('event_seq')}"
