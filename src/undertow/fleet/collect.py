@@ -105,7 +105,9 @@ class Collector:
         if self.js is None:
             self.connect()
         assert self.js is not None and self.stream is not None
-        msgs = self.js.fetch(self.stream, self.consumer, self.batch, self.wait)
+        from .. import stop
+
+        msgs = self.js.fetch(self.stream, self.consumer, self.batch, self.wait, stop.requested)
         if not msgs:
             return 0
         events: List[Dict[str, Any]] = []
@@ -187,6 +189,8 @@ class Collector:
         if s.refused:
             line += (f"; ClickHouse refused {s.refused} batches ({s.refused_msgs} rows, "
                      f"{len(s.pending_refused)} still not inserted)")
+        if self.ch.capped:
+            line += f"; {self.ch.capped} keys had no column (the table has {len(self.ch.columns)}): in event_json only"
         if s.undecodable:
             line += f"; {s.undecodable} messages were not JSON objects (acknowledged, dropped)"
         return line

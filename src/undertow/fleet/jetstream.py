@@ -18,7 +18,7 @@ import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional
 
 from .nats import Connection, Msg, NatsError
 
@@ -100,13 +100,14 @@ class JetStream:
                "max_ack_pending": 100000, "replay_policy": "instant"}
         self.api(f"CONSUMER.DURABLE.CREATE.{stream}.{name}", {"stream_name": stream, "config": cfg})
 
-    def fetch(self, stream: str, consumer: str, batch: int, wait_s: float) -> List[Msg]:
+    def fetch(self, stream: str, consumer: str, batch: int, wait_s: float,
+              should_stop: Optional[Callable[[], Any]] = None) -> List[Msg]:
         """Up to ``batch`` messages, waiting at most ``wait_s`` (then returning what came).
 
         When a fetch comes back full, the next pull request is sent at once, so the server
         delivers the next batch while the caller inserts this one (the messages wait in the
         socket; each pull has its own reply subject, so a late status of an old pull is not
-        taken for the end of the current one)."""
+        taken for the end of the current one). ``should_stop`` is asked every 0.2 s while waiting."""
         import time
 
         if self.pull is None:
@@ -114,9 +115,12 @@ class JetStream:
         out: List[Msg] = []
         end = time.monotonic() + wait_s + self.timeout
         while len(out) < batch:
-            m = self.conn.read(max(0.0, end - time.monotonic()))
+            left = end - time.monotonic()
+            m = self.conn.read(max(0.0, min(0.2, left)))
             if m is None:
-                break
+                if left <= 0.2 or (should_stop is not None and should_stop()):
+                    break
+                continue
             if m.status:  # 404 no messages, 408 request expired, 409 ...: that pull is over
                 if m.subject == self.pull:
                     self.pull = None
