@@ -320,3 +320,43 @@ def test_nkey_authentication(tmp_path):
         Connection("127.0.0.1", n.port, auth_from_url(u)).connect().close()
     finally:
         n.stop()
+
+
+def test_user_password_and_tls(tmp_path):
+    """A server that asks for TLS (its own CA, made here with openssl) and a user/password:
+    the sink's URL options reach it; without the CA or the password it is refused."""
+    import shutil as _sh
+
+    from undertow.fleet import urls
+    from undertow.fleet.nats import Connection, NatsError, auth_from_url
+
+    if not _sh.which("openssl"):
+        pytest.skip("openssl is not installed (to make the test's certificates)")
+    d = str(tmp_path)
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=undertow test CA",
+         "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", f"{d}/srv.key",
+         "-out", f"{d}/srv.csr")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+         "-days", "1", "-extfile", f"{d}/ext", "-out", f"{d}/srv.pem")
+    n = fs.Nats(extra_conf=f'tls {{ cert_file: "{d}/srv.pem", key_file: "{d}/srv.key" }}\n'
+                           'authorization { user: collector, password: "s3cret pass" }\n')
+    try:
+        base = f"tls://collector:s3cret%20pass@127.0.0.1:{n.port}/x"
+        Connection("127.0.0.1", n.port, auth_from_url(urls.parse(f"{base}?ca={d}/ca.pem"))).connect().close()
+        with open(f"{d}/pw", "w") as f:
+            f.write("s3cret pass\n")
+        u = urls.parse(f"tls://collector@127.0.0.1:{n.port}/x?ca={d}/ca.pem&password_file={d}/pw")
+        Connection("127.0.0.1", n.port, auth_from_url(u)).connect().close()
+        with pytest.raises(NatsError, match="TLS"):  # the system's CAs do not know this one
+            Connection("127.0.0.1", n.port, auth_from_url(urls.parse(base))).connect()
+        bad = urls.parse(f"tls://collector:wrong@127.0.0.1:{n.port}/x?ca={d}/ca.pem")
+        with pytest.raises(NatsError, match="(?i)author"):
+            Connection("127.0.0.1", n.port, auth_from_url(bad)).connect()
+    finally:
+        n.stop()
