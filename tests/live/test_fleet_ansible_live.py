@@ -177,7 +177,7 @@ def test_sweep_dns_over_namespace_hosts():
                    ANSIBLE_SSH_ARGS="-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3",
                    ANSIBLE_LOCAL_TEMP=f"{d}/atmp", ANSIBLE_REMOTE_TEMP=f"{d}/rtmp", ANSIBLE_ASYNC_DIR=f"{d}/async",
                    ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="8")
-        extra = {"undertow_duration": 3, "undertow_poll": 1, "undertow_nats": f"{nats.url}/{subject}",
+        extra = {"undertow_duration": 2, "undertow_poll": 1, "undertow_nats": f"{nats.url}/{subject}",
                  "undertow_args": ["--netns", "self"], "undertow_become": False,
                  "undertow_command": ["env", f"PYTHONPATH={SRC}", sys.executable, "-m", "undertow"],
                  "undertow_fetch_dir": f"{d}/results", "undertow_run_id": "sweep-test"}

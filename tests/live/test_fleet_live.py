@@ -289,7 +289,7 @@ def test_clickhouse_sink_and_a_refused_batch(nats, clickhouse):
     assert clickhouse.query(f"SELECT count() FROM ir.{table} WHERE qname LIKE 'ut-direct%' FORMAT TSV").strip() == "20"
     # the same events through NATS: a collector whose inserts ClickHouse refuses reports it and
     # acknowledges nothing, so the next collector still gets them all
-    c = collect(nurl, refused, "--duration", "2")
+    c = collect(nurl, refused, "--once")
     assert c.returncode == 1, c.stderr
     assert "ClickHouse refused a batch" in c.stderr and "readonly" in c.stderr.lower(), c.stderr
     table2 = "e" + uuid.uuid4().hex[:8]
