@@ -360,3 +360,23 @@ def test_user_password_and_tls(tmp_path):
             Connection("127.0.0.1", n.port, auth_from_url(bad)).connect()
     finally:
         n.stop()
+
+
+def test_collect_once_fails_when_it_cannot_drain(nats):
+    closed = fs.free_port()
+    c = collect(f"nats://127.0.0.1:{closed}/a.b", f"clickhouse+http://127.0.0.1:{closed}/x.y", "--once")
+    assert c.returncode == 1 and "cannot connect to nats://" in c.stderr and "Traceback" not in c.stderr
+    from undertow.fleet.jetstream import JetStream
+    from undertow.fleet.nats import Connection
+
+    js = JetStream(Connection("127.0.0.1", nats.port).connect())
+    js.create_stream("ONCE", ["once.x"])
+    js.conn.publish("once.x", b'{"x": 1}')
+    js.conn.flush()
+    js.conn.close()
+    c = collect(f"{nats.url}/once.x", f"clickhouse+http://127.0.0.1:{closed}/x.y", "--once")
+    assert c.returncode == 1 and "cannot reach ClickHouse" in c.stderr and "0 rows inserted" in c.stderr
+    # the message was not acknowledged: the consumer's ack floor is still before it
+    assert js_api(nats.port, "CONSUMER.INFO.ONCE.undertow-collect")["ack_floor"]["stream_seq"] == 0
+    c = collect(f"{nats.url}/nosuch.subject", f"clickhouse+http://127.0.0.1:{closed}/x.y", "--once")
+    assert c.returncode == 1 and "no JetStream stream takes subject nosuch.subject" in c.stderr

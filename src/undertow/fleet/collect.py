@@ -34,6 +34,7 @@ class CollectStats:
 
     def __init__(self) -> None:
         self.inserted = self.batches = self.refused = self.refused_msgs = self.undecodable = 0
+        self.unreachable = 0  # batches ClickHouse could not be reached for
         self.errors: Dict[str, int] = {}
         self.pending_refused: Set[int] = set()   # stream sequences refused and not inserted since
 
@@ -145,6 +146,7 @@ class Collector:
                 self.log(f"ClickHouse refused a batch of {len(good)} rows (not acknowledged: they come again): "
                          f"{e.message}")
             else:
+                self.stats.unreachable += 1
                 self._say_once(e.message + " (the batch is not acknowledged: it comes again)")
             self.js.ack(good, b'-NAK {"delay": 1000000000}')
             return len(msgs)
@@ -155,8 +157,11 @@ class Collector:
         return len(msgs)
 
     def run(self, duration: Optional[float] = None, once: bool = False) -> int:
-        """Until a stop (signal, ``duration``), or with ``once`` until a fetch comes back empty.
-        Returns the exit status: 1 when refused rows were never inserted, else 0."""
+        """Until a stop (signal, ``duration``), or with ``once`` until a fetch comes back empty
+        (or NATS or ClickHouse cannot be reached: then at once). Without ``once`` an unreachable
+        server is waited for (said once, retried backing off up to 2 s). Returns the exit status:
+        1 when refused rows were never inserted, JetStream refused a request, or ``once`` could
+        not drain; else 0."""
         from .. import stop
 
         end = time.monotonic() + duration if duration else None
@@ -174,13 +179,15 @@ class Collector:
             except (NatsError, OSError) as e:
                 self._say_once(getattr(e, "message", None) or str(e))
                 self.close()
+                if once:  # nothing can be drained now
+                    return 1
                 _sleep(backoff, end)
                 backoff = min(2.0, backoff * 2)
                 continue
-            if n == 0 and once:
+            if once and (n == 0 or self.stats.unreachable):
                 break
         self.close()
-        return 1 if self.stats.pending_refused else 0
+        return 1 if self.stats.pending_refused or (once and self.stats.unreachable) else 0
 
     def summary(self) -> str:
         """One line: rows inserted, batches refused, messages dropped."""
