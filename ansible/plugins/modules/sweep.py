@@ -104,25 +104,23 @@ KERNEL_LOST = re.compile(r"^undertow \S+: lost (\d+) events")
 TOOLS = ("dns", "connect", "exec", "exit", "icmp", "arp", "inbound", "filewatch", "modules", "trace", "run")
 
 
-def _safe_dir(path):
-    """Create ``path`` 0700 if missing; refuse a symlink or a directory another user owns or may write."""
+def _open_new(path, name):
+    """Create ``path`` 0700 if missing, open it without following a symbolic link, refuse it when
+    another user owns it or may write it (checked on the open descriptor), and create ``name``
+    in it (O_EXCL, O_NOFOLLOW, mode 0600)."""
     os.makedirs(path, 0o700, exist_ok=True)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"{path} is not a directory (a symbolic link is not followed)")
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise ValueError(f"{path} is owned or writable by another user")
-    return path
-
-
-def _open_new(directory, name):
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dfd)
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror} (a symbolic link is not followed)") from None
+    try:
+        st = os.fstat(dfd)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ValueError(f"{path} is owned or writable by another user")
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=dfd)
     finally:
         os.close(dfd)
-    return fd
 
 
 def main():
@@ -157,7 +155,7 @@ def main():
     if p["ndjson"]:
         argv += ["--output", "-"]
         try:
-            d = _safe_dir(p["ndjson_dir"])
+            d = p["ndjson_dir"]
             name = f"{p['run_id'] or 'run'}-{p['tool']}-{os.getpid()}.ndjson"
             name = re.sub(r"[^A-Za-z0-9_.:-]", "_", name)
             out_fd = _open_new(d, name)

@@ -31,7 +31,14 @@ _NAME = re.compile(r"[0-9a-f]{16}\.ndjson")
 
 def open_dir(path: str) -> int:
     """A descriptor of the spool directory ``path`` (created 0700 if missing), checked: a
-    directory, not a symbolic link, owned by this user, not writable by group or others."""
+    directory, not a symbolic link, owned by this user, not writable by group or others; no
+    symbolic link of another user (not root) on the way (a link planted in /tmp)."""
+    from ..options import _check_links
+
+    try:
+        _check_links(os.path.dirname(os.path.abspath(path)))
+    except ValueError as e:
+        raise OptionError(f"spool_dir={path}: {e}") from None
     try:
         os.makedirs(path, 0o700, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
