@@ -4,9 +4,10 @@ joined to a bridge this test makes; one more host is unreachable (a closed loopb
 
 Each host runs ``undertow dns --netns self`` (they share this kernel: each one reports only its
 own namespace's processes) as an async job with ``--output nats://`` to a real ``nats-server``
-listening on the bridge; ``undertow collect`` then drains the stream into a real ClickHouse,
-and the question of docs/fleet.md ("which host and process resolved pool.minexmr.example?")
-must name exactly the hosts where a process sent that query. Everything made here (namespaces,
+listening on the bridge — except one host whose inventory gives it no NATS: its NDJSON comes
+back with fetch; ``undertow collect`` then drains the stream into a real ClickHouse, and the
+question of docs/fleet.md ("which host and process resolved pool.minexmr.example?") must name
+exactly the NATS hosts where a process sent that query. ``UNDERTOW_FLEET_HOSTS=10`` sweeps ten. Everything made here (namespaces,
 bridge, veths, sshd and servers by PID, temporary files) is removed even on failure.
 """
 
@@ -165,12 +166,16 @@ def test_sweep_dns_over_namespace_hosts():
             lab.marker(i)
         d = lab.dir
         inv = f"{d}/hosts.ini"
+        # the last marked host has no NATS: its NDJSON comes back (a per-host inventory value)
+        fetched = MARKED[-1]
         with open(inv, "w") as f:
             f.write("[sweep]\n")
-            for alias, _, addr, _ in lab.hosts:
+            for i, (alias, _, addr, _) in enumerate(lab.hosts):
                 f.write(f"{alias} ansible_host={addr} ansible_user=root ansible_ssh_private_key_file={d}/client "
-                        f"ansible_python_interpreter={sys.executable}\n")
+                        f"ansible_python_interpreter={sys.executable}" + (' undertow_nats=""' if i == fetched else "")
+                        + "\n")
             f.write("dead ansible_host=127.0.0.1 ansible_port=1 ansible_user=root\n")
+            f.write(f"[sweep:vars]\nundertow_nats={nats.url}/{subject}\n")
         coll = f"{d}/collections/ansible_collections/undertow"
         os.makedirs(coll)
         os.symlink(os.path.join(ROOT, "ansible"), f"{coll}/fleet")
@@ -178,7 +183,7 @@ def test_sweep_dns_over_namespace_hosts():
                    ANSIBLE_SSH_ARGS="-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3",
                    ANSIBLE_LOCAL_TEMP=f"{d}/atmp", ANSIBLE_REMOTE_TEMP=f"{d}/rtmp", ANSIBLE_ASYNC_DIR=f"{d}/async",
                    ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="8")
-        extra = {"undertow_duration": 2, "undertow_poll": 1, "undertow_nats": f"{nats.url}/{subject}",
+        extra = {"undertow_duration": 2, "undertow_poll": 1,
                  "undertow_args": ["--netns", "self"], "undertow_become": False,
                  "undertow_command": ["env", f"PYTHONPATH={SRC}", sys.executable, "-m", "undertow"],
                  "undertow_fetch_dir": f"{d}/results", "undertow_run_id": "sweep-test"}
@@ -193,6 +198,12 @@ def test_sweep_dns_over_namespace_hosts():
             assert by[alias]["events_lost"] == 0, by[alias]
         for i in MARKED:
             assert by[f"h{i}"]["events_sent"] > 0
+        # the NDJSON brought back: the marker, with that host's provenance
+        nd = [json.loads(x) for x in open(f"{d}/results/h{fetched}.ndjson")]
+        assert len(nd) == by[f"h{fetched}"]["events_sent"]
+        marks = [e for e in nd if e.get("qname", "").startswith("pool.minexmr.example")]
+        assert marks and {(e["hostname"], e["run_id"], e["tool"]) for e in marks} == \
+            {(lab.hosts[fetched][3], "sweep-test", "dns")}
         c = subprocess.run([sys.executable, "-m", "undertow", "collect", "--from", f"{nats.url}/{subject}",
                             "--to", f"clickhouse+http://127.0.0.1:{ch.http_port}/undertow.events", "--create",
                             "--once"], env=dict(os.environ, PYTHONPATH=SRC), capture_output=True, text=True,
@@ -207,12 +218,14 @@ def test_sweep_dns_over_namespace_hosts():
         doc = open(os.path.join(ROOT, "docs", "fleet.md")).read()
         assert q in doc
         rows = [json.loads(x) for x in ch.query(q + " FORMAT JSONEachRow").splitlines()]
-        assert {row["hostname"] for row in rows} == {lab.hosts[i][3] for i in MARKED}, (rows, summary, r.stdout)
+        assert {row["hostname"] for row in rows} == {lab.hosts[i][3] for i in MARKED if i != fetched}, \
+            (rows, summary, r.stdout)
         # every event a host reported as sent is a row, attributed to that host
         counts = dict(line.split("\t") for line in ch.query(
             "SELECT hostname, count() FROM undertow.events GROUP BY hostname FORMAT TSV").splitlines())
         assert {h: int(n) for h, n in counts.items()} == \
-            {lab.hosts[i][3]: by[f"h{i}"]["events_sent"] for i in range(N_HOSTS) if by[f"h{i}"]["events_sent"]}
+            {lab.hosts[i][3]: by[f"h{i}"]["events_sent"] for i in range(N_HOSTS)
+             if by[f"h{i}"]["events_sent"] and i != fetched}
         runs = ch.query("SELECT DISTINCT run_id FROM undertow.events FORMAT TSV").split()
         assert runs == ["sweep-test"]
     finally:
