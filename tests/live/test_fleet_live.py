@@ -152,8 +152,8 @@ def js_api(port, what, body=None):
         js.conn.close()
 
 
-def collect(nats_url, ch_url, *extra, timeout=30):
-    return subprocess.run([sys.executable, "-m", "undertow", "collect", "--from", nats_url, "--to", ch_url,
+def collect(src, ch_url, *extra, timeout=30):
+    return subprocess.run([sys.executable, "-m", "undertow", "collect", "--from", src, "--to", ch_url,
                            *extra], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
@@ -178,7 +178,7 @@ def nats():
         n.stop()
 
 
-def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickhouse):
+def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickhouse, tmp_path):
     subject = "undertow.dns"
     nurl = f"{nats.url}/{subject}"
     table = "t" + uuid.uuid4().hex[:8]
@@ -212,6 +212,15 @@ def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickh
     # the standard output sink carried the same provenance (the NDJSON a sweep fetches back)
     assert {d["run_id"] for d in r.lines} == {r.run_id}
     assert [d["event_seq"] for d in r.lines] == list(range(1, len(r.lines) + 1))
+    # ... which collect loads as it is, twice without a duplicate (FINAL), plain --json refused
+    nd = tmp_path / "host.ndjson"
+    nd.write_text("".join(json.dumps(d) + "\n" for d in r.lines) + '{"qname": "no provenance"}\n')
+    t2 = "f" + uuid.uuid4().hex[:8]
+    for _ in range(2):
+        c = collect(str(nd), f"clickhouse+http://127.0.0.1:{clickhouse.http_port}/ir.{t2}", "--create")
+        assert c.returncode == 1 and f"{len(r.lines)} rows inserted from 1 file" in c.stderr
+        assert "1 lines without provenance skipped" in c.stderr
+    assert clickhouse.query(f"SELECT count() FROM ir.{t2} FINAL FORMAT TSV").strip() == str(len(r.lines))
 
 
 def test_nats_down_mid_run_spools_and_resends_without_duplicates(nats, clickhouse):
