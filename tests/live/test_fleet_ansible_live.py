@@ -7,8 +7,9 @@ own namespace's processes) as an async job with ``--output nats://`` to a real `
 listening on the bridge — except one host whose inventory gives it no NATS: its NDJSON comes
 back with fetch; ``undertow collect`` then drains the stream into a real ClickHouse, and the
 question of docs/fleet.md ("which host and process resolved pool.minexmr.example?") must name
-exactly the NATS hosts where a process sent that query. ``UNDERTOW_FLEET_HOSTS=10`` sweeps ten. Everything made here (namespaces,
-bridge, veths, sshd and servers by PID, temporary files) is removed even on failure.
+exactly the NATS hosts where a process sent that query. ``UNDERTOW_FLEET_HOSTS=10`` sweeps ten.
+Everything made here (namespaces, bridge, veths, sshd and servers by PID, temporary files) is
+removed even on failure.
 """
 
 import ctypes  # noqa: F401 - used by the helper run in the namespaces
@@ -210,7 +211,8 @@ def test_sweep_dns_over_namespace_hosts():
                            timeout=60)
         assert c.returncode == 0, c.stderr
         # the question of docs/fleet.md, as written there
-        q = ("SELECT hostname, pid, comm, exe, argv, min(event_time) AS first, max(event_time) AS last, count() AS queries\n"
+        q = ("SELECT hostname, pid, comm, exe, argv, min(event_time) AS first, max(event_time) AS last, "
+             "count() AS queries\n"
              "FROM undertow.events FINAL\n"
              "WHERE tool = 'dns' AND qname IN ('pool.minexmr.example', 'pool.minexmr.example.')\n"
              "  AND event_time > now() - 3600\n"

@@ -197,7 +197,8 @@ def test_events_reach_clickhouse_through_nats_with_their_provenance(nats, clickh
     assert c.returncode == 0, c.stderr
     assert f"{sent} rows inserted" in c.stderr
     rows = [json.loads(x) for x in clickhouse.query(
-        f"SELECT hostname, machine_id, boot_id, run_id, tool, event_seq, wall_ns, toUnixTimestamp(event_time) AS t, comm, "
+        "SELECT hostname, machine_id, boot_id, run_id, tool, event_seq, wall_ns, "
+        f"toUnixTimestamp(event_time) AS t, comm, "
         f"qname, pid FROM ir.{table} WHERE qname LIKE 'pool.minexmr.example%' ORDER BY event_seq FORMAT JSONEachRow"
     ).splitlines()]
     assert len(rows) == 5

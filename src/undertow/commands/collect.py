@@ -23,12 +23,12 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                "      --to clickhouse+http://127.0.0.1:8123/undertow.events --create\n"
                "  undertow collect --from 'nats://10.0.0.5:4222/undertow.>?creds=/etc/undertow/collect.creds' \\\n"
                "      --to clickhouse+http://reader:secret@127.0.0.1:8123/ir.events --once\n"
-               "  undertow collect --from undertow-results/web-3.ndjson --from undertow-results/db-1.ndjson \\\n"
+               "  undertow collect --from undertow-results/web-3.ndjson undertow-results/db-1.ndjson \\\n"
                "      --to clickhouse+http://127.0.0.1:8123/undertow.events   # a sweep's NDJSON, brought back",
     )
-    p.add_argument("--from", dest="src", required=True, metavar="URL|FILE", action="append", type=_source,
+    p.add_argument("--from", dest="src", required=True, metavar="URL|FILE", action="extend", nargs="+", type=_source,
                    help="nats://HOST:PORT/SUBJECT (?stream=NAME&consumer=NAME), or NDJSON files written by "
-                        "--output - (repeatable; a sweep without NATS brings them back)")
+                        "--output - (several: a sweep without NATS brings them back)")
     p.add_argument("--to", dest="dst", required=True, metavar="URL",
                    type=lambda t: _url(t, "clickhouse"), help="clickhouse+http://HOST:PORT/DB.TABLE")
     p.add_argument("--create", action="store_true",

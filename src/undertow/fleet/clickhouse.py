@@ -7,7 +7,8 @@ all rows are stored or none, the error text in the answer's body), ``DESCRIBE TA
 
 The schema (``--create``) is flat: nested objects become ``parent_child`` columns; lists are
 stored as their JSON text. Provenance columns come first (``hostname machine_id boot_id run_id
-instance_id tool event_seq wall_ns``), then ``event_time DateTime`` (``wall_ns`` in seconds) and ``event_json`` (the whole
+instance_id tool event_seq wall_ns``), then ``event_time DateTime`` (``wall_ns`` in seconds) and
+``event_json`` (the whole
 event as JSON: nothing is lost when a value does not fit its column). The engine is a
 ReplacingMergeTree ordered by host, boot, process instance and sequence: a row inserted twice (the
 collector died between the insert and the ack) is merged away, and ``FINAL`` hides it at once.
@@ -230,7 +231,8 @@ class Client:
         return out
 
     def add_columns(self, new: Dict[str, str]) -> None:
-        """``ALTER TABLE ... ADD COLUMN`` each of ``new`` (name -> type); one added meanwhile by another writer is fine."""
+        """``ALTER TABLE ... ADD COLUMN`` each of ``new`` (name -> type); one that another writer
+        added meanwhile is fine."""
         for name, t in new.items():
             try:
                 self.query(f"ALTER TABLE {self.full} ADD COLUMN `{name}` {t}")

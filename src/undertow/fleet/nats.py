@@ -34,7 +34,8 @@ class NatsError(UndertowError, OSError):
     """The connection failed or the server said ``-ERR``; ``permanent``: retrying will not help
     (authorization, a bad subject)."""
 
-    def __init__(self, message: str, permanent: bool = False, hints: "List[str]" = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, message: str, permanent: bool = False,
+                 hints: "List[str]" = ()) -> None:  # type: ignore[assignment]
         super().__init__(message, hints=hints)
         self.permanent = permanent
 

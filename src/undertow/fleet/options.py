@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 OUTPUT_HELP = ("send the events to URL (repeatable): - (standard output), nats://HOST:PORT/SUBJECT "
                "(JetStream), clickhouse+http://HOST:PORT/DB.TABLE; the events are JSON and carry hostname "
-               "machine_id boot_id run_id instance_id tool event_seq wall_ns (docs/fleet.md). Default: standard output only")
+               "machine_id boot_id run_id instance_id tool event_seq wall_ns (docs/fleet.md). Default: standard "
+               "output only")
 
 
 def output_url(text: str) -> Any:
