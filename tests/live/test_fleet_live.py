@@ -390,3 +390,31 @@ def test_collect_once_fails_when_it_cannot_drain(nats):
     assert js_api(nats.port, "CONSUMER.INFO.ONCE.undertow-collect")["ack_floor"]["stream_seq"] == 0
     c = collect(f"{nats.url}/nosuch.subject", f"clickhouse+http://127.0.0.1:{closed}/x.y", "--once")
     assert c.returncode == 1 and "no JetStream stream takes subject nosuch.subject" in c.stderr
+
+
+def test_run_and_trace_take_output_too():
+    """The same mechanism for the general commands: their JSON records, with provenance."""
+    r = subprocess.run([sys.executable, "-m", "undertow", "run", "-e", 'BEGIN { printf("hi\\n"); exit(); }',
+                        "--output", "-", "--run-id", "r-run"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {"type": "printf", "data": "hi\n"}.items() <= lines[-1].items()
+    assert {(d["tool"], d["run_id"]) for d in lines} == {("run", "r-run")}
+    r = subprocess.run([sys.executable, "-m", "undertow", "run", "-e", "BEGIN { exit(); }", "-o", os.devnull,
+                        "--output", "-"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 2 and "cannot be combined" in r.stderr
+    p = subprocess.Popen([sys.executable, "-m", "undertow", "trace", "e sched/sched_process_exec", "--count", "1",
+                          "--output", "-", "--duration", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=ENV)
+    try:
+        while p.poll() is None:  # execs until the tracer has seen one
+            subprocess.run(["/bin/true"])
+            time.sleep(0.1)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert p.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines and lines[0]["probe"] == "sched:sched_process_exec" and lines[0]["tool"] == "trace"
