@@ -60,6 +60,9 @@ See docs/probe-lines.md for the expression language.""",
                         "it, however long that takes (default: at most 0.4 s more; the rest is counted: "
                         "'not drained' in the summary)")
     p.add_argument("--no-summary", action="store_true", help="no exit summary on stderr")
+    from ..fleet.options import add_output_options
+
+    add_output_options(p)  # --output URL --create --run-id: the events to NATS/ClickHouse (docs/fleet.md)
     p.set_defaults(func=run)
     return p
 
