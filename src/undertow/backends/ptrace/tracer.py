@@ -1,0 +1,467 @@
+"""The tracer thread: it seizes the tasks, waits for their stops, reads the syscalls and
+makes the Events (the session, ``session.py``, hands them to the reader).
+
+One thread does every ptrace request (the kernel takes them only from the tracer task,
+kernel/ptrace.c ptrace_check_attach), blocked in ``wait4(__WALL)`` between stops (GIL
+released). Per stop (man 2 ptrace, "Stopped states"):
+
+- ``PTRACE_EVENT_SECCOMP`` (a command under the seccomp filter): the syscall's number and
+  arguments (``PTRACE_GET_SYSCALL_INFO``); ``PTRACE_SYSCALL`` when its exit is traced (the
+  next syscall stop is that exit: the seccomp check runs after the entry report, Linux 4.8,
+  commit 93e35efb8de4), else ``PTRACE_CONT``;
+- a syscall stop (``SIGTRAP|0x80``, ``PTRACE_O_TRACESYSGOOD``): entry (``-p``: every syscall
+  stops) or exit (return value, error flag);
+- ``PTRACE_EVENT_FORK/VFORK/CLONE``: a new task (already traced, it reports
+  ``PTRACE_EVENT_STOP`` first); ``PTRACE_EVENT_EXEC``: the name changes, and a thread that
+  exec'd takes the leader's id (``PTRACE_GETEVENTMSG`` gives the former one);
+- ``PTRACE_EVENT_STOP``: a new task's first stop or a ``PTRACE_INTERRUPT`` (resumed), or a
+  group-stop (``PTRACE_LISTEN``: it stays stopped as without a tracer);
+- anything else is a signal for the tracee: delivered on resume.
+
+Stopping: ``-p``: every task is interrupted and detached at its next stop (running, as it
+was; at most ``DETACH_SECONDS``, then the thread ends and the kernel detaches the rest).
+``-c``: the command is killed (its seccomp filter stays with it, and with no tracer each
+traced syscall would fail with ENOSYS), as ``PTRACE_O_EXITKILL`` would if undertow died.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
+
+from ...errors import UndertowError
+from ...events import Event
+from ...kernel import ptrace as pt
+from .decode import STRING_SIZE, convert, errno_name
+
+__all__ = ["Tracer", "DETACH_SECONDS"]
+
+#: How long a stop waits for the tasks of ``-p`` to reach a stop at which they can be detached.
+DETACH_SECONDS = 0.8
+_STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+_SYSCALL_TRAP = signal.SIGTRAP | 0x80
+
+
+class Task:
+    """A traced thread: its ids, name, and the syscall it is in (``nr``/``args``) when its
+    exit is awaited."""
+
+    __slots__ = ("tid", "tgid", "comm", "nr", "args", "quiet", "held")
+
+    def __init__(self, tid: int, tgid: int, quiet: bool = False) -> None:
+        self.tid, self.tgid, self.quiet = tid, tgid, quiet
+        self.comm: Optional[str] = None
+        self.nr: Optional[int] = None
+        self.args: Any = ()
+        self.held = False  # in a group-stop we left it in (PTRACE_LISTEN)
+
+
+def _tgid(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return tid
+
+
+def _comm(tid: int) -> str:
+    try:
+        with open(f"/proc/{tid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "surrogateescape")
+    except OSError:
+        return ""
+
+
+class Tracer(threading.Thread):
+    """The tracer thread of one session (see the module's doc). ``emit(list_of_events)``
+    receives the Events; ``ready`` is set once the tasks are seized (``error`` then says why
+    not); ``finished`` once no task is left or the stop is done."""
+
+    def __init__(self, plan: Any, emit: "Callable[[List[Event]], None]") -> None:
+        super().__init__(name="undertow-ptrace", daemon=True)
+        self.plan = plan
+        self.emit = emit
+        self.ready = threading.Event()
+        self.finished = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.stopping = False
+        self.child = 0
+        self.child_status: Optional[int] = None
+        self.tasks: Dict[int, Task] = {}
+        self.seccomp = plan.argv is not None
+        self.audit_arch = pt.AUDIT_ARCH.get(plan.arch, 0)
+        self._exec_err = -1
+        self.polling = False  # no wake-up signal could be installed: wait with WNOHANG
+
+    # -- set-up
+    def _start_command(self) -> None:
+        from ...kernel.seccomp import build_filter, encode, install_filter  # noqa: F401
+
+        import shutil
+
+        argv = self.plan.argv
+        path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
+        if not path:
+            raise UndertowError(f"{argv[0]}: command not found (in PATH)")
+        prog = build_filter(self.plan.numbers, self.audit_arch)
+        pt.libc()  # loaded before the fork: the child only calls it
+        go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC) if hasattr(os, "pipe2") else os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: wait to be seized, install the filter, exec (no shell)
+            try:
+                os.close(go_w)
+                os.close(err_r)
+                os.read(go_r, 1)
+                os.close(go_r)
+                install_filter(prog)
+                os.execv(path, argv)
+            except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit
+                try:
+                    os.write(err_w, f"{argv[0]}: {getattr(e, 'strerror', None) or e}".encode()[:400])
+                finally:
+                    os._exit(127)
+        os.close(go_r)
+        os.close(err_w)
+        self._exec_err = err_r
+        self.child = pid
+        opts = (pt.O_TRACESYSGOOD | pt.O_TRACEFORK | pt.O_TRACEVFORK | pt.O_TRACECLONE | pt.O_TRACEEXEC
+                | pt.O_TRACESECCOMP | pt.O_EXITKILL)
+        try:
+            pt.seize(pid, opts)
+        except OSError as e:
+            os.kill(pid, signal.SIGKILL)
+            os.close(go_w)
+            raise _seize_error(e, pid, own_child=True) from None
+        self.tasks[pid] = Task(pid, pid, quiet=True)  # its syscalls before the exec are undertow's
+        os.write(go_w, b"g")
+        os.close(go_w)
+
+    def _attach(self, pid: int) -> None:
+        opts = pt.O_TRACESYSGOOD | pt.O_TRACECLONE | pt.O_TRACEEXEC
+        for _round in range(3):  # threads made while we seize: list again until none is new
+            try:
+                tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
+            except OSError as e:
+                if not self.tasks:
+                    raise UndertowError(f"no process {pid}: {e.strerror}") from None
+                break
+            new = [t for t in tids if t not in self.tasks]
+            if not new:
+                break
+            for t in new:
+                try:
+                    pt.seize(t, opts)
+                except OSError as e:
+                    if self.tasks or e.errno == 3:  # a thread that ended meanwhile
+                        continue
+                    raise _seize_error(e, pid, own_child=False) from None
+                self.tasks[t] = Task(t, pid)
+                pt.interrupt(t)  # its first stop starts the PTRACE_SYSCALL loop
+
+    def run(self) -> None:
+        try:
+            try:
+                if self.plan.argv is not None:
+                    self._start_command()
+                else:
+                    self._attach(self.plan.pid)
+            except BaseException as e:  # noqa: BLE001 - the session raises it in the caller's thread
+                self.error = e
+                return
+            finally:
+                self.ready.set()
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - a bug must not leave tracees stopped
+            self.error = e
+            self._release()
+        finally:
+            if self._exec_err >= 0:
+                os.close(self._exec_err)
+                self._exec_err = -1
+            self.finished.set()
+
+    # -- the loop
+    def _loop(self) -> None:
+        tasks = self.tasks
+        while tasks:
+            if self.stopping:
+                self._release()
+                return
+            tid, status = pt.wait_any(nohang=self.polling)
+            if tid == 0:
+                time.sleep(0.002)
+                continue
+            if tid < 0:
+                if status == 4:  # EINTR: the session's wake-up signal
+                    continue
+                return  # ECHILD: nothing left
+            self._handle(tid, status)
+
+    def _handle(self, tid: int, status: int) -> None:
+        tasks = self.tasks
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            task = tasks.pop(tid, None)
+            if tid == self.child:
+                self.child_status = status
+                if task is not None and task.quiet:
+                    self._exec_failed()
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        task = tasks.get(tid)
+        if task is None:  # a new task reporting before its parent's fork event
+            task = tasks[tid] = Task(tid, _tgid(tid))
+        if sig == _SYSCALL_TRAP:
+            self._syscall_stop(task)
+            return
+        if sig == signal.SIGTRAP and event:
+            if event == pt.EVENT_SECCOMP:
+                self._seccomp_stop(task)
+                return
+            if event in (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE):
+                new = pt.event_msg(tid)
+                if new not in tasks:
+                    tgid = new if event != pt.EVENT_CLONE else _tgid(new)
+                    tasks[new] = Task(new, tgid)
+                if not self.seccomp and tasks[new].tgid != self.plan.pid:
+                    self._detach_new(new)
+            elif event == pt.EVENT_EXEC:
+                former = pt.event_msg(tid)
+                if former != tid and former in tasks:
+                    old = tasks.pop(former)
+                    task.nr, task.args = old.nr, old.args
+                for t in [t for t in tasks.values() if t.tgid == task.tgid and t.tid != tid]:
+                    tasks.pop(t.tid, None)  # the other threads are gone (de_thread)
+                task.quiet = False
+                task.comm = None
+            self._resume(task)
+            return
+        if event == pt.EVENT_STOP:
+            if sig in _STOP_SIGNALS:
+                task.held = True
+                pt.resume(tid, pt.PTRACE_LISTEN)
+            else:
+                task.held = False
+                self._resume(task)
+            return
+        # a signal for the tracee: deliver it
+        self._resume(task, sig)
+
+    def _resume(self, task: Task, sig: int = 0) -> None:
+        how = pt.PTRACE_SYSCALL if (not self.seccomp or task.nr is not None) else pt.PTRACE_CONT
+        try:
+            pt.resume(task.tid, how, sig)
+        except OSError:
+            pass  # it died meanwhile (ESRCH): its exit comes next
+
+    def _detach_new(self, tid: int) -> None:
+        """A process a thread of ``-p``'s process started with clone() but not as a thread."""
+        try:
+            pt.resume(tid, pt.PTRACE_DETACH)
+        except OSError:
+            pass
+        self.tasks.pop(tid, None)
+
+    def _seccomp_stop(self, task: Task) -> None:
+        info = pt.get_syscall_info(task.tid)
+        nr = info.nr
+        if info.op == pt.INFO_SECCOMP and info.arch == self.audit_arch:
+            specs = self.plan.enter.get(nr)
+            if specs and (not task.quiet or nr in _EXECS.get(self.plan.arch, ())):
+                self._events(task, specs, nr, info.args, 0, False)
+            if nr in self.plan.exit:
+                task.nr, task.args = nr, info.args
+        self._resume(task)
+
+    def _syscall_stop(self, task: Task) -> None:
+        info = pt.get_syscall_info(task.tid)
+        if info.op == pt.INFO_ENTRY:  # -p: every syscall
+            nr = info.nr
+            if info.arch == self.audit_arch:
+                specs = self.plan.enter.get(nr)
+                if specs:
+                    self._events(task, specs, nr, info.args, 0, False)
+                task.nr, task.args = (nr, info.args) if nr in self.plan.exit else (None, ())
+            else:
+                task.nr = None
+        elif info.op == pt.INFO_EXIT:
+            nr = task.nr
+            task.nr, task.args = None, ()
+            if nr is not None and not task.quiet:
+                specs = self.plan.exit.get(nr)
+                if specs:
+                    self._events(task, specs, nr, (), info.rval, info.is_error)
+        self._resume(task)
+
+    # -- events
+    def _events(self, task: Task, specs: List[Any], nr: int, args: Any, ret: int, is_error: bool) -> None:
+        now = time.monotonic_ns()
+        tid = task.tid
+        if task.comm is None:
+            task.comm = _comm(tid)
+        out = []
+        strings: Dict[int, Any] = {}
+
+        def value(src: Any, kind: str, bits: int, signed: bool) -> Any:
+            if src == "nr":
+                raw = nr
+            elif src == "ret":
+                raw = ret
+            elif src == "comm":
+                return task.comm
+            elif src == "pid":
+                return task.tgid
+            elif src == "tid":
+                return tid
+            elif src == "cpu":
+                return -1
+            else:
+                raw = args[src] if src < len(args) else 0
+            if kind == "str":
+                got = strings.get(src)
+                if got is None:
+                    data = pt.read_string(tid, raw, STRING_SIZE) if raw else None
+                    got = strings[src] = (data.decode("utf-8", "surrogateescape") if data is not None
+                                          else _Fault)
+                return got
+            return convert(raw, bits, signed)
+
+        for spec in specs:
+            if spec.filter is not None:
+                f = {}
+                for n, (src, kind, bits, signed) in spec.filter_reads.items():
+                    v = value(src, kind, bits, signed)
+                    f[n] = "" if v is _Fault else v
+                if not spec.filter({"f": f, "comm": task.comm, "tid": tid, "pid": task.tgid}):
+                    continue
+            fields: Dict[str, Any] = {}
+            errors: Dict[str, str] = {}
+            for name, src, kind, bits, signed in spec.fields:
+                v = value(src, kind, bits, signed)
+                if v is _Fault:
+                    fields[name] = ""
+                    errors[name] = "EFAULT"
+                else:
+                    fields[name] = v
+            for name, make in spec.extras:
+                if name == "errno":
+                    if is_error:
+                        fields[name] = errno_name(ret) or f"E{-ret}"
+                    continue
+                try:
+                    v = make(args, lambda a, n: pt.read_memory(tid, a, n))
+                except Exception:  # noqa: BLE001 - a decoding problem shows as no extra, never a crash
+                    v = None
+                if v is not None:
+                    fields[name] = v
+            out.append(Event(now, -1, task.tgid, tid, task.comm or "", spec.name, fields,
+                             errors=errors or None, formats=spec.formats))
+        if out:
+            self.emit(out)
+
+    # -- the end
+    def _exec_failed(self) -> None:
+        try:
+            msg = os.read(self._exec_err, 400).decode("utf-8", "replace")
+        except OSError:
+            msg = ""
+        if msg:
+            self.error = UndertowError(f"cannot run the command: {msg}")
+
+    def _release(self) -> None:
+        """Stop: kill the command's tasks (``-c``), detach the process's (``-p``)."""
+        tasks = self.tasks
+        if self.seccomp:
+            for tgid in {t.tgid for t in tasks.values()}:
+                try:
+                    os.kill(tgid, signal.SIGKILL)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + 2.0
+            while tasks and time.monotonic() < deadline:
+                tid, status = pt.wait_any(nohang=True)
+                if tid > 0:
+                    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                        tasks.pop(tid, None)
+                        if tid == self.child:
+                            self.child_status = status
+                    continue
+                if tid < 0 and status != 4:
+                    break
+                time.sleep(0.002)
+            return
+        for t in list(tasks.values()):
+            try:
+                pt.interrupt(t.tid)
+            except OSError:
+                tasks.pop(t.tid, None)
+        deadline = time.monotonic() + DETACH_SECONDS
+        while tasks and time.monotonic() < deadline:
+            tid, status = pt.wait_any(nohang=True)
+            if tid == 0:
+                time.sleep(0.001)
+                continue
+            if tid < 0:
+                if status == 4:
+                    continue
+                break
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                tasks.pop(tid, None)
+                continue
+            sig = os.WSTOPSIG(status)
+            event = status >> 16
+            # a signal-delivery-stop keeps its signal; a group-stop stays one after the detach
+            deliver = sig if (not event and sig != _SYSCALL_TRAP) else 0
+            if event == pt.EVENT_STOP and sig in _STOP_SIGNALS:
+                deliver = 0
+            try:
+                pt.resume(tid, pt.PTRACE_DETACH, deliver)
+            except OSError:
+                pass
+            tasks.pop(tid, None)
+
+
+class _FaultType:
+    __slots__ = ()
+
+
+_Fault = _FaultType()
+
+#: execve and execveat: the only syscalls shown of the child before its exec
+_EXECS = {"x86_64": (59, 322), "aarch64": (221, 281)}
+
+
+def _seize_error(e: OSError, pid: int, own_child: bool) -> UndertowError:
+    """Why ``PTRACE_SEIZE`` failed, for people (man 2 ptrace, Yama's ptrace_scope)."""
+    hints = []
+    if e.errno == 1:  # EPERM
+        scope = _read("/proc/sys/kernel/yama/ptrace_scope")
+        if scope:
+            hints.append(f"kernel.yama.ptrace_scope is {scope}"
+                         + {"1": ": only a parent may trace its child (use -c CMD, or run as root)",
+                            "2": ": only root (CAP_SYS_PTRACE) may attach", "3": ": ptrace attach is disabled"}
+                         .get(scope, ""))
+        if not own_child:
+            hints.append("a process of another user, a setuid program, or one already traced (strace, gdb) "
+                         "cannot be attached without root")
+    return UndertowError(f"cannot ptrace {'the command' if own_child else f'pid {pid}'}: "
+                         f"{os.strerror(e.errno)}", hints=hints)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
