@@ -70,8 +70,12 @@ class PtracePlan(Plan):
 
     @property
     def numbers(self) -> List[int]:
-        """The syscall numbers a traced process stops at."""
-        return sorted(set(self.enter) | set(self.exit))
+        """The syscall numbers a traced process stops at: those traced, and ``prctl`` (a
+        ``PR_SET_NAME`` changes the name the events show)."""
+        from .tracer import PRCTL
+
+        extra = {PRCTL[self.arch]} if self.arch in PRCTL else set()
+        return sorted(set(self.enter) | set(self.exit) | extra)
 
     def render(self) -> str:
         from ...kernel.ptrace import AUDIT_ARCH

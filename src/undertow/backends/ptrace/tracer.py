@@ -100,6 +100,7 @@ class Tracer(threading.Thread):
         self.audit_arch = pt.AUDIT_ARCH.get(plan.arch, 0)
         self._exec_err = -1
         self.polling = False  # no wake-up signal could be installed: wait with WNOHANG
+        self._prctl = PRCTL.get(plan.arch, -1)
 
     # -- set-up
     def _start_command(self) -> None:
@@ -277,6 +278,8 @@ class Tracer(threading.Thread):
         info = pt.get_syscall_info(task.tid)
         nr = info.nr
         if info.op == pt.INFO_SECCOMP and info.arch == self.audit_arch:
+            if nr == self._prctl and info.args and info.args[0] == PR_SET_NAME:
+                task.comm = None  # read again at its next event (the call runs after this stop)
             specs = self.plan.enter.get(nr)
             if specs and (not task.quiet or nr in _EXECS.get(self.plan.arch, ())):
                 self._events(task, specs, nr, info.args, 0, False)
@@ -289,6 +292,8 @@ class Tracer(threading.Thread):
         if info.op == pt.INFO_ENTRY:  # -p: every syscall
             nr = info.nr
             if info.arch == self.audit_arch:
+                if nr == self._prctl and info.args and info.args[0] == PR_SET_NAME:
+                    task.comm = None
                 specs = self.plan.enter.get(nr)
                 if specs:
                     self._events(task, specs, nr, info.args, 0, False)
@@ -440,6 +445,9 @@ _Fault = _FaultType()
 
 #: execve and execveat: the only syscalls shown of the child before its exec
 _EXECS = {"x86_64": (59, 322), "aarch64": (221, 281)}
+#: prctl(2), whose PR_SET_NAME (15, include/uapi/linux/prctl.h) renames the thread
+PRCTL = {"x86_64": 157, "aarch64": 167}
+PR_SET_NAME = 15
 
 
 def _seize_error(e: OSError, pid: int, own_child: bool) -> UndertowError:
