@@ -1,19 +1,18 @@
-"""The ptrace session: a tracer thread (``tracer.py``) makes Events, the reader takes them.
+"""The ptrace session: ``poll`` runs the tracer (``tracer.py``) in the caller's thread.
 
-The tracer thread blocks in ``wait4`` between the tracees' stops; to stop it at once, the
-session sends it ``WAKE_SIGNAL`` (``pthread_kill``) for which a do-nothing handler is
-installed (so the wait returns EINTR: Python's handlers are installed without SA_RESTART).
-Only the main thread can install a handler: elsewhere the tracer waits with WNOHANG and
-naps 2 ms between polls. Events wait in a queue of at most ``MAX_QUEUED`` (the tracer then
-waits for the reader: a slow reader slows the traced process, as a slow terminal slows
-strace, and nothing is lost).
+The tracer blocks in ``wait4`` between the tracees' stops. ``poll(timeout)`` must return
+after ``timeout`` even when the tracees are idle: a timer thread (:class:`_Timer`, idle
+otherwise) sends the polling thread ``WAKE_SIGNAL`` at the deadline, for which a do-nothing
+handler is installed, so the wait ends with EINTR (Python installs handlers without
+SA_RESTART). Only the main thread can install one: elsewhere the tracer polls with WNOHANG
+and naps 2 ms. The session must be polled from the thread that attached it (ptrace's rule).
+
+A slow reader slows the traced process (it stays stopped until ``poll`` comes round), as a
+slow terminal slows strace: nothing is lost.
 """
 
 from __future__ import annotations
 
-import collections
-import os
-import select
 import signal
 import threading
 import time
@@ -21,152 +20,135 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, List, Optional
 
-from ...events import Event, Stats
+from ...events import Stats
 from ..base import Session
-from .tracer import DETACH_SECONDS, Tracer
+from .tracer import Tracer
 
-__all__ = ["PtraceSession", "WAKE_SIGNAL", "MAX_QUEUED"]
+__all__ = ["PtraceSession", "WAKE_SIGNAL"]
 
 WAKE_SIGNAL = signal.SIGURG
-MAX_QUEUED = 65536
 
 
 def _ignore(signum: int, frame: Any) -> None:
     pass
 
 
+class _Timer(threading.Thread):
+    """Sends ``WAKE_SIGNAL`` to thread ``target`` once the armed deadline passes, again every
+    20 ms until disarmed (the first may come just before the thread starts waiting)."""
+
+    def __init__(self, ident: int) -> None:
+        super().__init__(name="undertow-ptrace-timer", daemon=True)
+        self.target = ident
+        self.cv = threading.Condition()
+        self.deadline: Optional[float] = None
+        self.closed = False
+
+    def arm(self, deadline: Optional[float]) -> None:
+        with self.cv:
+            self.deadline = deadline
+            self.cv.notify()
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify()
+
+    def run(self) -> None:
+        with self.cv:
+            while not self.closed:
+                if self.deadline is None:
+                    self.cv.wait()
+                    continue
+                left = self.deadline - time.monotonic()
+                if left > 0:
+                    self.cv.wait(left)
+                    continue
+                try:
+                    signal.pthread_kill(self.target, WAKE_SIGNAL)
+                except (OSError, ValueError):
+                    return
+                self.cv.wait(0.02)
+
+
 class PtraceSession(Session):
     def __init__(self, plan: Any) -> None:
         self.plan = plan
         self.stats = Stats()
-        self._q: "collections.deque[Event]" = collections.deque()
-        self._cv = threading.Condition()
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-        self._waiting = False
-        self._wake_fds: List[int] = []
+        self.tracer = Tracer(plan)
         self._stop_ns = 0
         self._closed = False
         self._old_handler: Any = None
-        self.tracer = Tracer(plan, self._put)
+        self._timer: Optional[_Timer] = None
 
     @classmethod
     def start(cls, plan: Any) -> "PtraceSession":
         s = cls(plan)
         try:
             s._old_handler = signal.signal(WAKE_SIGNAL, _ignore)
-        except ValueError:  # not the main thread
+        except ValueError:  # not the main thread: no handler, so no blocking waits
             s._old_handler = None
             s.tracer.polling = True
-        s.tracer.start()
-        s.tracer.ready.wait()
-        if s.tracer.error is not None:
-            err = s.tracer.error
+        try:
+            s.tracer.setup()
+        except BaseException:
             s.close()
-            raise err
+            raise
+        if not s.tracer.polling:
+            s._timer = _Timer(threading.get_ident())
+            s._timer.start()
         return s
-
-    # -- the tracer's side
-    def _put(self, events: List[Event]) -> None:
-        with self._cv:
-            while len(self._q) >= MAX_QUEUED and not self._closed and not self.tracer.stopping:
-                self._cv.wait(0.05)
-            self._q.extend(events)
-            waiting = self._waiting
-        if waiting:
-            try:
-                os.write(self._w, b"e")
-            except OSError:
-                pass
-
-    # -- the reader's side
-    def wake_on(self, fd: int) -> None:
-        self._wake_fds.append(fd)
 
     def finished(self) -> Optional[str]:
         """``"child"`` once no traced task is left (the command ended, the process exited)."""
-        return "child" if self.tracer.finished.is_set() and not self._q else None
+        return "child" if self.tracer.finished else None
 
     def poll(self, timeout: Optional[float] = None, limit: Optional[int] = None) -> List[Any]:
-        if not self._q and not self.tracer.finished.is_set():
-            with self._cv:
-                self._waiting = True
-            try:
-                if not self._q:
-                    select.select([self._r] + self._wake_fds, [], [], timeout)
-            finally:
-                with self._cv:
-                    self._waiting = False
-            try:
-                while os.read(self._r, 4096):
-                    pass
-            except OSError:
-                pass
-        out: List[Any] = []
-        n = limit or 4096
+        t = self.tracer
+        if t.finished:
+            err, t.error = t.error, None
+            if err is not None:
+                raise err
+            return []
+        now = time.monotonic()
+        block = timeout is None or timeout > 0
+        deadline = now + (timeout if timeout is not None else 3600.0)
+        timer = self._timer
+        if block and timer is not None:
+            timer.arm(deadline)
+        try:
+            out = t.pump(deadline, limit or 4096, block)
+        finally:
+            if block and timer is not None:
+                timer.arm(None)
         stop_ns = self._stop_ns
-        with self._cv:
-            q = self._q
-            while q and len(out) < n:
-                ev = q.popleft()
-                if stop_ns and ev.ts > stop_ns:
-                    self.stats.after_stop += 1
-                    continue
-                out.append(ev)
-            self._cv.notify_all()
+        if stop_ns:
+            kept = [ev for ev in out if ev.ts <= stop_ns]
+            self.stats.after_stop += len(out) - len(kept)
+            out = kept
+        count = self.stats.count_event
         for ev in out:
-            self.stats.count_event(ev.probe)
-        err = self.tracer.error
-        if err is not None and not out and not self._q:
-            self.tracer.error = None
-            raise err
+            count(ev.probe)
         return out
 
-    def pending(self) -> bool:
-        return bool(self._q)
-
-    def count_unread(self) -> int:
-        with self._cv:
-            n = len(self._q)
-            self._q.clear()
-            self._cv.notify_all()
-        self.stats.not_drained += n
-        return n
-
-    # -- stopping
-    def _wake(self) -> None:
-        t = self.tracer
-        if t.is_alive() and t.ident is not None and not t.polling:
-            try:
-                signal.pthread_kill(t.ident, WAKE_SIGNAL)
-            except (OSError, ValueError):
-                pass
-
     def stop_producing(self, at_ns: int) -> None:
+        # called from a signal handler, maybe in the middle of pump(): only flags here; the
+        # wait it interrupted returns EINTR and pump() releases the tasks
         self._stop_ns = at_ns
         self.tracer.stopping = True
-        self._wake()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        t = self.tracer
-        t.stopping = True
-        with self._cv:
-            self._cv.notify_all()
-        deadline = time.monotonic() + DETACH_SECONDS + 2.5
-        while t.is_alive() and time.monotonic() < deadline:
-            self._wake()  # again: the first may have come before the tracer waited
-            t.join(0.05)
-        if self._old_handler is not None:
-            try:
-                signal.signal(WAKE_SIGNAL, self._old_handler)
-            except ValueError:
-                pass
-        for fd in (self._r, self._w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            if not self.tracer.finished:
+                self.tracer.release()
+        finally:
+            if self._timer is not None:
+                self._timer.close()
+            if self._old_handler is not None:
+                try:
+                    signal.signal(WAKE_SIGNAL, self._old_handler)
+                except ValueError:
+                    pass

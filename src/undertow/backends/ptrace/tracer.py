@@ -1,9 +1,13 @@
-"""The tracer thread: it seizes the tasks, waits for their stops, reads the syscalls and
-makes the Events (the session, ``session.py``, hands them to the reader).
+"""The tracer: it seizes the tasks, waits for their stops, reads the syscalls and makes the
+Events, in the thread that reads them (``session.py`` calls :meth:`Tracer.pump` from ``poll``).
 
-One thread does every ptrace request (the kernel takes them only from the tracer task,
-kernel/ptrace.c ptrace_check_attach), blocked in ``wait4(__WALL)`` between stops (GIL
-released). Per stop (man 2 ptrace, "Stopped states"):
+Every ptrace request must come from the thread that seized the tracee (kernel/ptrace.c,
+ptrace_check_attach): the reader's. Doing the tracing there, not in a thread of its own,
+matters for speed: a tracer thread handing each Event to the reader through the GIL took
+~250 us per traced call where one thread takes ~60 us (bench/ptrace_overhead.py). Between
+stops it blocks in ``wait4(__WALL)``; a signal (Ctrl-C, the ``--duration`` alarm, the
+session's timer for ``poll``'s timeout) ends the wait with EINTR. Per stop (man 2 ptrace,
+"Stopped states"):
 
 - ``PTRACE_EVENT_SECCOMP`` (a command under the seccomp filter): the syscall's number and
   arguments (``PTRACE_GET_SYSCALL_INFO``); ``PTRACE_SYSCALL`` when its exit is traced (the
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
@@ -80,17 +83,16 @@ def _comm(tid: int) -> str:
         return ""
 
 
-class Tracer(threading.Thread):
-    """The tracer thread of one session (see the module's doc). ``emit(list_of_events)``
-    receives the Events; ``ready`` is set once the tasks are seized (``error`` then says why
-    not); ``finished`` once no task is left or the stop is done."""
+class Tracer:
+    """The tracer of one session (see the module's doc): :meth:`setup` seizes the tasks (or
+    raises why not), :meth:`pump` handles stops and appends Events to a list, :meth:`release`
+    lets go. ``finished``: no task is left, or they were released. ``error``: the command
+    could not be started (reported by the next ``pump``)."""
 
-    def __init__(self, plan: Any, emit: "Callable[[List[Event]], None]") -> None:
-        super().__init__(name="undertow-ptrace", daemon=True)
+    def __init__(self, plan: Any) -> None:
         self.plan = plan
-        self.emit = emit
-        self.ready = threading.Event()
-        self.finished = threading.Event()
+        self.out: List[Event] = []
+        self.finished = False
         self.error: Optional[BaseException] = None
         self.stopping = False
         self.child = 0
@@ -168,44 +170,50 @@ class Tracer(threading.Thread):
                 self.tasks[t] = Task(t, pid)
                 pt.interrupt(t)  # its first stop starts the PTRACE_SYSCALL loop
 
-    def run(self) -> None:
-        try:
-            try:
-                if self.plan.argv is not None:
-                    self._start_command()
-                else:
-                    self._attach(self.plan.pid)
-            except BaseException as e:  # noqa: BLE001 - the session raises it in the caller's thread
-                self.error = e
-                return
-            finally:
-                self.ready.set()
-            self._loop()
-        except BaseException as e:  # noqa: BLE001 - a bug must not leave tracees stopped
-            self.error = e
-            self._release()
-        finally:
-            if self._exec_err >= 0:
-                os.close(self._exec_err)
-                self._exec_err = -1
-            self.finished.set()
+    def setup(self) -> None:
+        """Start the command (``-c``) or seize the process's threads (``-p``); raises
+        :class:`UndertowError` with the reason and hints."""
+        if self.plan.argv is not None:
+            self._start_command()
+        else:
+            self._attach(self.plan.pid)
 
-    # -- the loop
-    def _loop(self) -> None:
+    def pump(self, deadline: float, limit: int, block: bool) -> List[Event]:
+        """Handle stops until ``limit`` Events are made, ``deadline`` (``time.monotonic()``)
+        passes, a wait is interrupted by a signal, or no task is left; ``block``: wait for
+        stops (else only those already waiting). Returns the Events."""
         tasks = self.tasks
-        while tasks:
-            if self.stopping:
-                self._release()
-                return
-            tid, status = pt.wait_any(nohang=self.polling)
-            if tid == 0:
-                time.sleep(0.002)
+        out = self.out = []
+        handle = self._handle
+        wait = pt.wait_any
+        nohang = self.polling or not block
+        while tasks and not self.stopping and len(out) < limit:
+            tid, status = wait(nohang)
+            if tid > 0:
+                handle(tid, status)
+                if time.monotonic() >= deadline:
+                    break
                 continue
-            if tid < 0:
-                if status == 4:  # EINTR: the session's wake-up signal
-                    continue
-                return  # ECHILD: nothing left
-            self._handle(tid, status)
+            if tid < 0 and status == 4:  # EINTR: a signal (a stop, the timer for the timeout)
+                break
+            if tid < 0:  # ECHILD: nothing left
+                tasks.clear()
+                break
+            # nothing waiting (WNOHANG)
+            if not block or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        if self.stopping and tasks:
+            self.release()
+        if not tasks:
+            self._done()
+        return out
+
+    def _done(self) -> None:
+        self.finished = True
+        if self._exec_err >= 0:
+            os.close(self._exec_err)
+            self._exec_err = -1
 
     def _handle(self, tid: int, status: int) -> None:
         tasks = self.tasks
@@ -373,7 +381,7 @@ class Tracer(threading.Thread):
             out.append(Event(now, -1, task.tgid, tid, task.comm or "", spec.name, fields,
                              errors=errors or None, formats=spec.formats))
         if out:
-            self.emit(out)
+            self.out.extend(out)
 
     # -- the end
     def _exec_failed(self) -> None:
@@ -384,9 +392,17 @@ class Tracer(threading.Thread):
         if msg:
             self.error = UndertowError(f"cannot run the command: {msg}")
 
-    def _release(self) -> None:
-        """Stop: kill the command's tasks (``-c``), detach the process's (``-p``)."""
+    def release(self) -> None:
+        """Stop: kill the command's tasks (``-c``), detach the process's (``-p``). Idempotent."""
         tasks = self.tasks
+        self.stopping = True
+        try:
+            self._release(tasks)
+        finally:
+            tasks.clear()
+            self._done()
+
+    def _release(self, tasks: "Dict[int, Task]") -> None:
         if self.seccomp:
             for tgid in {t.tgid for t in tasks.values()}:
                 try:
