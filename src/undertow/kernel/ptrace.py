@@ -166,6 +166,12 @@ class _IOVec(ctypes.Structure):
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _vm_readv_ok = [True]
+_one_buf = ctypes.create_string_buffer(512)
+_one: List = [_IOVec(ctypes.addressof(_one_buf), 0), _IOVec(0, 0), _one_buf]
+
+
+def _readv(*a: object) -> int:
+    return libc().process_vm_readv(*a)
 
 
 def read_memory(pid: int, addr: int, size: int) -> Optional[bytes]:
@@ -176,6 +182,22 @@ def read_memory(pid: int, addr: int, size: int) -> Optional[bytes]:
     if size <= 0 or addr <= 0:
         return None if addr <= 0 else b""
     if _vm_readv_ok[0]:
+        if size <= _PAGE and (addr % _PAGE) + size <= _PAGE:
+            # one page: the common case (a path), with buffers made once
+            local, remote, buf = _one
+            if size > len(buf):
+                buf = ctypes.create_string_buffer(size)
+                local.base = ctypes.addressof(buf)
+                _one[2] = buf
+            local.len = remote.len = size
+            remote.base = addr
+            n = _readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+            if n >= 0:
+                return buf.raw[:n] if n else None
+            if ctypes.get_errno() != 38:
+                return None
+            _vm_readv_ok[0] = False
+            return read_memory(pid, addr, size)
         buf = ctypes.create_string_buffer(size)
         local = _IOVec(ctypes.addressof(buf), size)
         pieces: List[Tuple[int, int]] = []

@@ -18,7 +18,7 @@ import socket
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...lang.types import EnumTy, IntTy, PtrTy
 
@@ -97,9 +97,21 @@ _O_FLAGS_ARM64 = [(0o40000, "O_DIRECTORY"), (0o100000, "O_NOFOLLOW"), (0o200000,
                   (0o400000, "O_LARGEFILE")]
 
 
+_FLAGS_SEEN: Dict[Tuple[int, str], str] = {}
+
+
 def open_flags(flags: int, arch: str = "x86_64") -> str:
     """``O_RDONLY|O_CLOEXEC`` for 0o2000000 (strace's spelling; ``O_SYNC`` and ``O_TMPFILE``
-    as their composite names)."""
+    as their composite names). Remembered per value (a program uses a few)."""
+    got = _FLAGS_SEEN.get((flags, arch))
+    if got is None:
+        got = _open_flags(flags, arch)
+        if len(_FLAGS_SEEN) < 4096:
+            _FLAGS_SEEN[(flags, arch)] = got
+    return got
+
+
+def _open_flags(flags: int, arch: str) -> str:
     table = list(_O_FLAGS_X86)
     if arch == "aarch64":
         moved = {v for _, v in _O_FLAGS_ARM64}

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 from ...errors import UndertowError
 from ...events import Event
 from ...kernel import ptrace as pt
-from .decode import STRING_SIZE, convert, errno_name
+from .decode import STRING_SIZE, errno_name
 
 __all__ = ["Tracer", "DETACH_SECONDS"]
 
@@ -103,6 +103,7 @@ class Tracer:
         self._exec_err = -1
         self.polling = False  # no wake-up signal could be installed: wait with WNOHANG
         self._prctl = PRCTL.get(plan.arch, -1)
+        self._prepared: Dict[int, Any] = {}
 
     # -- set-up
     def _start_command(self) -> None:
@@ -323,47 +324,34 @@ class Tracer:
         tid = task.tid
         if task.comm is None:
             task.comm = _comm(tid)
-        out = []
+        comm = task.comm
         strings: Dict[int, Any] = {}
-
-        def value(src: Any, kind: str, bits: int, signed: bool) -> Any:
-            if src == "nr":
-                raw = nr
-            elif src == "ret":
-                raw = ret
-            elif src == "comm":
-                return task.comm
-            elif src == "pid":
-                return task.tgid
-            elif src == "tid":
-                return tid
-            elif src == "cpu":
-                return -1
-            else:
-                raw = args[src] if src < len(args) else 0
-            if kind == "str":
-                got = strings.get(src)
-                if got is None:
-                    data = pt.read_string(tid, raw, STRING_SIZE) if raw else None
-                    got = strings[src] = (data.decode("utf-8", "surrogateescape") if data is not None
-                                          else _Fault)
-                return got
-            return convert(raw, bits, signed)
-
+        prepared = self._prepared
         for spec in specs:
+            prep = prepared.get(id(spec))
+            if prep is None:
+                prep = prepared[id(spec)] = (_prepare(spec.fields),
+                                             _prepare([(n,) + r for n, r in spec.filter_reads.items()]))
+            fields_p, filter_p = prep
             if spec.filter is not None:
                 f = {}
-                for n, (src, kind, bits, signed) in spec.filter_reads.items():
-                    v = value(src, kind, bits, signed)
-                    f[n] = "" if v is _Fault else v
-                if not spec.filter({"f": f, "comm": task.comm, "tid": tid, "pid": task.tgid}):
+                for name, src, is_str, mask, sign in filter_p:
+                    v = self._value(task, src, is_str, mask, sign, nr, args, ret, strings)
+                    f[name] = "" if v is _Fault else v
+                if not spec.filter({"f": f, "comm": comm, "tid": tid, "pid": task.tgid}):
                     continue
             fields: Dict[str, Any] = {}
-            errors: Dict[str, str] = {}
-            for name, src, kind, bits, signed in spec.fields:
-                v = value(src, kind, bits, signed)
+            errors: Optional[Dict[str, str]] = None
+            for name, src, is_str, mask, sign in fields_p:
+                if src.__class__ is int and not is_str:
+                    raw = (args[src] if src < len(args) else 0) & mask
+                    fields[name] = raw - (sign << 1) if sign and raw & sign else raw
+                    continue
+                v = self._value(task, src, is_str, mask, sign, nr, args, ret, strings)
                 if v is _Fault:
                     fields[name] = ""
+                    if errors is None:
+                        errors = {}
                     errors[name] = "EFAULT"
                 else:
                     fields[name] = v
@@ -378,10 +366,34 @@ class Tracer:
                     v = None
                 if v is not None:
                     fields[name] = v
-            out.append(Event(now, -1, task.tgid, tid, task.comm or "", spec.name, fields,
-                             errors=errors or None, formats=spec.formats))
-        if out:
-            self.out.extend(out)
+            self.out.append(Event(now, -1, task.tgid, tid, comm or "", spec.name, fields, errors=errors,
+                                  formats=spec.formats))
+
+    @staticmethod
+    def _value(task: Task, src: Any, is_str: bool, mask: int, sign: int, nr: int, args: Any, ret: int,
+               strings: Dict[Any, Any]) -> Any:
+        if src == "nr":
+            raw = nr
+        elif src == "ret":
+            raw = ret
+        elif src == "comm":
+            return task.comm
+        elif src == "pid":
+            return task.tgid
+        elif src == "tid":
+            return task.tid
+        elif src == "cpu":
+            return -1
+        else:
+            raw = args[src] if src < len(args) else 0
+        if is_str:
+            got = strings.get(src)
+            if got is None:
+                data = pt.read_string(task.tid, raw, STRING_SIZE) if raw else None
+                got = strings[src] = data.decode("utf-8", "surrogateescape") if data is not None else _Fault
+            return got
+        raw &= mask
+        return raw - (sign << 1) if sign and raw & sign else raw
 
     # -- the end
     def _exec_failed(self) -> None:
@@ -451,6 +463,12 @@ class Tracer:
             except OSError:
                 pass
             tasks.pop(tid, None)
+
+
+def _prepare(fields: List[Any]) -> List[Any]:
+    """``(name, source, kind, bits, signed)`` -> ``(name, source, is_str, mask, sign bit or 0)``."""
+    return [(n, src, kind == "str", (1 << bits) - 1, (1 << (bits - 1)) if signed else 0)
+            for n, src, kind, bits, signed in fields]
 
 
 class _FaultType:
