@@ -249,6 +249,14 @@ def test_not_root_gets_ptrace_by_itself(tmp_path):
                              env=env, preexec_fn=_drop, capture_output=True, text=True, timeout=60)
         assert res.returncode == 1 and "Traceback" not in res.stderr
         assert "cannot ptrace pid 1" in res.stderr and "backend ptrace" in res.stderr
+        # doctor says what this user can do
+        res = subprocess.run([python, "-m", "undertow", "doctor"], env=env, preexec_fn=_drop,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert "uid 65534 (not root)" in res.stdout
+        assert "you can use (ptrace):    syscall tracepoints of your own processes" in res.stdout
+        row = [ln for ln in res.stdout.splitlines() if ln.strip().startswith("ptrace ")][0]
+        assert row.split()[1] == "yes", row
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

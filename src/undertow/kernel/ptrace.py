@@ -234,3 +234,92 @@ def read_string(pid: int, addr: int, limit: int) -> Optional[bytes]:
     if data is None:
         return None
     return data[:limit - 1].split(b"\0", 1)[0]
+
+
+def probe_ptrace() -> dict:
+    """What ptrace offers this user, tested by doing it on a child of its own (created,
+    seized, stopped, asked, detached, killed and reaped before returning):
+
+    ``available`` (PTRACE_SEIZE of one's own child worked), ``reason``, ``syscall_info``
+    (``PTRACE_GET_SYSCALL_INFO``, Linux 5.3), ``seccomp`` (the child could install a seccomp
+    filter after ``PR_SET_NO_NEW_PRIVS``: commands stop only at the traced syscalls),
+    ``yama_scope`` (``/proc/sys/kernel/yama/ptrace_scope``, "" without Yama) and
+    ``attach`` (what ``-p`` may attach to, in words)."""
+    import errno as _errno
+    import signal as _signal
+
+    out = {"available": False, "reason": "", "syscall_info": False, "seccomp": False, "yama_scope": "",
+           "attach": ""}
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            out["yama_scope"] = f.read().strip()
+    except OSError:
+        pass
+    scope = out["yama_scope"]
+    root = os.geteuid() == 0
+    out["attach"] = {
+        "": "any process of your own user (no Yama)" if not root else "any process (root)",
+        "0": "any process of your own user (Yama scope 0)" if not root else "any process (root)",
+        "1": "only your own descendants (Yama scope 1: -c CMD works, -p of another of your processes "
+             "needs CAP_SYS_PTRACE)" if not root else "any process (root, Yama scope 1)",
+        "2": "nothing without CAP_SYS_PTRACE (Yama scope 2)" if not root else "any process (root, Yama scope 2)",
+        "3": "nothing: ptrace attach is disabled (Yama scope 3)",
+    }.get(scope, f"Yama scope {scope}")
+    from .seccomp import RET_ALLOW, install_filter
+
+    libc()
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(go_w)
+            ok = b"1"
+            try:
+                install_filter([(0x06, 0, 0, RET_ALLOW)])
+            except OSError:
+                ok = b"0"
+            os.write(w, ok)
+            os.read(go_r, 1)  # held here until the parent is done
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(go_r)
+    try:
+        out["seccomp"] = os.read(r, 1) == b"1"
+        try:
+            seize(pid, O_TRACESYSGOOD)
+        except OSError as e:
+            out["reason"] = f"PTRACE_SEIZE of your own child failed: {_errno.errorcode.get(e.errno, e.errno)}"
+            return out
+        out["available"] = True
+        out["reason"] = "PTRACE_SEIZE of your own child works"
+        try:
+            interrupt(pid)
+            while True:
+                got, status = wait_any()
+                if got == pid and os.WIFSTOPPED(status):
+                    break
+                if got < 0 and status != _errno.EINTR:
+                    break
+            try:
+                n = _call(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, ctypes.addressof(_info_buf))
+                out["syscall_info"] = n > 0
+            except OSError:
+                out["syscall_info"] = False
+            resume(pid, PTRACE_DETACH)
+        except OSError:
+            pass
+    finally:
+        try:
+            os.kill(pid, _signal.SIGKILL)
+        except OSError:
+            pass
+        for fd in (r, go_w):
+            os.close(fd)
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+    return out

@@ -48,6 +48,8 @@ __all__ = ["Tracer", "DETACH_SECONDS"]
 DETACH_SECONDS = 0.8
 _STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
+_SYSCALL_STATUS = (_SYSCALL_TRAP << 8) | 0x7F
+_SECCOMP_STATUS = (pt.EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
 
 
 class Task:
@@ -218,6 +220,18 @@ class Tracer:
 
     def _handle(self, tid: int, status: int) -> None:
         tasks = self.tasks
+        # the two stops of every traced call first (a wait status: 0x7f = stopped, then the
+        # signal, then the ptrace event: include/uapi/linux/ptrace.h, man 2 wait)
+        if status & 0xFFFF == _SYSCALL_STATUS:
+            task = tasks.get(tid)
+            if task is not None:
+                self._syscall_stop(task)
+                return
+        elif status == _SECCOMP_STATUS:
+            task = tasks.get(tid)
+            if task is not None:
+                self._seccomp_stop(task)
+                return
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             task = tasks.pop(tid, None)
             if tid == self.child:
