@@ -255,7 +255,7 @@ def test_not_root_gets_ptrace_by_itself(tmp_path):
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
         assert "uid 65534 (not root)" in res.stdout
         assert "you can use (ptrace):    syscall tracepoints of your own processes" in res.stdout
-        row = [ln for ln in res.stdout.splitlines() if ln.strip().startswith("ptrace ")][0]
+        row = [ln for ln in res.stdout.splitlines() if ln.startswith("  ptrace ")][0]
         assert row.split()[1] == "yes", row
     finally:
         shutil.rmtree(home, ignore_errors=True)
