@@ -186,7 +186,7 @@ class PtraceBackend(Backend):
                         spec.formats[f.name] = f.fmt
             if probe.filter is not None:
                 spec.filter = compile_filter(probe.filter)
-                spec.filter_text = _show(probe.filter)
+                spec.filter_text = _show(probe)
                 wanted = filter_fields(probe.filter)
                 for n in probe.filter.walk():
                     if isinstance(n, ir.Field) and n.name in wanted and n.fmt_field is not None:
@@ -224,10 +224,9 @@ def _shows_every_field(probe: "ir.Probe", names: List[str]) -> bool:
     return bool(fields) and all(names) and len(names) == len(fields) and names[0] == "__syscall_nr"
 
 
-def _show(e: "ir.Expr") -> str:
-    try:
-        from ...lang.resolve_expr import show
-
-        return show(e)
-    except Exception:  # noqa: BLE001 - only for -S text
-        return "(filter)"
+def _show(probe: "ir.Probe") -> str:
+    """The filter as the user wrote it (for ``-S``)."""
+    sp = probe.filter.span if probe.filter is not None else None
+    if sp is not None and probe.source:
+        return probe.source[sp.start:sp.end]
+    return "(filter)"
