@@ -244,6 +244,22 @@ def test_not_root_gets_ptrace_by_itself(tmp_path):
         enter = [e for e in evs if e["probe"] == "syscalls:sys_enter_openat"]
         assert [e["fields"]["filename"] for e in enter] == ["/etc/hostname"]
         assert enter[0]["comm"] == "cat"
+        # -p of a process of this user: auto picks ptrace too
+        target = subprocess.Popen([python, "-S", "-c", "import time\nwhile True:\n"
+                                   "    open('/etc/hostname').close(); time.sleep(0.05)\n"],
+                                  env=env, preexec_fn=_drop)
+        try:
+            res = subprocess.run([python, "-m", "undertow", "trace", "--json", "--count", "1", "-p", str(target.pid),
+                                  "e syscalls/sys_enter_openat"], env=env, preexec_fn=_drop,
+                                 capture_output=True, text=True, timeout=60)
+            assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+            assert "backend ptrace (tracefs" in res.stderr and "need root" in res.stderr
+            ev = json.loads(res.stdout.splitlines()[0])
+            assert ev["pid"] == target.pid and ev["fields"]["filename"] == "/etc/hostname"
+            assert target.poll() is None
+        finally:
+            target.kill()
+            target.wait()
         # -p of a process of another user (pid 1): a clear error, no traceback
         res = subprocess.run([python, "-m", "undertow", "trace", "-p", "1", "e syscalls/sys_enter_openat"],
                              env=env, preexec_fn=_drop, capture_output=True, text=True, timeout=60)

@@ -78,13 +78,22 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
+_fns: List = []
+
+
+def _ptrace_fn():  # type: ignore[no-untyped-def]
+    if not _fns:
+        lib = libc()
+        _fns.extend((lib.ptrace, lib.wait4))
+    return _fns[0]
+
+
 def _call(req: int, tid: int, addr: int = 0, data: int = 0) -> int:
-    ctypes.set_errno(0)
-    r = libc().ptrace(req, tid, addr, data)
+    """A ptrace request other than PEEK* (for those, -1 is always an error)."""
+    r = (_fns[0] if _fns else _ptrace_fn())(req, tid, addr, data)
     if r == -1:
         err = ctypes.get_errno()
-        if err:
-            raise OSError(err, os.strerror(err))
+        raise OSError(err, os.strerror(err))
     return r
 
 
@@ -148,13 +157,16 @@ def get_syscall_info(tid: int) -> SyscallInfo:
 
 
 _status = ctypes.c_int(0)
+_status_ref = ctypes.byref(_status)
 
 
 def wait_any(nohang: bool = False) -> Tuple[int, int]:
     """``wait4(-1, &status, __WALL)``: ``(tid, status)``; ``(0, 0)`` when ``nohang`` and nothing
     is ready; ``(-1, errno)`` on an error (``EINTR``: a signal woke the caller, ``ECHILD``: no
     child or tracee is left). The GIL is released while it waits (ctypes)."""
-    r = libc().wait4(-1, ctypes.byref(_status), __WALL | (WNOHANG if nohang else 0), None)
+    if not _fns:
+        _ptrace_fn()
+    r = _fns[1](-1, _status_ref, __WALL | (WNOHANG if nohang else 0), None)
     if r < 0:
         return -1, ctypes.get_errno()
     return r, _status.value

@@ -35,7 +35,7 @@ import signal
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Dict, List, Optional
 
 from ...errors import UndertowError
 from ...events import Event
@@ -109,9 +109,9 @@ class Tracer:
 
     # -- set-up
     def _start_command(self) -> None:
-        from ...kernel.seccomp import build_filter, encode, install_filter  # noqa: F401
-
         import shutil
+
+        from ...kernel.seccomp import build_filter, install_filter
 
         argv = self.plan.argv
         path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
