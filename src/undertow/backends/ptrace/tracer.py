@@ -328,6 +328,11 @@ class Tracer:
             task.nr, task.args = None, ()
             if nr is not None and not task.quiet:
                 specs = self.plan.exit.get(nr)
+                if specs and task.comm is not None:
+                    # nothing more to read from the task: let it run while the event is made
+                    self._resume(task)
+                    self._events(task, specs, nr, (), info.rval, info.is_error)
+                    return
                 if specs:
                     self._events(task, specs, nr, (), info.rval, info.is_error)
         self._resume(task)
