@@ -175,3 +175,59 @@ def test_check_refuses_with_reasons():
     prog, k = _program(["e syscalls/sys_enter_openat x=flags+1"], pid=12345)
     r = b.check(prog, k)
     assert r and "fields" in r[0].message and r[0].span is not None
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the resolved numbers are x86_64's")
+def test_tracer_follows_stops(monkeypatch):
+    """The tracer's bookkeeping over a scripted sequence of wait statuses (no real tracee):
+    seccomp stop -> entry event, exit stop -> exit event with the errno name, a fork's new
+    task, an exec by a thread (it takes the leader's id), a signal delivered on resume."""
+    import signal as sig
+
+    from undertow.backends.ptrace import tracer as T
+    from undertow.kernel import ptrace as pt
+
+    prog, k = _program(["e syscalls/sys_enter_openat", "e syscalls/sys_exit_openat"], cmd=["true"])
+    plan = PtraceBackend().compile(prog, k, arch="x86_64")
+    tr = T.Tracer(plan)
+    tr.tasks[100] = T.Task(100, 100)
+    infos, resumed = [], []
+    monkeypatch.setattr(pt, "get_syscall_info", lambda tid: infos.pop(0))
+    monkeypatch.setattr(pt, "resume", lambda tid, how, s=0: resumed.append((tid, how, s)))
+    msgs = [101, 102]  # the fork's new pid, then the exec's former thread id
+    monkeypatch.setattr(pt, "event_msg", lambda tid: msgs.pop(0))
+    monkeypatch.setattr(pt, "read_string", lambda pid, addr, n: b"/etc/hostname")
+    monkeypatch.setattr(T, "_comm", lambda tid: "cat")
+    monkeypatch.setattr(T, "_tgid", lambda tid: 100 if tid == 102 else tid)
+    seccomp = (pt.EVENT_SECCOMP << 16) | (sig.SIGTRAP << 8) | 0x7F
+    syscall = ((sig.SIGTRAP | 0x80) << 8) | 0x7F
+
+    infos.append(pt.SyscallInfo(pt.INFO_SECCOMP, X86, 257, (0xFFFFFFFFFFFFFF9C, 0x1000, 0o2000000, 0, 0, 0)))
+    tr.out = []
+    tr._handle(100, seccomp)
+    assert resumed[-1] == (100, pt.PTRACE_SYSCALL, 0)  # its exit is traced
+    infos.append(pt.SyscallInfo(pt.INFO_EXIT, X86, rval=-2, is_error=True))
+    tr._handle(100, syscall)
+    assert resumed[-1] == (100, pt.PTRACE_CONT, 0)
+    enter, exit_ = tr.out
+    assert enter.fields["filename"] == "/etc/hostname" and enter.fields["dfd"] == -100
+    assert enter.fields["flags_names"] == "O_RDONLY|O_CLOEXEC" and enter.comm == "cat" and enter.cpu == -1
+    assert exit_.fields == {"__syscall_nr": 257, "ret": -2, "errno": "ENOENT"}
+
+    tr._handle(100, (pt.EVENT_FORK << 16) | (sig.SIGTRAP << 8) | 0x7F)  # fork: task 101
+    assert 101 in tr.tasks and tr.tasks[101].tgid == 101
+    tr._handle(101, (pt.EVENT_STOP << 16) | (sig.SIGTRAP << 8) | 0x7F)  # its first stop: resumed
+    assert resumed[-1] == (101, pt.PTRACE_CONT, 0)
+    tr._handle(101, (sig.SIGUSR1 << 8) | 0x7F)  # a signal for it: delivered
+    assert resumed[-1] == (101, pt.PTRACE_CONT, sig.SIGUSR1)
+    tr._handle(101, (pt.EVENT_STOP << 16) | (sig.SIGSTOP << 8) | 0x7F)  # group-stop: kept stopped
+    assert resumed[-1] == (101, pt.PTRACE_LISTEN, 0)
+
+    tr.tasks[102] = T.Task(102, 100)  # thread 102 of process 100 execs: it becomes 100
+    tr.tasks[102].nr = 59
+    tr.tasks[100].comm = "cat"
+    tr._handle(100, (pt.EVENT_EXEC << 16) | (sig.SIGTRAP << 8) | 0x7F)
+    assert 102 not in tr.tasks and tr.tasks[100].comm is None and tr.tasks[100].nr == 59
+    assert 101 in tr.tasks  # another process: untouched
+    tr._handle(101, 0)  # exited
+    assert 101 not in tr.tasks
