@@ -171,7 +171,10 @@ class Tracer:
                         continue
                     raise _seize_error(e, pid, own_child=False) from None
                 self.tasks[t] = Task(t, pid)
-                pt.interrupt(t)  # its first stop starts the PTRACE_SYSCALL loop
+                try:
+                    pt.interrupt(t)  # its first stop starts the PTRACE_SYSCALL loop
+                except OSError:
+                    pass  # it ended meanwhile: its exit comes next
 
     def setup(self) -> None:
         """Start the command (``-c``) or seize the process's threads (``-p``); raises
@@ -193,7 +196,10 @@ class Tracer:
         while tasks and not self.stopping and len(out) < limit:
             tid, status = wait(nohang)
             if tid > 0:
-                handle(tid, status)
+                try:
+                    handle(tid, status)
+                except OSError:
+                    pass  # ESRCH: killed (SIGKILL) between its stop and our request; its exit comes next
                 if time.monotonic() >= deadline:
                     break
                 continue
