@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     def warn(text: str) -> None:
         print(f"undertow ssl: warning: {text}", file=sys.stderr)
 
-    sessions = SslSessions(scanner, pid=args.pid, settings={"bufsize": args.max_bytes}, watch=True, warn=warn)
+    sessions = SslSessions(scanner, pid=args.pid, settings={"bufsize": args.max_bytes}, watch=True, warn=warn,
+                           note=(lambda text: print(f"undertow ssl: {text}", file=sys.stderr)) if args.verbose else None)
     done = [False]
 
     def handle(batch: List[Any]) -> None:

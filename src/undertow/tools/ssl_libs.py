@@ -142,17 +142,34 @@ def _defined_functions(fd: int, wanted: Iterable[str]) -> List[str]:
 
 
 def _has_static_mark(fd: int, size: int) -> bool:
-    """Whether the file's bytes hold :data:`_STATIC_MARK` (a cheap test before parsing
-    symbol tables of every executable on the host)."""
+    """Whether a string table (``SHT_STRTAB`` section) of the ELF file open on ``fd`` holds
+    :data:`_STATIC_MARK`: a cheap test before parsing the symbol tables of every executable
+    on the host, that reads only those sections (not the whole of a 200 MB binary)."""
     import mmap
+
+    from ..errors import UndertowError
+    from ..kernel.elffile import ELFFile
 
     if size <= 0 or size > STATIC_MAX_BYTES:
         return False
     try:
+        elf = ELFFile(f"/proc/self/fd/{fd}")
+    except UndertowError:
+        return False
+    try:
+        areas = [(sec.offset, sec.size) for sec in elf.sections if sec.type == 3]  # SHT_STRTAB
+    except (UndertowError, ValueError, IndexError):
+        return False
+    finally:
+        elf.close()
+    try:
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-            return mm.find(_STATIC_MARK) >= 0
+            for off, n in areas:
+                if 0 <= off < size and mm.find(_STATIC_MARK, off, min(size, off + n)) >= 0:
+                    return True
     except (OSError, ValueError):
         return False
+    return False
 
 
 class LibraryScanner:

@@ -36,12 +36,14 @@ class SslSessions:
     ``on_lost(rec)`` every ``Lost`` notice, ``warn(text)`` what could not be attached."""
 
     def __init__(self, scanner: "LibraryScanner", *, pid: Optional[int], settings: Dict[str, Any],
-                 watch: bool, warn: Callable[[str], None]) -> None:
+                 watch: bool, warn: Callable[[str], None],
+                 note: Optional[Callable[[str], None]] = None) -> None:
         self.scanner = scanner
         self.pid = pid
         self.settings = settings
         self.watch = watch
         self.warn = warn
+        self.note = note
         self.main: Any = None
         self.extra: List[Any] = []
         self.libs: Dict[int, "TlsLibrary"] = {}
@@ -102,6 +104,8 @@ class SslSessions:
             self._number([lib])
         try:
             self.extra.append(self._run([lib], False))
+            if self.note is not None:
+                self.note(f"attached to {lib.kind} {lib.path} (pid {lib.pid}): {' '.join(lib.functions)}")
         except UndertowError as e:
             self.warn(f"cannot attach to {lib.path} (pid {lib.pid}): {e.message}")
 
@@ -122,7 +126,11 @@ class SslSessions:
         if self._pending and not self._stopped:
             now = time.monotonic()
             due = [p for p, t in self._pending.items() if t <= now]
+            from .. import stop
+
             for p in due:
+                if stop.requested():
+                    break  # a scan reads ELF files: the stop must not wait for the rest
                 del self._pending[p]
                 for lib in self.scanner.scan_pid(p):
                     self._add(lib)
