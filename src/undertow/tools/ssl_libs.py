@@ -36,9 +36,9 @@ __all__ = ["KINDS", "FUNCTIONS", "TlsLibrary", "LibraryScanner", "library_kind",
 
 #: library kind -> the file names that are that library (a ``(deleted)`` suffix removed first)
 KINDS = {
-    "openssl": re.compile(r"libssl\.so(\.[0-9][0-9a-z.]*)?$"),
-    "gnutls": re.compile(r"libgnutls\.so(\.[0-9][0-9.]*)?$"),
-    "nss": re.compile(r"libnspr4\.so(\.[0-9][0-9.]*)?$"),
+    "openssl": re.compile(r"libssl\.so(\.[0-9]+[a-z]?)*"),  # .3, .1.1, .1.0.2k (RHEL), .10
+    "gnutls": re.compile(r"libgnutls\.so(\.[0-9]+)*"),
+    "nss": re.compile(r"libnspr4\.so(\.[0-9]+)*"),
 }
 
 #: library kind -> the functions probed (those the file defines); the last one frees a
@@ -61,7 +61,7 @@ def library_kind(path: str) -> Optional[str]:
         path = path[:-len(" (deleted)")]
     name = path.rsplit("/", 1)[-1]
     for kind, rx in KINDS.items():
-        if rx.match(name):
+        if rx.fullmatch(name):
             return kind
     return None
 
