@@ -185,6 +185,10 @@ def peer_of(fd1: int, pm: int, pa: int, pb: int) -> Dict[str, Any]:
     return d
 
 
+#: the socket values of a record -> its peer fields (a connection's records share them)
+_PEERS: Dict[Any, Dict[str, Any]] = {}
+
+
 def parse_record(rec: Any, libs: Dict[int, "TlsLibrary"]) -> Optional[Dict[str, Any]]:
     """A data record -> the event dict (keys: docs/tools/ssl.md); None for a watch record
     (``values[0] == -1``) or one of an unknown library."""
@@ -204,7 +208,13 @@ def parse_record(rec: Any, libs: Dict[int, "TlsLibrary"]) -> Optional[Dict[str, 
         "library": lib.path, "library_kind": lib.kind, "static": lib.static, "function": name,
         "direction": direction, "length": length,
     }
-    d.update(peer_of(int(v[3]), int(v[4]), int(v[5]), int(v[6])))
+    key = (v[3], v[4], v[5], v[6])
+    peer = _PEERS.get(key)
+    if peer is None:
+        if len(_PEERS) > 4096:
+            _PEERS.clear()
+        peer = _PEERS[key] = peer_of(int(v[3]), int(v[4]), int(v[5]), int(v[6]))
+    d.update(peer)
     d.update(captured=len(data), truncated=len(data) < length, data=escape(data),
              data_base64=base64.b64encode(data).decode("ascii"))
     return d
