@@ -333,3 +333,70 @@ def test_static_openssl(server, tmp_path):
         if tool is not None:
             tool.kill()
             tool.wait(timeout=30)
+
+
+def _talk(cmd, request, want, timeout=60):
+    """Run a TLS client command: the request on its stdin, kept open until ``want`` is in
+    its output (EOF on stdin ends these clients' sessions); returns (pid, output)."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        p.stdin.write(request)
+        p.stdin.flush()
+        got, end = b"", time.monotonic() + timeout
+        while want not in got and time.monotonic() < end:
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                got += chunk
+        p.stdin.close()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # tstclnt may wait for the server's close_notify: it is ended below
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+    return p.pid, got
+
+
+def test_nss_tstclnt(server, tmp_path):
+    """NSS (Debian libnss3-tools' tstclnt): PR_Send/PR_Recv on the SSL layer's descriptor;
+    NSPR's I/O on plain files and sockets (its certificate database) is not shown."""
+    _spid, port, _d = server
+    if not (shutil.which("tstclnt") and shutil.which("certutil")):
+        pytest.skip("needs tstclnt and certutil (Debian libnss3-tools)")
+    db = tmp_path / "nssdb"
+    db.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True,
+                   timeout=60)
+    # a process that maps libnspr4 before undertow starts: the file is probed from the start
+    holder = subprocess.Popen([sys.executable, "-c", "import ctypes, ctypes.util, sys; "
+                               "ctypes.CDLL(ctypes.util.find_library('nspr4') or 'libnspr4.so'); "
+                               "print('ok', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tool = None
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        tool = _tool()
+        recs = Records(tool)
+        _ready(recs, port, [])
+        pid, got = _talk(["tstclnt", "-d", f"sql:{db}", "-h", "127.0.0.1", "-p", str(port), "-o"],
+                         b"GET /nss HTTP/1.0\r\n\r\n", b"undertow-ssl-reply!")
+        assert b"undertow-ssl-reply!" in got, got
+        w = recs.wait(lambda r: r["pid"] == pid and r["direction"] == "write")
+        assert w and w[0]["library_kind"] == "nss" and w[0]["function"] in ("PR_Send", "PR_Write"), w
+        assert _data(w[0]) == b"GET /nss HTTP/1.0\r\n\r\n" and w[0]["peer"] == f"127.0.0.1:{port}"
+        rd = recs.wait(lambda r: r["pid"] == pid and r["direction"] == "read")
+        assert b"".join(_data(r) for r in rd) == RESPONSE, rd
+        # only TLS: no record of the NSS database files tstclnt read and wrote through NSPR
+        assert all(r["peer"] == f"127.0.0.1:{port}" for r in recs.all if r["pid"] == pid)
+        _stop(tool)
+        tool = None
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        if tool is not None:
+            tool.kill()
+            tool.wait(timeout=30)
