@@ -185,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         sessions.close()
     for line in sessions.loss_lines():
         print(line, file=sys.stderr)
+    if sessions.skipped_scans:
+        print(f"undertow ssl: {sessions.skipped_scans} new processes were not scanned for new TLS library files "
+              "(an exec storm: over 500 a second); processes using libraries already probed are covered",
+              file=sys.stderr)
     if args.summary:
         from ..tools.bpftool import print_summary
 

@@ -29,6 +29,9 @@ __all__ = ["SslSessions", "RESCAN_DELAY"]
 RESCAN_DELAY = 0.03
 #: processes waiting for a scan, at most (an exec storm must not grow it without bound)
 MAX_PENDING = 4096
+#: process scans per second, at most (each reads /proc/PID/maps: an exec storm must not
+#: turn the tool into a /proc reader); the rest are counted in ``skipped_scans``
+MAX_SCANS_PER_S = 500
 
 
 class SslSessions:
@@ -49,6 +52,10 @@ class SslSessions:
         self.libs: Dict[int, "TlsLibrary"] = {}
         self._next = 0
         self._pending: Dict[int, float] = {}
+        self._scan_second = 0
+        self._scans = 0
+        #: processes not scanned (over MAX_PENDING or MAX_SCANS_PER_S)
+        self.skipped_scans = 0
         self._stopped = False
         self._unlisten: Optional[Callable[[], None]] = None
 
@@ -117,8 +124,12 @@ class SslSessions:
 
     def note_process(self, pid: int) -> None:
         """A watch record: scan ``pid`` after :data:`RESCAN_DELAY`."""
-        if pid not in self._pending and len(self._pending) < MAX_PENDING:
-            self._pending[pid] = time.monotonic() + RESCAN_DELAY
+        if pid in self._pending:
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self.skipped_scans += 1
+            return
+        self._pending[pid] = time.monotonic() + RESCAN_DELAY
 
     def tick(self) -> List[Any]:
         """Scan the processes whose delay passed (new libraries get a session), then return
@@ -132,6 +143,13 @@ class SslSessions:
                 if stop.requested():
                     break  # a scan reads ELF files: the stop must not wait for the rest
                 del self._pending[p]
+                sec = int(now)
+                if sec != self._scan_second:
+                    self._scan_second, self._scans = sec, 0
+                self._scans += 1
+                if self._scans > MAX_SCANS_PER_S:
+                    self.skipped_scans += 1
+                    continue
                 for lib in self.scanner.scan_pid(p):
                     self._add(lib)
         out: List[Any] = []
