@@ -400,3 +400,80 @@ def test_nss_tstclnt(server, tmp_path):
         if tool is not None:
             tool.kill()
             tool.wait(timeout=30)
+
+
+def _libssl_of_python():
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if "libssl.so" in line:
+                return line.split(None, 5)[5].strip()
+    return None
+
+
+def test_deleted_library_and_other_mount_namespace(server, tmp_path):
+    """Two clients started before undertow: one uses a copy of libssl that was then deleted
+    (maps show "(deleted)"), one runs in its own mount namespace where another copy is
+    bind-mounted over the system's libssl path. Both are probed through map_files (the
+    file each really maps), not through the path their maps show."""
+    import ssl as _ssl  # noqa: F401 - maps libssl here
+
+    _spid, port, _d = server
+    src = _libssl_of_python()
+    if src is None:
+        pytest.skip("this Python's ssl module does not map libssl")
+    gone_dir = tmp_path / "gone"
+    gone_dir.mkdir()
+    shutil.copyfile(src, gone_dir / os.path.basename(src))
+    env = dict(os.environ, LD_LIBRARY_PATH=str(gone_dir))
+    deleted = subprocess.Popen([sys.executable, "-c", CLIENT, str(port)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=env)
+    inns = None
+    nsdir = tmp_path / "ns"
+    nsdir.mkdir()
+    copy = nsdir / "libssl-copy.so"
+    shutil.copyfile(src, copy)
+    tool = None
+    try:
+        assert deleted.stdout.readline().startswith("connected")
+        os.unlink(gone_dir / os.path.basename(src))
+        if shutil.which("unshare"):
+            script = (f"mount --bind {copy} {src} && exec {sys.executable} -c \"$0\" {port}")
+            inns = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, CLIENT],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            first = inns.stdout.readline()
+            if not first.startswith("connected"):
+                inns.kill()
+                inns.wait(timeout=30)
+                inns = None
+        if inns is not None:
+            # the namespace's client maps the copy under the system's path
+            with open(f"/proc/{inns.pid}/maps") as f:
+                ino = [int(line.split()[4]) for line in f if line.rstrip().endswith(src)]
+            assert ino and set(ino) == {os.stat(copy).st_ino}, ino
+        tool = _tool("-v")
+        recs = Records(tool)
+        _ready(recs, port, [])
+        deleted.stdin.write("GET /deleted HTTP/1.0\n")
+        deleted.stdin.flush()
+        assert int(deleted.stdout.readline()) == len(RESPONSE)
+        w = recs.wait(lambda r: r["pid"] == deleted.pid and r["direction"] == "write")
+        assert w and _data(w[0]) == b"GET /deleted HTTP/1.0\r\n\r\n", recs.all[-5:]
+        assert w[0]["library"] == str(gone_dir / os.path.basename(src)) + " (deleted)", w[0]
+        if inns is not None:
+            inns.stdin.write("GET /mntns HTTP/1.0\n")
+            inns.stdin.flush()
+            assert int(inns.stdout.readline()) == len(RESPONSE)
+            m = recs.wait(lambda r: r["pid"] == inns.pid and r["direction"] == "write")
+            # the path as the process sees it (its namespace), the file being the copy
+            assert m and _data(m[0]) == b"GET /mntns HTTP/1.0\r\n\r\n" and m[0]["library"] == src, recs.all[-5:]
+        _took, _out, err = _stop(tool)
+        tool = None
+        if inns is not None:  # the copy was found as a file of its own, through that process
+            assert f"openssl {src} (pid {inns.pid})" in err, err
+    finally:
+        for p in (deleted, inns, tool):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    if inns is None:
+        pytest.skip("the mount-namespace part did not run (no unshare, or it could not bind-mount)")
