@@ -487,3 +487,27 @@ def test_deleted_library_and_other_mount_namespace(server, tmp_path):
                 p.wait(timeout=30)
     if inns is None:
         pytest.skip("the mount-namespace part did not run (no unshare, or it could not bind-mount)")
+
+
+@host_only
+def test_a_file_that_does_not_attach_is_left_out():
+    """A "library" whose probes cannot attach (a file without the function it claims, as a
+    crafted file could be) is left out with a warning; the others are attached."""
+    from undertow.tools.ssl_libs import LibraryScanner, TlsLibrary
+    from undertow.tools.ssl_run import SslSessions
+
+    sc = LibraryScanner(static=False)
+    good = sc.scan_all([os.getpid()])
+    if not good:
+        pytest.skip("this Python maps no TLS library")
+    fd = os.open("/bin/true", os.O_RDONLY)
+    bad = TlsLibrary("openssl", ["SSL_write"], "/fake/libssl.so.3", 1, 0, 1, fd)
+    warns, notes = [], []
+    s = SslSessions(sc, pid=None, settings={"bufsize": 64}, watch=True, warn=warns.append, note=notes.append)
+    try:
+        s.start(good + [bad])
+        assert s.main is not None and len(s.extra) == len(good), (warns, notes)
+        assert len(warns) == 1 and "/fake/libssl.so.3" in warns[0] and "SSL_write" in warns[0], warns
+    finally:
+        s.close()
+        bad.close()
