@@ -493,6 +493,8 @@ def test_deleted_library_and_other_mount_namespace(server, tmp_path):
 def test_a_file_that_does_not_attach_is_left_out():
     """A "library" whose probes cannot attach (a file without the function it claims, as a
     crafted file could be) is left out with a warning; the others are attached."""
+    import ssl as _ssl  # noqa: F401 - maps libssl in this process
+
     from undertow.tools.ssl_libs import LibraryScanner, TlsLibrary
     from undertow.tools.ssl_run import SslSessions
 
