@@ -74,7 +74,7 @@ _PR_DESC_LAYERED = 4
 _KEEP_PEER = r"""
 {
   $fdt = ((struct task_struct *)curtask)->files->fdt;
-  if (args.fd < $fdt->max_fds) {
+  if ((int64)args.fd >= 0 && args.fd < $fdt->max_fds) {
     $f = $fdt->fd[args.fd];
     if (($f->f_inode->i_mode & 0xf000) == 0xc000) {
       $sk = ((struct socket *)$f->private_data)->sk;
