@@ -187,3 +187,29 @@ def test_max_bytes_option():
     for bad in ("0", "4097", "x", "-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             _max_bytes(bad)
+
+
+def test_rescans_are_bounded(monkeypatch):
+    """An exec storm: at most MAX_PENDING processes wait and MAX_SCANS_PER_S are scanned a
+    second; the rest are counted (and said at exit), never queued without bound."""
+    from undertow.tools import ssl_run
+
+    class FakeScanner:
+        def __init__(self):
+            self.scanned = []
+
+        def scan_pid(self, pid):
+            self.scanned.append(pid)
+            return []
+
+    sc = FakeScanner()
+    s = ssl_run.SslSessions(sc, pid=None, settings={}, watch=True, warn=lambda t: None)
+    monkeypatch.setattr(ssl_run, "RESCAN_DELAY", 0.0)
+    for pid in range(1, ssl_run.MAX_PENDING + 11):
+        s.note_process(pid)
+    s.note_process(1)  # already waiting: once
+    assert s.skipped_scans == 10
+    assert s.tick() == []
+    # MAX_SCANS_PER_S, or up to twice that when the loop crossed a second's boundary
+    assert ssl_run.MAX_SCANS_PER_S <= len(sc.scanned) <= 2 * ssl_run.MAX_SCANS_PER_S
+    assert s.skipped_scans == 10 + ssl_run.MAX_PENDING - len(sc.scanned)
