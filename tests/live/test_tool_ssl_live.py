@@ -355,7 +355,7 @@ def _talk(cmd, request, want, timeout=60):
                 got += chunk
         p.stdin.close()
         try:
-            p.wait(timeout=5)
+            p.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass  # tstclnt may wait for the server's close_notify: it is ended below
     finally:
