@@ -107,7 +107,7 @@ def server(tmp_path_factory):
 def _tool(*extra):
     env = dict(os.environ)
     return subprocess.Popen([sys.executable, "-m", "undertow", "ssl", "--json", "--max-bytes", "512",
-                             "--duration", "120", *extra],
+                             "--duration", "900", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
