@@ -157,8 +157,9 @@ def _stop(tool):
 
 
 def _ready(recs, port, python_pids):
-    """Python clients make TLS requests until the tool shows one (it is attached)."""
-    end = time.monotonic() + 90
+    """Python clients make TLS requests until the tool shows one (it is attached; a start
+    takes 10-60 s in the lab)."""
+    end = time.monotonic() + 240
     while time.monotonic() < end:
         c = subprocess.run([sys.executable, "-c", CLIENT, str(port)], input="GET /ready HTTP/1.0\n",
                            capture_output=True, text=True, timeout=60)
