@@ -29,6 +29,8 @@ __all__ = ["SslSessions", "RESCAN_DELAY"]
 RESCAN_DELAY = 0.03
 #: processes waiting for a scan, at most (an exec storm must not grow it without bound)
 MAX_PENDING = 4096
+#: seconds of scanning per turn of the read loop, at most (the rest waits for the next turn)
+SCAN_TURN = 0.02
 #: process scans per second, at most (each reads /proc/PID/maps: an exec storm must not
 #: turn the tool into a /proc reader); the rest are counted in ``skipped_scans``
 MAX_SCANS_PER_S = 500
@@ -139,9 +141,10 @@ class SslSessions:
             due = [p for p, t in self._pending.items() if t <= now]
             from .. import stop
 
+            until = now + SCAN_TURN
             for p in due:
-                if stop.requested():
-                    break  # a scan reads ELF files: the stop must not wait for the rest
+                if stop.requested() or time.monotonic() > until:
+                    break  # a scan reads ELF files: the loop (and a stop) must not wait for the rest
                 del self._pending[p]
                 sec = int(now)
                 if sec != self._scan_second:

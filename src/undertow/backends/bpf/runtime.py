@@ -812,11 +812,14 @@ class ProgramSession(Session):
         # kernel closes them in exit_files before the parent hears of the exit). Past a few,
         # a detached process holding copies of the fds closes them, so that undertow ends
         # within a second of a stop (the programs have stopped recording: stop_producing).
+        gate = -1
         if self._slow_fds > SYNC_CLOSE_MAX and self.fds:
-            _close_in_background(self.fds, self._kprobe_defs, self.kernel)
+            gate = _close_in_background(self.fds, self._kprobe_defs, self.kernel)
         for fd in reversed(self.fds):
             sc.close_fd(fd)  # the last reference only where no detached process took them
         self.fds.clear()
+        if gate >= 0:
+            os.close(gate)  # now the detached process closes its copies: the last references
         self.watches.release()  # after the set-up uprobes are off
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
@@ -856,34 +859,48 @@ def _read_event_enable(kernel: Any, relpath: str) -> str:
 SYNC_CLOSE_MAX = 4
 
 
-def _close_in_background(fds: List[int], kprobe_defs: List[str], kernel: Any) -> bool:
+def _close_in_background(fds: List[int], kprobe_defs: List[str], kernel: Any) -> int:
     """Fork a detached process (its own session, stdio on /dev/null, no other fds) that
     closes copies of ``fds`` in reverse order, then removes ``kprobe_defs``; the caller's
     own closes then drop a reference only, at once. It is named ``undertow-detach`` (comm)
-    and ends when done, ~50-80 ms per slow fd. Returns False when it could not fork (the
-    caller closes everything itself, slowly)."""
+    and ends when done, ~50-80 ms per slow fd. Returns the write end of a pipe (the
+    *gate*) the caller closes once it has closed its own copies, or -1 when it could not
+    fork (the caller closes everything itself, slowly).
+
+    The detached process waits for the gate (EOF on the pipe: the caller closed it, or
+    ended) before closing anything: had both closed at once, whichever closed an fd second
+    would hold its last reference and wait for the grace period — the caller, 1.6-2 s for
+    16 uprobe and tracepoint perf events under load (measured 2026-12-07, issue 21)."""
+    try:
+        gate_r, gate_w = os.pipe()
+    except OSError:
+        return -1
     try:
         pid = os.fork()
     except OSError:
-        return False
+        os.close(gate_r)
+        os.close(gate_w)
+        return -1
     if pid:
+        os.close(gate_r)
         try:
             os.waitpid(pid, 0)  # the middle process exits at once: no zombie, no wait later
         except ChildProcessError:
             pass
         kprobe_defs.clear()  # the detached process removes them, after the perf events
-        return True
+        return gate_w
     # the middle process: a new session, then the detached one (reparented to init)
     try:
         os.setsid()
         if os.fork():
             os._exit(0)
-        _detached_close(fds, kprobe_defs, kernel)
+        _detached_close(fds, kprobe_defs, kernel, gate_r)
     finally:
         os._exit(0)
 
 
-def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None:  # pragma: no cover - child
+def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any,  # pragma: no cover - child
+                    gate: int = -1) -> None:
     import signal
 
     for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -893,7 +910,7 @@ def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None
             f.write("undertow-detach")
     except OSError:
         pass
-    keep = set(fds)
+    keep = set(fds) | {gate}
     null = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1, 2):
         os.dup2(null, std)  # a pipe the caller reads must see EOF when the caller ends
@@ -907,6 +924,11 @@ def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None
                 os.close(fd)
             except OSError:
                 pass
+    if gate >= 0:
+        try:
+            os.read(gate, 1)  # EOF once the caller closed its copies (or ended)
+        except OSError:
+            pass
     for fd in reversed(fds):
         try:
             os.close(fd)
