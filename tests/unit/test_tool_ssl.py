@@ -213,3 +213,13 @@ def test_rescans_are_bounded(monkeypatch):
     # MAX_SCANS_PER_S, or up to twice that when the loop crossed a second's boundary
     assert ssl_run.MAX_SCANS_PER_S <= len(sc.scanned) <= 2 * ssl_run.MAX_SCANS_PER_S
     assert s.skipped_scans == 10 + ssl_run.MAX_PENDING - len(sc.scanned)
+
+
+def test_text_line_escapes_what_processes_and_peers_chose():
+    from undertow.commands.ssl import _line
+
+    libs = {0: _lib("openssl", FUNCTIONS["openssl"], path="/x/\x1b]0;evil\x07/libssl.so.3")}
+    d = tls.parse_record(_Rec([0, 0, 9, 0, 0, 0, 0, b"\x1b[2J\x9b\r\nok"], comm="\x1b[31mred"), libs)
+    text = _line(d)
+    assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+    assert "\\x1b[31mred" in text and "<" in text and text.rstrip().endswith("\\r\\nok")
