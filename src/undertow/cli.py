@@ -37,6 +37,7 @@ COMMANDS: List[str] = [
     "exec",
     "exit",
     "modules",
+    "rootkit",
 ]
 
 
