@@ -137,6 +137,28 @@ def _diag_inodes() -> Tuple[Set[int], List[str]]:
     return out, failed
 
 
+def _ns_members(proc: str, wanted: Set[int]) -> Dict[int, int]:
+    """A process in each network namespace of ``wanted`` (its /proc/PID/net shows that
+    namespace's tables; a socket's namespace is where it was made, not necessarily where
+    its holder runs now). A namespace no process runs in cannot be read: left out."""
+    from ..common import ns_inode
+
+    out: Dict[int, int] = {}
+    if not wanted:
+        return out
+    try:
+        pids = [n for n in os.listdir(proc) if n.isdigit()]
+    except OSError:
+        return out
+    for p in pids:
+        ns = ns_inode("net", p, proc)
+        if ns in wanted and ns not in out:
+            out[ns] = int(p)
+            if len(out) == len(wanted):
+                break
+    return out
+
+
 def _still_held(proc: str, h: Held) -> bool:
     try:
         return os.readlink(os.path.join(proc, str(h.pid), "fd", str(h.fd))) == f"socket:[{h.inode}]"
@@ -164,10 +186,10 @@ def check(ctx: Context) -> None:
     for f in failed:
         rep.not_checked(CHECK, f"sock_diag {f}", "the dump failed")
     if held is not None:
-        for h in held:
-            if h.netns not in tables:
-                tables[h.netns] = _table_inodes(proc, h.pid)
-                reader[h.netns] = h.pid
+        members = _ns_members(proc, {h.netns for h in held} - set(tables))
+        for ns, pid in members.items():
+            tables[ns] = _table_inodes(proc, pid)
+            reader[ns] = pid
         for h in held:
             if not h.listed():
                 continue
@@ -227,7 +249,10 @@ def check(ctx: Context) -> None:
             flags = int(raw.strip(), 16) if raw else 0
         except ValueError:
             continue
-        if flags & IFF_PROMISC:
+        if flags & IFF_PROMISC and os.path.exists(os.path.join("/sys/class/net", ifc, "brport")):
+            rep.note(CHECK, f"interface {ifc} is in promiscuous mode", "a bridge port: bridges put their ports "
+                     "in promiscuous mode", {f"/sys/class/net/{ifc}/flags": hex(flags)})
+        elif flags & IFF_PROMISC:
             rep.add(CHECK, "medium", f"interface {ifc} is in promiscuous mode",
                     {f"/sys/class/net/{ifc}/flags": hex(flags)},
                     "someone captures every frame: find packet sockets (ss -0 -p)", key=ifc)

@@ -1,0 +1,163 @@
+"""Hooks: what is attached to kernel and user functions through tracefs and ftrace.
+
+- kprobe, uprobe and dynamic event definitions (``kprobe_events``, ``uprobe_events``,
+  ``dynamic_events``) and tracefs instances: undertow's own (named
+  ``undertow_<pid>_<start>_<pidns>_<n>``, backends/leftovers.py) are skipped while their
+  owner runs; a stale one is reported low; anyone else's medium;
+- ``enabled_functions``: every function an ftrace user hooks now, with its callback
+  (Documentation/trace/ftrace.rst), the way modern module rootkits hook syscalls
+  (``ftrace_set_filter_ip`` + ``register_ftrace_function``); a kprobe on a function that
+  no ``kprobe_events`` line names (kprobes a module registered) too;
+- the top-level tracer (``current_tracer``) when it is not ``nop``.
+
+tracefs is only read (never mounted: where it is not mounted, the check says so).
+"""
+
+from __future__ import annotations
+
+import os
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set
+
+from .report import Context
+
+__all__ = ["check", "parse_enabled_functions"]
+
+CHECK = "hooks"
+DEFINITION_FILES = ("kprobe_events", "uprobe_events", "dynamic_events")
+
+
+def parse_enabled_functions(text: str) -> List[Dict[str, str]]:
+    """Lines of ``enabled_functions``: ``{"function", "line", "callback"}`` (the ``->``
+    part or ``tramp:`` part, what handles the call)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("#", "\t", " ")):
+            if out and line.strip():
+                out[-1]["line"] += " " + line.strip()
+                if "->" in line:
+                    out[-1]["callback"] = line.split("->", 1)[1].strip()
+            continue
+        fn = line.split()[0]
+        cb = ""
+        if "->" in line:
+            cb = line.split("->", 1)[1].strip()
+        elif "tramp:" in line:
+            cb = line.split("tramp:", 1)[1].strip()
+        out.append({"function": fn, "line": line.strip(), "callback": cb})
+    return out
+
+
+def _kprobe_targets(defs: Dict[str, str]) -> Set[str]:
+    """Functions named by kprobe definitions (``p:G/E FUNC+OFF ...``)."""
+    out = set()
+    for line in defs.get("kprobe_events", "").splitlines() + defs.get("dynamic_events", "").splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0][:1] in ("p", "r"):
+            tgt = f[1].split("+", 1)[0]
+            if ":" in tgt:  # MOD:FUNC
+                tgt = tgt.split(":", 1)[1]
+            out.add(tgt)
+    return out
+
+
+def check(ctx: Context) -> None:
+    """Read tracefs's hook lists; add findings to ``ctx.report``."""
+    from ...backends.leftovers import owner_of, survey
+    from ...errors import TracefsError
+    from ...kernel.roots import Roots
+    from ...kernel.tracefs import Tracefs, find_tracefs
+
+    rep = ctx.report
+    root = find_tracefs(Roots())
+    if root is None:
+        rep.not_checked(CHECK, "tracefs", "not mounted (undertow rootkit mounts nothing): "
+                        "mount -t tracefs nodev /sys/kernel/tracing and run again")
+        return
+    tfs = Tracefs(root)
+    try:
+        verdicts = {str(item): item for item in survey(tfs, ctx.proc)}
+    except (TracefsError, OSError) as e:
+        rep.not_checked(CHECK, "undertow's own tracefs names", str(e))
+        verdicts = {}
+    defs: Dict[str, str] = {}
+    for dfile in DEFINITION_FILES:
+        if not tfs.has(dfile):
+            kind = dfile.split("_")[0]
+            rep.not_checked(CHECK, dfile, f"this kernel has no {kind} events", absent=True)
+            continue
+        try:
+            defs[dfile] = tfs.read(dfile)
+        except (TracefsError, OSError) as e:
+            rep.not_checked(CHECK, dfile, str(e))
+    seen: Set[str] = set()
+    for dfile in DEFINITION_FILES:
+        for line in defs.get(dfile, "").splitlines():
+            head = line.split(" ", 1)[0]
+            kind, sep, ev = head.partition(":")
+            if not sep or "/" not in ev or ev in seen:
+                continue
+            seen.add(ev)  # dynamic_events repeats kprobe_events and uprobe_events
+            group = ev.split("/", 1)[0]
+            if owner_of(group) is not None:
+                item = verdicts.get(f"kprobe_events {ev}") or \
+                    verdicts.get(f"uprobe_events {ev}")
+                if item is None or item.alive is not False:
+                    continue  # a running undertow's (or one that cannot be judged from here)
+                rep.add(CHECK, "low", f"a probe left by a killed undertow: {ev}",
+                        {dfile: line[:300], "owner": item.why}, "undertow cleanup removes it", key=ev)
+                continue
+            what = {"kprobe_events": "kprobe", "uprobe_events": "uprobe"}.get(dfile, "dynamic event")
+            rep.add(CHECK, "medium", f"a {what} someone defined: {ev}", {dfile: line[:300],
+                                                                       "definer": "not undertow"},
+                    "who made it: perf probe, a tracer, or a rootkit watching a function; "
+                    f"is it enabled (events/{ev}/enable)? who reads it?", key=ev)
+    try:
+        instances = tfs.instances()
+    except (TracefsError, OSError) as e:
+        rep.not_checked(CHECK, "tracefs instances", str(e))
+        instances = []
+    for name in sorted(instances):
+        if owner_of(name) is not None:
+            item = verdicts.get(f"instances/{name}")
+            if item is None or item.alive is not False:
+                continue
+            rep.add(CHECK, "low", f"a tracefs instance left by a killed undertow: {name}",
+                    {"tracefs instances": name, "owner": item.why}, "undertow cleanup removes it", key=name)
+            continue
+        rep.add(CHECK, "medium", f"a tracefs instance someone made: {name}",
+                {"tracefs instances": f"instances/{name}", "maker": "not undertow"},
+                f"what it traces: instances/{name}/set_event, current_tracer, trace_pipe readers "
+                "(a private instance hides a tracer's output from the top-level trace)", key=name)
+    try:
+        tracer = tfs.read("current_tracer").strip()
+        if tracer and tracer != "nop":
+            rep.add(CHECK, "medium", f"the top-level tracer is {tracer}", {"current_tracer": tracer},
+                    "who set it: set_ftrace_filter names the traced functions", key="current_tracer")
+    except (TracefsError, OSError):
+        pass
+    try:
+        text = tfs.read("enabled_functions")
+    except (TracefsError, OSError) as e:
+        rep.not_checked(CHECK, "ftrace enabled_functions", f"{e} (functions hooked through ftrace are not "
+                        "listed: a module's ftrace hooks are not seen)")
+        return
+    targets = _kprobe_targets(defs)
+    for ent in parse_enabled_functions(text):
+        fn, cb = ent["function"], ent["callback"]
+        if "kprobe" in cb and fn in targets:
+            continue  # a kprobe_events probe (judged above)
+        if "bpf_trampoline" in cb or "bpf_trampoline" in ent["line"]:
+            sev, why = "medium", "a BPF trampoline (fentry/fexit/LSM program): see the bpf check"
+        elif "kprobe" in cb:
+            sev, why = "high", "a kprobe that no kprobe_events line defines (registered by a module)"
+        elif "[" in cb or cb.startswith("0x") or not cb:
+            sev, why = "high", "a callback in a module or at an address no symbol names"
+        else:
+            sev, why = "medium", "an ftrace callback"
+        rep.add(CHECK, sev, f"{fn} is hooked through ftrace", {"enabled_functions": ent["line"][:300],
+                                                               "hook": why},
+                "find the owner of the callback address (kallsyms, /proc/modules, /sys/module/*/sections); "
+                "syscall functions (__x64_sys_*) hooked this way are how module rootkits hide files and pids",
+                key=fn)
