@@ -87,10 +87,22 @@ def _tgid(proc: str, pid: int) -> Optional[int]:
     return None
 
 
-def _proc_mounts(proc: str) -> List[Tuple[str, str]]:
-    """``[(mount point, source)]`` of /proc/self/mountinfo mounted on /proc/PID or below
+def _mount_namespaces(proc: str, pids: Set[int]) -> Dict[int, int]:
+    """``{mount namespace inode: a pid in it}`` for every namespace of ``pids``."""
+    from ..common import ns_inode
+
+    out: Dict[int, int] = {}
+    for p in sorted(pids):
+        ns = ns_inode("mnt", str(p), proc)
+        if ns is not None and ns not in out:
+            out[ns] = p
+    return out
+
+
+def _proc_mounts(proc: str, who: str = "self") -> List[Tuple[str, str]]:
+    """``[(mount point, source)]`` of /proc/WHO/mountinfo mounted on /proc/PID or below
     (proc(5) mountinfo: field 5 the mount point, octal escapes; after `` - ``: type, source)."""
-    data = read_small(os.path.join(proc, "self", "mountinfo"), 1 << 22) or b""
+    data = read_small(os.path.join(proc, who, "mountinfo"), 1 << 22) or b""
     out = []
     prefix = proc.rstrip("/") + "/"
     for line in data.decode("utf-8", "replace").splitlines():
@@ -221,12 +233,20 @@ def check(ctx: Context) -> None:
                             "a kernel-level hook on the task directory's readdir", key=tid)
 
     # 5. mounts over /proc/PID and entries that show another process
-    for mp, src in _proc_mounts(proc):
-        pid = int(mp[len(proc.rstrip("/")) + 1:].split("/", 1)[0])
-        rep.add(CHECK, "high", f"something is mounted over {mp}: ps shows that instead of pid {pid}",
-                {"mountinfo": f"{mp} is a mount point ({src})",
-                 "pid": f"{pid} {'runs' if _alive(pid) else 'does not run'} ({comm_of(proc, pid)})"},
-                f"umount {mp} (in that mount namespace) and look at the real process", key=pid)
+    from ..common import ns_inode
+
+    mine = ns_inode("mnt", "self", proc)
+    for ns, member in sorted(_mount_namespaces(proc, raw).items()):
+        # each mount namespace's own mount table (a mount made in a private namespace is
+        # seen only there; /proc/PID/mountinfo is the table of PID's namespace)
+        for mp, src in _proc_mounts(proc, "self" if ns == mine else str(member)):
+            pid = int(mp[len(proc.rstrip("/")) + 1:].split("/", 1)[0])
+            where = "" if ns == mine else f" in mount namespace {ns} (pid {member})"
+            rep.add(CHECK, "high", f"something is mounted over {mp}{where}: ps there shows that instead of "
+                    f"pid {pid}", {f"mountinfo{where}": f"{mp} is a mount point ({src})",
+                                   "BPF task iterator / kill(2)": f"pid {pid} "
+                                   f"{'runs' if _alive(pid) else 'does not run'}"},
+                    f"umount {mp} (in that mount namespace) and look at the real process", key=pid)
     for p in sorted(raw):
         sp = _stat_pid(proc, p)
         if sp is not None and sp != p and _alive(p):

@@ -190,6 +190,20 @@ def check(ctx: Context) -> None:
         for ns, pid in members.items():
             tables[ns] = _table_inodes(proc, pid)
             reader[ns] = pid
+        fresh: Optional[Dict[int, Held]] = None
+
+        def confirmed(h: Held) -> bool:
+            # read the socket again: a connection that ended meanwhile is unhashed (TCP_CLOSE)
+            # while its holder has not closed it yet
+            nonlocal fresh
+            if fresh is None:
+                try:
+                    fresh = {x.inode: x for x in (Held(v) for v in run_iterator(SOCK_ITER) if len(v) >= 10)}
+                except IteratorUnavailable:
+                    fresh = {}
+            x = fresh.get(h.inode)
+            return x is not None and x.listed() and _still_held(proc, h)
+
         for h in held:
             if not h.listed():
                 continue
@@ -197,7 +211,8 @@ def check(ctx: Context) -> None:
             in_diag = h.inode in diag if h.netns == mine else None
             if tab is not None and h.inode not in tab:
                 again = _table_inodes(proc, reader[h.netns]) or set()
-                if h.inode in again or not _still_held(proc, h):
+                if h.inode in again or not confirmed(h) or \
+                        h.inode in (_table_inodes(proc, reader[h.netns]) or ()):
                     continue
                 ev = {"BPF task_file iterator": f"{_holder(proc, h)} holds {h.describe()}",
                       f"/proc/{reader[h.netns]}/net tables": f"do not list inode {h.inode}"}
@@ -208,8 +223,7 @@ def check(ctx: Context) -> None:
                         "ftrace hooks, BPF programs; ss and lsof -p of the pid", key=h.inode)
             elif in_diag is False and h.family != AF_PACKET and h.type != socket.SOCK_RAW and \
                     not (h.type == socket.SOCK_DGRAM and h.protocol in (socket.IPPROTO_ICMP, 58, 136)):
-                _, again = None, _diag_inodes()[0]
-                if h.inode in again or not _still_held(proc, h):
+                if h.inode in _diag_inodes()[0] or not confirmed(h) or h.inode in _diag_inodes()[0]:  # before and after
                     continue
                 rep.add(CHECK, "high", f"socket inode {h.inode} of pid {h.pid} is hidden from sock_diag",
                         {"BPF task_file iterator": f"{_holder(proc, h)} holds {h.describe()}",

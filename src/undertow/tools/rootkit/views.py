@@ -109,7 +109,15 @@ def read_small(path: str, limit: int = 1 << 16) -> Optional[bytes]:
     except OSError:
         return None
     try:
-        return os.read(fd, limit)
+        parts = []
+        got = 0
+        while got < limit:  # a seq file (/proc/net/tcp) gives about a page per read(2)
+            chunk = os.read(fd, min(limit - got, 1 << 16))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
     except OSError:
         return None
     finally:
