@@ -16,13 +16,16 @@ namespaces (unshare(2) through ctypes), then
 The namespaces vanish with their last process: nothing is left on the host.
 """
 
+import contextlib
 import ctypes
+import json
 import os
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_REC, MS_PRIVATE, MS_BIND = 0x4000, 1 << 18, 0x1000
@@ -108,6 +111,130 @@ def filtered_packet_socket():
     return s, insn
 
 
+def _append(path, line):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def write_user_program():
+    """``(fd, helper)``: a tracepoint program calling bpf_probe_write_user (helper 36),
+    loaded, never attached. Under lockdown (integrity) the kernel gives that helper to no
+    program (LOCKDOWN_BPF_WRITE_USER, kernel/trace/bpf_trace.c): then one calling
+    bpf_send_signal (109), which the check flags the same way."""
+    from undertow.errors import VerifierError
+    from undertow.kernel import bpfsys
+
+    ins = [(0x7A, 10, -8, 0),   # *(u64 *)(r10 - 8) = 0
+           (0xB7, 1, 0, 0),     # r1 = 0 (the user address)
+           (0xBF, 2 | 10 << 4, 0, 0),  # r2 = r10
+           (0x07, 2, 0, -8),    # r2 += -8
+           (0xB7, 3, 0, 1),     # r3 = 1
+           (0x85, 0, 0, 36),    # call bpf_probe_write_user
+           (0xB7, 0, 0, 0),     # r0 = 0
+           (0x95, 0, 0, 0)]     # exit
+    raw = b"".join(struct.pack("<BBhi", c, r, o, i) for c, r, o, i in ins)
+    try:
+        return bpfsys.prog_load(bpfsys.ProgType.TRACEPOINT, raw, license="GPL", name="ut_rk_writeuser"), \
+            "bpf_probe_write_user"
+    except VerifierError as e:
+        if "cannot use helper" not in str(e):
+            raise
+    ins = [(0xB7, 1, 0, 0),     # r1 = 0 (signal 0)
+           (0x85, 0, 0, 109),   # call bpf_send_signal
+           (0xB7, 0, 0, 0),
+           (0x95, 0, 0, 0)]
+    raw = b"".join(struct.pack("<BBhi", c, r, o, i) for c, r, o, i in ins)
+    return bpfsys.prog_load(bpfsys.ProgType.TRACEPOINT, raw, license="GPL", name="ut_rk_signal"), \
+        "bpf_send_signal"
+
+
+def _prog_id(fd):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("prog_id:"):
+                return int(line.split()[1])
+    return None
+
+
+@contextlib.contextmanager
+def planted(undertow_src, inside_cmds=None):
+    """Plant every technique (the namespace helper's and, on the host, a memfd process, a
+    deleted binary, someone's uprobe and tracefs instance, a BPF program calling a
+    dangerous helper, and an instance of this running undertow process); yield what was
+    planted (pids, names, ids, and the findings of the run inside the namespaces); remove
+    everything on the way out, also on failure."""
+    from undertow.backends.leftovers import next_session_name
+    from undertow.kernel.roots import Roots
+    from undertow.kernel.tracefs import find_tracefs
+
+    tfs = find_tracefs(Roots())
+    tmp = tempfile.mkdtemp(prefix="ut-rootkit-")
+    me = os.getpid()
+    p = {"uprobe": f"utfx_{me}/p1", "instance": f"utfx_{me}", "own_instance": next_session_name()}
+    kids, helper, prog_fd, made = [], None, -1, []
+    try:
+        build_hider(tmp)
+        env = dict(os.environ, UT_INSIDE_CMDS=json.dumps(inside_cmds or []))
+        helper = subprocess.Popen([sys.executable, os.path.abspath(__file__), tmp, undertow_src],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
+        ready = helper.stdout.readline().split()
+        if not ready or ready[0] != "READY":
+            raise RuntimeError(f"the namespace helper failed: {helper.stderr.read()[-2000:]}")
+        p["hidden_pid"], p["masked_pid"], p["helper_pid"] = map(int, ready[1:4])
+        p["tmp"] = tmp
+        p["inside_outputs"] = []
+        for i in range(len(inside_cmds or [])):
+            with open(os.path.join(tmp, f"inside-{i}.txt"), errors="replace") as f:
+                p["inside_outputs"].append(f.read())
+        p["mntns"] = os.readlink(f"/proc/{p['helper_pid']}/ns/mnt").split("[")[1].rstrip("]")
+        with open(os.path.join(tmp, "inside.json")) as f:
+            p["inside"] = [x for x in (json.loads(line) for line in f if line.strip()) if x["type"] == "finding"]
+        mfd = os.memfd_create("ut_rk_memfd", 0)
+        with open("/bin/sleep", "rb") as f:
+            os.write(mfd, f.read())
+        kids.append(subprocess.Popen([f"/proc/self/fd/{mfd}", "300"], pass_fds=[mfd]))
+        os.close(mfd)
+        p["memfd_pid"] = kids[-1].pid
+        gone = os.path.join(tmp, "ut_rk_deleted")
+        shutil.copy("/bin/sleep", gone)
+        kids.append(subprocess.Popen([gone, "300"]))
+        os.unlink(gone)
+        p["deleted_pid"] = kids[-1].pid
+        _append(os.path.join(tfs, "uprobe_events"), f"p:{p['uprobe']} /bin/true:0x1000\n")
+        made.append("uprobe")
+        os.mkdir(os.path.join(tfs, "instances", p["instance"]))
+        made.append("instance")
+        os.mkdir(os.path.join(tfs, "instances", p["own_instance"]))
+        made.append("own")
+        prog_fd, p["helper"] = write_user_program()
+        p["prog_id"] = _prog_id(prog_fd)
+        yield p
+    finally:
+        if prog_fd >= 0:
+            os.close(prog_fd)
+        if "own" in made:
+            os.rmdir(os.path.join(tfs, "instances", p["own_instance"]))
+        if "instance" in made:
+            os.rmdir(os.path.join(tfs, "instances", p["instance"]))
+        if "uprobe" in made:
+            _append(os.path.join(tfs, "uprobe_events"), f"-:{p['uprobe']}\n")
+        for k in kids:
+            k.kill()
+            k.wait()
+        if helper is not None:
+            helper.stdin.close()
+            try:
+                helper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(tmp, undertow_src):
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
@@ -131,6 +258,13 @@ def main(tmp, undertow_src):
         with open(os.path.join(tmp, "inside.json"), "w") as out:
             subprocess.run([sys.executable, "-m", "undertow", "rootkit", "--json", "--only", "processes",
                             "--only", "userspace"], stdout=out, stderr=subprocess.DEVNULL, env=env, timeout=120)
+        # the peers' runs inside the namespaces (bench/rootkit_peers.py): a JSON list of argv
+        for i, argv in enumerate(json.loads(os.environ.get("UT_INSIDE_CMDS", "[]"))):
+            with open(os.path.join(tmp, f"inside-{i}.txt"), "w") as out:
+                try:
+                    subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=tmp)
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    out.write(f"\n[failed: {e}]\n")
         print(f"READY {kids[0].pid} {kids[1].pid} {os.getpid()}", flush=True)
         sys.stdin.read()
     finally:
