@@ -8,7 +8,8 @@
   (Documentation/trace/ftrace.rst), the way modern module rootkits hook syscalls
   (``ftrace_set_filter_ip`` + ``register_ftrace_function``); a kprobe on a function that
   no ``kprobe_events`` line names (kprobes a module registered) too;
-- the top-level tracer (``current_tracer``) when it is not ``nop``.
+- the top-level tracer (``current_tracer``) when it is not ``nop``;
+- ``sys_call_table``'s entries against kallsyms, read through /proc/kcore (kernelmem.py).
 
 tracefs is only read (never mounted: where it is not mounted, the check says so).
 """
@@ -60,6 +61,20 @@ def _kprobe_targets(defs: Dict[str, str]) -> Set[str]:
                 tgt = tgt.split(":", 1)[1]
             out.add(tgt)
     return out
+
+
+def _syscall_table(ctx: Context) -> None:
+    from ...errors import UndertowError
+    from ...kernel.kallsyms import Kallsyms
+    from .kernelmem import check_syscall_table
+
+    try:
+        ks = Kallsyms(os.path.join(ctx.proc, "kallsyms"))
+        ks.text
+    except UndertowError as e:
+        ctx.report.not_checked(CHECK, "sys_call_table", e.message)
+        return
+    check_syscall_table(ctx, ks)
 
 
 def check(ctx: Context) -> None:
@@ -137,6 +152,7 @@ def check(ctx: Context) -> None:
                     "who set it: set_ftrace_filter names the traced functions", key="current_tracer")
     except (TracefsError, OSError):
         pass
+    _syscall_table(ctx)
     try:
         text = tfs.read("enabled_functions")
     except (TracefsError, OSError) as e:
