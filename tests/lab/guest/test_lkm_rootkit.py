@@ -41,9 +41,21 @@ pytestmark = [
 ]
 
 
+SRC = os.path.abspath(os.path.join(HERE, "..", "..", "..", "src"))
+
+
+def test_clean_guest_has_no_findings():
+    res = subprocess.run([sys.executable, "-m", "undertow", "rootkit", "--json"], capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, PYTHONPATH=SRC))
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    got = [x for x in lines if x["type"] == "finding"]
+    assert not got, json.dumps(got, indent=1)
+    assert res.returncode in (0, 2), lines[-1]
+
+
 def test_module_rootkit_is_reported():
-    src = os.path.join(HERE, "..", "..", "..", "src")
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    env = dict(os.environ, PYTHONPATH=SRC)
     with lkm_scenario.planted(module_path()) as what:
         pid, port = what["pid"], what["port"]
         res = subprocess.run([sys.executable, "-m", "undertow", "rootkit", "--json"], capture_output=True,

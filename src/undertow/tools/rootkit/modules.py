@@ -100,7 +100,9 @@ def check(ctx: Context) -> None:
                 m = line.rsplit("\t[", 1)[1][:-1]
                 ksyms[m] = ksyms.get(m, 0) + 1
     # re-read /proc/modules for anything seen elsewhere only: a module may have just loaded
-    odd = (sysfs | set(ksyms)) - listed - {"bpf"}  # [bpf]: JIT-ed BPF programs' symbols
+    # [bpf]: JIT-ed BPF programs' symbols; [__builtin__kprobes], [__builtin__ftrace]: kprobe
+    # instruction slots and ftrace trampolines (kernel/kallsyms.c, "kallsyms_show_value" users)
+    odd = {m for m in (sysfs | set(ksyms)) - listed if m != "bpf" and not m.startswith("__builtin__")}
     if odd:
         again = read_small(os.path.join(proc, "modules"), 1 << 22) or b""
         listed |= {line.split()[0] for line in again.decode("utf-8", "replace").splitlines() if line.split()}
