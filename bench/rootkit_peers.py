@@ -2,8 +2,9 @@
 
 Plants every technique of tests/live/rootkit_plant.py (root, gcc), then runs, on the host and
 inside the private namespaces (where the LD_PRELOAD hider and the bind mount live), undertow
-rootkit and Debian's unhide (``unhide quick``, ``unhide-tcp``), chkrootkit and rkhunter
-(``--check --sk --rwo``). Each tool's output is kept under --out; a technique counts as
+rootkit and Debian's unhide (``unhide quick``, ``unhide-tcp``), chkrootkit (its lkm, sniffer, bindshell,
+ldsopreload and ps tests) and rkhunter (``--check --sk --rwo``, the rootkits, network and
+shared_libs groups). Each tool's output is kept under --out; a technique counts as
 caught when the output names it (the patterns below), which the table's author checked by
 reading the outputs. Slow (rkhunter: minutes): not a test.
 
@@ -28,15 +29,17 @@ TOOLS = {
     "undertow": [sys.executable, "-m", "undertow", "rootkit"],
     "unhide": ["unhide", "quick"],
     "unhide-tcp": ["unhide-tcp"],
-    "chkrootkit": ["chkrootkit"],
-    "rkhunter": ["rkhunter", "--check", "--sk", "--nocolors", "--rwo", "--nolog"],
+    # chkrootkit's tests for these techniques (its full run also execs a shell per file of /tmp)
+    "chkrootkit": ["chkrootkit", "-q", "lkm", "sniffer", "bindshell", "ldsopreload", "ps"],
+    "rkhunter": ["rkhunter", "--check", "--sk", "--nocolors", "--rwo", "--logfile", "/dev/null",
+                 "--enable", "rootkits,network,shared_libs"],
 }
 
 
 def patterns(p):
     """technique -> strings whose presence in a tool's output means it named it."""
     return {
-        "LD_PRELOAD readdir hider: hidden pid": [str(p["hidden_pid"])],
+        "LD_PRELOAD readdir hider: hidden pid": [str(p["hidden_pid"]), "process hidden for readdir"],
         "/etc/ld.so.preload (namespace)": ["ld.so.preload", "hider.so"],
         "bind mount over /proc/PID": [f"/proc/{p['masked_pid']}", f"PID: {p['masked_pid']}",
                                       f" {p['masked_pid']} "],
@@ -50,6 +53,12 @@ def patterns(p):
 
 
 def main():
+    import signal
+
+    def stop(sig, frame):
+        raise KeyboardInterrupt  # the plants' finally removes them
+
+    signal.signal(signal.SIGTERM, stop)
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/undertow-rootkit-peers")
     args = ap.parse_args()
@@ -62,7 +71,7 @@ def main():
             outputs[f"{name} (inside)"] = text
         for name, argv in tools.items():
             try:
-                r = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, errors="replace")
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, errors="replace")
                 outputs[f"{name} (host)"] = r.stdout + r.stderr
             except subprocess.TimeoutExpired:
                 outputs[f"{name} (host)"] = "[timed out]"

@@ -176,8 +176,27 @@ def planted(undertow_src, inside_cmds=None):
     p = {"uprobe": f"utfx_{me}/p1", "instance": f"utfx_{me}", "own_instance": next_session_name()}
     kids, helper, prog_fd, made = [], None, -1, []
     try:
+        mfd = os.memfd_create("ut_rk_memfd", 0)
+        with open("/bin/sleep", "rb") as f:
+            os.write(mfd, f.read())
+        kids.append(subprocess.Popen([f"/proc/self/fd/{mfd}", "3600"], pass_fds=[mfd]))
+        os.close(mfd)
+        p["memfd_pid"] = kids[-1].pid
+        gone = os.path.join(tmp, "ut_rk_deleted")
+        shutil.copy("/bin/sleep", gone)
+        kids.append(subprocess.Popen([gone, "3600"]))
+        os.unlink(gone)
+        p["deleted_pid"] = kids[-1].pid
+        _append(os.path.join(tfs, "uprobe_events"), f"p:{p['uprobe']} /bin/true:0x1000\n")
+        made.append("uprobe")
+        os.mkdir(os.path.join(tfs, "instances", p["instance"]))
+        made.append("instance")
+        os.mkdir(os.path.join(tfs, "instances", p["own_instance"]))
+        made.append("own")
+        prog_fd, p["helper"] = write_user_program()
+        p["prog_id"] = _prog_id(prog_fd)
         build_hider(tmp)
-        env = dict(os.environ, UT_INSIDE_CMDS=json.dumps(inside_cmds or []))
+        env = dict(os.environ, UT_INSIDE_CMDS=json.dumps(inside_cmds or []), PYTHONPATH=undertow_src)
         helper = subprocess.Popen([sys.executable, os.path.abspath(__file__), tmp, undertow_src],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=env)
@@ -193,25 +212,6 @@ def planted(undertow_src, inside_cmds=None):
         p["mntns"] = os.readlink(f"/proc/{p['helper_pid']}/ns/mnt").split("[")[1].rstrip("]")
         with open(os.path.join(tmp, "inside.json")) as f:
             p["inside"] = [x for x in (json.loads(line) for line in f if line.strip()) if x["type"] == "finding"]
-        mfd = os.memfd_create("ut_rk_memfd", 0)
-        with open("/bin/sleep", "rb") as f:
-            os.write(mfd, f.read())
-        kids.append(subprocess.Popen([f"/proc/self/fd/{mfd}", "300"], pass_fds=[mfd]))
-        os.close(mfd)
-        p["memfd_pid"] = kids[-1].pid
-        gone = os.path.join(tmp, "ut_rk_deleted")
-        shutil.copy("/bin/sleep", gone)
-        kids.append(subprocess.Popen([gone, "300"]))
-        os.unlink(gone)
-        p["deleted_pid"] = kids[-1].pid
-        _append(os.path.join(tfs, "uprobe_events"), f"p:{p['uprobe']} /bin/true:0x1000\n")
-        made.append("uprobe")
-        os.mkdir(os.path.join(tfs, "instances", p["instance"]))
-        made.append("instance")
-        os.mkdir(os.path.join(tfs, "instances", p["own_instance"]))
-        made.append("own")
-        prog_fd, p["helper"] = write_user_program()
-        p["prog_id"] = _prog_id(prog_fd)
         yield p
     finally:
         if prog_fd >= 0:
@@ -248,7 +248,7 @@ def main(tmp, undertow_src):
         f.write(os.path.join(tmp, "hider.so") + "\n")
     hideme = os.path.join(tmp, HIDDEN_COMM)
     shutil.copy("/bin/sleep", hideme)
-    kids = [subprocess.Popen([hideme, "300"]), subprocess.Popen(["sleep", "300"])]
+    kids = [subprocess.Popen([hideme, "3600"]), subprocess.Popen(["sleep", "3600"])]
     empty = os.path.join(tmp, "empty")
     os.makedirs(empty)
     _check(libc.mount(empty.encode(), f"/proc/{kids[1].pid}".encode(), None, MS_BIND, None), "bind over /proc/PID")
@@ -262,7 +262,7 @@ def main(tmp, undertow_src):
         for i, argv in enumerate(json.loads(os.environ.get("UT_INSIDE_CMDS", "[]"))):
             with open(os.path.join(tmp, f"inside-{i}.txt"), "w") as out:
                 try:
-                    subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=tmp)
+                    subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=600, cwd=tmp)
                 except (OSError, subprocess.TimeoutExpired) as e:
                     out.write(f"\n[failed: {e}]\n")
         print(f"READY {kids[0].pid} {kids[1].pid} {os.getpid()}", flush=True)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print("undertow rootkit: needs root (other users' /proc entries, bpf(2), tracefs); "
               "nothing was checked", file=sys.stderr)
         return 2
-    rep = run_checks(quick=args.quick, only=args.only)
+    rep = run_checks(quick=args.quick, only=args.only, debug=bool(getattr(args, "debug", False)))
     status = rep.exit_status()
     if args.json:
         out = sys.stdout

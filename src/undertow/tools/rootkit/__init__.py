@@ -36,9 +36,11 @@ _MODULES = {"processes": "processes", "sockets": "sockets", "modules": "modules"
             "bpf": "bpfobjs", "userspace": "userspace"}
 
 
-def run_checks(quick: bool = False, only: Optional[Sequence[str]] = None, proc: str = "/proc") -> Report:
+def run_checks(quick: bool = False, only: Optional[Sequence[str]] = None, proc: str = "/proc",
+               debug: bool = False) -> Report:
     """Run every check family (``only``: these) and return what they found. ``quick`` leaves
-    out the slow views (kill(2) on every possible pid)."""
+    out the slow views (kill(2) on every possible pid); ``debug``: a family that fails raises
+    (otherwise it is reported as not checked, and the others still run)."""
     import importlib
 
     from ... import stop
@@ -54,5 +56,7 @@ def run_checks(quick: bool = False, only: Optional[Sequence[str]] = None, proc: 
         except stop.Interrupted:
             raise
         except Exception as e:  # one family failing must not hide the others' findings
+            if debug:
+                raise
             ctx.report.not_checked(name, "the whole family", f"failed: {type(e).__name__}: {e}")
     return ctx.report
