@@ -31,7 +31,7 @@ TOOLS = {
     "unhide-tcp": ["unhide-tcp"],
     # chkrootkit's tests for these techniques (its full run also execs a shell per file of /tmp)
     "chkrootkit": ["chkrootkit", "-q", "lkm", "sniffer", "bindshell", "ldsopreload", "ps"],
-    "rkhunter": ["rkhunter", "--check", "--sk", "--nocolors", "--rwo", "--logfile", "/dev/null",
+    "rkhunter": ["rkhunter", "--check", "--sk", "--nocolors", "--rwo", "--noappend-log", "--logfile", "LOG",
                  "--enable", "rootkits,network,shared_libs"],
 }
 
@@ -65,13 +65,18 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     tools = {k: v for k, v in TOOLS.items() if shutil.which(v[0])}
     env = dict(os.environ, PYTHONPATH=SRC)
-    with rootkit_plant.planted(SRC, inside_cmds=list(tools.values())) as p:
+
+    def argv_for(argv, where):  # rkhunter reports warnings only with a log file
+        return [os.path.join(args.out, f"rkhunter-{where}.log") if a == "LOG" else a for a in argv]
+
+    inside = [argv_for(v, "inside") for v in tools.values()]
+    with rootkit_plant.planted(SRC, inside_cmds=inside) as p:
         outputs = {}
         for (name, argv), text in zip(tools.items(), p["inside_outputs"]):
             outputs[f"{name} (inside)"] = text
         for name, argv in tools.items():
             try:
-                r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, errors="replace")
+                r = subprocess.run(argv_for(argv, "host"), capture_output=True, text=True, timeout=600, env=env, errors="replace")
                 outputs[f"{name} (host)"] = r.stdout + r.stderr
             except subprocess.TimeoutExpired:
                 outputs[f"{name} (host)"] = "[timed out]"

@@ -121,3 +121,49 @@ def test_read_small_reads_a_file_in_pieces(tmp_path):
 def test_context_defaults():
     c = Context(quick=True, proc="/nonexistent")
     assert c.quick and c.report.exit_status() == 0
+
+
+def _kcore(path, vaddr, data):
+    """A minimal ELF64 core: one PT_LOAD segment holding ``data`` at ``vaddr``."""
+    ehdr = bytearray(64)
+    ehdr[:5] = b"\x7fELF\x02"
+    struct.pack_into("<Q", ehdr, 32, 64)  # e_phoff
+    struct.pack_into("<HH", ehdr, 54, 56, 1)  # e_phentsize, e_phnum
+    phdr = struct.pack("<IIQQQQQQ", 1, 4, 64 + 56, vaddr, 0, len(data), len(data), 4096)
+    path.write_bytes(bytes(ehdr) + phdr + data)
+
+
+def test_kcore_reads_a_segment(tmp_path):
+    from undertow.tools.rootkit.kernelmem import Kcore
+
+    _kcore(tmp_path / "kcore", 0xffffffff82000000, b"abcdefgh" * 4)
+    kc = Kcore(str(tmp_path / "kcore"))
+    try:
+        assert kc.read(0xffffffff82000008, 8) == b"abcdefgh"
+        assert kc.read(0xffffffff82000000 + 30, 8) is None  # past the segment
+    finally:
+        kc.close()
+
+
+def test_a_patched_syscall_table_entry_is_reported(tmp_path, monkeypatch):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6.12", "#1", "x86_64")))
+    ks = parse_kallsyms(
+        "ffffffff81000000 T _stext\n"
+        "ffffffff81000100 T __x64_sys_read\n"
+        "ffffffff81000200 T __x64_sys_write\n"
+        "ffffffff81000300 T __x64_sys_open\n"
+        "ffffffff81001000 T _etext\n"
+        "ffffffff82000000 D sys_call_table\n"
+        "ffffffff82000018 D after_table\n"
+        "ffffffffc0001000 t evil_open\t[evil]\n")
+    table = struct.pack("<QQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffffc0001000)
+    (tmp_path / "proc").mkdir()
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, table)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_syscall_table(ctx, ks)
+    got = ctx.report.findings
+    assert [f.key for f in got] == ["sys_call_table:2"], got
+    assert "evil_open" in got[0].evidence["kallsyms"] and "outside" in got[0].evidence["kallsyms"]
