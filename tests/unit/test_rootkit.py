@@ -10,9 +10,9 @@ from undertow.tools.rootkit.report import Context, Report
 from undertow.tools.rootkit.sockets import Held
 
 ENABLED = """\
-__x64_sys_kill (1) R I   tramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
-do_sys_openat2 (1) R I  tramp: 0xffffffffa0003000 (kprobe_ftrace_handler+0x0/0x190) ->kprobe_ftrace_handler+0x0/0x190
-bpf_fentry_test1 (1) R   D   tramp: ftrace_regs_caller+0x0/0x65 direct-->bpf_trampoline_6442461608+0x0/0x1000
+__x64_sys_kill (1) R I  \ttramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
+do_sys_openat2 (1) R I \ttramp: 0xffffffffa0003000 (kprobe_ftrace_handler+0x0/0x190) ->kprobe_ftrace_handler+0x0/0x190
+bpf_fentry_test1 (1) R   D \ttramp: ftrace_regs_caller+0x0/0x65 direct-->bpf_trampoline_6442461608+0x0/0x1000
 __x64_sys_getdents64 (1) R I ->0xffffffffc0400010
 """
 
@@ -25,6 +25,7 @@ def test_enabled_functions_are_parsed_with_their_callbacks():
     assert "kprobe_ftrace_handler" in got[1]["callback"]
     assert "bpf_trampoline" in got[2]["callback"]
     assert got[3]["callback"] == "0xffffffffc0400010"
+    assert got[0]["flags"] == "RI" and got[2]["flags"] == "RD"
 
 
 def test_kprobe_targets_come_from_definitions():

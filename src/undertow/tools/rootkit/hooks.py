@@ -17,11 +17,13 @@ tracefs is only read (never mounted: where it is not mounted, the check says so)
 from __future__ import annotations
 
 import os
+import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Set
 
 from .report import Context
+from .views import read_small
 
 __all__ = ["check", "parse_enabled_functions"]
 
@@ -46,7 +48,10 @@ def parse_enabled_functions(text: str) -> List[Dict[str, str]]:
             cb = line.split("->", 1)[1].strip()
         elif "tramp:" in line:
             cb = line.split("tramp:", 1)[1].strip()
-        out.append({"function": fn, "line": line.strip(), "callback": cb})
+        head = line.split("\t", 1)[0]
+        flags = head.split(")", 1)[1] if ")" in head else ""
+        out.append({"function": fn, "line": line.strip(), "callback": cb,
+                    "flags": "".join(c for c in flags if c.isupper())})
     return out
 
 
@@ -160,19 +165,30 @@ def check(ctx: Context) -> None:
                         "listed: a module's ftrace hooks are not seen)")
         return
     targets = _kprobe_targets(defs)
+    mods_text = read_small(os.path.join(ctx.proc, "modules"), 1 << 22)
+    listed = None if mods_text is None else {
+        ln.split()[0] for ln in mods_text.decode("utf-8", "replace").splitlines() if ln.split()}
     for ent in parse_enabled_functions(text):
         fn, cb = ent["function"], ent["callback"]
+        line = ent["line"]
+        mods = sorted(set(re.findall(r"\[([A-Za-z0-9_]+)\]", line)) - {"bpf"})
+        hidden = [m for m in mods if listed is not None and m not in listed]
         if "kprobe" in cb and fn in targets:
             continue  # a kprobe_events probe (judged above)
-        if "bpf_trampoline" in cb or "bpf_trampoline" in ent["line"]:
+        if "bpf_trampoline" in line:
             sev, why = "medium", "a BPF trampoline (fentry/fexit/LSM program): see the bpf check"
+        elif hidden:
+            sev, why = "high", f"a callback in module {', '.join(hidden)}, which /proc/modules does not list"
         elif "kprobe" in cb:
             sev, why = "high", "a kprobe that no kprobe_events line defines (registered by a module)"
-        elif "[" in cb or cb.startswith("0x") or not cb:
-            sev, why = "high", "a callback in a module or at an address no symbol names"
+        elif "I" in ent.get("flags", ""):
+            sev, why = "high", ("the callback may change where the call goes (IPMODIFY): how ftrace rootkits "
+                                "replace a function (livepatch does it too: taint K)")
+        elif re.search(r"\(0x[0-9a-f]+\)|->0x[0-9a-f]+", line) or not cb:
+            sev, why = "high", "a callback at an address no symbol names (a hidden module?)"
         else:
-            sev, why = "medium", "an ftrace callback"
-        rep.add(CHECK, sev, f"{fn} is hooked through ftrace", {"enabled_functions": ent["line"][:300],
+            sev, why = "medium", "an ftrace callback" + (f" in module {', '.join(mods)}" if mods else "")
+        rep.add(CHECK, sev, f"{fn} is hooked through ftrace", {"enabled_functions": ent["line"][:600],
                                                                "hook": why},
                 "find the owner of the callback address (kallsyms, /proc/modules, /sys/module/*/sections); "
                 "syscall functions (__x64_sys_*) hooked this way are how module rootkits hide files and pids",
