@@ -95,6 +95,8 @@ def check_syscall_table(ctx: Context, ks: object) -> None:
     valid |= {k.address for k in ks.lookup_all("sys_ni_syscall")}  # type: ignore[attr-defined]
     for nr in range(count):
         addr = struct.unpack_from("<Q", raw, nr * 8)[0]
+        if addr == 0:
+            break  # past the table (NR_syscalls entries, each set: sys_ni_syscall at the least) in its padding
         in_text = stext.address <= addr < etext.address
         if in_text and addr in valid:
             continue
