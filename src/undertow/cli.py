@@ -38,6 +38,7 @@ COMMANDS: List[str] = [
     "exec",
     "exit",
     "modules",
+    "ssl",
     "rootkit",
     "collect",
 ]

@@ -80,7 +80,7 @@ PEERS: List[List[str]] = [
     ["unhide-tcp"],
     ["chkrootkit", "-q", "lkm"],
     ["rkhunter", "--check", "--sk", "--nocolors", "--rwo", "--noappend-log",
-     "--disable", "all", "--enable", "hidden_procs,hidden_ports,loaded_modules,rootkits"],
+     "--enable", "hidden_procs,hidden_ports,loaded_modules,avail_modules,known_rkts"],
 ]
 
 
