@@ -39,6 +39,7 @@ COMMANDS: List[str] = [
     "exit",
     "modules",
     "ssl",
+    "rootkit",
     "collect",
 ]
 
