@@ -934,12 +934,14 @@ def cmd_ci(args: argparse.Namespace) -> int:
             ready.append((s, prepare_kernel(s, log=_log)))
         except LabUnavailable as e:
             summary.append("lab: %-5s skipped: %s" % (s, e))
+    lkm_argv = {s: lkm_rootkit_argv(k.release) for s, k in ready}  # builds: one at a time
     parallel = _parallel_guests(len(ready))
     results = {}  # type: Dict[str, Tuple[bool, str]]
 
     def one_kernel(s: str, k: "Kernel") -> None:
         out_stream = _PrefixedStream(s) if parallel else None
         kernel_steps = list(steps)
+        kernel_steps.append(("lkm rootkit", lkm_argv[s], 600.0))
         if compat_source is not None and s in COMPAT_KERNELS:
             kernel_steps.append(("bpftrace suite", compat_argv(s, compat_source), args.compat_timeout))
         results[s] = _ci_kernel(s, k, kernel_steps, args, env, required, t_start, out_stream)
@@ -966,6 +968,19 @@ def cmd_ci(args: argparse.Namespace) -> int:
         print(line)
     sys.stdout.flush()
     return 1 if failed else 0
+
+
+def lkm_rootkit_argv(release: str) -> List[str]:
+    """The module rootkit test (issue 20) for a guest of ``release``; builds utrk.ko for it on
+    the host first (tests/lab/modbuild.py). When it cannot be built the test skips, saying why
+    (the module's path is missing), and the reason is logged here."""
+    import modbuild  # noqa: E402 - it imports this module
+
+    ko, why = modbuild.build_rootkit(release)
+    if ko is None:
+        _log("lab: %s: no test rootkit module: %s" % (release, why))
+    return [os.path.realpath(sys.executable), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+            os.path.join("tests", "lab", "guest", "test_lkm_rootkit.py")]
 
 
 def _parallel_guests(n: int) -> bool:
