@@ -27,6 +27,7 @@ COMMANDS: List[str] = [
     "list",
     "trace",
     "run",
+    "stap",
     "cleanup",
     "dns",
     "icmp",

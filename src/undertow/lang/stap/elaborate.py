@@ -1,0 +1,1247 @@
+"""SystemTap script -> undertow's IR (the one the bpftrace front end builds), so that the
+BPF code generator, maps, printf, histograms and the runtime are shared.
+
+Elaboration (SystemTap's pass 2) resolves each probe point — a tapset alias through
+:mod:`.tapsets`, ``kernel.function``/``kernel.trace``/``process(...)``/``timer``/``begin``
+directly — into attach points, translates the handler once per realisation, and infers
+the types SystemTap infers (``long``, ``string``, statistics):
+
+- globals are maps (``@name``; a scalar is a map without a key), locals are ``$name``;
+  a global initialised and never written is a constant;
+- ``x <<< v`` updates one map per extractor the script uses (``@count``... ``@hist_log``);
+- strings SystemTap builds at run time (``sprintf``, ``.``, ``argstr``) are printed where
+  the script prints them: their parts are spliced into the ``printf`` format;
+- user functions are inlined (no recursion, a ``return`` only at the end of a path).
+
+Errors are :class:`~undertow.errors.SourceError` with the place in the script.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ...errors import ParseError, SourceError, Span, TypeCheckError
+from .. import ir
+from ..printf import conversions
+from .ast import N, ProbePoint, Script
+from .tapsets import Env, Site, Unrealisable, Var, realise
+
+__all__ = ["elaborate", "StapError", "Options"]
+
+_STATS = ("count", "sum", "min", "max", "avg", "hist_log", "hist_linear", "variance")
+_AGG = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg", "hist_log": "hist",
+        "hist_linear": "lhist"}
+
+
+class StapError(SourceError):
+    """An error in a SystemTap script at a place (elaboration)."""
+
+
+class Options:
+    """What the command line gives the elaborator: ``params`` (``$1``..), ``target_pid``
+    (``-x``), ``has_cmd`` (``-c``: ``target()`` is its pid)."""
+
+    def __init__(self, params: Sequence[str] = (), target_pid: Optional[int] = None, has_cmd: bool = False) -> None:
+        self.params, self.target_pid, self.has_cmd = list(params), target_pid, has_cmd
+
+
+class Comp:
+    """A string made at run time: ``variants`` ``[(condition IR or None, format, [IR])]``
+    (the first whose condition holds; None: always)."""
+
+    def __init__(self, variants: List[Tuple[Optional[ir.Expr], str, List[Tuple[ir.Expr, str]]]]) -> None:
+        self.variants = variants
+
+
+class Enum:
+    """A string named from a number (``uaddr_af``): ``expr`` the number, ``names``."""
+
+    def __init__(self, expr: ir.Expr, names: Dict[int, str]) -> None:
+        self.expr, self.names = expr, names
+
+
+class Val:
+    """A translated expression: IR and its type (``long``/``string``), or a Comp/Enum."""
+
+    def __init__(self, e: Any, ty: str) -> None:
+        self.e, self.ty = e, ty
+
+
+def _lit_fmt(s: str) -> str:
+    return s.replace("%", "%%")
+
+
+def _respan(node: Any, span: Optional[Span]) -> Any:
+    """Every span in a tree of tapset IR set to ``span`` (the probe point that asked for it)."""
+    if isinstance(node, list):
+        for x in node:
+            _respan(x, span)
+        return node
+    if isinstance(node, (ir.Expr, ir.Action)):
+        node.span = span
+        for k in ir.slot_names(type(node)):
+            v = getattr(node, k, None)
+            if isinstance(v, (ir.Node, list)) and k not in ("type",):
+                _respan(v, span)
+    return node
+
+
+_BT_CACHE: Dict[str, List[ir.Action]] = {}
+
+
+def bt_actions(text: str) -> List[ir.Action]:
+    """Statements in the bpftrace language (this package's own tapset text) as IR: a fresh copy."""
+    got = _BT_CACHE.get(text)
+    if got is None:
+        from ..bt import parse_program
+
+        got = _BT_CACHE[text] = parse_program("BEGIN { " + text + " }", origin="<tapset>").probes[0].actions
+    return ir.clone(got)
+
+
+def bt_expr(text: str) -> ir.Expr:
+    """An expression in the bpftrace language (tapset text) as IR."""
+    act = bt_actions("$__v = " + text + ";")[0]
+    assert isinstance(act, ir.Assign)
+    return act.value
+
+
+class _Probe:
+    """What the handler being translated knows: its site, its locals' types, hoisted actions."""
+
+    def __init__(self, site: Site, span: Span) -> None:
+        self.site, self.span = site, span
+        self.locals: Dict[str, str] = {}
+        self.comps: Dict[str, Any] = {}
+        self.pending: List[ir.Action] = []
+        self.inline_depth = 0
+        self.fn_stack: List[str] = []
+
+
+class _Elaborator:
+    def __init__(self, script: Script, env: Env, opts: Options) -> None:
+        self.s, self.env, self.opts = script, env, opts
+        self.src, self.origin = script.source, script.origin
+        self.gtypes: Dict[str, str] = {}
+        self.written: Dict[str, bool] = {}
+        self.read: Dict[str, bool] = {}
+        self.stat_aggs: Dict[str, Dict[str, Tuple[int, ...]]] = {}
+        self.maps: Dict[str, ir.MapDecl] = {}
+        self.counter = 0
+        self.wall_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self.notes: List[str] = []
+
+    # -- errors
+    def err(self, msg: str, span: Optional[Span], *hints: str, cls: type = StapError) -> SourceError:
+        return cls(msg, source=self.src, span=span, origin=self.origin, hints=[h for h in hints if h])
+
+    # -- the script
+    def run(self) -> ir.Program:
+        if self.s.embedded:
+            raise self.err("embedded C (%{ ... %}) needs guru mode and a kernel module", self.s.embedded[0],
+                           "undertow runs no C: nothing of a script with embedded C is run")
+        self.scan_globals()
+        probes: List[ir.Probe] = []
+        init = self.global_inits()
+        if init:
+            probes.append(ir.Probe([ir.AttachPoint("begin")], None, init, name="begin", source=self.src,
+                                   origin=self.origin))
+        for p in self.s.probes:
+            for pp in p.points:
+                probes.extend(self.probe_point(pp, p.body, p.span))
+        if not probes:
+            raise self.err("no probe of the script can run here", self.s.probes[0].span if self.s.probes else None,
+                           "optional probe points (?) that do not exist are left out")
+        prog = ir.Program(probes, dict(self.maps), {"frontend": "bt", "unsafe_calls": [], "stap": True},
+                          source=self.src, origin=self.origin)
+        prog.settings["stap_autoprint"] = sorted(g for g in self.s.globals if self.written.get(g) and
+                                                 not self.read.get(g))
+        prog.settings["stap_stats"] = {g: dict(a) for g, a in self.stat_aggs.items()}
+        prog.settings["stap_notes"] = list(self.notes)
+        return prog
+
+    def walk(self, n: Any) -> Any:
+        if isinstance(n, N):
+            yield n
+            for v in n.__dict__.values():
+                if isinstance(v, (N, list)):
+                    yield from self.walk(v)
+        elif isinstance(n, list):
+            for x in n:
+                yield from self.walk(x)
+
+    def scan_globals(self) -> None:
+        """Types of globals (SystemTap infers them from every use), and which are written or read."""
+        bodies = [p.body for p in self.s.probes] + [f.body for f in self.s.functions.values()] + \
+                 [a.body for a in self.s.aliases]
+        for g in self.s.globals.values():
+            if g.init is not None:
+                self.gtypes[g.name] = "string" if g.init.kind == "lit" and isinstance(g.init.value, str) else "long"
+        for node in self.walk(bodies):
+            if node.kind == "assign":
+                t = node.target
+                name = t.name if t.kind in ("name", "index") else None
+                if name in self.s.globals:
+                    self.written[name] = True
+                    if node.op == "<<<":
+                        self.gtypes[name] = "stats"
+                    elif name not in self.gtypes and self.guess_string(node.value):
+                        self.gtypes[name] = "string"
+                    if node.op not in ("=", "<<<"):
+                        self.read[name] = True
+            elif node.kind == "incdec" and node.target.kind in ("name", "index") and node.target.name in self.s.globals:
+                self.written[node.target.name] = self.read[node.target.name] = True
+            elif node.kind == "delete" and node.target.kind in ("name", "index"):
+                self.written[node.target.name] = True
+            elif node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
+                g = node.args[0].name
+                self.read[g] = True
+                aggs = self.stat_aggs.setdefault(g, {})
+                if node.name == "hist_linear":
+                    vals = []
+                    for a in node.args[1:]:
+                        if a.kind != "lit" or not isinstance(a.value, int):
+                            raise self.err("@hist_linear's low, high and width must be numbers", a.span)
+                        vals.append(a.value)
+                    if len(vals) != 3:
+                        raise self.err("@hist_linear(v, low, high, width) takes four arguments", node.span)
+                    aggs["hist_linear"] = tuple(vals)
+                elif node.name == "variance":
+                    raise self.err("@variance is not supported", node.span, "@avg, @min, @max and histograms are")
+                else:
+                    aggs[node.name] = ()
+            elif node.kind in ("name", "index") and node.name in self.s.globals:
+                pass
+        # reads: any name/index of a global not as an assignment target
+        targets = set()
+        for node in self.walk(bodies):
+            if node.kind in ("assign", "incdec", "delete"):
+                targets.add(id(node.target))
+        for node in self.walk(bodies):
+            if node.kind in ("name", "index") and node.name in self.s.globals and id(node) not in targets:
+                self.read[node.name] = True
+            if node.kind == "foreach" and node.array.name in self.s.globals:
+                self.read[node.array.name] = True
+            if node.kind == "in" and node.array in self.s.globals:
+                self.read[node.array] = True
+        for g, aggs in self.stat_aggs.items():
+            if self.gtypes.get(g) != "stats" and g in self.s.globals:
+                self.gtypes[g] = "stats"
+
+    def guess_string(self, v: N) -> bool:
+        if v.kind == "lit":
+            return isinstance(v.value, str)
+        if v.kind == "pos":
+            return v.string
+        if v.kind == "binary" and v.op == ".":
+            return True
+        if v.kind == "call":
+            return v.name in _STRING_FUNCS or (v.name in self.s.functions and
+                                                self.s.functions[v.name].rtype == "string")
+        if v.kind == "ternary":
+            return self.guess_string(v.then)
+        return False
+
+    def global_inits(self) -> List[ir.Action]:
+        out: List[ir.Action] = []
+        for g in self.s.globals.values():
+            if g.init is None or not self.written.get(g.name):
+                continue
+            v = self.const_value(g.init)
+            self.note_map(g.name, "assign")
+            out.append(ir.MapUpdate("@" + g.name, [], "assign", _respan(ir.Const(v), g.span)).at(g.span))
+        return out
+
+    def const_value(self, n: N) -> Any:
+        if n.kind == "lit":
+            return n.value
+        if n.kind == "unary" and n.op == "-" and n.expr.kind == "lit":
+            return -n.expr.value
+        if n.kind == "pos":
+            return self.positional(n).e.value
+        raise self.err("a global is initialised with a literal", n.span)
+
+    def note_map(self, name: str, agg: str, args: Tuple[int, ...] = ()) -> None:
+        key = "@" + name
+        if key not in self.maps:
+            self.maps[key] = ir.MapDecl(key, agg=agg, agg_args=args)
+
+    # -- probe points
+    def probe_point(self, pp: ProbePoint, body: N, span: Span) -> List[ir.Probe]:
+        try:
+            sites = self.sites(pp)
+        except Unrealisable as e:
+            if pp.optional:
+                self.notes.append(f"{pp.text()}: left out ({e.message})")
+                return []
+            raise self.err(e.message, pp.span, *e.hints, cls=_unavailable()) from None
+        out = []
+        for site in sites:
+            out.append(self.translate_probe(site, pp, body, span))
+        return out
+
+    def sites(self, pp: ProbePoint) -> List[Site]:
+        parts = [(n, self.point_arg(a)) for n, a in pp.parts]
+        names = [n for n, _a in parts]
+        args = [a for _n, a in parts]
+        text = pp.text()
+        head = names[0]
+        # an alias the script defines
+        for al in self.s.aliases:
+            for nm in al.names:
+                if [n for n, _a in nm.parts] == names:
+                    raise Unrealisable(f"probe aliases defined in the script ('{text}') are not supported yet")
+        if head in ("begin", "end") and len(parts) == 1:
+            return [Site([head.upper()], pp=text, ppfunc="")]
+        if head in ("error", "never") and len(parts) == 1:
+            raise Unrealisable(f"probe {head} never runs here"
+                               + (" (undertow stops at the first error)" if head == "error" else ""))
+        if head == "timer" and len(parts) >= 2:
+            return [self.timer(names, args, text)]
+        if head == "kernel" and len(parts) >= 2 and names[1] == "function":
+            return self.kernel_function(str(args[1]), names[2:], text, pp)
+        if head == "module" and len(parts) >= 3 and names[1] == "function":
+            return self.kernel_function(str(args[2]), names[3:], text, pp)
+        if head == "kernel" and len(parts) == 2 and names[1] == "trace":
+            return self.kernel_trace(str(args[1]), text)
+        if head == "process" and len(parts) >= 2:
+            return self.process(args[0], names[1:], args[1:], text)
+        if any(a is not None for a in args) and head not in ("syscall", "nd_syscall"):
+            raise Unrealisable(f"unknown probe point '{text}'", ["undertow stap -l '*' lists the probe points"])
+        got = realise(self.env, parts, text)
+        if got is None:
+            from ...errors import did_you_mean
+            from .tapsets import FAMILIES
+
+            hint = did_you_mean(text, [f.split("(")[0] for f in FAMILIES])
+            raise Unrealisable(f"unknown probe point '{text}'", [hint or "undertow stap -l '*' lists the probe points"])
+        return got
+
+    def point_arg(self, a: Any) -> Any:
+        if a is None or isinstance(a, (int, str)):
+            return a
+        # $1 / @1 in a probe point
+        n = N("pos", a.span, index=a.value, string=a.kind == "atpos")
+        return self.positional(n).e.value
+
+    def timer(self, names: List[str], args: List[Any], text: str) -> Site:
+        unit = names[1]
+        if unit == "profile" and len(names) == 2:
+            return Site(["profile:hz:100"], pp=text, ppfunc="", note="profile:hz:100 on each CPU")
+        units = {"s": "s", "sec": "s", "ms": "ms", "msec": "ms", "us": "us", "usec": "us", "ns": "us", "nsec": "us",
+                 "hz": "hz", "jiffies": "ms"}
+        if unit not in units or not isinstance(args[1], int) or args[1] <= 0:
+            raise Unrealisable(f"unknown timer '{text}'", ["timer.s(N), timer.ms(N), timer.us(N), timer.hz(N), "
+                                                           "timer.jiffies(N), timer.profile"])
+        n = args[1]
+        if unit in ("ns", "nsec"):
+            n = max(1, n // 1000)
+        if unit == "jiffies":
+            n = n * 4
+        return Site([f"interval:{units[unit]}:{n}"], pp=text, ppfunc="", note=f"interval:{units[unit]}:{n}")
+
+    def kernel_function(self, func: str, rest: List[str], text: str, pp: ProbePoint) -> List[Site]:
+        if "@" in func:
+            func = func.split("@", 1)[0]
+        if rest and rest[0] == "call":
+            rest = rest[1:]
+        if rest and rest[0] == "inline":
+            raise Unrealisable(f"{text}: inline instances need DWARF")
+        ret = rest == ["return"]
+        if rest and not ret:
+            raise Unrealisable(f"unknown probe point '{text}'")
+        if not any(c in func for c in "*?[") and self.env.has_function(func) is False:
+            raise Unrealisable(f"this kernel has no function '{func}'")
+        uses_params = self._uses_params(pp)
+        if self.env.feature("kprobes") is False and not (uses_params and self.env.feature("fentry")):
+            raise Unrealisable(f"{text} needs kprobes (CONFIG_KPROBES) or fentry, which this kernel does not "
+                               "offer", ["a tapset probe point on tracepoints (syscall.*, netfilter.ip.*, vfs.*, "
+                                         "kernel.trace(...)) may see the same thing"])
+        if uses_params:
+            spec = f"{'fexit' if ret else 'fentry'}:{func}"
+        else:
+            spec = f"{'kretprobe' if ret else 'kprobe'}:{func}"
+        return [Site([spec], pp=text, ppfunc=func,
+                     target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec)]
+
+    def _uses_params(self, pp: ProbePoint) -> bool:
+        for p in self.s.probes:
+            if pp in p.points:
+                for node in self.walk(p.body):
+                    if node.kind == "target" and node.name not in ("return",):
+                        return True
+        return False
+
+    def kernel_trace(self, name: str, text: str) -> List[Site]:
+        if ":" in name:
+            group, ev = name.split(":", 1)
+            events = [(g, e) for g, e in self.env.events(ev) if g == group]
+        else:
+            events = self.env.events(name)
+        if not events:
+            raise Unrealisable(f"this kernel has no tracepoint '{name}'",
+                               ["undertow list 'tracepoint:*NAME*' lists them"])
+        out = []
+        for g, e in events:
+            fields = self.env.fields(g, e) or []
+            names = {n for n, _t in fields}
+            out.append(Site([f"tracepoint:{g}:{e}"], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
+                            target=lambda n, names=names: f"args.{n}" if n in names else None,
+                            vars={}, note=f"tracepoint:{g}:{e}"))
+        return out
+
+    def process(self, path: Any, names: List[str], args: List[Any], text: str) -> List[Site]:
+        if not isinstance(path, str):
+            raise Unrealisable(f"{text}: process probes need a path here (process(\"/bin/bash\").function(...))")
+        if names[:1] == ["function"] and isinstance(args[0], str):
+            ret = names[1:] == ["return"]
+            spec = f"{'uretprobe' if ret else 'uprobe'}:{path}:{args[0]}"
+            return [Site([spec], pp=text, ppfunc=args[0],
+                         target=lambda n: "retval" if n == "return" and ret else None, note=spec)]
+        if names[:1] == ["mark"] and isinstance(args[0], str):
+            spec = f"usdt:{path}:{args[0]}"
+
+            def target(n: str) -> Optional[str]:
+                if n.startswith("arg") and n[3:].isdigit() and int(n[3:]) >= 1:
+                    return f"arg{int(n[3:]) - 1}"
+                return None
+            return [Site([spec], pp=text, ppfunc=args[0], target=target, note=spec)]
+        raise Unrealisable(f"unknown probe point '{text}'")
+
+    # -- handlers
+    def translate_probe(self, site: Site, pp: ProbePoint, body: N, span: Span) -> ir.Probe:
+        from ..bt import parse_spec
+
+        aps = []
+        for spec in site.specs:
+            ap, _name = parse_spec(spec, 0, spec, "<tapset>")
+            ap.span = pp.span
+            aps.append(ap)
+        ctx = _Probe(site, pp.span)
+        actions: List[ir.Action] = []
+        if site.prologue:
+            actions.extend(_respan(bt_actions(site.prologue), pp.span))
+        handler = self.block(body, ctx)
+        if site.guard:  # over the prologue's variables: after it, around the handler
+            handler = [ir.If(_respan(bt_expr(site.guard), pp.span), handler).at(pp.span)]
+        actions.extend(handler)
+        filt = None
+        if pp.cond is not None:
+            c = self.cond(pp.cond, ctx)
+            filt = c if filt is None else ir.Binary("&&", filt, c).at(pp.span)
+        name = ",".join(site.specs)
+        return ir.Probe(aps, filt, actions, name=name, span=span, source=self.src, origin=self.origin)
+
+    def block(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        out: List[ir.Action] = []
+        stmts = n.body if n.kind == "block" else [n]
+        for st in stmts:
+            got = self.stmt(st, ctx)
+            if ctx.pending:
+                out.extend(ctx.pending)
+                ctx.pending = []
+            out.extend(got)
+        return out
+
+    def stmt(self, n: N, ctx: _Probe) -> List[ir.Action]:  # noqa: C901 - one case per statement
+        k = n.kind
+        if k == "block":
+            return self.block(n, ctx)
+        if k == "expr":
+            return self.expr_stmt(n.expr, ctx)
+        if k == "if":
+            c = self.cond(n.cond, ctx)
+            pre, ctx.pending = ctx.pending, []
+            then = self.block(n.then, ctx)
+            other = self.block(n.other, ctx) if n.other is not None else []
+            return pre + [ir.If(c, then, other).at(n.span)]
+        if k == "while":
+            c = self.cond(n.cond, ctx)
+            if ctx.pending:
+                raise self.err("a function with statements in a loop condition is not supported", n.cond.span)
+            return [ir.While(c, self.block(n.body, ctx)).at(n.span)]
+        if k == "for":
+            out = self.expr_stmt(n.init, ctx) if n.init is not None else []
+            c = self.cond(n.cond, ctx) if n.cond is not None else ir.Const(1).at(n.span)
+            body = self.block(n.body, ctx)
+            if any(isinstance(a, ir.Continue) for a in _all_actions(body)):
+                raise self.err("continue in a for loop is not supported (the step would be skipped)", n.span,
+                               "use while with the step before continue")
+            if n.step is not None:
+                body += self.expr_stmt(n.step, ctx)
+            return out + [ir.While(c, body).at(n.span)]
+        if k == "foreach":
+            raise self.err("foreach is not supported yet: BPF programs here do not walk a map", n.span,
+                           "print the array whole with print-like statements at the end, or see docs/stap.md")
+        if k == "break":
+            return [ir.Break().at(n.span)]
+        if k == "continue":
+            return [ir.Continue().at(n.span)]
+        if k == "next":
+            return [ir.Return().at(n.span)]
+        if k == "return":
+            if not ctx.fn_stack:
+                raise self.err("return outside a function", n.span, "'next' ends a probe's handler")
+            return self.fn_return(n, ctx)
+        if k == "delete":
+            return self.delete(n, ctx)
+        raise self.err(f"unsupported statement '{k}'", n.span)
+
+    def delete(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        t = n.target
+        if t.kind == "name" and t.name in self.s.globals:
+            if self.gtypes.get(t.name) == "stats":
+                return [ir.MapOp("clear", m).at(n.span) for m in self.stat_maps(t.name)]
+            self.note_map(t.name, "assign")
+            return [ir.MapOp("clear", "@" + t.name).at(n.span)]
+        if t.kind == "index" and t.name in self.s.globals:
+            keys = [self.value(x, ctx).e for x in t.keys]
+            if self.gtypes.get(t.name) == "stats":
+                return [ir.MapOp("delete", m, [ir.clone(k) for k in keys]).at(n.span) for m in self.stat_maps(t.name)]
+            return [ir.MapOp("delete", "@" + t.name, keys).at(n.span)]
+        if t.kind == "name":
+            ty = ctx.locals.get(t.name, "long")
+            return [ir.Assign("$" + t.name, ir.Const("" if ty == "string" else 0).at(n.span)).at(n.span)]
+        raise self.err("delete takes a variable, an array or an array element", t.span)
+
+    def expr_stmt(self, e: N, ctx: _Probe) -> List[ir.Action]:
+        if e.kind == "assign":
+            return self.assign(e, ctx)
+        if e.kind == "incdec":
+            return self.assign(N("assign", e.span, op=e.op + "=", target=e.target,
+                                 value=N("lit", e.span, value=1), op_span=e.span), ctx)
+        if e.kind == "call":
+            got = self.call_stmt(e, ctx)
+            if got is not None:
+                return got
+        v = self.value(e, ctx)
+        if isinstance(v.e, ir.Const):
+            return []
+        return [ir.ExprStmt(v.e).at(e.span)] if isinstance(v.e, ir.Call) else []
+
+    # -- assignments
+    def assign(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        t, op = n.target, n.op
+        if op == "<<<":
+            return self.stat_update(n, ctx)
+        if t.kind == "target":
+            raise self.err("writing to a target variable needs guru mode", t.span,
+                           "undertow only reads the kernel's memory")
+        val = self.value(n.value, ctx)
+        if t.kind == "name" and t.name not in self.s.globals:
+            name = self.local_name(t.name, ctx)
+            if isinstance(val.e, (Comp, Enum)) or op == ".=":
+                if op == ".=":
+                    prev = ctx.comps.get(name) or Comp([(None, "%s", [(ir.Var(name).at(t.span), "string")])]) \
+                        if ctx.locals.get(name) == "string" else ctx.comps.get(name, Comp([(None, "", [])]))
+                    ctx.comps[name] = _concat(self.as_comp(Val(prev, "comp")), self.as_comp(val))
+                else:
+                    ctx.comps[name] = val.e
+                ctx.locals[name] = "comp"
+                return []
+            ctx.comps.pop(name, None)
+            value = val.e
+            if op != "=":
+                value = ir.Binary(op[:-1], ir.Var(name).at(t.span), value).at(n.span)
+            self.check_assign_type(name, ctx.locals.get(name), val, n)
+            ctx.locals[name] = val.ty
+            return [ir.Assign(name, value).at(n.span)]
+        g = t.name
+        if self.gtypes.get(g) == "stats":
+            raise self.err(f"'{g}' holds statistics: add values with {g} <<< value", n.op_span)
+        keys = [self.value(x, ctx).e for x in t.keys] if t.kind == "index" else []
+        if isinstance(val.e, (Comp, Enum)):
+            val = self.flatten_string(val, n.value.span)
+        value = val.e
+        if op == ".=":
+            raise self.err("appending to a global string is not supported", n.op_span)
+        if op != "=":
+            value = ir.Binary(op[:-1], ir.MapRead("@" + g, [ir.clone(k) for k in keys]).at(t.span), value).at(n.span)
+        self.note_map(g, "assign")
+        self.gtypes.setdefault(g, val.ty)
+        return [ir.MapUpdate("@" + g, keys, "assign", value).at(n.span)]
+
+    def check_assign_type(self, name: str, prev: Optional[str], val: Val, n: N) -> None:
+        if prev in ("long", "string") and val.ty in ("long", "string") and prev != val.ty:
+            raise self.err(f"type mismatch: {name[1:]} was {prev}, assigned a {val.ty}", n.value.span,
+                           cls=TypeCheckError)
+
+    def local_name(self, name: str, ctx: _Probe) -> str:
+        if ctx.fn_stack:
+            return f"$__{ctx.fn_stack[-1]}_{name}"
+        return "$" + name
+
+    def stat_maps(self, g: str) -> List[str]:
+        aggs = self.stat_aggs.get(g) or {"count": ()}
+        return [f"@{g}__{a}" for a in aggs]
+
+    def stat_update(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        t = n.target
+        if t.kind not in ("name", "index") or t.name not in self.s.globals:
+            raise self.err("<<< adds to a global statistics variable", t.span,
+                           "declare it: global NAME, then NAME <<< value")
+        keys = [self.value(x, ctx).e for x in t.keys] if t.kind == "index" else []
+        v = self.value(n.value, ctx)
+        if v.ty != "long":
+            raise self.err("statistics take numbers", n.value.span, cls=TypeCheckError)
+        out: List[ir.Action] = []
+        aggs = self.stat_aggs.get(t.name) or {"count": ()}
+        self.stat_aggs.setdefault(t.name, dict(aggs))
+        for a, extra in aggs.items():
+            name = f"{t.name}__{a}"
+            agg = _AGG[a]
+            self.note_map(name, agg, extra)
+            value = None if agg == "count" else ir.clone(v.e)
+            out.append(ir.MapUpdate("@" + name, [ir.clone(k) for k in keys], agg, value,
+                                    [ir.Const(x).at(n.span) for x in extra]).at(n.span))
+        return out
+
+    # -- functions (inlined)
+    def call_stmt(self, e: N, ctx: _Probe) -> Optional[List[ir.Action]]:
+        name = e.name
+        if name in ("printf", "print", "println", "printd", "printdln", "printk"):
+            return self.printing(e, ctx)
+        if name == "exit":
+            return [ir.Exit().at(e.span)]
+        if name in ("print_backtrace", "print_ubacktrace", "print_stack", "print_ustack"):
+            b = ir.Builtin("ustack" if "u" in name.split("_")[1][:2] else "kstack").at(e.span)
+            return [ir.Printf("%s\n", [b]).at(e.span)]
+        if name in ("error", "warn", "log"):
+            v = self.value(e.args[0], ctx) if e.args else Val(ir.Const(""), "string")
+            prefix = {"error": "ERROR: ", "warn": "WARNING: ", "log": ""}[name]
+            acts = self.emit(Comp([(None, _lit_fmt(prefix), [])]), self.as_comp(v), e.span, newline=True)
+            return acts + ([ir.Exit().at(e.span)] if name == "error" else [])
+        if name in self.s.functions:
+            self.inline(e, ctx, want_value=False)
+            return []
+        return None
+
+    def inline(self, e: N, ctx: _Probe, want_value: bool) -> Val:
+        f = self.s.functions[e.name]
+        if e.name in ctx.fn_stack:
+            raise self.err(f"recursive call of {e.name}() is not supported", e.span,
+                           "BPF programs have no call stack for script functions here")
+        if len(e.args) != len(f.params):
+            raise self.err(f"{e.name}() takes {len(f.params)} argument(s), {len(e.args)} given", e.span)
+        body = f.body.body
+        # a function that is one 'return EXPR': the expression, arguments substituted
+        self.counter += 1
+        tag = f"{e.name}{self.counter}"
+        args = [self.value(a, ctx) for a in e.args]
+        ctx.fn_stack.append(tag)
+        saved = dict(ctx.locals), dict(ctx.comps)
+        try:
+            acts: List[ir.Action] = []
+            for (pname, ptype), v in zip(f.params, args):
+                lname = f"$__{tag}_{pname}"
+                if isinstance(v.e, (Comp, Enum)):
+                    ctx.comps[lname] = v.e
+                    ctx.locals[lname] = "comp"
+                else:
+                    ctx.locals[lname] = v.ty
+                    acts.append(ir.Assign(lname, v.e).at(e.span))
+            if len(body) == 1 and body[0].kind == "return" and body[0].value is not None:
+                r = self.value(body[0].value, ctx)
+                ctx.pending.extend(acts)
+                return r
+            self.check_tail_returns(f.body, True)
+            ret_var = f"$__{tag}_ret"
+            ctx.locals["__ret_var"] = ret_var
+            stmts = self.block(f.body, ctx)
+            ctx.pending.extend(acts + stmts)
+            rt = ctx.locals.get(ret_var, "long")
+            if rt == "comp":
+                return Val(ctx.comps[ret_var], "comp")
+            return Val(ir.Var(ret_var).at(e.span), rt) if want_value else Val(ir.Const(0), "long")
+        finally:
+            ctx.fn_stack.pop()
+            ret_types = {k: v for k, v in ctx.locals.items() if k.startswith(f"$__{tag}_ret")}
+            ret_comps = {k: v for k, v in ctx.comps.items() if k.startswith(f"$__{tag}_ret")}
+            ctx.locals, ctx.comps = saved
+            ctx.locals.update(ret_types)
+            ctx.comps.update(ret_comps)
+
+    def check_tail_returns(self, n: N, tail: bool) -> None:
+        if n.kind == "block":
+            for i, st in enumerate(n.body):
+                self.check_tail_returns(st, tail and i == len(n.body) - 1)
+        elif n.kind == "if":
+            self.check_tail_returns(n.then, tail)
+            if n.other is not None:
+                self.check_tail_returns(n.other, tail)
+        elif n.kind in ("while", "for", "foreach"):
+            self.check_tail_returns(n.body, False)
+        elif n.kind == "return" and not tail:
+            raise self.err("a return before the end of a function is not supported yet", n.span,
+                           "write the function as if/else with the return last in each branch")
+
+    def fn_return(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        tag = ctx.fn_stack[-1]
+        ret_var = f"$__{tag}_ret"
+        if n.value is None:
+            return []
+        v = self.value(n.value, ctx)
+        if isinstance(v.e, (Comp, Enum)):
+            ctx.comps[ret_var] = v.e if isinstance(v.e, Comp) else self.as_comp(v)
+            ctx.locals[ret_var] = "comp"
+            return []
+        ctx.locals[ret_var] = v.ty
+        return [ir.Assign(ret_var, v.e).at(n.span)]
+
+    # -- printing
+    def printing(self, e: N, ctx: _Probe) -> List[ir.Action]:
+        name = e.name
+        if name in ("printf", "printk"):
+            comp = self.format(e, ctx)
+            return self.emit(comp, None, e.span)
+        args = [self.value(a, ctx) for a in e.args]
+        if name in ("printd", "printdln"):
+            if not args:
+                raise self.err(f"{name}() needs a delimiter", e.span)
+            delim, args = args[0], args[1:]
+            if not (isinstance(delim.e, ir.Const) and isinstance(delim.e.value, str)):
+                raise self.err(f"{name}()'s delimiter must be a string literal", e.args[0].span)
+            sep = _lit_fmt(str(delim.e.value))
+        else:
+            sep = ""
+        if name in ("print", "println") and len(args) == 1 and args[0].ty == "hist":
+            return [ir.MapOp("print", args[0].e).at(e.span)]
+        comp = Comp([(None, "", [])])
+        for i, a in enumerate(args):
+            if a.ty == "hist":
+                raise self.err("a histogram is printed alone: print(@hist_log(x))", e.args[i].span)
+            if i:
+                comp = _concat(comp, Comp([(None, sep, [])]))
+            comp = _concat(comp, self.as_comp(a))
+        return self.emit(comp, None, e.span, newline=name.endswith("ln"))
+
+    def emit(self, a: Comp, b: Optional[Comp], span: Span, newline: bool = False) -> List[ir.Action]:
+        comp = a if b is None else _concat(a, b)
+        if newline:
+            comp = _concat(comp, Comp([(None, "\n", [])]))
+        variants = comp.variants
+        if len(variants) > 64:
+            raise self.err("this printf has too many cases (strings built from several sockaddrs?)", span)
+
+        def one(v: Tuple[Optional[ir.Expr], str, List[Tuple[ir.Expr, str]]]) -> ir.Action:
+            return ir.Printf(v[1], [x for x, _t in v[2]]).at(span)
+        acts: List[ir.Action] = [one(variants[-1])]
+        for v in reversed(variants[:-1]):
+            if v[0] is None:
+                acts = [one(v)]
+                continue
+            acts = [ir.If(v[0], [one(v)], acts).at(span)]
+        return acts
+
+    def format(self, e: N, ctx: _Probe) -> Comp:
+        """printf/sprintf: the format with its arguments, as a Comp (bpftrace's conversions)."""
+        if not e.args or e.args[0].kind != "lit" or not isinstance(e.args[0].value, str):
+            raise self.err(f"{e.name}() needs a string literal as its format", e.args[0].span if e.args else e.span)
+        fmt = e.args[0].value
+        args = e.args[1:]
+        comp = Comp([(None, "", [])])
+        pos = 0
+        ai = 0
+        for start, end, flags, width, prec, conv in conversions(fmt, star=True, required=False):
+            comp = _concat(comp, Comp([(None, _lit_fmt(fmt[pos:start]), [])]))
+            pos = end
+            if conv == "%":
+                comp = _concat(comp, Comp([(None, "%%", [])]))
+                continue
+            if ai >= len(args):
+                raise self.err(f"{e.name}: not enough arguments for the format", e.args[0].span,
+                               "one argument per conversion; %% for a percent sign")
+            if "*" in (width or "", prec or ""):
+                raise self.err(f"{e.name}: '*' widths are not supported", e.args[0].span)
+            a = args[ai]
+            ai += 1
+            v = self.value(a, ctx)
+            spec = "%" + flags + (width or "") + ("." + prec if prec is not None else "")
+            if conv in ("s",):
+                if isinstance(v.e, (Comp, Enum)):
+                    part = self.as_comp(v)
+                    if width or prec:
+                        part = self.flat_comp(v, a.span, spec + "s")
+                    comp = _concat(comp, part)
+                elif v.ty == "long":  # SystemTap prints a number for %s
+                    comp = _concat(comp, Comp([(None, spec + "d", [(v.e, "long")])]))
+                else:
+                    comp = _concat(comp, Comp([(None, spec + "s", [(v.e, "string")])]))
+                continue
+            if conv in ("d", "i", "u", "x", "X", "o", "c", "p"):
+                if v.ty != "long":
+                    raise self.err(f"{e.name}: %{conv} needs a number, this is a string", a.span,
+                                   "use %s for strings", cls=TypeCheckError)
+                c = "x" if conv == "p" else conv
+                sp = ("%#" + spec[1:] if conv == "p" and "#" not in flags else spec)
+                comp = _concat(comp, Comp([(None, sp + c, [(v.e, "long")])]))
+                continue
+            raise self.err(f"{e.name}: conversion '%{conv}' is not supported", e.args[0].span,
+                           "conversions: %d %i %u %x %X %o %c %s %p %%")
+        comp = _concat(comp, Comp([(None, _lit_fmt(fmt[pos:]), [])]))
+        if ai < len(args):
+            raise self.err(f"{e.name}: too many arguments for the format", args[ai].span)
+        return comp
+
+    def as_comp(self, v: Val) -> Comp:
+        if isinstance(v.e, Comp):
+            return v.e
+        if isinstance(v.e, Enum):
+            return Comp([(None, "%s", [(self.enum_string(v.e), "string")])])
+        if v.ty == "long":
+            return Comp([(None, "%d", [(v.e, "long")])])
+        if isinstance(v.e, ir.Const) and isinstance(v.e.value, str):
+            return Comp([(None, _lit_fmt(v.e.value), [])])
+        return Comp([(None, "%s", [(v.e, "string")])])
+
+    def flat_comp(self, v: Val, span: Optional[Span], spec: str) -> Comp:
+        if isinstance(v.e, Enum):
+            return Comp([(None, spec, [(self.enum_string(v.e), "string")])])
+        raise self.err("a string built at run time cannot be padded (%-20s)", span, "print it with %s")
+
+    def flatten_string(self, v: Val, span: Optional[Span]) -> Val:
+        if isinstance(v.e, Enum):
+            return Val(self.enum_string(v.e), "string")
+        comp = v.e
+        if len(comp.variants) == 1 and comp.variants[0][1] == "%s" and comp.variants[0][0] is None:
+            return Val(comp.variants[0][2][0][0], "string")
+        raise self.err("a string built at run time (sprintf, '.', argstr) can only be printed here", span,
+                       "print it where it is made: printf(\"%s\", ...)")
+
+    def enum_string(self, en: Enum) -> ir.Expr:
+        out: ir.Expr = ir.Const("UNKNOWN")
+        for code, name in sorted(en.names.items(), reverse=True):
+            out = ir.Ternary(ir.Binary("==", ir.clone(en.expr), ir.Const(code)), ir.Const(name), out)
+        return out
+
+    # -- expressions
+    def cond(self, n: N, ctx: _Probe) -> ir.Expr:
+        v = self.value(n, ctx)
+        if isinstance(v.e, (Comp, Enum)):
+            raise self.err("a string is not a condition", n.span, cls=TypeCheckError)
+        if v.ty == "string":
+            return ir.Binary("!=", v.e, ir.Const("")).at(n.span)
+        return v.e
+
+    def value(self, n: N, ctx: _Probe) -> Val:  # noqa: C901 - one case per expression
+        k = n.kind
+        if k == "lit":
+            return Val(ir.Const(n.value).at(n.span), "string" if isinstance(n.value, str) else "long")
+        if k == "pos":
+            return self.positional(n)
+        if k == "name":
+            return self.name(n, ctx)
+        if k == "index":
+            return self.index(n, ctx)
+        if k == "target":
+            return self.target(n, ctx)
+        if k in ("member", "subscript"):
+            return self.target_chain(n, ctx)
+        if k == "call":
+            return self.call(n, ctx)
+        if k == "at":
+            return self.at(n, ctx)
+        if k == "unary":
+            v = self.value(n.expr, ctx)
+            self.need_long(v, n.expr, n.op)
+            return Val(ir.Unary(n.op, v.e).at(n.span), "long")
+        if k == "binary":
+            return self.binary(n, ctx)
+        if k == "ternary":
+            c = self.cond(n.cond, ctx)
+            a, b = self.value(n.then, ctx), self.value(n.other, ctx)
+            if isinstance(a.e, (Comp, Enum)) or isinstance(b.e, (Comp, Enum)):
+                ca, cb = self.as_comp(a), self.as_comp(b)
+                return Val(Comp([(ir.Binary("&&", c, v[0]) if v[0] is not None else c, v[1], v[2])
+                                 for v in ca.variants] + cb.variants), "comp")
+            if a.ty != b.ty:
+                raise self.err(f"type mismatch: {a.ty} and {b.ty} in ?:", n.span, cls=TypeCheckError)
+            return Val(ir.Ternary(c, a.e, b.e).at(n.span), a.ty)
+        if k == "in":
+            if n.array not in self.s.globals:
+                raise self.err(f"'{n.array}' is not a global array", n.array_span)
+            keys = [self.value(x, ctx).e for x in n.keys]
+            m = f"@{n.array}" if self.gtypes.get(n.array) != "stats" else self.stat_maps(n.array)[0]
+            # membership as "the element is not zero": the maps here read a missing key as 0
+            return Val(ir.Binary("!=", ir.MapRead(m, keys).at(n.span), ir.Const(0)).at(n.span), "long")
+        if k == "assign":
+            acts = self.assign(n, ctx)
+            ctx.pending.extend(acts)
+            return self.value(n.target, ctx)
+        if k == "incdec":
+            t = n.target
+            before = self.value(t, ctx) if n.post else None
+            if n.post:
+                tmp = self.fresh("post")
+                ctx.pending.append(ir.Assign(tmp, before.e).at(n.span))
+            ctx.pending.extend(self.expr_stmt(N("incdec", n.span, op=n.op, target=t, post=n.post), ctx))
+            if n.post:
+                return Val(ir.Var(tmp).at(n.span), "long")
+            return self.value(t, ctx)
+        if k == "tuple":
+            raise self.err("a key list is only used with 'in': [a, b] in array", n.span)
+        if k == "addr":
+            raise self.err("& (address of) is not supported", n.span)
+        raise self.err(f"unsupported expression '{k}'", n.span)
+
+    def fresh(self, what: str) -> str:
+        self.counter += 1
+        return f"$__{what}{self.counter}"
+
+    def need_long(self, v: Val, n: N, op: str) -> None:
+        if v.ty != "long" or isinstance(v.e, (Comp, Enum)):
+            raise self.err(f"'{op}' needs numbers, this is a string", n.span, cls=TypeCheckError)
+
+    def binary(self, n: N, ctx: _Probe) -> Val:
+        op = n.op
+        a, b = self.value(n.left, ctx), self.value(n.right, ctx)
+        if op == ".":
+            return Val(_concat(self.as_comp(a), self.as_comp(b)), "comp")
+        if op in ("==", "!="):
+            for x, y in ((a, b), (b, a)):
+                if isinstance(x.e, Enum) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
+                    codes = [c for c, nm in x.e.names.items() if nm == y.e.value]
+                    cmp = ir.Binary("==", x.e.expr, ir.Const(codes[0] if codes else -1)).at(n.span)
+                    return Val(cmp if op == "==" else ir.Unary("!", cmp).at(n.span), "long")
+        if op in ("=~", "!~"):
+            raise self.err("regular expressions are not supported", n.op_span)
+        for v, side in ((a, n.left), (b, n.right)):
+            if isinstance(v.e, Enum):
+                v.e, v.ty = self.enum_string(v.e), "string"
+            elif isinstance(v.e, Comp):
+                raise self.err("a string built at run time can only be printed here", side.span,
+                               "compare its parts instead")
+        if a.ty == "string" or b.ty == "string":
+            if a.ty != b.ty:
+                raise self.err(f"type mismatch: {a.ty} {op} {b.ty}", n.op_span, cls=TypeCheckError)
+            if op not in ("==", "!=", "<", ">", "<=", ">="):
+                raise self.err(f"'{op}' needs numbers; strings join with '.'", n.op_span, cls=TypeCheckError)
+            if op not in ("==", "!="):
+                raise self.err("ordering strings (<, >) is not supported", n.op_span)
+            return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
+        return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
+
+    def positional(self, n: N) -> Val:
+        k = n.index
+        params = self.opts.params
+        if k == -1:
+            return Val(ir.Const(len(params)).at(n.span), "long")
+        if k < 1 or k > len(params):
+            raise self.err(f"command line argument index {k} out of range [1-{len(params)}]", n.span,
+                           "give the script's arguments after its file: undertow stap FILE ARG...")
+        text = params[k - 1]
+        if n.string:
+            return Val(ir.Const(text).at(n.span), "string")
+        from ..bt.language import c_integer
+
+        v = c_integer(text)
+        if v is None:
+            raise self.err(f"${k} is '{text}', not a number", n.span, f"@{k} is the argument as a string")
+        return Val(ir.Const(v).at(n.span), "long")
+
+    def name(self, n: N, ctx: _Probe) -> Val:
+        nm = n.name
+        lname = self.local_name(nm, ctx)
+        if lname in ctx.locals and nm not in self.s.globals:
+            ty = ctx.locals[lname]
+            if ty == "comp":
+                c = ctx.comps[lname]
+                return Val(c, "comp")
+            return Val(ir.Var(lname).at(n.span), ty)
+        if nm in self.s.globals:
+            ty = self.gtypes.get(nm, "long")
+            if ty == "stats":
+                raise self.err(f"'{nm}' holds statistics: read them with @count({nm}), @avg({nm})...", n.span)
+            g = self.s.globals[nm]
+            if not self.written.get(nm):
+                v = self.const_value(g.init) if g.init is not None else ("" if ty == "string" else 0)
+                return Val(ir.Const(v).at(n.span), ty)
+            self.note_map(nm, "assign")
+            return Val(ir.MapRead("@" + nm, []).at(n.span), ty)
+        var = ctx.site.vars.get(nm)
+        if var is not None:
+            return self.tapset_var(var, n.span)
+        if ctx.fn_stack:
+            raise self.err(f"unknown variable '{nm}' in function", n.span)
+        hint = ""
+        if ctx.site.vars:
+            from ...errors import did_you_mean
+
+            hint = did_you_mean(nm, ctx.site.vars) or ("this probe point's variables: " + ", ".join(sorted(ctx.site.vars)))
+        raise self.err(f"unknown variable '{nm}' (read before it is assigned)", n.span, hint)
+
+    def tapset_var(self, var: Var, span: Span) -> Val:
+        if var.ty == "comp":
+            out = []
+            for cond, fmt, exprs in var.variants or []:
+                c = _respan(bt_expr(cond), span) if cond else None
+                out.append((c, fmt, [(_respan(bt_expr(x), span), "long") for x in exprs]))
+            return Val(Comp(out), "comp")
+        if var.ty == "enum":
+            return Val(Enum(_respan(bt_expr(var.expr), span), var.names or {}), "enum")
+        return Val(_respan(bt_expr(var.expr), span), var.ty)
+
+    def index(self, n: N, ctx: _Probe) -> Val:
+        if n.name not in self.s.globals:
+            raise self.err(f"'{n.name}' is not a global array", n.name_span, f"declare it: global {n.name}")
+        if self.gtypes.get(n.name) == "stats":
+            raise self.err(f"'{n.name}' holds statistics: read them with @count({n.name}[...])...", n.span)
+        keys = []
+        for x in n.keys:
+            v = self.value(x, ctx)
+            if isinstance(v.e, (Comp, Enum)):
+                v = self.flatten_string(v, x.span)
+            keys.append(v.e)
+        self.note_map(n.name, "assign")
+        return Val(ir.MapRead("@" + n.name, keys).at(n.span), self.gtypes.get(n.name, "long"))
+
+    def target(self, n: N, ctx: _Probe) -> Val:
+        nm = n.name
+        if nm in ("$parms", "$vars", "$locals", "$$parms", "$$vars"):
+            raise self.err(f"${nm} is not supported", n.span)
+        t = ctx.site.target(nm) if ctx.site.target is not None else None
+        if t is None:
+            raise self.err(f"unknown target variable ${nm} at {ctx.site.pp}", n.span,
+                           "target variables are the probed function's parameters or the tracepoint's fields")
+        return Val(_respan(bt_expr(t), n.span), "long")
+
+    def target_chain(self, n: N, ctx: _Probe) -> Val:
+        if n.kind == "member":
+            base = self.target_chain(n.base, ctx) if n.base.kind in ("member", "subscript") else self.value(n.base, ctx)
+            return Val(ir.Member(base.e, n.name, arrow=True).at(n.span), "long")
+        base = self.target_chain(n.base, ctx) if n.base.kind in ("member", "subscript") else self.value(n.base, ctx)
+        idx = self.value(n.index, ctx)
+        return Val(ir.Index(base.e, idx.e).at(n.span), "long")
+
+    def at(self, n: N, ctx: _Probe) -> Val:
+        nm = n.name
+        if nm in _STATS:
+            a = n.args[0] if n.args else None
+            if a is None or a.kind not in ("name", "index") or a.name not in self.s.globals:
+                raise self.err(f"@{nm} takes a statistics variable", n.span)
+            keys = [self.value(x, ctx).e for x in a.keys] if a.kind == "index" else []
+            m = f"@{a.name}__{nm}"
+            if nm in ("hist_log", "hist_linear"):
+                if keys:
+                    raise self.err("printing one element's histogram is not supported", n.span)
+                return Val(m, "hist")
+            return Val(ir.MapRead(m, keys).at(n.span), "long")
+        if nm == "cast":
+            if len(n.args) < 2 or n.args[1].kind != "lit" or not isinstance(n.args[1].value, str):
+                raise self.err('@cast(pointer, "type") needs a type name', n.span)
+            p = self.value(n.args[0], ctx)
+            ty = n.args[1].value.strip()
+            if not ty.endswith("*"):
+                ty += " *"
+            if not ty.startswith(("struct ", "union ")) and " " not in ty.strip(" *"):
+                ty = "struct " + ty
+            return Val(ir.Cast(ty, p.e).at(n.span), "long")
+        if nm == "defined":
+            try:
+                saved = list(ctx.pending)
+                self.value(n.args[0], ctx)
+                ctx.pending = saved
+                return Val(ir.Const(1).at(n.span), "long")
+            except SourceError:
+                return Val(ir.Const(0).at(n.span), "long")
+        if nm == "entry":
+            raise self.err("@entry is not supported yet", n.span)
+        raise self.err(f"unknown operator @{nm}", n.name_span)
+
+    def call(self, n: N, ctx: _Probe) -> Val:
+        name = n.name
+        if name in self.s.functions:
+            return self.inline(n, ctx, want_value=True)
+        if name in ("sprintf",):
+            return Val(self.format(n, ctx), "comp")
+        if name in ("sprint", "sprintln"):
+            comp = self.as_comp(self.value(n.args[0], ctx))
+            if name == "sprintln":
+                comp = _concat(comp, Comp([(None, "\n", [])]))
+            return Val(comp, "comp")
+        f = _FUNCS.get(name)
+        if f is None:
+            if name in ("printf", "print", "println", "exit", "printd", "printdln", "error", "warn"):
+                raise self.err(f"{name}() has no value", n.span)
+            from ...errors import did_you_mean
+
+            raise self.err(f"unknown function '{name}'", n.name_span,
+                           did_you_mean(name, list(_FUNCS) + list(self.s.functions)) or "see docs/stap.md for the "
+                           "tapset functions undertow knows")
+        nargs, ty, how = f
+        if len(n.args) not in (nargs if isinstance(nargs, tuple) else (nargs,)):
+            raise self.err(f"{name}() takes {nargs} argument(s), {len(n.args)} given", n.span)
+        args = [self.value(a, ctx) for a in n.args]
+        for a, an in zip(args, n.args):
+            if isinstance(a.e, (Comp, Enum)):
+                a.e, a.ty = self.flatten_string(a, an.span).e, "string"
+        if callable(how):
+            return how(self, n, ctx, args)
+        e = _respan(bt_expr(how), n.span)
+        if args:
+            e = _substitute(e, [a.e for a in args])
+        return Val(e, ty)
+
+
+def _concat(a: Comp, b: Comp) -> Comp:
+    out = []
+    for ca, fa, xa in a.variants:
+        for cb, fb, xb in b.variants:
+            c = ca if cb is None else (cb if ca is None else ir.Binary("&&", ca, cb))
+            out.append((c, fa + fb, xa + xb))
+    return Comp(out)
+
+
+def _substitute(e: ir.Expr, args: List[ir.Expr]) -> ir.Expr:
+    """``$__a0``.. in tapset IR replaced by the call's arguments."""
+    def sub(x: Any) -> Any:
+        if isinstance(x, ir.Var) and x.name.startswith("$__a") and x.name[4:].isdigit():
+            return ir.clone(args[int(x.name[4:])])
+        if isinstance(x, ir.Node):
+            for k in ir.slot_names(type(x)):
+                v = getattr(x, k, None)
+                if isinstance(v, ir.Expr):
+                    setattr(x, k, sub(v))
+                elif isinstance(v, list):
+                    setattr(x, k, [sub(i) if isinstance(i, ir.Expr) else i for i in v])
+        return x
+    return sub(e)
+
+
+def _all_actions(acts: List[ir.Action]) -> Any:
+    for a in acts:
+        yield a
+        if isinstance(a, ir.If):
+            yield from _all_actions(a.then)
+            yield from _all_actions(a.other)
+
+
+def _unavailable() -> type:
+    return StapError
+
+
+def _target(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    if el.opts.has_cmd:
+        return Val(ir.Builtin("cpid").at(n.span), "long")
+    return Val(ir.Const(el.opts.target_pid or 0).at(n.span), "long")
+
+
+def _pp(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    return Val(ir.Const(ctx.site.pp).at(n.span), "string")
+
+
+def _ppfunc(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    return Val(ir.Const(ctx.site.ppfunc).at(n.span), "string")
+
+
+def _walltime(div: int) -> Any:
+    def f(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+        e: ir.Expr = ir.Binary("+", ir.Builtin("nsecs").at(n.span), ir.Const(el.wall_offset).at(n.span)).at(n.span)
+        if div > 1:
+            e = ir.Binary("/", e, ir.Const(div).at(n.span)).at(n.span)
+        return Val(e, "long")
+    return f
+
+
+def _ctime(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    a = n.args[0] if n.args else None
+    if a is not None and not (a.kind == "call" and a.name.startswith("gettimeofday_")):
+        raise el.err("ctime() of a value other than gettimeofday_s() is not supported", a.span)
+    return Val(ir.Call("strftime", [ir.Const("%a %b %e %H:%M:%S %Y").at(n.span),
+                                    ir.Builtin("nsecs").at(n.span)]).at(n.span), "string")
+
+
+#: tapset functions: name -> (argument count(s), type, bpftrace expression over $__a0.. or a function)
+_FUNCS: Dict[str, Tuple[Any, str, Any]] = {
+    "execname": (0, "string", "comm"), "pid": (0, "long", "pid"), "tid": (0, "long", "tid"),
+    "uid": (0, "long", "uid"), "gid": (0, "long", "gid"), "cpu": (0, "long", "cpu"),
+    "euid": (0, "long", "((struct task_struct *)curtask)->cred->euid.val"),
+    "egid": (0, "long", "((struct task_struct *)curtask)->cred->egid.val"),
+    "ppid": (0, "long", "((struct task_struct *)curtask)->real_parent->tgid"),
+    "pexecname": (0, "string", "((struct task_struct *)curtask)->real_parent->comm"),
+    "task_current": (0, "long", "(uint64)curtask"),
+    "gettimeofday_ns": (0, "long", _walltime(1)), "gettimeofday_us": (0, "long", _walltime(1000)),
+    "gettimeofday_ms": (0, "long", _walltime(1000000)), "gettimeofday_s": (0, "long", _walltime(1000000000)),
+    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": (0, "long", "nsecs"), "ktime_get_ns": (0, "long", "nsecs"),
+    "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": (0, "long", "nsecs / 1000"),
+    "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": (0, "long", "nsecs / 1000000"),
+    "local_clock_s": (0, "long", "nsecs / 1000000000"),
+    "get_cycles": (0, "long", "nsecs"), "jiffies": (0, "long", "jiffies"),
+    "user_string": ((1, 2), "string", "str($__a0)"), "user_string_quoted": (1, "string", "str($__a0)"),
+    "user_string_n": (2, "string", "str($__a0, $__a1)"), "kernel_string": ((1, 2), "string", "str($__a0)"),
+    "kernel_string_n": (2, "string", "str($__a0, $__a1)"), "kernel_string_quoted": (1, "string", "str($__a0)"),
+    "user_int": (1, "long", "*(int32 *)$__a0"), "user_long": (1, "long", "*(int64 *)$__a0"),
+    "user_short": (1, "long", "*(int16 *)$__a0"), "user_char": (1, "long", "*(int8 *)$__a0"),
+    "kernel_int": (1, "long", "*(int32 *)$__a0"), "kernel_long": (1, "long", "*(int64 *)$__a0"),
+    "kernel_short": (1, "long", "*(int16 *)$__a0"), "kernel_char": (1, "long", "*(int8 *)$__a0"),
+    "kernel_pointer": (1, "long", "*(uint64 *)$__a0"),
+    "MKDEV": (2, "long", "($__a0 << 20) | $__a1"), "MAJOR": (1, "long", "$__a0 >> 20"),
+    "MINOR": (1, "long", "$__a0 & 0xfffff"),
+    "inet_get_local_port": (1, "long", "bswap(((struct inet_sock *)$__a0)->inet_sport)"),
+    "inet_get_ip_source": (1, "string", "ntop(2, ((struct sock *)$__a0)->__sk_common.skc_daddr)"),
+    "ip_ntop": (1, "string", "ntop(2, (uint32)$__a0)"),
+    "ntohs": (1, "long", "bswap((uint16)$__a0)"), "ntohl": (1, "long", "bswap((uint32)$__a0)"),
+    "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
+    "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
+    "randint": (1, "long", "rand % $__a0"),
+    "target": (0, "long", _target), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
+    "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
+    "backtrace": (0, "string", "kstack"), "ubacktrace": (0, "string", "ustack"),
+    "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
+}
+_STRING_FUNCS = frozenset(n for n, f in _FUNCS.items() if f[1] == "string") | {"sprintf", "sprint", "sprintln"}
+
+
+class TracefsEnv(Env):
+    """The realisations' questions answered from this kernel (tracefs, kallsyms, features)."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self._tracefs: Any = None
+        self._all: Optional[List[Tuple[str, str]]] = None
+
+    def tracefs(self) -> Any:
+        if self._tracefs is None:
+            self._tracefs = self.kernel.tracefs()
+        return self._tracefs
+
+    def fields(self, group: str, event: str) -> Optional[List[Tuple[str, str]]]:
+        try:
+            fmt = self.tracefs().event_format(group, event)
+        except LookupError:
+            return None
+        return [(f.name, f.type) for f in fmt.event_fields]
+
+    def events(self, pattern: str) -> List[Tuple[str, str]]:
+        import fnmatch
+
+        if self._all is None:
+            self._all = self.tracefs().all_events()
+        return [(g, e) for g, e in self._all if fnmatch.fnmatchcase(e, pattern)]
+
+    def has_function(self, name: str) -> Optional[bool]:
+        try:
+            return self.kernel.kallsyms().lookup(name) is not None
+        except Exception:  # noqa: BLE001 - kallsyms unreadable: unknown
+            return None
+
+    def feature(self, name: str) -> Optional[bool]:
+        if name == "kprobes":
+            return os.path.exists("/sys/kernel/tracing/kprobe_events") or \
+                os.path.exists("/sys/kernel/debug/tracing/kprobe_events")
+        return None
+
+
+def elaborate(script: Script, env: Env, opts: Optional[Options] = None) -> ir.Program:
+    """The script as an unresolved IR program (bpftrace front end's conventions).
+    Raises :class:`SourceError` (the place in the script) for what cannot be run."""
+    try:
+        return _Elaborator(script, env, opts or Options()).run()
+    except ParseError as e:  # tapset text is this package's: a failure there is a bug, said as such
+        if e.origin == "<tapset>":
+            raise SourceError(f"internal tapset error: {e.message}", source=script.source, origin=script.origin) from None
+        raise
