@@ -140,6 +140,8 @@ def _run(args: argparse.Namespace, bpf: Any, prog: Any) -> int:
         r = BtRenderer(session, bpf.kernel, False, on_error=lambda line: print(line, file=sys.stderr, flush=True))
         if child is not None:
             child.release()
+        if getattr(args, "verbose", 0):  # as stap -v says it; tests wait for this line
+            print("Pass 5: starting run.", file=sys.stderr, flush=True)
         quiet = argparse.Namespace(program_text=prog.source, program_origin=prog.origin)
 
         def until() -> "Optional[str]":

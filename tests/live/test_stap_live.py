@@ -1,0 +1,184 @@
+"""`undertow stap` runs the seed articles' SystemTap scripts on this kernel (issue 19): each
+script from tests/fixtures/stap is started, loopback traffic or file activity is made once
+it runs, and the printed lines are checked field by field."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2))")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "..", "fixtures", "stap")
+STAP = [sys.executable, "-m", "undertow", "stap"]
+
+
+class Running:
+    """A script started with -v: ready once "Pass 5: starting run." is on stderr."""
+
+    def __init__(self, args):
+        self.p = subprocess.Popen(STAP + ["-v"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err = []
+        while True:
+            line = self.p.stderr.readline()
+            if not line:
+                out, err = self.p.communicate(timeout=30)
+                raise AssertionError(f"ended before running: {''.join(self.err)}{err}{out}")
+            self.err.append(line)
+            if line.startswith("Pass 5: starting run."):
+                break
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+        out, err = self.p.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        return out
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def run_with(args, activity, settle=0.5):
+    r = Running(args)
+    try:
+        got = activity()
+        time.sleep(settle)  # the reader's 20 ms timer, and softirq work of the last packet
+        return r.stop(), got
+    finally:
+        r.kill()
+
+
+def fixture(name):
+    return os.path.join(FIX, name)
+
+
+def test_hello_world_runs_and_exits():
+    res = subprocess.run(STAP + ["-e", 'probe begin{printf("Hello, World\\n"); exit();}'], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "Hello, World\n"
+
+
+def udp_to(port, payload=b"abc"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(payload, ("127.0.0.1", port))
+    finally:
+        s.close()
+
+
+def test_netfilter_local_out_dns_port():
+    out, _ = run_with([fixture("dns_sent.stp")], lambda: udp_to(53))
+    me = os.getpid()
+    assert f"python3[PID:{me},TID:{me}] sent packet to 127.0.0.1:53" in out.replace(
+        os.path.basename(sys.executable), "python3"), out
+
+
+def test_netfilter_local_in_and_out_port_zero_icmp():
+    # a datagram to a closed port: the ICMP port unreachable (no ports: sport = dport = 0) goes out
+    # and comes back in; its IP length is 20 + 8 + the quoted 20 + 8 + 3 bytes
+    def act():
+        udp_to(9, b"abc")  # discard: nobody listens on the loopback here
+    out_o, _ = run_with([fixture("udp_zero_out.stp")], act)
+    assert re.search(r"\[PID:\d+,TID:\d+\] sent 59 to 127\.0\.0\.1:0$", out_o, re.M), out_o
+    out_i, _ = run_with([fixture("udp_zero_in.stp")], act)
+    assert re.search(r" recv 59 from 127\.0\.0\.1:0$", out_i, re.M), out_i
+
+
+def test_tcp_receive_both_directions():
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    conns = []
+
+    def act():
+        c = socket.create_connection(("127.0.0.1", port))
+        a, _ = lsock.accept()
+        conns.extend([c, a])
+        c.sendall(b"x" * 10)
+        a.recv(10)
+        return c.getsockname()[1]
+    try:
+        out, cport = run_with([fixture("tcp_receive.stp")], act)
+    finally:
+        for s in conns + [lsock]:
+            s.close()
+    assert f"127.0.0.1:{cport} -> 127.0.0.1:{port}" in out, out
+    assert f"127.0.0.1:{port} -> 127.0.0.1:{cport}" in out, out
+
+
+def test_syscall_connect_argstr():
+    socks = []
+
+    def act():
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s4.connect(("127.0.0.1", 53))
+        s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            s6.connect(("::1", 53))
+        except OSError:
+            s6.close()
+            s6 = None
+        socks.extend([s4, s6])
+        return s4.fileno(), s6.fileno() if s6 else None
+    try:
+        out, (fd4, fd6) = run_with([fixture("connect.stp")], act)
+    finally:
+        for s in socks:
+            if s:
+                s.close()
+    me = os.getpid()
+    assert re.search(rf"^\S+\[{me}\]: {fd4}, {{AF_INET, 127\.0\.0\.1, 53}}, 16$", out, re.M), out
+    if fd6 is not None:
+        assert re.search(rf"^\S+\[{me}\]: {fd6}, {{AF_INET6, \[::1\], 53}}, 28$", out, re.M), out
+
+
+def test_syscall_open_filename(tmp_path):
+    path = tmp_path / "seed-open-file"
+    path.write_text("x")
+
+    def act():
+        with open(path):
+            pass
+    out, _ = run_with([fixture("open.stp")], act)
+    assert f"{os.getpid()} open {path}\n" in out, out
+
+
+def test_vfs_inodewatch_with_mkdev(tmp_path):
+    path = tmp_path / "watched"
+    path.write_text("x")
+    st = os.stat(path)
+    args = [fixture("inodewatch.stp"), str(os.major(st.st_dev)), str(os.minor(st.st_dev)), str(st.st_ino)]
+
+    def act():
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.read(fd, 1)
+            os.write(fd, b"y")
+        finally:
+            os.close(fd)
+    out, _ = run_with(args, act)
+    me, parent = os.getpid(), os.getppid()
+    dev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+    for func in ("vfs_read", "vfs_write"):
+        assert re.search(rf"^\S+\({me}\) \S+\({parent}\) {func} {dev:#x}/{st.st_ino}$", out, re.M), out
+
+
+def test_accept_seed_needs_kprobes_and_says_so():
+    res = subprocess.run(STAP + ["-p", "2", fixture("accept.stp")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    if not os.path.exists("/sys/kernel/tracing/kprobe_events"):
+        # both points are optional (?): left out, with the reason, the begin probe stays
+        assert "left out" in res.stdout and "kprobes" in res.stdout, res.stdout
+        assert res.stdout.strip().endswith("BEGIN") or "begin" in res.stdout.lower()
