@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, bpf: Any, prog: Any) -> int:
     from ..output.bt import BtRenderer
-    from .run import _Child, _emit
+    from .run import _Child
 
     out: "TextIO" = sys.stdout
     if args.output:
@@ -148,10 +148,10 @@ def _run(args: argparse.Namespace, bpf: Any, prog: Any) -> int:
             return "child" if child is not None and child.done() else None
 
         for recs in bpf.batches(duration=args.duration, poll_every=0.02, until=until):
-            if _emit(_stap_records(recs, out, prog), r, out, False, quiet):
+            if _show_records(recs, r, out, quiet):
                 bpf.finish("exit")
         printed, maps = bpf.end(empty=False)
-        _emit(_stap_records(printed, out, prog), r, out, False, quiet)
+        _show_records(printed, r, out, quiet)
         _autoprint(maps, prog, out)
         out.flush()
         for line in session.stats.loss_report("undertow stap"):
@@ -165,18 +165,22 @@ def _run(args: argparse.Namespace, bpf: Any, prog: Any) -> int:
             out.close()
 
 
-def _stap_records(recs: "List[Any]", out: "TextIO", prog: Any) -> "List[Any]":
-    """Records as ``_emit`` shows them, except histograms, which are drawn here as
-    SystemTap draws them (``value |@@@ count``)."""
+def _show_records(recs: "List[Any]", r: Any, out: "TextIO", ns: argparse.Namespace) -> bool:
+    """Records shown in order as ``undertow run`` shows them, except histograms, which are
+    drawn as SystemTap draws them (``value |@@@ count``). True when exit() was called."""
     from ..backends.bpf.runtime import MapPrint
+    from .run import _emit
 
-    keep = []
+    stop = False
+    chunk: "List[Any]" = []
     for rec in recs:
         if isinstance(rec, MapPrint) and rec.spec.agg in ("hist", "lhist"):
+            stop = _emit(chunk, r, out, False, ns) or stop
+            chunk = []
             out.write(_hist_text(rec))
             continue
-        keep.append(rec)
-    return keep
+        chunk.append(rec)
+    return _emit(chunk, r, out, False, ns) or stop
 
 
 def _hist_text(rec: Any) -> str:
@@ -207,15 +211,19 @@ def _hist_text(rec: Any) -> str:
 def _hist_rows(rec: Any, buckets: Any) -> "List[tuple]":
     spec = rec.spec
     rows = []
-    if spec.agg == "hist":
-        # bpftrace's log2 buckets: 0 -> [negative], 1 -> 0, k -> [2^(k-2), 2^(k-1))
-        for idx, c in sorted(buckets.items()):
+    if not buckets:
+        return rows
+    first, last = min(buckets), max(buckets)
+    lo, _hi, step = (list(spec.lhist or ()) + [0, 0, 1])[:3]
+    # SystemTap shows every bucket from the first to the last non-empty one, and one empty
+    # bucket on each side
+    for idx in range(max(0, first - 1), last + 2):
+        c = buckets.get(idx, 0)
+        if spec.agg == "hist":  # log2 buckets: 0 -> negative, 1 -> 0, k -> [2^(k-2), 2^(k-1))
             low = -1 if idx == 0 else (0 if idx == 1 else 1 << (idx - 2))
-            rows.append((low, c))
-    else:
-        lo, hi, step = (list(getattr(spec, "agg_args", ()) or (0, 0, 1)) + [0, 0, 1])[:3]
-        for idx, c in sorted(buckets.items()):
-            rows.append((lo + (idx - 1) * step if idx else lo - step, c))
+        else:
+            low = lo + (idx - 1) * step if idx else lo - step
+        rows.append((low, c))
     return rows
 
 

@@ -192,10 +192,9 @@ class _Elaborator:
                         self.gtypes[name] = "stats"
                     elif name not in self.gtypes and self.guess_string(node.value):
                         self.gtypes[name] = "string"
-                    if node.op not in ("=", "<<<"):
-                        self.read[name] = True
+                    # x += v, x++: written; SystemTap still prints x at the end (it is not "read")
             elif node.kind == "incdec" and node.target.kind in ("name", "index") and node.target.name in self.s.globals:
-                self.written[node.target.name] = self.read[node.target.name] = True
+                self.written[node.target.name] = True
             elif node.kind == "delete" and node.target.kind in ("name", "index"):
                 self.written[node.target.name] = True
             elif node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
