@@ -120,6 +120,7 @@ class _Probe:
         self.pending: List[ir.Action] = []
         self.inline_depth = 0
         self.fn_stack: List[str] = []
+        self.fn_names: List[str] = []
 
 
 class _Elaborator:
@@ -622,7 +623,7 @@ class _Elaborator:
 
     def inline(self, e: N, ctx: _Probe, want_value: bool) -> Val:
         f = self.s.functions[e.name]
-        if e.name in ctx.fn_stack:
+        if e.name in ctx.fn_names:
             raise self.err(f"recursive call of {e.name}() is not supported", e.span,
                            "BPF programs have no call stack for script functions here")
         if len(e.args) != len(f.params):
@@ -633,6 +634,7 @@ class _Elaborator:
         tag = f"{e.name}{self.counter}"
         args = [self.value(a, ctx) for a in e.args]
         ctx.fn_stack.append(tag)
+        ctx.fn_names.append(e.name)
         saved = dict(ctx.locals), dict(ctx.comps)
         try:
             acts: List[ir.Action] = []
@@ -659,6 +661,7 @@ class _Elaborator:
             return Val(ir.Var(ret_var).at(e.span), rt) if want_value else Val(ir.Const(0), "long")
         finally:
             ctx.fn_stack.pop()
+            ctx.fn_names.pop()
             ret_types = {k: v for k, v in ctx.locals.items() if k.startswith(f"$__{tag}_ret")}
             ret_comps = {k: v for k, v in ctx.comps.items() if k.startswith(f"$__{tag}_ret")}
             ctx.locals, ctx.comps = saved

@@ -1,0 +1,217 @@
+"""The SystemTap front end without a kernel (issue 19): parsing, the preprocessor, the
+elaboration of the seed scripts through the tapsets (a fake kernel's tracepoints), types,
+printf splicing and the errors with their places."""
+
+import os
+
+import pytest
+
+from undertow.errors import ParseError, SourceError, TypeCheckError
+from undertow.lang import ir
+from undertow.lang.stap import Env, Options, elaborate, parse_script
+
+FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "stap")
+
+_FIELDS = {
+    ("syscalls", "sys_enter_connect"): [("__syscall_nr", "int"), ("fd", "int"), ("uservaddr", "struct sockaddr *"),
+                                        ("addrlen", "int")],
+    ("syscalls", "sys_enter_openat"): [("__syscall_nr", "int"), ("dfd", "int"), ("filename", "const char *"),
+                                       ("flags", "int"), ("mode", "umode_t")],
+    ("syscalls", "sys_enter_open"): [("__syscall_nr", "int"), ("filename", "const char *"), ("flags", "int"),
+                                     ("mode", "umode_t")],
+    ("syscalls", "sys_enter_read"): [("__syscall_nr", "int"), ("fd", "unsigned int"), ("buf", "char *"),
+                                     ("count", "size_t")],
+    ("syscalls", "sys_exit_read"): [("__syscall_nr", "int"), ("ret", "long")],
+    ("syscalls", "sys_enter_write"): [("__syscall_nr", "int"), ("fd", "unsigned int"), ("buf", "const char *"),
+                                      ("count", "size_t")],
+    ("net", "net_dev_queue"): [("skbaddr", "void *"), ("len", "unsigned int")],
+    ("net", "netif_receive_skb"): [("skbaddr", "void *"), ("len", "unsigned int")],
+    ("sched", "sched_process_exec"): [("filename", "__data_loc char[]"), ("pid", "pid_t")],
+}
+
+
+class FakeEnv(Env):
+    def __init__(self, kprobes=False):
+        self.kprobes = kprobes
+
+    def fields(self, group, event):
+        return _FIELDS.get((group, event))
+
+    def events(self, pattern):
+        import fnmatch
+
+        return [k for k in _FIELDS if fnmatch.fnmatchcase(k[1], pattern)]
+
+    def has_function(self, name):
+        return name != "tcp_accept"
+
+    def feature(self, name):
+        return self.kprobes
+
+
+def fixture(name):
+    with open(os.path.join(FIX, name)) as f:
+        return f.read()
+
+
+def build(text, params=(), env=None, **kw):
+    return elaborate(parse_script(text, "t.stp", len(params)), env or FakeEnv(), Options(params, **kw))
+
+
+def specs(prog):
+    return [ap.describe() for p in prog.probes for ap in p.attach]
+
+
+def walk_actions(acts):
+    for a in acts:
+        yield a
+        if isinstance(a, ir.If):
+            yield from walk_actions(a.then)
+            yield from walk_actions(a.other)
+        if isinstance(a, ir.While):
+            yield from walk_actions(a.body)
+
+
+def printfs(prog):
+    return [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.Printf)]
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(FIX)))
+def test_every_seed_parses(name):
+    s = parse_script(fixture(name), name)
+    assert s.probes
+
+
+def test_seed_realisations_on_a_kernel_without_kprobes():
+    assert specs(build(fixture("hello.stp"))) == ["begin"]
+    assert specs(build(fixture("connect.stp"))) == ["tracepoint:syscalls:sys_enter_connect"]
+    assert specs(build(fixture("open.stp"))) == ["tracepoint:syscalls:sys_enter_open",
+                                                 "tracepoint:syscalls:sys_enter_openat"]
+    assert specs(build(fixture("dns_sent.stp"))) == ["tracepoint:net:net_dev_queue"]
+    assert specs(build(fixture("udp_zero_in.stp"))) == ["tracepoint:net:netif_receive_skb"]
+    assert specs(build(fixture("tcp_receive.stp"))) == ["tracepoint:net:netif_receive_skb"]
+    assert specs(build(fixture("inodewatch.stp"), ["253", "0", "36398378"])) == [
+        "tracepoint:syscalls:sys_enter_write", "tracepoint:syscalls:sys_enter_read"]
+    # both accept points are optional: left out (tcp_accept does not exist; no kprobes), with the reason
+    prog = build(fixture("accept.stp"))
+    assert specs(prog) == ["begin"]
+    notes = " ".join(prog.settings["stap_notes"])
+    assert "no function 'tcp_accept'" in notes and "kprobes" in notes
+
+
+def test_accept_seed_with_kprobes_uses_a_return_probe():
+    prog = build(fixture("accept.stp"), env=FakeEnv(kprobes=True))
+    assert specs(prog) == ["begin", "kretprobe:inet_csk_accept"]
+
+
+def test_constant_global_is_inlined_and_pid_printed_with_percent_s():
+    prog = build(fixture("dns_sent.stp"))
+    assert not prog.maps  # the_dport is never written: a constant, no map
+    prog = build(fixture("open.stp"))
+    (pf,) = {p.fmt for p in printfs(prog)}
+    assert pf == "%d open %s\n"  # (sic) %s of pid(): SystemTap prints the number
+
+
+def test_uaddr_af_compares_numbers_and_argstr_is_spliced():
+    prog = build(fixture("connect.stp"))
+    cond = next(a for a in walk_actions(prog.probes[0].actions) if isinstance(a, ir.If)).cond
+    consts = [e.value for e in cond.walk() if isinstance(e, ir.Const)]
+    assert 2 in consts and 10 in consts and "AF_INET" not in consts
+    fmts = [p.fmt for p in printfs(prog)]
+    assert "%s[%d]: %d, {AF_INET, %s, %d}, %d\n" in fmts
+    assert "%s[%d]: %d, {AF_INET6, [%s], %d}, %d\n" in fmts
+
+
+def test_positional_parameters():
+    prog = build(fixture("inodewatch.stp"), ["253", "0", "36398378"])
+    consts = [e.value for p in prog.probes for e in p.exprs() if isinstance(e, ir.Const)]
+    assert 36398378 in consts and 253 in consts
+    with pytest.raises(SourceError) as e:
+        build(fixture("inodewatch.stp"), ["253"])
+    assert "command line argument index 2 out of range" in e.value.message
+    assert e.value.span is not None and "$2" == e.value.source[e.value.span.start:e.value.span.end]
+    with pytest.raises(SourceError) as e:
+        build(fixture("inodewatch.stp"), ["x", "0", "1"])
+    assert "not a number" in e.value.message
+
+
+def test_globals_arrays_stats_functions():
+    text = """
+global reads, sizes, n = 5
+function kb(v) { return v / 1024 }
+function label:string (p) { if (p > 0) s = "pos" else s = "neg"; return s }
+probe syscall.read.return { if (retval > 0) { reads[execname(), pid()] += retval; sizes <<< retval } n++ }
+probe end { printf("%d %d %s %d\\n", @count(sizes), @avg(sizes), label(n), kb(2048)); print(@hist_log(sizes)) }
+"""
+    prog = build(text)
+    assert prog.maps["@reads"].agg == "assign"
+    assert {m: prog.maps[m].agg for m in prog.maps if m.startswith("@sizes")} == {
+        "@sizes__count": "count", "@sizes__avg": "avg", "@sizes__hist_log": "hist"}
+    assert prog.settings["stap_autoprint"] == ["reads"]  # written, never read: printed at the end
+    ops = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.MapOp)]
+    assert [(o.op, o.map) for o in ops] == [("print", "@sizes__hist_log")]
+    assert specs(prog)[0] == "begin"  # n = 5 is set first (n is written)
+
+
+def test_preprocessor_conditionals():
+    s = parse_script('%( kernel_v >= "2.6.9" %? probe begin { x = 1 } %: probe end { x = 2 } %)\n'
+                     '%( arch == "nonesuch" %? probe never { } %)', "t")
+    assert [pp.text() for p in s.probes for pp in p.points] == ["begin"]
+
+
+def test_brace_lists_and_optional_points():
+    s = parse_script("probe vfs.{write,read}?, syscall.open { }", "t")
+    pts = [(pp.text(), pp.optional) for p in s.probes for pp in p.points]
+    assert pts == [("vfs.write", True), ("vfs.read", True), ("syscall.open", False)]
+
+
+@pytest.mark.parametrize("text,msg,at", [
+    ('probe begin { printf("x) }', "unterminated string", '"x) }'),
+    ("probe begin { x = }", "expected an expression", "}"),
+    ("probe begin { printf(\"%d\\n\", execname()) }", "%d needs a number", "execname()"),
+    ("probe nonesuch.point { }", "unknown probe point 'nonesuch.point'", "nonesuch.point"),
+    ("probe syscall.nonesuch { }", "no system call 'nonesuch'", "syscall.nonesuch"),
+    ("probe begin { y = x + 1 }", "unknown variable 'x'", "x"),
+    ('probe syscall.connect { printf("%s\\n", uaddr_fa) }', "unknown variable 'uaddr_fa'", "uaddr_fa"),
+    ("probe begin { f(1) }", "unknown function 'f'", "f"),
+    ("function f(n) { return f(n) } probe begin { f(1) }", "recursive call", "f(n)"),
+    ("probe begin %{ int x; %}", "expected '{'", "%{ int x; %}"),
+    ("probe kernel.function(\"vfs_read\") { }", "needs kprobes", 'kernel.function("vfs_read")'),
+])
+def test_errors_have_a_place(text, msg, at):
+    with pytest.raises(SourceError) as e:
+        build(text)
+    err = e.value
+    assert msg in err.message
+    assert err.span is not None and err.source[err.span.start:err.span.end].startswith(at), (
+        err.source[err.span.start:err.span.end])
+    assert "^" in err.render()
+
+
+def test_type_mismatch_is_a_type_error():
+    with pytest.raises(TypeCheckError):
+        build('probe begin { x = 1; x = "a" }')
+
+
+def test_parser_refuses_deep_nesting_cleanly():
+    with pytest.raises(ParseError):
+        parse_script("probe begin { x = " + "(" * 500 + "1" + ")" * 500 + " }", "t")
+
+
+def test_embedded_c_is_refused():
+    with pytest.raises(SourceError) as e:
+        build("%{ #include <x.h> %}\nprobe begin { }")
+    assert "embedded C" in e.value.message
+
+
+def test_cli_refuses_guru_mode_and_module_passes(capsys):
+    from undertow.cli import main
+
+    assert main(["stap", "-g", "-e", "probe begin { }"]) == 2
+    assert "guru mode" in capsys.readouterr().err
+    assert main(["stap", "-p", "4", "-e", "probe begin { }"]) == 2
+    assert main(["stap", "-p", "1", "-e", "probe begin, end { }"]) == 0
+    assert capsys.readouterr().out == "probe begin, end\n"
+    assert main(["stap", "-p", "1", "-e", "probe begin { printf(\"x) }"]) == 1
+    err = capsys.readouterr().err
+    assert "unterminated string" in err and "^" in err and "Traceback" not in err
