@@ -210,11 +210,15 @@ class _Parser:
         while True:
             t = self.name("a global variable's name")
             size = None
+            if self.tok.is_op("%") and self.tok.start == t.end:  # wrapping array: kept as a map
+                self.advance()
             if self.tok.is_op("["):
                 self.advance()
                 if self.tok.kind == "int":
                     size = int(self.advance().value)  # type: ignore[arg-type]
                 self.expect("]")
+                if self.tok.is_op("%"):
+                    self.advance()
             init = None
             if self.tok.is_op("="):
                 self.advance()

@@ -1,0 +1,63 @@
+"""How much of Debian's systemtap-doc examples undertow's SystemTap front end takes (issue 19).
+
+    python3 tests/compat/stap_corpus.py [DIR]      # default /usr/share/systemtap/examples
+
+For each ``*.stp``: pass 1 (parse) and pass 2 (elaborate, against this kernel's tracepoints),
+and the first reason of each failure, grouped; the table of docs/stap.md comes from here.
+Scripts are given the arguments their ``.meta`` files do not say: ``$N`` reads ``1``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import sys
+
+
+def main(argv: list) -> int:
+    root = argv[1] if len(argv) > 1 else "/usr/share/systemtap/examples"
+    from undertow.errors import UndertowError
+    from undertow.kernel import Kernel
+    from undertow.lang.stap import Options, TracefsEnv, elaborate, parse_script
+
+    env = TracefsEnv(Kernel())
+    files = sorted(os.path.join(d, f) for d, _s, fs in os.walk(root) for f in fs if f.endswith(".stp"))
+    parsed = elaborated = 0
+    why1: "collections.Counter[str]" = collections.Counter()
+    why2: "collections.Counter[str]" = collections.Counter()
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        n = max([int(m) for m in re.findall(r"[$@](\d+)", text)] + [0])
+        params = ["1"] * n
+        try:
+            script = parse_script(text, path, len(params))
+        except UndertowError as e:
+            why1[_reason(e.message)] += 1
+            continue
+        parsed += 1
+        try:
+            elaborate(script, env, Options(params))
+        except UndertowError as e:
+            why2[_reason(e.message)] += 1
+            continue
+        elaborated += 1
+    print(f"{len(files)} scripts: {parsed} parse (-p 1), {elaborated} elaborate (-p 2)")
+    print("\nparse failures:")
+    for r, c in why1.most_common():
+        print(f"  {c:4d}  {r}")
+    print("\nelaboration failures:")
+    for r, c in why2.most_common():
+        print(f"  {c:4d}  {r}")
+    return 0
+
+
+def _reason(msg: str) -> str:
+    msg = re.sub(r"function (\w+)\(\)", "function X()", msg)
+    msg = re.sub(r"\d+", "N", msg)
+    return msg[:110]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
