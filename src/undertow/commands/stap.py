@@ -143,15 +143,21 @@ def _run(args: argparse.Namespace, bpf: Any, prog: Any) -> int:
         if getattr(args, "verbose", 0):  # as stap -v says it; tests wait for this line
             print("Pass 5: starting run.", file=sys.stderr, flush=True)
         quiet = argparse.Namespace(program_text=prog.source, program_origin=prog.origin)
+        user = _UserSide(bpf, prog, out, args)
+        exited = not user.run("begin")
 
         def until() -> "Optional[str]":
+            if not user.timers():
+                return "exit"
             return "child" if child is not None and child.done() else None
 
-        for recs in bpf.batches(duration=args.duration, poll_every=0.02, until=until):
-            if _show_records(recs, r, out, quiet):
-                bpf.finish("exit")
+        if not exited:
+            for recs in bpf.batches(duration=args.duration, poll_every=0.02, until=until):
+                if _show_records(recs, r, out, quiet):
+                    bpf.finish("exit")
         printed, maps = bpf.end(empty=False)
         _show_records(printed, r, out, quiet)
+        user.run("end")
         _autoprint(maps, prog, out)
         out.flush()
         for line in session.stats.loss_report("undertow stap"):
@@ -181,6 +187,70 @@ def _show_records(recs: "List[Any]", r: Any, out: "TextIO", ns: argparse.Namespa
             continue
         chunk.append(rec)
     return _emit(chunk, r, out, False, ns) or stop
+
+
+class _UserSide:
+    """The handlers that run in this process (begin/end/timer handlers with foreach:
+    lang/stap/userspace.py), over the session's maps."""
+
+    def __init__(self, bpf: Any, prog: Any, out: "TextIO", args: argparse.Namespace) -> None:
+        import time
+
+        self.handlers = list(prog.setting("stap_user", []) or [])
+        self.bpf, self.out = bpf, out
+        if not self.handlers:
+            return
+        from ..lang.stap.userspace import Interpreter, Store
+
+        specs = {spec.name: spec for spec in bpf.compiled.maps.values()}
+        session = bpf.session
+
+        class _Maps(Store):
+            def entries(self, name: str) -> "List[Any]":
+                spec = specs.get(name)
+                return session.read_map(spec) if spec is not None else []
+
+            def clear(self, name: str) -> None:
+                if name in specs:
+                    session.clear_map(specs[name])
+
+            def hist(self, name: str) -> str:
+                from ..backends.bpf.runtime import MapPrint
+
+                spec = specs.get(name)
+                if spec is None:
+                    return "value |-------------------------------------------------- count\n\n"
+                return _hist_text(MapPrint(spec, session.read_map(spec)))
+
+        target = args.target_pid or 0
+        self.interp = Interpreter(prog.setting("stap_script"), _Maps(), out.write, prog.setting("stap_params", []),
+                                  target, prog.setting("stap_gtypes", {}), prog.setting("stap_constants", {}))
+        now = time.monotonic_ns()
+        for h in self.handlers:
+            h.next_ns = now + h.period_ns
+
+    def run(self, when: str) -> bool:
+        """Run the ``when`` handlers; False when one called exit()."""
+        ok = True
+        for h in self.handlers:
+            if h.when == when and ok:
+                ok = self.interp.run(h)
+                self.out.flush()
+        return ok
+
+    def timers(self) -> bool:
+        """Run the timer handlers that are due; False when one called exit()."""
+        import time
+
+        now = time.monotonic_ns()
+        for h in self.handlers:
+            if h.when == "timer" and now >= h.next_ns:
+                h.next_ns = now + h.period_ns
+                if not self.interp.run(h):
+                    self.bpf.finish("exit")
+                    return False
+                self.out.flush()
+        return True
 
 
 def _hist_text(rec: Any) -> str:

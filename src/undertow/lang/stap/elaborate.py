@@ -29,12 +29,18 @@ from .. import ir
 from ..printf import conversions
 from .ast import N, ProbePoint, Script
 from .tapsets import Env, Site, Unrealisable, Var, realise
+from .userspace import UserHandler, check_handler, needs_userspace
 
 __all__ = ["elaborate", "StapError", "Options"]
 
 _STATS = ("count", "sum", "min", "max", "avg", "hist_log", "hist_linear", "variance")
 _AGG = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg", "hist_log": "hist",
         "hist_linear": "lhist"}
+
+
+#: timer units -> nanoseconds (timer.jiffies: 4 ms, CONFIG_HZ=250)
+_PERIODS = {"s": 10 ** 9, "sec": 10 ** 9, "ms": 10 ** 6, "msec": 10 ** 6, "us": 1000, "usec": 1000, "ns": 1,
+            "nsec": 1, "jiffies": 4 * 10 ** 6}
 
 
 class StapError(SourceError):
@@ -151,9 +157,17 @@ class _Elaborator:
         if init:
             probes.append(ir.Probe([ir.AttachPoint("begin")], None, init, name="begin", source=self.src,
                                    origin=self.origin))
+        users: List[UserHandler] = []
         for p in self.s.probes:
             for pp in p.points:
+                user = self.user_handler(pp, p.body) if needs_userspace(p.body) else None
+                if user is not None:
+                    users.append(user)
+                    continue
                 probes.extend(self.probe_point(pp, p.body, p.span))
+        if not probes and users:  # the handlers run here; the session still needs a program
+            probes.append(ir.Probe([ir.AttachPoint("begin")], None, [], name="begin", source=self.src,
+                                   origin=self.origin))
         if not probes:
             raise self.err("no probe of the script can run here", self.s.probes[0].span if self.s.probes else None,
                            "optional probe points (?) that do not exist are left out")
@@ -164,7 +178,35 @@ class _Elaborator:
                                                  not self.read.get(g))
         prog.settings["stap_stats"] = {g: dict(a) for g, a in self.stat_aggs.items()}
         prog.settings["stap_notes"] = list(self.notes)
+        gtypes = dict(self.gtypes)
+        for g, aggs in self.stat_aggs.items():
+            gtypes["__stats__" + g] = ",".join(aggs) or "count"
+        prog.settings["stap_user"] = users
+        prog.settings["stap_script"] = self.s
+        prog.settings["stap_params"] = list(self.opts.params)
+        prog.settings["stap_gtypes"] = gtypes
+        prog.settings["stap_constants"] = {g.name: self.const_value(g.init) for g in self.s.globals.values()
+                                           if g.init is not None and not self.written.get(g.name)}
         return prog
+
+    def user_handler(self, pp: ProbePoint, body: N) -> Optional[UserHandler]:
+        """A begin/end/timer handler with foreach, run in undertow's process; None for
+        other probe points (their foreach is refused where it is)."""
+        names = [n for n, _a in pp.parts]
+        if names in (["begin"], ["end"]):
+            when, period = names[0], 0
+        elif names[0] == "timer" and len(names) == 2 and names[1] in _PERIODS:
+            arg = self.point_arg(pp.parts[1][1])
+            if not isinstance(arg, int) or arg <= 0:
+                return None
+            when, period = "timer", arg * _PERIODS[names[1]]
+        else:
+            return None
+        check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span))
+        for node in self.walk(body):  # stats read here need their maps
+            if node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
+                self.stat_aggs.setdefault(node.args[0].name, {}).setdefault(node.name, ())
+        return UserHandler(when, body, pp.text(), period)
 
     def walk(self, n: Any) -> Any:
         if isinstance(n, N):
