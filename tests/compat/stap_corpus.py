@@ -32,7 +32,7 @@ def main(argv: list) -> int:
         n = max([int(m) for m in re.findall(r"[$@](\d+)", text)] + [0])
         params = ["1"] * n
         try:
-            script = parse_script(text, path, len(params))
+            script = parse_script(text, path, params=params)
         except UndertowError as e:
             why1[_reason(e.message)] += 1
             continue

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from ..lang.stap import Options, TracefsEnv, elaborate, parse_script
 
     text, origin, params = _read_script(args)
-    script = parse_script(text, origin, len(params))
+    script = parse_script(text, origin, params=params)
     if args.passes == 1:
         _show_parse(script)
         return 0

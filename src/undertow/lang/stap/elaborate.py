@@ -206,6 +206,8 @@ class _Elaborator:
         for node in self.walk(body):  # stats read here need their maps
             if node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
                 self.stat_aggs.setdefault(node.args[0].name, {}).setdefault(node.name, ())
+            if node.kind == "foreach" and node.agg and node.array.name in self.s.globals:
+                self.stat_aggs.setdefault(node.array.name, {}).setdefault(node.agg, ())
         return UserHandler(when, body, pp.text(), period)
 
     def walk(self, n: Any) -> Any:

@@ -48,8 +48,9 @@ _MAX_DEPTH = 60
 
 
 class _Parser:
-    def __init__(self, text: str, origin: str, nparams: int) -> None:
+    def __init__(self, text: str, origin: str, nparams: int, params: "Optional[Sequence[str]]" = None) -> None:
         self.source, self.origin = text, origin
+        self.params = None if params is None else list(params)
         self.toks = _preprocess(tokenize(text, origin), text, origin, nparams)
         self.i = 0
         self.depth = 0
@@ -137,15 +138,36 @@ class _Parser:
             out += self.point()
         return out
 
+    def splice_params(self) -> None:
+        """``probe $1 { }``, ``probe $1.return``: the argument's text, as tokens, in place of
+        ``$1``/``@1`` in a probe point (SystemTap substitutes arguments in probe points)."""
+        t = self.tok
+        if t.kind not in ("pos", "atpos") or self.params is None:
+            return
+        k = int(t.value)  # type: ignore[arg-type]
+        if not 1 <= k <= len(self.params):
+            raise self.err(f"command line argument index {k} out of range [1-{len(self.params)}]", t.span,
+                           "give the script's arguments after its file: undertow stap FILE ARG...")
+        try:
+            sub = tokenize(self.params[k - 1], f"argument {k}")[:-1]
+        except ParseError as e:
+            raise self.err(f"argument {k} is not a probe point: {e.message}", t.span) from None
+        for x in sub:  # the argument's tokens point at $N in the script
+            x.start, x.end = t.start, t.end
+        self.toks[self.i:self.i + 1] = sub
+
     def point(self) -> List[ProbePoint]:
         """One probe point; a brace list (``vfs.{read,write}``) gives several."""
+        self.splice_params()
         start = self.tok.start
         alts: List[List[Tuple[str, object]]] = [[]]
         while True:
             choices = self.part()
             alts = [a + [c] for a in alts for c in choices]
-            if self.tok.is_op(".") and self.tok.start == self.toks[self.i - 1].end:
+            if self.tok.is_op(".") and (self.tok.start == self.toks[self.i - 1].end or
+                                        self.peek().kind in ("pos", "atpos", "ident")):
                 self.advance()
+                self.splice_params()
                 continue
             break
         span = self.since(start)
@@ -175,6 +197,8 @@ class _Parser:
             out = []
             while True:
                 out += self.part()
+                while self.tok.is_op("?", "!"):  # kernel.{trace("a")!, trace("b")}: taken as optional
+                    self.advance()
                 if self.tok.is_op(","):
                     self.advance()
                     continue
@@ -389,6 +413,9 @@ class _Parser:
         array = N("name", arr.span, name=arr.text)
         if self.tok.is_op("["):  # foreach (k in arr[*, "x"]): a slice
             raise self.err("foreach over a slice of an array is not supported", self.tok.span)
+        agg = None
+        if self.tok.kind == "at" and self.tok.text[1:] in ("count", "sum", "min", "max", "avg"):
+            agg = self.advance().text[1:]  # foreach (k in stats @sum-): sorted by that aggregate
         if self.tok.is_op("+", "-"):
             sort_dir = 1 if self.advance().text == "+" else -1
             sort_key = 0  # by value
@@ -399,7 +426,7 @@ class _Parser:
         self.expect(")")
         body = self.statement_body()
         return N("foreach", self.since(start), keys=keys, value_var=value_var, array=array, sort_key=sort_key,
-                 sort_dir=sort_dir, limit=limit, body=body)
+                 sort_dir=sort_dir, limit=limit, body=body, agg=agg)
 
     # -- expressions
     def expr(self) -> N:
@@ -483,11 +510,11 @@ class _Parser:
             if t.is_op("++", "--"):
                 self.advance()
                 e = N("incdec", self.since(e.span.start), op=t.text[0], target=e, post=True)
-            elif t.is_op("->") and e.kind in ("target", "at"):
+            elif t.is_op("->") and e.kind in ("target", "at", "member", "subscript"):
                 self.advance()
                 m = self.name("a member name")
                 e = N("member", self.since(e.span.start), base=e, name=m.text, name_span=m.span)
-            elif t.is_op("[") and e.kind in ("target", "member", "at"):
+            elif t.is_op("[") and e.kind in ("target", "member", "at", "subscript"):
                 self.advance()
                 idx = self.expr()
                 self.expect("]")
@@ -762,12 +789,16 @@ def _eval_cond(cond: List[Tok], source: str, origin: str, nparams: int, at: Tok)
     return result
 
 
-def parse_script(text: str, origin: str = "<input>", nparams: int = 0) -> Script:
+def parse_script(text: str, origin: str = "<input>", nparams: int = 0,
+                 params: "Optional[Sequence[str]]" = None) -> Script:
     """Parse a SystemTap script. ``nparams``: how many arguments follow it (``$#`` in
-    preprocessor conditions). Raises :class:`ParseError` (with the place) and nothing else."""
+    preprocessor conditions); ``params``: the arguments themselves (``probe $1``: substituted
+    in probe points). Raises :class:`ParseError` (with the place) and nothing else."""
+    if params is not None:
+        nparams = len(params)
     if not isinstance(text, str):
         raise ParseError(f"a script is text, not {type(text).__name__}", origin=origin)
     try:
-        return _Parser(text, origin, nparams).script()
+        return _Parser(text, origin, nparams, params).script()
     except RecursionError:
         raise ParseError("script nested too deeply", source=text, span=Span(0, 1), origin=origin) from None

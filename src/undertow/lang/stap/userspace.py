@@ -205,7 +205,8 @@ class Interpreter:
         if stats:
             aggs = self.stat_names(g)
             base = self.table(f"@{g}__{aggs[0]}")
-            items = [(k, self.table(f"@{g}__count").get(k, 0) if "count" in aggs else v) for k, v in base.items()]
+            by = n.agg if n.agg in aggs else ("count" if "count" in aggs else aggs[0])
+            items = [(k, self.table(f"@{g}__{by}").get(k, 0)) for k in base]
         else:
             items = list(self.table("@" + g).items())
         if n.sort_key is not None and n.sort_dir:
