@@ -343,8 +343,15 @@ class _Elaborator:
         if head in ("begin", "end") and len(parts) == 1:
             return [Site([head.upper()], pp=text, ppfunc="")]
         if head in ("error", "never") and len(parts) == 1:
-            raise Unrealisable(f"probe {head} never runs here"
-                               + (" (undertow stops at the first error)" if head == "error" else ""))
+            # never: never runs (SystemTap uses it to type variables); error: undertow's run ends
+            # at its first error, there is no error handler to run
+            self.notes.append(f"{text}: never runs here")
+            return []
+        if head == "oneshot" and len(parts) == 1:  # runs once at the start, then the script exits
+            site = Site(["BEGIN"], pp=text, ppfunc="")
+            site.note = "oneshot: BEGIN, then exit()"
+            site.optional = True
+            return [site]
         if head == "timer" and len(parts) >= 2:
             return [self.timer(names, args, text)]
         if head == "kernel" and len(parts) >= 2 and names[1] == "function":
@@ -474,6 +481,8 @@ class _Elaborator:
         if site.guard:  # over the prologue's variables: after it, around the handler
             handler = [ir.If(_respan(bt_expr(site.guard), pp.span), handler).at(pp.span)]
         actions.extend(handler)
+        if site.pp == "oneshot":
+            actions.append(ir.Exit().at(pp.span))
         filt = None
         if pp.cond is not None:
             c = self.cond(pp.cond, ctx)
