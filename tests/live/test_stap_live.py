@@ -211,3 +211,15 @@ def test_accept_seed_on_a_kernel_with_kprobes():
     me = os.getpid()
     # the accepting process, its listening port and the peer's address
     assert re.search(rf"^\s+{os.getuid()}\s+\S+\s+{me}\s+{port}\s+127\.0\.0\.1$", out, re.M), out
+
+
+def test_dash_c_target_alias_and_foreach_at_the_end():
+    # an alias with a prologue, target() = -c's command, an array walked in the end probe
+    script = ("global opened\n"
+              "probe myopen = syscall.openat { fname = user_string($filename) }\n"
+              "probe myopen { if (pid() == target()) opened[fname]++ }\n"
+              "probe end { foreach (f in opened- limit 50) printf(\"%s %d\\n\", f, opened[f]) }\n")
+    res = subprocess.run(STAP + ["-c", "cat /etc/hostname", "-e", script], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^/etc/hostname 1$", res.stdout, re.M), res.stdout

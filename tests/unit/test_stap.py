@@ -215,3 +215,52 @@ def test_cli_refuses_guru_mode_and_module_passes(capsys):
     assert main(["stap", "-p", "1", "-e", "probe begin { printf(\"x) }"]) == 1
     err = capsys.readouterr().err
     assert "unterminated string" in err and "^" in err and "Traceback" not in err
+
+
+def test_script_aliases_prologue_and_epilogue():
+    prog = build("probe myopen = syscall.openat { fname = user_string($filename) }\n"
+                 "probe myopen { printf(\"%s\\n\", fname) }")
+    assert specs(prog) == ["tracepoint:syscalls:sys_enter_openat"]
+    acts = prog.probes[0].actions
+    assert isinstance(acts[0], ir.Assign) and acts[0].var == "$fname" and isinstance(acts[-1], ir.Printf)
+
+
+def test_oneshot_never_and_foreach_handlers_run_here():
+    prog = build('probe oneshot { printf("x\\n") } probe never { y = 1 }')
+    assert specs(prog) == ["begin"] and isinstance(prog.probes[0].actions[-1], ir.Exit)
+    prog = build("global a\nprobe syscall.openat { a[pid()]++ }\n"
+                 "probe end { foreach (p in a- limit 2) printf(\"%d %d\\n\", p, a[p]) }")
+    assert [h.when for h in prog.settings["stap_user"]] == ["end"]
+    assert specs(prog) == ["tracepoint:syscalls:sys_enter_openat"]
+    with pytest.raises(SourceError) as e:
+        build("global a\nprobe syscall.openat { foreach (p in a) printf(\"%d\\n\", p) }")
+    assert "foreach" in e.value.message
+    with pytest.raises(SourceError) as e:
+        build("global a, n\nprobe syscall.openat { a[pid()]++ }\nprobe end { foreach (p in a) n++ }")
+    assert "read-only" in e.value.message
+
+
+def test_userspace_interpreter_sorts_limits_and_formats():
+    from undertow.lang.stap.userspace import Interpreter, Store
+
+    class Maps(Store):
+        def __init__(self):
+            self.data = {"@a": [(("x", 1), 5), (("y", 2), 9), (("z", 3), 1)]}
+
+        def entries(self, name):
+            return self.data.get(name, [])
+
+        def clear(self, name):
+            self.data.pop(name, None)
+
+        def hist(self, name):
+            return ""
+
+    text = ("global a\nprobe syscall.openat { a[execname(), pid()] = 1 }\n"
+            "probe end { foreach ([n, p] in a- limit 2) printf(\"%-3s|%3d|%x\\n\", n, p, a[n, p]); delete a;"
+            " printf(\"%d\\n\", [\"x\", 1] in a) }")
+    prog = build(text)
+    out = []
+    interp = Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"])
+    assert interp.run(prog.settings["stap_user"][0])
+    assert "".join(out) == "y  |  2|9\nx  |  1|5\n0\n"

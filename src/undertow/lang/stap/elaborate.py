@@ -316,7 +316,20 @@ class _Elaborator:
             self.maps[key] = ir.MapDecl(key, agg=agg, agg_args=args)
 
     # -- probe points
-    def probe_point(self, pp: ProbePoint, body: N, span: Span) -> List[ir.Probe]:
+    def probe_point(self, pp: ProbePoint, body: N, span: Span, depth: int = 0) -> List[ir.Probe]:
+        alias = self.alias_for(pp)
+        if alias is not None:
+            # probe NAME = POINTS { prologue }: the prologue, then the handler (+=: after it)
+            if depth > 10:
+                raise self.err("probe aliases nested more than 10 deep", pp.span)
+            parts = alias.body.body + body.body if not alias.epilogue else body.body + alias.body.body
+            combined = N("block", body.span, body=parts)
+            out: List[ir.Probe] = []
+            for rhs in alias.points:
+                rhs_opt = ProbePoint(rhs.parts, rhs.span)
+                rhs_opt.optional, rhs_opt.cond = rhs.optional or pp.optional, pp.cond or rhs.cond
+                out.extend(self.probe_point(rhs_opt, combined, span, depth + 1))
+            return out
         try:
             sites = self.sites(pp)
         except Unrealisable as e:
@@ -335,11 +348,6 @@ class _Elaborator:
         args = [a for _n, a in parts]
         text = pp.text()
         head = names[0]
-        # an alias the script defines
-        for al in self.s.aliases:
-            for nm in al.names:
-                if [n for n, _a in nm.parts] == names:
-                    raise Unrealisable(f"probe aliases defined in the script ('{text}') are not supported yet")
         if head in ("begin", "end") and len(parts) == 1:
             return [Site([head.upper()], pp=text, ppfunc="")]
         if head in ("error", "never") and len(parts) == 1:
@@ -372,6 +380,14 @@ class _Elaborator:
             hint = did_you_mean(text, [f.split("(")[0] for f in FAMILIES])
             raise Unrealisable(f"unknown probe point '{text}'", [hint or "undertow stap -l '*' lists the probe points"])
         return got
+
+    def alias_for(self, pp: ProbePoint) -> Any:
+        """The script's alias whose name is this probe point (``probe a.b = ...``), or None."""
+        for al in self.s.aliases:
+            for nm in al.names:
+                if nm.parts == pp.parts:
+                    return al
+        return None
 
     def point_arg(self, a: Any) -> Any:
         if a is None or isinstance(a, (int, str)):
