@@ -171,8 +171,9 @@ class _Elaborator:
         if not probes:
             raise self.err("no probe of the script can run here", self.s.probes[0].span if self.s.probes else None,
                            "optional probe points (?) that do not exist are left out")
-        # strings: SystemTap reads up to MAXSTRINGLEN (512) bytes; 200 is the most the BPF side reads
-        prog = ir.Program(probes, dict(self.maps), {"frontend": "bt", "unsafe_calls": [], "stap": True, "strlen": 200},
+        # strings: SystemTap reads up to MAXSTRINGLEN bytes (128 before 4.x; 512 since); 128 keeps
+        # a string key, a string local and a str() read within the 512 bytes of BPF stack
+        prog = ir.Program(probes, dict(self.maps), {"frontend": "bt", "unsafe_calls": [], "stap": True, "strlen": 128},
                           source=self.src, origin=self.origin)
         prog.settings["stap_autoprint"] = sorted(g for g in self.s.globals if self.written.get(g) and
                                                  not self.read.get(g))
