@@ -510,13 +510,23 @@ class _Elaborator:
     def block(self, n: N, ctx: _Probe) -> List[ir.Action]:
         out: List[ir.Action] = []
         stmts = n.body if n.kind == "block" else [n]
-        for st in stmts:
+        for i, st in enumerate(stmts):
             got = self.stmt(st, ctx)
             if ctx.pending:
                 out.extend(ctx.pending)
                 ctx.pending = []
             out.extend(got)
+            if ctx.fn_stack and i + 1 < len(stmts) and self.may_return(st):
+                # a function's early return: the rest runs while the function has not returned
+                done = f"$__{ctx.fn_stack[-1]}_done"
+                rest = self.block(N("block", stmts[i + 1].span, body=stmts[i + 1:]), ctx)
+                out.append(ir.If(ir.Binary("==", ir.Var(done).at(st.span), ir.Const(0)).at(st.span),
+                                 rest).at(st.span))
+                break
         return out
+
+    def may_return(self, n: N) -> bool:
+        return any(x.kind == "return" for x in self.walk(n))
 
     def stmt(self, n: N, ctx: _Probe) -> List[ir.Action]:  # noqa: C901 - one case per statement
         k = n.kind
@@ -720,12 +730,17 @@ class _Elaborator:
                 r = self.value(body[0].value, ctx)
                 ctx.pending.extend(acts)
                 return r
-            self.check_tail_returns(f.body, True)
+            self.check_loop_returns(f.body, False)
             ret_var = f"$__{tag}_ret"
-            ctx.locals["__ret_var"] = ret_var
+            done = f"$__{tag}_done"
             stmts = self.block(f.body, ctx)
-            ctx.pending.extend(acts + stmts)
             rt = ctx.locals.get(ret_var, "long")
+            if rt in ("long", "string"):
+                acts.append(ir.Assign(ret_var, ir.Const(0 if rt == "long" else "").at(e.span)).at(e.span))
+            if any(isinstance(a, ir.If) and isinstance(a.cond, ir.Binary) and isinstance(a.cond.left, ir.Var)
+                   and a.cond.left.name == done for a in _all_actions(stmts)):
+                acts.append(ir.Assign(done, ir.Const(0).at(e.span)).at(e.span))
+            ctx.pending.extend(acts + stmts)
             if rt == "comp":
                 return Val(ctx.comps[ret_var], "comp")
             return Val(ir.Var(ret_var).at(e.span), rt) if want_value else Val(ir.Const(0), "long")
@@ -738,19 +753,14 @@ class _Elaborator:
             ctx.locals.update(ret_types)
             ctx.comps.update(ret_comps)
 
-    def check_tail_returns(self, n: N, tail: bool) -> None:
-        if n.kind == "block":
-            for i, st in enumerate(n.body):
-                self.check_tail_returns(st, tail and i == len(n.body) - 1)
-        elif n.kind == "if":
-            self.check_tail_returns(n.then, tail)
-            if n.other is not None:
-                self.check_tail_returns(n.other, tail)
-        elif n.kind in ("while", "for", "foreach"):
-            self.check_tail_returns(n.body, False)
-        elif n.kind == "return" and not tail:
-            raise self.err("a return before the end of a function is not supported yet", n.span,
-                           "write the function as if/else with the return last in each branch")
+    def check_loop_returns(self, n: N, in_loop: bool) -> None:
+        if n.kind == "return" and in_loop:
+            raise self.err("a return inside a loop of a function is not supported yet", n.span,
+                           "break out of the loop, then return")
+        for v in n.__dict__.values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, N):
+                    self.check_loop_returns(x, in_loop or n.kind in ("while", "for", "foreach"))
 
     def fn_return(self, n: N, ctx: _Probe) -> List[ir.Action]:
         tag = ctx.fn_stack[-1]
@@ -763,7 +773,8 @@ class _Elaborator:
             ctx.locals[ret_var] = "comp"
             return []
         ctx.locals[ret_var] = v.ty
-        return [ir.Assign(ret_var, v.e).at(n.span)]
+        done = f"$__{tag}_done"
+        return [ir.Assign(ret_var, v.e).at(n.span), ir.Assign(done, ir.Const(1).at(n.span)).at(n.span)]
 
     # -- printing
     def printing(self, e: N, ctx: _Probe) -> List[ir.Action]:
@@ -1038,6 +1049,12 @@ class _Elaborator:
         var = ctx.site.vars.get(nm)
         if var is not None:
             return self.tapset_var(var, n.span)
+        if nm == "argc":  # the argv tapset: the script's arguments
+            return Val(ir.Const(len(self.opts.params)).at(n.span), "long")
+        if nm.startswith("argv_") and nm[5:].isdigit():
+            k = int(nm[5:])
+            arg = self.opts.params[k - 1] if 1 <= k <= len(self.opts.params) else ""
+            return Val(ir.Const(arg).at(n.span), "string")
         if ctx.fn_stack:
             raise self.err(f"unknown variable '{nm}' in function", n.span)
         hint = ""
@@ -1265,6 +1282,15 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
     "backtrace": (0, "string", "kstack"), "ubacktrace": (0, "string", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
+    "task_execname": (1, "string", "((struct task_struct *)$__a0)->comm"),
+    "task_pid": (1, "long", "((struct task_struct *)$__a0)->tgid"),
+    "task_tid": (1, "long", "((struct task_struct *)$__a0)->pid"),
+    "task_parent": (1, "long", "(uint64)((struct task_struct *)$__a0)->real_parent"),
+    "task_uid": (1, "long", "((struct task_struct *)$__a0)->cred->uid.val"),
+    "task_state": (1, "long", "((struct task_struct *)$__a0)->__state"),
+    "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
+    "print_ubacktrace_brief": (0, "string", "ustack"), "sprint_ubacktrace": (0, "string", "ustack"),
+    "sprint_backtrace": (0, "string", "kstack"),
 }
 _STRING_FUNCS = frozenset(n for n, f in _FUNCS.items() if f[1] == "string") | {"sprintf", "sprint", "sprintln"}
 
