@@ -264,3 +264,14 @@ def test_userspace_interpreter_sorts_limits_and_formats():
     interp = Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"])
     assert interp.run(prog.settings["stap_user"][0])
     assert "".join(out) == "y  |  2|9\nx  |  1|5\n0\n"
+
+
+def test_functions_with_early_returns_are_inlined():
+    prog = build('function sign:string (n) { if (n < 0) return "neg"\n if (n == 0) return "zero"\n return "pos" }\n'
+                 'probe begin { printf("%s\\n", sign(-1)) }')
+    acts = list(walk_actions(prog.probes[0].actions))
+    done = [a for a in acts if isinstance(a, ir.Assign) and a.var.endswith("_done")]
+    assert len(done) == 4  # set to 0 first, to 1 at each of the three returns
+    with pytest.raises(SourceError) as e:
+        build("function f(n) { while (n) { return 1 } return 0 } probe begin { f(1) }")
+    assert "inside a loop" in e.value.message

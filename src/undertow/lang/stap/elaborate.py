@@ -688,8 +688,8 @@ class _Elaborator:
             return self.printing(e, ctx)
         if name == "exit":
             return [ir.Exit().at(e.span)]
-        if name in ("print_backtrace", "print_ubacktrace", "print_stack", "print_ustack"):
-            b = ir.Builtin("ustack" if "u" in name.split("_")[1][:2] else "kstack").at(e.span)
+        if name in ("print_backtrace", "print_ubacktrace", "print_stack", "print_ustack", "print_ubacktrace_brief"):
+            b = ir.Builtin("ustack" if name.split("_")[1].startswith("u") else "kstack").at(e.span)
             return [ir.Printf("%s\n", [b]).at(e.span)]
         if name in ("error", "warn", "log"):
             v = self.value(e.args[0], ctx) if e.args else Val(ir.Const(""), "string")
@@ -1289,7 +1289,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_uid": (1, "long", "((struct task_struct *)$__a0)->cred->uid.val"),
     "task_state": (1, "long", "((struct task_struct *)$__a0)->__state"),
     "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
-    "print_ubacktrace_brief": (0, "string", "ustack"), "sprint_ubacktrace": (0, "string", "ustack"),
+    "sprint_ubacktrace": (0, "string", "ustack"),
     "sprint_backtrace": (0, "string", "kstack"),
 }
 _STRING_FUNCS = frozenset(n for n, f in _FUNCS.items() if f[1] == "string") | {"sprintf", "sprint", "sprintln"}
