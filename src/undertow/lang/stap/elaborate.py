@@ -141,6 +141,7 @@ class _Elaborator:
         self.counter = 0
         self.wall_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         self.notes: List[str] = []
+        self.helpers_added: set = set()
 
     # -- errors
     def err(self, msg: str, span: Optional[Span], *hints: str, cls: type = StapError) -> SourceError:
@@ -340,8 +341,26 @@ class _Elaborator:
             raise self.err(e.message, pp.span, *e.hints, cls=_unavailable()) from None
         out = []
         for site in sites:
+            for text in site.helpers:
+                if text not in self.helpers_added:
+                    self.helpers_added.add(text)
+                    out.extend(self.helper_probes(text, pp.span))
             out.append(self.translate_probe(site, pp, body, span))
         return out
+
+    def helper_probes(self, text: str, span: Span) -> List[ir.Probe]:
+        """A tapset's helper probes (bpftrace text of this package), their maps noted."""
+        from ..bt import parse_program
+
+        helper = parse_program(text, origin="<tapset>")
+        for name, decl in helper.maps.items():
+            self.maps.setdefault(name, decl)
+        for p in helper.probes:
+            for ap in p.attach:
+                ap.span = span
+            _respan(p.actions, span)
+            p.span, p.source, p.origin = span, self.src, self.origin
+        return helper.probes
 
     def sites(self, pp: ProbePoint) -> List[Site]:
         parts = [(n, self.point_arg(a)) for n, a in pp.parts]

@@ -45,7 +45,7 @@ class Site:
     None when the name is not known), ``ppfunc`` and ``pp`` (what ``ppfunc()``/``pp()``
     return), ``note`` (how it is realised, for -v and -p 2)."""
 
-    __slots__ = ("specs", "prologue", "guard", "vars", "target", "ppfunc", "pp", "note", "optional")
+    __slots__ = ("specs", "prologue", "guard", "vars", "target", "ppfunc", "pp", "note", "optional", "helpers")
 
     def __init__(self, specs: List[str], pp: str, ppfunc: str = "", prologue: str = "", guard: str = "",
                  vars: Optional[Dict[str, Var]] = None, target: "Optional[Callable[[str], Optional[str]]]" = None,
@@ -55,6 +55,9 @@ class Site:
         self.target = target
         self.note = note
         self.optional = False
+        #: bpftrace probes the site needs beside it (an entry probe keeping a value for the
+        #: return's), added to the program once
+        self.helpers: List[str] = []
 
 
 class Unrealisable(Exception):
@@ -222,14 +225,16 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
         # the file the descriptor names, in the calling task's table (fs/file.c files_lookup_fd_raw)
         prologue = ("$__f = ((struct task_struct *)curtask)->files->fdt->fd[args.fd];" if "fd" in names
                     else "$__f = (struct file *)0;")
+        helpers = []
         if ret:  # the descriptor is not in the exit tracepoint: kept from the entry, per thread
-            prologue = ""
-        out.append(Site([spec], pp=f"vfs.{op}" + (".return" if ret else ""), ppfunc=f"vfs_{op}", prologue=prologue,
-                        vars=vs, target=lambda n, names=names: f"args.{n}" if n in names else None,
-                        note=f"{spec} (the file from the descriptor, fd -> struct file)"))
-    if ret:
-        raise Unrealisable(f"vfs.{op}.return is not realised on tracepoints yet",
-                           [f"use syscall.{op}.return (retval) or vfs.{op}"])
+            helpers.append(f"tracepoint:syscalls:sys_enter_{ev} {{ @__stap_fd[tid] = (int64)args.fd; }}")
+            prologue = ("$__fd = @__stap_fd[tid]; delete(@__stap_fd[tid]);"
+                        "$__f = ((struct task_struct *)curtask)->files->fdt->fd[$__fd];")
+        site = Site([spec], pp=f"vfs.{op}" + (".return" if ret else ""), ppfunc=f"vfs_{op}", prologue=prologue,
+                    vars=vs, target=lambda n, names=names: f"args.{n}" if n in names else None,
+                    note=f"{spec} (the file from the descriptor, fd -> struct file)")
+        site.helpers = helpers
+        out.append(site)
     return out
 
 
