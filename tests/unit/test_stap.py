@@ -275,3 +275,17 @@ def test_functions_with_early_returns_are_inlined():
     with pytest.raises(SourceError) as e:
         build("function f(n) { while (n) { return 1 } return 0 } probe begin { f(1) }")
     assert "inside a loop" in e.value.message
+
+
+def test_entry_values_in_return_probes():
+    prog = build('probe syscall.openat.return { printf("%s %d\\n", user_string($filename), '
+                 'gettimeofday_us() - @entry(gettimeofday_us())) }')
+    # the return, and one entry probe per kept value ($filename, @entry(...)), each in a per-thread map
+    assert specs(prog) == ["tracepoint:syscalls:sys_exit_openat", "tracepoint:syscalls:sys_enter_openat",
+                           "tracepoint:syscalls:sys_enter_openat"]
+    assert sorted(m for m in prog.maps if m.startswith("@__entry")) == ["@__entry1", "@__entry2"]
+    prog = build('probe kernel.function("inet_csk_accept").return { x = @entry($sk) }', env=FakeEnv(kprobes=True))
+    assert specs(prog) == ["fexit:inet_csk_accept", "fentry:inet_csk_accept"]
+    with pytest.raises(SourceError) as e:
+        build("probe syscall.openat { x = @entry(1) }")
+    assert "@entry" in e.value.message

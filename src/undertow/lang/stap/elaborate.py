@@ -142,6 +142,7 @@ class _Elaborator:
         self.wall_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         self.notes: List[str] = []
         self.helpers_added: set = set()
+        self.extra_probes: List[ir.Probe] = []
 
     # -- errors
     def err(self, msg: str, span: Optional[Span], *hints: str, cls: type = StapError) -> SourceError:
@@ -166,6 +167,7 @@ class _Elaborator:
                     users.append(user)
                     continue
                 probes.extend(self.probe_point(pp, p.body, p.span))
+        probes.extend(self.extra_probes)
         if not probes and users:  # the handlers run here; the session still needs a program
             probes.append(ir.Probe([ir.AttachPoint("begin")], None, [], name="begin", source=self.src,
                                    origin=self.origin))
@@ -453,8 +455,12 @@ class _Elaborator:
             spec = f"{'fexit' if ret else 'fentry'}:{func}"
         else:
             spec = f"{'kretprobe' if ret else 'kprobe'}:{func}"
-        return [Site([spec], pp=text, ppfunc=func,
-                     target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec)]
+        site = Site([spec], pp=text, ppfunc=func,
+                    target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec)
+        if ret:
+            espec = f"{'fentry' if uses_params else 'kprobe'}:{func}"
+            site.entry = Site([espec], pp=text, ppfunc=func, target=lambda n: f"args.{n}", note=espec)
+        return [site]
 
     def _uses_params(self, pp: ProbePoint) -> bool:
         for p in self.s.probes:
@@ -1113,10 +1119,41 @@ class _Elaborator:
         if nm in ("$parms", "$vars", "$locals", "$$parms", "$$vars"):
             raise self.err(f"${nm} is not supported", n.span)
         t = ctx.site.target(nm) if ctx.site.target is not None else None
+        entry = ctx.site.entry
+        if t is None and entry is not None and entry.target is not None and entry.target(nm) is not None:
+            return self.entry_value(n, ctx, n.span)  # a parameter in a return: its value at the entry
         if t is None:
             raise self.err(f"unknown target variable ${nm} at {ctx.site.pp}", n.span,
                            "target variables are the probed function's parameters or the tracepoint's fields")
         return Val(_respan(bt_expr(t), n.span), "long")
+
+    def entry_value(self, e: N, ctx: _Probe, span: Span) -> Val:
+        """``@entry(e)`` in a return probe: ``e`` evaluated by a probe on the entry, kept per
+        thread in a map, read (and the entry's value is the last one of this thread)."""
+        from ..bt import parse_spec
+
+        entry = ctx.site.entry
+        if entry is None:
+            raise self.err("@entry(...) needs a .return probe point with an entry", span,
+                           "kernel.function(\"f\").return and syscall.NAME.return have one")
+        self.counter += 1
+        name = f"__entry{self.counter}"
+        ectx = _Probe(entry, ctx.span)
+        acts: List[ir.Action] = _respan(bt_actions(entry.prologue), span) if entry.prologue else []
+        v = self.value(e, ectx)
+        if isinstance(v.e, (Comp, Enum)):
+            v = self.flatten_string(v, e.span)
+        acts += ectx.pending
+        self.note_map(name, "assign")
+        acts.append(ir.MapUpdate("@" + name, [ir.Builtin("tid").at(span)], "assign", v.e).at(span))
+        aps = []
+        for spec in entry.specs:
+            ap, _n = parse_spec(spec, 0, spec, "<tapset>")
+            ap.span = span
+            aps.append(ap)
+        self.extra_probes.append(ir.Probe(aps, None, acts, name=",".join(entry.specs), span=span,
+                                          source=self.src, origin=self.origin))
+        return Val(ir.MapRead("@" + name, [ir.Builtin("tid").at(span)]).at(span), v.ty)
 
     def target_chain(self, n: N, ctx: _Probe) -> Val:
         if n.kind == "member":
@@ -1158,7 +1195,9 @@ class _Elaborator:
             except SourceError:
                 return Val(ir.Const(0).at(n.span), "long")
         if nm == "entry":
-            raise self.err("@entry is not supported yet", n.span)
+            if len(n.args) != 1:
+                raise self.err("@entry(expression) takes one expression", n.span)
+            return self.entry_value(n.args[0], ctx, n.span)
         raise self.err(f"unknown operator @{nm}", n.name_span)
 
     def call(self, n: N, ctx: _Probe) -> Val:

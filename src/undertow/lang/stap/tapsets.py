@@ -45,7 +45,8 @@ class Site:
     None when the name is not known), ``ppfunc`` and ``pp`` (what ``ppfunc()``/``pp()``
     return), ``note`` (how it is realised, for -v and -p 2)."""
 
-    __slots__ = ("specs", "prologue", "guard", "vars", "target", "ppfunc", "pp", "note", "optional", "helpers")
+    __slots__ = ("specs", "prologue", "guard", "vars", "target", "ppfunc", "pp", "note", "optional", "helpers",
+                 "entry")
 
     def __init__(self, specs: List[str], pp: str, ppfunc: str = "", prologue: str = "", guard: str = "",
                  vars: Optional[Dict[str, Var]] = None, target: "Optional[Callable[[str], Optional[str]]]" = None,
@@ -58,6 +59,9 @@ class Site:
         #: bpftrace probes the site needs beside it (an entry probe keeping a value for the
         #: return's), added to the program once
         self.helpers: List[str] = []
+        #: a return's entry (its probes, target variables): ``@entry(expr)`` and the return's
+        #: ``$param`` are evaluated there and kept per thread
+        self.entry: Optional[Site] = None
 
 
 class Unrealisable(Exception):
@@ -179,6 +183,10 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
                 vars=vs, target=lambda n: (f"args.{n}" if n in names else ("args.ret" if n == "return" and ret
                                                                             else None)),
                 note=spec)
+    if ret:
+        efields = env.fields("syscalls", f"sys_enter_{ev}")
+        if efields is not None:
+            site.entry = _syscall_site(env, stap_name, ev, False, efields, pp)
     return site
 
 
