@@ -22,6 +22,7 @@ _FIELDS = {
     ("syscalls", "sys_enter_read"): [("__syscall_nr", "int"), ("fd", "unsigned int"), ("buf", "char *"),
                                      ("count", "size_t")],
     ("syscalls", "sys_exit_read"): [("__syscall_nr", "int"), ("ret", "long")],
+    ("syscalls", "sys_exit_openat"): [("__syscall_nr", "int"), ("ret", "long")],
     ("syscalls", "sys_enter_write"): [("__syscall_nr", "int"), ("fd", "unsigned int"), ("buf", "const char *"),
                                       ("count", "size_t")],
     ("net", "net_dev_queue"): [("skbaddr", "void *"), ("len", "unsigned int")],
