@@ -1295,6 +1295,13 @@ def _walltime(div: int) -> Any:
     return f
 
 
+def _returnval(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    t = ctx.site.target("return") if ctx.site.target is not None else None
+    if t is None:
+        raise el.err("returnval() is only known in a .return probe", n.span)
+    return Val(_respan(bt_expr(t), n.span), "long")
+
+
 def _ctime(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     a = n.args[0] if n.args else None
     if a is not None and not (a.kind == "call" and a.name.startswith("gettimeofday_")):
@@ -1336,7 +1343,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
+    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
     "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
     "backtrace": (0, "string", "kstack"), "ubacktrace": (0, "string", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
