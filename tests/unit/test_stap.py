@@ -290,3 +290,21 @@ def test_entry_values_in_return_probes():
     with pytest.raises(SourceError) as e:
         build("probe syscall.openat { x = @entry(1) }")
     assert "@entry" in e.value.message
+
+
+def test_syscall_any_names_come_from_a_table_filled_at_begin():
+    env = FakeEnv()
+    _FIELDS[("raw_syscalls", "sys_enter")] = [("id", "long"), ("args", "unsigned long[6]")]
+    try:
+        prog = build("global c\nprobe syscall_any { c[name]++ }", env=env)
+    finally:
+        del _FIELDS[("raw_syscalls", "sys_enter")]
+    assert specs(prog) == ["begin", "tracepoint:raw_syscalls:sys_enter"]
+    fill = prog.probes[0].actions
+    assert len(fill) > 300 and all(isinstance(a, ir.MapUpdate) and a.map == "@__names1" for a in fill)
+
+
+def test_nth_argument_functions_on_syscall_points():
+    prog = build('probe syscall.openat { printf("%x\\n", pointer_arg(2)) }')
+    fields = [e.name for e in prog.probes[0].exprs() if isinstance(e, ir.Field)]
+    assert fields == ["filename"]

@@ -143,6 +143,8 @@ class _Elaborator:
         self.notes: List[str] = []
         self.helpers_added: set = set()
         self.extra_probes: List[ir.Probe] = []
+        self.tables: Dict[int, str] = {}
+        self.table_probes: List[ir.Probe] = []
 
     # -- errors
     def err(self, msg: str, span: Optional[Span], *hints: str, cls: type = StapError) -> SourceError:
@@ -168,6 +170,7 @@ class _Elaborator:
                     continue
                 probes.extend(self.probe_point(pp, p.body, p.span))
         probes.extend(self.extra_probes)
+        probes[:0] = self.table_probes  # before the script's begin probes
         if not probes and users:  # the handlers run here; the session still needs a program
             probes.append(ir.Probe([ir.AttachPoint("begin")], None, [], name="begin", source=self.src,
                                    origin=self.origin))
@@ -1071,7 +1074,7 @@ class _Elaborator:
                 return Val(ir.Const(v).at(n.span), ty)
             self.note_map(nm, "assign")
             return Val(ir.MapRead("@" + nm, []).at(n.span), ty)
-        var = ctx.site.vars.get(nm)
+        var = ctx.site.vars.get(nm) if not nm.startswith("__") else None
         if var is not None:
             return self.tapset_var(var, n.span)
         if nm == "argc":  # the argv tapset: the script's arguments
@@ -1098,7 +1101,25 @@ class _Elaborator:
             return Val(Comp(out), "comp")
         if var.ty == "enum":
             return Val(Enum(_respan(bt_expr(var.expr), span), var.names or {}), "enum")
+        if var.ty == "table":  # a name from a number, through a map BEGIN fills
+            m = self.name_table(var.names or {}, span)
+            return Val(ir.MapRead(m, [_respan(bt_expr(var.expr), span)]).at(span), "string")
         return Val(_respan(bt_expr(var.expr), span), var.ty)
+
+    def name_table(self, names: Dict[int, str], span: Span) -> str:
+        """A map number -> name, filled by a BEGIN probe (one per table)."""
+        key = id(names)
+        got = self.tables.get(key)
+        if got is not None:
+            return got
+        name = f"@__names{len(self.tables) + 1}"
+        self.tables[key] = name
+        self.note_map(name[1:], "assign")
+        acts: List[ir.Action] = [ir.MapUpdate(name, [ir.Const(nr).at(span)], "assign", ir.Const(text).at(span)).at(span)
+                                 for nr, text in sorted(names.items())]
+        self.table_probes.append(ir.Probe([ir.AttachPoint("begin")], None, acts, name="begin", span=span,
+                                          source=self.src, origin=self.origin))
+        return name
 
     def index(self, n: N, ctx: _Probe) -> Val:
         if n.name not in self.s.globals:
@@ -1302,6 +1323,25 @@ def _returnval(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     return Val(_respan(bt_expr(t), n.span), "long")
 
 
+def _nth_arg(cast: str) -> Any:
+    def f(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+        a = n.args[0]
+        if a.kind != "lit" or not isinstance(a.value, int) or a.value < 1:
+            raise el.err(f"{n.name}() takes an argument number (1, 2...)", a.span)
+        spec = ctx.site.vars.get("__args__")
+        if spec is not None:
+            fields = spec.expr.split(",") if spec.expr else []
+            if a.value > len(fields):
+                raise el.err(f"{ctx.site.pp} has {len(fields)} arguments", a.span)
+            e = bt_expr(f"({cast})args.{fields[a.value - 1]}")
+        elif any(s.startswith(("kprobe:", "uprobe:")) for s in ctx.site.specs):
+            e = bt_expr(f"({cast})arg{a.value - 1}")
+        else:
+            raise el.err(f"{n.name}() needs a system call or function probe point", n.span)
+        return Val(_respan(e, n.span), "long")
+    return f
+
+
 def _ctime(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     a = n.args[0] if n.args else None
     if a is not None and not (a.kind == "call" and a.name.startswith("gettimeofday_")):
@@ -1343,7 +1383,13 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
+    "target": (0, "long", _target), "returnval": (0, "long", _returnval),
+    "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
+    "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),
+    "uint_arg": (1, "long", _nth_arg("uint32")), "s32_arg": (1, "long", _nth_arg("int32")),
+    "u32_arg": (1, "long", _nth_arg("uint32")), "s64_arg": (1, "long", _nth_arg("int64")),
+    "u64_arg": (1, "long", _nth_arg("uint64")), "ulonglong_arg": (1, "long", _nth_arg("uint64")),
+    "longlong_arg": (1, "long", _nth_arg("int64")), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
     "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
     "backtrace": (0, "string", "kstack"), "ubacktrace": (0, "string", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),

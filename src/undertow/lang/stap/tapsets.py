@@ -179,6 +179,7 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
         vs.setdefault("fd", Var("long", "args.fd"))
     if "flags" in names and "open" in ev:
         vs["flags"] = Var("long", "args.flags")
+    vs["__args__"] = Var("args", ",".join(n for n, _t in fields if n != "__syscall_nr"))
     site = Site([spec], pp=f"syscall.{stap_name}" + (".return" if ret else ""), ppfunc=_SYS_PREFIX + ev,
                 vars=vs, target=lambda n: (f"args.{n}" if n in names else ("args.ret" if n == "return" and ret
                                                                             else None)),
@@ -192,6 +193,27 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
 
 #: the prefix of system call entry functions on this architecture (arch/*/include/asm/syscall_wrapper.h)
 _SYS_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}.get(__import__("os").uname().machine, "sys_")
+
+
+def _syscall_any(env: Env, ret: bool) -> List[Site]:
+    """``syscall_any``: every system call, on ``raw_syscalls:sys_enter``/``sys_exit``; ``name``
+    from the number (this architecture's table, arch/*/entry/syscalls)."""
+    import os
+
+    from ...kernel.syscall_table import names
+
+    tp = "raw_syscalls:sys_exit" if ret else "raw_syscalls:sys_enter"
+    if env.fields(*tp.split(":")) is None:
+        raise Unrealisable(f"syscall_any needs the tracepoint {tp}, which this kernel lacks")
+    table = names(os.uname().machine)
+    if not table:
+        raise Unrealisable(f"no system call table for {os.uname().machine} here")
+    vs = {"name": Var("table", "args.id", names=table), "syscall_nr": Var("long", "args.id")}
+    if ret:
+        vs["retval"] = Var("long", "args.ret")
+    return [Site([f"tracepoint:{tp}"], pp="syscall_any" + (".return" if ret else ""), ppfunc="",
+                 vars=vs, target=lambda n: "args.ret" if n == "return" and ret else None,
+                 note=f"tracepoint:{tp}")]
 
 
 def _quote(s: str) -> str:
@@ -228,7 +250,7 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
                 vs["count"] = Var("long", "args.count")
         else:
             vs["retval"] = Var("long", "args.ret")
-            vs[f"bytes_{op}"] = Var("long", "args.ret")
+            vs["bytes_read" if op == "read" else "bytes_written"] = Var("long", "args.ret")
         names = {n for n, _t in fields}
         # the file the descriptor names, in the calling task's table (fs/file.c files_lookup_fd_raw)
         prologue = ("$__f = ((struct task_struct *)curtask)->files->fdt->fd[args.fd];" if "fd" in names
@@ -239,7 +261,8 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
             prologue = ("$__fd = @__stap_fd[tid]; delete(@__stap_fd[tid]);"
                         "$__f = ((struct task_struct *)curtask)->files->fdt->fd[$__fd];")
         site = Site([spec], pp=f"vfs.{op}" + (".return" if ret else ""), ppfunc=f"vfs_{op}", prologue=prologue,
-                    vars=vs, target=lambda n, names=names: f"args.{n}" if n in names else None,
+                    vars=vs, target=lambda n, names=names, ret=ret: (
+                        f"args.{n}" if n in names else ("args.ret" if ret and n == "return" else None)),
                     note=f"{spec} (the file from the descriptor, fd -> struct file)")
         site.helpers = helpers
         out.append(site)
@@ -410,6 +433,8 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
         if len(core) != 1:
             raise Unrealisable(f"unknown system call probe point '{pp}'")
         return _syscall_sites(env, core[0], ret, pp)
+    if head in ("syscall_any", "syscall_any.return", "nd_syscall_any", "nd_syscall_any.return"):
+        return _syscall_any(env, head.endswith(".return"))
     if names[0] == "vfs" and len(names) >= 2 and names[1] in _VFS:
         return _vfs_sites(env, names[1], names[-1] == "return")
     if head.startswith("netfilter.ip.") and len(names) == 3:
@@ -433,7 +458,8 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
     """Probe points matching ``pattern`` and their variables (``-l``/``-L``)."""
     out: List[Tuple[str, List[Tuple[str, str]]]] = []
     candidates: List[Tuple[str, Sequence[Tuple[str, object]]]] = []
-    for name in ("vfs.read", "vfs.write", "netfilter.ip.local_in", "netfilter.ip.local_out",
+    for name in ("syscall_any", "syscall_any.return", "vfs.read", "vfs.write", "vfs.read.return",
+                 "vfs.write.return", "netfilter.ip.local_in", "netfilter.ip.local_out",
                  "netfilter.ip.pre_routing", "netfilter.ip.post_routing", "tcp.receive", "udp.recvmsg",
                  *sorted(_TP_ALIASES)):
         candidates.append((name, [(p, None) for p in name.split(".")]))
@@ -457,5 +483,6 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
         if not sites:
             continue
         vs = sites[0].vars
-        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum") else "long") for v in sorted(vs)]))
+        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table") else "long")
+                           for v in sorted(vs) if not v.startswith("__")]))
     return out
