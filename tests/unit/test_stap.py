@@ -308,3 +308,10 @@ def test_nth_argument_functions_on_syscall_points():
     prog = build('probe syscall.openat { printf("%x\\n", pointer_arg(2)) }')
     fields = [e.name for e in prog.probes[0].exprs() if isinstance(e, ir.Field)]
     assert fields == ["filename"]
+
+
+def test_macros():
+    s = parse_script('@define TWICE(x) %( (@x * 2) %)\n@define NAME %( "n" %)\n'
+                     'probe begin { y = @TWICE(3); z = @NAME }', "t")
+    body = s.probes[0].body.body
+    assert body[0].expr.value.kind == "binary" and body[1].expr.value.value == "n"

@@ -268,6 +268,13 @@ class _Elaborator:
                     aggs[node.name] = ()
             elif node.kind in ("name", "index") and node.name in self.s.globals:
                 pass
+        # a global compared with a string literal holds strings
+        for node in self.walk(bodies):
+            if node.kind == "binary" and node.op in ("==", "!="):
+                for x, y in ((node.left, node.right), (node.right, node.left)):
+                    if x.kind in ("name", "index") and x.name in self.s.globals and y.kind == "lit" \
+                            and isinstance(y.value, str):
+                        self.gtypes.setdefault(x.name, "string")
         # reads: any name/index of a global not as an assignment target
         targets = set()
         for node in self.walk(bodies):

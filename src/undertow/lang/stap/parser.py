@@ -632,8 +632,103 @@ def _config(name: str) -> str:
     return ""
 
 
+def _macros(toks: List[Tok], source: str, origin: str) -> List[Tok]:
+    """``@define NAME %( BODY %)`` and ``@define NAME(a, b) %( ... @a ... %)``: definitions
+    removed, every ``@NAME`` / ``@NAME(x, y)`` replaced by its body (arguments substituted)."""
+    if not any(t.kind == "at" and t.text == "@define" for t in toks):
+        return toks
+
+    def err(msg: str, t: Tok) -> ParseError:
+        return ParseError(msg, source=source, span=t.span, origin=origin,
+                          hints=["@define NAME %( BODY %) or @define NAME(a, b) %( BODY %)"])
+
+    defs: Dict[str, Tuple[List[str], List[Tok]]] = {}
+    out: List[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if not (t.kind == "at" and t.text == "@define"):
+            out.append(t)
+            i += 1
+            continue
+        i += 1
+        if toks[i].kind != "ident":
+            raise err("@define needs a name", toks[i])
+        name = toks[i].text
+        i += 1
+        params: List[str] = []
+        if toks[i].is_op("("):
+            i += 1
+            while not toks[i].is_op(")"):
+                if toks[i].kind == "ident":
+                    params.append(toks[i].text)
+                elif not toks[i].is_op(","):
+                    raise err("a macro's parameters are names", toks[i])
+                i += 1
+            i += 1
+        if not toks[i].is_op("%("):
+            raise err("a macro's body is written %( ... %)", toks[i])
+        depth, j = 0, i + 1
+        while j < len(toks) and not (toks[j].is_op("%)") and depth == 0):
+            if toks[j].kind == "eof":
+                raise err("a macro's body without %)", t)
+            depth += toks[j].is_op("%(") - toks[j].is_op("%)")
+            j += 1
+        defs[name] = (params, toks[i + 1:j])
+        i = j + 1
+
+    def expand(seq: List[Tok], depth: int) -> List[Tok]:
+        if depth > 20:
+            raise err("macros nested more than 20 deep", seq[0] if seq else toks[0])
+        res: List[Tok] = []
+        k = 0
+        while k < len(seq):
+            t = seq[k]
+            name = t.text[1:] if t.kind == "at" else ""
+            if name not in defs:
+                res.append(t)
+                k += 1
+                continue
+            params, body = defs[name]
+            args: List[List[Tok]] = []
+            k += 1
+            if params:
+                if k >= len(seq) or not seq[k].is_op("("):
+                    raise err(f"macro @{name} takes {len(params)} argument(s)", t)
+                level, cur = 0, []  # type: ignore[var-annotated]
+                k += 1
+                while k < len(seq):
+                    x = seq[k]
+                    if x.is_op("(", "[", "{"):
+                        level += 1
+                    elif x.is_op(")", "]", "}"):
+                        if level == 0 and x.is_op(")"):
+                            break
+                        level -= 1
+                    if x.is_op(",") and level == 0:
+                        args.append(cur)
+                        cur = []
+                    else:
+                        cur.append(x)
+                    k += 1
+                args.append(cur)
+                k += 1
+            sub = {p: a for p, a in zip(params, args)}
+            body2: List[Tok] = []
+            for b in body:
+                if b.kind == "at" and b.text[1:] in sub:
+                    body2.extend(sub[b.text[1:]])
+                else:
+                    body2.append(Tok(b.kind, b.text, t.start, t.end, b.value))
+            res.extend(expand(body2, depth + 1))
+        return res
+
+    return expand(out, 0)
+
+
 def _preprocess(toks: List[Tok], source: str, origin: str, nparams: int) -> List[Tok]:
-    """The tokens with every ``%( COND %? A %: B %)`` replaced by A or B."""
+    """The tokens with every ``%( COND %? A %: B %)`` replaced by A or B (macros first)."""
+    toks = _macros(toks, source, origin)
     if not any(t.is_op("%(") for t in toks):
         return toks
     out: List[Tok] = []
