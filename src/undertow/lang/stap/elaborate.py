@@ -398,9 +398,12 @@ class _Elaborator:
             return self.kernel_function(str(args[1]), names[2:], text, pp)
         if head == "module" and len(parts) >= 3 and names[1] == "function":
             return self.kernel_function(str(args[2]), names[3:], text, pp)
+        if head == "kernel" and len(parts) >= 2 and names[1] == "statement":
+            raise Unrealisable(f"{text}: statement probes need the kernel's DWARF line table, which undertow "
+                               "does not read", ['kernel.function("F") probes the function\'s entry'])
         if head == "kernel" and len(parts) == 2 and names[1] == "trace":
             return self.kernel_trace(str(args[1]), text)
-        if head == "process" and len(parts) >= 2:
+        if head == "process" and len(parts) >= 2 and args[0] is not None:
             return self.process(args[0], names[1:], args[1:], text)
         if any(a is not None for a in args) and head not in ("syscall", "nd_syscall"):
             raise Unrealisable(f"unknown probe point '{text}'", ["undertow stap -l '*' lists the probe points"])

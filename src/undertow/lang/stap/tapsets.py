@@ -336,6 +336,16 @@ def _tcp_receive(env: Env) -> List[Site]:
     return [site]
 
 
+def _udp_send(env: Env) -> List[Site]:
+    site = _nf_sites(env, "local_out")[0]
+    site.guard = f"{_IPV4} && $__ip->protocol == 17"
+    site.pp, site.ppfunc = "udp.sendmsg", "udp_sendmsg"
+    site.vars = dict(site.vars)
+    site.vars["size"] = Var("long", "bswap($__l4->len) - 8")
+    site.note = "tracepoint:net:net_dev_queue (IPv4 UDP datagrams as they are queued to a device)"
+    return [site]
+
+
 def _udp_recv(env: Env) -> List[Site]:
     site = _nf_sites(env, "local_in")[0]
     site.guard = f"{_IPV4} && $__ip->protocol == 17"
@@ -385,8 +395,7 @@ _TP_ALIASES: Dict[str, Tuple[str, Dict[str, Tuple[str, str]], str]] = {
                           "process_one_work"),
     "ioblock_trace.request": ("block:block_rq_issue", {"sector": ("long", "args.sector"), "bytes_done": ("long", "args.bytes"),
                                                        "rw": ("string", "args.rwbs")}, "blk_mq_start_request"),
-    "tcp.sendmsg": ("tcp:tcp_sendmsg_locked", {"size": ("long", "args.size"), "sock": ("long", "(uint64)args.skaddr")},
-                    "tcp_sendmsg"),
+    "process.begin": ("sched:sched_process_exec", {}, "exec_binprm"),
     "tcp.disconnect": ("tcp:tcp_destroy_sock", {"sport": ("long", "args.sport"), "dport": ("long", "args.dport"),
                                                 "saddr": ("string", "ntop(2, *(uint32 *)args.saddr)"),
                                                 "daddr": ("string", "ntop(2, *(uint32 *)args.daddr)"),
@@ -445,6 +454,12 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
         return _tcp_receive(env)
     if head in ("udp.recvmsg", "udp.recvmsg.return"):
         return _udp_recv(env)
+    if head == "udp.sendmsg":
+        return _udp_send(env)
+    if head in ("tcp.sendmsg", "tcp.sendmsg.return", "tcp.recvmsg", "tcp.recvmsg.return", "udp.disconnect"):
+        raise Unrealisable(f"{head} is not realised on tracepoints (no tracepoint sees a whole send or "
+                           "receive call of a socket)", ["tcp.receive and udp.sendmsg/recvmsg see packets; "
+                                                         "syscall.sendto/sendmsg/recvfrom see the calls"])
     if head in _TP_ALIASES:
         return _tp_alias(env, head)
     if any(c in head for c in "*?") and not any(a is not None for _n, a in parts):
@@ -461,7 +476,7 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
     for name in ("syscall_any", "syscall_any.return", "vfs.read", "vfs.write", "vfs.read.return",
                  "vfs.write.return", "netfilter.ip.local_in", "netfilter.ip.local_out",
                  "netfilter.ip.pre_routing", "netfilter.ip.post_routing", "tcp.receive", "udp.recvmsg",
-                 *sorted(_TP_ALIASES)):
+                 "udp.sendmsg", *sorted(_TP_ALIASES)):
         candidates.append((name, [(p, None) for p in name.split(".")]))
     if pattern.startswith(("syscall", "nd_syscall")) or pattern in ("*", "**"):
         head = "nd_syscall" if pattern.startswith("nd_") else "syscall"
