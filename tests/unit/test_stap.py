@@ -145,7 +145,7 @@ probe syscall.read.return { if (retval > 0) { reads[execname(), pid()] += retval
 probe end { printf("%d %d %s %d\\n", @count(sizes), @avg(sizes), label(n), kb(2048)); print(@hist_log(sizes)) }
 """
     prog = build(text)
-    assert prog.maps["@reads"].agg == "assign"
+    assert prog.maps["@reads"].agg == "sum"  # only added to, read by no BPF probe: a per-CPU sum
     assert {m: prog.maps[m].agg for m in prog.maps if m.startswith("@sizes")} == {
         "@sizes__count": "count", "@sizes__avg": "avg", "@sizes__hist_log": "hist"}
     assert prog.settings["stap_autoprint"] == ["reads"]  # written, never read: printed at the end

@@ -142,6 +142,8 @@ class _Elaborator:
         self.wall_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         self.notes: List[str] = []
         self.helpers_added: set = set()
+        self._target_cache: Dict[int, set] = {}
+        self.sum_only: set = set()
         self.extra_probes: List[ir.Probe] = []
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
@@ -268,6 +270,26 @@ class _Elaborator:
                     aggs[node.name] = ()
             elif node.kind in ("name", "index") and node.name in self.s.globals:
                 pass
+        # a global only ever added to (x[k] += v, x[k]++) and read only where undertow's process
+        # reads it (end/timer handlers with foreach, the final print) is a per-CPU sum map: no
+        # read-modify-write in BPF (no lost updates between CPUs, no key copied twice)
+        bpf_bodies = [p.body for p in self.s.probes if not needs_userspace(p.body)] + \
+            [f.body for f in self.s.functions.values()] + [a.body for a in self.s.aliases]
+        bpf_reads = set()
+        for node in self.walk(bpf_bodies):
+            if node.kind in ("name", "index") and id(node) not in self._targets(bpf_bodies):
+                bpf_reads.add(node.name)
+            if node.kind == "in":
+                bpf_reads.add(node.array)
+        adds: Dict[str, bool] = {}
+        for node in self.walk(bodies):
+            if node.kind == "assign" and node.target.kind in ("name", "index") and node.target.name in self.s.globals:
+                g = node.target.name
+                adds[g] = adds.get(g, True) and node.op in ("+=", "-=")
+            elif node.kind == "incdec" and node.target.kind in ("name", "index") and node.target.name in self.s.globals:
+                adds.setdefault(node.target.name, True)
+        self.sum_only = {g for g, ok in adds.items() if ok and g not in bpf_reads and self.gtypes.get(g, "long") == "long"
+                         and (self.s.globals[g].init is None)}
         # a global compared with a string literal holds strings
         for node in self.walk(bodies):
             if node.kind == "binary" and node.op in ("==", "!="):
@@ -290,6 +312,14 @@ class _Elaborator:
         for g, aggs in self.stat_aggs.items():
             if self.gtypes.get(g) != "stats" and g in self.s.globals:
                 self.gtypes[g] = "stats"
+
+    def _targets(self, bodies: Any) -> set:
+        key = id(bodies)
+        got = self._target_cache.get(key)
+        if got is None:
+            got = self._target_cache[key] = {id(node.target) for node in self.walk(bodies)
+                                             if node.kind in ("assign", "incdec", "delete")}
+        return got
 
     def guess_string(self, v: N) -> bool:
         if v.kind == "lit":
@@ -673,11 +703,28 @@ class _Elaborator:
         if self.gtypes.get(g) == "stats":
             raise self.err(f"'{g}' holds statistics: add values with {g} <<< value", n.op_span)
         keys = [self.value(x, ctx).e for x in t.keys] if t.kind == "index" else []
+        if op != "=" and g not in self.sum_only and any(not isinstance(k, (ir.Const, ir.Var, ir.Builtin))
+                                                        for k in keys):
+            # a[k] += v reads and writes a[k]: k is computed once, into a local
+            hoisted = []
+            for k in keys:
+                if isinstance(k, (ir.Const, ir.Var, ir.Builtin)):
+                    hoisted.append(k)
+                    continue
+                tmp = self.fresh("key")
+                ctx.pending.append(ir.Assign(tmp, k).at(n.span))
+                hoisted.append(ir.Var(tmp).at(n.span))
+            keys = hoisted
         if isinstance(val.e, (Comp, Enum)):
             val = self.flatten_string(val, n.value.span)
         value = val.e
         if op == ".=":
             raise self.err("appending to a global string is not supported", n.op_span)
+        if g in self.sum_only:
+            if op == "-=":
+                value = ir.Unary("-", value).at(n.span)
+            self.note_map(g, "sum")
+            return [ir.MapUpdate("@" + g, keys, "sum", value).at(n.span)]
         if op != "=":
             value = ir.Binary(op[:-1], ir.MapRead("@" + g, [ir.clone(k) for k in keys]).at(t.span), value).at(n.span)
         self.note_map(g, "assign")
@@ -1326,6 +1373,19 @@ def _walltime(div: int) -> Any:
     return f
 
 
+def _strtol(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``strtol(s, base)`` of a constant (a literal, ``@1``): folded here; BPF parses no numbers."""
+    s, base = args[0].e, args[1].e
+    if not (isinstance(s, ir.Const) and isinstance(s.value, str) and isinstance(base, ir.Const)):
+        raise el.err("strtol() of a string known only at run time is not supported", n.span,
+                     "strtol(@1, 10): the script's arguments are known")
+    try:
+        v = int(s.value.strip(), int(base.value))  # type: ignore[arg-type]
+    except ValueError:
+        v = 0  # as strtol: no digits
+    return Val(ir.Const(v).at(n.span), "long")
+
+
 def _returnval(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     t = ctx.site.target("return") if ctx.site.target is not None else None
     if t is None:
@@ -1393,7 +1453,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval),
+    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
     "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),
     "uint_arg": (1, "long", _nth_arg("uint32")), "s32_arg": (1, "long", _nth_arg("int32")),

@@ -556,7 +556,7 @@ class _Parser:
         if t.kind == "at":
             self.advance()
             name = t.text[1:]
-            if self.tok.is_op("(") and self.tok.start == t.end:
+            if self.tok.is_op("("):
                 args = self.args()
                 return N("at", self.since(t.start), name=name, args=args, name_span=t.span)
             raise self.err(f"@{name} needs arguments", t.span, f"write @{name}(...)")

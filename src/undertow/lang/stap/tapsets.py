@@ -385,7 +385,21 @@ _TP_ALIASES: Dict[str, Tuple[str, Dict[str, Tuple[str, str]], str]] = {
                     "__send_signal_locked"),
     "signal.deliver": ("signal:signal_deliver", {"sig": ("long", "args.sig"), "sig_name": ("enum", "args.sig")},
                        "handle_signal"),
-    "irq_handler.entry": ("irq:irq_handler_entry", {"irq": ("long", "args.irq")}, "handle_irq_event_percpu"),
+    "irq_handler.entry": ("irq:irq_handler_entry", {"irq": ("long", "args.irq"), "dev_name": ("string", "str(args.name)")},
+                          "handle_irq_event_percpu"),
+    "netdev.transmit": ("net:net_dev_queue", {"dev_name": ("string", "str(args.name)"), "length": ("long", "args.len"),
+                                              "protocol": ("long", "bswap(((struct sk_buff *)args.skbaddr)->protocol)"),
+                                              "truesize": ("long", "((struct sk_buff *)args.skbaddr)->truesize")},
+                        "__dev_queue_xmit"),
+    "netdev.receive": ("net:netif_receive_skb", {"dev_name": ("string", "str(args.name)"), "length": ("long", "args.len"),
+                                                 "protocol": ("long", "bswap(((struct sk_buff *)args.skbaddr)->protocol)"),
+                                                 "netdev": ("long", "(uint64)((struct sk_buff *)args.skbaddr)->dev")},
+                       "__netif_receive_skb_core"),
+    "vm.pagefault": ("exceptions:page_fault_user|exceptions:page_fault_kernel",
+                     {"address": ("long", "args.address"), "write_access": ("long", "(args.error_code & 2) >> 1")},
+                     "handle_mm_fault"),
+    "ioblock.request": ("block:block_bio_queue", {"dev": ("long", "args.dev"), "sector": ("long", "args.sector"),
+                                                  "size": ("long", "args.nr_sector * 512")}, "submit_bio_noacct"),
     "irq_handler.exit": ("irq:irq_handler_exit", {"irq": ("long", "args.irq"), "ret": ("long", "args.ret")},
                          "handle_irq_event_percpu"),
     "softirq.entry": ("irq:softirq_entry", {"vec_nr": ("long", "args.vec")}, "handle_softirqs"),
@@ -410,16 +424,18 @@ SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP
 
 
 def _tp_alias(env: Env, name: str) -> List[Site]:
-    tp, table, ppfunc = _TP_ALIASES[name]
-    fields = env.fields(*tp.split(":"))
-    if fields is None:
-        raise Unrealisable(f"{name} needs the tracepoint {tp}, which this kernel lacks")
-    names = {n for n, _t in fields}
+    tps, table, ppfunc = _TP_ALIASES[name]
+    here = [(tp, env.fields(*tp.split(":"))) for tp in tps.split("|")]  # "a|b": both, where they exist
+    here = [(tp, f) for tp, f in here if f is not None]
+    if not here:
+        raise Unrealisable(f"{name} needs the tracepoint {tps.replace('|', ' or ')}, which this kernel lacks")
+    names = {n for _tp, fields in here for n, _t in fields}
     vs = {}
     for v, (ty, expr) in table.items():
         vs[v] = Var("enum", expr, names=SIGNAL_NAMES) if ty == "enum" else Var(ty, expr)
-    return [Site([f"tracepoint:{tp}"], pp=name, ppfunc=ppfunc, vars=vs,
-                 target=lambda n: f"args.{n}" if n in names else None, note=f"tracepoint:{tp}")]
+    specs = [f"tracepoint:{tp}" for tp, _f in here]
+    return [Site(specs, pp=name, ppfunc=ppfunc, vars=vs,
+                 target=lambda n: f"args.{n}" if n in names else None, note=", ".join(specs))]
 
 
 #: probe-point families (the first parts) undertow realises, for -l and messages
