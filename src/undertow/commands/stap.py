@@ -214,13 +214,16 @@ class _UserSide:
                 if name in specs:
                     session.clear_map(specs[name])
 
-            def hist(self, name: str) -> str:
+            def hist(self, name: str, key: "Optional[tuple]" = None) -> str:
                 from ..backends.bpf.runtime import MapPrint
 
                 spec = specs.get(name)
                 if spec is None:
                     return "value |-------------------------------------------------- count\n\n"
-                return _hist_text(MapPrint(spec, session.read_map(spec)))
+                entries = session.read_map(spec)
+                if key is not None:
+                    entries = [(k, v) for k, v in entries if tuple(_plain(x) for x in k) == key]
+                return _hist_text(MapPrint(spec, entries))
 
         target = args.target_pid or 0
         self.interp = Interpreter(prog.setting("stap_script"), _Maps(), out.write, prog.setting("stap_params", []),
@@ -272,9 +275,21 @@ def _hist_text(rec: Any) -> str:
     width = max(5, max(len(str(v)) for v, _c in rows))
     top = max(c for _v, c in rows) or 1
     lines = [f"{'value':>{width}} |-------------------------------------------------- count"]
-    for v, c in rows:
+    i = 0
+    while i < len(rows):
+        v, c = rows[i]
+        j = i
+        while j < len(rows) and rows[j][1] == 0:
+            j += 1
+        if j - i > 3 and i > 0 and j < len(rows):  # a long run of empty buckets: first, ~, last
+            lines.append(f"{rows[i][0]:>{width}} |{'':<50} 0")
+            lines.append(f"{'~':>{width}}")
+            lines.append(f"{rows[j - 1][0]:>{width}} |{'':<50} 0")
+            i = j
+            continue
         bar = "@" * (c * 50 // top) if c else ""
         lines.append(f"{v:>{width}} |{bar:<50} {c}")
+        i += 1
     return "\n".join(lines) + "\n\n"
 
 
@@ -311,6 +326,12 @@ def _autoprint(maps: "List[Any]", prog: Any, out: "TextIO") -> None:
             else:
                 ks = key if isinstance(key, tuple) else (key,)
                 out.write(f"{bare}[{','.join(_show(k) for k in ks)}]={_show(value)}\n")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return v
 
 
 def _show(v: Any) -> str:

@@ -215,8 +215,10 @@ class _Elaborator:
         for node in self.walk(body):  # stats read here need their maps
             if node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
                 self.stat_aggs.setdefault(node.args[0].name, {}).setdefault(node.name, ())
-            if node.kind == "foreach" and node.agg and node.array.name in self.s.globals:
-                self.stat_aggs.setdefault(node.array.name, {}).setdefault(node.agg, ())
+            if node.kind == "foreach" and node.array.name in self.s.globals and \
+                    self.gtypes.get(node.array.name) == "stats":
+                # walking statistics: sorted by @count unless the foreach names another aggregate
+                self.stat_aggs.setdefault(node.array.name, {}).setdefault(node.agg or "count", ())
         return UserHandler(when, body, pp.text(), period)
 
     def walk(self, n: Any) -> Any:
@@ -1251,7 +1253,8 @@ class _Elaborator:
             m = f"@{a.name}__{nm}"
             if nm in ("hist_log", "hist_linear"):
                 if keys:
-                    raise self.err("printing one element's histogram is not supported", n.span)
+                    raise self.err("one element's histogram is printed by an end or timer handler that "
+                                   "walks the array (foreach)", n.span)
                 return Val(m, "hist")
             return Val(ir.MapRead(m, keys).at(n.span), "long")
         if nm == "cast":

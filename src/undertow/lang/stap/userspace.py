@@ -46,7 +46,8 @@ class Store:
     def clear(self, name: str) -> None:
         raise NotImplementedError
 
-    def hist(self, name: str) -> str:
+    def hist(self, name: str, key: "Optional[tuple]" = None) -> str:
+        """The histogram (``key``: of that element only) drawn as SystemTap draws it."""
         raise NotImplementedError
 
 
@@ -113,6 +114,10 @@ class Interpreter:
             pass
         except Exit:
             return False
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+            raise self.err(f"{h.pp}: the handler failed here: {e}", h.body.span) from None
+        except RecursionError:
+            raise self.err(f"{h.pp}: script functions nested too deeply", h.body.span) from None
         return True
 
     # -- globals
@@ -211,9 +216,8 @@ class Interpreter:
             items = list(self.table("@" + g).items())
         if n.sort_key is not None and n.sort_dir:
             def key(kv: Tuple[tuple, Any]) -> Any:
-                if n.sort_key == 0:
-                    return kv[1]
-                return kv[0][n.sort_key - 1]
+                v = kv[1] if n.sort_key == 0 else kv[0][n.sort_key - 1]
+                return (0, v, "") if isinstance(v, int) else (1, 0, str(v))  # numbers, then strings
             items.sort(key=key, reverse=n.sort_dir < 0)
         limit = None
         if n.limit is not None:
@@ -255,7 +259,8 @@ class Interpreter:
         if name in ("print", "println") and len(e.args) == 1 and e.args[0].kind == "at" and \
                 e.args[0].name in ("hist_log", "hist_linear"):
             a = e.args[0].args[0]
-            return self.store.hist(f"@{a.name}__{e.args[0].name}")
+            key = tuple(self.value(x, env) for x in a.keys) if a.kind == "index" else None
+            return self.store.hist(f"@{a.name}__{e.args[0].name}", key)
         vals = [self.value(a, env) for a in e.args]
         sep = ""
         if name in ("printd", "printdln"):
