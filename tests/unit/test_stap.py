@@ -315,3 +315,23 @@ def test_macros():
                      'probe begin { y = @TWICE(3); z = @NAME }', "t")
     body = s.probes[0].body.body
     assert body[0].expr.value.kind == "binary" and body[1].expr.value.value == "n"
+
+
+def test_histograms_are_drawn_as_systemtap_draws_them():
+    from undertow.commands.stap import _hist_text
+
+    class Spec:
+        agg, lhist = "hist", None
+
+    class Rec:
+        spec = Spec()
+        entries = [((), {1: 2, 3: 4, 10: 1})]  # log2 buckets: 0, [2,4), [256,512)
+    text = _hist_text(Rec())
+    assert text.endswith("0\n\n")
+    lines = text.rstrip("\n").splitlines()
+    assert lines[0] == "value |-------------------------------------------------- count"
+    assert lines[1] == "   -1 |" + " " * 50 + " 0"  # one empty bucket before the first
+    assert lines[2].startswith("    0 |@@@@@@@@@@@@@@@@@@@@@@@@@") and lines[2].endswith(" 2")
+    assert lines[4].startswith("    2 |" + "@" * 50) and lines[4].endswith(" 4")
+    assert "~" in [x.strip() for x in lines]  # the long empty run between 4 and 256
+    assert lines[-2].startswith("  256 |@") and lines[-1].startswith("  512 |")
