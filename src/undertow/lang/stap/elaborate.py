@@ -528,9 +528,10 @@ class _Elaborator:
         for g, e in events:
             fields = self.env.fields(g, e) or []
             names = {n for n, _t in fields}
+            scalar = [n for n, t in fields if "[" not in t and "__data_loc" not in t]
             out.append(Site([f"tracepoint:{g}:{e}"], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
                             target=lambda n, names=names: f"args.{n}" if n in names else None,
-                            vars={}, note=f"tracepoint:{g}:{e}"))
+                            vars={"__args__": Var("args", ",".join(scalar))}, note=f"tracepoint:{g}:{e}"))
         return out
 
     def process(self, path: Any, names: List[str], args: List[Any], text: str) -> List[Site]:
@@ -1196,8 +1197,23 @@ class _Elaborator:
 
     def target(self, n: N, ctx: _Probe) -> Val:
         nm = n.name
-        if nm in ("$parms", "$vars", "$locals", "$$parms", "$$vars"):
-            raise self.err(f"${nm} is not supported", n.span)
+        if nm.startswith("$"):  # $$parms, $$vars, $$parms$ ...: "name=value" of each parameter
+            spec = ctx.site.vars.get("__args__")
+            if nm.rstrip("$") not in ("$parms", "$vars", "$locals", "$return") or spec is None:
+                raise self.err(f"${nm} is not supported at {ctx.site.pp}", n.span,
+                               "$$parms and $$vars are known at system call and tracepoint probe points")
+            if nm.rstrip("$") == "$locals":
+                return Val(Comp([(None, "", [])]), "comp")
+            if nm.rstrip("$") == "$return":
+                t = ctx.site.target("return") if ctx.site.target else None
+                if t is None:
+                    raise self.err("$$return is only known in a .return probe", n.span)
+                return Val(Comp([(None, "return=%#x", [(_respan(bt_expr(t), n.span), "long")])]), "comp")
+            parts, args = [], []
+            for f in (spec.expr.split(",") if spec.expr else []):
+                parts.append(f"{f}=%#x")
+                args.append((_respan(bt_expr(f"(uint64)args.{f}"), n.span), "long"))
+            return Val(Comp([(None, " ".join(parts), args)]), "comp")
         t = ctx.site.target(nm) if ctx.site.target is not None else None
         entry = ctx.site.entry
         if t is None and entry is not None and entry.target is not None and entry.target(nm) is not None:
