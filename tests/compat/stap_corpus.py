@@ -3,7 +3,8 @@
     python3 tests/compat/stap_corpus.py [--kprobes] [DIR]   # default /usr/share/systemtap/examples
 
 ``--kprobes``: elaborate as on a kernel with kprobes (the lab's), this kernel's functions and
-tracepoints otherwise.
+tracepoints otherwise. ``--run``: also run each script that elaborates for 2 s
+(``undertow stap --duration 2``, root) and count those that load, attach and end cleanly.
 
 For each ``*.stp``: pass 1 (parse) and pass 2 (elaborate, against this kernel's tracepoints),
 and the first reason of each failure, grouped; the table of docs/stap.md comes from here.
@@ -20,7 +21,8 @@ import sys
 
 def main(argv: list) -> int:
     kprobes = "--kprobes" in argv
-    argv = [a for a in argv if a != "--kprobes"]
+    run = "--run" in argv
+    argv = [a for a in argv if a not in ("--kprobes", "--run")]
     root = argv[1] if len(argv) > 1 else "/usr/share/systemtap/examples"
     from undertow.errors import UndertowError
     from undertow.kernel import Kernel
@@ -30,7 +32,8 @@ def main(argv: list) -> int:
     if kprobes:
         env.feature = lambda name: True  # type: ignore[method-assign]
     files = sorted(os.path.join(d, f) for d, _s, fs in os.walk(root) for f in fs if f.endswith(".stp"))
-    parsed = elaborated = 0
+    parsed = elaborated = ran = 0
+    why3: "collections.Counter[str]" = collections.Counter()
     why1: "collections.Counter[str]" = collections.Counter()
     why2: "collections.Counter[str]" = collections.Counter()
     for path in files:
@@ -50,13 +53,28 @@ def main(argv: list) -> int:
             why2[_reason(e.message)] += 1
             continue
         elaborated += 1
-    print(f"{len(files)} scripts: {parsed} parse (-p 1), {elaborated} elaborate (-p 2)")
+        if run:
+            import subprocess
+
+            res = subprocess.run([sys.executable, "-m", "undertow", "stap", "--duration", "2", path] + params,
+                                 capture_output=True, text=True, timeout=120)
+            if res.returncode == 0 and "Traceback" not in res.stderr:
+                ran += 1
+            else:
+                lines = [x for x in res.stderr.splitlines() if "error" in x] or res.stderr.splitlines()[-1:]
+                why3[_reason(lines[0].split("error: ", 1)[-1] if lines else f"status {res.returncode}")] += 1
+    print(f"{len(files)} scripts: {parsed} parse (-p 1), {elaborated} elaborate (-p 2)"
+          + (f", {ran} run 2 s here" if run else ""))
     print("\nparse failures:")
     for r, c in why1.most_common():
         print(f"  {c:4d}  {r}")
     print("\nelaboration failures:")
     for r, c in why2.most_common():
         print(f"  {c:4d}  {r}")
+    if run:
+        print("\nrun failures:")
+        for r, c in why3.most_common():
+            print(f"  {c:4d}  {r}")
     return 0
 
 

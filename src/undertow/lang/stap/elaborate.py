@@ -71,10 +71,12 @@ class Enum:
 
 
 class Val:
-    """A translated expression: IR and its type (``long``/``string``), or a Comp/Enum."""
+    """A translated expression: IR and its type (``long``/``string``), or a Comp/Enum;
+    ``raw`` (IPv4 addresses): the address as a number, for comparisons with text."""
 
     def __init__(self, e: Any, ty: str) -> None:
         self.e, self.ty = e, ty
+        self.raw: Any = None
 
 
 def _lit_fmt(s: str) -> str:
@@ -233,8 +235,18 @@ class _Elaborator:
 
     def scan_globals(self) -> None:
         """Types of globals (SystemTap infers them from every use), and which are written or read."""
-        bodies = [p.body for p in self.s.probes] + [f.body for f in self.s.functions.values()] + \
-                 [a.body for a in self.s.aliases]
+        # probe never's handler never runs (scripts use it to give globals their types): its
+        # writes do not count, its values only type the globals
+        never = [p.body for p in self.s.probes if all(pp.parts == [("never", None)] for pp in p.points)]
+        for node in self.walk(never):
+            if node.kind == "assign" and node.target.kind in ("name", "index") and node.target.name in self.s.globals:
+                g = node.target.name
+                if node.op == "<<<":
+                    self.gtypes[g] = "stats"
+                elif self.guess_string(node.value):
+                    self.gtypes.setdefault(g, "string")
+        bodies = [p.body for p in self.s.probes if not any(p.body is b for b in never)] + \
+            [f.body for f in self.s.functions.values()] + [a.body for a in self.s.aliases]
         for g in self.s.globals.values():
             if g.init is not None:
                 self.gtypes[g.name] = "string" if g.init.kind == "lit" and isinstance(g.init.value, str) else "long"
@@ -1037,9 +1049,13 @@ class _Elaborator:
             if n.array not in self.s.globals:
                 raise self.err(f"'{n.array}' is not a global array", n.array_span)
             keys = [self.value(x, ctx).e for x in n.keys]
-            m = f"@{n.array}" if self.gtypes.get(n.array) != "stats" else self.stat_maps(n.array)[0]
-            # membership as "the element is not zero": the maps here read a missing key as 0
-            return Val(ir.Binary("!=", ir.MapRead(m, keys).at(n.span), ir.Const(0)).at(n.span), "long")
+            ty = self.gtypes.get(n.array, "long")
+            m = f"@{n.array}" if ty != "stats" else self.stat_maps(n.array)[0]
+            if ty != "stats" and not self.written.get(n.array):
+                return Val(ir.Const(0).at(n.span), "long")  # never written: never holds anything
+            # membership as "the element is not zero (not empty)": a missing key reads as that
+            empty = ir.Const("" if ty == "string" else 0)
+            return Val(ir.Binary("!=", ir.MapRead(m, keys).at(n.span), empty).at(n.span), "long")
         if k == "assign":
             acts = self.assign(n, ctx)
             ctx.pending.extend(acts)
@@ -1074,7 +1090,16 @@ class _Elaborator:
         if op == ".":
             return Val(_concat(self.as_comp(a), self.as_comp(b)), "comp")
         if op in ("==", "!="):
+            if isinstance(a.e, ir.Const) and isinstance(b.e, ir.Const) and a.ty == b.ty:
+                same = a.e.value == b.e.value  # both known here (a global never written, a literal)
+                return Val(ir.Const(int(same if op == "==" else not same)).at(n.span), "long")
             for x, y in ((a, b), (b, a)):
+                raw = getattr(x, "raw", None)
+                if raw is not None and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
+                    packed = _ipv4(y.e.value)
+                    if packed is None:  # "" or not an address: never equal
+                        return Val(ir.Const(int(op == "!=")).at(n.span), "long")
+                    return Val(ir.Binary(op, raw, ir.Const(packed)).at(n.span), "long")
                 if isinstance(x.e, Enum) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
                     codes = [c for c, nm in x.e.names.items() if nm == y.e.value]
                     cmp = ir.Binary("==", x.e.expr, ir.Const(codes[0] if codes else -1)).at(n.span)
@@ -1161,6 +1186,11 @@ class _Elaborator:
             return Val(Comp(out), "comp")
         if var.ty == "enum":
             return Val(Enum(_respan(bt_expr(var.expr), span), var.names or {}), "enum")
+        if var.ty == "ip":  # an IPv4 address: shown as text, compared with "a.b.c.d" as a number
+            raw = _respan(bt_expr(var.expr), span)
+            v = Val(ir.Call("ntop", [ir.Const(2).at(span), raw]).at(span), "string")
+            v.raw = ir.clone(raw)
+            return v
         if var.ty == "table":  # a name from a number, through a map BEGIN fills
             m = self.name_table(var.names or {}, span)
             return Val(ir.MapRead(m, [_respan(bt_expr(var.expr), span)]).at(span), "string")
@@ -1330,6 +1360,19 @@ class _Elaborator:
         if args:
             e = _substitute(e, [a.e for a in args])
         return Val(e, ty)
+
+
+def _ipv4(text: str) -> Optional[int]:
+    """``a.b.c.d`` as the 32-bit value a load of the address (network order) gives on this
+    CPU, or None."""
+    import ipaddress
+    import sys
+
+    try:
+        packed = ipaddress.IPv4Address(text.strip()).packed
+    except ValueError:
+        return None
+    return int.from_bytes(packed, sys.byteorder)
 
 
 def _concat(a: Comp, b: Comp) -> Comp:

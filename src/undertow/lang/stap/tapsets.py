@@ -272,8 +272,8 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
 # --------------------------------------------------------------------------- network
 
 _IP_VARS = {
-    "saddr": Var("string", "ntop(2, $__ip->saddr)"),
-    "daddr": Var("string", "ntop(2, $__ip->daddr)"),
+    "saddr": Var("ip", "$__ip->saddr"),
+    "daddr": Var("ip", "$__ip->daddr"),
     "protocol": Var("long", "$__ip->protocol"),
     "family": Var("long", "2"),
     "iphdr": Var("long", "(uint64)$__ip"),
@@ -514,6 +514,6 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
         if not sites:
             continue
         vs = sites[0].vars
-        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table") else "long")
+        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table", "ip") else "long")
                            for v in sorted(vs) if not v.startswith("__")]))
     return out
