@@ -168,7 +168,7 @@ class _Elaborator:
         users: List[UserHandler] = []
         for p in self.s.probes:
             for pp in p.points:
-                user = self.user_handler(pp, p.body) if needs_userspace(p.body) else None
+                user = self.user_handler(pp, p.body) if needs_userspace(p.body, self.s.functions) else None
                 if user is not None:
                     users.append(user)
                     continue
@@ -213,7 +213,7 @@ class _Elaborator:
             when, period = "timer", arg * _PERIODS[names[1]]
         else:
             return None
-        check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span))
+        check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span), self.s.functions)
         for node in self.walk(body):  # stats read here need their maps
             if node.kind == "at" and node.name in _STATS and node.args and node.args[0].kind in ("name", "index"):
                 self.stat_aggs.setdefault(node.args[0].name, {}).setdefault(node.name, ())
@@ -287,7 +287,7 @@ class _Elaborator:
         # a global only ever added to (x[k] += v, x[k]++) and read only where undertow's process
         # reads it (end/timer handlers with foreach, the final print) is a per-CPU sum map: no
         # read-modify-write in BPF (no lost updates between CPUs, no key copied twice)
-        bpf_bodies = [p.body for p in self.s.probes if not needs_userspace(p.body)] + \
+        bpf_bodies = [p.body for p in self.s.probes if not needs_userspace(p.body, self.s.functions)] + \
             [f.body for f in self.s.functions.values()] + [a.body for a in self.s.aliases]
         bpf_reads = set()
         for node in self.walk(bpf_bodies):
@@ -440,6 +440,8 @@ class _Elaborator:
             return [self.timer(names, args, text)]
         if head == "kernel" and len(parts) >= 2 and names[1] == "function":
             return self.kernel_function(str(args[1]), names[2:], text, pp)
+        if head == "kprobe" and len(parts) >= 2 and names[1] == "function" and isinstance(args[1], str):
+            return self.kernel_function(str(args[1]), names[2:], text, pp)  # no DWARF: no $vars either
         if head == "module" and len(parts) >= 3 and names[1] == "function":
             return self.kernel_function(str(args[2]), names[3:], text, pp)
         if head == "kernel" and len(parts) >= 2 and names[1] == "statement":

@@ -51,14 +51,19 @@ class Store:
         raise NotImplementedError
 
 
-def needs_userspace(body: N) -> bool:
-    """Whether a handler walks an array (``foreach``)."""
-    stack = [body]
+def needs_userspace(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
+    """Whether a handler walks an array (``foreach``), itself or in a script function it calls."""
+    functions = functions or {}
+    stack: List[Any] = [body]
+    seen: set = set()
     while stack:
         n = stack.pop()
         if isinstance(n, N):
             if n.kind == "foreach":
                 return True
+            if n.kind == "call" and n.name in functions and n.name not in seen:
+                seen.add(n.name)
+                stack.append(functions[n.name].body)
             stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
         elif isinstance(n, list):
             stack.extend(n)
@@ -473,9 +478,13 @@ def _conv(flags: str, width: "Optional[str]", prec: "Optional[str]", conv: str, 
     return (spec + "s") % v
 
 
-def check_handler(body: N, globals_: "Dict[str, Any]", raise_err: "Callable[[str, Any], Exception]") -> None:
-    """Refuse, at elaboration, what a handler run here cannot do (write a global)."""
-    stack = [body]
+def check_handler(body: N, globals_: "Dict[str, Any]", raise_err: "Callable[[str, Any], Exception]",
+                  functions: "Optional[Dict[str, Any]]" = None) -> None:
+    """Refuse, at elaboration, what a handler run here cannot do (write a global), in it or in
+    the script functions it calls."""
+    functions = functions or {}
+    seen: set = set()
+    stack: List[Any] = [body]
     while stack:
         n = stack.pop()
         if isinstance(n, list):
@@ -489,4 +498,7 @@ def check_handler(body: N, globals_: "Dict[str, Any]", raise_err: "Callable[[str
         if n.kind == "delete" and n.target.kind == "index" and n.target.name in globals_:
             raise raise_err("deleting one element in a handler that walks an array (foreach) is not "
                             "supported yet", n.span)
+        if n.kind == "call" and n.name in functions and n.name not in seen:
+            seen.add(n.name)
+            stack.append(functions[n.name].body)
         stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
