@@ -344,3 +344,12 @@ def test_addresses_compare_with_text_and_never_probes_only_type():
     prog = build("global t, names\nprobe never { t = 0; names[0] = \"\" }\n"
                  "probe syscall.openat { if (t == pid() && !(pid() in names)) printf(\"x\\n\") }")
     assert not prog.maps  # written only in probe never: constants, no maps
+
+
+def test_string_arrays_are_typed_before_a_read_that_comes_first():
+    prog = build("global names\nprobe syscall.openat { if (!(pid() in names)) names[pid()] = execname() }")
+    first = prog.probes[0]
+    assert specs(prog)[0] == "begin" and isinstance(first.actions[0], ir.If)
+    upd = first.actions[0].then[0]
+    assert isinstance(upd, ir.MapUpdate) and upd.map == "@names" and upd.value.value == ""
+    assert [k.value for k in upd.key] == [0]

@@ -146,6 +146,8 @@ class _Elaborator:
         self.helpers_added: set = set()
         self._target_cache: Dict[int, set] = {}
         self.sum_only: set = set()
+        self.key_types: Dict[str, List[str]] = {}
+        self._string_vars: Optional[frozenset] = None
         self.extra_probes: List[ir.Probe] = []
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
@@ -175,6 +177,9 @@ class _Elaborator:
                 probes.extend(self.probe_point(pp, p.body, p.span))
         probes.extend(self.extra_probes)
         probes[:0] = self.table_probes  # before the script's begin probes
+        typing = self.typing_probe()
+        if typing is not None:
+            probes.insert(0, typing)
         if not probes and users:  # the handlers run here; the session still needs a program
             probes.append(ir.Probe([ir.AttachPoint("begin")], None, [], name="begin", source=self.src,
                                    origin=self.origin))
@@ -347,6 +352,12 @@ class _Elaborator:
                                                 self.s.functions[v.name].rtype == "string")
         if v.kind == "ternary":
             return self.guess_string(v.then)
+        if v.kind == "name" and v.name not in self.s.globals:
+            if self._string_vars is None:
+                from .tapsets import string_var_names
+
+                self._string_vars = string_var_names()
+            return v.name in self._string_vars
         return False
 
     def global_inits(self) -> List[ir.Action]:
@@ -719,7 +730,7 @@ class _Elaborator:
         g = t.name
         if self.gtypes.get(g) == "stats":
             raise self.err(f"'{g}' holds statistics: add values with {g} <<< value", n.op_span)
-        keys = [self.value(x, ctx).e for x in t.keys] if t.kind == "index" else []
+        keys = self.keys_of(g, t.keys, ctx) if t.kind == "index" else []
         if op != "=" and g not in self.sum_only and any(not isinstance(k, (ir.Const, ir.Var, ir.Builtin))
                                                         for k in keys):
             # a[k] += v reads and writes a[k]: k is computed once, into a local
@@ -1050,7 +1061,7 @@ class _Elaborator:
         if k == "in":
             if n.array not in self.s.globals:
                 raise self.err(f"'{n.array}' is not a global array", n.array_span)
-            keys = [self.value(x, ctx).e for x in n.keys]
+            keys = self.keys_of(n.array, n.keys, ctx)
             ty = self.gtypes.get(n.array, "long")
             m = f"@{n.array}" if ty != "stats" else self.stat_maps(n.array)[0]
             if ty != "stats" and not self.written.get(n.array):
@@ -1218,14 +1229,37 @@ class _Elaborator:
             raise self.err(f"'{n.name}' is not a global array", n.name_span, f"declare it: global {n.name}")
         if self.gtypes.get(n.name) == "stats":
             raise self.err(f"'{n.name}' holds statistics: read them with @count({n.name}[...])...", n.span)
-        keys = []
-        for x in n.keys:
+        keys = self.keys_of(n.name, n.keys, ctx)
+        self.note_map(n.name, "assign")
+        return Val(ir.MapRead("@" + n.name, keys).at(n.span), self.gtypes.get(n.name, "long"))
+
+    def keys_of(self, g: str, nodes: List[N], ctx: _Probe) -> List[ir.Expr]:
+        """An array's keys as IR; their types are noted (the typing probe, :meth:`typing_probe`)."""
+        keys, types = [], []
+        for x in nodes:
             v = self.value(x, ctx)
             if isinstance(v.e, (Comp, Enum)):
                 v = self.flatten_string(v, x.span)
             keys.append(v.e)
-        self.note_map(n.name, "assign")
-        return Val(ir.MapRead("@" + n.name, keys).at(n.span), self.gtypes.get(n.name, "long"))
+            types.append(v.ty)
+        self.key_types.setdefault(g, types)
+        return keys
+
+    def typing_probe(self) -> Optional[ir.Probe]:
+        """A begin probe whose never-run branch assigns each array of strings once, first in the
+        program: the resolver types a map from its first update in the program's order, and a
+        handler may test ``k in a`` (or read ``a[k]``) before its own assignment."""
+        acts: List[ir.Action] = []
+        for g in self.s.globals:
+            if self.gtypes.get(g) != "string" or not self.written.get(g) or g in self.sum_only \
+                    or "@" + g not in self.maps:
+                continue
+            keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
+            acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("")))
+        if not acts:
+            return None
+        return ir.Probe([ir.AttachPoint("begin")], None, [ir.If(ir.Const(0), acts)], name="begin",
+                        source=self.src, origin=self.origin)
 
     def target(self, n: N, ctx: _Probe) -> Val:
         nm = n.name

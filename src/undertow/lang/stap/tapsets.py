@@ -517,3 +517,13 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
         out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table", "ip") else "long")
                            for v in sorted(vs) if not v.startswith("__")]))
     return out
+
+
+def string_var_names() -> "frozenset":
+    """Names of tapset variables that are strings somewhere (the elaborator types globals
+    assigned from them before it knows the probe point)."""
+    out = {"name", "argstr", "retstr", "uaddr_af", "uaddr_ip", "filename", "pathname", "oldname", "newname"}
+    out |= {v for v, var in _IP_VARS.items() if var.ty in ("string", "ip")}
+    out |= {v for _tp, table, _f in _TP_ALIASES.values() for v, (ty, _e) in table.items()
+            if ty in ("string", "enum")}
+    return frozenset(out)
