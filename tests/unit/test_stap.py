@@ -353,3 +353,11 @@ def test_string_arrays_are_typed_before_a_read_that_comes_first():
     upd = first.actions[0].then[0]
     assert isinstance(upd, ir.MapUpdate) and upd.map == "@names" and upd.value.value == ""
     assert [k.value for k in upd.key] == [0]
+
+
+def test_source_file_wildcards_are_refused():
+    with pytest.raises(SourceError) as e:
+        build('probe kernel.function("*@net/socket.c").call { }', env=FakeEnv(kprobes=True))
+    assert "DWARF" in e.value.message
+    prog = build('probe kernel.function("vfs_read@fs/read_write.c") { }', env=FakeEnv(kprobes=True))
+    assert specs(prog) == ["kprobe:vfs_read"]

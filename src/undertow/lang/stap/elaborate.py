@@ -506,7 +506,12 @@ class _Elaborator:
 
     def kernel_function(self, func: str, rest: List[str], text: str, pp: ProbePoint) -> List[Site]:
         if "@" in func:
-            func = func.split("@", 1)[0]
+            func, where = func.split("@", 1)
+            if any(c in func for c in "*?["):
+                # "*@net/socket.c": the functions of a source file, known from DWARF only
+                raise Unrealisable(f"{text}: choosing functions by source file ({where}) needs the kernel's "
+                                   "DWARF, which undertow does not read", ["name the functions: "
+                                                                           'kernel.function("sock_*")'])
         if rest and rest[0] == "call":
             rest = rest[1:]
         if rest and rest[0] == "inline":
