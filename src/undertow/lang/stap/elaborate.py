@@ -530,7 +530,8 @@ class _Elaborator:
             spec = f"{'fexit' if ret else 'fentry'}:{func}"
         else:
             spec = f"{'kretprobe' if ret else 'kprobe'}:{func}"
-        site = Site([spec], pp=text, ppfunc=func,
+        wild = any(c in func for c in "*?[")
+        site = Site([spec], pp=text, ppfunc="\0func" if wild else func,  # a wildcard: the function hit
                     target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec)
         if ret:
             espec = f"{'fentry' if uses_params else 'kprobe'}:{func}"
@@ -1464,6 +1465,8 @@ def _pp(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
 
 
 def _ppfunc(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    if ctx.site.ppfunc == "\0func":
+        return Val(ir.Builtin("func").at(n.span), "string")
     return Val(ir.Const(ctx.site.ppfunc).at(n.span), "string")
 
 
