@@ -223,3 +223,27 @@ def test_dash_c_target_alias_and_foreach_at_the_end():
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert re.search(r"^/etc/hostname 1$", res.stdout, re.M), res.stdout
+
+
+@pytest.mark.skipif(not _has_kprobes(), reason="kernel.function probes need kprobes (CONFIG_KPROBES=n here); "
+                                               "the lab's 6.1 and 6.12 run this")
+def test_kernel_function_wildcard_and_parameters():
+    # a wildcard (kprobes; ppfunc() is the function hit) and a parameter by name (fentry, BTF)
+    script = ('probe kernel.function("tcp_v4_conn*") { if (pid() == target()) printf("hit %s\\n", ppfunc()) }\n'
+              'probe kernel.function("tcp_v4_connect") { if (pid() == target()) printf("len %d\\n", $addr_len) }\n')
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    try:
+        r = Running(["-x", str(os.getpid()), "-e", script])
+        try:
+            c = socket.create_connection(lsock.getsockname())
+            c.close()
+            time.sleep(0.5)
+            out = r.stop()
+        finally:
+            r.kill()
+    finally:
+        lsock.close()
+    assert "hit tcp_v4_connect\n" in out, out
+    assert "len 16\n" in out, out
