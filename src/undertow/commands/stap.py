@@ -9,7 +9,6 @@ realisation sees.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
@@ -259,8 +258,6 @@ class _UserSide:
 def _hist_text(rec: Any) -> str:
     """A histogram as SystemTap prints ``@hist_log``/``@hist_linear``: a header, one line per
     bucket from the first to the last non-empty one (and one empty bucket on each side)."""
-    from ..output import values as _values  # noqa: F401 - keeps the output layer's import order
-
     buckets = {}
     for key, value in rec.entries:
         if isinstance(value, dict):

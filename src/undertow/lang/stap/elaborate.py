@@ -519,6 +519,8 @@ class _Elaborator:
         ret = rest == ["return"]
         if rest and not ret:
             raise Unrealisable(f"unknown probe point '{text}'")
+        if not func or any(not (c.isascii() and (c.isalnum() or c in "_.*?[]")) for c in func):
+            raise Unrealisable(f"'{func}' is not a kernel function name")
         if not any(c in func for c in "*?[") and self.env.has_function(func) is False:
             raise Unrealisable(f"this kernel has no function '{func}'")
         uses_params = self._uses_params(pp)
@@ -527,15 +529,15 @@ class _Elaborator:
                                "offer", ["a tapset probe point on tracepoints (syscall.*, netfilter.ip.*, vfs.*, "
                                          "kernel.trace(...)) may see the same thing"])
         if uses_params:
-            spec = f"{'fexit' if ret else 'fentry'}:{func}"
+            spec = _ap("fexit" if ret else "fentry", func)
         else:
-            spec = f"{'kretprobe' if ret else 'kprobe'}:{func}"
+            spec = _ap("kretprobe" if ret else "kprobe", func)
         wild = any(c in func for c in "*?[")
         site = Site([spec], pp=text, ppfunc="\0func" if wild else func,  # a wildcard: the function hit
-                    target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec)
+                    target=lambda n: "retval" if n == "return" and ret else f"args.{n}", note=spec.describe())
         if ret:
-            espec = f"{'fentry' if uses_params else 'kprobe'}:{func}"
-            site.entry = Site([espec], pp=text, ppfunc=func, target=lambda n: f"args.{n}", note=espec)
+            espec = _ap("fentry" if uses_params else "kprobe", func)
+            site.entry = Site([espec], pp=text, ppfunc=func, target=lambda n: f"args.{n}", note=espec.describe())
         return [site]
 
     def _uses_params(self, pp: ProbePoint) -> bool:
@@ -570,28 +572,22 @@ class _Elaborator:
             raise Unrealisable(f"{text}: process probes need a path here (process(\"/bin/bash\").function(...))")
         if names[:1] == ["function"] and isinstance(args[0], str):
             ret = names[1:] == ["return"]
-            spec = f"{'uretprobe' if ret else 'uprobe'}:{path}:{args[0]}"
+            spec = _ap("uretprobe" if ret else "uprobe", args[0], path)
             return [Site([spec], pp=text, ppfunc=args[0],
-                         target=lambda n: "retval" if n == "return" and ret else None, note=spec)]
+                         target=lambda n: "retval" if n == "return" and ret else None, note=spec.describe())]
         if names[:1] == ["mark"] and isinstance(args[0], str):
-            spec = f"usdt:{path}:{args[0]}"
+            spec = _ap("usdt", args[0], path)
 
             def target(n: str) -> Optional[str]:
                 if n.startswith("arg") and n[3:].isdigit() and int(n[3:]) >= 1:
                     return f"arg{int(n[3:]) - 1}"
                 return None
-            return [Site([spec], pp=text, ppfunc=args[0], target=target, note=spec)]
+            return [Site([spec], pp=text, ppfunc=args[0], target=target, note=spec.describe())]
         raise Unrealisable(f"unknown probe point '{text}'")
 
     # -- handlers
     def translate_probe(self, site: Site, pp: ProbePoint, body: N, span: Span) -> ir.Probe:
-        from ..bt import parse_spec
-
-        aps = []
-        for spec in site.specs:
-            ap, _name = parse_spec(spec, 0, spec, "<tapset>")
-            ap.span = pp.span
-            aps.append(ap)
+        aps = [_attach(spec, pp.span) for spec in site.specs]
         ctx = _Probe(site, pp.span)
         actions: List[ir.Action] = []
         if site.prologue:
@@ -606,7 +602,7 @@ class _Elaborator:
         if pp.cond is not None:
             c = self.cond(pp.cond, ctx)
             filt = c if filt is None else ir.Binary("&&", filt, c).at(pp.span)
-        name = ",".join(site.specs)
+        name = ",".join(ap.describe() for ap in aps)
         return ir.Probe(aps, filt, actions, name=name, span=span, source=self.src, origin=self.origin)
 
     def block(self, n: N, ctx: _Probe) -> List[ir.Action]:
@@ -1298,8 +1294,6 @@ class _Elaborator:
     def entry_value(self, e: N, ctx: _Probe, span: Span) -> Val:
         """``@entry(e)`` in a return probe: ``e`` evaluated by a probe on the entry, kept per
         thread in a map, read (and the entry's value is the last one of this thread)."""
-        from ..bt import parse_spec
-
         entry = ctx.site.entry
         if entry is None:
             raise self.err("@entry(...) needs a .return probe point with an entry", span,
@@ -1314,12 +1308,8 @@ class _Elaborator:
         acts += ectx.pending
         self.note_map(name, "assign")
         acts.append(ir.MapUpdate("@" + name, [ir.Builtin("tid").at(span)], "assign", v.e).at(span))
-        aps = []
-        for spec in entry.specs:
-            ap, _n = parse_spec(spec, 0, spec, "<tapset>")
-            ap.span = span
-            aps.append(ap)
-        self.extra_probes.append(ir.Probe(aps, None, acts, name=",".join(entry.specs), span=span,
+        aps = [_attach(spec, span) for spec in entry.specs]
+        self.extra_probes.append(ir.Probe(aps, None, acts, name=",".join(ap.describe() for ap in aps), span=span,
                                           source=self.src, origin=self.origin))
         return Val(ir.MapRead("@" + name, [ir.Builtin("tid").at(span)]).at(span), v.ty)
 
@@ -1415,6 +1405,25 @@ def _ipv4(text: str) -> Optional[int]:
     except ValueError:
         return None
     return int.from_bytes(packed, sys.byteorder)
+
+
+def _ap(kind: str, target: str, obj: str = "") -> ir.AttachPoint:
+    """An attach point for a name the script gives (a function, a USDT probe, a file): made
+    here, never through attach-spec text (a ':' in a name is then only part of the name)."""
+    ap = ir.AttachPoint(kind, target=target, obj=obj, wildcard=any(c in target for c in "*?["))
+    return ap
+
+
+def _attach(spec: Any, span: Span) -> ir.AttachPoint:
+    """A site's attach point: one made by :func:`_ap` (copied), or tapset spec text parsed."""
+    if isinstance(spec, ir.AttachPoint):
+        ap = ir.clone(spec)
+    else:
+        from ..bt import parse_spec
+
+        ap, _name = parse_spec(spec, 0, spec, "<tapset>")
+    ap.span = span
+    return ap
 
 
 def _concat(a: Comp, b: Comp) -> Comp:

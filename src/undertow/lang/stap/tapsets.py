@@ -39,7 +39,8 @@ class Var:
 
 
 class Site:
-    """One realisation of a probe point: ``specs`` (bpftrace attach specs), ``prologue``
+    """One realisation of a probe point: ``specs`` (bpftrace attach specs of this package, or
+    :class:`~undertow.lang.ir.AttachPoint` made for names the script gives), ``prologue``
     (bpftrace statements run first), ``guard`` (a bpftrace condition; the body runs when it
     holds), ``vars`` (tapset variables), ``target`` (``$name`` -> a bpftrace expression, or
     None when the name is not known), ``ppfunc`` and ``pp`` (what ``ppfunc()``/``pp()``
