@@ -361,3 +361,24 @@ def test_source_file_wildcards_are_refused():
     assert "DWARF" in e.value.message
     prog = build('probe kernel.function("vfs_read@fs/read_write.c") { }', env=FakeEnv(kprobes=True))
     assert specs(prog) == ["kprobe:vfs_read"]
+
+
+def test_strings_from_maps_are_escaped_where_printed():
+    from undertow.lang.stap.userspace import Interpreter, Store
+    from undertow.output.values import escape
+
+    class Maps(Store):
+        def entries(self, name):
+            return [((b"evil\x1b[2Jname\0junk",), 1)] if name == "@a" else []
+
+        def clear(self, name):
+            pass
+
+        def hist(self, name, key=None):
+            return ""
+    prog = build("global a\nprobe syscall.openat { a[execname()] = 1 }\n"
+                 "probe end { foreach (n in a) printf(\"%s|%s\\n\", n, \"lit\\ttab\") }")
+    out = []
+    Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"],
+                escape=escape).run(prog.settings["stap_user"][0])
+    assert out == ["evil\\x1b[2Jname|lit\ttab\n"]

@@ -225,8 +225,11 @@ class _UserSide:
                 return _hist_text(MapPrint(spec, entries))
 
         target = args.target_pid or 0
+        from ..output.values import escape
+
         self.interp = Interpreter(prog.setting("stap_script"), _Maps(), out.write, prog.setting("stap_params", []),
-                                  target, prog.setting("stap_gtypes", {}), prog.setting("stap_constants", {}))
+                                  target, prog.setting("stap_gtypes", {}), prog.setting("stap_constants", {}),
+                                  escape=escape)
         now = time.monotonic_ns()
         for h in self.handlers:
             h.next_ns = now + h.period_ns
@@ -332,10 +335,13 @@ def _plain(v: Any) -> Any:
 
 
 def _show(v: Any) -> str:
+    """A value printed at the end: strings (which traced processes control) quoted and escaped."""
+    from ..output.values import escape
+
     if isinstance(v, bytes):
-        v = v.split(b"\0", 1)[0].decode("utf-8", "replace")
+        v = v.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     if isinstance(v, str):
-        return '"' + v + '"'
+        return '"' + escape(v) + '"'
     return str(v)
 
 

@@ -94,14 +94,22 @@ class Exit(Exception):
 _STAT_NAMES = ("count", "sum", "min", "max", "avg")
 
 
+class KStr(str):
+    """A string read from a map: text a traced process may control (a name, a path),
+    escaped where it is printed."""
+
+
 class Interpreter:
     """Runs :class:`UserHandler` bodies. ``script`` (for functions and globals), ``store``,
-    ``write`` (the output), ``params`` (``$1``..), ``target`` (``target()``), ``wall_offset``."""
+    ``write`` (the output), ``params`` (``$1``..), ``target`` (``target()``), ``gtypes`` and
+    ``constants`` (the elaborator's), ``escape`` (makes a :class:`KStr` safe for a terminal)."""
 
     def __init__(self, script: Any, store: Store, write: "Callable[[str], None]", params: "List[str]",
                  target: int = 0, gtypes: "Optional[Dict[str, str]]" = None,
-                 constants: "Optional[Dict[str, Any]]" = None) -> None:
+                 constants: "Optional[Dict[str, Any]]" = None,
+                 escape: "Optional[Callable[[str], str]]" = None) -> None:
         self.s, self.store, self.write, self.params, self.target = script, store, write, params, target
+        self.escape = escape or (lambda t: t)
         self.gtypes = gtypes or {}
         self.constants = constants or {}
         self.depth = 0
@@ -129,7 +137,7 @@ class Interpreter:
     def table(self, name: str) -> "Dict[tuple, Any]":
         got = self.cache.get(name)
         if got is None:
-            got = self.cache[name] = {tuple(k): _plain(v) for k, v in self.store.entries(name)}
+            got = self.cache[name] = {tuple(_plain(x) for x in k): _plain(v) for k, v in self.store.entries(name)}
         return got
 
     def global_value(self, name: str, keys: tuple, span: "Optional[Span]") -> Any:
@@ -270,7 +278,7 @@ class Interpreter:
         sep = ""
         if name in ("printd", "printdln"):
             sep, vals = str(vals[0]), vals[1:]
-        out = sep.join(str(v) for v in vals)
+        out = sep.join(self.escape(v) if isinstance(v, KStr) else str(v) for v in vals)
         return out + ("\n" if name.endswith("ln") else "")
 
     def sprintf(self, e: N, env: "Dict[str, Any]") -> str:
@@ -290,6 +298,8 @@ class Interpreter:
                 raise self.err(f"{e.name}: not enough arguments for the format", e.args[0].span)
             v = args[ai]
             ai += 1
+            if isinstance(v, KStr):
+                v = self.escape(v)
             out.append(_conv(flags, width, prec, conv, v))
         out.append(fmt[pos:])
         return "".join(out)
@@ -371,7 +381,8 @@ class Interpreter:
             return int(_truth(self.value(n.left, env)) or _truth(self.value(n.right, env)))
         a, b = self.value(n.left, env), self.value(n.right, env)
         if op == ".":
-            return str(a) + str(b)
+            joined = str(a) + str(b)
+            return KStr(joined) if isinstance(a, KStr) or isinstance(b, KStr) else joined
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return int({"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
         if isinstance(a, str) or isinstance(b, str):
@@ -438,7 +449,9 @@ class Interpreter:
 
 def _plain(v: Any) -> Any:
     if isinstance(v, bytes):
-        return v.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return KStr(v.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+    if isinstance(v, str):
+        return KStr(v)
     return v
 
 
