@@ -1501,6 +1501,19 @@ def _strtol(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     return Val(ir.Const(v).at(n.span), "long")
 
 
+def _user_mode(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """Whether the probe interrupted user code: the interrupted instruction pointer is below
+    the kernel's half of the address space (timer.profile, kprobes); uprobes are always in
+    user code, tracepoints never."""
+    kinds = {(s.kind if isinstance(s, ir.AttachPoint) else str(s).split(":", 1)[0]) for s in ctx.site.specs}
+    if kinds <= {"uprobe", "uretprobe", "usdt"}:
+        return Val(ir.Const(1).at(n.span), "long")
+    if kinds <= {"profile", "kprobe", "kretprobe"}:
+        reg = "pc" if os.uname().machine == "aarch64" else "ip"
+        return Val(_respan(bt_expr(f'reg("{reg}") < 0x8000000000000000'), n.span), "long")
+    return Val(ir.Const(0).at(n.span), "long")
+
+
 def _returnval(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     t = ctx.site.target("return") if ctx.site.target is not None else None
     if t is None:
@@ -1568,7 +1581,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "strtol": (2, "long", _strtol),
+    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
     "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),
     "uint_arg": (1, "long", _nth_arg("uint32")), "s32_arg": (1, "long", _nth_arg("int32")),
