@@ -382,3 +382,15 @@ def test_strings_from_maps_are_escaped_where_printed():
     Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"],
                 escape=escape).run(prog.settings["stap_user"][0])
     assert out == ["evil\\x1b[2Jname|lit\ttab\n"]
+
+
+def test_listing_probe_points_and_their_variables():
+    from undertow.lang.stap import list_points
+
+    got = dict(list_points(FakeEnv(), "syscall.conn*"))
+    assert ("uaddr_af", "string") in got["syscall.connect"] and ("fd", "long") in got["syscall.connect"]
+    assert not any(v.startswith("__") for v, _t in got["syscall.connect"])
+    got = dict(list_points(FakeEnv(), "netfilter.ip.*"))
+    assert set(got) == {"netfilter.ip.local_out", "netfilter.ip.local_in", "netfilter.ip.pre_routing",
+                        "netfilter.ip.post_routing"}
+    assert ("daddr", "string") in got["netfilter.ip.local_out"]
