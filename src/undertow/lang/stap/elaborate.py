@@ -1206,6 +1206,17 @@ class _Elaborator:
             v = Val(ir.Call("ntop", [ir.Const(2).at(span), raw]).at(span), "string")
             v.raw = ir.clone(raw)
             return v
+        if var.ty == "retstr":  # a negative return is an errno: its name beside it
+            import errno
+
+            ret = _respan(bt_expr(var.expr), span)
+            if not _ERRNO_NAMES:
+                _ERRNO_NAMES.update(errno.errorcode)
+            m = self.name_table(_ERRNO_NAMES, span)
+            neg = ir.Binary("<", ir.clone(ret), ir.Const(0)).at(span)
+            name = ir.MapRead(m, [ir.Unary("-", ir.clone(ret)).at(span)]).at(span)
+            return Val(Comp([(neg, "%d (%s)", [(ir.clone(ret), "long"), (name, "string")]),
+                             (None, "%d", [(ret, "long")])]), "comp")
         if var.ty == "table":  # a name from a number, through a map BEGIN fills
             m = self.name_table(var.names or {}, span)
             return Val(ir.MapRead(m, [_respan(bt_expr(var.expr), span)]).at(span), "string")
@@ -1392,6 +1403,10 @@ class _Elaborator:
         if args:
             e = _substitute(e, [a.e for a in args])
         return Val(e, ty)
+
+
+#: errno -> name (errno.errorcode: this system's <errno.h>), filled on first use
+_ERRNO_NAMES: Dict[int, str] = {}
 
 
 def _ipv4(text: str) -> Optional[int]:

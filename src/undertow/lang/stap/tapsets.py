@@ -149,7 +149,7 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
     names = {n for n, _t in fields}
     if ret:
         vs["retval"] = Var("long", "args.ret")
-        vs["retstr"] = Var("comp", variants=[(None, "%d", ["args.ret"])])
+        vs["retstr"] = Var("retstr", "args.ret")  # "-2 (ENOENT)", as SystemTap's return_str()
     else:
         parts: List[Tuple[Optional[str], str, List[str]]] = [(None, "", [])]
         for fname, ctype in fields:
@@ -515,7 +515,7 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
         if not sites:
             continue
         vs = sites[0].vars
-        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table", "ip") else "long")
+        out.append((name, [(v, "string" if vs[v].ty in ("string", "comp", "enum", "table", "ip", "retstr") else "long")
                            for v in sorted(vs) if not v.startswith("__")]))
     return out
 
