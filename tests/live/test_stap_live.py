@@ -247,3 +247,13 @@ def test_kernel_function_wildcard_and_parameters():
         lsock.close()
     assert "hit tcp_v4_connect\n" in out, out
     assert "len 16\n" in out, out
+
+
+def test_return_probe_entry_parameter_and_retstr(tmp_path):
+    # $filename in a return probe is its value at the entry; retstr names the errno
+    missing = tmp_path / "no-such-file"
+    script = ('probe syscall.openat.return { if (pid() == target()) '
+              'printf("%s %s %s\\n", name, user_string($filename), retstr) }')
+    res = subprocess.run(STAP + ["-c", f"cat {missing}", "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"openat {missing} -2 (ENOENT)\n" in res.stdout, res.stdout
