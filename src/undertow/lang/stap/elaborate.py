@@ -1652,6 +1652,15 @@ class TracefsEnv(Env):
         except Exception:  # noqa: BLE001 - kallsyms unreadable: unknown
             return None
 
+    def functions(self, pattern: str) -> List[str]:
+        import fnmatch
+
+        try:
+            names = self.kernel.kallsyms().text_names()
+        except Exception:  # noqa: BLE001 - kallsyms unreadable: nothing to list
+            return []
+        return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
+
     def feature(self, name: str) -> Optional[bool]:
         if name == "kprobes":
             return os.path.exists("/sys/kernel/tracing/kprobe_events") or \

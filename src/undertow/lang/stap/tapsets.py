@@ -92,6 +92,10 @@ class Env:
         """``kprobes``/``fentry``: whether this kernel attaches them (None: unknown)."""
         return None
 
+    def functions(self, pattern: str) -> "List[str]":
+        """Kernel functions matching ``pattern`` (``-l 'kernel.function("tcp_*")'``)."""
+        return []
+
 
 # --------------------------------------------------------------------------- syscalls
 
@@ -489,6 +493,17 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
 def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]]]:
     """Probe points matching ``pattern`` and their variables (``-l``/``-L``)."""
     out: List[Tuple[str, List[Tuple[str, str]]]] = []
+    for head in ("kernel.function(", "kernel.trace("):
+        if pattern.startswith(head) and pattern.endswith(")"):
+            inner = pattern[len(head):-1].strip('"')
+            if head == "kernel.trace(":
+                for g, e in env.events(inner.split(":", 1)[-1]):
+                    fields = env.fields(g, e) or []
+                    out.append((f'kernel.trace("{g}:{e}")', [(f"${n}", "long" if "char" not in t else "string")
+                                                             for n, t in fields]))
+            else:
+                out.extend((f'kernel.function("{f}")', []) for f in env.functions(inner))
+            return out
     candidates: List[Tuple[str, Sequence[Tuple[str, object]]]] = []
     for name in ("syscall_any", "syscall_any.return", "vfs.read", "vfs.write", "vfs.read.return",
                  "vfs.write.return", "netfilter.ip.local_in", "netfilter.ip.local_out",
