@@ -257,3 +257,22 @@ def test_return_probe_entry_parameter_and_retstr(tmp_path):
     res = subprocess.run(STAP + ["-c", f"cat {missing}", "-e", script], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert f"openat {missing} -2 (ENOENT)\n" in res.stdout, res.stdout
+
+
+def _libc():
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            if "/libc.so" in path or "/libc-" in path:
+                return path
+    return None
+
+
+@pytest.mark.skipif(_libc() is None, reason="no libc mapped in this process")
+def test_process_function_return_uprobe():
+    libc = _libc()
+    script = (f'probe process("{libc}").function("fclose").return {{ if (pid() == target()) '
+              'printf("%s %d\\n", ppfunc(), $return) }')
+    res = subprocess.run(STAP + ["-c", "cat /etc/hostname", "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "fclose 0\n" in res.stdout, res.stdout
