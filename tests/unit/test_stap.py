@@ -394,3 +394,10 @@ def test_listing_probe_points_and_their_variables():
     assert set(got) == {"netfilter.ip.local_out", "netfilter.ip.local_in", "netfilter.ip.pre_routing",
                         "netfilter.ip.post_routing"}
     assert ("daddr", "string") in got["netfilter.ip.local_out"]
+
+
+def test_thread_indent_is_one_printf_per_depth():
+    prog = build('probe syscall.openat { printf("%s x\\n", thread_indent(1)) }')
+    fmts = [p.fmt for p in printfs(prog)]
+    assert fmts[0] == "%6d %s(%d): x\n" and fmts[1] == "%6d %s(%d):  x\n" and len(fmts) == 13
+    assert {"@__indent", "@__indent_ts"} <= set(prog.maps)

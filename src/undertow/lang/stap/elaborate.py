@@ -1529,6 +1529,43 @@ def _user_mode(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     return Val(ir.Const(0).at(n.span), "long")
 
 
+#: thread_indent(): deeper levels are shown at this depth (each level is one printf variant)
+_INDENT_MAX = 12
+
+
+def _thread_indent(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``thread_indent(delta)`` (tapset/indent.stp): ``"%6d %s(%d):"`` (microseconds since
+    the thread's first indent, execname, tid) and the thread's depth in spaces; the depth
+    moves by ``delta`` (before the text for a positive delta, after it for a negative one)."""
+    sp = n.span
+    el.note_map("__indent", "assign")
+    el.note_map("__indent_ts", "assign")
+    tid = ir.Builtin("tid").at(sp)
+    ts, x = el.fresh("its"), el.fresh("ix")
+    depth = ir.MapRead("@__indent", [ir.clone(tid)]).at(sp)
+    delta = args[0].e
+    dvar = el.fresh("idelta")
+    ctx.pending.extend([
+        ir.Assign(dvar, delta).at(sp),
+        ir.Assign(ts, ir.Binary("/", ir.Builtin("nsecs").at(sp), ir.Const(1000)).at(sp)).at(sp),
+        ir.If(ir.Binary("==", ir.clone(depth), ir.Const(0)).at(sp),
+              [ir.MapUpdate("@__indent_ts", [ir.clone(tid)], "assign", ir.Var(ts).at(sp)).at(sp)]).at(sp),
+        ir.Assign(x, ir.Binary("+", ir.clone(depth), ir.Ternary(
+            ir.Binary(">", ir.Var(dvar).at(sp), ir.Const(0)).at(sp), ir.Var(dvar).at(sp), ir.Const(0)).at(sp)).at(sp)
+                  ).at(sp),
+        ir.MapUpdate("@__indent", [ir.clone(tid)], "assign",
+                     ir.Binary("+", ir.clone(depth), ir.Var(dvar).at(sp)).at(sp)).at(sp),
+    ])
+    since = ir.Binary("-", ir.Var(ts).at(sp), ir.MapRead("@__indent_ts", [ir.clone(tid)]).at(sp)).at(sp)
+    head = [(since, "long"), (ir.Builtin("comm").at(sp), "string"), (ir.clone(tid), "long")]
+    variants = []
+    for k in range(_INDENT_MAX):
+        cond = ir.Binary("<=", ir.Var(x).at(sp), ir.Const(k + 1)).at(sp)
+        variants.append((cond, "%6d %s(%d):" + " " * k, [(ir.clone(e), t) for e, t in head]))
+    variants.append((None, "%6d %s(%d):" + " " * _INDENT_MAX, [(ir.clone(e), t) for e, t in head]))
+    return Val(Comp(variants), "comp")
+
+
 def _returnval(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     t = ctx.site.target("return") if ctx.site.target is not None else None
     if t is None:
@@ -1596,7 +1633,8 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode), "strtol": (2, "long", _strtol),
+    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
+    "thread_indent": (1, "string", _thread_indent), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
     "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),
     "uint_arg": (1, "long", _nth_arg("uint32")), "s32_arg": (1, "long", _nth_arg("int32")),
