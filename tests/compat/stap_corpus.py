@@ -52,6 +52,9 @@ def main(argv: list) -> int:
         except UndertowError as e:
             why2[_reason(e.message)] += 1
             continue
+        except Exception as e:  # noqa: BLE001 - a bug of undertow's: counted and named, not hidden
+            why2[f"INTERNAL ERROR (a bug): {type(e).__name__}: {e}"[:110]] += 1
+            continue
         elaborated += 1
         if run:
             import subprocess

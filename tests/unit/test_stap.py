@@ -401,3 +401,8 @@ def test_thread_indent_is_one_printf_per_depth():
     fmts = [p.fmt for p in printfs(prog)]
     assert fmts[0] == "%6d %s(%d): x\n" and fmts[1] == "%6d %s(%d):  x\n" and len(fmts) == 13
     assert {"@__indent", "@__indent_ts"} <= set(prog.maps)
+
+
+def test_nth_argument_at_function_probes():
+    prog = build('probe kernel.function("vfs_read") { printf("%d\\n", int_arg(3)) }', env=FakeEnv(kprobes=True))
+    assert [e.index for e in prog.probes[0].exprs() if isinstance(e, ir.Arg)] == [2]

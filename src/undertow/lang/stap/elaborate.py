@@ -1429,6 +1429,11 @@ def _ap(kind: str, target: str, obj: str = "") -> ir.AttachPoint:
     return ap
 
 
+def _spec_kind(spec: Any) -> str:
+    """The probe kind of a site's spec (an AttachPoint or spec text)."""
+    return spec.kind if isinstance(spec, ir.AttachPoint) else str(spec).split(":", 1)[0]
+
+
 def _attach(spec: Any, span: Span) -> ir.AttachPoint:
     """A site's attach point: one made by :func:`_ap` (copied), or tapset spec text parsed."""
     if isinstance(spec, ir.AttachPoint):
@@ -1520,7 +1525,7 @@ def _user_mode(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     """Whether the probe interrupted user code: the interrupted instruction pointer is below
     the kernel's half of the address space (timer.profile, kprobes); uprobes are always in
     user code, tracepoints never."""
-    kinds = {(s.kind if isinstance(s, ir.AttachPoint) else str(s).split(":", 1)[0]) for s in ctx.site.specs}
+    kinds = {_spec_kind(s) for s in ctx.site.specs}
     if kinds <= {"uprobe", "uretprobe", "usdt"}:
         return Val(ir.Const(1).at(n.span), "long")
     if kinds <= {"profile", "kprobe", "kretprobe"}:
@@ -1584,7 +1589,7 @@ def _nth_arg(cast: str) -> Any:
             if a.value > len(fields):
                 raise el.err(f"{ctx.site.pp} has {len(fields)} arguments", a.span)
             e = bt_expr(f"({cast})args.{fields[a.value - 1]}")
-        elif any(s.startswith(("kprobe:", "uprobe:")) for s in ctx.site.specs):
+        elif any(_spec_kind(s) in ("kprobe", "uprobe") for s in ctx.site.specs):
             e = bt_expr(f"({cast})arg{a.value - 1}")
         else:
             raise el.err(f"{n.name}() needs a system call or function probe point", n.span)
