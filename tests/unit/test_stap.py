@@ -406,3 +406,9 @@ def test_thread_indent_is_one_printf_per_depth():
 def test_nth_argument_at_function_probes():
     prog = build('probe kernel.function("vfs_read") { printf("%d\\n", int_arg(3)) }', env=FakeEnv(kprobes=True))
     assert [e.index for e in prog.probes[0].exprs() if isinstance(e, ir.Arg)] == [2]
+
+
+def test_variance_from_count_sum_and_squares():
+    prog = build("global x\nprobe syscall.read.return { x <<< retval }\n"
+                 "probe end { printf(\"%d\\n\", @variance(x)) }")
+    assert {m: prog.maps[m].agg for m in prog.maps} == {"@x__count": "count", "@x__sum": "sum", "@x__sumsq": "sum"}

@@ -35,7 +35,7 @@ __all__ = ["elaborate", "StapError", "Options"]
 
 _STATS = ("count", "sum", "min", "max", "avg", "hist_log", "hist_linear", "variance")
 _AGG = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg", "hist_log": "hist",
-        "hist_linear": "lhist"}
+        "hist_linear": "lhist", "sumsq": "sum"}
 
 
 #: timer units -> nanoseconds (timer.jiffies: 4 ms, CONFIG_HZ=250)
@@ -283,8 +283,9 @@ class _Elaborator:
                     if len(vals) != 3:
                         raise self.err("@hist_linear(v, low, high, width) takes four arguments", node.span)
                     aggs["hist_linear"] = tuple(vals)
-                elif node.name == "variance":
-                    raise self.err("@variance is not supported", node.span, "@avg, @min, @max and histograms are")
+                elif node.name == "variance":  # from @count, @sum and the sum of the squares
+                    for a in ("count", "sum", "sumsq"):
+                        aggs.setdefault(a, ())
                 else:
                     aggs[node.name] = ()
             elif node.kind in ("name", "index") and node.name in self.s.globals:
@@ -792,6 +793,8 @@ class _Elaborator:
             agg = _AGG[a]
             self.note_map(name, agg, extra)
             value = None if agg == "count" else ir.clone(v.e)
+            if a == "sumsq":
+                value = ir.Binary("*", ir.clone(v.e), ir.clone(v.e)).at(n.span)
             out.append(ir.MapUpdate("@" + name, [ir.clone(k) for k in keys], agg, value,
                                     [ir.Const(x).at(n.span) for x in extra]).at(n.span))
         return out
@@ -1340,6 +1343,14 @@ class _Elaborator:
                 raise self.err(f"@{nm} takes a statistics variable", n.span)
             keys = [self.value(x, ctx).e for x in a.keys] if a.kind == "index" else []
             m = f"@{a.name}__{nm}"
+            if nm == "variance":  # (n * sum of squares - sum * sum) / (n * (n - 1)), 0 below two values
+                def rd(agg: str) -> ir.Expr:
+                    return ir.MapRead(f"@{a.name}__{agg}", [ir.clone(k) for k in keys]).at(n.span)
+                num = ir.Binary("-", ir.Binary("*", rd("count"), rd("sumsq")).at(n.span),
+                                ir.Binary("*", rd("sum"), rd("sum")).at(n.span)).at(n.span)
+                den = ir.Binary("*", rd("count"), ir.Binary("-", rd("count"), ir.Const(1)).at(n.span)).at(n.span)
+                return Val(ir.Ternary(ir.Binary(">", rd("count"), ir.Const(1)).at(n.span),
+                                      ir.Binary("/", num, den).at(n.span), ir.Const(0)).at(n.span), "long")
             if nm in ("hist_log", "hist_linear"):
                 if keys:
                     raise self.err("one element's histogram is printed by an end or timer handler that "

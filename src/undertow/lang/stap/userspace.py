@@ -328,9 +328,14 @@ class Interpreter:
             keys = tuple(self.value(x, env) for x in n.keys)
             return self.global_value(n.name, keys, n.span)
         if k == "at":
-            if n.name in _STAT_NAMES:
+            if n.name in _STAT_NAMES or n.name == "variance":
                 a = n.args[0]
                 keys = tuple(self.value(x, env) for x in a.keys) if a.kind == "index" else ()
+                if n.name == "variance":
+                    c = self.table(f"@{a.name}__count").get(keys, 0)
+                    s = self.table(f"@{a.name}__sum").get(keys, 0)
+                    sq = self.table(f"@{a.name}__sumsq").get(keys, 0)
+                    return _arith("/", c * sq - s * s, c * (c - 1)) if c > 1 else 0
                 return self.table(f"@{a.name}__{n.name}").get(keys, 0)
             raise self.err(f"@{n.name} is not supported in an end or timer handler", n.span)
         if k == "in":
