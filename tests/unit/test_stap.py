@@ -412,3 +412,9 @@ def test_variance_from_count_sum_and_squares():
     prog = build("global x\nprobe syscall.read.return { x <<< retval }\n"
                  "probe end { printf(\"%d\\n\", @variance(x)) }")
     assert {m: prog.maps[m].agg for m in prog.maps} == {"@x__count": "count", "@x__sum": "sum", "@x__sumsq": "sum"}
+
+
+def test_try_runs_its_body_catch_never():
+    prog = build('probe begin { try { x = kernel_string(0) } catch (m) { printf("%s\\n", m) } printf("a\\n") }')
+    assert [p.fmt for p in printfs(prog)] == ["a\n"]
+    assert any("catch" in note for note in prog.settings["stap_notes"])

@@ -669,6 +669,11 @@ class _Elaborator:
             return self.fn_return(n, ctx)
         if k == "delete":
             return self.delete(n, ctx)
+        if k == "try":
+            # SystemTap ends a handler at a failed read and runs catch; here a failed read gives
+            # 0 (or "") and the handler goes on, so the body always completes
+            self.notes.append("try/catch: the catch block never runs here (a failed read gives 0)")
+            return self.block(n.body, ctx)
         raise self.err(f"unsupported statement '{k}'", n.span)
 
     def delete(self, n: N, ctx: _Probe) -> List[ir.Action]:

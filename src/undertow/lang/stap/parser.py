@@ -366,7 +366,18 @@ class _Parser:
                 self.semi()
                 return N("delete", self.since(start), target=target)
             if w == "try":
-                raise self.err("try/catch is not supported", t.span, "undertow runs no error handler")
+                self.advance()
+                body = self.block()
+                if not self.tok.is_word("catch"):
+                    raise self.unexpected("'catch'")
+                self.advance()
+                var = None
+                if self.tok.is_op("("):
+                    self.advance()
+                    var = self.name("the error message's variable").text
+                    self.expect(")")
+                handler = self.block()
+                return N("try", self.since(start), body=body, var=var, handler=handler)
         e = self.expr()
         self.semi()
         return N("expr", self.since(start), expr=e)

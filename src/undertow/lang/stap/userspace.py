@@ -197,6 +197,8 @@ class Interpreter:
             raise _Next()
         elif k == "return":
             raise _Return(self.value(n.value, env) if n.value is not None else 0)
+        elif k == "try":
+            self.block(n.body, env)
         elif k == "delete":
             t = n.target
             if t.kind == "name" and t.name in self.s.globals:
