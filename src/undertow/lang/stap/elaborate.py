@@ -77,6 +77,8 @@ class Val:
     def __init__(self, e: Any, ty: str) -> None:
         self.e, self.ty = e, ty
         self.raw: Any = None
+        #: a target variable or a member of one: its C type decides (a char array prints with %s)
+        self.target = False
 
 
 def _lit_fmt(s: str) -> str:
@@ -974,7 +976,7 @@ class _Elaborator:
                     if width or prec:
                         part = self.flat_comp(v, a.span, spec + "s")
                     comp = _concat(comp, part)
-                elif v.ty == "long":  # SystemTap prints a number for %s
+                elif v.ty == "long" and not v.target:  # SystemTap prints a number for %s
                     comp = _concat(comp, Comp([(None, spec + "d", [(v.e, "long")])]))
                 else:
                     comp = _concat(comp, Comp([(None, spec + "s", [(v.e, "string")])]))
@@ -1308,7 +1310,7 @@ class _Elaborator:
         if t is None:
             raise self.err(f"unknown target variable ${nm} at {ctx.site.pp}", n.span,
                            "target variables are the probed function's parameters or the tracepoint's fields")
-        return Val(_respan(bt_expr(t), n.span), "long")
+        return _target_val(_respan(bt_expr(t), n.span))
 
     def entry_value(self, e: N, ctx: _Probe, span: Span) -> Val:
         """``@entry(e)`` in a return probe: ``e`` evaluated by a probe on the entry, kept per
@@ -1333,12 +1335,17 @@ class _Elaborator:
         return Val(ir.MapRead("@" + name, [ir.Builtin("tid").at(span)]).at(span), v.ty)
 
     def target_chain(self, n: N, ctx: _Probe) -> Val:
+        if n.kind == "member" and n.base.kind in ("name", "call", "index"):
+            base = self.value(n.base, ctx)
+            if base.ty != "long" or isinstance(base.e, (Comp, Enum)):
+                raise self.err("'->' needs a pointer", n.base.span, cls=TypeCheckError)
+            return _target_val(ir.Member(base.e, n.name, arrow=True).at(n.span))
         if n.kind == "member":
             base = self.target_chain(n.base, ctx) if n.base.kind in ("member", "subscript") else self.value(n.base, ctx)
-            return Val(ir.Member(base.e, n.name, arrow=True).at(n.span), "long")
+            return _target_val(ir.Member(base.e, n.name, arrow=True).at(n.span))
         base = self.target_chain(n.base, ctx) if n.base.kind in ("member", "subscript") else self.value(n.base, ctx)
         idx = self.value(n.index, ctx)
-        return Val(ir.Index(base.e, idx.e).at(n.span), "long")
+        return _target_val(ir.Index(base.e, idx.e).at(n.span))
 
     def at(self, n: N, ctx: _Probe) -> Val:
         nm = n.name
@@ -1371,7 +1378,7 @@ class _Elaborator:
                 ty += " *"
             if not ty.startswith(("struct ", "union ")) and " " not in ty.strip(" *"):
                 ty = "struct " + ty
-            return Val(ir.Cast(ty, p.e).at(n.span), "long")
+            return _target_val(ir.Cast(ty, p.e).at(n.span))
         if nm == "defined":
             try:
                 saved = list(ctx.pending)
@@ -1443,6 +1450,12 @@ def _ap(kind: str, target: str, obj: str = "") -> ir.AttachPoint:
     here, never through attach-spec text (a ':' in a name is then only part of the name)."""
     ap = ir.AttachPoint(kind, target=target, obj=obj, wildcard=any(c in target for c in "*?["))
     return ap
+
+
+def _target_val(e: ir.Expr) -> Val:
+    v = Val(e, "long")
+    v.target = True
+    return v
 
 
 def _spec_kind(spec: Any) -> str:

@@ -217,6 +217,10 @@ class _Parser:
         if self.tok.is_op("(") and self.tok.start == end:
             self.advance()
             a = self.tok
+            if a.is_op("-") and self.peek().kind == "int":  # begin(-100): a priority
+                self.advance()
+                a = self.tok
+                a = Tok("int", "-" + a.text, a.start - 1, a.end, -int(a.value))  # type: ignore[arg-type]
             if a.kind == "str":
                 arg = a.value
             elif a.kind == "int":
@@ -521,7 +525,9 @@ class _Parser:
             if t.is_op("++", "--"):
                 self.advance()
                 e = N("incdec", self.since(e.span.start), op=t.text[0], target=e, post=True)
-            elif t.is_op("->") and e.kind in ("target", "at", "member", "subscript"):
+            elif t.is_op("->") and e.kind in ("target", "at", "member", "subscript", "name", "call", "index"):
+                # on a variable: SystemTap's autocast (a local keeps the type of the target
+                # variable it was assigned from)
                 self.advance()
                 m = self.name("a member name")
                 e = N("member", self.since(e.span.start), base=e, name=m.text, name_span=m.span)
