@@ -28,7 +28,7 @@ from ...errors import ParseError, SourceError, Span, TypeCheckError
 from .. import ir
 from ..printf import conversions
 from .ast import N, ProbePoint, Script
-from .tapsets import Env, Site, Unrealisable, Var, realise
+from .tapsets import ANSI, Env, Site, Unrealisable, Var, realise
 from .userspace import UserHandler, check_handler, needs_userspace
 
 __all__ = ["elaborate", "StapError", "Options"]
@@ -821,6 +821,16 @@ class _Elaborator:
             prefix = {"error": "ERROR: ", "warn": "WARNING: ", "log": ""}[name]
             acts = self.emit(Comp([(None, _lit_fmt(prefix), [])]), self.as_comp(v), e.span, newline=True)
             return acts + ([ir.Exit().at(e.span)] if name == "error" else [])
+        if name in ANSI:
+            fmt, nargs = ANSI[name]
+            if len(e.args) != nargs:
+                raise self.err(f"{name}() takes {nargs} argument(s)", e.span)
+            args = [self.value(a, ctx) for a in e.args]
+            for a, an in zip(args, e.args):
+                self.need_long(a, an, name)
+            if name == "ansi_cursor_move":
+                args.reverse()
+            return [ir.Printf(fmt, [a.e for a in args]).at(e.span)]
         if name in self.s.functions:
             self.inline(e, ctx, want_value=False)
             return []

@@ -19,10 +19,21 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Site", "Var", "Unrealisable", "realise", "FAMILIES", "AF_NAMES", "list_points"]
+__all__ = ["Site", "Var", "Unrealisable", "realise", "FAMILIES", "AF_NAMES", "list_points", "ANSI"]
 
 #: address families by number (include/linux/socket.h), as SystemTap's _struct_sockaddr_u names them
 AF_NAMES = {0: "AF_UNSPEC", 1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
+
+
+#: tapset/ansi.stp: terminal control sequences -> (printf format, argument count)
+ANSI: "Dict[str, Tuple[str, int]]" = {
+    "ansi_clear_screen": ("\x1b[1;1H\x1b[J", 0), "ansi_new_line": ("\n", 0),
+    "ansi_cursor_hide": ("\x1b[?25l", 0), "ansi_cursor_show": ("\x1b[?25h", 0),
+    "ansi_cursor_save": ("\x1b7", 0), "ansi_cursor_restore": ("\x1b8", 0),
+    "ansi_reset_color": ("\x1b[0;0m", 0), "ansi_set_color": ("\x1b[%dm", 1),
+    "ansi_set_color2": ("\x1b[%d;%dm", 2), "ansi_set_color3": ("\x1b[%d;%d;%dm", 3),
+    "ansi_cursor_move": ("\x1b[%d;%dH", 2),  # (x, y): the row first
+}
 
 
 class Var:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from ...errors import SourceError, Span
 from ..printf import conversions
 from .ast import N
+from .tapsets import ANSI
 
 __all__ = ["UserHandler", "Store", "Interpreter", "needs_userspace", "check_handler"]
 
@@ -444,6 +445,10 @@ class Interpreter:
             raise Exit()
         if name in ("printf", "print", "println", "printd", "printdln"):
             self.write(self.printing(n, env))
+            return 0
+        if name in ANSI:
+            vals = list(reversed(args)) if name == "ansi_cursor_move" else args
+            self.write(ANSI[name][0] % tuple(vals) if vals else ANSI[name][0])
             return 0
         if name in ("MKDEV",):
             return (args[0] << 20) | args[1]
