@@ -131,6 +131,8 @@ class _Probe:
         self.inline_depth = 0
         self.fn_stack: List[str] = []
         self.fn_names: List[str] = []
+        #: loops entered in each function being inlined (a return in one also breaks out)
+        self.fn_loops: List[int] = []
 
 
 class _Elaborator:
@@ -626,6 +628,24 @@ class _Elaborator:
                 break
         return out
 
+    def loop_body(self, body: N, ctx: _Probe) -> List[ir.Action]:
+        """A loop's body; inside a function, a return in it also leaves the loop."""
+        if ctx.fn_stack:
+            ctx.fn_loops[-1] += 1
+        try:
+            return self.block(body, ctx)
+        finally:
+            if ctx.fn_stack:
+                ctx.fn_loops[-1] -= 1
+
+    def after_loop(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        """After an inner loop a function returned from: leave the outer loop too."""
+        if ctx.fn_stack and ctx.fn_loops[-1] > 0 and self.may_return(n.body):
+            done = f"$__{ctx.fn_stack[-1]}_done"
+            return [ir.If(ir.Binary("!=", ir.Var(done).at(n.span), ir.Const(0)).at(n.span),
+                          [ir.Break().at(n.span)]).at(n.span)]
+        return []
+
     def may_return(self, n: N) -> bool:
         return any(x.kind == "return" for x in self.walk(n))
 
@@ -645,17 +665,17 @@ class _Elaborator:
             c = self.cond(n.cond, ctx)
             if ctx.pending:
                 raise self.err("a function with statements in a loop condition is not supported", n.cond.span)
-            return [ir.While(c, self.block(n.body, ctx)).at(n.span)]
+            return [ir.While(c, self.loop_body(n.body, ctx)).at(n.span)] + self.after_loop(n, ctx)
         if k == "for":
             out = self.expr_stmt(n.init, ctx) if n.init is not None else []
             c = self.cond(n.cond, ctx) if n.cond is not None else ir.Const(1).at(n.span)
-            body = self.block(n.body, ctx)
+            body = self.loop_body(n.body, ctx)
             if any(isinstance(a, ir.Continue) for a in _all_actions(body)):
                 raise self.err("continue in a for loop is not supported (the step would be skipped)", n.span,
                                "use while with the step before continue")
             if n.step is not None:
                 body += self.expr_stmt(n.step, ctx)
-            return out + [ir.While(c, body).at(n.span)]
+            return out + [ir.While(c, body).at(n.span)] + self.after_loop(n, ctx)
         if k == "foreach":
             raise self.err("foreach is not supported yet: BPF programs here do not walk a map", n.span,
                            "print the array whole with print-like statements at the end, or see docs/stap.md")
@@ -850,7 +870,10 @@ class _Elaborator:
         args = [self.value(a, ctx) for a in e.args]
         ctx.fn_stack.append(tag)
         ctx.fn_names.append(e.name)
+        ctx.fn_loops.append(0)
         saved = dict(ctx.locals), dict(ctx.comps)
+        # the body's statements flush what they hoist; what the caller hoisted so far stays first
+        outer, ctx.pending = ctx.pending, []
         try:
             acts: List[ir.Action] = []
             for (pname, ptype), v in zip(f.params, args):
@@ -863,53 +886,49 @@ class _Elaborator:
                     acts.append(ir.Assign(lname, v.e).at(e.span))
             if len(body) == 1 and body[0].kind == "return" and body[0].value is not None:
                 r = self.value(body[0].value, ctx)
-                ctx.pending.extend(acts)
+                ctx.pending = outer + acts + ctx.pending  # the parameters, then what the expression hoisted
+                outer = []
                 return r
-            self.check_loop_returns(f.body, False)
             ret_var = f"$__{tag}_ret"
             done = f"$__{tag}_done"
             stmts = self.block(f.body, ctx)
             rt = ctx.locals.get(ret_var, "long")
             if rt in ("long", "string"):
                 acts.append(ir.Assign(ret_var, ir.Const(0 if rt == "long" else "").at(e.span)).at(e.span))
-            if any(isinstance(a, ir.If) and isinstance(a.cond, ir.Binary) and isinstance(a.cond.left, ir.Var)
-                   and a.cond.left.name == done for a in _all_actions(stmts)):
+            if self.may_return(f.body):
                 acts.append(ir.Assign(done, ir.Const(0).at(e.span)).at(e.span))
-            ctx.pending.extend(acts + stmts)
+            ctx.pending = outer + acts + stmts
+            outer = []
             if rt == "comp":
                 return Val(ctx.comps[ret_var], "comp")
             return Val(ir.Var(ret_var).at(e.span), rt) if want_value else Val(ir.Const(0), "long")
         finally:
             ctx.fn_stack.pop()
             ctx.fn_names.pop()
+            ctx.fn_loops.pop()
             ret_types = {k: v for k, v in ctx.locals.items() if k.startswith(f"$__{tag}_ret")}
             ret_comps = {k: v for k, v in ctx.comps.items() if k.startswith(f"$__{tag}_ret")}
             ctx.locals, ctx.comps = saved
             ctx.locals.update(ret_types)
             ctx.comps.update(ret_comps)
 
-    def check_loop_returns(self, n: N, in_loop: bool) -> None:
-        if n.kind == "return" and in_loop:
-            raise self.err("a return inside a loop of a function is not supported yet", n.span,
-                           "break out of the loop, then return")
-        for v in n.__dict__.values():
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, N):
-                    self.check_loop_returns(x, in_loop or n.kind in ("while", "for", "foreach"))
-
     def fn_return(self, n: N, ctx: _Probe) -> List[ir.Action]:
+        """``return [e]`` in an inlined function: the value kept, the rest of the function
+        skipped (``done``), and a loop it is in left."""
         tag = ctx.fn_stack[-1]
         ret_var = f"$__{tag}_ret"
+        tail: List[ir.Action] = [ir.Assign(f"$__{tag}_done", ir.Const(1).at(n.span)).at(n.span)]
+        if ctx.fn_loops[-1] > 0:
+            tail.append(ir.Break().at(n.span))
         if n.value is None:
-            return []
+            return tail
         v = self.value(n.value, ctx)
         if isinstance(v.e, (Comp, Enum)):
             ctx.comps[ret_var] = v.e if isinstance(v.e, Comp) else self.as_comp(v)
             ctx.locals[ret_var] = "comp"
-            return []
+            return tail
         ctx.locals[ret_var] = v.ty
-        done = f"$__{tag}_done"
-        return [ir.Assign(ret_var, v.e).at(n.span), ir.Assign(done, ir.Const(1).at(n.span)).at(n.span)]
+        return [ir.Assign(ret_var, v.e).at(n.span)] + tail
 
     # -- printing
     def printing(self, e: N, ctx: _Probe) -> List[ir.Action]:
