@@ -419,3 +419,24 @@ def test_try_runs_its_body_catch_never():
     prog = build('probe begin { try { x = kernel_string(0) } catch (m) { printf("%s\\n", m) } printf("a\\n") }')
     assert [p.fmt for p in printfs(prog)] == ["a\n"]
     assert any("catch" in note for note in prog.settings["stap_notes"])
+
+
+def test_handlers_here_name_kernel_addresses_and_compare_safely():
+    from undertow.lang.stap.userspace import Interpreter, Store
+
+    class Maps(Store):
+        def entries(self, name):
+            return [((b"bash", 0xffff1000), 3)] if name == "@f__count" else []
+
+        def clear(self, name):
+            pass
+
+        def hist(self, name, key=None):
+            return ""
+    prog = build("global f\nprobe syscall.openat { f[execname(), 1] <<< 1 }\n"
+                 "probe end { foreach ([e+, a] in f) { if (last != e) printf(\"%s\\n\", e); last = e\n"
+                 " printf(\" %s %d\\n\", symdata(a), @count(f[e, a])) } }")
+    out = []
+    Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"],
+                ksym=lambda addr: ("ext4_ioctl", 0, None)).run(prog.settings["stap_user"][0])
+    assert "".join(out) == "bash\n ext4_ioctl+0x0 [kernel] 3\n"

@@ -229,7 +229,7 @@ class _UserSide:
 
         self.interp = Interpreter(prog.setting("stap_script"), _Maps(), out.write, prog.setting("stap_params", []),
                                   target, prog.setting("stap_gtypes", {}), prog.setting("stap_constants", {}),
-                                  escape=escape)
+                                  escape=escape, ksym=_ksym(bpf.kernel))
         now = time.monotonic_ns()
         for h in self.handlers:
             h.next_ns = now + h.period_ns
@@ -256,6 +256,15 @@ class _UserSide:
                     return False
                 self.out.flush()
         return True
+
+
+def _ksym(kernel: Any) -> Any:
+    """Kernel addresses to symbols (``symname()``/``symdata()`` in handlers run here), or None."""
+    try:
+        ks = kernel.kallsyms()
+    except Exception:  # noqa: BLE001 - kallsyms unreadable: addresses are shown in hex
+        return None
+    return ks.symbolize
 
 
 def _hist_text(rec: Any) -> str:

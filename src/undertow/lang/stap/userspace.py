@@ -108,9 +108,11 @@ class Interpreter:
     def __init__(self, script: Any, store: Store, write: "Callable[[str], None]", params: "List[str]",
                  target: int = 0, gtypes: "Optional[Dict[str, str]]" = None,
                  constants: "Optional[Dict[str, Any]]" = None,
-                 escape: "Optional[Callable[[str], str]]" = None) -> None:
+                 escape: "Optional[Callable[[str], str]]" = None,
+                 ksym: "Optional[Callable[[int], Optional[Tuple[str, int, Optional[str]]]]]" = None) -> None:
         self.s, self.store, self.write, self.params, self.target = script, store, write, params, target
         self.escape = escape or (lambda t: t)
+        self.ksym = ksym  # address -> (name, offset, module) of the kernel's symbols
         self.gtypes = gtypes or {}
         self.constants = constants or {}
         self.depth = 0
@@ -326,7 +328,7 @@ class Interpreter:
                 return env[n.name]
             if n.name in self.s.globals:
                 return self.global_value(n.name, (), n.span)
-            raise self.err(f"unknown variable '{n.name}' in an end or timer handler", n.span)
+            return 0  # a local read before it is assigned is 0 (or "": they compare alike here)
         if k == "index":
             keys = tuple(self.value(x, env) for x in n.keys)
             return self.global_value(n.name, keys, n.span)
@@ -391,8 +393,14 @@ class Interpreter:
         if op == ".":
             joined = str(a) + str(b)
             return KStr(joined) if isinstance(a, KStr) or isinstance(b, KStr) else joined
-        if op in ("==", "!=", "<", "<=", ">", ">="):
-            return int({"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
+        if op == "==":
+            return int(a == b)
+        if op == "!=":
+            return int(a != b)
+        if op in ("<", "<=", ">", ">="):
+            if isinstance(a, str) != isinstance(b, str):
+                raise self.err(f"'{op}' compares a number with a string", n.span)
+            return int(a < b if op == "<" else a <= b if op == "<=" else a > b if op == ">" else a >= b)
         if isinstance(a, str) or isinstance(b, str):
             raise self.err(f"'{op}' needs numbers", n.span)
         if op in ("/", "%") and b == 0:
@@ -450,6 +458,15 @@ class Interpreter:
             vals = list(reversed(args)) if name == "ansi_cursor_move" else args
             self.write(ANSI[name][0] % tuple(vals) if vals else ANSI[name][0])
             return 0
+        if name in ("symname", "symdata", "usymname", "usymdata"):
+            addr = int(args[0]) & ((1 << 64) - 1) if args else 0
+            got = self.ksym(addr) if self.ksym is not None and not name.startswith("u") else None
+            if got is None:
+                return f"{addr:#x}"
+            sym, off, mod = got
+            if name == "symname":
+                return sym
+            return f"{sym}+{off:#x}" + (f" [{mod}]" if mod else " [kernel]")
         if name in ("MKDEV",):
             return (args[0] << 20) | args[1]
         if name == "MAJOR":
