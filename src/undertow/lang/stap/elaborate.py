@@ -1716,6 +1716,8 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
     "sprint_ubacktrace": (0, "string", "ustack"),
     "sprint_backtrace": (0, "string", "kstack"),
+    "symname": (1, "string", "ksym($__a0)"), "symdata": (1, "string", "ksym($__a0)"),
+    "usymname": (1, "string", "usym($__a0)"), "usymdata": (1, "string", "usym($__a0)"),
 }
 _STRING_FUNCS = frozenset(n for n, f in _FUNCS.items() if f[1] == "string") | {"sprintf", "sprint", "sprintln"}
 
