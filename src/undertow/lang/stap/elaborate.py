@@ -833,6 +833,10 @@ class _Elaborator:
             return self.printing(e, ctx)
         if name == "exit":
             return [ir.Exit().at(e.span)]
+        if name == "system":
+            raise self.err("system() runs a command from the script, as root here: undertow stap does not",
+                           e.span, "print what the command needs and run it yourself, or use undertow run "
+                           "--unsafe with bpftrace's system()")
         if name in ("print_backtrace", "print_ubacktrace", "print_stack", "print_ustack", "print_ubacktrace_brief"):
             b = ir.Builtin("ustack" if name.split("_")[1].startswith("u") else "kstack").at(e.span)
             return [ir.Printf("%s\n", [b]).at(e.span)]
