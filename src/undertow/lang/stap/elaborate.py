@@ -410,7 +410,7 @@ class _Elaborator:
             if pp.optional:
                 self.notes.append(f"{pp.text()}: left out ({e.message})")
                 return []
-            raise self.err(e.message, pp.span, *e.hints, cls=_unavailable()) from None
+            raise self.err(e.message, pp.span, *e.hints) from None
         out = []
         for site in sites:
             for text in site.helpers:
@@ -1539,10 +1539,6 @@ def _all_actions(acts: List[ir.Action]) -> Any:
         if isinstance(a, ir.If):
             yield from _all_actions(a.then)
             yield from _all_actions(a.other)
-
-
-def _unavailable() -> type:
-    return StapError
 
 
 def _target(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
