@@ -20,6 +20,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``stap`` subcommand and its options (SystemTap's names: -e -x -c -o -l -L -p -v -g)."""
     from .. import options
 
     p = sub.add_parser(
@@ -83,6 +84,7 @@ def _read_script(args: argparse.Namespace) -> "tuple":
 
 
 def run(args: argparse.Namespace) -> int:
+    """``undertow stap``: list, or parse/elaborate/compile (``-p``), or run the script."""
     if args.guru:
         raise UsageError("-g (guru mode) is refused: it runs embedded C in a kernel module, and undertow "
                          "loads no module",
