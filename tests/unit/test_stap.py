@@ -49,6 +49,9 @@ class FakeEnv(Env):
     def feature(self, name):
         return self.kprobes
 
+    def tp_params(self, event):
+        return ["p"] if event == "sched_process_exec" else None
+
 
 def fixture(name):
     with open(os.path.join(FIX, name)) as f:
@@ -440,3 +443,10 @@ def test_handlers_here_name_kernel_addresses_and_compare_safely():
     Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"],
                 ksym=lambda addr: ("ext4_ioctl", 0, None)).run(prog.settings["stap_user"][0])
     assert "".join(out) == "bash\n ext4_ioctl+0x0 [kernel] 3\n"
+
+
+def test_kernel_trace_structure_arguments_use_the_typed_raw_tracepoint():
+    prog = build('probe kernel.trace("sched_process_exec") { printf("%d\\n", $p->pid) }')
+    assert specs(prog) == ["tp_btf:sched_process_exec"]
+    prog = build('probe kernel.trace("sched_process_exec") { printf("%d\\n", $pid) }')
+    assert specs(prog) == ["tracepoint:sched:sched_process_exec"]

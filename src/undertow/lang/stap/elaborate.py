@@ -464,7 +464,7 @@ class _Elaborator:
             raise Unrealisable(f"{text}: statement probes need the kernel's DWARF line table, which undertow "
                                "does not read", ['kernel.function("F") probes the function\'s entry'])
         if head == "kernel" and len(parts) == 2 and names[1] == "trace":
-            return self.kernel_trace(str(args[1]), text)
+            return self.kernel_trace(str(args[1]), text, pp)
         if head == "process" and len(parts) >= 2 and args[0] is not None:
             return self.process(args[0], names[1:], args[1:], text)
         if any(a is not None for a in args) and head not in ("syscall", "nd_syscall"):
@@ -545,6 +545,16 @@ class _Elaborator:
             site.entry = Site([espec], pp=text, ppfunc=func, target=lambda n: f"args.{n}", note=espec.describe())
         return [site]
 
+    def _target_names(self, pp: ProbePoint) -> set:
+        """The ``$names`` the handlers of probe point ``pp`` read (not ``$$vars``)."""
+        out = set()
+        for p in self.s.probes:
+            if pp in p.points:
+                for node in self.walk(p.body):
+                    if node.kind == "target" and not node.name.startswith("$"):
+                        out.add(node.name)
+        return out
+
     def _uses_params(self, pp: ProbePoint) -> bool:
         for p in self.s.probes:
             if pp in p.points:
@@ -553,7 +563,12 @@ class _Elaborator:
                         return True
         return False
 
-    def kernel_trace(self, name: str, text: str) -> List[Site]:
+    def kernel_trace(self, name: str, text: str, pp: Optional[ProbePoint] = None) -> List[Site]:
+        """``kernel.trace("TP")``: the tracepoint (its format's fields as ``$field``), or, when
+        the handler reads a ``$name`` that is an argument of the tracepoint's prototype (a
+        ``struct task_struct *p``...), the BTF-typed raw tracepoint (tp_btf) with those
+        arguments (their names from BTF's ``__probestub_<event>``, Linux 6.4+)."""
+        used = self._target_names(pp) if pp is not None else set()
         if ":" in name:
             group, ev = name.split(":", 1)
             events = [(g, e) for g, e in self.env.events(ev) if g == group]
@@ -567,6 +582,13 @@ class _Elaborator:
             fields = self.env.fields(g, e) or []
             names = {n for n, _t in fields}
             scalar = [n for n, t in fields if "[" not in t and "__data_loc" not in t]
+            params = self.env.tp_params(e) if used - names else None
+            if params is not None and used <= set(params):
+                idx = {n: i + 1 for i, n in enumerate(params)}  # tp_btf arguments: arg1.. after __data
+                out.append(Site([_ap("tp_btf", e)], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
+                                target=lambda n, idx=idx: f"args.arg{idx[n]}" if n in idx else None,
+                                note=f"tp_btf:{e} (the tracepoint's typed arguments: {', '.join(params)})"))
+                continue
             out.append(Site([f"tracepoint:{g}:{e}"], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
                             target=lambda n, names=names: f"args.{n}" if n in names else None,
                             vars={"__args__": Var("args", ",".join(scalar))}, note=f"tracepoint:{g}:{e}"))
@@ -1753,6 +1775,15 @@ class TracefsEnv(Env):
         try:
             return self.kernel.kallsyms().lookup(name) is not None
         except Exception:  # noqa: BLE001 - kallsyms unreadable: unknown
+            return None
+
+    def tp_params(self, event: str) -> Optional[List[str]]:
+        try:
+            btf = self.kernel.btf()
+            f = btf.find("__probestub_" + event, "func")
+            proto = btf.strip(f.target)
+            return [n for n, _t in proto.params][1:]
+        except Exception:  # noqa: BLE001 - no BTF, or a kernel before 6.4: not known
             return None
 
     def functions(self, pattern: str) -> List[str]:

@@ -103,6 +103,10 @@ class Env:
         """``kprobes``/``fentry``: whether this kernel attaches them (None: unknown)."""
         return None
 
+    def tp_params(self, event: str) -> "Optional[List[str]]":
+        """The argument names of a tracepoint's prototype (after ``__data``), or None."""
+        return None
+
     def functions(self, pattern: str) -> "List[str]":
         """Kernel functions matching ``pattern`` (``-l 'kernel.function("tcp_*")'``)."""
         return []
