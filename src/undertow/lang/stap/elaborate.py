@@ -867,6 +867,8 @@ class _Elaborator:
             prefix = {"error": "ERROR: ", "warn": "WARNING: ", "log": ""}[name]
             acts = self.emit(Comp([(None, _lit_fmt(prefix), [])]), self.as_comp(v), e.span, newline=True)
             return acts + ([ir.Exit().at(e.span)] if name == "error" else [])
+        if name == "ansi_set_color" and len(e.args) in (2, 3):  # the overloads of ansi_set_color2/3
+            name = f"ansi_set_color{len(e.args)}"
         if name in ANSI:
             fmt, nargs = ANSI[name]
             if len(e.args) != nargs:

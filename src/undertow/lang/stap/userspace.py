@@ -454,6 +454,8 @@ class Interpreter:
         if name in ("printf", "print", "println", "printd", "printdln"):
             self.write(self.printing(n, env))
             return 0
+        if name == "ansi_set_color" and len(args) in (2, 3):
+            name = f"ansi_set_color{len(args)}"
         if name in ANSI:
             vals = list(reversed(args)) if name == "ansi_cursor_move" else args
             self.write(ANSI[name][0] % tuple(vals) if vals else ANSI[name][0])
