@@ -50,7 +50,8 @@ class FakeEnv(Env):
         return self.kprobes
 
     def tp_params(self, event):
-        return ["p"] if event == "sched_process_exec" else None
+        return {"sched_process_exec": [("p", "arg1")],
+                "sched_process_fork": [("parent", "parent"), ("child", "child")]}.get(event)
 
 
 def fixture(name):
@@ -450,3 +451,10 @@ def test_kernel_trace_structure_arguments_use_the_typed_raw_tracepoint():
     assert specs(prog) == ["tp_btf:sched_process_exec"]
     prog = build('probe kernel.trace("sched_process_exec") { printf("%d\\n", $pid) }')
     assert specs(prog) == ["tracepoint:sched:sched_process_exec"]
+
+
+def test_kprocess_create_reads_the_new_task_from_the_typed_tracepoint():
+    prog = build('probe kprocess.create { printf("%d\\n", new_pid) }')
+    assert specs(prog) == ["tp_btf:sched_process_fork"]
+    members = [e for e in prog.probes[0].exprs() if isinstance(e, ir.Member)]
+    assert any(m.name == "tgid" for m in members)

@@ -583,11 +583,12 @@ class _Elaborator:
             names = {n for n, _t in fields}
             scalar = [n for n, t in fields if "[" not in t and "__data_loc" not in t]
             params = self.env.tp_params(e) if used - names else None
-            if params is not None and used <= set(params):
-                idx = {n: i + 1 for i, n in enumerate(params)}  # tp_btf arguments: arg1.. after __data
+            if params is not None and used <= {n for n, _a in params}:
+                idx = dict(params)  # the argument's name -> how the resolver names it
                 out.append(Site([_ap("tp_btf", e)], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
-                                target=lambda n, idx=idx: f"args.arg{idx[n]}" if n in idx else None,
-                                note=f"tp_btf:{e} (the tracepoint's typed arguments: {', '.join(params)})"))
+                                target=lambda n, idx=idx: f"args.{idx[n]}" if n in idx else None,
+                                note=f"tp_btf:{e} (the tracepoint's typed arguments: "
+                                     f"{', '.join(n for n, _a in params)})"))
                 continue
             out.append(Site([f"tracepoint:{g}:{e}"], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
                             target=lambda n, names=names: f"args.{n}" if n in names else None,
@@ -1779,14 +1780,20 @@ class TracefsEnv(Env):
         except Exception:  # noqa: BLE001 - kallsyms unreadable: unknown
             return None
 
-    def tp_params(self, event: str) -> Optional[List[str]]:
-        try:
-            btf = self.kernel.btf()
-            f = btf.find("__probestub_" + event, "func")
-            proto = btf.strip(f.target)
-            return [n for n, _t in proto.params][1:]
-        except Exception:  # noqa: BLE001 - no BTF, or a kernel before 6.4: not known
-            return None
+    def tp_params(self, event: str) -> Optional[List[Tuple[str, str]]]:
+        # the resolver names tp_btf arguments after __bpf_trace_<event> when BTF has it, else
+        # arg1, arg2...; the names themselves are __probestub_<event>'s (Linux 6.4+)
+        btf = self.kernel.btf()
+        names = None
+        for prefix in ("__bpf_trace_", "__probestub_"):
+            try:
+                f = btf.find(prefix + event, "func")
+                names = [n for n, _t in btf.strip(f.target).params][1:]
+            except Exception:  # noqa: BLE001 - not in this kernel's BTF
+                continue
+            resolver_names = prefix == "__bpf_trace_"
+            return [(n, n if resolver_names else f"arg{i + 1}") for i, n in enumerate(names)]
+        return None
 
     def functions(self, pattern: str) -> List[str]:
         import fnmatch

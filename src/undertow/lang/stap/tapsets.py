@@ -103,8 +103,9 @@ class Env:
         """``kprobes``/``fentry``: whether this kernel attaches them (None: unknown)."""
         return None
 
-    def tp_params(self, event: str) -> "Optional[List[str]]":
-        """The argument names of a tracepoint's prototype (after ``__data``), or None."""
+    def tp_params(self, event: str) -> "Optional[List[Tuple[str, str]]]":
+        """The arguments of a tracepoint's prototype (after ``__data``) as ``(name, the name
+        its typed raw tracepoint gives it: the same, or argN)``, or None when unknown."""
         return None
 
     def functions(self, pattern: str) -> "List[str]":
@@ -378,11 +379,21 @@ def _udp_recv(env: Env) -> List[Site]:
 
 #: alias -> (tracepoint, {variable: (type, bpftrace expression)}, ppfunc)
 _TP_ALIASES: Dict[str, Tuple[str, Dict[str, Tuple[str, str]], str]] = {
-    "kprocess.exec": ("sched:sched_process_exec", {"filename": ("string", "str(args.filename)")}, "do_execveat_common"),
-    "kprocess.exit": ("sched:sched_process_exit", {"code": ("long", "((struct task_struct *)curtask)->exit_code")},
-                      "do_exit"),
-    "kprocess.create": ("sched:sched_process_fork", {"new_pid": ("long", "args.child_pid"),
-                                                      "new_tid": ("long", "args.child_pid")}, "wake_up_new_task"),
+    # an exec attempt (its path as the caller gave it), and its success
+    "kprocess.exec": ("syscalls:sys_enter_execve|syscalls:sys_enter_execveat",
+                      {"filename": ("string", "str(args.filename)")}, "do_execveat_common"),
+    "kprocess.exec_complete": ("sched:sched_process_exec", {"success": ("long", "1"), "errno": ("long", "0")},
+                               "exec_binprm"),
+    "kprocess.exit": ("sched:sched_process_exit", {"code": ("long", "((struct task_struct *)curtask)->exit_code"),
+                                                   "task": ("long", "(uint64)curtask")}, "do_exit"),
+    # the new task itself is the tracepoint's second argument (TP_PROTO(parent, child))
+    "kprocess.create": ("btf:sched_process_fork", {"task": ("long", "(uint64)args.{child}"),
+                                                   "new_pid": ("long", "args.{child}->tgid"),
+                                                   "new_tid": ("long", "args.{child}->pid")}, "wake_up_new_task"),
+    "kprocess.release": ("btf:sched_process_free", {"task": ("long", "(uint64)args.{p}"),
+                                                    "pid": ("long", "args.{p}->tgid"),
+                                                    "released_pid": ("long", "args.{p}->tgid"),
+                                                    "released_tid": ("long", "args.{p}->pid")}, "release_task"),
     "process.end": ("sched:sched_process_exit", {}, "do_exit"),
     "scheduler.process_exit": ("sched:sched_process_exit", {"pid": ("long", "args.pid"),
                                                             "priority": ("long", "args.prio")}, "do_exit"),
@@ -445,6 +456,22 @@ SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP
 
 def _tp_alias(env: Env, name: str) -> List[Site]:
     tps, table, ppfunc = _TP_ALIASES[name]
+    if tps.startswith("btf:"):  # the typed raw tracepoint (tp_btf): its prototype's arguments
+        from .. import ir
+
+        event = tps[4:]
+        params = env.tp_params(event)
+        if params is None:
+            raise Unrealisable(f"{name} needs the typed raw tracepoint {event} (BTF, Linux 6.4+ names its "
+                               "arguments), which this kernel lacks")
+        # the table's expressions name the arguments {name}: as the resolver names them here
+        names = dict(params)
+        try:
+            vs = {v: Var(ty, expr.format(**names)) for v, (ty, expr) in table.items()}
+        except KeyError as e:
+            raise Unrealisable(f"{name}: the tracepoint {event} has no argument {e} here") from None
+        return [Site([ir.AttachPoint("tp_btf", target=event)], pp=name, ppfunc=ppfunc, vars=vs,
+                     note=f"tp_btf:{event} ({', '.join(n for n, _a in params)})")]
     here = [(tp, env.fields(*tp.split(":"))) for tp in tps.split("|")]  # "a|b": both, where they exist
     here = [(tp, f) for tp, f in here if f is not None]
     if not here:
