@@ -278,7 +278,7 @@ def test_functions_with_early_returns_are_inlined():
     done = [a for a in acts if isinstance(a, ir.Assign) and a.var.endswith("_done")]
     assert len(done) == 4  # set to 0 first, to 1 at each of the three returns
     prog = build("function f(n) { while (n < 10) { if (n == 5) return 1\n n++ } return 0 }\n"
-                 "probe begin { printf(\"%d\\n\", f(2)) }")
+                 "probe syscall.openat { printf(\"%d\\n\", f(2)) }")
     loop = next(a for a in prog.probes[0].actions if isinstance(a, ir.While))
     assert any(isinstance(a, ir.Break) for a in walk_actions(loop.body))  # the return leaves the loop
 
@@ -458,3 +458,10 @@ def test_kprocess_create_reads_the_new_task_from_the_typed_tracepoint():
     assert specs(prog) == ["tp_btf:sched_process_fork"]
     members = [e for e in prog.probes[0].exprs() if isinstance(e, ir.Member)]
     assert any(m.name == "tgid" for m in members)
+
+
+def test_begin_handlers_with_loops_that_only_print_run_here():
+    prog = build('probe begin { for (i = 0; i < 3; i++) printf("%d\\n", i); exit() }')
+    assert [h.when for h in prog.settings["stap_user"]] == ["begin"]
+    prog = build('global n\nprobe begin { for (i = 0; i < 3; i++) n++ }')  # writes a global: BPF
+    assert not prog.settings["stap_user"]

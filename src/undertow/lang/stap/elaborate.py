@@ -29,7 +29,7 @@ from .. import ir
 from ..printf import conversions
 from .ast import N, ProbePoint, Script
 from .tapsets import ANSI, Env, Site, Unrealisable, Var, realise
-from .userspace import UserHandler, check_handler, needs_userspace
+from .userspace import UserHandler, check_handler, loops_here, needs_userspace
 
 __all__ = ["elaborate", "StapError", "Options"]
 
@@ -174,7 +174,12 @@ class _Elaborator:
         users: List[UserHandler] = []
         for p in self.s.probes:
             for pp in p.points:
-                user = self.user_handler(pp, p.body) if needs_userspace(p.body, self.s.functions) else None
+                user = None
+                if needs_userspace(p.body, self.s.functions):
+                    user = self.user_handler(pp, p.body)
+                elif pp.parts in ([("begin", None)], [("end", None)]) and loops_here(p.body, self.s.functions) \
+                        and not self.writes_globals(p.body):
+                    user = self.user_handler(pp, p.body)
                 if user is not None:
                     users.append(user)
                     continue
@@ -208,6 +213,14 @@ class _Elaborator:
         prog.settings["stap_constants"] = {g.name: self.const_value(g.init) for g in self.s.globals.values()
                                            if g.init is not None and not self.written.get(g.name)}
         return prog
+
+    def writes_globals(self, body: N) -> bool:
+        """Whether a handler (or a script function it calls) assigns a global."""
+        try:
+            check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span), self.s.functions)
+        except SourceError:
+            return True
+        return False
 
     def user_handler(self, pp: ProbePoint, body: N) -> Optional[UserHandler]:
         """A begin/end/timer handler with foreach, run in undertow's process; None for
@@ -621,6 +634,11 @@ class _Elaborator:
         if site.prologue:
             actions.extend(_respan(bt_actions(site.prologue), pp.span))
         handler = self.block(body, ctx)
+        # SystemTap's locals start as 0 or "": a local read on a path that did not assign it
+        inits: List[ir.Action] = [ir.Assign(name, ir.Const("" if ty == "string" else 0).at(pp.span)).at(pp.span)
+                                  for name, ty in ctx.locals.items() if ty in ("long", "string")
+                                  and name.startswith("$") and not name.startswith(("$__key", "$__post"))]
+        handler = inits + handler
         if site.guard:  # over the prologue's variables: after it, around the handler
             handler = [ir.If(_respan(bt_expr(site.guard), pp.span), handler).at(pp.span)]
         actions.extend(handler)
@@ -1730,7 +1748,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "u64_arg": (1, "long", _nth_arg("uint64")), "ulonglong_arg": (1, "long", _nth_arg("uint64")),
     "longlong_arg": (1, "long", _nth_arg("int64")), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
     "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
-    "backtrace": (0, "string", "kstack"), "ubacktrace": (0, "string", "ustack"),
+    "backtrace": (0, "stack", "kstack"), "ubacktrace": (0, "stack", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
     "task_execname": (1, "string", "((struct task_struct *)$__a0)->comm"),
     "task_pid": (1, "long", "((struct task_struct *)$__a0)->tgid"),
@@ -1739,8 +1757,8 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_uid": (1, "long", "((struct task_struct *)$__a0)->cred->uid.val"),
     "task_state": (1, "long", "((struct task_struct *)$__a0)->__state"),
     "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
-    "sprint_ubacktrace": (0, "string", "ustack"),
-    "sprint_backtrace": (0, "string", "kstack"),
+    "sprint_ubacktrace": (0, "stack", "ustack"),
+    "sprint_backtrace": (0, "stack", "kstack"),
     "symname": (1, "string", "ksym($__a0)"), "symdata": (1, "string", "ksym($__a0)"),
     "usymname": (1, "string", "usym($__a0)"), "usymdata": (1, "string", "usym($__a0)"),
 }

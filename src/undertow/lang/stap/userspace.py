@@ -52,6 +52,44 @@ class Store:
         raise NotImplementedError
 
 
+#: the functions a handler run here can call (beside the script's own)
+HERE_FUNCS = frozenset((
+    "printf", "print", "println", "printd", "printdln", "printk", "sprintf", "sprint", "strlen", "substr",
+    "isinstr", "target", "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "ctime",
+    "tz_ctime", "execname", "pid", "tid", "exit", "error", "warn", "symname", "symdata", "usymname", "usymdata",
+    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color",
+))
+
+
+def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
+    """A begin/end handler with loops that only prints and computes (no target variables, no
+    tapset context, no global written): run here, where the verifier does not bound loops."""
+    functions = functions or {}
+    has_loop = False
+    stack: List[Any] = [body]
+    seen: set = set()
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list):
+            stack.extend(n)
+            continue
+        if not isinstance(n, N):
+            continue
+        if n.kind in ("while", "for"):
+            has_loop = True
+        if n.kind in ("target", "member", "subscript", "at", "in", "delete", "pos"):
+            return False
+        if n.kind == "call":
+            if n.name in functions:
+                if n.name not in seen:
+                    seen.add(n.name)
+                    stack.append(functions[n.name].body)
+            elif n.name not in HERE_FUNCS:
+                return False
+        stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
+    return has_loop
+
+
 def needs_userspace(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
     """Whether a handler walks an array (``foreach``), itself or in a script function it calls."""
     functions = functions or {}
