@@ -28,6 +28,7 @@ COMMANDS: List[str] = [
     "list",
     "trace",
     "run",
+    "stap",
     "cleanup",
     "dns",
     "icmp",
