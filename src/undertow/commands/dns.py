@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
     from ..tools.dns import ANSWERS, PROGRAM, parse_record, seed
+    from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
     seeds: Dict[Any, Any] = {}
@@ -77,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
     shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), parse, header,
                      lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
-                     hooks="tracepoints (every kernel): syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,"
-                           "write,writev} (BPF "
-                           "tracepoint programs reading the user's buffers; the socket type through BTF from "
-                           "the fd); sockets connected before the start from sock_diag and /proc/PID/net + "
-                           "/proc/PID/fd")
+                     hooks=choose("dns").text())
     if args.summary:
         print_summary(shown, args.json, "NAMES", "qname")
     return 0

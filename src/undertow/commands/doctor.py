@@ -2,7 +2,9 @@
 and for every missing one why and what to use instead.
 
 Text output fits 100 columns; ``--json`` prints one object (``kernel``, ``arch``,
-``facts``, ``features`` {name: {available, reason, instead?}}, ``backends``).
+``facts``, ``features`` {name: {available, reason, instead?}}, ``backends``, ``tools``
+{tool: {hooks, detail, why}}: the hook set each responder tool uses here, from
+:func:`undertow.tools.hooksets.all_choices`, the code the tools run).
 Feature probes are cached per boot; ``--refresh`` probes again.
 """
 
@@ -54,17 +56,32 @@ def run(args: argparse.Namespace) -> int:
     kernel = Kernel()
     feats = detect_features(kernel, refresh=bool(getattr(args, "refresh", False)))
     kernel._features = feats  # share the fresh result with anything else using this Kernel
+    from ..tools.hooksets import all_choices
+
+    tools = all_choices(kernel)
     out = sys.stdout
     if getattr(args, "json", False):
-        out.write(render_json(feats) + "\n")
+        out.write(render_json(feats, tools) + "\n")
     else:
-        out.write(render_text(feats))
+        out.write(render_text(feats, tools=tools))
     return 0
 
 
-def render_json(feats: Features) -> str:
-    """The ``--json`` document (keys sorted within features for stable diffs)."""
-    return json.dumps(feats.to_json(), indent=2, ensure_ascii=True)
+def render_json(feats: Features, tools: "Optional[List[Any]]" = None) -> str:
+    """The ``--json`` document (keys sorted within features for stable diffs); ``tools``:
+    :class:`undertow.tools.hooksets.Choice` per responder tool."""
+    doc = feats.to_json()
+    if tools is not None:
+        doc["tools"] = {c.tool: c.to_json() for c in tools}
+    return json.dumps(doc, indent=2, ensure_ascii=True)
+
+
+def render_tools(tools: "List[Any]", width: int = WIDTH) -> List[str]:
+    """The "responder tools" section: each tool's hook set and why it was chosen."""
+    lines = ["responder tools: the hook set each uses here (-v on a tool and --json name the hooks)"]
+    for c in tools:
+        lines += _wrap("  " + c.tool.ljust(11) + c.hooks.ljust(14), c.why, 27, width)
+    return lines
 
 
 def _status(f: Optional[Feature]) -> str:
@@ -81,8 +98,9 @@ def _wrap(prefix: str, text: str, indent: int, width: int = WIDTH) -> List[str]:
     return lines
 
 
-def render_text(feats: Features, width: int = WIDTH) -> str:
-    """Human report: kernel, privileges, the probe-kind table, other facts, a summary."""
+def render_text(feats: Features, width: int = WIDTH, tools: "Optional[List[Any]]" = None) -> str:
+    """Human report: kernel, privileges, the probe-kind table, other facts, the responder
+    tools' hook sets (``tools``: :class:`undertow.tools.hooksets.Choice` list), a summary."""
     facts: Dict[str, Any] = feats.facts
     lines: List[str] = []
     lines += _wrap("kernel", f"{feats.kernel} ({feats.arch})", 11, width)
@@ -125,6 +143,9 @@ def render_text(feats: Features, width: int = WIDTH) -> str:
         if f.available is False and f.instead:
             lines += _wrap("", "instead: " + f.instead, 33, width)
     lines.append("")
+    if tools:
+        lines += render_tools(tools, width)
+        lines.append("")
     lines += _summary(feats, width)
     if feats.from_cache:
         lines.append("(cached for this boot; --refresh probes again)")

@@ -11,14 +11,6 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple
 
-HOOKS_BPF = ("sched:sched_process_exec with a BPF program reading the task through BTF: comm at the event, "
-             "argv from the new mm's arg_start..arg_end (first 4096 bytes), the executed file from "
-             "mm->exe_file (dentry walk), netns/pidns inode numbers")
-HOOKS_FTRACE = ("sched:sched_process_exec via ftrace (no BPF/BTF here): comm followed through task_rename, "
-                "argv and the executed file from /proc when the event is read (a process already gone "
-                "shows only the filename)")
-
-
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from ..tools.common import add_common_options
 
@@ -72,11 +64,9 @@ HEADER = f"{'TIME':<8} {'PID':>7} {'PPID':>7} {'UID':>5} {'COMM':<16} ARGV"
 def _bpf_usable() -> bool:
     """Whether this kernel runs the BPF program (BTF, BPF on tracepoints, a ring buffer)."""
     from ..kernel import Kernel
-    from ..kernel.features import detect_features
+    from ..tools.hooksets import exec_bpf_usable
 
-    want = ["btf", "bpf_tracepoint", "bpf_ringbuf"]
-    feats = detect_features(Kernel(), only=want)
-    return all(feats.available(n) for n in want)
+    return exec_bpf_usable(Kernel())[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import run_tool
     from ..tools.common import Column, Summary
     from ..tools.execs import SETTINGS, parse_record, program
+    from ..tools.hooksets import EXEC_HOOKS
     from ..tools.proc import own_namespaces
 
     own = own_namespaces()
@@ -92,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     bargs = argparse.Namespace(**vars(args))
     bargs.pid = None
     shown = run_tool(bargs, "exec", program(args.pid), parse_record, HEADER, lambda d: line(d, own),
-                     settings=SETTINGS, hooks=HOOKS_BPF)
+                     settings=SETTINGS,
+                     hooks="bpf: " + EXEC_HOOKS["bpf"] + " (chosen because BTF, BPF on tracepoints and a ring "
+                           "buffer work)")
     if args.summary:
         summary = Summary([Column("filename", "PROGRAM")], "uids", gap="  ", distinct_count=False,
                           values_limit=None, stringify=False)
@@ -105,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_ftrace(args: argparse.Namespace) -> int:
     """Without BPF: the tracepoint through ftrace; argv and the rest from /proc."""
     from ..api import trace
+    from ..tools.hooksets import EXEC_HOOKS
     from ..output.jsonl import clean
     from ..tools.common import Column, ProcessFilter, Summary, run_loop
     from ..tools.proc import namespaces, own_namespaces, proc_info
 
     tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration, drain=args.drain)
-    print(f"undertow exec: no BPF on this kernel: {HOOKS_FTRACE}", file=sys.stderr)
+    print(f"undertow exec: no BPF on this kernel: {EXEC_HOOKS['ftrace']}", file=sys.stderr)
     out = sys.stdout
     own = own_namespaces()
     wanted = ProcessFilter.from_args(args)

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
     from ..tools.icmp import PROGRAM, parse_record, seed
+    from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
 
@@ -61,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DIR':<6} {'PEER':<15} {'TYPE':<16} DETAILS"
     shown = run_tool(args, "icmp", PROGRAM, parse_record, header, lambda d: _line(d, host),
                      settings={"bufsize": 512}, on_start=start,
-                     hooks="tracepoints (every kernel): syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,sendmmsg,"
-                           "write,writev,recvfrom,recvmsg,read} "
-                           "(BPF reading the buffers; fd -> socket through BTF for ping ids and connected peers), "
-                           "icmp:icmp_send (the kernel's own errors); sockets open before the start from "
-                           "sock_diag and /proc/PID/net + /proc/PID/fd")
+                     hooks=choose("icmp").text())
     if args.summary:
         print_summary(shown, args.json, "PEERS", "peer")
     return 0
