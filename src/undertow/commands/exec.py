@@ -17,15 +17,18 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
     p = sub.add_parser(
         "exec", parents=[common],
         help="new processes (execve) with argv, parent chain, uid, cwd",
-        description="Every successful execve/execveat: who ran what, from where. Hook: the "
+        description="Every execve/execveat: who ran what, from where; the ones that fail too (error "
+                    "ENOENT, EACCES, ENOEXEC...). Hook: the "
                     "sched:sched_process_exec tracepoint (every kernel) with a BPF program that reads, at "
                     "the event, the new program's name (comm), its argv (first 4 KiB, argv_truncated when "
                     "longer), the file the kernel executed (a memfd or deleted file is flagged fileless) "
-                    "and the task's network and pid namespaces. cwd, cgroup and the parent chain are read "
+                    "and the task's network and pid namespaces, and LD_PRELOAD/LD_AUDIT from its environment; failed "
+                    "execs from the syscall tracepoints. cwd, cgroup and the parent chain are read "
                     "from /proc as the event is read. See docs/tools/exec.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid ppid uid comm filename exe fileless argv argv_truncated argv_bytes "
-               "netns pidns cwd cgroup container parents gone\n"
+               "ld_preload ld_audit error (+ syscall dirfd result when failed) netns pidns cwd cgroup container "
+               "parents gone\n"
                "examples:\n  undertow exec\n  undertow exec --comm 'python*' --json\n"
                "  undertow exec --duration 60 --summary",
     )
@@ -45,6 +48,11 @@ def line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None,
     else:
         text = f"{d.get('filename', '')} (exited before it was read)"
     marks = []
+    if d.get("error"):
+        marks.append(f"[FAILED {d['error']}: {d.get('filename', '')}]")
+    for var in ("ld_preload", "ld_audit"):
+        if d.get(var) is not None:
+            marks.append(f"[{var.upper()}={d[var]}]")
     if d.get("fileless"):
         marks.append(f"[FILELESS {d['fileless']}: {exe or d.get('filename')}]")
     elif argv and exe and os.path.basename(argv[0]) != os.path.basename(exe.replace(" (deleted)", "")):
