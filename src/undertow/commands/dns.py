@@ -68,17 +68,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"undertow dns: {len(seeds)} socket fd(s) connected to port 53/853 before the start found "
                   "(sock_diag, /proc)", file=sys.stderr)
 
+    choice = choose("dns")
+    fix = None
+    text = PROGRAM
+    if choice.hooks == "kprobes":
+        from ..tools.dns_kprobes import fix_call, program
+
+        text, fix = program(choice.extra["facts"]), fix_call
+
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
         q = parse_record(rec, seeds)
         if q is None:
             return None
+        if fix is not None:
+            fix(q)
         q.ts, q.pid, q.tid, q.comm = rec.ts, rec.pid, rec.tid, rec.comm
         return q.to_dict()
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
-    shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), parse, header,
+    shown = run_tool(args, "dns", text + (ANSWERS if args.answers else ""), parse, header,
                      lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
-                     hooks=choose("dns").text())
+                     hooks=choice.text())
     if args.summary:
         print_summary(shown, args.json, "NAMES", "qname")
     return 0

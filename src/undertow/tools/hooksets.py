@@ -114,7 +114,22 @@ EXIT_HOOKS = ("sched:sched_process_exit (group leaders; task->exit_code, signal-
 def _dns(kernel: Any) -> Choice:
     ok, why = kprobe_targets(kernel, DNS_KPROBES)
     if ok:
-        return Choice("dns", "kprobes", DNS_HOOKS["kprobes"], why)
+        from .dns_kprobes import kernel_facts
+
+        try:
+            f = kernel_facts(kernel)
+            missing = [n for n in ("ITER_IOVEC", "ITER_KVEC", "ITER_BVEC") if n not in f.iters]
+        except Exception as e:  # noqa: BLE001 - no BTF for struct msghdr/iov_iter: the tracepoints
+            ok, why, missing = False, f"{why}, but BTF lacks what the program reads ({e})", []
+        if missing:
+            ok, why = False, f"{why}, but BTF's enum iter_type lacks " + ", ".join(missing)
+    if ok:
+        detail = DNS_HOOKS["kprobes"]
+        if [fn for fn in f.funcs if fn.endswith("sendpage")]:
+            detail += "; kprobes udp_sendpage, tcp_sendpage (sendfile/splice before 6.5)"
+        if f.bases is None:
+            detail += "; page-backed sends (sendfile/splice) shown without their bytes (no direct-map bases)"
+        return Choice("dns", "kprobes", detail, why, facts=f)
     return Choice("dns", "tracepoints", DNS_HOOKS["tracepoints"],
                   why + ": the syscall tracepoints (io_uring and sendfile/splice sends are not seen)")
 
