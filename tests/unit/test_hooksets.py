@@ -14,18 +14,30 @@ from undertow.tools.filewatch_prog import VFS_FUNCS
 
 from test_doctor import this_machine
 
-ALL_FUNCS = {"udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg", "__dev_direct_xmit", "tcp_conn_request",
+ALL_FUNCS = {"udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg", "page_offset_base", "vmemmap_base", "__dev_direct_xmit", "tcp_conn_request",
              "tcp_check_req", "tcp_v4_connect", "tcp_v6_connect", "sk_error_report"}
 
 
 class FakeBTF:
+    """BTF as 6.12's: the VFS functions, enum iter_type, iov_iter with __iov, struct page."""
+
     def __init__(self, funcs):
         self.funcs = set(funcs)
 
     def find(self, name, kind, hints=True):
         if kind == "func" and name in self.funcs:
             return SimpleNamespace(name=name)
+        if kind == "struct" and name in ("page", "pt_regs"):
+            return SimpleNamespace(name=name, size=64 if name == "page" else 168)
         raise LookupError(name)
+
+    def enum_constant(self, name):
+        v = {"ITER_UBUF": 0, "ITER_IOVEC": 1, "ITER_BVEC": 2, "ITER_KVEC": 3}.get(name)
+        return None if v is None else (v, None)
+
+    def members(self, t):
+        return [SimpleNamespace(name=n) for n in ("iter_type", "iov_offset", "__iov", "kvec", "bvec", "ubuf",
+                                                  "count", "nr_segs")]
 
 
 class FakeTracefs:
@@ -85,6 +97,8 @@ def test_lab_kernel_uses_kernel_functions():
     for tool in ("dns", "arp", "inbound", "connect"):
         assert got[tool].hooks == "kprobes", (tool, got[tool].why)
     assert "udp_sendmsg" in got["dns"].detail
+    f = got["dns"].extra["facts"]
+    assert f.iov == "__iov" and f.iters["ITER_BVEC"] == 2 and f.funcs == ["udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg"]
     assert got["filewatch"].hooks == "vfs" and "fentry work" in got["filewatch"].why
     # the tools' own selectors answer the same (one piece of code decides)
     forced = hooksets.filewatch_choice(FakeKernel(kprobes=True, fentry=True), force="syscalls")
@@ -127,3 +141,39 @@ def test_doctor_lists_every_tool_in_text_and_json():
     assert {"hooks", "detail", "why"} == set(doc["tools"]["dns"])
     # a -v line is the same text
     assert hooksets.choose("connect", FakeKernel()).text().startswith("tracepoints: sock:inet_sock_set_state")
+
+
+def test_dns_kprobe_program_parses_and_names_the_syscall():
+    import os
+
+    from undertow.lang.bt import parse_program
+    from undertow.tools import dns_kprobes
+    from undertow.tools.dns import DnsQuery
+
+    f = hooksets.choose("dns", FakeKernel(kprobes=True)).extra["facts"]
+    f.funcs.append("udp_sendpage")
+    text = dns_kprobes.program(f)
+    probes = parse_program(text).probes
+    assert len(probes) == 2 + 3 + 1  # connect/close, the three sendmsg, udp_sendpage
+    assert "msg_iter.__iov" in text and "kaddr(\"vmemmap_base\")" in text
+    q = DnsQuery()
+    q.syscall, q.batch = "udp_sendmsg", 44
+    dns_kprobes.fix_call(q)
+    if os.uname().machine == "x86_64":
+        assert q.syscall == "sendto" and q.batch == 0
+    q.syscall, q.batch = "tcp_sendmsg", 0xFFFF
+    assert dns_kprobes.fix_call(q).syscall == "io_uring"
+
+
+def test_dns_kprobe_record_with_a_raw_peer_address():
+    from undertow.tools.dns import parse_record
+
+    class Rec:
+        pid = 5
+    msg = bytes.fromhex("123401000001000000000000") + b"\x01a\x04test\x00\x00\x01\x00\x01"
+    r = Rec()
+    r.values = ["udp_sendmsg", (2 << 24) | (2 << 16) | 53, (44 << 32) | len(msg), 0, bytes([127, 0, 0, 9]), msg]
+    q = parse_record(r)
+    assert q.resolver == "127.0.0.9" and q.message.questions[0].name == "a.test." and q.transport == "udp"
+    r.values[4] = bytes(15) + b"\x01"
+    assert parse_record(r).resolver == "::1"

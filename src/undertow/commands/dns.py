@@ -17,8 +17,10 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
         help="DNS queries leaving the host, with the process, name and type, and the resolver",
         description="Every DNS query sent by a process on this host: UDP and TCP to port 53 (sendto, "
                     "sendmsg, glibc's connect()+sendmmsg, write on a connected socket) and DNS over TLS "
-                    "(port 853, flagged, not decodable). Hooks: syscall tracepoints with a BPF program "
-                    "that reads the message in the kernel (no kprobes needed). Process details are read "
+                    "(port 853, flagged, not decodable). Hooks: kprobes on udp_sendmsg/udpv6_sendmsg/"
+                    "tcp_sendmsg where the kernel has them (every route: io_uring, sendfile/splice too), else "
+                    "syscall tracepoints; a BPF program reads the message in the kernel (-v and 'undertow "
+                    "doctor' say which set). Process details are read "
                     "from /proc as the event arrives. See docs/tools/dns.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm syscall resolver resolver_port transport id qname qtype "
