@@ -89,6 +89,10 @@ DNS_HOOKS = {
 DNS_KPROBES = ("udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg")
 
 ICMP_HOOKS = {
+    "kprobes": "kprobes raw_sendmsg, ping_v4_sendmsg (+ rawv6_sendmsg, ping_v6_sendmsg where present: the "
+               "message as the socket layer gets it, from every route: syscalls, io_uring, sendfile/splice); "
+               "syscalls:sys_{enter,exit}_{socket,close,recvfrom,recvmsg,read} for what is received, "
+               "icmp:icmp_send (the kernel's own errors); " + _SEEDED,
     "tracepoints": "syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,sendmmsg,write,writev,recvfrom,"
                    "recvmsg,read} (BPF reading the buffers; fd -> socket through BTF for ping ids and "
                    "connected peers), icmp:icmp_send (the kernel's own errors); " + _SEEDED,
@@ -135,8 +139,23 @@ def _dns(kernel: Any) -> Choice:
 
 
 def _icmp(kernel: Any) -> Choice:
+    from .icmp_kprobes import FUNCS
+
+    ok, why = kprobe_targets(kernel, FUNCS)
+    if ok:
+        from .icmp_kprobes import kernel_facts
+
+        try:
+            f = kernel_facts(kernel)
+            missing = [n for n in ("ITER_IOVEC", "ITER_KVEC", "ITER_BVEC") if n not in f.iters]
+        except Exception as e:  # noqa: BLE001 - no BTF for struct msghdr/iov_iter: the tracepoints
+            ok, why, missing = False, f"{why}, but BTF lacks what the program reads ({e})", []
+        if missing:
+            ok, why = False, f"{why}, but BTF's enum iter_type lacks " + ", ".join(missing)
+    if ok:
+        return Choice("icmp", "kprobes", ICMP_HOOKS["kprobes"], why, facts=f)
     return Choice("icmp", "tracepoints", ICMP_HOOKS["tracepoints"],
-                  "the only set (every kernel): io_uring and sendfile/splice sends are not seen")
+                  why + ": the syscall tracepoints (io_uring and sendfile/splice sends are not seen)")
 
 
 def _arp(kernel: Any) -> Choice:

@@ -1,8 +1,9 @@
-"""`undertow dns` on its kprobe hook set (issue 18): where BPF kprobes work (the lab's Debian
-6.1 and 6.12) the tool hooks udp_sendmsg/udpv6_sendmsg/tcp_sendmsg (and the sendpage functions
-before 6.5), so DNS sent without a send syscall shows: an io_uring IORING_OP_SEND and a
-sendfile(2) from a file into a connected UDP socket, each from a child whose pid and comm are
-asserted. This host's kernel has no kprobes: skipped here with the reason. Traffic: loopback
+"""`undertow dns` and `undertow icmp` on their kprobe hook sets (issue 18): where BPF kprobes
+work (the lab's Debian 6.1 and 6.12) dns hooks udp_sendmsg/udpv6_sendmsg/tcp_sendmsg (and the
+sendpage functions before 6.5), icmp raw_sendmsg/ping_v4_sendmsg (+ v6), so messages sent
+without a send syscall show: an io_uring IORING_OP_SEND and a sendfile(2) from a file into a
+connected UDP socket (dns), an io_uring send of an echo request on a raw socket (icmp), each
+from a child whose pid and comm are asserted. This host's kernel has no kprobes: skipped here with the reason. Traffic: loopback
 only (127.0.0.1:53, where a test listener is bound when it can be, else ICMP answers)."""
 
 import json
@@ -95,3 +96,54 @@ def test_io_uring_and_sendfile_queries_are_seen():
     assert ur[0]["comm"] == "ut_dns_uring" or ur[0]["comm"].startswith("iou-"), ur
     assert sf[0]["pid"] == pid and sf[0]["comm"] == "ut_dns_sendfile" and sf[0]["id"] == 0x5252, sf
     assert sf[0]["syscall"] == "sendfile" and sf[0]["resolver"] == "127.0.0.1" and sf[0]["resolver_port"] == 53, sf
+
+
+ICMP_CHILD = r'''
+import ctypes, os, socket, struct, sys
+sys.path.insert(0, sys.argv[1])
+from fw_techniques import _Uring, _name
+_name("ut_icmp_uring")
+payload = b"ut-uring-echo-payload"
+body = struct.pack(">BBHHH", 8, 0, 0, 0x4242, 7) + payload
+c = sum(struct.unpack(">%dH" % ((len(body) + 1) // 2), body + b"\0" * (len(body) % 2)))
+c = (c >> 16) + (c & 0xFFFF); c += c >> 16
+msg = ctypes.create_string_buffer(body[:2] + struct.pack(">H", ~c & 0xFFFF) + body[4:])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.connect(("127.0.0.1", 0))
+ring = _Uring()
+res = ring.submit(26, s.fileno(), ctypes.addressof(msg), len(body), 0)  # IORING_OP_SEND
+ring.close()
+assert res == len(body), res
+print(os.getpid(), flush=True)
+'''
+
+
+def test_io_uring_echo_request_is_seen():
+    tool = subprocess.Popen([sys.executable, "-m", "undertow", "--verbose", "icmp", "--json", "--duration", "240"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and tool.poll() is None:  # ready once an echo of ours shows
+            r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            r.sendto(b"\x08\x00\xf7\xfe\x00\x01\x00\x00", ("127.0.0.1", 0))
+            r.close()
+            if select.select([tool.stdout], [], [], 0.5)[0]:
+                lines.append(tool.stdout.readline())
+                break
+        assert lines, tool.stderr.read() if tool.poll() is not None else "not ready"
+        child = subprocess.run([sys.executable, "-c", ICMP_CHILD, HERE], capture_output=True, text=True,
+                               timeout=120)
+        assert child.returncode == 0, child.stderr
+        pid = int(child.stdout.split()[0])
+        time.sleep(2)
+    finally:
+        tool.send_signal(2)
+        out, err = tool.communicate(timeout=120)
+    assert "undertow icmp: hooks: kprobes:" in err, err
+    evs = [json.loads(x) for x in lines + out.splitlines() if x.startswith("{")]
+    mine = [e for e in evs if e.get("pid") == pid and e.get("direction") == "out"]
+    assert mine, (evs, err)
+    e = mine[0]
+    assert e["id"] == 0x4242 and e["seq"] == 7 and e["type_name"] == "echo-request" and e["socket"] == "raw", e
+    assert e["peer"] == "127.0.0.1" and (e["comm"] == "ut_icmp_uring" or e["comm"].startswith("iou-")), e
