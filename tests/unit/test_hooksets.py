@@ -14,7 +14,7 @@ from undertow.tools.filewatch_prog import VFS_FUNCS
 
 from test_doctor import this_machine
 
-ALL_FUNCS = {"udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg", "page_offset_base", "vmemmap_base", "__dev_direct_xmit", "tcp_conn_request",
+ALL_FUNCS = {"udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg", "raw_sendmsg", "ping_v4_sendmsg", "page_offset_base", "vmemmap_base", "__dev_direct_xmit", "tcp_conn_request",
              "tcp_check_req", "tcp_v4_connect", "tcp_v6_connect", "sk_error_report"}
 
 
@@ -82,7 +82,7 @@ def _by_tool(kernel):
 def test_this_host_uses_tracepoints_and_says_why():
     got = _by_tool(FakeKernel())
     assert list(got) == list(hooksets.TOOLS)
-    for tool in ("dns", "arp", "inbound", "connect"):
+    for tool in ("dns", "icmp", "arp", "inbound", "connect"):
         assert got[tool].hooks == "tracepoints", tool
         assert "no BPF kprobes" in got[tool].why and "CONFIG_KPROBES=n" in got[tool].why, tool
     assert "io_uring" in got["dns"].why  # what stays blind is said
@@ -94,7 +94,7 @@ def test_this_host_uses_tracepoints_and_says_why():
 
 def test_lab_kernel_uses_kernel_functions():
     got = _by_tool(FakeKernel(kprobes=True, fentry=True))
-    for tool in ("dns", "arp", "inbound", "connect"):
+    for tool in ("dns", "icmp", "arp", "inbound", "connect"):
         assert got[tool].hooks == "kprobes", (tool, got[tool].why)
     assert "udp_sendmsg" in got["dns"].detail
     f = got["dns"].extra["facts"]
@@ -177,3 +177,15 @@ def test_dns_kprobe_record_with_a_raw_peer_address():
     assert q.resolver == "127.0.0.9" and q.message.questions[0].name == "a.test." and q.transport == "udp"
     r.values[4] = bytes(15) + b"\x01"
     assert parse_record(r).resolver == "::1"
+
+
+def test_icmp_kprobe_program_parses():
+    from undertow.lang.bt import parse_program
+    from undertow.tools import icmp_kprobes
+
+    f = hooksets.choose("icmp", FakeKernel(kprobes=True)).extra["facts"]
+    assert f.funcs == ["raw_sendmsg", "ping_v4_sendmsg"]  # the v6 ones only where kallsyms has them
+    text = icmp_kprobes.program(f)
+    assert "kprobe:raw_sendmsg" in text and "ping_v6_sendmsg" not in text
+    assert "sys_enter_sendto" not in text and "sys_exit_recvfrom" in text  # receives stay on tracepoints
+    assert len(parse_program(text).probes) == 3 + 4 + 1 + 2
