@@ -157,10 +157,10 @@ def test_dns_kprobe_program_parses_and_names_the_syscall():
     assert len(probes) == 2 + 3 + 1  # connect/close, the three sendmsg, udp_sendpage
     assert "msg_iter.__iov" in text and "kaddr(\"vmemmap_base\")" in text
     q = DnsQuery()
-    q.syscall, q.batch = "udp_sendmsg", 44
+    q.syscall, q.batch = "udp_sendmsg", (5 << 16) | 44
     dns_kprobes.fix_call(q)
     if os.uname().machine == "x86_64":
-        assert q.syscall == "sendto" and q.batch == 0
+        assert q.syscall == "sendto" and q.batch == 5
     q.syscall, q.batch = "tcp_sendmsg", 0xFFFF
     assert dns_kprobes.fix_call(q).syscall == "io_uring"
 

@@ -74,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
     fix = None
     text = PROGRAM
     if choice.hooks == "kprobes":
-        from ..tools.dns_kprobes import fix_call, program
+        from ..tools.dns_kprobes import ANSWER_DST, fix_call, program
 
         text, fix = program(choice.extra["facts"]), fix_call
+        if args.answers:
+            text += ANSWER_DST
 
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
         q = parse_record(rec, seeds)

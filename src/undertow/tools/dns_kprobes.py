@@ -19,14 +19,41 @@ if TYPE_CHECKING:
 
 from .dns import _FMT, _M1, TRACK
 from .icmp import NETNS, PIDNS
-from .sendpath import Facts, facts, locate, page_address, syscall_name, syscall_nr
+from .sendpath import Facts, facts, locate, page_address, syscall_arg3, syscall_name, syscall_nr
 
-__all__ = ["FUNCS", "SENDPAGE", "program", "kernel_facts", "fix_call"]
+__all__ = ["FUNCS", "SENDPAGE", "ANSWER_DST", "program", "kernel_facts", "fix_call"]
 
 #: the send functions hooked (all needed for the set)
 FUNCS = ("udp_sendmsg", "udpv6_sendmsg", "tcp_sendmsg")
 #: hooked where present (kernels before 6.5)
 SENDPAGE = ("udp_sendpage", "tcp_sendpage")
+
+#: With ``--answers``: a send that names port 53/853 marks its fd as a DNS fd (``@dst``), as
+#: the tracepoint set's sends do, so the answers read from it are shown (no record here).
+ANSWER_DST = """
+tracepoint:syscalls:sys_enter_sendto /args.addr != 0/
+{
+  $sa = (struct sockaddr_in *)args.addr;
+  $fam = $sa->sin_family;
+  $port = bswap($sa->sin_port);
+  if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {
+    @dst[pid, args.fd] = ($fam, $port, buf(args.addr, 28));
+  }
+}
+
+tracepoint:syscalls:sys_enter_sendmsg
+{
+  $m = (struct user_msghdr *)args.msg;
+  if ($m->msg_name != 0) {
+    $sa = (struct sockaddr_in *)uptr($m->msg_name);
+    $fam = $sa->sin_family;
+    $port = bswap($sa->sin_port);
+    if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {
+      @dst[pid, args.fd] = ($fam, $port, buf(uptr($m->msg_name), 28));
+    }
+  }
+}
+"""
 
 _V4 = "buf((uint8 *)((uint64)$sk + offsetof(struct sock_common, skc_daddr)), 4)"
 _V6 = "buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16)"
@@ -34,12 +61,15 @@ _V6 = "buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16)"
 
 def _report(f: Facts, call: str, named: bool) -> str:
     """The record for the located message (``$b $n $pre $user``): to the address the send
-    names (``named``: UDP's ``msg_name``, in ``$sa``) or the socket's peer; the syscall's
-    number where ``sendmmsg``'s batch size goes (:func:`fix_call` puts the name back)."""
+    names (``named``: UDP's ``msg_name``, in ``$sa``) or the socket's peer; where the batch
+    size goes, the syscall's number and, for ``sendmmsg`` (307), its ``vlen`` (:func:`fix_call`
+    puts them back)."""
     m1 = _M1.format(fd=0, pre="$pre", stype="$sk->sk_type", fam="$fam", port="$port")
-    rest = (f'"{call}", {m1}, (((uint64){syscall_nr(f)} & 0xffff) << 32) | $n, '
+    rest = (f'"{call}", {m1}, (($bt & 0xffff) << 48) | (($nr & 0xffff) << 32) | $n, '
             f'((uint64){NETNS} << 32) | {PIDNS}')
-    out = []
+    out = [f"""
+    $nr = (uint64){syscall_nr(f)};
+    $bt = $nr == 307 ? (uint64){syscall_arg3(f)} : 0;"""]
     for user, payload in ((True, "buf(uptr($b), $n)"), (False, "buf((uint8 *)$b, $n)")):
         out.append(f"""
     {"if ($user) {" if user else "} else {"}""")
@@ -122,10 +152,10 @@ def program(f: Facts) -> str:
 def fix_call(q: Any) -> Any:
     """A :class:`undertow.tools.dns.DnsQuery` from this set's record: ``syscall`` named after
     the syscall that was running (``sendto``, ``io_uring_enter``, ``sendfile``...), or
-    ``io_uring`` for an io_uring worker, or the kernel function when unknown; ``batch`` 0."""
+    ``io_uring`` for an io_uring worker, or the kernel function when unknown; ``batch``: a
+    ``sendmmsg``'s message count (else 0)."""
     if q.syscall in FUNCS or q.syscall in SENDPAGE:
-        nr = q.batch
-        q.batch = 0
+        nr, q.batch = q.batch & 0xFFFF, q.batch >> 16
         if nr == 0xFFFF:  # -1: a thread that did not enter by a syscall (an io_uring worker)
             q.syscall = "io_uring"
         else:

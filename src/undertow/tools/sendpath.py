@@ -30,7 +30,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Facts", "facts", "locate", "page_address", "syscall_nr", "syscall_name"]
+__all__ = ["Facts", "facts", "locate", "page_address", "syscall_nr", "syscall_arg3", "syscall_name"]
 
 #: x86-64's direct map and struct page array bases without CONFIG_RANDOMIZE_MEMORY
 #: (Documentation/arch/x86/x86_64/mm.rst)
@@ -89,15 +89,21 @@ def _randomized(kernel: Any) -> bool:
         return True
 
 
+def _regs(f: Facts) -> str:
+    size, regs = f.regs or (0, 0)
+    return f"((struct pt_regs *)((uint64)((struct task_struct *)curtask)->stack + {size} - {regs}))"
+
+
 def syscall_nr(f: Facts) -> str:
     """The current task's syscall number (``task_pt_regs(current)->orig_ax``: the top of its
     kernel stack, x86-64), or 0 where unknown. An io_uring worker thread, which never entered
     by a syscall, has -1 there."""
-    if f.regs is None:
-        return "0"
-    size, regs = f.regs
-    return (f"((struct pt_regs *)((uint64)((struct task_struct *)curtask)->stack + {size} - {regs}))"
-            f"->orig_ax")
+    return "0" if f.regs is None else _regs(f) + "->orig_ax"
+
+
+def syscall_arg3(f: Facts) -> str:
+    """The current syscall's third argument (``dx`` of the saved registers, x86-64), or 0."""
+    return "0" if f.regs is None else _regs(f) + "->dx"
 
 
 def syscall_name(nr: int) -> Optional[str]:
