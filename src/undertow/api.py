@@ -30,7 +30,7 @@ from .events import Event, Lost, Record, Stats
 from .kernel import Kernel
 from .lang import ir
 
-BACKENDS = ("auto", "ftrace", "bpf")
+BACKENDS = ("auto", "ftrace", "bpf", "ptrace")
 
 
 def parse(lines: Sequence[str] = (), files: Sequence[str] = (), origin: str = "<cmdline>") -> ir.Program:
@@ -50,6 +50,10 @@ def parse(lines: Sequence[str] = (), files: Sequence[str] = (), origin: str = "<
 def backend_by_name(name: str) -> List[Backend]:
     """The backends ``name`` allows, in the order ``auto`` tries them."""
     out: List[Backend] = []
+    if name == "ptrace":
+        from .backends.ptrace.backend import PtraceBackend
+
+        return [PtraceBackend()]
     if name in ("auto", "ftrace"):
         from .backends.ftrace.backend import FtraceBackend
 
@@ -90,11 +94,24 @@ class Tracer:
         self._session: Optional[Session] = None
         self._seen = 0
         self._started_at: Optional[float] = None
-        resolve(program, self.kernel, arch=arch, strict_kprobes=not offline)
-        candidates = backend_by_name(backend)
         #: why ``auto`` passed over the backends before the one chosen ("" when none was)
         self.backend_why = ""
-        if offline:
+        ptrace_why = ptrace_choice(program, backend, self.kernel)
+        if ptrace_why:
+            # syscall lines of one process: their formats from tracefs, or from undertow's
+            # table when this user may not read tracefs (kernel/syscall_events.py)
+            from .kernel.syscall_events import FormatsKernel
+
+            if not isinstance(self.kernel, FormatsKernel):
+                self.kernel = FormatsKernel(self.kernel.roots)
+            backend = "ptrace"
+            self.backend_why = "" if ptrace_why == "asked" else ptrace_why
+        resolve(program, self.kernel, arch=arch, strict_kprobes=not offline)
+        candidates = backend_by_name(backend)
+        if offline and backend == "ptrace":
+            self.backend = candidates[0]
+            self.plan = self.backend.compile(program, self.kernel, arch=arch)
+        elif offline:
             # -S: compile for the first backend that can express the program,
             # whether or not this kernel could attach it (the first one's error if none can).
             first: Optional[UndertowError] = None
@@ -112,7 +129,8 @@ class Tracer:
         else:
             from .backends.base import choose_why
 
-            self.backend, self.backend_why = choose_why(candidates, program, self.kernel)
+            self.backend, why = choose_why(candidates, program, self.kernel)
+            self.backend_why = self.backend_why or why
             self.plan = self.backend.compile(program, self.kernel, arch=arch)
 
     # -- showing
@@ -158,7 +176,8 @@ class Tracer:
 
         self.start()
         assert self._session is not None
-        loop = ReadLoop(self._session, duration=self.duration, drain=self.drain, started_at=self._started_at)
+        loop = ReadLoop(self._session, duration=self.duration, drain=self.drain, started_at=self._started_at,
+                        until=getattr(self._session, "finished", None))
         try:
             for batch in loop.batches():
                 if self.count is not None:
@@ -214,12 +233,14 @@ def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Op
           offline: bool = False, duration: Optional[float] = None, count: Optional[int] = None,
           callback: Optional[Callable[[Event], object]] = None,
           on_lost: Optional[Callable[[Lost], object]] = None, exclude_self: bool = True,
-          drain: bool = False) -> Tracer:
+          drain: bool = False, cmd: Optional[Sequence[str]] = None) -> Tracer:
     """Trace probe lines (surftrace syntax; see docs/probe-lines.md).
 
     ``pid`` traces one process only; ``stack`` adds kernel stacks to every
     event; ``offline`` compiles without needing the attach points to exist
-    (for :meth:`Tracer.show`). ``drain``: on a stop, show everything recorded before it
+    (for :meth:`Tracer.show`). ``cmd`` (an argv list, run without a shell) starts that
+    command and traces it and its children with the ptrace backend (syscall lines only;
+    docs/ptrace.md), as ``pid`` does an existing process with ``backend="ptrace"``. ``drain``: on a stop, show everything recorded before it
     instead of at most 0.4 s of it (the rest is counted as lost). Raises :class:`~undertow.errors.UndertowError`
     subclasses (with spans for bad lines) before touching the kernel's
     tracing state.
@@ -227,10 +248,67 @@ def trace(*lines: str, files: Sequence[str] = (), backend: str = "auto", pid: Op
     if pid is not None and (type(pid) is not int or pid < 1):
         # written into tracefs (set_event_pid) and compiled into BPF: a number, never text
         raise UsageError(f"pid must be a positive int, not {pid!r}")
+    if cmd is not None and (isinstance(cmd, str) or not cmd or not all(isinstance(w, str) for w in cmd)):
+        raise UsageError("cmd must be a non-empty list of words (argv), run without a shell")
+    if cmd is not None and pid is not None:
+        raise UsageError("give a pid or a command to trace, not both")
     program = parse(lines, files)
-    program.settings.update(stack=stack, pid=pid, exclude_self=exclude_self, self_pid=os.getpid())
+    program.settings.update(stack=stack, pid=pid, exclude_self=exclude_self, self_pid=os.getpid(),
+                            cmd=list(cmd) if cmd is not None else None)
     return Tracer(program, backend=backend, kernel=kernel, arch=arch, offline=offline,
                   duration=duration, count=count, callback=callback, on_lost=on_lost, drain=drain)
+
+
+def ptrace_choice(program: ir.Program, backend: str, kernel: Kernel) -> str:
+    """Why the ptrace backend runs ``program`` (``"asked"``: ``backend="ptrace"``), or ""
+    when another backend does. ``auto`` takes it for a command (``-c``: only ptrace starts
+    one) and for a process (``-p``) when this user may use neither tracefs nor BPF, provided
+    every line is a syscall tracepoint. A command with ftrace or bpf asked is a usage error."""
+    if backend == "ptrace":
+        return "asked"
+    cmd, pid = program.setting("cmd"), program.setting("pid")
+    if cmd and backend != "auto":
+        raise UsageError(f"-c CMD runs with the ptrace backend, not {backend}",
+                         hints=["leave out --backend, or give --backend ptrace"])
+    if backend != "auto" or not (cmd or pid):
+        return ""
+    from .backends.ptrace.backend import syscall_target
+
+    for p in program.probes:
+        for ap in p.attach:
+            if ap.kind != "tracepoint" or syscall_target(ap.target) is None:
+                if cmd:
+                    raise UsageError("-c CMD traces syscall lines only (e syscalls/sys_enter_*, sys_exit_*): "
+                                     f"{ap.target} is not one", hints=["trace other events with -p PID"])
+                return ""
+    if cmd:
+        return "-c CMD: the command is started and traced with ptrace"
+    return tracing_denied(kernel)
+
+
+def tracing_denied(kernel: Kernel) -> str:
+    """Why this user may use neither tracefs nor BPF ("" when one of them is allowed): not
+    root, tracefs unreadable, and neither CAP_BPF with CAP_PERFMON nor CAP_SYS_ADMIN
+    (include/uapi/linux/capability.h) in the effective set."""
+    if os.geteuid() == 0:
+        return ""
+    eff = 0
+    try:
+        with open(kernel.roots.proc_path("self", "status")) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    eff = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    if eff & (1 << 21) or (eff & (1 << 38) and eff & (1 << 39)):
+        return ""
+    from .kernel.tracefs import find_tracefs
+
+    path = find_tracefs(kernel.roots)
+    if path and os.access(path, os.R_OK | os.X_OK):
+        return ""
+    where = f"tracefs ({path})" if path else "tracefs"
+    return f"{where} and BPF need root or CAP_BPF+CAP_PERFMON; ptrace traces this user's own processes"
 
 
 __all__ = ["trace", "parse", "Tracer", "NoBackendError", "SourceError"]

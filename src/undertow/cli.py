@@ -15,6 +15,7 @@ import os
 import sys
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
+    import contextlib
     from typing import List, Optional, Sequence
 
 from .errors import UndertowError
@@ -37,6 +38,9 @@ COMMANDS: List[str] = [
     "exec",
     "exit",
     "modules",
+    "ssl",
+    "rootkit",
+    "collect",
 ]
 
 
@@ -184,7 +188,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             # list, doctor: nothing to remove, so SIGINT keeps its default action (end now,
             # quietly: set in main) rather than a flag a long listing would not look at
             return int(func(args) or 0)
-        with stop.handling():
+        with stop.handling(), _outputs(args):
             return int(func(args) or 0)
     except stop.Interrupted as e:
         # asked to stop before anything was traced: quiet, nothing left behind
@@ -218,6 +222,18 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             from .kernel import cache
 
             cache.set_reporter(None)
+
+
+def _outputs(args: argparse.Namespace) -> "contextlib.AbstractContextManager[None]":
+    """``--output URL``: the command's JSON events fanned out to the sinks (undertow.fleet.sinks),
+    for every command that emits events; nothing is imported without it."""
+    if not getattr(args, "outputs", None):
+        import contextlib
+
+        return contextlib.nullcontext()
+    from .fleet.sinks import outputs
+
+    return outputs(args, f"undertow {args.command}")
 
 
 def entry() -> None:  # pragma: no cover - console-script shim

@@ -162,6 +162,21 @@ def test_uprobe_uretprobe_and_cpid():
     assert f"@ret: {r.p.pid}" in out, out
 
 
+def test_uprobe_reads_kernel_memory_through_curtask_and_kptr():
+    """In a uprobe other pointers are the process's, but curtask and kptr() point into the
+    kernel: fields reached from them (also through a cast) are read as kernel memory, as
+    bpftrace 0.17 does (the user-memory read gave 0)."""
+    code = "import os\nprint(\"child=%d\" % os.getpid(), flush=True)\nfor _ in range(3): os.getppid()\n"
+    r = Run("-c", f"{sys.executable} -c '{code}'", "-e",
+            "uprobe:libc:getppid /pid == cpid/ { @tgid = ((struct task_struct *)curtask)->tgid; "
+            "@ppid = curtask->real_parent->tgid; @k = ((struct task_struct *)kptr(curtask))->pid; }")
+    out, err = r.finish()
+    child = int(out.split("child=", 1)[1].split()[0])
+    assert f"@tgid: {child}" in out, out + err
+    assert f"@k: {child}" in out, out
+    assert f"@ppid: {r.p.pid}" in out, out  # -c's child is undertow's
+
+
 def test_uprobe_wildcard_expands_to_the_librarys_functions():
     """uprobe:libc:getp* is one probe per matching function of libc, each named after its
     function (probe, func), whether the kernel gets one program per function or (uprobe_multi,

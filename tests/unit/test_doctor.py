@@ -142,3 +142,17 @@ def test_doctor_on_fixture_roots(monkeypatch, capsys, tmp_path):
     assert d["features"]["tracefs"]["available"] is False
     assert d["features"]["bpf"].get("unknown") is True
     assert d["features"]["btf"]["available"] is False
+
+
+def test_ptrace_section_says_what_a_user_can_do():
+    p = {"available": True, "reason": "PTRACE_SEIZE of your own child works", "syscall_info": True,
+         "seccomp": True, "yama_scope": "1", "attach": "only your own descendants (Yama scope 1: ...)"}
+    text = doctor.render_text(this_machine(root=False), ptrace=p)
+    assert "ptrace (syscall lines for one process" in text
+    assert "only your own descendants" in text and "other users' processes" in text
+    assert "you can use (ptrace):    syscall tracepoints of your own processes" in text
+    assert max(len(l) for l in text.splitlines()) <= 100
+    d = json.loads(doctor.render_json(this_machine(root=False), p))
+    assert d["ptrace"]["yama_scope"] == "1" and d["ptrace"]["available"] is True
+    no = dict(p, available=False, reason="PTRACE_SEIZE of your own child failed: EPERM")
+    assert "not usable: PTRACE_SEIZE of your own child failed: EPERM" in doctor.render_text(this_machine(), ptrace=no)

@@ -135,7 +135,7 @@ def test_doctor_lists_every_tool_in_text_and_json():
         assert any(l.startswith(f"  {tool} ") for l in sect.splitlines()), tool
     row = [l for l in sect.splitlines() if l.startswith("  connect ")][0]
     assert row.split()[1] == "tracepoints" and "no BPF kprobes" in row
-    doc = json.loads(doctor.render_json(this_machine(), tools))
+    doc = json.loads(doctor.render_json(this_machine(), tools=tools))
     assert set(doc["tools"]) == set(hooksets.TOOLS)
     assert doc["tools"]["filewatch"]["hooks"] == "syscalls"
     assert {"hooks", "detail", "why"} == set(doc["tools"]["dns"])

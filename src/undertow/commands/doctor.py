@@ -44,7 +44,8 @@ def register(sub: "argparse._SubParsersAction",
         "  undertow doctor --json     # one JSON object: {\"features\": {name: {available, "
         "reason}}, ...}\n"
         "  undertow doctor --refresh  # ignore the per-boot cache and probe again\n\n"
-        "Probes that need root (BPF, tracefs) are reported as unknown when not run as root.",
+        "Probes that need root (BPF, tracefs) are reported as unknown when not run as root; the\n"
+        "ptrace section says what any user can trace without them (docs/ptrace.md).",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--refresh", action="store_true", help="ignore the per-boot feature cache")
@@ -58,19 +59,40 @@ def run(args: argparse.Namespace) -> int:
     kernel._features = feats  # share the fresh result with anything else using this Kernel
     from ..tools.hooksets import all_choices
 
+    ptrace = ptrace_facts()
     tools = all_choices(kernel)
     out = sys.stdout
     if getattr(args, "json", False):
-        out.write(render_json(feats, tools) + "\n")
+        out.write(render_json(feats, ptrace, tools) + "\n")
     else:
-        out.write(render_text(feats, tools=tools))
+        out.write(render_text(feats, ptrace=ptrace, tools=tools))
     return 0
 
 
-def render_json(feats: Features, tools: "Optional[List[Any]]" = None) -> str:
-    """The ``--json`` document (keys sorted within features for stable diffs); ``tools``:
-    :class:`undertow.tools.hooksets.Choice` per responder tool."""
+def ptrace_facts() -> "Optional[Dict[str, Any]]":
+    """What ptrace offers this user (:func:`undertow.kernel.ptrace.probe_ptrace`, tested on a
+    child of its own), None on an architecture the ptrace backend does not know."""
+    import os
+
+    from ..kernel.ptrace import AUDIT_ARCH, probe_ptrace
+
+    if os.uname().machine not in AUDIT_ARCH:
+        return None
+    try:
+        return probe_ptrace()
+    except OSError as e:
+        return {"available": False, "reason": f"could not test: {e}", "syscall_info": False, "seccomp": False,
+                "yama_scope": "", "attach": ""}
+
+
+def render_json(feats: Features, ptrace: "Optional[Dict[str, Any]]" = None,
+                tools: "Optional[List[Any]]" = None) -> str:
+    """The ``--json`` document (keys sorted within features for stable diffs); ``ptrace``
+    (what :func:`ptrace_facts` found) under the key ``"ptrace"``; ``tools``
+    (:class:`undertow.tools.hooksets.Choice` per responder tool) under ``"tools"``."""
     doc = feats.to_json()
+    if ptrace is not None:
+        doc["ptrace"] = ptrace
     if tools is not None:
         doc["tools"] = {c.tool: c.to_json() for c in tools}
     return json.dumps(doc, indent=2, ensure_ascii=True)
@@ -98,9 +120,11 @@ def _wrap(prefix: str, text: str, indent: int, width: int = WIDTH) -> List[str]:
     return lines
 
 
-def render_text(feats: Features, width: int = WIDTH, tools: "Optional[List[Any]]" = None) -> str:
+def render_text(feats: Features, width: int = WIDTH, ptrace: "Optional[Dict[str, Any]]" = None,
+                tools: "Optional[List[Any]]" = None) -> str:
     """Human report: kernel, privileges, the probe-kind table, other facts, the responder
-    tools' hook sets (``tools``: :class:`undertow.tools.hooksets.Choice` list), a summary."""
+    tools' hook sets (``tools``: :class:`undertow.tools.hooksets.Choice` list), what ptrace
+    offers (``ptrace``: :func:`ptrace_facts`), a summary."""
     facts: Dict[str, Any] = feats.facts
     lines: List[str] = []
     lines += _wrap("kernel", f"{feats.kernel} ({feats.arch})", 11, width)
@@ -119,7 +143,8 @@ def render_text(feats: Features, width: int = WIDTH, tools: "Optional[List[Any]]
     if not facts.get("root"):
         lines += _wrap("note", "not running as root: tracefs and BPF probes need root (or "
                        "CAP_BPF + CAP_PERFMON); they show '?' below. Run 'sudo undertow doctor' "
-                       "for the full picture.", 11, width)
+                       "for the full picture. Without them, ptrace (below) traces the syscalls of "
+                       "your own processes.", 11, width)
     lines.append("")
 
     indent = 8 + 20 + 5
@@ -146,13 +171,35 @@ def render_text(feats: Features, width: int = WIDTH, tools: "Optional[List[Any]]
     if tools:
         lines += render_tools(tools, width)
         lines.append("")
-    lines += _summary(feats, width)
+    if ptrace is not None:
+        lines += _ptrace_lines(feats, ptrace, width)
+        lines.append("")
+    lines += _summary(feats, width, ptrace)
     if feats.from_cache:
         lines.append("(cached for this boot; --refresh probes again)")
     return "\n".join(lines) + "\n"
 
 
-def _summary(feats: Features, width: int) -> List[str]:
+def _ptrace_lines(feats: Features, p: "Dict[str, Any]", width: int) -> List[str]:
+    """The ptrace section: syscalls of one's own processes, without tracefs or BPF."""
+    out = ["ptrace (syscall lines for one process: undertow trace -c CMD / -p PID, docs/ptrace.md)"]
+    out += _wrap("  " + "ptrace".ljust(26) + ("yes" if p.get("available") else "no").ljust(5),
+                 str(p.get("reason", "")), 33, width)
+    out += _wrap("  " + "attach (-p) to".ljust(31), str(p.get("attach", "")), 33, width)
+    out += _wrap("  " + "seccomp filter (-c)".ljust(26) + ("yes" if p.get("seccomp") else "no").ljust(5),
+                 "a command stops only at the syscalls traced" if p.get("seccomp") else
+                 "every syscall of a command stops (slower)", 33, width)
+    out += _wrap("  " + "PTRACE_GET_SYSCALL_INFO".ljust(26) + ("yes" if p.get("syscall_info") else "no").ljust(5),
+                 "syscall number, arguments, return value at each stop (Linux 5.3+)" if p.get("syscall_info")
+                 else "needed by the ptrace backend (Linux 5.3+)", 33, width)
+    if not feats.facts.get("root"):
+        out += _wrap("  denied", "other users' processes, setuid programs and processes already traced "
+                     "(strace, gdb); tracepoints of other kinds, kprobes, uprobes and BPF (tracefs and bpf(2) "
+                     "need root or CAP_BPF + CAP_PERFMON)", 33, width)
+    return out
+
+
+def _summary(feats: Features, width: int, ptrace: "Optional[Dict[str, Any]]" = None) -> List[str]:
     backends = feats.backends()
     out: List[str] = []
     for backend in ("ftrace", "bpf"):
@@ -166,6 +213,11 @@ def _summary(feats: Features, width: int) -> List[str]:
             why = str(b.get("reason", "unknown"))
             text = "not usable: " + (why[len("unknown: "):] if why.startswith("unknown: ") else why)
         out += _wrap(f"you can use ({backend}):", text, 25, width)
+    if ptrace is not None:
+        ok = ptrace.get("available") and ptrace.get("syscall_info")
+        out += _wrap("you can use (ptrace):", "syscall tracepoints of your own processes (-c CMD, -p PID)" if ok
+                     else "not usable: " + str(ptrace.get("reason") or "PTRACE_GET_SYSCALL_INFO is missing"),
+                     25, width)
     kinds: Dict[str, List[Optional[bool]]] = {}
     for _, kind, name in PROBE_KINDS:
         if "output" in kind:

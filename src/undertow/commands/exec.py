@@ -131,10 +131,13 @@ def _run_ftrace(args: argparse.Namespace) -> int:
         if not wanted.match_cgroup(info):
             return False
         filename = rec.fields.get("filename", "")
+        netns, pidns = namespaces(pid)  # null when already gone
+        if not wanted.match_netns(netns):
+            return False
         summary.add((filename,), rec.ts, info.uid)
         d = {"ts": rec.ts, "comm": comm, "filename": filename, "argv_truncated": False}
         d.update(info.to_dict())
-        d["netns"], d["pidns"] = namespaces(pid)  # null when already gone
+        d["netns"], d["pidns"] = netns, pidns
         exe = d.get("exe") or ""
         d["fileless"] = (("memfd" if exe.startswith("/memfd:") else "deleted") if exe.endswith(" (deleted)")
                          else None)

@@ -83,6 +83,9 @@ See docs/bpftrace.md for the language and the differences from bpftrace 0.17."""
                    help="ring buffer size in MiB, a power of two from 1 to 2048 (default: 16, or less on "
                         "machines with under 512 MiB of RAM; a fuller ring is moved to user memory, so a larger one "
                         "only helps when the reader stalls, e.g. on a blocked terminal)")
+    from ..fleet.options import add_output_options
+
+    add_output_options(p)  # --output URL --create --run-id: the events to NATS/ClickHouse (docs/fleet.md)
     # -l and --info create nothing: SIGINT/SIGTERM end them at once (cli.main), as `undertow list`
     p.set_defaults(func=run, attaches=lambda a: not (a.list or getattr(a, "info", False)))
     if os.path.basename(sys.argv[0] or "") == "bpftrace":  # run_bt.persona(), without importing it

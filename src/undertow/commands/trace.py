@@ -33,6 +33,8 @@ examples:
   undertow trace 'P libc:getaddrinfo host=+0(%di):string'
   undertow trace -S 'p tcp_connect daddr=sk->__sk_common.skc_daddr'     # show, don't run
   undertow trace 'p _do_fork comm=%0->comm users=S%0->mm->mm_users f:comm==systemd'
+  undertow trace -c 'cat /etc/hostname' 'e syscalls/sys_enter_openat' 'e syscalls/sys_exit_openat'
+                                          # ptrace: no root needed (docs/ptrace.md)
 
 See docs/probe-lines.md for the expression language.""",
     )
@@ -50,16 +52,23 @@ See docs/probe-lines.md for the expression language.""",
                    help="the target kernel's types: its BTF (/sys/kernel/btf/vmlinux there) or its vmlinux "
                         "(ELF with .BTF); for -S/-o for another kernel (default: this kernel's BTF)")
     p.add_argument("-p", "--pid", type=options.pid, help="only events of this process (it must exist)")
+    p.add_argument("-c", dest="cmd", metavar="CMD", type=options.command,
+                   help="start CMD (split into words, no shell) and trace its syscalls and its children's "
+                        "with the ptrace backend; undertow ends when CMD does")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--duration", type=options.duration, metavar="SECONDS", help="stop after SECONDS (> 0)")
     p.add_argument("--count", type=options.count, metavar="N", help="stop after N events (>= 1)")
-    p.add_argument("--backend", default="auto", choices=["auto", "ftrace", "bpf"],
-                   help="tracing mechanism (default: auto)")
+    p.add_argument("--backend", default="auto", choices=["auto", "ftrace", "bpf", "ptrace"],
+                   help="tracing mechanism (default: auto; ptrace, for syscall lines with -p or -c, is chosen "
+                        "by itself for -c and where tracefs and BPF are not permitted)")
     p.add_argument("--drain", action="store_true",
                    help="on a stop (Ctrl-C, SIGTERM, --duration, --count), show everything recorded before "
                         "it, however long that takes (default: at most 0.4 s more; the rest is counted: "
                         "'not drained' in the summary)")
     p.add_argument("--no-summary", action="store_true", help="no exit summary on stderr")
+    from ..fleet.options import add_output_options
+
+    add_output_options(p)  # --output URL --create --run-id: the events to NATS/ClickHouse (docs/fleet.md)
     p.set_defaults(func=run)
     return p
 
@@ -71,12 +80,26 @@ def run(args: argparse.Namespace) -> int:
     if not args.lines and not args.file:
         raise UsageError("no probe lines given", hints=["e.g. undertow trace 'e sched/sched_process_exec'"])
     offline = bool(args.show or args.output_script)
+    cmd = getattr(args, "cmd", None)
+    if cmd is not None and args.pid is not None:
+        raise UsageError("-p and -c exclude each other", hints=["-p PID attaches to a process; -c CMD starts one"])
+    argv = None
+    if cmd is not None:
+        import shlex
+
+        argv = shlex.split(cmd)
     kernel = target_kernel(getattr(args, "btf", None), args.arch)
     tracer = trace(*args.lines, files=args.file, backend=args.backend, pid=args.pid, stack=args.stack,
                    arch=args.arch, offline=offline, duration=args.duration, count=args.count,
-                   drain=args.drain, kernel=kernel)
+                   drain=args.drain, kernel=kernel, cmd=argv)
     for line in diagnostic_lines(tracer.program.warnings, bool(args.verbose)):
         print(line, file=sys.stderr)
+    if tracer.backend.name == "ptrace" and args.output_script:
+        raise UsageError("-o writes a shell script for tracefs; the ptrace backend has none",
+                         hints=["use -S to see what it would trace"])
+    if tracer.backend.name == "ptrace" and args.backend == "auto" and not args.verbose:
+        # said even without -v: the user asked for no backend and gets the one for non-root use
+        print(f"undertow trace: backend ptrace ({tracer.backend_why})", file=sys.stderr)
     if args.verbose:
         why = f" ({tracer.backend_why})" if tracer.backend_why else ""
         print(f"undertow trace: backend {tracer.backend.name}{why}", file=sys.stderr)

@@ -388,6 +388,16 @@ class Binary(Expr):
         return (self.left, self.right)
 
 
+def kernel_rooted(e: Expr) -> bool:
+    """Whether the value ``e`` is reached (through ``->``, ``.``, ``[]``, ``*`` and casts) from
+    ``curtask`` or ``kptr()``: kernel memory even in a uprobe, where other pointers are the
+    process's (bpftrace 0.17 types both with the kernel address space). A variable holding
+    such a pointer is not followed."""
+    while isinstance(e, (Member, Index, Deref, Cast)):
+        e = e.base if isinstance(e, (Member, Index)) else e.expr
+    return (isinstance(e, Builtin) and e.name == "curtask") or (isinstance(e, Call) and e.name == "kptr")
+
+
 def balanced(op: str, operands: Sequence[Expr], run: int = 8) -> Expr:
     """``a op b op c ...`` of an associative ``op`` (``&&``, ``||``) as a shallow tree.
 

@@ -987,7 +987,8 @@ class BtResolver(ExprResolver):
             raise self.err(TypeCheckError, f"cannot cast {what} to {t}", e.span,
                            "cast a pointer to it, or one of its members" if isinstance(src, RecordTy) else "")
         user_src = isinstance(src, PtrTy) and src.space == "user"
-        if isinstance(t, PtrTy) and (user_src or self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt")):
+        in_user_probe = self.ap is not None and self.ap.kind in ("uprobe", "uretprobe", "usdt")
+        if isinstance(t, PtrTy) and (user_src or in_user_probe and not ir.kernel_rooted(e.expr)):
             # a cast keeps the address space: (struct sockaddr_in *)args.uservaddr is user memory
             t = PtrTy(t.target, "user")
         e.type = t

@@ -81,7 +81,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                 d = parse(rec)
                 if d is None:
                     continue
-                if not pfilter.match_comm(d.get("comm")):
+                if not pfilter.match_comm(d.get("comm")) or not pfilter.match_netns(d.get("netns")):
                     continue
                 pid = d.get("pid")
                 info = None

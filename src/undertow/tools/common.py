@@ -4,7 +4,8 @@ The tools (``undertow exec``, ``exit``, ``modules``, ``dns`` ...) answer one que
 the same options and the same behaviour around the events:
 
 - :func:`add_common_options`: ``--json --pid --comm --cgroup --duration --count --summary --drain``,
-  same names and meaning in every tool;
+  same names and meaning in every tool, and the fleet outputs ``--output URL --create --run-id``
+  (:mod:`undertow.fleet`: the command line fans the JSON events out to the sinks);
 - stopping: SIGINT, SIGTERM and SIGHUP (``undertow.stop``, installed by the command line) and
   ``--duration`` end every tool the same way (``undertow.backends.loop``): a tool run by a service
   manager or under ``timeout`` ends cleanly within a second and still prints its summary;
@@ -44,6 +45,8 @@ COMMON_HELP = {
     "pid": "only this process and its children (it must exist)",
     "comm": "only programs whose name matches this glob",
     "cgroup": "only processes whose cgroup path contains this text",
+    "netns": "only events of this network namespace: self (undertow's own) or an inode number as the events' "
+             "netns shows it (events of tools that report no netns are then not shown)",
     "duration": "stop after SECONDS (> 0)",
     "count": "stop after N {what} (>= 1)",
     "summary": "at exit, a ranked table of programs",
@@ -67,10 +70,27 @@ def add_common_options(parser: argparse.ArgumentParser, what: str = "events", *,
     parser.add_argument("--pid", type=options.pid, help=pid_help or COMMON_HELP["pid"])
     parser.add_argument("--comm", help=comm_help or COMMON_HELP["comm"])
     parser.add_argument("--cgroup", help=COMMON_HELP["cgroup"])
+    parser.add_argument("--netns", type=netns_arg, metavar="self|INODE", help=COMMON_HELP["netns"])
     parser.add_argument("--duration", type=options.duration, metavar="SECONDS", help=COMMON_HELP["duration"])
     parser.add_argument("--count", type=options.count, metavar="N", help=COMMON_HELP["count"].format(what=what))
     parser.add_argument("--summary", action="store_true", help=summary_help or COMMON_HELP["summary"])
     parser.add_argument("--drain", action="store_true", help=COMMON_HELP["drain"])
+    from ..fleet.options import add_output_options
+
+    add_output_options(parser)  # --output URL --create --run-id (issue 22, docs/fleet.md)
+
+
+def netns_arg(text: str) -> int:
+    """``--netns``: ``self`` (the inode of undertow's own network namespace, ``/proc/self/ns/net``)
+    or an inode number (> 0)."""
+    if text == "self":
+        ino = ns_inode("net")
+        if ino is None:
+            raise argparse.ArgumentTypeError("cannot read /proc/self/ns/net")
+        return ino
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"self or a namespace inode number (lsns -t net), not {text[:40]!r}")
 
 
 # -- filters
@@ -83,17 +103,24 @@ class ProcessFilter:
     ``task_struct.comm`` the kernel recorded at the event (case-sensitive, as ``comm`` is);
     ``cgroup`` is a substring of the process's cgroup path (``/proc/PID/cgroup``, the unified
     hierarchy line), which needs the process to still exist: a process already gone does not
-    match a ``--cgroup`` filter.
+    match a ``--cgroup`` filter. ``netns`` (``--netns``) is a network namespace's inode, matched
+    against the ``netns`` the event carries (read by the tool's program at the event): one
+    machine's network namespaces swept as separate hosts each see only their own processes.
     """
 
-    __slots__ = ("comm", "cgroup")
+    __slots__ = ("comm", "cgroup", "netns")
 
-    def __init__(self, comm: Optional[str] = None, cgroup: Optional[str] = None) -> None:
-        self.comm, self.cgroup = comm, cgroup
+    def __init__(self, comm: Optional[str] = None, cgroup: Optional[str] = None, netns: Optional[int] = None) -> None:
+        self.comm, self.cgroup, self.netns = comm, cgroup, netns
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ProcessFilter":
-        return cls(getattr(args, "comm", None), getattr(args, "cgroup", None))
+        return cls(getattr(args, "comm", None), getattr(args, "cgroup", None), getattr(args, "netns", None))
+
+    def match_netns(self, netns: Optional[int]) -> bool:
+        """``--netns``: the event's network namespace inode (``net->ns.inum``) is the one asked
+        (an event without one does not match a ``--netns`` filter)."""
+        return not self.netns or netns == self.netns
 
     @property
     def needs_proc(self) -> bool:

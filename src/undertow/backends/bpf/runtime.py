@@ -812,11 +812,14 @@ class ProgramSession(Session):
         # kernel closes them in exit_files before the parent hears of the exit). Past a few,
         # a detached process holding copies of the fds closes them, so that undertow ends
         # within a second of a stop (the programs have stopped recording: stop_producing).
+        go = None
         if self._slow_fds > SYNC_CLOSE_MAX and self.fds:
-            _close_in_background(self.fds, self._kprobe_defs, self.kernel)
+            go = _close_in_background(self.fds, self._kprobe_defs, self.kernel)
         for fd in reversed(self.fds):
             sc.close_fd(fd)  # the last reference only where no detached process took them
         self.fds.clear()
+        if go is not None:
+            os.close(go)  # now the detached process may close its copies: each is the last
         self.watches.release()  # after the set-up uprobes are off
         for ev in reversed(self._kprobe_defs):
             self._remove_kprobe_def(ev)
@@ -856,34 +859,50 @@ def _read_event_enable(kernel: Any, relpath: str) -> str:
 SYNC_CLOSE_MAX = 4
 
 
-def _close_in_background(fds: List[int], kprobe_defs: List[str], kernel: Any) -> bool:
+def _close_in_background(fds: List[int], kprobe_defs: List[str], kernel: Any) -> Optional[int]:
     """Fork a detached process (its own session, stdio on /dev/null, no other fds) that
     closes copies of ``fds`` in reverse order, then removes ``kprobe_defs``; the caller's
     own closes then drop a reference only, at once. It is named ``undertow-detach`` (comm)
-    and ends when done, ~50-80 ms per slow fd. Returns False when it could not fork (the
-    caller closes everything itself, slowly)."""
+    and ends when done, ~50-80 ms per slow fd.
+
+    Returns the write end of a pipe the caller closes once it has closed its own copies
+    (None when it could not fork: the caller closes everything itself, slowly). The detached
+    process waits for that EOF before its first close: were it ahead of the caller on an fd,
+    the caller's close of that fd would be the last reference and wait for the grace period
+    itself, and, closing in the same order, for every later one (2 s for the 25 sched
+    tracepoints when the caller was descheduled right after the fork)."""
+    try:
+        go_r, go_w = os.pipe()
+    except OSError:
+        return None
     try:
         pid = os.fork()
     except OSError:
-        return False
+        os.close(go_r)
+        os.close(go_w)
+        return None
     if pid:
+        os.close(go_r)
         try:
             os.waitpid(pid, 0)  # the middle process exits at once: no zombie, no wait later
         except ChildProcessError:
             pass
         kprobe_defs.clear()  # the detached process removes them, after the perf events
-        return True
+        return go_w
     # the middle process: a new session, then the detached one (reparented to init)
     try:
         os.setsid()
         if os.fork():
             os._exit(0)
-        _detached_close(fds, kprobe_defs, kernel)
+        os.close(go_w)
+        _detached_close(fds, kprobe_defs, kernel, go_r)
     finally:
         os._exit(0)
 
 
-def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None:  # pragma: no cover - child
+def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any,
+                    go: int = -1) -> None:  # pragma: no cover - child
+    import select
     import signal
 
     for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -893,7 +912,7 @@ def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None
             f.write("undertow-detach")
     except OSError:
         pass
-    keep = set(fds)
+    keep = set(fds) | {go}
     null = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1, 2):
         os.dup2(null, std)  # a pipe the caller reads must see EOF when the caller ends
@@ -907,6 +926,13 @@ def _detached_close(fds: List[int], kprobe_defs: List[str], kernel: Any) -> None
                 os.close(fd)
             except OSError:
                 pass
+    if go >= 0:
+        try:  # EOF once the caller closed its copies (or ended); bounded all the same
+            if select.select([go], [], [], 30.0)[0]:
+                os.read(go, 1)
+        except OSError:
+            pass
+        os.close(go)
     for fd in reversed(fds):
         try:
             os.close(fd)

@@ -601,7 +601,7 @@ class ExprGen(Prologue):
         if isinstance(t, PtrTy) and t.space == "user":
             return "user"
         if self.ap.kind in ("uprobe", "uretprobe", "usdt"):
-            return "user"
+            return "kernel" if ir.kernel_rooted(e) else "user"
         if isinstance(e, ir.Field) and self.group == "syscalls":
             return "user"
         if isinstance(t, PtrTy):

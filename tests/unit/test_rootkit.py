@@ -1,0 +1,170 @@
+"""undertow rootkit's parsing and judging, without root (issue 20): the views' decoders,
+the rules that decide what a table must list, the exit status, and the safe readers."""
+
+import os
+import socket
+import struct
+
+from undertow.tools.rootkit import bpfobjs, hooks, modules, processes, userspace, views
+from undertow.tools.rootkit.report import Context, Report
+from undertow.tools.rootkit.sockets import Held
+
+ENABLED = """\
+__x64_sys_kill (1) R I  \ttramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
+do_sys_openat2 (1) R I \ttramp: 0xffffffffa0003000 (kprobe_ftrace_handler+0x0/0x190) ->kprobe_ftrace_handler+0x0/0x190
+bpf_fentry_test1 (1) R   D \ttramp: ftrace_regs_caller+0x0/0x65 direct-->bpf_trampoline_6442461608+0x0/0x1000
+__x64_sys_getdents64 (1) R I ->0xffffffffc0400010
+"""
+
+
+def test_enabled_functions_are_parsed_with_their_callbacks():
+    got = hooks.parse_enabled_functions(ENABLED)
+    assert [g["function"] for g in got] == ["__x64_sys_kill", "do_sys_openat2", "bpf_fentry_test1",
+                                            "__x64_sys_getdents64"]
+    assert got[0]["callback"].endswith("[rk]")
+    assert "kprobe_ftrace_handler" in got[1]["callback"]
+    assert "bpf_trampoline" in got[2]["callback"]
+    assert got[3]["callback"] == "0xffffffffc0400010"
+    assert got[0]["flags"] == "RI" and got[2]["flags"] == "RD"
+
+
+def test_kprobe_targets_come_from_definitions():
+    defs = {"kprobe_events": "p:g/e do_sys_openat2+4 a=%di\nr:g/r vfs_read\n", "dynamic_events": ""}
+    assert hooks._kprobe_targets(defs) == {"do_sys_openat2", "vfs_read"}
+
+
+def test_helper_calls_are_found_in_translated_code():
+    ins = [(0xB7, 1, 0, 0), (0x85, 0, 0, 1234), (0x85, 1 << 4, 0, 7), (0x95, 0, 0, 0)]
+    code = b"".join(struct.pack("<BBhi", *i) for i in ins)
+    assert bpfobjs.helper_calls(code) == [1234]  # src_reg 1: a BPF-to-BPF call, not a helper
+
+
+def test_taint_letters_and_meanings():
+    assert modules.taint_letters((1 << 12) | (1 << 13)) == "OE"
+    assert modules.TAINTS[12][2] and modules.TAINTS[13][2] and not modules.TAINTS[9][2]
+
+
+def _held(**kw):
+    v = dict(pid=1, fd=3, inode=9, family=socket.AF_INET, type=socket.SOCK_STREAM, protocol=6, state=10, port=80,
+             filter=0, netns=1)
+    v.update(kw)
+    return Held([v[k] for k in ("pid", "fd", "inode", "family", "type", "protocol", "state", "port", "filter",
+                                "netns")])
+
+
+def test_which_sockets_a_table_must_list():
+    assert _held().listed()  # listening TCP
+    assert not _held(state=7).listed()  # TCP_CLOSE: in no hash table
+    assert _held(type=socket.SOCK_DGRAM, protocol=17, state=7, port=53).listed()  # bound UDP
+    assert not _held(type=socket.SOCK_DGRAM, protocol=17, port=0).listed()  # unbound UDP
+    assert _held(type=socket.SOCK_RAW, protocol=1, port=0).listed()
+    assert _held(family=17, type=socket.SOCK_RAW, protocol=768).listed()  # packet
+    assert not _held(family=1).listed()  # unix
+
+
+def test_exit_status():
+    r = Report()
+    assert r.exit_status() == 0
+    r.not_checked("hooks", "kprobe_events", "none here", absent=True)
+    assert r.exit_status() == 0
+    r.not_checked("hooks", "enabled_functions", "EPERM")
+    assert r.exit_status() == 2
+    r.note("userspace", "sealed memfd", "runc")
+    assert r.exit_status() == 2
+    r.add("bpf", "high", "x", {"a": "b", "c": "d"}, "look")
+    assert r.exit_status() == 1
+    assert r.findings[0].as_json()["evidence"] == {"a": "b", "c": "d"}
+
+
+def test_getdents_lists_what_readdir_lists(tmp_path):
+    for n in ("a", "b", "1234"):
+        (tmp_path / n).write_text("")
+    assert sorted(views.getdents(str(tmp_path))) == sorted(os.listdir(tmp_path))
+
+
+def test_preload_file_reports_a_link_without_following_it(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    assert userspace.preload_file(str(root)) is None
+    (root / "etc" / "ld.so.preload").write_text("/lib/evil.so\n")
+    assert userspace.preload_file(str(root)) == ("file", b"/lib/evil.so\n")
+    (root / "etc" / "ld.so.preload").unlink()
+    (root / "etc" / "ld.so.preload").symlink_to("/root/secret")
+    kind, content = userspace.preload_file(str(root))
+    assert kind == "symlink -> /root/secret" and content == b""
+    # /etc itself a link: not followed
+    (root / "etc" / "ld.so.preload").unlink()
+    (root / "etc").rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "ld.so.preload").write_text("x")
+    (root / "etc").symlink_to(tmp_path / "elsewhere")
+    assert userspace.preload_file(str(root)) is None
+
+
+def test_mounts_over_proc_pid_are_found(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountinfo").write_text(
+        f"22 1 0:5 / {tmp_path} rw - proc proc rw\n"
+        f"99 22 8:1 /tmp/empty {tmp_path}/4242 rw - ext4 /dev/vda rw\n"
+        f"98 22 8:1 /x {tmp_path}/sys/fs rw - ext4 /dev/vda rw\n")
+    got = processes._proc_mounts(str(tmp_path))
+    assert [m for m, _ in got] == [f"{tmp_path}/4242"]
+    assert "ext4 /dev/vda" in got[0][1]
+
+
+def test_read_small_reads_a_file_in_pieces(tmp_path):
+    p = tmp_path / "big"
+    p.write_bytes(b"x" * 200000)
+    assert len(views.read_small(str(p), 1 << 20)) == 200000
+    assert len(views.read_small(str(p), 1000)) == 1000
+
+
+def test_context_defaults():
+    c = Context(quick=True, proc="/nonexistent")
+    assert c.quick and c.report.exit_status() == 0
+
+
+def _kcore(path, vaddr, data):
+    """A minimal ELF64 core: one PT_LOAD segment holding ``data`` at ``vaddr``."""
+    ehdr = bytearray(64)
+    ehdr[:5] = b"\x7fELF\x02"
+    struct.pack_into("<Q", ehdr, 32, 64)  # e_phoff
+    struct.pack_into("<HH", ehdr, 54, 56, 1)  # e_phentsize, e_phnum
+    phdr = struct.pack("<IIQQQQQQ", 1, 4, 64 + 56, vaddr, 0, len(data), len(data), 4096)
+    path.write_bytes(bytes(ehdr) + phdr + data)
+
+
+def test_kcore_reads_a_segment(tmp_path):
+    from undertow.tools.rootkit.kernelmem import Kcore
+
+    _kcore(tmp_path / "kcore", 0xffffffff82000000, b"abcdefgh" * 4)
+    kc = Kcore(str(tmp_path / "kcore"))
+    try:
+        assert kc.read(0xffffffff82000008, 8) == b"abcdefgh"
+        assert kc.read(0xffffffff82000000 + 30, 8) is None  # past the segment
+    finally:
+        kc.close()
+
+
+def test_a_patched_syscall_table_entry_is_reported(tmp_path, monkeypatch):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6.12", "#1", "x86_64")))
+    ks = parse_kallsyms(
+        "ffffffff81000000 T _stext\n"
+        "ffffffff81000100 T __x64_sys_read\n"
+        "ffffffff81000200 T __x64_sys_write\n"
+        "ffffffff81000300 T __x64_sys_open\n"
+        "ffffffff81001000 T _etext\n"
+        "ffffffff82000000 D sys_call_table\n"
+        "ffffffff82000018 D after_table\n"
+        "ffffffffc0001000 t evil_open\t[evil]\n")
+    table = struct.pack("<QQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffffc0001000)
+    (tmp_path / "proc").mkdir()
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, table)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_syscall_table(ctx, ks)
+    got = ctx.report.findings
+    assert [f.key for f in got] == ["sys_call_table:2"], got
+    assert "evil_open" in got[0].evidence["kallsyms"] and "outside" in got[0].evidence["kallsyms"]
