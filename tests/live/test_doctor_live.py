@@ -120,3 +120,18 @@ def test_non_root_run_explains_itself(tmp_path) -> None:  # type: ignore[no-unty
     assert "Traceback" not in p.stderr
     assert "not running as root" in p.stdout
     assert max(len(l) for l in p.stdout.splitlines()) <= 100
+
+
+def test_tools_hook_sets_match_what_the_tools_say(doc: dict) -> None:
+    """doctor lists each responder tool's hook set; a tool run with -v names the same one."""
+    tools = doc["tools"]
+    assert list(tools) == ["dns", "icmp", "arp", "inbound", "connect", "filewatch", "exec", "exit", "modules"]
+    for name, t in tools.items():
+        assert t["hooks"] and t["hooks"] != "unknown", (name, t)
+        assert t["why"] and t["detail"], (name, t)
+    p = subprocess.run([sys.executable, "-m", "undertow", "--verbose", "connect", "--duration", "0.5"],
+                       env=_env(""), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert f"undertow connect: hooks: {tools['connect']['hooks']}: {tools['connect']['detail']}" in p.stderr
+    if not doc["features"]["bpf_kprobe"]["available"]:
+        assert tools["connect"]["hooks"] == "tracepoints" and "no BPF kprobes" in tools["connect"]["why"]

@@ -249,3 +249,54 @@ def test_chrooted_program_path_is_as_the_process_sees_it(tmp_path):
     assert ev, (evs, err)
     assert ev[0]["exe"] == "/bin/busybox" and ev[0]["filename"] == "/bin/busybox"
     assert ev[0]["argv"] == ["/bin/busybox", "true", "ut_jailed"] and ev[0]["fileless"] is None
+
+
+@needs_bpf
+def test_failed_execs_show_with_their_error(tmp_path):
+    """A non-executable file (EACCES), a file that is no program (ENOEXEC) and a missing path
+    (ENOENT): no sched_process_exec, but a row each with the caller's pid/comm and the errno."""
+    plain = tmp_path / "ut_not_exec"
+    plain.write_text("data\n")  # mode 0644: EACCES
+    junk = tmp_path / "ut_junk_exec"
+    junk.write_bytes(b"\x00\x01\x02\x03 no program\n")
+    junk.chmod(0o755)  # executable but no known format and no #!: ENOEXEC
+    missing = str(tmp_path / "ut_missing" / "prog")
+    code = ("import os, sys\nfor p in sys.argv[1:]:\n    try:\n        os.execv(p, [p, 'ut_failarg'])\n"
+            "    except OSError as e:\n        print(e.errno)\n")
+    tool = Tool()
+    try:
+        p = subprocess.Popen([sys.executable, "-c", code, str(plain), str(junk), missing], stdout=subprocess.PIPE,
+                             text=True)
+        got = p.communicate(timeout=60)[0].split()
+    finally:
+        evs, err = tool.stop()
+    assert got == ["13", "8", "2"], got
+    rows = [e for e in _by_pid(evs, p.pid) if e.get("error")]
+    by_file = {e["filename"]: e for e in rows}
+    comm = os.path.basename(sys.executable)[:15]  # the name the child was exec()ed under
+    for path, error in ((str(plain), "EACCES"), (str(junk), "ENOEXEC"), (missing, "ENOENT")):
+        e = by_file.get(path)
+        assert e is not None, (path, rows, err)
+        assert e["error"] == error and e["argv"] == [path, "ut_failarg"] and e["syscall"] == "execve", e
+        assert e["comm"] == comm and e["ppid"] == os.getpid() and e["uid"] == os.getuid(), e
+        assert e["result"] < 0 and (e["netns"], e["pidns"]) == _ns()
+
+
+@needs_bpf
+def test_ld_preload_is_flagged(target):
+    env = dict(os.environ, LD_PRELOAD="/nonexistent/ut_evil.so", LD_AUDIT="/nonexistent/ut_audit.so")
+    tool = Tool()
+    try:
+        p = subprocess.Popen([target, "0"], env=env, stderr=subprocess.DEVNULL)  # ld.so warns, runs on
+        p.wait(timeout=60)
+        q = subprocess.Popen([target, "0"])
+        q.wait(timeout=60)
+    finally:
+        evs, err = tool.stop()
+    ev, clean = _by_pid(evs, p.pid), _by_pid(evs, q.pid)
+    assert ev and clean, (evs, err)
+    assert ev[0]["ld_preload"] == "/nonexistent/ut_evil.so" and ev[0]["ld_audit"] == "/nonexistent/ut_audit.so"
+    assert clean[0]["ld_preload"] is None and clean[0]["error"] is None
+    from undertow.commands.exec import line
+
+    assert "[LD_PRELOAD=/nonexistent/ut_evil.so] [LD_AUDIT=/nonexistent/ut_audit.so]" in line(ev[0])

@@ -242,7 +242,7 @@ EXEC_TEXT = (
 )
 EXEC_NOTICE = ("undertow exec: no BPF on this kernel: sched:sched_process_exec via ftrace (no BPF/BTF here): "
                "comm followed through task_rename, argv and the executed file from /proc when the event is "
-               "read (a process already gone shows only the filename)\n")
+               "read (a process already gone shows only the filename); failed execs are not seen\n")
 EXEC_SUMMARY = (
     "\n  COUNT   FIRST(s)   LAST(s)  PROGRAM\n"
     "      2      0.000     1.000  /bin/sh\n"

@@ -23,9 +23,9 @@ def _rec(raw, length, names, depth, *, top=1, nlink=1, unhashed=0, pseudo=0, mag
 
 
 def test_program_parses_with_and_without_pid():
-    assert len(parse_program(execs.program()).probes) == 1
+    assert len(parse_program(execs.program()).probes) == 4  # the exec + the failed execs' three
     followed = execs.program(1234)
-    assert len(parse_program(followed).probes) == 3 and "pid == 1234 || @follow[pid]" in followed
+    assert len(parse_program(followed).probes) == 6 and "pid == 1234 || @follow[pid]" in followed
 
 
 def test_argv_split_and_truncated():
@@ -90,3 +90,30 @@ def test_summary_cells_are_not_cut():
     s = Summary([Column("pid", "PID", ">7"), Column("comm", "COMM", "<16")], "signal", values_header="HOW")
     s.add((7, "\x01" * 15), 1, "SIGKILL")
     assert "\\x01" * 15 + " SIGKILL" in s.text_lines()[1]
+
+
+def test_program_has_the_failed_exec_probes():
+    prog = parse_program(execs.program())
+    assert len(prog.probes) == 4  # sched_process_exec, enter execve, enter execveat, the two exits
+    assert "sys_exit_execveat" in execs.program() and "args.ret < 0" in execs.program()
+
+
+def test_failed_exec_record():
+    args = ["/tmp/x", "-v"] + [""] * (execs.FAILED_ARGS - 2)
+    d = execs.parse_record(Rec("failed", -13, -100, 1, 0, 4026531833, 4026531836, 0, "/tmp/x", *args,
+                               pid=42, comm="bash"))
+    assert d["error"] == "EACCES" and d["result"] == -13 and d["syscall"] == "execve" and d["dirfd"] is None
+    assert d["argv"] == ["/tmp/x", "-v"] and d["argv_truncated"] is False and d["comm"] == "bash"
+    at = execs.parse_record(Rec("failed", -2, 1000003, 1, 0, 1, 2, 1, "", *(["a"] * execs.FAILED_ARGS)))
+    assert at["syscall"] == "execveat" and at["dirfd"] == 3 and at["error"] == "ENOENT"
+    assert at["argv_truncated"] is True and len(at["argv"]) == execs.FAILED_ARGS
+    text = exec_cmd.line(dict(d, netns=None), (None, None))
+    assert "[FAILED EACCES: /tmp/x] /tmp/x -v" in text
+
+
+def test_loader_variables_from_the_environment():
+    env = b"PATH=/bin\x00LD_PRELOAD=/tmp/evil.so\x00XLD_AUDIT=no\x00LD_AUDIT=/a.so\x00"
+    assert execs.loader_vars(env) == {"ld_preload": "/tmp/evil.so", "ld_audit": "/a.so"}
+    assert execs.loader_vars(b"HOME=/root\x00") == {"ld_preload": None, "ld_audit": None}
+    d = execs.parse_record(Rec(*_rec(b"x\x00", 2, _names("x"), 1).values, len(env), env, pid=42))
+    assert d["ld_preload"] == "/tmp/evil.so" and d["error"] is None

@@ -52,7 +52,8 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..tools.arp import Parser, hook_set, program, seed
+    from ..tools.arp import Parser, program, seed
+    from ..tools.hooksets import choose
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
 
@@ -67,14 +68,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     header = f"{'TIME':<8} {'PID':>7} {'WHO':<14} {'DIR':<3} {'IFACE':<8} {'OP':<7} SENDER -> TARGET"
-    hooks = hook_set()
-    shown = run_tool(args, "arp", program(hooks == "kprobes"), parser, header, lambda d: _line(d, host),
-                     on_start=start,
-                     hooks=f"{hooks}: net:net_dev_queue, net:netif_receive_skb (BPF reads the frame and its "
-                           "socket: skb->sk)" + (", kprobe:__dev_direct_xmit (PACKET_QDISC_BYPASS frames)"
-                                                 if hooks == "kprobes" else "") +
-                           "; AF_PACKET sockets and their sends tracked through syscall tracepoints; sockets "
-                           "open before the start from sock_diag and /proc/PID/net + /proc/PID/fd")
+    choice = choose("arp")
+    shown = run_tool(args, "arp", program(choice.hooks == "kprobes"), parser, header, lambda d: _line(d, host),
+                     on_start=start, hooks=choice.text())
     if args.summary:
         print_summary(shown, args.json, "TARGETS", "target_ip")
     return 0

@@ -47,28 +47,21 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
 
 
 def hook_set() -> str:
-    """``kprobes`` when BPF kprobes work and the kernel has the functions hooked, else
-    ``tracepoints`` (:data:`undertow.tools.connect.HOOKS`)."""
-    from ..kernel import Kernel
+    """``kprobes`` or ``tracepoints`` (:data:`undertow.tools.connect.HOOKS`), as
+    :func:`undertow.tools.hooksets.choose` decides it."""
+    from ..tools.hooksets import choose
 
-    try:
-        k = Kernel()
-        if not k.features().available("bpf_kprobe"):
-            return "tracepoints"
-        syms = k.kallsyms()
-        if all(n in syms for n in ("tcp_v4_connect", "tcp_v6_connect", "sk_error_report")):
-            return "kprobes"
-    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
-        pass
-    return "tracepoints"
+    return choose("connect").hooks
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
-    from ..tools.connect import HOOKS, in_progress, parse_record, program
+    from ..tools.connect import in_progress, parse_record, program
+    from ..tools.hooksets import choose
 
-    hooks = hook_set()
+    choice = choose("connect")
+    hooks = choice.hooks
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
 
     # the outcome is decided in softirq context: --pid filters on the pid saved at connect()
@@ -80,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DESTINATION':<40} {'OUTCOME':<11} {'LATENCY':>12} ERROR"
     shown = run_tool(args, "connect", program(hooks), parse, header, lambda d: _line(d, host),
-                     hooks=f"{hooks}: {HOOKS[hooks]}",
+                     hooks=choice.text(),
                      on_stop=lambda session: [d for d in in_progress(session, time.monotonic_ns())
                                               if want_pid is None or d["pid"] == want_pid])
     if args.summary:

@@ -17,8 +17,10 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
         help="DNS queries leaving the host, with the process, name and type, and the resolver",
         description="Every DNS query sent by a process on this host: UDP and TCP to port 53 (sendto, "
                     "sendmsg, glibc's connect()+sendmmsg, write on a connected socket) and DNS over TLS "
-                    "(port 853, flagged, not decodable). Hooks: syscall tracepoints with a BPF program "
-                    "that reads the message in the kernel (no kprobes needed). Process details are read "
+                    "(port 853, flagged, not decodable). Hooks: kprobes on udp_sendmsg/udpv6_sendmsg/"
+                    "tcp_sendmsg where the kernel has them (every route: io_uring, sendfile/splice too), else "
+                    "syscall tracepoints; a BPF program reads the message in the kernel (-v and 'undertow "
+                    "doctor' say which set). Process details are read "
                     "from /proc as the event arrives. See docs/tools/dns.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm syscall resolver resolver_port transport id qname qtype "
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
     from ..tools.dns import ANSWERS, PROGRAM, parse_record, seed
+    from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
     seeds: Dict[Any, Any] = {}
@@ -67,21 +70,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"undertow dns: {len(seeds)} socket fd(s) connected to port 53/853 before the start found "
                   "(sock_diag, /proc)", file=sys.stderr)
 
+    choice = choose("dns")
+    fix = None
+    text = PROGRAM
+    if choice.hooks == "kprobes":
+        from ..tools.dns_kprobes import ANSWER_DST, fix_call, program
+
+        text, fix = program(choice.extra["facts"]), fix_call
+        if args.answers:
+            text += ANSWER_DST
+
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
         q = parse_record(rec, seeds)
         if q is None:
             return None
+        if fix is not None:
+            fix(q)
         q.ts, q.pid, q.tid, q.comm = rec.ts, rec.pid, rec.tid, rec.comm
         return q.to_dict()
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
-    shown = run_tool(args, "dns", PROGRAM + (ANSWERS if args.answers else ""), parse, header,
+    shown = run_tool(args, "dns", text + (ANSWERS if args.answers else ""), parse, header,
                      lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
-                     hooks="tracepoints (every kernel): syscalls:sys_enter_{connect,close,sendto,sendmsg,sendmmsg,"
-                           "write,writev} (BPF "
-                           "tracepoint programs reading the user's buffers; the socket type through BTF from "
-                           "the fd); sockets connected before the start from sock_diag and /proc/PID/net + "
-                           "/proc/PID/fd")
+                     hooks=choice.text())
     if args.summary:
         print_summary(shown, args.json, "NAMES", "qname")
     return 0

@@ -2,7 +2,9 @@
 and for every missing one why and what to use instead.
 
 Text output fits 100 columns; ``--json`` prints one object (``kernel``, ``arch``,
-``facts``, ``features`` {name: {available, reason, instead?}}, ``backends``).
+``facts``, ``features`` {name: {available, reason, instead?}}, ``backends``, ``tools``
+{tool: {hooks, detail, why}}: the hook set each responder tool uses here, from
+:func:`undertow.tools.hooksets.all_choices`, the code the tools run).
 Feature probes are cached per boot; ``--refresh`` probes again.
 """
 
@@ -55,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
     kernel = Kernel()
     feats = detect_features(kernel, refresh=bool(getattr(args, "refresh", False)))
     kernel._features = feats  # share the fresh result with anything else using this Kernel
+    from ..tools.hooksets import all_choices
+
     ptrace = ptrace_facts()
+    tools = all_choices(kernel)
     out = sys.stdout
     if getattr(args, "json", False):
-        out.write(render_json(feats, ptrace) + "\n")
+        out.write(render_json(feats, ptrace, tools) + "\n")
     else:
-        out.write(render_text(feats, ptrace=ptrace))
+        out.write(render_text(feats, ptrace=ptrace, tools=tools))
     return 0
 
 
@@ -80,13 +85,25 @@ def ptrace_facts() -> "Optional[Dict[str, Any]]":
                 "yama_scope": "", "attach": ""}
 
 
-def render_json(feats: Features, ptrace: "Optional[Dict[str, Any]]" = None) -> str:
+def render_json(feats: Features, ptrace: "Optional[Dict[str, Any]]" = None,
+                tools: "Optional[List[Any]]" = None) -> str:
     """The ``--json`` document (keys sorted within features for stable diffs); ``ptrace``
-    (what :func:`ptrace_facts` found) under the key ``"ptrace"``."""
+    (what :func:`ptrace_facts` found) under the key ``"ptrace"``; ``tools``
+    (:class:`undertow.tools.hooksets.Choice` per responder tool) under ``"tools"``."""
     doc = feats.to_json()
     if ptrace is not None:
         doc["ptrace"] = ptrace
+    if tools is not None:
+        doc["tools"] = {c.tool: c.to_json() for c in tools}
     return json.dumps(doc, indent=2, ensure_ascii=True)
+
+
+def render_tools(tools: "List[Any]", width: int = WIDTH) -> List[str]:
+    """The "responder tools" section: each tool's hook set and why it was chosen."""
+    lines = ["responder tools: the hook set each uses here (-v on a tool and --json name the hooks)"]
+    for c in tools:
+        lines += _wrap("  " + c.tool.ljust(11) + c.hooks.ljust(14), c.why, 27, width)
+    return lines
 
 
 def _status(f: Optional[Feature]) -> str:
@@ -103,9 +120,11 @@ def _wrap(prefix: str, text: str, indent: int, width: int = WIDTH) -> List[str]:
     return lines
 
 
-def render_text(feats: Features, width: int = WIDTH, ptrace: "Optional[Dict[str, Any]]" = None) -> str:
-    """Human report: kernel, privileges, the probe-kind table, other facts, a summary, and
-    what ptrace offers (``ptrace``: :func:`ptrace_facts`)."""
+def render_text(feats: Features, width: int = WIDTH, ptrace: "Optional[Dict[str, Any]]" = None,
+                tools: "Optional[List[Any]]" = None) -> str:
+    """Human report: kernel, privileges, the probe-kind table, other facts, the responder
+    tools' hook sets (``tools``: :class:`undertow.tools.hooksets.Choice` list), what ptrace
+    offers (``ptrace``: :func:`ptrace_facts`), a summary."""
     facts: Dict[str, Any] = feats.facts
     lines: List[str] = []
     lines += _wrap("kernel", f"{feats.kernel} ({feats.arch})", 11, width)
@@ -149,6 +168,9 @@ def render_text(feats: Features, width: int = WIDTH, ptrace: "Optional[Dict[str,
         if f.available is False and f.instead:
             lines += _wrap("", "instead: " + f.instead, 33, width)
     lines.append("")
+    if tools:
+        lines += render_tools(tools, width)
+        lines.append("")
     if ptrace is not None:
         lines += _ptrace_lines(feats, ptrace, width)
         lines.append("")

@@ -11,29 +11,24 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple
 
-HOOKS_BPF = ("sched:sched_process_exec with a BPF program reading the task through BTF: comm at the event, "
-             "argv from the new mm's arg_start..arg_end (first 4096 bytes), the executed file from "
-             "mm->exe_file (dentry walk), netns/pidns inode numbers")
-HOOKS_FTRACE = ("sched:sched_process_exec via ftrace (no BPF/BTF here): comm followed through task_rename, "
-                "argv and the executed file from /proc when the event is read (a process already gone "
-                "shows only the filename)")
-
-
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from ..tools.common import add_common_options
 
     p = sub.add_parser(
         "exec", parents=[common],
         help="new processes (execve) with argv, parent chain, uid, cwd",
-        description="Every successful execve/execveat: who ran what, from where. Hook: the "
+        description="Every execve/execveat: who ran what, from where; the ones that fail too (error "
+                    "ENOENT, EACCES, ENOEXEC...). Hook: the "
                     "sched:sched_process_exec tracepoint (every kernel) with a BPF program that reads, at "
                     "the event, the new program's name (comm), its argv (first 4 KiB, argv_truncated when "
                     "longer), the file the kernel executed (a memfd or deleted file is flagged fileless) "
-                    "and the task's network and pid namespaces. cwd, cgroup and the parent chain are read "
+                    "and the task's network and pid namespaces, and LD_PRELOAD/LD_AUDIT from its environment; failed "
+                    "execs from the syscall tracepoints. cwd, cgroup and the parent chain are read "
                     "from /proc as the event is read. See docs/tools/exec.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid ppid uid comm filename exe fileless argv argv_truncated argv_bytes "
-               "netns pidns cwd cgroup container parents gone\n"
+               "ld_preload ld_audit error (+ syscall dirfd result when failed) netns pidns cwd cgroup container "
+               "parents gone\n"
                "examples:\n  undertow exec\n  undertow exec --comm 'python*' --json\n"
                "  undertow exec --duration 60 --summary",
     )
@@ -53,6 +48,11 @@ def line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None,
     else:
         text = f"{d.get('filename', '')} (exited before it was read)"
     marks = []
+    if d.get("error"):
+        marks.append(f"[FAILED {d['error']}: {d.get('filename', '')}]")
+    for var in ("ld_preload", "ld_audit"):
+        if d.get(var) is not None:
+            marks.append(f"[{var.upper()}={d[var]}]")
     if d.get("fileless"):
         marks.append(f"[FILELESS {d['fileless']}: {exe or d.get('filename')}]")
     elif argv and exe and os.path.basename(argv[0]) != os.path.basename(exe.replace(" (deleted)", "")):
@@ -72,11 +72,9 @@ HEADER = f"{'TIME':<8} {'PID':>7} {'PPID':>7} {'UID':>5} {'COMM':<16} ARGV"
 def _bpf_usable() -> bool:
     """Whether this kernel runs the BPF program (BTF, BPF on tracepoints, a ring buffer)."""
     from ..kernel import Kernel
-    from ..kernel.features import detect_features
+    from ..tools.hooksets import exec_bpf_usable
 
-    want = ["btf", "bpf_tracepoint", "bpf_ringbuf"]
-    feats = detect_features(Kernel(), only=want)
-    return all(feats.available(n) for n in want)
+    return exec_bpf_usable(Kernel())[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import run_tool
     from ..tools.common import Column, Summary
     from ..tools.execs import SETTINGS, parse_record, program
+    from ..tools.hooksets import EXEC_HOOKS
     from ..tools.proc import own_namespaces
 
     own = own_namespaces()
@@ -92,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     bargs = argparse.Namespace(**vars(args))
     bargs.pid = None
     shown = run_tool(bargs, "exec", program(args.pid), parse_record, HEADER, lambda d: line(d, own),
-                     settings=SETTINGS, hooks=HOOKS_BPF)
+                     settings=SETTINGS,
+                     hooks="bpf: " + EXEC_HOOKS["bpf"] + " (chosen because BTF, BPF on tracepoints and a ring "
+                           "buffer work)")
     if args.summary:
         summary = Summary([Column("filename", "PROGRAM")], "uids", gap="  ", distinct_count=False,
                           values_limit=None, stringify=False)
@@ -105,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_ftrace(args: argparse.Namespace) -> int:
     """Without BPF: the tracepoint through ftrace; argv and the rest from /proc."""
     from ..api import trace
+    from ..tools.hooksets import EXEC_HOOKS
     from ..output.jsonl import clean
     from ..tools.common import Column, ProcessFilter, Summary, run_loop
     from ..tools.proc import namespaces, own_namespaces, proc_info
 
     tracer = trace("e sched/sched_process_exec", pid=args.pid, duration=args.duration, drain=args.drain)
-    print(f"undertow exec: no BPF on this kernel: {HOOKS_FTRACE}", file=sys.stderr)
+    print(f"undertow exec: no BPF on this kernel: {EXEC_HOOKS['ftrace']}", file=sys.stderr)
     out = sys.stdout
     own = own_namespaces()
     wanted = ProcessFilter.from_args(args)

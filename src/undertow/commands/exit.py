@@ -49,6 +49,7 @@ def _line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.exits import PROGRAM, SETTINGS, Parser
+    from ..tools.hooksets import choose
     from ..tools.proc import own_namespaces
 
     own = own_namespaces()
@@ -57,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     header = f"{'TIME':<8} {'PID':>7} {'PPID':>7} {'UID':>5} {'COMM':<16} {'HOW':<24} {'LIFETIME':>14} ARGV"
     shown = run_tool(args, "exit", PROGRAM, parse, header, lambda d: _line(d, own), settings=SETTINGS,
-                     hooks="sched:sched_process_exit (group leaders; task->exit_code, "
-                           "signal->group_exit_code, start_time, nsproxy->net_ns, thread_pid's pid namespace, "
-                           "mm's argument area via BTF; syscalls:sys_enter_exit_group for the area where "
-                           "the tracepoint comes after exit_mm())")
+                     hooks=choose("exit").text())
     if args.summary:
         print_summary(shown, args.json, "HOW", "signal")
     return 0

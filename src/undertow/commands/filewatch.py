@@ -73,7 +73,8 @@ def _line(d: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
-    from ..tools.filewatch import Tracker, Watch, hook_set, parse_record, program, seed, uring_tracepoint
+    from ..tools.filewatch import Tracker, Watch, parse_record, program, seed
+    from ..tools.hooksets import filewatch_choice
 
     ws = []
     for p in args.paths:
@@ -105,25 +106,16 @@ def run(args: argparse.Namespace) -> int:
 
     kernel = Kernel()
     kernel_identity(ws, kernel)  # overlayfs: an open file's inode is not what stat() says
-    hooks = hook_set(kernel) if args.hooks in ("auto", "vfs") else "syscalls"
+    choice = filewatch_choice(kernel, force="syscalls" if args.hooks == "syscalls" else None)
+    hooks = choice.hooks
     if args.hooks == "vfs" and hooks != "vfs":
-        raise UsageError("--hooks vfs: this kernel cannot attach BPF to its VFS functions (no fentry, no BPF "
-                         "kprobes, or a function missing from BTF)",
+        raise UsageError("--hooks vfs: this kernel cannot attach BPF to its VFS functions: " + choice.why,
                          hints=["--hooks syscalls (the default here) uses the tracepoints",
                                 "'undertow doctor' lists what this kernel offers"])
     tfs = kernel.tracefs()
-    uring = uring_tracepoint(kernel)
-    text = program(ws, args.all, have=lambda ev: tfs.events(ev), hooks=hooks, uring=uring)
+    text = program(ws, args.all, have=lambda ev: tfs.events(ev), hooks=hooks, uring=choice.extra.get("uring"))
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'OP':<10} {'PATH':<40} DETAILS"
-    desc = ("syscalls: open/creat/openat/openat2/dup*/fcntl exits (fd -> inode and name via BTF), close, the write "
-            "family, sendfile/splice/copy_file_range, fallocate, ftruncate, fchmod, fchown, mmap, and the path-based "
-            "unlink/rename/link/chmod/chown/truncate/utimes calls (dirfd-relative paths resolved); ")
-    desc += f"io_uring:{uring}" if uring else "no io_uring tracepoint with the request (kernel < 6.0)"
-    if hooks == "vfs":
-        desc = ("vfs: fentry (or kprobes) on security_file_permission, notify_change, vfs_rename, vfs_unlink, "
-                "vfs_link, security_file_open; and " + desc)
-    else:
-        desc = "syscalls (tracepoints only): " + desc
+    desc = choice.text()
     # names in records whole: a path argument up to 256 bytes, as far as a comparison reads;
     # 64 Ki (pid, fd) entries: a process that exits without close() leaves its entries behind
     shown = run_tool(args, "filewatch", text, parse, header, _line, on_start=start, hooks=desc,

@@ -19,7 +19,9 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
                     "sockets, with type/code/id/seq, payload size and the process; echo payloads that do "
                     "not look like a ping are flagged (size, entropy, text: an ICMP tunnel). The ICMP "
                     "errors the kernel itself sends (port unreachable...) are shown as 'kernel'. Hooks: "
-                    "syscall tracepoints with a BPF program reading the buffers, and icmp:icmp_send. "
+                    "kprobes on raw_sendmsg/ping_v4_sendmsg (and v6) where the kernel has them (every route: "
+                    "io_uring, sendfile/splice too), else syscall tracepoints, with a BPF program reading the "
+                    "buffers; icmp:icmp_send. -v and 'undertow doctor' say which set. "
                     "See docs/tools/icmp.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fields (--json): ts pid tid comm direction family socket type type_name code id seq size "
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
     from ..tools.icmp import PROGRAM, parse_record, seed
+    from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
 
@@ -59,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DIR':<6} {'PEER':<15} {'TYPE':<16} DETAILS"
-    shown = run_tool(args, "icmp", PROGRAM, parse_record, header, lambda d: _line(d, host),
+    choice = choose("icmp")
+    text = PROGRAM
+    if choice.hooks == "kprobes":
+        from ..tools.icmp_kprobes import program
+
+        text = program(choice.extra["facts"])
+    shown = run_tool(args, "icmp", text, parse_record, header, lambda d: _line(d, host),
                      settings={"bufsize": 512}, on_start=start,
-                     hooks="tracepoints (every kernel): syscalls:sys_{enter,exit}_{socket,close,sendto,sendmsg,sendmmsg,"
-                           "write,writev,recvfrom,recvmsg,read} "
-                           "(BPF reading the buffers; fd -> socket through BTF for ping ids and connected peers), "
-                           "icmp:icmp_send (the kernel's own errors); sockets open before the start from "
-                           "sock_diag and /proc/PID/net + /proc/PID/fd")
+                     hooks=choose("icmp").text())
     if args.summary:
         print_summary(shown, args.json, "PEERS", "peer")
     return 0

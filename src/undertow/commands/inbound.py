@@ -39,24 +39,12 @@ def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser)
 
 
 def hook_set() -> "Tuple[str, bool]":
-    """(``kprobes`` when BPF kprobes work and the kernel has ``tcp_conn_request`` and
-    ``tcp_check_req``, else ``tracepoints``; whether ``skb:kfree_skb`` has ``rx_sk``)."""
-    from ..kernel import Kernel
+    """(``kprobes`` or ``tracepoints``; whether ``skb:kfree_skb`` has ``rx_sk``), as
+    :func:`undertow.tools.hooksets.choose` decides it."""
+    from ..tools.hooksets import choose
 
-    hooks, rx_sk = "tracepoints", False
-    try:
-        k = Kernel()
-        try:
-            rx_sk = any(f.name == "rx_sk" for f in k.tracefs().event_format("skb", "kfree_skb").fields)
-        except Exception:  # noqa: BLE001 - an older kernel's format: no rx_sk
-            rx_sk = False
-        if k.features().available("bpf_kprobe"):
-            syms = k.kallsyms()
-            if "tcp_conn_request" in syms and "tcp_check_req" in syms:
-                hooks = "kprobes"
-    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
-        pass
-    return hooks, rx_sk
+    c = choose("inbound")
+    return c.hooks, bool(c.extra.get("rx_sk"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from ..output.text import escape
     from ..tools.bpftool import run_tool
     from ..tools.common import cell, ns_inode, ns_note
-    from ..tools.inbound import HOOKS, Listeners, drop_reasons, parse_record, program, seed_listeners
+    from ..tools.inbound import Listeners, drop_reasons, parse_record, program, seed_listeners
 
     reasons = drop_reasons(Kernel())
-    hooks, rx_sk = hook_set()
+    from ..tools.hooksets import choose
+
+    choice = choose("inbound")
+    hooks, rx_sk = choice.hooks, bool(choice.extra.get("rx_sk"))
     listeners = Listeners()
     host = {"netns": listeners.host, "pidns": ns_inode("pid")}
     missed: Dict[Any, float] = {}
@@ -110,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     header = f"{'TIME':<8} {'OUTCOME':<10} {'P':<3} {'FROM':<28} {'PORT':>5} {'LISTENER':<20} DETAILS"
     shown = run_tool(args, "inbound", program(hooks, rx_sk), parse, header, line,
-                     hooks=f"{hooks}{'' if rx_sk or hooks == 'kprobes' else ' (kfree_skb without rx_sk)'}: "
-                           f"{HOOKS[hooks]}", on_start=seed)
+                     hooks=choice.text(), on_start=seed)
     if args.summary:
         _summary(shown, args.json)
     return 0

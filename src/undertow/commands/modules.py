@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return pairing.feed(rec)
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'EVENT':<14} {'MODULE/FILE':<36} RESULT"
-    shown = run_tool(args, "modules", text, parse, header, _line, hooks=hooks)
+    shown = run_tool(args, "modules", text, parse, header, _line, hooks=f"{hooks} ({why})")
     if args.summary:
         print_summary(shown, args.json, "MODULES", "module")
     return 0

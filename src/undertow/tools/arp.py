@@ -122,16 +122,11 @@ def program(bypass: bool = False) -> str:
 
 
 def hook_set() -> str:
-    """``kprobes`` when BPF kprobes work and ``__dev_direct_xmit`` is there, else ``tracepoints``."""
-    from ..kernel import Kernel
+    """``kprobes`` when BPF kprobes work and ``__dev_direct_xmit`` is there, else ``tracepoints``
+    (:func:`undertow.tools.hooksets.choose`)."""
+    from .hooksets import choose
 
-    try:
-        k = Kernel()
-        if k.features().available("bpf_kprobe") and "__dev_direct_xmit" in k.kallsyms():
-            return "kprobes"
-    except Exception:  # noqa: BLE001 - any doubt: the tracepoints work everywhere
-        pass
-    return "tracepoints"
+    return choose("arp").hooks
 
 
 def seed(session: Any, proc: str = "/proc") -> Dict[int, Tuple[int, int]]:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 from .decode.dns import QTYPES, Message, decode_message, decode_tcp_stream, qtype_name
 from .icmp import NETNS, PIDNS
 
-__all__ = ["PROGRAM", "ANSWERS", "DnsQuery", "parse_record", "seed", "MMSG"]
+__all__ = ["PROGRAM", "TRACK", "ANSWERS", "DnsQuery", "parse_record", "seed", "MMSG"]
 
 PAYLOAD = 512
 #: Messages of one sendmmsg() call read (the rest are counted in ``batch``).
@@ -100,29 +100,33 @@ def _iovs(iov: str, count: str) -> str:
 _IOV = ("uptr($b)", "$n", "$pre")
 
 
-PROGRAM = f"""
+#: connect()/close() kept per (process, fd): the tracepoint set's destinations, and --answers'
+#: (both hook sets)
+TRACK = """
 tracepoint:syscalls:sys_enter_connect
-{{
+{
   $sa = (struct sockaddr_in *)args.uservaddr;
   $fam = $sa->sin_family;
   $port = bswap($sa->sin_port);
-  if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {{
+  if (($fam == 2 || $fam == 10) && ($port == 53 || $port == 853)) {
     @dst[pid, args.fd] = ($fam, $port, buf(args.uservaddr, 28));
-  }} else {{
+  } else {
     delete(@dst[pid, args.fd]);
-  }}
+  }
   delete(@pre[pid, args.fd]);
-}}
+}
 
 tracepoint:syscalls:sys_enter_close
-{{
-  if (args.fd < -1) {{
+{
+  if (args.fd < -1) {
     @pre[pid, args.fd] = (uint64)0;  // never runs: gives @pre its types (seed() fills it)
-  }}
+  }
   delete(@dst[pid, args.fd]);
   delete(@pre[pid, args.fd]);
-}}
+}
+"""
 
+PROGRAM = TRACK + f"""
 tracepoint:syscalls:sys_enter_sendto /args.len >= 12/
 {{
   if (args.addr != 0) {{{_by_addr("sendto", "args.fd", "args.addr", ("args.buff", "args.len", "0"))}
@@ -318,7 +322,9 @@ def parse_record(rec: Any, seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]
     addr = bytes(addr)
     if any(addr):
         try:
-            if fam == socket.AF_INET:
+            if len(addr) in (4, 16):  # the kprobe set: a connected socket's peer address (tools/dns_kprobes.py)
+                q.resolver = socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+            elif fam == socket.AF_INET:
                 q.resolver = socket.inet_ntop(socket.AF_INET, addr[4:8])
             elif fam == socket.AF_INET6:
                 q.resolver = socket.inet_ntop(socket.AF_INET6, addr[8:24])

@@ -21,7 +21,17 @@ after ``begin_new_exec()`` installed the new program, so ``current`` is the new 
   dentry that is its own parent a pseudo file (``memfd_create``: ``/memfd:NAME (deleted)``,
   as ``d_path()`` names it through ``simple_dname()``);
 - ``netns``/``pidns``: ``nsproxy->net_ns->ns.inum`` and the task's own pid namespace
-  (``thread_pid->numbers[level].ns``), the inode numbers ``/proc/PID/ns/{net,pid}`` show.
+  (``thread_pid->numbers[level].ns``), the inode numbers ``/proc/PID/ns/{net,pid}`` show;
+- ``ld_preload``/``ld_audit``: those variables in the first :data:`ENV_MAX` bytes of the new
+  mm's environment area (``env_start .. env_end``, written by ``copy_strings()`` next to the
+  arguments), the dynamic loader's ways to run a library inside the program (ld.so(8)).
+
+Execs that fail (``execve``/``execveat`` returning an error: ENOENT, EACCES, ENOEXEC, E2BIG...)
+have no ``sched_process_exec``: ``syscalls:sys_enter_execve{,at}`` keep the user's filename
+and argv pointers per thread, ``sys_exit_execve{,at}`` with a negative result reads them
+(the old mm is intact: an error returned to the caller happens before the point of no return,
+fs/exec.c ``bprm_execve()``) and sends the file name, the first :data:`FAILED_ARGS` arguments
+(:data:`FAILED_ARG_LEN` bytes each) and the error; comm is the program that tried.
 """
 
 from __future__ import annotations
@@ -30,10 +40,15 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["ARGV_MAX", "PATH_DEPTH", "program", "parse_record", "split_argv", "exe_path", "fileless"]
+__all__ = ["ARGV_MAX", "ENV_MAX", "PATH_DEPTH", "FAILED_ARGS", "program", "parse_record", "split_argv", "exe_path",
+           "fileless", "loader_vars"]
 
 #: Bytes of the argument area sent per exec (the rest is marked ``argv_truncated``).
 ARGV_MAX = 4096
+#: Bytes of the environment area searched for LD_PRELOAD/LD_AUDIT.
+ENV_MAX = 4096
+#: Arguments (and bytes of each) sent for a failed exec.
+FAILED_ARGS, FAILED_ARG_LEN = 16, 256
 #: Names of the executed file's path sent (the file and its directories up to /).
 PATH_DEPTH = 12
 
@@ -73,10 +88,31 @@ tracepoint:sched:sched_process_exec{filter}
   $n = 1;
   $d0 = $d;{steps}
   $pn = $t->thread_pid;
+  $el = $mm->env_end - $mm->env_start;
   printf("{fmt}", $t->real_parent->tgid, uid, $len, $t->nsproxy->net_ns->ns.inum,
          $pn->numbers[$pn->level].ns->ns.inum, $f->f_path.dentry->d_inode->i_nlink,
          $f->f_path.dentry->d_hash.pprev == 0 ? 1 : 0, $pseudo, $f->f_path.dentry->d_sb->s_magic, $n, $top,
-         str(args.filename), buf(uptr($mm->arg_start), $len){names});
+         str(args.filename), buf(uptr($mm->arg_start), $len){names}, $el, buf(uptr($mm->env_start), $el));
+}}
+"""
+
+# failed execs: the user's pointers kept at entry, read at an error return (the caller's mm)
+_FAILED = """
+tracepoint:syscalls:sys_enter_execve{filter} {{ @xf[tid] = (uint64)args.filename; @xa[tid] = (uint64)args.argv;
+  @xd[tid] = -100; }}
+tracepoint:syscalls:sys_enter_execveat{filter} {{ @xf[tid] = (uint64)args.filename; @xa[tid] = (uint64)args.argv;
+  @xd[tid] = args.fd + 1000000; }}
+tracepoint:syscalls:sys_exit_execve, tracepoint:syscalls:sys_exit_execveat /@xf[tid]/
+{{
+  if (args.ret < 0) {{
+    $t = (struct task_struct *)curtask;
+    $pn = $t->thread_pid;
+    $a = @xa[tid];
+    $p0 = $a != 0 ? *(uint64 *)uptr($a) : 0;{reads}
+    printf("{fmt}", "failed", args.ret, @xd[tid], $t->real_parent->tgid, uid, $t->nsproxy->net_ns->ns.inum,
+           $pn->numbers[$pn->level].ns->ns.inum, $p{n} != 0 ? 1 : 0, str(uptr(@xf[tid])){args});
+  }}
+  delete(@xf[tid]); delete(@xa[tid]); delete(@xd[tid]);
 }}
 """
 
@@ -95,14 +131,20 @@ def program(follow_pid: Optional[int] = None) -> str:
     descendants forked after the start (an integer, validated by the caller)."""
     steps = "".join(_STEP.format(k=k, cross=_CROSS) for k in range(1, PATH_DEPTH))
     names = "".join(f", str($d{k}->d_name.name, 255)" for k in range(PATH_DEPTH))  # NAME_MAX
-    fmt = " ".join(["%d"] * _INTS + ["%s", "%r"] + ["%s"] * PATH_DEPTH)
+    fmt = " ".join(["%d"] * _INTS + ["%s", "%r"] + ["%s"] * PATH_DEPTH + ["%d", "%r"])
     text = ""
     filt = ""
     if follow_pid is not None:
         pid = int(follow_pid)
         text = _FOLLOW.format(pid=pid)
         filt = f" /pid == {pid} || @follow[pid]/"
-    return text + _EXEC.format(filter=filt, steps=steps, fmt=fmt, names=names, cross=_CROSS)
+    # argv[k] read only while the ones before it were set; argv[FAILED_ARGS] says "more"
+    reads = "".join(f"\n    $p{k} = $p{k - 1} != 0 ? *(uint64 *)uptr($a + {8 * k}) : 0;"
+                    for k in range(1, FAILED_ARGS + 1))
+    fargs = "".join(f", str(uptr($p{k}), {FAILED_ARG_LEN})" for k in range(FAILED_ARGS))
+    ffmt = " ".join(["%s"] + ["%d"] * 7 + ["%s"] * (1 + FAILED_ARGS))
+    failed = _FAILED.format(filter=filt, reads=reads, fmt=ffmt, n=FAILED_ARGS, args=fargs)
+    return text + _EXEC.format(filter=filt, steps=steps, fmt=fmt, names=names, cross=_CROSS) + failed
 
 
 #: The settings the program needs: the argument area and file names read whole.
@@ -148,13 +190,53 @@ def fileless(names: Sequence[str], pseudo: bool, deleted: bool, magic: int) -> O
     return None
 
 
-def parse_record(rec: Any) -> Dict[str, Any]:
-    """One ``sched_process_exec`` record -> the event's JSON-ready fields (the /proc ones
-    are added by the caller where the kernel sent nothing)."""
+def loader_vars(raw: bytes) -> Dict[str, Optional[str]]:
+    """``ld_preload``/``ld_audit``: the values of ``LD_PRELOAD``/``LD_AUDIT`` among the
+    NUL-separated ``NAME=value`` strings of an environment area (None when absent; the last
+    one wins, as glibc's ``getenv`` does not promise, so the loader's own rule: the first)."""
+    out: Dict[str, Optional[str]] = {"ld_preload": None, "ld_audit": None}
+    if b"LD_" not in raw:
+        return out
+    for item in raw.split(b"\x00"):
+        for key, name in ((b"LD_PRELOAD=", "ld_preload"), (b"LD_AUDIT=", "ld_audit")):
+            if item.startswith(key) and out[name] is None:
+                out[name] = item[len(key):].decode("utf-8", "surrogateescape")
+    return out
+
+
+def _failed(rec: Any) -> Dict[str, Any]:
+    """A failed ``execve``/``execveat`` record -> its event (``error``: the errno name)."""
+    import errno
+
     v = rec.values
+    ret, dirfd, ppid, uid, netns, pidns, more = v[1:8]
+    filename, args = v[8], list(v[9:])
+    n = next((i for i, a in enumerate(args) if a == ""), len(args))
+    # an empty string stops the list (a NULL pointer, or an empty argument: rare, shown cut)
+    argv = args[:n]
+    code = -ret
+    return {
+        "ts": rec.ts, "pid": rec.pid, "ppid": ppid, "uid": uid, "comm": rec.comm, "filename": filename,
+        "syscall": "execve" if dirfd == -100 else "execveat",
+        "dirfd": None if dirfd == -100 else dirfd - 1000000,
+        "exe": None, "fileless": None, "argv": argv,
+        "argv_truncated": bool(more) or any(len(a.encode("utf-8", "surrogateescape")) >= FAILED_ARG_LEN - 1
+                                            for a in argv),
+        "argv_bytes": None, "netns": netns, "pidns": pidns,
+        "error": errno.errorcode.get(code, str(code)), "result": ret,
+    }
+
+
+def parse_record(rec: Any) -> Dict[str, Any]:
+    """One ``sched_process_exec`` record (or a failed exec's) -> the event's JSON-ready fields
+    (the /proc ones are added by the caller where the kernel sent nothing)."""
+    v = rec.values
+    if v and v[0] == "failed":
+        return _failed(rec)
     ppid, uid, length, netns, pidns, nlink, unhashed, pseudo, magic, depth, top = v[:_INTS]
     filename, raw = v[_INTS], v[_INTS + 1]
-    names = list(v[_INTS + 2:])
+    names = list(v[_INTS + 2:_INTS + 2 + PATH_DEPTH])
+    env = v[_INTS + 2 + PATH_DEPTH + 1] if len(v) > _INTS + 3 + PATH_DEPTH else b""
     argv: Optional[List[str]]
     argv, truncated = split_argv(raw, length)
     if raw and not raw.strip(b"\x00"):
@@ -165,5 +247,5 @@ def parse_record(rec: Any) -> Dict[str, Any]:
         "exe": exe_path(names, depth, bool(top), bool(pseudo), deleted),
         "fileless": fileless(names, bool(pseudo), deleted, magic),
         "argv": argv, "argv_truncated": truncated, "argv_bytes": length,
-        "netns": netns, "pidns": pidns,
+        "netns": netns, "pidns": pidns, **loader_vars(env), "error": None,
     }

@@ -17,8 +17,13 @@ tracepoint, where ``do_exit()`` has already stored the code:
   tracepoint (kernels that fire it before ``exit_mm()``: 6.18 here). Where it does not (the
   lab's 6.1 and 6.12), ``syscalls:sys_enter_exit_group`` sends the area first, for processes
   that end by ``exit_group(2)`` (not for those a signal kills); the program stops sending
-  those once an exit showed the ``mm`` still there (``@mm_at_exit``). It is the area as the
-  process left it: a process that rewrote it (``setproctitle``) shows the rewritten text.
+  those once an exit showed the ``mm`` still there (``@mm_at_exit``). For processes a signal
+  kills, ``signal:signal_deliver`` sends it: ``get_signal()`` fires it in the dying task, mm
+  still there, for a signal whose action is the default and the default kills (every signal
+  but SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH: signal(7)), and
+  also for the SIGKILL a group exit sends every thread (kernel/signal.c, the
+  ``SIGNAL_GROUP_EXIT`` path); only the group leader's is sent. It is the area as the process
+  left it: a process that rewrote it (``setproctitle``) shows the rewritten text.
 """
 
 from __future__ import annotations
@@ -52,12 +57,21 @@ tracepoint:syscalls:sys_enter_exit_group /@mm_at_exit == 0/
   $len = $mm->arg_end - $mm->arg_start;
   printf("%s %d %r", "argv", $len, buf(uptr($mm->arg_start), $len));
 }
+
+tracepoint:signal:signal_deliver /@mm_at_exit == 0 && pid == tid && args.sa_handler == 0 &&
+                                  (args.sig < 17 || args.sig > 23) && args.sig != 28/
+{
+  $mm = ((struct task_struct *)curtask)->mm;
+  $len = $mm != 0 ? $mm->arg_end - $mm->arg_start : 0;
+  printf("%s %d %r", "argv", $len, buf(uptr($mm->arg_start), $len));
+}
 """
 
 
 class Parser:
-    """Records to exit events: the argument area an ``exit_group(2)`` sent (kernels whose
-    ``sched_process_exit`` comes after ``exit_mm()``) is kept by pid until that process's exit."""
+    """Records to exit events: the argument area an ``exit_group(2)`` or a fatal signal's
+    delivery sent (kernels whose ``sched_process_exit`` comes after ``exit_mm()``) is kept by
+    pid until that process's exit."""
 
     def __init__(self) -> None:
         self.argv: Dict[int, Tuple[int, bytes]] = {}

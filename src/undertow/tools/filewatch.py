@@ -114,19 +114,11 @@ def kernel_identity(ws: Sequence[Watch], kernel: Any) -> None:
 
 def hook_set(kernel: Any) -> str:
     """``"vfs"`` when BPF can attach to the VFS functions (fentry, or BPF kprobes) and all of
-    :data:`~undertow.tools.filewatch_prog.VFS_FUNCS` are in BTF, else ``"syscalls"``."""
-    from .filewatch_prog import VFS_FUNCS
+    :data:`~undertow.tools.filewatch_prog.VFS_FUNCS` are in BTF, else ``"syscalls"``
+    (:func:`undertow.tools.hooksets.filewatch_choice`)."""
+    from .hooksets import filewatch_choice
 
-    try:
-        feats = kernel.features()
-        if not (feats.available("bpf_fentry") or feats.available("bpf_kprobe")):
-            return "syscalls"
-        btf = kernel.btf()
-        for fn in VFS_FUNCS:
-            btf.find(fn, "func", hints=False)
-    except Exception:  # noqa: BLE001 - no BTF, no function, no probe: the tracepoint set
-        return "syscalls"
-    return "vfs"
+    return filewatch_choice(kernel).hooks
 
 
 def uring_tracepoint(kernel: Any) -> Optional[str]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 from .decode.icmp import decode_icmp
 
-__all__ = ["PROGRAM", "parse_record", "seed", "NETNS", "PIDNS"]
+__all__ = ["PROGRAM", "TRACK_AND_RECVS", "parse_record", "seed", "NETNS", "PIDNS"]
 
 #: The current task's network and pid namespace inode numbers (BTF; ``struct ns_common``).
 NETNS = "((struct task_struct *)curtask)->nsproxy->net_ns->ns.inum"
@@ -59,7 +59,8 @@ def _note_rx(fd: str, buf: str, addr: str) -> str:
   }}"""
 
 
-PROGRAM = ("""
+#: socket()/close(): which (process, fd) is an ICMP socket (both hook sets)
+_TRACK = """
 tracepoint:syscalls:sys_enter_socket /args.protocol == 1 || args.protocol == 58/
 {
   @sk[tid] = (args.family << 16) | ((args.type & 15) << 8) | args.protocol;
@@ -80,7 +81,8 @@ tracepoint:syscalls:sys_enter_close
 {
   delete(@icmp[pid, args.fd]);
 }
-
+"""
+_SENDS = """
 tracepoint:syscalls:sys_enter_sendto /args.len >= 4/
 {""" + _note_tx("args.fd", "args.buff", "args.len", "args.addr") + """
 }
@@ -127,7 +129,8 @@ tracepoint:syscalls:sys_exit_writev, tracepoint:syscalls:sys_exit_sendmmsg
     }
   }
 }
-
+"""
+_RECVS = """
 tracepoint:syscalls:sys_enter_recvfrom
 {""" + _note_rx("args.fd", "args.ubuf", "args.addr") + """
 }
@@ -167,7 +170,12 @@ tracepoint:icmp:icmp_send
   printf("%s %d %d %d %d %d %d %r %r", "kernel", args.type, args.code, args.sport, args.dport, args.ulen,
          $ns, buf(args.saddr, 4), buf(args.daddr, 4));
 }
-""").replace("NETNS", NETNS).replace("PIDNS", PIDNS)
+"""
+
+#: The tracepoint set's program (every kernel).
+PROGRAM = (_TRACK + _SENDS + _RECVS).replace("NETNS", NETNS).replace("PIDNS", PIDNS)
+#: What the kprobe set keeps (tools/icmp_kprobes.py adds the sends).
+TRACK_AND_RECVS = (_TRACK + _RECVS).replace("NETNS", NETNS).replace("PIDNS", PIDNS)
 
 _SOCK = {2: "ping", 3: "raw"}
 
