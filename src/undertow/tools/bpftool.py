@@ -13,13 +13,14 @@ shared with the ftrace-based ``undertow exec``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, TextIO
 
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
@@ -42,7 +43,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     from ..bpfrun import BpfRun
     from ..events import Lost
     from ..backends.bpf.runtime import Printed
-    from ..output.jsonl import dumps, encoded, merged_line
+    from ..output.jsonl import dumps, encoded, joined, merged_line
     from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
@@ -58,6 +59,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     n_shown = 0
     infos: Dict[int, Any] = {}
     pfilter = ProcessFilter.from_args(args)
+    lines: List[str] = []  # a batch's lines, written at once (~1 us less per event than a write each)
     try:
         session = bpf.start(ringbuf_mb)
         if on_start is not None:
@@ -72,9 +74,9 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
             for rec in batch:
                 if isinstance(rec, Lost):
                     if args.json:
-                        out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
+                        lines.append(json.dumps({"lost": rec.count, "reason": rec.reason}))
                     else:
-                        out.write(lost_line(rec.count, rec.reason) + "\n")
+                        lines.append(lost_line(rec.count, rec.reason))
                     continue
                 if not isinstance(rec, Printed):
                     continue
@@ -92,7 +94,8 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     hit = infos.get(pid)
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
-                        hit = infos[pid] = (now, pi, encoded(pi.to_dict()))  # encoded once, merged often
+                        enc = encoded(pi.to_dict())  # encoded once, merged often
+                        hit = infos[pid] = (now, pi, enc, joined(enc))
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
@@ -103,12 +106,13 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     shown.append(d)
                 if args.json:
                     # what the kernel said at the event wins over /proc read a little later
-                    out.write((merged_line(dict(d), hit[2]) if info is not None else dumps(d)) + "\n")
+                    lines.append(merged_line(d, hit[2], hit[3]) if info is not None else dumps(d))
                 else:
-                    out.write(line(d) + "\n")
+                    lines.append(line(d))
                 if args.count and n_shown >= args.count:
                     bpf.finish("count")
                     break
+            _write_lines(out, lines)
             out.flush()
         if on_stop is not None:
             # what the kernel still holds when the tool stops (e.g. connects still in progress)
@@ -120,10 +124,21 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
     finally:
+        with contextlib.suppress(Exception):  # a closed pipe must not hide why the loop ended
+            _write_lines(out, lines)  # what a batch cut short had made
         bpf.close()
     for line in bpf.stats.loss_report(f"undertow {name}") if bpf.stats is not None else ():
         print(line, file=sys.stderr)
     return shown
+
+
+def _write_lines(out: TextIO, lines: List[str]) -> None:
+    """Write ``lines`` (without their newlines) in one call, then empty the list."""
+    if lines:
+        lines.append("")
+        text = "\n".join(lines)
+        lines.clear()
+        out.write(text)
 
 
 def print_summary(events: List[Dict[str, Any]], as_json: bool, what: str, detail: str) -> None:
