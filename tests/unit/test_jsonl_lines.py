@@ -27,3 +27,17 @@ def test_merged_line_event_wins_over_proc():
     assert json.loads(line) == {"pid": 7, "comm": "kernel-comm", "argv": ["x\\xff"], "cwd": "/"}
     assert json.loads(merged_line({}, info)) == {"comm": "from-proc", "argv": ["x\\xff"], "cwd": "/"}
     assert merged_line({"pid": 1}, {}) == '{"pid": 1}'
+
+
+def test_merged_line_memo_gives_the_same_line():
+    """The memo (the shared keys and the joined rest, per set of event keys) changes no byte."""
+    info = encoded({"pid": 7, "comm": "from-proc", "argv": ["x"], "netns": 5, "cwd": None})
+    memo: dict = {}
+    events = [{"pid": 7, "comm": "kernel-comm", "netns": 9}, {"pid": 7, "comm": "k2", "netns": None},
+              {"pid": 7, "comm": None, "netns": 9}, {"pid": 7, "comm": "k3", "netns": 9, "more": "é"}, {},
+              {"ts": 1}, {"pid": 7, "comm": "kernel-comm", "netns": 9}]
+    for _ in range(2):
+        for ev in events:
+            before = dict(ev)
+            assert merged_line(ev, info, memo) == merged_line(dict(ev), info)
+            assert ev == before  # the event is left as it is

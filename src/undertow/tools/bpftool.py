@@ -43,7 +43,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     from ..bpfrun import BpfRun
     from ..events import Lost
     from ..backends.bpf.runtime import Printed
-    from ..output.jsonl import dumps, encoded, joined, merged_line
+    from ..output.jsonl import dumps, encoded, merged_line
     from .common import ProcessFilter, lost_line
     from .proc import proc_info
 
@@ -95,7 +95,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
                         enc = encoded(pi.to_dict())  # encoded once, merged often
-                        hit = infos[pid] = (now, pi, enc, joined(enc))
+                        hit = infos[pid] = (now, pi, enc, {})  # {}: merged_line's memo
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
