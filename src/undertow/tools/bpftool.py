@@ -70,27 +70,29 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
         # Ctrl-C/SIGTERM/SIGHUP (undertow.stop), --duration and --count end the loop the same
         # way: nothing recorded after the stop is shown, what was recorded before it is shown
         # for at most 0.4 s more (--drain: all) and the rest is counted (backends/loop.py)
+        # the per-event path, with its names bound once (issue 18: ~1.5 us less per event)
+        as_json, count = args.json, args.count
+        match_comm = pfilter.match_comm if pfilter.comm else None
+        match_cgroup = pfilter.match_cgroup if pfilter.cgroup else None
+        append = lines.append
         for batch in bpf.batches(duration=args.duration, drain=getattr(args, "drain", False)):
+            # /proc costs ~100 us per read: a process sending 20k queries/s is read once a
+            # second (the batch's clock: a batch is handled within a turn, backends/loop.py)
+            now = time.monotonic()
             for rec in batch:
-                if isinstance(rec, Lost):
-                    if args.json:
-                        lines.append(json.dumps({"lost": rec.count, "reason": rec.reason}))
-                    else:
-                        lines.append(lost_line(rec.count, rec.reason))
-                    continue
-                if not isinstance(rec, Printed):
+                if rec.__class__ is not Printed:
+                    if isinstance(rec, Lost):
+                        append(json.dumps({"lost": rec.count, "reason": rec.reason}) if as_json
+                               else lost_line(rec.count, rec.reason))
                     continue
                 d = parse(rec)
                 if d is None:
                     continue
-                if not pfilter.match_comm(d.get("comm")):
+                if match_comm is not None and not match_comm(d.get("comm")):
                     continue
                 pid = d.get("pid")
                 info = None
                 if pid:
-                    # /proc costs ~100 us per read: a process sending 20k queries/s is read
-                    # once a second, not 20k times
-                    now = time.monotonic()
                     hit = infos.get(pid)
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
@@ -99,17 +101,17 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
-                if not pfilter.match_cgroup(info):
+                if match_cgroup is not None and not match_cgroup(info):
                     continue
                 n_shown += 1
                 if keep:
                     shown.append(d)
-                if args.json:
+                if as_json:
                     # what the kernel said at the event wins over /proc read a little later
-                    lines.append(merged_line(d, hit[2], hit[3]) if info is not None else dumps(d))
+                    append(merged_line(d, hit[2], hit[3]) if info is not None else dumps(d))
                 else:
-                    lines.append(line(d))
-                if args.count and n_shown >= args.count:
+                    append(line(d))
+                if count and n_shown >= count:
                     bpf.finish("count")
                     break
             _write_lines(out, lines)
