@@ -33,7 +33,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
-from .decode.icmp import decode_icmp
+from .decode.icmp import ICMP_TYPES, decode_icmp
 
 __all__ = ["PROGRAM", "parse_record", "seed", "NETNS", "PIDNS"]
 
@@ -200,7 +200,7 @@ def parse_record(rec: Any) -> Optional[Dict[str, Any]]:
     if v[0] == "kernel":
         _k, typ, code, sport, dport, ulen, netns, saddr, daddr = v
         d.update(direction="kernel", family="ipv4", socket=None, type=typ, code=code,
-                 type_name=decode_icmp(bytes([typ & 0xFF, code & 0xFF, 0, 0])).type_name,
+                 type_name=ICMP_TYPES.get(typ & 0xFF) or f"type-{typ & 0xFF}",  # decode_icmp's name
                  peer=_ip(bytes(daddr), 2), source=_ip(bytes(saddr), 2), sport=sport, dport=dport,
                  size=ulen, id=None, seq=None, indicators=[], pid=None, tid=None, comm=None,
                  netns=netns or None, pidns=None)
