@@ -211,7 +211,7 @@ def main():
             base = run_load(tool, n, a.rate, arg)
             r = measure(tool, argvs.get(tool, [tool]), n, a.rate, arg, ctx)
             offered = n / r["took"]
-            per_op = 2 if tool == "icmp" else 1  # the kernel's echo reply is an event too
+            per_op = 1
             note = "" if not a.rate or offered >= 0.95 * a.rate else f" (the workload reached {offered:.0f}/s)"
             print(f"{tool:10} {n:>7} @ {offered:>6.0f}/s {r['captured'] / n:>9.1%} {r['lost']:>6} "
                   f"{r['cpu_load'] / r['took']:>10.1%} {r['cpu_all']:>8.2f}s"
