@@ -91,8 +91,15 @@ class Printed:
 
     @property
     def comm(self) -> str:
-        """The task's name when the record was made (decoded on use)."""
-        return self._comm.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        """The task's name when the record was made (decoded on use; the names seen last
+        are decoded once: ~0.5 us less per record of a tool, issue 18)."""
+        c = _COMMS.get(self._comm)
+        if c is None:
+            c = self._comm.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+            if len(_COMMS) >= 1024:
+                _COMMS.clear()
+            _COMMS[self._comm] = c
+        return c
 
     @property
     def values(self) -> List[Any]:
@@ -107,6 +114,9 @@ class Printed:
             self._values = [decode(s, self.raw[o:o + s.size]) for o, s in self.action.args]
         return self._values
 
+
+#: a record's 16 raw ``comm`` bytes -> the name (bounded)
+_COMMS: Dict[bytes, str] = {}
 
 #: id(action) -> (the action, kept so its id stays its own; its one-unpack decoder or None)
 _DECODERS: Dict[int, Tuple[AsyncAction, Optional[Callable[[bytes], List[Any]]]]] = {}
