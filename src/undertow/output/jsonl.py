@@ -116,9 +116,30 @@ def merged_line(event: Dict[str, Any], extra: Dict[str, str], memo: Optional[Dic
     return "{" + tail_s + "}" if base == "{}" else base[:-1] + ", " + tail_s + "}"
 
 
+#: key -> its JSON text and the separator (the same dozen keys, every new process)
+_KEYS: Dict[str, str] = {}
+
+
 def encoded(d: Dict[str, Any]) -> Dict[str, str]:
-    """``{key: '"key": <JSON of value>'}`` for :func:`merged_line`."""
-    return {k: dumps(k) + ": " + dumps(v) for k, v in d.items()}
+    """``{key: '"key": <JSON of value>'}`` for :func:`merged_line`. Keys are encoded once;
+    None, booleans and plain integers are written directly: ``undertow exec`` encodes a new
+    process's 12 details per event (24 encoder calls, ~35 us; ~12 us so; issue 18)."""
+    out = {}
+    for k, v in d.items():
+        kj = _KEYS.get(k) if k.__class__ is str else None
+        if kj is None:
+            kj = dumps(k) + ": "
+            if k.__class__ is str and len(_KEYS) < 256:
+                _KEYS[k] = kj
+        if v is None:
+            out[k] = kj + "null"
+        elif v is True or v is False:
+            out[k] = kj + ("true" if v else "false")
+        elif v.__class__ is int:
+            out[k] = kj + int.__repr__(v)
+        else:
+            out[k] = kj + dumps(v)
+    return out
 
 
 def _unsurrogate(s: str) -> str:
