@@ -97,7 +97,15 @@ def merged_line(event: Dict[str, Any], extra: Dict[str, str], memo: Optional[Dic
             if len(memo) >= 64:
                 memo.clear()
             shared = tuple(k for k in extra if k in event)
-            hit = memo[keys] = (shared, ", ".join(v for k, v in extra.items() if k not in event))
+            # the rest depends on the shared keys only: one copy of it (it holds argv, which may
+            # be long) for every set of event keys sharing the same ones
+            tails = memo.get(None)
+            if tails is None:
+                tails = memo[None] = {}
+            tail_s = tails.get(shared)
+            if tail_s is None:
+                tail_s = tails[shared] = ", ".join(v for k, v in extra.items() if k not in event)
+            hit = memo[keys] = (shared, tail_s)
         shared, tail_s = hit
         for k in shared:
             if event[k] is None:
