@@ -130,7 +130,8 @@ _TEXTY = [(re.compile(rb"(GET|POST|HTTP/1\.[01])"), "HTTP-like text"),
 
 #: (payload, size) -> indicators, of the payloads seen last: a flood repeating one payload
 #: (``ping -f -p``, a tool's fixed data) is judged once, not per packet (bounded; ~4 us per
-#: echo for a 14-byte text payload, issue 18's bench).
+#: echo for a 14-byte text payload, issue 18's bench). An iputils payload carries a timestamp:
+#: each is judged (~2 us with the fill check in C, 5.9 us with the byte loop).
 _JUDGED: Dict[Tuple[bytes, Optional[int]], List[str]] = {}
 
 
