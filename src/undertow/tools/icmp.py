@@ -236,7 +236,22 @@ def _ip(raw: bytes, fam: int) -> Optional[str]:
         return None
 
 
+#: sockaddr bytes -> the address's text, of the destinations seen last (bounded): a flood's
+#: repeat (~0.5 us less per event, issue 18)
+_PEERS: Dict[bytes, Optional[str]] = {}
+
+
 def _sockaddr(raw: bytes) -> Optional[str]:
+    if raw in _PEERS:
+        return _PEERS[raw]
+    text = _sockaddr_text(raw)
+    if len(_PEERS) >= 1024:
+        _PEERS.clear()
+    _PEERS[raw] = text
+    return text
+
+
+def _sockaddr_text(raw: bytes) -> Optional[str]:
     if len(raw) < 8:
         return None
     fam = struct.unpack_from("<H", raw, 0)[0]

@@ -102,7 +102,7 @@ def _counting(data: bytes) -> bool:
 
 def looks_like_ping(payload: bytes) -> bool:
     """Whether ``payload`` matches a common ping implementation's fill."""
-    if not payload or len(set(payload)) == 1:
+    if not payload or payload.count(payload[:1]) == len(payload):  # one byte repeated
         return True
     for skip in (0, 8, 16):
         rest = payload[skip:]
