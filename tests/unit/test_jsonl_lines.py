@@ -27,3 +27,34 @@ def test_merged_line_event_wins_over_proc():
     assert json.loads(line) == {"pid": 7, "comm": "kernel-comm", "argv": ["x\\xff"], "cwd": "/"}
     assert json.loads(merged_line({}, info)) == {"comm": "from-proc", "argv": ["x\\xff"], "cwd": "/"}
     assert merged_line({"pid": 1}, {}) == '{"pid": 1}'
+
+
+def test_merged_line_memo_gives_the_same_line():
+    """The memo (the shared keys and the joined rest, per set of event keys) changes no byte."""
+    info = encoded({"pid": 7, "comm": "from-proc", "argv": ["x"], "netns": 5, "cwd": None})
+    memo: dict = {}
+    events = [{"pid": 7, "comm": "kernel-comm", "netns": 9}, {"pid": 7, "comm": "k2", "netns": None},
+              {"pid": 7, "comm": None, "netns": 9}, {"pid": 7, "comm": "k3", "netns": 9, "more": "é"}, {},
+              {"ts": 1}, {"pid": 7, "comm": "kernel-comm", "netns": 9}]
+    for _ in range(2):
+        for ev in events:
+            before = dict(ev)
+            assert merged_line(ev, info, memo) == merged_line(dict(ev), info)
+            assert ev == before  # the event is left as it is
+
+
+def test_encoded_as_dumps_of_each_pair():
+    """encoded()'s shortcuts (keys once; None, bools, ints directly) give dumps' text."""
+    import enum
+
+    class E(enum.IntEnum):
+        A = 3
+
+    d = {"pid": 7, "neg": -12, "big": 2 ** 70, "none": None, "t": True, "f": False, "e": E.A, "fl": 0.5,
+         "s": "caf\u00e9 \udcff", "argv": ["x", None], "parents": [{"pid": 1, "comm": "init"}], "b": b"\x00",
+         "k\u00e9y \"q\"": 1}
+    for _ in range(2):  # the second time through the key cache
+        got = encoded(d)
+        assert list(got) == list(d)
+        for k, v in d.items():
+            assert got[k] == dumps(k) + ": " + dumps(v)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict
@@ -44,7 +43,8 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
         flags.append("GRATUITOUS")
     if d["mac_changed_from"]:
         flags.append(f"MAC CHANGED from {d['mac_changed_from']}")
-    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<3} {escape(d['interface']):<8} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {who} {d['direction']:<3} {escape(d['interface']):<8} "
             f"{d['op']:<7} {d['sender_ip']}={d['sender_mac']} -> {d['target_ip']} {' '.join(flags)}"
             f"{ns_note(d, host)}").rstrip()
 

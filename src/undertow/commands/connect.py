@@ -42,7 +42,8 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
 
     dst = f"{d['daddr']}:{d['dport']}"
     err = f" {d['error']}" if d.get("error") else ""
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {cell(escape(d['comm']), 16)} {cell(dst, 40)} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {d['pid']:>7} {cell(escape(d['comm']), 16)} {cell(dst, 40)} "
             f"{cell(d['outcome'], 11)} {d['latency_ms']:>9.3f} ms{err}{ns_note(d, host)}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
@@ -49,7 +48,8 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
     extra = f" ({d['transport']})" if d["transport"] == "tcp" else ""
     if d.get("error"):
         extra += f" [{d['error']}]"
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {escape(res):<22} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {d['pid']:>7} {escape(d['comm']):<16} {escape(res):<22} "
             f"{qt:<6} {escape(name)}{extra}{ns_note(d, host)}")
 
 

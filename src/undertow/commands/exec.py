@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple
@@ -62,7 +61,8 @@ def line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None,
     if d.get("netns") is not None and own_ns != (None, None) and (d.get("netns"), d.get("pidns")) != own_ns:
         marks.append(f"[netns {d.get('netns')} pidns {d.get('pidns')}]")
     q = (lambda v: "?" if v is None else v)
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {q(d.get('ppid')):>7} {q(d.get('uid')):>5} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {d['pid']:>7} {q(d.get('ppid')):>7} {q(d.get('uid')):>5} "
             f"{escape(d.get('comm') or ''):<16} " + escape(" ".join(marks + [text])))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple
@@ -37,7 +36,8 @@ def _line(d: Dict[str, Any], own_ns: Tuple[Optional[int], Optional[int]] = (None
     from ..output.text import escape
 
     how = f"signal {d['signal']}" + (" (core)" if d["core"] else "") if d["signal"] else f"status {d['status']}"
-    text = (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {d['ppid']:>7} {d['uid']:>5} {escape(d['comm']):<16} "
+    from ..output.text import hms_now
+    text = (f"{hms_now()} {d['pid']:>7} {d['ppid']:>7} {d['uid']:>5} {escape(d['comm']):<16} "
             f"{how:<24} {d['lifetime_s']:>12.3f} s")
     if d.get("argv"):
         text += " " + escape(" ".join(d["argv"])) + (" [argv truncated]" if d.get("argv_truncated") else "")

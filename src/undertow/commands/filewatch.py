@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
@@ -67,7 +66,8 @@ def _line(d: Dict[str, Any]) -> str:
             # the count a copy asks for is an upper bound (cp asks for ~2^63: up to the end)
             sep = "<=" if k == "bytes" and d.get("op") in _COPY_OPS else "="
             extra.append(f"{k}{sep}{','.join(v) if isinstance(v, list) else v}")
-    return (f"{time.strftime('%H:%M:%S')} {d['pid']:>7} {escape(d['comm']):<16} {d['op']:<10} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {d['pid']:>7} {escape(d['comm']):<16} {d['op']:<10} "
             f"{escape(d['path']):<40} {escape(' '.join(extra))}").rstrip()
 
 

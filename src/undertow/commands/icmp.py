@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict
@@ -41,7 +40,8 @@ def _line(d: Dict[str, Any], host: Dict[str, Any]) -> str:
     flag = (" ! " + "; ".join(d["indicators"])) if d.get("indicators") else ""
     idseq = f"id={d['id']} seq={d['seq']}" if d.get("id") is not None else f"code={d['code']}"
     who = f"{d['pid']:>7} {escape(d['comm'] or ''):<16}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
-    return (f"{time.strftime('%H:%M:%S')} {who} {d['direction']:<6} {d.get('peer') or '-':<15} "
+    from ..output.text import hms_now
+    return (f"{hms_now()} {who} {d['direction']:<6} {d.get('peer') or '-':<15} "
             f"{d['type_name']:<16} {idseq} {d['size']}B{flag}{ns_note(d, host)}")
 
 

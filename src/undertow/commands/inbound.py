@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         lst = f"{escape(d['listener_comm'])}[{d['listener_pid']}]" if d.get("listener_pid") else "-"
         extra = f"by {escape(d['comm'])}[{d['pid']}]" if d["outcome"] == "accepted" else (d.get("reason") or "")
         src = f"{d['saddr']}:{d['sport']}"
-        return (f"{time.strftime('%H:%M:%S')} {cell(d['outcome'], 10)} {cell(d['proto'], 3)} {cell(src, 28)} "
+        from ..output.text import hms_now
+        return (f"{hms_now()} {cell(d['outcome'], 10)} {cell(d['proto'], 3)} {cell(src, 28)} "
                 f"{d['dport']:>5} {cell(lst, 20)} {extra}{ns_note(d, host)}")
 
     def seed(session: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
@@ -40,7 +39,8 @@ def _line(d: Dict[str, Any]) -> str:
     res = "" if d["result"] is None else ("ok" if d["result"] >= 0 else d.get("error") or str(d["result"]))
     # no field is cut: a long module path widens the line (issue 18)
     who = f"{d['pid']:>7} {cell(escape(d['comm'] or ''), 16)}" if d.get("pid") else f"{'-':>7} {'(kernel)':<16}"
-    return f"{time.strftime('%H:%M:%S')} {who} {cell(d['event'], 14)} {cell(escape(what), 36)} {res}"
+    from ..output.text import hms_now
+    return f"{hms_now()} {who} {cell(d['event'], 14)} {cell(escape(what), 36)} {res}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,13 +13,14 @@ shared with the ftrace-based ``undertow exec``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, TextIO
 
 
 def add_options(p: argparse.ArgumentParser, what: str = "events") -> None:
@@ -58,6 +59,7 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     n_shown = 0
     infos: Dict[int, Any] = {}
     pfilter = ProcessFilter.from_args(args)
+    lines: List[str] = []  # a batch's lines, written at once (~1 us less per event than a write each)
     try:
         session = bpf.start(ringbuf_mb)
         if on_start is not None:
@@ -68,47 +70,54 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
         # Ctrl-C/SIGTERM/SIGHUP (undertow.stop), --duration and --count end the loop the same
         # way: nothing recorded after the stop is shown, what was recorded before it is shown
         # for at most 0.4 s more (--drain: all) and the rest is counted (backends/loop.py)
+        # the per-event path, with its names bound once (issue 18: ~1.5 us less per event)
+        as_json, count = args.json, args.count
+        match_comm = pfilter.match_comm if pfilter.comm else None
+        match_cgroup = pfilter.match_cgroup if pfilter.cgroup else None
+        match_netns = pfilter.match_netns if pfilter.netns else None
+        append = lines.append
         for batch in bpf.batches(duration=args.duration, drain=getattr(args, "drain", False)):
+            # /proc costs ~100 us per read: a process sending 20k queries/s is read once a
+            # second (the batch's clock: a batch is handled within a turn, backends/loop.py)
+            now = time.monotonic()
             for rec in batch:
-                if isinstance(rec, Lost):
-                    if args.json:
-                        out.write(json.dumps({"lost": rec.count, "reason": rec.reason}) + "\n")
-                    else:
-                        out.write(lost_line(rec.count, rec.reason) + "\n")
-                    continue
-                if not isinstance(rec, Printed):
+                if rec.__class__ is not Printed:
+                    if isinstance(rec, Lost):
+                        append(json.dumps({"lost": rec.count, "reason": rec.reason}) if as_json
+                               else lost_line(rec.count, rec.reason))
                     continue
                 d = parse(rec)
                 if d is None:
                     continue
-                if not pfilter.match_comm(d.get("comm")) or not pfilter.match_netns(d.get("netns")):
+                if match_comm is not None and not match_comm(d.get("comm")):
+                    continue
+                if match_netns is not None and not match_netns(d.get("netns")):
                     continue
                 pid = d.get("pid")
                 info = None
                 if pid:
-                    # /proc costs ~100 us per read: a process sending 20k queries/s is read
-                    # once a second, not 20k times
-                    now = time.monotonic()
                     hit = infos.get(pid)
                     if hit is None or now - hit[0] > 1.0:
                         pi = proc_info(pid)
-                        hit = infos[pid] = (now, pi, encoded(pi.to_dict()))  # encoded once, merged often
+                        enc = encoded(pi.to_dict())  # encoded once, merged often
+                        hit = infos[pid] = (now, pi, enc, {})  # {}: merged_line's memo
                         if len(infos) > 4096:
                             infos.clear()
                     info = hit[1]
-                if not pfilter.match_cgroup(info):
+                if match_cgroup is not None and not match_cgroup(info):
                     continue
                 n_shown += 1
                 if keep:
                     shown.append(d)
-                if args.json:
+                if as_json:
                     # what the kernel said at the event wins over /proc read a little later
-                    out.write((merged_line(dict(d), hit[2]) if info is not None else dumps(d)) + "\n")
+                    append(merged_line(d, hit[2], hit[3]) if info is not None else dumps(d))
                 else:
-                    out.write(line(d) + "\n")
-                if args.count and n_shown >= args.count:
+                    append(line(d))
+                if count and n_shown >= count:
                     bpf.finish("count")
                     break
+            _write_lines(out, lines)
             out.flush()
         if on_stop is not None:
             # what the kernel still holds when the tool stops (e.g. connects still in progress)
@@ -120,10 +129,21 @@ def run_tool(args: argparse.Namespace, name: str, program: str, parse: Callable[
     except KeyboardInterrupt:
         pass  # a second Ctrl-C while --drain showed a long backlog
     finally:
+        with contextlib.suppress(Exception):  # a closed pipe must not hide why the loop ended
+            _write_lines(out, lines)  # what a batch cut short had made
         bpf.close()
     for line in bpf.stats.loss_report(f"undertow {name}") if bpf.stats is not None else ():
         print(line, file=sys.stderr)
     return shown
+
+
+def _write_lines(out: TextIO, lines: List[str]) -> None:
+    """Write ``lines`` (without their newlines) in one call, then empty the list."""
+    if lines:
+        lines.append("")
+        text = "\n".join(lines)
+        lines.clear()
+        out.write(text)
 
 
 def print_summary(events: List[Dict[str, Any]], as_json: bool, what: str, detail: str) -> None:

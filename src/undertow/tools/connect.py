@@ -236,6 +236,21 @@ def _ip(raw: bytes, v6: bool) -> Optional[str]:
         return None
 
 
+#: u32 (memory order) -> dotted text, of the addresses seen last (bounded): a flood's addresses
+#: repeat (~0.5 us less per address, issue 18)
+_IP4: Dict[int, Optional[str]] = {}
+
+
+def _ip4(v: int) -> Optional[str]:
+    text = _IP4.get(v)
+    if text is None:
+        text = _ip(struct.pack("<I", v & 0xFFFFFFFF), False)
+        if len(_IP4) >= 4096:
+            _IP4.clear()
+        _IP4[v] = text
+    return text
+
+
 def parse_record(rec: Any) -> Dict[str, Any]:
     """The JSON-ready connect outcome of one record of :func:`program`.
 
@@ -258,9 +273,9 @@ def parse_record(rec: Any) -> Dict[str, Any]:
         outcome = OUTCOMES.get(err, "failed")
     return {
         "ts": rec.ts, "pid": pid, "comm": comm, "proto": proto, "family": "ipv6" if v6 else "ipv4",
-        "saddr": _ip(bytes(s6), True) if v6 else _ip(struct.pack("<I", s4 & 0xFFFFFFFF), False),
+        "saddr": _ip(bytes(s6), True) if v6 else _ip4(s4),
         "sport": sport or None,
-        "daddr": _ip(bytes(d6), True) if v6 else _ip(struct.pack("<I", d4 & 0xFFFFFFFF), False), "dport": dport,
+        "daddr": _ip(bytes(d6), True) if v6 else _ip4(d4), "dport": dport,
         "outcome": outcome, "stage": stage, "latency_ms": round(ns / 1e6, 3),
         "error": errno.errorcode.get(err, str(err)) if err else None,
         "netns": netns or None, "pidns": pidns or None,

@@ -93,13 +93,39 @@ def proc_info(pid: int, proc: str = "/proc", chain: int = 8) -> ProcInfo:
     seen = {pid}
     while ppid and ppid not in seen and len(info.parents) < chain:
         seen.add(ppid)
-        pst = _status(proc, ppid)
-        if not pst:
+        up = _parent(proc, ppid)
+        if up is None:
             break
-        info.parents.append({"pid": ppid, "comm": pst.get("Name", "?")})
-        nxt = pst.get("PPid", "")
-        ppid = int(nxt) if nxt.isdigit() else 0
+        info.parents.append({"pid": ppid, "comm": up[0]})
+        ppid = up[1]
     return info
+
+
+#: (proc, pid) -> (when read, Name, PPid) of the ancestors walked lately. A flood of short
+#: processes from one shell has the same ancestors: their /proc/PID/status is read once a
+#: second, not per event (an exec flood: ~6 reads less per event, issue 18). The same
+#: staleness as the tools' per-process cache (bpftool.run_tool): at most a second.
+_PARENTS: Dict[Tuple[str, int], Tuple[float, str, int]] = {}
+
+
+def _parent(proc: str, pid: int) -> Optional[Tuple[str, int]]:
+    """``(Name, PPid)`` of ``pid`` (``/proc/PID/status``, at most a second old), or None when
+    it is gone."""
+    import time
+
+    now = time.monotonic()
+    hit = _PARENTS.get((proc, pid))
+    if hit is not None and now - hit[0] <= 1.0:
+        return hit[1], hit[2]
+    pst = _status(proc, pid)
+    if not pst:
+        _PARENTS.pop((proc, pid), None)
+        return None
+    nxt = pst.get("PPid", "")
+    if len(_PARENTS) >= 4096:
+        _PARENTS.clear()
+    _PARENTS[(proc, pid)] = (now, pst.get("Name", "?"), int(nxt) if nxt.isdigit() else 0)
+    return pst.get("Name", "?"), int(nxt) if nxt.isdigit() else 0
 
 
 def own_namespaces(proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:

@@ -111,16 +111,18 @@ _INT_KINDS = frozenset(("int", "ksym", "username", "strerror", "timestamp", "kst
 
 
 def decoder(args: List[Tuple[int, Slot]]) -> Optional[Callable[[bytes], List[Any]]]:
-    """One ``struct.Struct`` for a record whose values are all 8-byte integers and strings
-    (the tools' records: numbers and names), giving what :func:`decode` gives per value; None
-    for other layouts. A filewatch record (8 integers, 2 strings) decoded value by value took
-    3.2 us, in one unpack 0.6 us (2026-12-07, this 2-vCPU VM under load), of the ~30 us a tool
-    spends per event at 20k events/s (issue 18, bench/tools_overhead.py). Raises
+    """One ``struct.Struct`` for a record whose values are all 8-byte integers, strings, byte
+    arrays and ``buf()`` values (the tools' records: numbers, names, addresses, packets),
+    giving what :func:`decode` gives per value; None for other layouts. A filewatch record
+    (8 integers, 2 strings) decoded value by value took 3.2 us, in one unpack 0.6 us
+    (2026-12-07, this 2-vCPU VM under load), of the ~30 us a tool spends per event at 20k
+    events/s (issue 18, bench/tools_overhead.py); a connect record (10 integers, a string,
+    two 16-byte ``buf()``) 4-5 us value by value, ~1 us in one unpack. Raises
     ``struct.error`` for a payload shorter than the layout (the caller then decodes value by
     value)."""
     import struct
 
-    fmt, pos, strs = ["<"], 0, []
+    fmt, pos, strs, bufs = ["<"], 0, [], []
     for i, (off, s) in enumerate(args):
         if off < pos:
             return None
@@ -131,17 +133,27 @@ def decoder(args: List[Tuple[int, Slot]]) -> Optional[Callable[[bytes], List[Any
             pos = off + 8
         elif s.kind == "str" and s.size > 0:
             fmt.append(f"{s.size}s")
-            strs.append(i)
+            strs.append(i + len(bufs))
+            pos = off + s.size
+        elif s.kind in ("bytes", "record") and s.size > 0:
+            fmt.append(f"{s.size}s")  # the bytes as they are, as decode() gives them
+            pos = off + s.size
+        elif s.kind == "buf" and s.size > 8:
+            fmt.append(f"Q{s.size - 8}s")  # the length, then the bytes: two values, merged below
+            bufs.append(i + len(bufs))
             pos = off + s.size
         else:
             return None
     unpack = struct.Struct("".join(fmt)).unpack_from
-    if not strs:
+    if not strs and not bufs:
         return lambda raw: list(unpack(raw))
+    bufs.reverse()  # merged from the last, so the indexes before each stay right
 
     def dec(raw: bytes) -> List[Any]:
         v = list(unpack(raw))
         for i in strs:
             v[i] = v[i].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        for i in bufs:
+            v[i:i + 2] = (v[i + 1][:v[i]],)  # as decode(): at most the buffer, however long it says
         return v
     return dec

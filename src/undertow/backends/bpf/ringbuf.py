@@ -175,38 +175,46 @@ class RingBuffer:
         return n
 
     def _consume_ring(self, callback: Callable[[memoryview], None], limit: int) -> int:
+        # the per-record loop reads its names from locals (the window's bounds change only
+        # when it moves): ~0.5 us less per record than attribute lookups (issue 18)
         cons = self._cpos[0]
         prod = self._ppos[0]
         n = 0
         win = self._win
         view = None
+        mask = self.mask
+        cpos = self._cpos
+        unpack_hdr = _U32.unpack_from
+        w_start, w_end = self._win_start, self._win_end
         try:
             while cons < prod and n < limit:
-                rel = cons & self.mask
-                if win is None or rel < self._win_start or rel + HDR_SIZE > self._win_end:
+                rel = cons & mask
+                if win is None or rel < w_start or rel + HDR_SIZE > w_end:
                     if view is not None:
                         view.release()
                         view = None
                     win = self._map(rel, HDR_SIZE)
-                off = rel - self._win_start
-                hdr = _U32.unpack_from(win, off)[0]
+                    w_start, w_end = self._win_start, self._win_end
+                off = rel - w_start
+                hdr = unpack_hdr(win, off)[0]
                 if hdr & BUSY_BIT:
                     break
                 length = hdr & ~(BUSY_BIT | DISCARD_BIT)
                 if not hdr & DISCARD_BIT:
-                    if rel + HDR_SIZE + length > self._win_end:
+                    if rel + HDR_SIZE + length > w_end:
                         if view is not None:
                             view.release()
                             view = None
                         win = self._map(rel, HDR_SIZE + length)
-                        off = rel - self._win_start
+                        w_start, w_end = self._win_start, self._win_end
+                        off = rel - w_start
                     if view is None:
                         view = memoryview(win)
                     callback(view[off + HDR_SIZE: off + HDR_SIZE + length])
                     n += 1
                 cons += (length + HDR_SIZE + 7) & ~7
                 # publish progress so the producer can reuse the space
-                self._cpos[0] = cons
+                cpos[0] = cons
         finally:
             if view is not None:
                 view.release()

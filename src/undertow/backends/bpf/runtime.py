@@ -91,8 +91,15 @@ class Printed:
 
     @property
     def comm(self) -> str:
-        """The task's name when the record was made (decoded on use)."""
-        return self._comm.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        """The task's name when the record was made (decoded on use; the names seen last
+        are decoded once: ~0.5 us less per record of a tool, issue 18)."""
+        c = _COMMS.get(self._comm)
+        if c is None:
+            c = self._comm.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+            if len(_COMMS) >= 1024:
+                _COMMS.clear()
+            _COMMS[self._comm] = c
+        return c
 
     @property
     def values(self) -> List[Any]:
@@ -107,6 +114,9 @@ class Printed:
             self._values = [decode(s, self.raw[o:o + s.size]) for o, s in self.action.args]
         return self._values
 
+
+#: a record's 16 raw ``comm`` bytes -> the name (bounded)
+_COMMS: Dict[bytes, str] = {}
 
 #: id(action) -> (the action, kept so its id stays its own; its one-unpack decoder or None)
 _DECODERS: Dict[int, Tuple[AsyncAction, Optional[Callable[[bytes], List[Any]]]]] = {}
@@ -151,6 +161,8 @@ class ProgramSession(Session):
         self.rb_size = ring.size if ring is not None else ringbuf_size
         self._ring = ring
         self.lost_fd = -1
+        self._lost_mm: Optional[mmap.mmap] = None  # the lost counters mapped (BPF_F_MMAPABLE)
+        self._lost_words: Optional[memoryview] = None
         self.stack_fd = -1
         self._lost_seen = [0, 0, 0]
         self.read_faults = 0
@@ -210,7 +222,7 @@ class ProgramSession(Session):
         else:
             rb = self._ring.take() if self._ring is not None else sc.map_create(sc.MapType.RINGBUF, 0, 0, self.rb_size)
         self.fds.append(rb)
-        self.lost_fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
+        self.lost_fd = self._lost_map()
         self.fds.append(self.lost_fd)
         state = sc.map_create(sc.MapType.ARRAY, 4, 8, 1)  # [0]: exit() was called, or stop_producing()
         self.fds.append(state)
@@ -671,10 +683,11 @@ class ProgramSession(Session):
             self.stats.after_stop += 1
             return
         act = self.c.actions[idx]
-        payload = bytes(view[HDR_SIZE:HDR_SIZE + act.size])
+        payload = view[HDR_SIZE:HDR_SIZE + act.size].tobytes()
         k = act.kind
         if k == "printf":  # the hot path: no decoding here
-            self.stats.count_event(act.probe)
+            ev = self.stats.events  # Stats.count_event, inline
+            ev[act.probe] = ev.get(act.probe, 0) + 1
             out.append(Printed("", act, None, payload, (ts, tgid, tid, comm_b, cpu)))
             return
         values = [decode(s, payload[o:o + s.size]) for o, s in act.args]
@@ -704,12 +717,40 @@ class ProgramSession(Session):
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
+    def _lost_map(self) -> int:
+        """The array of lost-record counters (4 u64, the programs add to them), mapped into
+        this process where the kernel allows it (``BPF_F_MMAPABLE``, Linux 5.5): then
+        :meth:`_check_lost` reads them from memory instead of making three ``bpf()`` lookups
+        per poll (~150 us per poll, ~0.8 us per record at 20k records/s here; issue 18)."""
+        try:
+            fd = sc.map_create(sc.MapType.ARRAY, 4, 8, 4, flags=sc.BPF_F_MMAPABLE)
+        except BPFError:
+            return sc.map_create(sc.MapType.ARRAY, 4, 8, 4)
+        try:
+            self._lost_mm = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._lost_words = memoryview(self._lost_mm).cast("Q")  # aligned 8-byte loads
+        except (OSError, ValueError):
+            self._lost_mm = self._lost_words = None
+        return fd
+
+    def _release_lost_map(self) -> None:
+        if self._lost_words is not None:
+            self._lost_words.release()
+            self._lost_words = None
+        if self._lost_mm is not None:
+            self._lost_mm.close()
+            self._lost_mm = None
+
     def _check_lost(self, out: List[Any]) -> None:
         full = "perf_buffer_full" if self.c.options.get("output") == "perfbuf" else "ringbuf_full"
+        words = self._lost_words
         for slot, reason in ((LOST_RINGBUF, full), (LOST_MAP_FULL, "map_full"),
                              (LOST_READ_FAULT, "read_fault")):
-            raw = sc.map_lookup_elem(self.lost_fd, struct.pack("<I", slot), 8)
-            n = struct.unpack("<Q", raw)[0] if raw else 0
+            if words is not None:
+                n = words[slot]
+            else:
+                raw = sc.map_lookup_elem(self.lost_fd, struct.pack("<I", slot), 8)
+                n = struct.unpack("<Q", raw)[0] if raw else 0
             if n > self._lost_seen[slot]:
                 if reason == "read_fault":
                     # not a lost event: a string read as "" (page not present); reported at exit
@@ -805,6 +846,7 @@ class ProgramSession(Session):
         self._raise_stop_flag()  # nothing more recorded or counted while detaching
         if self.rb is not None:
             self.rb.close()
+        self._release_lost_map()
         # Closing a tracepoint/kprobe/uprobe perf event waits for an RCU grace period under
         # event_mutex (perf_trace_destroy -> perf_trace_event_unreg ->
         # tracepoint_synchronize_unregister), 50-80 ms each here (more under load),
