@@ -239,7 +239,12 @@ def main(tmp, undertow_src):
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-    up, work = os.path.join(tmp, "up"), os.path.join(tmp, "work")
+    # the overlay's upper and work directories on a tmpfs of this mount namespace: an upper
+    # layer on overlayfs is refused (EINVAL) where / is itself an overlay (the lab's guests)
+    layers = os.path.join(tmp, "layers")
+    os.makedirs(layers)
+    _check(libc.mount(b"tmpfs", layers.encode(), b"tmpfs", 0, b"mode=0700"), "mount tmpfs for the overlay")
+    up, work = os.path.join(layers, "up"), os.path.join(layers, "work")
     os.makedirs(up)
     os.makedirs(work)
     opts = f"lowerdir=/etc,upperdir={up},workdir={work}".encode()
