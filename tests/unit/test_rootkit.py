@@ -168,3 +168,113 @@ def test_a_patched_syscall_table_entry_is_reported(tmp_path, monkeypatch):
     got = ctx.report.findings
     assert [f.key for f in got] == ["sys_call_table:2"], got
     assert "evil_open" in got[0].evidence["kallsyms"] and "outside" in got[0].evidence["kallsyms"]
+
+
+TOUCHED = """\
+__x64_sys_kill (0)            M 
+vfs_fsync_range (0)              
+do_nanosleep (0)              
+__x64_sys_getdents64 (1) R I  M \ttramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
+tcp4_seq_show (0)              
+"""
+
+
+def test_touched_functions_are_judged():
+    ents = hooks.parse_enabled_functions(TOUCHED)
+    assert [e["flags"] for e in ents][:2] == ["M", ""]
+    # enabled_functions readable and listing getdents64: judged there; do_nanosleep explained by a kprobe
+    got, note = hooks.judge_touched(ents, {"__x64_sys_getdents64"}, {"do_nanosleep"}, 50000)
+    assert note is None
+    assert [(s, e["function"]) for s, e, _ in got] == [("medium", "__x64_sys_kill"), ("low", "vfs_fsync_range"),
+                                                      ("medium", "tcp4_seq_show")]
+    assert "IPMODIFY" in got[0][2] and "rootkits hook" in got[2][2]
+    # enabled_functions unreadable: a line with a callback is judged by the enabled rules
+    got, _ = hooks.judge_touched(ents, None, set(), 50000)
+    assert ("current", "__x64_sys_getdents64") in [(s, e["function"]) for s, e, _ in got]
+
+
+def test_touched_functions_after_a_function_tracer_keep_only_redirecting_hooks():
+    ents = hooks.parse_enabled_functions("".join(f"fn{i} (0)              \n" for i in range(3000))
+                                         + "__x64_sys_kill (0)            M \n")
+    got, note = hooks.judge_touched(ents, set(), set(), 4000)
+    assert note and "3001 of 4000" in note
+    assert [(s, e["function"]) for s, e, _ in got] == [("medium", "__x64_sys_kill")]
+
+
+class _Tfs:
+    """A tracefs with fixed files (None: the read is refused)."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def has(self, name):
+        return name in self.files
+
+    def read(self, name):
+        from undertow.errors import TracefsError
+
+        if self.files.get(name) is None:
+            raise TracefsError(f"cannot read {name} in tracefs: Operation not permitted")
+        return self.files[name]
+
+    def instances(self):
+        return []
+
+
+def test_touched_functions_refused_or_absent_says_why(tmp_path):
+    for files, word in (({"touched_functions": None}, "Operation not permitted"), ({}, "6.4")):
+        ctx = Context(proc=str(tmp_path))
+        hooks._touched(ctx, _Tfs(files), set(), None, None)
+        assert not ctx.report.findings
+        assert [s.what for s in ctx.report.skipped] == ["ftrace touched_functions"]
+        assert word in ctx.report.skipped[0].why
+    ctx = Context(proc=str(tmp_path))
+    hooks._touched(ctx, _Tfs({"touched_functions": TOUCHED, "set_ftrace_filter": "vfs_fsync_range\n",
+                              "dyn_ftrace_total_info": "50000 pages:200 groups: 20\n"}), set(), set(), None)
+    assert [f.key for f in ctx.report.findings] == ["touched:__x64_sys_kill", "__x64_sys_getdents64",
+                                                   "touched:do_nanosleep", "touched:tcp4_seq_show"]
+    assert ctx.report.findings[1].severity == "high"  # a callback in module rk, which /proc/modules does not list
+
+
+SEQ_KALLSYMS = (
+    "ffffffff81000000 T _stext\n"
+    "ffffffff81000100 T tcp_seq_start\n"
+    "ffffffff81000200 T tcp_seq_stop\n"
+    "ffffffff81000300 T tcp_seq_next\n"
+    "ffffffff81000400 T tcp4_seq_show\n"
+    "ffffffff81001000 T _etext\n"
+    "ffffffff82000000 d tcp4_seq_ops\n"
+    "ffffffff82000020 d udp_seq_ops\n"
+    "ffffffffc0001000 t evil_show\t[evil]\n")
+
+
+def test_a_patched_proc_net_seq_ops_pointer_is_reported(tmp_path):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    ks = parse_kallsyms(SEQ_KALLSYMS)
+    good = struct.pack("<QQQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffff81000300, 0xffffffff81000400)
+    (tmp_path / "proc").mkdir()
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, good + good)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_seq_ops(ctx, ks)
+    assert not ctx.report.findings and not ctx.report.skipped
+    assert ctx.report.notes and "tcp6_seq_ops" in ctx.report.notes[0].why  # the names kallsyms lacks
+    # show swapped for a module's function, next pointing into the middle of a function
+    bad = struct.pack("<QQQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffff81000308, 0xffffffffc0001000)
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, good + bad)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_seq_ops(ctx, ks)
+    got = ctx.report.findings
+    assert [f.key for f in got] == ["seq_ops:udp_seq_ops.next", "seq_ops:udp_seq_ops.show"], got
+    assert "evil_show" in got[1].evidence["kallsyms"] and "outside" in got[1].evidence["kallsyms"]
+    assert got[1].severity == "high" and "/proc/net/udp" in got[1].title
+
+
+def test_seq_ops_without_data_symbols_is_not_checked(tmp_path):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    ctx = Context(proc=str(tmp_path))
+    kernelmem.check_seq_ops(ctx, parse_kallsyms("ffffffff81000000 T _stext\nffffffff81001000 T _etext\n"))
+    assert "CONFIG_KALLSYMS_ALL" in ctx.report.skipped[0].why
