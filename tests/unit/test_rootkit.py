@@ -278,3 +278,70 @@ def test_seq_ops_without_data_symbols_is_not_checked(tmp_path):
     ctx = Context(proc=str(tmp_path))
     kernelmem.check_seq_ops(ctx, parse_kallsyms("ffffffff81000000 T _stext\nffffffff81001000 T _etext\n"))
     assert "CONFIG_KALLSYMS_ALL" in ctx.report.skipped[0].why
+
+
+def test_usr_merge_twins_and_md5sums():
+    from undertow.tools.rootkit import packages
+
+    assert packages.merged_twins("/usr/bin/ls") == ["/usr/bin/ls", "/bin/ls"]
+    assert packages.merged_twins("/sbin/init") == ["/sbin/init", "/usr/sbin/init"]
+    assert packages.merged_twins("/usr/local/bin/x") == ["/usr/local/bin/x"]
+    assert packages.parse_md5sums("0123456789abcdef0123456789ABCDEF  usr/sbin/sshd\nbad line\n") == {
+        "/usr/sbin/sshd": "0123456789abcdef0123456789abcdef"}
+
+
+def _fake_listener(proc, root, pid, exe_path, content):
+    """/proc/PID of a process whose exe (a real file ``content``) is ``exe_path`` in ``root``."""
+    real = root / exe_path.lstrip("/")
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.write_bytes(content)
+    d = proc / str(pid)
+    (d / "ns").mkdir(parents=True)
+    (d / "ns" / "mnt").symlink_to("mnt:[4026531841]")
+    (d / "root").symlink_to(root)
+    (d / "exe").symlink_to(real)
+    (d / "comm").write_text("sshd\n")
+
+
+def test_listening_binaries_are_compared_with_their_package(tmp_path, monkeypatch):
+    import hashlib
+
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    info = root / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    good, evil = b"\x7fELF sshd", b"\x7fELF sshd with a backdoor"
+    (info / "openssh-server.list").write_text("/.\n/usr\n/usr/sbin\n/usr/sbin/sshd\n")
+    (info / "openssh-server.md5sums").write_text(f"{hashlib.md5(good).hexdigest()}  usr/sbin/sshd\n")
+    (info / "coreutils.list").write_text("/bin\n/bin/true\n")  # listed before the /usr merge
+    (info / "coreutils.md5sums").write_text(f"{hashlib.md5(b'true').hexdigest()}  bin/true\n")
+    # exe names the path the process sees; the file the kernel opens is what is hashed
+    monkeypatch.setattr(packages, "exe_of", lambda p, pid: {10: "/usr/sbin/sshd", 11: "/usr/bin/true",
+                                                            12: "/opt/x/agent"}[pid])
+    _fake_listener(proc, root, 10, "/usr/sbin/sshd.real", evil)
+    _fake_listener(proc, root, 11, "/usr/bin/true", b"true")
+    _fake_listener(proc, root, 12, "/opt/x/agent", b"agent")
+    ctx = Context(proc=str(proc))
+    ctx.cache["held"] = [_held(pid=10, port=22), _held(pid=11, port=99), _held(pid=12, port=7, type=socket.SOCK_DGRAM,
+                                                                             protocol=17, state=7),
+                         _held(pid=13, state=1)]  # an established connection: not a listener
+    packages.check_listeners(ctx)
+    got = ctx.report.findings
+    assert [(f.key, f.severity) for f in got] == [("exe:10", "high")], got
+    assert "openssh-server" in got[0].title and "tcp port 22" in got[0].evidence["listening"]
+    assert hashlib.md5(evil).hexdigest() in got[0].evidence["/proc/PID/exe (md5)"]
+    assert [n.title for n in ctx.report.notes] == ["pid 12 (sshd) listens and runs /opt/x/agent, which no package "
+                                                   "lists"]
+
+
+def test_listening_binaries_without_dpkg_are_not_checked(tmp_path, monkeypatch):
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    _fake_listener(proc, root, 10, "/usr/sbin/sshd", b"x")
+    monkeypatch.setattr(packages, "exe_of", lambda p, pid: "/usr/sbin/sshd")
+    ctx = Context(proc=str(proc))
+    ctx.cache["held"] = [_held(pid=10, port=22)]
+    packages.check_listeners(ctx)
+    assert not ctx.report.findings and "no dpkg database" in ctx.report.skipped[0].why
