@@ -4,7 +4,8 @@ Planted without harming the host (tests/live/rootkit_plant.py): in private mount
 namespaces, an LD_PRELOAD readdir hider made effective by /etc/ld.so.preload (on an overlay
 over /etc of that namespace only), a process it hides, a bind mount over /proc/PID, a packet
 socket with a classic BPF filter; on the host, a memfd-executed process, a process whose
-binary was deleted, a uprobe and a tracefs instance made by "someone else" (not undertow's
+binary was deleted, a listener whose binary differs from its Debian package (a copy
+bind-mounted over the packaged interpreter in a private mount namespace), a uprobe and a tracefs instance made by "someone else" (not undertow's
 names), a BPF program calling bpf_probe_write_user (loaded, never attached), and an
 instance of a running undertow (this process) that must not be reported. Everything is
 removed in ``finally``; the namespaces vanish with the helper and its children.
@@ -83,3 +84,17 @@ def test_planted_techniques_are_reported():
         expect("bpf", p["prog_id"], "high", p["helper"])
         assert not any(p["own_instance"] in json.dumps(f) for f in got), got  # a running undertow's
         assert rc == 1 and lines[-1]["exit_status"] == 1
+
+
+def test_a_listening_binary_that_differs_from_its_package():
+    interpreter = rootkit_plant.packaged_interpreter()
+    if interpreter is None:
+        pytest.skip("no Debian-packaged /usr/bin/python3 (the dpkg database is needed)")
+    with rootkit_plant.listening_binaries(interpreter) as (clean, modified):
+        rc, lines = rootkit("--only", "userspace")
+    got = [f for f in findings(lines) if f["key"] in (f"exe:{clean}", f"exe:{modified}")]
+    assert [f["key"] for f in got] == [f"exe:{modified}"], got
+    f = got[0]
+    assert f["severity"] == "high" and interpreter in f["title"] and "tcp port" in f["evidence"]["listening"], f
+    assert any(k.startswith("dpkg ") and k.endswith(".md5sums") for k in f["evidence"]), f
+    assert rc == 1
