@@ -273,13 +273,13 @@ def judge_touched(entries: List[Dict[str, str]], enabled: Optional[Set[str]], ex
             continue
         if fn in explained:
             continue
-        modified = "M" in flags  # FTRACE_FL_MODIFIED: an IPMODIFY or direct (trampoline) user
+        modified = "M" in flags  # FTRACE_FL_MODIFIED (6.4): an IPMODIFY or direct (trampoline) user
         if wholesale and not modified:
             continue
         if modified:
             out.append(("medium", ent, "hooked since boot by a callback that may change where the call goes "
-                                       "(IPMODIFY or a direct trampoline: an ftrace rootkit, livepatch, or a "
-                                       "BPF fentry/fexit/LSM program)"))
+                                       "(IPMODIFY: an ftrace rootkit, livepatch, a kprobe; or a direct "
+                                       "trampoline: a BPF fentry/fexit/LSM program)"))
         elif ROOTKIT_TARGETS.search(fn):
             out.append(("medium", ent, "hooked since boot, and a function module rootkits hook (system calls, "
                                        "directory and /proc/net listings); nothing hooks it now"))
