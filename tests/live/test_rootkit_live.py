@@ -4,11 +4,13 @@ Planted without harming the host (tests/live/rootkit_plant.py): in private mount
 namespaces, an LD_PRELOAD readdir hider made effective by /etc/ld.so.preload (on an overlay
 over /etc of that namespace only), a process it hides, a bind mount over /proc/PID, a packet
 socket with a classic BPF filter; on the host, a memfd-executed process, a process whose
-binary was deleted, a listener whose binary differs from its Debian package (a copy
-bind-mounted over the packaged interpreter in a private mount namespace), a uprobe and a tracefs instance made by "someone else" (not undertow's
+binary was deleted, a uprobe and a tracefs instance made by "someone else" (not undertow's
 names), a BPF program calling bpf_probe_write_user (loaded, never attached), and an
 instance of a running undertow (this process) that must not be reported. Everything is
 removed in ``finally``; the namespaces vanish with the helper and its children.
+Also two loopback listeners running the packaged Python, one of them in a private mount
+namespace where a modified copy is bind-mounted over the packaged path: only that one differs
+from its Debian package.
 """
 
 import json

@@ -207,8 +207,9 @@ def listening_pids(ctx: Context) -> Optional[Dict[int, List[str]]]:
     return out
 
 
-def _exe_md5(proc: str, pid: int) -> Optional[Tuple[Tuple[int, int, int, int], str]]:
-    """``(identity, md5)`` of the file ``pid`` runs, read through /proc/PID/exe."""
+def _exe_md5(proc: str, pid: int, cache: Dict[Tuple[int, int, int, int], str]) -> Optional[str]:
+    """The MD5 of the file ``pid`` runs, read through /proc/PID/exe (``cache``: by the
+    file's device, inode, size and mtime: one daemon's workers are hashed once)."""
     try:
         fd = os.open(os.path.join(proc, str(pid), "exe"), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -217,13 +218,16 @@ def _exe_md5(proc: str, pid: int) -> Optional[Tuple[Tuple[int, int, int, int], s
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        h = hashlib.md5(usedforsecurity=False)
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), h.hexdigest()
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if ident not in cache:
+            h = hashlib.md5(usedforsecurity=False)
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+            cache[ident] = h.hexdigest()
+        return cache[ident]
     except OSError:
         return None
     finally:
@@ -266,11 +270,9 @@ def check_listeners(ctx: Context) -> None:
             owners = db.owners(wanted)
             for pid, exe in members:
                 stop.check()
-                got = _exe_md5(proc, pid)
-                if got is None:
+                digest = _exe_md5(proc, pid, hashes)
+                if digest is None:
                     continue
-                ident, digest = got
-                hashes[ident] = digest
                 owned = [(p, owners[p]) for p in merged_twins(exe) if p in owners]
                 if not owned:
                     rep.note(CHECK, f"pid {pid} ({comm_of(proc, pid)}) listens and runs {exe}, which no "
