@@ -49,11 +49,26 @@ def tracefs():
     return find_tracefs(Roots())
 
 
+def touched_before():
+    """The functions ftrace's touched_functions lists (hooked since boot), or an empty set."""
+    root = tracefs()
+    try:
+        with open(os.path.join(root, "touched_functions")) as f:
+            return {ln.split()[0] for ln in f if ln.strip()}
+    except (OSError, TypeError):
+        return set()
+
+
 def test_clean_host_has_no_findings():
+    before = touched_before()
     rc, lines = rootkit()
-    assert not findings(lines), json.dumps(findings(lines), indent=1)
-    assert rc in (0, 2), lines[-1]
-    assert lines[-1]["type"] == "summary" and lines[-1]["findings"] == 0
+    # A function some earlier tracer hooked in this boot (other live tests in the lab's
+    # guests) stays in touched_functions and is reported by design; none may be new.
+    got = [f for f in findings(lines) if not (str(f["key"]).startswith("touched:") and f["key"][8:] in before)]
+    assert not got, json.dumps(got, indent=1)
+    earlier = len(findings(lines))
+    assert rc in ((0, 2) if not earlier else (1,)), lines[-1]
+    assert lines[-1]["type"] == "summary" and lines[-1]["findings"] == earlier
 
 
 def test_planted_techniques_are_reported():

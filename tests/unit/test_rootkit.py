@@ -26,6 +26,7 @@ def test_enabled_functions_are_parsed_with_their_callbacks():
     assert "bpf_trampoline" in got[2]["callback"]
     assert got[3]["callback"] == "0xffffffffc0400010"
     assert got[0]["flags"] == "RI" and got[2]["flags"] == "RD"
+    assert got[0]["count"] == "1"
 
 
 def test_kprobe_targets_come_from_definitions():
@@ -171,9 +172,9 @@ def test_a_patched_syscall_table_entry_is_reported(tmp_path, monkeypatch):
 
 
 TOUCHED = """\
-__x64_sys_kill (0)            M 
+__x64_sys_kill (0)            M  ->arch_ftrace_ops_list_func+0x0/0x1d0
 vfs_fsync_range (0)              
-do_nanosleep (0)              
+do_nanosleep (0)             ->ftrace_stub+0x0/0x20
 __x64_sys_getdents64 (1) R I  M \ttramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
 tcp4_seq_show (0)              
 """
@@ -229,7 +230,9 @@ def test_touched_functions_refused_or_absent_says_why(tmp_path):
         assert [s.what for s in ctx.report.skipped] == ["ftrace touched_functions"]
         assert word in ctx.report.skipped[0].why
     ctx = Context(proc=str(tmp_path))
-    hooks._touched(ctx, _Tfs({"touched_functions": TOUCHED, "set_ftrace_filter": "vfs_fsync_range\n",
+    # vfs_read: where undertow's own feature probes attach (kernel/featprobes/bpf.py)
+    hooks._touched(ctx, _Tfs({"touched_functions": TOUCHED + "vfs_read (0)         M  ->ftrace_stub+0x0/0x20\n",
+                              "set_ftrace_filter": "vfs_fsync_range\n",
                               "dyn_ftrace_total_info": "50000 pages:200 groups: 20\n"}), set(), set(), None)
     assert [f.key for f in ctx.report.findings] == ["touched:__x64_sys_kill", "touched:do_nanosleep",
                                                    "__x64_sys_getdents64", "touched:tcp4_seq_show"]

@@ -34,8 +34,10 @@ DEFINITION_FILES = ("kprobe_events", "uprobe_events", "dynamic_events")
 
 
 def parse_enabled_functions(text: str) -> List[Dict[str, str]]:
-    """Lines of ``enabled_functions``: ``{"function", "line", "callback"}`` (the ``->``
-    part or ``tramp:`` part, what handles the call)."""
+    """Lines of ``enabled_functions`` (and ``touched_functions``): ``{"function", "line",
+    "callback", "flags", "count"}`` (``callback``: the ``->`` or ``tramp:`` part, what handles
+    the call; ``count``: how many ftrace users hook it now, ``0`` in touched_functions for a
+    function no longer hooked, whose callback then names the idle ftrace stub)."""
     out = []
     for line in text.splitlines():
         if not line.strip() or line.startswith(("#", "\t", " ")):
@@ -52,8 +54,9 @@ def parse_enabled_functions(text: str) -> List[Dict[str, str]]:
             cb = line.split("tramp:", 1)[1].strip()
         head = line.split("\t", 1)[0]
         flags = head.split(")", 1)[1] if ")" in head else ""
+        m = re.match(r"\S+ \((\d+)\)", line)
         out.append({"function": fn, "line": line.strip(), "callback": cb,
-                    "flags": "".join(c for c in flags if c.isupper())})
+                    "flags": "".join(c for c in flags if c.isupper()), "count": m.group(1) if m else ""})
     return out
 
 
@@ -251,7 +254,8 @@ def judge_touched(entries: List[Dict[str, str]], enabled: Optional[Set[str]], ex
     every function some ftrace user hooked since boot, kernel/trace/ftrace.c
     ``FTRACE_ITER_TOUCHED``, 6.4+) nothing running explains. ``enabled``: the functions
     ``enabled_functions`` judged (None: it was unreadable); ``explained``: functions a
-    kprobe_events line or a function tracer's filter names now; ``total``: how many
+    kprobe_events line or a function tracer's filter names now, and those undertow's own
+    feature probes attach to; ``total``: how many
     functions ftrace can hook (``dyn_ftrace_total_info``).
 
     Returns ``([(severity, entry, why)], note)``: ``severity`` ``current`` asks for the
@@ -268,9 +272,10 @@ def judge_touched(entries: List[Dict[str, str]], enabled: Optional[Set[str]], ex
         fn, flags = ent["function"], ent.get("flags", "")
         if enabled is not None and fn in enabled:
             continue  # judged from enabled_functions
-        if ent["callback"] and enabled is None:
-            out.append(("current", ent, ""))
-            continue
+        if ent.get("count", "0") not in ("", "0"):
+            if enabled is None:
+                out.append(("current", ent, ""))
+            continue  # hooked now, after enabled_functions was read: the next run judges it
         if fn in explained:
             continue
         modified = "M" in flags  # FTRACE_FL_MODIFIED (6.4): an IPMODIFY or direct (trampoline) user
@@ -312,7 +317,10 @@ def _touched(ctx: Context, tfs: object, targets: Set[str], listed: Optional[Set[
         total = int(first[0]) if first and first[0].isdigit() else None
     except (TracefsError, OSError):
         pass
-    got, note = judge_touched(parse_enabled_functions(text), enabled, targets | _plain_tracer_filters(tfs), total)
+    from ...kernel.featprobes.bpf import attach_targets
+
+    explained = targets | _plain_tracer_filters(tfs) | set(attach_targets())
+    got, note = judge_touched(parse_enabled_functions(text), enabled, explained, total)
     if note:
         rep.note(CHECK, "a tracer hooked (nearly) every function since boot", note,
                  {"touched_functions": "many lines"})
