@@ -217,13 +217,14 @@ def _judge_enabled(ctx: Context, ent: Dict[str, str], targets: Set[str], listed:
 
 
 #: functions module rootkits hook to hide files, processes, sockets and modules (their
-#: ftrace hooks outlive their unhooking in touched_functions)
+#: ftrace hooks outlive their unhooking in touched_functions); kallsyms_lookup_name: a kprobe
+#: on it is how a module finds the address of this unexported function (since 5.7)
 ROOTKIT_TARGETS = re.compile(
     r"^(__(x64|ia32|arm64|se)_sys_|__do_sys_|ksys_|do_sys_|__sys_|sys_)"
     r"|^(filldir(64)?|proc_pid_readdir|proc_root_readdir|iterate_dir|vfs_readdir|tcp[46]_seq_show|"
     r"udp[46]_seq_show|udp6_seq_show|raw_seq_show|packet_rcv|tpacket_rcv|packet_rcv_spkt|"
     r"find_task_by_vpid|find_get_pid|inet_ioctl|account_process_tick|audit_log_start|"
-    r"vfs_read|vfs_write|load_module|do_init_module)$")
+    r"vfs_read|vfs_write|load_module|do_init_module|kallsyms_lookup_name)$")
 
 
 def _plain_tracer_filters(tfs: object) -> Set[str]:
