@@ -348,3 +348,16 @@ def test_listening_binaries_without_dpkg_are_not_checked(tmp_path, monkeypatch):
     ctx.cache["held"] = [_held(pid=10, port=22)]
     packages.check_listeners(ctx)
     assert not ctx.report.findings and "no dpkg database" in ctx.report.skipped[0].why
+
+
+def test_exe_path_is_read_from_the_process_root(tmp_path):
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    _fake_listener(proc, root, 10, "/usr/bin/x", b"x")
+    # readlink from outside the process's namespace: a prefix the process's root lacks
+    assert packages.path_in_root(str(proc), 10, "/mnt/root/usr/bin/x") == "/usr/bin/x"
+    # a file of the same name elsewhere is another file: the tail that names the exe wins
+    _fake_listener(proc, root, 11, "/home/u/usr/bin/x", b"other")
+    assert packages.path_in_root(str(proc), 11, "/home/u/usr/bin/x") == "/home/u/usr/bin/x"
+    assert packages.path_in_root(str(proc), 11, "/gone/y") == "/gone/y"

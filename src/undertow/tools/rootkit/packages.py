@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from .report import Context
 from .views import comm_of, exe_of, getdents, read_small
 
-__all__ = ["check_listeners", "merged_twins", "parse_md5sums", "PackageDb", "listening_pids"]
+__all__ = ["check_listeners", "merged_twins", "parse_md5sums", "PackageDb", "listening_pids", "path_in_root"]
 
 CHECK = "userspace"
 TCP_LISTEN = 10
@@ -207,6 +207,36 @@ def listening_pids(ctx: Context) -> Optional[Dict[int, List[str]]]:
     return out
 
 
+def path_in_root(proc: str, pid: int, exe: str) -> str:
+    """The path under the process's own root that names the file it runs. ``readlink`` of
+    /proc/PID/exe spells the path from the *reader's* root: for a process in another mount
+    namespace whose root the reader cannot reach (a namespace made inside a chroot) it
+    carries a prefix (``/mnt/root/usr/bin/x``). The longest tail of ``exe`` that, opened
+    under /proc/PID/root (``O_NOFOLLOW`` at each step), is the same file (device and inode)
+    as /proc/PID/exe is that path; ``exe`` itself when none is."""
+    parts = [p for p in exe.split("/") if p]
+    try:
+        st = os.stat(os.path.join(proc, str(pid), "exe"))
+        rootfd = os.open(os.path.join(proc, str(pid), "root"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return exe
+    try:
+        for i in range(len(parts)):
+            try:
+                fd = _open_under(rootfd, "/".join(parts[i:]))
+            except OSError:
+                continue
+            try:
+                got = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if (got.st_dev, got.st_ino) == (st.st_dev, st.st_ino):
+                return "/" + "/".join(parts[i:])
+        return exe
+    finally:
+        os.close(rootfd)
+
+
 def _exe_md5(proc: str, pid: int, cache: Dict[Tuple[int, int, int, int], str]) -> Optional[str]:
     """The MD5 of the file ``pid`` runs, read through /proc/PID/exe (``cache``: by the
     file's device, inode, size and mtime: one daemon's workers are hashed once)."""
@@ -250,7 +280,7 @@ def check_listeners(ctx: Context) -> None:
         exe = exe_of(proc, pid)
         if not exe or not exe.startswith("/") or exe.endswith(" (deleted)") or exe.startswith(("/memfd:", "/dev/shm/")):
             continue  # judged above (deleted, fileless), or gone
-        by_ns.setdefault(ns_inode("mnt", str(pid), proc), []).append((pid, exe))
+        by_ns.setdefault(ns_inode("mnt", str(pid), proc), []).append((pid, path_in_root(proc, pid, exe)))
     hashes: Dict[Tuple[int, int, int, int], str] = {}
     no_db: List[int] = []
     for ns, members in sorted(by_ns.items(), key=lambda kv: kv[0] or 0):
