@@ -250,8 +250,11 @@ def _exe_md5(proc: str, pid: int, cache: Dict[Tuple[int, int, int, int], str]) -
             return None
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if ident not in cache:
+            from ... import stop
+
             h = hashlib.md5(usedforsecurity=False)
             while True:
+                stop.check()  # a big binary: ~1 MiB per check
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     break
