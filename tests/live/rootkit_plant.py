@@ -279,5 +279,69 @@ def main(tmp, undertow_src):
             k.wait()
 
 
+# The listener of listening_binaries(): "bind" enters a private mount namespace, mounts the
+# copy over the packaged path and executes it ("serve"); "serve" listens on loopback, prints
+# the port and waits for standard input to close.
+LISTENER_PY = r"""
+import ctypes, os, socket, sys
+copy, target, mode, code = sys.argv[1:5]
+if mode == "bind":
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    if (libc.unshare(0x00020000) or libc.mount(None, b"/", None, 0x4000 | (1 << 18), None)
+            or libc.mount(copy.encode(), target.encode(), None, 0x1000, None)):
+        raise OSError(ctypes.get_errno(), "unshare or mount")
+    os.execv(target, [target, "-I", "-c", code, copy, target, "serve", code])
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def packaged_interpreter():
+    """The Debian-packaged Python this host runs (``/usr/bin/python3.X``), or None."""
+    path = os.path.realpath("/usr/bin/python3")
+    stem = os.path.basename(path)
+    info = "/var/lib/dpkg/info"
+    if not os.path.isfile(path) or not os.path.isdir(info):
+        return None
+    for name in os.listdir(info):
+        if name.endswith(".md5sums"):
+            with open(os.path.join(info, name), errors="replace") as f:
+                if any(line.rstrip("\n").endswith("  usr/bin/" + stem) for line in f):
+                    return path
+    return None
+
+
+@contextlib.contextmanager
+def listening_binaries(interpreter):
+    """Two loopback listeners running ``interpreter``: the packaged file, and (in a private
+    mount namespace) a copy with one byte appended, bind-mounted over the packaged path.
+    Yields ``(clean_pid, modified_pid)``; ends both (by pid) and removes the copy."""
+    tmp = tempfile.mkdtemp(prefix="ut-rk-exe-")
+    kids = []
+    try:
+        copy = os.path.join(tmp, "python")
+        shutil.copy(interpreter, copy)
+        with open(copy, "ab") as f:
+            f.write(b"\0undertow test")
+        for mode in ("serve", "bind"):
+            kids.append(subprocess.Popen([interpreter, "-I", "-c", LISTENER_PY, copy, interpreter, mode, LISTENER_PY],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for k in kids:
+            if not k.stdout.readline().strip().isdigit():
+                raise RuntimeError("a listener did not start")
+        yield kids[0].pid, kids[1].pid
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
+            for f in (k.stdin, k.stdout):
+                f.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])

@@ -26,6 +26,7 @@ def test_enabled_functions_are_parsed_with_their_callbacks():
     assert "bpf_trampoline" in got[2]["callback"]
     assert got[3]["callback"] == "0xffffffffc0400010"
     assert got[0]["flags"] == "RI" and got[2]["flags"] == "RD"
+    assert got[0]["count"] == "1"
 
 
 def test_kprobe_targets_come_from_definitions():
@@ -168,3 +169,195 @@ def test_a_patched_syscall_table_entry_is_reported(tmp_path, monkeypatch):
     got = ctx.report.findings
     assert [f.key for f in got] == ["sys_call_table:2"], got
     assert "evil_open" in got[0].evidence["kallsyms"] and "outside" in got[0].evidence["kallsyms"]
+
+
+TOUCHED = """\
+__x64_sys_kill (0)            M  ->arch_ftrace_ops_list_func+0x0/0x1d0
+vfs_fsync_range (0)              
+do_nanosleep (0)             ->ftrace_stub+0x0/0x20
+__x64_sys_getdents64 (1) R I  M \ttramp: 0xffffffffc0358000 (fh_ftrace_thunk+0x0/0x40 [rk]) ->fh_ftrace_thunk+0x0/0x40 [rk]
+tcp4_seq_show (0)              
+"""
+
+
+def test_touched_functions_are_judged():
+    ents = hooks.parse_enabled_functions(TOUCHED)
+    assert [e["flags"] for e in ents][:2] == ["M", ""]
+    # enabled_functions readable and listing getdents64: judged there; do_nanosleep explained by a kprobe
+    got, note = hooks.judge_touched(ents, {"__x64_sys_getdents64"}, {"do_nanosleep"}, 50000)
+    assert note is None
+    assert [(s, e["function"]) for s, e, _ in got] == [("medium", "__x64_sys_kill"), ("low", "vfs_fsync_range"),
+                                                      ("medium", "tcp4_seq_show")]
+    assert "IPMODIFY" in got[0][2] and "rootkits hook" in got[2][2]
+    # enabled_functions unreadable: a line with a callback is judged by the enabled rules
+    got, _ = hooks.judge_touched(ents, None, set(), 50000)
+    assert ("current", "__x64_sys_getdents64") in [(s, e["function"]) for s, e, _ in got]
+
+
+def test_touched_functions_after_a_function_tracer_keep_only_redirecting_hooks():
+    ents = hooks.parse_enabled_functions("".join(f"fn{i} (0)              \n" for i in range(3000))
+                                         + "__x64_sys_kill (0)            M \n")
+    got, note = hooks.judge_touched(ents, set(), set(), 4000)
+    assert note and "3001 of 4000" in note
+    assert [(s, e["function"]) for s, e, _ in got] == [("medium", "__x64_sys_kill")]
+
+
+class _Tfs:
+    """A tracefs with fixed files (None: the read is refused)."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def has(self, name):
+        return name in self.files
+
+    def read(self, name):
+        from undertow.errors import TracefsError
+
+        if self.files.get(name) is None:
+            raise TracefsError(f"cannot read {name} in tracefs: Operation not permitted")
+        return self.files[name]
+
+    def instances(self):
+        return []
+
+
+def test_touched_functions_refused_or_absent_says_why(tmp_path):
+    for files, word in (({"touched_functions": None}, "Operation not permitted"), ({}, "6.4")):
+        ctx = Context(proc=str(tmp_path))
+        hooks._touched(ctx, _Tfs(files), set(), None, None)
+        assert not ctx.report.findings
+        assert [s.what for s in ctx.report.skipped] == ["ftrace touched_functions"]
+        assert word in ctx.report.skipped[0].why
+    ctx = Context(proc=str(tmp_path))
+    # vfs_read: where undertow's own feature probes attach (kernel/featprobes/bpf.py)
+    hooks._touched(ctx, _Tfs({"touched_functions": TOUCHED + "vfs_read (0)         M  ->ftrace_stub+0x0/0x20\n",
+                              "set_ftrace_filter": "vfs_fsync_range\n",
+                              "dyn_ftrace_total_info": "50000 pages:200 groups: 20\n"}), set(), set(), None)
+    assert [f.key for f in ctx.report.findings] == ["touched:__x64_sys_kill", "touched:do_nanosleep",
+                                                   "__x64_sys_getdents64", "touched:tcp4_seq_show"]
+    assert ctx.report.findings[2].severity == "high"  # a callback in module rk, which /proc/modules does not list
+
+
+SEQ_KALLSYMS = (
+    "ffffffff81000000 T _stext\n"
+    "ffffffff81000100 T tcp_seq_start\n"
+    "ffffffff81000200 T tcp_seq_stop\n"
+    "ffffffff81000300 T tcp_seq_next\n"
+    "ffffffff81000400 T tcp4_seq_show\n"
+    "ffffffff81001000 T _etext\n"
+    "ffffffff82000000 d tcp4_seq_ops\n"
+    "ffffffff82000020 d udp_seq_ops\n"
+    "ffffffffc0001000 t evil_show\t[evil]\n")
+
+
+def test_a_patched_proc_net_seq_ops_pointer_is_reported(tmp_path):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    ks = parse_kallsyms(SEQ_KALLSYMS)
+    good = struct.pack("<QQQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffff81000300, 0xffffffff81000400)
+    (tmp_path / "proc").mkdir()
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, good + good)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_seq_ops(ctx, ks)
+    assert not ctx.report.findings and not ctx.report.skipped
+    assert ctx.report.notes and "tcp6_seq_ops" in ctx.report.notes[0].why  # the names kallsyms lacks
+    # show swapped for a module's function, next pointing into the middle of a function
+    bad = struct.pack("<QQQQ", 0xffffffff81000100, 0xffffffff81000200, 0xffffffff81000308, 0xffffffffc0001000)
+    _kcore(tmp_path / "proc" / "kcore", 0xffffffff82000000, good + bad)
+    ctx = Context(proc=str(tmp_path / "proc"))
+    kernelmem.check_seq_ops(ctx, ks)
+    got = ctx.report.findings
+    assert [f.key for f in got] == ["seq_ops:udp_seq_ops.next", "seq_ops:udp_seq_ops.show"], got
+    assert "evil_show" in got[1].evidence["kallsyms"] and "outside" in got[1].evidence["kallsyms"]
+    assert got[1].severity == "high" and "/proc/net/udp" in got[1].title
+
+
+def test_seq_ops_without_data_symbols_is_not_checked(tmp_path):
+    from undertow.kernel.kallsyms import parse_kallsyms
+    from undertow.tools.rootkit import kernelmem
+
+    ctx = Context(proc=str(tmp_path))
+    kernelmem.check_seq_ops(ctx, parse_kallsyms("ffffffff81000000 T _stext\nffffffff81001000 T _etext\n"))
+    assert "CONFIG_KALLSYMS_ALL" in ctx.report.skipped[0].why
+
+
+def test_usr_merge_twins_and_md5sums():
+    from undertow.tools.rootkit import packages
+
+    assert packages.merged_twins("/usr/bin/ls") == ["/usr/bin/ls", "/bin/ls"]
+    assert packages.merged_twins("/sbin/init") == ["/sbin/init", "/usr/sbin/init"]
+    assert packages.merged_twins("/usr/local/bin/x") == ["/usr/local/bin/x"]
+    assert packages.parse_md5sums("0123456789abcdef0123456789ABCDEF  usr/sbin/sshd\nbad line\n") == {
+        "/usr/sbin/sshd": "0123456789abcdef0123456789abcdef"}
+
+
+def _fake_listener(proc, root, pid, exe_path, content):
+    """/proc/PID of a process whose exe (a real file ``content``) is ``exe_path`` in ``root``."""
+    real = root / exe_path.lstrip("/")
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.write_bytes(content)
+    d = proc / str(pid)
+    (d / "ns").mkdir(parents=True)
+    (d / "ns" / "mnt").symlink_to("mnt:[4026531841]")
+    (d / "root").symlink_to(root)
+    (d / "exe").symlink_to(real)
+    (d / "comm").write_text("sshd\n")
+
+
+def test_listening_binaries_are_compared_with_their_package(tmp_path, monkeypatch):
+    import hashlib
+
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    info = root / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    good, evil = b"\x7fELF sshd", b"\x7fELF sshd with a backdoor"
+    (info / "openssh-server.list").write_text("/.\n/usr\n/usr/sbin\n/usr/sbin/sshd\n")
+    (info / "openssh-server.md5sums").write_text(f"{hashlib.md5(good).hexdigest()}  usr/sbin/sshd\n")
+    (info / "coreutils.list").write_text("/bin\n/bin/true\n")  # listed before the /usr merge
+    (info / "coreutils.md5sums").write_text(f"{hashlib.md5(b'true').hexdigest()}  bin/true\n")
+    # exe names the path the process sees; the file the kernel opens is what is hashed
+    monkeypatch.setattr(packages, "exe_of", lambda p, pid: {10: "/usr/sbin/sshd", 11: "/usr/bin/true",
+                                                            12: "/opt/x/agent"}[pid])
+    _fake_listener(proc, root, 10, "/usr/sbin/sshd.real", evil)
+    _fake_listener(proc, root, 11, "/usr/bin/true", b"true")
+    _fake_listener(proc, root, 12, "/opt/x/agent", b"agent")
+    ctx = Context(proc=str(proc))
+    ctx.cache["held"] = [_held(pid=10, port=22), _held(pid=11, port=99), _held(pid=12, port=7, type=socket.SOCK_DGRAM,
+                                                                             protocol=17, state=7),
+                         _held(pid=13, state=1)]  # an established connection: not a listener
+    packages.check_listeners(ctx)
+    got = ctx.report.findings
+    assert [(f.key, f.severity) for f in got] == [("exe:10", "high")], got
+    assert "openssh-server" in got[0].title and "tcp port 22" in got[0].evidence["listening"]
+    assert hashlib.md5(evil).hexdigest() in got[0].evidence["/proc/PID/exe (md5)"]
+    assert [n.title for n in ctx.report.notes] == ["pid 12 (sshd) listens and runs /opt/x/agent, which no package "
+                                                   "lists"]
+
+
+def test_listening_binaries_without_dpkg_are_not_checked(tmp_path, monkeypatch):
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    _fake_listener(proc, root, 10, "/usr/sbin/sshd", b"x")
+    monkeypatch.setattr(packages, "exe_of", lambda p, pid: "/usr/sbin/sshd")
+    ctx = Context(proc=str(proc))
+    ctx.cache["held"] = [_held(pid=10, port=22)]
+    packages.check_listeners(ctx)
+    assert not ctx.report.findings and "no dpkg database" in ctx.report.skipped[0].why
+
+
+def test_exe_path_is_read_from_the_process_root(tmp_path):
+    from undertow.tools.rootkit import packages
+
+    proc, root = tmp_path / "proc", tmp_path / "root"
+    _fake_listener(proc, root, 10, "/usr/bin/x", b"x")
+    # readlink from outside the process's namespace: a prefix the process's root lacks
+    assert packages.path_in_root(str(proc), 10, "/mnt/root/usr/bin/x") == "/usr/bin/x"
+    # a file of the same name elsewhere is another file: the tail that names the exe wins
+    _fake_listener(proc, root, 11, "/home/u/usr/bin/x", b"other")
+    assert packages.path_in_root(str(proc), 11, "/home/u/usr/bin/x") == "/home/u/usr/bin/x"
+    assert packages.path_in_root(str(proc), 11, "/gone/y") == "/gone/y"

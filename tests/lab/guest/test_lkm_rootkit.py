@@ -84,6 +84,18 @@ def test_module_rootkit_is_reported():
     # the syscall table entry of kill (62)
     skipped = [x for x in lines if x["type"] == "not_checked" and x["what"] == "sys_call_table"]
     expect("sys_call_table[62]", by.get(("hooks", "sys_call_table:62")) is not None or skipped)
+    # the show pointer of udp_seq_ops (/proc/net/udp), read through /proc/kcore
+    skipped = [x for x in lines if x["type"] == "not_checked" and x["what"] == "/proc/net seq_operations"]
+    f = by.get(("hooks", "seq_ops:udp_seq_ops.show"))
+    expect("udp_seq_ops.show", (f is not None and f["severity"] == "high") or skipped)
+    # the ftrace hook it removed again at once: touched_functions (6.4+) remembers it
+    skipped = [x for x in lines if x["type"] == "not_checked" and x["what"] == "ftrace touched_functions"]
+    # (getppid takes no arguments: __x64_sys_getppid is an alias of __do_sys_getppid, the name
+    # ftrace prints)
+    f = by.get(("hooks", "touched:__x64_sys_getppid")) or by.get(("hooks", "touched:__do_sys_getppid"))
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    expect("touched __x64_sys_getppid", (f is not None and f["severity"] == "medium") or
+           (skipped and release < (6, 4)))
     # the hidden pid and socket
     f = by.get(("processes", str(pid)))
     expect(f"hidden pid {pid}", f is not None and "hides it" in f["title"])

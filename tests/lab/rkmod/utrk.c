@@ -12,7 +12,10 @@
  *   - it hooks tcp4_seq_show through ftrace and skips sockets bound to `hide_port` (the socket
  *     vanishes from /proc/net/tcp; netlink sock_diag still has it);
  *   - it replaces the kill entry of sys_call_table by a pass-through of its own (on 6.9+ x86-64
- *     dispatches through a switch, not the table: the entry is then only evidence).
+ *     dispatches through a switch, not the table: the entry is then only evidence);
+ *   - it replaces the show pointer of udp_seq_ops (/proc/net/udp) by a pass-through of its own;
+ *   - it hooks __x64_sys_getppid through ftrace and unhooks it at once (the hook is gone, but
+ *     touched_functions, 6.4+, still lists the function with the M flag).
  * Writing 1 to /sys/module/utrk/parameters/reveal puts it back on the module list so that it
  * can be removed; its exit undoes every hook.
  */
@@ -156,6 +159,17 @@ static int utrk_tcp4_seq_show(struct seq_file *seq, void *v)
 	return orig_tcp4_seq_show(seq, v);
 }
 
+/* getppid: hooked and unhooked again at load (a hook that covers its tracks) */
+static asmlinkage long (*orig_getppid)(const struct pt_regs *regs);
+
+static asmlinkage long utrk_getppid(const struct pt_regs *regs)
+{
+	return orig_getppid(regs);
+}
+
+static struct hook transient = { .name = "__x64_sys_getppid", .func = utrk_getppid,
+				 .orig = (void **)&orig_getppid };
+
 static struct hook hooks[] = {
 	{ .name = "__x64_sys_getdents64", .func = utrk_getdents64, .orig = (void **)&orig_getdents64 },
 	{ .name = "tcp4_seq_show", .func = utrk_tcp4_seq_show, .orig = (void **)&orig_tcp4_seq_show },
@@ -176,7 +190,8 @@ static inline void notrace cr0_write(unsigned long val)
 	asm volatile("mov %0, %%cr0" : "+r"(val) : : "memory");
 }
 
-static void sct_set(unsigned long val)
+/* a word of read-only kernel data (the syscall table, a seq_operations) */
+static void ro_write(unsigned long *where, unsigned long val)
 {
 	unsigned long cr0;
 
@@ -184,10 +199,24 @@ static void sct_set(unsigned long val)
 	local_irq_disable();
 	cr0 = read_cr0();
 	cr0_write(cr0 & ~X86_CR0_WP);
-	sct[__NR_kill] = val;
+	*where = val;
 	cr0_write(cr0);
 	local_irq_enable();
 	preempt_enable();
+}
+
+static void sct_set(unsigned long val)
+{
+	ro_write(&sct[__NR_kill], val);
+}
+
+/* udp_seq_ops.show: a pass-through of the module's own */
+static struct seq_operations *udp_ops;
+static int (*orig_udp_show)(struct seq_file *seq, void *v);
+
+static int utrk_udp_show(struct seq_file *seq, void *v)
+{
+	return orig_udp_show(seq, v);
 }
 
 static struct list_head *prev_module;
@@ -227,9 +256,17 @@ static int __init utrk_init(void)
 		orig_kill = sct[__NR_kill];
 		sct_set((unsigned long)utrk_kill);
 	}
+	udp_ops = (struct seq_operations *)lookup_name("udp_seq_ops");
+	if (udp_ops) {
+		orig_udp_show = udp_ops->show;
+		ro_write((unsigned long *)&udp_ops->show, (unsigned long)utrk_udp_show);
+	}
+	if (hook_on(&transient) == 0)
+		hook_off(&transient);
 	prev_module = THIS_MODULE->list.prev;
 	list_del(&THIS_MODULE->list);
-	pr_info("utrk: loaded (sys_call_table %s)\n", sct ? "hooked" : "not found");
+	pr_info("utrk: loaded (sys_call_table %s, udp_seq_ops %s)\n", sct ? "hooked" : "not found",
+		udp_ops ? "hooked" : "not found");
 	return 0;
 }
 
@@ -239,6 +276,8 @@ static void __exit utrk_exit(void)
 
 	if (sct && orig_kill)
 		sct_set(orig_kill);
+	if (udp_ops && orig_udp_show)
+		ro_write((unsigned long *)&udp_ops->show, (unsigned long)orig_udp_show);
 	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--)
 		hook_off(&hooks[i]);
 }

@@ -20,7 +20,7 @@ from .base import ProbeContext, Refused, Unknown
 from .tracefs import no_kprobes_reason
 
 __all__ = ["RET0_PROG", "probe_bpf", "probe_bpf_tracepoint", "probe_bpf_raw_tracepoint", "probe_bpf_tp_btf",
-           "probe_bpf_fentry", "probe_bpf_fexit", "probe_bpf_kprobe", "probe_bpf_kprobe_multi", "probe_bpf_uprobe",
+           "attach_targets", "probe_bpf_fentry", "probe_bpf_fexit", "probe_bpf_kprobe", "probe_bpf_kprobe_multi", "probe_bpf_uprobe",
            "probe_bpf_uprobe_multi", "probe_bpf_iter_task", "probe_bpf_iter_task_file", "probe_bpf_perf_event",
            "probe_bpf_ringbuf", "probe_bpf_perf_buffer"]
 
@@ -111,6 +111,13 @@ def probe_bpf_tp_btf(ctx: ProbeContext) -> Tuple[Optional[bool], str]:
 
 
 _FENTRY_TARGETS = ("do_sys_openat2", "vfs_read", "do_sys_open", "ksys_read")
+
+
+def attach_targets() -> Tuple[str, ...]:
+    """The kernel functions these probes attach fentry/fexit, kprobe and kprobe_multi
+    programs to. ftrace's ``touched_functions`` keeps listing them after the probes are
+    closed: the rootkit check explains those lines with this."""
+    return _FENTRY_TARGETS
 
 
 def _tracing_func(ctx: ProbeContext, attach: int, label: str) -> Tuple[Optional[bool], str]:

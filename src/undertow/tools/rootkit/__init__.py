@@ -10,11 +10,14 @@ One module per family of checks, each with ``check(ctx) -> None`` adding to a
   finds in every process; packet and raw sockets with a classic BPF filter; promiscuous
   interfaces;
 - :mod:`.modules`: /proc/modules vs /sys/module vs kallsyms; taint flags;
-- :mod:`.hooks`: kprobe/uprobe definitions, tracefs instances, ftrace's hooked functions;
+- :mod:`.hooks`: kprobe/uprobe definitions, tracefs instances, ftrace's hooked functions (now:
+  enabled_functions; since boot: touched_functions); the syscall table and the /proc/net
+  seq_operations read through /proc/kcore (:mod:`.kernelmem`);
 - :mod:`.bpfobjs`: every BPF program, link and pinned object; programs calling helpers that
   write user memory, change return values or send signals;
 - :mod:`.userspace`: ld.so.preload in every mount namespace, LD_PRELOAD/LD_AUDIT, deleted,
-  memfd and /dev/shm executables.
+  memfd and /dev/shm executables; listening processes' binaries vs their Debian package
+  (:mod:`.packages`).
 
 docs/tools/rootkit.md says what each catches and what it cannot see.
 """

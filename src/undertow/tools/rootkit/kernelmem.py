@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 from .report import Context
 
-__all__ = ["Kcore", "check_syscall_table"]
+__all__ = ["Kcore", "check_syscall_table", "check_seq_ops", "SEQ_OPS"]
 
 CHECK = "hooks"
 PT_LOAD = 1
@@ -110,3 +110,71 @@ def check_syscall_table(ctx: Context, ks: object) -> None:
                 f"the table was patched (a module rootkit's hook on {name}); on x86-64 6.9+ the table is not "
                 "used for dispatch, so this is evidence, not the hook that runs: look at enabled_functions too",
                 key=f"sys_call_table:{nr}")
+
+
+#: the ``struct seq_operations`` behind each /proc/net table (kallsyms names of kernel 6.1 to
+#: 6.18: net/ipv4/tcp_ipv4.c tcp4_seq_ops, net/ipv6/tcp_ipv6.c tcp6_seq_ops, net/ipv4/udp.c
+#: udp_seq_ops, net/ipv6/udp.c udp6_seq_ops, net/ipv4/raw.c raw_seq_ops, net/ipv6/raw.c
+#: raw6_seq_ops, net/packet/af_packet.c packet_seq_ops, net/unix/af_unix.c unix_seq_ops)
+SEQ_OPS = (("tcp", "tcp4_seq_ops"), ("tcp6", "tcp6_seq_ops"), ("udp", "udp_seq_ops"),
+           ("udp6", "udp6_seq_ops"), ("raw", "raw_seq_ops"), ("raw6", "raw6_seq_ops"),
+           ("packet", "packet_seq_ops"), ("unix", "unix_seq_ops"))
+#: include/linux/seq_file.h: struct seq_operations { start; stop; next; show; }
+SEQ_FIELDS = ("start", "stop", "next", "show")
+
+
+def check_seq_ops(ctx: Context, ks: object) -> None:
+    """Each pointer of the ``struct seq_operations`` behind /proc/net/{tcp,udp,raw,packet,
+    unix}[6] must be the start of a function in core kernel text (or, when the object itself
+    lives in a module such as ``ipv6``, in that module): a rootkit that swaps ``show`` for
+    its own filter hides connections from netstat without touching any code."""
+    rep = ctx.report
+    what = "/proc/net seq_operations"
+    stext, etext = ks.lookup("_stext"), ks.lookup("_etext")  # type: ignore[attr-defined]
+    if stext is None or etext is None or not ks.addresses_available:  # type: ignore[attr-defined]
+        rep.not_checked(CHECK, what, "kallsyms hides addresses or lists no _stext/_etext")
+        return
+    objs = [(table, ks.lookup(name)) for table, name in SEQ_OPS]  # type: ignore[attr-defined]
+    found = [(t, s) for t, s in objs if s is not None]
+    if not found:
+        rep.not_checked(CHECK, what, "kallsyms lists none of " + ", ".join(n for _t, n in SEQ_OPS)
+                        + " (data symbols: CONFIG_KALLSYMS_ALL=n)")
+        return
+    missing = [n for (t, n), (_t, s) in zip(SEQ_OPS, objs) if s is None]
+    try:
+        kc = Kcore(os.path.join(ctx.proc, "kcore"))
+    except OSError as e:
+        rep.not_checked(CHECK, what, f"/proc/kcore: {e.strerror or e} (lockdown refuses it)")
+        return
+    unread = []
+    try:
+        for table, sym in found:
+            raw = kc.read(sym.address, 8 * len(SEQ_FIELDS))
+            if raw is None:
+                unread.append(sym.name)
+                continue
+            for i, field in enumerate(SEQ_FIELDS):
+                addr = struct.unpack_from("<Q", raw, i * 8)[0]
+                got = ks.symbolize(addr)  # type: ignore[attr-defined]
+                in_text = stext.address <= addr < etext.address
+                if got is not None and got[1] == 0 and ((in_text and got[2] is None) or
+                                                        (sym.module is not None and got[2] == sym.module)):
+                    continue
+                if addr == 0 and field != "show":
+                    continue  # an unset optional callback (none of these leaves one unset today)
+                where = (f"{got[0]}+{got[1]:#x}" + (f" [{got[2]}]" if got[2] else "")) if got else "no symbol"
+                rep.add(CHECK, "high", f"/proc/net/{table}: {sym.name}.{field} does not point at a kernel function",
+                        {f"{sym.name} (/proc/kcore)": f".{field} = {addr:#x}",
+                         "kallsyms": f"{where}; core text is {stext.address:#x}-{etext.address:#x}"
+                                     + ("" if in_text else " (outside it)")},
+                        f"a rootkit replaced the /proc/net/{table} iterator to hide sockets from netstat: "
+                        "compare the sockets check (sock_diag, the BPF iterator) and look for a hidden module",
+                        key=f"seq_ops:{sym.name}.{field}")
+    finally:
+        kc.close()
+    if unread:
+        rep.not_checked(CHECK, what, "/proc/kcore maps no segment over " + ", ".join(unread))
+    if missing and len(missing) < len(SEQ_OPS):
+        rep.note(CHECK, "some /proc/net seq_operations are not in kallsyms",
+                 "this kernel names them differently or lacks the protocol (not checked: "
+                 + ", ".join(missing) + ")")

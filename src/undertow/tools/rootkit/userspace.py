@@ -8,7 +8,8 @@
 - executables that are gone or were never files: ``/proc/PID/exe`` naming a deleted file, a
   ``memfd:`` (fileless execution: ``memfd_create`` + ``execveat``) or ``/dev/shm``. A memfd
   sealed against writing (``F_GET_SEALS``) is how container runtimes (runc) protect their
-  own binary: a note, not a finding.
+  own binary: a note, not a finding;
+- binaries of listening processes that differ from their Debian package (packages.py).
 """
 
 from __future__ import annotations
@@ -153,3 +154,6 @@ def check(ctx: Context) -> None:
                     {"/proc/PID/exe": exe, "file system": "the file is gone"},
                     "an upgrade that did not restart it, or a dropper that removed itself: copy /proc/PID/exe "
                     "and compare with the package", key=pid)
+    from .packages import check_listeners
+
+    check_listeners(ctx)
