@@ -57,7 +57,7 @@ class Tok:
 
     def describe(self) -> str:
         if self.kind == "eof":
-            return "the end of the script"
+            return "end of script"
         if self.kind == "str":
             return "a string"
         return f"'{self.text}'"
