@@ -161,6 +161,7 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
     """Put the watched inodes into ``@ino`` and the (pid, fd) of every process that has a
     watched file open into ``@w``; returns how many descriptors were found."""
     from ..kernel.bpfsys import map_update_elem
+    from .proc import fd_entries
 
     ino_map = session.map_fds.get("@ino")
     if ino_map is not None:
@@ -172,22 +173,16 @@ def seed(session: Any, ws: Sequence[Watch], proc: str = "/proc") -> int:
     has_map = session.map_fds.get("@has")
     want = {(w.dev, w.ino): k for k, w in enumerate(ws)}
     n = 0
-    for pid in (p for p in os.listdir(proc) if p.isdigit()):
-        d = os.path.join(proc, pid, "fd")
+    for pid, fd, path in fd_entries(proc):
         try:
-            fds = os.listdir(d)
+            st = os.stat(path)
         except OSError:
             continue
-        for fd in fds:
-            try:
-                st = os.stat(os.path.join(d, fd))
-            except OSError:
-                continue
-            k = want.get((st.st_dev, st.st_ino))
-            if k is not None:
-                map_update_elem(fd_map, struct.pack("<QQ", int(pid), int(fd)), struct.pack("<q", k + 1))
-                if has_map is not None:  # its children inherit the fd
-                    map_update_elem(has_map, struct.pack("<Q", int(pid)), struct.pack("<q", 1))
+        k = want.get((st.st_dev, st.st_ino))
+        if k is not None:
+            map_update_elem(fd_map, struct.pack("<QQ", pid, fd), struct.pack("<q", k + 1))
+            if has_map is not None:  # its children inherit the fd
+                map_update_elem(has_map, struct.pack("<Q", pid), struct.pack("<q", 1))
                 n += 1
     return n
 

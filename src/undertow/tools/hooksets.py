@@ -13,7 +13,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["TOOLS", "Choice", "choose", "all_choices", "kprobe_targets"]
 
@@ -115,18 +115,26 @@ EXIT_HOOKS = ("sched:sched_process_exit (group leaders; task->exit_code, signal-
               "the tracepoint comes after exit_mm()")
 
 
-def _dns(kernel: Any) -> Choice:
-    ok, why = kprobe_targets(kernel, DNS_KPROBES)
-    if ok:
-        from .dns_kprobes import kernel_facts
+def _send_kprobes(kernel: Any, funcs: Any, kernel_facts: Any) -> Tuple[bool, str, Any]:
+    """``(usable, why, facts)`` of a send-path kprobe set (dns, icmp): its functions can be
+    probed and BTF describes the msghdr/iov_iter the program reads."""
+    ok, why = kprobe_targets(kernel, funcs)
+    if not ok:
+        return False, why, None
+    try:
+        f = kernel_facts(kernel)
+    except Exception as e:  # noqa: BLE001 - no BTF for struct msghdr/iov_iter: the tracepoints
+        return False, f"{why}, but BTF lacks what the program reads ({e})", None
+    missing = [n for n in ("ITER_IOVEC", "ITER_KVEC", "ITER_BVEC") if n not in f.iters]
+    if missing:
+        return False, f"{why}, but BTF's enum iter_type lacks " + ", ".join(missing), None
+    return True, why, f
 
-        try:
-            f = kernel_facts(kernel)
-            missing = [n for n in ("ITER_IOVEC", "ITER_KVEC", "ITER_BVEC") if n not in f.iters]
-        except Exception as e:  # noqa: BLE001 - no BTF for struct msghdr/iov_iter: the tracepoints
-            ok, why, missing = False, f"{why}, but BTF lacks what the program reads ({e})", []
-        if missing:
-            ok, why = False, f"{why}, but BTF's enum iter_type lacks " + ", ".join(missing)
+
+def _dns(kernel: Any) -> Choice:
+    from .dns_kprobes import kernel_facts
+
+    ok, why, f = _send_kprobes(kernel, DNS_KPROBES, kernel_facts)
     if ok:
         detail = DNS_HOOKS["kprobes"]
         if [fn for fn in f.funcs if fn.endswith("sendpage")]:
@@ -139,19 +147,9 @@ def _dns(kernel: Any) -> Choice:
 
 
 def _icmp(kernel: Any) -> Choice:
-    from .icmp_kprobes import FUNCS
+    from .icmp_kprobes import FUNCS, kernel_facts
 
-    ok, why = kprobe_targets(kernel, FUNCS)
-    if ok:
-        from .icmp_kprobes import kernel_facts
-
-        try:
-            f = kernel_facts(kernel)
-            missing = [n for n in ("ITER_IOVEC", "ITER_KVEC", "ITER_BVEC") if n not in f.iters]
-        except Exception as e:  # noqa: BLE001 - no BTF for struct msghdr/iov_iter: the tracepoints
-            ok, why, missing = False, f"{why}, but BTF lacks what the program reads ({e})", []
-        if missing:
-            ok, why = False, f"{why}, but BTF's enum iter_type lacks " + ", ".join(missing)
+    ok, why, f = _send_kprobes(kernel, FUNCS, kernel_facts)
     if ok:
         return Choice("icmp", "kprobes", ICMP_HOOKS["kprobes"], why, facts=f)
     return Choice("icmp", "tracepoints", ICMP_HOOKS["tracepoints"],

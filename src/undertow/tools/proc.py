@@ -11,7 +11,7 @@ import os
 import re
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{12,64})")
 
@@ -126,6 +126,27 @@ def _parent(proc: str, pid: int) -> Optional[Tuple[str, int]]:
         _PARENTS.clear()
     _PARENTS[(proc, pid)] = (now, pst.get("Name", "?"), int(nxt) if nxt.isdigit() else 0)
     return pst.get("Name", "?"), int(nxt) if nxt.isdigit() else 0
+
+
+def fd_entries(proc: str = "/proc") -> Iterator[Tuple[int, int, str]]:
+    """``(pid, fd, path of /proc/PID/fd/FD)`` for every open fd of every process that can be
+    listed now (processes and fds that go away meanwhile are left out). The caller reads the
+    link (``os.readlink``) or the file's identity (``os.stat``) as it needs."""
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit():
+            continue
+        d = os.path.join(proc, name, "fd")
+        try:
+            fds = os.listdir(d)
+        except OSError:
+            continue
+        pid = int(name)
+        for fd in fds:
+            yield pid, int(fd), os.path.join(d, fd)
 
 
 def own_namespaces(proc: str = "/proc") -> Tuple[Optional[int], Optional[int]]:

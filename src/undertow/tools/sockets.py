@@ -207,29 +207,21 @@ def socket_fds(proc: str = "/proc") -> Tuple[Dict[int, List[Tuple[int, int]]], D
     (``readlink``: ``socket:[N]``), and ``{pid: netns inode}`` of the processes holding one."""
     from .common import ns_inode
 
+    from .proc import fd_entries
+
     owners: Dict[int, List[Tuple[int, int]]] = {}
     netns: Dict[int, int] = {}
-    for name in os.listdir(proc):
-        if not name.isdigit():
-            continue
-        d = os.path.join(proc, name, "fd")
+    for pid, fd, path in fd_entries(proc):
         try:
-            fds = os.listdir(d)
+            ino = _socket_inode(os.readlink(path))
         except OSError:
             continue
-        pid, any_sock = int(name), False
-        for fd in fds:
-            try:
-                ino = _socket_inode(os.readlink(os.path.join(d, fd)))
-            except OSError:
-                continue
-            if ino:
-                owners.setdefault(ino, []).append((pid, int(fd)))
-                any_sock = True
-        if any_sock:
-            ns = ns_inode("net", name, proc)
-            if ns is not None:
-                netns[pid] = ns
+        if ino:
+            owners.setdefault(ino, []).append((pid, fd))
+            if pid not in netns:
+                ns = ns_inode("net", str(pid), proc)
+                if ns is not None:
+                    netns[pid] = ns
     return owners, netns
 
 

@@ -139,10 +139,24 @@ def _holders(proc: str) -> Tuple[Dict[int, List[int]], Dict[int, List[int]]]:
     """``({prog id: [pids]}, {link id: [pids]})`` from /proc/PID/fdinfo of BPF fds."""
     progs: Dict[int, List[int]] = {}
     links: Dict[int, List[int]] = {}
-    try:
-        pids = [n for n in os.listdir(proc) if n.isdigit()]
-    except OSError:
-        return progs, links
+    from ..proc import fd_entries
+
+    for pid, fd, path in fd_entries(proc):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            continue
+        if target not in ("anon_inode:bpf-prog", "anon_inode:bpf_link"):
+            continue
+        data = read_small(os.path.join(proc, str(pid), "fdinfo", str(fd)), 4096) or b""
+        for line in data.split(b"\n"):
+            for key, into in ((b"prog_id:", progs), (b"link_id:", links)):
+                if line.startswith(key):
+                    try:
+                        into.setdefault(int(line.split()[1]), []).append(pid)
+                    except (IndexError, ValueError):
+                        pass
+    return progs, links
     for p in pids:
         d = os.path.join(proc, p, "fd")
         try:
