@@ -93,6 +93,17 @@ def test_cut_page_keeps_exactly_the_records_up_to_the_cutoff(cutoff, kept, flags
     assert [(t, p[s:e]) for t, s, e in recs] == [(t, p[s:e]) for t, s, e in full[:kept]]
 
 
+@pytest.mark.parametrize("skip,expect", [((), (3, 2)), ((7,), (1, 1)), ((8,), (2, 1)), ((7, 8), (0, 0))])
+def test_count_records_skips_unshown_types(skip, expect):
+    """The stop's count leaves out records that are no events of their own (a task_rename
+    followed for names, a kernel_stack): in CI's 6.1 guest one task_rename left unread made
+    the storm's shown + not drained one more than the calls made."""
+    from undertow.backends.ftrace.ringbuf import count_records
+
+    # types by time: 7 @1005, 8 @1015, 7 @1019, 8 @1020, 7 @1025 (small ones type_len 3, big ones length word)
+    assert count_records(page(_mixed_body()), HP, 1019, skip) == expect
+
+
 @given(st.binary(max_size=600), st.integers(0, 2 ** 64 - 1), st.integers(0, 2 ** 64 - 1))
 def test_count_records_agrees_with_decode_page_on_anything(body, commit, cutoff):
     from undertow.backends.ftrace.ringbuf import count_records, cut_page

@@ -23,7 +23,7 @@ import struct
 import sys
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+    from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Tuple
 
 from ...events import Event, Lost, Record, Stats
 from ...kernel.formats import EventFormat, Field, HeaderPage
@@ -152,12 +152,18 @@ def cut_page(page: bytes, hp: HeaderPage, cutoff: int) -> Tuple[Optional[bytes],
     return bytes(out), keep, cut
 
 
-def count_records(page: bytes, hp: HeaderPage, cutoff: int) -> Tuple[int, int]:
+def count_records(page: bytes, hp: HeaderPage, cutoff: int,
+                  skip: Collection[int] = ()) -> Tuple[int, int]:
     """``(records stamped at or before cutoff, after it)`` in one page: the header walk of
-    :func:`decode_page` without building anything (counting what a stop leaves unread)."""
+    :func:`decode_page` without building anything (counting what a stop leaves unread).
+
+    Records whose ``common_type`` (the payload's first u16) is in ``skip`` are not
+    counted: the session's unshown records (task/task_rename followed for names,
+    ftrace/kernel_stack attached to an event) are no events of their own."""
     ts, end, _missed = page_header(page, hp)
     pos = hp.data_offset
     unpack = _U32.unpack_from
+    u16 = _U16.unpack_from
     n = after = 0
     while pos + 4 <= end:
         (word,) = unpack(page, pos)
@@ -165,19 +171,24 @@ def count_records(page: bytes, hp: HeaderPage, cutoff: int) -> Tuple[int, int]:
         if tl <= 28:
             ts += word >> 5
             if tl:
-                nxt = pos + 4 + tl * 4
+                body = pos + 4
+                nxt = body + tl * 4
             else:
                 if pos + 8 > end:
                     break
                 (ln,) = unpack(page, pos + 4)
                 if ln < 4:
                     break
+                body = pos + 8
                 nxt = pos + 4 + ln
             if nxt > end:
                 break
-            n += 1
-            if ts > cutoff:
-                after += 1
+            if skip and body + 2 <= nxt and u16(page, body)[0] in skip:
+                pass
+            else:
+                n += 1
+                if ts > cutoff:
+                    after += 1
         elif pos + 8 > end:
             break
         elif tl == PADDING:
@@ -295,6 +306,10 @@ class PageReader:
     def add_hook(self, fmt: EventFormat, hook: Callable[[Dict[str, Any]], None]) -> None:
         """Pass records of ``fmt`` to ``hook(fields)`` (with ``common_pid``), unshown and uncounted."""
         self.types[fmt.id] = EventType(fmt, "", None, {}, hook)
+
+    def unshown_ids(self) -> List[int]:
+        """Event ids whose records are not events of their own (hooks, stacks)."""
+        return [i for i, t in self.types.items() if t.hook is not None or i == self.stack_id]
 
     def add_stack(self, fmt: EventFormat) -> None:
         """Attach ``ftrace:kernel_stack`` records to the preceding event."""

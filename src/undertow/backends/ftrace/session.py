@@ -274,18 +274,20 @@ class FtraceSession(Session):
         The pages are read and their record headers walked (~5M records/s: a 16 MiB per-CPU
         buffer in ~80 ms) for at most COUNT_SECONDS; what is left after that is taken from
         the kernel's own per-CPU count (``entries`` in ``per_cpu/cpuN/stats``), O(1) but
-        measured a few records high (3M-record storms: +1..+8), so only the fallback."""
+        measured a few records high (3M-record storms: +1..+8: it also counts the unshown
+        task_rename and kernel_stack records, which the walk skips), so only the fallback."""
         if self._closed or self.reader is None:
             return 0
         from .ringbuf import count_records
 
         cutoff = self._cutoff or (1 << 64)
+        skip = frozenset(self.reader.unshown_ids())
         before = len(self._held)
         self._held.clear()
         after = 0
         for q in self._backlog.values():
             for page in q:
-                b, a = count_records(page, self.hp, cutoff)
+                b, a = count_records(page, self.hp, cutoff, skip)
                 before += b
                 after += a
         self._backlog.clear()
@@ -299,7 +301,7 @@ class FtraceSession(Session):
                     page = b""
                 if not page:
                     break
-                b, a = count_records(page, self.hp, cutoff)
+                b, a = count_records(page, self.hp, cutoff, skip)
                 before += b
                 after += a
             else:
