@@ -1058,6 +1058,12 @@ class BtResolver(ExprResolver):
                 c.type = S64
                 return c
             e.type = S64
+        elif n == "regex_match":  # SystemTap's =~ (lang/stap): a string and an ERE literal
+            x = args[0]
+            if not isinstance(x.type, StrTy) and not (isinstance(x.type, ArrayTy) and
+                                                      isinstance(x.type.elem, IntTy) and x.type.elem.size == 1):
+                raise self.err(TypeCheckError, f"=~ needs a string, but {show(x)} is {x.type}", x.span)
+            e.type = S64
         elif n == "bswap":
             e.type = args[0].type
         elif n == "signal":

@@ -1201,12 +1201,15 @@ class _Elaborator:
                     if packed is None:  # "" or not an address: never equal
                         return Val(ir.Const(int(op == "!=")).at(n.span), "long")
                     return Val(ir.Binary(op, raw, ir.Const(packed)).at(n.span), "long")
+                if isinstance(x.e, Comp) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
+                    cmp = self.comp_equals(x.e, y.e.value, n)
+                    return Val(cmp if op == "==" else ir.Unary("!", cmp).at(n.span), "long")
                 if isinstance(x.e, Enum) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
                     codes = [c for c, nm in x.e.names.items() if nm == y.e.value]
                     cmp = ir.Binary("==", x.e.expr, ir.Const(codes[0] if codes else -1)).at(n.span)
                     return Val(cmp if op == "==" else ir.Unary("!", cmp).at(n.span), "long")
         if op in ("=~", "!~"):
-            raise self.err("regular expressions are not supported", n.op_span)
+            return self.regex(n, a, b)
         for v, side in ((a, n.left), (b, n.right)):
             if isinstance(v.e, Enum):
                 v.e, v.ty = self.enum_string(v.e), "string"
@@ -1222,6 +1225,70 @@ class _Elaborator:
                 raise self.err("ordering strings (<, >) is not supported", n.op_span)
             return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
         return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
+
+    def comp_equals(self, comp: Comp, text: str, n: N) -> ir.Expr:
+        """A string built from variants (``uaddr_ip``: the address of whichever family the
+        sockaddr has) equal to a literal: each variant's condition and, for a variant that is
+        an IPv4 address, the address compared as a number; a fixed text compared here."""
+        out: ir.Expr = ir.Const(0).at(n.span)
+        taken: Optional[ir.Expr] = None  # "an earlier variant's condition held"
+        for cond, fmt, args in comp.variants:
+            if not args and "%" not in fmt.replace("%%", ""):
+                same: Optional[ir.Expr] = ir.Const(int(fmt.replace("%%", "%") == text)).at(n.span)
+            elif fmt == "%s" and len(args) == 1 and isinstance(args[0][0], ir.Call) and \
+                    args[0][0].name == "ntop" and isinstance(args[0][0].args[0], ir.Const):
+                fam = args[0][0].args[0].value
+                packed = _ipv4(text)
+                if fam == 2 and packed is not None:
+                    same = ir.Binary("==", ir.clone(args[0][0].args[1]), ir.Const(packed)).at(n.span)
+                elif fam == 2 or ":" not in text:
+                    same = ir.Const(0).at(n.span)  # not an IPv4 address / an IPv6 one: never equal
+                else:
+                    raise self.err("comparing an IPv6 address with text is not supported", n.span,
+                                   "compare the IPv4 one, or print it")
+            else:
+                raise self.err("a string built at run time can only be printed here", n.span,
+                               "compare its parts instead")
+            here = same if cond is None else ir.Binary("&&", ir.clone(cond), same).at(n.span)
+            if taken is not None:
+                here = ir.Binary("&&", ir.Unary("!", ir.clone(taken)).at(n.span), here).at(n.span)
+            out = ir.Binary("||", out, here).at(n.span)
+            if cond is None:
+                break
+            taken = cond if taken is None else ir.Binary("||", taken, ir.clone(cond)).at(n.span)
+        return out
+
+    def regex(self, n: N, a: Val, b: Val) -> Val:
+        """``s =~ "ERE"``: a search of the POSIX extended regular expression (a literal, as
+        SystemTap needs it at translation); a tapset name (``uaddr_af``) is matched here for
+        each of its values, a string in BPF by a DFA walked over its bytes (lang/regex.py)."""
+        from ..regex import RegexError, compile_dfa, to_python
+
+        if not (isinstance(b.e, ir.Const) and isinstance(b.e.value, str)):
+            raise self.err(f"the right of '{n.op}' must be a regular expression literal", n.right.span,
+                           'filename =~ "\\.(gz|xz)$"')
+        pat = b.e.value
+        try:
+            rx = to_python(pat)
+            dfa = compile_dfa(pat)
+        except RegexError as e:
+            raise self.err(f"bad regular expression: {e.msg} (at offset {e.pos})", n.right.span) from None
+        neg = n.op == "!~"
+        if isinstance(a.e, Enum):
+            codes = [c for c, nm in a.e.names.items() if rx.search(nm.encode())]
+            out: ir.Expr = ir.Const(0).at(n.span)
+            for c in codes:
+                out = ir.Binary("||", out, ir.Binary("==", ir.clone(a.e.expr), ir.Const(c)).at(n.span)).at(n.span)
+            return Val(ir.Unary("!", out).at(n.span) if neg else out, "long")
+        if isinstance(a.e, Comp):
+            a = self.flatten_string(a, n.left.span)
+        if a.ty != "string":
+            raise self.err(f"'{n.op}' matches a string, this is a number", n.left.span, cls=TypeCheckError)
+        if isinstance(a.e, ir.Const) and isinstance(a.e.value, str):
+            hit = dfa.run(a.e.value.encode("utf-8", "surrogateescape"))
+            return Val(ir.Const(int(hit != neg)).at(n.span), "long")
+        m = ir.Call("regex_match", [a.e, ir.Const(pat).at(n.right.span)]).at(n.span)
+        return Val(ir.Unary("!", m).at(n.span) if neg else m, "long")
 
     def positional(self, n: N) -> Val:
         k = n.index
@@ -1730,6 +1797,14 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "kernel_int": (1, "long", "*(int32 *)$__a0"), "kernel_long": (1, "long", "*(int64 *)$__a0"),
     "kernel_short": (1, "long", "*(int16 *)$__a0"), "kernel_char": (1, "long", "*(int8 *)$__a0"),
     "kernel_pointer": (1, "long", "*(uint64 *)$__a0"),
+    # the sized reads of user memory (tapset/uconversions.stp): a failed read gives 0
+    **{f"user_{s}int{b}": (1, "long", f"*({s}int{b} *)$__a0") for s in ("", "u") for b in (8, 16, 32, 64)},
+    "user_ushort": (1, "long", "*(uint16 *)$__a0"), "user_uchar": (1, "long", "*(uint8 *)$__a0"),
+    "user_ulong": (1, "long", "*(uint64 *)$__a0"), "user_uint": (1, "long", "*(uint32 *)$__a0"),
+    # the forms with an error text: here a failed read gives "" (SystemTap: the text)
+    "user_string2": (2, "string", "str($__a0)"), "user_string_n2": (3, "string", "str($__a0, $__a1)"),
+    "kernel_string2": (2, "string", "str($__a0)"), "kernel_string_n2": ((2, 3), "string", "str($__a0, $__a1)"),
+    "user_string_n_quoted": ((2, 3), "string", "str($__a0, $__a1)"),
     "MKDEV": (2, "long", "($__a0 << 20) | $__a1"), "MAJOR": (1, "long", "$__a0 >> 20"),
     "MINOR": (1, "long", "$__a0 & 0xfffff"),
     "inet_get_local_port": (1, "long", "bswap(((struct inet_sock *)$__a0)->inet_sport)"),
@@ -1755,6 +1830,16 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_tid": (1, "long", "((struct task_struct *)$__a0)->pid"),
     "task_parent": (1, "long", "(uint64)((struct task_struct *)$__a0)->real_parent"),
     "task_uid": (1, "long", "((struct task_struct *)$__a0)->cred->uid.val"),
+    "task_gid": (1, "long", "((struct task_struct *)$__a0)->cred->gid.val"),
+    "task_euid": (1, "long", "((struct task_struct *)$__a0)->cred->euid.val"),
+    "task_egid": (1, "long", "((struct task_struct *)$__a0)->cred->egid.val"),
+    "task_prio": (1, "long", "((struct task_struct *)$__a0)->prio - 100"),
+    "task_nice": (1, "long", "((struct task_struct *)$__a0)->static_prio - 120"),
+    "task_start_time": (1, "long", "((struct task_struct *)$__a0)->start_time"),
+    "task_stime": (0, "long", "((struct task_struct *)curtask)->stime"),
+    "task_utime": (0, "long", "((struct task_struct *)curtask)->utime"),
+    "sid": (0, "long", "((struct task_struct *)curtask)->signal->pids[3]->numbers[0].nr"),
+    "pgrp": (0, "long", "((struct task_struct *)curtask)->signal->pids[2]->numbers[0].nr"),
     "task_state": (1, "long", "((struct task_struct *)$__a0)->__state"),
     "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
     "sprint_ubacktrace": (0, "stack", "ustack"),

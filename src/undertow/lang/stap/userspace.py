@@ -57,7 +57,7 @@ HERE_FUNCS = frozenset((
     "printf", "print", "println", "printd", "printdln", "printk", "sprintf", "sprint", "strlen", "substr",
     "isinstr", "target", "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "ctime",
     "tz_ctime", "execname", "pid", "tid", "exit", "error", "warn", "symname", "symdata", "usymname", "usymdata",
-    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color",
+    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color", "matched", "matched_str",
 ))
 
 
@@ -155,13 +155,15 @@ class Interpreter:
         self.constants = constants or {}
         self.depth = 0
         self.cache: Dict[str, Dict[tuple, Any]] = {}
+        self.patterns: Dict[str, Any] = {}  # ERE -> compiled re
+        self.last_match: Any = None  # the handler's last =~ match, for matched(N)
 
     def err(self, msg: str, span: "Optional[Span]") -> SourceError:
         return SourceError(msg, source=self.s.source, span=span, origin=self.s.origin)
 
     def run(self, h: UserHandler) -> bool:
         """Run a handler; False when it called exit()."""
-        self.cache = {}
+        self.cache, self.last_match = {}, None
         try:
             self.block(h.body, {})
         except _Next:
@@ -431,6 +433,8 @@ class Interpreter:
         if op == ".":
             joined = str(a) + str(b)
             return KStr(joined) if isinstance(a, KStr) or isinstance(b, KStr) else joined
+        if op in ("=~", "!~"):
+            return int(self.regex(n, a, b) != (op == "!~"))
         if op == "==":
             return int(a == b)
         if op == "!=":
@@ -444,6 +448,22 @@ class Interpreter:
         if op in ("/", "%") and b == 0:
             raise self.err("division by 0", n.span)
         return _arith(op, a, b)
+
+    def regex(self, n: N, a: Any, b: Any) -> bool:
+        """``a =~ b``: a search of the POSIX ERE ``b`` (lang/regex.py) in ``a``'s bytes; a
+        match is kept for ``matched(N)``."""
+        from ..regex import RegexError, to_python
+
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise self.err(f"'{n.op}' matches a string against a regular expression", n.span)
+        try:
+            rx = self.patterns.get(b) or self.patterns.setdefault(b, to_python(b))
+        except RegexError as e:
+            raise self.err(f"bad regular expression: {e.msg} (at offset {e.pos})", n.right.span) from None
+        m = rx.search(a.encode("utf-8", "surrogateescape").split(b"\0", 1)[0])
+        if m is not None:
+            self.last_match = m
+        return m is not None
 
     def call(self, n: N, env: "Dict[str, Any]") -> Any:
         name = n.name
@@ -471,6 +491,15 @@ class Interpreter:
         if name == "substr":
             s, start = str(args[0]), int(args[1])
             return s[start:start + int(args[2])] if len(args) > 2 else s[start:]
+        if name == "matched":
+            m, k = self.last_match, int(args[0])
+            if m is None or not 0 <= k <= (m.re.groups or 0) or m.group(k) is None:
+                raise self.err(f"matched({k}): no such subexpression in the last match", n.span)
+            return m.group(k).decode("utf-8", "surrogateescape")
+        if name == "matched_str":
+            if self.last_match is None:
+                raise self.err("matched_str(): no match yet", n.span)
+            return self.last_match.group(0).decode("utf-8", "surrogateescape")
         if name == "isinstr":
             return int(str(args[1]) in str(args[0]))
         if name == "target":
