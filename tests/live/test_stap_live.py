@@ -311,3 +311,41 @@ def test_process_function_return_uprobe():
     res = subprocess.run(STAP + ["-c", "cat /etc/hostname", "-e", script], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "fclose 0\n" in res.stdout, res.stdout
+
+
+def test_regex_search_in_a_bpf_probe(tmp_path):
+    # =~ in a syscall probe: the ERE's DFA walked in BPF over the file name's bytes
+    names = ["a.tar.gz", "b.zip", "c.txt", "d.tar.gzx", "e.tgz"]
+    for n in names:
+        (tmp_path / n).write_text("")  # cat prints nothing of them
+    script = ('probe syscall.openat { if (pid() == target() && filename =~ '
+              '"(\\\\.tar\\\\.(gz|bz2|xz)|\\\\.zip|\\\\.tgz|\\\\.tbz)$") printf("opened %s\\n", filename) '
+              'if (pid() == target() && filename !~ "^/") printf("relative %s\\n", filename) }')
+    cmd = "cat " + " ".join(str(tmp_path / n) for n in names)
+    res = subprocess.run(STAP + ["-c", cmd, "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    opened = sorted(line[len("opened "):] for line in res.stdout.splitlines() if line.startswith("opened "))
+    assert opened == sorted(str(tmp_path / n) for n in ("a.tar.gz", "b.zip", "e.tgz")), res.stdout
+    # the C library's own relative opens, if any, are the only relative names
+    assert all(not line.startswith("relative /") for line in res.stdout.splitlines()), res.stdout
+
+
+def test_uaddr_af_regex_and_uaddr_ip_compared_with_text():
+    # connect_stat.stp's condition: uaddr_af !~ "AF_INET*" || uaddr_ip != "127.0.0.1"
+    script = ('probe syscall.connect { if (pid() != target()) next '
+              'if ((uaddr_af !~ "AF_INET*") || (uaddr_ip != @1)) next '
+              'printf("%s %s %d\\n", uaddr_af, uaddr_ip, uaddr_ip_port) }')
+    socks = []
+    r = Running(["-x", str(os.getpid()), "-e", script, "127.0.0.1"])
+    try:
+        for addr in ("127.0.0.2", "127.0.0.1"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((addr, 53))
+            socks.append(s)
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+        for s in socks:
+            s.close()
+    assert out == "AF_INET 127.0.0.1 53\n", out
