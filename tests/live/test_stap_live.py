@@ -349,3 +349,26 @@ def test_uaddr_af_regex_and_uaddr_ip_compared_with_text():
         for s in socks:
             s.close()
     assert out == "AF_INET 127.0.0.1 53\n", out
+
+
+def test_timer_handler_here_writes_and_deletes_globals_the_probes_use():
+    # a timer handler with foreach runs in undertow's process: its writes go into the maps
+    # the BPF probes add to (n = 0 restarts the count, delete seen[t] one element)
+    script = ("global n, seen\n"
+              "probe syscall.getppid { if (pid() == target()) { n++; seen[tid()] += 1 } }\n"
+              "probe timer.ms(300) { foreach (t in seen) { printf(\"tid %d %d\\n\", t, seen[t]); delete seen[t] }"
+              " if (n) printf(\"n=%d\\n\", n); n = 0 }\n")
+    r = Running(["-x", str(os.getpid()), "-e", script])
+    try:
+        for _ in range(3):
+            os.getppid()
+        time.sleep(0.8)
+        for _ in range(2):
+            os.getppid()
+        time.sleep(0.8)
+        out = r.stop()
+    finally:
+        r.kill()
+    tid = __import__("threading").get_native_id()
+    assert re.findall(r"^n=(\d+)$", out, re.M) == ["3", "2"], out
+    assert re.findall(rf"^tid {tid} (\d+)$", out, re.M) == ["3", "2"], out

@@ -130,3 +130,58 @@ def test_handlers_here_search_and_keep_the_match():
     interp = Interpreter(prog.settings["stap_script"], Maps(), out.append, [], 0, prog.settings["stap_gtypes"])
     assert interp.run(prog.settings["stap_user"][0])
     assert "".join(out) == "eth:0 wlan:1 no\n"
+
+
+def test_handlers_here_write_globals_into_the_maps_or_keep_them():
+    from undertow.lang.stap.userspace import Interpreter, Store
+
+    class Maps(Store):
+        def __init__(self):
+            self.data = {"@n": [((), 5)], "@seen": [((7,), 2), ((8,), 1)]}
+            self.writes = []
+
+        def entries(self, name):
+            return self.data.get(name, [])
+
+        def clear(self, name):
+            self.data.pop(name, None)
+
+        def set(self, name, key, value):
+            if name not in self.data:
+                return False
+            self.writes.append((name, key, value))
+            return True
+
+        def delete(self, name, key):
+            self.writes.append((name, key, None))
+            return True
+
+    text = ("global n, seen, kept\nprobe syscall.openat { n++; seen[tid()]++ }\n"
+            "probe timer.s(1) { foreach (t in seen) { if (seen[t] > 1) delete seen[t] } "
+            "printf(\"%d %d\\n\", n, kept); n = 0; kept += 2 }")
+    prog = build(text)
+    maps = Maps()
+    interp = Interpreter(prog.settings["stap_script"], maps, [].append, [], 0, prog.settings["stap_gtypes"])
+    out = []
+    interp.write = out.append
+    assert interp.run(prog.settings["stap_user"][0])
+    assert interp.run(prog.settings["stap_user"][0])
+    assert ("@seen", (7,), None) in maps.writes and ("@seen", (8,), None) not in maps.writes
+    assert ("@n", (), 0) in maps.writes
+    assert "".join(out) == "5 0\n5 2\n"  # n comes again from the (fake) map; kept is kept here
+
+
+def test_statistics_cannot_be_added_to_here():
+    with pytest.raises(SourceError) as e:
+        build("global s, a\nprobe syscall.openat { a[pid()]++ }\nprobe end { foreach (p in a) s <<< p }")
+    assert "<<<" in e.value.message
+
+
+def test_map_keys_and_values_encode_as_decoded():
+    from undertow.backends.bpf.layout import Slot, decode, encode
+
+    key = Slot("tuple", 24, elems=[(0, Slot("int", 8, True)), (8, Slot("str", 16))])
+    raw = encode(key, (-3, "eth0"))
+    assert len(raw) == 24 and decode(key, raw) == (-3, "eth0")
+    with pytest.raises(ValueError):
+        encode(Slot("int", 8, True), "x")

@@ -778,6 +778,32 @@ class ProgramSession(Session):
             else:
                 sc.map_delete_elem(fd, k)
 
+    def map_key(self, spec: MapSpec, key: tuple) -> bytes:
+        """The bytes of ``key`` in ``spec``'s map (zero-padded as the programs build keys)."""
+        from .layout import encode
+
+        raw = encode(spec.key, tuple(key)) if spec.key.elems else b""
+        return raw + bytes(spec.key_size - len(raw))
+
+    def write_map(self, spec: MapSpec, key: tuple, value: Any) -> None:
+        """Set one element from user space: an assigned value, or a per-CPU sum/count (the
+        value on the first CPU, 0 on the others). ValueError for other aggregations."""
+        from .layout import encode
+
+        if spec.agg == "assign":
+            one = encode(spec.value, value)
+        elif spec.agg in ("sum", "count") and isinstance(value, int) and not spec.bucketed:
+            one = (value & ((1 << 64) - 1)).to_bytes(8, "little")
+        else:
+            raise ValueError(f"the map holds {spec.agg} values")
+        one += bytes(spec.value_size - len(one))
+        data = one + bytes(spec.value_size * (self.ncpus - 1)) if spec.percpu else one
+        sc.map_update_elem(self.map_fds[spec.name], self.map_key(spec, key), data)
+
+    def delete_key(self, spec: MapSpec, key: tuple) -> None:
+        """Delete one element (absent: nothing to do)."""
+        sc.map_delete_elem(self.map_fds[spec.name], self.map_key(spec, key))
+
     def stack(self, stack_id: int) -> List[int]:
         """The addresses of stack ``stack_id`` (innermost first); [] when missing."""
         if self.stack_fd < 0 or stack_id < 0:

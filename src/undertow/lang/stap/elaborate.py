@@ -216,10 +216,22 @@ class _Elaborator:
 
     def writes_globals(self, body: N) -> bool:
         """Whether a handler (or a script function it calls) assigns a global."""
-        try:
-            check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span), self.s.functions)
-        except SourceError:
-            return True
+        seen: set = set()
+        stack: List[Any] = [body]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, list):
+                stack.extend(n)
+                continue
+            if not isinstance(n, N):
+                continue
+            if n.kind in ("assign", "incdec", "delete") and n.target.kind in ("name", "index") and \
+                    n.target.name in self.s.globals:
+                return True
+            if n.kind == "call" and n.name in self.s.functions and n.name not in seen:
+                seen.add(n.name)
+                stack.append(self.s.functions[n.name].body)
+            stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
         return False
 
     def user_handler(self, pp: ProbePoint, body: N) -> Optional[UserHandler]:

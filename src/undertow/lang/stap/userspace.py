@@ -47,6 +47,15 @@ class Store:
     def clear(self, name: str) -> None:
         raise NotImplementedError
 
+    def set(self, name: str, key: tuple, value: Any) -> bool:
+        """Write one element (a scalar: key ``()``); False when no BPF program uses the map
+        (the interpreter then keeps the value itself)."""
+        return False
+
+    def delete(self, name: str, key: tuple) -> bool:
+        """Delete one element; False when no BPF program uses the map."""
+        return False
+
     def hist(self, name: str, key: "Optional[tuple]" = None) -> str:
         """The histogram (``key``: of that element only) drawn as SystemTap draws it."""
         raise NotImplementedError
@@ -156,6 +165,7 @@ class Interpreter:
         self.depth = 0
         self.cache: Dict[str, Dict[tuple, Any]] = {}
         self.patterns: Dict[str, Any] = {}  # ERE -> compiled re
+        self.shadow: Dict[str, Dict[tuple, Any]] = {}  # globals no BPF program uses: kept here
         self.last_match: Any = None  # the handler's last =~ match, for matched(N)
 
     def err(self, msg: str, span: "Optional[Span]") -> SourceError:
@@ -181,6 +191,7 @@ class Interpreter:
         got = self.cache.get(name)
         if got is None:
             got = self.cache[name] = {tuple(_plain(x) for x in k): _plain(v) for k, v in self.store.entries(name)}
+            got.update(self.shadow.get(name, {}))
         return got
 
     def global_value(self, name: str, keys: tuple, span: "Optional[Span]") -> Any:
@@ -250,10 +261,17 @@ class Interpreter:
                 for m in names:
                     self.store.clear(m)
                     self.cache.pop(m, None)
+                    self.shadow.pop(m, None)
             elif t.kind == "name":
                 env[t.name] = 0
+            elif t.kind == "index" and t.name in self.s.globals and self.gtypes.get(t.name) != "stats":
+                keys = tuple(self.value(x, env) for x in t.keys)
+                m = "@" + t.name
+                if not self.store.delete(m, keys):
+                    self.shadow.get(m, {}).pop(keys, None)
+                self.table(m).pop(keys, None)
             else:
-                raise self.err("deleting one element in an end or timer handler is not supported", n.span)
+                raise self.err("deleting one element of statistics here is not supported", n.span)
         else:
             raise self.err(f"unsupported statement '{k}'", n.span)
 
@@ -399,8 +417,13 @@ class Interpreter:
             return self.assign(n, env)
         if k == "incdec":
             t = n.target
-            if t.kind != "name" or t.name in self.s.globals:
-                raise self.err("changing a global in an end or timer handler is not supported", n.span)
+            if t.kind in ("name", "index") and t.name in self.s.globals:
+                keys = tuple(self.value(x, env) for x in t.keys) if t.kind == "index" else ()
+                old = self.global_value(t.name, keys, t.span)
+                self.set_global(t.name, keys, old + (1 if n.op == "+" else -1), n.span)
+                return old if n.post else old + (1 if n.op == "+" else -1)
+            if t.kind != "name":
+                raise self.err("only variables and array elements can be changed", n.span)
             old = env.get(t.name, 0)
             env[t.name] = old + (1 if n.op == "+" else -1)
             return old if n.post else env[t.name]
@@ -408,13 +431,35 @@ class Interpreter:
             return self.call(n, env)
         raise self.err(f"'{k}' is not supported in an end or timer handler", n.span)
 
+    def set_global(self, name: str, keys: tuple, v: Any, span: "Optional[Span]") -> None:
+        """Write a global: into its BPF map (the probes see it), or kept here when no probe
+        uses it."""
+        m = "@" + name
+        try:
+            done = self.store.set(m, keys, v)
+        except ValueError as e:
+            raise self.err(f"writing '{name}' here: {e}", span) from None
+        if not done:
+            self.shadow.setdefault(m, {})[keys] = v
+        self.table(m)[keys] = v
+
     def assign(self, n: N, env: "Dict[str, Any]") -> Any:
         t = n.target
-        if t.kind != "name" or t.name in self.s.globals:
-            raise self.err("assigning a global in an end or timer handler that uses foreach is not supported",
-                           n.span)
-        v = self.value(n.value, env)
         op = n.op
+        if t.kind in ("name", "index") and t.name in self.s.globals:
+            if op == "<<<" or self.gtypes.get(t.name) == "stats":
+                raise self.err("adding to statistics (<<<) in a handler run here is not supported", n.span)
+            keys = tuple(self.value(x, env) for x in t.keys) if t.kind == "index" else ()
+            v = self.value(n.value, env)
+            if op == ".=":
+                v = str(self.global_value(t.name, keys, t.span)) + str(v)
+            elif op != "=":
+                v = _arith(op[:-1], self.global_value(t.name, keys, t.span), v)
+            self.set_global(t.name, keys, v, n.span)
+            return v
+        if t.kind != "name":
+            raise self.err("only variables and array elements can be assigned", n.span)
+        v = self.value(n.value, env)
         if op == "=":
             env[t.name] = v
         elif op == ".=":
@@ -603,12 +648,10 @@ def check_handler(body: N, globals_: "Dict[str, Any]", raise_err: "Callable[[str
             continue
         if not isinstance(n, N):
             continue
-        if n.kind in ("assign", "incdec") and n.target.kind in ("name", "index") and n.target.name in globals_:
+        if n.kind == "assign" and n.op == "<<<" and n.target.kind in ("name", "index") and \
+                n.target.name in globals_:
             raise raise_err("a handler that walks an array (foreach) runs in undertow's process here, "
-                            "where globals are read-only (delete of a whole array aside)", n.span)
-        if n.kind == "delete" and n.target.kind == "index" and n.target.name in globals_:
-            raise raise_err("deleting one element in a handler that walks an array (foreach) is not "
-                            "supported yet", n.span)
+                            "where statistics cannot be added to (<<<)", n.span)
         if n.kind == "call" and n.name in functions and n.name not in seen:
             seen.add(n.name)
             stack.append(functions[n.name].body)
