@@ -1777,6 +1777,19 @@ def _nth_arg(cast: str) -> Any:
     return f
 
 
+def _errno_str(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``errno_str(e)``: the name of errno ``e`` (or ``-e``), an enumeration: compared with a
+    name as a number, printed as the name (``""`` for a number no name has; SystemTap: ``E#N``)."""
+    import errno
+
+    e = args[0].e
+    if not _ERRNO_NAMES:
+        _ERRNO_NAMES.update(errno.errorcode)
+    absval = ir.Ternary(ir.Binary("<", e, ir.Const(0)).at(n.span), ir.Unary("-", ir.clone(e)).at(n.span),
+                        ir.clone(e)).at(n.span)
+    return Val(Enum(absval, _ERRNO_NAMES), "enum")
+
+
 def _ctime(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     a = n.args[0] if n.args else None
     if a is not None and not (a.kind == "call" and a.name.startswith("gettimeofday_")):
@@ -1834,7 +1847,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "u32_arg": (1, "long", _nth_arg("uint32")), "s64_arg": (1, "long", _nth_arg("int64")),
     "u64_arg": (1, "long", _nth_arg("uint64")), "ulonglong_arg": (1, "long", _nth_arg("uint64")),
     "longlong_arg": (1, "long", _nth_arg("int64")), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
-    "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
+    "probefunc": (0, "string", _ppfunc), "errno_str": (1, "string", _errno_str), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
     "backtrace": (0, "stack", "kstack"), "ubacktrace": (0, "stack", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
     "task_execname": (1, "string", "((struct task_struct *)$__a0)->comm"),

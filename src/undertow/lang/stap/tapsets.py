@@ -196,6 +196,15 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
                 piece, arg = "%d", f"args.{fname}"
             parts = [(c, f + (", " if f else "") + piece, a + [arg]) for c, f, a in parts]
         vs["argstr"] = Var("comp", variants=parts)
+    if not ret:
+        # SystemTap's tapsets name a pointer parameter P P_uaddr (tapset/linux/sysc_*.stp),
+        # and a few parameters otherwise
+        for fname, ctype in fields:
+            if "*" in ctype and fname in vs and f"{fname}_uaddr" not in vs:
+                vs[f"{fname}_uaddr"] = Var("long", f"(uint64)args.{fname}")
+        for alias, fname in _SYSCALL_RENAMES.get(stap_name, {}).items():
+            if fname in names and alias not in vs:
+                vs[alias] = vs.get(fname) or Var("long", f"args.{fname}")
     if "fd" in names:
         vs.setdefault("fd", Var("long", "args.fd"))
     if "flags" in names and "open" in ev:
@@ -211,6 +220,16 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
             site.entry = _syscall_site(env, stap_name, ev, False, efields, pp)
     return site
 
+
+#: SystemTap's names of system call parameters where the kernel's tracepoint names them otherwise
+_SYSCALL_RENAMES: Dict[str, Dict[str, str]] = {
+    "wait4": {"pid": "upid", "status_uaddr": "stat_addr", "rusage_uaddr": "ru"},
+    "waitid": {"pid": "upid", "infop_uaddr": "infop", "rusage_uaddr": "ru"},
+    "poll": {"timeout": "timeout_msecs"},
+    "futex": {"futex_uaddr": "uaddr", "utime_uaddr": "utime", "uaddr2_uaddr": "uaddr2"},
+    "nanosleep": {"req_uaddr": "rqtp", "rem_uaddr": "rmtp"},
+    "select": {"readfds_uaddr": "inp", "writefds_uaddr": "outp", "exceptfds_uaddr": "exp", "timeout_uaddr": "tvp"},
+}
 
 #: the prefix of system call entry functions on this architecture (arch/*/include/asm/syscall_wrapper.h)
 _SYS_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}.get(__import__("os").uname().machine, "sys_")
