@@ -153,6 +153,7 @@ class _Elaborator:
         self.key_types: Dict[str, List[str]] = {}
         self._string_vars: Optional[frozenset] = None
         self.extra_probes: List[ir.Probe] = []
+        self.entry_strings: List[str] = []  # maps of string values kept at an entry
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
 
@@ -1342,6 +1343,9 @@ class _Elaborator:
         var = ctx.site.vars.get(nm) if not nm.startswith("__") else None
         if var is not None:
             return self.tapset_var(var, n.span)
+        entry = ctx.site.entry
+        if entry is not None and not nm.startswith("__") and nm in entry.vars and not ctx.fn_stack:
+            return self.entry_value(n, ctx, n.span)  # a variable of the entry in a return: its value there
         if nm == "argc":  # the argv tapset: the script's arguments
             return Val(ir.Const(len(self.opts.params)).at(n.span), "long")
         if nm.startswith("argv_") and nm[5:].isdigit():
@@ -1434,6 +1438,8 @@ class _Elaborator:
                 continue
             keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
             acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("")))
+        for m in self.entry_strings:  # string values kept at an entry, read by a return probe first
+            acts.append(ir.MapUpdate(m, [ir.Const(0)], "assign", ir.Const("")))
         if not acts:
             return None
         return ir.Probe([ir.AttachPoint("begin")], None, [ir.If(ir.Const(0), acts)], name="begin",
@@ -1483,6 +1489,8 @@ class _Elaborator:
             v = self.flatten_string(v, e.span)
         acts += ectx.pending
         self.note_map(name, "assign")
+        if v.ty == "string":
+            self.entry_strings.append("@" + name)
         acts.append(ir.MapUpdate("@" + name, [ir.Builtin("tid").at(span)], "assign", v.e).at(span))
         aps = [_attach(spec, span) for spec in entry.specs]
         self.extra_probes.append(ir.Probe(aps, None, acts, name=",".join(ap.describe() for ap in aps), span=span,
