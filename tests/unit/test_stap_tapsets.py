@@ -1,0 +1,104 @@
+"""SystemTap tapset points and functions added for the systemtap-doc examples (issue 19):
+tcp.sendmsg/recvmsg on the sock length tracepoints, vfs.open, devname, SystemTap's names of
+system call parameters, errno_str(), the sized user reads."""
+
+import os
+import sys
+
+import pytest
+
+from undertow.errors import SourceError
+from undertow.lang import ir
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_stap  # noqa: E402
+from test_stap import FakeEnv, build, printfs, specs, walk_actions  # noqa: E402
+
+MORE = {
+    ("sock", "sock_send_length"): [("sk", "void *"), ("family", "__u16"), ("protocol", "__u16"), ("ret", "int"),
+                                   ("flags", "int")],
+    ("sock", "sock_recv_length"): [("sk", "void *"), ("family", "__u16"), ("protocol", "__u16"), ("ret", "int"),
+                                   ("flags", "int")],
+    ("syscalls", "sys_enter_futex"): [("__syscall_nr", "int"), ("uaddr", "u32 *"), ("op", "int"), ("val", "u32"),
+                                      ("utime", "const struct __kernel_timespec *"), ("uaddr2", "u32 *"),
+                                      ("val3", "u32")],
+    ("syscalls", "sys_enter_wait4"): [("__syscall_nr", "int"), ("upid", "pid_t"), ("stat_addr", "int *"),
+                                      ("options", "int"), ("ru", "struct rusage *")],
+    ("syscalls", "sys_exit_futex"): [("__syscall_nr", "int"), ("ret", "long")],
+}
+
+
+@pytest.fixture(autouse=True)
+def more_fields(monkeypatch):
+    fields = dict(test_stap._FIELDS)
+    fields.update(MORE)
+    monkeypatch.setattr(test_stap, "_FIELDS", fields)
+
+
+def guards(prog):
+    return [a.cond for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.If)]
+
+
+def test_tcp_sendmsg_and_recvmsg_return_on_the_sock_tracepoints():
+    prog = build('probe tcp.sendmsg { printf("%s %s:%d %d\\n", name, daddr, dport, size) }')
+    assert specs(prog) == ["tracepoint:sock:sock_send_length"]
+    consts = {e.value for c in guards(prog) for e in c.walk() if isinstance(e, ir.Const)}
+    assert 6 in consts  # TCP sockets only
+    prog = build('probe tcp.recvmsg.return { printf("%d\\n", size) }')
+    assert specs(prog) == ["tracepoint:sock:sock_recv_length"]
+
+
+def test_tcp_sendmsg_names_the_missing_tracepoint():
+    class Old(FakeEnv):
+        def fields(self, group, event):
+            return None if group == "sock" else super().fields(group, event)
+
+    with pytest.raises(SourceError) as e:
+        build('probe tcp.sendmsg { printf("x\\n") }', env=Old())
+    assert "sock:sock_send_length" in e.value.message and "6.3" in e.value.message
+
+
+def test_vfs_open_return_reads_the_path_at_the_entry_and_skips_failed_lookups():
+    prog = build('probe vfs.open.return { printf("%s %s %d\\n", name, pathname, retval) }')
+    assert "tracepoint:syscalls:sys_exit_openat" in specs(prog)
+    assert "tracepoint:syscalls:sys_enter_openat" in specs(prog)  # the entry keeps pathname per thread
+    assert any(isinstance(e, ir.Const) and e.value == "vfs.open" for p in prog.probes for e in p.exprs())
+    prog = build('probe vfs.open { printf("%s\\n", pathname) }')
+    assert sorted(specs(prog)) == ["tracepoint:syscalls:sys_enter_open", "tracepoint:syscalls:sys_enter_openat"]
+
+
+def test_devname_is_the_block_device_or_na():
+    prog = build('probe vfs.read { if (devname != "N/A") printf("%s\\n", devname) }')
+    consts = {e.value for p in prog.probes for e in p.exprs() if isinstance(e, ir.Const)}
+    assert "N/A" in consts
+
+
+def test_systemtap_names_of_syscall_parameters():
+    prog = build('probe syscall.futex { printf("%x %x %d\\n", futex_uaddr, utime_uaddr, op) }')
+    assert printfs(prog)
+    prog = build('probe syscall.wait4 { printf("%d %x\\n", pid, status_uaddr) }')
+    fields = {e.name for p in prog.probes for e in p.exprs() if isinstance(e, ir.Field)}
+    assert "upid" in fields and "stat_addr" in fields
+
+
+def test_errno_str_compares_as_a_number_and_prints_the_name():
+    prog = build('probe syscall.futex.return { if (errno_str(retval) == "ETIMEDOUT") printf("%s\\n", '
+                 'errno_str(retval)) }')
+    import errno
+
+    cond = guards(prog)[-1]
+    consts = {e.value for e in cond.walk() if isinstance(e, ir.Const)}
+    assert errno.ETIMEDOUT in consts and "ETIMEDOUT" not in consts
+
+
+@pytest.mark.parametrize("fn,cast", [("user_uint16", "uint16"), ("user_int64", "int64"), ("user_uint8", "uint8"),
+                                     ("user_ushort", "uint16")])
+def test_sized_user_reads(fn, cast):
+    prog = build(f'probe syscall.openat {{ printf("%d\\n", {fn}($filename)) }}')
+    casts = {e.type_text.replace(" ", "") for p in prog.probes for e in p.exprs() if isinstance(e, ir.Cast)}
+    assert f"{cast}*" in casts
+
+
+def test_user_string2_takes_the_error_text():
+    prog = build('probe syscall.openat { printf("%s\\n", user_string2($filename, "<unknown>")) }')
+    assert printfs(prog)
