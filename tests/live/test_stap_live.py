@@ -434,3 +434,21 @@ def test_errno_str_compared_and_printed(tmp_path):
     res = subprocess.run(STAP + ["-c", f"cat {missing}", "-e", script], capture_output=True, text=True, timeout=60)
     assert "Traceback" not in res.stderr, res.stderr
     assert f"ENOENT {missing}\n" in res.stdout, res.stdout
+
+
+def test_begin_handler_here_sets_a_global_the_probes_read():
+    # tokenize() runs in undertow's process: the begin handler runs here and writes `want`
+    # into the map the BPF probe reads
+    script = ('global want\n'
+              'probe begin { want = strtol(tokenize(@1, ","), 10) }\n'
+              'probe syscall.getppid { if (pid() == want) printf("hit %d\\n", pid()) }')
+    me = os.getpid()
+    r = Running(["-e", script, f"{me},ignored"])
+    try:
+        time.sleep(0.3)  # the begin handler runs once everything is attached
+        os.getppid()
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+    assert f"hit {me}\n" in out, out

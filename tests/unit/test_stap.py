@@ -463,5 +463,8 @@ def test_kprocess_create_reads_the_new_task_from_the_typed_tracepoint():
 def test_begin_handlers_with_loops_that_only_print_run_here():
     prog = build('probe begin { for (i = 0; i < 3; i++) printf("%d\\n", i); exit() }')
     assert [h.when for h in prog.settings["stap_user"]] == ["begin"]
-    prog = build('global n\nprobe begin { for (i = 0; i < 3; i++) n++ }')  # writes a global: BPF
+    # writing a global: here too (into its map); statistics or target variables: BPF
+    prog = build('global n\nprobe begin { for (i = 0; i < 3; i++) n++ }')
+    assert [h.when for h in prog.settings["stap_user"]] == ["begin"]
+    prog = build('global s\nprobe begin { for (i = 0; i < 3; i++) s <<< i }\nprobe end { print(@count(s)) }')
     assert not prog.settings["stap_user"]

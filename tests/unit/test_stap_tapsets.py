@@ -102,3 +102,33 @@ def test_sized_user_reads(fn, cast):
 def test_user_string2_takes_the_error_text():
     prog = build('probe syscall.openat { printf("%s\\n", user_string2($filename, "<unknown>")) }')
     assert printfs(prog)
+
+
+def test_begin_handlers_parsing_arguments_run_here():
+    from undertow.lang.stap.userspace import Interpreter, Store
+
+    class NoMaps(Store):
+        def entries(self, name):
+            return []
+
+        def clear(self, name):
+            pass
+
+    text = ('global top = 10, names, rest\n'
+            'probe begin { for (i = 1; i <= argc; i++) { arg = tokenize(argv[i], "=")\n'
+            '  if (arg == "top") { top = strtol(tokenize("", "="), 10); continue }\n'
+            '  argv[i] = ""; names[arg] = 1 }\n'
+            ' w = tokenize("a--b-c", "-"); while (w != "") { rest .= w . ","; w = tokenize("", "-") }\n'
+            ' printf("%d %d %s %s\\n", top, argc, rest, str_replace("x\\"y", "\\"", "")) }\n'
+            'probe syscall.openat { if (execname() in names) printf("%d\\n", top) }')
+    params = ["top=3", "cat"]
+    prog = build(text, params)
+    assert [h.when for h in prog.settings["stap_user"]] == ["begin"]
+    out = []
+    interp = Interpreter(prog.settings["stap_script"], NoMaps(), out.append, params, 0,
+                         prog.settings["stap_gtypes"])
+    assert interp.run(prog.settings["stap_user"][0])
+    assert "".join(out) == "3 2 a,b,c, xy\n"
+    assert interp.shadow["@names"] == {("cat",): 1}
+    # the BPF probe reads the globals the begin handler writes: maps, not constants
+    assert "@names" in prog.maps and "@top" in prog.maps

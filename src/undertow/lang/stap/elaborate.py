@@ -178,8 +178,7 @@ class _Elaborator:
                 user = None
                 if needs_userspace(p.body, self.s.functions):
                     user = self.user_handler(pp, p.body)
-                elif pp.parts in ([("begin", None)], [("end", None)]) and loops_here(p.body, self.s.functions) \
-                        and not self.writes_globals(p.body):
+                elif pp.parts in ([("begin", None)], [("end", None)]) and loops_here(p.body, self.s.functions):
                     user = self.user_handler(pp, p.body)
                 if user is not None:
                     users.append(user)
@@ -214,26 +213,6 @@ class _Elaborator:
         prog.settings["stap_constants"] = {g.name: self.const_value(g.init) for g in self.s.globals.values()
                                            if g.init is not None and not self.written.get(g.name)}
         return prog
-
-    def writes_globals(self, body: N) -> bool:
-        """Whether a handler (or a script function it calls) assigns a global."""
-        seen: set = set()
-        stack: List[Any] = [body]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, list):
-                stack.extend(n)
-                continue
-            if not isinstance(n, N):
-                continue
-            if n.kind in ("assign", "incdec", "delete") and n.target.kind in ("name", "index") and \
-                    n.target.name in self.s.globals:
-                return True
-            if n.kind == "call" and n.name in self.s.functions and n.name not in seen:
-                seen.add(n.name)
-                stack.append(self.s.functions[n.name].body)
-            stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
-        return False
 
     def user_handler(self, pp: ProbePoint, body: N) -> Optional[UserHandler]:
         """A begin/end/timer handler with foreach, run in undertow's process; None for
@@ -1167,6 +1146,8 @@ class _Elaborator:
             m = f"@{n.array}" if ty != "stats" else self.stat_maps(n.array)[0]
             if ty != "stats" and not self.written.get(n.array):
                 return Val(ir.Const(0).at(n.span), "long")  # never written: never holds anything
+            if ty != "stats":
+                self.note_map(n.array, "assign")  # written only by a handler run here: still a map
             # membership as "the element is not zero (not empty)": a missing key reads as that
             empty = ir.Const("" if ty == "string" else 0)
             return Val(ir.Binary("!=", ir.MapRead(m, keys).at(n.span), empty).at(n.span), "long")

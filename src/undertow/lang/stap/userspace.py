@@ -66,15 +66,21 @@ HERE_FUNCS = frozenset((
     "printf", "print", "println", "printd", "printdln", "printk", "sprintf", "sprint", "strlen", "substr",
     "isinstr", "target", "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "ctime",
     "tz_ctime", "execname", "pid", "tid", "exit", "error", "warn", "symname", "symdata", "usymname", "usymdata",
-    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color", "matched", "matched_str",
+    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color", "matched", "matched_str", "tokenize", "str_replace",
+    "strtol", "text_str", "text_strn", "stringat",
 ))
 
 
+#: functions only the handlers run here have (string work BPF programs cannot do)
+HERE_ONLY = frozenset(("tokenize", "str_replace", "text_str", "text_strn", "stringat", "matched", "matched_str"))
+
+
 def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
-    """A begin/end handler with loops that only prints and computes (no target variables, no
-    tapset context, no global written): run here, where the verifier does not bound loops."""
+    """A begin/end handler that needs no event (no target variables, no tapset context), and
+    loops, calls a function only this process has (``tokenize``...) or walks ``argv``: run
+    here, where the verifier does not bound loops; its writes of globals go into the maps."""
     functions = functions or {}
-    has_loop = False
+    wanted = False
     stack: List[Any] = [body]
     seen: set = set()
     while stack:
@@ -85,9 +91,13 @@ def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
         if not isinstance(n, N):
             continue
         if n.kind in ("while", "for"):
-            has_loop = True
-        if n.kind in ("target", "member", "subscript", "at", "in", "delete", "pos"):
+            wanted = True
+        if n.kind in ("target", "member", "subscript", "at"):
             return False
+        if n.kind == "assign" and n.op == "<<<":
+            return False
+        if n.kind == "index" and n.name == "argv":
+            wanted = True
         if n.kind == "call":
             if n.name in functions:
                 if n.name not in seen:
@@ -95,8 +105,10 @@ def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
                     stack.append(functions[n.name].body)
             elif n.name not in HERE_FUNCS:
                 return False
+            elif n.name in HERE_ONLY:
+                wanted = True
         stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
-    return has_loop
+    return wanted
 
 
 def needs_userspace(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
@@ -167,6 +179,7 @@ class Interpreter:
         self.patterns: Dict[str, Any] = {}  # ERE -> compiled re
         self.shadow: Dict[str, Dict[tuple, Any]] = {}  # globals no BPF program uses: kept here
         self.last_match: Any = None  # the handler's last =~ match, for matched(N)
+        self.tok_rest: "Optional[str]" = None  # tokenize()'s rest of the string
 
     def err(self, msg: str, span: "Optional[Span]") -> SourceError:
         return SourceError(msg, source=self.s.source, span=span, origin=self.s.origin)
@@ -386,9 +399,13 @@ class Interpreter:
                 return env[n.name]
             if n.name in self.s.globals:
                 return self.global_value(n.name, (), n.span)
+            if n.name == "argc":  # the argv tapset: the script's arguments
+                return len(self.params)
             return 0  # a local read before it is assigned is 0 (or "": they compare alike here)
         if k == "index":
             keys = tuple(self.value(x, env) for x in n.keys)
+            if n.name == "argv" and n.name not in self.s.globals:
+                return self.argv().get(keys, "")
             return self.global_value(n.name, keys, n.span)
         if k == "at":
             if n.name in _STAT_NAMES or n.name == "variance":
@@ -431,6 +448,10 @@ class Interpreter:
             return self.call(n, env)
         raise self.err(f"'{k}' is not supported in an end or timer handler", n.span)
 
+    def argv(self) -> "Dict[tuple, Any]":
+        """The argv tapset's array: the script's arguments by number (1..argc), writable."""
+        return self.shadow.setdefault("@argv", {(i,): p for i, p in enumerate(self.params, 1)})
+
     def set_global(self, name: str, keys: tuple, v: Any, span: "Optional[Span]") -> None:
         """Write a global: into its BPF map (the probes see it), or kept here when no probe
         uses it."""
@@ -456,6 +477,10 @@ class Interpreter:
             elif op != "=":
                 v = _arith(op[:-1], self.global_value(t.name, keys, t.span), v)
             self.set_global(t.name, keys, v, n.span)
+            return v
+        if t.kind == "index" and t.name == "argv" and op == "=":
+            v = self.value(n.value, env)
+            self.argv()[tuple(self.value(x, env) for x in t.keys)] = v
             return v
         if t.kind != "name":
             raise self.err("only variables and array elements can be assigned", n.span)
@@ -536,6 +561,39 @@ class Interpreter:
         if name == "substr":
             s, start = str(args[0]), int(args[1])
             return s[start:start + int(args[2])] if len(args) > 2 else s[start:]
+        if name == "tokenize":
+            # tokenize(s, delim): the first token of s; tokenize("", delim): the next one of the
+            # last s (tapset/tokenize.stp: strsep(), empty tokens skipped)
+            text, delim = str(args[0]), str(args[1])
+            if text:
+                self.tok_rest = text
+            while self.tok_rest is not None:
+                cut = min((i for i in (self.tok_rest.find(c) for c in delim) if i >= 0), default=-1) \
+                    if delim else -1
+                tok, self.tok_rest = (self.tok_rest, None) if cut < 0 else (self.tok_rest[:cut],
+                                                                              self.tok_rest[cut + 1:])
+                if tok:
+                    return tok
+            return ""
+        if name == "str_replace":
+            return str(args[0]).replace(str(args[1]), str(args[2])) if str(args[1]) else str(args[0])
+        if name == "strtol":
+            text, base = str(args[0]).strip(), int(args[1])
+            try:
+                return int(text, base) if base else int(text, 0)
+            except ValueError:
+                import re as _re
+
+                m = _re.match(r"[+-]?[0-9a-fA-FxX]*", text)
+                try:
+                    return int(m.group(0), base) if m and m.group(0) else 0
+                except ValueError:
+                    return 0
+        if name in ("text_str", "text_strn"):
+            return str(args[0]) if name == "text_str" else str(args[0])[:int(args[1])]
+        if name == "stringat":
+            s_, i = str(args[0]), int(args[1])
+            return ord(s_[i]) if 0 <= i < len(s_) else 0
         if name == "matched":
             m, k = self.last_match, int(args[0])
             if m is None or not 0 <= k <= (m.re.groups or 0) or m.group(k) is None:
