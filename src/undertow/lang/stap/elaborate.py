@@ -154,6 +154,7 @@ class _Elaborator:
         self._string_vars: Optional[frozenset] = None
         self.extra_probes: List[ir.Probe] = []
         self.entry_strings: List[str] = []  # maps of string values kept at an entry
+        self.here_written: set = set()  # globals the handlers run here write
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
 
@@ -186,6 +187,15 @@ class _Elaborator:
                 probes.extend(self.probe_point(pp, p.body, p.span))
         probes.extend(self.extra_probes)
         probes[:0] = self.table_probes  # before the script's begin probes
+        todo, seen = [u.body for u in users], set()
+        while todo:
+            for node in self.walk(todo.pop()):
+                if node.kind in ("assign", "incdec") and node.target.kind in ("name", "index") and \
+                        node.target.name in self.s.globals:
+                    self.here_written.add(node.target.name)
+                if node.kind == "call" and node.name in self.s.functions and node.name not in seen:
+                    seen.add(node.name)
+                    todo.append(self.s.functions[node.name].body)
         typing = self.typing_probe()
         if typing is not None:
             probes.insert(0, typing)
@@ -1419,6 +1429,12 @@ class _Elaborator:
                 continue
             keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
             acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("")))
+        for g in sorted(self.here_written):  # written only by handlers run here: typed for the probes
+            if "@" + g not in self.maps or self.gtypes.get(g) == "stats" or g in self.sum_only or \
+                    (self.gtypes.get(g) == "string" and self.written.get(g)):
+                continue
+            keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
+            acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("" if self.gtypes.get(g) == "string" else 0)))
         for m in self.entry_strings:  # string values kept at an entry, read by a return probe first
             acts.append(ir.MapUpdate(m, [ir.Const(0)], "assign", ir.Const("")))
         if not acts:
