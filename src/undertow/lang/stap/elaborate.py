@@ -155,6 +155,7 @@ class _Elaborator:
         self.extra_probes: List[ir.Probe] = []
         self.entry_strings: List[str] = []  # maps of string values kept at an entry
         self.here_written: set = set()  # globals the handlers run here write
+        self.target_set = False  # target_set_pid()'s helper probes added
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
 
@@ -598,7 +599,9 @@ class _Elaborator:
             names = {n for n, _t in fields}
             scalar = [n for n, t in fields if "[" not in t and "__data_loc" not in t]
             params = self.env.tp_params(e) if used - names else None
-            if params is not None and used <= {n for n, _a in params}:
+            # the typed tracepoint when the handler reads a prototype's argument (a name known
+            # nowhere else stays unknown: an error where it is read, none under @defined)
+            if params is not None and (used - names) & {n for n, _a in params}:
                 idx = dict(params)  # the argument's name -> how the resolver names it
                 out.append(Site([_ap("tp_btf", e)], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
                                 target=lambda n, idx=idx: f"args.{idx[n]}" if n in idx else None,
@@ -701,6 +704,10 @@ class _Elaborator:
         if k == "if":
             c = self.cond(n.cond, ctx)
             pre, ctx.pending = ctx.pending, []
+            known = _const_truth(c)
+            if known is not None:  # @defined(...) and constants: the dead branch is not translated
+                taken = n.then if known else n.other
+                return pre + (self.block(taken, ctx) if taken is not None else [])
             then = self.block(n.then, ctx)
             other = self.block(n.other, ctx) if n.other is not None else []
             return pre + [ir.If(c, then, other).at(n.span)]
@@ -1547,6 +1554,15 @@ class _Elaborator:
                 return Val(ir.Const(1).at(n.span), "long")
             except SourceError:
                 return Val(ir.Const(0).at(n.span), "long")
+        if nm == "choose_defined":  # @choose_defined(a, b): a where it is defined, else b
+            if len(n.args) != 2:
+                raise self.err("@choose_defined(a, b) takes two expressions", n.span)
+            saved = list(ctx.pending)
+            try:
+                return self.value(n.args[0], ctx)
+            except SourceError:
+                ctx.pending = saved
+                return self.value(n.args[1], ctx)
         if nm == "entry":
             if len(n.args) != 1:
                 raise self.err("@entry(expression) takes one expression", n.span)
@@ -1590,6 +1606,16 @@ class _Elaborator:
 
 #: errno -> name (errno.errorcode: this system's <errno.h>), filled on first use
 _ERRNO_NAMES: Dict[int, str] = {}
+
+
+def _const_truth(e: ir.Expr) -> Optional[bool]:
+    """Whether a condition is known at translation (a number, ``!`` of one), else None."""
+    if isinstance(e, ir.Const) and isinstance(e.value, int):
+        return e.value != 0
+    if isinstance(e, ir.Unary) and e.op == "!":
+        inner = _const_truth(e.expr)
+        return None if inner is None else not inner
+    return None
 
 
 def _ipv4(text: str) -> Optional[int]:
@@ -1672,6 +1698,21 @@ def _target(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     if el.opts.has_cmd:
         return Val(ir.Builtin("cpid").at(n.span), "long")
     return Val(ir.Const(el.opts.target_pid or 0).at(n.span), "long")
+
+
+def _target_set_pid(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``target_set_pid(pid)`` (tapset/target_set.stp): ``pid`` is the target process or one
+    it forked since the start, kept in a map a fork tracepoint fills (sched_process_fork, in
+    the parent: the forking process is in the set)."""
+    if not el.target_set:
+        el.target_set = True
+        tgt = "cpid" if el.opts.has_cmd else str(el.opts.target_pid or 0)
+        text = (f"BEGIN {{ @__tset[(int64){tgt}] = 1; }}\n"
+                "tracepoint:sched:sched_process_fork { if (@__tset[(int64)pid]) "
+                "{ @__tset[(int64)args.child_pid] = 1; } }\n")
+        el.extra_probes.extend(el.helper_probes(text, n.span))
+    key = ir.Cast("int64", args[0].e).at(n.span)
+    return Val(ir.Binary("!=", ir.MapRead("@__tset", [key]).at(n.span), ir.Const(0)).at(n.span), "long")
 
 
 def _pp(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
@@ -1814,10 +1855,10 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_current": (0, "long", "(uint64)curtask"),
     "gettimeofday_ns": (0, "long", _walltime(1)), "gettimeofday_us": (0, "long", _walltime(1000)),
     "gettimeofday_ms": (0, "long", _walltime(1000000)), "gettimeofday_s": (0, "long", _walltime(1000000000)),
-    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": (0, "long", "nsecs"), "ktime_get_ns": (0, "long", "nsecs"),
-    "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": (0, "long", "nsecs / 1000"),
-    "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": (0, "long", "nsecs / 1000000"),
-    "local_clock_s": (0, "long", "nsecs / 1000000000"),
+    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": ((0, 1), "long", "nsecs"), "ktime_get_ns": (0, "long", "nsecs"),
+    "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": ((0, 1), "long", "nsecs / 1000"),
+    "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": ((0, 1), "long", "nsecs / 1000000"),
+    "local_clock_s": (0, "long", "nsecs / 1000000000"), "cpu_clock_s": ((0, 1), "long", "nsecs / 1000000000"),
     "get_cycles": (0, "long", "nsecs"), "jiffies": (0, "long", "jiffies"),
     "user_string": ((1, 2), "string", "str($__a0)"), "user_string_quoted": (1, "string", "str($__a0)"),
     "user_string_n": (2, "string", "str($__a0, $__a1)"), "kernel_string": ((1, 2), "string", "str($__a0)"),
@@ -1844,7 +1885,8 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
+    "target": (0, "long", _target), "target_set_pid": (1, "long", _target_set_pid),
+    "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
     "thread_indent": (1, "string", _thread_indent), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
     "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),

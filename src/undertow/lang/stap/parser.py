@@ -579,7 +579,7 @@ class _Parser:
             raise self.err(f"@{name} needs arguments", t.span, f"write @{name}(...)")
         if t.kind == "ident":
             self.advance()
-            if self.tok.is_op("(") and self.tok.start >= t.end:
+            if self.tok.is_op("("):  # a call (tokens from a macro share the use's place)
                 args = self.args()
                 return N("call", self.since(t.start), name=t.text, args=args, name_span=t.span)
             if self.tok.is_op("["):

@@ -67,7 +67,8 @@ HERE_FUNCS = frozenset((
     "isinstr", "target", "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "ctime",
     "tz_ctime", "execname", "pid", "tid", "exit", "error", "warn", "symname", "symdata", "usymname", "usymdata",
     "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color", "matched", "matched_str", "tokenize", "str_replace",
-    "strtol", "text_str", "text_strn", "stringat",
+    "strtol", "text_str", "text_strn", "stringat", "ktime_get_ns",
+    *(f"{c}_clock_{u}" for c in ("cpu", "local") for u in ("s", "ms", "us", "ns")),
 ))
 
 
@@ -610,6 +611,10 @@ class Interpreter:
         if name.startswith("gettimeofday_"):
             div = {"s": 10 ** 9, "ms": 10 ** 6, "us": 1000, "ns": 1}[name.split("_")[1]]
             return time.time_ns() // div
+        if name.startswith(("cpu_clock_", "local_clock_")) or name == "ktime_get_ns":
+            # the BPF side's clock (bpf_ktime_get_ns: CLOCK_MONOTONIC)
+            div = {"s": 10 ** 9, "ms": 10 ** 6, "us": 1000, "ns": 1}[name.rsplit("_", 1)[1]]
+            return time.monotonic_ns() // div
         if name in ("ctime", "tz_ctime"):
             t = args[0] if args else time.time()
             return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(t))
