@@ -132,3 +132,44 @@ def test_begin_handlers_parsing_arguments_run_here():
     assert interp.shadow["@names"] == {("cat",): 1}
     # the BPF probe reads the globals the begin handler writes: maps, not constants
     assert "@names" in prog.maps and "@top" in prog.maps
+
+
+def test_calls_inside_a_macro_body_and_nested_macros():
+    from undertow.lang.stap import parse_script
+
+    s = parse_script('@define inner(x) %( f(@x) %)\n@define outer(a) %( y = (@inner(@a) > 1) %)\n'
+                     'probe begin { @outer(2) }', "t.stp")
+    from undertow.lang.stap.ast import N
+
+    calls, stack = [], [s.probes[0].body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list):
+            stack.extend(n)
+        elif isinstance(n, N):
+            if n.kind == "call":
+                calls.append(n.name)
+            stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
+    assert calls == ["f"]  # the tokens of a macro share one place: f( is still a call
+
+
+def test_dead_branches_of_defined_are_not_translated():
+    # $nosuch is only read where @defined says it exists: no error, no code
+    prog = build('probe syscall.openat { if (!@defined($nosuch)) printf("a\\n") else printf("%d\\n", $nosuch) }')
+    assert [p.fmt for p in printfs(prog)] == ["a\n"]
+    prog = build('probe syscall.openat { printf("%d\\n", @choose_defined($nosuch, 7)) }')
+    consts = [e.value for p in prog.probes for e in p.exprs() if isinstance(e, ir.Const)]
+    assert 7 in consts
+
+
+def test_target_set_pid_follows_forks_from_the_target():
+    prog = build('probe syscall.openat { if (target_set_pid(pid())) printf("%d\\n", pid()) }', target_pid=42)
+    assert "tracepoint:sched:sched_process_fork" in specs(prog)
+    assert "@__tset" in prog.maps
+    consts = [e.value for p in prog.probes for e in p.exprs() if isinstance(e, ir.Const)]
+    assert 42 in consts
+
+
+def test_cpu_clock_takes_a_cpu():
+    prog = build('probe syscall.openat { printf("%d %d\\n", cpu_clock_us(0), cpu_clock_ns(cpu())) }')
+    assert printfs(prog)
