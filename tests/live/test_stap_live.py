@@ -452,3 +452,27 @@ def test_begin_handler_here_sets_a_global_the_probes_read():
     finally:
         r.kill()
     assert f"hit {me}\n" in out, out
+
+
+def test_delete_a_slice_in_a_probe_handler():
+    # delete arr[pid(), *] in a BPF probe: the given key to undertow's reader, which deletes
+    # the matching elements (the other process's element stays)
+    script = ("global arr\n"
+              "probe syscall.getppid { if (pid() == target()) arr[pid(), tid()] += 1 }\n"
+              "probe syscall.getpgid { if (pid() == target()) { arr[42, 1] = 5; delete arr[pid(), *] } }\n"
+              "probe end { foreach ([p, t] in arr+) printf(\"%d %d %d\\n\", p, t, arr[p, t]) }\n")
+    me = os.getpid()
+    r = Running(["-x", str(me), "-e", script])
+    try:
+        os.getppid()
+        os.getppid()
+        time.sleep(0.3)
+        os.getpgid(0)
+        time.sleep(0.5)
+        os.getppid()
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+    tid = __import__("threading").get_native_id()
+    assert out == f"{me} {tid} 1\n42 1 5\n", out  # sorted by value (arr+)

@@ -173,3 +173,47 @@ def test_target_set_pid_follows_forks_from_the_target():
 def test_cpu_clock_takes_a_cpu():
     prog = build('probe syscall.openat { printf("%d %d\\n", cpu_clock_us(0), cpu_clock_ns(cpu())) }')
     assert printfs(prog)
+
+
+def test_slices_parse_and_go_to_the_reader_from_bpf():
+    prog = build("global arr\nprobe syscall.openat { arr[pid(), tid()]++ }\n"
+                 "probe syscall.read { delete arr[pid(), *] }")
+    calls = [a.expr for p in prog.probes for a in walk_actions(p.actions)
+             if isinstance(a, ir.ExprStmt) and isinstance(a.expr, ir.Call) and a.expr.name == "delete_slice"]
+    assert len(calls) == 1 and [c.value for c in calls[0].args[:2]] == ["@arr", "k*"] and len(calls[0].args) == 3
+    prog = build("global arr\nprobe syscall.openat { arr[pid(), tid()]++ }\nprobe syscall.read { delete arr[*, *] }")
+    assert any(isinstance(a, ir.MapOp) and a.op == "clear" for p in prog.probes for a in walk_actions(p.actions))
+    with pytest.raises(SourceError) as e:
+        build("global arr\nprobe syscall.openat { arr[pid(), tid()]++; x = arr[pid(), *] }")
+    assert "slice" in e.value.message
+
+
+def test_slices_deleted_by_handlers_here():
+    from undertow.lang.stap.userspace import Interpreter, Store
+
+    class Maps(Store):
+        def __init__(self):
+            self.deleted = []
+
+        def entries(self, name):
+            return [((1, 2), 1), ((1, 3), 1), ((2, 2), 1)]
+
+        def clear(self, name):
+            pass
+
+        def delete(self, name, key):
+            self.deleted.append(key)
+            return True
+
+    prog = build("global arr\nprobe syscall.openat { arr[pid(), tid()]++ }\n"
+                 "probe end { foreach ([p, t] in arr) n++; delete arr[1, *] }")
+    maps = Maps()
+    interp = Interpreter(prog.settings["stap_script"], maps, [].append, [], 0, prog.settings["stap_gtypes"])
+    assert interp.run(prog.settings["stap_user"][0])
+    assert sorted(maps.deleted) == [(1, 2), (1, 3)]
+
+
+def test_procfs_probes_say_why():
+    with pytest.raises(SourceError) as e:
+        build('probe prometheus { printf("x") }')
+    assert "module" in e.value.message

@@ -1090,7 +1090,7 @@ class BtResolver(ExprResolver):
             target = t.target if isinstance(t, PtrTy) else IntTy(1, False, "u8")
             e.type = PtrTy(target, "user" if n == "uptr" else "kernel")
         elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero",
-                   "unwatch", WATCH_SETUP_CALL, "debugf"):
+                   "unwatch", WATCH_SETUP_CALL, "debugf", "delete_slice"):
             e.type = VoidTy()
         else:
             raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)

@@ -714,6 +714,10 @@ class ProgramSession(Session):
             self.watches.arrived(int(act.extra.get("id", 0)), int(values[0]) & (2 ** 64 - 1), out)
         elif k == "unwatch":
             self.watches.unwatch(int(values[0]) & (2 ** 64 - 1))
+        elif k == "delete_slice":
+            spec = self.c.maps.get(act.map)
+            if spec is not None:
+                self.delete_matching(spec, str(act.extra.get("mask", "")), values)
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
@@ -799,6 +803,22 @@ class ProgramSession(Session):
         one += bytes(spec.value_size - len(one))
         data = one + bytes(spec.value_size * (self.ncpus - 1)) if spec.percpu else one
         sc.map_update_elem(self.map_fds[spec.name], self.map_key(spec, key), data)
+
+    def delete_matching(self, spec: MapSpec, mask: str, given: List[Any]) -> None:
+        """Delete the elements whose keys match: ``mask`` has ``k`` for a key given (in
+        ``given``, in order) and ``*`` for any (SystemTap's ``delete a[k, *]``)."""
+        fd = self.map_fds[spec.name]
+        doomed = []
+        k = sc.map_get_next_key(fd, None, spec.key_size)
+        while k is not None:
+            ukey = k[: spec.key_size - 8] if spec.bucketed else k
+            key = decode(spec.key, ukey) if spec.key.elems else ()
+            vals = iter(given)
+            if len(key) == len(mask) and all(m == "*" or next(vals) == v for m, v in zip(mask, key)):
+                doomed.append(k)
+            k = sc.map_get_next_key(fd, k, spec.key_size)
+        for k in doomed:
+            sc.map_delete_elem(fd, k)
 
     def delete_key(self, spec: MapSpec, key: tuple) -> None:
         """Delete one element (absent: nothing to do)."""

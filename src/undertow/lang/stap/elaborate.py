@@ -720,10 +720,18 @@ class _Elaborator:
             out = self.expr_stmt(n.init, ctx) if n.init is not None else []
             c = self.cond(n.cond, ctx) if n.cond is not None else ir.Const(1).at(n.span)
             body = self.loop_body(n.body, ctx)
-            if any(isinstance(a, ir.Continue) for a in _all_actions(body)):
-                raise self.err("continue in a for loop is not supported (the step would be skipped)", n.span,
-                               "use while with the step before continue")
             if n.step is not None:
+                # continue runs the step first (the loop's own continues: not those of inner loops)
+                def with_step(acts: List[ir.Action]) -> List[ir.Action]:
+                    res: List[ir.Action] = []
+                    for a in acts:
+                        if isinstance(a, ir.Continue):
+                            res += self.expr_stmt(n.step, ctx)
+                        elif isinstance(a, ir.If):
+                            a.then, a.other = with_step(a.then), with_step(a.other)
+                        res.append(a)
+                    return res
+                body = with_step(body)
                 body += self.expr_stmt(n.step, ctx)
             return out + [ir.While(c, body).at(n.span)] + self.after_loop(n, ctx)
         if k == "foreach":
@@ -755,6 +763,21 @@ class _Elaborator:
                 return [ir.MapOp("clear", m).at(n.span) for m in self.stat_maps(t.name)]
             self.note_map(t.name, "assign")
             return [ir.MapOp("clear", "@" + t.name).at(n.span)]
+        if t.kind == "index" and t.name in self.s.globals and any(x.kind == "wild" for x in t.keys):
+            if all(x.kind == "wild" for x in t.keys):  # a[*, *]: every element
+                return self.delete(N("delete", n.span, target=N("name", t.span, name=t.name)), ctx)
+            # a BPF program cannot walk a map: the keys given go to undertow's reader, which
+            # deletes the matching elements when it reads the record (within its 20 ms poll)
+            given = [self.value(x, ctx) for x in t.keys if x.kind != "wild"]
+            for v, x in zip(given, [x for x in t.keys if x.kind != "wild"]):
+                if isinstance(v.e, (Comp, Enum)):
+                    v.e = self.flatten_string(v, x.span).e
+            mask = "".join("*" if x.kind == "wild" else "k" for x in t.keys)
+            maps = self.stat_maps(t.name) if self.gtypes.get(t.name) == "stats" else ["@" + t.name]
+            if self.gtypes.get(t.name) != "stats":
+                self.note_map(t.name, "assign")
+            return [ir.ExprStmt(ir.Call("delete_slice", [ir.Const(m).at(n.span), ir.Const(mask).at(n.span)] +
+                                        [ir.clone(v.e) for v in given]).at(n.span)).at(n.span) for m in maps]
         if t.kind == "index" and t.name in self.s.globals:
             keys = [self.value(x, ctx).e for x in t.keys]
             if self.gtypes.get(t.name) == "stats":
@@ -1184,6 +1207,8 @@ class _Elaborator:
             return self.value(t, ctx)
         if k == "tuple":
             raise self.err("a key list is only used with 'in': [a, b] in array", n.span)
+        if k == "wild":
+            raise self.err("'*' (a slice) is only used in delete a[k, *] here", n.span)
         if k == "addr":
             raise self.err("& (address of) is not supported", n.span)
         raise self.err(f"unsupported expression '{k}'", n.span)

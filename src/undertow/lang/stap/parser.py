@@ -586,7 +586,10 @@ class _Parser:
                 self.advance()
                 keys = []
                 while True:
-                    keys.append(self.expr())
+                    if self.tok.is_op("*") and self.peek().is_op(",", "]"):  # a slice: a[k, *]
+                        keys.append(N("wild", self.advance().span))
+                    else:
+                        keys.append(self.expr())
                     if self.tok.is_op(","):
                         self.advance()
                         continue

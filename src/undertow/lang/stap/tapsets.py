@@ -469,6 +469,7 @@ _TP_ALIASES: Dict[str, Tuple[str, Dict[str, Tuple[str, str]], str]] = {
                                                     "released_pid": ("long", "args.{p}->tgid"),
                                                     "released_tid": ("long", "args.{p}->pid")}, "release_task"),
     "process.end": ("sched:sched_process_exit", {}, "do_exit"),
+    "process.thread.end": ("sched:sched_process_exit", {}, "do_exit"),  # every thread's exit
     "scheduler.process_exit": ("sched:sched_process_exit", {"pid": ("long", "args.pid"),
                                                             "priority": ("long", "args.prio")}, "do_exit"),
     "scheduler.process_fork": ("sched:sched_process_fork", {"parent_pid": ("long", "args.parent_pid"),
@@ -598,6 +599,10 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
         return _udp_send(env)
     if head in ("tcp.sendmsg", "tcp.sendmsg.return", "tcp.recvmsg", "tcp.recvmsg.return"):
         return _sock_length(env, head)
+    if names[0] in ("procfs", "prometheus"):
+        raise Unrealisable(f"{head}: procfs probes serve a file under /proc/systemtap/ that SystemTap's kernel "
+                           "module makes; undertow loads no module",
+                           ["print the values from an end or timer probe instead"])
     if head in ("udp.disconnect",):
         raise Unrealisable(f"{head} is not realised on tracepoints (no tracepoint sees udp_disconnect())",
                            ["syscall.connect sees the calls"])

@@ -279,11 +279,17 @@ class Interpreter:
             elif t.kind == "name":
                 env[t.name] = 0
             elif t.kind == "index" and t.name in self.s.globals and self.gtypes.get(t.name) != "stats":
-                keys = tuple(self.value(x, env) for x in t.keys)
                 m = "@" + t.name
-                if not self.store.delete(m, keys):
-                    self.shadow.get(m, {}).pop(keys, None)
-                self.table(m).pop(keys, None)
+                if any(x.kind == "wild" for x in t.keys):  # a slice: every element whose keys match
+                    want = [None if x.kind == "wild" else self.value(x, env) for x in t.keys]
+                    doomed = [k for k in self.table(m) if len(k) == len(want) and
+                              all(w is None or w == v for w, v in zip(want, k))]
+                else:
+                    doomed = [tuple(self.value(x, env) for x in t.keys)]
+                for keys in doomed:
+                    if not self.store.delete(m, keys):
+                        self.shadow.get(m, {}).pop(keys, None)
+                    self.table(m).pop(keys, None)
             else:
                 raise self.err("deleting one element of statistics here is not supported", n.span)
         else:
