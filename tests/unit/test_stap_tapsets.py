@@ -217,3 +217,24 @@ def test_procfs_probes_say_why():
     with pytest.raises(SourceError) as e:
         build('probe prometheus { printf("x") }')
     assert "module" in e.value.message
+
+
+def test_continue_in_a_for_loop_runs_the_step():
+    prog = build('probe begin { for (i = 0; i < 4; i++) { if (i == 1) continue; printf("%d\\n", i) } exit() }')
+    loops = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.While)]
+    if loops:  # translated for BPF: the continue is preceded by the step
+        ifs = [a for a in walk_actions(loops[0].body) if isinstance(a, ir.If)]
+        then = ifs[0].then
+        assert isinstance(then[-1], ir.Continue) and len(then) >= 2
+    else:  # run here
+        from undertow.lang.stap.userspace import Interpreter, Store
+
+        out = []
+        interp = Interpreter(prog.settings["stap_script"], Store(), out.append, [], 0, prog.settings["stap_gtypes"])
+        interp.run(prog.settings["stap_user"][0])
+        assert "".join(out) == "0\n2\n3\n"
+    prog = build('global n\nprobe syscall.openat { for (i = 0; i < 4; i++) { if (i == 1) continue; n += i } }')
+    (loop,) = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.While)]
+    (cont_if,) = [a for a in walk_actions(loop.body) if isinstance(a, ir.If) and
+                  any(isinstance(x, ir.Continue) for x in a.then)]
+    assert len(cont_if.then) >= 2 and isinstance(cont_if.then[-1], ir.Continue)  # the step, then continue
