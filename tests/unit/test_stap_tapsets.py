@@ -238,3 +238,12 @@ def test_continue_in_a_for_loop_runs_the_step():
     (cont_if,) = [a for a in walk_actions(loop.body) if isinstance(a, ir.If) and
                   any(isinstance(x, ir.Continue) for x in a.then)]
     assert len(cont_if.then) >= 2 and isinstance(cont_if.then[-1], ir.Continue)  # the step, then continue
+
+
+def test_and_or_as_statements_run_their_right_side_conditionally():
+    prog = build('global n\nprobe syscall.openat { n > 2 && exit(); n++ }')
+    ifs = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.If)]
+    assert any(any(isinstance(x, ir.Exit) for x in a.then) for a in ifs)
+    prog = build('probe syscall.openat { pid() == 1 || printf("not init\\n") }')
+    ifs = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.If)]
+    assert any(isinstance(a.cond, ir.Unary) and any(isinstance(x, ir.Printf) for x in a.then) for a in ifs)

@@ -798,6 +798,13 @@ class _Elaborator:
             got = self.call_stmt(e, ctx)
             if got is not None:
                 return got
+        if e.kind == "binary" and e.op in ("&&", "||"):
+            # a && b as a statement: b (exit(), a printf...) runs when a holds, as if (a) b
+            c = self.cond(e.left, ctx)
+            pre, ctx.pending = ctx.pending, []
+            if e.op == "||":
+                c = ir.Unary("!", c).at(e.span)
+            return pre + [ir.If(c, self.expr_stmt(e.right, ctx)).at(e.span)]
         v = self.value(e, ctx)
         if isinstance(v.e, ir.Const):
             return []
