@@ -1887,7 +1887,9 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_current": (0, "long", "(uint64)curtask"),
     "gettimeofday_ns": (0, "long", _walltime(1)), "gettimeofday_us": (0, "long", _walltime(1000)),
     "gettimeofday_ms": (0, "long", _walltime(1000000)), "gettimeofday_s": (0, "long", _walltime(1000000000)),
-    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": ((0, 1), "long", "nsecs"), "ktime_get_ns": (0, "long", "nsecs"),
+    # cpu_clock_*(cpu): bpf_ktime_get_ns() is the same clock on every CPU
+    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": ((0, 1), "long", "nsecs"),
+    "ktime_get_ns": (0, "long", "nsecs"),
     "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": ((0, 1), "long", "nsecs / 1000"),
     "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": ((0, 1), "long", "nsecs / 1000000"),
     "local_clock_s": (0, "long", "nsecs / 1000000000"), "cpu_clock_s": ((0, 1), "long", "nsecs / 1000000000"),
