@@ -247,3 +247,11 @@ def test_and_or_as_statements_run_their_right_side_conditionally():
     prog = build('probe syscall.openat { pid() == 1 || printf("not init\\n") }')
     ifs = [a for p in prog.probes for a in walk_actions(p.actions) if isinstance(a, ir.If)]
     assert any(isinstance(a.cond, ir.Unary) and any(isinstance(x, ir.Printf) for x in a.then) for a in ifs)
+
+
+def test_a_probe_point_given_as_an_argument_keeps_its_function_argument():
+    from undertow.lang.stap import parse_script
+
+    s = parse_script('probe $1 { printf("x\\n") }\nprobe $2.return { }', "t.stp",
+                     params=['kernel.function("sys_*")', "syscall.open"])
+    assert [pp.text() for p in s.probes for pp in p.points] == ['kernel.function("sys_*")', "syscall.open.return"]
