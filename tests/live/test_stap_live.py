@@ -476,3 +476,12 @@ def test_delete_a_slice_in_a_probe_handler():
         r.kill()
     tid = __import__("threading").get_native_id()
     assert out == f"{me} {tid} 1\n42 1 5\n", out  # sorted by value (arr+)
+
+
+def test_cmdline_str():
+    # the task's arguments from its mm, read in BPF, joined by spaces
+    script = ('probe syscall.nanosleep, syscall.clock_nanosleep { if (pid() == target()) '
+              'printf("[%s]\\n", cmdline_str()) }')
+    res = subprocess.run(STAP + ["-c", "sleep 0.2 0.1", "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "[sleep 0.2 0.1]\n" in res.stdout, res.stdout

@@ -255,3 +255,13 @@ def test_a_probe_point_given_as_an_argument_keeps_its_function_argument():
     s = parse_script('probe $1 { printf("x\\n") }\nprobe $2.return { }', "t.stp",
                      params=['kernel.function("sys_*")', "syscall.open"])
     assert [pp.text() for p in s.probes for pp in p.points] == ['kernel.function("sys_*")', "syscall.open.return"]
+
+
+def test_cmdline_str_reads_the_argument_area_in_bpf():
+    # the code (a read of [arg_start, arg_end) and a bounded loop) is checked live: the fake
+    # kernel here has no task_struct
+    prog = build('probe syscall.openat { printf("%s\\n", cmdline_str()) }')
+    calls = [e for p in prog.probes for e in p.exprs() if isinstance(e, ir.Call) and e.name == "cmdline_str"]
+    assert len(calls) == 1 and len(calls[0].args) == 2
+    members = [e.name for e in calls[0].walk() if isinstance(e, ir.Member)]
+    assert "arg_start" in members and "arg_end" in members and "mm" in members

@@ -1058,6 +1058,8 @@ class BtResolver(ExprResolver):
                 c.type = S64
                 return c
             e.type = S64
+        elif n == "cmdline_str":  # SystemTap's (lang/stap): arg_start, arg_end of the task's mm
+            e.type = StrTy(int(self.program.setting("strlen", 64) or 64))
         elif n == "regex_match":  # SystemTap's =~ (lang/stap): a string and an ERE literal
             x = args[0]
             if not isinstance(x.type, StrTy) and not (isinstance(x.type, ArrayTy) and

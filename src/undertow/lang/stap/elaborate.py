@@ -1732,6 +1732,14 @@ def _target(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     return Val(ir.Const(el.opts.target_pid or 0).at(n.span), "long")
 
 
+def _cmdline_str(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``cmdline_str()``: the current task's arguments joined by spaces (its mm's
+    ``[arg_start, arg_end)``, read in BPF; at most the string size)."""
+    mm = "((struct task_struct *)curtask)->mm"
+    return Val(ir.Call("cmdline_str", [_respan(bt_expr(f"{mm}->arg_start"), n.span),
+                                       _respan(bt_expr(f"{mm}->arg_end"), n.span)]).at(n.span), "string")
+
+
 def _target_set_pid(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     """``target_set_pid(pid)`` (tapset/target_set.stp): ``pid`` is the target process or one
     it forked since the start, kept in a map a fork tracepoint fills (sched_process_fork, in
@@ -1920,6 +1928,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
     "target": (0, "long", _target), "target_set_pid": (1, "long", _target_set_pid),
+    "cmdline_str": (0, "string", _cmdline_str),
     "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
     "thread_indent": (1, "string", _thread_indent), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
