@@ -1,6 +1,6 @@
 """How much of Debian's systemtap-doc examples undertow's SystemTap front end takes (issue 19).
 
-    python3 tests/compat/stap_corpus.py [--kprobes] [DIR]   # default /usr/share/systemtap/examples
+    python3 tests/compat/stap_corpus.py [--kprobes] [--run] [--meta] [DIR]   # default /usr/share/systemtap/examples
 
 ``--kprobes``: elaborate as on a kernel with kprobes (the lab's), this kernel's functions and
 tracepoints otherwise. ``--run``: also run each script that elaborates for 2 s
@@ -8,7 +8,9 @@ tracepoints otherwise. ``--run``: also run each script that elaborates for 2 s
 
 For each ``*.stp``: pass 1 (parse) and pass 2 (elaborate, against this kernel's tracepoints),
 and the first reason of each failure, grouped; the table of docs/stap.md comes from here.
-Scripts are given the arguments their ``.meta`` files do not say: ``$N`` reads ``1``.
+Scripts are given ``1`` for each ``$N``; ``--meta``: the arguments of the ``stap`` command line
+of their ``.meta`` file's ``test_installcheck`` (or ``test_check``) where it has one (a probe
+point for ``probe $1``), ``1`` for the others.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import sys
 def main(argv: list) -> int:
     kprobes = "--kprobes" in argv
     run = "--run" in argv
-    argv = [a for a in argv if a not in ("--kprobes", "--run")]
+    meta = "--meta" in argv
+    argv = [a for a in argv if a not in ("--kprobes", "--run", "--meta")]
     root = argv[1] if len(argv) > 1 else "/usr/share/systemtap/examples"
     from undertow.errors import UndertowError
     from undertow.kernel import Kernel
@@ -41,6 +44,9 @@ def main(argv: list) -> int:
             text = f.read()
         n = max([int(m) for m in re.findall(r"[$@](\d+)", text)] + [0])
         params = ["1"] * n
+        if meta:
+            given = _meta_args(path)
+            params = given + ["1"] * max(0, n - len(given)) if given is not None else params
         try:
             script = parse_script(text, path, params=params)
         except UndertowError as e:
@@ -79,6 +85,35 @@ def main(argv: list) -> int:
         for r, c in why3.most_common():
             print(f"  {c:4d}  {r}")
     return 0
+
+
+def _meta_args(path: str) -> "list | None":
+    """The script's arguments on the ``stap`` command line of its ``.meta`` test line."""
+    import shlex
+
+    try:
+        with open(path[:-len(".stp")] + ".meta", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    name = os.path.basename(path)
+    for key in ("test_installcheck:", "test_check:"):
+        for line in lines:
+            if not line.startswith(key):
+                continue
+            try:
+                words = shlex.split(line[len(key):])
+            except ValueError:
+                continue
+            if name not in words:
+                continue
+            out, rest = [], words[words.index(name) + 1:]
+            for w in rest:
+                if w.startswith("-") or w in (";", "&&", "|"):
+                    break
+                out.append(w)
+            return out
+    return None
 
 
 def _reason(msg: str) -> str:

@@ -311,3 +311,177 @@ def test_process_function_return_uprobe():
     res = subprocess.run(STAP + ["-c", "cat /etc/hostname", "-e", script], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "fclose 0\n" in res.stdout, res.stdout
+
+
+def test_regex_search_in_a_bpf_probe(tmp_path):
+    # =~ in a syscall probe: the ERE's DFA walked in BPF over the file name's bytes
+    names = ["a.tar.gz", "b.zip", "c.txt", "d.tar.gzx", "e.tgz"]
+    for n in names:
+        (tmp_path / n).write_text("")  # cat prints nothing of them
+    script = ('probe syscall.openat { if (pid() == target() && filename =~ '
+              '"(\\\\.tar\\\\.(gz|bz2|xz)|\\\\.zip|\\\\.tgz|\\\\.tbz)$") printf("opened %s\\n", filename) '
+              'if (pid() == target() && filename !~ "^/") printf("relative %s\\n", filename) }')
+    cmd = "cat " + " ".join(str(tmp_path / n) for n in names)
+    res = subprocess.run(STAP + ["-c", cmd, "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    opened = sorted(line[len("opened "):] for line in res.stdout.splitlines() if line.startswith("opened "))
+    assert opened == sorted(str(tmp_path / n) for n in ("a.tar.gz", "b.zip", "e.tgz")), res.stdout
+    # the C library's own relative opens, if any, are the only relative names
+    assert all(not line.startswith("relative /") for line in res.stdout.splitlines()), res.stdout
+
+
+def test_uaddr_af_regex_and_uaddr_ip_compared_with_text():
+    # connect_stat.stp's condition: uaddr_af !~ "AF_INET*" || uaddr_ip != "127.0.0.1"
+    script = ('probe syscall.connect { if (pid() != target()) next '
+              'if ((uaddr_af !~ "AF_INET*") || (uaddr_ip != @1)) next '
+              'printf("%s %s %d\\n", uaddr_af, uaddr_ip, uaddr_ip_port) }')
+    socks = []
+    r = Running(["-x", str(os.getpid()), "-e", script, "127.0.0.1"])
+    try:
+        for addr in ("127.0.0.2", "127.0.0.1"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((addr, 53))
+            socks.append(s)
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+        for s in socks:
+            s.close()
+    assert out == "AF_INET 127.0.0.1 53\n", out
+
+
+def test_timer_handler_here_writes_and_deletes_globals_the_probes_use():
+    # a timer handler with foreach runs in undertow's process: its writes go into the maps
+    # the BPF probes add to (n = 0 restarts the count, delete seen[t] one element)
+    script = ("global n, seen\n"
+              "probe syscall.getppid { if (pid() == target()) { n++; seen[tid()] += 1 } }\n"
+              "probe timer.ms(300) { foreach (t in seen) { printf(\"tid %d %d\\n\", t, seen[t]); delete seen[t] }"
+              " if (n) printf(\"n=%d\\n\", n); n = 0 }\n")
+    r = Running(["-x", str(os.getpid()), "-e", script])
+    try:
+        for _ in range(3):
+            os.getppid()
+        time.sleep(0.8)
+        for _ in range(2):
+            os.getppid()
+        time.sleep(0.8)
+        out = r.stop()
+    finally:
+        r.kill()
+    tid = __import__("threading").get_native_id()
+    assert re.findall(r"^n=(\d+)$", out, re.M) == ["3", "2"], out
+    assert re.findall(rf"^tid {tid} (\d+)$", out, re.M) == ["3", "2"], out
+
+
+def _has_tracepoint(group, event):
+    return os.path.isdir(f"/sys/kernel/tracing/events/{group}/{event}")
+
+
+@pytest.mark.skipif(not _has_tracepoint("sock", "sock_send_length"),
+                    reason="tcp.sendmsg/recvmsg need sock:sock_send_length/sock_recv_length (Linux 6.3+)")
+def test_tcp_sendmsg_and_recvmsg_return():
+    script = ('probe tcp.sendmsg { if (pid() == target()) printf("send %s:%d -> %s:%d %d\\n", saddr, sport, daddr, '
+              'dport, size) }\n'
+              'probe tcp.recvmsg.return { if (pid() == target()) printf("recv %s:%d %d\\n", saddr, sport, size) }')
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    conns = []
+    r = Running(["-x", str(os.getpid()), "-e", script])
+    try:
+        c = socket.create_connection(("127.0.0.1", port))
+        a, _ = lsock.accept()
+        conns.extend([c, a])
+        c.sendall(b"x" * 100)
+        got = b""
+        while len(got) < 100:
+            got += a.recv(100 - len(got))
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+        for s in conns + [lsock]:
+            s.close()
+    assert re.search(rf"^send 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:{port} 100$", out, re.M), out
+    assert re.search(rf"^recv 127\.0\.0\.1:{port} \d+$", out, re.M), out
+    assert sum(int(x) for x in re.findall(rf"^recv 127\.0\.0\.1:{port} (\d+)$", out, re.M)) == 100, out
+
+
+def test_vfs_open_return_pathname_and_devname(tmp_path):
+    path = tmp_path / "opened-file"
+    path.write_text("")
+    missing = tmp_path / "missing-file"
+    script = ('probe vfs.open.return { if (pid() == target()) printf("open %s %d\\n", pathname, retval) }\n'
+              'probe vfs.read { if (pid() == target()) printf("dev %s\\n", devname) }')
+    res = subprocess.run(STAP + ["-c", f"cat {path} {missing}", "-e", script], capture_output=True, text=True,
+                         timeout=60)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert re.search(rf"^open {re.escape(str(path))} \d+$", res.stdout, re.M), res.stdout
+    assert f"open {missing}" not in res.stdout, res.stdout  # the path never resolved: vfs_open() not reached
+    # cat's reads: the device of the file system holding the file, or N/A (tmpfs, no block device)
+    st = os.stat(path)
+    sysfs = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    want = os.path.basename(os.path.realpath(sysfs)) if os.path.exists(sysfs) else "N/A"
+    assert f"dev {want}\n" in res.stdout, (want, res.stdout)
+
+
+def test_errno_str_compared_and_printed(tmp_path):
+    missing = tmp_path / "none"
+    script = ('probe syscall.openat.return { if (pid() == target() && errno_str(retval) == "ENOENT") '
+              'printf("%s %s\\n", errno_str(retval), user_string($filename)) }')
+    res = subprocess.run(STAP + ["-c", f"cat {missing}", "-e", script], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert f"ENOENT {missing}\n" in res.stdout, res.stdout
+
+
+def test_begin_handler_here_sets_a_global_the_probes_read():
+    # tokenize() runs in undertow's process: the begin handler runs here and writes `want`
+    # into the map the BPF probe reads
+    script = ('global want\n'
+              'probe begin { want = strtol(tokenize(@1, ","), 10) }\n'
+              'probe syscall.getppid { if (pid() == want) printf("hit %d\\n", pid()) }')
+    me = os.getpid()
+    r = Running(["-e", script, f"{me},ignored"])
+    try:
+        time.sleep(0.3)  # the begin handler runs once everything is attached
+        os.getppid()
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+    assert f"hit {me}\n" in out, out
+
+
+def test_delete_a_slice_in_a_probe_handler():
+    # delete arr[pid(), *] in a BPF probe: the given key to undertow's reader, which deletes
+    # the matching elements (the other process's element stays)
+    script = ("global arr\n"
+              "probe syscall.getppid { if (pid() == target()) arr[pid(), tid()] += 1 }\n"
+              "probe syscall.getpgid { if (pid() == target()) { arr[42, 1] = 5; delete arr[pid(), *] } }\n"
+              "probe end { foreach ([p, t] in arr+) printf(\"%d %d %d\\n\", p, t, arr[p, t]) }\n")
+    me = os.getpid()
+    r = Running(["-x", str(me), "-e", script])
+    try:
+        os.getppid()
+        os.getppid()
+        time.sleep(0.3)
+        os.getpgid(0)
+        time.sleep(0.5)
+        os.getppid()
+        time.sleep(0.5)
+        out = r.stop()
+    finally:
+        r.kill()
+    tid = __import__("threading").get_native_id()
+    assert out == f"{me} {tid} 1\n42 1 5\n", out  # sorted by value (arr+)
+
+
+def test_cmdline_str():
+    # the task's arguments from its mm, read in BPF, joined by spaces
+    script = ('probe syscall.nanosleep, syscall.clock_nanosleep { if (pid() == target()) '
+              'printf("[%s]\\n", cmdline_str()) }')
+    res = subprocess.run(STAP + ["-c", "sleep 0.2 0.1", "-e", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "[sleep 0.2 0.1]\n" in res.stdout, res.stdout

@@ -215,6 +215,18 @@ class _UserSide:
                 if name in specs:
                     session.clear_map(specs[name])
 
+            def set(self, name: str, key: tuple, value: "Any") -> bool:
+                if name not in specs:
+                    return False
+                session.write_map(specs[name], key, value)
+                return True
+
+            def delete(self, name: str, key: tuple) -> bool:
+                if name not in specs:
+                    return False
+                session.delete_key(specs[name], key)
+                return True
+
             def hist(self, name: str, key: "Optional[tuple]" = None) -> str:
                 from ..backends.bpf.runtime import MapPrint
 

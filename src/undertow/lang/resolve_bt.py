@@ -1058,6 +1058,14 @@ class BtResolver(ExprResolver):
                 c.type = S64
                 return c
             e.type = S64
+        elif n == "cmdline_str":  # SystemTap's (lang/stap): arg_start, arg_end of the task's mm
+            e.type = StrTy(int(self.program.setting("strlen", 64) or 64))
+        elif n == "regex_match":  # SystemTap's =~ (lang/stap): a string and an ERE literal
+            x = args[0]
+            if not isinstance(x.type, StrTy) and not (isinstance(x.type, ArrayTy) and
+                                                      isinstance(x.type.elem, IntTy) and x.type.elem.size == 1):
+                raise self.err(TypeCheckError, f"=~ needs a string, but {show(x)} is {x.type}", x.span)
+            e.type = S64
         elif n == "bswap":
             e.type = args[0].type
         elif n == "signal":
@@ -1084,7 +1092,7 @@ class BtResolver(ExprResolver):
             target = t.target if isinstance(t, PtrTy) else IntTy(1, False, "u8")
             e.type = PtrTy(target, "user" if n == "uptr" else "kernel")
         elif n in ("printf", "join", "exit", "signal", "override", "print", "delete", "clear", "zero",
-                   "unwatch", WATCH_SETUP_CALL, "debugf"):
+                   "unwatch", WATCH_SETUP_CALL, "debugf", "delete_slice"):
             e.type = VoidTy()
         else:
             raise self.err(TypeCheckError, f"{n}() is not supported by undertow yet", e.span)

@@ -106,6 +106,24 @@ def decode(slot: Slot, data: bytes) -> Any:
     return bytes(data[:slot.size])
 
 
+def encode(slot: Slot, value: Any) -> bytes:
+    """``value`` laid out as ``slot`` (the inverse of :func:`decode` for integers, strings and
+    tuples of them): a key or value a user-space writer puts into a map. ValueError otherwise."""
+    k = slot.kind
+    if k in _INT_KINDS and isinstance(value, int):
+        return (value & ((1 << 64) - 1)).to_bytes(8, "little") + bytes(max(0, slot.size - 8))
+    if k == "str" and isinstance(value, str):
+        raw = value.encode("utf-8", "surrogateescape")[:max(0, slot.size - 1)]
+        return raw + bytes(slot.size - len(raw))
+    if k == "tuple" and isinstance(value, tuple) and len(value) == len(slot.elems):
+        out = bytearray(slot.size)
+        for (off, s), v in zip(slot.elems, value):
+            data = encode(s, v)
+            out[off:off + len(data)] = data
+        return bytes(out)
+    raise ValueError(f"a {type(value).__name__} cannot be stored as {k}")
+
+
 #: Slot kinds held as one 8-byte integer (what :func:`decode` reads with ``int.from_bytes``).
 _INT_KINDS = frozenset(("int", "ksym", "username", "strerror", "timestamp", "kstack", "cgroup_path"))
 

@@ -714,6 +714,10 @@ class ProgramSession(Session):
             self.watches.arrived(int(act.extra.get("id", 0)), int(values[0]) & (2 ** 64 - 1), out)
         elif k == "unwatch":
             self.watches.unwatch(int(values[0]) & (2 ** 64 - 1))
+        elif k == "delete_slice":
+            spec = self.c.maps.get(act.map)
+            if spec is not None:
+                self.delete_matching(spec, str(act.extra.get("mask", "")), values)
         else:
             out.append(Printed("", act, values, payload, (ts, tgid, tid, comm_b, cpu)))
 
@@ -777,6 +781,48 @@ class ProgramSession(Session):
                 sc.map_update_elem(fd, k, bytes(vsize))
             else:
                 sc.map_delete_elem(fd, k)
+
+    def map_key(self, spec: MapSpec, key: tuple) -> bytes:
+        """The bytes of ``key`` in ``spec``'s map (zero-padded as the programs build keys)."""
+        from .layout import encode
+
+        raw = encode(spec.key, tuple(key)) if spec.key.elems else b""
+        return raw + bytes(spec.key_size - len(raw))
+
+    def write_map(self, spec: MapSpec, key: tuple, value: Any) -> None:
+        """Set one element from user space: an assigned value, or a per-CPU sum/count (the
+        value on the first CPU, 0 on the others). ValueError for other aggregations."""
+        from .layout import encode
+
+        if spec.agg == "assign":
+            one = encode(spec.value, value)
+        elif spec.agg in ("sum", "count") and isinstance(value, int) and not spec.bucketed:
+            one = (value & ((1 << 64) - 1)).to_bytes(8, "little")
+        else:
+            raise ValueError(f"the map holds {spec.agg} values")
+        one += bytes(spec.value_size - len(one))
+        data = one + bytes(spec.value_size * (self.ncpus - 1)) if spec.percpu else one
+        sc.map_update_elem(self.map_fds[spec.name], self.map_key(spec, key), data)
+
+    def delete_matching(self, spec: MapSpec, mask: str, given: List[Any]) -> None:
+        """Delete the elements whose keys match: ``mask`` has ``k`` for a key given (in
+        ``given``, in order) and ``*`` for any (SystemTap's ``delete a[k, *]``)."""
+        fd = self.map_fds[spec.name]
+        doomed = []
+        k = sc.map_get_next_key(fd, None, spec.key_size)
+        while k is not None:
+            ukey = k[: spec.key_size - 8] if spec.bucketed else k
+            key = decode(spec.key, ukey) if spec.key.elems else ()
+            vals = iter(given)
+            if len(key) == len(mask) and all(m == "*" or next(vals) == v for m, v in zip(mask, key)):
+                doomed.append(k)
+            k = sc.map_get_next_key(fd, k, spec.key_size)
+        for k in doomed:
+            sc.map_delete_elem(fd, k)
+
+    def delete_key(self, spec: MapSpec, key: tuple) -> None:
+        """Delete one element (absent: nothing to do)."""
+        sc.map_delete_elem(self.map_fds[spec.name], self.map_key(spec, key))
 
     def stack(self, stack_id: int) -> List[int]:
         """The addresses of stack ``stack_id`` (innermost first); [] when missing."""

@@ -153,6 +153,9 @@ class _Elaborator:
         self.key_types: Dict[str, List[str]] = {}
         self._string_vars: Optional[frozenset] = None
         self.extra_probes: List[ir.Probe] = []
+        self.entry_strings: List[str] = []  # maps of string values kept at an entry
+        self.here_written: set = set()  # globals the handlers run here write
+        self.target_set = False  # target_set_pid()'s helper probes added
         self.tables: Dict[int, str] = {}
         self.table_probes: List[ir.Probe] = []
 
@@ -177,8 +180,7 @@ class _Elaborator:
                 user = None
                 if needs_userspace(p.body, self.s.functions):
                     user = self.user_handler(pp, p.body)
-                elif pp.parts in ([("begin", None)], [("end", None)]) and loops_here(p.body, self.s.functions) \
-                        and not self.writes_globals(p.body):
+                elif pp.parts in ([("begin", None)], [("end", None)]) and loops_here(p.body, self.s.functions):
                     user = self.user_handler(pp, p.body)
                 if user is not None:
                     users.append(user)
@@ -186,6 +188,15 @@ class _Elaborator:
                 probes.extend(self.probe_point(pp, p.body, p.span))
         probes.extend(self.extra_probes)
         probes[:0] = self.table_probes  # before the script's begin probes
+        todo, seen = [u.body for u in users], set()
+        while todo:
+            for node in self.walk(todo.pop()):
+                if node.kind in ("assign", "incdec") and node.target.kind in ("name", "index") and \
+                        node.target.name in self.s.globals:
+                    self.here_written.add(node.target.name)
+                if node.kind == "call" and node.name in self.s.functions and node.name not in seen:
+                    seen.add(node.name)
+                    todo.append(self.s.functions[node.name].body)
         typing = self.typing_probe()
         if typing is not None:
             probes.insert(0, typing)
@@ -213,14 +224,6 @@ class _Elaborator:
         prog.settings["stap_constants"] = {g.name: self.const_value(g.init) for g in self.s.globals.values()
                                            if g.init is not None and not self.written.get(g.name)}
         return prog
-
-    def writes_globals(self, body: N) -> bool:
-        """Whether a handler (or a script function it calls) assigns a global."""
-        try:
-            check_handler(body, self.s.globals, lambda msg, span: self.err(msg, span), self.s.functions)
-        except SourceError:
-            return True
-        return False
 
     def user_handler(self, pp: ProbePoint, body: N) -> Optional[UserHandler]:
         """A begin/end/timer handler with foreach, run in undertow's process; None for
@@ -596,7 +599,9 @@ class _Elaborator:
             names = {n for n, _t in fields}
             scalar = [n for n, t in fields if "[" not in t and "__data_loc" not in t]
             params = self.env.tp_params(e) if used - names else None
-            if params is not None and used <= {n for n, _a in params}:
+            # the typed tracepoint when the handler reads a prototype's argument (a name known
+            # nowhere else stays unknown: an error where it is read, none under @defined)
+            if params is not None and (used - names) & {n for n, _a in params}:
                 idx = dict(params)  # the argument's name -> how the resolver names it
                 out.append(Site([_ap("tp_btf", e)], pp=f'kernel.trace("{g}:{e}")', ppfunc=e,
                                 target=lambda n, idx=idx: f"args.{idx[n]}" if n in idx else None,
@@ -699,6 +704,10 @@ class _Elaborator:
         if k == "if":
             c = self.cond(n.cond, ctx)
             pre, ctx.pending = ctx.pending, []
+            known = _const_truth(c)
+            if known is not None:  # @defined(...) and constants: the dead branch is not translated
+                taken = n.then if known else n.other
+                return pre + (self.block(taken, ctx) if taken is not None else [])
             then = self.block(n.then, ctx)
             other = self.block(n.other, ctx) if n.other is not None else []
             return pre + [ir.If(c, then, other).at(n.span)]
@@ -711,10 +720,18 @@ class _Elaborator:
             out = self.expr_stmt(n.init, ctx) if n.init is not None else []
             c = self.cond(n.cond, ctx) if n.cond is not None else ir.Const(1).at(n.span)
             body = self.loop_body(n.body, ctx)
-            if any(isinstance(a, ir.Continue) for a in _all_actions(body)):
-                raise self.err("continue in a for loop is not supported (the step would be skipped)", n.span,
-                               "use while with the step before continue")
             if n.step is not None:
+                # continue runs the step first (the loop's own continues: not those of inner loops)
+                def with_step(acts: List[ir.Action]) -> List[ir.Action]:
+                    res: List[ir.Action] = []
+                    for a in acts:
+                        if isinstance(a, ir.Continue):
+                            res += self.expr_stmt(n.step, ctx)
+                        elif isinstance(a, ir.If):
+                            a.then, a.other = with_step(a.then), with_step(a.other)
+                        res.append(a)
+                    return res
+                body = with_step(body)
                 body += self.expr_stmt(n.step, ctx)
             return out + [ir.While(c, body).at(n.span)] + self.after_loop(n, ctx)
         if k == "foreach":
@@ -746,6 +763,21 @@ class _Elaborator:
                 return [ir.MapOp("clear", m).at(n.span) for m in self.stat_maps(t.name)]
             self.note_map(t.name, "assign")
             return [ir.MapOp("clear", "@" + t.name).at(n.span)]
+        if t.kind == "index" and t.name in self.s.globals and any(x.kind == "wild" for x in t.keys):
+            if all(x.kind == "wild" for x in t.keys):  # a[*, *]: every element
+                return self.delete(N("delete", n.span, target=N("name", t.span, name=t.name)), ctx)
+            # a BPF program cannot walk a map: the keys given go to undertow's reader, which
+            # deletes the matching elements when it reads the record (within its 20 ms poll)
+            given = [self.value(x, ctx) for x in t.keys if x.kind != "wild"]
+            for v, x in zip(given, [x for x in t.keys if x.kind != "wild"]):
+                if isinstance(v.e, (Comp, Enum)):
+                    v.e = self.flatten_string(v, x.span).e
+            mask = "".join("*" if x.kind == "wild" else "k" for x in t.keys)
+            maps = self.stat_maps(t.name) if self.gtypes.get(t.name) == "stats" else ["@" + t.name]
+            if self.gtypes.get(t.name) != "stats":
+                self.note_map(t.name, "assign")
+            return [ir.ExprStmt(ir.Call("delete_slice", [ir.Const(m).at(n.span), ir.Const(mask).at(n.span)] +
+                                        [ir.clone(v.e) for v in given]).at(n.span)).at(n.span) for m in maps]
         if t.kind == "index" and t.name in self.s.globals:
             keys = [self.value(x, ctx).e for x in t.keys]
             if self.gtypes.get(t.name) == "stats":
@@ -766,6 +798,13 @@ class _Elaborator:
             got = self.call_stmt(e, ctx)
             if got is not None:
                 return got
+        if e.kind == "binary" and e.op in ("&&", "||"):
+            # a && b as a statement: b (exit(), a printf...) runs when a holds, as if (a) b
+            c = self.cond(e.left, ctx)
+            pre, ctx.pending = ctx.pending, []
+            if e.op == "||":
+                c = ir.Unary("!", c).at(e.span)
+            return pre + [ir.If(c, self.expr_stmt(e.right, ctx)).at(e.span)]
         v = self.value(e, ctx)
         if isinstance(v.e, ir.Const):
             return []
@@ -1154,6 +1193,8 @@ class _Elaborator:
             m = f"@{n.array}" if ty != "stats" else self.stat_maps(n.array)[0]
             if ty != "stats" and not self.written.get(n.array):
                 return Val(ir.Const(0).at(n.span), "long")  # never written: never holds anything
+            if ty != "stats":
+                self.note_map(n.array, "assign")  # written only by a handler run here: still a map
             # membership as "the element is not zero (not empty)": a missing key reads as that
             empty = ir.Const("" if ty == "string" else 0)
             return Val(ir.Binary("!=", ir.MapRead(m, keys).at(n.span), empty).at(n.span), "long")
@@ -1173,6 +1214,8 @@ class _Elaborator:
             return self.value(t, ctx)
         if k == "tuple":
             raise self.err("a key list is only used with 'in': [a, b] in array", n.span)
+        if k == "wild":
+            raise self.err("'*' (a slice) is only used in delete a[k, *] here", n.span)
         if k == "addr":
             raise self.err("& (address of) is not supported", n.span)
         raise self.err(f"unsupported expression '{k}'", n.span)
@@ -1201,12 +1244,15 @@ class _Elaborator:
                     if packed is None:  # "" or not an address: never equal
                         return Val(ir.Const(int(op == "!=")).at(n.span), "long")
                     return Val(ir.Binary(op, raw, ir.Const(packed)).at(n.span), "long")
+                if isinstance(x.e, Comp) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
+                    cmp = self.comp_equals(x.e, y.e.value, n)
+                    return Val(cmp if op == "==" else ir.Unary("!", cmp).at(n.span), "long")
                 if isinstance(x.e, Enum) and isinstance(y.e, ir.Const) and isinstance(y.e.value, str):
                     codes = [c for c, nm in x.e.names.items() if nm == y.e.value]
                     cmp = ir.Binary("==", x.e.expr, ir.Const(codes[0] if codes else -1)).at(n.span)
                     return Val(cmp if op == "==" else ir.Unary("!", cmp).at(n.span), "long")
         if op in ("=~", "!~"):
-            raise self.err("regular expressions are not supported", n.op_span)
+            return self.regex(n, a, b)
         for v, side in ((a, n.left), (b, n.right)):
             if isinstance(v.e, Enum):
                 v.e, v.ty = self.enum_string(v.e), "string"
@@ -1222,6 +1268,70 @@ class _Elaborator:
                 raise self.err("ordering strings (<, >) is not supported", n.op_span)
             return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
         return Val(ir.Binary(op, a.e, b.e).at(n.span), "long")
+
+    def comp_equals(self, comp: Comp, text: str, n: N) -> ir.Expr:
+        """A string built from variants (``uaddr_ip``: the address of whichever family the
+        sockaddr has) equal to a literal: each variant's condition and, for a variant that is
+        an IPv4 address, the address compared as a number; a fixed text compared here."""
+        out: ir.Expr = ir.Const(0).at(n.span)
+        taken: Optional[ir.Expr] = None  # "an earlier variant's condition held"
+        for cond, fmt, args in comp.variants:
+            if not args and "%" not in fmt.replace("%%", ""):
+                same: Optional[ir.Expr] = ir.Const(int(fmt.replace("%%", "%") == text)).at(n.span)
+            elif fmt == "%s" and len(args) == 1 and isinstance(args[0][0], ir.Call) and \
+                    args[0][0].name == "ntop" and isinstance(args[0][0].args[0], ir.Const):
+                fam = args[0][0].args[0].value
+                packed = _ipv4(text)
+                if fam == 2 and packed is not None:
+                    same = ir.Binary("==", ir.clone(args[0][0].args[1]), ir.Const(packed)).at(n.span)
+                elif fam == 2 or ":" not in text:
+                    same = ir.Const(0).at(n.span)  # not an IPv4 address / an IPv6 one: never equal
+                else:
+                    raise self.err("comparing an IPv6 address with text is not supported", n.span,
+                                   "compare the IPv4 one, or print it")
+            else:
+                raise self.err("a string built at run time can only be printed here", n.span,
+                               "compare its parts instead")
+            here = same if cond is None else ir.Binary("&&", ir.clone(cond), same).at(n.span)
+            if taken is not None:
+                here = ir.Binary("&&", ir.Unary("!", ir.clone(taken)).at(n.span), here).at(n.span)
+            out = ir.Binary("||", out, here).at(n.span)
+            if cond is None:
+                break
+            taken = cond if taken is None else ir.Binary("||", taken, ir.clone(cond)).at(n.span)
+        return out
+
+    def regex(self, n: N, a: Val, b: Val) -> Val:
+        """``s =~ "ERE"``: a search of the POSIX extended regular expression (a literal, as
+        SystemTap needs it at translation); a tapset name (``uaddr_af``) is matched here for
+        each of its values, a string in BPF by a DFA walked over its bytes (lang/regex.py)."""
+        from ..regex import RegexError, compile_dfa, to_python
+
+        if not (isinstance(b.e, ir.Const) and isinstance(b.e.value, str)):
+            raise self.err(f"the right of '{n.op}' must be a regular expression literal", n.right.span,
+                           'filename =~ "\\.(gz|xz)$"')
+        pat = b.e.value
+        try:
+            rx = to_python(pat)
+            dfa = compile_dfa(pat)
+        except RegexError as e:
+            raise self.err(f"bad regular expression: {e.msg} (at offset {e.pos})", n.right.span) from None
+        neg = n.op == "!~"
+        if isinstance(a.e, Enum):
+            codes = [c for c, nm in a.e.names.items() if rx.search(nm.encode())]
+            out: ir.Expr = ir.Const(0).at(n.span)
+            for c in codes:
+                out = ir.Binary("||", out, ir.Binary("==", ir.clone(a.e.expr), ir.Const(c)).at(n.span)).at(n.span)
+            return Val(ir.Unary("!", out).at(n.span) if neg else out, "long")
+        if isinstance(a.e, Comp):
+            a = self.flatten_string(a, n.left.span)
+        if a.ty != "string":
+            raise self.err(f"'{n.op}' matches a string, this is a number", n.left.span, cls=TypeCheckError)
+        if isinstance(a.e, ir.Const) and isinstance(a.e.value, str):
+            hit = dfa.run(a.e.value.encode("utf-8", "surrogateescape"))
+            return Val(ir.Const(int(hit != neg)).at(n.span), "long")
+        m = ir.Call("regex_match", [a.e, ir.Const(pat).at(n.right.span)]).at(n.span)
+        return Val(ir.Unary("!", m).at(n.span) if neg else m, "long")
 
     def positional(self, n: N) -> Val:
         k = n.index
@@ -1263,6 +1373,9 @@ class _Elaborator:
         var = ctx.site.vars.get(nm) if not nm.startswith("__") else None
         if var is not None:
             return self.tapset_var(var, n.span)
+        entry = ctx.site.entry
+        if entry is not None and not nm.startswith("__") and nm in entry.vars and not ctx.fn_stack:
+            return self.entry_value(n, ctx, n.span)  # a variable of the entry in a return: its value there
         if nm == "argc":  # the argv tapset: the script's arguments
             return Val(ir.Const(len(self.opts.params)).at(n.span), "long")
         if nm.startswith("argv_") and nm[5:].isdigit():
@@ -1355,6 +1468,14 @@ class _Elaborator:
                 continue
             keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
             acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("")))
+        for g in sorted(self.here_written):  # written only by handlers run here: typed for the probes
+            if "@" + g not in self.maps or self.gtypes.get(g) == "stats" or g in self.sum_only or \
+                    (self.gtypes.get(g) == "string" and self.written.get(g)):
+                continue
+            keys = [ir.Const("" if ty == "string" else 0) for ty in self.key_types.get(g, [])]
+            acts.append(ir.MapUpdate("@" + g, keys, "assign", ir.Const("" if self.gtypes.get(g) == "string" else 0)))
+        for m in self.entry_strings:  # string values kept at an entry, read by a return probe first
+            acts.append(ir.MapUpdate(m, [ir.Const(0)], "assign", ir.Const("")))
         if not acts:
             return None
         return ir.Probe([ir.AttachPoint("begin")], None, [ir.If(ir.Const(0), acts)], name="begin",
@@ -1404,6 +1525,8 @@ class _Elaborator:
             v = self.flatten_string(v, e.span)
         acts += ectx.pending
         self.note_map(name, "assign")
+        if v.ty == "string":
+            self.entry_strings.append("@" + name)
         acts.append(ir.MapUpdate("@" + name, [ir.Builtin("tid").at(span)], "assign", v.e).at(span))
         aps = [_attach(spec, span) for spec in entry.specs]
         self.extra_probes.append(ir.Probe(aps, None, acts, name=",".join(ap.describe() for ap in aps), span=span,
@@ -1463,6 +1586,15 @@ class _Elaborator:
                 return Val(ir.Const(1).at(n.span), "long")
             except SourceError:
                 return Val(ir.Const(0).at(n.span), "long")
+        if nm == "choose_defined":  # @choose_defined(a, b): a where it is defined, else b
+            if len(n.args) != 2:
+                raise self.err("@choose_defined(a, b) takes two expressions", n.span)
+            saved = list(ctx.pending)
+            try:
+                return self.value(n.args[0], ctx)
+            except SourceError:
+                ctx.pending = saved
+                return self.value(n.args[1], ctx)
         if nm == "entry":
             if len(n.args) != 1:
                 raise self.err("@entry(expression) takes one expression", n.span)
@@ -1506,6 +1638,16 @@ class _Elaborator:
 
 #: errno -> name (errno.errorcode: this system's <errno.h>), filled on first use
 _ERRNO_NAMES: Dict[int, str] = {}
+
+
+def _const_truth(e: ir.Expr) -> Optional[bool]:
+    """Whether a condition is known at translation (a number, ``!`` of one), else None."""
+    if isinstance(e, ir.Const) and isinstance(e.value, int):
+        return e.value != 0
+    if isinstance(e, ir.Unary) and e.op == "!":
+        inner = _const_truth(e.expr)
+        return None if inner is None else not inner
+    return None
 
 
 def _ipv4(text: str) -> Optional[int]:
@@ -1588,6 +1730,29 @@ def _target(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     if el.opts.has_cmd:
         return Val(ir.Builtin("cpid").at(n.span), "long")
     return Val(ir.Const(el.opts.target_pid or 0).at(n.span), "long")
+
+
+def _cmdline_str(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``cmdline_str()``: the current task's arguments joined by spaces (its mm's
+    ``[arg_start, arg_end)``, read in BPF; at most the string size)."""
+    mm = "((struct task_struct *)curtask)->mm"
+    return Val(ir.Call("cmdline_str", [_respan(bt_expr(f"{mm}->arg_start"), n.span),
+                                       _respan(bt_expr(f"{mm}->arg_end"), n.span)]).at(n.span), "string")
+
+
+def _target_set_pid(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``target_set_pid(pid)`` (tapset/target_set.stp): ``pid`` is the target process or one
+    it forked since the start, kept in a map a fork tracepoint fills (sched_process_fork, in
+    the parent: the forking process is in the set)."""
+    if not el.target_set:
+        el.target_set = True
+        tgt = "cpid" if el.opts.has_cmd else str(el.opts.target_pid or 0)
+        text = (f"BEGIN {{ @__tset[(int64){tgt}] = 1; }}\n"
+                "tracepoint:sched:sched_process_fork { if (@__tset[(int64)pid]) "
+                "{ @__tset[(int64)args.child_pid] = 1; } }\n")
+        el.extra_probes.extend(el.helper_probes(text, n.span))
+    key = ir.Cast("int64", args[0].e).at(n.span)
+    return Val(ir.Binary("!=", ir.MapRead("@__tset", [key]).at(n.span), ir.Const(0)).at(n.span), "long")
 
 
 def _pp(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
@@ -1698,6 +1863,19 @@ def _nth_arg(cast: str) -> Any:
     return f
 
 
+def _errno_str(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
+    """``errno_str(e)``: the name of errno ``e`` (or ``-e``), an enumeration: compared with a
+    name as a number, printed as the name (``""`` for a number no name has; SystemTap: ``E#N``)."""
+    import errno
+
+    e = args[0].e
+    if not _ERRNO_NAMES:
+        _ERRNO_NAMES.update(errno.errorcode)
+    absval = ir.Ternary(ir.Binary("<", e, ir.Const(0)).at(n.span), ir.Unary("-", ir.clone(e)).at(n.span),
+                        ir.clone(e)).at(n.span)
+    return Val(Enum(absval, _ERRNO_NAMES), "enum")
+
+
 def _ctime(el: _Elaborator, n: N, ctx: _Probe, args: List[Val]) -> Val:
     a = n.args[0] if n.args else None
     if a is not None and not (a.kind == "call" and a.name.startswith("gettimeofday_")):
@@ -1717,10 +1895,12 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_current": (0, "long", "(uint64)curtask"),
     "gettimeofday_ns": (0, "long", _walltime(1)), "gettimeofday_us": (0, "long", _walltime(1000)),
     "gettimeofday_ms": (0, "long", _walltime(1000000)), "gettimeofday_s": (0, "long", _walltime(1000000000)),
-    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": (0, "long", "nsecs"), "ktime_get_ns": (0, "long", "nsecs"),
-    "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": (0, "long", "nsecs / 1000"),
-    "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": (0, "long", "nsecs / 1000000"),
-    "local_clock_s": (0, "long", "nsecs / 1000000000"),
+    # cpu_clock_*(cpu): bpf_ktime_get_ns() is the same clock on every CPU
+    "local_clock_ns": (0, "long", "nsecs"), "cpu_clock_ns": ((0, 1), "long", "nsecs"),
+    "ktime_get_ns": (0, "long", "nsecs"),
+    "local_clock_us": (0, "long", "nsecs / 1000"), "cpu_clock_us": ((0, 1), "long", "nsecs / 1000"),
+    "local_clock_ms": (0, "long", "nsecs / 1000000"), "cpu_clock_ms": ((0, 1), "long", "nsecs / 1000000"),
+    "local_clock_s": (0, "long", "nsecs / 1000000000"), "cpu_clock_s": ((0, 1), "long", "nsecs / 1000000000"),
     "get_cycles": (0, "long", "nsecs"), "jiffies": (0, "long", "jiffies"),
     "user_string": ((1, 2), "string", "str($__a0)"), "user_string_quoted": (1, "string", "str($__a0)"),
     "user_string_n": (2, "string", "str($__a0, $__a1)"), "kernel_string": ((1, 2), "string", "str($__a0)"),
@@ -1730,6 +1910,14 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "kernel_int": (1, "long", "*(int32 *)$__a0"), "kernel_long": (1, "long", "*(int64 *)$__a0"),
     "kernel_short": (1, "long", "*(int16 *)$__a0"), "kernel_char": (1, "long", "*(int8 *)$__a0"),
     "kernel_pointer": (1, "long", "*(uint64 *)$__a0"),
+    # the sized reads of user memory (tapset/uconversions.stp): a failed read gives 0
+    **{f"user_{s}int{b}": (1, "long", f"*({s}int{b} *)$__a0") for s in ("", "u") for b in (8, 16, 32, 64)},
+    "user_ushort": (1, "long", "*(uint16 *)$__a0"), "user_uchar": (1, "long", "*(uint8 *)$__a0"),
+    "user_ulong": (1, "long", "*(uint64 *)$__a0"), "user_uint": (1, "long", "*(uint32 *)$__a0"),
+    # the forms with an error text: here a failed read gives "" (SystemTap: the text)
+    "user_string2": (2, "string", "str($__a0)"), "user_string_n2": (3, "string", "str($__a0, $__a1)"),
+    "kernel_string2": (2, "string", "str($__a0)"), "kernel_string_n2": ((2, 3), "string", "str($__a0, $__a1)"),
+    "user_string_n_quoted": ((2, 3), "string", "str($__a0, $__a1)"),
     "MKDEV": (2, "long", "($__a0 << 20) | $__a1"), "MAJOR": (1, "long", "$__a0 >> 20"),
     "MINOR": (1, "long", "$__a0 & 0xfffff"),
     "inet_get_local_port": (1, "long", "bswap(((struct inet_sock *)$__a0)->inet_sport)"),
@@ -1739,7 +1927,9 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "htons": (1, "long", "bswap((uint16)$__a0)"), "htonl": (1, "long", "bswap((uint32)$__a0)"),
     "isinstr": (2, "long", "strcontains($__a0, $__a1)"),
     "randint": (1, "long", "rand % $__a0"),
-    "target": (0, "long", _target), "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
+    "target": (0, "long", _target), "target_set_pid": (1, "long", _target_set_pid),
+    "cmdline_str": (0, "string", _cmdline_str),
+    "returnval": (0, "long", _returnval), "user_mode": (0, "long", _user_mode),
     "thread_indent": (1, "string", _thread_indent), "strtol": (2, "long", _strtol),
     "pointer_arg": (1, "long", _nth_arg("uint64")), "ulong_arg": (1, "long", _nth_arg("uint64")),
     "long_arg": (1, "long", _nth_arg("int64")), "int_arg": (1, "long", _nth_arg("int32")),
@@ -1747,7 +1937,7 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "u32_arg": (1, "long", _nth_arg("uint32")), "s64_arg": (1, "long", _nth_arg("int64")),
     "u64_arg": (1, "long", _nth_arg("uint64")), "ulonglong_arg": (1, "long", _nth_arg("uint64")),
     "longlong_arg": (1, "long", _nth_arg("int64")), "pp": (0, "string", _pp), "ppfunc": (0, "string", _ppfunc),
-    "probefunc": (0, "string", _ppfunc), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
+    "probefunc": (0, "string", _ppfunc), "errno_str": (1, "string", _errno_str), "ctime": ((0, 1), "string", _ctime), "tz_ctime": ((0, 1), "string", _ctime),
     "backtrace": (0, "stack", "kstack"), "ubacktrace": (0, "stack", "ustack"),
     "is_return": (0, "long", "0"), "stp_pid": (0, "long", "0"),
     "task_execname": (1, "string", "((struct task_struct *)$__a0)->comm"),
@@ -1755,6 +1945,16 @@ _FUNCS: Dict[str, Tuple[Any, str, Any]] = {
     "task_tid": (1, "long", "((struct task_struct *)$__a0)->pid"),
     "task_parent": (1, "long", "(uint64)((struct task_struct *)$__a0)->real_parent"),
     "task_uid": (1, "long", "((struct task_struct *)$__a0)->cred->uid.val"),
+    "task_gid": (1, "long", "((struct task_struct *)$__a0)->cred->gid.val"),
+    "task_euid": (1, "long", "((struct task_struct *)$__a0)->cred->euid.val"),
+    "task_egid": (1, "long", "((struct task_struct *)$__a0)->cred->egid.val"),
+    "task_prio": (1, "long", "((struct task_struct *)$__a0)->prio - 100"),
+    "task_nice": (1, "long", "((struct task_struct *)$__a0)->static_prio - 120"),
+    "task_start_time": (1, "long", "((struct task_struct *)$__a0)->start_time"),
+    "task_stime": (0, "long", "((struct task_struct *)curtask)->stime"),
+    "task_utime": (0, "long", "((struct task_struct *)curtask)->utime"),
+    "sid": (0, "long", "((struct task_struct *)curtask)->signal->pids[3]->numbers[0].nr"),
+    "pgrp": (0, "long", "((struct task_struct *)curtask)->signal->pids[2]->numbers[0].nr"),
     "task_state": (1, "long", "((struct task_struct *)$__a0)->__state"),
     "task_cpu": (1, "long", "((struct task_struct *)$__a0)->thread_info.cpu"),
     "sprint_ubacktrace": (0, "stack", "ustack"),

@@ -152,8 +152,11 @@ class _Parser:
             sub = tokenize(self.params[k - 1], f"argument {k}")[:-1]
         except ParseError as e:
             raise self.err(f"argument {k} is not a probe point: {e.message}", t.span) from None
-        for x in sub:  # the argument's tokens point at $N in the script
-            x.start, x.end = t.start, t.end
+        # the argument's tokens point at $N in the script; tokens written together in the
+        # argument (function("f")) stay together (zero-width at $N) for the probe point's parser
+        glued = [i + 1 < len(sub) and sub[i + 1].start == x.end for i, x in enumerate(sub)]
+        for i, x in enumerate(sub):
+            x.start, x.end = t.start, (t.start if glued[i] or (i and glued[i - 1]) else t.end)
         self.toks[self.i:self.i + 1] = sub
 
     def point(self) -> List[ProbePoint]:
@@ -579,14 +582,17 @@ class _Parser:
             raise self.err(f"@{name} needs arguments", t.span, f"write @{name}(...)")
         if t.kind == "ident":
             self.advance()
-            if self.tok.is_op("(") and self.tok.start >= t.end:
+            if self.tok.is_op("("):  # a call (tokens from a macro share the use's place)
                 args = self.args()
                 return N("call", self.since(t.start), name=t.text, args=args, name_span=t.span)
             if self.tok.is_op("["):
                 self.advance()
                 keys = []
                 while True:
-                    keys.append(self.expr())
+                    if self.tok.is_op("*") and self.peek().is_op(",", "]"):  # a slice: a[k, *]
+                        keys.append(N("wild", self.advance().span))
+                    else:
+                        keys.append(self.expr())
                     if self.tok.is_op(","):
                         self.advance()
                         continue

@@ -196,6 +196,15 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
                 piece, arg = "%d", f"args.{fname}"
             parts = [(c, f + (", " if f else "") + piece, a + [arg]) for c, f, a in parts]
         vs["argstr"] = Var("comp", variants=parts)
+    if not ret:
+        # SystemTap's tapsets name a pointer parameter P P_uaddr (tapset/linux/sysc_*.stp),
+        # and a few parameters otherwise
+        for fname, ctype in fields:
+            if "*" in ctype and fname in vs and f"{fname}_uaddr" not in vs:
+                vs[f"{fname}_uaddr"] = Var("long", f"(uint64)args.{fname}")
+        for alias, fname in _SYSCALL_RENAMES.get(stap_name, {}).items():
+            if fname in names and alias not in vs:
+                vs[alias] = vs.get(fname) or Var("long", f"args.{fname}")
     if "fd" in names:
         vs.setdefault("fd", Var("long", "args.fd"))
     if "flags" in names and "open" in ev:
@@ -211,6 +220,16 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
             site.entry = _syscall_site(env, stap_name, ev, False, efields, pp)
     return site
 
+
+#: SystemTap's names of system call parameters where the kernel's tracepoint names them otherwise
+_SYSCALL_RENAMES: Dict[str, Dict[str, str]] = {
+    "wait4": {"pid": "upid", "status_uaddr": "stat_addr", "rusage_uaddr": "ru"},
+    "waitid": {"pid": "upid", "infop_uaddr": "infop", "rusage_uaddr": "ru"},
+    "poll": {"timeout": "timeout_msecs"},
+    "futex": {"futex_uaddr": "uaddr", "utime_uaddr": "utime", "uaddr2_uaddr": "uaddr2"},
+    "nanosleep": {"req_uaddr": "rqtp", "rem_uaddr": "rmtp"},
+    "select": {"readfds_uaddr": "inp", "writefds_uaddr": "outp", "exceptfds_uaddr": "exp", "timeout_uaddr": "tvp"},
+}
 
 #: the prefix of system call entry functions on this architecture (arch/*/include/asm/syscall_wrapper.h)
 _SYS_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}.get(__import__("os").uname().machine, "sys_")
@@ -262,6 +281,9 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
             "ino": Var("long", "$__f->f_inode->i_ino"),
             "dev": Var("long", "$__f->f_inode->i_sb->s_dev"),
             "pos": Var("long", "$__f->f_pos"),
+            # __find_bdevname(): the block device's name (the super block's s_id is set from
+            # it, fs/super.c), "N/A" for a file system on no block device
+            "devname": Var("string", '$__f->f_inode->i_sb->s_bdev ? $__f->f_inode->i_sb->s_id : "N/A"'),
         }
         if not ret:
             vs["buf"] = Var("long", "(uint64)args.buf" if ev in ("read", "write", "pread64", "pwrite64")
@@ -287,6 +309,30 @@ def _vfs_sites(env: Env, op: str, ret: bool) -> List[Site]:
                     note=f"{spec} (the file from the descriptor, fd -> struct file)")
         site.helpers = helpers
         out.append(site)
+    return out
+
+
+def _vfs_open(env: Env, head: str) -> List[Site]:
+    """``vfs.open[.return]``: the open system calls (open, openat, openat2, creat: each ends in
+    vfs_open() when the path resolves); ``pathname`` is the path as the caller gave it (SystemTap:
+    the resolved dentry's path), in the return its value at the entry."""
+    ret = head.endswith(".return")
+    out = []
+    for ev in ("open", "openat", "openat2", "creat"):
+        fields = env.fields("syscalls", f"sys_{'exit' if ret else 'enter'}_{ev}")
+        if fields is None:
+            continue
+        site = _syscall_site(env, "open", ev, ret, fields, head)
+        for s in [site] + ([site.entry] if site.entry is not None else []):
+            s.vars["name"] = Var("string", _quote("vfs.open"))
+            if "filename" in s.vars:
+                s.vars["pathname"] = s.vars["filename"]
+        site.pp, site.ppfunc = head, "vfs_open"
+        if ret:  # a path that does not resolve never reaches vfs_open() (fs/namei.c do_open)
+            site.guard = "args.ret >= 0"
+        out.append(site)
+    if not out:
+        raise Unrealisable(f"{head} needs the open system calls' tracepoints, which this kernel lacks")
     return out
 
 
@@ -375,6 +421,34 @@ def _udp_recv(env: Env) -> List[Site]:
     return [site]
 
 
+def _sock_length(env: Env, head: str) -> List[Site]:
+    """``tcp.sendmsg``/``tcp.recvmsg`` and their returns on ``sock:sock_send_length`` /
+    ``sock_recv_length`` (Linux 6.3+: sock_sendmsg()/sock_recvmsg() as the protocol's call
+    returns, net/socket.c), TCP sockets only: one event per call, after it."""
+    send = head.startswith("tcp.sendmsg")
+    ev = "sock_send_length" if send else "sock_recv_length"
+    if env.fields("sock", ev) is None:
+        raise Unrealisable(f"{head} needs the tracepoint sock:{ev} (Linux 6.3+), which this kernel lacks",
+                           ["tcp.receive sees TCP segments; syscall.sendto/recvfrom see the calls"])
+    sk = "((struct sock *)args.sk)->__sk_common"
+    vs = {
+        "name": Var("string", _quote(head[:-len(".return")] if head.endswith(".return") else head)),
+        "sock": Var("long", "(uint64)args.sk"), "family": Var("long", "args.family"),
+        "size": Var("long", "args.ret"),
+        "saddr": Var("ip", f"{sk}.skc_rcv_saddr"), "daddr": Var("ip", f"{sk}.skc_daddr"),
+        "sport": Var("long", f"{sk}.skc_num"), "dport": Var("long", f"bswap({sk}.skc_dport)"),
+    }
+    if head.endswith(".return"):
+        vs["retval"] = Var("long", "args.ret")
+    spec = f"tracepoint:sock:{ev}"
+    site = Site([spec], pp=head, ppfunc="tcp_sendmsg" if send else "tcp_recvmsg", vars=vs,
+                guard="args.protocol == 6",
+                target=lambda n: "(uint64)args.sk" if n == "sk" else ("args.ret" if n in ("return", "size") else None),
+                note=f"{spec} (TCP sockets; as the call returns: size is what was "
+                     f"{'sent' if send else 'received'}, or the error)")
+    return [site]
+
+
 # --------------------------------------------------------------------------- tracepoint-backed aliases
 
 #: alias -> (tracepoint, {variable: (type, bpftrace expression)}, ppfunc)
@@ -395,6 +469,7 @@ _TP_ALIASES: Dict[str, Tuple[str, Dict[str, Tuple[str, str]], str]] = {
                                                     "released_pid": ("long", "args.{p}->tgid"),
                                                     "released_tid": ("long", "args.{p}->pid")}, "release_task"),
     "process.end": ("sched:sched_process_exit", {}, "do_exit"),
+    "process.thread.end": ("sched:sched_process_exit", {}, "do_exit"),  # every thread's exit
     "scheduler.process_exit": ("sched:sched_process_exit", {"pid": ("long", "args.pid"),
                                                             "priority": ("long", "args.prio")}, "do_exit"),
     "scheduler.process_fork": ("sched:sched_process_fork", {"parent_pid": ("long", "args.parent_pid"),
@@ -488,8 +563,9 @@ def _tp_alias(env: Env, name: str) -> List[Site]:
 #: probe-point families (the first parts) undertow realises, for -l and messages
 FAMILIES = ("begin", "end", "error", "never", "timer.s(N)", "timer.ms(N)", "timer.us(N)", "timer.hz(N)",
             "timer.jiffies(N)", "timer.profile", "syscall.NAME[.return]", "nd_syscall.NAME[.return]",
-            "vfs.read", "vfs.write", "netfilter.ip.local_in", "netfilter.ip.local_out", "netfilter.ip.pre_routing",
-            "netfilter.ip.post_routing", "tcp.receive", "udp.recvmsg", 'kernel.function("F")[.call|.return]',
+            "vfs.read", "vfs.write", "vfs.open", "netfilter.ip.local_in", "netfilter.ip.local_out", "netfilter.ip.pre_routing",
+            "netfilter.ip.post_routing", "tcp.receive", "tcp.sendmsg[.return]", "tcp.recvmsg[.return]",
+            "udp.recvmsg", "udp.sendmsg", 'kernel.function("F")[.call|.return]',
             'module("M").function("F")[.return]', 'kernel.trace("TP")', 'process("PATH").function("F")[.return]',
             'process("PATH").mark("M")', *sorted(_TP_ALIASES))
 
@@ -507,6 +583,8 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
         return _syscall_sites(env, core[0], ret, pp)
     if head in ("syscall_any", "syscall_any.return", "nd_syscall_any", "nd_syscall_any.return"):
         return _syscall_any(env, head.endswith(".return"))
+    if head in ("vfs.open", "vfs.open.return"):
+        return _vfs_open(env, head)
     if names[0] == "vfs" and len(names) >= 2 and names[1] in _VFS:
         return _vfs_sites(env, names[1], names[-1] == "return")
     if head.startswith("netfilter.ip.") and len(names) == 3:
@@ -519,10 +597,15 @@ def realise(env: Env, parts: Sequence[Tuple[str, object]], pp: str) -> Optional[
         return _udp_recv(env)
     if head == "udp.sendmsg":
         return _udp_send(env)
-    if head in ("tcp.sendmsg", "tcp.sendmsg.return", "tcp.recvmsg", "tcp.recvmsg.return", "udp.disconnect"):
-        raise Unrealisable(f"{head} is not realised on tracepoints (no tracepoint sees a whole send or "
-                           "receive call of a socket)", ["tcp.receive and udp.sendmsg/recvmsg see packets; "
-                                                         "syscall.sendto/sendmsg/recvfrom see the calls"])
+    if head in ("tcp.sendmsg", "tcp.sendmsg.return", "tcp.recvmsg", "tcp.recvmsg.return"):
+        return _sock_length(env, head)
+    if names[0] in ("procfs", "prometheus"):
+        raise Unrealisable(f"{head}: procfs probes serve a file under /proc/systemtap/ that SystemTap's kernel "
+                           "module makes; undertow loads no module",
+                           ["print the values from an end or timer probe instead"])
+    if head in ("udp.disconnect",):
+        raise Unrealisable(f"{head} is not realised on tracepoints (no tracepoint sees udp_disconnect())",
+                           ["syscall.connect sees the calls"])
     if head in _TP_ALIASES:
         return _tp_alias(env, head)
     if any(c in head for c in "*?") and not any(a is not None for _n, a in parts):
@@ -547,9 +630,11 @@ def list_points(env: Env, pattern: str) -> List[Tuple[str, List[Tuple[str, str]]
                 out.extend((f'kernel.function("{f}")', []) for f in env.functions(inner))
             return out
     candidates: List[Tuple[str, Sequence[Tuple[str, object]]]] = []
-    for name in ("syscall_any", "syscall_any.return", "vfs.read", "vfs.write", "vfs.read.return",
+    for name in ("syscall_any", "syscall_any.return", "vfs.open", "vfs.open.return", "vfs.read", "vfs.write",
+                 "vfs.read.return",
                  "vfs.write.return", "netfilter.ip.local_in", "netfilter.ip.local_out",
-                 "netfilter.ip.pre_routing", "netfilter.ip.post_routing", "tcp.receive", "udp.recvmsg",
+                 "netfilter.ip.pre_routing", "netfilter.ip.post_routing", "tcp.receive", "tcp.sendmsg",
+                 "tcp.sendmsg.return", "tcp.recvmsg", "tcp.recvmsg.return", "udp.recvmsg",
                  "udp.sendmsg", *sorted(_TP_ALIASES)):
         candidates.append((name, [(p, None) for p in name.split(".")]))
     if pattern.startswith(("syscall", "nd_syscall")) or pattern in ("*", "**"):

@@ -47,6 +47,15 @@ class Store:
     def clear(self, name: str) -> None:
         raise NotImplementedError
 
+    def set(self, name: str, key: tuple, value: Any) -> bool:
+        """Write one element (a scalar: key ``()``); False when no BPF program uses the map
+        (the interpreter then keeps the value itself)."""
+        return False
+
+    def delete(self, name: str, key: tuple) -> bool:
+        """Delete one element; False when no BPF program uses the map."""
+        return False
+
     def hist(self, name: str, key: "Optional[tuple]" = None) -> str:
         """The histogram (``key``: of that element only) drawn as SystemTap draws it."""
         raise NotImplementedError
@@ -57,15 +66,22 @@ HERE_FUNCS = frozenset((
     "printf", "print", "println", "printd", "printdln", "printk", "sprintf", "sprint", "strlen", "substr",
     "isinstr", "target", "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "ctime",
     "tz_ctime", "execname", "pid", "tid", "exit", "error", "warn", "symname", "symdata", "usymname", "usymdata",
-    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color",
+    "MKDEV", "MAJOR", "MINOR", *ANSI, "ansi_set_color", "matched", "matched_str", "tokenize", "str_replace",
+    "strtol", "text_str", "text_strn", "stringat", "ktime_get_ns",
+    *(f"{c}_clock_{u}" for c in ("cpu", "local") for u in ("s", "ms", "us", "ns")),
 ))
 
 
+#: functions only the handlers run here have (string work BPF programs cannot do)
+HERE_ONLY = frozenset(("tokenize", "str_replace", "text_str", "text_strn", "stringat", "matched", "matched_str"))
+
+
 def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
-    """A begin/end handler with loops that only prints and computes (no target variables, no
-    tapset context, no global written): run here, where the verifier does not bound loops."""
+    """A begin/end handler that needs no event (no target variables, no tapset context), and
+    loops, calls a function only this process has (``tokenize``...) or walks ``argv``: run
+    here, where the verifier does not bound loops; its writes of globals go into the maps."""
     functions = functions or {}
-    has_loop = False
+    wanted = False
     stack: List[Any] = [body]
     seen: set = set()
     while stack:
@@ -76,9 +92,13 @@ def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
         if not isinstance(n, N):
             continue
         if n.kind in ("while", "for"):
-            has_loop = True
-        if n.kind in ("target", "member", "subscript", "at", "in", "delete", "pos"):
+            wanted = True
+        if n.kind in ("target", "member", "subscript", "at"):
             return False
+        if n.kind == "assign" and n.op == "<<<":
+            return False
+        if n.kind == "index" and n.name == "argv":
+            wanted = True
         if n.kind == "call":
             if n.name in functions:
                 if n.name not in seen:
@@ -86,8 +106,10 @@ def loops_here(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
                     stack.append(functions[n.name].body)
             elif n.name not in HERE_FUNCS:
                 return False
+            elif n.name in HERE_ONLY:
+                wanted = True
         stack.extend(v for v in n.__dict__.values() if isinstance(v, (N, list)))
-    return has_loop
+    return wanted
 
 
 def needs_userspace(body: N, functions: "Optional[Dict[str, Any]]" = None) -> bool:
@@ -155,13 +177,17 @@ class Interpreter:
         self.constants = constants or {}
         self.depth = 0
         self.cache: Dict[str, Dict[tuple, Any]] = {}
+        self.patterns: Dict[str, Any] = {}  # ERE -> compiled re
+        self.shadow: Dict[str, Dict[tuple, Any]] = {}  # globals no BPF program uses: kept here
+        self.last_match: Any = None  # the handler's last =~ match, for matched(N)
+        self.tok_rest: "Optional[str]" = None  # tokenize()'s rest of the string
 
     def err(self, msg: str, span: "Optional[Span]") -> SourceError:
         return SourceError(msg, source=self.s.source, span=span, origin=self.s.origin)
 
     def run(self, h: UserHandler) -> bool:
         """Run a handler; False when it called exit()."""
-        self.cache = {}
+        self.cache, self.last_match = {}, None
         try:
             self.block(h.body, {})
         except _Next:
@@ -179,6 +205,7 @@ class Interpreter:
         got = self.cache.get(name)
         if got is None:
             got = self.cache[name] = {tuple(_plain(x) for x in k): _plain(v) for k, v in self.store.entries(name)}
+            got.update(self.shadow.get(name, {}))
         return got
 
     def global_value(self, name: str, keys: tuple, span: "Optional[Span]") -> Any:
@@ -248,10 +275,23 @@ class Interpreter:
                 for m in names:
                     self.store.clear(m)
                     self.cache.pop(m, None)
+                    self.shadow.pop(m, None)
             elif t.kind == "name":
                 env[t.name] = 0
+            elif t.kind == "index" and t.name in self.s.globals and self.gtypes.get(t.name) != "stats":
+                m = "@" + t.name
+                if any(x.kind == "wild" for x in t.keys):  # a slice: every element whose keys match
+                    want = [None if x.kind == "wild" else self.value(x, env) for x in t.keys]
+                    doomed = [k for k in self.table(m) if len(k) == len(want) and
+                              all(w is None or w == v for w, v in zip(want, k))]
+                else:
+                    doomed = [tuple(self.value(x, env) for x in t.keys)]
+                for keys in doomed:
+                    if not self.store.delete(m, keys):
+                        self.shadow.get(m, {}).pop(keys, None)
+                    self.table(m).pop(keys, None)
             else:
-                raise self.err("deleting one element in an end or timer handler is not supported", n.span)
+                raise self.err("deleting one element of statistics here is not supported", n.span)
         else:
             raise self.err(f"unsupported statement '{k}'", n.span)
 
@@ -366,9 +406,13 @@ class Interpreter:
                 return env[n.name]
             if n.name in self.s.globals:
                 return self.global_value(n.name, (), n.span)
+            if n.name == "argc":  # the argv tapset: the script's arguments
+                return len(self.params)
             return 0  # a local read before it is assigned is 0 (or "": they compare alike here)
         if k == "index":
             keys = tuple(self.value(x, env) for x in n.keys)
+            if n.name == "argv" and n.name not in self.s.globals:
+                return self.argv().get(keys, "")
             return self.global_value(n.name, keys, n.span)
         if k == "at":
             if n.name in _STAT_NAMES or n.name == "variance":
@@ -397,8 +441,13 @@ class Interpreter:
             return self.assign(n, env)
         if k == "incdec":
             t = n.target
-            if t.kind != "name" or t.name in self.s.globals:
-                raise self.err("changing a global in an end or timer handler is not supported", n.span)
+            if t.kind in ("name", "index") and t.name in self.s.globals:
+                keys = tuple(self.value(x, env) for x in t.keys) if t.kind == "index" else ()
+                old = self.global_value(t.name, keys, t.span)
+                self.set_global(t.name, keys, old + (1 if n.op == "+" else -1), n.span)
+                return old if n.post else old + (1 if n.op == "+" else -1)
+            if t.kind != "name":
+                raise self.err("only variables and array elements can be changed", n.span)
             old = env.get(t.name, 0)
             env[t.name] = old + (1 if n.op == "+" else -1)
             return old if n.post else env[t.name]
@@ -406,13 +455,43 @@ class Interpreter:
             return self.call(n, env)
         raise self.err(f"'{k}' is not supported in an end or timer handler", n.span)
 
+    def argv(self) -> "Dict[tuple, Any]":
+        """The argv tapset's array: the script's arguments by number (1..argc), writable."""
+        return self.shadow.setdefault("@argv", {(i,): p for i, p in enumerate(self.params, 1)})
+
+    def set_global(self, name: str, keys: tuple, v: Any, span: "Optional[Span]") -> None:
+        """Write a global: into its BPF map (the probes see it), or kept here when no probe
+        uses it."""
+        m = "@" + name
+        try:
+            done = self.store.set(m, keys, v)
+        except ValueError as e:
+            raise self.err(f"writing '{name}' here: {e}", span) from None
+        if not done:
+            self.shadow.setdefault(m, {})[keys] = v
+        self.table(m)[keys] = v
+
     def assign(self, n: N, env: "Dict[str, Any]") -> Any:
         t = n.target
-        if t.kind != "name" or t.name in self.s.globals:
-            raise self.err("assigning a global in an end or timer handler that uses foreach is not supported",
-                           n.span)
-        v = self.value(n.value, env)
         op = n.op
+        if t.kind in ("name", "index") and t.name in self.s.globals:
+            if op == "<<<" or self.gtypes.get(t.name) == "stats":
+                raise self.err("adding to statistics (<<<) in a handler run here is not supported", n.span)
+            keys = tuple(self.value(x, env) for x in t.keys) if t.kind == "index" else ()
+            v = self.value(n.value, env)
+            if op == ".=":
+                v = str(self.global_value(t.name, keys, t.span)) + str(v)
+            elif op != "=":
+                v = _arith(op[:-1], self.global_value(t.name, keys, t.span), v)
+            self.set_global(t.name, keys, v, n.span)
+            return v
+        if t.kind == "index" and t.name == "argv" and op == "=":
+            v = self.value(n.value, env)
+            self.argv()[tuple(self.value(x, env) for x in t.keys)] = v
+            return v
+        if t.kind != "name":
+            raise self.err("only variables and array elements can be assigned", n.span)
+        v = self.value(n.value, env)
         if op == "=":
             env[t.name] = v
         elif op == ".=":
@@ -431,6 +510,8 @@ class Interpreter:
         if op == ".":
             joined = str(a) + str(b)
             return KStr(joined) if isinstance(a, KStr) or isinstance(b, KStr) else joined
+        if op in ("=~", "!~"):
+            return int(self.regex(n, a, b) != (op == "!~"))
         if op == "==":
             return int(a == b)
         if op == "!=":
@@ -444,6 +525,22 @@ class Interpreter:
         if op in ("/", "%") and b == 0:
             raise self.err("division by 0", n.span)
         return _arith(op, a, b)
+
+    def regex(self, n: N, a: Any, b: Any) -> bool:
+        """``a =~ b``: a search of the POSIX ERE ``b`` (lang/regex.py) in ``a``'s bytes; a
+        match is kept for ``matched(N)``."""
+        from ..regex import RegexError, to_python
+
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise self.err(f"'{n.op}' matches a string against a regular expression", n.span)
+        try:
+            rx = self.patterns.get(b) or self.patterns.setdefault(b, to_python(b))
+        except RegexError as e:
+            raise self.err(f"bad regular expression: {e.msg} (at offset {e.pos})", n.right.span) from None
+        m = rx.search(a.encode("utf-8", "surrogateescape").split(b"\0", 1)[0])
+        if m is not None:
+            self.last_match = m
+        return m is not None
 
     def call(self, n: N, env: "Dict[str, Any]") -> Any:
         name = n.name
@@ -471,6 +568,48 @@ class Interpreter:
         if name == "substr":
             s, start = str(args[0]), int(args[1])
             return s[start:start + int(args[2])] if len(args) > 2 else s[start:]
+        if name == "tokenize":
+            # tokenize(s, delim): the first token of s; tokenize("", delim): the next one of the
+            # last s (tapset/tokenize.stp: strsep(), empty tokens skipped)
+            text, delim = str(args[0]), str(args[1])
+            if text:
+                self.tok_rest = text
+            while self.tok_rest is not None:
+                cut = min((i for i in (self.tok_rest.find(c) for c in delim) if i >= 0), default=-1) \
+                    if delim else -1
+                tok, self.tok_rest = (self.tok_rest, None) if cut < 0 else (self.tok_rest[:cut],
+                                                                              self.tok_rest[cut + 1:])
+                if tok:
+                    return tok
+            return ""
+        if name == "str_replace":
+            return str(args[0]).replace(str(args[1]), str(args[2])) if str(args[1]) else str(args[0])
+        if name == "strtol":
+            text, base = str(args[0]).strip(), int(args[1])
+            try:
+                return int(text, base) if base else int(text, 0)
+            except ValueError:
+                import re as _re
+
+                m = _re.match(r"[+-]?[0-9a-fA-FxX]*", text)
+                try:
+                    return int(m.group(0), base) if m and m.group(0) else 0
+                except ValueError:
+                    return 0
+        if name in ("text_str", "text_strn"):
+            return str(args[0]) if name == "text_str" else str(args[0])[:int(args[1])]
+        if name == "stringat":
+            s_, i = str(args[0]), int(args[1])
+            return ord(s_[i]) if 0 <= i < len(s_) else 0
+        if name == "matched":
+            m, k = self.last_match, int(args[0])
+            if m is None or not 0 <= k <= (m.re.groups or 0) or m.group(k) is None:
+                raise self.err(f"matched({k}): no such subexpression in the last match", n.span)
+            return m.group(k).decode("utf-8", "surrogateescape")
+        if name == "matched_str":
+            if self.last_match is None:
+                raise self.err("matched_str(): no match yet", n.span)
+            return self.last_match.group(0).decode("utf-8", "surrogateescape")
         if name == "isinstr":
             return int(str(args[1]) in str(args[0]))
         if name == "target":
@@ -478,6 +617,10 @@ class Interpreter:
         if name.startswith("gettimeofday_"):
             div = {"s": 10 ** 9, "ms": 10 ** 6, "us": 1000, "ns": 1}[name.split("_")[1]]
             return time.time_ns() // div
+        if name.startswith(("cpu_clock_", "local_clock_")) or name == "ktime_get_ns":
+            # the BPF side's clock (bpf_ktime_get_ns: CLOCK_MONOTONIC)
+            div = {"s": 10 ** 9, "ms": 10 ** 6, "us": 1000, "ns": 1}[name.rsplit("_", 1)[1]]
+            return time.monotonic_ns() // div
         if name in ("ctime", "tz_ctime"):
             t = args[0] if args else time.time()
             return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(t))
@@ -574,12 +717,10 @@ def check_handler(body: N, globals_: "Dict[str, Any]", raise_err: "Callable[[str
             continue
         if not isinstance(n, N):
             continue
-        if n.kind in ("assign", "incdec") and n.target.kind in ("name", "index") and n.target.name in globals_:
+        if n.kind == "assign" and n.op == "<<<" and n.target.kind in ("name", "index") and \
+                n.target.name in globals_:
             raise raise_err("a handler that walks an array (foreach) runs in undertow's process here, "
-                            "where globals are read-only (delete of a whole array aside)", n.span)
-        if n.kind == "delete" and n.target.kind == "index" and n.target.name in globals_:
-            raise raise_err("deleting one element in a handler that walks an array (foreach) is not "
-                            "supported yet", n.span)
+                            "where statistics cannot be added to (<<<)", n.span)
         if n.kind == "call" and n.name in functions and n.name not in seen:
             seen.add(n.name)
             stack.append(functions[n.name].body)

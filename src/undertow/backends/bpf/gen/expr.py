@@ -321,7 +321,86 @@ class ExprGen(Prologue):
         if n == "strcontains":
             self.branch_value(lambda yes, no: self.str_contains(e.args[0], e.args[1], yes, no), 1, 0)
             return
+        if n == "regex_match":
+            self.branch_value(lambda yes, no: self.regex_match(e.args[0], str(e.args[1].value), yes, no), 1, 0)
+            return
         raise self.err(f"{n}() is not supported by the BPF backend yet", e)
+
+    def regex_match(self, hay: ir.Expr, pattern: str, yes: str, no: str) -> None:
+        """Jump to ``yes`` when the POSIX ERE ``pattern`` matches in the string ``hay``
+        (SystemTap's ``=~``): its DFA (lang/regex.py) walked by a loop bounded by the string's
+        buffer, R2 the offset, R3 the state, R1 the byte; no helper is called in the loop, so
+        R1-R5 are free, and the verifier sees R2 as a constant each round (Linux 5.3+: bounded
+        loops)."""
+        from ....lang.regex import DEAD, MATCH, RegexError, compile_dfa
+
+        a = self.a
+        try:
+            dfa = compile_dfa(pattern)
+        except RegexError as ex:
+            raise self.err(f"bad regular expression: {ex.msg}", hay) from None
+        if dfa.start_matches:
+            a.ja(yes)
+            return
+        mark = self.sp
+        hs = layout(hay.type)
+        hoff = self.alloc(hs.size)
+        self.mem_into(hay, I.FP, hoff, hs)
+        loop, end = self.label("rxl"), self.label("rxe")
+        states = [self.label("rxs") for _ in dfa.trans]
+        a.mov64(I.R2, 0)
+        a.mov64(I.R3, 0)
+        a.label(loop)
+        a.jge(I.R2, hs.size, end)  # a full buffer ends the string
+        a.mov64(I.R4, Reg(I.FP))
+        a.add64(I.R4, hoff)
+        a.add64(I.R4, Reg(I.R2))
+        a.ldx(I.B, I.R1, I.R4, 0)
+        a.jeq(I.R1, 0, end)
+        a.add64(I.R2, 1)
+        for s, lab in enumerate(states[1:], 1):
+            a.jeq(I.R3, s, lab)
+        for s, lab in enumerate(states):
+            a.label(lab)
+            ranges = dfa.trans[s]
+            # the most common target last, without a test
+            counts: dict = {}
+            for lo, hi, t in ranges:
+                counts[t] = counts.get(t, 0) + hi - lo + 1
+            default = max(counts, key=lambda t: counts[t])
+            for lo, hi, t in ranges:
+                if t == default:
+                    continue
+                go = self.label("rxt")
+                skip = self.label("rxn")
+                if lo == hi:
+                    a.jeq(I.R1, lo, go)
+                else:
+                    a.jlt(I.R1, lo, skip)
+                    a.jle(I.R1, hi, go)
+                a.label(skip)
+                after = self.label("rxa")
+                a.ja(after)
+                a.label(go)
+                self._rx_goto(t, loop, yes, no, MATCH, DEAD)
+                a.label(after)
+            self._rx_goto(default, loop, yes, no, MATCH, DEAD)
+        a.label(end)
+        for s, acc in enumerate(dfa.at_end):
+            if acc:
+                a.jeq(I.R3, s, yes)
+        a.ja(no)
+        self.release(mark)
+
+    def _rx_goto(self, t: int, loop: str, yes: str, no: str, match: int, dead: int) -> None:
+        a = self.a
+        if t == match:
+            a.ja(yes)
+        elif t == dead:
+            a.ja(no)
+        else:
+            a.mov64(I.R3, t)
+            a.ja(loop)
 
     def str_contains(self, hay: ir.Expr, needle: ir.Expr, yes: str, no: str) -> None:
         """Jump to ``yes`` when the string ``needle`` occurs in ``hay`` (``strcontains``):

@@ -65,6 +65,52 @@ class MemoryGen(Prologue):
             return
         self.mem_into(e, base, off, slot)
 
+    def cmdline_into(self, e: ir.Call, base: int, off: int, slot: Slot) -> None:
+        """SystemTap's ``cmdline_str()``: the task's arguments, ``[arg_start, arg_end)`` of its
+        mm (NUL-separated, fs/proc/base.c get_mm_cmdline), read from user memory at most
+        ``slot.size - 1`` bytes, each NUL but the last made a space; "" without an mm."""
+        a = self.a
+        n = slot.size
+        mark = self.sp
+        tmp = self.alloc(8)
+        skip, ok, read, loop, done = (self.label("cls"), self.label("clo"), self.label("clr"), self.label("cll"),
+                                      self.label("cld"))
+        self.zero(base, off, n)
+        self.scalar(e.args[1])
+        a.stx(I.DW, I.FP, tmp, I.R0)  # arg_end
+        self.scalar(e.args[0])  # arg_start
+        a.ldx(I.DW, I.R2, I.FP, tmp)
+        a.sub64(I.R2, Reg(I.R0))
+        a.jsle(I.R2, 0, skip)
+        a.jle(I.R2, n - 1, ok)
+        a.mov64(I.R2, n - 1)
+        a.label(ok)
+        a.stx(I.DW, I.FP, tmp, I.R2)  # the length read
+        a.mov64(I.R3, Reg(I.R0))
+        self.dst_ptr(I.R1, base, off)
+        a.call(I.Helper.probe_read_user)
+        a.jsge(I.R0, 0, read)
+        self.zero(base, off, n)  # unreadable: ""
+        a.ja(skip)
+        a.label(read)
+        a.ldx(I.DW, I.R5, I.FP, tmp)
+        a.sub64(I.R5, 1)  # the last byte read stays: a NUL ends the last argument
+        a.mov64(I.R2, 0)
+        a.label(loop)
+        a.jge(I.R2, Reg(I.R5), done)
+        a.jge(I.R2, n - 1, done)
+        a.mov64(I.R4, Reg(base))
+        a.add64(I.R4, off)
+        a.add64(I.R4, Reg(I.R2))
+        a.ldx(I.B, I.R1, I.R4, 0)
+        a.add64(I.R2, 1)
+        a.jne(I.R1, 0, loop)
+        a.st(I.B, I.R4, 0, 32)  # ' '
+        a.ja(loop)
+        a.label(done)
+        a.label(skip)
+        self.release(mark)
+
     def mem_into(self, e: ir.Expr, base: int, off: int, slot: Slot) -> None:  # noqa: C901
         a = self.a
         a.origin = e
@@ -100,6 +146,8 @@ class MemoryGen(Prologue):
             a.rsh64(I.R0, 32)
             a.stx(I.DW, base, off + 8, I.R0)
             return
+        if isinstance(e, ir.Call) and e.name == "cmdline_str":
+            return self.cmdline_into(e, base, off, slot)
         if isinstance(e, ir.Var):
             voff, vslot = self.vars[e.name]
             n = min(vslot.size, slot.size)

@@ -138,6 +138,11 @@ class StmtGen(Prologue):
             self.exit_now(act)
         elif n == "debugf":
             self.debugf(e)
+        elif n == "delete_slice":
+            # SystemTap's delete a[k, *] (lang/stap): the given keys to user space, which walks
+            # the map and deletes the elements that match (runtime.Session.delete_matching)
+            self.async_record(AsyncAction("delete_slice", self.pname, map=str(e.args[0].value),
+                                          extra={"mask": str(e.args[1].value)}, span=act.span), e.args[2:])
         elif n == "unwatch":
             self.async_record(AsyncAction("unwatch", self.pname, span=act.span), [e.args[0]])
         elif n == WATCH_SETUP_CALL:
