@@ -152,7 +152,9 @@ class Tracer:
         os.close(go_w)
 
     def _attach(self, pid: int) -> None:
-        opts = pt.O_TRACESYSGOOD | pt.O_TRACECLONE | pt.O_TRACEEXEC
+        # its threads and the processes it starts from now on are traced too (as -c's, and
+        # as the ftrace and BPF backends' -p follow children)
+        opts = pt.O_TRACESYSGOOD | pt.O_TRACEFORK | pt.O_TRACEVFORK | pt.O_TRACECLONE | pt.O_TRACEEXEC
         for _round in range(3):  # threads made while we seize: list again until none is new
             try:
                 tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
@@ -264,8 +266,6 @@ class Tracer:
                 if new not in tasks:
                     tgid = new if event != pt.EVENT_CLONE else _tgid(new)
                     tasks[new] = Task(new, tgid)
-                if not self.seccomp and tasks[new].tgid != self.plan.pid:
-                    self._detach_new(new)
             elif event == pt.EVENT_EXEC:
                 former = pt.event_msg(tid)
                 if former != tid and former in tasks:
@@ -294,14 +294,6 @@ class Tracer:
             pt.resume(task.tid, how, sig)
         except OSError:
             pass  # it died meanwhile (ESRCH): its exit comes next
-
-    def _detach_new(self, tid: int) -> None:
-        """A process a thread of ``-p``'s process started with clone() but not as a thread."""
-        try:
-            pt.resume(tid, pt.PTRACE_DETACH)
-        except OSError:
-            pass
-        self.tasks.pop(tid, None)
 
     def _seccomp_stop(self, task: Task) -> None:
         info = pt.get_syscall_info(task.tid)
