@@ -114,6 +114,12 @@ class TextWriter:
                 "line": "L % (" + ", ".join(args) + ")",
                 "env": env}
 
+    def reserve(self, probes: List[str]) -> None:
+        """Make the EVENT column wide enough for ``probes`` from the first line on (as the
+        first event of each would make it)."""
+        for probe in probes:
+            self._probe_width = max(self._probe_width, min(len(probe), 40))
+
     def comm(self, comm: str) -> str:
         """``comm`` escaped (cached); never cut: an escaped name longer than its 16-column
         field widens the line (issue 18: text output never cuts a field)."""
