@@ -107,11 +107,6 @@ def _call(req: int, tid: int, addr: int = 0, data: int = 0) -> int:
     return r
 
 
-def _fast(req: int, tid: int, data: int) -> None:
-    """A resume request (``addr`` 0, ``data`` a signal number) through the argtypes-free handle."""
-    if (_fns[2] if _fns else (_ptrace_fn(), _fns[2])[1])(req, tid, 0, data) == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def seize(tid: int, options: int) -> None:
@@ -121,8 +116,10 @@ def seize(tid: int, options: int) -> None:
 
 def resume(tid: int, how: int, sig: int = 0) -> None:
     """``PTRACE_CONT``, ``PTRACE_SYSCALL``, ``PTRACE_LISTEN`` or ``PTRACE_DETACH`` (``how``),
-    delivering ``sig`` (0: none)."""
-    _fast(how, tid, sig)
+    delivering ``sig`` (0: none). Through the argtypes-free handle (every stop resumes)."""
+    if (_fns[2] if _fns else (_ptrace_fn(), _fns[2])[1])(how, tid, 0, sig) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def interrupt(tid: int) -> None:

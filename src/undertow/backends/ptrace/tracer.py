@@ -4,7 +4,8 @@ Events, in the thread that reads them (``session.py`` calls :meth:`Tracer.pump` 
 Every ptrace request must come from the thread that seized the tracee (kernel/ptrace.c,
 ptrace_check_attach): the reader's. Doing the tracing there, not in a thread of its own,
 matters for speed: a tracer thread handing each Event to the reader through the GIL took
-~250 us per traced call where one thread takes ~60 us (bench/ptrace_overhead.py). Between
+~250 us per traced call where one thread takes ~60 us (bench/ptrace_overhead.py, before the
+per-stop work was cut down: docs/ptrace.md). Between
 stops it blocks in ``wait4(__WALL)``; a signal (Ctrl-C, the ``--duration`` alarm, the
 session's timer for ``poll``'s timeout) ends the wait with EINTR. Per stop (man 2 ptrace,
 "Stopped states"):
