@@ -31,7 +31,6 @@ traced syscall would fail with ENOSYS), as ``PTRACE_O_EXITKILL`` would if undert
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import signal
@@ -114,6 +113,7 @@ class Tracer:
         self._exit_nrs = frozenset(plan.exit)
         self._execs = _EXECS.get(plan.arch, ())
         self.render: Any = None  # a TextWriter: make text lines (set_render)
+        self._mem = _MemReader()
         self.stats = Stats()
         self.stop_ns = 0  # events stamped after it are not shown (a stop's time)
 
@@ -386,7 +386,8 @@ class Tracer:
         dict with ``errors``; ``extras``: ``(names, values)`` (decode.extras_for) or None."""
         tid, tgid, comm = task.tid, task.tgid, task.comm
         pend = []
-        read_mem = None
+        mem = self._mem
+        mem.tid = tid
         for p in specs:
             read = _read_str
             if p.filter is not None:
@@ -418,10 +419,8 @@ class Tracer:
                             names.append(name)
                             got.append(errno_name(ret) or f"E{-ret}")
                         continue
-                    if read_mem is None:
-                        read_mem = functools.partial(pt.read_memory, tid)
                     try:
-                        v = mk(args, read_mem)
+                        v = mk(args, mem.read)
                     except Exception:  # noqa: BLE001 - a decoding problem shows as no extra, never a crash
                         v = None
                     if v is not None:
@@ -548,6 +547,18 @@ def _prepare(fields: List[Any]) -> List[Any]:
     """``(name, source, kind, bits, signed)`` -> ``(name, source, is_str, mask, sign bit or 0)``."""
     return [(n, src, kind == "str", (1 << bits) - 1, (1 << (bits - 1)) if signed else 0)
             for n, src, kind, bits, signed in fields]
+
+
+class _MemReader:
+    """``read(addr, size)`` of the task ``tid`` (the extras' reader, made once)."""
+
+    __slots__ = ("tid",)
+
+    def __init__(self) -> None:
+        self.tid = 0
+
+    def read(self, addr: int, size: int) -> Optional[bytes]:
+        return pt.read_memory(self.tid, addr, size)
 
 
 class _Prep:
