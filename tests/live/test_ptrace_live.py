@@ -290,6 +290,24 @@ def test_attach_follows_the_children_it_starts(how, tmp_path):
         target.wait()
 
 
+def test_the_child_shows_its_return_from_fork(tmp_path):
+    """The child's return (0) from the fork the parent traced shows, with the child's pid, as
+    the ftrace and BPF backends show it (the kernel reports it in no ptrace stop)."""
+    script = tmp_path / "forks.py"
+    script.write_text("import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\n"
+                      "print('child', pid, flush=True)\n")
+    res = subprocess.run([PY, "-m", "undertow", "trace", "--json", "-c", f"{PY} -S {script}",
+                          "e syscalls/sys_exit_clone*", "e syscalls/sys_exit_*fork"],
+                         env=ENV, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    child = int([ln for ln in res.stdout.splitlines() if ln.startswith("child ")][0].split()[1])
+    evs = [json.loads(x) for x in res.stdout.splitlines() if x.startswith('{"ts"')]
+    rets = {(e["pid"], e["tid"]): e["fields"]["ret"] for e in evs}
+    parent = [e["pid"] for e in evs if e["fields"]["ret"] == child]
+    assert len(parent) == 1 and rets[(child, child)] == 0, evs
+    assert {e["probe"] for e in evs if e["pid"] == child} == {e["probe"] for e in evs if e["fields"]["ret"] == child}
+
+
 def test_duration_ends_the_command():
     """A stop before the command ends kills it (its seccomp filter needs its tracer)."""
     t0 = time.monotonic()

@@ -297,3 +297,38 @@ def test_text_lines_made_by_the_tracer_are_the_writers(monkeypatch):
     assert sum(r.__class__ is str for r in recs) >= 8  # made as lines, but the EFAULT one
     assert 'filename=<EFAULT>' in got and 'uservaddr_sa="127.0.0.1:9"' in got and 'errno="ENOENT"' in got and 'ret=-111\n' in got
     assert 'path="/etc/hostname" flags=524288 comm="we\\tird" pid=100' in got
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the resolved numbers are x86_64's")
+@pytest.mark.parametrize("child_first", [False, True])
+def test_a_new_task_shows_its_return_from_fork(monkeypatch, child_first):
+    """The child of a traced fork/clone returns 0 from it (the ftrace and BPF backends show
+    that sys_exit event in the child; no ptrace stop reports it): the tracer makes it at the
+    child's first stop, whether that comes before or after the parent's fork event."""
+    import signal as sig
+
+    from undertow.backends.ptrace import tracer as T
+    from undertow.kernel import ptrace as pt
+
+    prog, k = _program(["e syscalls/sys_exit_clone"], cmd=["true"])
+    tr = T.Tracer(PtraceBackend().compile(prog, k, arch="x86_64"))
+    parent = tr.tasks[100] = T.Task(100, 100)
+    parent.started = True
+    words = [(pt.INFO_SECCOMP, X86, 0, 0, 56, 0x1200011, 0, 0, 0, 0, 0),
+             (pt.INFO_EXIT, X86, 0, 0, 101, 0, 0, 0, 0, 0, 0)]
+    monkeypatch.setattr(pt, "syscall_words", lambda tid: words.pop(0))
+    monkeypatch.setattr(pt, "resume", lambda tid, how, s=0: None)
+    monkeypatch.setattr(pt, "event_msg", lambda tid: 101)
+    monkeypatch.setattr(T, "_comm", lambda tid: "forker")
+    monkeypatch.setattr(T, "_tgid", lambda tid: tid)
+    seccomp = (pt.EVENT_SECCOMP << 16) | (sig.SIGTRAP << 8) | 0x7F
+    fork = (pt.EVENT_FORK << 16) | (sig.SIGTRAP << 8) | 0x7F
+    first = (pt.EVENT_STOP << 16) | (sig.SIGTRAP << 8) | 0x7F
+    syscall = ((sig.SIGTRAP | 0x80) << 8) | 0x7F
+    tr.out = []
+    order = [(100, seccomp), (101, first), (100, fork)] if child_first else [(100, seccomp), (100, fork), (101, first)]
+    for tid, status in order + [(100, syscall)]:
+        tr._handle(tid, status)
+    got = [(e.tid, e.fields["ret"]) for e in tr.out]
+    assert sorted(got) == [(100, 101), (101, 0)]
+    assert all(e.probe == "syscalls:sys_exit_clone" and e.fields["__syscall_nr"] == 56 for e in tr.out)

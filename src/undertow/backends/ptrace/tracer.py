@@ -57,9 +57,10 @@ _INFO_ENTRY, _INFO_EXIT, _INFO_SECCOMP = pt.INFO_ENTRY, pt.INFO_EXIT, pt.INFO_SE
 
 class Task:
     """A traced thread: its ids, name, and the syscall it is in (``nr``/``args``) when its
-    exit is awaited."""
+    exit is awaited. ``born``: the fork/vfork/clone whose exit (0) a new task shows at its
+    first stop; ``started``: that stop was seen."""
 
-    __slots__ = ("tid", "tgid", "comm", "nr", "args", "quiet", "held")
+    __slots__ = ("tid", "tgid", "comm", "nr", "args", "quiet", "held", "born", "started")
 
     def __init__(self, tid: int, tgid: int, quiet: bool = False) -> None:
         self.tid, self.tgid, self.quiet = tid, tgid, quiet
@@ -67,6 +68,8 @@ class Task:
         self.nr: Optional[int] = None
         self.args: Any = ()
         self.held = False  # in a group-stop we left it in (PTRACE_LISTEN)
+        self.born: Optional[int] = None
+        self.started = False
 
 
 def _tgid(tid: int) -> int:
@@ -279,15 +282,29 @@ class Tracer:
         if sig == _SYSCALL_TRAP:
             self._syscall_stop(task)
             return
+        if event == pt.EVENT_STOP and not task.started:  # its first stop (seized, or a new task's)
+            task.started = True
+            if task.born is not None:
+                nr, task.born = task.born, None
+                self._born_events(task, nr)
         if sig == signal.SIGTRAP and event:
             if event == pt.EVENT_SECCOMP:
                 self._seccomp_stop(task)
                 return
             if event in (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE):
                 new = pt.event_msg(tid)
-                if new not in tasks:
+                child = tasks.get(new)
+                if child is None:
                     tgid = new if event != pt.EVENT_CLONE else _tgid(new)
-                    tasks[new] = Task(new, tgid)
+                    child = tasks[new] = Task(new, tgid)
+                if task.nr is not None and not task.quiet:
+                    # the child returns 0 from the same call (the tracepoint fires in it, as
+                    # the ftrace and BPF backends show; no exit stop reports it: copy_process()
+                    # clears the child's syscall tracing): its event at its first stop
+                    if child.started:
+                        self._born_events(child, task.nr)
+                    else:
+                        child.born = task.nr
             elif event == pt.EVENT_EXEC:
                 former = pt.event_msg(tid)
                 if former != tid and former in tasks:
@@ -368,6 +385,17 @@ class Tracer:
         self._resume(task)
 
     # -- events
+    def _born_events(self, task: Task, nr: int) -> None:
+        """The exit events of the fork/vfork/clone ``nr`` in the new ``task`` (ret 0)."""
+        specs = self._exit.get(nr)
+        if specs:
+            now = time.monotonic_ns()
+            if task.comm is None:
+                task.comm = _comm(task.tid)
+            pend = self._collect(task, specs, nr, (), 0, False)
+            if pend:
+                self._emit(task, pend, now)
+
     def _entry_events(self, task: Task, specs: List[Any], nr: int, args: Any) -> None:
         """The events of a syscall's entry: what is read from the tracee (strings, socket
         addresses) while it is stopped, the rest (the Event or the text line) once it runs
