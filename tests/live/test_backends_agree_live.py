@@ -106,8 +106,8 @@ def _kernel():
 
 def shown(rec: Event):
     """What a user sees of an event, minus time and CPU: (probe, tid, comm, fields as text).
-    The probe is named by its last part (ftrace says kprobe:f, BPF f)."""
-    return (rec.probe.rsplit(":", 1)[-1], rec.tid, rec.comm, render_fields(rec.fields, rec.formats))
+    The probe's name too: both backends name a line's events alike (kprobe:f, uprobe:libc:f)."""
+    return (rec.probe, rec.tid, rec.comm, render_fields(rec.fields, rec.formats))
 
 
 def run_both(lines, tmp_path):

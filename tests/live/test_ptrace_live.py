@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -202,6 +203,109 @@ def test_attach_to_a_process_and_ctrl_c_leaves_it_running(tmp_path):
     finally:
         target.kill()
         target.wait()
+
+
+_FORKER = {
+    # a process that, once attached to, starts children: each opens a path naming its own pid
+    # and its parent's (the child of fork() runs Python; posix_spawn() is clone(CLONE_VM |
+    # CLONE_VFORK), a vfork for ptrace, and the child execs cat)
+    "fork": ("import os, time\n"
+             "while True:\n"
+             "    pid = os.fork()\n"
+             "    if pid == 0:\n"
+             "        try:\n"
+             "            open(f'/nonexistent/ut_child_{os.getpid()}_{os.getppid()}')\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "        os._exit(0)\n"
+             "    os.waitpid(pid, 0)\n"
+             "    time.sleep(0.05)\n"),
+    "vfork": ("import os, time\n"
+              "while True:\n"
+              "    pid = os.posix_spawn(\n"
+              "        '/bin/cat', ['cat', '/nonexistent/ut_spawned_%d' % os.getpid()], {},\n"
+              "        file_actions=[(os.POSIX_SPAWN_OPEN, 2, '/dev/null', os.O_WRONLY, 0)])\n"
+              "    os.waitpid(pid, 0)\n"
+              "    time.sleep(0.05)\n"),
+}
+
+
+def _lines(p, deadline):
+    """The lines ``p`` writes on stdout (bytes mode) until ``deadline``, never blocking past it."""
+    fd, buf = p.stdout.fileno(), b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        yield from lines
+
+
+@pytest.mark.parametrize("how", ["fork", "vfork"])
+def test_attach_follows_the_children_it_starts(how, tmp_path):
+    """-p follows the processes the traced one starts after the attach (fork, vfork), as the
+    ftrace and BPF backends' -p do: a child's openat shows with the child's pid and result."""
+    script = tmp_path / "forker.py"
+    script.write_text(_FORKER[how])
+    target = subprocess.Popen([PY, "-S", str(script)], stdout=subprocess.DEVNULL)
+    p = None
+    try:
+        time.sleep(0.2)
+        p = subprocess.Popen([PY, "-m", "undertow", "trace", "--json", "--backend", "ptrace", "-p", str(target.pid),
+                              'e syscalls/sys_enter_openat f:filename~"/nonexistent/ut_*"',
+                              'e syscalls/sys_exit_openat'], env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        enter = exit_ = None
+        for line in _lines(p, time.monotonic() + 20):
+            ev = json.loads(line)
+            if ev["probe"] == "syscalls:sys_enter_openat" and enter is None:
+                enter = ev
+            elif ev["probe"] == "syscalls:sys_exit_openat" and enter is not None and ev["tid"] == enter["tid"] \
+                    and ev["fields"].get("errno") == "ENOENT":
+                exit_ = ev
+                break
+        assert enter is not None and exit_ is not None, "no event of a child in 20 s"
+        child = enter["pid"]
+        assert child != target.pid and enter["tid"] == child
+        if how == "fork":
+            assert enter["fields"]["filename"] == f"/nonexistent/ut_child_{child}_{target.pid}"
+            assert enter["comm"] == target.args[0].rsplit("/", 1)[1][:15]
+        else:
+            assert enter["fields"]["filename"] == f"/nonexistent/ut_spawned_{target.pid}"
+            assert enter["comm"] == "cat"  # the child exec'd
+        assert exit_["pid"] == child and exit_["fields"]["ret"] == -2
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=10)
+        assert p.returncode == 0 and b"Traceback" not in err, err
+        assert target.poll() is None and _tracer_pid(target.pid) == 0  # running, untraced
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        target.kill()
+        target.wait()
+
+
+def test_the_child_shows_its_return_from_fork(tmp_path):
+    """The child's return (0) from the fork the parent traced shows, with the child's pid, as
+    the ftrace and BPF backends show it (the kernel reports it in no ptrace stop)."""
+    script = tmp_path / "forks.py"
+    script.write_text("import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\n"
+                      "print('child', pid, flush=True)\n")
+    res = subprocess.run([PY, "-m", "undertow", "trace", "--json", "-c", f"{PY} -S {script}",
+                          "e syscalls/sys_exit_clone*", "e syscalls/sys_exit_*fork"],
+                         env=ENV, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    child = int([ln for ln in res.stdout.splitlines() if ln.startswith("child ")][0].split()[1])
+    evs = [json.loads(x) for x in res.stdout.splitlines() if x.startswith('{"ts"')]
+    rets = {(e["pid"], e["tid"]): e["fields"]["ret"] for e in evs}
+    parent = [e["pid"] for e in evs if e["fields"]["ret"] == child]
+    assert len(parent) == 1 and rets[(child, child)] == 0, evs
+    assert {e["probe"] for e in evs if e["pid"] == child} == {e["probe"] for e in evs if e["fields"]["ret"] == child}
 
 
 def test_duration_ends_the_command():

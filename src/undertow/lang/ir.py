@@ -742,6 +742,14 @@ class AttachPoint(Node):
             t += f"+{self.offset:#x}"
         return f"{self.kind}:{t}" if t else self.kind
 
+    def event_name(self) -> str:
+        """The ``probe`` of a probe line's events when the line has no name, the same on
+        every backend: ``kprobe:do_sys_openat2``, ``uretprobe:libc:open`` (:meth:`describe`)
+        for kprobe/uprobe lines, the target (``syscalls:sys_enter_openat``) otherwise."""
+        if self.kind in ("kprobe", "kretprobe", "uprobe", "uretprobe"):
+            return self.describe()
+        return self.target
+
 
 class Probe(Node):
     """One probe: attach points, an optional filter, and actions.

@@ -16,14 +16,21 @@ from ..events import Event, Lost, Stats
 from .values import escape, format_value  # escape: shared with output/bt.py
 
 
+_BARE = frozenset(("x", "ipv4", "ipv6", "B16", "B32", "B64"))  # formats whose strings are shown unquoted
+
+
 def show_value(value: Any, fmt: Optional[str]) -> str:
     if type(value) is int and (fmt is None or fmt == "u" or (fmt == "s" and value < 1 << 63)):
         return str(value)  # the common case: a plain number needs no formatting or escaping
+    if type(value) is str:  # the next most common (a path, a name): format_value keeps a str as it is
+        if fmt in _BARE or value.startswith("0x"):
+            return escape(value)
+        return '"' + escape(value).replace('"', '\\"') + '"'
     v = format_value(value, fmt)
     if type(v) is int:
         return str(v)
     if isinstance(v, str):
-        if fmt in ("x", "ipv4", "ipv6", "B16", "B32", "B64") or v.startswith("0x"):
+        if fmt in _BARE or v.startswith("0x"):
             return escape(v)
         return '"' + escape(v).replace('"', '\\"') + '"'
     if isinstance(v, (bytes, bytearray)):
@@ -113,6 +120,12 @@ class TextWriter:
                 "prefix": 'f" {cpu:>3} {tgid:>7} {tid:>7} {comm:<16} {P:<{W._probe_width}}"',
                 "line": "L % (" + ", ".join(args) + ")",
                 "env": env}
+
+    def reserve(self, probes: List[str]) -> None:
+        """Make the EVENT column wide enough for ``probes`` from the first line on (as the
+        first event of each would make it)."""
+        for probe in probes:
+            self._probe_width = max(self._probe_width, min(len(probe), 40))
 
     def comm(self, comm: str) -> str:
         """``comm`` escaped (cached); never cut: an escaped name longer than its 16-column

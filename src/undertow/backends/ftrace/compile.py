@@ -147,7 +147,7 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
             raise FtraceUnsupported(f"ftrace cannot run {type(a).__name__.lower()} actions", a.span)
     if ap.kind == "tracepoint":
         g, _, e = ap.target.partition(":")
-        spec = EventSpec(g, e, "tracepoint", probe.name or ap.target, stack=stack, probe_index=pi)
+        spec = EventSpec(g, e, "tracepoint", probe.name or ap.event_name(), stack=stack, probe_index=pi)
         for f in emits:
             if not isinstance(f.expr, ir.Field):
                 raise FtraceUnsupported(
@@ -188,7 +188,7 @@ def _compile_probe(probe: ir.Probe, ap: ir.AttachPoint, arch: "Arch", group: str
         where = ap.target + (f"+{ap.offset}" if ap.offset else "")
         dfile = "kprobe_events"
     definition = " ".join([f"{DYNAMIC_KINDS[ap.kind]}:{group}/{event}", where] + args)
-    spec = EventSpec(group, event, ap.kind, probe.name or ap.describe(), definition, dfile,
+    spec = EventSpec(group, event, ap.kind, probe.name or ap.event_name(), definition, dfile,
                      fields=fields, stack=stack, probe_index=pi)
     if probe.filter is not None:
         spec.filter = FilterCompiler(consts, user=user).compile(probe.filter)

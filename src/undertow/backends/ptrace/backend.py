@@ -81,7 +81,7 @@ class PtracePlan(Plan):
         from ...kernel.ptrace import AUDIT_ARCH
         from ...kernel.seccomp import build_filter
 
-        lines = ["# ptrace backend: " + (f"attach to pid {self.pid} and its threads, every syscall stopped "
+        lines = ["# ptrace backend: " + (f"attach to pid {self.pid}, its threads and the children it starts, every syscall stopped "
                                          "(PTRACE_SYSCALL; a running process cannot be given a seccomp filter)"
                                          if self.pid else "start the command under a seccomp filter, "
                                          "stopped only at the syscalls traced (SECCOMP_RET_TRACE)")]

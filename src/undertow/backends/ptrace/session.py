@@ -20,7 +20,6 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, List, Optional
 
-from ...events import Stats
 from ..base import Session
 from .tracer import Tracer
 
@@ -74,9 +73,8 @@ class _Timer(threading.Thread):
 class PtraceSession(Session):
     def __init__(self, plan: Any) -> None:
         self.plan = plan
-        self.stats = Stats()
         self.tracer = Tracer(plan)
-        self._stop_ns = 0
+        self.stats = self.tracer.stats  # the tracer counts what it makes
         self._closed = False
         self._old_handler: Any = None
         self._timer: Optional[_Timer] = None
@@ -121,20 +119,15 @@ class PtraceSession(Session):
         finally:
             if block and timer is not None:
                 timer.arm(None)
-        stop_ns = self._stop_ns
-        if stop_ns:
-            kept = [ev for ev in out if ev.ts <= stop_ns]
-            self.stats.after_stop += len(out) - len(kept)
-            out = kept
-        count = self.stats.count_event
-        for ev in out:
-            count(ev.probe)
         return out
+
+    def render_lines(self, writer: Any) -> bool:
+        return self.tracer.set_render(writer)
 
     def stop_producing(self, at_ns: int) -> None:
         # called from a signal handler, maybe in the middle of pump(): only flags here; the
         # wait it interrupted returns EINTR and pump() releases the tasks
-        self._stop_ns = at_ns
+        self.tracer.stop_ns = at_ns
         self.tracer.stopping = True
 
     def close(self) -> None:

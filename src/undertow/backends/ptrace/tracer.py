@@ -4,7 +4,8 @@ Events, in the thread that reads them (``session.py`` calls :meth:`Tracer.pump` 
 Every ptrace request must come from the thread that seized the tracee (kernel/ptrace.c,
 ptrace_check_attach): the reader's. Doing the tracing there, not in a thread of its own,
 matters for speed: a tracer thread handing each Event to the reader through the GIL took
-~250 us per traced call where one thread takes ~60 us (bench/ptrace_overhead.py). Between
+~250 us per traced call where one thread takes ~60 us (bench/ptrace_overhead.py, before the
+per-stop work was cut down: docs/ptrace.md). Between
 stops it blocks in ``wait4(__WALL)``; a signal (Ctrl-C, the ``--duration`` alarm, the
 session's timer for ``poll``'s timeout) ends the wait with EINTR. Per stop (man 2 ptrace,
 "Stopped states"):
@@ -30,6 +31,7 @@ traced syscall would fail with ENOSYS), as ``PTRACE_O_EXITKILL`` would if undert
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
 from ...errors import UndertowError
-from ...events import Event
+from ...events import Event, Stats
 from ...kernel import ptrace as pt
 from .decode import STRING_SIZE, errno_name
 
@@ -50,13 +52,15 @@ _STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _SYSCALL_STATUS = (_SYSCALL_TRAP << 8) | 0x7F
 _SECCOMP_STATUS = (pt.EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
+_INFO_ENTRY, _INFO_EXIT, _INFO_SECCOMP = pt.INFO_ENTRY, pt.INFO_EXIT, pt.INFO_SECCOMP
 
 
 class Task:
     """A traced thread: its ids, name, and the syscall it is in (``nr``/``args``) when its
-    exit is awaited."""
+    exit is awaited. ``born``: the fork/vfork/clone whose exit (0) a new task shows at its
+    first stop; ``started``: that stop was seen."""
 
-    __slots__ = ("tid", "tgid", "comm", "nr", "args", "quiet", "held")
+    __slots__ = ("tid", "tgid", "comm", "nr", "args", "quiet", "held", "born", "started")
 
     def __init__(self, tid: int, tgid: int, quiet: bool = False) -> None:
         self.tid, self.tgid, self.quiet = tid, tgid, quiet
@@ -64,6 +68,8 @@ class Task:
         self.nr: Optional[int] = None
         self.args: Any = ()
         self.held = False  # in a group-stop we left it in (PTRACE_LISTEN)
+        self.born: Optional[int] = None
+        self.started = False
 
 
 def _tgid(tid: int) -> int:
@@ -105,7 +111,14 @@ class Tracer:
         self._exec_err = -1
         self.polling = False  # no wake-up signal could be installed: wait with WNOHANG
         self._prctl = PRCTL.get(plan.arch, -1)
-        self._prepared: Dict[int, Any] = {}
+        self._enter: Dict[int, List[_Prep]] = {nr: [_Prep(s) for s in ss] for nr, ss in plan.enter.items()}
+        self._exit: Dict[int, List[_Prep]] = {nr: [_Prep(s) for s in ss] for nr, ss in plan.exit.items()}
+        self._exit_nrs = frozenset(plan.exit)
+        self._execs = _EXECS.get(plan.arch, ())
+        self.render: Any = None  # a TextWriter: make text lines (set_render)
+        self._mem = _MemReader()
+        self.stats = Stats()
+        self.stop_ns = 0  # events stamped after it are not shown (a stop's time)
 
     # -- set-up
     def _start_command(self) -> None:
@@ -152,7 +165,9 @@ class Tracer:
         os.close(go_w)
 
     def _attach(self, pid: int) -> None:
-        opts = pt.O_TRACESYSGOOD | pt.O_TRACECLONE | pt.O_TRACEEXEC
+        # its threads and the processes it starts from now on are traced too (as -c's, and
+        # as the ftrace and BPF backends' -p follow children)
+        opts = pt.O_TRACESYSGOOD | pt.O_TRACEFORK | pt.O_TRACEVFORK | pt.O_TRACECLONE | pt.O_TRACEEXEC
         for _round in range(3):  # threads made while we seize: list again until none is new
             try:
                 tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())
@@ -190,6 +205,23 @@ class Tracer:
         stops (else only those already waiting). Returns the Events."""
         tasks = self.tasks
         out = self.out = []
+        # the cyclic collector would pass over the batch's Events (GC-tracked) several times
+        # while it is built: paused here, as the ftrace session does while decoding
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            self._pump(tasks, out, deadline, limit, block)
+        finally:
+            if paused:
+                gc.enable()
+        if self.stopping and tasks:
+            self.release()
+        if not tasks:
+            self._done()
+        return out
+
+    def _pump(self, tasks: Dict[int, Task], out: List[Any], deadline: float, limit: int, block: bool) -> None:
         handle = self._handle
         wait = pt.wait_any
         nohang = self.polling or not block
@@ -212,11 +244,6 @@ class Tracer:
             if not block or time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
-        if self.stopping and tasks:
-            self.release()
-        if not tasks:
-            self._done()
-        return out
 
     def _done(self) -> None:
         self.finished = True
@@ -255,17 +282,29 @@ class Tracer:
         if sig == _SYSCALL_TRAP:
             self._syscall_stop(task)
             return
+        if event == pt.EVENT_STOP and not task.started:  # its first stop (seized, or a new task's)
+            task.started = True
+            if task.born is not None:
+                nr, task.born = task.born, None
+                self._born_events(task, nr)
         if sig == signal.SIGTRAP and event:
             if event == pt.EVENT_SECCOMP:
                 self._seccomp_stop(task)
                 return
             if event in (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE):
                 new = pt.event_msg(tid)
-                if new not in tasks:
+                child = tasks.get(new)
+                if child is None:
                     tgid = new if event != pt.EVENT_CLONE else _tgid(new)
-                    tasks[new] = Task(new, tgid)
-                if not self.seccomp and tasks[new].tgid != self.plan.pid:
-                    self._detach_new(new)
+                    child = tasks[new] = Task(new, tgid)
+                if task.nr is not None and not task.quiet:
+                    # the child returns 0 from the same call (the tracepoint fires in it, as
+                    # the ftrace and BPF backends show; no exit stop reports it: copy_process()
+                    # clears the child's syscall tracing): its event at its first stop
+                    if child.started:
+                        self._born_events(child, task.nr)
+                    else:
+                        child.born = task.nr
             elif event == pt.EVENT_EXEC:
                 former = pt.event_msg(tid)
                 if former != tid and former in tasks:
@@ -295,130 +334,172 @@ class Tracer:
         except OSError:
             pass  # it died meanwhile (ESRCH): its exit comes next
 
-    def _detach_new(self, tid: int) -> None:
-        """A process a thread of ``-p``'s process started with clone() but not as a thread."""
-        try:
-            pt.resume(tid, pt.PTRACE_DETACH)
-        except OSError:
-            pass
-        self.tasks.pop(tid, None)
-
     def _seccomp_stop(self, task: Task) -> None:
-        info = pt.get_syscall_info(task.tid)
-        nr = info.nr
-        if info.op == pt.INFO_SECCOMP and info.arch == self.audit_arch:
-            if nr == self._prctl and info.args and info.args[0] == PR_SET_NAME:
+        # (op, arch, ip, sp, nr, six args, ...): kernel/ptrace.syscall_words
+        w = pt.syscall_words(task.tid)
+        if w[0] == _INFO_SECCOMP and w[1] == self.audit_arch:
+            nr = w[4]
+            args = w[5:11]
+            if nr == self._prctl and args[0] == PR_SET_NAME:
                 task.comm = None  # read again at its next event (the call runs after this stop)
-            specs = self.plan.enter.get(nr)
-            if specs and (not task.quiet or nr in _EXECS.get(self.plan.arch, ())):
-                self._events(task, specs, nr, info.args, 0, False)
-            if nr in self.plan.exit:
-                task.nr, task.args = nr, info.args
+            if nr in self._exit_nrs:
+                task.nr, task.args = nr, args
+            specs = self._enter.get(nr)
+            if specs and (not task.quiet or nr in self._execs):
+                self._entry_events(task, specs, nr, args)
+                return
         self._resume(task)
 
     def _syscall_stop(self, task: Task) -> None:
-        info = pt.get_syscall_info(task.tid)
-        if info.op == pt.INFO_ENTRY:  # -p: every syscall
-            nr = info.nr
-            if info.arch == self.audit_arch:
-                if nr == self._prctl and info.args and info.args[0] == PR_SET_NAME:
-                    task.comm = None
-                specs = self.plan.enter.get(nr)
-                if specs:
-                    self._events(task, specs, nr, info.args, 0, False)
-                task.nr, task.args = (nr, info.args) if nr in self.plan.exit else (None, ())
-            else:
-                task.nr = None
-        elif info.op == pt.INFO_EXIT:
+        w = pt.syscall_words(task.tid)
+        op = w[0]
+        if op == _INFO_EXIT:
             nr = task.nr
             task.nr, task.args = None, ()
             if nr is not None and not task.quiet:
-                specs = self.plan.exit.get(nr)
-                if specs and task.comm is not None:
-                    # nothing more to read from the task: let it run while the event is made
-                    self._resume(task)
-                    self._events(task, specs, nr, (), info.rval, info.is_error)
-                    return
+                specs = self._exit.get(nr)
                 if specs:
-                    self._events(task, specs, nr, (), info.rval, info.is_error)
+                    now = time.monotonic_ns()
+                    if task.comm is None:
+                        task.comm = _comm(task.tid)
+                    # nothing more to read from the task: let it run while the events are made
+                    self._resume(task)
+                    ret = w[4] - (1 << 64) if w[4] >> 63 else w[4]
+                    pend = self._collect(task, specs, nr, (), ret, bool(w[5] & 0xFF))
+                    if pend:
+                        self._emit(task, pend, now)
+                    return
+        elif op == _INFO_ENTRY:  # -p: every syscall
+            nr = w[4]
+            if w[1] == self.audit_arch:
+                args = w[5:11]
+                if nr == self._prctl and args[0] == PR_SET_NAME:
+                    task.comm = None
+                task.nr, task.args = (nr, args) if nr in self._exit_nrs else (None, ())
+                specs = self._enter.get(nr)
+                if specs:
+                    self._entry_events(task, specs, nr, args)
+                    return
+            else:
+                task.nr = None
         self._resume(task)
 
     # -- events
-    def _events(self, task: Task, specs: List[Any], nr: int, args: Any, ret: int, is_error: bool) -> None:
-        now = time.monotonic_ns()
-        tid = task.tid
-        if task.comm is None:
-            task.comm = _comm(tid)
-        comm = task.comm
-        strings: Dict[int, Any] = {}
-        prepared = self._prepared
-        for spec in specs:
-            prep = prepared.get(id(spec))
-            if prep is None:
-                prep = prepared[id(spec)] = (_prepare(spec.fields),
-                                             _prepare([(n,) + r for n, r in spec.filter_reads.items()]))
-            fields_p, filter_p = prep
-            if spec.filter is not None:
-                f = {}
-                for name, src, is_str, mask, sign in filter_p:
-                    v = self._value(task, src, is_str, mask, sign, nr, args, ret, strings)
-                    f[name] = "" if v is _Fault else v
-                if not spec.filter({"f": f, "comm": comm, "tid": tid, "pid": task.tgid}):
-                    continue
-            fields: Dict[str, Any] = {}
-            errors: Optional[Dict[str, str]] = None
-            for name, src, is_str, mask, sign in fields_p:
-                if src.__class__ is int and not is_str:
-                    raw = (args[src] if src < len(args) else 0) & mask
-                    fields[name] = raw - (sign << 1) if sign and raw & sign else raw
-                    continue
-                v = self._value(task, src, is_str, mask, sign, nr, args, ret, strings)
-                if v is _Fault:
-                    fields[name] = ""
-                    if errors is None:
-                        errors = {}
-                    errors[name] = "EFAULT"
-                else:
-                    fields[name] = v
-            for name, make in spec.extras:
-                if name == "errno":
-                    if is_error:
-                        fields[name] = errno_name(ret) or f"E{-ret}"
-                    continue
-                try:
-                    v = make(args, lambda a, n: pt.read_memory(tid, a, n))
-                except Exception:  # noqa: BLE001 - a decoding problem shows as no extra, never a crash
-                    v = None
-                if v is not None:
-                    fields[name] = v
-            self.out.append(Event(now, -1, task.tgid, tid, comm or "", spec.name, fields, errors=errors,
-                                  formats=spec.formats))
+    def _born_events(self, task: Task, nr: int) -> None:
+        """The exit events of the fork/vfork/clone ``nr`` in the new ``task`` (ret 0)."""
+        specs = self._exit.get(nr)
+        if specs:
+            now = time.monotonic_ns()
+            if task.comm is None:
+                task.comm = _comm(task.tid)
+            pend = self._collect(task, specs, nr, (), 0, False)
+            if pend:
+                self._emit(task, pend, now)
 
-    @staticmethod
-    def _value(task: Task, src: Any, is_str: bool, mask: int, sign: int, nr: int, args: Any, ret: int,
-               strings: Dict[Any, Any]) -> Any:
-        if src == "nr":
-            raw = nr
-        elif src == "ret":
-            raw = ret
-        elif src == "comm":
-            return task.comm
-        elif src == "pid":
-            return task.tgid
-        elif src == "tid":
-            return task.tid
-        elif src == "cpu":
-            return -1
-        else:
-            raw = args[src] if src < len(args) else 0
-        if is_str:
-            got = strings.get(src)
-            if got is None:
-                data = pt.read_string(task.tid, raw, STRING_SIZE) if raw else None
-                got = strings[src] = data.decode("utf-8", "surrogateescape") if data is not None else _Fault
-            return got
-        raw &= mask
-        return raw - (sign << 1) if sign and raw & sign else raw
+    def _entry_events(self, task: Task, specs: List[Any], nr: int, args: Any) -> None:
+        """The events of a syscall's entry: what is read from the tracee (strings, socket
+        addresses) while it is stopped, the rest (the Event or the text line) once it runs
+        again, on the other CPU while this one formats (the next stop waits for it)."""
+        now = time.monotonic_ns()
+        if task.comm is None:
+            task.comm = _comm(task.tid)
+        pend = self._collect(task, specs, nr, args, 0, False)
+        self._resume(task)
+        if pend:
+            self._emit(task, pend, now)
+
+    def _collect(self, task: Task, specs: List[_Prep], nr: int, args: Any, ret: int, is_error: bool) -> List[Any]:
+        """Per spec whose filter passes: ``(prep, values, errors, extras)``, ``values`` a
+        tuple in the order of the spec's fields, or (a string could not be read) a fields
+        dict with ``errors``; ``extras``: ``(names, values)`` (decode.extras_for) or None."""
+        tid, tgid, comm = task.tid, task.tgid, task.comm
+        pend = []
+        mem = self._mem
+        mem.tid = tid
+        for p in specs:
+            read = _read_str
+            if p.filter is not None:
+                strings: Dict[int, Any] = {}
+                read = _cached_reader(strings)
+                f = {}
+                for name, src, is_str, mask, sign in p.filter_reads:
+                    v = _value(task, src, is_str, mask, sign, nr, args, ret, read)
+                    f[name] = "" if v is _Fault else v
+                if not p.filter({"f": f, "comm": comm, "tid": tid, "pid": tgid}):
+                    continue
+            vals = p.values(nr, args, ret, tid, tgid, comm, read)
+            errors: Optional[Dict[str, str]] = None
+            if vals is None:  # a string could not be read: field by field, saying which
+                vals, errors = {}, {}
+                for name, src, is_str, mask, sign in p.fields:
+                    v = _value(task, src, is_str, mask, sign, nr, args, ret, read)
+                    if v is _Fault:
+                        vals[name] = ""
+                        errors[name] = "EFAULT"
+                    else:
+                        vals[name] = v
+            extras = None
+            if p.extras:
+                names, got = [], []
+                for name, mk in p.extras:
+                    if name == "errno":
+                        if is_error:
+                            names.append(name)
+                            got.append(errno_name(ret) or f"E{-ret}")
+                        continue
+                    try:
+                        v = mk(args, mem.read)
+                    except Exception:  # noqa: BLE001 - a decoding problem shows as no extra, never a crash
+                        v = None
+                    if v is not None:
+                        names.append(name)
+                        got.append(v)
+                if names:
+                    extras = (tuple(names), got)
+            pend.append((p, vals, errors, extras))
+        return pend
+
+    def _emit(self, task: Task, pend: List[Any], now: int) -> None:
+        """The records of :meth:`_collect`'s results: text lines when rendering
+        (:meth:`set_render`) and the values came as a tuple, else Events. Counted in
+        ``stats``; none after a stop's time (``stats.after_stop``)."""
+        if self.stop_ns and now > self.stop_ns:
+            self.stats.after_stop += len(pend)
+            return
+        out, render, counts = self.out, self.render, self.stats.events
+        tid, tgid, comm = task.tid, task.tgid, task.comm or ""
+        for p, vals, errors, extras in pend:
+            name = p.name
+            counts[name] = counts.get(name, 0) + 1
+            if vals.__class__ is tuple:
+                if render is not None:
+                    key = extras[0] if extras is not None else ()
+                    line = p.lines.get(key, 0)
+                    if line == 0:
+                        line = p.lines[key] = _line_maker(render, p, key)
+                    if line is not None:
+                        out.append(line(now, tgid, tid, comm, *vals, *extras[1]) if extras is not None
+                                   else line(now, tgid, tid, comm, *vals))
+                        continue
+                fields = dict(zip(p.names, vals))
+            else:
+                fields = vals
+            if extras is not None:
+                fields.update(zip(*extras))
+            out.append(Event(now, -1, tgid, tid, comm, name, fields, None, None, errors, p.formats))
+
+    def set_render(self, writer: Any) -> bool:
+        """Make text lines with ``writer`` (``output.text.TextWriter.line_source``) instead
+        of Events where a line's values allow it (Session.render_lines)."""
+        self.render = writer
+        preps = [p for ps in (*self._enter.values(), *self._exit.values()) for p in ps]
+        for p in preps:
+            p.lines.clear()
+        if writer is not None:
+            # the column as wide as the longest probe's name from the first line, lines and
+            # Events alike (line makers are made as their first event comes)
+            writer.reserve([p.name for p in preps])
+        return True
 
     # -- the end
     def _exec_failed(self) -> None:
@@ -494,6 +575,138 @@ def _prepare(fields: List[Any]) -> List[Any]:
     """``(name, source, kind, bits, signed)`` -> ``(name, source, is_str, mask, sign bit or 0)``."""
     return [(n, src, kind == "str", (1 << bits) - 1, (1 << (bits - 1)) if signed else 0)
             for n, src, kind, bits, signed in fields]
+
+
+class _MemReader:
+    """``read(addr, size)`` of the task ``tid`` (the extras' reader, made once)."""
+
+    __slots__ = ("tid",)
+
+    def __init__(self) -> None:
+        self.tid = 0
+
+    def read(self, addr: int, size: int) -> Optional[bytes]:
+        return pt.read_memory(self.tid, addr, size)
+
+
+class _Prep:
+    """A probe spec made ready for the stops: ``values(nr, args, ret, tid, tgid, comm, read)``
+    gives its field values in ``names``' order (None when a string cannot be read);
+    ``fields``/``filter_reads``: ``(name, source, is_str, mask, sign bit)``; ``lines``: text
+    line makers by the extra fields present (:func:`_line_maker`)."""
+
+    __slots__ = ("spec", "name", "formats", "filter", "extras", "fields", "names", "values", "filter_reads",
+                 "lines")
+
+    def __init__(self, spec: Any) -> None:
+        self.spec, self.name, self.formats, self.filter = spec, spec.name, spec.formats, spec.filter
+        self.extras = spec.extras
+        self.fields = _prepare(spec.fields)
+        self.names = [f[0] for f in self.fields]
+        self.values = _compile_values(self.fields)
+        self.filter_reads = _prepare([(n,) + r for n, r in spec.filter_reads.items()])
+        self.lines: Dict[Any, Any] = {}
+
+
+def _compile_values(fields: List[Any]) -> Any:
+    """One generated function giving a spec's field values (as :func:`_value` gives each):
+    a tuple display in one expression, no per-field loop or call but the string reads."""
+    body, items = [], []
+    for i, (_name, src, is_str, mask, sign) in enumerate(fields):
+        if src in ("comm", "pid", "tid", "cpu"):
+            expr = {"comm": "comm", "pid": "tgid", "tid": "tid", "cpu": "-1"}[src]
+        else:
+            raw = src if src in ("nr", "ret") else f"a[{int(src)}]"
+            if is_str:
+                body.append(f"    s{i} = read(tid, {raw})")
+                body.append(f"    if s{i} is FAULT: return None")
+                expr = f"s{i}"
+            elif sign:
+                expr = f"(({raw} & {mask}) ^ {sign}) - {sign}"
+            else:
+                expr = f"{raw} & {mask}"
+        items.append(expr)
+    head = ["def values(nr, args, ret, tid, tgid, comm, read):",
+            "    a = args if len(args) >= 6 else (tuple(args) + ZEROS)[:6]"]
+    src_text = "\n".join(head + body + ["    return (" + "".join(f"{x}, " for x in items) + ")"]) + "\n"
+    env: Dict[str, Any] = {"FAULT": _Fault, "ZEROS": (0,) * 6}
+    exec(compile(src_text, "<ptrace values>", "exec"), env)  # noqa: S102 - made here from ints and arg indexes
+    return env["values"]
+
+
+def _line_maker(writer: Any, p: _Prep, extra_names: Any) -> Any:
+    """``line(ts, tgid, tid, comm, *values)``: the text line ``writer`` would print for the
+    Event of ``p`` with these fields (then ``extra_names``' values), made from the writer's
+    ``line_source``; None when it cannot (names that are not identifiers, or twice)."""
+    all_names = list(p.names) + list(extra_names)
+    if len(set(all_names)) != len(all_names):
+        return None
+    # the struct code of each value (line_source): ints as masked (Q) or sign-extended (q)
+    codes = ["" if is_str or src == "comm" else ("q" if sign or src == "cpu" else "Q")
+             for _n, src, is_str, _m, sign in p.fields] + [""] * len(extra_names)
+    got = writer.line_source(p.name, all_names, p.formats, codes)
+    if got is None:
+        return None
+    env = dict(got["env"])
+    env["_C"] = writer.comm
+    env["_last"] = [None, ""]  # the prefix (ids, name, probe column) of the last line: a run of one task's
+    params = "".join(f", v{i}" for i in range(len(all_names)))
+    src_text = "\n".join([
+        f"def line(ts, tgid, tid, comm{params}):",
+        f"    {got['setup']}",
+        "    if t0 is None:",
+        "        t0 = W.t0 = ts",
+        "    key = (tid, tgid, comm, W._probe_width)",
+        "    if key == _last[0]:",
+        "        pre = _last[1]",
+        "    else:",
+        "        cpu = -1",
+        "        comm = _C(comm)",
+        f"        pre = {got['prefix']}",
+        "        _last[0], _last[1] = key, pre",
+        f"    return {got['line']}",
+    ]) + "\n"
+    exec(compile(src_text, f"<ptrace line {p.name}>", "exec"), env)  # noqa: S102 - identifiers checked by line_source
+    return env["line"]
+
+
+def _value(task: Task, src: Any, is_str: bool, mask: int, sign: int, nr: int, args: Any, ret: int,
+           read: Any) -> Any:
+    """One field's value (``_prepare``'s tuple), ``_Fault`` for a string that cannot be read."""
+    if src == "nr":
+        raw = nr
+    elif src == "ret":
+        raw = ret
+    elif src == "comm":
+        return task.comm
+    elif src == "pid":
+        return task.tgid
+    elif src == "tid":
+        return task.tid
+    elif src == "cpu":
+        return -1
+    else:
+        raw = args[src] if src < len(args) else 0
+    if is_str:
+        return read(task.tid, raw)
+    raw &= mask
+    return raw - (sign << 1) if sign and raw & sign else raw
+
+
+def _read_str(tid: int, addr: int) -> Any:
+    """The string at ``addr`` in ``tid`` (at most STRING_SIZE - 1 bytes), ``_Fault`` if unreadable."""
+    data = pt.read_string(tid, addr, STRING_SIZE) if addr else None
+    return data.decode("utf-8", "surrogateescape") if data is not None else _Fault
+
+
+def _cached_reader(strings: Dict[int, Any]) -> Any:
+    """:func:`_read_str` reading each address once (a filter and the fields read the same)."""
+    def read(tid: int, addr: int) -> Any:
+        got = strings.get(addr)
+        if got is None:
+            got = strings[addr] = _read_str(tid, addr)
+        return got
+    return read
 
 
 class _FaultType:

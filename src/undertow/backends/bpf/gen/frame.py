@@ -46,7 +46,7 @@ class Frame:
         self.loops: List[Tuple[str, str]] = []
         self.n = 0
         self.group = ap.target.partition(":")[0] if ap.kind == "tracepoint" else ""
-        self.pname = probe.name or ap.target
+        self.pname = probe.name or ap.event_name()  # as the ftrace backend names the events
         self._rec_size = 0  # the record being filled (records.py)
         #: an iterator's context pointers, checked and kept on the stack: slot -> offset (prologue.py)
         self.iter_slots: Dict[int, int] = {}
