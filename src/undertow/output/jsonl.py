@@ -9,6 +9,7 @@ become ``{"hex": "..."}`` objects, never lossy text.
 from __future__ import annotations
 
 import json
+from math import isfinite
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, TextIO, Tuple
@@ -91,53 +92,74 @@ class Template:
     values, made once: each event's line is the text with those values written in (what
     :func:`dumps` of the event gives, byte for byte: JSON's encoding of an object is that of
     its values in place). A tool's flood repeats one kind of event (one process asking one
-    name, pinging one peer, connecting to one port): its dict and the C encoder's walk of
-    20 keys cost ~6 us per event, a copy of the dict and the template ~1.5 us (issue 18).
+    name, pinging one peer, connecting to one port): the C encoder's walk of its ~20 keys
+    cost 4-5 us per event, the template ~1.5 us (issue 18).
 
     Raises ValueError when a varying key is not in ``event`` or its place cannot be told
     apart in the text."""
 
-    __slots__ = ("varying", "fmt")
+    __slots__ = ("varying", "parts")
 
     def __init__(self, event: Dict[str, Any], varying: Tuple[str, ...]) -> None:
-        marks = {k: f"\x00undertow-slot-{i}\x00" for i, k in enumerate(varying)}
         for k in varying:
             if k not in event:
                 raise ValueError(f"no {k!r} in the event")
-        text = dumps({k: marks.get(k, v) for k, v in event.items()}).replace("%", "%%")
-        for k in varying:
+        self.varying = tuple(k for k in event if k in varying)  # in the text's order
+        marks = {k: f"\x00undertow-slot-{i}\x00" for i, k in enumerate(self.varying)}
+        text = dumps({k: marks.get(k, v) for k, v in event.items()})
+        parts = []
+        for k in self.varying:
             mark = dumps(marks[k])
-            if text.count(mark) != 1:  # the same text in a value (hostile input): no template
+            if text.count(mark) != 1:  # the same text in a value (hostile input)
                 raise ValueError(f"{k!r} cannot be told apart in the event's text")
-            text = text.replace(mark, "%s")
-        self.varying, self.fmt = varying, text
+            before, _, text = text.partition(mark)
+            parts.append(before)
+        parts.append(text)
+        self.parts = parts  # the text around each varying value
 
     def fill(self, event: Dict[str, Any]) -> str:
-        """``dumps(event)``: the text with ``event``'s varying values (an integer's, None's and
-        a name's JSON made here, others through :func:`dumps`)."""
-        vals = []
-        for k in self.varying:
+        """``dumps(event)``: the text with ``event``'s varying values (an integer's, a finite
+        float's and None's JSON made here, others through :func:`dumps`)."""
+        parts = self.parts
+        out = [parts[0]]
+        for i, k in enumerate(self.varying, 1):
             v = event[k]
             if v.__class__ is int:
-                vals.append(int.__repr__(v))
+                out.append(int.__repr__(v))
             elif v is None:
-                vals.append("null")
+                out.append("null")
+            elif v.__class__ is float and isfinite(v):
+                out.append(float.__repr__(v))  # as the encoder writes a finite float
             else:
-                vals.append(dumps(v))
-        return self.fmt % tuple(vals)
+                out.append(dumps(v))
+            out.append(parts[i])
+        return "".join(out)
 
 
 class Templated(dict):
-    """An event dict written through a :class:`Template` (:func:`dumps`): a copy of the
-    event the template was made from, with the template's varying keys set anew (only
-    those may differ). Read it as any dict; its nested lists and dicts may be shared with
-    other events: read-only."""
+    """An event dict written through its :class:`Template` by :func:`dumps` (made by
+    :func:`templated`). Its :meth:`copy` is the next event of the same kind: only the
+    template's varying keys may be set anew. Read it as any dict; its nested lists and dicts
+    may be shared with other events: read-only."""
 
     __slots__ = ("template",)
 
-    def __init__(self, event: Dict[str, Any], template: Template) -> None:
-        super().__init__(event)
-        self.template = template
+    def copy(self) -> "Templated":
+        c = Templated(self)  # dict's own init: a Python __init__ here would cost ~1 us per event
+        c.template = self.template
+        return c
+
+
+def templated(event: Dict[str, Any], varying: Tuple[str, ...]) -> Dict[str, Any]:
+    """``event`` as a :class:`Templated` whose copies differ only in ``varying``; ``event``
+    itself when no template can be made for it (its copies are then written the general way)."""
+    try:
+        t = Template(event, varying)
+    except ValueError:
+        return event
+    d = Templated(event)
+    d.template = t
+    return d
 
 
 def merged_line(event: Dict[str, Any], extra: Dict[str, str], memo: Optional[Dict[Any, Any]] = None) -> str:

@@ -31,7 +31,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.m
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..output.jsonl import Template, Templated
+from ..output.jsonl import templated
 from .decode.dns import QTYPES, Message, decode_message, decode_tcp_stream, qtype_name
 from .icmp import NETNS, PIDNS
 
@@ -396,7 +396,7 @@ def event_parser(seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]]] = None,
             if first is None:
                 return None  # not DNS, as the first time
             if first is not _UNSEEN:
-                d = Templated(first, first.template)
+                d = first.copy()
                 d["ts"], d["tid"], d["id"] = rec.ts, rec.tid, (payload[0] << 8) | payload[1]
                 return d
         q = parse_record(rec, seeds)
@@ -409,10 +409,7 @@ def event_parser(seeds: Optional[Dict[Tuple[int, int], Tuple[int, str]]] = None,
             d = q.to_dict()
         if key is not None and (d is None or d["id"] is not None):
             if d is not None:
-                try:
-                    d = Templated(d, Template(d, ("ts", "tid", "id")))
-                except ValueError:
-                    return d  # a value holding the template's marks: written the general way
+                d = templated(d, ("ts", "tid", "id"))
             if len(seen) >= 1024:
                 seen.clear()
             seen[key] = d
