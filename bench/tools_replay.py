@@ -11,7 +11,8 @@ batches to the tool's loop (tools/bpftool.run_tool) as the ring read handed them
 record (best of ``--rounds``). Run it with each tree on ``PYTHONPATH`` and ``cmp`` the
 outputs: the tool's lines must be byte for byte the same (text and ``--json``).
 
-    python3 bench/tools_replay.py record dns /tmp/dns.rec [--rate 20000 --seconds 3]
+    python3 bench/tools_replay.py record dns /tmp/dns.rec [--rate 20000 --seconds 3]  (--rate 0: no
+        workload, the host's own events for --seconds after a 3 s start)
     PYTHONPATH=src python3 bench/tools_replay.py replay /tmp/dns.rec out.json [--text] [--rounds 5]
 """
 
@@ -79,10 +80,13 @@ def _record(a):
 
     def load():
         time.sleep(3.0)  # the tool compiles and attaches
-        w = to.WORKLOADS[a.tool]
-        code = to.PACE.format(setup=w["setup"], op=w["op"])
-        subprocess.run([sys.executable, "-c", code, str(int(a.rate * a.seconds)), str(a.rate), str(port)],
-                       capture_output=True, check=True)
+        if a.rate == 0:  # no workload: what the host does meanwhile (traffic made by hand)
+            time.sleep(a.seconds)
+        else:
+            w = to.WORKLOADS[a.tool]
+            code = to.PACE.format(setup=w["setup"], op=w["op"])
+            subprocess.run([sys.executable, "-c", code, str(int(a.rate * a.seconds)), str(a.rate), str(port)],
+                           capture_output=True, check=True)
         time.sleep(1.0)
         os.kill(os.getpid(), 2)
 

@@ -98,7 +98,7 @@ class Template:
     Raises ValueError when a varying key is not in ``event`` or its place cannot be told
     apart in the text."""
 
-    __slots__ = ("varying", "parts")
+    __slots__ = ("varying", "head", "rest")
 
     def __init__(self, event: Dict[str, Any], varying: Tuple[str, ...]) -> None:
         for k in varying:
@@ -115,14 +115,14 @@ class Template:
             before, _, text = text.partition(mark)
             parts.append(before)
         parts.append(text)
-        self.parts = parts  # the text around each varying value
+        # the text before the first varying value, then each varying key with the text after it
+        self.head, self.rest = parts[0], tuple(zip(self.varying, parts[1:]))
 
     def fill(self, event: Dict[str, Any]) -> str:
         """``dumps(event)``: the text with ``event``'s varying values (an integer's, a finite
         float's and None's JSON made here, others through :func:`dumps`)."""
-        parts = self.parts
-        out = [parts[0]]
-        for i, k in enumerate(self.varying, 1):
+        out = [self.head]
+        for k, after in self.rest:
             v = event[k]
             if v.__class__ is int:
                 out.append(int.__repr__(v))
@@ -132,7 +132,7 @@ class Template:
                 out.append(float.__repr__(v))  # as the encoder writes a finite float
             else:
                 out.append(dumps(v))
-            out.append(parts[i])
+            out.append(after)
         return "".join(out)
 
 
