@@ -13,7 +13,7 @@ outputs: the tool's lines must be byte for byte the same (text and ``--json``).
 
     python3 bench/tools_replay.py record dns /tmp/dns.rec [--rate 20000 --seconds 3]  (--rate 0: no
         workload, the host's own events for --seconds after a 3 s start)
-    PYTHONPATH=src python3 bench/tools_replay.py replay /tmp/dns.rec out.json [--text] [--rounds 5]
+    PYTHONPATH=src python3 bench/tools_replay.py replay /tmp/dns.rec out.json [--text] [--rounds 5] [--args "--summary"]
 """
 
 import argparse
@@ -143,7 +143,7 @@ def _replay(a):
         took.append(time.process_time() - t0)  # the last batch handled
 
     BpfRun.batches = batches
-    argv = [tool] + ([] if a.text else ["--json"])
+    argv = [tool] + ([] if a.text else ["--json"]) + a.args.split()
     n = sum(len(b) for b in rec["batches"])
     for _ in range(a.rounds):
         with open(a.out, "w") as out:
@@ -169,6 +169,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--text", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--args", default="", help="more options of the tool (--summary, --comm GLOB ...)")
     a = ap.parse_args()
     (_record if a.cmd == "record" else _replay)(a)
 
