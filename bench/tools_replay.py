@@ -33,7 +33,7 @@ def _record(a):
     import tools_overhead as to
     from undertow import cli
     from undertow.bpfrun import BpfRun
-    from undertow.tools import bpftool, proc
+    from undertow.tools import proc
 
     batches, infos = [], {}
     orig_batches, orig_info = BpfRun.batches, proc.proc_info
@@ -104,7 +104,6 @@ def _record(a):
     with open(a.file, "wb") as f:
         pickle.dump({"tool": a.tool, "batches": batches, "infos": infos}, f)
     print(f"{n} records in {len(batches)} batches, {len(infos)} processes -> {a.file}")
-    del bpftool
 
 
 class _Session:
