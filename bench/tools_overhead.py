@@ -101,11 +101,13 @@ WORKLOADS = {
 }
 
 
-def cpu_seconds(pid):
-    """utime + stime of ``pid`` (fields 14 and 15 of /proc/PID/stat), in seconds."""
+def cpu_seconds(pid, part=None):
+    """utime + stime of ``pid`` (fields 14 and 15 of /proc/PID/stat), in seconds (``part``:
+    ``"user"`` or ``"system"`` alone)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    user, system = int(fields[11]), int(fields[12])
+    return {"user": user, "system": system}.get(part, user + system) / CLK_TCK
 
 
 def run_load(tool, n, rate, arg):
@@ -131,9 +133,9 @@ def measure(tool, tool_argv, n, rate, arg, ctx):
                 last = c
                 if still >= 3:
                     break
-            c0 = cpu_seconds(p.pid)
+            c0, s0 = cpu_seconds(p.pid), cpu_seconds(p.pid, "system")
             took = run_load(tool, n, rate, arg)
-            c1 = cpu_seconds(p.pid)
+            c1, s1 = cpu_seconds(p.pid), cpu_seconds(p.pid, "system")
             time.sleep(2.0)
             p.send_signal(signal.SIGINT)
             _pid, _st, ru = os.wait4(p.pid, 0)
@@ -153,7 +155,8 @@ def measure(tool, tool_argv, n, rate, arg, ctx):
             elif WORKLOADS[tool]["match"](d, ctx):
                 got += 1
     os.unlink(out_path)
-    return dict(took=took, captured=got, lost=lost, cpu_load=c1 - c0, cpu_all=ru.ru_utime + ru.ru_stime,
+    return dict(took=took, captured=got, lost=lost, cpu_load=c1 - c0, sys_load=s1 - s0,
+                cpu_all=ru.ru_utime + ru.ru_stime,
                 err=err.strip())
 
 
@@ -218,7 +221,7 @@ def main():
             note = "" if not a.rate or offered >= 0.95 * a.rate else f" (the workload reached {offered:.0f}/s)"
             print(f"{tool:10} {n:>7} @ {offered:>6.0f}/s {r['captured'] / n:>9.1%} {r['lost']:>6} "
                   f"{r['cpu_load'] / r['took']:>10.1%} {r['cpu_all']:>8.2f}s "
-                  f"{r['cpu_load'] / (n * per_op) * 1e6:>6.1f} us"
+                  f"{r['cpu_load'] / (n * per_op) * 1e6:>6.1f} us ({r['sys_load'] / (n * per_op) * 1e6:.1f} system)"
                   f"  slowdown {r['took'] / base:.2f}x{note}"
                   + (f"  [{per_op} events per operation]" if per_op > 1 else "")
                   + (f"\n{'':10} stderr: {r['err'][-200:]}" if r["err"] else ""), flush=True)

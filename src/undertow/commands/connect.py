@@ -58,7 +58,7 @@ def hook_set() -> str:
 def run(args: argparse.Namespace) -> int:
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
-    from ..tools.connect import in_progress, parse_record, program
+    from ..tools.connect import event_parser, in_progress, program
     from ..tools.hooksets import choose
 
     choice = choose("connect")
@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     # the outcome is decided in softirq context: --pid filters on the pid saved at connect()
     want_pid, args.pid = args.pid, None
 
+    parse_event = event_parser()
+
     def parse(rec: Any) -> Optional[Dict[str, Any]]:
-        d = parse_record(rec)
+        d = parse_event(rec)
         return None if want_pid is not None and d["pid"] != want_pid else d
 
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'DESTINATION':<40} {'OUTCOME':<11} {'LATENCY':>12} ERROR"

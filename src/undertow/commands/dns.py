@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any, Dict
 
 
 def register(sub: "argparse._SubParsersAction", common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
-    from ..tools.dns import ANSWERS, PROGRAM, parse_record, seed
+    from ..tools.dns import ANSWERS, PROGRAM, event_parser, seed
     from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
@@ -80,17 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if args.answers:
             text += ANSWER_DST
 
-    def parse(rec: Any) -> Optional[Dict[str, Any]]:
-        q = parse_record(rec, seeds)
-        if q is None:
-            return None
-        if fix is not None:
-            fix(q)
-        q.ts, q.pid, q.tid, q.comm = rec.ts, rec.pid, rec.tid, rec.comm
-        return q.to_dict()
-
     header = f"{'TIME':<8} {'PID':>7} {'COMM':<16} {'RESOLVER':<22} {'TYPE':<6} NAME"
-    shown = run_tool(args, "dns", text + (ANSWERS if args.answers else ""), parse, header,
+    shown = run_tool(args, "dns", text + (ANSWERS if args.answers else ""), event_parser(seeds, fix), header,
                      lambda d: _line(d, host), settings={"bufsize": 512}, on_start=start,
                      hooks=choice.text())
     if args.summary:

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..tools.bpftool import print_summary, run_tool
     from ..tools.common import ns_inode
-    from ..tools.icmp import PROGRAM, parse_record, seed
+    from ..tools.icmp import PROGRAM, event_parser, seed
     from ..tools.hooksets import choose
 
     host = {"netns": ns_inode("net"), "pidns": ns_inode("pid")}
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from ..tools.icmp_kprobes import program
 
         text = program(choice.extra["facts"])
-    shown = run_tool(args, "icmp", text, parse_record, header, lambda d: _line(d, host),
+    shown = run_tool(args, "icmp", text, event_parser(), header, lambda d: _line(d, host),
                      settings={"bufsize": 512}, on_start=start,
                      hooks=choose("icmp").text())
     if args.summary:

@@ -9,9 +9,10 @@ become ``{"hex": "..."}`` objects, never lossy text.
 from __future__ import annotations
 
 import json
+from math import isfinite
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional, TextIO
+    from typing import Any, Dict, Optional, TextIO, Tuple
 
 from ..events import Event, Lost, Stats
 from .values import format_value
@@ -74,13 +75,91 @@ def dumps(value: Any) -> str:
     """``json.dumps(clean(value), ensure_ascii=False)`` without walking ``value`` in Python
     when it needs no cleaning (no bytes, no surrogates): the encoder runs in C and one UTF-8
     encode checks the result. A tool's JSON line at 20k events/s cost ~25 us with the walk,
-    ~12 us without (bench/tools_overhead.py, issue 18)."""
+    ~12 us without (bench/tools_overhead.py, issue 18). A :class:`Templated` event is
+    written through its :class:`Template`."""
+    if value.__class__ is Templated:
+        return value.template.fill(value)
     try:
         s = _encode(value)
         s.encode("utf-8")
         return s
     except (UnicodeEncodeError, TypeError):
         return json.dumps(clean(value), ensure_ascii=False)
+
+
+class Template:
+    """The JSON text of events that differ from one ``event`` only in the ``varying`` keys'
+    values, made once: each event's line is the text with those values written in (what
+    :func:`dumps` of the event gives, byte for byte: JSON's encoding of an object is that of
+    its values in place). A tool's flood repeats one kind of event (one process asking one
+    name, pinging one peer, connecting to one port): the C encoder's walk of its ~20 keys
+    cost 4-5 us per event, the template ~1.5 us (issue 18).
+
+    Raises ValueError when a varying key is not in ``event`` or its place cannot be told
+    apart in the text."""
+
+    __slots__ = ("varying", "head", "rest")
+
+    def __init__(self, event: Dict[str, Any], varying: Tuple[str, ...]) -> None:
+        for k in varying:
+            if k not in event:
+                raise ValueError(f"no {k!r} in the event")
+        self.varying = tuple(k for k in event if k in varying)  # in the text's order
+        marks = {k: f"\x00undertow-slot-{i}\x00" for i, k in enumerate(self.varying)}
+        text = dumps({k: marks.get(k, v) for k, v in event.items()})
+        parts = []
+        for k in self.varying:
+            mark = dumps(marks[k])
+            if text.count(mark) != 1:  # the same text in a value (hostile input)
+                raise ValueError(f"{k!r} cannot be told apart in the event's text")
+            before, _, text = text.partition(mark)
+            parts.append(before)
+        parts.append(text)
+        # the text before the first varying value, then each varying key with the text after it
+        self.head, self.rest = parts[0], tuple(zip(self.varying, parts[1:]))
+
+    def fill(self, event: Dict[str, Any]) -> str:
+        """``dumps(event)``: the text with ``event``'s varying values (an integer's, a finite
+        float's and None's JSON made here, others through :func:`dumps`)."""
+        out = [self.head]
+        for k, after in self.rest:
+            v = event[k]
+            if v.__class__ is int:
+                out.append(int.__repr__(v))
+            elif v is None:
+                out.append("null")
+            elif v.__class__ is float and isfinite(v):
+                out.append(float.__repr__(v))  # as the encoder writes a finite float
+            else:
+                out.append(dumps(v))
+            out.append(after)
+        return "".join(out)
+
+
+class Templated(dict):
+    """An event dict written through its :class:`Template` by :func:`dumps` (made by
+    :func:`templated`). Its :meth:`copy` is the next event of the same kind: only the
+    template's varying keys may be set anew. Read it as any dict; its nested lists and dicts
+    may be shared with other events: read-only."""
+
+    __slots__ = ("template",)
+
+    def copy(self) -> "Templated":
+        c = Templated(self)  # dict's own init: a Python __init__ here would cost ~1 us per event
+        c.template = self.template
+        return c
+
+
+def templated(event: Dict[str, Any], varying: Tuple[str, ...]) -> Dict[str, Any]:
+    """``event`` as a :class:`Templated` whose copies differ only in ``varying``; ``event``
+    itself when no template can be made for it (its copies are then written the general way)."""
+    try:
+        t = Template(event, varying)
+    except ValueError:
+        return event
+    d = Templated(event)
+    d.template = t
+    return d
 
 
 def merged_line(event: Dict[str, Any], extra: Dict[str, str], memo: Optional[Dict[Any, Any]] = None) -> str:
@@ -91,7 +170,7 @@ def merged_line(event: Dict[str, Any], extra: Dict[str, str], memo: Optional[Dic
     event shares with ``extra`` and the joined rest are then worked out once per set of event
     keys, not per event (~2 us less per event of a tool at 20k/s, issue 18)."""
     if memo is not None:
-        keys = tuple(event)
+        keys = event.template if event.__class__ is Templated else tuple(event)  # the same keys
         hit = memo.get(keys)
         if hit is None:
             if len(memo) >= 64:

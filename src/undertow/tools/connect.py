@@ -36,9 +36,11 @@ import socket
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
-__all__ = ["PROGRAM", "program", "parse_record", "OUTCOMES", "in_progress", "HOOKS"]
+from ..output.jsonl import templated
+
+__all__ = ["PROGRAM", "program", "parse_record", "event_parser", "OUTCOMES", "in_progress", "HOOKS"]
 
 _PIDNS = "((struct task_struct *)curtask)->thread_pid->numbers[((struct task_struct *)curtask)->thread_pid->level].ns->ns.inum"
 
@@ -280,6 +282,31 @@ def parse_record(rec: Any) -> Dict[str, Any]:
         "error": errno.errorcode.get(err, str(err)) if err else None,
         "netns": netns or None, "pidns": pidns or None,
     }
+
+
+def event_parser() -> Callable[[Any], Dict[str, Any]]:
+    """:func:`parse_record` with a memo: one process connecting to one service again and again
+    sends records that differ only in the time, the latency and the source port. The event
+    of a record whose other values were seen before is a copy of the first one's with its
+    own ts, sport and latency_ms, written through the first one's JSON template
+    (output/jsonl.Template; ~3 us less per connect than the dict and the encoder's walk,
+    issue 18)."""
+    seen: Dict[Tuple[Any, ...], Dict[str, Any]] = {}  # bounded
+
+    def parse(rec: Any) -> Dict[str, Any]:
+        v = rec.values
+        k = (v[0], v[2], v[3], v[4], v[5], *v[7:])  # all but the latency (1) and the source port (6)
+        first = seen.get(k)
+        if first is not None:
+            d = first.copy()
+            d["ts"], d["sport"], d["latency_ms"] = rec.ts, v[6] or None, round(v[1] / 1e6, 3)
+            return d
+        d = templated(parse_record(rec), ("ts", "sport", "latency_ms"))
+        if len(seen) >= 1024:
+            seen.clear()
+        seen[k] = d
+        return d
+    return parse
 
 
 def in_progress(session: Any, now_ns: int) -> List[Dict[str, Any]]:

@@ -31,11 +31,12 @@ import socket
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..output.jsonl import templated
 from .decode.icmp import ICMP_TYPES, decode_icmp
 
-__all__ = ["PROGRAM", "TRACK_AND_RECVS", "parse_record", "seed", "NETNS", "PIDNS"]
+__all__ = ["PROGRAM", "TRACK_AND_RECVS", "parse_record", "event_parser", "seed", "NETNS", "PIDNS"]
 
 #: The current task's network and pid namespace inode numbers (BTF; ``struct ns_common``).
 NETNS = "((struct task_struct *)curtask)->nsproxy->net_ns->ns.inum"
@@ -221,8 +222,8 @@ def parse_record(rec: Any) -> Optional[Dict[str, Any]]:
         ihl = (data[0] & 0x0F) * 4
         data, length = data[ihl:], length - ihl  # a raw IPv4 socket hands over the IP header too
     m = decode_icmp(data, v6, size=length)
-    if direction == "out" and stype == 2 and ident and m.id is not None:
-        m.id = ident  # the kernel's: the reply carries it (ping_v4_sendmsg)
+    if m.id is not None:
+        m.id = _echo_id(direction, stype, ident, m.id)
     peer = _sockaddr(bytes(addr))
     if peer is None:  # send()/write() on a connected socket, read(): the socket's peer
         raw6 = bytes(daddr6)
@@ -235,6 +236,51 @@ def parse_record(rec: Any) -> Optional[Dict[str, Any]]:
             "size": max(0, length - (8 if m.is_echo else 4)), "captured": len(m.payload),
             "peer": peer, "indicators": list(m.indicators), "error": m.error, "netns": netns or None,
             "pidns": pidns or None}
+
+
+def _echo_id(direction: str, stype: int, ident: int, msg_id: int) -> int:
+    """The id an echo's event shows: a request sent on a ping socket carries the kernel's
+    (the reply carries it: ping_v4_sendmsg), any other the message's."""
+    return ident if direction == "out" and stype == 2 and ident else msg_id
+
+
+def event_parser() -> Callable[[Any], Optional[Dict[str, Any]]]:
+    """:func:`parse_record` with a memo: a flood (one process pinging one peer, one payload)
+    sends records that differ only in the echo's checksum, id and sequence number. The event
+    of a message whose record was seen before (its values less those 6 bytes, the pid and
+    comm) is a copy of the first one's with its own ts, tid, id and seq, written through the
+    first one's JSON template (output/jsonl.Template; ~8 us less per echo than the
+    message's decode, its dict and the encoder's walk, issue 18). What the kernel sends and
+    what a raw IPv4 socket reads (the IP header first) are parsed each."""
+    seen: Dict[Tuple[Any, ...], Dict[str, Any]] = {}  # bounded
+
+    def parse(rec: Any) -> Optional[Dict[str, Any]]:
+        v = rec.values
+        if v[0] == "kernel":
+            return parse_record(rec)
+        direction, fd, key, length, ident, netns, pidns, daddr4, addr, daddr6, payload = v
+        stype = (key >> 8) & 0xF
+        if len(payload) < 8 or (direction == "in" and stype == 3 and key & 0xFF != 58):
+            return parse_record(rec)
+        k = (direction, fd, key, length, ident, netns, pidns, daddr4, addr, daddr6, payload[:2], payload[8:],
+             rec.pid, rec.comm)
+        first = seen.get(k)
+        if first is not None:
+            d = first.copy()
+            d["ts"], d["tid"] = rec.ts, rec.tid
+            if d["seq"] is not None:  # an echo: the bytes after the checksum
+                d["id"] = _echo_id(direction, stype, ident, (payload[4] << 8) | payload[5])
+                d["seq"] = (payload[6] << 8) | payload[7]
+            return d
+        d = parse_record(rec)
+        if d is None:
+            return None
+        d = templated(d, ("ts", "tid", "id", "seq") if d["seq"] is not None else ("ts", "tid"))
+        if len(seen) >= 1024:
+            seen.clear()
+        seen[k] = d
+        return d
+    return parse
 
 
 def _ip(raw: bytes, fam: int) -> Optional[str]:
