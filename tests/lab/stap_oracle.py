@@ -175,6 +175,14 @@ def build_all(release: str, log: Callable[[str], None] = print) -> Dict[str, obj
         res["runtime"], res["runtime_note"] = runtime, note
         if runtime is None:
             return _save(out_dir, res)
+        if old.get("runtime") == runtime and old.get("patched"):
+            res["patched"] = old["patched"]
+        else:
+            log("stap-oracle: %s: stap -p4 of probe begin with the patched runtime..." % release)
+            ko, errs, secs = stap_build(tree, "so_probe_patched", hello, out_dir, runtime)
+            res["patched"] = {"ok": ko is not None, "errors": errs, "seconds": round(secs, 1)}
+        if not res["patched"]["ok"]:  # type: ignore[index]
+            return _save(out_dir, res)
     for name, args in SEEDS:
         path = os.path.join(FIX, name + ".stp")
         prev = old.get("seeds", {}).get(name) if old.get("runtime") == runtime else None
@@ -215,6 +223,11 @@ def describe(res: Dict) -> List[str]:
     out += ["    " + e for e in st.get("errors", [])]
     if res.get("runtime_note"):
         out.append("stap-oracle: %s: runtime: %s" % (res["release"], res["runtime_note"]))
+    pt = res.get("patched")
+    if pt:
+        out.append("stap-oracle: %s: probe begin with that runtime: %s" % (
+            res["release"], "builds" if pt.get("ok") else "does NOT build"))
+        out += ["    " + e for e in pt.get("errors", [])]
     for name, s in sorted(res.get("seeds", {}).items()):
         what = "built (%.0f s)" % s["seconds"] if s.get("ko") else \
             "elaborates (-p2; no activity here)" if s.get("ko") == "" else "NOT built"
