@@ -46,7 +46,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 FIX = os.path.join(REPO, "tests", "fixtures", "stap")
 RUNTIME = "/usr/share/systemtap/runtime"
-MARK = "stap-oracle"
 
 
 def _cache() -> str:
@@ -57,6 +56,8 @@ def _cache() -> str:
 # Seed scripts: (fixture name, arguments). The activity each needs is in ACTIVITY below.
 SEEDS = [("hello", []), ("ok", []), ("dns_sent", []), ("udp_zero_out", []), ("udp_zero_in", []),
          ("connect", []), ("open", []), ("tcp_receive", []), ("accept", []), ("inodewatch", ["8", "1", "2"])]
+#: Built again against the kernel's DWARF with UNDERTOW_LAB_STAP_DWARF=1 (as ``NAME-dwarf``).
+DWARF_SEEDS = ("tcp_receive", "accept", "connect")
 
 
 # --------------------------------------------------------------------------- host: building
@@ -82,6 +83,48 @@ def build_tree(release: str) -> str:
     if common and not os.path.lexists(link):
         os.symlink(os.path.relpath(common[0], tree), link)
     return tree
+
+
+def dwarf_tree(release: str, tree: str) -> Tuple[Optional[str], str]:
+    """(a build tree with the kernel's DWARF ``vmlinux`` and real ``System.map``, "") or (None, why).
+
+    Only with UNDERTOW_LAB_STAP_DWARF=1: Debian's ``linux-image-RELEASE-dbg`` (860 MB for 6.1,
+    ~10 s from a fast mirror, ~75 s to extract the two files) is fetched into the lab's deb
+    cache; the tree is ``tree``'s entries linked beside the two files, so that the builds
+    without DWARF keep their own tree (SystemTap uses DIR/vmlinux and DIR/System.map when
+    present)."""
+    if os.environ.get("UNDERTOW_LAB_STAP_DWARF") != "1":
+        return None, "UNDERTOW_LAB_STAP_DWARF is not 1 (Debian's -dbg package: 860 MB)"
+    import modbuild  # noqa: E402
+
+    import lab  # noqa: E402
+
+    base = os.path.join(_cache(), release, "dbg")
+    boot = os.path.join(base, "usr", "lib", "debug", "boot")
+    vmlinux, sysmap = os.path.join(boot, "vmlinux-" + release), os.path.join(boot, "System.map-" + release)
+    if not (os.path.exists(vmlinux) and os.path.exists(sysmap)):
+        try:
+            deb = modbuild._fetch_any_arch("linux-image-%s-dbg" % release)
+        except lab.LabUnavailable as e:
+            return None, str(e)
+        os.makedirs(base, exist_ok=True)
+        dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "-C", base, "." + vmlinux[len(base):], "." + sysmap[len(base):]],
+                             stdin=dpkg.stdout, stderr=subprocess.PIPE, universal_newlines=True)
+        dpkg.stdout.close()  # type: ignore[union-attr]
+        dpkg.wait()
+        if tar.returncode != 0 or dpkg.returncode != 0:
+            return None, "extracting vmlinux from %s failed: %s" % (deb, tar.stderr.strip())
+    dtree = os.path.join(_cache(), release, "tree-dwarf")
+    os.makedirs(dtree, exist_ok=True)
+    for name in os.listdir(tree):
+        link = os.path.join(dtree, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.realpath(os.path.join(tree, name)), link)
+    for src, name in ((vmlinux, "vmlinux"), (sysmap, "System.map")):
+        if not os.path.lexists(os.path.join(dtree, name)):
+            os.symlink(src, os.path.join(dtree, name))
+    return dtree, ""
 
 
 def patched_runtime(tree: str) -> Tuple[Optional[str], str]:
@@ -183,17 +226,25 @@ def build_all(release: str, log: Callable[[str], None] = print) -> Dict[str, obj
             res["patched"] = {"ok": ko is not None, "errors": errs, "seconds": round(secs, 1)}
         if not res["patched"]["ok"]:  # type: ignore[index]
             return _save(out_dir, res)
-    for name, args in SEEDS:
-        path = os.path.join(FIX, name + ".stp")
+    dtree, why = dwarf_tree(release, tree)
+    res["dwarf_note"] = why
+    jobs = [(name, args, tree) for name, args in SEEDS]
+    if dtree:
+        jobs += [(name + "-dwarf", args, dtree) for name, args in SEEDS if name in DWARF_SEEDS]
+    for name, args, btree in jobs:
+        base_name = name.split("-")[0]
+        path = os.path.join(FIX, base_name + ".stp")
         prev = old.get("seeds", {}).get(name) if old.get("runtime") == runtime else None
         if prev and (not prev.get("ko") or os.path.exists(prev["ko"])) and \
                 prev.get("mtime") == os.path.getmtime(path):
             res["seeds"][name] = prev  # type: ignore[index]
             continue
         # a script with no activity here is only elaborated (-p2): why it would not build, fast
-        passes = "-p4" if name in ACTIVITY else "-p2"
-        log("stap-oracle: %s: stap %s %s.stp..." % (release, passes, name))
-        built, errs, secs = stap_build(tree, "so_" + name, [path] + args, out_dir, runtime, passes)
+        passes = "-p4" if base_name in ACTIVITY else "-p2"
+        log("stap-oracle: %s: stap %s %s.stp%s..." % (release, passes, base_name,
+                                                     " (DWARF)" if btree != tree else ""))
+        built, errs, secs = stap_build(btree, "so_" + name.replace("-", "_"), [path] + args, out_dir,
+                                       runtime, passes)
         res["seeds"][name] = {"ko": built, "errors": errs, "seconds": round(secs, 1),  # type: ignore[index]
                               "mtime": os.path.getmtime(path), "args": args, "passes": passes}
         _save(out_dir, res)
@@ -259,7 +310,26 @@ def _connect_both() -> None:
             s.close()
 
 
-#: What each seed script needs to print something: (activity, the script ends by itself).
+def _tcp_exchange() -> Dict[str, str]:
+    """A loopback TCP connection: connect, accept, 10 bytes, close; its ports, to normalise."""
+    lsock = socket.socket()
+    try:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        c = socket.create_connection(("127.0.0.1", lsock.getsockname()[1]))
+        a, _ = lsock.accept()
+        c.sendall(b"x" * 10)
+        a.recv(10)
+        ports = {str(c.getsockname()[1]): "CPORT", str(lsock.getsockname()[1]): "SPORT"}
+        c.close()
+        a.close()
+        return ports
+    finally:
+        lsock.close()
+
+
+#: What each seed script needs to print something: (activity, the script ends by itself). An
+#: activity may return {text: placeholder} for what differs between two runs (ports).
 ACTIVITY = {
     "hello": (None, True),
     "ok": (None, False),
@@ -268,15 +338,25 @@ ACTIVITY = {
     "udp_zero_out": (lambda: udp_to(9), False),
     "udp_zero_in": (lambda: udp_to(9), False),
     "connect": (_connect_both, False),
-}  # type: Dict[str, Tuple[Optional[Callable[[], None]], bool]]
+    "tcp_receive": (_tcp_exchange, False),
+    "accept": (_tcp_exchange, False),
+}  # type: Dict[str, Tuple[Optional[Callable[[], Optional[Dict[str, str]]]], bool]]
 
 
-def _normalise(text: str) -> List[str]:
-    me = str(os.getpid())
-    return [re.sub(r"(?<!\d)%s(?!\d)" % me, "PID", ln) for ln in text.splitlines() if MARK not in ln]
+def _normalise(text: str, subs: Optional[Dict[str, str]] = None) -> List[str]:
+    subs = dict(subs or {}, **{str(os.getpid()): "PID"})
+    out = []
+    for ln in text.splitlines():
+        for k, v in subs.items():
+            ln = re.sub(r"(?<!\d)%s(?!\d)" % re.escape(k), v, ln)
+        out.append(ln)
+    return out
 
 
-def run_staprun(ko: str, activity: Optional[Callable[[], None]], ends: bool, settle: float = 3.0) -> str:
+Activity = Optional[Callable[[], Optional[Dict[str, str]]]]
+
+
+def run_staprun(ko: str, activity: Activity, ends: bool, settle: float = 3.0) -> Tuple[str, Dict[str, str]]:
     """Load ``ko`` with staprun, make the activity once its probes are started, stop, the output.
 
     ``staprun -L`` loads the module and starts its probes, then detaches; ``staprun -A``
@@ -285,7 +365,7 @@ def run_staprun(ko: str, activity: Optional[Callable[[], None]], ends: bool, set
     if ends:
         r = subprocess.run(["staprun", ko], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True, timeout=300)
-        return r.stdout
+        return r.stdout, {}
     r = subprocess.run(["staprun", "-L", ko], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True, timeout=300)
     if r.returncode != 0:
@@ -294,12 +374,11 @@ def run_staprun(ko: str, activity: Optional[Callable[[], None]], ends: bool, set
                          universal_newlines=True)
     try:
         time.sleep(1.0)
-        if activity:
-            activity()
+        subs = (activity() if activity else None) or {}
         time.sleep(settle)
         p.send_signal(signal.SIGINT)
         out, _err = p.communicate(timeout=120)
-        return out
+        return out, subs
     finally:
         if p.poll() is None:
             p.kill()
@@ -308,13 +387,13 @@ def run_staprun(ko: str, activity: Optional[Callable[[], None]], ends: bool, set
             subprocess.run(["staprun", "-d", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_undertow(script: List[str], activity: Optional[Callable[[], None]], ends: bool,
-                 settle: float = 3.0) -> str:
+def run_undertow(script: List[str], activity: Activity, ends: bool,
+                 settle: float = 3.0) -> Tuple[str, Dict[str, str]]:
     """``undertow stap -v SCRIPT``: the activity once ``Pass 5: starting run.`` is printed."""
     argv = [sys.executable, "-m", "undertow", "stap", "-v"] + script
     if ends:
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=300).stdout
+                              universal_newlines=True, timeout=300).stdout, {}
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     try:
         err = []
@@ -325,12 +404,11 @@ def run_undertow(script: List[str], activity: Optional[Callable[[], None]], ends
             err.append(line)
             if line.startswith("Pass 5: starting run."):
                 break
-        if activity:
-            activity()
+        subs = (activity() if activity else None) or {}
         time.sleep(settle)
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=120)
-        return out
+        return out, subs
     finally:
         if p.poll() is None:
             p.kill()
@@ -342,13 +420,14 @@ def compare(res: Dict) -> Tuple[int, int, List[str]]:
     agree = differ = 0
     lines = []
     for name, s in sorted(res.get("seeds", {}).items()):
-        if not s.get("ko") or name not in ACTIVITY:
+        base = name.split("-")[0]
+        if not s.get("ko") or base not in ACTIVITY:
             continue
-        act, ends = ACTIVITY[name]
-        script = [os.path.join(FIX, name + ".stp")] + s.get("args", [])
+        act, ends = ACTIVITY[base]
+        script = [os.path.join(FIX, base + ".stp")] + s.get("args", [])
         try:
-            want = _normalise(run_staprun(s["ko"], act, ends))
-            got = _normalise(run_undertow(script, act, ends))
+            want = _normalise(*run_staprun(s["ko"], act, ends))
+            got = _normalise(*run_undertow(script, act, ends))
         except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
             differ += 1
             lines.append("stap-oracle: %-13s ERROR %s" % (name, e))
