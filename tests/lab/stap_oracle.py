@@ -5,7 +5,7 @@ per seed script (tests/fixtures/stap) for a lab kernel: ``stap -r TREE -p4 -m NA
 Debian's linux-headers for that kernel, fetched and unpacked by tests/lab/modbuild.py. In the
 guest (whose root is the host's ``/`` read-only under an overlay, so the modules, ``staprun``
 and SystemTap's runtime are there) each module is loaded with ``staprun``, the script's activity
-is made (loopback datagrams only), then ``undertow stap`` runs the same script with the same
+is made, then ``undertow stap`` runs the same script with the same
 activity, and the printed lines are compared (this process's pid normalised).
 
     python3 tests/lab/stap_oracle.py build --kernel 6.1     # host: what builds, and why not
@@ -13,7 +13,7 @@ activity, and the printed lines are compared (this process's pid normalised).
     UNDERTOW_LAB_STAP=1 tests/lab/run                        # the same as an opt-in CI lab step
 
 What SystemTap 4.8 builds (docs/stap.md has the table and the exact compiler errors): nothing
-for the lab's kernels as shipped. Debian's 6.1 kernels since 6.1.102 have the 6.11
+for the lab's kernels as shipped. Debian's 6.1 kernels (6.1.170 on, all the mirror has) have the 6.11
 ``task_work_cancel()`` (a ``callback_head *``; the old meaning is now ``task_work_cancel_func()``),
 which stap 4.8's runtime (stp_task_work.c) calls the old way: with ``UNDERTOW_LAB_STAP_PATCH``
 not ``0`` (the default) the builds use a copy of the runtime whose one call is renamed, and say
@@ -21,7 +21,9 @@ so. 6.12 fails in many runtime files (``mmap_sem``, ``get_user_pages_remote``, `
 ``asm/unaligned.h``...): no oracle there. Scripts whose tapsets need the kernel's DWARF
 (``kernel.function`` with ``$vars``: tcp.receive, vfs.*, syscall.* with ``$filename``) or its
 symbol table (``nd_syscall``'s kprobes; Debian ships System.map in the same -dbg package, ~860
-MB) are reported as not built, with SystemTap's error.
+MB) are reported as not built, with SystemTap's error; with UNDERTOW_LAB_STAP_DWARF=1 the -dbg
+package is fetched, its vmlinux and System.map extracted, and DWARF_SEEDS built again with them.
+Activity: loopback datagrams and one loopback TCP connection.
 
 Test tooling: runs apt-get, dpkg-deb, stap and staprun as argument lists, never through a shell.
 """
@@ -129,7 +131,7 @@ def dwarf_tree(release: str, tree: str) -> Tuple[Optional[str], str]:
 
 def patched_runtime(tree: str) -> Tuple[Optional[str], str]:
     """(a copy of SystemTap's runtime that calls ``task_work_cancel_func()``, what was changed),
-    or (None, why not): only for kernels that declare it (6.11, backported to 6.1.102)."""
+    or (None, why not): only for kernels that declare it (6.11, backported to 6.1 stable)."""
     common = os.path.realpath(os.path.join(tree, "source"))
     hdr = os.path.join(common, "include", "linux", "task_work.h")
     try:
