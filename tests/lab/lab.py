@@ -935,6 +935,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
         except LabUnavailable as e:
             summary.append("lab: %-5s skipped: %s" % (s, e))
     lkm_argv = {s: lkm_rootkit_argv(k.release) for s, k in ready}  # builds: one at a time
+    stap_argv = {s: stap_oracle_argv(k.release) for s, k in ready}  # opt-in, see docs/lab.md
     parallel = _parallel_guests(len(ready))
     results = {}  # type: Dict[str, Tuple[bool, str]]
 
@@ -942,6 +943,8 @@ def cmd_ci(args: argparse.Namespace) -> int:
         out_stream = _PrefixedStream(s) if parallel else None
         kernel_steps = list(steps)
         kernel_steps.append(("lkm rootkit", lkm_argv[s], 600.0))
+        if stap_argv[s]:
+            kernel_steps.append(("stap oracle", stap_argv[s], 600.0))
         if compat_source is not None and s in COMPAT_KERNELS:
             kernel_steps.append(("bpftrace suite", compat_argv(s, compat_source), args.compat_timeout))
         results[s] = _ci_kernel(s, k, kernel_steps, args, env, required, t_start, out_stream)
@@ -981,6 +984,23 @@ def lkm_rootkit_argv(release: str) -> List[str]:
         _log("lab: %s: no test rootkit module: %s" % (release, why))
     return [os.path.realpath(sys.executable), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
             os.path.join("tests", "lab", "guest", "test_lkm_rootkit.py")]
+
+
+def stap_oracle_argv(release: str) -> Optional[List[str]]:
+    """Real SystemTap as the oracle of ``undertow stap`` (issue 19), only with UNDERTOW_LAB_STAP=1:
+    builds the seed scripts' modules for ``release`` on the host (tests/lab/stap_oracle.py; minutes
+    per script, and Debian's systemtap must be installed), then the guest compares the lines.
+    None when not asked for or when SystemTap built nothing (the reasons are logged)."""
+    if os.environ.get("UNDERTOW_LAB_STAP") != "1":
+        return None
+    import stap_oracle  # noqa: E402 - it imports modbuild, which imports this module
+
+    res = stap_oracle.build_all(release, log=_log)
+    if not any(x.get("ko") for x in res.get("seeds", {}).values()):
+        for line in stap_oracle.describe(res):
+            _log("lab: " + line)
+        return None
+    return stap_oracle.guest_argv()
 
 
 def _parallel_guests(n: int) -> bool:

@@ -73,6 +73,49 @@ def test_extract_vmlinux_finds_payload_by_magic():  # type: ignore[no-untyped-de
     assert lab.extract_vmlinux(blob + b"\x01\x02\x03\x04") == elf
 
 
+def test_stap_oracle_keeps_the_compiler_errors():  # type: ignore[no-untyped-def]
+    import stap_oracle
+
+    log = ("  CC [M]  /tmp/stapX/m_src.o\n"
+           "In file included from /tmp/stapX/m_src.c:21:\n"
+           "/usr/share/systemtap/runtime/stp_task_work.c:107:40: error: passing argument 2 of "
+           "'task_work_cancel' from incompatible pointer type\n"
+           "  107 |         twork = task_work_cancel(task, func);\n"
+           "cc1: all warnings being treated as errors\n"
+           "Pass 4: compilation failed.  [man error::pass4]\n"
+           "Pass 4: compilation failed.  [man error::pass4]\n")
+    assert stap_oracle._error_lines(log) == [
+        "/usr/share/systemtap/runtime/stp_task_work.c:107:40: error: passing argument 2 of "
+        "'task_work_cancel' from incompatible pointer type",
+        "Pass 4: compilation failed.  [man error::pass4]"]
+
+
+def test_stap_oracle_patches_only_kernels_with_task_work_cancel_func(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    import stap_oracle
+
+    if not os.path.exists(os.path.join(stap_oracle.RUNTIME, "stp_task_work.c")):
+        pytest.skip("SystemTap's runtime is not installed (apt-get install systemtap)")
+    monkeypatch.setenv("UNDERTOW_LAB_CACHE", str(tmp_path / "cache"))
+    os.makedirs(stap_oracle._cache())
+    for name, decl in (("old", "int task_work_cancel(struct task_struct *, task_work_func_t);"),
+                       ("new", "struct callback_head *task_work_cancel_func(struct task_struct *, "
+                               "task_work_func_t);")):
+        hdr = tmp_path / name / "common" / "include" / "linux"
+        hdr.mkdir(parents=True)
+        (hdr / "task_work.h").write_text(decl + "\n")
+        (tmp_path / name / "tree").mkdir()
+        os.symlink("../common", str(tmp_path / name / "tree" / "source"))
+    rt, why = stap_oracle.patched_runtime(str(tmp_path / "old" / "tree"))
+    assert rt is None and "old task_work_cancel" in why
+    rt, why = stap_oracle.patched_runtime(str(tmp_path / "new" / "tree"))
+    assert rt is not None, why
+    with open(os.path.join(rt, "stp_task_work.c")) as f:
+        text = f.read()
+    assert "task_work_cancel_func(task, func)" in text
+    assert 'kallsyms_lookup_name("task_work_cancel_func")' in text
+    assert "task_work_cancel(task, func)" not in text
+
+
 # --------------------------------------------------------------------------- booting kernels
 
 

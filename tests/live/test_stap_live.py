@@ -145,7 +145,7 @@ def test_syscall_connect_argstr():
     me = os.getpid()
     assert re.search(rf"^\S+\[{me}\]: {fd4}, {{AF_INET, 127\.0\.0\.1, 53}}, 16$", out, re.M), out
     if fd6 is not None:
-        assert re.search(rf"^\S+\[{me}\]: {fd6}, {{AF_INET6, \[::1\], 53}}, 28$", out, re.M), out
+        assert re.search(rf"^\S+\[{me}\]: {fd6}, {{AF_INET6, 0000:0000:0000:0000:0000:0000:0000:0001, 53}}, 28$", out, re.M), out
 
 
 def test_syscall_open_filename(tmp_path):

@@ -124,7 +124,7 @@ def test_uaddr_af_compares_numbers_and_argstr_is_spliced():
     assert 2 in consts and 10 in consts and "AF_INET" not in consts
     fmts = [p.fmt for p in printfs(prog)]
     assert "%s[%d]: %d, {AF_INET, %s, %d}, %d\n" in fmts
-    assert "%s[%d]: %d, {AF_INET6, [%s], %d}, %d\n" in fmts
+    assert "%s[%d]: %d, {AF_INET6, %04x:%04x:%04x:%04x:%04x:%04x:%04x:%04x, %d}, %d\n" in fmts
 
 
 def test_positional_parameters():

@@ -19,6 +19,7 @@ Errors are :class:`~undertow.errors.SourceError` with the place in the script.
 from __future__ import annotations
 
 import os
+import re
 import time
 TYPE_CHECKING = False  # typing is not imported at run time: docs/contributing.md
 if TYPE_CHECKING:
@@ -1289,6 +1290,16 @@ class _Elaborator:
                 else:
                     raise self.err("comparing an IPv6 address with text is not supported", n.span,
                                    "compare the IPv4 one, or print it")
+            elif fmt == ":".join(["%04x"] * 8) and len(args) == 8:
+                # an IPv6 address as the kernel's %pI6 prints it (uaddr_ip): equal only to that
+                # exact text, as SystemTap compares the strings
+                if re.fullmatch(r"(?:[0-9a-f]{4}:){7}[0-9a-f]{4}", text):
+                    same = ir.Const(1).at(n.span)
+                    for (e, _t), group in zip(args, text.split(":")):
+                        same = ir.Binary("&&", same, ir.Binary("==", ir.clone(e), ir.Const(int(group, 16)))
+                                         .at(n.span)).at(n.span)
+                else:
+                    same = ir.Const(0).at(n.span)
             else:
                 raise self.err("a string built at run time can only be printed here", n.span,
                                "compare its parts instead")

@@ -128,13 +128,22 @@ def _is_string_field(name: str, ctype: str) -> bool:
     return "char" in ctype and "*" in ctype and name in _STRING_NAMES
 
 
+#: The kernel's ``%pI6`` (lib/vsprintf.c ip6_string(): eight big-endian 16-bit groups, each as
+#: 4 hex digits, never compressed), which SystemTap's sockaddr formatting uses.
+_PI6_FMT = ":".join(["%04x"] * 8)
+
+
+def _pi6_args(s6: str) -> List[str]:
+    return [f"bswap({s6}->sin6_addr.in6_u.u6_addr16[{i}])" for i in range(8)]
+
+
 def _sockaddr_variants(field: str) -> List[Tuple[Optional[str], str, List[str]]]:
     sa = f"((struct sockaddr_in *)args.{field})"
     s6 = f"((struct sockaddr_in6 *)args.{field})"
     return [
         (f"{sa}->sin_family == 2", "{AF_INET, %s, %d}", [f"ntop(2, {sa}->sin_addr.s_addr)", f"bswap({sa}->sin_port)"]),
-        (f"{sa}->sin_family == 10", "{AF_INET6, [%s], %d}",
-         [f"ntop(10, {s6}->sin6_addr.in6_u.u6_addr8)", f"bswap({s6}->sin6_port)"]),
+        # SystemTap formats the address with the kernel's %pI6: eight 4-digit groups, no "::"
+        (f"{sa}->sin_family == 10", "{AF_INET6, " + _PI6_FMT + ", %d}", _pi6_args(s6) + [f"bswap({s6}->sin6_port)"]),
         (f"{sa}->sin_family == 1", '{AF_UNIX, "%s"}', [f"str(((struct sockaddr_un *)args.{field})->sun_path)"]),
         (None, "{unknown sockaddr with sa_family=%d}", [f"{sa}->sin_family"]),
     ]
@@ -181,7 +190,8 @@ def _syscall_site(env: Env, stap_name: str, ev: str, ret: bool, fields: List[Tup
                           f1 + (", " if f1 else "") + f2, a1 + a2) for c1, f1, a1 in parts for c2, f2, a2 in fmt_vars]
                 vs["uaddr_af"] = Var("enum", f"((struct sockaddr_in *)args.{fname})->sin_family", names=AF_NAMES)
                 vs["uaddr_ip"] = Var("comp", variants=[(fmt_vars[0][0], "%s", [fmt_vars[0][2][0]]),
-                                                       (fmt_vars[1][0], "%s", [fmt_vars[1][2][0]]), (None, "", [])])
+                                                       (fmt_vars[1][0], _PI6_FMT, fmt_vars[1][2][:8]),
+                                                       (None, "", [])])
                 vs["uaddr_ip_port"] = Var("long", f"bswap(((struct sockaddr_in *)args.{fname})->sin_port)")
                 vs["uaddr"] = Var("long", f"(uint64)args.{fname}")
                 continue
