@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -462,20 +462,25 @@ def cmd_guest(args: argparse.Namespace) -> int:
     return 1 if differ else 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _built(args: argparse.Namespace) -> Iterator[Tuple[Any, Dict[str, Any]]]:
+    """Per kernel series asked for: the prepared kernel and what SystemTap built for it
+    (a kernel the lab cannot get is reported and left out)."""
     import lab  # noqa: E402
 
-    rc = 0
     for s in lab._kernels_arg(args.kernel):
         try:
             k = lab.prepare_kernel(s, args.package, None, log=lab._log)
         except lab.LabUnavailable as e:
             print("stap-oracle: %s: skipped: %s" % (s, e))
             continue
-        res = build_all(k.release, log=lab._log)
+        yield k, build_all(k.release, log=lab._log)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    for _k, res in _built(args):
         for ln in describe(res):
             print(ln)
-    return rc
+    return 0
 
 
 def guest_argv() -> List[str]:
@@ -486,13 +491,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import lab  # noqa: E402
 
     rc = 0
-    for s in lab._kernels_arg(args.kernel):
-        try:
-            k = lab.prepare_kernel(s, args.package, None, log=lab._log)
-        except lab.LabUnavailable as e:
-            print("stap-oracle: %s: skipped: %s" % (s, e))
-            continue
-        res = build_all(k.release, log=lab._log)
+    for k, res in _built(args):
         if not any(x.get("ko") for x in res.get("seeds", {}).values()):
             for ln in describe(res):
                 print(ln)
